@@ -1,0 +1,45 @@
+//! Command-line interface: argument parsing and dispatch. Each command group
+//! lives in its own file; all real work is done by the library.
+
+mod data_cmds;
+
+use clap::{Parser, Subcommand};
+
+/// FedHE: federated logistic regression with TFHE-rs encrypted updates.
+///
+/// Run without a command to open the desktop app.
+#[derive(Debug, Parser)]
+#[command(name = "fedhe", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Split a CSV into a stratified test set and per-client training files.
+    Split(data_cmds::SplitArgs),
+    /// Train a logistic-regression model on a CSV (plaintext, one machine).
+    Train(data_cmds::TrainArgs),
+    /// Score a CSV with a saved model and print its metrics.
+    Predict(data_cmds::PredictArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => open_app(),
+        Some(Command::Split(a)) => data_cmds::split(a),
+        Some(Command::Train(a)) => data_cmds::train(a),
+        Some(Command::Predict(a)) => data_cmds::predict(a),
+    }
+}
+
+#[cfg(feature = "gui")]
+fn open_app() -> anyhow::Result<()> {
+    anyhow::bail!("the desktop app is not built yet; run `fedhe --help` for the CLI")
+}
+
+#[cfg(not(feature = "gui"))]
+fn open_app() -> anyhow::Result<()> {
+    anyhow::bail!("this build has no desktop app (built without feature `gui`); run `fedhe --help`")
+}

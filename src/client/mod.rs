@@ -1,0 +1,1 @@
+//! TODO(client): filled in by its issue.

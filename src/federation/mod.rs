@@ -1,0 +1,1 @@
+//! TODO(federation): filled in by its issue.

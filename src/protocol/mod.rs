@@ -1,0 +1,1 @@
+//! TODO(protocol): filled in by its issue.

@@ -1,0 +1,1 @@
+//! TODO(server): filled in by its issue.
