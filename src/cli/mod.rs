@@ -2,6 +2,7 @@
 //! lives in its own file; all real work is done by the library.
 
 mod data_cmds;
+mod fed_cmds;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,14 @@ pub enum Command {
     Train(data_cmds::TrainArgs),
     /// Score a CSV with a saved model and print its metrics.
     Predict(data_cmds::PredictArgs),
+    /// Run the aggregator (HTTP; holds only the public key).
+    Serve(fed_cmds::ServeArgs),
+    /// Take part in a federation as one client.
+    Client(fed_cmds::ClientArgs),
+    /// Simulate a federation: embedded aggregator + N client threads.
+    Simulate(fed_cmds::SimulateArgs),
+    /// Benchmark: many clients, one large round through the HTTP aggregator.
+    BenchFederation(fed_cmds::BenchFederationArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -31,6 +40,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Split(a)) => data_cmds::split(a),
         Some(Command::Train(a)) => data_cmds::train(a),
         Some(Command::Predict(a)) => data_cmds::predict(a),
+        Some(Command::Serve(a)) => fed_cmds::serve(a),
+        Some(Command::Client(a)) => fed_cmds::client(a),
+        Some(Command::Simulate(a)) => fed_cmds::simulate_cmd(a),
+        Some(Command::BenchFederation(a)) => fed_cmds::bench_federation(a),
     }
 }
 

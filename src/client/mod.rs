@@ -1,1 +1,13 @@
-//! TODO(client): filled in by its issue.
+//! Client side of the federation: [`AggregatorClient`] (HTTP, ureq) and the
+//! per-round client loop.
+
+mod api;
+
+pub use api::{AggregatorClient, ClientError, RetryPolicy};
+mod run;
+
+pub use run::{
+    ClientEvent, ClientOutcome, ClientRound, Exchange, ExchangeCost, HeExchange, LIMB_BITS,
+    LoopConfig, LoopError, Moments, RoundMean, STAT_LIMBS, from_limbs, max_len_for, round_seed,
+    run_client_loop, standardization_len, to_limbs,
+};

@@ -1,1 +1,469 @@
-//! TODO(federation): filled in by its issue.
+//! Simulation: an embedded aggregator plus N client threads speaking real
+//! HTTP on loopback with real encryption — or, with `plain`, the same client
+//! loop with an in-memory plaintext FedAvg exchange (the baseline).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::{
+    AggregatorClient, ClientEvent, ClientOutcome, Exchange, ExchangeCost, HeExchange, LoopConfig,
+    LoopError, RoundMean, max_len_for, run_client_loop,
+};
+use crate::crypto::{ParamSet, SecretKey};
+use crate::data::split::{Partition, partition, stratified_split};
+use crate::data::{CsvOptions, Dataset, Standardizer, load_csv};
+use crate::model::{LogisticRegression, Metrics, TrainConfig};
+use crate::protocol::{RegisterRequest, RoundPhase};
+use crate::server::{EmbeddedServer, ServerConfig};
+
+/// Where the clients' data comes from.
+#[derive(Debug, Clone)]
+pub enum SimData {
+    /// One CSV, split into a stratified test set and `clients` parts.
+    Split {
+        data: PathBuf,
+        clients: usize,
+        partition: Partition,
+        test_fraction: f64,
+        seed: u64,
+    },
+    /// One CSV per client and a test CSV.
+    Files { clients: Vec<PathBuf>, test: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct SimulationConfig {
+    pub data: SimData,
+    pub csv: CsvOptions,
+    /// Training rounds.
+    pub rounds: u64,
+    /// Local training per round (epochs, lr, batch size, L2, seed).
+    pub train: TrainConfig,
+    /// Plaintext FedAvg instead of encryption + HTTP.
+    pub plain: bool,
+    pub params: ParamSet,
+    /// Longest wait for one round.
+    pub round_timeout: Duration,
+}
+
+/// One training round of a simulation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundRecord {
+    pub round: u64,
+    pub plain: bool,
+    pub contributors: u32,
+    /// Global model on the test set.
+    pub global_loss: f64,
+    pub global_accuracy: f64,
+    /// Ciphertext bytes uploaded / downloaded by all clients together.
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    /// Mean per client.
+    pub encrypt_ms: f64,
+    /// Server time adding the updates of this round.
+    pub aggregate_ms: f64,
+    /// Mean per client.
+    pub decrypt_ms: f64,
+    /// Wall time since the simulation started.
+    pub elapsed_ms: f64,
+    /// Global weights then bias.
+    pub params: Vec<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimulationResult {
+    pub records: Vec<RoundRecord>,
+    pub model: LogisticRegression,
+    pub scaler: Standardizer,
+    pub test: Metrics,
+    pub feature_names: Vec<String>,
+    pub total_ms: f64,
+    pub standardization: ExchangeCost,
+}
+
+/// Progress of a simulation.
+#[derive(Debug, Clone)]
+pub enum SimEvent {
+    Client { index: usize, event: ClientEvent },
+    Round(RoundRecord),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimulationError {
+    #[error("data: {0}")]
+    Data(#[from] crate::data::DataError),
+    #[error("client {index}: {source}")]
+    Client { index: usize, source: LoopError },
+    #[error("aggregator: {0}")]
+    Server(#[from] crate::server::StartError),
+    #[error("{0}")]
+    Other(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Loads and splits the data: (per-client training sets, test set).
+pub fn load_sim_data(
+    data: &SimData,
+    csv: &CsvOptions,
+) -> Result<(Vec<Dataset>, Dataset), SimulationError> {
+    match data {
+        SimData::Split {
+            data,
+            clients,
+            partition: how,
+            test_fraction,
+            seed,
+        } => {
+            let ds = load_csv(data, csv)?.dataset;
+            let (train, test) = stratified_split(&ds, *test_fraction, *seed)?;
+            let parts = partition(&train, *clients, *how, *seed)?;
+            Ok((parts, test))
+        }
+        SimData::Files { clients, test } => {
+            if clients.is_empty() {
+                return Err(SimulationError::Other("no client files".into()));
+            }
+            let first = load_csv(&clients[0], csv)?.dataset;
+            let mut opts = csv.clone();
+            // Every file must have the first file's features and classes.
+            opts.features = crate::data::FeatureSelection::Named(first.feature_names.clone());
+            opts.mapping = Some(first.label.clone());
+            let mut parts = vec![first];
+            for p in &clients[1..] {
+                parts.push(load_csv(p, &opts)?.dataset);
+            }
+            let test = load_csv(test, &opts)?.dataset;
+            Ok((parts, test))
+        }
+    }
+}
+
+/// Plaintext FedAvg: contributions of each round, summed in client order
+/// once all have arrived.
+struct PlainHub {
+    clients: usize,
+    rounds: Mutex<std::collections::BTreeMap<u64, Vec<Option<(Vec<f64>, f64)>>>>,
+    cv: Condvar,
+}
+
+struct PlainExchange {
+    hub: Arc<PlainHub>,
+    index: usize,
+    timeout: Duration,
+}
+
+impl Exchange for PlainExchange {
+    fn exchange(
+        &mut self,
+        round: u64,
+        values: &[f64],
+        weight: f64,
+        cancel: &AtomicBool,
+    ) -> Result<RoundMean, LoopError> {
+        let hub = &self.hub;
+        let mut g = hub.rounds.lock().unwrap_or_else(|p| p.into_inner());
+        let slots = g.entry(round).or_insert_with(|| vec![None; hub.clients]);
+        slots[self.index] = Some((values.iter().map(|v| v * weight).collect(), weight));
+        hub.cv.notify_all();
+        let start = Instant::now();
+        loop {
+            let slots = g
+                .get(&round)
+                .ok_or_else(|| LoopError::Other("plain round vanished".into()))?;
+            if slots.iter().all(Option::is_some) {
+                let mut sum = vec![0.0; values.len()];
+                let mut total = 0.0;
+                for (v, w) in slots.iter().flatten() {
+                    for (s, x) in sum.iter_mut().zip(v) {
+                        *s += x;
+                    }
+                    total += w;
+                }
+                return Ok(RoundMean {
+                    values: sum.iter().map(|s| s / total).collect(),
+                    total_weight: total,
+                    contributors: hub.clients as u32,
+                    contributed: true,
+                    cost: ExchangeCost::default(),
+                });
+            }
+            if cancel.load(Ordering::Relaxed) {
+                return Err(LoopError::Cancelled);
+            }
+            if start.elapsed() > self.timeout {
+                return Err(LoopError::Other(format!("plain round {round} timed out")));
+            }
+            g = hub
+                .cv
+                .wait_timeout(g, Duration::from_millis(100))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Runs a simulation; `on_event` sees every client event and every finished
+/// round. Setting `cancel` stops all clients.
+pub fn simulate(
+    cfg: &SimulationConfig,
+    on_event: &mut dyn FnMut(&SimEvent),
+    cancel: Arc<AtomicBool>,
+) -> Result<SimulationResult, SimulationError> {
+    let start = Instant::now();
+    let (parts, test) = load_sim_data(&cfg.data, &cfg.csv)?;
+    let n = parts.len();
+    let features = test.x.ncols();
+    let feature_names = test.feature_names.clone();
+    let loop_cfg = LoopConfig {
+        rounds: cfg.rounds,
+        train: cfg.train.clone(),
+    };
+
+    let mut server = None;
+    let mut exchanges: Vec<Box<dyn Exchange + Send>> = Vec::new();
+    if cfg.plain {
+        let hub = Arc::new(PlainHub {
+            clients: n,
+            rounds: Mutex::new(Default::default()),
+            cv: Condvar::new(),
+        });
+        for index in 0..n {
+            exchanges.push(Box::new(PlainExchange {
+                hub: hub.clone(),
+                index,
+                timeout: cfg.round_timeout,
+            }));
+        }
+    } else {
+        let key = Arc::new(SecretKey::generate(cfg.params));
+        let srv = EmbeddedServer::start(ServerConfig {
+            public_key: Some(key.public()),
+            max_len: Some(max_len_for(features)),
+            min_clients: Some(n),
+            auto_aggregate: true,
+            ..ServerConfig::default()
+        })?;
+        for index in 0..n {
+            let mut api = AggregatorClient::new(srv.url());
+            api.register(&RegisterRequest {
+                id: format!("client-{}", index + 1),
+                name: format!("Simulated client {}", index + 1),
+                max_len: Some(max_len_for(features)),
+            })
+            .map_err(|e| SimulationError::Client {
+                index,
+                source: e.into(),
+            })?;
+            exchanges.push(Box::new(HeExchange {
+                api,
+                key: key.clone(),
+                round_timeout: cfg.round_timeout,
+            }));
+        }
+        server = Some(srv);
+    }
+
+    let (tx, rx) = mpsc::channel::<(usize, ClientEvent)>();
+    type Outcomes = Vec<Result<ClientOutcome, LoopError>>;
+    let (outcomes, records, std_cost): (Outcomes, _, _) = std::thread::scope(|scope| {
+        let mut handles = Vec::new();
+        for ((index, mut ex), part) in exchanges.into_iter().enumerate().zip(&parts) {
+            let tx = tx.clone();
+            let cancel = cancel.clone();
+            let loop_cfg = LoopConfig {
+                train: TrainConfig {
+                    seed: cfg.train.seed.wrapping_add(index as u64),
+                    ..loop_cfg.train.clone()
+                },
+                ..loop_cfg.clone()
+            };
+            handles.push(scope.spawn(move || {
+                let r = run_client_loop(
+                    ex.as_mut(),
+                    part,
+                    None,
+                    &loop_cfg,
+                    &mut |e| {
+                        let _ = tx.send((index, e.clone()));
+                    },
+                    &cancel,
+                );
+                if r.is_err() {
+                    // One client failing stops the others instead of
+                    // leaving them waiting for a round that cannot close.
+                    cancel.store(true, Ordering::Relaxed);
+                }
+                r
+            }));
+        }
+        drop(tx);
+        let (records, std_cost) = collect_rounds(
+            &rx,
+            n,
+            &test,
+            cfg.plain,
+            server.as_ref(),
+            start,
+            on_event,
+            features,
+        );
+        let outcomes = handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(LoopError::Other("client thread panicked".into())))
+            })
+            .collect();
+        (outcomes, records, std_cost)
+    });
+    if let Some(s) = server {
+        s.shutdown();
+    }
+    let mut first = None;
+    for (index, o) in outcomes.into_iter().enumerate() {
+        match o {
+            Ok(o) => {
+                if first.is_none() {
+                    first = Some(o);
+                }
+            }
+            Err(LoopError::Cancelled) => {}
+            Err(source) => return Err(SimulationError::Client { index, source }),
+        }
+    }
+    let outcome = first.ok_or(SimulationError::Cancelled)?;
+    if outcome.cancelled {
+        return Err(SimulationError::Cancelled);
+    }
+    let xt = outcome.scaler.transformed(&test.x);
+    let probs = outcome.model.predict_proba(&xt).to_vec();
+    let test_metrics = Metrics::compute(&test.y.to_vec(), &probs);
+    Ok(SimulationResult {
+        records,
+        model: outcome.model,
+        scaler: outcome.scaler,
+        test: test_metrics,
+        feature_names,
+        total_ms: start.elapsed().as_secs_f64() * 1e3,
+        standardization: std_cost,
+    })
+}
+
+/// Receives client events until all clients are done; builds a record when
+/// every client has finished a round.
+#[allow(clippy::too_many_arguments)]
+fn collect_rounds(
+    rx: &mpsc::Receiver<(usize, ClientEvent)>,
+    n: usize,
+    test: &Dataset,
+    plain: bool,
+    server: Option<&EmbeddedServer>,
+    start: Instant,
+    on_event: &mut dyn FnMut(&SimEvent),
+    features: usize,
+) -> (Vec<RoundRecord>, ExchangeCost) {
+    let mut pending: std::collections::BTreeMap<u64, Vec<crate::client::ClientRound>> =
+        Default::default();
+    let mut scaler: Option<Standardizer> = None;
+    let mut std_cost = ExchangeCost::default();
+    let mut records = Vec::new();
+    while let Ok((index, event)) = rx.recv() {
+        match &event {
+            ClientEvent::Standardized { scaler: s, cost, .. } => {
+                scaler.get_or_insert_with(|| s.clone());
+                std_cost.encrypt_ms += cost.encrypt_ms / n as f64;
+                std_cost.decrypt_ms += cost.decrypt_ms / n as f64;
+                std_cost.bytes_up += cost.bytes_up;
+                std_cost.bytes_down += cost.bytes_down;
+            }
+            ClientEvent::Round(r) => {
+                let list = pending.entry(r.round).or_default();
+                list.push(r.clone());
+                if list.len() == n {
+                    let list = pending.remove(&r.round).unwrap_or_default();
+                    let params = list[0].global_params.clone();
+                    let mut model = LogisticRegression::zeros(features);
+                    let (loss, acc) = match (model.set_params(&params), &scaler) {
+                        (Ok(()), Some(s)) => {
+                            let p = model.predict_proba(&s.transformed(&test.x)).to_vec();
+                            let m = Metrics::compute(&test.y.to_vec(), &p);
+                            (m.log_loss, m.accuracy)
+                        }
+                        _ => (f64::NAN, f64::NAN),
+                    };
+                    let aggregate_ms = server
+                        .and_then(|s| {
+                            s.round_info(RoundPhase::server_round_of_training(r.round))
+                                .ok()
+                        })
+                        .map_or(0.0, |i| i.aggregate_ms);
+                    let rec = RoundRecord {
+                        round: r.round,
+                        plain,
+                        contributors: list[0].contributors,
+                        global_loss: loss,
+                        global_accuracy: acc,
+                        bytes_up: list.iter().map(|c| c.cost.bytes_up).sum(),
+                        bytes_down: list.iter().map(|c| c.cost.bytes_down).sum(),
+                        encrypt_ms: list.iter().map(|c| c.cost.encrypt_ms).sum::<f64>()
+                            / n as f64,
+                        aggregate_ms,
+                        decrypt_ms: list.iter().map(|c| c.cost.decrypt_ms).sum::<f64>()
+                            / n as f64,
+                        elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+                        params,
+                    };
+                    on_event(&SimEvent::Round(rec.clone()));
+                    records.push(rec);
+                }
+            }
+            ClientEvent::Epoch { .. } => {}
+        }
+        on_event(&SimEvent::Client { index, event });
+    }
+    (records, std_cost)
+}
+
+/// Largest absolute difference between two runs' global parameters, per round.
+pub fn max_param_diff(a: &[RoundRecord], b: &[RoundRecord]) -> Vec<f64> {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            x.params
+                .iter()
+                .zip(&y.params)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0, f64::max)
+        })
+        .collect()
+}
+
+/// Per-round figures as CSV.
+pub fn records_csv(records: &[RoundRecord]) -> String {
+    let mut s = String::from(
+        "round,plain,contributors,global_loss,global_accuracy,bytes_up,bytes_down,encrypt_ms,aggregate_ms,decrypt_ms,elapsed_ms\n",
+    );
+    for r in records {
+        s.push_str(&format!(
+            "{},{},{},{:.6},{:.6},{},{},{:.3},{:.3},{:.3},{:.1}\n",
+            r.round,
+            r.plain,
+            r.contributors,
+            r.global_loss,
+            r.global_accuracy,
+            r.bytes_up,
+            r.bytes_down,
+            r.encrypt_ms,
+            r.aggregate_ms,
+            r.decrypt_ms,
+            r.elapsed_ms
+        ));
+    }
+    s
+}

@@ -1,1 +1,230 @@
-//! TODO(protocol): filled in by its issue.
+//! Wire types shared by the aggregator (`server`) and its clients (`client`).
+//!
+//! The HTTP API is versioned under [`API_PREFIX`]. Control messages are JSON;
+//! ciphertexts (encrypted updates, published sums, the public key file) travel
+//! as `application/octet-stream` bodies. Every error answer is a JSON
+//! [`ErrorBody`] with a matching HTTP status.
+//!
+//! ## Rounds
+//! The aggregator is a generic, durable "sum of encrypted vectors" service.
+//! Rounds are numbered from 1. The first accepted update of a round fixes the
+//! round's vector length; later updates of another length are refused (422).
+//! The session states `max_len`, the longest vector any round may carry
+//! (without the weight slot `crypto` appends); it bounds every allocation and
+//! gives the 413 body limit. Closing round `r` publishes its sum and opens
+//! round `r + 1`.
+//!
+//! FedHE clients use the rounds as follows (see [`RoundPhase`]): round 1 is
+//! federated standardization (per-feature sums, sums of squares and the row
+//! count, limb-encoded, see `client::standardization_len`); round `1 + k` is
+//! training round `k` (weights then bias, weighted by local row count).
+
+use serde::{Deserialize, Serialize};
+
+/// Version segment of every route.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// HTTP header carrying the contributor count of a downloaded sum.
+pub const CONTRIBUTORS_HEADER: &str = "x-fedhe-contributors";
+
+/// Longest long-poll a client may ask for on `GET /rounds/{r}?wait_ms=`.
+pub const MAX_WAIT_MS: u64 = 30_000;
+
+/// Number of server rounds used by federated standardization before training.
+pub const STANDARDIZATION_ROUNDS: u64 = 1;
+
+/// What a FedHE client does in a given server round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoundPhase {
+    /// Round 1: per-feature sums, sums of squares and row counts.
+    Standardize,
+    /// Training round `k` (1-based).
+    Train(u64),
+}
+
+impl RoundPhase {
+    /// Phase of server round `round` (1-based). Round 0 does not exist.
+    pub fn of(round: u64) -> Option<RoundPhase> {
+        match round {
+            0 => None,
+            1 => Some(RoundPhase::Standardize),
+            r => Some(RoundPhase::Train(r - STANDARDIZATION_ROUNDS)),
+        }
+    }
+
+    /// Server round of training round `k` (1-based).
+    pub fn server_round_of_training(k: u64) -> u64 {
+        k + STANDARDIZATION_ROUNDS
+    }
+}
+
+/// `POST /api/v1/clients`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// Stable client id: 1–64 characters from `[A-Za-z0-9_.-]`.
+    pub id: String,
+    /// Display name: 1–128 printable characters.
+    pub name: String,
+    /// Longest vector (values, without the weight slot) this client will
+    /// upload in any round. The first statement fixes the session's `max_len`
+    /// if the operator did not; a larger number afterwards is refused (409).
+    #[serde(default)]
+    pub max_len: Option<usize>,
+}
+
+/// Answer to a registration: the bearer token is shown exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub id: String,
+    pub token: String,
+}
+
+/// One row of `GET /api/v1/clients`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    pub id: String,
+    pub name: String,
+    /// Registration time, seconds since the Unix epoch.
+    pub joined_unix: u64,
+    /// Last round this client submitted an update for.
+    pub last_round: Option<u64>,
+}
+
+/// State of one round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoundState {
+    /// Accepting updates.
+    Open,
+    /// Closed; its sum is published.
+    Closed,
+}
+
+/// The session: what the operator loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// Hex key fingerprint.
+    pub fingerprint: String,
+    /// Parameter set name (e.g. `Standard64`).
+    pub params: String,
+    /// Longest vector per update (values, without the weight slot); `None`
+    /// until the operator or the first client states it.
+    pub max_len: Option<usize>,
+    /// Largest accepted update body in bytes (413 above it).
+    pub max_update_bytes: Option<usize>,
+}
+
+/// `GET /api/v1/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusResponse {
+    pub api_version: u32,
+    /// `None` until the operator loads a public key.
+    pub session: Option<SessionInfo>,
+    /// The open round (rounds start at 1).
+    pub round: u64,
+    pub round_state: RoundState,
+    /// Ids of the clients that submitted to the open round.
+    pub submitted: Vec<String>,
+    pub registered: usize,
+    pub min_clients: Option<usize>,
+    pub auto_aggregate: bool,
+    /// Highest closed round, if any.
+    pub last_closed: Option<u64>,
+}
+
+/// `GET /api/v1/rounds/{r}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundInfo {
+    pub round: u64,
+    pub state: RoundState,
+    /// Values per update in this round (fixed by its first update).
+    pub len: Option<usize>,
+    pub contributors: u32,
+    pub submitted: Vec<String>,
+    /// Time the server spent adding updates into this round's sum.
+    pub aggregate_ms: f64,
+    /// Ciphertext bytes accepted for this round.
+    pub bytes_accepted: u64,
+}
+
+/// Answer to an accepted upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadResponse {
+    pub round: u64,
+    /// Contributors in the running sum after this update.
+    pub contributors: u32,
+    /// True if this upload completed the round (auto-aggregate).
+    pub round_closed: bool,
+}
+
+/// Answer to `POST /api/v1/rounds/{r}/close`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseResponse {
+    pub round: u64,
+    pub contributors: u32,
+    /// The round now open.
+    pub next_round: u64,
+}
+
+/// Answer to `PUT /api/v1/session`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionResponse {
+    pub session: SessionInfo,
+}
+
+/// Every non-2xx answer carries this body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable machine-readable code (e.g. `duplicate_submission`).
+    pub error: String,
+    /// Human-readable explanation.
+    pub detail: String,
+}
+
+/// Is `id` an acceptable client id?
+pub fn valid_client_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// Is `name` an acceptable display name?
+pub fn valid_client_name(name: &str) -> bool {
+    let n = name.chars().count();
+    (1..=128).contains(&n) && !name.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases() {
+        assert_eq!(RoundPhase::of(0), None);
+        assert_eq!(RoundPhase::of(1), Some(RoundPhase::Standardize));
+        assert_eq!(RoundPhase::of(2), Some(RoundPhase::Train(1)));
+        assert_eq!(RoundPhase::server_round_of_training(1), 2);
+    }
+
+    #[test]
+    fn ids_and_names() {
+        assert!(valid_client_id("clinic-a.01_x"));
+        assert!(!valid_client_id(""));
+        assert!(!valid_client_id("../etc"));
+        assert!(!valid_client_id("a b"));
+        assert!(!valid_client_id(&"a".repeat(65)));
+        assert!(valid_client_name("Clinic A (Lyon)"));
+        assert!(!valid_client_name(""));
+        assert!(!valid_client_name("a\nb"));
+    }
+
+    #[test]
+    fn state_json() {
+        assert_eq!(
+            serde_json::to_string(&RoundState::Open).ok().as_deref(),
+            Some("\"open\"")
+        );
+    }
+}

@@ -1,1 +1,293 @@
-//! TODO(server): filled in by its issue.
+//! The aggregator: an HTTP service (axum on tokio) that adds encrypted
+//! updates as they arrive and publishes each round's sum. It holds only the
+//! session's public key file; it never holds or accepts a secret key.
+//!
+//! Standalone (`fedhe serve`) and embedded (the app, `fedhe simulate`, the
+//! tests) use the same [`EmbeddedServer`]: it binds, starts its own runtime
+//! on a background thread and returns a handle with the URL, the operator
+//! token, in-process queries and a clean shutdown.
+//!
+//! Routes are documented in `docs/api.md` and in [`crate::protocol`].
+
+mod error;
+mod routes;
+mod state;
+pub mod store;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use error::ServerError;
+pub use state::{Caller, Policy, max_update_bytes, packed_len};
+
+use crate::crypto::PublicKeyFile;
+use crate::protocol::{ClientInfo, CloseResponse, RoundInfo, StatusResponse};
+
+use routes::Shared;
+use state::Aggregator;
+
+/// PEM certificate chain and private key for HTTPS.
+#[derive(Clone)]
+pub struct TlsPem {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl TlsPem {
+    pub fn from_files(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsPem, StartError> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| StartError::Tls(format!("{}: {e}", p.display())))
+        };
+        Ok(TlsPem {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+        })
+    }
+}
+
+impl std::fmt::Debug for TlsPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsPem { .. }")
+    }
+}
+
+/// How to run an aggregator.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to bind; port 0 lets the OS choose (embedded default).
+    pub bind: SocketAddr,
+    /// Folder for the durable state; `None` keeps it in memory only.
+    pub state_dir: Option<PathBuf>,
+    /// The session's public key; may also be uploaded later (`PUT /session`).
+    pub public_key: Option<PublicKeyFile>,
+    /// Model values per update (features + 1); else stated by the first
+    /// client that registers.
+    pub max_len: Option<usize>,
+    /// With `auto_aggregate`: close a round once this many clients submitted
+    /// (default: every registered client).
+    pub min_clients: Option<usize>,
+    pub auto_aggregate: bool,
+    /// Operator bearer token; generated if `None`.
+    pub operator_token: Option<String>,
+    pub tls: Option<TlsPem>,
+    /// Largest model length a session may declare.
+    pub max_max_len: usize,
+    /// Update bodies buffered at once (memory bound = this x body limit).
+    pub max_concurrent_uploads: usize,
+    /// Tokio worker threads.
+    pub worker_threads: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            state_dir: None,
+            public_key: None,
+            max_len: None,
+            min_clients: None,
+            auto_aggregate: false,
+            operator_token: None,
+            tls: None,
+            max_max_len: 1 << 22,
+            max_concurrent_uploads: 4,
+            worker_threads: 2,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("state folder: {0}")]
+    State(#[from] store::StoreError),
+    #[error("{0}")]
+    Session(#[from] ServerError),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// A running aggregator. Dropping it shuts it down.
+pub struct EmbeddedServer {
+    url: String,
+    addr: SocketAddr,
+    operator_token: String,
+    shared: Arc<Shared>,
+    handle: axum_server::Handle,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+fn rustls_config(tls: &TlsPem) -> Result<Arc<rustls::ServerConfig>, StartError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(&tls.cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StartError::Tls(format!("certificate PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(StartError::Tls("no certificate in the certificate file".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&tls.key_pem)
+        .map_err(|e| StartError::Tls(format!("private key PEM: {e}")))?;
+    // ring explicitly: this build has no aws-lc provider.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+impl EmbeddedServer {
+    /// Opens the state, binds and starts serving on a background thread.
+    pub fn start(config: ServerConfig) -> Result<EmbeddedServer, StartError> {
+        let store = match &config.state_dir {
+            Some(dir) => store::Store::open(dir)?,
+            None => store::Store::in_memory()?,
+        };
+        let operator_token = config
+            .operator_token
+            .clone()
+            .unwrap_or_else(state::new_token);
+        let policy = Policy {
+            min_clients: config.min_clients,
+            auto_aggregate: config.auto_aggregate,
+            max_max_len: config.max_max_len,
+        };
+        let agg = Aggregator::open(
+            store,
+            policy,
+            &operator_token,
+            config.public_key.clone(),
+            config.max_len,
+        )?;
+        let shared = Shared::new(agg, config.max_concurrent_uploads);
+        let tls = config.tls.as_ref().map(rustls_config).transpose()?;
+
+        let listener = TcpListener::bind(config.bind).map_err(|source| StartError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{addr}");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.worker_threads.max(1))
+            .thread_name("fedhe-aggregator")
+            .enable_all()
+            .build()
+            .map_err(StartError::Runtime)?;
+        let handle = axum_server::Handle::new();
+        let app = routes::router(shared.clone());
+        let h = handle.clone();
+        let thread = std::thread::Builder::new()
+            .name("fedhe-aggregator".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let svc = app.into_make_service();
+                    match tls {
+                        Some(cfg) => {
+                            let cfg = axum_server::tls_rustls::RustlsConfig::from_config(cfg);
+                            axum_server::from_tcp_rustls(listener, cfg)
+                                .handle(h)
+                                .serve(svc)
+                                .await
+                        }
+                        None => axum_server::from_tcp(listener).handle(h).serve(svc).await,
+                    }
+                })
+            })
+            .map_err(StartError::Runtime)?;
+        Ok(EmbeddedServer {
+            url,
+            addr,
+            operator_token,
+            shared,
+            handle,
+            thread: Some(thread),
+        })
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn operator_token(&self) -> &str {
+        &self.operator_token
+    }
+
+    /// In-process status (same as `GET /api/v1/status`).
+    pub fn status(&self) -> StatusResponse {
+        self.shared.lock().status()
+    }
+
+    pub fn clients(&self) -> Vec<ClientInfo> {
+        self.shared.lock().clients()
+    }
+
+    pub fn round_info(&self, round: u64) -> Result<RoundInfo, ServerError> {
+        self.shared.lock().round_info(round)
+    }
+
+    /// Operator action in-process: close `round` and publish its sum.
+    pub fn close_round(&self, round: u64) -> Result<CloseResponse, ServerError> {
+        let (contributors, next_round) = self.shared.lock().close(round)?;
+        self.shared.notify();
+        Ok(CloseResponse {
+            round,
+            contributors,
+            next_round,
+        })
+    }
+
+    /// Operator action in-process: load the session's public key.
+    pub fn load_public_key(
+        &self,
+        key: PublicKeyFile,
+        max_len: Option<usize>,
+    ) -> Result<crate::protocol::SessionInfo, ServerError> {
+        self.shared.lock().load_session(key, max_len)
+    }
+
+    /// True while the serving thread runs.
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to 2 s), joins.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.handle.graceful_shutdown(Some(Duration::from_secs(2)));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for EmbeddedServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,661 @@
+//! `serve`, `client`, `simulate` and the federation benchmark.
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use fedhe::client::{
+    AggregatorClient, ClientEvent, HeExchange, LoopConfig, max_len_for, run_client_loop,
+};
+use fedhe::crypto::{self, Accumulator, ParamSet, PublicKeyFile, SecretKey};
+use fedhe::data::split::{Partition, stratified_split};
+use fedhe::data::{CsvOptions, load_csv};
+use fedhe::federation::{
+    RoundRecord, SimData, SimEvent, SimulationConfig, max_param_diff, records_csv, simulate,
+};
+use fedhe::model::{ClassWeight, TrainConfig};
+use fedhe::protocol::RegisterRequest;
+use fedhe::server::{EmbeddedServer, ServerConfig, TlsPem};
+
+fn parse_params(s: &str) -> Result<ParamSet, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "standard64" => Ok(ParamSet::Standard64),
+        "compact32" => Ok(ParamSet::Compact32),
+        _ => Err(format!("unknown parameter set `{s}` (standard64 or compact32)")),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The session's public key file (or upload it later: PUT /api/v1/session).
+    #[arg(long)]
+    pub public_key: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Folder for the durable state (created if missing).
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    /// Longest vector per update (values); default: stated by the first client.
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// With --auto-aggregate: close a round once this many clients submitted.
+    #[arg(long)]
+    pub min_clients: Option<usize>,
+    /// Close rounds automatically (every registered client, or --min-clients).
+    #[arg(long)]
+    pub auto_aggregate: bool,
+    /// PEM certificate (HTTPS); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (HTTPS); needs --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Read the operator token from this file (created with a new token if missing).
+    #[arg(long)]
+    pub operator_token_file: Option<PathBuf>,
+}
+
+fn operator_token(file: Option<&Path>) -> anyhow::Result<(Option<String>, bool)> {
+    let Some(path) = file else {
+        return Ok((None, true));
+    };
+    if path.exists() {
+        let t = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let t = t.trim().to_string();
+        if t.len() < 16 {
+            bail!("{}: operator token shorter than 16 characters", path.display());
+        }
+        return Ok((Some(t), false));
+    }
+    let t = {
+        use rand::RngCore;
+        let mut b = [0u8; 32];
+        rand::rng().fill_bytes(&mut b);
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(f, "{t}")?;
+    Ok((Some(t), false))
+}
+
+pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let public_key = match &a.public_key {
+        Some(p) => Some(
+            PublicKeyFile::load(p).with_context(|| format!("loading {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => Some(TlsPem::from_files(c, k)?),
+        _ => None,
+    };
+    let (token, print_token) = operator_token(a.operator_token_file.as_deref())?;
+    let server = EmbeddedServer::start(ServerConfig {
+        bind: a.bind,
+        state_dir: Some(a.state_dir.clone()),
+        public_key,
+        max_len: a.max_len,
+        min_clients: a.min_clients,
+        auto_aggregate: a.auto_aggregate,
+        operator_token: token,
+        tls,
+        ..ServerConfig::default()
+    })?;
+    let st = server.status();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "FedHE aggregator listening on {}", server.url())?;
+    if print_token {
+        writeln!(out, "operator token: {}", server.operator_token())?;
+    } else if let Some(p) = &a.operator_token_file {
+        writeln!(out, "operator token: in {}", p.display())?;
+    }
+    match &st.session {
+        Some(s) => writeln!(
+            out,
+            "session: key {} ({}), max_len {}, open round {}",
+            s.fingerprint,
+            s.params,
+            s.max_len.map_or("not set".into(), |n| n.to_string()),
+            st.round
+        )?,
+        None => writeln!(
+            out,
+            "no session yet: uploads are refused until a public key is loaded (PUT /api/v1/session)"
+        )?,
+    }
+    writeln!(out, "state folder: {}; Ctrl-C stops", a.state_dir.display())?;
+    out.flush()?;
+    drop(out);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    eprintln!("shutting down");
+    server.shutdown();
+    Ok(())
+}
+
+/// Data options shared by `client` and `simulate`.
+#[derive(Debug, clap::Args)]
+pub struct CsvArgs {
+    /// Label column (default: diagnosis, label, target, class or y).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Columns never used as features.
+    #[arg(long, value_delimiter = ',')]
+    pub ignore: Vec<String>,
+    /// Label value of the positive class.
+    #[arg(long)]
+    pub positive: Option<String>,
+}
+
+impl CsvArgs {
+    fn options(&self) -> CsvOptions {
+        CsvOptions {
+            label: self.label.clone(),
+            ignore: self.ignore.clone(),
+            positive: self.positive.clone(),
+            ..CsvOptions::default()
+        }
+    }
+}
+
+/// Local training options shared by `client` and `simulate`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Training rounds.
+    #[arg(long, default_value_t = 20)]
+    pub rounds: u64,
+    /// Local epochs per round.
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 0.0)]
+    pub l2: f64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl TrainArgs {
+    fn config(&self) -> TrainConfig {
+        TrainConfig {
+            epochs: self.epochs,
+            lr: self.lr,
+            batch_size: self.batch_size,
+            l2: self.l2,
+            seed: self.seed,
+            class_weight: ClassWeight::None,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ClientArgs {
+    /// Aggregator URL, e.g. http://10.0.0.5:8080.
+    #[arg(long)]
+    pub server: String,
+    /// The federation's shared secret key file.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// This client's training CSV.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub csv: CsvArgs,
+    /// Display name.
+    #[arg(long)]
+    pub name: String,
+    /// Client id (default: derived from the name).
+    #[arg(long)]
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// Fraction of the local data held out for validation (0 = none).
+    #[arg(long, default_value_t = 0.2)]
+    pub holdout: f64,
+    /// PEM certificate to trust for an HTTPS aggregator (self-signed).
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// Longest wait for a round to close, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub round_timeout: u64,
+}
+
+fn id_from_name(name: &str) -> String {
+    let id: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .take(64)
+        .collect();
+    if id.trim_matches('-').is_empty() {
+        "client".into()
+    } else {
+        id
+    }
+}
+
+pub fn client(a: ClientArgs) -> anyhow::Result<()> {
+    let key = SecretKey::load(&a.key).with_context(|| format!("loading {}", a.key.display()))?;
+    let loaded = load_csv(&a.data, &a.csv.options())?;
+    for n in &loaded.notices {
+        eprintln!("note: {n}");
+    }
+    let ds = loaded.dataset;
+    let (train, holdout) = if a.holdout > 0.0 {
+        let (t, h) = stratified_split(&ds, a.holdout, a.train.seed)?;
+        (t, Some(h))
+    } else {
+        (ds, None)
+    };
+    let features = train.x.ncols();
+    let mut api = match &a.ca_cert {
+        Some(p) => AggregatorClient::with_root_cert_pem(&a.server, &std::fs::read(p)?)?,
+        None => AggregatorClient::new(&a.server),
+    };
+    let status = api.status().context("asking the aggregator for its status")?;
+    let Some(session) = &status.session else {
+        bail!("the aggregator has no session yet: its operator must load the public key first");
+    };
+    let fp: String = key.public().fingerprint().0.iter().map(|b| format!("{b:02x}")).collect();
+    if session.fingerprint != fp {
+        bail!(
+            "the aggregator's session uses key {}, but {} is key {fp}: wrong key file?",
+            session.fingerprint,
+            a.key.display()
+        );
+    }
+    let id = a.id.clone().unwrap_or_else(|| id_from_name(&a.name));
+    api.register(&RegisterRequest {
+        id: id.clone(),
+        name: a.name.clone(),
+        max_len: Some(max_len_for(features)),
+    })?;
+    println!(
+        "registered as `{id}` at {} ({} training rows, {features} features); open round {}",
+        a.server,
+        train.rows(),
+        status.round
+    );
+    let mut ex = HeExchange {
+        api,
+        key: Arc::new(key),
+        round_timeout: Duration::from_secs(a.round_timeout),
+    };
+    let cancel = AtomicBool::new(false);
+    let cfg = LoopConfig {
+        rounds: a.train.rounds,
+        train: a.train.config(),
+    };
+    let outcome = run_client_loop(
+        &mut ex,
+        &train,
+        holdout.as_ref(),
+        &cfg,
+        &mut |e| match e {
+            ClientEvent::Standardized { global_rows, .. } => {
+                println!("standardization: {global_rows} rows across the federation");
+            }
+            ClientEvent::Round(r) => println!(
+                "round {:>3}: {} contributors, local loss {:.4}, hold-out loss {}, accuracy {}, up {} B, down {} B",
+                r.round,
+                r.contributors,
+                r.local_loss.unwrap_or(f64::NAN),
+                r.holdout_loss.map_or("-".into(), |v| format!("{v:.4}")),
+                r.holdout_accuracy.map_or("-".into(), |v| format!("{v:.4}")),
+                r.cost.bytes_up,
+                r.cost.bytes_down
+            ),
+            ClientEvent::Epoch { .. } => {}
+        },
+        &cancel,
+    )?;
+    println!(
+        "done: global model of {} weights + bias after {} rounds",
+        outcome.model.weights.len(),
+        outcome.rounds.len()
+    );
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// One CSV to split into a test set and client parts.
+    #[arg(long, conflicts_with_all = ["client_data", "test"])]
+    pub data: Option<PathBuf>,
+    /// One CSV per client (needs --test).
+    #[arg(long, num_args = 1.., requires = "test")]
+    pub client_data: Vec<PathBuf>,
+    /// Test CSV (with --client-data).
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    #[command(flatten)]
+    pub csv: CsvArgs,
+    /// Number of clients (with --data).
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// iid or dirichlet:ALPHA (with --data).
+    #[arg(long, default_value = "iid")]
+    pub split: Partition,
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f64,
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// Plaintext FedAvg (no encryption, no HTTP) with the same seeds.
+    #[arg(long, conflicts_with = "compare")]
+    pub plain: bool,
+    /// Run both and print the largest weight difference per round.
+    #[arg(long)]
+    pub compare: bool,
+    /// Parameter set: standard64 or compact32.
+    #[arg(long, default_value = "standard64", value_parser = parse_params)]
+    pub params: ParamSet,
+    /// Write the per-round figures to this file (.csv or .json).
+    #[arg(long)]
+    pub metrics_out: Option<PathBuf>,
+}
+
+fn print_round(r: &RoundRecord) {
+    println!(
+        "{:>5} {:>10.5} {:>9.4} {:>11} {:>11} {:>9.2} {:>9.2} {:>9.2}",
+        r.round,
+        r.global_loss,
+        r.global_accuracy,
+        r.bytes_up,
+        r.bytes_down,
+        r.encrypt_ms,
+        r.aggregate_ms,
+        r.decrypt_ms
+    );
+}
+
+pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
+    let data = match (&a.data, a.client_data.is_empty(), &a.test) {
+        (Some(d), true, None) => SimData::Split {
+            data: d.clone(),
+            clients: a.clients,
+            partition: a.split,
+            test_fraction: a.test_fraction,
+            seed: a.train.seed,
+        },
+        (None, false, Some(t)) => SimData::Files {
+            clients: a.client_data.clone(),
+            test: t.clone(),
+        },
+        _ => bail!("give either --data FILE, or --client-data A.csv B.csv ... with --test T.csv"),
+    };
+    let cfg = SimulationConfig {
+        data,
+        csv: a.csv.options(),
+        rounds: a.train.rounds,
+        train: a.train.config(),
+        plain: a.plain,
+        params: a.params,
+        round_timeout: Duration::from_secs(120),
+    };
+    let runs: Vec<bool> = if a.compare {
+        vec![false, true]
+    } else {
+        vec![a.plain]
+    };
+    let mut all = Vec::new();
+    for plain in runs {
+        let cfg = SimulationConfig {
+            plain,
+            ..cfg.clone()
+        };
+        println!(
+            "{} run: {} rounds",
+            if plain { "plaintext FedAvg" } else { "encrypted" },
+            cfg.rounds
+        );
+        println!(
+            "{:>5} {:>10} {:>9} {:>11} {:>11} {:>9} {:>9} {:>9}",
+            "round", "loss", "accuracy", "bytes up", "bytes down", "enc ms", "agg ms", "dec ms"
+        );
+        let t = Instant::now();
+        let res = simulate(
+            &cfg,
+            &mut |e| {
+                if let SimEvent::Round(r) = e {
+                    print_round(r);
+                }
+            },
+            Arc::new(AtomicBool::new(false)),
+        )?;
+        let m = &res.test;
+        println!(
+            "test ({} rows): accuracy {:.4}, precision {:.4}, recall {:.4}, F1 {:.4}, ROC AUC {}, log-loss {:.4}",
+            m.rows,
+            m.accuracy,
+            m.precision,
+            m.recall,
+            m.f1,
+            m.roc_auc.map_or("-".into(), |v| format!("{v:.4}")),
+            m.log_loss
+        );
+        println!("total {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+        all.push(res);
+    }
+    if a.compare {
+        let d = max_param_diff(&all[0].records, &all[1].records);
+        let worst = d.iter().copied().fold(0.0, f64::max);
+        println!("largest |encrypted - plaintext| global weight over all rounds: {worst:.3e}");
+        println!(
+            "final test accuracy: encrypted {:.4}, plaintext {:.4}",
+            all[0].test.accuracy, all[1].test.accuracy
+        );
+    }
+    if let Some(path) = &a.metrics_out {
+        let records: Vec<RoundRecord> = all.iter().flat_map(|r| r.records.clone()).collect();
+        let text = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+            serde_json::to_string_pretty(&records)?
+        } else {
+            records_csv(&records)
+        };
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("per-round figures written to {}", path.display());
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchFederationArgs {
+    /// Clients (one update each).
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Model values per update.
+    #[arg(long, default_value_t = 100_000)]
+    pub weights: usize,
+    /// Concurrent uploads.
+    #[arg(long, default_value_t = 4)]
+    pub upload_threads: usize,
+    #[arg(long, default_value = "standard64", value_parser = parse_params)]
+    pub params: ParamSet,
+}
+
+fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Kills the child it holds when dropped (the benchmark's own aggregator).
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn bench_federation(a: BenchFederationArgs) -> anyhow::Result<()> {
+    let dir = tempfile_dir()?;
+    let key = SecretKey::generate(a.params);
+    let pk_path = dir.join("public.key");
+    std::fs::write(&pk_path, key.public().to_bytes())?;
+    let token_path = dir.join("operator.token");
+    let token = "bench-operator-token-0123456789abcdef";
+    std::fs::write(&token_path, token)?;
+    let exe = std::env::current_exe()?;
+    let mut child = ChildGuard(
+        std::process::Command::new(exe)
+            .args(["serve", "--bind", "127.0.0.1:0", "--max-len"])
+            .arg(a.weights.to_string())
+            .arg("--public-key")
+            .arg(&pk_path)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--operator-token-file")
+            .arg(&token_path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()?,
+    );
+    let pid = child.0.id();
+    let stdout = child.0.stdout.take().context("no stdout")?;
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines.next().context("aggregator exited")??;
+        if let Some(u) = line.strip_prefix("FedHE aggregator listening on ") {
+            break u.trim().to_string();
+        }
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let idle_kb = proc_status_kb(pid, "VmRSS:").unwrap_or(0);
+
+    println!(
+        "encrypting {} updates of {} values ({})...",
+        a.clients, a.weights, a.params
+    );
+    let t = Instant::now();
+    let mut rng_state = 0x1234_5678_u64;
+    let mut plain_sum = vec![0.0; a.weights];
+    let mut updates = Vec::with_capacity(a.clients);
+    for _ in 0..a.clients {
+        let values: Vec<f64> = (0..a.weights)
+            .map(|_| {
+                // xorshift: deterministic values in [-1, 1)
+                rng_state ^= rng_state << 13;
+                rng_state ^= rng_state >> 7;
+                rng_state ^= rng_state << 17;
+                (rng_state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+            })
+            .collect();
+        for (s, v) in plain_sum.iter_mut().zip(&values) {
+            *s += v;
+        }
+        updates.push(crypto::encrypt_weighted(&key, &values, 1.0)?.to_bytes());
+    }
+    let enc_s = t.elapsed().as_secs_f64();
+    let update_bytes = updates.first().map_or(0, Vec::len);
+
+    let mut apis = Vec::new();
+    for i in 0..a.clients {
+        let mut api = AggregatorClient::new(&url);
+        api.register(&RegisterRequest {
+            id: format!("bench-{i}"),
+            name: format!("bench {i}"),
+            max_len: None,
+        })?;
+        apis.push(api);
+    }
+    let t_round = Instant::now();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let errors = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..a.upload_threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= a.clients {
+                        break;
+                    }
+                    if let Err(e) = apis[i].upload(1, &updates[i]) {
+                        if let Ok(mut v) = errors.lock() {
+                            v.push(format!("client {i}: {e}"));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let upload_s = t_round.elapsed().as_secs_f64();
+    let errors = errors.into_inner().unwrap_or_default();
+    if !errors.is_empty() {
+        bail!("{} uploads failed, first: {}", errors.len(), errors[0]);
+    }
+    let peak_kb = proc_status_kb(pid, "VmHWM:").unwrap_or(0);
+    let op = AggregatorClient::new(&url).with_token(token);
+    op.close_round(1)?;
+    let (sum, contributors) = apis[0].download_sum(1)?;
+    let round_s = t_round.elapsed().as_secs_f64();
+    let acc = Accumulator::from_bytes(&sum, a.weights + 1)?;
+    let mean = crypto::decrypt_mean(&key, &acc)?;
+    let max_err = mean
+        .values
+        .iter()
+        .zip(&plain_sum)
+        .map(|(m, s)| (m - s / a.clients as f64).abs())
+        .fold(0.0, f64::max);
+    let peak_after_kb = proc_status_kb(pid, "VmHWM:").unwrap_or(peak_kb);
+    let total_mb = (update_bytes * a.clients) as f64 / 1e6;
+    println!("clients {}, values {}, contributors {contributors}", a.clients, a.weights);
+    println!("update size {:.3} MB, published sum {:.3} MB", update_bytes as f64 / 1e6, sum.len() as f64 / 1e6);
+    println!("client-side encryption: {:.2} s total ({:.1} ms per update)", enc_s, enc_s * 1e3 / a.clients as f64);
+    println!(
+        "uploads: {:.2} s for {:.1} MB = {:.1} MB/s accepted ({} concurrent)",
+        upload_s,
+        total_mb,
+        total_mb / upload_s,
+        a.upload_threads
+    );
+    println!("one round (uploads + close + download): {:.2} s = {:.3} rounds/s", round_s, 1.0 / round_s);
+    println!(
+        "server memory: idle {:.1} MB, peak {:.1} MB, peak above idle {:.1} MB",
+        idle_kb as f64 / 1024.0,
+        peak_after_kb as f64 / 1024.0,
+        peak_after_kb.saturating_sub(idle_kb) as f64 / 1024.0
+    );
+    println!("max |decrypted mean - plaintext mean| = {max_err:.3e}");
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "fedhe-bench-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

@@ -1,0 +1,416 @@
+//! `AggregatorClient`: a blocking HTTP client (ureq) for the aggregator API.
+//!
+//! Connection errors are retried with exponential backoff; an answer with a
+//! 4xx/5xx status is never retried and becomes [`ClientError::Refused`] with
+//! the server's explanation.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ureq::http;
+
+use crate::protocol::{
+    API_PREFIX, CONTRIBUTORS_HEADER, ClientInfo, CloseResponse, ErrorBody, MAX_WAIT_MS,
+    RegisterRequest, RegisterResponse, RoundInfo, RoundState, SessionResponse, StatusResponse,
+    UploadResponse,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The aggregator answered with an error status.
+    #[error("the aggregator refused the request ({status}, {code}): {detail}")]
+    Refused {
+        status: u16,
+        code: String,
+        detail: String,
+    },
+    /// No answer after all retries.
+    #[error("cannot reach the aggregator at {url} (after {attempts} attempts): {message}")]
+    Unreachable {
+        url: String,
+        attempts: u32,
+        message: String,
+    },
+    /// An answer we cannot understand.
+    #[error("unexpected answer from the aggregator: {0}")]
+    Protocol(String),
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("timed out: {0}")]
+    Timeout(String),
+}
+
+impl ClientError {
+    /// The server's error code, if this is a refusal.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Refused { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Retries on connection errors.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Total attempts (at least 1).
+    pub attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 6,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Blocking client of one aggregator. Cheap to clone (shares counters).
+#[derive(Clone)]
+pub struct AggregatorClient {
+    agent: ureq::Agent,
+    base: String,
+    token: Option<String>,
+    retry: RetryPolicy,
+    max_download_bytes: u64,
+    sent: Arc<AtomicU64>,
+    received: Arc<AtomicU64>,
+    retries: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for AggregatorClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AggregatorClient")
+            .field("base", &self.base)
+            .field("has_token", &self.token.is_some())
+            .finish()
+    }
+}
+
+fn config_builder() -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(5)))
+        .timeout_global(Some(Duration::from_millis(MAX_WAIT_MS + 60_000)))
+        .user_agent(concat!("fedhe/", env!("CARGO_PKG_VERSION")))
+}
+
+fn is_transport_error(e: &ureq::Error) -> bool {
+    matches!(
+        e,
+        ureq::Error::Io(_)
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::HostNotFound
+            | ureq::Error::Timeout(_)
+    )
+}
+
+impl AggregatorClient {
+    /// A client of the aggregator at `url` (e.g. `http://10.0.0.5:8080`).
+    /// HTTPS URLs are verified against the WebPKI roots.
+    pub fn new(url: &str) -> AggregatorClient {
+        Self::with_agent(url, ureq::Agent::new_with_config(config_builder().build()))
+    }
+
+    /// HTTPS with a specific (e.g. self-signed) certificate as the only root.
+    pub fn with_root_cert_pem(url: &str, cert_pem: &[u8]) -> Result<AggregatorClient, ClientError> {
+        let cert = ureq::tls::Certificate::from_pem(cert_pem)
+            .map_err(|e| ClientError::Tls(format!("certificate PEM: {e}")))?;
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&[cert]))
+            .build();
+        let agent = ureq::Agent::new_with_config(config_builder().tls_config(tls).build());
+        Ok(Self::with_agent(url, agent))
+    }
+
+    fn with_agent(url: &str, agent: ureq::Agent) -> AggregatorClient {
+        AggregatorClient {
+            agent,
+            base: url.trim_end_matches('/').to_string(),
+            token: None,
+            retry: RetryPolicy::default(),
+            max_download_bytes: 1 << 30,
+            sent: Arc::new(AtomicU64::new(0)),
+            received: Arc::new(AtomicU64::new(0)),
+            retries: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Uses `token` (a client token or the operator token) from now on.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Bounds the size of a downloaded sum (default 1 GiB).
+    pub fn with_max_download_bytes(mut self, n: u64) -> Self {
+        self.max_download_bytes = n;
+        self
+    }
+
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// Body bytes sent so far (requests of this client and its clones).
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Body bytes received so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    fn request(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<(&[u8], &str)>,
+    ) -> Result<http::Response<ureq::Body>, ClientError> {
+        let url = format!("{}{API_PREFIX}{path}", self.base);
+        let mut backoff = self.retry.initial_backoff;
+        let attempts = self.retry.attempts.max(1);
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            let mut b = http::Request::builder().method(method.clone()).uri(&url);
+            if let Some(t) = &self.token {
+                b = b.header("authorization", format!("Bearer {t}"));
+            }
+            let result = match body {
+                Some((bytes, ctype)) => b
+                    .header("content-type", ctype)
+                    .body(bytes)
+                    .map_err(|e| ClientError::Protocol(format!("building request: {e}")))
+                    .map(|req| self.agent.run(req))?,
+                None => b
+                    .body(())
+                    .map_err(|e| ClientError::Protocol(format!("building request: {e}")))
+                    .map(|req| self.agent.run(req))?,
+            };
+            match result {
+                Ok(resp) => {
+                    if let Some((bytes, _)) = body {
+                        self.sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    }
+                    if resp.status().is_success() {
+                        return Ok(resp);
+                    }
+                    return Err(refusal(resp));
+                }
+                Err(e) if is_transport_error(&e) && attempt < attempts => {
+                    last = e.to_string();
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(self.retry.max_backoff);
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    if !is_transport_error(&e) {
+                        return Err(ClientError::Protocol(last));
+                    }
+                }
+            }
+        }
+        Err(ClientError::Unreachable {
+            url,
+            attempts,
+            message: last,
+        })
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        resp: http::Response<ureq::Body>,
+    ) -> Result<T, ClientError> {
+        let mut body = resp.into_body();
+        let bytes = body
+            .with_config()
+            .limit(16 * 1024 * 1024)
+            .read_to_vec()
+            .map_err(|e| ClientError::Protocol(format!("reading answer: {e}")))?;
+        self.received
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(format!("answer JSON: {e}")))
+    }
+
+    pub fn health(&self) -> Result<(), ClientError> {
+        self.request(http::Method::GET, "/health", None).map(|_| ())
+    }
+
+    pub fn status(&self) -> Result<StatusResponse, ClientError> {
+        let r = self.request(http::Method::GET, "/status", None)?;
+        self.json(r)
+    }
+
+    /// Registers and keeps the returned token for later calls.
+    pub fn register(&mut self, req: &RegisterRequest) -> Result<RegisterResponse, ClientError> {
+        let body = serde_json::to_vec(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let r = self.request(
+            http::Method::POST,
+            "/clients",
+            Some((&body, "application/json")),
+        )?;
+        let resp: RegisterResponse = self.json(r)?;
+        self.token = Some(resp.token.clone());
+        Ok(resp)
+    }
+
+    pub fn clients(&self) -> Result<Vec<ClientInfo>, ClientError> {
+        let r = self.request(http::Method::GET, "/clients", None)?;
+        self.json(r)
+    }
+
+    /// Round info; with `wait`, long-polls until the round closes (or the wait ends).
+    pub fn round(&self, round: u64, wait: Option<Duration>) -> Result<RoundInfo, ClientError> {
+        let path = match wait {
+            Some(w) => format!("/rounds/{round}?wait_ms={}", w.as_millis().min(MAX_WAIT_MS.into())),
+            None => format!("/rounds/{round}"),
+        };
+        let r = self.request(http::Method::GET, &path, None)?;
+        self.json(r)
+    }
+
+    /// Blocks until `round` is closed, `cancel` is set or `timeout` passes.
+    pub fn wait_closed(
+        &self,
+        round: u64,
+        cancel: Option<&AtomicBool>,
+        timeout: Duration,
+    ) -> Result<RoundInfo, ClientError> {
+        let start = Instant::now();
+        loop {
+            if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(ClientError::Cancelled);
+            }
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return Err(ClientError::Timeout(format!(
+                    "round {round} did not close within {timeout:?}"
+                )));
+            }
+            // Short polls so that cancellation stays responsive.
+            let info = self.round(round, Some(left.min(Duration::from_millis(500))))?;
+            if info.state == RoundState::Closed {
+                return Ok(info);
+            }
+        }
+    }
+
+    /// Uploads an encoded `EncryptedUpdate` for `round`.
+    ///
+    /// If a connection error hid the answer of an accepted upload, the retry
+    /// meets `duplicate_submission`; the upload is then reported as accepted.
+    pub fn upload(&self, round: u64, update: &[u8]) -> Result<UploadResponse, ClientError> {
+        let path = format!("/rounds/{round}/update");
+        let retries_before = self.retries.load(Ordering::Relaxed);
+        match self.request(
+            http::Method::PUT,
+            &path,
+            Some((update, "application/octet-stream")),
+        ) {
+            Ok(r) => self.json(r),
+            Err(e)
+                if e.code() == Some("duplicate_submission")
+                    && self.retries.load(Ordering::Relaxed) > retries_before =>
+            {
+                let info = self.round(round, None)?;
+                Ok(UploadResponse {
+                    round,
+                    contributors: info.contributors,
+                    round_closed: info.state == RoundState::Closed,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Downloads the published sum of `round`: (encoded `Accumulator`, contributors).
+    pub fn download_sum(&self, round: u64) -> Result<(Vec<u8>, u32), ClientError> {
+        let r = self.request(http::Method::GET, &format!("/rounds/{round}/sum"), None)?;
+        let contributors = r
+            .headers()
+            .get(CONTRIBUTORS_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| ClientError::Protocol("sum without contributor count".into()))?;
+        let bytes = r
+            .into_body()
+            .with_config()
+            .limit(self.max_download_bytes)
+            .read_to_vec()
+            .map_err(|e| ClientError::Protocol(format!("reading the sum: {e}")))?;
+        self.received
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok((bytes, contributors))
+    }
+
+    /// Operator: close `round` and publish its sum.
+    pub fn close_round(&self, round: u64) -> Result<CloseResponse, ClientError> {
+        let r = self.request(http::Method::POST, &format!("/rounds/{round}/close"), None)?;
+        self.json(r)
+    }
+
+    /// Operator: load the session's public key file (and model length).
+    pub fn load_public_key(
+        &self,
+        public_key_file: &[u8],
+        max_len: Option<usize>,
+    ) -> Result<SessionResponse, ClientError> {
+        let path = match max_len {
+            Some(n) => format!("/session?max_len={n}"),
+            None => "/session".to_string(),
+        };
+        let r = self.request(
+            http::Method::PUT,
+            &path,
+            Some((public_key_file, "application/octet-stream")),
+        )?;
+        self.json(r)
+    }
+}
+
+fn refusal(resp: http::Response<ureq::Body>) -> ClientError {
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let parsed = body
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_vec()
+        .ok()
+        .and_then(|b| serde_json::from_slice::<ErrorBody>(&b).ok());
+    match parsed {
+        Some(e) => ClientError::Refused {
+            status,
+            code: e.error,
+            detail: e.detail,
+        },
+        None => ClientError::Refused {
+            status,
+            code: "unknown".into(),
+            detail: format!("HTTP {status} without a FedHE error body"),
+        },
+    }
+}

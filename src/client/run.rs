@@ -1,0 +1,432 @@
+//! The per-round client loop: federated standardization, then for each round
+//! start from the global model, train locally, contribute the sample-weighted
+//! update, receive the weighted mean, evaluate on the local hold-out.
+//!
+//! The loop talks to the federation through [`Exchange`]: [`HeExchange`]
+//! encrypts, uploads to the aggregator and decrypts the published sum; the
+//! plaintext FedAvg baseline of `federation` uses the same loop with an
+//! in-memory exchange, so both runs do exactly the same arithmetic apart from
+//! the encryption.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ndarray::{Array2, Axis};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{self, Accumulator, CryptoError, SecretKey};
+use crate::data::{Dataset, Standardizer};
+use crate::model::{LogisticRegression, Metrics, ModelError, TrainConfig};
+use crate::protocol::RoundPhase;
+
+use super::api::{AggregatorClient, ClientError};
+
+/// Limbs per number in the standardization vector.
+pub const STAT_LIMBS: usize = 4;
+/// Each limb is below `2^LIMB_BITS` in magnitude: inside the per-client
+/// fixed-point budget of every parameter set with a margin of one bit.
+pub const LIMB_BITS: i32 = 15;
+
+/// Values in the standardization vector for `features` features: per-feature
+/// sums and sums of squares and the row count, [`STAT_LIMBS`] limbs each.
+pub fn standardization_len(features: usize) -> usize {
+    (2 * features + 1) * STAT_LIMBS
+}
+
+/// Longest vector a client with `features` features uploads (the `max_len`
+/// it states when registering).
+pub fn max_len_for(features: usize) -> usize {
+    standardization_len(features).max(features + 1)
+}
+
+/// Splits `value` into [`STAT_LIMBS`] base-2^15 digits of `value * 2^15`:
+/// the top digits are integers, the lowest keeps the fraction. Exact in f64
+/// for |value| < 2^45; the encoder then rounds the lowest digit, so a sum of
+/// digits recombines to the sum of values within 2^-31 per contributor.
+pub fn to_limbs(value: f64, out: &mut Vec<f64>) {
+    let base = f64::powi(2.0, LIMB_BITS);
+    let mut rest = value * base;
+    let mut digits = [0.0; STAT_LIMBS];
+    for l in (1..STAT_LIMBS).rev() {
+        let unit = base.powi(l as i32);
+        let d = (rest / unit).trunc();
+        digits[l] = d;
+        rest -= d * unit;
+    }
+    digits[0] = rest;
+    out.extend_from_slice(&digits);
+}
+
+/// Inverse of [`to_limbs`] (also for summed digits).
+pub fn from_limbs(limbs: &[f64]) -> f64 {
+    let base = f64::powi(2.0, LIMB_BITS);
+    let mut v = 0.0;
+    for (l, d) in limbs.iter().enumerate() {
+        v += d * base.powi(l as i32);
+    }
+    v / base
+}
+
+/// Row count, per-feature sums and sums of squares of one data set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Moments {
+    pub count: f64,
+    pub sums: Vec<f64>,
+    pub sums_sq: Vec<f64>,
+}
+
+impl Moments {
+    pub fn of(x: &Array2<f64>) -> Moments {
+        Moments {
+            count: x.nrows() as f64,
+            sums: x.sum_axis(Axis(0)).to_vec(),
+            sums_sq: x.map(|v| v * v).sum_axis(Axis(0)).to_vec(),
+        }
+    }
+
+    /// The limb-encoded vector (contributed with weight 1).
+    pub fn encode(&self) -> Vec<f64> {
+        let mut out = Vec::with_capacity(standardization_len(self.sums.len()));
+        for v in self.sums.iter().chain(&self.sums_sq) {
+            to_limbs(*v, &mut out);
+        }
+        to_limbs(self.count, &mut out);
+        out
+    }
+
+    /// Decodes summed limbs (the mean times the number of contributors).
+    pub fn decode(summed: &[f64], features: usize) -> Result<Moments, String> {
+        if summed.len() != standardization_len(features) {
+            return Err(format!(
+                "standardization sum has {} values, expected {}",
+                summed.len(),
+                standardization_len(features)
+            ));
+        }
+        let nums: Vec<f64> = summed.chunks(STAT_LIMBS).map(from_limbs).collect();
+        Ok(Moments {
+            count: nums[2 * features],
+            sums: nums[..features].to_vec(),
+            sums_sq: nums[features..2 * features].to_vec(),
+        })
+    }
+
+    pub fn add(&mut self, other: &Moments) {
+        self.count += other.count;
+        for (a, b) in self.sums.iter_mut().zip(&other.sums) {
+            *a += b;
+        }
+        for (a, b) in self.sums_sq.iter_mut().zip(&other.sums_sq) {
+            *a += b;
+        }
+    }
+
+    pub fn standardizer(&self) -> Standardizer {
+        Standardizer::from_moments(self.count, &self.sums, &self.sums_sq)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("encryption: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error("training: {0}")]
+    Model(#[from] ModelError),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What one exchange cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExchangeCost {
+    pub encrypt_ms: f64,
+    pub decrypt_ms: f64,
+    pub wait_ms: f64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+/// The weighted mean of a round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundMean {
+    pub values: Vec<f64>,
+    pub total_weight: f64,
+    pub contributors: u32,
+    /// False if this client could not contribute (joined after the round closed).
+    pub contributed: bool,
+    pub cost: ExchangeCost,
+}
+
+/// One contribution per round; blocks until the round's mean is known.
+pub trait Exchange {
+    fn exchange(
+        &mut self,
+        round: u64,
+        values: &[f64],
+        weight: f64,
+        cancel: &AtomicBool,
+    ) -> Result<RoundMean, LoopError>;
+}
+
+/// The encrypted exchange through an aggregator.
+pub struct HeExchange {
+    pub api: AggregatorClient,
+    pub key: Arc<SecretKey>,
+    /// Longest wait for a round to close.
+    pub round_timeout: Duration,
+}
+
+impl Exchange for HeExchange {
+    fn exchange(
+        &mut self,
+        round: u64,
+        values: &[f64],
+        weight: f64,
+        cancel: &AtomicBool,
+    ) -> Result<RoundMean, LoopError> {
+        let mut cost = ExchangeCost::default();
+        let t = Instant::now();
+        let update = crypto::encrypt_weighted(&self.key, values, weight)?;
+        let bytes = update.to_bytes();
+        drop(update);
+        cost.encrypt_ms = ms(t);
+        let t = Instant::now();
+        let contributed = match self.api.upload(round, &bytes) {
+            Ok(_) => true,
+            // Joined late: the round closed without us; use its result.
+            Err(e) if e.code() == Some("wrong_round") => false,
+            Err(e) => return Err(e.into()),
+        };
+        if contributed {
+            cost.bytes_up = bytes.len() as u64;
+        }
+        drop(bytes);
+        self.api
+            .wait_closed(round, Some(cancel), self.round_timeout)
+            .map_err(|e| match e {
+                ClientError::Cancelled => LoopError::Cancelled,
+                e => e.into(),
+            })?;
+        let (sum, contributors) = self.api.download_sum(round)?;
+        cost.wait_ms = ms(t);
+        cost.bytes_down = sum.len() as u64;
+        let t = Instant::now();
+        let acc = Accumulator::from_bytes(&sum, values.len() + 1)?;
+        drop(sum);
+        let mean = crypto::decrypt_mean(&self.key, &acc)?;
+        cost.decrypt_ms = ms(t);
+        if mean.contributors != contributors {
+            return Err(LoopError::Other(format!(
+                "round {round}: the aggregator announced {contributors} contributors, the sum holds {}",
+                mean.contributors
+            )));
+        }
+        Ok(RoundMean {
+            values: mean.values,
+            total_weight: mean.total_weight,
+            contributors: mean.contributors,
+            contributed,
+            cost,
+        })
+    }
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// Settings of the client loop.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// Training rounds (after standardization).
+    pub rounds: u64,
+    /// Local training per round; `seed` is mixed with the round number.
+    pub train: TrainConfig,
+}
+
+/// Events for progress displays (the GUI draws live plots from them).
+#[derive(Debug, Clone)]
+pub enum ClientEvent {
+    /// Federated standardization done.
+    Standardized {
+        scaler: Standardizer,
+        global_rows: f64,
+        cost: ExchangeCost,
+    },
+    /// One local epoch of training round `round`.
+    Epoch {
+        round: u64,
+        epoch: usize,
+        loss: f64,
+        accuracy: f64,
+    },
+    /// A training round finished: the new global model is known.
+    Round(ClientRound),
+}
+
+/// One training round as seen by one client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientRound {
+    /// Training round, 1-based (server round = this + 1).
+    pub round: u64,
+    pub contributors: u32,
+    pub total_weight: f64,
+    /// Last local epoch's training loss.
+    pub local_loss: Option<f64>,
+    /// Global parameters after this round: weights then bias.
+    pub global_params: Vec<f64>,
+    /// Hold-out log-loss and accuracy of the global model, if a hold-out exists.
+    pub holdout_loss: Option<f64>,
+    pub holdout_accuracy: Option<f64>,
+    pub cost: ExchangeCost,
+}
+
+/// Result of a client's run.
+#[derive(Debug, Clone)]
+pub struct ClientOutcome {
+    pub model: LogisticRegression,
+    pub scaler: Standardizer,
+    pub rounds: Vec<ClientRound>,
+    pub cancelled: bool,
+}
+
+/// Seed of local training in round `round`.
+pub fn round_seed(seed: u64, round: u64) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(round.wrapping_mul(0xD1B5_4A32_D192_ED03))
+}
+
+/// Runs standardization and `cfg.rounds` training rounds.
+pub fn run_client_loop(
+    exchange: &mut dyn Exchange,
+    train: &Dataset,
+    holdout: Option<&Dataset>,
+    cfg: &LoopConfig,
+    on_event: &mut dyn FnMut(&ClientEvent),
+    cancel: &AtomicBool,
+) -> Result<ClientOutcome, LoopError> {
+    let features = train.x.ncols();
+    if train.rows() == 0 {
+        return Err(LoopError::Other("the local training set is empty".into()));
+    }
+    // Round 1: federated standardization.
+    let local = Moments::of(&train.x);
+    let std_round = 1;
+    debug_assert_eq!(RoundPhase::of(std_round), Some(RoundPhase::Standardize));
+    let mean = exchange.exchange(std_round, &local.encode(), 1.0, cancel)?;
+    let summed: Vec<f64> = mean.values.iter().map(|v| v * mean.total_weight).collect();
+    let global = Moments::decode(&summed, features).map_err(LoopError::Other)?;
+    let scaler = global.standardizer();
+    on_event(&ClientEvent::Standardized {
+        scaler: scaler.clone(),
+        global_rows: global.count,
+        cost: mean.cost,
+    });
+    let x = scaler.transformed(&train.x);
+    let hold = holdout.map(|h| (scaler.transformed(&h.x), h.y.to_vec()));
+
+    let mut global_model = LogisticRegression::zeros(features);
+    let mut rounds = Vec::new();
+    let weight = train.rows() as f64;
+    for k in 1..=cfg.rounds {
+        if cancel.load(Ordering::Relaxed) {
+            return Ok(ClientOutcome {
+                model: global_model,
+                scaler,
+                rounds,
+                cancelled: true,
+            });
+        }
+        let mut local_model = global_model.clone();
+        let tcfg = TrainConfig {
+            seed: round_seed(cfg.train.seed, k),
+            ..cfg.train.clone()
+        };
+        let mut last_loss = None;
+        crate::model::train(&mut local_model, &x, &train.y, &tcfg, &mut |s| {
+            last_loss = Some(s.loss);
+            on_event(&ClientEvent::Epoch {
+                round: k,
+                epoch: s.epoch,
+                loss: s.loss,
+                accuracy: s.accuracy,
+            });
+            if cancel.load(Ordering::Relaxed) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        if cancel.load(Ordering::Relaxed) {
+            return Err(LoopError::Cancelled);
+        }
+        let server_round = RoundPhase::server_round_of_training(k);
+        let mean = exchange.exchange(server_round, &local_model.params(), weight, cancel)?;
+        global_model.set_params(&mean.values)?;
+        let (holdout_loss, holdout_accuracy) = match &hold {
+            Some((hx, hy)) => {
+                let p = global_model.predict_proba(hx).to_vec();
+                let m = Metrics::compute(hy, &p);
+                (Some(m.log_loss), Some(m.accuracy))
+            }
+            None => (None, None),
+        };
+        let rec = ClientRound {
+            round: k,
+            contributors: mean.contributors,
+            total_weight: mean.total_weight,
+            local_loss: last_loss,
+            global_params: mean.values,
+            holdout_loss,
+            holdout_accuracy,
+            cost: mean.cost,
+        };
+        on_event(&ClientEvent::Round(rec.clone()));
+        rounds.push(rec);
+    }
+    Ok(ClientOutcome {
+        model: global_model,
+        scaler,
+        rounds,
+        cancelled: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limbs_round_trip_and_add() {
+        for v in [0.0, 1.5, -3.25, 654.0 * 114.0, 1.8e7 * 455.0, -1e13, 0.1234567891] {
+            let mut l = Vec::new();
+            to_limbs(v, &mut l);
+            assert_eq!(l.len(), STAT_LIMBS);
+            assert!(l.iter().all(|d| d.abs() < 32768.0), "{v}: {l:?}");
+            assert!((from_limbs(&l) - v).abs() <= v.abs() * 1e-15 + 1e-12, "{v}");
+        }
+        let (a, b) = (12345.678, -98.5);
+        let (mut la, mut lb) = (Vec::new(), Vec::new());
+        to_limbs(a, &mut la);
+        to_limbs(b, &mut lb);
+        let s: Vec<f64> = la.iter().zip(&lb).map(|(x, y)| x + y).collect();
+        assert!((from_limbs(&s) - (a + b)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn moments_encode_decode() {
+        let x = ndarray::array![[1.0, 200.0], [3.0, 400.0], [5.0, 900.0]];
+        let m = Moments::of(&x);
+        let d = Moments::decode(&m.encode(), 2).unwrap();
+        assert_eq!(d.count, 3.0);
+        assert!((d.sums[1] - 1500.0).abs() < 1e-9);
+        assert!((d.sums_sq[0] - 35.0).abs() < 1e-9);
+        assert_eq!(max_len_for(2), 20);
+    }
+}

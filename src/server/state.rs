@@ -1,0 +1,674 @@
+//! The aggregator's state machine, independent of HTTP. Every mutating method
+//! either succeeds completely (memory and database) or leaves both as they
+//! were.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::crypto::{Accumulator, CryptoError, EncryptedUpdate, ParamSet, PublicKeyFile};
+use crate::protocol::{
+    ClientInfo, RegisterRequest, RegisterResponse, RoundInfo, RoundState, SessionInfo,
+    StatusResponse, UploadResponse, valid_client_id, valid_client_name,
+};
+
+use super::error::ServerError;
+use super::store::{Store, StoredClient};
+
+/// Packed values of an update carrying `values` values: plus the weight slot.
+pub fn packed_len(values: usize) -> usize {
+    values + 1
+}
+
+/// Largest encoded update the aggregator accepts for vectors of at most
+/// `max_len` values (the 413 limit): the encoded size plus header slack.
+pub fn max_update_bytes(params: ParamSet, max_len: usize) -> usize {
+    const SLACK: usize = 4096;
+    encoded_update_bound(params, packed_len(max_len)).saturating_add(SLACK)
+}
+
+/// Upper bound of an encoded update of `values` packed values.
+// TODO(crypto merge): use crypto's own bound once it exists.
+fn encoded_update_bound(params: ParamSet, values: usize) -> usize {
+    const POLY: usize = 2048;
+    let per_value = match params {
+        ParamSet::Standard64 => 8,
+        ParamSet::Compact32 => 4,
+    };
+    values
+        .div_ceil(POLY)
+        .saturating_mul(POLY)
+        .saturating_mul(per_value)
+        .saturating_add(1024)
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// SHA-256 of a bearer token: the only form in which tokens are stored.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A fresh 256-bit bearer token, hex.
+pub fn new_token() -> String {
+    let mut b = [0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    hex(&b)
+}
+
+pub struct Session {
+    pub public: PublicKeyFile,
+    pub public_bytes: Vec<u8>,
+    pub max_len: Option<usize>,
+}
+
+impl Session {
+    fn info(&self) -> SessionInfo {
+        SessionInfo {
+            fingerprint: hex(&self.public.fingerprint().0),
+            params: format!("{:?}", self.public.params()),
+            max_len: self.max_len,
+            max_update_bytes: self
+                .max_len
+                .map(|n| max_update_bytes(self.public.params(), n)),
+        }
+    }
+}
+
+/// Tunables that are not persisted.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub min_clients: Option<usize>,
+    pub auto_aggregate: bool,
+    /// Largest model length a session may declare (bounds every allocation).
+    pub max_max_len: usize,
+}
+
+struct ClientRec {
+    name: String,
+    joined_unix: u64,
+    last_round: Option<u64>,
+}
+
+struct ClosedRound {
+    len: Option<usize>,
+    contributors: u32,
+    submitted: Vec<String>,
+    aggregate_ms: f64,
+    bytes_accepted: u64,
+}
+
+/// Who a request is from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Operator,
+    Client(String),
+}
+
+pub struct Aggregator {
+    store: Store,
+    policy: Policy,
+    operator_hash: [u8; 32],
+    session: Option<Session>,
+    clients: BTreeMap<String, ClientRec>,
+    tokens: HashMap<[u8; 32], String>,
+    round: u64,
+    /// Running sum of the open round; `None` until its first update.
+    acc: Option<Accumulator>,
+    /// Packed length of the open round (fixed by its first update).
+    round_len: Option<usize>,
+    submitted: Vec<String>,
+    open_aggregate_ms: f64,
+    open_bytes: u64,
+    closed: BTreeMap<u64, ClosedRound>,
+    /// The most recently published sum, kept in memory for the downloads
+    /// that follow a close.
+    last_sum: Option<(u64, std::sync::Arc<Vec<u8>>)>,
+}
+
+fn crypto_422(e: CryptoError) -> ServerError {
+    ServerError::Unprocessable(format!("update refused: {e}"))
+}
+
+impl Aggregator {
+    /// Loads (or initializes) the state in `store`. `initial_key` is the
+    /// `--public-key` file; it must match a key already in the state folder.
+    pub fn open(
+        store: Store,
+        policy: Policy,
+        operator_token: &str,
+        initial_key: Option<PublicKeyFile>,
+        initial_max_len: Option<usize>,
+    ) -> Result<Aggregator, ServerError> {
+        let mut agg = Aggregator {
+            store,
+            policy,
+            operator_hash: token_hash(operator_token),
+            session: None,
+            clients: BTreeMap::new(),
+            tokens: HashMap::new(),
+            round: 1,
+            acc: None,
+            round_len: None,
+            submitted: Vec::new(),
+            open_aggregate_ms: 0.0,
+            open_bytes: 0,
+            closed: BTreeMap::new(),
+            last_sum: None,
+        };
+        agg.reload()?;
+        if let Some(key) = initial_key {
+            agg.load_session(key, initial_max_len)?;
+        } else if let Some(n) = initial_max_len {
+            if agg.session.is_some() {
+                agg.set_max_len(n)?;
+            }
+        }
+        Ok(agg)
+    }
+
+    /// Rebuilds the in-memory view from the database.
+    fn reload(&mut self) -> Result<(), ServerError> {
+        self.session = None;
+        self.acc = None;
+        self.round_len = None;
+        if let Some(pk_bytes) = self.store.get_meta("public_key")? {
+            let public = PublicKeyFile::from_bytes(&pk_bytes).map_err(|e| {
+                ServerError::Internal(format!("stored public key unreadable: {e}"))
+            })?;
+            let max_len = match self.store.get_meta("max_len")? {
+                Some(b) => Some(
+                    std::str::from_utf8(&b)
+                        .ok()
+                        .and_then(|s| s.parse::<usize>().ok())
+                        .ok_or_else(|| {
+                            ServerError::Internal("stored max_len unreadable".into())
+                        })?,
+                ),
+                None => None,
+            };
+            self.session = Some(Session {
+                public,
+                public_bytes: pk_bytes,
+                max_len,
+            });
+        }
+        self.clients.clear();
+        self.tokens.clear();
+        for c in self.store.clients()? {
+            self.tokens.insert(c.token_hash, c.id.clone());
+            self.clients.insert(
+                c.id,
+                ClientRec {
+                    name: c.name,
+                    joined_unix: c.joined_unix,
+                    last_round: c.last_round,
+                },
+            );
+        }
+        self.closed.clear();
+        self.round = 1;
+        self.open_aggregate_ms = 0.0;
+        self.open_bytes = 0;
+        for r in self.store.rounds()? {
+            if r.open {
+                self.round = r.round;
+                self.round_len = r.len;
+                self.open_aggregate_ms = r.aggregate_ms;
+                self.open_bytes = r.bytes_accepted;
+            } else {
+                let submitted = self.store.submitted(r.round)?;
+                self.closed.insert(
+                    r.round,
+                    ClosedRound {
+                        len: r.len,
+                        contributors: r.contributors,
+                        submitted,
+                        aggregate_ms: r.aggregate_ms,
+                        bytes_accepted: r.bytes_accepted,
+                    },
+                );
+            }
+        }
+        self.submitted = self.store.submitted(self.round)?;
+        if let Some(n) = self.session.as_ref().and_then(|s| s.max_len) {
+            if let Some(bytes) = self.store.sum(self.round)? {
+                let acc = Accumulator::from_bytes(&bytes, packed_len(n)).map_err(|e| {
+                    ServerError::Internal(format!("stored running sum unreadable: {e}"))
+                })?;
+                self.acc = Some(acc);
+            }
+        }
+        self.last_sum = None;
+        Ok(())
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Authenticates a bearer token.
+    pub fn caller(&self, token: Option<&str>) -> Result<Caller, ServerError> {
+        let token = token.ok_or_else(|| {
+            ServerError::Unauthorized("missing `Authorization: Bearer <token>` header".into())
+        })?;
+        let h = token_hash(token);
+        if h == self.operator_hash {
+            return Ok(Caller::Operator);
+        }
+        match self.tokens.get(&h) {
+            Some(id) => Ok(Caller::Client(id.clone())),
+            None => Err(ServerError::Unauthorized("unknown bearer token".into())),
+        }
+    }
+
+    pub fn require_operator(&self, token: Option<&str>) -> Result<(), ServerError> {
+        match self.caller(token)? {
+            Caller::Operator => Ok(()),
+            Caller::Client(_) => Err(ServerError::Forbidden(
+                "this action needs the operator token".into(),
+            )),
+        }
+    }
+
+    /// Loads the session's public key (idempotent for the same key).
+    pub fn load_session(
+        &mut self,
+        public: PublicKeyFile,
+        max_len: Option<usize>,
+    ) -> Result<SessionInfo, ServerError> {
+        if let Some(n) = max_len {
+            self.check_max_len(n)?;
+        }
+        if let Some(s) = &self.session {
+            if s.public.fingerprint() != public.fingerprint() || s.public.params() != public.params()
+            {
+                return Err(ServerError::Conflict(format!(
+                    "the session already uses key {} ({:?}); start a new state folder for another key",
+                    hex(&s.public.fingerprint().0),
+                    s.public.params()
+                )));
+            }
+            if let Some(n) = max_len {
+                self.set_max_len(n)?;
+            }
+            return Ok(self.session_info_or_internal()?);
+        }
+        let bytes = public.to_bytes();
+        self.store.save_session(&bytes, max_len, now_unix())?;
+        self.session = Some(Session {
+            public,
+            public_bytes: bytes,
+            max_len,
+        });
+        self.session_info_or_internal()
+    }
+
+    fn session_info_or_internal(&self) -> Result<SessionInfo, ServerError> {
+        self.session
+            .as_ref()
+            .map(Session::info)
+            .ok_or_else(|| ServerError::Internal("session vanished".into()))
+    }
+
+    fn check_max_len(&self, n: usize) -> Result<(), ServerError> {
+        if n == 0 || n > self.policy.max_max_len {
+            return Err(ServerError::Malformed(format!(
+                "max_len {n} is outside 1..={}",
+                self.policy.max_max_len
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fixes the session's model length (once; the same value again is fine).
+    pub fn set_max_len(&mut self, n: usize) -> Result<(), ServerError> {
+        self.check_max_len(n)?;
+        let Some(s) = &self.session else {
+            return Err(no_session());
+        };
+        match s.max_len {
+            Some(m) if m == n => Ok(()),
+            Some(m) => Err(ServerError::Conflict(format!(
+                "the session's max_len is {m}, not {n}"
+            ))),
+            None => {
+                let pk = s.public_bytes.clone();
+                self.store.save_session(&pk, Some(n), now_unix())?;
+                if let Some(s) = self.session.as_mut() {
+                    s.max_len = Some(n);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub fn register(&mut self, req: RegisterRequest) -> Result<RegisterResponse, ServerError> {
+        if !valid_client_id(&req.id) {
+            return Err(ServerError::Malformed(
+                "client id must be 1-64 characters from A-Z a-z 0-9 _ . -".into(),
+            ));
+        }
+        if !valid_client_name(&req.name) {
+            return Err(ServerError::Malformed(
+                "client name must be 1-128 characters without control characters".into(),
+            ));
+        }
+        if self.clients.contains_key(&req.id) {
+            return Err(ServerError::DuplicateClient(format!(
+                "a client with id `{}` is already registered",
+                req.id
+            )));
+        }
+        if let Some(n) = req.max_len {
+            self.check_max_len(n)?;
+            if let Some(s) = &self.session {
+                if let Some(m) = s.max_len {
+                    if n > m {
+                        return Err(ServerError::Conflict(format!(
+                            "this client needs vectors of {n} values; the session allows {m}"
+                        )));
+                    }
+                }
+            }
+        }
+        let token = new_token();
+        let joined = now_unix();
+        let rec = StoredClient {
+            id: req.id.clone(),
+            name: req.name.clone(),
+            token_hash: token_hash(&token),
+            joined_unix: joined,
+            last_round: None,
+        };
+        self.store.insert_client(&rec)?;
+        self.tokens.insert(rec.token_hash, req.id.clone());
+        self.clients.insert(
+            req.id.clone(),
+            ClientRec {
+                name: req.name,
+                joined_unix: joined,
+                last_round: None,
+            },
+        );
+        if let (Some(n), Some(s)) = (req.max_len, &self.session) {
+            if s.max_len.is_none() {
+                self.set_max_len(n)?;
+            }
+        }
+        Ok(RegisterResponse { id: req.id, token })
+    }
+
+    pub fn clients(&self) -> Vec<ClientInfo> {
+        self.clients
+            .iter()
+            .map(|(id, c)| ClientInfo {
+                id: id.clone(),
+                name: c.name.clone(),
+                joined_unix: c.joined_unix,
+                last_round: c.last_round,
+            })
+            .collect()
+    }
+
+    pub fn status(&self) -> StatusResponse {
+        StatusResponse {
+            api_version: 1,
+            session: self.session.as_ref().map(Session::info),
+            round: self.round,
+            round_state: RoundState::Open,
+            submitted: self.submitted.clone(),
+            registered: self.clients.len(),
+            min_clients: self.policy.min_clients,
+            auto_aggregate: self.policy.auto_aggregate,
+            last_closed: self.closed.keys().next_back().copied(),
+        }
+    }
+
+    pub fn open_round(&self) -> u64 {
+        self.round
+    }
+
+    pub fn round_info(&self, round: u64) -> Result<RoundInfo, ServerError> {
+        if round == self.round {
+            let contributors = self.acc.as_ref().map_or(0, Accumulator::contributors);
+            return Ok(RoundInfo {
+                round,
+                state: RoundState::Open,
+                len: self.round_len.map(|l| l.saturating_sub(1)),
+                contributors,
+                submitted: self.submitted.clone(),
+                aggregate_ms: self.open_aggregate_ms,
+                bytes_accepted: self.open_bytes,
+            });
+        }
+        match self.closed.get(&round) {
+            Some(c) => Ok(RoundInfo {
+                round,
+                state: RoundState::Closed,
+                len: c.len.map(|l| l.saturating_sub(1)),
+                contributors: c.contributors,
+                submitted: c.submitted.clone(),
+                aggregate_ms: c.aggregate_ms,
+                bytes_accepted: c.bytes_accepted,
+            }),
+            None => Err(unknown_round(round, self.round)),
+        }
+    }
+
+    /// Largest body accepted on the upload route right now.
+    pub fn upload_limit(&self) -> Result<usize, ServerError> {
+        let s = self.session.as_ref().ok_or_else(no_session)?;
+        let n = s.max_len.ok_or_else(|| {
+            ServerError::NoSession(
+                "the session's max_len is not set yet: register with `max_len` first".into(),
+            )
+        })?;
+        Ok(max_update_bytes(s.public.params(), n))
+    }
+
+    /// Cheap checks before the body is read: session, round, duplicate.
+    pub fn precheck_upload(&self, client: &str, round: u64) -> Result<usize, ServerError> {
+        let limit = self.upload_limit()?;
+        self.check_round_for(client, round)?;
+        Ok(limit)
+    }
+
+    fn check_round_for(&self, client: &str, round: u64) -> Result<(), ServerError> {
+        if round > self.round || round == 0 {
+            return Err(unknown_round(round, self.round));
+        }
+        if round < self.round {
+            return Err(ServerError::WrongRound(format!(
+                "round {round} is closed; the open round is {}",
+                self.round
+            )));
+        }
+        if self.submitted.iter().any(|c| c == client) {
+            return Err(ServerError::DuplicateSubmission(format!(
+                "client `{client}` already submitted an update for round {round}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Decodes an update body (outside the state lock; needs only the model
+    /// length bound).
+    pub fn decode_update(bytes: &[u8], max_len: usize) -> Result<EncryptedUpdate, ServerError> {
+        EncryptedUpdate::from_bytes(bytes, packed_len(max_len))
+            .map_err(|e| ServerError::Malformed(format!("not a valid encrypted update: {e}")))
+    }
+
+    pub fn max_len(&self) -> Option<usize> {
+        self.session.as_ref().and_then(|s| s.max_len)
+    }
+
+    /// Adds an accepted update into the running sum and records it durably.
+    /// Returns the answer; may close the round (auto-aggregate).
+    pub fn submit(
+        &mut self,
+        client: &str,
+        round: u64,
+        update: &EncryptedUpdate,
+        body_len: u64,
+    ) -> Result<UploadResponse, ServerError> {
+        self.check_round_for(client, round)?;
+        let s = self.session.as_ref().ok_or_else(no_session)?;
+        let n = s.max_len.ok_or_else(no_session)?;
+        let len = update.len();
+        if len > packed_len(n) {
+            return Err(ServerError::Unprocessable(format!(
+                "update has {} values; this session allows at most {n}",
+                len.saturating_sub(1)
+            )));
+        }
+        if let Some(l) = self.round_len {
+            if l != len {
+                return Err(ServerError::Unprocessable(format!(
+                    "update has {} values; round {round} sums vectors of {} values",
+                    len.saturating_sub(1),
+                    l.saturating_sub(1)
+                )));
+            }
+        }
+        let t = Instant::now();
+        let acc = match self.acc.as_mut() {
+            Some(acc) => {
+                acc.add(update).map_err(crypto_422)?;
+                acc
+            }
+            None => {
+                // First update of the round: it fixes the round's length. A
+                // refused update leaves no accumulator behind.
+                let mut fresh = Accumulator::new(&s.public, len);
+                fresh.add(update).map_err(crypto_422)?;
+                self.acc.insert(fresh)
+            }
+        };
+        let add_ms = t.elapsed().as_secs_f64() * 1e3;
+        let contributors = acc.contributors();
+        let bytes = acc.to_bytes();
+        if let Err(e) = self.store.record_submission(
+            round,
+            client,
+            body_len,
+            len,
+            &bytes,
+            contributors,
+            add_ms,
+            now_unix(),
+        ) {
+            // The database still holds the previous sum: go back to it.
+            let err = ServerError::from(e);
+            self.reload()?;
+            return Err(err);
+        }
+        self.submitted.push(client.to_string());
+        self.round_len = Some(len);
+        self.open_aggregate_ms += add_ms;
+        self.open_bytes += body_len;
+        if let Some(c) = self.clients.get_mut(client) {
+            c.last_round = Some(round);
+        }
+        let mut round_closed = false;
+        if self.policy.auto_aggregate && self.auto_close_due() {
+            self.close(round)?;
+            round_closed = true;
+        }
+        Ok(UploadResponse {
+            round,
+            contributors,
+            round_closed,
+        })
+    }
+
+    fn auto_close_due(&self) -> bool {
+        let target = self.policy.min_clients.unwrap_or(self.clients.len()).max(1);
+        self.submitted.len() >= target
+    }
+
+    /// Closes the open round `round` and publishes its sum.
+    pub fn close(&mut self, round: u64) -> Result<(u32, u64), ServerError> {
+        if round != self.round {
+            if self.closed.contains_key(&round) {
+                return Err(ServerError::WrongRound(format!("round {round} is already closed")));
+            }
+            return Err(unknown_round(round, self.round));
+        }
+        let acc = match self.acc.as_ref() {
+            Some(acc) if acc.contributors() > 0 => acc,
+            _ => {
+                return Err(ServerError::Conflict(format!(
+                    "round {round} has no submissions yet; nothing to publish"
+                )));
+            }
+        };
+        let contributors = acc.contributors();
+        let published = acc.to_bytes();
+        self.store.close_round(round, now_unix())?;
+        self.closed.insert(
+            round,
+            ClosedRound {
+                len: self.round_len,
+                contributors,
+                submitted: std::mem::take(&mut self.submitted),
+                aggregate_ms: self.open_aggregate_ms,
+                bytes_accepted: self.open_bytes,
+            },
+        );
+        self.acc = None;
+        self.round_len = None;
+        self.round = round + 1;
+        self.open_aggregate_ms = 0.0;
+        self.open_bytes = 0;
+        self.last_sum = Some((round, std::sync::Arc::new(published)));
+        Ok((contributors, self.round))
+    }
+
+    /// The published sum of a closed round, with its contributor count.
+    pub fn sum(&self, round: u64) -> Result<(std::sync::Arc<Vec<u8>>, u32), ServerError> {
+        if round == self.round {
+            return Err(ServerError::WrongRound(format!(
+                "round {round} is still open; its sum is published when it closes"
+            )));
+        }
+        let c = self
+            .closed
+            .get(&round)
+            .ok_or_else(|| unknown_round(round, self.round))?;
+        if let Some((r, bytes)) = &self.last_sum {
+            if *r == round {
+                return Ok((bytes.clone(), c.contributors));
+            }
+        }
+        let bytes = self
+            .store
+            .sum(round)?
+            .ok_or_else(|| ServerError::Internal(format!("sum of round {round} missing")))?;
+        Ok((std::sync::Arc::new(bytes), c.contributors))
+    }
+}
+
+fn no_session() -> ServerError {
+    ServerError::NoSession(
+        "no session: the operator has not loaded a public key yet (fedhe serve --public-key, \
+         or PUT /api/v1/session)"
+            .into(),
+    )
+}
+
+fn unknown_round(round: u64, open: u64) -> ServerError {
+    ServerError::NotFound(format!("round {round} does not exist; the open round is {open}"))
+}

@@ -1,0 +1,351 @@
+//! Durable aggregator state: one SQLite file (`aggregator.sqlite3`) in the
+//! state folder. Nothing else is ever written there, and no path is derived
+//! from anything a client sends.
+//!
+//! An accepted update is recorded in one transaction that inserts the
+//! submission row *and* replaces the open round's running sum, so a process
+//! killed at any point either has the update fully counted or not at all.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// File name of the database inside the state folder.
+pub const DB_FILE: &str = "aggregator.sqlite3";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("state folder {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state database is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+/// A client row.
+#[derive(Debug, Clone)]
+pub struct StoredClient {
+    pub id: String,
+    pub name: String,
+    pub token_hash: [u8; 32],
+    pub joined_unix: u64,
+    pub last_round: Option<u64>,
+}
+
+/// A round row (without its sum).
+#[derive(Debug, Clone)]
+pub struct StoredRound {
+    pub round: u64,
+    pub open: bool,
+    /// Values per update (fixed by the round's first update).
+    pub len: Option<usize>,
+    pub contributors: u32,
+    pub aggregate_ms: f64,
+    pub bytes_accepted: u64,
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let conn = Connection::open(dir.join(DB_FILE))?;
+        Self::init(conn)
+    }
+
+    /// An in-memory database (embedded mode without a state folder).
+    pub fn in_memory() -> Result<Store, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Store, StoreError> {
+        // WAL + FULL: every committed transaction survives a killed process
+        // (and a power cut); readers never block the writer.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (
+                 key TEXT PRIMARY KEY,
+                 value BLOB NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS clients (
+                 id TEXT PRIMARY KEY,
+                 name TEXT NOT NULL,
+                 token_hash BLOB NOT NULL UNIQUE,
+                 joined INTEGER NOT NULL,
+                 last_round INTEGER
+             );
+             CREATE TABLE IF NOT EXISTS rounds (
+                 round INTEGER PRIMARY KEY,
+                 open INTEGER NOT NULL,
+                 contributors INTEGER NOT NULL,
+                 len INTEGER,
+                 aggregate_ms REAL NOT NULL DEFAULT 0,
+                 bytes_accepted INTEGER NOT NULL DEFAULT 0,
+                 opened INTEGER NOT NULL,
+                 closed INTEGER,
+                 sum BLOB
+             );
+             CREATE TABLE IF NOT EXISTS submissions (
+                 round INTEGER NOT NULL,
+                 client_id TEXT NOT NULL,
+                 at INTEGER NOT NULL,
+                 bytes INTEGER NOT NULL,
+                 PRIMARY KEY (round, client_id)
+             );",
+        )?;
+        Ok(Store { conn })
+    }
+
+    pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Stores the session (public key and `max_len`) and opens round 1 if no
+    /// round exists yet — one transaction.
+    pub fn save_session(
+        &mut self,
+        public_key: &[u8],
+        max_len: Option<usize>,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('public_key', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![public_key],
+        )?;
+        if let Some(len) = max_len {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('max_len', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![len.to_string().into_bytes()],
+            )?;
+        }
+        let rounds: i64 = tx.query_row("SELECT COUNT(*) FROM rounds", [], |r| r.get(0))?;
+        if rounds == 0 {
+            tx.execute(
+                "INSERT INTO rounds (round, open, contributors, opened) VALUES (1, 1, 0, ?1)",
+                params![to_i64(now)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn insert_client(&self, c: &StoredClient) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO clients (id, name, token_hash, joined, last_round)
+             VALUES (?1, ?2, ?3, ?4, NULL)",
+            params![c.id, c.name, &c.token_hash[..], to_i64(c.joined_unix)],
+        )?;
+        Ok(())
+    }
+
+    pub fn clients(&self) -> Result<Vec<StoredClient>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT id, name, token_hash, joined, last_round FROM clients ORDER BY joined, id",
+        )?;
+        let rows = st.query_map([], |r| {
+            let hash: Vec<u8> = r.get(2)?;
+            let last: Option<i64> = r.get(4)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                hash,
+                r.get::<_, i64>(3)?,
+                last,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, name, hash, joined, last) = row?;
+            let token_hash: [u8; 32] = hash
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt(format!("token hash of client {id}")))?;
+            out.push(StoredClient {
+                id,
+                name,
+                token_hash,
+                joined_unix: to_u64(joined),
+                last_round: last.map(to_u64),
+            });
+        }
+        Ok(out)
+    }
+
+    /// All rounds, oldest first.
+    pub fn rounds(&self) -> Result<Vec<StoredRound>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT round, open, contributors, aggregate_ms, bytes_accepted, len
+             FROM rounds ORDER BY round",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(StoredRound {
+                round: to_u64(r.get(0)?),
+                open: r.get::<_, i64>(1)? != 0,
+                contributors: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                aggregate_ms: r.get(3)?,
+                bytes_accepted: to_u64(r.get(4)?),
+                len: r
+                    .get::<_, Option<i64>>(5)?
+                    .map(|v| usize::try_from(v).unwrap_or(0)),
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Client ids that submitted to `round`.
+    pub fn submitted(&self, round: u64) -> Result<Vec<String>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT client_id FROM submissions WHERE round = ?1 ORDER BY at, client_id")?;
+        let rows = st.query_map([to_i64(round)], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The stored sum of `round` (running sum if open, published if closed).
+    pub fn sum(&self, round: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT sum FROM rounds WHERE round = ?1",
+                [to_i64(round)],
+                |r| r.get::<_, Option<Vec<u8>>>(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// Records an accepted update: submission row, new running sum, the
+    /// client's last round — all or nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_submission(
+        &mut self,
+        round: u64,
+        client_id: &str,
+        bytes: u64,
+        len: usize,
+        new_sum: &[u8],
+        contributors: u32,
+        add_ms: f64,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO submissions (round, client_id, at, bytes) VALUES (?1, ?2, ?3, ?4)",
+            params![to_i64(round), client_id, to_i64(now), to_i64(bytes)],
+        )?;
+        let changed = tx.execute(
+            "UPDATE rounds SET sum = ?1, contributors = ?2,
+                 aggregate_ms = aggregate_ms + ?3, bytes_accepted = bytes_accepted + ?4,
+                 len = ?6
+             WHERE round = ?5 AND open = 1",
+            params![
+                new_sum,
+                i64::from(contributors),
+                add_ms,
+                to_i64(bytes),
+                to_i64(round),
+                to_i64(len as u64)
+            ],
+        )?;
+        if changed != 1 {
+            return Err(StoreError::Corrupt(format!("round {round} is not open")));
+        }
+        tx.execute(
+            "UPDATE clients SET last_round = ?1 WHERE id = ?2",
+            params![to_i64(round), client_id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Closes `round` (its stored running sum becomes the published sum) and
+    /// opens `round + 1`.
+    pub fn close_round(&mut self, round: u64, now: u64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE rounds SET open = 0, closed = ?1 WHERE round = ?2 AND open = 1",
+            params![to_i64(now), to_i64(round)],
+        )?;
+        if changed != 1 {
+            return Err(StoreError::Corrupt(format!("round {round} is not open")));
+        }
+        tx.execute(
+            "INSERT INTO rounds (round, open, contributors, opened) VALUES (?1, 1, 0, ?2)",
+            params![to_i64(round + 1), to_i64(now)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn submission_and_close_are_atomic() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.save_session(b"pk", Some(3), 1).unwrap();
+        s.insert_client(&StoredClient {
+            id: "a".into(),
+            name: "A".into(),
+            token_hash: [1; 32],
+            joined_unix: 1,
+            last_round: None,
+        })
+        .unwrap();
+        s.record_submission(1, "a", 10, 3, b"sum1", 1, 0.5, 2).unwrap();
+        // Duplicate submission: the whole transaction is rolled back.
+        assert!(s.record_submission(1, "a", 10, 3, b"sum2", 2, 0.5, 2).is_err());
+        assert_eq!(s.sum(1).unwrap().as_deref(), Some(&b"sum1"[..]));
+        s.close_round(1, 3).unwrap();
+        assert!(s.close_round(1, 3).is_err());
+        assert_eq!(s.sum(2).unwrap(), None);
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        let rounds = s.rounds().unwrap();
+        assert_eq!(rounds.len(), 2);
+        assert!(!rounds[0].open && rounds[1].open);
+        assert_eq!(rounds[0].contributors, 1);
+        assert_eq!(rounds[0].len, Some(3));
+        assert_eq!(s.submitted(1).unwrap(), vec!["a".to_string()]);
+        assert_eq!(s.clients().unwrap()[0].last_round, Some(1));
+        assert_eq!(s.get_meta("max_len").unwrap().as_deref(), Some(&b"3"[..]));
+    }
+}

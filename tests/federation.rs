@@ -1,0 +1,86 @@
+//! Federated runs: encrypted over HTTP versus plaintext FedAvg.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use fedhe::crypto::ParamSet;
+use fedhe::data::CsvOptions;
+use fedhe::data::split::Partition;
+use fedhe::federation::{SimData, SimulationConfig, max_param_diff, simulate};
+use fedhe::model::{ClassWeight, TrainConfig};
+
+fn wdbc() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_data/breast_cancer_wdbc.csv")
+}
+
+fn config(clients: usize, rounds: u64, plain: bool) -> SimulationConfig {
+    SimulationConfig {
+        data: SimData::Split {
+            data: wdbc(),
+            clients,
+            partition: Partition::Iid,
+            test_fraction: 0.2,
+            seed: 42,
+        },
+        csv: CsvOptions {
+            label: Some("diagnosis".into()),
+            ..CsvOptions::default()
+        },
+        rounds,
+        train: TrainConfig {
+            epochs: 5,
+            lr: 0.1,
+            batch_size: 32,
+            l2: 0.0,
+            seed: 42,
+            class_weight: ClassWeight::None,
+        },
+        plain,
+        params: ParamSet::Standard64,
+        round_timeout: Duration::from_secs(60),
+    }
+}
+
+fn run(cfg: &SimulationConfig) -> fedhe::federation::SimulationResult {
+    simulate(cfg, &mut |_| {}, Arc::new(AtomicBool::new(false))).expect("simulation runs")
+}
+
+#[test]
+fn three_clients_encrypted_equals_plaintext_fedavg() {
+    let enc = run(&config(3, 5, false));
+    let plain = run(&config(3, 5, true));
+    assert_eq!(enc.records.len(), 5);
+    assert_eq!(plain.records.len(), 5);
+    for (i, d) in max_param_diff(&enc.records, &plain.records).iter().enumerate() {
+        assert!(*d < 1e-6, "round {}: max weight difference {d}", i + 1);
+    }
+    assert_eq!(enc.test.accuracy, plain.test.accuracy);
+    for (a, b) in enc.scaler.mean.iter().zip(&plain.scaler.mean) {
+        assert!((a - b).abs() <= 1e-9 * a.abs().max(1.0));
+    }
+    assert!(enc.records.iter().all(|r| r.contributors == 3 && r.bytes_up > 0));
+    assert!(plain.records.iter().all(|r| r.plain && r.bytes_up == 0));
+}
+
+#[test]
+fn wdbc_four_iid_clients_twenty_rounds() {
+    let t = Instant::now();
+    let res = run(&config(4, 20, false));
+    let elapsed = t.elapsed();
+    eprintln!(
+        "WDBC 4 clients x 20 rounds: test accuracy {:.4}, {:.0} ms",
+        res.test.accuracy,
+        elapsed.as_secs_f64() * 1e3
+    );
+    assert_eq!(res.records.len(), 20);
+    assert!(res.test.accuracy >= 0.95, "accuracy {}", res.test.accuracy);
+}
+
+#[test]
+fn cancel_stops_a_simulation() {
+    let cancel = Arc::new(AtomicBool::new(true));
+    let r = simulate(&config(2, 3, true), &mut |_| {}, cancel);
+    assert!(r.is_err());
+}

@@ -1,0 +1,399 @@
+//! The aggregator over real HTTP on 127.0.0.1 ephemeral ports.
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fedhe::client::{AggregatorClient, ClientError, RetryPolicy};
+use fedhe::crypto::{self, Accumulator, ParamSet, SecretKey};
+use fedhe::protocol::{RegisterRequest, RoundState};
+use fedhe::server::{EmbeddedServer, ServerConfig, TlsPem};
+
+const LEN: usize = 10;
+
+fn key() -> SecretKey {
+    SecretKey::generate(ParamSet::Standard64)
+}
+
+fn start(key: &SecretKey, auto: bool, min_clients: Option<usize>) -> EmbeddedServer {
+    EmbeddedServer::start(ServerConfig {
+        public_key: Some(key.public()),
+        max_len: Some(LEN),
+        auto_aggregate: auto,
+        min_clients,
+        ..ServerConfig::default()
+    })
+    .expect("server starts")
+}
+
+fn register(url: &str, id: &str) -> AggregatorClient {
+    let mut c = AggregatorClient::new(url).with_retry(RetryPolicy {
+        attempts: 1,
+        ..RetryPolicy::default()
+    });
+    c.register(&RegisterRequest {
+        id: id.into(),
+        name: format!("Client {id}"),
+        max_len: Some(LEN),
+    })
+    .expect("registers");
+    c
+}
+
+fn values(seed: u64) -> Vec<f64> {
+    (0..LEN)
+        .map(|i| ((seed * 31 + i as u64 * 7) % 23) as f64 / 7.0 - 1.5)
+        .collect()
+}
+
+fn weighted_mean(updates: &[(Vec<f64>, f64)]) -> Vec<f64> {
+    let total: f64 = updates.iter().map(|u| u.1).sum();
+    (0..LEN)
+        .map(|i| updates.iter().map(|(v, w)| v[i] * w).sum::<f64>() / total)
+        .collect()
+}
+
+fn update_bytes(key: &SecretKey, v: &[f64], w: f64) -> Vec<u8> {
+    crypto::encrypt_weighted(key, v, w).expect("encrypts").to_bytes()
+}
+
+fn decrypt_round(key: &SecretKey, c: &AggregatorClient, round: u64) -> (Vec<f64>, u32) {
+    let (bytes, contributors) = c.download_sum(round).expect("sum");
+    let acc = Accumulator::from_bytes(&bytes, LEN + 1).expect("decodes");
+    let m = crypto::decrypt_mean(key, &acc).expect("decrypts");
+    assert_eq!(m.contributors, contributors);
+    (m.values, contributors)
+}
+
+fn assert_close(a: &[f64], b: &[f64], tol: f64) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() <= tol, "{a:?} vs {b:?}");
+    }
+}
+
+fn status_of(e: &ClientError) -> (u16, String) {
+    match e {
+        ClientError::Refused { status, code, .. } => (*status, code.clone()),
+        other => panic!("expected a refusal, got {other}"),
+    }
+}
+
+#[test]
+fn three_clients_weighted_mean() {
+    let key = key();
+    let srv = start(&key, true, None);
+    let clients: Vec<_> = ["a", "b", "c"].iter().map(|id| register(srv.url(), id)).collect();
+    let mut plain = Vec::new();
+    for (i, c) in clients.iter().enumerate() {
+        let v = values(i as u64);
+        let w = 10.0 + i as f64 * 5.0;
+        let r = c.upload(1, &update_bytes(&key, &v, w)).expect("upload");
+        assert_eq!(r.contributors, i as u32 + 1);
+        assert_eq!(r.round_closed, i == 2);
+        plain.push((v, w));
+    }
+    let info = clients[0].round(1, None).expect("round");
+    assert_eq!(info.state, RoundState::Closed);
+    assert_eq!(info.len, Some(LEN));
+    let (mean, n) = decrypt_round(&key, &clients[1], 1);
+    assert_eq!(n, 3);
+    assert_close(&mean, &weighted_mean(&plain), 1e-6);
+    let st = clients[0].status().expect("status");
+    assert_eq!(st.round, 2);
+    assert_eq!(st.last_closed, Some(1));
+    let list = clients[0].clients().expect("clients");
+    assert_eq!(list.len(), 3);
+    assert!(list.iter().all(|c| c.last_round == Some(1)));
+    srv.shutdown();
+}
+
+#[test]
+fn every_error_status_leaves_the_sum_unchanged() {
+    let key = key();
+    let other_key = key();
+    let srv = start(&key, false, None);
+    let url = srv.url().to_string();
+    let a = register(&url, "a");
+    let b = register(&url, "b");
+    let good = values(1);
+    a.upload(1, &update_bytes(&key, &good, 3.0)).expect("first upload");
+
+    let check = |r: Result<fedhe::protocol::UploadResponse, ClientError>, want: u16, code: &str| {
+        let e = r.expect_err("must be refused");
+        let (s, c) = status_of(&e);
+        assert_eq!((s, c.as_str()), (want, code), "{e}");
+    };
+    let b_update = update_bytes(&key, &values(2), 1.0);
+    // 401: no token, bad token.
+    check(AggregatorClient::new(&url).upload(1, &b_update), 401, "unauthorized");
+    check(
+        AggregatorClient::new(&url).with_token("nope").upload(1, &b_update),
+        401,
+        "unauthorized",
+    );
+    // 404: unknown round.
+    check(b.upload(7, &b_update), 404, "not_found");
+    // 409: duplicate submission.
+    check(a.upload(1, &update_bytes(&key, &good, 3.0)), 409, "duplicate_submission");
+    // 400: garbage.
+    check(b.upload(1, b"definitely not a ciphertext"), 400, "malformed");
+    // 413: above the session's limit.
+    let limit = b.status().unwrap().session.unwrap().max_update_bytes.unwrap();
+    check(b.upload(1, &vec![0u8; limit + 1]), 413, "too_large");
+    // 422: another key; another length than the round's.
+    check(b.upload(1, &update_bytes(&other_key, &values(2), 1.0)), 422, "unprocessable");
+    check(b.upload(1, &update_bytes(&key, &values(2)[..4], 1.0)), 422, "unprocessable");
+    // 409: duplicate client id; 400: bad id; malformed JSON.
+    let mut dup = AggregatorClient::new(&url);
+    let e = dup
+        .register(&RegisterRequest {
+            id: "a".into(),
+            name: "again".into(),
+            max_len: None,
+        })
+        .expect_err("duplicate id");
+    assert_eq!(status_of(&e), (409, "duplicate_client".into()));
+    let e = dup
+        .register(&RegisterRequest {
+            id: "../../etc".into(),
+            name: "x".into(),
+            max_len: None,
+        })
+        .expect_err("bad id");
+    assert_eq!(status_of(&e).0, 400);
+    let raw = ureq::post(format!("{url}/api/v1/clients"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send("{not json")
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    let raw = ureq::get(format!("{url}/nowhere"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .unwrap();
+    assert_eq!(raw.status(), 404);
+    // Operator endpoints need the operator token.
+    let e = b.close_round(1).expect_err("client cannot close");
+    assert_eq!(status_of(&e).0, 403);
+    // The sum of an open round is not published.
+    let e = b.download_sum(1).expect_err("open round");
+    assert_eq!(status_of(&e), (409, "wrong_round".into()));
+
+    // State untouched: one contributor; b can still submit.
+    let info = a.round(1, None).unwrap();
+    assert_eq!((info.contributors, info.submitted.clone()), (1, vec!["a".to_string()]));
+    let bv = values(2);
+    b.upload(1, &update_bytes(&key, &bv, 1.0)).expect("valid upload still accepted");
+    let op = AggregatorClient::new(&url).with_token(srv.operator_token());
+    let closed = op.close_round(1).expect("operator closes");
+    assert_eq!((closed.contributors, closed.next_round), (2, 2));
+    // 409: upload to a closed round; 409 closing twice.
+    check(b.upload(1, &update_bytes(&key, &bv, 1.0)), 409, "wrong_round");
+    assert_eq!(status_of(&op.close_round(1).unwrap_err()).0, 409);
+    let (mean, n) = decrypt_round(&key, &a, 1);
+    assert_eq!(n, 2);
+    assert_close(&mean, &weighted_mean(&[(good, 3.0), (bv, 1.0)]), 1e-6);
+    srv.shutdown();
+}
+
+#[test]
+fn no_session_until_a_public_key_is_loaded() {
+    let key = key();
+    let srv = EmbeddedServer::start(ServerConfig::default()).unwrap();
+    let url = srv.url().to_string();
+    let c = register(&url, "early");
+    let e = c.upload(1, &update_bytes(&key, &values(0), 1.0)).unwrap_err();
+    let ClientError::Refused { status, code, detail } = e else {
+        panic!("refusal expected")
+    };
+    assert_eq!((status, code.as_str()), (409, "no_session"));
+    assert!(detail.contains("public key"), "{detail}");
+    let op = AggregatorClient::new(&url).with_token(srv.operator_token());
+    // A secret key file is refused with an explanation.
+    let dir = tempfile::tempdir().unwrap();
+    let sk_path = dir.path().join("secret.key");
+    key.save(&sk_path, false).unwrap();
+    let e = op
+        .load_public_key(&std::fs::read(&sk_path).unwrap(), Some(LEN))
+        .unwrap_err();
+    assert_eq!(status_of(&e).0, 422, "{e}");
+    // Only the operator loads keys.
+    assert_eq!(
+        status_of(&c.load_public_key(&key.public().to_bytes(), None).unwrap_err()).0,
+        403
+    );
+    let s = op.load_public_key(&key.public().to_bytes(), Some(LEN)).unwrap();
+    assert_eq!(s.session.max_len, Some(LEN));
+    c.upload(1, &update_bytes(&key, &values(0), 1.0)).expect("accepted now");
+    srv.shutdown();
+}
+
+#[test]
+fn dropout_operator_closes_with_fewer_submissions() {
+    let key = key();
+    let srv = start(&key, true, None);
+    let cs: Vec<_> = ["x", "y", "z"].iter().map(|id| register(srv.url(), id)).collect();
+    let u0 = (values(5), 7.0);
+    let u1 = (values(6), 2.0);
+    cs[0].upload(1, &update_bytes(&key, &u0.0, u0.1)).unwrap();
+    cs[1].upload(1, &update_bytes(&key, &u1.0, u1.1)).unwrap();
+    // z dropped out; auto-aggregate waits for it, the operator does not.
+    assert_eq!(srv.status().round, 1);
+    srv.close_round(1).unwrap();
+    let (mean, n) = decrypt_round(&key, &cs[2], 1);
+    assert_eq!(n, 2);
+    assert_close(&mean, &weighted_mean(&[u0, u1]), 1e-6);
+    srv.shutdown();
+}
+
+#[test]
+fn thirty_two_concurrent_uploads() {
+    let key = Arc::new(key());
+    let srv = start(&key, true, Some(32));
+    let url = srv.url().to_string();
+    let clients: Vec<_> = (0..32).map(|i| register(&url, &format!("c{i}"))).collect();
+    let updates: Vec<(Vec<f64>, f64)> =
+        (0..32).map(|i| (values(i), 1.0 + (i % 5) as f64)).collect();
+    let bodies: Vec<Vec<u8>> = updates.iter().map(|(v, w)| update_bytes(&key, v, *w)).collect();
+    let barrier = std::sync::Barrier::new(32);
+    std::thread::scope(|s| {
+        for (c, b) in clients.iter().zip(&bodies) {
+            let barrier = &barrier;
+            s.spawn(move || {
+                barrier.wait();
+                c.upload(1, b).expect("concurrent upload");
+            });
+        }
+    });
+    let info = clients[0]
+        .wait_closed(1, None, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(info.contributors, 32);
+    let (mean, _) = decrypt_round(&key, &clients[0], 1);
+    assert_close(&mean, &weighted_mean(&updates), 1e-6);
+    srv.shutdown();
+}
+
+#[test]
+fn https_with_a_generated_certificate() {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".into()])
+        .unwrap();
+    let cert_pem = ck.cert.pem();
+    let key_pem = ck.signing_key.serialize_pem();
+    let key = key();
+    let srv = EmbeddedServer::start(ServerConfig {
+        public_key: Some(key.public()),
+        max_len: Some(LEN),
+        auto_aggregate: true,
+        tls: Some(TlsPem {
+            cert_pem: cert_pem.clone().into_bytes(),
+            key_pem: key_pem.into_bytes(),
+        }),
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    assert!(srv.url().starts_with("https://127.0.0.1:"));
+    // Without trusting the certificate: refused by the client.
+    let untrusted = AggregatorClient::new(srv.url()).with_retry(RetryPolicy {
+        attempts: 1,
+        ..RetryPolicy::default()
+    });
+    assert!(untrusted.status().is_err());
+    let mut c = AggregatorClient::with_root_cert_pem(srv.url(), cert_pem.as_bytes()).unwrap();
+    c.register(&RegisterRequest {
+        id: "tls".into(),
+        name: "TLS client".into(),
+        max_len: Some(LEN),
+    })
+    .unwrap();
+    let v = values(9);
+    c.upload(1, &update_bytes(&key, &v, 2.0)).unwrap();
+    let (mean, n) = decrypt_round(&key, &c, 1);
+    assert_eq!(n, 1);
+    assert_close(&mean, &v, 1e-6);
+    srv.shutdown();
+}
+
+/// `fedhe serve` as a child process; killed with SIGKILL on drop.
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(dir: &std::path::Path, pk: &std::path::Path, token: &std::path::Path) -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fedhe"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--auto-aggregate"])
+        .arg("--public-key")
+        .arg(pk)
+        .arg("--state-dir")
+        .arg(dir)
+        .arg("--operator-token-file")
+        .arg(token)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("fedhe serve starts");
+    let out = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(out).lines();
+    let url = loop {
+        let line = lines.next().expect("output").expect("utf-8");
+        if let Some(u) = line.strip_prefix("FedHE aggregator listening on ") {
+            break u.trim().to_string();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Served { child, url }
+}
+
+#[test]
+fn killed_server_resumes_the_open_round() {
+    let key = key();
+    let dir = tempfile::tempdir().unwrap();
+    let pk = dir.path().join("public.key");
+    std::fs::write(&pk, key.public().to_bytes()).unwrap();
+    let token = dir.path().join("operator.token");
+    let state = dir.path().join("state");
+
+    let s1 = serve(&state, &pk, &token);
+    let mut cs: Vec<AggregatorClient> =
+        ["p", "q", "r"].iter().map(|id| register(&s1.url, id)).collect();
+    let ups: Vec<(Vec<f64>, f64)> = (0..3).map(|i| (values(10 + i), 1.0 + i as f64)).collect();
+    cs[0].upload(1, &update_bytes(&key, &ups[0].0, ups[0].1)).unwrap();
+    cs[1].upload(1, &update_bytes(&key, &ups[1].0, ups[1].1)).unwrap();
+    drop(s1); // SIGKILL with round 1 open and two updates in it
+
+    let s2 = serve(&state, &pk, &token);
+    for c in &mut cs {
+        let t = c.token().unwrap().to_string();
+        *c = AggregatorClient::new(&s2.url).with_token(t);
+    }
+    let info = cs[0].round(1, None).unwrap();
+    assert_eq!(info.state, RoundState::Open);
+    assert_eq!(info.contributors, 2);
+    // The accepted update is still there: a second one is a duplicate.
+    let e = cs[1]
+        .upload(1, &update_bytes(&key, &ups[1].0, ups[1].1))
+        .unwrap_err();
+    assert_eq!(status_of(&e).1, "duplicate_submission");
+    let r = cs[2].upload(1, &update_bytes(&key, &ups[2].0, ups[2].1)).unwrap();
+    assert!(r.round_closed);
+    let (mean, n) = decrypt_round(&key, &cs[0], 1);
+    assert_eq!(n, 3);
+    assert_close(&mean, &weighted_mean(&ups), 1e-6);
+    // The operator token survives in its file.
+    let op_token = std::fs::read_to_string(&token).unwrap();
+    let op = AggregatorClient::new(&s2.url).with_token(op_token.trim());
+    assert_eq!(op.clients().unwrap().len(), 3);
+}
