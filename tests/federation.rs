@@ -53,14 +53,21 @@ fn three_clients_encrypted_equals_plaintext_fedavg() {
     let plain = run(&config(3, 5, true));
     assert_eq!(enc.records.len(), 5);
     assert_eq!(plain.records.len(), 5);
-    for (i, d) in max_param_diff(&enc.records, &plain.records).iter().enumerate() {
+    for (i, d) in max_param_diff(&enc.records, &plain.records)
+        .iter()
+        .enumerate()
+    {
         assert!(*d < 1e-6, "round {}: max weight difference {d}", i + 1);
     }
     assert_eq!(enc.test.accuracy, plain.test.accuracy);
     for (a, b) in enc.scaler.mean.iter().zip(&plain.scaler.mean) {
         assert!((a - b).abs() <= 1e-9 * a.abs().max(1.0));
     }
-    assert!(enc.records.iter().all(|r| r.contributors == 3 && r.bytes_up > 0));
+    assert!(
+        enc.records
+            .iter()
+            .all(|r| r.contributors == 3 && r.bytes_up > 0)
+    );
     assert!(plain.records.iter().all(|r| r.plain && r.bytes_up == 0));
 }
 

@@ -12,7 +12,7 @@ use fedhe::server::{EmbeddedServer, ServerConfig, TlsPem};
 
 const LEN: usize = 10;
 
-fn key() -> SecretKey {
+fn new_key() -> SecretKey {
     SecretKey::generate(ParamSet::Standard64)
 }
 
@@ -55,7 +55,9 @@ fn weighted_mean(updates: &[(Vec<f64>, f64)]) -> Vec<f64> {
 }
 
 fn update_bytes(key: &SecretKey, v: &[f64], w: f64) -> Vec<u8> {
-    crypto::encrypt_weighted(key, v, w).expect("encrypts").to_bytes()
+    crypto::encrypt_weighted(key, v, w)
+        .expect("encrypts")
+        .to_bytes()
 }
 
 fn decrypt_round(key: &SecretKey, c: &AggregatorClient, round: u64) -> (Vec<f64>, u32) {
@@ -82,9 +84,12 @@ fn status_of(e: &ClientError) -> (u16, String) {
 
 #[test]
 fn three_clients_weighted_mean() {
-    let key = key();
+    let key = new_key();
     let srv = start(&key, true, None);
-    let clients: Vec<_> = ["a", "b", "c"].iter().map(|id| register(srv.url(), id)).collect();
+    let clients: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|id| register(srv.url(), id))
+        .collect();
     let mut plain = Vec::new();
     for (i, c) in clients.iter().enumerate() {
         let v = values(i as u64);
@@ -111,14 +116,15 @@ fn three_clients_weighted_mean() {
 
 #[test]
 fn every_error_status_leaves_the_sum_unchanged() {
-    let key = key();
-    let other_key = key();
+    let key = new_key();
+    let other_key = new_key();
     let srv = start(&key, false, None);
     let url = srv.url().to_string();
     let a = register(&url, "a");
     let b = register(&url, "b");
     let good = values(1);
-    a.upload(1, &update_bytes(&key, &good, 3.0)).expect("first upload");
+    a.upload(1, &update_bytes(&key, &good, 3.0))
+        .expect("first upload");
 
     let check = |r: Result<fedhe::protocol::UploadResponse, ClientError>, want: u16, code: &str| {
         let e = r.expect_err("must be refused");
@@ -127,24 +133,52 @@ fn every_error_status_leaves_the_sum_unchanged() {
     };
     let b_update = update_bytes(&key, &values(2), 1.0);
     // 401: no token, bad token.
-    check(AggregatorClient::new(&url).upload(1, &b_update), 401, "unauthorized");
     check(
-        AggregatorClient::new(&url).with_token("nope").upload(1, &b_update),
+        AggregatorClient::new(&url).upload(1, &b_update),
+        401,
+        "unauthorized",
+    );
+    check(
+        AggregatorClient::new(&url)
+            .with_token("nope")
+            .upload(1, &b_update),
         401,
         "unauthorized",
     );
     // 404: unknown round.
     check(b.upload(7, &b_update), 404, "not_found");
     // 409: duplicate submission.
-    check(a.upload(1, &update_bytes(&key, &good, 3.0)), 409, "duplicate_submission");
+    check(
+        a.upload(1, &update_bytes(&key, &good, 3.0)),
+        409,
+        "duplicate_submission",
+    );
     // 400: garbage.
-    check(b.upload(1, b"definitely not a ciphertext"), 400, "malformed");
+    check(
+        b.upload(1, b"definitely not a ciphertext"),
+        400,
+        "malformed",
+    );
     // 413: above the session's limit.
-    let limit = b.status().unwrap().session.unwrap().max_update_bytes.unwrap();
+    let limit = b
+        .status()
+        .unwrap()
+        .session
+        .unwrap()
+        .max_update_bytes
+        .unwrap();
     check(b.upload(1, &vec![0u8; limit + 1]), 413, "too_large");
     // 422: another key; another length than the round's.
-    check(b.upload(1, &update_bytes(&other_key, &values(2), 1.0)), 422, "unprocessable");
-    check(b.upload(1, &update_bytes(&key, &values(2)[..4], 1.0)), 422, "unprocessable");
+    check(
+        b.upload(1, &update_bytes(&other_key, &values(2), 1.0)),
+        422,
+        "unprocessable",
+    );
+    check(
+        b.upload(1, &update_bytes(&key, &values(2)[..4], 1.0)),
+        422,
+        "unprocessable",
+    );
     // 409: duplicate client id; 400: bad id; malformed JSON.
     let mut dup = AggregatorClient::new(&url);
     let e = dup
@@ -186,14 +220,22 @@ fn every_error_status_leaves_the_sum_unchanged() {
 
     // State untouched: one contributor; b can still submit.
     let info = a.round(1, None).unwrap();
-    assert_eq!((info.contributors, info.submitted.clone()), (1, vec!["a".to_string()]));
+    assert_eq!(
+        (info.contributors, info.submitted.clone()),
+        (1, vec!["a".to_string()])
+    );
     let bv = values(2);
-    b.upload(1, &update_bytes(&key, &bv, 1.0)).expect("valid upload still accepted");
+    b.upload(1, &update_bytes(&key, &bv, 1.0))
+        .expect("valid upload still accepted");
     let op = AggregatorClient::new(&url).with_token(srv.operator_token());
     let closed = op.close_round(1).expect("operator closes");
     assert_eq!((closed.contributors, closed.next_round), (2, 2));
     // 409: upload to a closed round; 409 closing twice.
-    check(b.upload(1, &update_bytes(&key, &bv, 1.0)), 409, "wrong_round");
+    check(
+        b.upload(1, &update_bytes(&key, &bv, 1.0)),
+        409,
+        "wrong_round",
+    );
     assert_eq!(status_of(&op.close_round(1).unwrap_err()).0, 409);
     let (mean, n) = decrypt_round(&key, &a, 1);
     assert_eq!(n, 2);
@@ -203,12 +245,19 @@ fn every_error_status_leaves_the_sum_unchanged() {
 
 #[test]
 fn no_session_until_a_public_key_is_loaded() {
-    let key = key();
+    let key = new_key();
     let srv = EmbeddedServer::start(ServerConfig::default()).unwrap();
     let url = srv.url().to_string();
     let c = register(&url, "early");
-    let e = c.upload(1, &update_bytes(&key, &values(0), 1.0)).unwrap_err();
-    let ClientError::Refused { status, code, detail } = e else {
+    let e = c
+        .upload(1, &update_bytes(&key, &values(0), 1.0))
+        .unwrap_err();
+    let ClientError::Refused {
+        status,
+        code,
+        detail,
+    } = e
+    else {
         panic!("refusal expected")
     };
     assert_eq!((status, code.as_str()), (409, "no_session"));
@@ -224,20 +273,30 @@ fn no_session_until_a_public_key_is_loaded() {
     assert_eq!(status_of(&e).0, 422, "{e}");
     // Only the operator loads keys.
     assert_eq!(
-        status_of(&c.load_public_key(&key.public().to_bytes(), None).unwrap_err()).0,
+        status_of(
+            &c.load_public_key(&key.public().to_bytes(), None)
+                .unwrap_err()
+        )
+        .0,
         403
     );
-    let s = op.load_public_key(&key.public().to_bytes(), Some(LEN)).unwrap();
+    let s = op
+        .load_public_key(&key.public().to_bytes(), Some(LEN))
+        .unwrap();
     assert_eq!(s.session.max_len, Some(LEN));
-    c.upload(1, &update_bytes(&key, &values(0), 1.0)).expect("accepted now");
+    c.upload(1, &update_bytes(&key, &values(0), 1.0))
+        .expect("accepted now");
     srv.shutdown();
 }
 
 #[test]
 fn dropout_operator_closes_with_fewer_submissions() {
-    let key = key();
+    let key = new_key();
     let srv = start(&key, true, None);
-    let cs: Vec<_> = ["x", "y", "z"].iter().map(|id| register(srv.url(), id)).collect();
+    let cs: Vec<_> = ["x", "y", "z"]
+        .iter()
+        .map(|id| register(srv.url(), id))
+        .collect();
     let u0 = (values(5), 7.0);
     let u1 = (values(6), 2.0);
     cs[0].upload(1, &update_bytes(&key, &u0.0, u0.1)).unwrap();
@@ -253,13 +312,16 @@ fn dropout_operator_closes_with_fewer_submissions() {
 
 #[test]
 fn thirty_two_concurrent_uploads() {
-    let key = Arc::new(key());
+    let key = Arc::new(new_key());
     let srv = start(&key, true, Some(32));
     let url = srv.url().to_string();
     let clients: Vec<_> = (0..32).map(|i| register(&url, &format!("c{i}"))).collect();
     let updates: Vec<(Vec<f64>, f64)> =
         (0..32).map(|i| (values(i), 1.0 + (i % 5) as f64)).collect();
-    let bodies: Vec<Vec<u8>> = updates.iter().map(|(v, w)| update_bytes(&key, v, *w)).collect();
+    let bodies: Vec<Vec<u8>> = updates
+        .iter()
+        .map(|(v, w)| update_bytes(&key, v, *w))
+        .collect();
     let barrier = std::sync::Barrier::new(32);
     std::thread::scope(|s| {
         for (c, b) in clients.iter().zip(&bodies) {
@@ -285,7 +347,7 @@ fn https_with_a_generated_certificate() {
         .unwrap();
     let cert_pem = ck.cert.pem();
     let key_pem = ck.signing_key.serialize_pem();
-    let key = key();
+    let key = new_key();
     let srv = EmbeddedServer::start(ServerConfig {
         public_key: Some(key.public()),
         max_len: Some(LEN),
@@ -359,7 +421,7 @@ fn serve(dir: &std::path::Path, pk: &std::path::Path, token: &std::path::Path) -
 
 #[test]
 fn killed_server_resumes_the_open_round() {
-    let key = key();
+    let key = new_key();
     let dir = tempfile::tempdir().unwrap();
     let pk = dir.path().join("public.key");
     std::fs::write(&pk, key.public().to_bytes()).unwrap();
@@ -367,11 +429,17 @@ fn killed_server_resumes_the_open_round() {
     let state = dir.path().join("state");
 
     let s1 = serve(&state, &pk, &token);
-    let mut cs: Vec<AggregatorClient> =
-        ["p", "q", "r"].iter().map(|id| register(&s1.url, id)).collect();
+    let mut cs: Vec<AggregatorClient> = ["p", "q", "r"]
+        .iter()
+        .map(|id| register(&s1.url, id))
+        .collect();
     let ups: Vec<(Vec<f64>, f64)> = (0..3).map(|i| (values(10 + i), 1.0 + i as f64)).collect();
-    cs[0].upload(1, &update_bytes(&key, &ups[0].0, ups[0].1)).unwrap();
-    cs[1].upload(1, &update_bytes(&key, &ups[1].0, ups[1].1)).unwrap();
+    cs[0]
+        .upload(1, &update_bytes(&key, &ups[0].0, ups[0].1))
+        .unwrap();
+    cs[1]
+        .upload(1, &update_bytes(&key, &ups[1].0, ups[1].1))
+        .unwrap();
     drop(s1); // SIGKILL with round 1 open and two updates in it
 
     let s2 = serve(&state, &pk, &token);
@@ -387,7 +455,9 @@ fn killed_server_resumes_the_open_round() {
         .upload(1, &update_bytes(&key, &ups[1].0, ups[1].1))
         .unwrap_err();
     assert_eq!(status_of(&e).1, "duplicate_submission");
-    let r = cs[2].upload(1, &update_bytes(&key, &ups[2].0, ups[2].1)).unwrap();
+    let r = cs[2]
+        .upload(1, &update_bytes(&key, &ups[2].0, ups[2].1))
+        .unwrap();
     assert!(r.round_closed);
     let (mean, n) = decrypt_round(&key, &cs[0], 1);
     assert_eq!(n, 3);

@@ -26,7 +26,9 @@ fn parse_params(s: &str) -> Result<ParamSet, String> {
     match s.to_ascii_lowercase().as_str() {
         "standard64" => Ok(ParamSet::Standard64),
         "compact32" => Ok(ParamSet::Compact32),
-        _ => Err(format!("unknown parameter set `{s}` (standard64 or compact32)")),
+        _ => Err(format!(
+            "unknown parameter set `{s}` (standard64 or compact32)"
+        )),
     }
 }
 
@@ -66,11 +68,14 @@ fn operator_token(file: Option<&Path>) -> anyhow::Result<(Option<String>, bool)>
         return Ok((None, true));
     };
     if path.exists() {
-        let t = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let t =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let t = t.trim().to_string();
         if t.len() < 16 {
-            bail!("{}: operator token shorter than 16 characters", path.display());
+            bail!(
+                "{}: operator token shorter than 16 characters",
+                path.display()
+            );
         }
         return Ok((Some(t), false));
     }
@@ -96,9 +101,9 @@ fn operator_token(file: Option<&Path>) -> anyhow::Result<(Option<String>, bool)>
 
 pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let public_key = match &a.public_key {
-        Some(p) => Some(
-            PublicKeyFile::load(p).with_context(|| format!("loading {}", p.display()))?,
-        ),
+        Some(p) => {
+            Some(PublicKeyFile::load(p).with_context(|| format!("loading {}", p.display()))?)
+        }
         None => None,
     };
     let tls = match (&a.tls_cert, &a.tls_key) {
@@ -245,7 +250,13 @@ pub struct ClientArgs {
 fn id_from_name(name: &str) -> String {
     let id: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .take(64)
         .collect();
     if id.trim_matches('-').is_empty() {
@@ -273,11 +284,19 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
         Some(p) => AggregatorClient::with_root_cert_pem(&a.server, &std::fs::read(p)?)?,
         None => AggregatorClient::new(&a.server),
     };
-    let status = api.status().context("asking the aggregator for its status")?;
+    let status = api
+        .status()
+        .context("asking the aggregator for its status")?;
     let Some(session) = &status.session else {
         bail!("the aggregator has no session yet: its operator must load the public key first");
     };
-    let fp: String = key.public().fingerprint().0.iter().map(|b| format!("{b:02x}")).collect();
+    let fp: String = key
+        .public()
+        .fingerprint()
+        .0
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     if session.fingerprint != fp {
         bail!(
             "the aggregator's session uses key {}, but {} is key {fp}: wrong key file?",
@@ -426,7 +445,11 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
         };
         println!(
             "{} run: {} rounds",
-            if plain { "plaintext FedAvg" } else { "encrypted" },
+            if plain {
+                "plaintext FedAvg"
+            } else {
+                "encrypted"
+            },
             cfg.rounds
         );
         println!(
@@ -468,7 +491,10 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &a.metrics_out {
         let records: Vec<RoundRecord> = all.iter().flat_map(|r| r.records.clone()).collect();
-        let text = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+        let text = if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        {
             serde_json::to_string_pretty(&records)?
         } else {
             records_csv(&records)
@@ -549,7 +575,7 @@ pub fn bench_federation(a: BenchFederationArgs) -> anyhow::Result<()> {
     let idle_kb = proc_status_kb(pid, "VmRSS:").unwrap_or(0);
 
     println!(
-        "encrypting {} updates of {} values ({})...",
+        "encrypting {} updates of {} values ({:?})...",
         a.clients, a.weights, a.params
     );
     let t = Instant::now();
@@ -595,10 +621,10 @@ pub fn bench_federation(a: BenchFederationArgs) -> anyhow::Result<()> {
                     if i >= a.clients {
                         break;
                     }
-                    if let Err(e) = apis[i].upload(1, &updates[i]) {
-                        if let Ok(mut v) = errors.lock() {
-                            v.push(format!("client {i}: {e}"));
-                        }
+                    if let Err(e) = apis[i].upload(1, &updates[i])
+                        && let Ok(mut v) = errors.lock()
+                    {
+                        v.push(format!("client {i}: {e}"));
                     }
                 }
             });
@@ -624,9 +650,20 @@ pub fn bench_federation(a: BenchFederationArgs) -> anyhow::Result<()> {
         .fold(0.0, f64::max);
     let peak_after_kb = proc_status_kb(pid, "VmHWM:").unwrap_or(peak_kb);
     let total_mb = (update_bytes * a.clients) as f64 / 1e6;
-    println!("clients {}, values {}, contributors {contributors}", a.clients, a.weights);
-    println!("update size {:.3} MB, published sum {:.3} MB", update_bytes as f64 / 1e6, sum.len() as f64 / 1e6);
-    println!("client-side encryption: {:.2} s total ({:.1} ms per update)", enc_s, enc_s * 1e3 / a.clients as f64);
+    println!(
+        "clients {}, values {}, contributors {contributors}",
+        a.clients, a.weights
+    );
+    println!(
+        "update size {:.3} MB, published sum {:.3} MB",
+        update_bytes as f64 / 1e6,
+        sum.len() as f64 / 1e6
+    );
+    println!(
+        "client-side encryption: {:.2} s total ({:.1} ms per update)",
+        enc_s,
+        enc_s * 1e3 / a.clients as f64
+    );
     println!(
         "uploads: {:.2} s for {:.1} MB = {:.1} MB/s accepted ({} concurrent)",
         upload_s,
@@ -634,7 +671,11 @@ pub fn bench_federation(a: BenchFederationArgs) -> anyhow::Result<()> {
         total_mb / upload_s,
         a.upload_threads
     );
-    println!("one round (uploads + close + download): {:.2} s = {:.3} rounds/s", round_s, 1.0 / round_s);
+    println!(
+        "one round (uploads + close + download): {:.2} s = {:.3} rounds/s",
+        round_s,
+        1.0 / round_s
+    );
     println!(
         "server memory: idle {:.1} MB, peak {:.1} MB, peak above idle {:.1} MB",
         idle_kb as f64 / 1024.0,

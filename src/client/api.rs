@@ -253,7 +253,8 @@ impl AggregatorClient {
             .map_err(|e| ClientError::Protocol(format!("reading answer: {e}")))?;
         self.received
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(format!("answer JSON: {e}")))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Protocol(format!("answer JSON: {e}")))
     }
 
     pub fn health(&self) -> Result<(), ClientError> {
@@ -286,7 +287,10 @@ impl AggregatorClient {
     /// Round info; with `wait`, long-polls until the round closes (or the wait ends).
     pub fn round(&self, round: u64, wait: Option<Duration>) -> Result<RoundInfo, ClientError> {
         let path = match wait {
-            Some(w) => format!("/rounds/{round}?wait_ms={}", w.as_millis().min(MAX_WAIT_MS.into())),
+            Some(w) => format!(
+                "/rounds/{round}?wait_ms={}",
+                w.as_millis().min(MAX_WAIT_MS.into())
+            ),
             None => format!("/rounds/{round}"),
         };
         let r = self.request(http::Method::GET, &path, None)?;

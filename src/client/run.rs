@@ -128,6 +128,12 @@ impl Moments {
     }
 }
 
+impl From<ModelError> for LoopError {
+    fn from(e: ModelError) -> Self {
+        LoopError::Model(Box::new(e))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoopError {
     #[error(transparent)]
@@ -135,7 +141,7 @@ pub enum LoopError {
     #[error("encryption: {0}")]
     Crypto(#[from] CryptoError),
     #[error("training: {0}")]
-    Model(#[from] ModelError),
+    Model(Box<ModelError>),
     #[error("cancelled")]
     Cancelled,
     #[error("{0}")]
@@ -194,7 +200,6 @@ impl Exchange for HeExchange {
         let t = Instant::now();
         let update = crypto::encrypt_weighted(&self.key, values, weight)?;
         let bytes = update.to_bytes();
-        drop(update);
         cost.encrypt_ms = ms(t);
         let t = Instant::now();
         let contributed = match self.api.upload(round, &bytes) {
@@ -404,7 +409,15 @@ mod tests {
 
     #[test]
     fn limbs_round_trip_and_add() {
-        for v in [0.0, 1.5, -3.25, 654.0 * 114.0, 1.8e7 * 455.0, -1e13, 0.1234567891] {
+        for v in [
+            0.0,
+            1.5,
+            -3.25,
+            654.0 * 114.0,
+            1.8e7 * 455.0,
+            -1e13,
+            0.1234567891,
+        ] {
             let mut l = Vec::new();
             to_limbs(v, &mut l);
             assert_eq!(l.len(), STAT_LIMBS);

@@ -33,7 +33,10 @@ pub enum SimData {
         seed: u64,
     },
     /// One CSV per client and a test CSV.
-    Files { clients: Vec<PathBuf>, test: PathBuf },
+    Files {
+        clients: Vec<PathBuf>,
+        test: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -93,10 +96,16 @@ pub enum SimEvent {
     Round(RoundRecord),
 }
 
+impl From<crate::data::DataError> for SimulationError {
+    fn from(e: crate::data::DataError) -> Self {
+        SimulationError::Data(Box::new(e))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SimulationError {
     #[error("data: {0}")]
-    Data(#[from] crate::data::DataError),
+    Data(Box<crate::data::DataError>),
     #[error("client {index}: {source}")]
     Client { index: usize, source: LoopError },
     #[error("aggregator: {0}")]
@@ -146,9 +155,12 @@ pub fn load_sim_data(
 
 /// Plaintext FedAvg: contributions of each round, summed in client order
 /// once all have arrived.
+/// Per client: its weighted values and its weight.
+type Contributions = Vec<Option<(Vec<f64>, f64)>>;
+
 struct PlainHub {
     clients: usize,
-    rounds: Mutex<std::collections::BTreeMap<u64, Vec<Option<(Vec<f64>, f64)>>>>,
+    rounds: Mutex<std::collections::BTreeMap<u64, Contributions>>,
     cv: Condvar,
 }
 
@@ -375,7 +387,9 @@ fn collect_rounds(
     let mut records = Vec::new();
     while let Ok((index, event)) = rx.recv() {
         match &event {
-            ClientEvent::Standardized { scaler: s, cost, .. } => {
+            ClientEvent::Standardized {
+                scaler: s, cost, ..
+            } => {
                 scaler.get_or_insert_with(|| s.clone());
                 std_cost.encrypt_ms += cost.encrypt_ms / n as f64;
                 std_cost.decrypt_ms += cost.decrypt_ms / n as f64;
@@ -411,11 +425,9 @@ fn collect_rounds(
                         global_accuracy: acc,
                         bytes_up: list.iter().map(|c| c.cost.bytes_up).sum(),
                         bytes_down: list.iter().map(|c| c.cost.bytes_down).sum(),
-                        encrypt_ms: list.iter().map(|c| c.cost.encrypt_ms).sum::<f64>()
-                            / n as f64,
+                        encrypt_ms: list.iter().map(|c| c.cost.encrypt_ms).sum::<f64>() / n as f64,
                         aggregate_ms,
-                        decrypt_ms: list.iter().map(|c| c.cost.decrypt_ms).sum::<f64>()
-                            / n as f64,
+                        decrypt_ms: list.iter().map(|c| c.cost.decrypt_ms).sum::<f64>() / n as f64,
                         elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
                         params,
                     };

@@ -133,7 +133,9 @@ fn rustls_config(tls: &TlsPem) -> Result<Arc<rustls::ServerConfig>, StartError> 
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| StartError::Tls(format!("certificate PEM: {e}")))?;
     if certs.is_empty() {
-        return Err(StartError::Tls("no certificate in the certificate file".into()));
+        return Err(StartError::Tls(
+            "no certificate in the certificate file".into(),
+        ));
     }
     let key = PrivateKeyDer::from_pem_slice(&tls.key_pem)
         .map_err(|e| StartError::Tls(format!("private key PEM: {e}")))?;

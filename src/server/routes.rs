@@ -120,12 +120,12 @@ async fn status(State(sh): State<AppState>) -> Response {
 fn query_u64(raw: Option<&str>, name: &str) -> Result<Option<u64>, ServerError> {
     let Some(raw) = raw else { return Ok(None) };
     for pair in raw.split('&') {
-        if let Some((k, v)) = pair.split_once('=') {
-            if k == name {
-                return v.parse().map(Some).map_err(|_| {
-                    ServerError::Malformed(format!("query parameter `{name}` must be a number"))
-                });
-            }
+        if let Some((k, v)) = pair.split_once('=')
+            && k == name
+        {
+            return v.parse().map(Some).map_err(|_| {
+                ServerError::Malformed(format!("query parameter `{name}` must be a number"))
+            });
         }
     }
     Ok(None)
@@ -133,13 +133,13 @@ fn query_u64(raw: Option<&str>, name: &str) -> Result<Option<u64>, ServerError> 
 
 /// Reads a body of at most `limit` bytes; 413 above.
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ServerError> {
-    if let Some(len) = content_length(headers) {
-        if len > limit as u64 {
-            return Err(ServerError::TooLarge {
-                got: len.to_string(),
-                limit,
-            });
-        }
+    if let Some(len) = content_length(headers)
+        && len > limit as u64
+    {
+        return Err(ServerError::TooLarge {
+            got: len.to_string(),
+            limit,
+        });
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         let over = std::error::Error::source(&e)
@@ -162,12 +162,11 @@ async fn load_session(
     body: Body,
 ) -> Result<Json<SessionResponse>, ServerError> {
     sh.lock().require_operator(bearer(&headers))?;
-    let max_len = query_u64(q.as_deref(), "max_len")?
-        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    let max_len =
+        query_u64(q.as_deref(), "max_len")?.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     let body = read_body(&headers, body, MAX_KEY_BYTES).await?;
-    let public = PublicKeyFile::from_bytes(&body).map_err(|e| {
-        ServerError::Unprocessable(format!("not a FedHE public key file: {e}"))
-    })?;
+    let public = PublicKeyFile::from_bytes(&body)
+        .map_err(|e| ServerError::Unprocessable(format!("not a FedHE public key file: {e}")))?;
     let session = blocking(&sh, move |agg| agg.load_session(public, max_len)).await?;
     Ok(Json(SessionResponse { session }))
 }
@@ -200,7 +199,9 @@ async fn round_info(
     RawQuery(q): RawQuery,
 ) -> Result<Json<crate::protocol::RoundInfo>, ServerError> {
     let round = parse_round(&round)?;
-    let wait = query_u64(q.as_deref(), "wait_ms")?.unwrap_or(0).min(MAX_WAIT_MS);
+    let wait = query_u64(q.as_deref(), "wait_ms")?
+        .unwrap_or(0)
+        .min(MAX_WAIT_MS);
     let info = {
         let agg = sh.lock();
         agg.caller(bearer(&headers))?;
@@ -251,13 +252,13 @@ async fn upload(
             .ok_or_else(|| ServerError::Internal("model length vanished".into()))?;
         (client, limit, max_len)
     };
-    if let Some(len) = content_length(&headers) {
-        if len > limit as u64 {
-            return Err(ServerError::TooLarge {
-                got: len.to_string(),
-                limit,
-            });
-        }
+    if let Some(len) = content_length(&headers)
+        && len > limit as u64
+    {
+        return Err(ServerError::TooLarge {
+            got: len.to_string(),
+            limit,
+        });
     }
     let _permit = sh
         .upload_permits
@@ -294,6 +295,15 @@ async fn close_round(
     }))
 }
 
+/// A published sum shared by every download without copying.
+struct SharedBytes(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
+
 async fn download_sum(
     State(sh): State<AppState>,
     headers: HeaderMap,
@@ -302,7 +312,7 @@ async fn download_sum(
     let round = parse_round(&round)?;
     sh.lock().caller(bearer(&headers))?;
     let (bytes, contributors) = blocking(&sh, move |agg| agg.sum(round)).await?;
-    let mut resp = Body::from(Bytes::from_owner(bytes)).into_response();
+    let mut resp = Body::from(Bytes::from_owner(SharedBytes(bytes))).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -171,10 +171,10 @@ impl Aggregator {
         agg.reload()?;
         if let Some(key) = initial_key {
             agg.load_session(key, initial_max_len)?;
-        } else if let Some(n) = initial_max_len {
-            if agg.session.is_some() {
-                agg.set_max_len(n)?;
-            }
+        } else if let Some(n) = initial_max_len
+            && agg.session.is_some()
+        {
+            agg.set_max_len(n)?;
         }
         Ok(agg)
     }
@@ -185,17 +185,14 @@ impl Aggregator {
         self.acc = None;
         self.round_len = None;
         if let Some(pk_bytes) = self.store.get_meta("public_key")? {
-            let public = PublicKeyFile::from_bytes(&pk_bytes).map_err(|e| {
-                ServerError::Internal(format!("stored public key unreadable: {e}"))
-            })?;
+            let public = PublicKeyFile::from_bytes(&pk_bytes)
+                .map_err(|e| ServerError::Internal(format!("stored public key unreadable: {e}")))?;
             let max_len = match self.store.get_meta("max_len")? {
                 Some(b) => Some(
                     std::str::from_utf8(&b)
                         .ok()
                         .and_then(|s| s.parse::<usize>().ok())
-                        .ok_or_else(|| {
-                            ServerError::Internal("stored max_len unreadable".into())
-                        })?,
+                        .ok_or_else(|| ServerError::Internal("stored max_len unreadable".into()))?,
                 ),
                 None => None,
             };
@@ -243,20 +240,16 @@ impl Aggregator {
             }
         }
         self.submitted = self.store.submitted(self.round)?;
-        if let Some(n) = self.session.as_ref().and_then(|s| s.max_len) {
-            if let Some(bytes) = self.store.sum(self.round)? {
-                let acc = Accumulator::from_bytes(&bytes, packed_len(n)).map_err(|e| {
-                    ServerError::Internal(format!("stored running sum unreadable: {e}"))
-                })?;
-                self.acc = Some(acc);
-            }
+        if let Some(n) = self.session.as_ref().and_then(|s| s.max_len)
+            && let Some(bytes) = self.store.sum(self.round)?
+        {
+            let acc = Accumulator::from_bytes(&bytes, packed_len(n)).map_err(|e| {
+                ServerError::Internal(format!("stored running sum unreadable: {e}"))
+            })?;
+            self.acc = Some(acc);
         }
         self.last_sum = None;
         Ok(())
-    }
-
-    pub fn policy(&self) -> &Policy {
-        &self.policy
     }
 
     /// Authenticates a bearer token.
@@ -293,7 +286,8 @@ impl Aggregator {
             self.check_max_len(n)?;
         }
         if let Some(s) = &self.session {
-            if s.public.fingerprint() != public.fingerprint() || s.public.params() != public.params()
+            if s.public.fingerprint() != public.fingerprint()
+                || s.public.params() != public.params()
             {
                 return Err(ServerError::Conflict(format!(
                     "the session already uses key {} ({:?}); start a new state folder for another key",
@@ -304,7 +298,7 @@ impl Aggregator {
             if let Some(n) = max_len {
                 self.set_max_len(n)?;
             }
-            return Ok(self.session_info_or_internal()?);
+            return self.session_info_or_internal();
         }
         let bytes = public.to_bytes();
         self.store.save_session(&bytes, max_len, now_unix())?;
@@ -374,14 +368,13 @@ impl Aggregator {
         }
         if let Some(n) = req.max_len {
             self.check_max_len(n)?;
-            if let Some(s) = &self.session {
-                if let Some(m) = s.max_len {
-                    if n > m {
-                        return Err(ServerError::Conflict(format!(
-                            "this client needs vectors of {n} values; the session allows {m}"
-                        )));
-                    }
-                }
+            if let Some(s) = &self.session
+                && let Some(m) = s.max_len
+                && n > m
+            {
+                return Err(ServerError::Conflict(format!(
+                    "this client needs vectors of {n} values; the session allows {m}"
+                )));
             }
         }
         let token = new_token();
@@ -403,10 +396,10 @@ impl Aggregator {
                 last_round: None,
             },
         );
-        if let (Some(n), Some(s)) = (req.max_len, &self.session) {
-            if s.max_len.is_none() {
-                self.set_max_len(n)?;
-            }
+        if let (Some(n), Some(s)) = (req.max_len, &self.session)
+            && s.max_len.is_none()
+        {
+            self.set_max_len(n)?;
         }
         Ok(RegisterResponse { id: req.id, token })
     }
@@ -534,14 +527,14 @@ impl Aggregator {
                 len.saturating_sub(1)
             )));
         }
-        if let Some(l) = self.round_len {
-            if l != len {
-                return Err(ServerError::Unprocessable(format!(
-                    "update has {} values; round {round} sums vectors of {} values",
-                    len.saturating_sub(1),
-                    l.saturating_sub(1)
-                )));
-            }
+        if let Some(l) = self.round_len
+            && l != len
+        {
+            return Err(ServerError::Unprocessable(format!(
+                "update has {} values; round {round} sums vectors of {} values",
+                len.saturating_sub(1),
+                l.saturating_sub(1)
+            )));
         }
         let t = Instant::now();
         let acc = match self.acc.as_mut() {
@@ -603,7 +596,9 @@ impl Aggregator {
     pub fn close(&mut self, round: u64) -> Result<(u32, u64), ServerError> {
         if round != self.round {
             if self.closed.contains_key(&round) {
-                return Err(ServerError::WrongRound(format!("round {round} is already closed")));
+                return Err(ServerError::WrongRound(format!(
+                    "round {round} is already closed"
+                )));
             }
             return Err(unknown_round(round, self.round));
         }
@@ -648,10 +643,10 @@ impl Aggregator {
             .closed
             .get(&round)
             .ok_or_else(|| unknown_round(round, self.round))?;
-        if let Some((r, bytes)) = &self.last_sum {
-            if *r == round {
-                return Ok((bytes.clone(), c.contributors));
-            }
+        if let Some((r, bytes)) = &self.last_sum
+            && *r == round
+        {
+            return Ok((bytes.clone(), c.contributors));
         }
         let bytes = self
             .store
@@ -670,5 +665,7 @@ fn no_session() -> ServerError {
 }
 
 fn unknown_round(round: u64, open: u64) -> ServerError {
-    ServerError::NotFound(format!("round {round} does not exist; the open round is {open}"))
+    ServerError::NotFound(format!(
+        "round {round} does not exist; the open round is {open}"
+    ))
 }

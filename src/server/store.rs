@@ -330,9 +330,13 @@ mod tests {
             last_round: None,
         })
         .unwrap();
-        s.record_submission(1, "a", 10, 3, b"sum1", 1, 0.5, 2).unwrap();
+        s.record_submission(1, "a", 10, 3, b"sum1", 1, 0.5, 2)
+            .unwrap();
         // Duplicate submission: the whole transaction is rolled back.
-        assert!(s.record_submission(1, "a", 10, 3, b"sum2", 2, 0.5, 2).is_err());
+        assert!(
+            s.record_submission(1, "a", 10, 3, b"sum2", 2, 0.5, 2)
+                .is_err()
+        );
         assert_eq!(s.sum(1).unwrap().as_deref(), Some(&b"sum1"[..]));
         s.close_round(1, 3).unwrap();
         assert!(s.close_round(1, 3).is_err());
