@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch. Each command group
 //! lives in its own file; all real work is done by the library.
 
+mod bench_cmds;
 mod data_cmds;
 mod fed_cmds;
 
@@ -32,6 +33,11 @@ pub enum Command {
     Simulate(fed_cmds::SimulateArgs),
     /// Benchmark: many clients, one large round through the HTTP aggregator.
     BenchFederation(fed_cmds::BenchFederationArgs),
+    /// Benchmarks (run in a release build).
+    Bench {
+        #[command(subcommand)]
+        what: bench_cmds::BenchWhat,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -44,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Client(a)) => fed_cmds::client(a),
         Some(Command::Simulate(a)) => fed_cmds::simulate_cmd(a),
         Some(Command::BenchFederation(a)) => fed_cmds::bench_federation(a),
+        Some(Command::Bench { what }) => bench_cmds::run(what),
     }
 }
 

@@ -76,6 +76,9 @@ impl EncryptedUpdate {
     pub fn len(&self) -> usize {
         todo!()
     }
+    pub fn is_empty(&self) -> bool {
+        todo!()
+    }
     pub fn to_bytes(&self) -> Vec<u8> {
         todo!()
     }

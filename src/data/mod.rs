@@ -1,1 +1,174 @@
-//! data
+//! Tabular data: CSV loading with a schema (label, ignored columns, positive
+//! class), standardization, and train/test and per-client splits.
+
+mod csv_load;
+mod scaler;
+pub mod split;
+
+pub use csv_load::{CsvOptions, FeatureSelection, LoadedCsv, load_csv, load_csv_reader};
+pub use scaler::Standardizer;
+
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+
+/// Column names tried, in order, when no label column is given.
+pub const DEFAULT_LABEL_NAMES: [&str; 5] = ["diagnosis", "label", "target", "class", "y"];
+
+/// How the two label values map to the positive (1) and negative (0) class.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelMapping {
+    /// Name of the label column.
+    pub column: String,
+    /// The value that means class 1.
+    pub positive: String,
+    /// The value that means class 0.
+    pub negative: String,
+}
+
+/// A numeric design matrix with 0/1 labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    /// Rows × features, in `feature_names` order.
+    pub x: Array2<f64>,
+    /// 1.0 for the positive class, 0.0 for the negative one.
+    pub y: Array1<f64>,
+    pub feature_names: Vec<String>,
+    pub label: LabelMapping,
+}
+
+impl Dataset {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.x.nrows()
+    }
+
+    /// Number of positive rows.
+    pub fn positives(&self) -> usize {
+        self.y.iter().filter(|&&v| v == 1.0).count()
+    }
+
+    /// A new dataset holding the given rows, in that order.
+    pub fn select_rows(&self, rows: &[usize]) -> Dataset {
+        Dataset {
+            x: self.x.select(ndarray::Axis(0), rows),
+            y: self.y.select(ndarray::Axis(0), rows),
+            feature_names: self.feature_names.clone(),
+            label: self.label.clone(),
+        }
+    }
+}
+
+/// Where in a file a problem is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: String,
+    /// 1-based line number.
+    pub line: u64,
+    /// 1-based column number and the column's name, when known.
+    pub column: Option<(usize, String)>,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)?;
+        if let Some((n, name)) = &self.column {
+            write!(f, ", column {n} ({name:?})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything that can be wrong with a data file.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("cannot open {file}: {source}")]
+    Open {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write {file}: {source}")]
+    Write {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{0}: the file is empty (a header row is required)")]
+    Empty(String),
+    #[error("{0}: the file has a header row but no data rows")]
+    HeaderOnly(String),
+    #[error("{at}: read error: {message}")]
+    Read { at: Box<Location>, message: String },
+    #[error("{at}: invalid UTF-8 in this cell")]
+    InvalidUtf8 { at: Box<Location> },
+    #[error("{file}: duplicate column name {name:?} (columns {first} and {second})")]
+    DuplicateColumn {
+        file: String,
+        name: String,
+        first: usize,
+        second: usize,
+    },
+    #[error("{file}:{line}: row has {found} fields but the header has {expected}")]
+    RaggedRow {
+        file: String,
+        line: u64,
+        found: usize,
+        expected: usize,
+    },
+    #[error("{at}: missing value")]
+    MissingCell { at: Box<Location> },
+    #[error("{at}: {value:?} is not a finite number")]
+    NotNumeric { at: Box<Location>, value: String },
+    #[error(
+        "{at}: third label value {value:?}; the label column must hold exactly two values (seen so far: {first:?}, {second:?})"
+    )]
+    ThirdLabel {
+        at: Box<Location>,
+        value: String,
+        first: String,
+        second: String,
+    },
+    #[error("{file}: no label column given and none of {tried:?} exists; columns are: {columns}")]
+    NoLabelColumn {
+        file: String,
+        tried: Vec<&'static str>,
+        columns: String,
+    },
+    #[error("{file}: no column named {name:?} ({role}); columns are: {columns}")]
+    UnknownColumn {
+        file: String,
+        name: String,
+        role: &'static str,
+        columns: String,
+    },
+    #[error("{file}: the model needs feature column {name:?}, which the file does not have")]
+    MissingFeature { file: String, name: String },
+    #[error(
+        "{file}: --positive {value:?} is not a value of label column {column:?} (values: {values})"
+    )]
+    UnknownPositive {
+        file: String,
+        column: String,
+        value: String,
+        values: String,
+    },
+    #[error(
+        "{file}: label column {column:?} has only the value {value:?}; training needs two classes"
+    )]
+    SingleClass {
+        file: String,
+        column: String,
+        value: String,
+    },
+    #[error(
+        "{at}: label value {value:?} is neither of the model's classes {positive:?} / {negative:?}"
+    )]
+    LabelNotInModel {
+        at: Box<Location>,
+        value: String,
+        positive: String,
+        negative: String,
+    },
+    #[error("{file}: no feature columns left after dropping the label and ignored columns")]
+    NoFeatures { file: String },
+    #[error("{0}")]
+    Invalid(String),
+}

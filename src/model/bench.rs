@@ -1,0 +1,124 @@
+//! Foundation benchmark: CSV parse throughput and one SGD epoch on a large
+//! synthetic data set. Run in release via `fedhe bench data`.
+
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use ndarray::{Array1, Array2};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::{LogisticRegression, ModelError, TrainConfig, train};
+use crate::data::{CsvOptions, load_csv};
+
+/// Medians of a data benchmark run.
+#[derive(Debug, Clone, Serialize)]
+pub struct DataBench {
+    pub rows: usize,
+    pub features: usize,
+    pub file_bytes: u64,
+    pub parse_ms_median: f64,
+    pub parse_mb_per_s: f64,
+    pub epoch_ms_median: f64,
+    pub batch_size: usize,
+    pub repeats: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Writes a `rows × features` CSV to a temporary file, parses it `repeats`
+/// times, then times `repeats` training epochs on the parsed data.
+pub fn run_data_bench(
+    rows: usize,
+    features: usize,
+    repeats: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<DataBench, ModelError> {
+    let repeats = repeats.max(1);
+    let path = std::env::temp_dir().join(format!("fedhe-bench-{}.csv", std::process::id()));
+    let io_err = |source: std::io::Error| ModelError::Write {
+        file: path.display().to_string(),
+        source,
+    };
+    progress(&format!(
+        "writing {rows} × {features} synthetic CSV to {}",
+        path.display()
+    ));
+    {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let truth: Vec<f64> = (0..features).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let file = std::fs::File::create(&path).map_err(io_err)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        let mut line = String::from("label");
+        for j in 0..features {
+            line.push_str(&format!(",f{j}"));
+        }
+        writeln!(w, "{line}").map_err(io_err)?;
+        let mut row = vec![0.0f64; features];
+        for _ in 0..rows {
+            line.clear();
+            let mut z = 0.0;
+            for (v, t) in row.iter_mut().zip(&truth) {
+                *v = rng.random_range(-3.0..3.0);
+                z += *v * t;
+            }
+            let y = u8::from(rng.random::<f64>() < super::sigmoid(z));
+            line.push_str(if y == 1 { "1" } else { "0" });
+            for v in &row {
+                line.push_str(&format!(",{v:.5}"));
+            }
+            writeln!(w, "{line}").map_err(io_err)?;
+        }
+        w.flush().map_err(io_err)?;
+    }
+    let file_bytes = std::fs::metadata(&path).map_err(io_err)?.len();
+    let opts = CsvOptions {
+        label: Some("label".into()),
+        auto_ignore_ids: false,
+        ..CsvOptions::default()
+    };
+    let mut parse_ms = Vec::new();
+    let mut data = None;
+    for i in 0..repeats {
+        let t = Instant::now();
+        let loaded = load_csv(&path, &opts);
+        parse_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        progress(&format!("parse {}/{repeats}: {:.0} ms", i + 1, parse_ms[i]));
+        data = Some(loaded?);
+    }
+    let _ = std::fs::remove_file(&path);
+    let ds = match data {
+        Some(d) => d.dataset,
+        None => return Err(ModelError::Setting("no benchmark run".into())),
+    };
+    let x: Array2<f64> = ds.x;
+    let y: Array1<f64> = ds.y;
+    let cfg = TrainConfig {
+        epochs: 1,
+        ..TrainConfig::default()
+    };
+    let mut epoch_ms = Vec::new();
+    for i in 0..repeats {
+        let mut model = LogisticRegression::zeros(features);
+        let t = Instant::now();
+        train(&mut model, &x, &y, &cfg, &mut |_| ControlFlow::Continue(()))?;
+        epoch_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        progress(&format!("epoch {}/{repeats}: {:.0} ms", i + 1, epoch_ms[i]));
+    }
+    let parse_ms_median = median(parse_ms);
+    Ok(DataBench {
+        rows,
+        features,
+        file_bytes,
+        parse_ms_median,
+        parse_mb_per_s: file_bytes as f64 / 1e6 / (parse_ms_median / 1e3),
+        epoch_ms_median: median(epoch_ms),
+        batch_size: cfg.batch_size,
+        repeats,
+    })
+}
