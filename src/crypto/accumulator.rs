@@ -129,7 +129,11 @@ impl Accumulator {
     }
 
     fn add_words(&mut self, other: &[u64]) {
-        let mask = if self.params.word_bytes() == 8 { u64::MAX } else { u32::MAX as u64 };
+        let mask = if self.params.word_bytes() == 8 {
+            u64::MAX
+        } else {
+            u32::MAX as u64
+        };
         for (a, b) in self.words.iter_mut().zip(other) {
             *a = a.wrapping_add(*b) & mask;
         }
@@ -137,7 +141,12 @@ impl Accumulator {
 
     /// Adds one update; on error the sum is unchanged.
     pub fn add(&mut self, update: &EncryptedUpdate) -> Result<(), CryptoError> {
-        self.check_compatible(update.params, update.scale_bits, update.fingerprint, update.len())?;
+        self.check_compatible(
+            update.params,
+            update.scale_bits,
+            update.fingerprint,
+            update.len(),
+        )?;
         self.check_room(&[update.seed])?;
         self.add_words(&update.words);
         self.seeds.push(update.seed);
@@ -146,7 +155,12 @@ impl Accumulator {
 
     /// Absorbs another partial sum (tree-shaped aggregation); on error the sum is unchanged.
     pub fn merge(&mut self, other: &Accumulator) -> Result<(), CryptoError> {
-        self.check_compatible(other.params, other.scale_bits, other.fingerprint, other.len())?;
+        self.check_compatible(
+            other.params,
+            other.scale_bits,
+            other.fingerprint,
+            other.len(),
+        )?;
         self.check_room(&other.seeds)?;
         self.add_words(&other.words);
         self.seeds.extend_from_slice(&other.seeds);
@@ -168,7 +182,8 @@ impl Accumulator {
     /// Strict decoding of untrusted bytes; `max_values` bounds the number of model values.
     pub fn from_bytes(bytes: &[u8], max_values: usize) -> Result<Self, CryptoError> {
         const WHAT: &str = "encrypted sum";
-        let (h, payload) = wire::decode_header::<SumHeader, MAX_SUM_HEADER>(bytes, SUM_MAGIC, WHAT)?;
+        let (h, payload) =
+            wire::decode_header::<SumHeader, MAX_SUM_HEADER>(bytes, SUM_MAGIC, WHAT)?;
         if h.scale_bits > h.params.max_scale_bits() {
             return Err(CryptoError::InvalidScale {
                 params: h.params,
@@ -240,7 +255,12 @@ pub fn decrypt_mean(key: &SecretKey, sum: &Accumulator) -> Result<WeightedMean, 
     if sum.seeds.is_empty() {
         return Err(CryptoError::EmptySum);
     }
-    let phases = glwe::decrypt_phases(&key.fourier, &sum.words, &sum.seeds, sum.params.dropped_bits());
+    let phases = glwe::decrypt_phases(
+        &key.fourier,
+        &sum.words,
+        &sum.seeds,
+        sum.params.dropped_bits(),
+    );
     let (values, total_weight) = encoding::weighted_mean(sum.params, sum.scale_bits, &phases)?;
     Ok(WeightedMean {
         values,

@@ -117,10 +117,18 @@ pub fn run(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<BenchRep
             let data: Vec<Vec<f64>> = (0..cfg.clients)
                 .map(|_| (0..len).map(|_| rng.random_range(-2.0..=2.0)).collect())
                 .collect();
-            let weights: Vec<f64> = (0..cfg.clients).map(|c| WEIGHTS[c % WEIGHTS.len()]).collect();
+            let weights: Vec<f64> = (0..cfg.clients)
+                .map(|c| WEIGHTS[c % WEIGHTS.len()])
+                .collect();
             let total: f64 = weights.iter().sum();
             let exact: Vec<f64> = (0..len)
-                .map(|i| data.iter().zip(&weights).map(|(d, w)| d[i] * w).sum::<f64>() / total)
+                .map(|i| {
+                    data.iter()
+                        .zip(&weights)
+                        .map(|(d, w)| d[i] * w)
+                        .sum::<f64>()
+                        / total
+                })
                 .collect();
 
             let (mut enc, mut agg, mut exp, mut dec) = (vec![], vec![], vec![], vec![]);

@@ -20,17 +20,19 @@
 //! rounding of the final division). With integer weights `Σw ≥ n`, so the
 //! error never exceeds `2^-(f+1)`.
 
+use rayon::prelude::*;
+
 use super::CryptoError;
 use super::params::ParamSet;
 
-/// Encodes `values` and `weight` as `len + 1` plaintext coefficients shifted
-/// by `2^D` (ready to encrypt).
-pub(crate) fn encode(
+/// Checks `values` and `weight` against the bounds (in parallel); the error
+/// names the first offending value.
+pub(crate) fn check(
     params: ParamSet,
     scale_bits: u8,
     values: &[f64],
     weight: f64,
-) -> Result<Vec<u64>, CryptoError> {
+) -> Result<(), CryptoError> {
     let budget = params.client_budget_log2();
     let limit = (1u64 << budget) as f64;
     if !weight.is_finite() || weight < 0.0 || weight.fract() != 0.0 || weight >= limit {
@@ -40,25 +42,51 @@ pub(crate) fn encode(
         });
     }
     let scale = f64::from(scale_bits).exp2();
-    let shift = params.delta_log2();
-    let mut out = Vec::with_capacity(values.len() + 1);
-    for (index, &value) in values.iter().enumerate() {
-        let scaled = (value * weight * scale).round();
-        // `!(a < b)` also rejects NaN and infinities.
-        if !(scaled.abs() < limit) {
-            return Err(CryptoError::ValueOutOfRange {
-                index,
-                value,
-                weight,
-                bound: (f64::from(budget) - f64::from(scale_bits)).exp2(),
-            });
-        }
-        // exact: |scaled| < 2^32 is an integer-valued f64
-        out.push(((scaled as i64) as u64) << shift);
+    // `!(a < b)` also catches NaN and infinities; |x| < 2^B - 1/2 is exactly
+    // "x rounds to an integer of magnitude below 2^B".
+    let bad = |v: &f64| !((v * weight * scale).abs() < limit - 0.5);
+    if let Some(index) = values.par_iter().position_first(bad) {
+        return Err(CryptoError::ValueOutOfRange {
+            index,
+            value: values[index],
+            weight,
+            bound: (f64::from(budget) - f64::from(scale_bits)).exp2(),
+        });
     }
-    // exact: weight is an integer below 2^32
-    out.push((weight as u64) << shift);
-    Ok(out)
+    Ok(())
+}
+
+/// Writes the plaintext coefficients `first .. first + out.len()` of an
+/// update (values, then the weight slot at index `values.len()`), shifted by
+/// `2^D`. Call [`check`] first: out-of-range values would wrap.
+pub(crate) fn encode_into(
+    params: ParamSet,
+    scale_bits: u8,
+    values: &[f64],
+    weight: f64,
+    first: usize,
+    out: &mut [u64],
+) {
+    let scale = f64::from(scale_bits).exp2();
+    let shift = params.delta_log2();
+    for (i, o) in out.iter_mut().enumerate() {
+        let index = first + i;
+        let m = match values.get(index) {
+            // exact after `check`: an integer-valued f64 below 2^32 in magnitude
+            Some(v) => round_ties_even(v * weight * scale) as i64,
+            // exact after `check`: an integer weight below 2^32
+            None => weight as i64,
+        };
+        *o = (m as u64) << shift;
+    }
+}
+
+/// Rounds to the nearest integer (ties to even) for |x| < 2^51 with plain
+/// SSE2 arithmetic, so the encoding loop vectorizes (`f64::round` is a libm call).
+#[inline]
+fn round_ties_even(x: f64) -> f64 {
+    const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 · 2^52
+    (x + MAGIC) - MAGIC
 }
 
 /// Rounds a phase (plaintext + noise, shifted by `2^D`) to the signed encoded integer.
@@ -89,7 +117,7 @@ pub(crate) fn weighted_mean(
     let total_weight = total_weight as f64;
     let denom = total_weight * f64::from(scale_bits).exp2();
     let values = value_phases
-        .iter()
+        .par_iter()
         .map(|&p| decode_one(params, p) as f64 / denom)
         .collect();
     Ok((values, total_weight))

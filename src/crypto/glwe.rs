@@ -53,7 +53,10 @@ impl KeyFourier {
         let mut scratch = Self::scratch_for(&fft);
         let view = fft.as_view();
         let mut fourier = FourierPolynomial::new(size);
-        view.forward_as_integer(
+        // The key goes in as a torus polynomial (s · 2^-64) so that the digits
+        // can use the integer conversion and the product comes back as a torus
+        // element, i.e. an exact integer mod 2^64 once rounded.
+        view.forward_as_torus(
             fourier.as_mut_view(),
             Polynomial::from_container(key_bits),
             scratch.buffers.stack(),
@@ -84,21 +87,32 @@ impl KeyFourier {
         debug_assert_eq!(a.len(), POLY_SIZE);
         debug_assert_eq!(out.len(), POLY_SIZE);
         // Signed digits: a = Σ d_k 2^(shift_k) mod 2^64, d_k in [-2^(bits-1), 2^(bits-1)).
-        for (i, &x) in a.iter().enumerate() {
-            let mut rest = x;
-            for (k, bits) in DIGIT_BITS.into_iter().enumerate() {
+        // Branch-free so that the loop vectorizes: `(v ^ half) - half` maps
+        // v in [half, 2^bits) to v - 2^bits, and such a negative digit borrows
+        // one unit from the next digit (mod 2^64 for the top one).
+        let [d0, d1, d2] = &mut sc.digits;
+        for (((x, o0), o1), o2) in a
+            .iter()
+            .zip(d0.iter_mut())
+            .zip(d1.iter_mut())
+            .zip(d2.iter_mut())
+        {
+            let mut rest = *x;
+            let mut digit = |bits: u32| {
+                let half = 1u64 << (bits - 1);
                 let v = rest & ((1u64 << bits) - 1);
-                let neg = v >= 1u64 << (bits - 1);
-                sc.digits[k][i] = if neg { v.wrapping_sub(1u64 << bits) } else { v };
-                // a negative digit borrows one unit from the next one (mod 2^64 at the top)
-                rest = (rest >> bits) + u64::from(neg);
-            }
+                rest = (rest >> bits) + (v >> (bits - 1));
+                (v ^ half).wrapping_sub(half)
+            };
+            *o0 = digit(DIGIT_BITS[0]);
+            *o1 = digit(DIGIT_BITS[1]);
+            *o2 = digit(DIGIT_BITS[2]);
         }
         let view = self.fft.as_view();
         out.fill(0);
         let mut shift = 0u32;
         for (k, bits) in DIGIT_BITS.into_iter().enumerate() {
-            view.forward_as_torus(
+            view.forward_as_integer(
                 sc.fourier.as_mut_view(),
                 Polynomial::from_container(sc.digits[k].as_slice()),
                 sc.buffers.stack(),
@@ -106,9 +120,11 @@ impl KeyFourier {
             for (f, key) in sc.fourier.data.iter_mut().zip(&self.key) {
                 *f *= *key;
             }
-            view.backward_as_torus(
+            // (the SIMD conversion lives in the "add" variant)
+            sc.part.fill(0);
+            view.add_backward_in_place_as_torus(
                 Polynomial::from_container(sc.part.as_mut_slice()),
-                sc.fourier.as_view(),
+                sc.fourier.as_mut_view(),
                 sc.buffers.stack(),
             );
             for (o, p) in out.iter_mut().zip(&sc.part) {
@@ -119,33 +135,34 @@ impl KeyFourier {
     }
 }
 
-/// Encrypts `plain` (coefficients already shifted by 2^D; any length) into
-/// one body word per coefficient. `drop_bits` = 0 keeps the 64-bit body;
-/// 32 rounds it to its top 32 bits.
+/// Encrypts `count` plaintext coefficients into one body word each.
+/// `encode(first, out)` writes coefficients `first .. first + out.len()`
+/// (already shifted by 2^D). `drop_bits` = 0 keeps the 64-bit body; 32 rounds
+/// it to its top 32 bits.
 pub(crate) fn encrypt_bodies(
     key: &KeyFourier,
-    plain: &[u64],
+    count: usize,
+    encode: impl Fn(usize, &mut [u64]) + Sync,
     mask_seed: u128,
     noise_seed: u128,
     drop_bits: u32,
 ) -> Vec<u64> {
-    let mut out = vec![0u64; plain.len()];
+    let mut out = vec![0u64; count];
     let mask_gen = AesCtr::new(mask_seed);
     let noise_gen = AesCtr::new(noise_seed);
-    out.par_chunks_mut(POLY_SIZE)
-        .zip(plain.par_chunks(POLY_SIZE))
-        .enumerate()
-        .for_each_init(
-            || BlockState::new(key, &mask_gen, &noise_gen),
-            |st, (j, (dst, src))| {
-                st.mask_gen.mask(j, &mut st.a);
-                key.mul(&st.a, &mut st.body, &mut st.scratch);
-                st.noise_gen.add_noise(j, &mut st.body);
-                for ((d, s), b) in dst.iter_mut().zip(src).zip(&st.body) {
-                    *d = round_drop(b.wrapping_add(*s), drop_bits);
-                }
-            },
-        );
+    out.par_chunks_mut(POLY_SIZE).enumerate().for_each_init(
+        || BlockState::new(key, &mask_gen, &noise_gen),
+        |st, (j, dst)| {
+            st.mask_gen.mask(j, &mut st.a);
+            key.mul(&st.a, &mut st.body, &mut st.scratch);
+            st.noise_gen.add_noise(j, &mut st.body);
+            let plain = &mut st.plain[..dst.len()];
+            encode(j * POLY_SIZE, plain);
+            for ((d, p), b) in dst.iter_mut().zip(plain.iter()).zip(&st.body) {
+                *d = round_drop(b.wrapping_add(*p), drop_bits);
+            }
+        },
+    );
     out
 }
 
@@ -164,6 +181,7 @@ struct BlockState {
     noise_gen: AesCtr,
     a: Vec<u64>,
     body: Vec<u64>,
+    plain: Vec<u64>,
     scratch: Scratch,
 }
 
@@ -174,6 +192,7 @@ impl BlockState {
             noise_gen: noise_gen.clone(),
             a: vec![0; POLY_SIZE],
             body: vec![0; POLY_SIZE],
+            plain: vec![0; POLY_SIZE],
             scratch: key.scratch(),
         }
     }
@@ -194,7 +213,14 @@ pub(crate) fn decrypt_phases(
         .zip(bodies.par_chunks(POLY_SIZE))
         .enumerate()
         .for_each_init(
-            || (gens.clone(), vec![0u64; POLY_SIZE], vec![0u64; POLY_SIZE], key.scratch()),
+            || {
+                (
+                    gens.clone(),
+                    vec![0u64; POLY_SIZE],
+                    vec![0u64; POLY_SIZE],
+                    key.scratch(),
+                )
+            },
             |(gens, a, prod, sc), (j, (dst, src))| {
                 a.fill(0);
                 for g in gens.iter_mut() {
@@ -216,13 +242,14 @@ pub(crate) fn expand_masks(seeds: &[u128], coefficients: usize) -> Vec<u64> {
     let gens: Vec<AesCtr> = seeds.iter().map(|s| AesCtr::new(*s)).collect();
     let blocks = coefficients.div_ceil(POLY_SIZE);
     let mut out = vec![0u64; blocks * POLY_SIZE];
-    out.par_chunks_mut(POLY_SIZE)
-        .enumerate()
-        .for_each_init(|| gens.clone(), |gens, (j, dst)| {
+    out.par_chunks_mut(POLY_SIZE).enumerate().for_each_init(
+        || gens.clone(),
+        |gens, (j, dst)| {
             for g in gens.iter_mut() {
                 g.add_mask(j, dst);
             }
-        });
+        },
+    );
     out
 }
 
@@ -230,8 +257,8 @@ pub(crate) fn expand_masks(seeds: &[u128], coefficients: usize) -> Vec<u64> {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
-    use tfhe::core_crypto::commons::math::random::{CompressionSeed, Seed};
     use tfhe::core_crypto::algorithms::polynomial_algorithms::polynomial_wrapping_add_mul_assign;
+    use tfhe::core_crypto::commons::math::random::{CompressionSeed, Seed};
     use tfhe::core_crypto::prelude::*;
 
     fn random_key(rng: &mut impl Rng) -> Vec<u64> {
@@ -243,7 +270,11 @@ mod tests {
     fn fft_product_is_exact() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         for round in 0..20 {
-            let bits = if round == 0 { vec![1u64; POLY_SIZE] } else { random_key(&mut rng) };
+            let bits = if round == 0 {
+                vec![1u64; POLY_SIZE]
+            } else {
+                random_key(&mut rng)
+            };
             let kf = KeyFourier::new(&bits);
             let mut sc = kf.scratch();
             let a: Vec<u64> = match round {
@@ -275,7 +306,14 @@ mod tests {
             .map(|_| (rng.random_range(-1000i64..1000) as u64) << 25)
             .collect();
         let seed: u128 = rng.random();
-        let bodies = encrypt_bodies(&kf, &plain, seed, rng.random(), 0);
+        let bodies = encrypt_bodies(
+            &kf,
+            plain.len(),
+            |first, out| out.copy_from_slice(&plain[first..first + out.len()]),
+            seed,
+            rng.random(),
+            0,
+        );
 
         let seeded = SeededGlweCiphertextList::from_container(
             bodies.clone(),
@@ -338,5 +376,87 @@ mod tests {
         }
         let mean = sum as f64 / (16.0 * POLY_SIZE as f64);
         assert!(mean.abs() < 2000.0, "mean {mean}");
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn time_pieces() {
+        let bits: Vec<u64> = (0..POLY_SIZE as u64).map(|i| (i * 7 + 3) % 5 % 2).collect();
+        let kf = KeyFourier::new(&bits);
+        let mut sc = kf.scratch();
+        let a: Vec<u64> = (0..POLY_SIZE as u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .collect();
+        let mut out = vec![0u64; POLY_SIZE];
+        let t = std::time::Instant::now();
+        for _ in 0..500 {
+            kf.mul(&a, &mut out, &mut sc);
+        }
+        eprintln!(
+            "mul: {:.1} us/block",
+            t.elapsed().as_secs_f64() * 1e6 / 500.0
+        );
+        let view = kf.fft.as_view();
+        let t = std::time::Instant::now();
+        for _ in 0..500 {
+            view.forward_as_torus(
+                sc.fourier.as_mut_view(),
+                Polynomial::from_container(a.as_slice()),
+                sc.buffers.stack(),
+            );
+        }
+        eprintln!("fwd: {:.1} us", t.elapsed().as_secs_f64() * 1e6 / 500.0);
+        let t = std::time::Instant::now();
+        for _ in 0..500 {
+            view.backward_as_torus(
+                Polynomial::from_container(out.as_mut_slice()),
+                sc.fourier.as_view(),
+                sc.buffers.stack(),
+            );
+        }
+        eprintln!("inv: {:.1} us", t.elapsed().as_secs_f64() * 1e6 / 500.0);
+        let values: Vec<f64> = (0..1_000_000)
+            .map(|i| (i % 1000) as f64 / 500.0 - 1.0)
+            .collect();
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            let p = crate::crypto::ParamSet::Standard64;
+            crate::crypto::encoding::check(p, 16, &values, 100.0).unwrap();
+            let t1 = t.elapsed().as_secs_f64() * 1e3;
+            let t = std::time::Instant::now();
+            let enc = |first: usize, out: &mut [u64]| {
+                crate::crypto::encoding::encode_into(p, 16, &values, 100.0, first, out)
+            };
+            let bodies = encrypt_bodies(&kf, values.len() + 1, enc, 1, 2, 0);
+            let t2 = t.elapsed().as_secs_f64() * 1e3;
+            let t = std::time::Instant::now();
+            let ph = decrypt_phases(&kf, &bodies, &[1, 3, 4, 5, 6], 0);
+            let t3 = t.elapsed().as_secs_f64() * 1e3;
+            eprintln!(
+                "1M: encode {t1:.1} ms, encrypt {t2:.1} ms, decrypt5 {t3:.1} ms {}",
+                ph.len()
+            );
+        }
+        let mut g = AesCtr::new(1);
+        let t = std::time::Instant::now();
+        for j in 0..500 {
+            g.mask(j, &mut out);
+        }
+        eprintln!(
+            "mask: {:.1} us/block",
+            t.elapsed().as_secs_f64() * 1e6 / 500.0
+        );
+        let t = std::time::Instant::now();
+        for j in 0..500 {
+            g.add_noise(j, &mut out);
+        }
+        eprintln!(
+            "noise: {:.1} us/block",
+            t.elapsed().as_secs_f64() * 1e6 / 500.0
+        );
     }
 }

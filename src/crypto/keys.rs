@@ -173,7 +173,8 @@ impl SecretKey {
     }
 
     fn generate_inner(params: ParamSet, scale_bits: u8) -> Self {
-        let mut generator = SecretRandomGenerator::<DefaultRandomGenerator>::new(Seed(fresh_seed()));
+        let mut generator =
+            SecretRandomGenerator::<DefaultRandomGenerator>::new(Seed(fresh_seed()));
         let key = allocate_and_generate_new_binary_glwe_secret_key::<u64, _>(
             GlweDimension(1),
             PolynomialSize(POLY_SIZE),
@@ -415,7 +416,10 @@ fn open_envelope(bytes: &[u8], want: KeyKind) -> Result<&[u8], CryptoError> {
     }
     if bytes.len() > expected {
         return Err(CryptoError::CorruptKeyFile {
-            detail: format!("{} trailing bytes after the checksum", bytes.len() - expected),
+            detail: format!(
+                "{} trailing bytes after the checksum",
+                bytes.len() - expected
+            ),
         });
     }
     let (content, sum) = bytes.split_at(expected - CHECKSUM_BYTES);

@@ -105,7 +105,9 @@ pub enum CryptoError {
     },
     #[error("malformed {what}: {detail}")]
     Malformed { what: &'static str, detail: String },
-    #[error("{what} declares {declared_values} values, i.e. {expected_bytes} payload bytes, but {found_bytes} bytes follow the header")]
+    #[error(
+        "{what} declares {declared_values} values, i.e. {expected_bytes} payload bytes, but {found_bytes} bytes follow the header"
+    )]
     LengthMismatch {
         what: &'static str,
         declared_values: usize,

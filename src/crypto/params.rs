@@ -123,7 +123,8 @@ impl std::fmt::Display for ParamSet {
 impl std::str::FromStr for ParamSet {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::from_name(&s.to_ascii_lowercase())
-            .ok_or_else(|| format!("unknown parameter set `{s}` (expected standard64 or compact32)"))
+        Self::from_name(&s.to_ascii_lowercase()).ok_or_else(|| {
+            format!("unknown parameter set `{s}` (expected standard64 or compact32)")
+        })
     }
 }

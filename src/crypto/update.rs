@@ -65,7 +65,13 @@ impl EncryptedUpdate {
             len: self.len() as u64,
             seed: self.seed.to_le_bytes(),
         };
-        wire::encode(UPDATE_MAGIC, &header, MAX_UPDATE_HEADER, self.params, &self.words)
+        wire::encode(
+            UPDATE_MAGIC,
+            &header,
+            MAX_UPDATE_HEADER,
+            self.params,
+            &self.words,
+        )
     }
 
     /// Strict decoding of untrusted bytes; `max_values` bounds the number of
@@ -103,11 +109,13 @@ pub fn encrypt_weighted(
     weight: f64,
 ) -> Result<EncryptedUpdate, CryptoError> {
     let params = key.params();
-    let plain = encoding::encode(params, key.scale_bits(), values, weight)?;
+    let scale_bits = key.scale_bits();
+    encoding::check(params, scale_bits, values, weight)?;
     let seed = fresh_seed();
     let words = glwe::encrypt_bodies(
         &key.fourier,
-        &plain,
+        values.len() + 1,
+        |first, out| encoding::encode_into(params, scale_bits, values, weight, first, out),
         seed,
         fresh_seed(),
         params.dropped_bits(),

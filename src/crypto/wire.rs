@@ -61,7 +61,13 @@ pub fn max_sum_bytes(params: ParamSet, len: usize) -> usize {
         .saturating_add(len.saturating_add(1).saturating_mul(params.word_bytes()))
 }
 
-pub(crate) fn encode<H: Serialize>(magic: &[u8; 4], header: &H, limit_hint: usize, params: ParamSet, words: &[u64]) -> Vec<u8> {
+pub(crate) fn encode<H: Serialize>(
+    magic: &[u8; 4],
+    header: &H,
+    limit_hint: usize,
+    params: ParamSet,
+    words: &[u64],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(PREFIX + limit_hint + words.len() * params.word_bytes());
     out.extend_from_slice(magic);
     out.push(WIRE_VERSION);
@@ -96,7 +102,11 @@ pub(crate) fn decode_header<'a, H: for<'de> Deserialize<'de>, const LIMIT: usize
         });
     }
     if &bytes[..4] != magic {
-        let other = if magic == UPDATE_MAGIC { SUM_MAGIC } else { UPDATE_MAGIC };
+        let other = if magic == UPDATE_MAGIC {
+            SUM_MAGIC
+        } else {
+            UPDATE_MAGIC
+        };
         let detail = if &bytes[..4] == other {
             "this is the other kind of object (an encrypted update where a sum was expected, or the reverse)".to_string()
         } else {
@@ -137,13 +147,13 @@ pub(crate) fn decode_payload(
             limit: max_values,
         })?;
     let word = params.word_bytes();
-    let expected = len
-        .checked_add(1)
-        .and_then(|n| n.checked_mul(word))
-        .ok_or(CryptoError::TooManyValues {
-            found: len as u64,
-            limit: max_values,
-        })?;
+    let expected =
+        len.checked_add(1)
+            .and_then(|n| n.checked_mul(word))
+            .ok_or(CryptoError::TooManyValues {
+                found: len as u64,
+                limit: max_values,
+            })?;
     if payload.len() != expected {
         return Err(CryptoError::LengthMismatch {
             what,
