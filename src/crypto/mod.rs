@@ -1,136 +1,189 @@
 //! Encrypted model updates: packed, seeded GLWE ciphertexts (tfhe::core_crypto).
 //!
-//! API contract shared with the server and client modules. Bodies are filled
-//! in by the crypto work; names and signatures below are the agreed surface.
+//! A client packs its sample-weighted values and its sample count into one
+//! update — 2048 values per GLWE block, the mask sent as a 16-byte seed, one
+//! body word per value — with the umbrella's shared [`SecretKey`]. The
+//! aggregator holds only the [`PublicKeyFile`] (parameters, scale,
+//! fingerprint); it adds updates into an [`Accumulator`] without being able to
+//! read them. Clients decrypt the sum with [`decrypt_mean`] and get the
+//! sample-weighted mean directly.
+//!
+//! ```no_run
+//! use fedhe::crypto::*;
+//! let key = SecretKey::generate(ParamSet::Standard64);
+//! let public = key.public();
+//! let mut sum = Accumulator::new(&public, 3);
+//! for (values, rows) in [(&[0.5, -1.0, 2.0][..], 100.0), (&[1.5, 1.0, 0.0][..], 300.0)] {
+//!     let bytes = encrypt_weighted(&key, values, rows)?.to_bytes();      // client
+//!     sum.add(&EncryptedUpdate::from_bytes(&bytes, 3)?)?;                // aggregator
+//! }
+//! let mean = decrypt_mean(&key, &sum)?;                                  // clients
+//! assert!((mean.values[0] - 1.25).abs() < 1e-4);
+//! # Ok::<(), CryptoError>(())
+//! ```
+//!
+//! Conventions: `len` always counts model values only; every update and sum
+//! carries one more slot, the weight slot. Bounds of the fixed-point encoding
+//! and the error of the mean are in [`encoding`]; parameter sets in [`params`];
+//! formats in [`wire`] and [`keys`]; the security argument in `docs/crypto.md`.
 
-use std::path::Path;
+mod accumulator;
+pub mod bench;
+pub mod encoding;
+mod glwe;
+pub mod keys;
+pub mod params;
+mod prng;
+mod update;
+pub mod wire;
+
+use std::path::{Path, PathBuf};
+
+pub use accumulator::{Accumulator, WeightedMean, decrypt_mean};
+pub use encoding::mean_error_bound;
+pub use keys::{KEY_FORMAT_VERSION, PublicKeyFile, SecretKey};
+pub use params::{MAX_CLIENTS, POLY_SIZE, ParamSet};
+pub use update::{EncryptedUpdate, encrypt_weighted, encrypt_weighted_f32};
+pub use wire::{WIRE_VERSION, max_sum_bytes, max_update_bytes};
 
 /// Errors from key handling, encoding, encryption and wire decoding.
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
-    #[error("{0}")]
-    Todo(String),
+    #[error("cannot {action} {}: {source}", .path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", .path.display())]
+    InFile {
+        path: PathBuf,
+        source: Box<CryptoError>,
+    },
+    #[error("{} already exists; pass --force (force = true) to overwrite it", .path.display())]
+    WouldOverwrite { path: PathBuf },
+    #[error("this is a {found} key file, but a {expected} key file is needed{}", kind_hint(.found))]
+    WrongKeyKind {
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("not a FedHE {expected} key file ({detail})")]
+    NotAKeyFile {
+        expected: &'static str,
+        detail: String,
+    },
+    #[error("truncated key file: expected {expected} bytes, found {found}")]
+    TruncatedKeyFile { expected: usize, found: usize },
+    #[error("corrupted key file: {detail}")]
+    CorruptKeyFile { detail: String },
+    #[error("{what} has format version {found}; this build reads version {expected}")]
+    UnsupportedVersion {
+        what: &'static str,
+        found: u32,
+        expected: u32,
+    },
+    #[error("scale_bits {scale_bits} is too large for {params} (at most {max})")]
+    InvalidScale {
+        params: ParamSet,
+        scale_bits: u8,
+        max: u8,
+    },
+    #[error(
+        "sample weight {weight} is not an integer in [0, {max}] (weights are sample counts; the bound keeps the sum of {max_clients} weights exact)",
+        max_clients = MAX_CLIENTS
+    )]
+    InvalidWeight { weight: f64, max: u64 },
+    #[error(
+        "value {index} ({value}) times weight {weight} is out of range: |weight × value| must be below {bound} for this key's scale, so that a sum of {max_clients} updates cannot overflow",
+        max_clients = MAX_CLIENTS
+    )]
+    ValueOutOfRange {
+        index: usize,
+        value: f64,
+        weight: f64,
+        bound: f64,
+    },
+    #[error("malformed {what}: {detail}")]
+    Malformed { what: &'static str, detail: String },
+    #[error(
+        "{what} declares {declared_values} values, i.e. {expected_bytes} payload bytes, but {found_bytes} bytes follow the header"
+    )]
+    LengthMismatch {
+        what: &'static str,
+        declared_values: usize,
+        expected_bytes: usize,
+        found_bytes: usize,
+    },
+    #[error("{found} values exceed the limit of {limit}")]
+    TooManyValues { found: u64, limit: usize },
+    #[error("key fingerprint mismatch: expected {expected}, found {found} (made with another key)")]
+    FingerprintMismatch {
+        expected: Fingerprint,
+        found: Fingerprint,
+    },
+    #[error(
+        "parameter mismatch: expected {expected} with scale 2^{expected_scale_bits}, found {found} with scale 2^{found_scale_bits}"
+    )]
+    ParamsMismatch {
+        expected: ParamSet,
+        expected_scale_bits: u8,
+        found: ParamSet,
+        found_scale_bits: u8,
+    },
+    #[error("length mismatch: the sum holds {expected} values, the update {found}")]
+    LenMismatch { expected: usize, found: usize },
+    #[error("{found} contributors exceed the maximum of {max} one sum can hold without overflow")]
+    TooManyContributors { found: usize, max: u32 },
+    #[error("this update (mask seed {seed_prefix}…) is already in the sum")]
+    DuplicateUpdate { seed_prefix: String },
+    #[error("the sum has no contributors")]
+    EmptySum,
+    #[error("the summed sample weight is {found}; a mean needs a positive total weight")]
+    ZeroTotalWeight { found: i64 },
 }
 
-/// Identifies the secret key a ciphertext was made with (hash of public info).
+fn kind_hint(found: &str) -> &'static str {
+    if found == "public" {
+        " (the public file holds no key material and cannot decrypt or encrypt)"
+    } else {
+        " (never give the secret key file to the aggregator)"
+    }
+}
+
+impl CryptoError {
+    fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+        CryptoError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn in_file(self, path: &Path) -> Self {
+        CryptoError::InFile {
+            path: path.to_path_buf(),
+            source: Box::new(self),
+        }
+    }
+
+    /// The underlying error if this one only adds a file name.
+    pub fn root(&self) -> &CryptoError {
+        match self {
+            CryptoError::InFile { source, .. } => source.root(),
+            other => other,
+        }
+    }
+}
+
+/// Identifies the secret key a ciphertext was made with (a salted hash; see [`keys`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Fingerprint(pub [u8; 16]);
 
-/// Named parameter sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum ParamSet {
-    /// GLWE k=1, N=2048, native 2^64 modulus (TFHE-rs 128-bit parameters).
-    Standard64,
-    /// 32-bit modulus, compact wire format.
-    Compact32,
-}
-
-/// What the aggregator may know: parameters, scale, fingerprint.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PublicKeyFile {}
-
-impl PublicKeyFile {
-    pub fn load(_path: &Path) -> Result<Self, CryptoError> {
-        todo!()
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
     }
-    /// Parses a public key file; a secret key file is refused with an explanation.
-    pub fn from_bytes(_bytes: &[u8]) -> Result<Self, CryptoError> {
-        todo!()
-    }
-    pub fn to_bytes(&self) -> Vec<u8> {
-        todo!()
-    }
-    pub fn fingerprint(&self) -> Fingerprint {
-        todo!()
-    }
-    pub fn params(&self) -> ParamSet {
-        todo!()
-    }
-}
-
-/// The clients' shared secret key. Never leaves their machines.
-pub struct SecretKey {}
-
-impl SecretKey {
-    pub fn generate(_params: ParamSet) -> Self {
-        todo!()
-    }
-    /// Loads a secret key file; a public key file is refused with an explanation.
-    pub fn load(_path: &Path) -> Result<Self, CryptoError> {
-        todo!()
-    }
-    /// Writes owner-only; refuses to overwrite unless `force`.
-    pub fn save(&self, _path: &Path, _force: bool) -> Result<(), CryptoError> {
-        todo!()
-    }
-    pub fn public(&self) -> PublicKeyFile {
-        todo!()
-    }
-}
-
-/// One client's encrypted, sample-weighted update.
-pub struct EncryptedUpdate {}
-
-impl EncryptedUpdate {
-    /// Number of packed values (the model values plus the weight slot).
-    pub fn len(&self) -> usize {
-        todo!()
-    }
-    pub fn is_empty(&self) -> bool {
-        todo!()
-    }
-    pub fn to_bytes(&self) -> Vec<u8> {
-        todo!()
-    }
-    /// Strict decoding of untrusted bytes; `max_values` bounds allocation.
-    pub fn from_bytes(_bytes: &[u8], _max_values: usize) -> Result<Self, CryptoError> {
-        todo!()
-    }
-}
-
-/// Running encrypted sum; memory O(model), adds updates as they arrive.
-pub struct Accumulator {}
-
-impl Accumulator {
-    pub fn new(_public: &PublicKeyFile, _len: usize) -> Self {
-        todo!()
-    }
-    /// Adds one update; on error the sum is unchanged.
-    pub fn add(&mut self, _update: &EncryptedUpdate) -> Result<(), CryptoError> {
-        todo!()
-    }
-    /// Absorbs another partial sum (tree-shaped aggregation).
-    pub fn merge(&mut self, _other: &Accumulator) -> Result<(), CryptoError> {
-        todo!()
-    }
-    pub fn contributors(&self) -> u32 {
-        todo!()
-    }
-    pub fn to_bytes(&self) -> Vec<u8> {
-        todo!()
-    }
-    pub fn from_bytes(_bytes: &[u8], _max_values: usize) -> Result<Self, CryptoError> {
-        todo!()
-    }
-}
-
-/// Decrypted weighted mean of the contributors' values.
-pub struct WeightedMean {
-    pub values: Vec<f64>,
-    pub total_weight: f64,
-    pub contributors: u32,
-}
-
-/// Encrypts `weight * values` together with `weight` in one packed ciphertext.
-pub fn encrypt_weighted(
-    _key: &SecretKey,
-    _values: &[f64],
-    _weight: f64,
-) -> Result<EncryptedUpdate, CryptoError> {
-    todo!()
-}
-
-/// Decrypts a sum and divides by the summed weight.
-pub fn decrypt_mean(_key: &SecretKey, _sum: &Accumulator) -> Result<WeightedMean, CryptoError> {
-    todo!()
 }

@@ -1,0 +1,270 @@
+//! The running encrypted sum held by the aggregator, and its decryption.
+//!
+//! Design (measured, see `docs/crypto.md`): the aggregator adds only the
+//! bodies — one wrapping add per value per update — and keeps the mask seeds
+//! of the updates it absorbed (16 bytes each, at most [`MAX_CLIENTS`]). The
+//! decrypting clients regenerate and add the masks themselves. Memory is one
+//! word per value plus the seed list: O(model + clients). The alternative,
+//! regenerating every mask into an expanded sum on the server, costs the server
+//! an AES keystream of 8 bytes per value per update and doubles the size of
+//! the published sum; `fedhe bench crypto` reports both timings.
+
+use super::encoding;
+use super::glwe;
+use super::keys::{PublicKeyFile, SecretKey};
+use super::params::{MAX_CLIENTS, ParamSet};
+use super::update::EncryptedUpdate;
+use super::wire::{self, MAX_SUM_HEADER, SUM_MAGIC, SumHeader};
+use super::{CryptoError, Fingerprint};
+
+/// Running encrypted sum; memory O(model), adds updates as they arrive.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Accumulator {
+    params: ParamSet,
+    scale_bits: u8,
+    fingerprint: Fingerprint,
+    /// Mask seeds of the absorbed updates, one per contributor, all distinct.
+    seeds: Vec<u128>,
+    /// `len + 1` summed body words (weight slot last).
+    words: Vec<u64>,
+}
+
+impl std::fmt::Debug for Accumulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accumulator")
+            .field("params", &self.params)
+            .field("scale_bits", &self.scale_bits)
+            .field("fingerprint", &self.fingerprint)
+            .field("len", &self.len())
+            .field("contributors", &self.contributors())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Accumulator {
+    /// An empty sum for updates of `len` model values (without the weight slot)
+    /// made with the key described by `public`.
+    pub fn new(public: &PublicKeyFile, len: usize) -> Self {
+        Self {
+            params: public.params(),
+            scale_bits: public.scale_bits(),
+            fingerprint: public.fingerprint(),
+            seeds: Vec::new(),
+            words: vec![0; len + 1],
+        }
+    }
+
+    /// Number of model values (the weight slot is not counted).
+    pub fn len(&self) -> usize {
+        self.words.len() - 1
+    }
+
+    /// True if the sum is over zero model values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn params(&self) -> ParamSet {
+        self.params
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    pub fn scale_bits(&self) -> u8 {
+        self.scale_bits
+    }
+
+    /// Number of updates summed so far.
+    pub fn contributors(&self) -> u32 {
+        // infallible: at most MAX_CLIENTS seeds (checked on every add/merge/decode)
+        self.seeds.len() as u32
+    }
+
+    fn check_compatible(
+        &self,
+        params: ParamSet,
+        scale_bits: u8,
+        fingerprint: Fingerprint,
+        len: usize,
+    ) -> Result<(), CryptoError> {
+        if fingerprint != self.fingerprint {
+            return Err(CryptoError::FingerprintMismatch {
+                expected: self.fingerprint,
+                found: fingerprint,
+            });
+        }
+        if params != self.params || scale_bits != self.scale_bits {
+            return Err(CryptoError::ParamsMismatch {
+                expected: self.params,
+                expected_scale_bits: self.scale_bits,
+                found: params,
+                found_scale_bits: scale_bits,
+            });
+        }
+        if len != self.len() {
+            return Err(CryptoError::LenMismatch {
+                expected: self.len(),
+                found: len,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_room(&self, extra: &[u128]) -> Result<(), CryptoError> {
+        let total = self.seeds.len() + extra.len();
+        if total > MAX_CLIENTS as usize {
+            return Err(CryptoError::TooManyContributors {
+                found: total,
+                max: MAX_CLIENTS,
+            });
+        }
+        if let Some(dup) = extra.iter().find(|s| self.seeds.contains(s)) {
+            return Err(CryptoError::DuplicateUpdate {
+                seed_prefix: format!("{:08x}", (*dup >> 96) as u32),
+            });
+        }
+        Ok(())
+    }
+
+    fn add_words(&mut self, other: &[u64]) {
+        let mask = if self.params.word_bytes() == 8 {
+            u64::MAX
+        } else {
+            u32::MAX as u64
+        };
+        for (a, b) in self.words.iter_mut().zip(other) {
+            *a = a.wrapping_add(*b) & mask;
+        }
+    }
+
+    /// Adds one update; on error the sum is unchanged.
+    pub fn add(&mut self, update: &EncryptedUpdate) -> Result<(), CryptoError> {
+        self.check_compatible(
+            update.params,
+            update.scale_bits,
+            update.fingerprint,
+            update.len(),
+        )?;
+        self.check_room(&[update.seed])?;
+        self.add_words(&update.words);
+        self.seeds.push(update.seed);
+        Ok(())
+    }
+
+    /// Absorbs another partial sum (tree-shaped aggregation); on error the sum is unchanged.
+    pub fn merge(&mut self, other: &Accumulator) -> Result<(), CryptoError> {
+        self.check_compatible(
+            other.params,
+            other.scale_bits,
+            other.fingerprint,
+            other.len(),
+        )?;
+        self.check_room(&other.seeds)?;
+        self.add_words(&other.words);
+        self.seeds.extend_from_slice(&other.seeds);
+        Ok(())
+    }
+
+    /// Wire encoding (see [`wire`](super::wire)).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let header = SumHeader {
+            params: self.params,
+            scale_bits: self.scale_bits,
+            fingerprint: self.fingerprint,
+            len: self.len() as u64,
+            seeds: self.seeds.iter().map(|s| s.to_le_bytes()).collect(),
+        };
+        wire::encode(SUM_MAGIC, &header, MAX_SUM_HEADER, self.params, &self.words)
+    }
+
+    /// Strict decoding of untrusted bytes; `max_values` bounds the number of model values.
+    pub fn from_bytes(bytes: &[u8], max_values: usize) -> Result<Self, CryptoError> {
+        const WHAT: &str = "encrypted sum";
+        let (h, payload) =
+            wire::decode_header::<SumHeader, MAX_SUM_HEADER>(bytes, SUM_MAGIC, WHAT)?;
+        if h.scale_bits > h.params.max_scale_bits() {
+            return Err(CryptoError::InvalidScale {
+                params: h.params,
+                scale_bits: h.scale_bits,
+                max: h.params.max_scale_bits(),
+            });
+        }
+        let (_, words) = wire::decode_payload(WHAT, h.params, h.len, max_values, payload)?;
+        let mut acc = Self {
+            params: h.params,
+            scale_bits: h.scale_bits,
+            fingerprint: h.fingerprint,
+            seeds: Vec::new(),
+            words: vec![0; 0],
+        };
+        let seeds: Vec<u128> = h.seeds.iter().map(|s| u128::from_le_bytes(*s)).collect();
+        for (i, s) in seeds.iter().enumerate() {
+            if seeds[..i].contains(s) {
+                return Err(CryptoError::Malformed {
+                    what: WHAT,
+                    detail: format!("mask seed {i} appears twice"),
+                });
+            }
+        }
+        acc.check_room(&seeds)?;
+        acc.seeds = seeds;
+        acc.words = words;
+        Ok(acc)
+    }
+
+    /// Mask seeds of the contributors (for measurements).
+    pub(crate) fn seeds(&self) -> &[u128] {
+        &self.seeds
+    }
+}
+
+/// Decrypted weighted mean of the contributors' values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightedMean {
+    pub values: Vec<f64>,
+    pub total_weight: f64,
+    pub contributors: u32,
+}
+
+impl WeightedMean {
+    /// Documented worst-case absolute error of each value for this sum:
+    /// `contributors · 2^-(scale_bits+1) / total_weight`.
+    pub fn error_bound(&self, scale_bits: u8) -> f64 {
+        encoding::mean_error_bound(scale_bits, self.contributors, self.total_weight)
+    }
+}
+
+/// Decrypts a sum and divides by the summed weight.
+pub fn decrypt_mean(key: &SecretKey, sum: &Accumulator) -> Result<WeightedMean, CryptoError> {
+    if sum.fingerprint != key.fingerprint() {
+        return Err(CryptoError::FingerprintMismatch {
+            expected: key.fingerprint(),
+            found: sum.fingerprint,
+        });
+    }
+    if sum.params != key.params() || sum.scale_bits != key.scale_bits() {
+        return Err(CryptoError::ParamsMismatch {
+            expected: key.params(),
+            expected_scale_bits: key.scale_bits(),
+            found: sum.params,
+            found_scale_bits: sum.scale_bits,
+        });
+    }
+    if sum.seeds.is_empty() {
+        return Err(CryptoError::EmptySum);
+    }
+    let phases = glwe::decrypt_phases(
+        &key.fourier,
+        &sum.words,
+        &sum.seeds,
+        sum.params.dropped_bits(),
+    );
+    let (values, total_weight) = encoding::weighted_mean(sum.params, sum.scale_bits, &phases)?;
+    Ok(WeightedMean {
+        values,
+        total_weight,
+        contributors: sum.contributors(),
+    })
+}

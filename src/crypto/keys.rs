@@ -1,0 +1,480 @@
+//! Key generation and the two self-describing key files.
+//!
+//! Both files share one layout (all integers little-endian):
+//!
+//! ```text
+//! magic        8 bytes   "FEDHE-SK" (secret) or "FEDHE-PK" (public)
+//! version      u16       KEY_FORMAT_VERSION
+//! header_len   u32       length of the header, at most MAX_KEY_HEADER
+//! header       bincode 2 (standard config) of the file's header struct
+//! key          256 bytes secret file only: the 2048 key bits, LSB first
+//! checksum     32 bytes  SHA-256 of everything above
+//! ```
+//!
+//! The public header holds the parameter set, the scale and the fingerprint —
+//! nothing that helps decrypt. The secret header adds a random 32-byte salt.
+//!
+//! Fingerprint = first 16 bytes of
+//! `SHA-256("FedHE key fingerprint v1" || params || salt || key bits)`.
+//! It is a hiding commitment to the key: the salt is fresh, secret and 256
+//! bits long, and SHA-256 is modelled as a random oracle, so the 128-bit output
+//! is indistinguishable from random to anyone without the secret file, and
+//! recovering key bits from it would need a preimage. It is binding: two
+//! different keys collide only with probability ~2^-64 (birthday bound on 128
+//! bits), enough to catch a wrong key file. It is never derived from
+//! ciphertexts, so it leaks nothing about the noise either.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tfhe::core_crypto::commons::math::random::{DefaultRandomGenerator, Seed};
+use tfhe::core_crypto::prelude::{
+    GlweDimension, PolynomialSize, SecretRandomGenerator,
+    allocate_and_generate_new_binary_glwe_secret_key,
+};
+
+use super::glwe::KeyFourier;
+use super::params::{POLY_SIZE, ParamSet};
+use super::prng::fresh_seed;
+use super::{CryptoError, Fingerprint};
+
+/// Version of the key file layout.
+pub const KEY_FORMAT_VERSION: u16 = 1;
+const SECRET_MAGIC: &[u8; 8] = b"FEDHE-SK";
+const PUBLIC_MAGIC: &[u8; 8] = b"FEDHE-PK";
+const MAX_KEY_HEADER: usize = 256;
+const KEY_BYTES: usize = POLY_SIZE / 8;
+const CHECKSUM_BYTES: usize = 32;
+const PREFIX_BYTES: usize = 8 + 2 + 4;
+
+#[derive(Serialize, Deserialize)]
+struct PublicHeader {
+    params: ParamSet,
+    scale_bits: u8,
+    fingerprint: Fingerprint,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SecretHeader {
+    params: ParamSet,
+    scale_bits: u8,
+    fingerprint: Fingerprint,
+    salt: [u8; 32],
+}
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_KEY_HEADER>()
+}
+
+/// What the aggregator may know: parameters, scale, fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKeyFile {
+    params: ParamSet,
+    scale_bits: u8,
+    fingerprint: Fingerprint,
+}
+
+impl PublicKeyFile {
+    /// Reads and checks a public key file.
+    pub fn load(path: &Path) -> Result<Self, CryptoError> {
+        let bytes = fs::read(path).map_err(|e| CryptoError::io("read public key file", path, e))?;
+        Self::from_bytes(&bytes).map_err(|e| e.in_file(path))
+    }
+
+    /// Parses a public key file; a secret key file is refused with an explanation.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let header = open_envelope(bytes, KeyKind::Public)?;
+        let h: PublicHeader = decode_header(header)?;
+        check_scale(h.params, h.scale_bits)?;
+        Ok(Self {
+            params: h.params,
+            scale_bits: h.scale_bits,
+            fingerprint: h.fingerprint,
+        })
+    }
+
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let header = PublicHeader {
+            params: self.params,
+            scale_bits: self.scale_bits,
+            fingerprint: self.fingerprint,
+        };
+        seal_envelope(KeyKind::Public, &encode_header(&header), &[])
+    }
+
+    /// Writes the file; refuses to overwrite unless `force`.
+    pub fn save(&self, path: &Path, force: bool) -> Result<(), CryptoError> {
+        write_file(path, &self.to_bytes(), force, false)
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    pub fn params(&self) -> ParamSet {
+        self.params
+    }
+
+    /// Fixed-point fractional bits: values are scaled by `2^scale_bits`.
+    pub fn scale_bits(&self) -> u8 {
+        self.scale_bits
+    }
+}
+
+/// The clients' shared secret key. Never leaves their machines.
+pub struct SecretKey {
+    params: ParamSet,
+    scale_bits: u8,
+    fingerprint: Fingerprint,
+    salt: [u8; 32],
+    /// N coefficients, each 0 or 1.
+    bits: Vec<u64>,
+    pub(crate) fourier: KeyFourier,
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretKey")
+            .field("params", &self.params)
+            .field("scale_bits", &self.scale_bits)
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        // Best-effort wipe of the key material in memory.
+        for b in self.bits.iter_mut() {
+            // SAFETY: `b` is a valid, aligned, exclusive reference.
+            unsafe { std::ptr::write_volatile(b, 0) };
+        }
+        for b in self.salt.iter_mut() {
+            // SAFETY: as above.
+            unsafe { std::ptr::write_volatile(b, 0) };
+        }
+    }
+}
+
+impl SecretKey {
+    /// A fresh key with the parameter set's default scale.
+    pub fn generate(params: ParamSet) -> Self {
+        Self::generate_inner(params, params.default_scale_bits())
+    }
+
+    /// A fresh key with a chosen scale (`2^scale_bits`); see [`ParamSet::max_scale_bits`].
+    pub fn generate_with_scale(params: ParamSet, scale_bits: u8) -> Result<Self, CryptoError> {
+        check_scale(params, scale_bits)?;
+        Ok(Self::generate_inner(params, scale_bits))
+    }
+
+    fn generate_inner(params: ParamSet, scale_bits: u8) -> Self {
+        let mut generator =
+            SecretRandomGenerator::<DefaultRandomGenerator>::new(Seed(fresh_seed()));
+        let key = allocate_and_generate_new_binary_glwe_secret_key::<u64, _>(
+            GlweDimension(1),
+            PolynomialSize(POLY_SIZE),
+            &mut generator,
+        );
+        let bits = key.into_container();
+        let mut salt = [0u8; 32];
+        salt[..16].copy_from_slice(&fresh_seed().to_le_bytes());
+        salt[16..].copy_from_slice(&fresh_seed().to_le_bytes());
+        Self::from_parts(params, scale_bits, salt, bits)
+    }
+
+    fn from_parts(params: ParamSet, scale_bits: u8, salt: [u8; 32], bits: Vec<u64>) -> Self {
+        let fingerprint = fingerprint_of(params, &salt, &bits);
+        let fourier = KeyFourier::new(&bits);
+        Self {
+            params,
+            scale_bits,
+            fingerprint,
+            salt,
+            bits,
+            fourier,
+        }
+    }
+
+    /// Loads a secret key file; a public key file is refused with an explanation.
+    pub fn load(path: &Path) -> Result<Self, CryptoError> {
+        let bytes = fs::read(path).map_err(|e| CryptoError::io("read secret key file", path, e))?;
+        Self::from_bytes(&bytes).map_err(|e| e.in_file(path))
+    }
+
+    /// Parses a secret key file.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let body = open_envelope(bytes, KeyKind::Secret)?;
+        let (header, key) = body.split_at(body.len() - KEY_BYTES);
+        let h: SecretHeader = decode_header(header)?;
+        check_scale(h.params, h.scale_bits)?;
+        let bits: Vec<u64> = (0..POLY_SIZE)
+            .map(|i| u64::from(key[i / 8] >> (i % 8) & 1))
+            .collect();
+        let sk = Self::from_parts(h.params, h.scale_bits, h.salt, bits);
+        if sk.fingerprint != h.fingerprint {
+            return Err(CryptoError::CorruptKeyFile {
+                detail: format!(
+                    "the key does not match its fingerprint (stored {}, computed {})",
+                    h.fingerprint, sk.fingerprint
+                ),
+            });
+        }
+        Ok(sk)
+    }
+
+    /// The secret file's bytes. Handle with care.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let header = SecretHeader {
+            params: self.params,
+            scale_bits: self.scale_bits,
+            fingerprint: self.fingerprint,
+            salt: self.salt,
+        };
+        let mut key = [0u8; KEY_BYTES];
+        for (i, b) in self.bits.iter().enumerate() {
+            key[i / 8] |= ((*b & 1) as u8) << (i % 8);
+        }
+        seal_envelope(KeyKind::Secret, &encode_header(&header), &key)
+    }
+
+    /// Writes owner-only (0600 on Unix); refuses to overwrite unless `force`.
+    pub fn save(&self, path: &Path, force: bool) -> Result<(), CryptoError> {
+        write_file(path, &self.to_bytes(), force, true)
+    }
+
+    /// The public file for the aggregator.
+    pub fn public(&self) -> PublicKeyFile {
+        PublicKeyFile {
+            params: self.params,
+            scale_bits: self.scale_bits,
+            fingerprint: self.fingerprint,
+        }
+    }
+
+    pub fn params(&self) -> ParamSet {
+        self.params
+    }
+
+    pub fn scale_bits(&self) -> u8 {
+        self.scale_bits
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// The key as a TFHE-rs GLWE secret key (for cross-checks with TFHE-rs's own algorithms).
+    pub fn to_tfhe_glwe_key(&self) -> tfhe::core_crypto::prelude::GlweSecretKeyOwned<u64> {
+        tfhe::core_crypto::prelude::GlweSecretKey::from_container(
+            self.bits.clone(),
+            PolynomialSize(POLY_SIZE),
+        )
+    }
+}
+
+fn fingerprint_of(params: ParamSet, salt: &[u8; 32], bits: &[u64]) -> Fingerprint {
+    let mut h = Sha256::new();
+    h.update(b"FedHE key fingerprint v1\0");
+    h.update(params.name().as_bytes());
+    h.update([0u8]);
+    h.update(salt);
+    for b in bits {
+        h.update([(*b & 1) as u8]);
+    }
+    let digest = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    Fingerprint(out)
+}
+
+fn check_scale(params: ParamSet, scale_bits: u8) -> Result<(), CryptoError> {
+    if scale_bits > params.max_scale_bits() {
+        return Err(CryptoError::InvalidScale {
+            params,
+            scale_bits,
+            max: params.max_scale_bits(),
+        });
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    Secret,
+    Public,
+}
+
+impl KeyKind {
+    fn magic(self) -> &'static [u8; 8] {
+        match self {
+            KeyKind::Secret => SECRET_MAGIC,
+            KeyKind::Public => PUBLIC_MAGIC,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            KeyKind::Secret => "secret",
+            KeyKind::Public => "public",
+        }
+    }
+    fn tail_bytes(self) -> usize {
+        match self {
+            KeyKind::Secret => KEY_BYTES,
+            KeyKind::Public => 0,
+        }
+    }
+}
+
+fn encode_header<T: Serialize>(header: &T) -> Vec<u8> {
+    // infallible: the header structs are plain data well below the limit
+    bincode::serde::encode_to_vec(header, bincode_config()).unwrap_or_default()
+}
+
+fn decode_header<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, CryptoError> {
+    let (h, used) = bincode::serde::decode_from_slice(bytes, bincode_config()).map_err(|e| {
+        CryptoError::CorruptKeyFile {
+            detail: format!("unreadable header: {e}"),
+        }
+    })?;
+    if used != bytes.len() {
+        return Err(CryptoError::CorruptKeyFile {
+            detail: format!("header is {} bytes but {used} were used", bytes.len()),
+        });
+    }
+    Ok(h)
+}
+
+fn seal_envelope(kind: KeyKind, header: &[u8], tail: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PREFIX_BYTES + header.len() + tail.len() + CHECKSUM_BYTES);
+    out.extend_from_slice(kind.magic());
+    out.extend_from_slice(&KEY_FORMAT_VERSION.to_le_bytes());
+    // infallible: headers are below MAX_KEY_HEADER
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(header);
+    out.extend_from_slice(tail);
+    let sum = Sha256::digest(&out);
+    out.extend_from_slice(&sum);
+    out
+}
+
+/// Checks magic, version, length and checksum; returns header (+ key bytes).
+fn open_envelope(bytes: &[u8], want: KeyKind) -> Result<&[u8], CryptoError> {
+    let other = match want {
+        KeyKind::Secret => KeyKind::Public,
+        KeyKind::Public => KeyKind::Secret,
+    };
+    if bytes.len() < 8 {
+        return Err(CryptoError::NotAKeyFile {
+            expected: want.name(),
+            detail: format!("only {} bytes", bytes.len()),
+        });
+    }
+    let magic = &bytes[..8];
+    if magic == other.magic() {
+        return Err(CryptoError::WrongKeyKind {
+            expected: want.name(),
+            found: other.name(),
+        });
+    }
+    if magic != want.magic() {
+        return Err(CryptoError::NotAKeyFile {
+            expected: want.name(),
+            detail: "unknown magic bytes".into(),
+        });
+    }
+    if bytes.len() < PREFIX_BYTES {
+        return Err(CryptoError::TruncatedKeyFile {
+            expected: PREFIX_BYTES,
+            found: bytes.len(),
+        });
+    }
+    let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+    if version != KEY_FORMAT_VERSION {
+        return Err(CryptoError::UnsupportedVersion {
+            what: "key file",
+            found: u32::from(version),
+            expected: u32::from(KEY_FORMAT_VERSION),
+        });
+    }
+    let header_len = u32::from_le_bytes([bytes[10], bytes[11], bytes[12], bytes[13]]) as usize;
+    if header_len > MAX_KEY_HEADER {
+        return Err(CryptoError::CorruptKeyFile {
+            detail: format!("header length {header_len} exceeds {MAX_KEY_HEADER}"),
+        });
+    }
+    let expected = PREFIX_BYTES + header_len + want.tail_bytes() + CHECKSUM_BYTES;
+    if bytes.len() < expected {
+        return Err(CryptoError::TruncatedKeyFile {
+            expected,
+            found: bytes.len(),
+        });
+    }
+    if bytes.len() > expected {
+        return Err(CryptoError::CorruptKeyFile {
+            detail: format!(
+                "{} trailing bytes after the checksum",
+                bytes.len() - expected
+            ),
+        });
+    }
+    let (content, sum) = bytes.split_at(expected - CHECKSUM_BYTES);
+    if Sha256::digest(content).as_slice() != sum {
+        return Err(CryptoError::CorruptKeyFile {
+            detail: "checksum mismatch (the file was altered or damaged)".into(),
+        });
+    }
+    Ok(&content[PREFIX_BYTES..])
+}
+
+fn write_file(path: &Path, bytes: &[u8], force: bool, secret: bool) -> Result<(), CryptoError> {
+    if !force && path.exists() {
+        return Err(CryptoError::WouldOverwrite {
+            path: path.to_path_buf(),
+        });
+    }
+    // Write a sibling temporary file with the final permissions, then rename:
+    // a crash never leaves a half-written key, and the secret is never readable
+    // by others, not even briefly.
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "key".into());
+    let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(if secret { 0o600 } else { 0o644 });
+    }
+    #[cfg(not(unix))]
+    let _ = secret;
+    let result = (|| {
+        let mut f = options.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        if !force && path.exists() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "appeared while writing",
+            ));
+        }
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        if e.kind() == std::io::ErrorKind::AlreadyExists && path.exists() {
+            return Err(CryptoError::WouldOverwrite {
+                path: path.to_path_buf(),
+            });
+        }
+        return Err(CryptoError::io("write key file", path, e));
+    }
+    Ok(())
+}

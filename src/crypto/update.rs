@@ -1,0 +1,140 @@
+//! One client's encrypted update and the encryption entry point.
+
+use super::encoding;
+use super::glwe;
+use super::keys::SecretKey;
+use super::params::ParamSet;
+use super::prng::fresh_seed;
+use super::wire::{self, MAX_UPDATE_HEADER, UPDATE_MAGIC, UpdateHeader};
+use super::{CryptoError, Fingerprint};
+
+/// One client's encrypted, sample-weighted update: `len` value slots plus the
+/// weight slot, as one body word each, and the seed its mask regenerates from.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptedUpdate {
+    pub(crate) params: ParamSet,
+    pub(crate) scale_bits: u8,
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) seed: u128,
+    /// `len + 1` body words; below 2^32 for Compact32.
+    pub(crate) words: Vec<u64>,
+}
+
+impl std::fmt::Debug for EncryptedUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptedUpdate")
+            .field("params", &self.params)
+            .field("scale_bits", &self.scale_bits)
+            .field("fingerprint", &self.fingerprint)
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EncryptedUpdate {
+    /// Number of model values (the weight slot is not counted). Matches
+    /// [`Accumulator::len`](super::Accumulator::len) and the `len` given to
+    /// [`Accumulator::new`](super::Accumulator::new).
+    pub fn len(&self) -> usize {
+        self.words.len() - 1
+    }
+
+    /// True if the update carries no model values (only the weight slot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn params(&self) -> ParamSet {
+        self.params
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    pub fn scale_bits(&self) -> u8 {
+        self.scale_bits
+    }
+
+    /// Wire encoding (see [`wire`](super::wire)).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let header = UpdateHeader {
+            params: self.params,
+            scale_bits: self.scale_bits,
+            fingerprint: self.fingerprint,
+            len: self.len() as u64,
+            seed: self.seed.to_le_bytes(),
+        };
+        wire::encode(
+            UPDATE_MAGIC,
+            &header,
+            MAX_UPDATE_HEADER,
+            self.params,
+            &self.words,
+        )
+    }
+
+    /// Strict decoding of untrusted bytes; `max_values` bounds the number of
+    /// model values (and therefore the allocation).
+    pub fn from_bytes(bytes: &[u8], max_values: usize) -> Result<Self, CryptoError> {
+        const WHAT: &str = "encrypted update";
+        let (h, payload) =
+            wire::decode_header::<UpdateHeader, MAX_UPDATE_HEADER>(bytes, UPDATE_MAGIC, WHAT)?;
+        if h.scale_bits > h.params.max_scale_bits() {
+            return Err(CryptoError::InvalidScale {
+                params: h.params,
+                scale_bits: h.scale_bits,
+                max: h.params.max_scale_bits(),
+            });
+        }
+        let (_, words) = wire::decode_payload(WHAT, h.params, h.len, max_values, payload)?;
+        Ok(Self {
+            params: h.params,
+            scale_bits: h.scale_bits,
+            fingerprint: h.fingerprint,
+            seed: u128::from_le_bytes(h.seed),
+            words,
+        })
+    }
+}
+
+/// Encrypts `weight * values` together with `weight` in one packed ciphertext.
+///
+/// `weight` is the client's sample count (a non-negative integer); see
+/// [`encoding`](super::encoding) for the bounds. Every call draws a fresh mask
+/// seed and fresh noise.
+pub fn encrypt_weighted(
+    key: &SecretKey,
+    values: &[f64],
+    weight: f64,
+) -> Result<EncryptedUpdate, CryptoError> {
+    let params = key.params();
+    let scale_bits = key.scale_bits();
+    encoding::check(params, scale_bits, values, weight)?;
+    let seed = fresh_seed();
+    let words = glwe::encrypt_bodies(
+        &key.fourier,
+        values.len() + 1,
+        |first, out| encoding::encode_into(params, scale_bits, values, weight, first, out),
+        seed,
+        fresh_seed(),
+        params.dropped_bits(),
+    );
+    Ok(EncryptedUpdate {
+        params,
+        scale_bits: key.scale_bits(),
+        fingerprint: key.fingerprint(),
+        seed,
+        words,
+    })
+}
+
+/// Convenience for `f32` models: converts and calls [`encrypt_weighted`].
+pub fn encrypt_weighted_f32(
+    key: &SecretKey,
+    values: &[f32],
+    weight: f64,
+) -> Result<EncryptedUpdate, CryptoError> {
+    let values: Vec<f64> = values.iter().map(|v| f64::from(*v)).collect();
+    encrypt_weighted(key, &values, weight)
+}
