@@ -1,1 +1,333 @@
-//! Desktop application (eframe/egui).
+//! The FedHE desktop app (eframe/egui): Client, Server and Predict tabs and a
+//! one-click demo. UI only: every piece of real work is a library call made
+//! on a background thread ([`jobs`]).
+//!
+//! Entry point: [`run`]. Tests drive [`FedheApp`] headless with egui_kittest.
+
+mod client_tab;
+mod demo;
+pub mod jobs;
+mod plots;
+mod predict_tab;
+mod server_tab;
+pub mod settings;
+mod widgets;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use egui::{RichText, Ui};
+
+pub use client_tab::ClientTab;
+pub use demo::{DemoPanel, sample_csv_path};
+pub use predict_tab::PredictTab;
+pub use server_tab::ServerTab;
+pub use settings::{Settings, Tab};
+pub use widgets::Note;
+
+use crate::crypto::PublicKeyFile;
+use crate::model::ModelFile;
+
+/// Window title and persistence name.
+pub const APP_NAME: &str = "FedHE";
+/// Application id (Wayland app id / X11 WM class; matches icons/fedhe.desktop).
+pub const APP_ID: &str = "fedhe";
+
+/// The window icon (icons/fedhe.png, 256×256 RGBA).
+const ICON_PNG: &[u8] = include_bytes!("../../icons/fedhe.png");
+
+/// Why the window could not be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot open the FedHE window: {0}")]
+    Window(String),
+}
+
+/// Opens the desktop app; `initial_csv` is loaded into the Client tab.
+pub fn run(initial_csv: Option<PathBuf>) -> Result<(), AppError> {
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title("FedHE — encrypted federated learning")
+        .with_app_id(APP_ID)
+        .with_inner_size([1280.0, 860.0])
+        .with_min_inner_size([860.0, 560.0])
+        .with_drag_and_drop(true);
+    // A broken icon is not worth failing the app for: the window just has none.
+    if let Ok(icon) = eframe::icon_data::from_png_bytes(ICON_PNG) {
+        viewport = viewport.with_icon(Arc::new(icon));
+    }
+    let options = eframe::NativeOptions {
+        viewport,
+        ..eframe::NativeOptions::default()
+    };
+    eframe::run_native(
+        APP_NAME,
+        options,
+        Box::new(move |cc| Ok(Box::new(FedheApp::new(cc, initial_csv)))),
+    )
+    .map_err(|e| AppError::Window(e.to_string()))
+}
+
+/// The latest global model and where it came from.
+#[derive(Debug, Clone)]
+pub struct LatestModel {
+    pub model: ModelFile,
+    pub source: String,
+}
+
+/// What the tabs share.
+#[derive(Default)]
+pub struct Shared {
+    /// The newest global model (demo or Client tab), for Predict.
+    pub latest_model: Option<LatestModel>,
+    /// The demo's held-out rows, written to a temporary file.
+    pub demo_test_csv: Option<PathBuf>,
+    /// URL of the embedded aggregator while it runs.
+    pub embedded_url: Option<String>,
+    /// Public part of the Client tab's key, offered to the Server tab.
+    pub client_public_key: Option<PublicKeyFile>,
+    /// Switch to this tab after the frame.
+    pub goto: Option<Tab>,
+    /// Predict should take the latest model now.
+    pub predict_latest: bool,
+}
+
+/// The whole app.
+pub struct FedheApp {
+    pub settings: Settings,
+    pub client: ClientTab,
+    pub server: ServerTab,
+    pub predict: PredictTab,
+    pub demo: DemoPanel,
+    pub shared: Shared,
+    /// A file given on the command line, loaded on the first frame.
+    pending_csv: Option<PathBuf>,
+    /// Messages about dropped files that fit nowhere.
+    pub drop_notes: Vec<Note>,
+}
+
+impl FedheApp {
+    /// The app with the settings saved by a previous run, if any.
+    pub fn new(cc: &eframe::CreationContext<'_>, initial_csv: Option<PathBuf>) -> Self {
+        let settings = cc
+            .storage
+            .and_then(|s| eframe::get_value::<Settings>(s, eframe::APP_KEY))
+            .unwrap_or_default();
+        Self::with_settings(settings, initial_csv)
+    }
+
+    /// The app with explicit settings (tests, first run).
+    pub fn with_settings(mut settings: Settings, initial_csv: Option<PathBuf>) -> Self {
+        if initial_csv.is_some() {
+            settings.tab = Tab::Client;
+        }
+        Self {
+            settings,
+            client: ClientTab::default(),
+            server: ServerTab::default(),
+            predict: PredictTab::default(),
+            demo: DemoPanel::default(),
+            shared: Shared::default(),
+            pending_csv: initial_csv,
+            drop_notes: Vec::new(),
+        }
+    }
+
+    /// Routes a dropped file by its kind and the tab in view: a model goes
+    /// to Predict, a CSV to Predict (as test data) or the Client tab, a key
+    /// file to the Server tab (public key) or the Client tab (secret key).
+    pub fn open_path(&mut self, ctx: &egui::Context, path: &Path) {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        match (ext.as_str(), self.settings.tab) {
+            ("json", _) => {
+                self.settings.tab = Tab::Predict;
+                self.settings.model_path = path.display().to_string();
+                self.predict.load_model(ctx, path);
+            }
+            ("csv", Tab::Predict) => {
+                self.settings.test_csv_path = path.display().to_string();
+                self.predict.load_test_csv(ctx, path);
+            }
+            ("csv", _) => {
+                self.settings.tab = Tab::Client;
+                self.client.open_csv(ctx, path, &mut self.settings);
+            }
+            ("key", Tab::Server) => self.server.load_public_key(path, &mut self.settings),
+            ("key", _) => {
+                self.settings.tab = Tab::Client;
+                self.settings.key_path = path.display().to_string();
+                self.client.load_key(ctx, path);
+            }
+            _ => widgets::push_note(
+                &mut self.drop_notes,
+                Note::Error(format!(
+                    "{}: FedHE opens CSV data (.csv), models (.json) and key files (.key).",
+                    path.display()
+                )),
+            ),
+        }
+    }
+
+    fn handle_drops(&mut self, ctx: &egui::Context) {
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect()
+        });
+        for p in dropped {
+            self.open_path(ctx, &p);
+        }
+    }
+
+    fn poll_jobs(&mut self, ctx: &egui::Context) {
+        if let Some(p) = self.pending_csv.take() {
+            self.client.open_csv(ctx, &p, &mut self.settings);
+        }
+        self.client.poll(&mut self.settings, &mut self.shared);
+        self.server.poll(ctx, &self.settings, &mut self.shared);
+        self.predict.poll(ctx, &mut self.settings.test_csv_path);
+        self.demo.poll(&mut self.shared);
+    }
+
+    fn top_bar_ui(&mut self, ui: &mut Ui) {
+        ui.horizontal(|ui| {
+            ui.label(RichText::new("FedHE").strong().size(20.0));
+            ui.separator();
+            for (tab, name) in [
+                (Tab::Client, "Client"),
+                (Tab::Server, "Server"),
+                (Tab::Predict, "Predict"),
+            ] {
+                let text = RichText::new(name).size(16.0);
+                if ui
+                    .selectable_label(self.settings.tab == tab, text)
+                    .clicked()
+                {
+                    self.settings.tab = tab;
+                }
+            }
+            ui.separator();
+            let demo = egui::Button::new(
+                RichText::new("▶ Run demo")
+                    .size(16.0)
+                    .strong()
+                    .color(egui::Color32::WHITE),
+            )
+            .fill(widgets::ENCRYPTED_COLOR)
+            .selected(self.settings.tab == Tab::Demo);
+            if ui
+                .add(demo)
+                .on_hover_text("Encrypted federated learning with virtual clients, in one click")
+                .clicked()
+            {
+                self.settings.tab = Tab::Demo;
+            }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                self.activity_ui(ui);
+            });
+        });
+    }
+
+    /// What runs in the background, at a glance.
+    fn activity_ui(&self, ui: &mut Ui) {
+        let mut busy = Vec::new();
+        if self.demo.is_running() {
+            busy.push("demo");
+        }
+        if self.client.is_training() {
+            busy.push("training");
+        }
+        if self.client.is_loading_csv() {
+            busy.push("loading CSV");
+        }
+        if self.predict.is_busy() {
+            busy.push("scoring");
+        }
+        if self.server.is_running() {
+            ui.label(RichText::new("● aggregator running").color(widgets::OK_COLOR));
+        }
+        if !busy.is_empty() {
+            ui.label(busy.join(", "));
+            ui.spinner();
+        }
+    }
+}
+
+impl eframe::App for FedheApp {
+    fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        self.handle_drops(&ctx);
+        self.poll_jobs(&ctx);
+
+        egui::Panel::top("fedhe-top").show(ui, |ui| {
+            ui.add_space(4.0);
+            self.top_bar_ui(ui);
+            ui.add_space(2.0);
+        });
+        egui::CentralPanel::default().show(ui, |ui| {
+            widgets::notes_ui(ui, &mut self.drop_notes);
+            match self.settings.tab {
+                Tab::Demo => {
+                    egui::ScrollArea::vertical()
+                        .id_salt("demo-scroll")
+                        .show(ui, |ui| {
+                            self.demo.ui(ui, &mut self.settings.demo, &mut self.shared);
+                        });
+                }
+                Tab::Client => self.client.ui(ui, &mut self.settings, &mut self.shared),
+                Tab::Server => self.server.ui(ui, &mut self.settings, &mut self.shared),
+                Tab::Predict => {
+                    egui::ScrollArea::vertical()
+                        .id_salt("predict-scroll")
+                        .show(ui, |ui| {
+                            self.predict.ui(
+                                ui,
+                                &mut self.settings.model_path,
+                                &mut self.settings.test_csv_path,
+                                &mut self.shared,
+                            );
+                        });
+                }
+            }
+        });
+        drop_overlay_ui(&ctx);
+        if let Some(t) = self.shared.goto.take() {
+            self.settings.tab = t;
+            ctx.request_repaint();
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, eframe::APP_KEY, &self.settings);
+    }
+
+    fn on_exit(&mut self) {
+        self.server.stop();
+    }
+}
+
+/// Darkens the window while files are dragged over it.
+fn drop_overlay_ui(ctx: &egui::Context) {
+    let hovering = ctx.input(|i| !i.raw.hovered_files.is_empty());
+    if !hovering {
+        return;
+    }
+    let painter = ctx.layer_painter(egui::LayerId::new(
+        egui::Order::Foreground,
+        egui::Id::unique("fedhe-drop"),
+    ));
+    let rect = ctx.content_rect();
+    painter.rect_filled(rect, 0.0, egui::Color32::from_black_alpha(160));
+    painter.text(
+        rect.center(),
+        egui::Align2::CENTER_CENTER,
+        "Drop a CSV, a model (.json) or a key file",
+        egui::FontId::proportional(24.0),
+        egui::Color32::WHITE,
+    );
+}

@@ -11,10 +11,19 @@ use clap::{Parser, Subcommand};
 ///
 /// Run without a command to open the desktop app.
 #[derive(Debug, Parser)]
-#[command(name = "fedhe", version, about, long_about = None)]
+#[command(
+    name = "fedhe",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Open the desktop app with this CSV loaded in the Client tab.
+    #[arg(value_name = "CSV")]
+    pub csv: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,7 +51,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        None => open_app(),
+        None => open_app(cli.csv),
         Some(Command::Split(a)) => data_cmds::split(a),
         Some(Command::Train(a)) => data_cmds::train(a),
         Some(Command::Predict(a)) => data_cmds::predict(a),
@@ -55,11 +64,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 #[cfg(feature = "gui")]
-fn open_app() -> anyhow::Result<()> {
-    anyhow::bail!("the desktop app is not built yet; run `fedhe --help` for the CLI")
+fn open_app(csv: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    fedhe::app::run(csv)?;
+    Ok(())
 }
 
 #[cfg(not(feature = "gui"))]
-fn open_app() -> anyhow::Result<()> {
+fn open_app(_csv: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     anyhow::bail!("this build has no desktop app (built without feature `gui`); run `fedhe --help`")
 }

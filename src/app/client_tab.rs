@@ -1,0 +1,985 @@
+//! Client tab: identity, CSV (open / drop / command line → one code path),
+//! preview and schema, keys, aggregator connection and registration,
+//! training settings, local or federated training with live plots and a
+//! per-round log, saving the model.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use egui::{RichText, Ui};
+
+use super::jobs::{EpochPoint, Job, Progress, RoundRow, TrainMsg, poll_slot};
+use super::plots::{Series, epoch_series, line_plot_ui, round_plots_ui, round_table_ui};
+use super::settings::{Settings, TrainingSettings};
+use super::widgets::{self, DialogKind, ENCRYPTED_COLOR, FileDialog, Note, OK_COLOR};
+use super::{LatestModel, Shared};
+use crate::client::{
+    AggregatorClient, ClientEvent, HeExchange, LoopConfig, max_len_for, run_client_loop,
+};
+use crate::crypto::{ParamSet, SecretKey};
+use crate::data::split::stratified_split;
+use crate::data::{CsvOptions, Dataset, LoadedCsv, Standardizer, load_csv};
+use crate::model::{
+    LogisticRegression, Metrics, ModelFile, Provenance, TrainConfig, train as train_model,
+};
+use crate::protocol::RegisterRequest;
+
+/// Rows shown in the preview.
+const PREVIEW_ROWS: usize = 8;
+
+/// A CSV file as the tab shows it: a raw preview and the result of loading
+/// it with the chosen schema.
+pub struct CsvView {
+    pub path: PathBuf,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    pub total_rows: usize,
+    /// The loaded data, or why it cannot be used (in words).
+    pub loaded: Result<LoadedCsv, String>,
+}
+
+impl CsvView {
+    pub fn dataset(&self) -> Option<&Dataset> {
+        self.loaded.as_ref().ok().map(|l| &l.dataset)
+    }
+}
+
+/// The schema chosen in the UI.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Schema {
+    pub label: Option<String>,
+    pub positive: Option<String>,
+    pub ignored: Vec<String>,
+}
+
+enum KeyMsg {
+    Loaded(Result<(Arc<SecretKey>, String), String>),
+}
+
+enum ConnectMsg {
+    Registered(Result<(AggregatorClient, String), String>),
+}
+
+/// What the training plots and log show.
+#[derive(Default)]
+pub struct RunView {
+    pub federated: bool,
+    pub epochs_per_round: usize,
+    pub epochs: Vec<EpochPoint>,
+    pub rounds: Vec<RoundRow>,
+    pub progress: f32,
+    pub status: String,
+    pub validation: Option<Metrics>,
+}
+
+#[derive(Default)]
+pub struct ClientTab {
+    pub csv: Option<CsvView>,
+    csv_job: Option<Job<Result<CsvView, String>>>,
+    key_job: Option<Job<KeyMsg>>,
+    connect_job: Option<Job<ConnectMsg>>,
+    train_job: Option<Job<TrainMsg>>,
+    pub key: Option<Arc<SecretKey>>,
+    pub key_info: String,
+    api: Option<AggregatorClient>,
+    pub registered: Option<String>,
+    pub run: RunView,
+    pub model: Option<ModelFile>,
+    pub notes: Vec<Note>,
+    csv_dialog: FileDialog,
+    key_dialog: FileDialog,
+    save_dialog: FileDialog,
+}
+
+impl ClientTab {
+    pub fn is_training(&self) -> bool {
+        self.train_job.is_some()
+    }
+
+    pub fn is_loading_csv(&self) -> bool {
+        self.csv_job.is_some()
+    }
+
+    /// The one way a CSV gets in: file dialog, drop, or command line.
+    pub fn open_csv(&mut self, ctx: &egui::Context, path: &Path, settings: &mut Settings) {
+        settings.last_csv = Some(path.to_path_buf());
+        let schema = Schema {
+            label: settings.label.clone(),
+            positive: settings.positive.clone(),
+            ignored: settings.ignored.clone(),
+        };
+        let path = path.to_path_buf();
+        match Job::spawn("load-csv", ctx, move |p| p.send(read_csv(&path, &schema))) {
+            Ok(j) => self.csv_job = Some(j),
+            Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+        }
+    }
+
+    /// Loads a secret key file (typed, chosen or dropped path).
+    pub fn load_key(&mut self, ctx: &egui::Context, path: &Path) {
+        let path = path.to_path_buf();
+        let job = Job::spawn("load-key", ctx, move |p| {
+            p.send(KeyMsg::Loaded(
+                SecretKey::load(&path)
+                    .map(|k| {
+                        let info = format!(
+                            "Loaded {} (fingerprint {})",
+                            path.display(),
+                            k.fingerprint()
+                        );
+                        (Arc::new(k), info)
+                    })
+                    .map_err(|e| format!("Could not load the key: {e}")),
+            ));
+        });
+        match job {
+            Ok(j) => self.key_job = Some(j),
+            Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+        }
+    }
+
+    fn generate_key(&mut self, ctx: &egui::Context, path: &Path) {
+        let path = path.to_path_buf();
+        let job = Job::spawn("keygen", ctx, move |p| {
+            p.send(KeyMsg::Loaded(generate_key(&path)));
+        });
+        match job {
+            Ok(j) => self.key_job = Some(j),
+            Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+        }
+    }
+
+    pub fn poll(&mut self, settings: &mut Settings, shared: &mut Shared) {
+        let (msgs, failure) = poll_slot(&mut self.csv_job);
+        for m in msgs {
+            match m {
+                Ok(view) => {
+                    self.notes.retain(|n| !n.is_error());
+                    match &view.loaded {
+                        Ok(l) => {
+                            settings.label = Some(l.dataset.label.column.clone());
+                            settings.positive = Some(l.dataset.label.positive.clone());
+                            for n in &l.notices {
+                                widgets::push_note(&mut self.notes, Note::Info(n.clone()));
+                            }
+                        }
+                        Err(e) => widgets::push_note(&mut self.notes, Note::Error(e.clone())),
+                    }
+                    self.csv = Some(view);
+                }
+                Err(e) => {
+                    self.csv = None;
+                    widgets::push_note(&mut self.notes, Note::Error(e));
+                }
+            }
+        }
+        self.failure(failure);
+
+        let (msgs, failure) = poll_slot(&mut self.key_job);
+        for KeyMsg::Loaded(r) in msgs {
+            match r {
+                Ok((k, info)) => {
+                    shared.client_public_key = Some(k.public());
+                    self.key = Some(k);
+                    self.key_info = info;
+                }
+                Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+            }
+        }
+        self.failure(failure);
+
+        let (msgs, failure) = poll_slot(&mut self.connect_job);
+        for ConnectMsg::Registered(r) in msgs {
+            match r {
+                Ok((api, info)) => {
+                    widgets::push_note(&mut self.notes, Note::Info(info.clone()));
+                    self.registered = Some(info);
+                    self.api = Some(api);
+                }
+                Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+            }
+        }
+        self.failure(failure);
+
+        let (msgs, failure) = poll_slot(&mut self.train_job);
+        for m in msgs {
+            match m {
+                TrainMsg::Status(s) => self.run.status = s,
+                TrainMsg::Progress(f) => self.run.progress = f,
+                TrainMsg::Epoch(e) => self.run.epochs.push(e),
+                TrainMsg::Round(r) => self.run.rounds.push(r),
+                TrainMsg::Done(Ok(model)) => {
+                    let kind = model.provenance.kind.clone();
+                    shared.latest_model = Some(LatestModel {
+                        model: (*model).clone(),
+                        source: format!("the Client tab ({kind} training)"),
+                    });
+                    self.model = Some(*model);
+                    self.run.progress = 1.0;
+                }
+                TrainMsg::Done(Err(e)) => {
+                    self.run.status = "Training did not finish.".into();
+                    widgets::push_note(&mut self.notes, Note::Error(e));
+                }
+            }
+        }
+        self.failure(failure);
+    }
+
+    fn failure(&mut self, failure: Option<String>) {
+        if let Some(e) = failure {
+            widgets::push_note(&mut self.notes, Note::Error(e));
+        }
+    }
+
+    fn reload(&mut self, ctx: &egui::Context, settings: &mut Settings) {
+        if let Some(p) = self.csv.as_ref().map(|c| c.path.clone()) {
+            self.open_csv(ctx, &p, settings);
+        }
+    }
+
+    pub fn ui(&mut self, ui: &mut Ui, settings: &mut Settings, shared: &mut Shared) {
+        let ctx = ui.ctx().clone();
+        if let Some(p) = self.csv_dialog.take() {
+            self.open_csv(&ctx, &p, settings);
+        }
+        if let Some(p) = self.key_dialog.take() {
+            settings.key_path = p.display().to_string();
+            self.load_key(&ctx, &p);
+        }
+        if let Some(p) = self.save_dialog.take()
+            && let Some(m) = &self.model
+        {
+            match m.save(&p) {
+                Ok(()) => widgets::push_note(
+                    &mut self.notes,
+                    Note::Info(format!("Model saved to {}", p.display())),
+                ),
+                Err(e) => widgets::push_note(
+                    &mut self.notes,
+                    Note::Error(format!("Could not save the model: {e}")),
+                ),
+            }
+        }
+
+        egui::ScrollArea::vertical()
+            .id_salt("client-scroll")
+            .show(ui, |ui| {
+                ui.heading("Client");
+                ui.horizontal(|ui| {
+                    widgets::text_field(ui, "Name", &mut settings.client_name, "Hospital A");
+                    widgets::text_field(ui, "Client id", &mut settings.client_id, "client-a")
+                        .on_hover_text("1–64 characters: letters, digits, '_', '.', '-'");
+                });
+                widgets::notes_ui(ui, &mut self.notes);
+                self.data_ui(ui, settings, &ctx);
+                self.keys_ui(ui, settings, &ctx);
+                self.connect_ui(ui, settings, shared, &ctx);
+                self.training_ui(ui, settings, shared, &ctx);
+            });
+    }
+
+    fn data_ui(&mut self, ui: &mut Ui, settings: &mut Settings, ctx: &egui::Context) {
+        widgets::section_heading(ui, "1. Data");
+        ui.horizontal(|ui| {
+            if ui.button("Open CSV…").clicked() {
+                self.csv_dialog.open(
+                    ctx,
+                    DialogKind::Open,
+                    "Open a training CSV",
+                    ("CSV", &["csv"]),
+                    None,
+                );
+            }
+            if ui
+                .button("Use sample data")
+                .on_hover_text("The Wisconsin breast-cancer data bundled with FedHE")
+                .clicked()
+            {
+                match super::demo::sample_csv_path() {
+                    Ok(p) => self.open_csv(ctx, &p, settings),
+                    Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+                }
+            }
+            ui.weak("or drop a CSV file onto the window");
+            if self.is_loading_csv() {
+                ui.spinner();
+            }
+        });
+        let Some(view) = &self.csv else {
+            return;
+        };
+        ui.label(format!(
+            "{}: {} rows, {} columns",
+            view.path.display(),
+            view.total_rows,
+            view.header.len()
+        ));
+        preview_ui(ui, view);
+
+        // Schema choices; any change reloads the file with the new schema.
+        let mut changed = false;
+        let header = view.header.clone();
+        let mapping = view.dataset().map(|d| d.label.clone());
+        let features = view
+            .dataset()
+            .map(|d| d.feature_names.clone())
+            .unwrap_or_default();
+        ui.horizontal_wrapped(|ui| {
+            let current = settings
+                .label
+                .clone()
+                .unwrap_or_else(|| "(automatic)".into());
+            egui::ComboBox::from_label("Label column")
+                .selected_text(current)
+                .show_ui(ui, |ui| {
+                    for h in &header {
+                        if ui
+                            .selectable_label(settings.label.as_deref() == Some(h), h)
+                            .clicked()
+                        {
+                            settings.label = Some(h.clone());
+                            settings.positive = None;
+                            settings.ignored.retain(|c| c != h);
+                            changed = true;
+                        }
+                    }
+                });
+            if let Some(m) = &mapping {
+                egui::ComboBox::from_label("Positive class")
+                    .selected_text(m.positive.clone())
+                    .show_ui(ui, |ui| {
+                        for v in [&m.positive, &m.negative] {
+                            if ui.selectable_label(&m.positive == v, v.as_str()).clicked()
+                                && &m.positive != v
+                            {
+                                settings.positive = Some(v.clone());
+                                changed = true;
+                            }
+                        }
+                    });
+            }
+        });
+        ui.collapsing("Feature columns (untick to ignore)", |ui| {
+            ui.horizontal_wrapped(|ui| {
+                for h in &header {
+                    if settings.label.as_deref() == Some(h.as_str()) || h.is_empty() {
+                        continue;
+                    }
+                    let mut used = !settings.ignored.contains(h);
+                    let auto_dropped = used && !features.contains(h) && mapping.is_some();
+                    let text = if auto_dropped {
+                        format!("{h} (left out automatically)")
+                    } else {
+                        h.clone()
+                    };
+                    if ui.checkbox(&mut used, text).changed() {
+                        if used {
+                            settings.ignored.retain(|c| c != h);
+                        } else {
+                            settings.ignored.push(h.clone());
+                        }
+                        changed = true;
+                    }
+                }
+            });
+        });
+        match &view.loaded {
+            Ok(l) => {
+                let d = &l.dataset;
+                ui.label(
+                    RichText::new(format!(
+                        "✔ {} rows, {} features; {} positive ({}) / {} negative ({})",
+                        d.rows(),
+                        d.feature_names.len(),
+                        d.positives(),
+                        d.label.positive,
+                        d.rows() - d.positives(),
+                        d.label.negative
+                    ))
+                    .color(OK_COLOR),
+                );
+            }
+            Err(e) => {
+                ui.label(
+                    RichText::new(format!("✖ This CSV cannot be used: {e}"))
+                        .color(widgets::ERROR_COLOR),
+                );
+            }
+        }
+        if changed {
+            self.reload(ctx, settings);
+        }
+    }
+
+    fn keys_ui(&mut self, ui: &mut Ui, settings: &mut Settings, ctx: &egui::Context) {
+        widgets::section_heading(ui, "2. Umbrella key");
+        ui.label("All clients of the federation share one secret key. It never leaves the clients' machines; the aggregator only gets its public part.");
+        let busy = self.key_job.is_some();
+        ui.horizontal(|ui| {
+            widgets::text_field(ui, "Key file", &mut settings.key_path, "keys/secret.key");
+            let path = PathBuf::from(settings.key_path.trim());
+            if ui.add_enabled(!busy, egui::Button::new("Load")).clicked() {
+                self.load_key(ctx, &path);
+            }
+            if ui.add_enabled(!busy, egui::Button::new("Browse…")).clicked() {
+                self.key_dialog.open(
+                    ctx,
+                    DialogKind::Open,
+                    "Open the umbrella secret key",
+                    ("", &[]),
+                    None,
+                );
+            }
+            if ui
+                .add_enabled(!busy, egui::Button::new("Generate new key"))
+                .on_hover_text("Writes the secret key and, next to it, public.key for the aggregator")
+                .clicked()
+            {
+                if path.exists() {
+                    widgets::push_note(
+                        &mut self.notes,
+                        Note::Error(format!(
+                            "{} already exists: load it, or type another file name to generate a new key (an existing key is never overwritten).",
+                            path.display()
+                        )),
+                    );
+                } else {
+                    self.generate_key(ctx, &path);
+                }
+            }
+            if busy {
+                ui.spinner();
+            }
+        });
+        if self.key.is_some() {
+            ui.label(RichText::new(format!("🔑 {}", self.key_info)).color(OK_COLOR));
+        } else {
+            ui.weak("No key loaded.");
+        }
+    }
+
+    fn connect_ui(
+        &mut self,
+        ui: &mut Ui,
+        settings: &mut Settings,
+        shared: &mut Shared,
+        ctx: &egui::Context,
+    ) {
+        widgets::section_heading(ui, "3. Aggregator");
+        ui.horizontal(|ui| {
+            ui.radio_value(&mut settings.use_embedded, true, "Embedded (Server tab)");
+            ui.radio_value(&mut settings.use_embedded, false, "Remote");
+            if settings.use_embedded {
+                match &shared.embedded_url {
+                    Some(u) => {
+                        ui.monospace(u);
+                    }
+                    None => {
+                        ui.weak("not running: start it in the Server tab");
+                    }
+                }
+            } else {
+                widgets::text_field(ui, "URL", &mut settings.server_url, "http://host:8080");
+            }
+        });
+        let url = if settings.use_embedded {
+            shared.embedded_url.clone()
+        } else {
+            Some(settings.server_url.trim().to_string()).filter(|u| !u.is_empty())
+        };
+        let features = self
+            .csv
+            .as_ref()
+            .and_then(|c| c.dataset())
+            .map(|d| d.feature_names.len());
+        let busy = self.connect_job.is_some();
+        ui.horizontal(|ui| {
+            let ready = url.is_some() && features.is_some() && !busy && !self.is_training();
+            let resp = ui
+                .add_enabled(ready, egui::Button::new("Register"))
+                .on_disabled_hover_text("Needs a loaded CSV and an aggregator URL");
+            if resp.clicked()
+                && let (Some(url), Some(features)) = (url.clone(), features)
+            {
+                let req = RegisterRequest {
+                    id: settings.client_id.trim().to_string(),
+                    name: settings.client_name.trim().to_string(),
+                    max_len: Some(max_len_for(features)),
+                };
+                let job = Job::spawn("register", ctx, move |p| {
+                    p.send(ConnectMsg::Registered(register(&url, &req)));
+                });
+                match job {
+                    Ok(j) => self.connect_job = Some(j),
+                    Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+                }
+            }
+            if busy {
+                ui.spinner();
+            }
+            match &self.registered {
+                Some(r) => {
+                    ui.label(RichText::new(format!("✔ {r}")).color(OK_COLOR));
+                }
+                None => {
+                    ui.weak("Not registered.");
+                }
+            }
+        });
+    }
+
+    fn training_ui(
+        &mut self,
+        ui: &mut Ui,
+        settings: &mut Settings,
+        shared: &mut Shared,
+        ctx: &egui::Context,
+    ) {
+        widgets::section_heading(ui, "4. Training");
+        let training = self.is_training();
+        ui.add_enabled_ui(!training, |ui| {
+            training_settings_ui(ui, &mut settings.training);
+        });
+        let dataset = self.csv.as_ref().and_then(|c| c.dataset()).cloned();
+        let source = self
+            .csv
+            .as_ref()
+            .map(|c| c.path.display().to_string())
+            .unwrap_or_default();
+        ui.horizontal(|ui| {
+            if training {
+                if ui.button("■ Stop").clicked()
+                    && let Some(j) = &self.train_job
+                {
+                    j.cancel();
+                    self.run.status = "Stopping…".into();
+                }
+            } else {
+                let can_local = dataset.is_some();
+                if ui
+                    .add_enabled(can_local, egui::Button::new("Train locally (plaintext)"))
+                    .on_hover_text("Train on this file only, no federation: a baseline")
+                    .on_disabled_hover_text("Load a CSV first")
+                    .clicked()
+                    && let Some(ds) = dataset.clone()
+                {
+                    self.start_training(ctx, ds, settings.training.clone(), source.clone(), None);
+                }
+                let can_fed = dataset.is_some() && self.key.is_some() && self.api.is_some();
+                let start = egui::Button::new(
+                    RichText::new("🔒 Start federated training").color(egui::Color32::WHITE),
+                )
+                .fill(ENCRYPTED_COLOR);
+                if ui
+                    .add_enabled(can_fed, start)
+                    .on_disabled_hover_text("Needs a loaded CSV, a key, and a registration")
+                    .clicked()
+                    && let (Some(ds), Some(api), Some(key)) =
+                        (dataset.clone(), self.api.clone(), self.key.clone())
+                {
+                    self.start_training(
+                        ctx,
+                        ds,
+                        settings.training.clone(),
+                        source.clone(),
+                        Some((api, key)),
+                    );
+                }
+            }
+            if training {
+                ui.spinner();
+            }
+            ui.label(&self.run.status);
+        });
+        if training || self.run.progress > 0.0 {
+            ui.add(egui::ProgressBar::new(self.run.progress).show_percentage());
+        }
+        if let Some(m) = &self.model {
+            ui.horizontal(|ui| {
+                ui.label(
+                    RichText::new(format!("Model ready ({} training).", m.provenance.kind))
+                        .color(OK_COLOR),
+                );
+                if ui.button("Save model…").clicked() {
+                    self.save_dialog.open(
+                        ctx,
+                        DialogKind::Save,
+                        "Save the model",
+                        ("FedHE model", &["json"]),
+                        Some("model.json"),
+                    );
+                }
+                if ui.button("Open in Predict →").clicked() {
+                    shared.goto = Some(super::Tab::Predict);
+                    shared.predict_latest = true;
+                }
+            });
+        }
+        if self.run.epochs.is_empty() && self.run.rounds.is_empty() {
+            return;
+        }
+        ui.label("Local training loss per epoch");
+        let pts = epoch_series(&self.run.epochs, self.run.epochs_per_round);
+        line_plot_ui(
+            ui,
+            "client-local",
+            "epoch",
+            "log-loss",
+            150.0,
+            vec![Series::new("local training loss", pts, ENCRYPTED_COLOR)],
+            None,
+        );
+        if self.run.federated {
+            round_plots_ui(ui, "client-rounds", &self.run.rounds, None, 160.0);
+            ui.label("Per-round log (this client)");
+            round_table_ui(ui, "client-round-log", &self.run.rounds, false);
+        }
+    }
+
+    fn start_training(
+        &mut self,
+        ctx: &egui::Context,
+        ds: Dataset,
+        t: TrainingSettings,
+        source: String,
+        federated: Option<(AggregatorClient, Arc<SecretKey>)>,
+    ) {
+        self.run = RunView {
+            federated: federated.is_some(),
+            epochs_per_round: t.epochs,
+            status: if federated.is_some() {
+                "Federated standardization: waiting for every client's encrypted feature sums…"
+                    .into()
+            } else {
+                "Training…".into()
+            },
+            ..RunView::default()
+        };
+        self.model = None;
+        let job = Job::spawn("train", ctx, move |p| {
+            let r = match federated {
+                Some((api, key)) => federated_training(&ds, &t, api, key, &source, &p),
+                None => local_training(&ds, &t, &source, &p),
+            };
+            p.send(TrainMsg::Done(r.map(Box::new)));
+        });
+        match job {
+            Ok(j) => self.train_job = Some(j),
+            Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+        }
+    }
+}
+
+fn training_settings_ui(ui: &mut Ui, t: &mut TrainingSettings) {
+    ui.horizontal_wrapped(|ui| {
+        widgets::number_field(ui, "Rounds", &mut t.rounds, 1..=1000, 0.1);
+        widgets::number_field(ui, "Epochs", &mut t.epochs, 1..=1000, 0.1);
+        widgets::real_field(ui, "Learning rate", &mut t.lr, 1e-6..=10.0);
+        widgets::number_field(ui, "Batch size", &mut t.batch_size, 1..=100_000, 0.5);
+        widgets::real_field(ui, "L2", &mut t.l2, 0.0..=10.0);
+        widgets::real_field(
+            ui,
+            "Validation share",
+            &mut t.validation_fraction,
+            0.05..=0.5,
+        )
+        .on_hover_text("Rows kept aside to validate the global model");
+    });
+}
+
+fn preview_ui(ui: &mut Ui, view: &CsvView) {
+    egui::ScrollArea::horizontal()
+        .id_salt("csv-preview")
+        .show(ui, |ui| {
+            egui::Grid::new("csv-preview-grid")
+                .striped(true)
+                .show(ui, |ui| {
+                    for h in &view.header {
+                        ui.strong(h);
+                    }
+                    ui.end_row();
+                    for row in &view.rows {
+                        for cell in row {
+                            ui.monospace(cell);
+                        }
+                        ui.end_row();
+                    }
+                });
+        });
+}
+
+/// Reads the preview and loads the file with `schema` (worker side).
+fn read_csv(path: &Path, schema: &Schema) -> Result<CsvView, String> {
+    let name = path.display().to_string();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| format!("Could not open {name}: {}", io_words(&e)))?;
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| format!("Could not read {name}: {e}"))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let mut rows = Vec::new();
+    let mut total = 0usize;
+    for rec in reader.records() {
+        let rec = rec.map_err(|e| format!("Could not read {name}: {e}"))?;
+        if rows.len() < PREVIEW_ROWS {
+            rows.push(rec.iter().map(str::to_string).collect());
+        }
+        total += 1;
+    }
+    // A schema remembered from another file only applies where it fits.
+    let has = |c: &String| header.contains(c);
+    let label = schema.label.clone().filter(has);
+    let opts = CsvOptions {
+        positive: schema.positive.clone().filter(|_| label.is_some()),
+        ignore: schema.ignored.iter().filter(|c| has(c)).cloned().collect(),
+        label,
+        ..CsvOptions::default()
+    };
+    let mut loaded = load_csv(path, &opts);
+    if let Err(crate::data::DataError::UnknownPositive { .. }) = &loaded {
+        loaded = load_csv(
+            path,
+            &CsvOptions {
+                positive: None,
+                ..opts
+            },
+        );
+    }
+    Ok(CsvView {
+        path: path.to_path_buf(),
+        header,
+        rows,
+        total_rows: total,
+        loaded: loaded.map_err(|e| e.to_string()),
+    })
+}
+
+fn io_words(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+            "the file does not exist".into()
+        }
+        _ => e.to_string(),
+    }
+}
+
+fn generate_key(path: &Path) -> Result<(Arc<SecretKey>, String), String> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("Could not create the folder {}: {e}", dir.display()))?;
+    }
+    let key = SecretKey::generate(ParamSet::Standard64);
+    key.save(path, false)
+        .map_err(|e| format!("Could not save the key: {e}"))?;
+    let public = path.with_file_name("public.key");
+    let public_note = match key.public().save(&public, false) {
+        Ok(()) => format!("; public part for the aggregator: {}", public.display()),
+        Err(e) => format!("; the public part was not written ({e})"),
+    };
+    let info = format!(
+        "New key {} (fingerprint {}){public_note}",
+        path.display(),
+        key.fingerprint()
+    );
+    Ok((Arc::new(key), info))
+}
+
+fn register(url: &str, req: &RegisterRequest) -> Result<(AggregatorClient, String), String> {
+    let mut api = AggregatorClient::new(url);
+    api.health()
+        .map_err(|e| format!("Could not reach the aggregator: {e}"))?;
+    api.register(req)
+        .map_err(|e| format!("Registration failed: {e}"))?;
+    Ok((api, format!("Registered as {} at {url}", req.id)))
+}
+
+fn train_config(t: &TrainingSettings) -> TrainConfig {
+    TrainConfig {
+        epochs: t.epochs,
+        lr: t.lr,
+        batch_size: t.batch_size,
+        l2: t.l2,
+        seed: t.seed,
+        ..TrainConfig::default()
+    }
+}
+
+fn settings_json(t: &TrainingSettings, federated: bool) -> serde_json::Value {
+    serde_json::json!({
+        "rounds": if federated { t.rounds } else { 1 },
+        "epochs": t.epochs,
+        "lr": t.lr,
+        "batch_size": t.batch_size,
+        "l2": t.l2,
+        "seed": t.seed,
+        "validation_fraction": t.validation_fraction,
+        "encrypted": federated,
+    })
+}
+
+/// Plain local training (worker side): a baseline without any federation.
+fn local_training(
+    ds: &Dataset,
+    t: &TrainingSettings,
+    source: &str,
+    p: &Progress<TrainMsg>,
+) -> Result<ModelFile, String> {
+    let (train, val) = stratified_split(ds, t.validation_fraction, t.seed)
+        .map_err(|e| format!("Could not set rows aside for validation: {e}"))?;
+    let scaler = Standardizer::fit(&train.x);
+    let x = scaler.transformed(&train.x);
+    let mut model = LogisticRegression::zeros(x.ncols());
+    let cfg = train_config(t);
+    let epochs = cfg.epochs.max(1);
+    let summary = train_model(&mut model, &x, &train.y, &cfg, &mut |s| {
+        p.send(TrainMsg::Epoch(EpochPoint {
+            round: 0,
+            epoch: s.epoch,
+            loss: s.loss,
+            accuracy: s.accuracy,
+        }));
+        p.send(TrainMsg::Progress(s.epoch as f32 / epochs as f32));
+        if p.cancelled() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .map_err(|e| format!("Training failed: {e}"))?;
+    if summary.cancelled {
+        return Err("Training was stopped.".into());
+    }
+    let probs = model.predict_proba(&scaler.transformed(&val.x)).to_vec();
+    let m = Metrics::compute(&val.y.to_vec(), &probs);
+    p.send(TrainMsg::Status(format!(
+        "Done: validation accuracy {:.3} on {} rows kept aside.",
+        m.accuracy, m.rows
+    )));
+    Ok(ModelFile::new(
+        train.feature_names.clone(),
+        scaler,
+        train.label.clone(),
+        &model,
+        Provenance::now(
+            "centralized",
+            vec![source.to_string()],
+            train.rows(),
+            settings_json(t, false),
+        ),
+    ))
+}
+
+/// Federated training (worker side): the library's client loop with the
+/// encrypted exchange; every event becomes a [`TrainMsg`].
+fn federated_training(
+    ds: &Dataset,
+    t: &TrainingSettings,
+    api: AggregatorClient,
+    key: Arc<SecretKey>,
+    source: &str,
+    p: &Progress<TrainMsg>,
+) -> Result<ModelFile, String> {
+    let (train, val) = stratified_split(ds, t.validation_fraction, t.seed)
+        .map_err(|e| format!("Could not set rows aside for validation: {e}"))?;
+    let mut exchange = HeExchange {
+        api,
+        key,
+        round_timeout: Duration::from_secs(3600),
+    };
+    let cfg = LoopConfig {
+        rounds: t.rounds,
+        train: train_config(t),
+    };
+    let total = (t.rounds.max(1) as f32) * (t.epochs.max(1) as f32);
+    let epochs = t.epochs.max(1) as f32;
+    let cancel = p.cancel_flag();
+    let mut global_rows = 0.0;
+    let outcome = run_client_loop(
+        &mut exchange,
+        &train,
+        Some(&val),
+        &cfg,
+        &mut |e| match e {
+            ClientEvent::Standardized { global_rows: g, .. } => {
+                global_rows = *g;
+                p.send(TrainMsg::Status(format!(
+                    "Standardization agreed over {g} rows of the federation; training round 1…"
+                )));
+            }
+            ClientEvent::Epoch {
+                round,
+                epoch,
+                loss,
+                accuracy,
+            } => {
+                p.send(TrainMsg::Epoch(EpochPoint {
+                    round: *round,
+                    epoch: *epoch,
+                    loss: *loss,
+                    accuracy: *accuracy,
+                }));
+                let done = (*round as f32 - 1.0) * epochs + *epoch as f32;
+                p.send(TrainMsg::Progress((done / total).min(1.0)));
+                if *epoch == t.epochs {
+                    p.send(TrainMsg::Status(format!(
+                        "Round {round}: update encrypted and sent; waiting for the aggregate…"
+                    )));
+                }
+            }
+            ClientEvent::Round(r) => {
+                p.send(TrainMsg::Round(RoundRow {
+                    round: r.round,
+                    contributors: r.contributors,
+                    val_loss: r.holdout_loss,
+                    val_accuracy: r.holdout_accuracy,
+                    bytes_up: r.cost.bytes_up,
+                    bytes_down: r.cost.bytes_down,
+                    encrypt_ms: r.cost.encrypt_ms,
+                    decrypt_ms: r.cost.decrypt_ms,
+                    aggregate_ms: 0.0,
+                }));
+                p.send(TrainMsg::Status(format!(
+                    "Round {} done: {} contributors, validation accuracy {}",
+                    r.round,
+                    r.contributors,
+                    r.holdout_accuracy.map_or("–".into(), |a| format!("{a:.3}"))
+                )));
+            }
+        },
+        &cancel,
+    )
+    .map_err(|e| match e {
+        crate::client::LoopError::Cancelled => "Training was stopped.".to_string(),
+        e => format!("Federated training failed: {e}"),
+    })?;
+    if outcome.cancelled {
+        return Err("Training was stopped.".into());
+    }
+    p.send(TrainMsg::Status(format!(
+        "Done: {} rounds; the global model is ready.",
+        outcome.rounds.len()
+    )));
+    Ok(ModelFile::new(
+        train.feature_names.clone(),
+        outcome.scaler,
+        train.label.clone(),
+        &outcome.model,
+        Provenance::now(
+            "federated",
+            vec![source.to_string()],
+            global_rows as usize,
+            settings_json(t, true),
+        ),
+    ))
+}

@@ -1,0 +1,457 @@
+//! The one-click demo: an embedded aggregator and N virtual clients made from
+//! the bundled sample data, talking real HTTP on loopback with real TFHE-rs
+//! encryption (`federation::simulate`), optionally next to plaintext FedAvg.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use egui::{RichText, Ui};
+
+use super::jobs::{EpochPoint, Job, Progress, RoundRow, poll_slot};
+use super::plots::{Series, epoch_series, line_plot_ui, round_plots_ui, round_table_ui};
+use super::settings::{DemoSettings, DemoSplit};
+use super::widgets::{self, ENCRYPTED_COLOR, Note, OK_COLOR};
+use super::{LatestModel, Shared};
+use crate::client::ClientEvent;
+use crate::crypto::ParamSet;
+use crate::data::split::{Partition, write_csv};
+use crate::data::{CsvOptions, load_csv};
+use crate::federation::{
+    RoundRecord, SimData, SimEvent, SimulationConfig, SimulationError, load_sim_data, simulate,
+};
+use crate::model::{Metrics, ModelFile, Provenance, TrainConfig};
+
+/// The Wisconsin breast-cancer data, bundled so the demo works from any folder.
+const SAMPLE_CSV: &str = include_str!("../../sample_data/breast_cancer_wdbc.csv");
+pub const SAMPLE_NAME: &str = "breast_cancer_wdbc.csv";
+
+/// Writes the bundled sample data to a temporary folder (once) and returns its path.
+pub fn sample_csv_path() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("fedhe-{}", env!("CARGO_PKG_VERSION")));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("cannot create the folder {}: {e}", dir.display()))?;
+    let path = dir.join(SAMPLE_NAME);
+    let fresh = std::fs::metadata(&path).is_ok_and(|m| m.len() == SAMPLE_CSV.len() as u64);
+    if !fresh {
+        std::fs::write(&path, SAMPLE_CSV)
+            .map_err(|e| format!("cannot write the sample data to {}: {e}", path.display()))?;
+    }
+    Ok(path)
+}
+
+/// How the demo ended.
+#[derive(Debug, Clone)]
+pub struct DemoOutcome {
+    pub test: Metrics,
+    pub plain_test: Option<Metrics>,
+    pub clients: usize,
+    pub rounds: u64,
+    pub total_ms: f64,
+    pub model: ModelFile,
+    /// The held-out test rows, written for the Predict tab.
+    pub test_csv: Option<PathBuf>,
+    /// Largest difference between encrypted and plaintext global weights.
+    pub max_diff: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+enum DemoMsg {
+    Status(String),
+    Plain(RoundRow),
+    Encrypted(RoundRow),
+    Epoch { client: usize, point: EpochPoint },
+    Done(Result<Box<DemoOutcome>, String>),
+}
+
+/// State of the demo view.
+#[derive(Default)]
+pub struct DemoPanel {
+    job: Option<Job<DemoMsg>>,
+    pub encrypted: Vec<RoundRow>,
+    pub plain: Vec<RoundRow>,
+    /// Local training loss per virtual client.
+    pub epochs: Vec<Vec<EpochPoint>>,
+    pub status: String,
+    pub outcome: Option<DemoOutcome>,
+    pub notes: Vec<Note>,
+    /// Settings of the run shown (not the ones being edited).
+    run: Option<DemoSettings>,
+}
+
+impl DemoPanel {
+    pub fn is_running(&self) -> bool {
+        self.job.is_some()
+    }
+
+    /// Starts a run with `cfg`.
+    pub fn start(&mut self, ctx: &egui::Context, cfg: &DemoSettings) {
+        self.encrypted.clear();
+        self.plain.clear();
+        self.epochs = vec![Vec::new(); cfg.clients];
+        self.outcome = None;
+        self.notes.clear();
+        self.status = "Starting the embedded aggregator and the virtual clients…".into();
+        self.run = Some(cfg.clone());
+        let cfg = cfg.clone();
+        match Job::spawn("demo", ctx, move |p| run_demo(&cfg, &p)) {
+            Ok(job) => self.job = Some(job),
+            Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(j) = &self.job {
+            j.cancel();
+            self.status = "Stopping…".into();
+        }
+    }
+
+    /// Applies the worker's messages; returns true when a run just finished.
+    pub fn poll(&mut self, shared: &mut Shared) -> bool {
+        let (msgs, failure) = poll_slot(&mut self.job);
+        let mut finished = false;
+        for m in msgs {
+            match m {
+                DemoMsg::Status(s) => self.status = s,
+                DemoMsg::Plain(r) => self.plain.push(r),
+                DemoMsg::Encrypted(r) => self.encrypted.push(r),
+                DemoMsg::Epoch { client, point } => {
+                    if let Some(v) = self.epochs.get_mut(client) {
+                        v.push(point);
+                    }
+                }
+                DemoMsg::Done(Ok(o)) => {
+                    self.status = format!(
+                        "Done: {} clients × {} rounds in {:.1} s.",
+                        o.clients,
+                        o.rounds,
+                        o.total_ms / 1e3
+                    );
+                    shared.latest_model = Some(LatestModel {
+                        model: o.model.clone(),
+                        source: format!("demo ({} clients × {} rounds)", o.clients, o.rounds),
+                    });
+                    shared.demo_test_csv = o.test_csv.clone();
+                    self.outcome = Some(*o);
+                    finished = true;
+                }
+                DemoMsg::Done(Err(e)) => {
+                    self.status = "The demo did not finish.".into();
+                    widgets::push_note(&mut self.notes, Note::Error(e));
+                    finished = true;
+                }
+            }
+        }
+        if let Some(e) = failure {
+            widgets::push_note(&mut self.notes, Note::Error(e));
+        }
+        finished
+    }
+
+    pub fn ui(&mut self, ui: &mut Ui, cfg: &mut DemoSettings, shared: &mut Shared) {
+        ui.heading("Encrypted federated learning in one click");
+        ui.label(
+            "Virtual hospitals train on their own share of the breast-cancer data, encrypt their \
+             model updates with TFHE-rs and send them over HTTP to an embedded aggregator, which \
+             adds the ciphertexts without being able to read them. Each client decrypts the sum \
+             and continues from the new global model.",
+        );
+        ui.add_space(4.0);
+        let running = self.is_running();
+        ui.add_enabled_ui(!running, |ui| settings_ui(ui, cfg));
+        ui.add_space(4.0);
+        ui.horizontal(|ui| {
+            if running {
+                let stop = egui::Button::new(RichText::new("■ Stop demo").size(18.0));
+                if ui.add(stop).clicked() {
+                    self.stop();
+                }
+            } else {
+                let start = egui::Button::new(
+                    RichText::new("▶ Start demo")
+                        .size(18.0)
+                        .color(egui::Color32::WHITE),
+                )
+                .fill(ENCRYPTED_COLOR);
+                if ui.add(start).clicked() {
+                    self.start(ui.ctx(), cfg);
+                }
+            }
+            if running {
+                ui.spinner();
+            }
+            ui.label(&self.status);
+        });
+        let total = self.run.as_ref().map_or(cfg.rounds, |r| r.rounds).max(1);
+        if running || !self.encrypted.is_empty() {
+            let frac = self.encrypted.len() as f32 / total as f32;
+            ui.add(
+                egui::ProgressBar::new(frac)
+                    .text(format!("round {} of {total}", self.encrypted.len())),
+            );
+        }
+        widgets::notes_ui(ui, &mut self.notes);
+        if let Some(o) = &self.outcome {
+            outcome_ui(ui, o, shared);
+        }
+        if self.encrypted.is_empty() && self.plain.is_empty() && !running {
+            ui.add_space(20.0);
+            ui.weak("Press “Start demo”: the plots fill in live, one point per round.");
+            return;
+        }
+        let plain = (!self.plain.is_empty()).then_some(self.plain.as_slice());
+        round_plots_ui(ui, "demo", &self.encrypted, plain, 190.0);
+        let epochs = self.run.as_ref().map_or(cfg.epochs, |r| r.epochs);
+        let series: Vec<Series> = self
+            .epochs
+            .iter()
+            .enumerate()
+            .map(|(i, pts)| {
+                let hue = i as f32 / self.epochs.len().max(1) as f32;
+                let color: egui::Color32 = egui::epaint::Hsva::new(hue, 0.7, 0.8, 1.0).into();
+                Series::new(
+                    format!("client {}", i + 1),
+                    epoch_series(pts, epochs),
+                    color,
+                )
+            })
+            .collect();
+        ui.label("Local training loss per epoch (each virtual client, on its own data)");
+        line_plot_ui(ui, "demo-local", "epoch", "log-loss", 150.0, series, None);
+        ui.label("Per-round log (all clients together; times are means per client)");
+        round_table_ui(ui, "demo-rounds", &self.encrypted, true);
+    }
+}
+
+fn settings_ui(ui: &mut Ui, cfg: &mut DemoSettings) {
+    ui.horizontal_wrapped(|ui| {
+        widgets::number_field(ui, "Clients", &mut cfg.clients, 2..=10, 0.05);
+        ui.separator();
+        ui.label("Split:");
+        ui.radio_value(&mut cfg.split, DemoSplit::Iid, "IID")
+            .on_hover_text("Every client gets the same class balance");
+        ui.radio_value(&mut cfg.split, DemoSplit::Dirichlet, "Dirichlet")
+            .on_hover_text("Label skew: each class is shared out unevenly");
+        if cfg.split == DemoSplit::Dirichlet {
+            widgets::real_field(ui, "α", &mut cfg.alpha, 0.05..=100.0)
+                .on_hover_text("Small α = very uneven clients");
+        }
+        ui.separator();
+        widgets::number_field(ui, "Rounds", &mut cfg.rounds, 1..=100, 0.1);
+        widgets::number_field(ui, "Epochs per round", &mut cfg.epochs, 1..=100, 0.1);
+        ui.separator();
+        ui.checkbox(&mut cfg.overlay_plain, "Compare with plaintext FedAvg");
+    });
+}
+
+fn outcome_ui(ui: &mut Ui, o: &DemoOutcome, shared: &mut Shared) {
+    egui::Frame::group(ui.style())
+        .stroke(egui::Stroke::new(1.5, OK_COLOR))
+        .show(ui, |ui| {
+            ui.horizontal_wrapped(|ui| {
+                ui.label(
+                    RichText::new(format!(
+                        "Final test accuracy (encrypted): {:.3}",
+                        o.test.accuracy
+                    ))
+                    .strong()
+                    .size(18.0)
+                    .color(OK_COLOR),
+                );
+                if let Some(auc) = o.test.roc_auc {
+                    ui.label(format!("ROC AUC {auc:.3}"));
+                }
+                if let Some(p) = &o.plain_test {
+                    ui.label(format!("plaintext FedAvg: {:.3}", p.accuracy));
+                }
+                if let Some(d) = o.max_diff {
+                    ui.label(format!("largest weight difference vs plaintext: {d:.1e}"))
+                        .on_hover_text(
+                            "Encryption is exact up to the fixed-point rounding of the updates",
+                        );
+                }
+            });
+            ui.horizontal(|ui| {
+                ui.label(format!(
+                    "{} rows held out for testing; centralized logistic regression reaches about 0.965.",
+                    o.test.rows
+                ));
+                if ui.button("Open in Predict →").clicked() {
+                    shared.goto = Some(super::Tab::Predict);
+                    shared.predict_latest = true;
+                }
+            });
+        });
+}
+
+fn record_row(r: &RoundRecord) -> RoundRow {
+    RoundRow {
+        round: r.round,
+        contributors: r.contributors,
+        val_loss: Some(r.global_loss),
+        val_accuracy: Some(r.global_accuracy),
+        bytes_up: r.bytes_up,
+        bytes_down: r.bytes_down,
+        encrypt_ms: r.encrypt_ms,
+        decrypt_ms: r.decrypt_ms,
+        aggregate_ms: r.aggregate_ms,
+    }
+}
+
+fn explain(e: SimulationError) -> String {
+    match e {
+        SimulationError::Cancelled => "The demo was stopped.".into(),
+        e => format!("The demo failed: {e}"),
+    }
+}
+
+/// The worker: plaintext baseline first (fast), then the encrypted run.
+fn run_demo(cfg: &DemoSettings, p: &Progress<DemoMsg>) {
+    let done = |r: Result<DemoOutcome, String>| p.send(DemoMsg::Done(r.map(Box::new)));
+    let data = match sample_csv_path() {
+        Ok(d) => d,
+        Err(e) => return done(Err(e)),
+    };
+    let csv = CsvOptions::default();
+    let label = match load_csv(&data, &csv) {
+        Ok(l) => l.dataset.label,
+        Err(e) => return done(Err(format!("cannot read the sample data: {e}"))),
+    };
+    let partition = match cfg.split {
+        DemoSplit::Iid => Partition::Iid,
+        DemoSplit::Dirichlet => Partition::Dirichlet(cfg.alpha),
+    };
+    let sim_data = SimData::Split {
+        data: data.clone(),
+        clients: cfg.clients,
+        partition,
+        test_fraction: 0.2,
+        seed: 42,
+    };
+    let train = TrainConfig {
+        epochs: cfg.epochs,
+        ..TrainConfig::default()
+    };
+    let mut sim = SimulationConfig {
+        data: sim_data.clone(),
+        csv: csv.clone(),
+        rounds: cfg.rounds,
+        train: train.clone(),
+        plain: true,
+        params: ParamSet::Standard64,
+        round_timeout: Duration::from_secs(120),
+    };
+    let cancel: Arc<_> = p.cancel_flag();
+
+    let mut plain_result = None;
+    if cfg.overlay_plain {
+        p.send(DemoMsg::Status(
+            "Plaintext FedAvg baseline (no encryption)…".into(),
+        ));
+        let r = simulate(
+            &sim,
+            &mut |e| {
+                if let SimEvent::Round(r) = e {
+                    p.send(DemoMsg::Plain(record_row(r)));
+                }
+            },
+            cancel.clone(),
+        );
+        match r {
+            Ok(r) => plain_result = Some(r),
+            Err(e) => return done(Err(explain(e))),
+        }
+    }
+
+    p.send(DemoMsg::Status(format!(
+        "Encrypted run: generating the umbrella key, starting the aggregator, {} clients…",
+        cfg.clients
+    )));
+    sim.plain = false;
+    let rounds = cfg.rounds;
+    let result = simulate(
+        &sim,
+        &mut |e| match e {
+            SimEvent::Round(r) => {
+                p.send(DemoMsg::Encrypted(record_row(r)));
+                p.send(DemoMsg::Status(format!(
+                    "Round {} of {rounds}: {} encrypted updates aggregated, global accuracy {:.3}",
+                    r.round, r.contributors, r.global_accuracy
+                )));
+            }
+            SimEvent::Client {
+                index,
+                event:
+                    ClientEvent::Epoch {
+                        round,
+                        epoch,
+                        loss,
+                        accuracy,
+                    },
+            } => p.send(DemoMsg::Epoch {
+                client: *index,
+                point: EpochPoint {
+                    round: *round,
+                    epoch: *epoch,
+                    loss: *loss,
+                    accuracy: *accuracy,
+                },
+            }),
+            SimEvent::Client {
+                index: 0,
+                event: ClientEvent::Standardized { global_rows, .. },
+            } => p.send(DemoMsg::Status(format!(
+                "Federated standardization done: encrypted feature sums over {global_rows} rows"
+            ))),
+            SimEvent::Client { .. } => {}
+        },
+        cancel,
+    );
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => return done(Err(explain(e))),
+    };
+    let max_diff = plain_result.as_ref().and_then(|pr| {
+        crate::federation::max_param_diff(&result.records, &pr.records)
+            .last()
+            .copied()
+    });
+    // The held-out rows, for the Predict tab (same split as the run).
+    let (test_csv, train_rows) = match load_sim_data(&sim_data, &csv) {
+        Ok((parts, test)) => {
+            let path = data.with_file_name("demo_test.csv");
+            let written = write_csv(&test, &path).ok().map(|()| path);
+            (written, parts.iter().map(|d| d.rows()).sum())
+        }
+        Err(_) => (None, 0),
+    };
+    let settings = serde_json::json!({
+        "clients": cfg.clients,
+        "split": partition.to_string(),
+        "rounds": cfg.rounds,
+        "epochs": cfg.epochs,
+        "lr": train.lr,
+        "batch_size": train.batch_size,
+        "l2": train.l2,
+        "encrypted": true,
+        "demo": true,
+    });
+    let model = ModelFile::new(
+        result.feature_names.clone(),
+        result.scaler.clone(),
+        label,
+        &result.model,
+        Provenance::now("federated", vec![SAMPLE_NAME.into()], train_rows, settings),
+    );
+    done(Ok(DemoOutcome {
+        test: result.test,
+        plain_test: plain_result.map(|r| r.test),
+        clients: cfg.clients,
+        rounds,
+        total_ms: result.total_ms,
+        model,
+        test_csv,
+        max_diff,
+    }))
+}

@@ -1,0 +1,370 @@
+//! Predict tab: a model file (or the latest global model), a test CSV,
+//! metrics, confusion matrix, ROC curve, predictions export.
+
+use std::path::{Path, PathBuf};
+
+use egui::{RichText, Ui};
+
+use super::jobs::{Job, poll_slot};
+use super::plots::roc_plot_ui;
+use super::widgets::{self, DialogKind, FileDialog, Note};
+use super::{LatestModel, Shared};
+use crate::model::{ModelFile, Scored, roc_curve, score_csv, write_predictions};
+
+/// A scored test file.
+pub struct ScoredView {
+    pub scored: Scored,
+    pub path: PathBuf,
+    pub roc: Vec<(f64, f64)>,
+}
+
+enum PredictMsg {
+    Model(Result<(ModelFile, String), String>),
+    Scored(Result<Box<ScoredView>, String>),
+    Exported(Result<PathBuf, String>),
+}
+
+#[derive(Default)]
+pub struct PredictTab {
+    pub model: Option<LatestModel>,
+    pub scored: Option<ScoredView>,
+    job: Option<Job<PredictMsg>>,
+    pub notes: Vec<Note>,
+    model_dialog: FileDialog,
+    csv_dialog: FileDialog,
+    export_dialog: FileDialog,
+    /// Score this file once the model is loaded.
+    pending_csv: Option<PathBuf>,
+}
+
+impl PredictTab {
+    pub fn is_busy(&self) -> bool {
+        self.job.is_some()
+    }
+
+    fn spawn(
+        &mut self,
+        ctx: &egui::Context,
+        name: &str,
+        f: impl FnOnce() -> PredictMsg + Send + 'static,
+    ) {
+        match Job::spawn(name, ctx, move |p| p.send(f())) {
+            Ok(j) => self.job = Some(j),
+            Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+        }
+    }
+
+    /// Loads a model file (typed, chosen, or dropped path).
+    pub fn load_model(&mut self, ctx: &egui::Context, path: &Path) {
+        let path = path.to_path_buf();
+        self.spawn(ctx, "load-model", move || {
+            PredictMsg::Model(
+                ModelFile::load(&path)
+                    .map(|m| (m, path.display().to_string()))
+                    .map_err(|e| format!("Could not load the model: {e}")),
+            )
+        });
+    }
+
+    /// Scores a test CSV with the current model (typed, chosen, or dropped path).
+    pub fn load_test_csv(&mut self, ctx: &egui::Context, path: &Path) {
+        let Some(m) = &self.model else {
+            self.pending_csv = Some(path.to_path_buf());
+            widgets::push_note(
+                &mut self.notes,
+                Note::Info("Load a model first; the test file will be scored then.".into()),
+            );
+            return;
+        };
+        let model = m.model.clone();
+        let path = path.to_path_buf();
+        self.spawn(ctx, "score", move || {
+            PredictMsg::Scored(
+                score_csv(&model, &path)
+                    .map(|scored| {
+                        let roc = scored
+                            .labels
+                            .as_ref()
+                            .map(|y| roc_curve(y, &scored.probs))
+                            .unwrap_or_default();
+                        Box::new(ScoredView { scored, path, roc })
+                    })
+                    .map_err(|e| format!("Could not score the test file: {e}")),
+            )
+        });
+    }
+
+    pub fn poll(&mut self, ctx: &egui::Context, test_path: &mut String) {
+        let (msgs, failure) = poll_slot(&mut self.job);
+        for m in msgs {
+            match m {
+                PredictMsg::Model(Ok((model, source))) => {
+                    self.set_model(ctx, LatestModel { model, source }, test_path);
+                }
+                PredictMsg::Scored(Ok(view)) => {
+                    *test_path = view.path.display().to_string();
+                    for n in &view.scored.notices {
+                        widgets::push_note(&mut self.notes, Note::Info(n.clone()));
+                    }
+                    if view.scored.metrics.is_none() {
+                        widgets::push_note(
+                            &mut self.notes,
+                            Note::Info(
+                                "This file has no label column: predictions only, no metrics."
+                                    .into(),
+                            ),
+                        );
+                    }
+                    self.scored = Some(*view);
+                }
+                PredictMsg::Exported(Ok(p)) => widgets::push_note(
+                    &mut self.notes,
+                    Note::Info(format!("Predictions written to {}", p.display())),
+                ),
+                PredictMsg::Model(Err(e))
+                | PredictMsg::Scored(Err(e))
+                | PredictMsg::Exported(Err(e)) => {
+                    widgets::push_note(&mut self.notes, Note::Error(e));
+                }
+            }
+        }
+        if let Some(e) = failure {
+            widgets::push_note(&mut self.notes, Note::Error(e));
+        }
+    }
+
+    /// Uses `model`; re-scores the test file if one is loaded or pending.
+    pub fn set_model(&mut self, ctx: &egui::Context, model: LatestModel, test_path: &str) {
+        self.notes.retain(|n| !n.is_error());
+        let again = self
+            .pending_csv
+            .take()
+            .or_else(|| self.scored.as_ref().map(|s| s.path.clone()))
+            .or_else(|| (!test_path.trim().is_empty()).then(|| PathBuf::from(test_path.trim())));
+        self.model = Some(model);
+        self.scored = None;
+        if let Some(p) = again
+            && self.job.is_none()
+        {
+            self.load_test_csv(ctx, &p);
+        }
+    }
+
+    pub fn ui(
+        &mut self,
+        ui: &mut Ui,
+        model_path: &mut String,
+        test_path: &mut String,
+        shared: &mut Shared,
+    ) {
+        let ctx = ui.ctx().clone();
+        if let Some(p) = self.model_dialog.take() {
+            *model_path = p.display().to_string();
+            self.load_model(&ctx, &p);
+        }
+        if let Some(p) = self.csv_dialog.take() {
+            *test_path = p.display().to_string();
+            self.load_test_csv(&ctx, &p);
+        }
+        if let Some(p) = self.export_dialog.take()
+            && let (Some(m), Some(s)) = (&self.model, &self.scored)
+        {
+            let model = m.model.clone();
+            let scored = s.scored.clone();
+            self.spawn(&ctx, "export", move || {
+                PredictMsg::Exported(
+                    write_predictions(&model, &scored, &p)
+                        .map(|()| p)
+                        .map_err(|e| format!("Could not export the predictions: {e}")),
+                )
+            });
+        }
+        if shared.predict_latest {
+            shared.predict_latest = false;
+            if let Some(m) = shared.latest_model.clone() {
+                if test_path.trim().is_empty()
+                    && let Some(t) = &shared.demo_test_csv
+                {
+                    *test_path = t.display().to_string();
+                }
+                self.set_model(&ctx, m, test_path);
+            }
+        }
+
+        ui.heading("Predict");
+        ui.label("Score a labelled CSV with a saved model or the latest global model. You can also drop a model (.json) or a CSV onto this window.");
+        let busy = self.is_busy();
+        widgets::section_heading(ui, "Model");
+        ui.horizontal(|ui| {
+            widgets::text_field(ui, "Model file", model_path, "path/to/model.json");
+            if ui.add_enabled(!busy, egui::Button::new("Load")).clicked() {
+                let p = PathBuf::from(model_path.trim());
+                self.load_model(&ctx, &p);
+            }
+            if ui.button("Browse…").clicked() {
+                self.model_dialog.open(
+                    &ctx,
+                    DialogKind::Open,
+                    "Open a FedHE model",
+                    ("FedHE model", &["json"]),
+                    None,
+                );
+            }
+            let latest = shared.latest_model.clone();
+            let hover = latest.as_ref().map_or_else(
+                || "No global model yet: run the demo or a federated training".to_string(),
+                |m| format!("From {}", m.source),
+            );
+            if ui
+                .add_enabled(
+                    latest.is_some() && !busy,
+                    egui::Button::new("Use latest global model"),
+                )
+                .on_hover_text(hover)
+                .on_disabled_hover_text("No global model yet: run the demo or a federated training")
+                .clicked()
+                && let Some(m) = latest
+            {
+                if test_path.trim().is_empty()
+                    && let Some(t) = &shared.demo_test_csv
+                {
+                    *test_path = t.display().to_string();
+                }
+                self.set_model(&ctx, m, test_path);
+            }
+        });
+        if let Some(m) = &self.model {
+            model_info_ui(ui, m);
+        }
+
+        widgets::section_heading(ui, "Test data");
+        ui.horizontal(|ui| {
+            widgets::text_field(ui, "Test CSV", test_path, "path/to/test.csv");
+            let can = self.model.is_some() && !busy;
+            if ui
+                .add_enabled(can, egui::Button::new("Score"))
+                .on_disabled_hover_text("Load a model first")
+                .clicked()
+            {
+                let p = PathBuf::from(test_path.trim());
+                self.load_test_csv(&ctx, &p);
+            }
+            if ui
+                .add_enabled(self.model.is_some(), egui::Button::new("Browse…"))
+                .clicked()
+            {
+                self.csv_dialog.open(
+                    &ctx,
+                    DialogKind::Open,
+                    "Open a test CSV",
+                    ("CSV", &["csv"]),
+                    None,
+                );
+            }
+            if let Some(t) = shared.demo_test_csv.clone()
+                && ui
+                    .add_enabled(can, egui::Button::new("Demo's held-out rows"))
+                    .on_hover_text("The 20 % of the sample data the demo never trained on")
+                    .clicked()
+            {
+                *test_path = t.display().to_string();
+                self.load_test_csv(&ctx, &t);
+            }
+            if busy {
+                ui.spinner();
+            }
+        });
+        widgets::notes_ui(ui, &mut self.notes);
+
+        let Some(view) = &self.scored else {
+            return;
+        };
+        let positive = self
+            .model
+            .as_ref()
+            .map_or("1".into(), |m| m.model.label.positive.clone());
+        let negative = self
+            .model
+            .as_ref()
+            .map_or("0".into(), |m| m.model.label.negative.clone());
+        ui.horizontal(|ui| {
+            ui.label(format!(
+                "{} rows scored from {}",
+                view.scored.probs.len(),
+                view.path.display()
+            ));
+            if ui.button("Export predictions as CSV…").clicked() {
+                self.export_dialog.open(
+                    &ctx,
+                    DialogKind::Save,
+                    "Save predictions",
+                    ("CSV", &["csv"]),
+                    Some("predictions.csv"),
+                );
+            }
+        });
+        let Some(metrics) = &view.scored.metrics else {
+            return;
+        };
+        ui.columns(2, |cols| {
+            let ui = &mut cols[0];
+            widgets::section_heading(ui, "Metrics");
+            egui::Grid::new("metrics")
+                .striped(true)
+                .num_columns(2)
+                .show(ui, |ui| {
+                    let mut row = |name: &str, value: String| {
+                        ui.label(name);
+                        ui.label(RichText::new(value).monospace());
+                        ui.end_row();
+                    };
+                    row("Accuracy", format!("{:.3}", metrics.accuracy));
+                    row("Precision", format!("{:.3}", metrics.precision));
+                    row("Recall", format!("{:.3}", metrics.recall));
+                    row("F1", format!("{:.3}", metrics.f1));
+                    row(
+                        "ROC AUC",
+                        metrics.roc_auc.map_or("–".into(), |a| format!("{a:.3}")),
+                    );
+                    row("Log-loss", format!("{:.4}", metrics.log_loss));
+                    row("Rows", metrics.rows.to_string());
+                });
+            widgets::section_heading(ui, "Confusion matrix");
+            let c = metrics.confusion;
+            egui::Grid::new("confusion")
+                .striped(true)
+                .num_columns(3)
+                .show(ui, |ui| {
+                    ui.label("");
+                    ui.strong(format!("predicted {negative}"));
+                    ui.strong(format!("predicted {positive}"));
+                    ui.end_row();
+                    ui.strong(format!("actual {negative}"));
+                    ui.label(RichText::new(c.tn.to_string()).monospace());
+                    ui.label(RichText::new(c.fp.to_string()).monospace());
+                    ui.end_row();
+                    ui.strong(format!("actual {positive}"));
+                    ui.label(RichText::new(c.fn_.to_string()).monospace());
+                    ui.label(RichText::new(c.tp.to_string()).monospace());
+                    ui.end_row();
+                });
+            let ui = &mut cols[1];
+            widgets::section_heading(ui, "ROC curve");
+            roc_plot_ui(ui, &view.roc, metrics.roc_auc, 280.0);
+        });
+    }
+}
+
+fn model_info_ui(ui: &mut Ui, m: &LatestModel) {
+    let p = &m.model.provenance;
+    ui.label(format!(
+        "{} model from {}: {} features, positive class {:?}, trained on {} rows ({}), created {}",
+        p.kind,
+        m.source,
+        m.model.feature_names.len(),
+        m.model.label.positive,
+        p.rows,
+        p.data.join(", "),
+        p.created
+    ));
+}

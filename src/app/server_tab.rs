@@ -1,0 +1,675 @@
+//! Server tab: start / stop the embedded aggregator or watch a remote one;
+//! load the session's public key (never a secret key); registered clients,
+//! round state, "Aggregate now", auto-aggregate, round history with a plot.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use egui::{RichText, Ui};
+
+use super::Shared;
+use super::jobs::{Job, Progress, human_bytes, poll_slot};
+use super::plots::{Series, line_plot_ui};
+use super::settings::Settings;
+use super::widgets::{self, DialogKind, ENCRYPTED_COLOR, FileDialog, Note, OK_COLOR};
+use crate::client::AggregatorClient;
+use crate::crypto::{CryptoError, PublicKeyFile};
+use crate::protocol::{ClientInfo, RoundInfo, RoundPhase, RoundState, StatusResponse};
+use crate::server::{EmbeddedServer, ServerConfig};
+
+/// How often the embedded aggregator's state is read.
+const EMBEDDED_POLL: Duration = Duration::from_millis(250);
+/// How often a remote aggregator is asked.
+const REMOTE_POLL: Duration = Duration::from_secs(1);
+
+/// What the tab shows of an aggregator.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub status: StatusResponse,
+    pub clients: Vec<ClientInfo>,
+}
+
+enum RemoteMsg {
+    Snapshot(Box<Snapshot>, Vec<RoundInfo>),
+    Error(String),
+}
+
+enum OpMsg {
+    Done(Result<String, String>),
+}
+
+#[derive(Default)]
+pub struct ServerTab {
+    pub server: Option<EmbeddedServer>,
+    pub public_key: Option<(PublicKeyFile, String)>,
+    pub snapshot: Option<Snapshot>,
+    pub history: Vec<RoundInfo>,
+    pub remote: bool,
+    /// Operator token of a remote aggregator (kept in memory only).
+    pub remote_token: String,
+    remote_job: Option<Job<RemoteMsg>>,
+    op_job: Option<Job<OpMsg>>,
+    last_poll: Option<Instant>,
+    key_dialog: FileDialog,
+    pub notes: Vec<Note>,
+}
+
+/// Explains a refused key in words, and why a secret key must never go here.
+fn key_error(path: &Path, e: &CryptoError) -> String {
+    let inner = match e {
+        CryptoError::InFile { source, .. } => source.as_ref(),
+        e => e,
+    };
+    if let CryptoError::WrongKeyKind { found, .. } = inner
+        && *found == "secret"
+    {
+        return format!(
+            "{} is a SECRET key file and was refused. The aggregator must only hold the public \
+             part: with the secret key it could read every client's update. Load the public key \
+             file instead (public.key, written next to the secret key by “Generate new key” in \
+             the Client tab).",
+            path.display()
+        );
+    }
+    format!("Could not load the public key {}: {e}", path.display())
+}
+
+impl ServerTab {
+    pub fn is_running(&self) -> bool {
+        self.server.is_some()
+    }
+
+    pub fn url(&self) -> Option<String> {
+        self.server.as_ref().map(|s| s.url().to_string())
+    }
+
+    /// Loads the session's public key (typed, chosen or dropped path).
+    pub fn load_public_key(&mut self, path: &Path, settings: &mut Settings) {
+        match PublicKeyFile::load(path) {
+            Ok(k) => {
+                settings.public_key_path = path.display().to_string();
+                self.set_public_key(k, path.display().to_string());
+            }
+            Err(e) => widgets::push_note(&mut self.notes, Note::Error(key_error(path, &e))),
+        }
+    }
+
+    fn set_public_key(&mut self, key: PublicKeyFile, source: String) {
+        if let Some(s) = &self.server {
+            match s.load_public_key(key.clone(), None) {
+                Ok(info) => widgets::push_note(
+                    &mut self.notes,
+                    Note::Info(format!(
+                        "Session key loaded: fingerprint {}, {}",
+                        info.fingerprint, info.params
+                    )),
+                ),
+                Err(e) => {
+                    widgets::push_note(
+                        &mut self.notes,
+                        Note::Error(format!("The aggregator refused the key: {e}")),
+                    );
+                    return;
+                }
+            }
+        }
+        self.public_key = Some((key, source));
+    }
+
+    pub fn start(&mut self, settings: &Settings) {
+        let ip = if settings.server_public {
+            [0, 0, 0, 0]
+        } else {
+            [127, 0, 0, 1]
+        };
+        let cfg = ServerConfig {
+            bind: SocketAddr::from((ip, settings.server_port)),
+            public_key: self.public_key.as_ref().map(|k| k.0.clone()),
+            // Auto-aggregation is done by this tab (it can be switched on
+            // and off while the aggregator runs).
+            auto_aggregate: false,
+            ..ServerConfig::default()
+        };
+        match EmbeddedServer::start(cfg) {
+            Ok(s) => {
+                self.history.clear();
+                self.snapshot = None;
+                self.last_poll = None;
+                self.server = Some(s);
+            }
+            Err(e) => widgets::push_note(
+                &mut self.notes,
+                Note::Error(format!("Could not start the aggregator: {e}")),
+            ),
+        }
+    }
+
+    /// Stops the embedded aggregator without blocking the window.
+    pub fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            let spawned = std::thread::Builder::new()
+                .name("fedhe-aggregator-stop".into())
+                .spawn(move || s.shutdown());
+            if let Err(e) = spawned {
+                widgets::push_note(
+                    &mut self.notes,
+                    Note::Error(format!("Could not stop the aggregator cleanly: {e}")),
+                );
+            }
+        }
+        self.snapshot = None;
+    }
+
+    /// Reads the aggregator's state; closes the round when auto-aggregate is
+    /// on and every registered client has submitted. Called every frame.
+    pub fn poll(&mut self, ctx: &egui::Context, settings: &Settings, shared: &mut Shared) {
+        shared.embedded_url = self.url();
+        let (msgs, failure) = poll_slot(&mut self.remote_job);
+        for m in msgs {
+            match m {
+                RemoteMsg::Snapshot(s, infos) => {
+                    self.snapshot = Some(*s);
+                    merge_history(&mut self.history, infos);
+                }
+                RemoteMsg::Error(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+            }
+        }
+        if let Some(e) = failure {
+            widgets::push_note(&mut self.notes, Note::Error(e));
+        }
+        let (msgs, failure) = poll_slot(&mut self.op_job);
+        for OpMsg::Done(r) in msgs {
+            match r {
+                Ok(s) => widgets::push_note(&mut self.notes, Note::Info(s)),
+                Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+            }
+        }
+        if let Some(e) = failure {
+            widgets::push_note(&mut self.notes, Note::Error(e));
+        }
+
+        let Some(server) = &self.server else {
+            return;
+        };
+        ctx.request_repaint_after(EMBEDDED_POLL);
+        if self.last_poll.is_some_and(|t| t.elapsed() < EMBEDDED_POLL) {
+            return;
+        }
+        self.last_poll = Some(Instant::now());
+        let status = server.status();
+        if settings.auto_aggregate
+            && status.session.is_some()
+            && status.round_state == RoundState::Open
+            && status.registered > 0
+            && status.submitted.len() >= status.registered
+        {
+            // Ignoring a refusal is safe: it means the round just closed.
+            let _ = server.close_round(status.round);
+        }
+        let status = server.status();
+        let first = self.history.len() as u64 + 1;
+        let infos: Vec<RoundInfo> = (first..=status.last_closed.unwrap_or(0))
+            .filter_map(|r| server.round_info(r).ok())
+            .collect();
+        merge_history(&mut self.history, infos);
+        self.snapshot = Some(Snapshot {
+            clients: server.clients(),
+            status,
+        });
+    }
+
+    fn aggregate_now(&mut self, ctx: &egui::Context, settings: &Settings) {
+        let Some(snap) = &self.snapshot else {
+            return;
+        };
+        let round = snap.status.round;
+        if let Some(s) = &self.server {
+            match s.close_round(round) {
+                Ok(r) => widgets::push_note(
+                    &mut self.notes,
+                    Note::Info(format!(
+                        "Round {} closed with {} contributors; round {} is open.",
+                        r.round, r.contributors, r.next_round
+                    )),
+                ),
+                Err(e) => widgets::push_note(
+                    &mut self.notes,
+                    Note::Error(format!("Could not close round {round}: {e}")),
+                ),
+            }
+            self.last_poll = None;
+            return;
+        }
+        let api = AggregatorClient::new(settings.remote_url.trim())
+            .with_token(self.remote_token.trim().to_string());
+        let job = Job::spawn("close-round", ctx, move |p: Progress<OpMsg>| {
+            p.send(OpMsg::Done(
+                api.close_round(round)
+                    .map(|r| {
+                        format!(
+                            "Round {} closed with {} contributors.",
+                            r.round, r.contributors
+                        )
+                    })
+                    .map_err(|e| format!("Could not close round {round}: {e}")),
+            ));
+        });
+        match job {
+            Ok(j) => self.op_job = Some(j),
+            Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+        }
+    }
+
+    fn watch_remote(&mut self, ctx: &egui::Context, url: &str) {
+        self.history.clear();
+        self.snapshot = None;
+        let token = self.remote_token.trim().to_string();
+        let mut api = AggregatorClient::new(url);
+        if !token.is_empty() {
+            api = api.with_token(token);
+        }
+        let job = Job::spawn("watch-remote", ctx, move |p: Progress<RemoteMsg>| {
+            let mut known = 0u64;
+            while !p.cancelled() {
+                match remote_snapshot(&api, known) {
+                    Ok((snap, infos)) => {
+                        known += infos.len() as u64;
+                        p.send(RemoteMsg::Snapshot(Box::new(snap), infos));
+                    }
+                    Err(e) => {
+                        p.send(RemoteMsg::Error(e));
+                        return;
+                    }
+                }
+                let t = Instant::now();
+                while t.elapsed() < REMOTE_POLL && !p.cancelled() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        });
+        match job {
+            Ok(j) => self.remote_job = Some(j),
+            Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+        }
+    }
+
+    pub fn ui(&mut self, ui: &mut Ui, settings: &mut Settings, shared: &mut Shared) {
+        let ctx = ui.ctx().clone();
+        if let Some(p) = self.key_dialog.take() {
+            self.load_public_key(&p, settings);
+        }
+        egui::ScrollArea::vertical()
+            .id_salt("server-scroll")
+            .show(ui, |ui| {
+                ui.heading("Aggregator");
+                ui.label("The aggregator adds the clients' encrypted updates and publishes the sum. It holds only the public key: it can read neither an update, nor the sum, nor the model.");
+                ui.horizontal(|ui| {
+                    ui.add_enabled_ui(!self.is_running() && self.remote_job.is_none(), |ui| {
+                        ui.radio_value(&mut self.remote, false, "Embedded (this app)");
+                        ui.radio_value(&mut self.remote, true, "Remote");
+                    });
+                });
+                if self.remote {
+                    self.remote_ui(ui, settings, &ctx);
+                } else {
+                    self.embedded_ui(ui, settings);
+                }
+                self.key_ui(ui, settings, shared, &ctx);
+                widgets::notes_ui(ui, &mut self.notes);
+                self.state_ui(ui, settings, &ctx);
+            });
+    }
+
+    fn embedded_ui(&mut self, ui: &mut Ui, settings: &mut Settings) {
+        ui.horizontal(|ui| {
+            if let Some(s) = &self.server {
+                let url = s.url().to_string();
+                if ui.button("■ Stop aggregator").clicked() {
+                    self.stop();
+                    return;
+                }
+                ui.label(RichText::new("● running").color(OK_COLOR));
+                widgets::copyable_ui(ui, "Address:", &url);
+            } else {
+                ui.add_enabled_ui(true, |ui| {
+                    widgets::number_field(ui, "Port", &mut settings.server_port, 0..=65535, 1.0)
+                        .on_hover_text("0 = any free port");
+                    ui.checkbox(&mut settings.server_public, "Reachable from other machines")
+                        .on_hover_text("Listen on every network interface instead of this machine only (plain HTTP: use it on a trusted network, or run `fedhe serve` with TLS)");
+                });
+                let start = egui::Button::new(
+                    RichText::new("▶ Start aggregator").color(egui::Color32::WHITE),
+                )
+                .fill(ENCRYPTED_COLOR);
+                if ui.add(start).clicked() {
+                    self.start(settings);
+                }
+            }
+        });
+        if let Some(s) = &self.server {
+            let token = s.operator_token().to_string();
+            ui.collapsing("Operator token (for `fedhe` on the command line)", |ui| {
+                widgets::copyable_ui(ui, "Token:", &token);
+            });
+            if settings.server_public {
+                ui.weak(
+                    "Other machines reach it at this machine's network address and the port above.",
+                );
+            }
+        }
+    }
+
+    fn remote_ui(&mut self, ui: &mut Ui, settings: &mut Settings, ctx: &egui::Context) {
+        ui.horizontal(|ui| {
+            let watching = self.remote_job.is_some();
+            ui.add_enabled_ui(!watching, |ui| {
+                widgets::text_field(ui, "URL", &mut settings.remote_url, "https://host:8443");
+                let l = ui.label("Operator token");
+                ui.add(
+                    egui::TextEdit::singleline(&mut self.remote_token)
+                        .password(true)
+                        .hint_text("needed for Aggregate now"),
+                )
+                .labelled_by(l.id);
+            });
+            if watching {
+                if ui.button("Disconnect").clicked()
+                    && let Some(j) = &self.remote_job
+                {
+                    j.cancel();
+                }
+                ui.spinner();
+            } else if ui.button("Connect").clicked() {
+                let url = settings.remote_url.trim().to_string();
+                self.watch_remote(ctx, &url);
+            }
+        });
+    }
+
+    fn key_ui(
+        &mut self,
+        ui: &mut Ui,
+        settings: &mut Settings,
+        shared: &mut Shared,
+        ctx: &egui::Context,
+    ) {
+        widgets::section_heading(ui, "Session public key");
+        ui.horizontal(|ui| {
+            widgets::text_field(
+                ui,
+                "Public key file",
+                &mut settings.public_key_path,
+                "keys/public.key",
+            );
+            if ui.button("Load").clicked() {
+                let p = PathBuf::from(settings.public_key_path.trim());
+                self.load_public_key(&p, settings);
+            }
+            if ui.button("Browse…").clicked() {
+                self.key_dialog.open(
+                    ctx,
+                    DialogKind::Open,
+                    "Open the session's public key",
+                    ("", &[]),
+                    None,
+                );
+            }
+            if let Some(k) = shared.client_public_key.clone()
+                && ui
+                    .button("Use the Client tab's key")
+                    .on_hover_text("Only the public part is passed to the aggregator")
+                    .clicked()
+            {
+                self.set_public_key(k, "the Client tab's key (public part)".into());
+            }
+        });
+        if self.remote {
+            if let Some((k, _)) = &self.public_key
+                && ui
+                    .add_enabled(
+                        !self.remote_token.trim().is_empty() && self.op_job.is_none(),
+                        egui::Button::new("Send the public key to the remote aggregator"),
+                    )
+                    .on_disabled_hover_text("Needs the operator token")
+                    .clicked()
+            {
+                let bytes = k.to_bytes();
+                let api = AggregatorClient::new(settings.remote_url.trim())
+                    .with_token(self.remote_token.trim().to_string());
+                let job = Job::spawn("send-key", ctx, move |p: Progress<OpMsg>| {
+                    p.send(OpMsg::Done(
+                        api.load_public_key(&bytes, None)
+                            .map(|s| {
+                                format!("Session key loaded: fingerprint {}", s.session.fingerprint)
+                            })
+                            .map_err(|e| format!("The aggregator refused the key: {e}")),
+                    ));
+                });
+                match job {
+                    Ok(j) => self.op_job = Some(j),
+                    Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+                }
+            }
+        }
+        match (
+            &self.public_key,
+            self.snapshot
+                .as_ref()
+                .and_then(|s| s.status.session.as_ref()),
+        ) {
+            (_, Some(session)) => {
+                ui.label(
+                    RichText::new(format!(
+                        "🔑 Session key fingerprint {} ({}), up to {} values per update",
+                        session.fingerprint,
+                        session.params,
+                        session.max_len.map_or("–".into(), |n| n.to_string())
+                    ))
+                    .color(OK_COLOR),
+                );
+            }
+            (Some((k, source)), None) => {
+                ui.label(format!("🔑 {source}: fingerprint {}", k.fingerprint()));
+            }
+            (None, None) => {
+                ui.weak("No public key yet: clients can register, but no update is accepted before it is loaded.");
+            }
+        }
+    }
+
+    fn state_ui(&mut self, ui: &mut Ui, settings: &mut Settings, ctx: &egui::Context) {
+        let Some(snap) = self.snapshot.clone() else {
+            if !self.is_running() && self.remote_job.is_none() {
+                ui.add_space(10.0);
+                ui.weak("Start the embedded aggregator, or connect to a remote one, to see its clients and rounds.");
+            }
+            return;
+        };
+        let st = &snap.status;
+        widgets::section_heading(ui, "Round");
+        ui.horizontal(|ui| {
+            let phase = match RoundPhase::of(st.round) {
+                Some(RoundPhase::Standardize) => "standardization".to_string(),
+                Some(RoundPhase::Train(k)) => format!("training round {k}"),
+                None => "–".into(),
+            };
+            let state = match st.round_state {
+                RoundState::Open => "open",
+                RoundState::Closed => "closed",
+            };
+            ui.label(
+                RichText::new(format!(
+                    "Round {} ({phase}): {state}, {} of {} registered clients submitted",
+                    st.round,
+                    st.submitted.len(),
+                    st.registered
+                ))
+                .strong(),
+            );
+        });
+        ui.horizontal(|ui| {
+            let can = st.round_state == RoundState::Open
+                && !st.submitted.is_empty()
+                && self.op_job.is_none();
+            if ui
+                .add_enabled(can, egui::Button::new("Aggregate now"))
+                .on_hover_text(
+                    "Close the round with the updates received so far and publish the sum",
+                )
+                .on_disabled_hover_text("No update received in this round yet")
+                .clicked()
+            {
+                self.aggregate_now(ctx, settings);
+            }
+            if self.remote {
+                ui.weak(if st.auto_aggregate {
+                    "auto-aggregate: on (server setting)"
+                } else {
+                    "auto-aggregate: off (server setting)"
+                });
+            } else {
+                ui.checkbox(&mut settings.auto_aggregate, "Auto-aggregate")
+                    .on_hover_text(
+                        "Close each round as soon as every registered client has submitted",
+                    );
+            }
+        });
+
+        widgets::section_heading(ui, "Registered clients");
+        if snap.clients.is_empty() {
+            ui.weak("No client has registered yet.");
+        } else {
+            egui::Grid::new("server-clients")
+                .striped(true)
+                .show(ui, |ui| {
+                    ui.strong("id");
+                    ui.strong("name");
+                    ui.strong("this round");
+                    ui.strong("last round submitted");
+                    ui.end_row();
+                    for c in &snap.clients {
+                        ui.monospace(&c.id);
+                        ui.label(&c.name);
+                        if st.submitted.contains(&c.id) {
+                            ui.label(RichText::new("✔ submitted").color(OK_COLOR));
+                        } else if st.round_state == RoundState::Open {
+                            ui.label("waiting");
+                        } else {
+                            ui.label("–");
+                        }
+                        ui.label(c.last_round.map_or("–".into(), |r| r.to_string()));
+                        ui.end_row();
+                    }
+                });
+        }
+
+        widgets::section_heading(ui, "Round history");
+        if self.history.is_empty() {
+            ui.weak("No round closed yet.");
+            return;
+        }
+        egui::ScrollArea::vertical()
+            .id_salt("server-history")
+            .max_height(160.0)
+            .show(ui, |ui| {
+                egui::Grid::new("server-history-grid")
+                    .striped(true)
+                    .show(ui, |ui| {
+                        ui.strong("round");
+                        ui.strong("phase");
+                        ui.strong("contributors");
+                        ui.strong("bytes received");
+                        ui.strong("aggregation");
+                        ui.end_row();
+                        for r in &self.history {
+                            ui.label(r.round.to_string());
+                            ui.label(match RoundPhase::of(r.round) {
+                                Some(RoundPhase::Standardize) => "standardization".to_string(),
+                                Some(RoundPhase::Train(k)) => format!("training {k}"),
+                                None => "–".into(),
+                            });
+                            ui.label(r.contributors.to_string());
+                            ui.label(human_bytes(r.bytes_accepted));
+                            ui.label(format!("{:.2} ms", r.aggregate_ms));
+                            ui.end_row();
+                        }
+                    });
+            });
+        let ms: Vec<[f64; 2]> = self
+            .history
+            .iter()
+            .map(|r| [r.round as f64, r.aggregate_ms])
+            .collect();
+        let kb: Vec<[f64; 2]> = self
+            .history
+            .iter()
+            .map(|r| [r.round as f64, r.bytes_accepted as f64 / 1e3])
+            .collect();
+        let contributors: Vec<[f64; 2]> = self
+            .history
+            .iter()
+            .map(|r| [r.round as f64, f64::from(r.contributors)])
+            .collect();
+        ui.columns(3, |cols| {
+            cols[0].label("Aggregation time per round");
+            line_plot_ui(
+                &mut cols[0],
+                "server-ms",
+                "round",
+                "ms",
+                140.0,
+                vec![Series::new("aggregation ms", ms, ENCRYPTED_COLOR)],
+                Some((0.0, 0.0)),
+            );
+            cols[1].label("Ciphertext received per round");
+            line_plot_ui(
+                &mut cols[1],
+                "server-kb",
+                "round",
+                "KB",
+                140.0,
+                vec![Series::new("KB received", kb, widgets::PLAIN_COLOR)],
+                Some((0.0, 0.0)),
+            );
+            cols[2].label("Contributors per round");
+            line_plot_ui(
+                &mut cols[2],
+                "server-contributors",
+                "round",
+                "clients",
+                140.0,
+                vec![Series::new("contributors", contributors, OK_COLOR)],
+                Some((0.0, 0.0)),
+            );
+        });
+    }
+}
+
+fn merge_history(history: &mut Vec<RoundInfo>, infos: Vec<RoundInfo>) {
+    for i in infos {
+        if history.last().is_none_or(|l| l.round < i.round) {
+            history.push(i);
+        }
+    }
+}
+
+/// Status, clients and the closed rounds after `known` of a remote aggregator.
+fn remote_snapshot(
+    api: &AggregatorClient,
+    known: u64,
+) -> Result<(Snapshot, Vec<RoundInfo>), String> {
+    let status = api
+        .status()
+        .map_err(|e| format!("Could not read the aggregator's status: {e}"))?;
+    // The client list may need the operator token; without it, show none.
+    let clients = api.clients().unwrap_or_default();
+    let mut infos = Vec::new();
+    for r in (known + 1)..=status.last_closed.unwrap_or(0) {
+        infos.push(
+            api.round(r, None)
+                .map_err(|e| format!("Could not read round {r}: {e}"))?,
+        );
+    }
+    Ok((Snapshot { status, clients }, infos))
+}

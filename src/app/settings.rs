@@ -1,0 +1,144 @@
+//! Settings that persist between runs (eframe persistence, RON in the
+//! platform's app-data folder). Only choices live here, never data, keys or
+//! tokens.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The views of the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Tab {
+    Demo,
+    Client,
+    Server,
+    Predict,
+}
+
+/// Local training settings of the Client tab.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainingSettings {
+    pub rounds: u64,
+    pub epochs: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub l2: f64,
+    /// Share of the local rows kept aside to validate the global model.
+    pub validation_fraction: f64,
+    pub seed: u64,
+}
+
+impl Default for TrainingSettings {
+    fn default() -> Self {
+        Self {
+            rounds: 10,
+            epochs: 5,
+            lr: 0.05,
+            batch_size: 32,
+            l2: 1e-3,
+            validation_fraction: 0.2,
+            seed: 42,
+        }
+    }
+}
+
+/// How the demo deals the sample data to its virtual clients.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum DemoSplit {
+    Iid,
+    Dirichlet,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DemoSettings {
+    pub clients: usize,
+    pub split: DemoSplit,
+    /// Dirichlet concentration: small = very uneven clients.
+    pub alpha: f64,
+    pub rounds: u64,
+    pub epochs: usize,
+    /// Also run plaintext FedAvg and draw it for comparison.
+    pub overlay_plain: bool,
+}
+
+impl Default for DemoSettings {
+    fn default() -> Self {
+        Self {
+            clients: 3,
+            split: DemoSplit::Iid,
+            alpha: 0.5,
+            rounds: 5,
+            epochs: 3,
+            overlay_plain: true,
+        }
+    }
+}
+
+/// Everything remembered between runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub tab: Tab,
+    pub client_name: String,
+    pub client_id: String,
+    pub last_csv: Option<PathBuf>,
+    pub label: Option<String>,
+    pub positive: Option<String>,
+    pub ignored: Vec<String>,
+    pub key_path: String,
+    pub server_url: String,
+    /// Connect the client to the aggregator of the Server tab.
+    pub use_embedded: bool,
+    pub training: TrainingSettings,
+    /// Port of the embedded aggregator; 0 lets the system choose.
+    pub server_port: u16,
+    /// Listen on every interface instead of this machine only.
+    pub server_public: bool,
+    pub auto_aggregate: bool,
+    pub public_key_path: String,
+    pub remote_url: String,
+    pub model_path: String,
+    pub test_csv_path: String,
+    pub demo: DemoSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            // A first-time user lands on the demo.
+            tab: Tab::Demo,
+            client_name: "Hospital A".into(),
+            client_id: "client-a".into(),
+            last_csv: None,
+            label: None,
+            positive: None,
+            ignored: Vec::new(),
+            key_path: default_key_path().display().to_string(),
+            server_url: "http://127.0.0.1:8080".into(),
+            use_embedded: true,
+            training: TrainingSettings::default(),
+            server_port: 0,
+            server_public: false,
+            auto_aggregate: true,
+            public_key_path: String::new(),
+            remote_url: "http://127.0.0.1:8080".into(),
+            model_path: String::new(),
+            test_csv_path: String::new(),
+            demo: DemoSettings::default(),
+        }
+    }
+}
+
+/// `keys/secret.key` when run from a FedHE checkout (its `keys/` folder is
+/// git-ignored), else the app-data folder.
+pub fn default_key_path() -> PathBuf {
+    let local = PathBuf::from("keys");
+    if local.is_dir() {
+        return local.join("secret.key");
+    }
+    eframe::storage_dir(super::APP_ID)
+        .map(|d| d.join("keys").join("secret.key"))
+        .unwrap_or_else(|| local.join("secret.key"))
+}
