@@ -612,7 +612,7 @@ impl ClientTab {
                         Some("model.json"),
                     );
                 }
-                if ui.button("Open in Predict →").clicked() {
+                if ui.button("Open in Predict »").clicked() {
                     shared.goto = Some(super::Tab::Predict);
                     shared.predict_latest = true;
                 }

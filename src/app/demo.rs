@@ -277,7 +277,7 @@ fn outcome_ui(ui: &mut Ui, o: &DemoOutcome, shared: &mut Shared) {
                     "{} rows held out for testing; centralized logistic regression reaches about 0.965.",
                     o.test.rows
                 ));
-                if ui.button("Open in Predict →").clicked() {
+                if ui.button("Open in Predict »").clicked() {
                     shared.goto = Some(super::Tab::Predict);
                     shared.predict_latest = true;
                 }

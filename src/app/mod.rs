@@ -249,7 +249,7 @@ impl FedheApp {
             busy.push("scoring");
         }
         if self.server.is_running() {
-            ui.label(RichText::new("● aggregator running").color(widgets::OK_COLOR));
+            ui.label(RichText::new("✔ aggregator running").color(widgets::OK_COLOR));
         }
         if !busy.is_empty() {
             ui.label(busy.join(", "));

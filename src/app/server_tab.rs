@@ -329,7 +329,7 @@ impl ServerTab {
                     self.stop();
                     return;
                 }
-                ui.label(RichText::new("● running").color(OK_COLOR));
+                ui.label(RichText::new("✔ running").color(OK_COLOR));
                 widgets::copyable_ui(ui, "Address:", &url);
             } else {
                 ui.add_enabled_ui(true, |ui| {

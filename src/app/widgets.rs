@@ -206,3 +206,40 @@ pub fn section_heading(ui: &mut Ui, text: &str) {
     ui.add_space(6.0);
     ui.label(RichText::new(text).strong().size(16.0));
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every symbol the app draws exists in the fonts bundled with it
+    /// (a missing glyph panics egui in debug and shows tofu in release).
+    #[test]
+    fn every_symbol_has_a_glyph() {
+        let sources = [
+            include_str!("mod.rs"),
+            include_str!("client_tab.rs"),
+            include_str!("server_tab.rs"),
+            include_str!("predict_tab.rs"),
+            include_str!("demo.rs"),
+            include_str!("plots.rs"),
+            include_str!("widgets.rs"),
+        ];
+        let ctx = egui::Context::default();
+        let _ = ctx.run_ui(egui::RawInput::default(), |_| {});
+        let mut missing = Vec::new();
+        for src in sources {
+            for line in src.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                for c in line.chars().filter(|c| !c.is_ascii()) {
+                    for font in [
+                        egui::FontId::proportional(14.0),
+                        egui::FontId::monospace(14.0),
+                    ] {
+                        if !ctx.fonts_mut(|f| f.has_glyph(&font, c)) {
+                            missing.push((c, font.family));
+                        }
+                    }
+                }
+            }
+        }
+        missing.dedup();
+        assert!(missing.is_empty(), "no glyph for {missing:?}");
+    }
+}

@@ -1,0 +1,370 @@
+//! The desktop app driven headless with egui_kittest (no GPU, no window):
+//! real clicks, real drops, real background jobs.
+
+#![cfg(feature = "gui")]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::{NodeT, Queryable};
+use fedhe::app::{FedheApp, Settings, Tab};
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+fn harness(initial_csv: Option<PathBuf>) -> Harness<'static, FedheApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 860.0))
+        .build_eframe(move |_cc| FedheApp::with_settings(Settings::default(), initial_csv))
+}
+
+/// Steps frames (with real time passing) until `done` holds.
+fn wait_until(
+    h: &mut Harness<'static, FedheApp>,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&FedheApp) -> bool,
+) {
+    let start = Instant::now();
+    while !done(h.state()) {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A few more frames so the UI shows the final state.
+    h.run_steps(3);
+}
+
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+fn drop_file(h: &mut Harness<'static, FedheApp>, path: &Path) {
+    h.input_mut()
+        .dropped_files
+        .push(Arc::new(Dropped(path.to_path_buf())));
+    h.step();
+}
+
+fn label_of(h: &Harness<'static, FedheApp>, contains: &str) -> String {
+    let node = h.get_by_label_contains(contains);
+    // A Label keeps its text in the AccessKit value; other widgets in the label.
+    node.value()
+        .or_else(|| node.accesskit_node().label())
+        .unwrap_or_default()
+}
+
+fn click(h: &mut Harness<'static, FedheApp>, label: &str) {
+    h.get_all_by_label(label)
+        .next()
+        .unwrap_or_else(|| panic!("no widget labelled {label:?}"))
+        .click();
+    h.step();
+}
+
+#[test]
+fn tabs_switch_and_every_input_is_named() {
+    let mut h = harness(None);
+    h.run();
+    // First run opens on the demo.
+    assert_eq!(h.state().settings.tab, Tab::Demo);
+    h.get_by_label("Encrypted federated learning in one click");
+
+    click(&mut h, "Client");
+    h.run();
+    assert_eq!(h.state().settings.tab, Tab::Client);
+    h.get_by_label("1. Data");
+
+    click(&mut h, "Server");
+    h.run();
+    assert_eq!(h.state().settings.tab, Tab::Server);
+    h.get_by_label("▶ Start aggregator");
+
+    click(&mut h, "Predict");
+    h.run();
+    assert_eq!(h.state().settings.tab, Tab::Predict);
+    h.get_by_label("Use latest global model");
+
+    click(&mut h, "▶ Run demo");
+    h.run();
+    assert_eq!(h.state().settings.tab, Tab::Demo);
+}
+
+#[test]
+fn demo_three_clients_three_rounds_converges() {
+    let mut h = harness(None);
+    h.run();
+    h.get_by_label("Rounds").set_value_accesskit(3.0);
+    h.run();
+    assert_eq!(h.state().settings.demo.rounds, 3);
+    assert_eq!(h.state().settings.demo.clients, 3);
+
+    click(&mut h, "▶ Start demo");
+    assert!(h.state().demo.is_running());
+    wait_until(&mut h, "the demo", Duration::from_secs(180), |a| {
+        !a.demo.is_running()
+    });
+    h.run();
+    assert!(
+        h.state().demo.notes.is_empty(),
+        "demo reported: {:?}",
+        h.state().demo.notes
+    );
+    assert_eq!(h.state().demo.encrypted.len(), 3);
+    assert_eq!(h.state().demo.plain.len(), 3);
+
+    // The final accuracy, as the window shows it.
+    let text = label_of(&h, "Final test accuracy");
+    let shown: f64 = text
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no number in {text:?}"));
+    let outcome = h.state().demo.outcome.as_ref().expect("outcome");
+    assert!((shown - outcome.test.accuracy).abs() < 1e-3, "{text}");
+    assert!(shown > 0.9, "final accuracy {shown}");
+    assert_eq!(h.state().demo.encrypted[2].contributors, 3);
+    assert!(h.state().demo.encrypted[2].bytes_up > 0);
+
+    // The global model is now offered to Predict, with the held-out rows.
+    click(&mut h, "Open in Predict »");
+    wait_until(&mut h, "scoring", Duration::from_secs(30), |a| {
+        a.predict.scored.is_some()
+    });
+    h.run();
+    let acc = h
+        .state()
+        .predict
+        .scored
+        .as_ref()
+        .unwrap()
+        .scored
+        .metrics
+        .unwrap()
+        .accuracy;
+    assert!((acc - outcome_accuracy(&h)).abs() < 1e-9);
+}
+
+fn outcome_accuracy(h: &Harness<'static, FedheApp>) -> f64 {
+    h.state().demo.outcome.as_ref().unwrap().test.accuracy
+}
+
+#[test]
+fn dropped_csv_is_previewed_and_loaded() {
+    let mut h = harness(None);
+    h.run();
+    drop_file(&mut h, &repo("sample_data/breast_cancer_wdbc.csv"));
+    assert_eq!(h.state().settings.tab, Tab::Client);
+    wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
+        a.client.csv.is_some() && !a.client.is_loading_csv()
+    });
+    h.run();
+    let csv = h.state().client.csv.as_ref().unwrap();
+    assert_eq!(csv.total_rows, 569);
+    let ds = csv.dataset().expect("loads");
+    assert_eq!(ds.feature_names.len(), 30);
+    assert_eq!(ds.label.column, "diagnosis");
+    h.get_by_label_contains("569 rows, 30 features");
+    // The preview shows the header.
+    h.get_by_label("mean_radius");
+}
+
+#[test]
+fn csv_from_the_command_line_uses_the_same_path() {
+    let mut h = harness(Some(repo("sample_data/test.csv")));
+    wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
+        a.client.csv.is_some() && !a.client.is_loading_csv()
+    });
+    assert_eq!(h.state().settings.tab, Tab::Client);
+    assert!(h.state().client.csv.as_ref().unwrap().dataset().is_some());
+}
+
+#[test]
+fn malformed_csv_shows_an_error_in_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "diagnosis,a,b\n1,2.5,3\n0,oops,4\n1,1,1\n").unwrap();
+    let mut h = harness(None);
+    h.run();
+    drop_file(&mut h, &bad);
+    wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
+        a.client.csv.is_some() && !a.client.is_loading_csv()
+    });
+    h.run();
+    let text = label_of(&h, "This CSV cannot be used");
+    assert!(text.contains("\"oops\" is not a finite number"), "{text}");
+    assert!(text.contains("bad.csv:3"), "{text}");
+    // The federated start stays disabled; nothing panicked.
+    assert!(h.state().client.csv.as_ref().unwrap().dataset().is_none());
+
+    // A file that does not exist also ends up in words in the window.
+    drop_file(&mut h, &dir.path().join("missing.csv"));
+    wait_until(&mut h, "the error", Duration::from_secs(30), |a| {
+        !a.client.is_loading_csv() && a.client.notes.iter().any(|n| n.is_error())
+    });
+    h.get_by_label_contains("the file does not exist");
+}
+
+/// Trains and saves a model with the library, as `fedhe train` would.
+fn saved_model(dir: &Path) -> (PathBuf, fedhe::model::Metrics) {
+    use fedhe::data::{CsvOptions, Standardizer, load_csv};
+    use fedhe::model::{LogisticRegression, ModelFile, Provenance, TrainConfig, train};
+    let ds = load_csv(&repo("sample_data/train.csv"), &CsvOptions::default())
+        .unwrap()
+        .dataset;
+    let scaler = Standardizer::fit(&ds.x);
+    let mut model = LogisticRegression::zeros(ds.feature_names.len());
+    let cfg = TrainConfig {
+        epochs: 20,
+        ..TrainConfig::default()
+    };
+    train(
+        &mut model,
+        &scaler.transformed(&ds.x),
+        &ds.y,
+        &cfg,
+        &mut |_| std::ops::ControlFlow::Continue(()),
+    )
+    .unwrap();
+    let file = ModelFile::new(
+        ds.feature_names.clone(),
+        scaler,
+        ds.label.clone(),
+        &model,
+        Provenance::now(
+            "centralized",
+            vec!["train.csv".into()],
+            ds.rows(),
+            serde_json::json!({}),
+        ),
+    );
+    let path = dir.join("model.json");
+    file.save(&path).unwrap();
+    let scored = fedhe::model::score_csv(&file, &repo("sample_data/test.csv")).unwrap();
+    (path, scored.metrics.unwrap())
+}
+
+#[test]
+fn predict_shows_the_metrics_of_a_saved_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, expected) = saved_model(dir.path());
+    let mut h = harness(None);
+    h.run();
+    click(&mut h, "Predict");
+    drop_file(&mut h, &model);
+    wait_until(&mut h, "the model", Duration::from_secs(30), |a| {
+        a.predict.model.is_some() && !a.predict.is_busy()
+    });
+    drop_file(&mut h, &repo("sample_data/test.csv"));
+    wait_until(&mut h, "scoring", Duration::from_secs(30), |a| {
+        a.predict.scored.is_some() && !a.predict.is_busy()
+    });
+    h.run();
+    h.get_by_label("Accuracy");
+    h.get_by_label("Confusion matrix");
+    h.get_by_label("ROC curve");
+    h.get_by_label(&format!("{:.3}", expected.accuracy));
+    h.get_by_label(&format!("{:.4}", expected.log_loss));
+    let m = h
+        .state()
+        .predict
+        .scored
+        .as_ref()
+        .unwrap()
+        .scored
+        .metrics
+        .unwrap();
+    assert_eq!(m.confusion, expected.confusion);
+    assert_eq!(m.rows, expected.rows);
+}
+
+#[test]
+fn a_secret_key_is_refused_by_the_server_tab() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = fedhe::crypto::SecretKey::generate(fedhe::crypto::ParamSet::Standard64);
+    let secret = dir.path().join("secret.key");
+    key.save(&secret, false).unwrap();
+    let mut h = harness(None);
+    h.run();
+    click(&mut h, "Server");
+    drop_file(&mut h, &secret);
+    h.run();
+    assert!(h.state().server.public_key.is_none());
+    let text = label_of(&h, "SECRET key file");
+    assert!(text.contains("public"), "{text}");
+}
+
+#[test]
+fn one_client_trains_through_the_embedded_aggregator() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(None);
+    h.state_mut().settings.key_path = dir.path().join("secret.key").display().to_string();
+    h.state_mut().settings.training.rounds = 2;
+    h.state_mut().settings.training.epochs = 2;
+    h.run();
+    click(&mut h, "Client");
+    click(&mut h, "Use sample data");
+    wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
+        a.client.csv.as_ref().is_some_and(|c| c.dataset().is_some())
+    });
+    click(&mut h, "Generate new key");
+    wait_until(&mut h, "the key", Duration::from_secs(60), |a| {
+        a.client.key.is_some()
+    });
+    assert!(dir.path().join("public.key").exists());
+
+    click(&mut h, "Server");
+    click(&mut h, "▶ Start aggregator");
+    assert!(h.state().server.is_running());
+    click(&mut h, "Use the Client tab's key");
+    assert!(h.state().server.public_key.is_some());
+
+    click(&mut h, "Client");
+    click(&mut h, "Register");
+    wait_until(&mut h, "registration", Duration::from_secs(30), |a| {
+        a.client.registered.is_some() || a.client.notes.iter().any(|n| n.is_error())
+    });
+    assert!(
+        h.state().client.registered.is_some(),
+        "{:?}",
+        h.state().client.notes
+    );
+    click(&mut h, "🔒 Start federated training");
+    wait_until(&mut h, "training", Duration::from_secs(120), |a| {
+        !a.client.is_training()
+    });
+    wait_until(&mut h, "the server history", Duration::from_secs(10), |a| {
+        a.server.history.len() >= 3
+    });
+    let app = h.state();
+    assert!(app.client.model.is_some(), "{:?}", app.client.notes);
+    assert_eq!(app.client.run.rounds.len(), 2);
+    let last = &app.client.run.rounds[1];
+    assert_eq!(last.contributors, 1);
+    assert!(last.val_accuracy.unwrap() > 0.85);
+    assert!(last.bytes_up > 0 && last.bytes_down > 0);
+    // The aggregator saw the standardization round and two training rounds.
+    assert_eq!(app.server.history.len(), 3);
+    assert_eq!(
+        app.shared
+            .latest_model
+            .as_ref()
+            .unwrap()
+            .model
+            .provenance
+            .kind,
+        "federated"
+    );
+    h.state_mut().server.stop();
+}
