@@ -19,7 +19,7 @@ pub struct ScoredView {
 }
 
 enum PredictMsg {
-    Model(Result<(ModelFile, String), String>),
+    Model(Result<Box<(ModelFile, String)>, String>),
     Scored(Result<Box<ScoredView>, String>),
     Exported(Result<PathBuf, String>),
 }
@@ -60,7 +60,7 @@ impl PredictTab {
         self.spawn(ctx, "load-model", move || {
             PredictMsg::Model(
                 ModelFile::load(&path)
-                    .map(|m| (m, path.display().to_string()))
+                    .map(|m| Box::new((m, path.display().to_string())))
                     .map_err(|e| format!("Could not load the model: {e}")),
             )
         });
@@ -98,7 +98,8 @@ impl PredictTab {
         let (msgs, failure) = poll_slot(&mut self.job);
         for m in msgs {
             match m {
-                PredictMsg::Model(Ok((model, source))) => {
+                PredictMsg::Model(Ok(loaded)) => {
+                    let (model, source) = *loaded;
                     self.set_model(ctx, LatestModel { model, source }, test_path);
                 }
                 PredictMsg::Scored(Ok(view)) => {

@@ -424,32 +424,31 @@ impl ServerTab {
                 self.set_public_key(k, "the Client tab's key (public part)".into());
             }
         });
-        if self.remote {
-            if let Some((k, _)) = &self.public_key
-                && ui
-                    .add_enabled(
-                        !self.remote_token.trim().is_empty() && self.op_job.is_none(),
-                        egui::Button::new("Send the public key to the remote aggregator"),
-                    )
-                    .on_disabled_hover_text("Needs the operator token")
-                    .clicked()
-            {
-                let bytes = k.to_bytes();
-                let api = AggregatorClient::new(settings.remote_url.trim())
-                    .with_token(self.remote_token.trim().to_string());
-                let job = Job::spawn("send-key", ctx, move |p: Progress<OpMsg>| {
-                    p.send(OpMsg::Done(
-                        api.load_public_key(&bytes, None)
-                            .map(|s| {
-                                format!("Session key loaded: fingerprint {}", s.session.fingerprint)
-                            })
-                            .map_err(|e| format!("The aggregator refused the key: {e}")),
-                    ));
-                });
-                match job {
-                    Ok(j) => self.op_job = Some(j),
-                    Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
-                }
+        if self.remote
+            && let Some((k, _)) = &self.public_key
+            && ui
+                .add_enabled(
+                    !self.remote_token.trim().is_empty() && self.op_job.is_none(),
+                    egui::Button::new("Send the public key to the remote aggregator"),
+                )
+                .on_disabled_hover_text("Needs the operator token")
+                .clicked()
+        {
+            let bytes = k.to_bytes();
+            let api = AggregatorClient::new(settings.remote_url.trim())
+                .with_token(self.remote_token.trim().to_string());
+            let job = Job::spawn("send-key", ctx, move |p: Progress<OpMsg>| {
+                p.send(OpMsg::Done(
+                    api.load_public_key(&bytes, None)
+                        .map(|s| {
+                            format!("Session key loaded: fingerprint {}", s.session.fingerprint)
+                        })
+                        .map_err(|e| format!("The aggregator refused the key: {e}")),
+                ));
+            });
+            match job {
+                Ok(j) => self.op_job = Some(j),
+                Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
             }
         }
         match (
