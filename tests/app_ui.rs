@@ -368,3 +368,109 @@ fn one_client_trains_through_the_embedded_aggregator() {
     );
     h.state_mut().server.stop();
 }
+
+#[test]
+fn local_training_plots_the_loss_and_offers_the_model() {
+    let mut h = harness(None);
+    h.state_mut().settings.training.epochs = 7;
+    h.run();
+    click(&mut h, "Client");
+    click(&mut h, "Use sample data");
+    wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
+        a.client.csv.as_ref().is_some_and(|c| c.dataset().is_some())
+    });
+    click(&mut h, "Train locally (plaintext)");
+    wait_until(&mut h, "training", Duration::from_secs(60), |a| {
+        !a.client.is_training()
+    });
+    h.run();
+    let app = h.state();
+    assert_eq!(app.client.run.epochs.len(), 7);
+    let first = app.client.run.epochs[0].loss;
+    let last = app.client.run.epochs[6].loss;
+    assert!(last < first, "loss {first} -> {last}");
+    assert_eq!(
+        app.client.model.as_ref().unwrap().provenance.kind,
+        "centralized"
+    );
+    h.get_by_label_contains("validation accuracy");
+    h.get_by_label("Save model…");
+}
+
+#[test]
+fn the_demo_can_be_stopped() {
+    let mut h = harness(None);
+    h.state_mut().settings.demo.rounds = 500;
+    h.state_mut().settings.demo.overlay_plain = false;
+    h.run();
+    click(&mut h, "▶ Start demo");
+    wait_until(&mut h, "a first round", Duration::from_secs(60), |a| {
+        !a.demo.encrypted.is_empty() || !a.demo.is_running()
+    });
+    click(&mut h, "■ Stop demo");
+    wait_until(&mut h, "the stop", Duration::from_secs(60), |a| {
+        !a.demo.is_running()
+    });
+    assert!(h.state().demo.encrypted.len() < 500);
+    assert!(h.state().demo.outcome.is_none());
+    h.get_by_label_contains("The demo was stopped");
+}
+
+#[derive(Default)]
+struct MemoryStorage(std::collections::HashMap<String, String>);
+
+impl eframe::Storage for MemoryStorage {
+    fn get_string(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+    fn set_string(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_string(), value);
+    }
+    fn remove_string(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+    fn flush(&mut self) {}
+}
+
+#[test]
+fn settings_survive_a_restart() {
+    let mut h = harness(None);
+    h.run();
+    click(&mut h, "Server");
+    h.state_mut().settings.training.rounds = 17;
+    h.state_mut().settings.demo.clients = 5;
+    let mut storage = MemoryStorage::default();
+    eframe::App::save(h.state_mut(), &mut storage);
+    let back: Settings = eframe::get_value(&storage, eframe::APP_KEY).expect("saved");
+    assert_eq!(back, h.state().settings);
+    assert_eq!(back.tab, Tab::Server);
+    assert_eq!(back.training.rounds, 17);
+}
+
+#[test]
+fn the_server_tab_watches_a_remote_aggregator() {
+    use fedhe::server::{EmbeddedServer, ServerConfig};
+    let srv = EmbeddedServer::start(ServerConfig::default()).unwrap();
+    let mut api = fedhe::client::AggregatorClient::new(srv.url());
+    api.register(&fedhe::protocol::RegisterRequest {
+        id: "remote-1".into(),
+        name: "Remote clinic".into(),
+        max_len: Some(31),
+    })
+    .unwrap();
+    let mut h = harness(None);
+    h.run();
+    click(&mut h, "Server");
+    click(&mut h, "Remote");
+    h.state_mut().settings.remote_url = srv.url().to_string();
+    h.state_mut().server.remote_token = srv.operator_token().to_string();
+    click(&mut h, "Connect");
+    wait_until(&mut h, "a snapshot", Duration::from_secs(30), |a| {
+        a.server.snapshot.is_some()
+    });
+    let snap = h.state().server.snapshot.clone().unwrap();
+    assert_eq!(snap.status.registered, 1);
+    h.get_by_label("Remote clinic");
+    click(&mut h, "Disconnect");
+    srv.shutdown();
+}

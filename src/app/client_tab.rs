@@ -27,7 +27,7 @@ use crate::model::{
 use crate::protocol::RegisterRequest;
 
 /// Rows shown in the preview.
-const PREVIEW_ROWS: usize = 8;
+const PREVIEW_ROWS: usize = 5;
 
 /// A CSV file as the tab shows it: a raw preview and the result of loading
 /// it with the chosen schema.

@@ -205,6 +205,17 @@ pub enum TrainMsg {
     Done(Result<Box<crate::model::ModelFile>, String>),
 }
 
+/// Formats a duration in milliseconds for people (µs below 1 ms).
+pub fn human_ms(ms: f64) -> String {
+    if ms < 1.0 {
+        format!("{:.0} µs", ms * 1e3)
+    } else if ms < 100.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
 /// Formats a byte count for people.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
@@ -288,5 +299,8 @@ mod tests {
         assert_eq!(human_bytes(12), "12 B");
         assert_eq!(human_bytes(16_400), "16.4 KB");
         assert_eq!(human_bytes(8_000_000), "8.0 MB");
+        assert_eq!(human_ms(0.0031), "3 µs");
+        assert_eq!(human_ms(2.25), "2.2 ms");
+        assert_eq!(human_ms(268.4), "268 ms");
     }
 }

@@ -130,7 +130,7 @@ pub fn round_plots_ui(
 
 /// The per-round log as a table.
 pub fn round_table_ui(ui: &mut Ui, id: &str, rows: &[RoundRow], with_server: bool) {
-    use super::jobs::human_bytes;
+    use super::jobs::{human_bytes, human_ms};
     egui::ScrollArea::vertical()
         .id_salt(id)
         .max_height(180.0)
@@ -155,11 +155,11 @@ pub fn round_table_ui(ui: &mut Ui, id: &str, rows: &[RoundRow], with_server: boo
                     ui.label(r.val_loss.map_or("–".into(), |l| format!("{l:.4}")));
                     ui.label(human_bytes(r.bytes_up));
                     ui.label(human_bytes(r.bytes_down));
-                    ui.label(format!("{:.1} ms", r.encrypt_ms));
+                    ui.label(human_ms(r.encrypt_ms));
                     if with_server {
-                        ui.label(format!("{:.1} ms", r.aggregate_ms));
+                        ui.label(human_ms(r.aggregate_ms));
                     }
-                    ui.label(format!("{:.1} ms", r.decrypt_ms));
+                    ui.label(human_ms(r.decrypt_ms));
                     ui.end_row();
                 }
             });
@@ -175,7 +175,6 @@ pub fn roc_plot_ui(ui: &mut Ui, points: &[(f64, f64)], auc: Option<f64>, height:
     let pts: Vec<[f64; 2]> = points.iter().map(|&(x, y)| [x, y]).collect();
     Plot::new("roc")
         .height(height)
-        .data_aspect(1.0)
         .legend(Legend::default())
         .x_axis_label("false-positive rate")
         .y_axis_label("true-positive rate")

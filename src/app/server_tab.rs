@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use egui::{RichText, Ui};
 
 use super::Shared;
-use super::jobs::{Job, Progress, human_bytes, poll_slot};
+use super::jobs::{Job, Progress, human_bytes, human_ms, poll_slot};
 use super::plots::{Series, line_plot_ui};
 use super::settings::Settings;
 use super::widgets::{self, DialogKind, ENCRYPTED_COLOR, FileDialog, Note, OK_COLOR};
@@ -590,7 +590,7 @@ impl ServerTab {
                             });
                             ui.label(r.contributors.to_string());
                             ui.label(human_bytes(r.bytes_accepted));
-                            ui.label(format!("{:.2} ms", r.aggregate_ms));
+                            ui.label(human_ms(r.aggregate_ms));
                             ui.end_row();
                         }
                     });
@@ -598,7 +598,7 @@ impl ServerTab {
         let ms: Vec<[f64; 2]> = self
             .history
             .iter()
-            .map(|r| [r.round as f64, r.aggregate_ms])
+            .map(|r| [r.round as f64, r.aggregate_ms * 1e3])
             .collect();
         let kb: Vec<[f64; 2]> = self
             .history
@@ -616,9 +616,9 @@ impl ServerTab {
                 &mut cols[0],
                 "server-ms",
                 "round",
-                "ms",
+                "µs",
                 140.0,
-                vec![Series::new("aggregation ms", ms, ENCRYPTED_COLOR)],
+                vec![Series::new("aggregation µs", ms, ENCRYPTED_COLOR)],
                 Some((0.0, 0.0)),
             );
             cols[1].label("Ciphertext received per round");

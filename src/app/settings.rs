@@ -69,7 +69,7 @@ impl Default for DemoSettings {
             clients: 3,
             split: DemoSplit::Iid,
             alpha: 0.5,
-            rounds: 5,
+            rounds: 10,
             epochs: 3,
             overlay_plain: true,
         }
