@@ -222,7 +222,7 @@ impl Exchange for HeExchange {
         cost.wait_ms = ms(t);
         cost.bytes_down = sum.len() as u64;
         let t = Instant::now();
-        let acc = Accumulator::from_bytes(&sum, values.len() + 1)?;
+        let acc = Accumulator::from_bytes(&sum, values.len())?;
         drop(sum);
         let mean = crypto::decrypt_mean(&self.key, &acc)?;
         cost.decrypt_ms = ms(t);

@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use error::ServerError;
-pub use state::{Caller, Policy, max_update_bytes, packed_len};
+pub use state::{Caller, Policy, max_update_bytes};
 
 use crate::crypto::PublicKeyFile;
 use crate::protocol::{ClientInfo, CloseResponse, RoundInfo, StatusResponse};
