@@ -189,6 +189,8 @@ impl EmbeddedServer {
         let url = format!("{scheme}://{addr}");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.worker_threads.max(1))
+            // Few blocking threads: each may get its own malloc arena.
+            .max_blocking_threads(config.max_concurrent_uploads.max(2))
             .thread_name("fedhe-aggregator")
             .enable_all()
             .build()
