@@ -396,7 +396,7 @@ pub struct SimulateArgs {
 
 fn print_round(r: &RoundRecord) {
     println!(
-        "{:>5} {:>10.5} {:>9.4} {:>11} {:>11} {:>9.2} {:>9.2} {:>9.2}",
+        "{:>5} {:>10.5} {:>9.4} {:>11} {:>11} {:>9.3} {:>9.3} {:>9.3}",
         r.round,
         r.global_loss,
         r.global_accuracy,
