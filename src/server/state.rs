@@ -71,8 +71,10 @@ impl Session {
 pub struct Policy {
     pub min_clients: Option<usize>,
     pub auto_aggregate: bool,
-    /// Largest model length a session may declare (bounds every allocation).
-    pub max_max_len: usize,
+    /// Largest `max_len` a session may declare (bounds every allocation).
+    pub max_len_limit: usize,
+    /// Largest number of registered clients (bounds the client table).
+    pub max_registered: usize,
 }
 
 struct ClientRec {
@@ -299,10 +301,10 @@ impl Aggregator {
     }
 
     fn check_max_len(&self, n: usize) -> Result<(), ServerError> {
-        if n == 0 || n > self.policy.max_max_len {
+        if n == 0 || n > self.policy.max_len_limit {
             return Err(ServerError::Malformed(format!(
                 "max_len {n} is outside 1..={}",
-                self.policy.max_max_len
+                self.policy.max_len_limit
             )));
         }
         Ok(())
@@ -340,6 +342,18 @@ impl Aggregator {
             return Err(ServerError::Malformed(
                 "client name must be 1-128 characters without control characters".into(),
             ));
+        }
+        if self.clients.len() >= self.policy.max_registered {
+            return Err(ServerError::Conflict(format!(
+                "registration is full ({} clients)",
+                self.policy.max_registered
+            )));
+        }
+        if self.clients.len() >= self.policy.max_registered {
+            return Err(ServerError::Conflict(format!(
+                "registration is full ({} clients)",
+                self.policy.max_registered
+            )));
         }
         if self.clients.contains_key(&req.id) {
             return Err(ServerError::DuplicateClient(format!(
