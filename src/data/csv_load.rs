@@ -92,6 +92,17 @@ pub fn load_csv_reader<R: Read>(
     name: &str,
     opts: &CsvOptions,
 ) -> Result<LoadedCsv, DataError> {
+    read_csv(input, name, opts, None)
+}
+
+/// `size`, when known, lets the value buffer be allocated once instead of
+/// growing (and being copied) as blocks arrive.
+fn read_csv<R: Read>(
+    input: R,
+    name: &str,
+    opts: &CsvOptions,
+    size: Option<u64>,
+) -> Result<LoadedCsv, DataError> {
     let mut blocks = BlockReader::new(input);
     let (header, first) = loop {
         let Some(block) = next_block(&mut blocks, name)? else {
@@ -141,7 +152,17 @@ pub fn load_csv_reader<R: Read>(
             batch.par_iter().map(|b| ctx.parse(b)).collect()
         };
         for p in parsed {
-            acc.merge(p?, &ctx)?;
+            let p = p?;
+            if acc.rows == 0
+                && let Some(size) = size
+                && !p.values.is_empty()
+            {
+                // Estimate the file's value count from the first block's density.
+                let bytes_per_value = batch[0].bytes.len() as f64 / p.values.len() as f64;
+                let estimate = (size as f64 / bytes_per_value.max(1.0) * 1.02) as usize;
+                acc.values.reserve(estimate.min(1 << 31));
+            }
+            acc.merge(p, &ctx)?;
         }
         batch.clear();
         if last {
@@ -348,7 +369,7 @@ impl Parsed {
             // At most two label values exist, so indices fit in a u8.
             map[k] = idx as u8;
         }
-        if self.values.is_empty() {
+        if self.values.capacity() == 0 {
             self.values = other.values;
         } else {
             self.values.extend_from_slice(&other.values);
