@@ -11,7 +11,13 @@ use clap::{Parser, Subcommand};
 ///
 /// Run without a command to open the desktop app.
 #[derive(Debug, Parser)]
-#[command(name = "fedhe", version, about, long_about = None)]
+#[command(
+    name = "fedhe",
+    version,
+    about,
+    long_about = None,
+    after_help = "Run `fedhe` without a command to open the desktop app."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
