@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch. Each command group
 //! lives in its own file; all real work is done by the library.
 
+mod crypto_cmds;
 mod data_cmds;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,13 @@ pub enum Command {
     Train(data_cmds::TrainArgs),
     /// Score a CSV with a saved model and print its metrics.
     Predict(data_cmds::PredictArgs),
+    /// Generate a TFHE key pair: DIR/secret.key (trusted clients) and DIR/public.key (aggregator).
+    Keygen(crypto_cmds::KeygenArgs),
+    /// Measure performance.
+    Bench {
+        #[command(subcommand)]
+        what: crypto_cmds::BenchWhat,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -31,6 +39,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Split(a)) => data_cmds::split(a),
         Some(Command::Train(a)) => data_cmds::train(a),
         Some(Command::Predict(a)) => data_cmds::predict(a),
+        Some(Command::Keygen(a)) => crypto_cmds::keygen(a),
+        Some(Command::Bench { what }) => crypto_cmds::bench(what),
     }
 }
 

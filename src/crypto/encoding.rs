@@ -42,9 +42,10 @@ pub(crate) fn check(
         });
     }
     let scale = f64::from(scale_bits).exp2();
-    // `!(a < b)` also catches NaN and infinities; |x| < 2^B - 1/2 is exactly
-    // "x rounds to an integer of magnitude below 2^B".
-    let bad = |v: &f64| !((v * weight * scale).abs() < limit - 0.5);
+    // |x| < 2^B - 1/2 is exactly "x rounds to an integer of magnitude below
+    // 2^B"; NaN and infinities fail it too.
+    let ok = |x: f64| x.is_finite() && x.abs() < limit - 0.5;
+    let bad = |v: &f64| !ok(v * weight * scale);
     if let Some(index) = values.par_iter().position_first(bad) {
         return Err(CryptoError::ValueOutOfRange {
             index,
