@@ -46,7 +46,18 @@ pub(crate) fn check(
     // 2^B"; NaN and infinities fail it too.
     let ok = |x: f64| x.is_finite() && x.abs() < limit - 0.5;
     let bad = |v: &f64| !ok(v * weight * scale);
-    if let Some(index) = values.par_iter().position_first(bad) {
+    // Chunked: rayon's per-item `position_first` pays an atomic per value.
+    const CHUNK: usize = 1 << 14;
+    let first_bad_chunk = values
+        .par_chunks(CHUNK)
+        .position_first(|chunk| chunk.iter().any(bad));
+    let first_bad = first_bad_chunk.and_then(|c| {
+        values[c * CHUNK..]
+            .iter()
+            .position(bad)
+            .map(|i| c * CHUNK + i)
+    });
+    if let Some(index) = first_bad {
         return Err(CryptoError::ValueOutOfRange {
             index,
             value: values[index],
