@@ -127,3 +127,42 @@ proptest! {
         prop_assert!(Accumulator::from_bytes(&forged, LIMIT).is_err());
     }
 }
+
+fn shared_key() -> &'static SecretKey {
+    static K: OnceLock<SecretKey> = OnceLock::new();
+    K.get_or_init(|| SecretKey::generate(ParamSet::Standard64))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// encrypt → add → decrypt is the weighted mean within the documented bound,
+    /// for any in-range values, weights, lengths and client counts.
+    #[test]
+    fn weighted_mean_within_bound(
+        len in 0usize..3000,
+        weights in proptest::collection::vec(1u32..2000, 1..8),
+        seed in any::<u64>(),
+    ) {
+        use rand::{Rng, SeedableRng};
+        let key = shared_key();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut acc = Accumulator::new(&key.public(), len);
+        let mut clients = Vec::new();
+        for w in &weights {
+            let w = f64::from(*w);
+            let max = 65_000.0 / w;
+            let values: Vec<f64> = (0..len).map(|_| rng.random_range(-max..max)).collect();
+            acc.add(&encrypt_weighted(key, &values, w).unwrap()).unwrap();
+            clients.push((values, w));
+        }
+        let mean = decrypt_mean(key, &acc).unwrap();
+        let total: f64 = clients.iter().map(|c| c.1).sum();
+        prop_assert_eq!(mean.total_weight, total);
+        let bound = mean.error_bound(key.scale_bits());
+        for i in 0..len {
+            let exact: f64 = clients.iter().map(|(v, w)| v[i] * w).sum::<f64>() / total;
+            prop_assert!((mean.values[i] - exact).abs() <= bound * (1.0 + 1e-9) + exact.abs() * 1e-15);
+        }
+    }
+}

@@ -240,3 +240,50 @@ proptest::proptest! {
         let _ = load_csv_reader(&bytes[..], "p.csv", &CsvOptions::default());
     }
 }
+
+/// A file of several parallel-parsed blocks reads like a sequential one, and
+/// errors deep inside it keep their true line numbers.
+#[test]
+fn large_files_parse_in_blocks_with_true_line_numbers() {
+    let rows = 600_000usize;
+    let mut text = String::from("label,a,\"b, quoted\"\n");
+    for i in 0..rows {
+        text += &format!(
+            "{},{}.25,\"{}\"\n",
+            if i % 3 == 0 { "yes" } else { "no" },
+            i,
+            i % 7
+        );
+    }
+    assert!(
+        text.len() > 9 << 20,
+        "the test needs more than two 4 MB blocks"
+    );
+    let opts = CsvOptions {
+        auto_ignore_ids: false,
+        ..CsvOptions::default()
+    };
+    let l = load_csv_reader(text.as_bytes(), "big.csv", &opts).unwrap();
+    assert_eq!(l.dataset.rows(), rows);
+    assert_eq!(l.dataset.feature_names, vec!["a", "b, quoted"]);
+    assert_eq!(l.dataset.x[[rows - 1, 0]], (rows - 1) as f64 + 0.25);
+    assert_eq!(l.dataset.x[[rows - 1, 1]], ((rows - 1) % 7) as f64);
+    assert_eq!(l.dataset.positives(), rows.div_ceil(3));
+
+    // Row i is on line i + 2.
+    let bad_line = 550_002;
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[bad_line - 1] = "no,12x,3";
+    let broken = lines.join("\n");
+    let m = load_csv_reader(broken.as_bytes(), "big.csv", &opts)
+        .unwrap_err()
+        .to_string();
+    assert_has(&m, &["big.csv:550002", "column 2", "\"12x\""]);
+
+    lines[bad_line - 1] = "maybe,1,3";
+    let third = lines.join("\n");
+    let m = load_csv_reader(third.as_bytes(), "big.csv", &opts)
+        .unwrap_err()
+        .to_string();
+    assert_has(&m, &["big.csv:550002", "third label value \"maybe\""]);
+}

@@ -60,12 +60,14 @@ fn update_bytes(key: &SecretKey, v: &[f64], w: f64) -> Vec<u8> {
         .to_bytes()
 }
 
-fn decrypt_round(key: &SecretKey, c: &AggregatorClient, round: u64) -> (Vec<f64>, u32) {
+/// Decrypted mean, contributors and the documented error bound of the mean.
+fn decrypt_round(key: &SecretKey, c: &AggregatorClient, round: u64) -> (Vec<f64>, u32, f64) {
     let (bytes, contributors) = c.download_sum(round).expect("sum");
-    let acc = Accumulator::from_bytes(&bytes, LEN + 1).expect("decodes");
+    let acc = Accumulator::from_bytes(&bytes, LEN).expect("decodes");
     let m = crypto::decrypt_mean(key, &acc).expect("decrypts");
     assert_eq!(m.contributors, contributors);
-    (m.values, contributors)
+    let bound = m.error_bound(acc.scale_bits());
+    (m.values, contributors, bound)
 }
 
 fn assert_close(a: &[f64], b: &[f64], tol: f64) {
@@ -102,9 +104,9 @@ fn three_clients_weighted_mean() {
     let info = clients[0].round(1, None).expect("round");
     assert_eq!(info.state, RoundState::Closed);
     assert_eq!(info.len, Some(LEN));
-    let (mean, n) = decrypt_round(&key, &clients[1], 1);
+    let (mean, n, tol) = decrypt_round(&key, &clients[1], 1);
     assert_eq!(n, 3);
-    assert_close(&mean, &weighted_mean(&plain), 1e-6);
+    assert_close(&mean, &weighted_mean(&plain), tol);
     let st = clients[0].status().expect("status");
     assert_eq!(st.round, 2);
     assert_eq!(st.last_closed, Some(1));
@@ -237,9 +239,9 @@ fn every_error_status_leaves_the_sum_unchanged() {
         "wrong_round",
     );
     assert_eq!(status_of(&op.close_round(1).unwrap_err()).0, 409);
-    let (mean, n) = decrypt_round(&key, &a, 1);
+    let (mean, n, tol) = decrypt_round(&key, &a, 1);
     assert_eq!(n, 2);
-    assert_close(&mean, &weighted_mean(&[(good, 3.0), (bv, 1.0)]), 1e-6);
+    assert_close(&mean, &weighted_mean(&[(good, 3.0), (bv, 1.0)]), tol);
     srv.shutdown();
 }
 
@@ -304,9 +306,9 @@ fn dropout_operator_closes_with_fewer_submissions() {
     // z dropped out; auto-aggregate waits for it, the operator does not.
     assert_eq!(srv.status().round, 1);
     srv.close_round(1).unwrap();
-    let (mean, n) = decrypt_round(&key, &cs[2], 1);
+    let (mean, n, tol) = decrypt_round(&key, &cs[2], 1);
     assert_eq!(n, 2);
-    assert_close(&mean, &weighted_mean(&[u0, u1]), 1e-6);
+    assert_close(&mean, &weighted_mean(&[u0, u1]), tol);
     srv.shutdown();
 }
 
@@ -336,8 +338,8 @@ fn thirty_two_concurrent_uploads() {
         .wait_closed(1, None, Duration::from_secs(10))
         .unwrap();
     assert_eq!(info.contributors, 32);
-    let (mean, _) = decrypt_round(&key, &clients[0], 1);
-    assert_close(&mean, &weighted_mean(&updates), 1e-6);
+    let (mean, _, tol) = decrypt_round(&key, &clients[0], 1);
+    assert_close(&mean, &weighted_mean(&updates), tol);
     srv.shutdown();
 }
 
@@ -375,9 +377,9 @@ fn https_with_a_generated_certificate() {
     .unwrap();
     let v = values(9);
     c.upload(1, &update_bytes(&key, &v, 2.0)).unwrap();
-    let (mean, n) = decrypt_round(&key, &c, 1);
+    let (mean, n, tol) = decrypt_round(&key, &c, 1);
     assert_eq!(n, 1);
-    assert_close(&mean, &v, 1e-6);
+    assert_close(&mean, &v, tol);
     srv.shutdown();
 }
 
@@ -459,9 +461,9 @@ fn killed_server_resumes_the_open_round() {
         .upload(1, &update_bytes(&key, &ups[2].0, ups[2].1))
         .unwrap();
     assert!(r.round_closed);
-    let (mean, n) = decrypt_round(&key, &cs[0], 1);
+    let (mean, n, tol) = decrypt_round(&key, &cs[0], 1);
     assert_eq!(n, 3);
-    assert_close(&mean, &weighted_mean(&ups), 1e-6);
+    assert_close(&mean, &weighted_mean(&ups), tol);
     // The operator token survives in its file.
     let op_token = std::fs::read_to_string(&token).unwrap();
     let op = AggregatorClient::new(&s2.url).with_token(op_token.trim());

@@ -396,7 +396,7 @@ pub struct SimulateArgs {
 
 fn print_round(r: &RoundRecord) {
     println!(
-        "{:>5} {:>10.5} {:>9.4} {:>11} {:>11} {:>9.2} {:>9.2} {:>9.2}",
+        "{:>5} {:>10.5} {:>9.4} {:>11} {:>11} {:>9.3} {:>9.3} {:>9.3}",
         r.round,
         r.global_loss,
         r.global_accuracy,
@@ -640,7 +640,7 @@ pub fn bench_federation(a: BenchFederationArgs) -> anyhow::Result<()> {
     op.close_round(1)?;
     let (sum, contributors) = apis[0].download_sum(1)?;
     let round_s = t_round.elapsed().as_secs_f64();
-    let acc = Accumulator::from_bytes(&sum, a.weights + 1)?;
+    let acc = Accumulator::from_bytes(&sum, a.weights)?;
     let mean = crypto::decrypt_mean(&key, &acc)?;
     let max_err = mean
         .values

@@ -2,6 +2,7 @@
 //! lives in its own file; all real work is done by the library.
 
 mod bench_cmds;
+mod crypto_cmds;
 mod data_cmds;
 mod fed_cmds;
 
@@ -16,7 +17,8 @@ use clap::{Parser, Subcommand};
     version,
     about,
     long_about = None,
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = "Run `fedhe` without a command to open the desktop app; `fedhe data.csv` opens it with that CSV loaded."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -34,19 +36,30 @@ pub enum Command {
     Train(data_cmds::TrainArgs),
     /// Score a CSV with a saved model and print its metrics.
     Predict(data_cmds::PredictArgs),
+    /// Generate a TFHE key pair: DIR/secret.key (trusted clients) and DIR/public.key (aggregator).
+    Keygen(crypto_cmds::KeygenArgs),
     /// Run the aggregator (HTTP; holds only the public key).
     Serve(fed_cmds::ServeArgs),
     /// Take part in a federation as one client.
     Client(fed_cmds::ClientArgs),
     /// Simulate a federation: embedded aggregator + N client threads.
     Simulate(fed_cmds::SimulateArgs),
-    /// Benchmark: many clients, one large round through the HTTP aggregator.
-    BenchFederation(fed_cmds::BenchFederationArgs),
     /// Benchmarks (run in a release build).
     Bench {
         #[command(subcommand)]
-        what: bench_cmds::BenchWhat,
+        what: BenchWhat,
     },
+}
+
+/// `fedhe bench data | crypto | federation`: each group's own benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchWhat {
+    #[command(flatten)]
+    Data(bench_cmds::BenchWhat),
+    #[command(flatten)]
+    Crypto(crypto_cmds::BenchWhat),
+    /// Many clients, one large round through the HTTP aggregator (`fedhe serve` child process).
+    Federation(fed_cmds::BenchFederationArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -55,11 +68,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Split(a)) => data_cmds::split(a),
         Some(Command::Train(a)) => data_cmds::train(a),
         Some(Command::Predict(a)) => data_cmds::predict(a),
+        Some(Command::Keygen(a)) => crypto_cmds::keygen(a),
         Some(Command::Serve(a)) => fed_cmds::serve(a),
         Some(Command::Client(a)) => fed_cmds::client(a),
         Some(Command::Simulate(a)) => fed_cmds::simulate_cmd(a),
-        Some(Command::BenchFederation(a)) => fed_cmds::bench_federation(a),
-        Some(Command::Bench { what }) => bench_cmds::run(what),
+        Some(Command::Bench { what }) => match what {
+            BenchWhat::Data(w) => bench_cmds::run(w),
+            BenchWhat::Crypto(w) => crypto_cmds::bench(w),
+            BenchWhat::Federation(a) => fed_cmds::bench_federation(a),
+        },
     }
 }
 

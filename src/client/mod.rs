@@ -8,6 +8,6 @@ mod run;
 
 pub use run::{
     ClientEvent, ClientOutcome, ClientRound, Exchange, ExchangeCost, HeExchange, LIMB_BITS,
-    LoopConfig, LoopError, Moments, RoundMean, STAT_LIMBS, from_limbs, max_len_for, round_seed,
-    run_client_loop, standardization_len, to_limbs,
+    LoopConfig, LoopError, Moments, RoundMean, STAT_LIMBS, from_limbs, limb_bits_for, max_len_for,
+    round_seed, run_client_loop, standardization_len, to_limbs,
 };

@@ -24,10 +24,17 @@ use crate::protocol::RoundPhase;
 use super::api::{AggregatorClient, ClientError};
 
 /// Limbs per number in the standardization vector.
-pub const STAT_LIMBS: usize = 4;
-/// Each limb is below `2^LIMB_BITS` in magnitude: inside the per-client
-/// fixed-point budget of every parameter set with a margin of one bit.
+pub const STAT_LIMBS: usize = 5;
+/// Default limb size for exchanges without a fixed-point budget (plaintext).
 pub const LIMB_BITS: i32 = 15;
+
+/// Limb size for a key: one bit below the per-client budget of
+/// `|weight × value|` (`2^(client_budget - scale_bits)`), so every limb
+/// encodes without overflow and the lowest keeps `scale_bits` fraction bits.
+pub fn limb_bits_for(params: crate::crypto::ParamSet, scale_bits: u8) -> i32 {
+    let budget = i64::from(params.client_budget_log2()) - i64::from(scale_bits);
+    i32::try_from(budget - 1).unwrap_or(1).clamp(1, 30)
+}
 
 /// Values in the standardization vector for `features` features: per-feature
 /// sums and sums of squares and the row count, [`STAT_LIMBS`] limbs each.
@@ -41,12 +48,14 @@ pub fn max_len_for(features: usize) -> usize {
     standardization_len(features).max(features + 1)
 }
 
-/// Splits `value` into [`STAT_LIMBS`] base-2^15 digits of `value * 2^15`:
-/// the top digits are integers, the lowest keeps the fraction. Exact in f64
-/// for |value| < 2^45; the encoder then rounds the lowest digit, so a sum of
-/// digits recombines to the sum of values within 2^-31 per contributor.
-pub fn to_limbs(value: f64, out: &mut Vec<f64>) {
-    let base = f64::powi(2.0, LIMB_BITS);
+/// Splits `value` into [`STAT_LIMBS`] base-2^b digits of `value * 2^b`
+/// (`b = limb_bits`): the top digits are integers, the lowest keeps the
+/// fraction. Exact in f64; the range is |value| < 2^(b·(STAT_LIMBS-1)). The
+/// encoder rounds the lowest digit to `2^-scale_bits`, so a sum of digits
+/// recombines to the sum of values within `2^-(b+scale_bits+1)` per
+/// contributor (Standard64: 2^-32; Compact32: 2^-18).
+pub fn to_limbs(value: f64, limb_bits: i32, out: &mut Vec<f64>) {
+    let base = f64::powi(2.0, limb_bits);
     let mut rest = value * base;
     let mut digits = [0.0; STAT_LIMBS];
     for l in (1..STAT_LIMBS).rev() {
@@ -60,8 +69,8 @@ pub fn to_limbs(value: f64, out: &mut Vec<f64>) {
 }
 
 /// Inverse of [`to_limbs`] (also for summed digits).
-pub fn from_limbs(limbs: &[f64]) -> f64 {
-    let base = f64::powi(2.0, LIMB_BITS);
+pub fn from_limbs(limbs: &[f64], limb_bits: i32) -> f64 {
+    let base = f64::powi(2.0, limb_bits);
     let mut v = 0.0;
     for (l, d) in limbs.iter().enumerate() {
         v += d * base.powi(l as i32);
@@ -87,17 +96,17 @@ impl Moments {
     }
 
     /// The limb-encoded vector (contributed with weight 1).
-    pub fn encode(&self) -> Vec<f64> {
+    pub fn encode(&self, limb_bits: i32) -> Vec<f64> {
         let mut out = Vec::with_capacity(standardization_len(self.sums.len()));
         for v in self.sums.iter().chain(&self.sums_sq) {
-            to_limbs(*v, &mut out);
+            to_limbs(*v, limb_bits, &mut out);
         }
-        to_limbs(self.count, &mut out);
+        to_limbs(self.count, limb_bits, &mut out);
         out
     }
 
     /// Decodes summed limbs (the mean times the number of contributors).
-    pub fn decode(summed: &[f64], features: usize) -> Result<Moments, String> {
+    pub fn decode(summed: &[f64], features: usize, limb_bits: i32) -> Result<Moments, String> {
         if summed.len() != standardization_len(features) {
             return Err(format!(
                 "standardization sum has {} values, expected {}",
@@ -105,7 +114,10 @@ impl Moments {
                 standardization_len(features)
             ));
         }
-        let nums: Vec<f64> = summed.chunks(STAT_LIMBS).map(from_limbs).collect();
+        let nums: Vec<f64> = summed
+            .chunks(STAT_LIMBS)
+            .map(|c| from_limbs(c, limb_bits))
+            .collect();
         Ok(Moments {
             count: nums[2 * features],
             sums: nums[..features].to_vec(),
@@ -128,6 +140,12 @@ impl Moments {
     }
 }
 
+impl From<CryptoError> for LoopError {
+    fn from(e: CryptoError) -> Self {
+        LoopError::Crypto(e)
+    }
+}
+
 impl From<ModelError> for LoopError {
     fn from(e: ModelError) -> Self {
         LoopError::Model(Box::new(e))
@@ -139,7 +157,7 @@ pub enum LoopError {
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error("encryption: {0}")]
-    Crypto(#[from] CryptoError),
+    Crypto(CryptoError),
     #[error("training: {0}")]
     Model(Box<ModelError>),
     #[error("cancelled")]
@@ -171,6 +189,11 @@ pub struct RoundMean {
 
 /// One contribution per round; blocks until the round's mean is known.
 pub trait Exchange {
+    /// Limb size for the standardization vector (see [`limb_bits_for`]).
+    fn limb_bits(&self) -> i32 {
+        LIMB_BITS
+    }
+
     fn exchange(
         &mut self,
         round: u64,
@@ -189,6 +212,10 @@ pub struct HeExchange {
 }
 
 impl Exchange for HeExchange {
+    fn limb_bits(&self) -> i32 {
+        limb_bits_for(self.key.params(), self.key.scale_bits())
+    }
+
     fn exchange(
         &mut self,
         round: u64,
@@ -222,7 +249,7 @@ impl Exchange for HeExchange {
         cost.wait_ms = ms(t);
         cost.bytes_down = sum.len() as u64;
         let t = Instant::now();
-        let acc = Accumulator::from_bytes(&sum, values.len() + 1)?;
+        let acc = Accumulator::from_bytes(&sum, values.len())?;
         drop(sum);
         let mean = crypto::decrypt_mean(&self.key, &acc)?;
         cost.decrypt_ms = ms(t);
@@ -324,9 +351,10 @@ pub fn run_client_loop(
     let local = Moments::of(&train.x);
     let std_round = 1;
     debug_assert_eq!(RoundPhase::of(std_round), Some(RoundPhase::Standardize));
-    let mean = exchange.exchange(std_round, &local.encode(), 1.0, cancel)?;
+    let limb_bits = exchange.limb_bits();
+    let mean = exchange.exchange(std_round, &local.encode(limb_bits), 1.0, cancel)?;
     let summed: Vec<f64> = mean.values.iter().map(|v| v * mean.total_weight).collect();
-    let global = Moments::decode(&summed, features).map_err(LoopError::Other)?;
+    let global = Moments::decode(&summed, features, limb_bits).map_err(LoopError::Other)?;
     let scaler = global.standardizer();
     on_event(&ClientEvent::Standardized {
         scaler: scaler.clone(),
@@ -409,37 +437,38 @@ mod tests {
 
     #[test]
     fn limbs_round_trip_and_add() {
-        for v in [
-            0.0,
-            1.5,
-            -3.25,
-            654.0 * 114.0,
-            1.8e7 * 455.0,
-            -1e13,
-            0.1234567891,
-        ] {
-            let mut l = Vec::new();
-            to_limbs(v, &mut l);
-            assert_eq!(l.len(), STAT_LIMBS);
-            assert!(l.iter().all(|d| d.abs() < 32768.0), "{v}: {l:?}");
-            assert!((from_limbs(&l) - v).abs() <= v.abs() * 1e-15 + 1e-12, "{v}");
+        use crate::crypto::ParamSet;
+        assert_eq!(limb_bits_for(ParamSet::Standard64, 16), 15);
+        assert_eq!(limb_bits_for(ParamSet::Compact32, 6), 11);
+        for bits in [15, 11] {
+            for v in [0.0, 1.5, -3.25, 74556.0, 8.2e9, -1e13, 0.1234567891] {
+                let mut l = Vec::new();
+                to_limbs(v, bits, &mut l);
+                assert_eq!(l.len(), STAT_LIMBS);
+                assert!(
+                    l.iter().all(|d| d.abs() < f64::powi(2.0, bits)),
+                    "{v}: {l:?}"
+                );
+                let back = from_limbs(&l, bits);
+                assert!((back - v).abs() <= v.abs() * 1e-15 + 1e-12, "{v}");
+            }
+            let (a, b) = (12345.678, -98.5);
+            let (mut la, mut lb) = (Vec::new(), Vec::new());
+            to_limbs(a, bits, &mut la);
+            to_limbs(b, bits, &mut lb);
+            let s: Vec<f64> = la.iter().zip(&lb).map(|(x, y)| x + y).collect();
+            assert!((from_limbs(&s, bits) - (a + b)).abs() < 1e-9);
         }
-        let (a, b) = (12345.678, -98.5);
-        let (mut la, mut lb) = (Vec::new(), Vec::new());
-        to_limbs(a, &mut la);
-        to_limbs(b, &mut lb);
-        let s: Vec<f64> = la.iter().zip(&lb).map(|(x, y)| x + y).collect();
-        assert!((from_limbs(&s) - (a + b)).abs() < 1e-9);
     }
 
     #[test]
     fn moments_encode_decode() {
         let x = ndarray::array![[1.0, 200.0], [3.0, 400.0], [5.0, 900.0]];
         let m = Moments::of(&x);
-        let d = Moments::decode(&m.encode(), 2).unwrap();
+        let d = Moments::decode(&m.encode(15), 2, 15).unwrap();
         assert_eq!(d.count, 3.0);
         assert!((d.sums[1] - 1500.0).abs() < 1e-9);
         assert!((d.sums_sq[0] - 35.0).abs() < 1e-9);
-        assert_eq!(max_len_for(2), 20);
+        assert_eq!(max_len_for(2), 25);
     }
 }

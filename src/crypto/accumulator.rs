@@ -43,14 +43,15 @@ impl std::fmt::Debug for Accumulator {
 
 impl Accumulator {
     /// An empty sum for updates of `len` model values (without the weight slot)
-    /// made with the key described by `public`.
+    /// made with the key described by `public`. Allocates `len + 1` words
+    /// (like `Vec`, panics only if that allocation is impossible).
     pub fn new(public: &PublicKeyFile, len: usize) -> Self {
         Self {
             params: public.params(),
             scale_bits: public.scale_bits(),
             fingerprint: public.fingerprint(),
             seeds: Vec::new(),
-            words: vec![0; len + 1],
+            words: vec![0; len.saturating_add(1)],
         }
     }
 

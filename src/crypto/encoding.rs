@@ -42,10 +42,22 @@ pub(crate) fn check(
         });
     }
     let scale = f64::from(scale_bits).exp2();
-    // `!(a < b)` also catches NaN and infinities; |x| < 2^B - 1/2 is exactly
-    // "x rounds to an integer of magnitude below 2^B".
-    let bad = |v: &f64| !((v * weight * scale).abs() < limit - 0.5);
-    if let Some(index) = values.par_iter().position_first(bad) {
+    // |x| < 2^B - 1/2 is exactly "x rounds to an integer of magnitude below
+    // 2^B"; NaN and infinities fail it too.
+    let ok = |x: f64| x.is_finite() && x.abs() < limit - 0.5;
+    let bad = |v: &f64| !ok(v * weight * scale);
+    // Chunked: rayon's per-item `position_first` pays an atomic per value.
+    const CHUNK: usize = 1 << 14;
+    let first_bad_chunk = values
+        .par_chunks(CHUNK)
+        .position_first(|chunk| chunk.iter().any(bad));
+    let first_bad = first_bad_chunk.and_then(|c| {
+        values[c * CHUNK..]
+            .iter()
+            .position(bad)
+            .map(|i| c * CHUNK + i)
+    });
+    if let Some(index) = first_bad {
         return Err(CryptoError::ValueOutOfRange {
             index,
             value: values[index],

@@ -7,6 +7,9 @@ use std::path::Path;
 
 use csv::ByteRecord;
 use ndarray::{Array1, Array2};
+use rayon::prelude::*;
+
+use super::blocks::{Block, BlockReader};
 
 use super::{DEFAULT_LABEL_NAMES, DataError, Dataset, LabelMapping, Location};
 
@@ -80,101 +83,101 @@ pub fn load_csv(path: &Path, opts: &CsvOptions) -> Result<LoadedCsv, DataError> 
 }
 
 /// Loads CSV text from any reader; `name` is used in messages.
+///
+/// The input is streamed in blocks of whole records; the blocks of a batch
+/// are parsed in parallel and merged in file order, so errors and results
+/// are the same as a sequential read.
 pub fn load_csv_reader<R: Read>(
     input: R,
     name: &str,
     opts: &CsvOptions,
 ) -> Result<LoadedCsv, DataError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(input);
-    let mut rec = ByteRecord::new();
-    if !next_record(&mut reader, &mut rec, name)? {
-        return Err(DataError::Empty(name.to_string()));
-    }
-    let header = parse_header(&rec, name)?;
+    read_csv(input, name, opts, None)
+}
+
+/// `size`, when known, lets the value buffer be allocated once instead of
+/// growing (and being copied) as blocks arrive.
+fn read_csv<R: Read>(
+    input: R,
+    name: &str,
+    opts: &CsvOptions,
+    size: Option<u64>,
+) -> Result<LoadedCsv, DataError> {
+    let mut blocks = BlockReader::new(input);
+    let (header, first) = loop {
+        let Some(block) = next_block(&mut blocks, name)? else {
+            return Err(DataError::Empty(name.to_string()));
+        };
+        let mut reader = record_reader(&block.bytes);
+        let mut rec = ByteRecord::new();
+        if next_record(&mut reader, &mut rec, name, block.first_line)? {
+            let line = block.first_line + rec.position().map_or(1, |p| p.line()) - 1;
+            let header = parse_header(&rec, name, line)?;
+            let pos = reader.position();
+            let offset = usize::try_from(pos.byte()).unwrap_or(usize::MAX);
+            let rest = Block {
+                bytes: block.bytes.get(offset..).unwrap_or_default().to_vec(),
+                first_line: block.first_line + pos.line() - 1,
+            };
+            break (header, rest);
+        }
+    };
     let plan = Plan::new(&header, name, opts)?;
     let mut notices = plan.notices.clone();
-
     let nfeat = plan.features.len();
-    let mut values: Vec<f64> = Vec::new();
-    let mut first_missing: Vec<Option<u64>> = vec![None; nfeat];
-    let mut present: Vec<usize> = vec![0; nfeat];
-    let mut label_idx: Vec<u8> = Vec::new();
-    let mut label_values: Vec<String> = Vec::new();
-    let mut rows = 0usize;
+    let ctx = BlockContext {
+        name,
+        header: &header,
+        plan: &plan,
+        opts,
+    };
 
-    while next_record(&mut reader, &mut rec, name)? {
-        let line = rec.position().map_or(0, |p| p.line());
-        if rec.len() != header.len() {
-            return Err(DataError::RaggedRow {
-                file: name.to_string(),
-                line,
-                found: rec.len(),
-                expected: header.len(),
-            });
-        }
-        for (j, &c) in plan.features.iter().enumerate() {
-            let cell = &rec[c];
-            if cell.is_empty() {
-                values.push(f64::NAN);
-                first_missing[j].get_or_insert(line);
-                continue;
-            }
-            let at = || location(name, line, c, &header);
-            let text =
-                std::str::from_utf8(cell).map_err(|_| DataError::InvalidUtf8 { at: at() })?;
-            match text.parse::<f64>() {
-                Ok(v) if v.is_finite() => values.push(v),
-                _ => {
-                    return Err(DataError::NotNumeric {
-                        at: at(),
-                        value: text.to_string(),
-                    });
-                }
-            }
-            present[j] += 1;
-        }
-        if let Some(c) = plan.label {
-            let at = || location(name, line, c, &header);
-            let text =
-                std::str::from_utf8(&rec[c]).map_err(|_| DataError::InvalidUtf8 { at: at() })?;
-            if text.is_empty() {
-                return Err(DataError::MissingCell { at: at() });
-            }
-            let idx = match label_values.iter().position(|v| v == text) {
-                Some(i) => i,
+    let mut acc = Parsed::new(nfeat);
+    let per_batch = 2 * rayon::current_num_threads().max(1);
+    let mut batch = vec![first];
+    loop {
+        let mut last = false;
+        while batch.len() < per_batch {
+            match next_block(&mut blocks, name)? {
+                Some(b) => batch.push(b),
                 None => {
-                    if let Some(m) = &opts.mapping
-                        && text != m.positive
-                        && text != m.negative
-                    {
-                        return Err(DataError::LabelNotInModel {
-                            at: at(),
-                            value: text.to_string(),
-                            positive: m.positive.clone(),
-                            negative: m.negative.clone(),
-                        });
-                    }
-                    if label_values.len() == 2 {
-                        return Err(DataError::ThirdLabel {
-                            at: at(),
-                            value: text.to_string(),
-                            first: label_values[0].clone(),
-                            second: label_values[1].clone(),
-                        });
-                    }
-                    label_values.push(text.to_string());
-                    label_values.len() - 1
+                    last = true;
+                    break;
                 }
-            };
-            // At most two label values exist, so the index fits in a u8.
-            label_idx.push(idx as u8);
+            }
         }
-        rows += 1;
+        let parsed: Vec<Result<Parsed, DataError>> = if batch.len() == 1 {
+            vec![ctx.parse(&batch[0])]
+        } else {
+            batch.par_iter().map(|b| ctx.parse(b)).collect()
+        };
+        for p in parsed {
+            let p = p?;
+            if acc.rows == 0
+                && let Some(size) = size
+                && !p.values.is_empty()
+            {
+                // Estimate the file's value count from the first block's density.
+                let bytes_per_value = batch[0].bytes.len() as f64 / p.values.len() as f64;
+                let estimate = (size as f64 / bytes_per_value.max(1.0) * 1.02) as usize;
+                acc.values.reserve(estimate.min(1 << 31));
+            }
+            acc.merge(p, &ctx)?;
+        }
+        batch.clear();
+        if last {
+            break;
+        }
     }
+    let Parsed {
+        values,
+        first_missing,
+        present,
+        labels: label_idx,
+        label_values,
+        rows,
+    } = acc;
+    let label_values: Vec<String> = label_values.into_iter().map(|(v, _)| v).collect();
     if rows == 0 {
         return Err(DataError::HeaderOnly(name.to_string()));
     }
@@ -264,13 +267,37 @@ pub fn load_csv_reader<R: Read>(
     })
 }
 
-fn next_record<R: Read>(
-    reader: &mut csv::Reader<R>,
+fn record_reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes)
+}
+
+fn next_block<R: Read>(
+    blocks: &mut BlockReader<R>,
+    name: &str,
+) -> Result<Option<Block>, DataError> {
+    let line = blocks.next_line();
+    blocks.next_block().map_err(|e| DataError::Read {
+        at: Box::new(Location {
+            file: name.to_string(),
+            line,
+            column: None,
+        }),
+        message: e.to_string(),
+    })
+}
+
+/// Reads one record; `first_line` is the block's first line in the file.
+fn next_record(
+    reader: &mut csv::Reader<&[u8]>,
     rec: &mut ByteRecord,
     name: &str,
+    first_line: u64,
 ) -> Result<bool, DataError> {
     reader.read_byte_record(rec).map_err(|e| {
-        let line = e.position().map_or(0, |p| p.line());
+        let line = first_line + e.position().map_or(1, |p| p.line()) - 1;
         let message = match e.kind() {
             csv::ErrorKind::Io(io) => io.to_string(),
             other => format!("{other:?}"),
@@ -286,8 +313,173 @@ fn next_record<R: Read>(
     })
 }
 
-fn parse_header(rec: &ByteRecord, name: &str) -> Result<Vec<String>, DataError> {
-    let line = rec.position().map_or(1, |p| p.line());
+/// Everything a block parser needs, shared by all blocks.
+struct BlockContext<'a> {
+    name: &'a str,
+    header: &'a [String],
+    plan: &'a Plan,
+    opts: &'a CsvOptions,
+}
+
+/// Parsed rows of one block (or, after merging, of the whole file).
+struct Parsed {
+    /// Row-major feature values; NaN marks an empty cell.
+    values: Vec<f64>,
+    first_missing: Vec<Option<u64>>,
+    present: Vec<usize>,
+    /// Index into `label_values` per row.
+    labels: Vec<u8>,
+    /// Distinct label values (at most two) and the line each first appears on.
+    label_values: Vec<(String, u64)>,
+    rows: usize,
+}
+
+impl Parsed {
+    fn new(nfeat: usize) -> Self {
+        Self {
+            values: Vec::new(),
+            first_missing: vec![None; nfeat],
+            present: vec![0; nfeat],
+            labels: Vec::new(),
+            label_values: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    /// Appends a later block, mapping its label values onto ours.
+    fn merge(&mut self, other: Parsed, ctx: &BlockContext) -> Result<(), DataError> {
+        let mut map = [0u8; 2];
+        for (k, (value, line)) in other.label_values.iter().enumerate() {
+            let idx = match self.label_values.iter().position(|(v, _)| v == value) {
+                Some(i) => i,
+                None => {
+                    if self.label_values.len() == 2 {
+                        let c = ctx.plan.label.unwrap_or(0);
+                        return Err(DataError::ThirdLabel {
+                            at: location(ctx.name, *line, c, ctx.header),
+                            value: value.clone(),
+                            first: self.label_values[0].0.clone(),
+                            second: self.label_values[1].0.clone(),
+                        });
+                    }
+                    self.label_values.push((value.clone(), *line));
+                    self.label_values.len() - 1
+                }
+            };
+            // At most two label values exist, so indices fit in a u8.
+            map[k] = idx as u8;
+        }
+        if self.values.capacity() == 0 {
+            self.values = other.values;
+        } else {
+            self.values.extend_from_slice(&other.values);
+        }
+        self.labels
+            .extend(other.labels.iter().map(|&i| map[usize::from(i)]));
+        for (mine, theirs) in self.first_missing.iter_mut().zip(&other.first_missing) {
+            if mine.is_none() {
+                *mine = *theirs;
+            }
+        }
+        for (mine, theirs) in self.present.iter_mut().zip(&other.present) {
+            *mine += theirs;
+        }
+        self.rows += other.rows;
+        Ok(())
+    }
+}
+
+impl BlockContext<'_> {
+    fn parse(&self, block: &Block) -> Result<Parsed, DataError> {
+        let (name, header, plan) = (self.name, self.header, self.plan);
+        let mut out = Parsed::new(plan.features.len());
+        out.values.reserve(block.bytes.len() / 8);
+        let mut reader = record_reader(&block.bytes);
+        let mut rec = ByteRecord::new();
+        while next_record(&mut reader, &mut rec, name, block.first_line)? {
+            let line = block.first_line + rec.position().map_or(1, |p| p.line()) - 1;
+            if rec.len() != header.len() {
+                return Err(DataError::RaggedRow {
+                    file: name.to_string(),
+                    line,
+                    found: rec.len(),
+                    expected: header.len(),
+                });
+            }
+            for (j, &c) in plan.features.iter().enumerate() {
+                // Cells are trimmed here rather than by the csv reader, whose
+                // trimming rebuilds every record.
+                let cell = rec[c].trim_ascii();
+                if cell.is_empty() {
+                    out.values.push(f64::NAN);
+                    out.first_missing[j].get_or_insert(line);
+                    continue;
+                }
+                match fast_float2::parse::<f64, _>(cell) {
+                    Ok(v) if v.is_finite() => out.values.push(v),
+                    _ => {
+                        let at = location(name, line, c, header);
+                        return Err(match std::str::from_utf8(cell) {
+                            Ok(text) => DataError::NotNumeric {
+                                at,
+                                value: text.to_string(),
+                            },
+                            Err(_) => DataError::InvalidUtf8 { at },
+                        });
+                    }
+                }
+                out.present[j] += 1;
+            }
+            if let Some(c) = plan.label {
+                let idx = self.label_index(rec[c].trim_ascii(), &mut out.label_values, line, c)?;
+                out.labels.push(idx);
+            }
+            out.rows += 1;
+        }
+        Ok(out)
+    }
+
+    fn label_index(
+        &self,
+        cell: &[u8],
+        seen: &mut Vec<(String, u64)>,
+        line: u64,
+        c: usize,
+    ) -> Result<u8, DataError> {
+        if let Some(i) = seen.iter().position(|(v, _)| v.as_bytes() == cell) {
+            // At most two label values exist, so the index fits in a u8.
+            return Ok(i as u8);
+        }
+        let at = || location(self.name, line, c, self.header);
+        let text = std::str::from_utf8(cell).map_err(|_| DataError::InvalidUtf8 { at: at() })?;
+        if text.is_empty() {
+            return Err(DataError::MissingCell { at: at() });
+        }
+        if let Some(m) = &self.opts.mapping
+            && text != m.positive
+            && text != m.negative
+        {
+            return Err(DataError::LabelNotInModel {
+                at: at(),
+                value: text.to_string(),
+                positive: m.positive.clone(),
+                negative: m.negative.clone(),
+            });
+        }
+        if seen.len() == 2 {
+            return Err(DataError::ThirdLabel {
+                at: at(),
+                value: text.to_string(),
+                first: seen[0].0.clone(),
+                second: seen[1].0.clone(),
+            });
+        }
+        seen.push((text.to_string(), line));
+        Ok(seen.len() as u8 - 1)
+    }
+}
+
+fn parse_header(rec: &ByteRecord, name: &str, line: u64) -> Result<Vec<String>, DataError> {
     let mut header = Vec::with_capacity(rec.len());
     for (i, cell) in rec.iter().enumerate() {
         // A UTF-8 byte-order mark would otherwise become part of the first name.

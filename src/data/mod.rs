@@ -1,6 +1,7 @@
 //! Tabular data: CSV loading with a schema (label, ignored columns, positive
 //! class), standardization, and train/test and per-client splits.
 
+mod blocks;
 mod csv_load;
 mod scaler;
 pub mod split;

@@ -96,6 +96,12 @@ pub enum SimEvent {
     Round(RoundRecord),
 }
 
+impl From<crate::server::StartError> for SimulationError {
+    fn from(e: crate::server::StartError) -> Self {
+        SimulationError::Server(e)
+    }
+}
+
 impl From<crate::data::DataError> for SimulationError {
     fn from(e: crate::data::DataError) -> Self {
         SimulationError::Data(Box::new(e))
@@ -106,10 +112,10 @@ impl From<crate::data::DataError> for SimulationError {
 pub enum SimulationError {
     #[error("data: {0}")]
     Data(Box<crate::data::DataError>),
-    #[error("client {index}: {source}")]
-    Client { index: usize, source: LoopError },
+    #[error("client {index}: {error}")]
+    Client { index: usize, error: LoopError },
     #[error("aggregator: {0}")]
-    Server(#[from] crate::server::StartError),
+    Server(crate::server::StartError),
     #[error("{0}")]
     Other(String),
     #[error("cancelled")]
@@ -270,7 +276,7 @@ pub fn simulate(
             })
             .map_err(|e| SimulationError::Client {
                 index,
-                source: e.into(),
+                error: e.into(),
             })?;
             exchanges.push(Box::new(HeExchange {
                 api,
@@ -346,7 +352,7 @@ pub fn simulate(
                 }
             }
             Err(LoopError::Cancelled) => {}
-            Err(source) => return Err(SimulationError::Client { index, source }),
+            Err(error) => return Err(SimulationError::Client { index, error }),
         }
     }
     let outcome = first.ok_or(SimulationError::Cancelled)?;

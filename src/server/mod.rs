@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use error::ServerError;
-pub use state::{Caller, Policy, max_update_bytes, packed_len};
+pub use state::{Caller, Policy, max_update_bytes};
 
 use crate::crypto::PublicKeyFile;
 use crate::protocol::{ClientInfo, CloseResponse, RoundInfo, StatusResponse};
@@ -73,8 +73,10 @@ pub struct ServerConfig {
     /// Operator bearer token; generated if `None`.
     pub operator_token: Option<String>,
     pub tls: Option<TlsPem>,
-    /// Largest model length a session may declare.
-    pub max_max_len: usize,
+    /// Largest `max_len` a session may declare.
+    pub max_len_limit: usize,
+    /// Largest number of registered clients.
+    pub max_registered: usize,
     /// Update bodies buffered at once (memory bound = this x body limit).
     pub max_concurrent_uploads: usize,
     /// Tokio worker threads.
@@ -92,7 +94,8 @@ impl Default for ServerConfig {
             auto_aggregate: false,
             operator_token: None,
             tls: None,
-            max_max_len: 1 << 22,
+            max_len_limit: 1 << 22,
+            max_registered: 10_000,
             max_concurrent_uploads: 4,
             worker_threads: 2,
         }
@@ -165,7 +168,8 @@ impl EmbeddedServer {
         let policy = Policy {
             min_clients: config.min_clients,
             auto_aggregate: config.auto_aggregate,
-            max_max_len: config.max_max_len,
+            max_len_limit: config.max_len_limit,
+            max_registered: config.max_registered,
         };
         let agg = Aggregator::open(
             store,
@@ -189,6 +193,8 @@ impl EmbeddedServer {
         let url = format!("{scheme}://{addr}");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.worker_threads.max(1))
+            // Few blocking threads: each may get its own malloc arena.
+            .max_blocking_threads(config.max_concurrent_uploads.max(2))
             .thread_name("fedhe-aggregator")
             .enable_all()
             .build()

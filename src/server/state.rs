@@ -17,31 +17,10 @@ use crate::protocol::{
 use super::error::ServerError;
 use super::store::{Store, StoredClient};
 
-/// Packed values of an update carrying `values` values: plus the weight slot.
-pub fn packed_len(values: usize) -> usize {
-    values + 1
-}
-
 /// Largest encoded update the aggregator accepts for vectors of at most
-/// `max_len` values (the 413 limit): the encoded size plus header slack.
+/// `max_len` values (the 413 limit): the crypto module's own bound.
 pub fn max_update_bytes(params: ParamSet, max_len: usize) -> usize {
-    const SLACK: usize = 4096;
-    encoded_update_bound(params, packed_len(max_len)).saturating_add(SLACK)
-}
-
-/// Upper bound of an encoded update of `values` packed values.
-// TODO(crypto merge): use crypto's own bound once it exists.
-fn encoded_update_bound(params: ParamSet, values: usize) -> usize {
-    const POLY: usize = 2048;
-    let per_value = match params {
-        ParamSet::Standard64 => 8,
-        ParamSet::Compact32 => 4,
-    };
-    values
-        .div_ceil(POLY)
-        .saturating_mul(POLY)
-        .saturating_mul(per_value)
-        .saturating_add(1024)
+    crate::crypto::max_update_bytes(params, max_len)
 }
 
 /// Lowercase hex.
@@ -92,8 +71,10 @@ impl Session {
 pub struct Policy {
     pub min_clients: Option<usize>,
     pub auto_aggregate: bool,
-    /// Largest model length a session may declare (bounds every allocation).
-    pub max_max_len: usize,
+    /// Largest `max_len` a session may declare (bounds every allocation).
+    pub max_len_limit: usize,
+    /// Largest number of registered clients (bounds the client table).
+    pub max_registered: usize,
 }
 
 struct ClientRec {
@@ -127,7 +108,7 @@ pub struct Aggregator {
     round: u64,
     /// Running sum of the open round; `None` until its first update.
     acc: Option<Accumulator>,
-    /// Packed length of the open round (fixed by its first update).
+    /// Values per update in the open round (fixed by its first update).
     round_len: Option<usize>,
     submitted: Vec<String>,
     open_aggregate_ms: f64,
@@ -139,6 +120,8 @@ pub struct Aggregator {
 }
 
 fn crypto_422(e: CryptoError) -> ServerError {
+    // Fingerprint, parameters, length, contributor budget or a replayed
+    // ciphertext: all well-formed updates this sum cannot take.
     ServerError::Unprocessable(format!("update refused: {e}"))
 }
 
@@ -243,7 +226,7 @@ impl Aggregator {
         if let Some(n) = self.session.as_ref().and_then(|s| s.max_len)
             && let Some(bytes) = self.store.sum(self.round)?
         {
-            let acc = Accumulator::from_bytes(&bytes, packed_len(n)).map_err(|e| {
+            let acc = Accumulator::from_bytes(&bytes, n).map_err(|e| {
                 ServerError::Internal(format!("stored running sum unreadable: {e}"))
             })?;
             self.acc = Some(acc);
@@ -318,10 +301,10 @@ impl Aggregator {
     }
 
     fn check_max_len(&self, n: usize) -> Result<(), ServerError> {
-        if n == 0 || n > self.policy.max_max_len {
+        if n == 0 || n > self.policy.max_len_limit {
             return Err(ServerError::Malformed(format!(
                 "max_len {n} is outside 1..={}",
-                self.policy.max_max_len
+                self.policy.max_len_limit
             )));
         }
         Ok(())
@@ -359,6 +342,18 @@ impl Aggregator {
             return Err(ServerError::Malformed(
                 "client name must be 1-128 characters without control characters".into(),
             ));
+        }
+        if self.clients.len() >= self.policy.max_registered {
+            return Err(ServerError::Conflict(format!(
+                "registration is full ({} clients)",
+                self.policy.max_registered
+            )));
+        }
+        if self.clients.len() >= self.policy.max_registered {
+            return Err(ServerError::Conflict(format!(
+                "registration is full ({} clients)",
+                self.policy.max_registered
+            )));
         }
         if self.clients.contains_key(&req.id) {
             return Err(ServerError::DuplicateClient(format!(
@@ -440,7 +435,7 @@ impl Aggregator {
             return Ok(RoundInfo {
                 round,
                 state: RoundState::Open,
-                len: self.round_len.map(|l| l.saturating_sub(1)),
+                len: self.round_len,
                 contributors,
                 submitted: self.submitted.clone(),
                 aggregate_ms: self.open_aggregate_ms,
@@ -451,7 +446,7 @@ impl Aggregator {
             Some(c) => Ok(RoundInfo {
                 round,
                 state: RoundState::Closed,
-                len: c.len.map(|l| l.saturating_sub(1)),
+                len: c.len,
                 contributors: c.contributors,
                 submitted: c.submitted.clone(),
                 aggregate_ms: c.aggregate_ms,
@@ -500,7 +495,7 @@ impl Aggregator {
     /// Decodes an update body (outside the state lock; needs only the model
     /// length bound).
     pub fn decode_update(bytes: &[u8], max_len: usize) -> Result<EncryptedUpdate, ServerError> {
-        EncryptedUpdate::from_bytes(bytes, packed_len(max_len))
+        EncryptedUpdate::from_bytes(bytes, max_len)
             .map_err(|e| ServerError::Malformed(format!("not a valid encrypted update: {e}")))
     }
 
@@ -521,19 +516,16 @@ impl Aggregator {
         let s = self.session.as_ref().ok_or_else(no_session)?;
         let n = s.max_len.ok_or_else(no_session)?;
         let len = update.len();
-        if len > packed_len(n) {
+        if len > n {
             return Err(ServerError::Unprocessable(format!(
-                "update has {} values; this session allows at most {n}",
-                len.saturating_sub(1)
+                "update has {len} values; this session allows at most {n}"
             )));
         }
         if let Some(l) = self.round_len
             && l != len
         {
             return Err(ServerError::Unprocessable(format!(
-                "update has {} values; round {round} sums vectors of {} values",
-                len.saturating_sub(1),
-                l.saturating_sub(1)
+                "update has {len} values; round {round} sums vectors of {l} values"
             )));
         }
         let t = Instant::now();
