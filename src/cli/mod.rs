@@ -82,6 +82,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 #[cfg(feature = "gui")]
 fn open_app(csv: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    // `fedhe typo` should not open a window on a file that is not there.
+    if let Some(p) = &csv
+        && !p.is_file()
+    {
+        anyhow::bail!(
+            "{} is neither a command nor a CSV file; run `fedhe --help`",
+            p.display()
+        );
+    }
     fedhe::app::run(csv)?;
     Ok(())
 }
