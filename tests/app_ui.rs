@@ -347,6 +347,12 @@ fn one_client_trains_through_the_embedded_aggregator() {
     wait_until(&mut h, "the server history", Duration::from_secs(10), |a| {
         a.server.history.len() >= 3
     });
+    // Plots, the round log and (below) the Server tab's tables: all named.
+    h.run();
+    click(&mut h, "Server");
+    h.run();
+    h.get_by_label("client-a");
+    click(&mut h, "Client");
     let app = h.state();
     assert!(app.client.model.is_some(), "{:?}", app.client.notes);
     assert_eq!(app.client.run.rounds.len(), 2);
@@ -468,6 +474,9 @@ fn the_server_tab_watches_a_remote_aggregator() {
     wait_until(&mut h, "a snapshot", Duration::from_secs(30), |a| {
         a.server.snapshot.is_some()
     });
+    // The watch spinner keeps repainting: check the names directly.
+    h.run_steps(2);
+    h.check_accessibility();
     let snap = h.state().server.snapshot.clone().unwrap();
     assert_eq!(snap.status.registered, 1);
     h.get_by_label("Remote clinic");
