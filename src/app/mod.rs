@@ -259,10 +259,18 @@ impl FedheApp {
 }
 
 impl eframe::App for FedheApp {
+    /// Runs before every frame and also while the window is hidden, so that
+    /// background jobs are drained and the embedded aggregator keeps
+    /// auto-aggregating when the window is minimized.
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.poll_jobs(ctx);
+    }
+
     fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
+        // Drops are read here, not in `logic`: while the window is hidden,
+        // `logic` sees the last shown frame's input again.
         self.handle_drops(&ctx);
-        self.poll_jobs(&ctx);
 
         egui::Panel::top("fedhe-top").show(ui, |ui| {
             ui.add_space(4.0);
