@@ -163,3 +163,46 @@ fn bad_csv_fails_with_a_located_message() {
     assert!(e.contains("bad.csv:3") && e.contains("\"oops\""), "{e}");
     assert!(!d.path().join("m.json").exists());
 }
+
+#[test]
+fn simulate_saves_a_federated_model_that_predict_scores() {
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("federated.json");
+    let metrics = d.path().join("rounds.csv");
+    let o = fedhe(&[
+        "simulate",
+        "--data",
+        "sample_data/breast_cancer_wdbc.csv",
+        "--clients",
+        "3",
+        "--rounds",
+        "5",
+        "--epochs",
+        "3",
+        "--model-out",
+        model.to_str().unwrap(),
+        "--metrics-out",
+        metrics.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read(&metrics).lines().count(), 6, "header + 5 rounds");
+    let saved = fedhe::model::ModelFile::load(&model).unwrap();
+    assert_eq!(saved.feature_names.len(), 30);
+    assert_eq!(saved.label.column, "diagnosis");
+    assert!(saved.provenance.kind.starts_with("federated"));
+    assert_eq!(saved.provenance.rows, 456);
+    let o = fedhe(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        "sample_data/test.csv",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let acc: f64 = stdout(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("accuracy"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(acc >= 0.95, "federated model accuracy {acc}");
+}

@@ -245,6 +245,9 @@ pub struct ClientArgs {
     /// Longest wait for a round to close, in seconds.
     #[arg(long, default_value_t = 3600)]
     pub round_timeout: u64,
+    /// Save the final global model here (for `fedhe predict` or the app).
+    #[arg(long)]
+    pub model_out: Option<PathBuf>,
 }
 
 fn id_from_name(name: &str) -> String {
@@ -354,6 +357,23 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
         outcome.model.weights.len(),
         outcome.rounds.len()
     );
+    if let Some(path) = &a.model_out {
+        let provenance = fedhe::model::Provenance::now(
+            "federated",
+            vec![a.data.display().to_string()],
+            train.rows(),
+            serde_json::json!({ "rounds": a.train.rounds, "train": a.train.config(), "server": a.server }),
+        );
+        fedhe::model::ModelFile::new(
+            train.feature_names.clone(),
+            outcome.scaler.clone(),
+            train.label.clone(),
+            &outcome.model,
+            provenance,
+        )
+        .save(path)?;
+        println!("global model written to {}", path.display());
+    }
     Ok(())
 }
 
@@ -392,6 +412,9 @@ pub struct SimulateArgs {
     /// Write the per-round figures to this file (.csv or .json).
     #[arg(long)]
     pub metrics_out: Option<PathBuf>,
+    /// Save the final global model (of the encrypted run) for `fedhe predict`.
+    #[arg(long)]
+    pub model_out: Option<PathBuf>,
 }
 
 fn print_round(r: &RoundRecord) {
@@ -479,6 +502,10 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
         );
         println!("total {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
         all.push(res);
+    }
+    if let (Some(path), Some(res)) = (&a.model_out, all.first()) {
+        res.model_file(&cfg).save(path)?;
+        println!("global model written to {}", path.display());
     }
     if a.compare {
         let d = max_param_diff(&all[0].records, &all[1].records);

@@ -85,8 +85,40 @@ pub struct SimulationResult {
     pub scaler: Standardizer,
     pub test: Metrics,
     pub feature_names: Vec<String>,
+    /// The label mapping of the data (for saving a model file).
+    pub label: crate::data::LabelMapping,
+    /// Training rows summed over the clients.
+    pub train_rows: usize,
     pub total_ms: f64,
     pub standardization: ExchangeCost,
+}
+
+impl SimulationResult {
+    /// The federated model as a self-describing model file.
+    pub fn model_file(&self, cfg: &SimulationConfig) -> crate::model::ModelFile {
+        let (data, kind) = match &cfg.data {
+            SimData::Split { data, .. } => {
+                (vec![data.display().to_string()], "federated (simulated)")
+            }
+            SimData::Files { clients, .. } => (
+                clients.iter().map(|c| c.display().to_string()).collect(),
+                "federated (simulated)",
+            ),
+        };
+        let settings = serde_json::json!({
+            "rounds": cfg.rounds,
+            "train": cfg.train,
+            "plain": cfg.plain,
+            "params": cfg.params.name(),
+        });
+        crate::model::ModelFile::new(
+            self.feature_names.clone(),
+            self.scaler.clone(),
+            self.label.clone(),
+            &self.model,
+            crate::model::Provenance::now(kind, data, self.train_rows, settings),
+        )
+    }
 }
 
 /// Progress of a simulation.
@@ -238,6 +270,8 @@ pub fn simulate(
     let n = parts.len();
     let features = test.x.ncols();
     let feature_names = test.feature_names.clone();
+    let label = test.label.clone();
+    let train_rows = parts.iter().map(Dataset::rows).sum();
     let loop_cfg = LoopConfig {
         rounds: cfg.rounds,
         train: cfg.train.clone(),
@@ -368,6 +402,8 @@ pub fn simulate(
         scaler: outcome.scaler,
         test: test_metrics,
         feature_names,
+        label,
+        train_rows,
         total_ms: start.elapsed().as_secs_f64() * 1e3,
         standardization: std_cost,
     })
