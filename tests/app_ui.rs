@@ -445,12 +445,23 @@ fn settings_survive_a_restart() {
     click(&mut h, "Server");
     h.state_mut().settings.training.rounds = 17;
     h.state_mut().settings.demo.clients = 5;
+    h.state_mut().settings.last_csv = Some(repo("sample_data/test.csv"));
     let mut storage = MemoryStorage::default();
     eframe::App::save(h.state_mut(), &mut storage);
     let back: Settings = eframe::get_value(&storage, eframe::APP_KEY).expect("saved");
     assert_eq!(back, h.state().settings);
     assert_eq!(back.tab, Tab::Server);
     assert_eq!(back.training.rounds, 17);
+
+    // The next session starts where this one stopped, with its CSV reopened.
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1280.0, 860.0))
+        .build_eframe(move |_cc| FedheApp::with_settings(back, None));
+    wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
+        a.client.csv.is_some() && !a.client.is_loading_csv()
+    });
+    assert_eq!(h.state().settings.tab, Tab::Server);
+    assert_eq!(h.state().client.csv.as_ref().unwrap().total_rows, 113);
 }
 
 #[test]

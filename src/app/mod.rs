@@ -115,11 +115,13 @@ impl FedheApp {
         Self::with_settings(settings, initial_csv)
     }
 
-    /// The app with explicit settings (tests, first run).
+    /// The app with explicit settings (tests, first run). The CSV of the
+    /// last session is reopened unless another one is given.
     pub fn with_settings(mut settings: Settings, initial_csv: Option<PathBuf>) -> Self {
         if initial_csv.is_some() {
             settings.tab = Tab::Client;
         }
+        let initial_csv = initial_csv.or_else(|| settings.last_csv.clone().filter(|p| p.is_file()));
         Self {
             settings,
             client: ClientTab::default(),
