@@ -96,6 +96,7 @@ pub fn round_plots_ui(
             .filter_map(|r| r.val_loss.map(|l| [r.round as f64, l]))
             .collect()
     };
+    // `columns(2)` hands the closure exactly 2 columns.
     ui.columns(2, |cols| {
         let mut s = vec![Series::new("encrypted FedAvg", acc(rows), ENCRYPTED_COLOR)];
         if let Some(p) = plain {

@@ -307,6 +307,7 @@ impl PredictTab {
         let Some(metrics) = &view.scored.metrics else {
             return;
         };
+        // `columns(2)` hands the closure exactly 2 columns.
         ui.columns(2, |cols| {
             let ui = &mut cols[0];
             widgets::section_heading(ui, "Metrics");

@@ -610,6 +610,7 @@ impl ServerTab {
             .iter()
             .map(|r| [r.round as f64, f64::from(r.contributors)])
             .collect();
+        // `columns(3)` hands the closure exactly 3 columns.
         ui.columns(3, |cols| {
             cols[0].label("Aggregation time per round");
             line_plot_ui(
