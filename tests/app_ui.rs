@@ -305,13 +305,14 @@ fn a_secret_key_is_refused_by_the_server_tab() {
     assert!(text.contains("public"), "{text}");
 }
 
-#[test]
-fn one_client_trains_through_the_embedded_aggregator() {
-    let dir = tempfile::tempdir().unwrap();
+/// Clicks through: sample data, a new key, the embedded aggregator with the
+/// key's public part, registration. Returns the harness on the Client tab.
+fn one_client_ready(dir: &Path, auto_aggregate: bool) -> Harness<'static, FedheApp> {
     let mut h = harness(None);
-    h.state_mut().settings.key_path = dir.path().join("secret.key").display().to_string();
+    h.state_mut().settings.key_path = dir.join("secret.key").display().to_string();
     h.state_mut().settings.training.rounds = 2;
     h.state_mut().settings.training.epochs = 2;
+    h.state_mut().settings.auto_aggregate = auto_aggregate;
     h.run();
     click(&mut h, "Client");
     click(&mut h, "Use sample data");
@@ -322,7 +323,7 @@ fn one_client_trains_through_the_embedded_aggregator() {
     wait_until(&mut h, "the key", Duration::from_secs(60), |a| {
         a.client.key.is_some()
     });
-    assert!(dir.path().join("public.key").exists());
+    assert!(dir.join("public.key").exists());
 
     click(&mut h, "Server");
     click(&mut h, "▶ Start aggregator");
@@ -340,6 +341,13 @@ fn one_client_trains_through_the_embedded_aggregator() {
         "{:?}",
         h.state().client.notes
     );
+    h
+}
+
+#[test]
+fn one_client_trains_through_the_embedded_aggregator() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = one_client_ready(dir.path(), true);
     click(&mut h, "🔒 Start federated training");
     wait_until(&mut h, "training", Duration::from_secs(120), |a| {
         !a.client.is_training()
@@ -493,4 +501,33 @@ fn the_server_tab_watches_a_remote_aggregator() {
     h.get_by_label("Remote clinic");
     click(&mut h, "Disconnect");
     srv.shutdown();
+}
+
+#[test]
+fn aggregate_now_closes_each_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = one_client_ready(dir.path(), false);
+    click(&mut h, "🔒 Start federated training");
+    click(&mut h, "Server");
+    // Standardization + 2 training rounds, each closed by hand.
+    for round in 1..=3u64 {
+        wait_until(&mut h, "an update", Duration::from_secs(60), |a| {
+            a.server
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.status.round == round && s.status.submitted.len() == 1)
+        });
+        h.get_by_label("✔ submitted");
+        click(&mut h, "Aggregate now");
+    }
+    wait_until(&mut h, "training", Duration::from_secs(60), |a| {
+        !a.client.is_training()
+    });
+    assert!(
+        h.state().client.model.is_some(),
+        "{:?}",
+        h.state().client.notes
+    );
+    assert_eq!(h.state().client.run.rounds.len(), 2);
+    h.state_mut().server.stop();
 }
