@@ -13,14 +13,16 @@ use fedhe::client::{
     AggregatorClient, ClientEvent, HeExchange, LoopConfig, max_len_for, run_client_loop,
 };
 use fedhe::crypto::{self, Accumulator, ParamSet, PublicKeyFile, SecretKey};
+use fedhe::data::load_csv;
 use fedhe::data::split::{Partition, stratified_split};
-use fedhe::data::{CsvOptions, load_csv};
 use fedhe::federation::{
     RoundRecord, SimData, SimEvent, SimulationConfig, max_param_diff, records_csv, simulate,
 };
 use fedhe::model::{ClassWeight, TrainConfig};
 use fedhe::protocol::RegisterRequest;
 use fedhe::server::{EmbeddedServer, ServerConfig, TlsPem};
+
+use super::data_cmds::SchemaArgs;
 
 fn parse_params(s: &str) -> Result<ParamSet, String> {
     match s.to_ascii_lowercase().as_str() {
@@ -158,31 +160,6 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Data options shared by `client` and `simulate`.
-#[derive(Debug, clap::Args)]
-pub struct CsvArgs {
-    /// Label column (default: diagnosis, label, target, class or y).
-    #[arg(long)]
-    pub label: Option<String>,
-    /// Columns never used as features.
-    #[arg(long, value_delimiter = ',')]
-    pub ignore: Vec<String>,
-    /// Label value of the positive class.
-    #[arg(long)]
-    pub positive: Option<String>,
-}
-
-impl CsvArgs {
-    fn options(&self) -> CsvOptions {
-        CsvOptions {
-            label: self.label.clone(),
-            ignore: self.ignore.clone(),
-            positive: self.positive.clone(),
-            ..CsvOptions::default()
-        }
-    }
-}
-
 /// Local training options shared by `client` and `simulate`.
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -227,7 +204,7 @@ pub struct ClientArgs {
     #[arg(long)]
     pub data: PathBuf,
     #[command(flatten)]
-    pub csv: CsvArgs,
+    pub csv: SchemaArgs,
     /// Display name.
     #[arg(long)]
     pub name: String,
@@ -389,7 +366,7 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub test: Option<PathBuf>,
     #[command(flatten)]
-    pub csv: CsvArgs,
+    pub csv: SchemaArgs,
     /// Number of clients (with --data).
     #[arg(long, default_value_t = 4)]
     pub clients: usize,
