@@ -287,3 +287,36 @@ fn large_files_parse_in_blocks_with_true_line_numbers() {
         .to_string();
     assert_has(&m, &["big.csv:550002", "third label value \"maybe\""]);
 }
+
+/// Plain files take a fast splitter, files with quotes or CR the csv reader:
+/// both must read the same data and report the same locations.
+#[test]
+fn fast_and_general_paths_agree() {
+    let lf = "label, a ,b,\n1, 2.5 ,3,\n\n0,4,-5e-1,\n1,  6 ,7.25,\n";
+    let crlf = lf.replace('\n', "\r\n");
+    let opts = CsvOptions::default();
+    let a = load_csv_reader(lf.as_bytes(), "f.csv", &opts).unwrap();
+    let b = load_csv_reader(crlf.as_bytes(), "f.csv", &opts).unwrap();
+    assert_eq!(a.dataset, b.dataset);
+    assert_eq!(a.notices, b.notices);
+    assert_eq!(a.dataset.x[[1, 1]], -0.5);
+    assert_eq!(a.dataset.rows(), 3);
+    for bad in [
+        "label,a\n1,2\n\n0,x\n",
+        "label,a\n1,2\n0\n",
+        "label,a\n1,2\n0,\n",
+        "label,a\n1,2\nq,3\nr,4\n",
+    ] {
+        let e1 = load_csv_reader(bad.as_bytes(), "e.csv", &opts)
+            .unwrap_err()
+            .to_string();
+        let e2 = load_csv_reader(bad.replace('\n', "\r\n").as_bytes(), "e.csv", &opts)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e1, e2);
+    }
+    let e = load_csv_reader("label,a\n1,2\n\n0,x\n".as_bytes(), "e.csv", &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("e.csv:4"), "{e}");
+}

@@ -111,13 +111,13 @@ fn read_csv<R: Read>(
         let mut reader = record_reader(&block.bytes);
         let mut rec = ByteRecord::new();
         if next_record(&mut reader, &mut rec, name, block.first_line)? {
-            let line = block.first_line + rec.position().map_or(1, |p| p.line()) - 1;
+            let mut lines = LineCounter::default();
+            let line = block.first_line + lines.line_of_content(&block.bytes, 0);
             let header = parse_header(&rec, name, line)?;
-            let pos = reader.position();
-            let offset = usize::try_from(pos.byte()).unwrap_or(usize::MAX);
+            let end = offset(reader.position(), block.bytes.len());
             let rest = Block {
-                bytes: block.bytes.get(offset..).unwrap_or_default().to_vec(),
-                first_line: block.first_line + pos.line() - 1,
+                first_line: block.first_line + lines.newlines_before(&block.bytes, end),
+                bytes: block.bytes[end..].to_vec(),
             };
             break (header, rest);
         }
@@ -313,6 +313,38 @@ fn next_record(
     })
 }
 
+/// A reader position as a byte offset into a buffer of `len` bytes.
+fn offset(pos: &csv::Position, len: usize) -> usize {
+    usize::try_from(pos.byte()).map_or(len, |b| b.min(len))
+}
+
+/// Counts newlines incrementally through one buffer.
+#[derive(Default)]
+struct LineCounter {
+    counted_to: usize,
+    newlines: u64,
+}
+
+impl LineCounter {
+    /// Newlines in `bytes[..end]` (calls must not go backwards).
+    fn newlines_before(&mut self, bytes: &[u8], end: usize) -> u64 {
+        let end = end.max(self.counted_to);
+        self.newlines += memchr::memchr_iter(b'\n', &bytes[self.counted_to..end]).count() as u64;
+        self.counted_to = end;
+        self.newlines
+    }
+
+    /// 0-based line of the first byte at or after `from` that is not part of
+    /// a line terminator or a blank line.
+    fn line_of_content(&mut self, bytes: &[u8], from: usize) -> u64 {
+        let start = bytes[from..]
+            .iter()
+            .position(|&b| b != b'\n' && b != b'\r')
+            .map_or(bytes.len(), |i| from + i);
+        self.newlines_before(bytes, start)
+    }
+}
+
 /// Everything a block parser needs, shared by all blocks.
 struct BlockContext<'a> {
     name: &'a str,
@@ -391,52 +423,111 @@ impl Parsed {
 
 impl BlockContext<'_> {
     fn parse(&self, block: &Block) -> Result<Parsed, DataError> {
-        let (name, header, plan) = (self.name, self.header, self.plan);
-        let mut out = Parsed::new(plan.features.len());
+        let mut out = Parsed::new(self.plan.features.len());
         out.values.reserve(block.bytes.len() / 8);
-        let mut reader = record_reader(&block.bytes);
-        let mut rec = ByteRecord::new();
-        while next_record(&mut reader, &mut rec, name, block.first_line)? {
-            let line = block.first_line + rec.position().map_or(1, |p| p.line()) - 1;
-            if rec.len() != header.len() {
-                return Err(DataError::RaggedRow {
-                    file: name.to_string(),
-                    line,
-                    found: rec.len(),
-                    expected: header.len(),
-                });
-            }
-            for (j, &c) in plan.features.iter().enumerate() {
-                // Cells are trimmed here rather than by the csv reader, whose
-                // trimming rebuilds every record.
-                let cell = rec[c].trim_ascii();
-                if cell.is_empty() {
-                    out.values.push(f64::NAN);
-                    out.first_missing[j].get_or_insert(line);
-                    continue;
-                }
-                match fast_float2::parse::<f64, _>(cell) {
-                    Ok(v) if v.is_finite() => out.values.push(v),
-                    _ => {
-                        let at = location(name, line, c, header);
-                        return Err(match std::str::from_utf8(cell) {
-                            Ok(text) => DataError::NotNumeric {
-                                at,
-                                value: text.to_string(),
-                            },
-                            Err(_) => DataError::InvalidUtf8 { at },
-                        });
-                    }
-                }
-                out.present[j] += 1;
-            }
-            if let Some(c) = plan.label {
-                let idx = self.label_index(rec[c].trim_ascii(), &mut out.label_values, line, c)?;
-                out.labels.push(idx);
-            }
-            out.rows += 1;
+        if memchr::memchr2(b'"', b'\r', &block.bytes).is_none() {
+            self.parse_plain(block, &mut out)?;
+        } else {
+            self.parse_quoted(block, &mut out)?;
         }
         Ok(out)
+    }
+
+    /// Fast path for a block without quotes or carriage returns: a record is
+    /// a non-empty line and a field is what lies between commas, exactly as
+    /// the csv reader would split it.
+    fn parse_plain(&self, block: &Block, out: &mut Parsed) -> Result<(), DataError> {
+        let bytes = &block.bytes[..];
+        let mut starts: Vec<usize> = Vec::with_capacity(self.header.len() + 1);
+        let mut line = block.first_line;
+        let mut start = 0;
+        while start < bytes.len() {
+            let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+            let rec = &bytes[start..end];
+            if !rec.is_empty() {
+                starts.clear();
+                starts.push(0);
+                starts.extend(memchr::memchr_iter(b',', rec).map(|i| i + 1));
+                let n = starts.len();
+                self.row(out, line, n, |k| {
+                    let end = if k + 1 < n {
+                        starts[k + 1] - 1
+                    } else {
+                        rec.len()
+                    };
+                    &rec[starts[k]..end]
+                })?;
+            }
+            line += 1;
+            start = end + 1;
+        }
+        Ok(())
+    }
+
+    /// General path: the csv reader handles quoting and line endings.
+    fn parse_quoted(&self, block: &Block, out: &mut Parsed) -> Result<(), DataError> {
+        let bytes = &block.bytes[..];
+        let mut reader = record_reader(bytes);
+        let mut rec = ByteRecord::new();
+        let mut lines = LineCounter::default();
+        let mut record_start = 0;
+        while next_record(&mut reader, &mut rec, self.name, block.first_line)? {
+            // The csv reader's own record position is taken before blank lines
+            // and CR LF terminators are skipped, so count lines ourselves.
+            let line = block.first_line + lines.line_of_content(bytes, record_start);
+            self.row(out, line, rec.len(), |k| &rec[k])?;
+            record_start = offset(reader.position(), bytes.len());
+        }
+        Ok(())
+    }
+
+    /// Parses one record of `fields` fields; `field(k)` is the k-th cell.
+    fn row<'r>(
+        &self,
+        out: &mut Parsed,
+        line: u64,
+        fields: usize,
+        field: impl Fn(usize) -> &'r [u8],
+    ) -> Result<(), DataError> {
+        let (name, header, plan) = (self.name, self.header, self.plan);
+        if fields != header.len() {
+            return Err(DataError::RaggedRow {
+                file: name.to_string(),
+                line,
+                found: fields,
+                expected: header.len(),
+            });
+        }
+        for (j, &c) in plan.features.iter().enumerate() {
+            // Cells are trimmed here rather than by the csv reader, whose
+            // trimming rebuilds every record.
+            let cell = field(c).trim_ascii();
+            if cell.is_empty() {
+                out.values.push(f64::NAN);
+                out.first_missing[j].get_or_insert(line);
+                continue;
+            }
+            match fast_float2::parse::<f64, _>(cell) {
+                Ok(v) if v.is_finite() => out.values.push(v),
+                _ => {
+                    let at = location(name, line, c, header);
+                    return Err(match std::str::from_utf8(cell) {
+                        Ok(text) => DataError::NotNumeric {
+                            at,
+                            value: text.to_string(),
+                        },
+                        Err(_) => DataError::InvalidUtf8 { at },
+                    });
+                }
+            }
+            out.present[j] += 1;
+        }
+        if let Some(c) = plan.label {
+            let idx = self.label_index(field(c).trim_ascii(), &mut out.label_values, line, c)?;
+            out.labels.push(idx);
+        }
+        out.rows += 1;
+        Ok(())
     }
 
     fn label_index(
