@@ -24,16 +24,6 @@ use fedhe::server::{EmbeddedServer, ServerConfig, TlsPem};
 
 use super::data_cmds::SchemaArgs;
 
-fn parse_params(s: &str) -> Result<ParamSet, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "standard64" => Ok(ParamSet::Standard64),
-        "compact32" => Ok(ParamSet::Compact32),
-        _ => Err(format!(
-            "unknown parameter set `{s}` (standard64 or compact32)"
-        )),
-    }
-}
-
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// The session's public key file (or upload it later: PUT /api/v1/session).
@@ -270,13 +260,7 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
     let Some(session) = &status.session else {
         bail!("the aggregator has no session yet: its operator must load the public key first");
     };
-    let fp: String = key
-        .public()
-        .fingerprint()
-        .0
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let fp = key.public().fingerprint().to_string();
     if session.fingerprint != fp {
         bail!(
             "the aggregator's session uses key {}, but {} is key {fp}: wrong key file?",
@@ -384,7 +368,7 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub compare: bool,
     /// Parameter set: standard64 or compact32.
-    #[arg(long, default_value = "standard64", value_parser = parse_params)]
+    #[arg(long, default_value = "standard64")]
     pub params: ParamSet,
     /// Write the per-round figures to this file (.csv or .json).
     #[arg(long)]
@@ -520,7 +504,7 @@ pub struct BenchFederationArgs {
     /// Concurrent uploads.
     #[arg(long, default_value_t = 4)]
     pub upload_threads: usize,
-    #[arg(long, default_value = "standard64", value_parser = parse_params)]
+    #[arg(long, default_value = "standard64")]
     pub params: ParamSet,
 }
 

@@ -56,7 +56,7 @@ pub struct Session {
 impl Session {
     fn info(&self) -> SessionInfo {
         SessionInfo {
-            fingerprint: hex(&self.public.fingerprint().0),
+            fingerprint: self.public.fingerprint().to_string(),
             params: format!("{:?}", self.public.params()),
             max_len: self.max_len,
             max_update_bytes: self
@@ -274,7 +274,7 @@ impl Aggregator {
             {
                 return Err(ServerError::Conflict(format!(
                     "the session already uses key {} ({:?}); start a new state folder for another key",
-                    hex(&s.public.fingerprint().0),
+                    s.public.fingerprint(),
                     s.public.params()
                 )));
             }
