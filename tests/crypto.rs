@@ -24,6 +24,8 @@ fn random_values(rng: &mut ChaCha8Rng, len: usize, range: f64) -> Vec<f64> {
 fn check_round(key: &SecretKey, clients: &[(Vec<f64>, f64)], len: usize) {
     let public = key.public();
     let mut acc = Accumulator::new(&public, len);
+    // the aggregator's path: checked in place, added without copying
+    let mut in_place = Accumulator::new(&public, len);
     for (values, weight) in clients {
         let u = encrypt_weighted(key, values, *weight).unwrap();
         assert_eq!(u.len(), len);
@@ -31,8 +33,14 @@ fn check_round(key: &SecretKey, clients: &[(Vec<f64>, f64)], len: usize) {
         assert!(bytes.len() <= max_update_bytes(key.params(), len));
         acc.add(&EncryptedUpdate::from_bytes(&bytes, len).unwrap())
             .unwrap();
+        in_place
+            .add_ref(&UpdateRef::parse(&bytes, len).unwrap())
+            .unwrap();
     }
-    let acc = Accumulator::from_bytes(&acc.to_bytes(), len).unwrap();
+    assert_eq!(in_place, acc);
+    let bytes = acc.to_bytes();
+    assert!(bytes.len() <= max_sum_bytes(key.params(), key.max_clients(), len));
+    let acc = Accumulator::from_bytes(&bytes, len).unwrap();
     let mean = decrypt_mean(key, &acc).unwrap();
     let total: f64 = clients.iter().map(|c| c.1).sum();
     assert_eq!(mean.total_weight, total);
@@ -75,16 +83,22 @@ fn roundtrip_lengths_compact32() {
     }
 }
 
-/// 1 to 64 clients, added one at a time; decrypted after every addition.
+fn key_for(params: ParamSet, max_clients: u32) -> SecretKey {
+    SecretKey::generate_for(params, max_clients, None).unwrap()
+}
+
+/// 1 to max_clients clients, added one at a time; decrypted after every
+/// addition; the next one is refused.
 #[test]
-fn one_to_sixty_four_clients() {
-    for key in [std_key(), compact_key()] {
+fn one_to_max_clients() {
+    let bigger = key_for(ParamSet::Standard64, 100);
+    for key in [std_key(), compact_key(), &bigger] {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let len = 37;
         let public = key.public();
         let mut acc = Accumulator::new(&public, len);
         let mut clients = Vec::new();
-        for n in 1..=MAX_CLIENTS as usize {
+        for n in 1..=key.max_clients() as usize {
             let values = random_values(&mut rng, len, 3.0);
             let weight = rng.random_range(1..=40) as f64;
             acc.add(&encrypt_weighted(key, &values, weight).unwrap())
@@ -101,28 +115,51 @@ fn one_to_sixty_four_clients() {
                 );
             }
         }
-        // the 65th is refused and leaves the sum unchanged
+        // one more is refused and leaves the sum unchanged
         let before = acc.to_bytes();
         let extra = encrypt_weighted(key, &vec![0.0; len], 1.0).unwrap();
-        assert!(matches!(
-            acc.add(&extra),
-            Err(CryptoError::TooManyContributors { .. })
-        ));
+        let e = acc.add(&extra).unwrap_err();
+        let max = key.max_clients();
+        assert!(
+            matches!(e, CryptoError::TooManyContributors { found, max: m } if found == max as usize + 1 && m == max),
+            "{e}"
+        );
+        assert!(e.to_string().contains("--max-clients"), "{e}");
         assert_eq!(acc.to_bytes(), before);
+        // and so is a sum that claims more contributors than its key allows
+        let mut bytes = before.clone();
+        let pos = 5 + 2; // prefix, params, scale_bits: then max_clients (varint)
+        assert_eq!(bytes[pos], max.min(250) as u8, "layout of the sum header");
+        if max < 250 {
+            bytes[pos] -= 1;
+            assert!(matches!(
+                Accumulator::from_bytes(&bytes, len),
+                Err(CryptoError::TooManyContributors { .. })
+            ));
+        }
     }
 }
 
-/// 64 clients all at the edge of the budget, with alternating signs: no overflow.
+/// `max_clients` clients all at the edge of the budget, same signs: no
+/// overflow, for the default keys and for the extremes of the layout.
 #[test]
-fn sixty_four_clients_at_the_bound() {
-    for key in [std_key(), compact_key()] {
-        let budget = key.params().client_budget_log2();
+fn max_clients_at_the_bound() {
+    let extremes = [
+        key_for(ParamSet::Standard64, 1),
+        key_for(ParamSet::Standard64, 300),
+        key_for(
+            ParamSet::Compact32,
+            ParamSet::Compact32.largest_max_clients(),
+        ),
+    ];
+    for key in [std_key(), compact_key()].into_iter().chain(&extremes) {
+        let budget = key.params().client_budget_log2(key.max_clients());
         let weight = 3.0;
         let max_value = ((1u64 << budget) - 1) as f64 / 2f64.powi(key.scale_bits() as i32) / weight;
         let len = 4;
         let values = vec![max_value, -max_value, max_value * 0.5, 0.0];
         let mut acc = Accumulator::new(&key.public(), len);
-        for _ in 0..MAX_CLIENTS {
+        for _ in 0..key.max_clients() {
             acc.add(&encrypt_weighted(key, &values, weight).unwrap())
                 .unwrap();
         }
@@ -431,20 +468,35 @@ fn key_file_errors_say_which() {
         Err(CryptoError::CorruptKeyFile { .. })
     ));
 
-    let mut v2 = public.clone();
-    v2[8] = 2;
-    let e = PublicKeyFile::from_bytes(&v2).unwrap_err();
+    let mut v3 = public.clone();
+    v3[8] = 3;
+    let e = PublicKeyFile::from_bytes(&v3).unwrap_err();
     assert!(
         matches!(
             e,
             CryptoError::UnsupportedVersion {
-                found: 2,
-                expected: 1,
+                found: 3,
+                expected: 2,
                 ..
             }
         ),
         "{e}"
     );
+    // keys from before the per-key client limit ask for a new keygen
+    let mut v1 = secret.clone();
+    v1[8] = 1;
+    let e = SecretKey::from_bytes(&v1).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CryptoError::OldKeyFile {
+                found: 1,
+                expected: 2
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("fedhe keygen"), "{e}");
 
     let e = PublicKeyFile::from_bytes(b"hello world, not a key").unwrap_err();
     assert!(matches!(e, CryptoError::NotAKeyFile { .. }));
@@ -494,4 +546,60 @@ fn wire_rejects_lies_and_limits() {
         EncryptedUpdate::from_bytes(&v, len),
         Err(CryptoError::UnsupportedVersion { found: 9, .. })
     ));
+}
+
+#[test]
+fn max_clients_layout_and_its_limits() {
+    use ParamSet::*;
+    // each doubling beyond 64 costs two bits per client; the default scale pays them
+    assert_eq!(Standard64.client_budget_log2(64), 32);
+    assert_eq!(Standard64.client_budget_log2(100), 30);
+    assert_eq!(Standard64.client_budget_log2(128), 30);
+    assert_eq!(Compact32.client_budget_log2(64), 18);
+    assert_eq!(Compact32.client_budget_log2(1024), 10);
+    assert_eq!(Standard64.default_scale_bits(64), 16);
+    assert_eq!(Standard64.default_scale_bits(100), 14);
+    assert_eq!(Standard64.default_scale_bits(2), 16);
+    assert_eq!(Compact32.default_scale_bits(64), 6);
+    assert_eq!(Compact32.default_scale_bits(128), 4);
+    assert_eq!(Standard64.largest_max_clients(), 65_536);
+    assert_eq!(Compact32.largest_max_clients(), 2_048);
+
+    let k = key_for(Standard64, 100);
+    assert_eq!((k.max_clients(), k.scale_bits()), (100, 14));
+    assert_eq!(k.public().max_clients(), 100);
+    // the limit survives the key files
+    let sk = SecretKey::from_bytes(&k.to_bytes()).unwrap();
+    assert_eq!(sk.max_clients(), 100);
+    let pk = PublicKeyFile::from_bytes(&k.public().to_bytes()).unwrap();
+    assert_eq!(pk.max_clients(), 100);
+    // |rows × value| < 2^(30 - 14) = 65,536 as with the default key
+    let e = encrypt_weighted(&k, &[0.0, 65_536.0], 1.0).unwrap_err();
+    assert!(
+        matches!(e, CryptoError::ValueOutOfRange { index: 1, bound, max_clients: 100, .. } if bound == 65_536.0),
+        "{e}"
+    );
+    assert!(e.to_string().contains("sum of 100 updates"), "{e}");
+
+    for (params, n) in [(Standard64, 0), (Standard64, 65_537), (Compact32, 2_049)] {
+        let e = SecretKey::generate_for(params, n, None).unwrap_err();
+        assert!(
+            matches!(e, CryptoError::InvalidMaxClients { max_clients, .. } if max_clients == n),
+            "{params} {n}: {e}"
+        );
+        assert!(e.to_string().contains(&n.to_string()), "{e}");
+    }
+    let e = SecretKey::generate_for(Standard64, 128, Some(30)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CryptoError::InvalidScale {
+                max: 29,
+                max_clients: 128,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    SecretKey::generate_for(Standard64, 128, Some(29)).unwrap();
 }

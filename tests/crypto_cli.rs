@@ -57,6 +57,38 @@ fn keygen_writes_both_files_and_never_overwrites_without_force() {
     let public = fedhe::crypto::PublicKeyFile::load(&out.join("public.key")).unwrap();
     assert_eq!(public.params(), fedhe::crypto::ParamSet::Compact32);
     assert_ne!(public.fingerprint(), secret.fingerprint());
+    assert_eq!(public.max_clients(), 64);
+
+    // a federation of 100: the limit is stored in both files and reported
+    let big = run(&["--max-clients", "100", "--force"]);
+    let stdout = String::from_utf8_lossy(&big.stdout);
+    assert!(
+        big.status.success(),
+        "{}",
+        String::from_utf8_lossy(&big.stderr)
+    );
+    assert!(
+        stdout
+            .contains("scale 2^14, up to 100 clients per sum; each client's |rows × value| < 2^16"),
+        "{stdout}"
+    );
+    let public = fedhe::crypto::PublicKeyFile::load(&out.join("public.key")).unwrap();
+    let secret = fedhe::crypto::SecretKey::load(&out.join("secret.key")).unwrap();
+    assert_eq!((public.max_clients(), secret.max_clients()), (100, 100));
+
+    // out of range: a clear error, the files are left alone
+    let bad = run(&["--params", "compact32", "--max-clients", "5000", "--force"]);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("max_clients 5000 is out of range for compact32")
+            && stderr.contains("between 1 and 2048"),
+        "{stderr}"
+    );
+    assert_eq!(
+        fedhe::crypto::PublicKeyFile::load(&out.join("public.key")).unwrap(),
+        public
+    );
 }
 
 #[test]

@@ -105,11 +105,12 @@ proptest! {
         extra in 0usize..64,
     ) {
         let s = samples();
-        // header layout (bincode standard): params(1) scale(1) fingerprint(16) len(varint) seed(16)
+        // header layout (bincode standard): params(1) scale(1) max_clients(1 for 64)
+        // fingerprint(16) len(varint) seed(16)
         let bytes = &s.update;
-        let mut forged = bytes[..5 + 18].to_vec();
+        let mut forged = bytes[..5 + 19].to_vec();
         forged.extend(varint(len));
-        forged.extend_from_slice(&bytes[5 + 19..5 + 19 + 16]);
+        forged.extend_from_slice(&bytes[5 + 20..5 + 20 + 16]);
         forged.extend(std::iter::repeat_n(0u8, extra * 8));
         let r = EncryptedUpdate::from_bytes(&forged, LIMIT);
         let honest = len as usize + 1 == extra && (len as usize) <= LIMIT;
@@ -120,7 +121,7 @@ proptest! {
     #[test]
     fn lying_seed_counts_are_refused(count in any::<u64>()) {
         let s = samples();
-        let mut forged = s.sum[..5 + 18].to_vec();
+        let mut forged = s.sum[..5 + 19].to_vec();
         forged.extend(varint(40)); // len
         forged.extend(varint(count)); // number of seeds
         forged.extend(std::iter::repeat_n(7u8, 64));

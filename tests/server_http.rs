@@ -469,3 +469,89 @@ fn killed_server_resumes_the_open_round() {
     let op = AggregatorClient::new(&s2.url).with_token(op_token.trim());
     assert_eq!(op.clients().unwrap().len(), 3);
 }
+
+/// A key made for 100 clients: 100 uploads over HTTP make one round whose sum
+/// decrypts to the weighted mean (the default key stops at 64).
+#[test]
+fn one_hundred_clients_in_one_round() {
+    let key = Arc::new(SecretKey::generate_for(ParamSet::Standard64, 100, None).unwrap());
+    let srv = start(&key, true, Some(100));
+    let url = srv.url().to_string();
+    let st = srv.status();
+    let session = st.session.expect("session");
+    assert_eq!((session.max_clients, session.scale_bits), (100, 14));
+    let clients: Vec<_> = (0..100).map(|i| register(&url, &format!("c{i}"))).collect();
+    let updates: Vec<(Vec<f64>, f64)> = (0..100)
+        .map(|i| (values(i), 1.0 + (i % 7) as f64))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((v, w)) = updates.get(i) else { break };
+                    clients[i]
+                        .upload(1, &update_bytes(&key, v, *w))
+                        .expect("upload");
+                }
+            });
+        }
+    });
+    let info = clients[0]
+        .wait_closed(1, None, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(info.contributors, 100);
+    let (mean, n, tol) = decrypt_round(&key, &clients[99], 1);
+    assert_eq!(n, 100);
+    assert!(tol < 1e-5, "{tol}");
+    assert_close(&mean, &weighted_mean(&updates), tol);
+    srv.shutdown();
+}
+
+/// A sum holds at most the key's `max_clients`: the next upload is refused
+/// with 422 and a hint, the sum is untouched; with auto-aggregate a full sum
+/// closes the round even if more clients are registered.
+#[test]
+fn a_full_sum_refuses_more_and_auto_closes() {
+    let key = SecretKey::generate_for(ParamSet::Standard64, 2, None).unwrap();
+    let ups = [(values(1), 2.0), (values(2), 5.0)];
+
+    let srv = start(&key, false, None);
+    let cs: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|id| register(srv.url(), id))
+        .collect();
+    for (c, (v, w)) in cs.iter().zip(&ups) {
+        c.upload(1, &update_bytes(&key, v, *w)).unwrap();
+    }
+    let e = cs[2]
+        .upload(1, &update_bytes(&key, &values(3), 1.0))
+        .unwrap_err();
+    assert_eq!(status_of(&e), (422, "unprocessable".into()));
+    assert!(e.to_string().contains("--max-clients"), "{e}");
+    assert_eq!(srv.status().submitted, ["a", "b"]);
+    srv.close_round(1).unwrap();
+    let (mean, n, tol) = decrypt_round(&key, &cs[2], 1);
+    assert_eq!(n, 2);
+    assert_close(&mean, &weighted_mean(&ups), tol);
+    srv.shutdown();
+
+    let srv = start(&key, true, None);
+    let cs: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|id| register(srv.url(), id))
+        .collect();
+    let r = cs[0]
+        .upload(1, &update_bytes(&key, &ups[0].0, ups[0].1))
+        .unwrap();
+    assert!(!r.round_closed);
+    let r = cs[1]
+        .upload(1, &update_bytes(&key, &ups[1].0, ups[1].1))
+        .unwrap();
+    assert!(r.round_closed, "a full sum closes the round");
+    let (mean, n, tol) = decrypt_round(&key, &cs[2], 1);
+    assert_eq!(n, 2);
+    assert_close(&mean, &weighted_mean(&ups), tol);
+    srv.shutdown();
+}

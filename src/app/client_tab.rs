@@ -788,9 +788,10 @@ fn generate_key(path: &Path) -> Result<(Arc<SecretKey>, String), String> {
         Err(e) => format!("; the public part was not written ({e})"),
     };
     let info = format!(
-        "New key {} (fingerprint {}){public_note}",
+        "New key {} (fingerprint {}, up to {} clients per round; `fedhe keygen --max-clients` makes keys for more){public_note}",
         path.display(),
-        key.fingerprint()
+        key.fingerprint(),
+        key.max_clients()
     );
     Ok((Arc::new(key), info))
 }

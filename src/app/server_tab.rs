@@ -101,8 +101,8 @@ impl ServerTab {
                 Ok(info) => widgets::push_note(
                     &mut self.notes,
                     Note::Info(format!(
-                        "Session key loaded: fingerprint {}, {}",
-                        info.fingerprint, info.params
+                        "Session key loaded: fingerprint {}, {}, up to {} clients per round",
+                        info.fingerprint, info.params, info.max_clients
                     )),
                 ),
                 Err(e) => {
@@ -460,9 +460,10 @@ impl ServerTab {
             (_, Some(session)) => {
                 ui.label(
                     RichText::new(format!(
-                        "🔑 Session key fingerprint {} ({}), up to {} values per update",
+                        "🔑 Session key fingerprint {} ({}, up to {} clients per round), up to {} values per update",
                         session.fingerprint,
                         session.params,
+                        session.max_clients,
                         session.max_len.map_or("–".into(), |n| n.to_string())
                     ))
                     .color(OK_COLOR),

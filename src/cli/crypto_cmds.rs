@@ -14,7 +14,13 @@ pub struct KeygenArgs {
     /// Parameter set: standard64 (8 bytes per value) or compact32 (4 bytes per value, less headroom).
     #[arg(long, default_value = "standard64")]
     pub params: ParamSet,
-    /// Fixed-point fractional bits (default: 16 for standard64, 6 for compact32).
+    /// Most clients one round's sum may hold. Each doubling beyond 64 costs
+    /// every client two bits of fixed-point range (taken from the fraction by
+    /// default); up to 65536 for standard64, 2048 for compact32.
+    #[arg(long, default_value_t = crypto::DEFAULT_MAX_CLIENTS)]
+    pub max_clients: u32,
+    /// Fixed-point fractional bits (default for 64 clients: 16 for standard64,
+    /// 6 for compact32; fewer for more clients, keeping the integer range).
     #[arg(long)]
     pub scale_bits: Option<u8>,
     /// Overwrite existing key files.
@@ -50,10 +56,7 @@ pub struct BenchCryptoArgs {
 }
 
 pub fn keygen(a: KeygenArgs) -> anyhow::Result<()> {
-    let key = match a.scale_bits {
-        Some(bits) => SecretKey::generate_with_scale(a.params, bits)?,
-        None => SecretKey::generate(a.params),
-    };
+    let key = SecretKey::generate_for(a.params, a.max_clients, a.scale_bits)?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     let secret_path = a.out.join("secret.key");
@@ -73,11 +76,13 @@ pub fn keygen(a: KeygenArgs) -> anyhow::Result<()> {
     public.save(&public_path, a.force)?;
     let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     println!("fingerprint  {}", key.fingerprint());
+    let budget = key.params().client_budget_log2(key.max_clients());
     println!(
-        "parameters   {} (scale 2^{}, up to {} clients per sum)",
+        "parameters   {} (scale 2^{}, up to {} clients per sum; each client's |rows × value| < 2^{})",
         key.params(),
         key.scale_bits(),
-        crypto::MAX_CLIENTS
+        key.max_clients(),
+        budget - u32::from(key.scale_bits())
     );
     println!(
         "secret key   {} ({} bytes, owner-only; give it only to the trusted clients)",

@@ -31,8 +31,8 @@ pub const LIMB_BITS: i32 = 15;
 /// Limb size for a key: one bit below the per-client budget of
 /// `|weight × value|` (`2^(client_budget - scale_bits)`), so every limb
 /// encodes without overflow and the lowest keeps `scale_bits` fraction bits.
-pub fn limb_bits_for(params: crate::crypto::ParamSet, scale_bits: u8) -> i32 {
-    let budget = i64::from(params.client_budget_log2()) - i64::from(scale_bits);
+pub fn limb_bits_for(params: crate::crypto::ParamSet, scale_bits: u8, max_clients: u32) -> i32 {
+    let budget = i64::from(params.client_budget_log2(max_clients)) - i64::from(scale_bits);
     i32::try_from(budget - 1).unwrap_or(1).clamp(1, 30)
 }
 
@@ -213,7 +213,11 @@ pub struct HeExchange {
 
 impl Exchange for HeExchange {
     fn limb_bits(&self) -> i32 {
-        limb_bits_for(self.key.params(), self.key.scale_bits())
+        limb_bits_for(
+            self.key.params(),
+            self.key.scale_bits(),
+            self.key.max_clients(),
+        )
     }
 
     fn exchange(
@@ -438,8 +442,11 @@ mod tests {
     #[test]
     fn limbs_round_trip_and_add() {
         use crate::crypto::ParamSet;
-        assert_eq!(limb_bits_for(ParamSet::Standard64, 16), 15);
-        assert_eq!(limb_bits_for(ParamSet::Compact32, 6), 11);
+        assert_eq!(limb_bits_for(ParamSet::Standard64, 16, 64), 15);
+        assert_eq!(limb_bits_for(ParamSet::Compact32, 6, 64), 11);
+        // 128 clients: two bits less per client, the default scale gives them up
+        assert_eq!(limb_bits_for(ParamSet::Standard64, 14, 128), 15);
+        assert_eq!(limb_bits_for(ParamSet::Standard64, 16, 128), 13);
         for bits in [15, 11] {
             for v in [0.0, 1.5, -3.25, 74556.0, 8.2e9, -1e13, 0.1234567891] {
                 let mut l = Vec::new();

@@ -2,7 +2,7 @@
 //!
 //! Design (measured, see `docs/crypto.md`): the aggregator adds only the
 //! bodies — one wrapping add per value per update — and keeps the mask seeds
-//! of the updates it absorbed (16 bytes each, at most [`MAX_CLIENTS`]). The
+//! of the updates it absorbed (16 bytes each, at most the key's `max_clients`). The
 //! decrypting clients regenerate and add the masks themselves. Memory is one
 //! word per value plus the seed list: O(model + clients). The alternative,
 //! regenerating every mask into an expanded sum on the server, costs the server
@@ -11,10 +11,11 @@
 
 use super::encoding;
 use super::glwe;
+use super::keys::check_layout;
 use super::keys::{PublicKeyFile, SecretKey};
-use super::params::{MAX_CLIENTS, ParamSet};
-use super::update::EncryptedUpdate;
-use super::wire::{self, MAX_SUM_HEADER, SUM_MAGIC, SumHeader};
+use super::params::ParamSet;
+use super::update::{EncryptedUpdate, UpdateRef};
+use super::wire::{self, MAX_SUM_HEADER, SUM_MAGIC, SumHeader, sum_header_bound};
 use super::{CryptoError, Fingerprint};
 
 /// Running encrypted sum; memory O(model), adds updates as they arrive.
@@ -22,6 +23,8 @@ use super::{CryptoError, Fingerprint};
 pub struct Accumulator {
     params: ParamSet,
     scale_bits: u8,
+    /// The key's limit of contributors (the fixed-point layout depends on it).
+    max_clients: u32,
     fingerprint: Fingerprint,
     /// Mask seeds of the absorbed updates, one per contributor, all distinct.
     seeds: Vec<u128>,
@@ -34,6 +37,7 @@ impl std::fmt::Debug for Accumulator {
         f.debug_struct("Accumulator")
             .field("params", &self.params)
             .field("scale_bits", &self.scale_bits)
+            .field("max_clients", &self.max_clients)
             .field("fingerprint", &self.fingerprint)
             .field("len", &self.len())
             .field("contributors", &self.contributors())
@@ -49,6 +53,7 @@ impl Accumulator {
         Self {
             params: public.params(),
             scale_bits: public.scale_bits(),
+            max_clients: public.max_clients(),
             fingerprint: public.fingerprint(),
             seeds: Vec::new(),
             words: vec![0; len.saturating_add(1)],
@@ -77,16 +82,20 @@ impl Accumulator {
         self.scale_bits
     }
 
+    /// The most contributors this sum may hold (the key's limit).
+    pub fn max_clients(&self) -> u32 {
+        self.max_clients
+    }
+
     /// Number of updates summed so far.
     pub fn contributors(&self) -> u32 {
-        // infallible: at most MAX_CLIENTS seeds (checked on every add/merge/decode)
+        // infallible: at most max_clients (a u32) seeds, checked on every add/merge/decode
         self.seeds.len() as u32
     }
 
     fn check_compatible(
         &self,
-        params: ParamSet,
-        scale_bits: u8,
+        (params, scale_bits, max_clients): (ParamSet, u8, u32),
         fingerprint: Fingerprint,
         len: usize,
     ) -> Result<(), CryptoError> {
@@ -96,14 +105,10 @@ impl Accumulator {
                 found: fingerprint,
             });
         }
-        if params != self.params || scale_bits != self.scale_bits {
-            return Err(CryptoError::ParamsMismatch {
-                expected: self.params,
-                expected_scale_bits: self.scale_bits,
-                found: params,
-                found_scale_bits: scale_bits,
-            });
-        }
+        check_same_layout(
+            (self.params, self.scale_bits, self.max_clients),
+            (params, scale_bits, max_clients),
+        )?;
         if len != self.len() {
             return Err(CryptoError::LenMismatch {
                 expected: self.len(),
@@ -115,10 +120,10 @@ impl Accumulator {
 
     fn check_room(&self, extra: &[u128]) -> Result<(), CryptoError> {
         let total = self.seeds.len() + extra.len();
-        if total > MAX_CLIENTS as usize {
+        if total > self.max_clients as usize {
             return Err(CryptoError::TooManyContributors {
                 found: total,
-                max: MAX_CLIENTS,
+                max: self.max_clients,
             });
         }
         if let Some(dup) = extra.iter().find(|s| self.seeds.contains(s)) {
@@ -129,12 +134,16 @@ impl Accumulator {
         Ok(())
     }
 
-    fn add_words(&mut self, other: &[u64]) {
-        let mask = if self.params.word_bytes() == 8 {
+    fn word_mask(&self) -> u64 {
+        if self.params.word_bytes() == 8 {
             u64::MAX
         } else {
             u32::MAX as u64
-        };
+        }
+    }
+
+    fn add_words(&mut self, other: &[u64]) {
+        let mask = self.word_mask();
         for (a, b) in self.words.iter_mut().zip(other) {
             *a = a.wrapping_add(*b) & mask;
         }
@@ -143,8 +152,7 @@ impl Accumulator {
     /// Adds one update; on error the sum is unchanged.
     pub fn add(&mut self, update: &EncryptedUpdate) -> Result<(), CryptoError> {
         self.check_compatible(
-            update.params,
-            update.scale_bits,
+            (update.params, update.scale_bits, update.max_clients),
             update.fingerprint,
             update.len(),
         )?;
@@ -154,11 +162,31 @@ impl Accumulator {
         Ok(())
     }
 
+    /// Adds an update checked in place ([`UpdateRef::parse`]) without copying
+    /// its words first; on error the sum is unchanged.
+    pub fn add_ref(&mut self, update: &UpdateRef<'_>) -> Result<(), CryptoError> {
+        self.check_compatible(
+            (update.params, update.scale_bits, update.max_clients),
+            update.fingerprint,
+            update.len(),
+        )?;
+        self.check_room(&[update.seed])?;
+        let mask = self.word_mask();
+        let mut sum = self.words.iter_mut();
+        wire::for_each_word(self.params, update.payload, |w| {
+            // `check_compatible` made the lengths equal
+            if let Some(a) = sum.next() {
+                *a = a.wrapping_add(w) & mask;
+            }
+        });
+        self.seeds.push(update.seed);
+        Ok(())
+    }
+
     /// Absorbs another partial sum (tree-shaped aggregation); on error the sum is unchanged.
     pub fn merge(&mut self, other: &Accumulator) -> Result<(), CryptoError> {
         self.check_compatible(
-            other.params,
-            other.scale_bits,
+            (other.params, other.scale_bits, other.max_clients),
             other.fingerprint,
             other.len(),
         )?;
@@ -170,14 +198,32 @@ impl Accumulator {
 
     /// Wire encoding (see [`wire`](super::wire)).
     pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_bytes(&mut out);
+        out
+    }
+
+    /// [`Accumulator::to_bytes`] into a reused buffer (cleared first), so a
+    /// server that persists the sum after every update does not allocate a
+    /// fresh copy each time.
+    pub fn write_bytes(&self, out: &mut Vec<u8>) {
         let header = SumHeader {
             params: self.params,
             scale_bits: self.scale_bits,
+            max_clients: self.max_clients,
             fingerprint: self.fingerprint,
             len: self.len() as u64,
             seeds: self.seeds.iter().map(|s| s.to_le_bytes()).collect(),
         };
-        wire::encode(SUM_MAGIC, &header, MAX_SUM_HEADER, self.params, &self.words)
+        let header_hint = sum_header_bound(self.contributors());
+        wire::encode_into(
+            out,
+            SUM_MAGIC,
+            &header,
+            header_hint,
+            self.params,
+            &self.words,
+        );
     }
 
     /// Strict decoding of untrusted bytes; `max_values` bounds the number of model values.
@@ -185,17 +231,12 @@ impl Accumulator {
         const WHAT: &str = "encrypted sum";
         let (h, payload) =
             wire::decode_header::<SumHeader, MAX_SUM_HEADER>(bytes, SUM_MAGIC, WHAT)?;
-        if h.scale_bits > h.params.max_scale_bits() {
-            return Err(CryptoError::InvalidScale {
-                params: h.params,
-                scale_bits: h.scale_bits,
-                max: h.params.max_scale_bits(),
-            });
-        }
+        check_layout(h.params, h.scale_bits, h.max_clients)?;
         let (_, words) = wire::decode_payload(WHAT, h.params, h.len, max_values, payload)?;
         let mut acc = Self {
             params: h.params,
             scale_bits: h.scale_bits,
+            max_clients: h.max_clients,
             fingerprint: h.fingerprint,
             seeds: Vec::new(),
             words: vec![0; 0],
@@ -245,14 +286,10 @@ pub fn decrypt_mean(key: &SecretKey, sum: &Accumulator) -> Result<WeightedMean, 
             found: sum.fingerprint,
         });
     }
-    if sum.params != key.params() || sum.scale_bits != key.scale_bits() {
-        return Err(CryptoError::ParamsMismatch {
-            expected: key.params(),
-            expected_scale_bits: key.scale_bits(),
-            found: sum.params,
-            found_scale_bits: sum.scale_bits,
-        });
-    }
+    check_same_layout(
+        (key.params(), key.scale_bits(), key.max_clients()),
+        (sum.params, sum.scale_bits, sum.max_clients),
+    )?;
     if sum.seeds.is_empty() {
         return Err(CryptoError::EmptySum);
     }
@@ -262,10 +299,29 @@ pub fn decrypt_mean(key: &SecretKey, sum: &Accumulator) -> Result<WeightedMean, 
         &sum.seeds,
         sum.params.dropped_bits(),
     );
-    let (values, total_weight) = encoding::weighted_mean(sum.params, sum.scale_bits, &phases)?;
+    let shift = sum.params.delta_log2(sum.max_clients);
+    let (values, total_weight) = encoding::weighted_mean(shift, sum.scale_bits, &phases)?;
     Ok(WeightedMean {
         values,
         total_weight,
         contributors: sum.contributors(),
     })
+}
+
+/// `ParamsMismatch` unless both layouts (parameter set, scale, max clients) agree.
+fn check_same_layout(
+    expected: (ParamSet, u8, u32),
+    found: (ParamSet, u8, u32),
+) -> Result<(), CryptoError> {
+    if expected != found {
+        return Err(CryptoError::ParamsMismatch {
+            expected: expected.0,
+            expected_scale_bits: expected.1,
+            expected_max_clients: expected.2,
+            found: found.0,
+            found_scale_bits: found.1,
+            found_max_clients: found.2,
+        });
+    }
+    Ok(())
 }

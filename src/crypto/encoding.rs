@@ -7,12 +7,10 @@
 //! - slot `len` (the weight slot): `m = w`, exact.
 //!
 //! Every `m` must satisfy `|m| < 2^B` with `B` = [`ParamSet::client_budget_log2`]
-//! (32 for Standard64, 18 for Compact32), i.e. `|w · v_i| < 2^(B - f)` and
-//! `w < 2^B`. Then any sum of up to [`MAX_CLIENTS`](super::MAX_CLIENTS) = 64
-//! such updates decodes exactly; otherwise encoding fails with
-//! [`CryptoError::ValueOutOfRange`] naming the value and the bound. Put
-//! differently, the largest sum the encoder survives is
-//! `64 clients × max |value| × max weight < 2^(B + 6 - f)`.
+//! of the key's `max_clients` (for the default 64: 32 for Standard64, 18 for
+//! Compact32), i.e. `|w · v_i| < 2^(B - f)` and `w < 2^B`. Then any sum of up
+//! to `max_clients` such updates decodes exactly; otherwise encoding fails
+//! with [`CryptoError::ValueOutOfRange`] naming the value and the bound.
 //!
 //! Decoding the sum gives `Σ m_i` exactly (the noise is rounded away), so the
 //! only error of the weighted mean is the encoding rounding:
@@ -30,15 +28,17 @@ use super::params::ParamSet;
 pub(crate) fn check(
     params: ParamSet,
     scale_bits: u8,
+    max_clients: u32,
     values: &[f64],
     weight: f64,
 ) -> Result<(), CryptoError> {
-    let budget = params.client_budget_log2();
+    let budget = params.client_budget_log2(max_clients);
     let limit = (1u64 << budget) as f64;
     if !weight.is_finite() || weight < 0.0 || weight.fract() != 0.0 || weight >= limit {
         return Err(CryptoError::InvalidWeight {
             weight,
             max: (1u64 << budget) - 1,
+            max_clients,
         });
     }
     let scale = f64::from(scale_bits).exp2();
@@ -63,6 +63,7 @@ pub(crate) fn check(
             value: values[index],
             weight,
             bound: (f64::from(budget) - f64::from(scale_bits)).exp2(),
+            max_clients,
         });
     }
     Ok(())
@@ -72,7 +73,7 @@ pub(crate) fn check(
 /// update (values, then the weight slot at index `values.len()`), shifted by
 /// `2^D`. Call [`check`] first: out-of-range values would wrap.
 pub(crate) fn encode_into(
-    params: ParamSet,
+    shift: u32,
     scale_bits: u8,
     values: &[f64],
     weight: f64,
@@ -80,13 +81,12 @@ pub(crate) fn encode_into(
     out: &mut [u64],
 ) {
     let scale = f64::from(scale_bits).exp2();
-    let shift = params.delta_log2();
     for (i, o) in out.iter_mut().enumerate() {
         let index = first + i;
         let m = match values.get(index) {
-            // exact after `check`: an integer-valued f64 below 2^32 in magnitude
+            // exact after `check`: an integer-valued f64 below 2^44 in magnitude
             Some(v) => round_ties_even(v * weight * scale) as i64,
-            // exact after `check`: an integer weight below 2^32
+            // exact after `check`: an integer weight below 2^44
             None => weight as i64,
         };
         *o = (m as u64) << shift;
@@ -101,16 +101,15 @@ fn round_ties_even(x: f64) -> f64 {
     (x + MAGIC) - MAGIC
 }
 
-/// Rounds a phase (plaintext + noise, shifted by `2^D`) to the signed encoded integer.
+/// Rounds a phase (plaintext + noise, shifted by `2^shift`) to the signed encoded integer.
 #[inline]
-pub(crate) fn decode_one(params: ParamSet, phase: u64) -> i64 {
-    let shift = params.delta_log2();
+pub(crate) fn decode_one(shift: u32, phase: u64) -> i64 {
     (phase.wrapping_add(1u64 << (shift - 1)) as i64) >> shift
 }
 
 /// Turns decoded sums (`len` value slots + the weight slot) into the weighted mean.
 pub(crate) fn weighted_mean(
-    params: ParamSet,
+    shift: u32,
     scale_bits: u8,
     phases: &[u64],
 ) -> Result<(Vec<f64>, f64), CryptoError> {
@@ -120,7 +119,7 @@ pub(crate) fn weighted_mean(
             detail: "no weight slot".into(),
         });
     };
-    let total_weight = decode_one(params, weight_phase);
+    let total_weight = decode_one(shift, weight_phase);
     if total_weight <= 0 {
         return Err(CryptoError::ZeroTotalWeight {
             found: total_weight,
@@ -130,7 +129,7 @@ pub(crate) fn weighted_mean(
     let denom = total_weight * f64::from(scale_bits).exp2();
     let values = value_phases
         .par_iter()
-        .map(|&p| decode_one(params, p) as f64 / denom)
+        .map(|&p| decode_one(shift, p) as f64 / denom)
         .collect();
     Ok((values, total_weight))
 }

@@ -448,11 +448,18 @@ mod timing {
         for _ in 0..3 {
             let t = std::time::Instant::now();
             let p = crate::crypto::ParamSet::Standard64;
-            crate::crypto::encoding::check(p, 16, &values, 100.0).unwrap();
+            crate::crypto::encoding::check(p, 16, 64, &values, 100.0).unwrap();
             let t1 = t.elapsed().as_secs_f64() * 1e3;
             let t = std::time::Instant::now();
             let enc = |first: usize, out: &mut [u64]| {
-                crate::crypto::encoding::encode_into(p, 16, &values, 100.0, first, out)
+                crate::crypto::encoding::encode_into(
+                    p.delta_log2(64),
+                    16,
+                    &values,
+                    100.0,
+                    first,
+                    out,
+                )
             };
             let bodies = encrypt_bodies(&kf, values.len() + 1, enc, 1, 2, 0);
             let t2 = t.elapsed().as_secs_f64() * 1e3;

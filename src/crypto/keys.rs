@@ -11,8 +11,10 @@
 //! checksum     32 bytes  SHA-256 of everything above
 //! ```
 //!
-//! The public header holds the parameter set, the scale and the fingerprint —
-//! nothing that helps decrypt. The secret header adds a random 32-byte salt.
+//! The public header holds the parameter set, the scale, the number of
+//! contributors a sum may hold (`max_clients`) and the fingerprint — nothing
+//! that helps decrypt. The secret header adds a random 32-byte salt. Version 1
+//! files (before `max_clients`) are refused with a request to run keygen again.
 //!
 //! Fingerprint = first 16 bytes of
 //! `SHA-256("FedHE key fingerprint v1" || params || salt || key bits)`.
@@ -37,12 +39,12 @@ use tfhe::core_crypto::prelude::{
 };
 
 use super::glwe::KeyFourier;
-use super::params::{POLY_SIZE, ParamSet};
+use super::params::{DEFAULT_MAX_CLIENTS, POLY_SIZE, ParamSet};
 use super::prng::fresh_seed;
 use super::{CryptoError, Fingerprint};
 
 /// Version of the key file layout.
-pub const KEY_FORMAT_VERSION: u16 = 1;
+pub const KEY_FORMAT_VERSION: u16 = 2;
 const SECRET_MAGIC: &[u8; 8] = b"FEDHE-SK";
 const PUBLIC_MAGIC: &[u8; 8] = b"FEDHE-PK";
 const MAX_KEY_HEADER: usize = 256;
@@ -54,6 +56,7 @@ const PREFIX_BYTES: usize = 8 + 2 + 4;
 struct PublicHeader {
     params: ParamSet,
     scale_bits: u8,
+    max_clients: u32,
     fingerprint: Fingerprint,
 }
 
@@ -61,6 +64,7 @@ struct PublicHeader {
 struct SecretHeader {
     params: ParamSet,
     scale_bits: u8,
+    max_clients: u32,
     fingerprint: Fingerprint,
     salt: [u8; 32],
 }
@@ -69,11 +73,12 @@ fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_KEY_HEADER>()
 }
 
-/// What the aggregator may know: parameters, scale, fingerprint.
+/// What the aggregator may know: parameters, scale, capacity, fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicKeyFile {
     params: ParamSet,
     scale_bits: u8,
+    max_clients: u32,
     fingerprint: Fingerprint,
 }
 
@@ -88,10 +93,11 @@ impl PublicKeyFile {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
         let header = open_envelope(bytes, KeyKind::Public)?;
         let h: PublicHeader = decode_header(header)?;
-        check_scale(h.params, h.scale_bits)?;
+        check_layout(h.params, h.scale_bits, h.max_clients)?;
         Ok(Self {
             params: h.params,
             scale_bits: h.scale_bits,
+            max_clients: h.max_clients,
             fingerprint: h.fingerprint,
         })
     }
@@ -101,6 +107,7 @@ impl PublicKeyFile {
         let header = PublicHeader {
             params: self.params,
             scale_bits: self.scale_bits,
+            max_clients: self.max_clients,
             fingerprint: self.fingerprint,
         };
         seal_envelope(KeyKind::Public, &encode_header(&header), &[])
@@ -123,12 +130,18 @@ impl PublicKeyFile {
     pub fn scale_bits(&self) -> u8 {
         self.scale_bits
     }
+
+    /// The most contributors one sum made with this key may hold.
+    pub fn max_clients(&self) -> u32 {
+        self.max_clients
+    }
 }
 
 /// The clients' shared secret key. Never leaves their machines.
 pub struct SecretKey {
     params: ParamSet,
     scale_bits: u8,
+    max_clients: u32,
     fingerprint: Fingerprint,
     salt: [u8; 32],
     /// N coefficients, each 0 or 1.
@@ -141,6 +154,7 @@ impl std::fmt::Debug for SecretKey {
         f.debug_struct("SecretKey")
             .field("params", &self.params)
             .field("scale_bits", &self.scale_bits)
+            .field("max_clients", &self.max_clients)
             .field("fingerprint", &self.fingerprint)
             .finish_non_exhaustive()
     }
@@ -161,18 +175,34 @@ impl Drop for SecretKey {
 }
 
 impl SecretKey {
-    /// A fresh key with the parameter set's default scale.
+    /// A fresh key for sums of up to [`DEFAULT_MAX_CLIENTS`] with the
+    /// parameter set's default scale.
     pub fn generate(params: ParamSet) -> Self {
-        Self::generate_inner(params, params.default_scale_bits())
+        let max_clients = DEFAULT_MAX_CLIENTS;
+        Self::generate_inner(params, params.default_scale_bits(max_clients), max_clients)
     }
 
-    /// A fresh key with a chosen scale (`2^scale_bits`); see [`ParamSet::max_scale_bits`].
+    /// A fresh key for sums of up to [`DEFAULT_MAX_CLIENTS`] with a chosen
+    /// scale (`2^scale_bits`); see [`ParamSet::max_scale_bits`].
     pub fn generate_with_scale(params: ParamSet, scale_bits: u8) -> Result<Self, CryptoError> {
-        check_scale(params, scale_bits)?;
-        Ok(Self::generate_inner(params, scale_bits))
+        Self::generate_for(params, DEFAULT_MAX_CLIENTS, Some(scale_bits))
     }
 
-    fn generate_inner(params: ParamSet, scale_bits: u8) -> Self {
+    /// A fresh key for sums of up to `max_clients` contributors, with the
+    /// given scale or the default for that many clients
+    /// ([`ParamSet::default_scale_bits`]).
+    pub fn generate_for(
+        params: ParamSet,
+        max_clients: u32,
+        scale_bits: Option<u8>,
+    ) -> Result<Self, CryptoError> {
+        params.check_max_clients(max_clients)?;
+        let scale_bits = scale_bits.unwrap_or(params.default_scale_bits(max_clients));
+        check_layout(params, scale_bits, max_clients)?;
+        Ok(Self::generate_inner(params, scale_bits, max_clients))
+    }
+
+    fn generate_inner(params: ParamSet, scale_bits: u8, max_clients: u32) -> Self {
         let mut generator =
             SecretRandomGenerator::<DefaultRandomGenerator>::new(Seed(fresh_seed()));
         let key = allocate_and_generate_new_binary_glwe_secret_key::<u64, _>(
@@ -184,15 +214,22 @@ impl SecretKey {
         let mut salt = [0u8; 32];
         salt[..16].copy_from_slice(&fresh_seed().to_le_bytes());
         salt[16..].copy_from_slice(&fresh_seed().to_le_bytes());
-        Self::from_parts(params, scale_bits, salt, bits)
+        Self::from_parts(params, scale_bits, max_clients, salt, bits)
     }
 
-    fn from_parts(params: ParamSet, scale_bits: u8, salt: [u8; 32], bits: Vec<u64>) -> Self {
+    fn from_parts(
+        params: ParamSet,
+        scale_bits: u8,
+        max_clients: u32,
+        salt: [u8; 32],
+        bits: Vec<u64>,
+    ) -> Self {
         let fingerprint = fingerprint_of(params, &salt, &bits);
         let fourier = KeyFourier::new(&bits);
         Self {
             params,
             scale_bits,
+            max_clients,
             fingerprint,
             salt,
             bits,
@@ -211,11 +248,11 @@ impl SecretKey {
         let body = open_envelope(bytes, KeyKind::Secret)?;
         let (header, key) = body.split_at(body.len() - KEY_BYTES);
         let h: SecretHeader = decode_header(header)?;
-        check_scale(h.params, h.scale_bits)?;
+        check_layout(h.params, h.scale_bits, h.max_clients)?;
         let bits: Vec<u64> = (0..POLY_SIZE)
             .map(|i| u64::from(key[i / 8] >> (i % 8) & 1))
             .collect();
-        let sk = Self::from_parts(h.params, h.scale_bits, h.salt, bits);
+        let sk = Self::from_parts(h.params, h.scale_bits, h.max_clients, h.salt, bits);
         if sk.fingerprint != h.fingerprint {
             return Err(CryptoError::CorruptKeyFile {
                 detail: format!(
@@ -232,6 +269,7 @@ impl SecretKey {
         let header = SecretHeader {
             params: self.params,
             scale_bits: self.scale_bits,
+            max_clients: self.max_clients,
             fingerprint: self.fingerprint,
             salt: self.salt,
         };
@@ -252,6 +290,7 @@ impl SecretKey {
         PublicKeyFile {
             params: self.params,
             scale_bits: self.scale_bits,
+            max_clients: self.max_clients,
             fingerprint: self.fingerprint,
         }
     }
@@ -262,6 +301,11 @@ impl SecretKey {
 
     pub fn scale_bits(&self) -> u8 {
         self.scale_bits
+    }
+
+    /// The most contributors one sum made with this key may hold.
+    pub fn max_clients(&self) -> u32 {
+        self.max_clients
     }
 
     pub fn fingerprint(&self) -> Fingerprint {
@@ -292,12 +336,20 @@ fn fingerprint_of(params: ParamSet, salt: &[u8; 32], bits: &[u64]) -> Fingerprin
     Fingerprint(out)
 }
 
-fn check_scale(params: ParamSet, scale_bits: u8) -> Result<(), CryptoError> {
-    if scale_bits > params.max_scale_bits() {
+/// Checks a key's `max_clients` and `scale_bits` (also for ciphertext headers).
+pub(crate) fn check_layout(
+    params: ParamSet,
+    scale_bits: u8,
+    max_clients: u32,
+) -> Result<(), CryptoError> {
+    params.check_max_clients(max_clients)?;
+    let max = params.max_scale_bits(max_clients);
+    if scale_bits > max {
         return Err(CryptoError::InvalidScale {
             params,
             scale_bits,
-            max: params.max_scale_bits(),
+            max_clients,
+            max,
         });
     }
     Ok(())
@@ -394,6 +446,12 @@ fn open_envelope(bytes: &[u8], want: KeyKind) -> Result<&[u8], CryptoError> {
         });
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+    if version < KEY_FORMAT_VERSION {
+        return Err(CryptoError::OldKeyFile {
+            found: version,
+            expected: KEY_FORMAT_VERSION,
+        });
+    }
     if version != KEY_FORMAT_VERSION {
         return Err(CryptoError::UnsupportedVersion {
             what: "key file",

@@ -42,8 +42,8 @@ use std::path::{Path, PathBuf};
 pub use accumulator::{Accumulator, WeightedMean, decrypt_mean};
 pub use encoding::mean_error_bound;
 pub use keys::{KEY_FORMAT_VERSION, PublicKeyFile, SecretKey};
-pub use params::{MAX_CLIENTS, POLY_SIZE, ParamSet};
-pub use update::{EncryptedUpdate, encrypt_weighted, encrypt_weighted_f32};
+pub use params::{DEFAULT_MAX_CLIENTS, MAX_CLIENTS_LIMIT, POLY_SIZE, ParamSet};
+pub use update::{EncryptedUpdate, UpdateRef, encrypt_weighted, encrypt_weighted_f32};
 pub use wire::{WIRE_VERSION, max_sum_bytes, max_update_bytes};
 
 /// Errors from key handling, encoding, encryption and wire decoding.
@@ -76,32 +76,50 @@ pub enum CryptoError {
     TruncatedKeyFile { expected: usize, found: usize },
     #[error("corrupted key file: {detail}")]
     CorruptKeyFile { detail: String },
+    #[error(
+        "key file format version {found} is from an older FedHE (before keys carried their client limit); generate new keys with `fedhe keygen` (this build reads version {expected})"
+    )]
+    OldKeyFile { found: u16, expected: u16 },
     #[error("{what} has format version {found}; this build reads version {expected}")]
     UnsupportedVersion {
         what: &'static str,
         found: u32,
         expected: u32,
     },
-    #[error("scale_bits {scale_bits} is too large for {params} (at most {max})")]
+    #[error(
+        "scale_bits {scale_bits} is too large for {params} with up to {max_clients} clients (at most {max})"
+    )]
     InvalidScale {
         params: ParamSet,
         scale_bits: u8,
+        max_clients: u32,
         max: u8,
     },
     #[error(
-        "sample weight {weight} is not an integer in [0, {max}] (weights are sample counts; the bound keeps the sum of {max_clients} weights exact)",
-        max_clients = MAX_CLIENTS
+        "max_clients {max_clients} is out of range for {params}: it must be between 1 and {largest} (each doubling costs every client two bits of its fixed-point range)"
     )]
-    InvalidWeight { weight: f64, max: u64 },
+    InvalidMaxClients {
+        params: ParamSet,
+        max_clients: u32,
+        largest: u32,
+    },
     #[error(
-        "value {index} ({value}) times weight {weight} is out of range: |weight × value| must be below {bound} for this key's scale, so that a sum of {max_clients} updates cannot overflow",
-        max_clients = MAX_CLIENTS
+        "sample weight {weight} is not an integer in [0, {max}] (weights are sample counts; the bound keeps the sum of {max_clients} weights exact)"
+    )]
+    InvalidWeight {
+        weight: f64,
+        max: u64,
+        max_clients: u32,
+    },
+    #[error(
+        "value {index} ({value}) times weight {weight} is out of range: |weight × value| must be below {bound} for this key's scale, so that a sum of {max_clients} updates cannot overflow (a key made with a smaller --scale-bits or --max-clients has more room)"
     )]
     ValueOutOfRange {
         index: usize,
         value: f64,
         weight: f64,
         bound: f64,
+        max_clients: u32,
     },
     #[error("malformed {what}: {detail}")]
     Malformed { what: &'static str, detail: String },
@@ -122,17 +140,21 @@ pub enum CryptoError {
         found: Fingerprint,
     },
     #[error(
-        "parameter mismatch: expected {expected} with scale 2^{expected_scale_bits}, found {found} with scale 2^{found_scale_bits}"
+        "parameter mismatch: expected {expected} with scale 2^{expected_scale_bits} for up to {expected_max_clients} clients, found {found} with scale 2^{found_scale_bits} for up to {found_max_clients}"
     )]
     ParamsMismatch {
         expected: ParamSet,
         expected_scale_bits: u8,
+        expected_max_clients: u32,
         found: ParamSet,
         found_scale_bits: u8,
+        found_max_clients: u32,
     },
     #[error("length mismatch: the sum holds {expected} values, the update {found}")]
     LenMismatch { expected: usize, found: usize },
-    #[error("{found} contributors exceed the maximum of {max} one sum can hold without overflow")]
+    #[error(
+        "{found} contributors exceed the maximum of {max} one sum can hold without overflow (the key was generated for at most {max} clients per round; see `fedhe keygen --max-clients`)"
+    )]
     TooManyContributors { found: usize, max: u32 },
     #[error("this update (mask seed {seed_prefix}…) is already in the sum")]
     DuplicateUpdate { seed_prefix: String },

@@ -15,24 +15,44 @@
 //! wire carries 4 bytes per value. See `docs/crypto.md` for the security
 //! argument.
 //!
-//! Correct decoding: a sum of up to [`MAX_CLIENTS`] (= 2^6) encryptions has an
-//! error of at most 2^6 times the per-encryption bound, which is strictly below
-//! half a step `2^(D-1)` (Standard64: 2^23 < 2^24; Compact32: 2^37 + 2^23 <
-//! 2^38). The sum of the encoded integers must fit in `64 - D` signed bits, so
-//! each client's encoded integer `m` gets `63 - D - 6` bits: 2^32 for
-//! Standard64, 2^18 for Compact32.
+//! Both the shift `D` and the budget depend on how many contributors a sum
+//! may hold, `max_clients`, chosen at key generation (default
+//! [`DEFAULT_MAX_CLIENTS`] = 64) and stored in the key files. With
+//! `c = ceil(log2(max_clients))` (the table above is `c = 6`):
+//!
+//! - Correct decoding: a sum of up to `2^c` encryptions has an error of at most
+//!   `2^c` times the per-encryption bound, which must stay strictly below half
+//!   a step `2^(D-1)`: Standard64 `D = 19 + c` (2^(17+c) < 2^(18+c)),
+//!   Compact32 `D = 33 + c` (2^(31+c) + 2^(17+c) < 2^(32+c)).
+//! - No overflow: the sum of the encoded integers must fit in `64 - D` signed
+//!   bits, so each client's integer `m` gets `B = 63 - D - c` bits: Standard64
+//!   `B = 44 - 2c`, Compact32 `B = 30 - 2c`.
+//!
+//! Each doubling of `max_clients` therefore costs two bits per client: one of
+//! noise headroom, one of sum headroom. The default scale gives those bits up
+//! from the fraction, not from the integer range (see
+//! [`ParamSet::default_scale_bits`]).
 
 use serde::{Deserialize, Serialize};
 
 /// GLWE polynomial size N: values packed per ciphertext block.
 pub const POLY_SIZE: usize = 2048;
 
-/// The largest number of updates one sum may hold (including merged sums).
-/// The fixed-point budget below is derived from it.
-pub const MAX_CLIENTS: u32 = 64;
+/// Contributors per sum of a key generated without an explicit `max_clients`.
+pub const DEFAULT_MAX_CLIENTS: u32 = 64;
 
-/// log2 of [`MAX_CLIENTS`].
-pub(crate) const MAX_CLIENTS_LOG2: u32 = 6;
+/// The largest `max_clients` a key may declare (Standard64 then leaves 12 bits
+/// per client; Compact32 stops earlier, see [`ParamSet::check_max_clients`]).
+pub const MAX_CLIENTS_LIMIT: u32 = 1 << 16;
+
+/// Smallest per-client budget `B` a key may be generated with: below it a
+/// client's `|weight × value|` range is too narrow to be useful.
+pub const MIN_CLIENT_BUDGET_LOG2: u32 = 8;
+
+/// `ceil(log2(max_clients))`, the `c` of the module docs (0 for 0 or 1).
+pub fn clients_log2(max_clients: u32) -> u32 {
+    max_clients.max(1).next_power_of_two().trailing_zeros()
+}
 
 /// TUniform bound of the GLWE noise: |e| ≤ 2^17 (TFHE-rs 128-bit GLWE noise for k=1, N=2048).
 pub(crate) const NOISE_BOUND_LOG2: u32 = 17;
@@ -78,39 +98,78 @@ impl ParamSet {
         64 - 8 * self.word_bytes() as u32
     }
 
-    /// The fixed-point shift `D`: an encoded integer `m` sits at `m * 2^D`.
-    pub(crate) fn delta_log2(self) -> u32 {
+    /// The fixed-point shift `D` for sums of up to `max_clients`: an encoded
+    /// integer `m` sits at `m * 2^D`.
+    pub(crate) fn delta_log2(self, max_clients: u32) -> u32 {
+        let c = clients_log2(max_clients);
         match self {
-            // 2^6 * 2^17 = 2^23 < 2^24 = 2^(D-1)
-            ParamSet::Standard64 => 25,
-            // 2^6 * (2^17 + 2^31) = 2^23 + 2^37 < 2^38 = 2^(D-1)
-            ParamSet::Compact32 => 39,
+            // 2^c * 2^17 = 2^(17+c) < 2^(18+c) = 2^(D-1)
+            ParamSet::Standard64 => 19 + c,
+            // 2^c * (2^17 + 2^31) < 2^(32+c) = 2^(D-1)
+            ParamSet::Compact32 => 33 + c,
         }
     }
 
     /// Each client's encoded integer must satisfy `|m| < 2^client_budget_log2`
-    /// so that the sum of [`MAX_CLIENTS`] of them fits in `64 - D` signed bits.
-    pub fn client_budget_log2(self) -> u32 {
-        63 - self.delta_log2() - MAX_CLIENTS_LOG2
+    /// so that a sum of `max_clients` of them fits in `64 - D` signed bits.
+    /// Standard64: 32 for 64 clients, 30 for 128; Compact32: 18 and 16. Zero
+    /// if `max_clients` is beyond what the set supports (see
+    /// [`ParamSet::check_max_clients`]).
+    pub fn client_budget_log2(self, max_clients: u32) -> u32 {
+        63u32
+            .saturating_sub(self.delta_log2(max_clients))
+            .saturating_sub(clients_log2(max_clients))
+    }
+
+    /// Checks that keys for sums of `max_clients` leave each client at least
+    /// [`MIN_CLIENT_BUDGET_LOG2`] bits.
+    pub fn check_max_clients(self, max_clients: u32) -> Result<(), super::CryptoError> {
+        let largest = self.largest_max_clients();
+        if max_clients == 0 || max_clients > largest {
+            return Err(super::CryptoError::InvalidMaxClients {
+                params: self,
+                max_clients,
+                largest,
+            });
+        }
+        Ok(())
+    }
+
+    /// The largest `max_clients` [`ParamSet::check_max_clients`] accepts:
+    /// 65,536 for Standard64, 2,048 for Compact32.
+    pub fn largest_max_clients(self) -> u32 {
+        let mut c = clients_log2(MAX_CLIENTS_LIMIT);
+        while c > 0 && self.client_budget_log2(1 << c) < MIN_CLIENT_BUDGET_LOG2 {
+            c -= 1;
+        }
+        1 << c
     }
 
     /// Default fixed-point fractional bits (`scale = 2^scale_bits`) chosen at keygen.
     ///
-    /// Standard64: 16 bits, so |weight × value| < 2^16 = 65,536 per client and
-    /// the mean is off by at most `clients × 2^-17 / total_weight`.
-    /// Compact32: 6 bits, so |weight × value| < 2^12 = 4,096 per client and the
-    /// mean is off by at most `clients × 2^-7 / total_weight`.
-    pub fn default_scale_bits(self) -> u8 {
-        match self {
-            ParamSet::Standard64 => 16,
-            ParamSet::Compact32 => 6,
-        }
+    /// Standard64 keeps an integer range of 16 bits, |weight × value| < 65,536
+    /// per client, and spends what is left on the fraction, at most 16 bits
+    /// (16 for 64 clients, 14 for 128). Compact32 keeps 12 bits
+    /// (|weight × value| < 4,096) and at most 6 fraction bits (6 for 64
+    /// clients, 4 for 128). The mean is off by at most
+    /// `clients × 2^-(scale_bits+1) / total_weight`.
+    pub fn default_scale_bits(self, max_clients: u32) -> u8 {
+        let (integer_bits, most) = match self {
+            ParamSet::Standard64 => (16, 16),
+            ParamSet::Compact32 => (12, 6),
+        };
+        let fraction = self
+            .client_budget_log2(max_clients)
+            .saturating_sub(integer_bits)
+            .min(most);
+        // infallible: at most 16
+        fraction as u8
     }
 
     /// Largest accepted `scale_bits` (leaves at least one integer bit).
-    pub fn max_scale_bits(self) -> u8 {
-        // infallible: budgets are 32 and 18, well within u8
-        (self.client_budget_log2() - 1) as u8
+    pub fn max_scale_bits(self, max_clients: u32) -> u8 {
+        // infallible: budgets are at most 44
+        self.client_budget_log2(max_clients).saturating_sub(1) as u8
     }
 }
 

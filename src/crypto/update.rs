@@ -2,7 +2,7 @@
 
 use super::encoding;
 use super::glwe;
-use super::keys::SecretKey;
+use super::keys::{SecretKey, check_layout};
 use super::params::ParamSet;
 use super::prng::fresh_seed;
 use super::wire::{self, MAX_UPDATE_HEADER, UPDATE_MAGIC, UpdateHeader};
@@ -14,6 +14,7 @@ use super::{CryptoError, Fingerprint};
 pub struct EncryptedUpdate {
     pub(crate) params: ParamSet,
     pub(crate) scale_bits: u8,
+    pub(crate) max_clients: u32,
     pub(crate) fingerprint: Fingerprint,
     pub(crate) seed: u128,
     /// `len + 1` body words; below 2^32 for Compact32.
@@ -25,6 +26,7 @@ impl std::fmt::Debug for EncryptedUpdate {
         f.debug_struct("EncryptedUpdate")
             .field("params", &self.params)
             .field("scale_bits", &self.scale_bits)
+            .field("max_clients", &self.max_clients)
             .field("fingerprint", &self.fingerprint)
             .field("len", &self.len())
             .finish_non_exhaustive()
@@ -56,11 +58,17 @@ impl EncryptedUpdate {
         self.scale_bits
     }
 
+    /// The key's limit of contributors per sum.
+    pub fn max_clients(&self) -> u32 {
+        self.max_clients
+    }
+
     /// Wire encoding (see [`wire`](super::wire)).
     pub fn to_bytes(&self) -> Vec<u8> {
         let header = UpdateHeader {
             params: self.params,
             scale_bits: self.scale_bits,
+            max_clients: self.max_clients,
             fingerprint: self.fingerprint,
             len: self.len() as u64,
             seed: self.seed.to_le_bytes(),
@@ -77,24 +85,61 @@ impl EncryptedUpdate {
     /// Strict decoding of untrusted bytes; `max_values` bounds the number of
     /// model values (and therefore the allocation).
     pub fn from_bytes(bytes: &[u8], max_values: usize) -> Result<Self, CryptoError> {
+        let view = UpdateRef::parse(bytes, max_values)?;
+        Ok(Self {
+            params: view.params,
+            scale_bits: view.scale_bits,
+            max_clients: view.max_clients,
+            fingerprint: view.fingerprint,
+            seed: view.seed,
+            words: wire::read_words(view.params, view.payload),
+        })
+    }
+}
+
+/// An encoded update checked in place: the header decoded and validated, the
+/// payload borrowed. The aggregator adds it into the sum without copying the
+/// body words ([`Accumulator::add_ref`](super::Accumulator::add_ref)).
+#[derive(Debug, Clone, Copy)]
+pub struct UpdateRef<'a> {
+    pub(crate) params: ParamSet,
+    pub(crate) scale_bits: u8,
+    pub(crate) max_clients: u32,
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) seed: u128,
+    len: usize,
+    /// `(len + 1) * word_bytes` little-endian body words.
+    pub(crate) payload: &'a [u8],
+}
+
+impl<'a> UpdateRef<'a> {
+    /// The same strict checks as [`EncryptedUpdate::from_bytes`], without
+    /// allocating anything proportional to the update.
+    pub fn parse(bytes: &'a [u8], max_values: usize) -> Result<Self, CryptoError> {
         const WHAT: &str = "encrypted update";
         let (h, payload) =
             wire::decode_header::<UpdateHeader, MAX_UPDATE_HEADER>(bytes, UPDATE_MAGIC, WHAT)?;
-        if h.scale_bits > h.params.max_scale_bits() {
-            return Err(CryptoError::InvalidScale {
-                params: h.params,
-                scale_bits: h.scale_bits,
-                max: h.params.max_scale_bits(),
-            });
-        }
-        let (_, words) = wire::decode_payload(WHAT, h.params, h.len, max_values, payload)?;
+        check_layout(h.params, h.scale_bits, h.max_clients)?;
+        let len = wire::check_payload(WHAT, h.params, h.len, max_values, payload)?;
         Ok(Self {
             params: h.params,
             scale_bits: h.scale_bits,
+            max_clients: h.max_clients,
             fingerprint: h.fingerprint,
             seed: u128::from_le_bytes(h.seed),
-            words,
+            len,
+            payload,
         })
+    }
+
+    /// Number of model values (the weight slot is not counted).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if the update carries no model values (only the weight slot).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 
@@ -110,19 +155,22 @@ pub fn encrypt_weighted(
 ) -> Result<EncryptedUpdate, CryptoError> {
     let params = key.params();
     let scale_bits = key.scale_bits();
-    encoding::check(params, scale_bits, values, weight)?;
+    let max_clients = key.max_clients();
+    encoding::check(params, scale_bits, max_clients, values, weight)?;
+    let shift = params.delta_log2(max_clients);
     let seed = fresh_seed();
     let words = glwe::encrypt_bodies(
         &key.fourier,
         values.len() + 1,
-        |first, out| encoding::encode_into(params, scale_bits, values, weight, first, out),
+        |first, out| encoding::encode_into(shift, scale_bits, values, weight, first, out),
         seed,
         fresh_seed(),
         params.dropped_bits(),
     );
     Ok(EncryptedUpdate {
         params,
-        scale_bits: key.scale_bits(),
+        scale_bits,
+        max_clients,
         fingerprint: key.fingerprint(),
         seed,
         words,

@@ -16,23 +16,30 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::params::{MAX_CLIENTS, ParamSet};
+use super::params::{MAX_CLIENTS_LIMIT, ParamSet};
 use super::{CryptoError, Fingerprint};
 
 /// Version of the update / sum wire format.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 pub(crate) const UPDATE_MAGIC: &[u8; 4] = b"FHEU";
 pub(crate) const SUM_MAGIC: &[u8; 4] = b"FHEA";
-/// Upper bound of an encoded update header (actual: at most 44 bytes).
+/// Upper bound of an encoded update header (actual: at most 49 bytes).
 pub(crate) const MAX_UPDATE_HEADER: usize = 64;
-/// Upper bound of an encoded sum header (64 seeds of 16 bytes + fields).
-pub(crate) const MAX_SUM_HEADER: usize = 64 + MAX_CLIENTS as usize * 17;
+/// Upper bound of an encoded sum header of a sum of up to `max_clients`
+/// (16-byte seeds + fields).
+pub(crate) const fn sum_header_bound(max_clients: u32) -> usize {
+    64 + max_clients as usize * 16
+}
+/// Decoding limit of any sum header (the largest key's); each sum is then
+/// held to its own key's `max_clients`.
+pub(crate) const MAX_SUM_HEADER: usize = sum_header_bound(MAX_CLIENTS_LIMIT);
 const PREFIX: usize = 5;
 
 #[derive(Serialize, Deserialize)]
 pub(crate) struct UpdateHeader {
     pub params: ParamSet,
     pub scale_bits: u8,
+    pub max_clients: u32,
     pub fingerprint: Fingerprint,
     pub len: u64,
     pub seed: [u8; 16],
@@ -42,6 +49,7 @@ pub(crate) struct UpdateHeader {
 pub(crate) struct SumHeader {
     pub params: ParamSet,
     pub scale_bits: u8,
+    pub max_clients: u32,
     pub fingerprint: Fingerprint,
     pub len: u64,
     pub seeds: Vec<[u8; 16]>,
@@ -54,10 +62,11 @@ pub fn max_update_bytes(params: ParamSet, len: usize) -> usize {
         .saturating_add(len.saturating_add(1).saturating_mul(params.word_bytes()))
 }
 
-/// Largest encoded size of an accumulated sum of `len` model values.
-pub fn max_sum_bytes(params: ParamSet, len: usize) -> usize {
+/// Largest encoded size of an accumulated sum of `len` model values made
+/// with a key for up to `max_clients` contributors.
+pub fn max_sum_bytes(params: ParamSet, max_clients: u32, len: usize) -> usize {
     PREFIX
-        .saturating_add(MAX_SUM_HEADER)
+        .saturating_add(sum_header_bound(max_clients))
         .saturating_add(len.saturating_add(1).saturating_mul(params.word_bytes()))
 }
 
@@ -68,11 +77,26 @@ pub(crate) fn encode<H: Serialize>(
     params: ParamSet,
     words: &[u64],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(PREFIX + limit_hint + words.len() * params.word_bytes());
+    let mut out = Vec::new();
+    encode_into(&mut out, magic, header, limit_hint, params, words);
+    out
+}
+
+/// [`encode`] into `out` (cleared first; its capacity is reused).
+pub(crate) fn encode_into<H: Serialize>(
+    out: &mut Vec<u8>,
+    magic: &[u8; 4],
+    header: &H,
+    limit_hint: usize,
+    params: ParamSet,
+    words: &[u64],
+) {
+    out.clear();
+    out.reserve(PREFIX + limit_hint + words.len() * params.word_bytes());
     out.extend_from_slice(magic);
     out.push(WIRE_VERSION);
     // infallible: headers are plain data and Vec<u8> writes cannot fail
-    let _ = bincode::serde::encode_into_std_write(header, &mut out, bincode::config::standard());
+    let _ = bincode::serde::encode_into_std_write(header, &mut *out, bincode::config::standard());
     match params.word_bytes() {
         8 => {
             for w in words {
@@ -86,7 +110,6 @@ pub(crate) fn encode<H: Serialize>(
             }
         }
     }
-    out
 }
 
 /// Splits `bytes` into (header, payload) after checking magic and version.
@@ -139,6 +162,19 @@ pub(crate) fn decode_payload(
     max_values: usize,
     payload: &[u8],
 ) -> Result<(usize, Vec<u64>), CryptoError> {
+    let len = check_payload(what, params, len, max_values, payload)?;
+    Ok((len, read_words(params, payload)))
+}
+
+/// Checks `len` against `max_values` and that the payload holds exactly
+/// `len + 1` words; returns `len`.
+pub(crate) fn check_payload(
+    what: &'static str,
+    params: ParamSet,
+    len: u64,
+    max_values: usize,
+    payload: &[u8],
+) -> Result<usize, CryptoError> {
     let len = usize::try_from(len)
         .ok()
         .filter(|l| *l <= max_values)
@@ -162,19 +198,31 @@ pub(crate) fn decode_payload(
             found_bytes: payload.len(),
         });
     }
-    let words = match word {
-        8 => payload
-            .chunks_exact(8)
-            .map(|c| {
+    Ok(len)
+}
+
+/// The little-endian body words of a checked payload.
+pub(crate) fn read_words(params: ParamSet, payload: &[u8]) -> Vec<u64> {
+    let mut words = Vec::with_capacity(payload.len() / params.word_bytes());
+    for_each_word(params, payload, |w| words.push(w));
+    words
+}
+
+/// Calls `f` with each little-endian body word of a checked payload.
+#[inline]
+pub(crate) fn for_each_word(params: ParamSet, payload: &[u8], mut f: impl FnMut(u64)) {
+    match params.word_bytes() {
+        8 => {
+            for c in payload.chunks_exact(8) {
                 let mut b = [0u8; 8];
                 b.copy_from_slice(c);
-                u64::from_le_bytes(b)
-            })
-            .collect(),
-        _ => payload
-            .chunks_exact(4)
-            .map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-            .collect(),
-    };
-    Ok((len, words))
+                f(u64::from_le_bytes(b));
+            }
+        }
+        _ => {
+            for c in payload.chunks_exact(4) {
+                f(u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+            }
+        }
+    }
 }

@@ -107,6 +107,10 @@ pub struct SessionInfo {
     pub fingerprint: String,
     /// Parameter set name (e.g. `Standard64`).
     pub params: String,
+    /// Fixed-point fractional bits of the key.
+    pub scale_bits: u8,
+    /// Most contributors one round's sum may hold (the key's limit).
+    pub max_clients: u32,
     /// Longest vector per update (values, without the weight slot); `None`
     /// until the operator or the first client states it.
     pub max_len: Option<usize>,

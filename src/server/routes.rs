@@ -11,6 +11,7 @@ use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use http_body_util::BodyExt;
 use tokio::sync::{Semaphore, watch};
 
 use crate::crypto::PublicKeyFile;
@@ -141,18 +142,25 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
             limit,
         });
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let over = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if over {
-            ServerError::TooLarge {
-                got: "more than that".into(),
-                limit,
+    // One buffer of the declared size (bounded by `limit` above): collecting
+    // the chunks first and then flattening them would hold the body twice.
+    let declared = content_length(headers).map_or(0, |l| l as usize);
+    let mut out = Vec::with_capacity(declared);
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ServerError::Malformed(format!("reading the body failed: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(ServerError::TooLarge {
+                    got: "more than that".into(),
+                    limit,
+                });
             }
-        } else {
-            ServerError::Malformed(format!("reading the body failed: {e}"))
+            out.extend_from_slice(&data);
         }
-    })
+    }
+    Ok(Bytes::from(out))
 }
 
 async fn load_session(
@@ -269,7 +277,6 @@ async fn upload(
     let body_len = bytes.len() as u64;
     let resp = blocking(&sh, move |agg| {
         let update = Aggregator::decode_update(&bytes, max_len)?;
-        drop(bytes);
         agg.submit(&client, round, &update, body_len)
     })
     .await?;

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::crypto::{Accumulator, CryptoError, EncryptedUpdate, ParamSet, PublicKeyFile};
+use crate::crypto::{Accumulator, CryptoError, ParamSet, PublicKeyFile, UpdateRef};
 use crate::protocol::{
     ClientInfo, RegisterRequest, RegisterResponse, RoundInfo, RoundState, SessionInfo,
     StatusResponse, UploadResponse, valid_client_id, valid_client_name,
@@ -58,6 +58,8 @@ impl Session {
         SessionInfo {
             fingerprint: self.public.fingerprint().to_string(),
             params: format!("{:?}", self.public.params()),
+            scale_bits: self.public.scale_bits(),
+            max_clients: self.public.max_clients(),
             max_len: self.max_len,
             max_update_bytes: self
                 .max_len
@@ -117,6 +119,8 @@ pub struct Aggregator {
     /// The most recently published sum, kept in memory for the downloads
     /// that follow a close.
     last_sum: Option<(u64, std::sync::Arc<Vec<u8>>)>,
+    /// Scratch for the serialized running sum (see `submit`).
+    sum_buf: Vec<u8>,
 }
 
 fn crypto_422(e: CryptoError) -> ServerError {
@@ -150,6 +154,7 @@ impl Aggregator {
             open_bytes: 0,
             closed: BTreeMap::new(),
             last_sum: None,
+            sum_buf: Vec::new(),
         };
         agg.reload()?;
         if let Some(key) = initial_key {
@@ -269,9 +274,7 @@ impl Aggregator {
             self.check_max_len(n)?;
         }
         if let Some(s) = &self.session {
-            if s.public.fingerprint() != public.fingerprint()
-                || s.public.params() != public.params()
-            {
+            if s.public != public {
                 return Err(ServerError::Conflict(format!(
                     "the session already uses key {} ({:?}); start a new state folder for another key",
                     s.public.fingerprint(),
@@ -494,8 +497,8 @@ impl Aggregator {
 
     /// Decodes an update body (outside the state lock; needs only the model
     /// length bound).
-    pub fn decode_update(bytes: &[u8], max_len: usize) -> Result<EncryptedUpdate, ServerError> {
-        EncryptedUpdate::from_bytes(bytes, max_len)
+    pub fn decode_update(bytes: &[u8], max_len: usize) -> Result<UpdateRef<'_>, ServerError> {
+        UpdateRef::parse(bytes, max_len)
             .map_err(|e| ServerError::Malformed(format!("not a valid encrypted update: {e}")))
     }
 
@@ -509,7 +512,7 @@ impl Aggregator {
         &mut self,
         client: &str,
         round: u64,
-        update: &EncryptedUpdate,
+        update: &UpdateRef<'_>,
         body_len: u64,
     ) -> Result<UploadResponse, ServerError> {
         self.check_round_for(client, round)?;
@@ -531,26 +534,27 @@ impl Aggregator {
         let t = Instant::now();
         let acc = match self.acc.as_mut() {
             Some(acc) => {
-                acc.add(update).map_err(crypto_422)?;
+                acc.add_ref(update).map_err(crypto_422)?;
                 acc
             }
             None => {
                 // First update of the round: it fixes the round's length. A
                 // refused update leaves no accumulator behind.
                 let mut fresh = Accumulator::new(&s.public, len);
-                fresh.add(update).map_err(crypto_422)?;
+                fresh.add_ref(update).map_err(crypto_422)?;
                 self.acc.insert(fresh)
             }
         };
         let add_ms = t.elapsed().as_secs_f64() * 1e3;
         let contributors = acc.contributors();
-        let bytes = acc.to_bytes();
+        // The serialized sum is rewritten after every update: reuse one buffer.
+        acc.write_bytes(&mut self.sum_buf);
         if let Err(e) = self.store.record_submission(
             round,
             client,
             body_len,
             len,
-            &bytes,
+            &self.sum_buf,
             contributors,
             add_ms,
             now_unix(),
@@ -581,7 +585,12 @@ impl Aggregator {
 
     fn auto_close_due(&self) -> bool {
         let target = self.policy.min_clients.unwrap_or(self.clients.len()).max(1);
-        self.submitted.len() >= target
+        // A full sum cannot take another update: close rather than refuse the next.
+        let full = self
+            .acc
+            .as_ref()
+            .is_some_and(|a| a.contributors() >= a.max_clients());
+        self.submitted.len() >= target || full
     }
 
     /// Closes the open round `round` and publishes its sum.
