@@ -475,13 +475,19 @@ fn settings_survive_a_restart() {
 #[test]
 fn the_server_tab_watches_a_remote_aggregator() {
     use fedhe::server::{EmbeddedServer, ServerConfig};
-    let srv = EmbeddedServer::start(ServerConfig::default()).unwrap();
-    let mut api = fedhe::client::AggregatorClient::new(srv.url());
-    api.register(&fedhe::protocol::RegisterRequest {
-        id: "remote-1".into(),
-        name: "Remote clinic".into(),
-        max_len: Some(31),
+    let key = fedhe::crypto::SecretKey::generate(fedhe::crypto::ParamSet::Standard64);
+    let srv = EmbeddedServer::start(ServerConfig {
+        public_key: Some(key.public()),
+        ..ServerConfig::default()
     })
+    .unwrap();
+    let mut api = fedhe::client::AggregatorClient::new(srv.url());
+    api.register(&fedhe::protocol::RegisterRequest::signed(
+        &key,
+        "remote-1",
+        "Remote clinic",
+        Some(31),
+    ))
     .unwrap();
     let mut h = harness(None);
     h.run();

@@ -603,3 +603,51 @@ fn max_clients_layout_and_its_limits() {
     );
     SecretKey::generate_for(Standard64, 128, Some(29)).unwrap();
 }
+
+#[test]
+fn membership_proofs_bind_key_id_and_name() {
+    let key = std_key();
+    let public = PublicKeyFile::from_bytes(&key.public().to_bytes()).unwrap();
+    let proof = key.sign_registration("clinic-7", "Clinic 7");
+    assert_eq!(proof.len(), 64);
+    public
+        .verify_registration("clinic-7", "Clinic 7", &proof)
+        .unwrap();
+    // a loaded copy of the secret file signs for the same public file
+    let copy = SecretKey::from_bytes(&key.to_bytes()).unwrap();
+    public
+        .verify_registration(
+            "clinic-7",
+            "Clinic 7",
+            &copy.sign_registration("clinic-7", "Clinic 7"),
+        )
+        .unwrap();
+    for (id, name, p) in [
+        ("clinic-8", "Clinic 7", &proof[..]),
+        ("clinic-7", "Clinic 8", &proof[..]),
+        // length-prefixed fields: moving a character between id and name fails
+        ("clinic-7C", "linic 7", &proof[..]),
+        ("clinic-7", "Clinic 7", &proof[..63]),
+    ] {
+        let e = public.verify_registration(id, name, p).unwrap_err();
+        assert!(
+            matches!(e, CryptoError::BadMembershipProof),
+            "{id} {name}: {e}"
+        );
+    }
+    // an outsider's key cannot sign for this federation
+    let outsider = SecretKey::generate(ParamSet::Standard64);
+    let e = public
+        .verify_registration(
+            "clinic-7",
+            "Clinic 7",
+            &outsider.sign_registration("clinic-7", "Clinic 7"),
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("does not hold the federation's secret key"),
+        "{e}"
+    );
+    assert_ne!(outsider.public(), key.public());
+}

@@ -27,16 +27,17 @@ fn start(key: &SecretKey, auto: bool, min_clients: Option<usize>) -> EmbeddedSer
     .expect("server starts")
 }
 
-fn register(url: &str, id: &str) -> AggregatorClient {
+fn register(key: &SecretKey, url: &str, id: &str) -> AggregatorClient {
     let mut c = AggregatorClient::new(url).with_retry(RetryPolicy {
         attempts: 1,
         ..RetryPolicy::default()
     });
-    c.register(&RegisterRequest {
-        id: id.into(),
-        name: format!("Client {id}"),
-        max_len: Some(LEN),
-    })
+    c.register(&RegisterRequest::signed(
+        key,
+        id,
+        format!("Client {id}"),
+        Some(LEN),
+    ))
     .expect("registers");
     c
 }
@@ -90,7 +91,7 @@ fn three_clients_weighted_mean() {
     let srv = start(&key, true, None);
     let clients: Vec<_> = ["a", "b", "c"]
         .iter()
-        .map(|id| register(srv.url(), id))
+        .map(|id| register(&key, srv.url(), id))
         .collect();
     let mut plain = Vec::new();
     for (i, c) in clients.iter().enumerate() {
@@ -122,8 +123,8 @@ fn every_error_status_leaves_the_sum_unchanged() {
     let other_key = new_key();
     let srv = start(&key, false, None);
     let url = srv.url().to_string();
-    let a = register(&url, "a");
-    let b = register(&url, "b");
+    let a = register(&key, &url, "a");
+    let b = register(&key, &url, "b");
     let good = values(1);
     a.upload(1, &update_bytes(&key, &good, 3.0))
         .expect("first upload");
@@ -184,21 +185,40 @@ fn every_error_status_leaves_the_sum_unchanged() {
     // 409: duplicate client id; 400: bad id; malformed JSON.
     let mut dup = AggregatorClient::new(&url);
     let e = dup
-        .register(&RegisterRequest {
-            id: "a".into(),
-            name: "again".into(),
-            max_len: None,
-        })
+        .register(&RegisterRequest::signed(&key, "a", "again", None))
         .expect_err("duplicate id");
     assert_eq!(status_of(&e), (409, "duplicate_client".into()));
     let e = dup
-        .register(&RegisterRequest {
-            id: "../../etc".into(),
-            name: "x".into(),
-            max_len: None,
-        })
+        .register(&RegisterRequest::signed(&key, "../../etc", "x", None))
         .expect_err("bad id");
     assert_eq!(status_of(&e).0, 400);
+    // 401: registration without a membership proof, with a proof made with
+    // another key, or with a proof for another name; 400: a proof that is not hex.
+    let mut unsigned = RegisterRequest::signed(&key, "d", "Client d", None);
+    unsigned.proof.clear();
+    let e = dup.register(&unsigned).expect_err("no proof");
+    assert_eq!(status_of(&e), (401, "unauthorized".into()));
+    assert!(e.to_string().contains("secret key"), "{e}");
+    let e = dup
+        .register(&RegisterRequest::signed(&other_key, "d", "Client d", None))
+        .expect_err("outsider");
+    assert_eq!(status_of(&e), (401, "unauthorized".into()));
+    assert!(
+        e.to_string()
+            .contains("does not hold the federation's secret key"),
+        "{e}"
+    );
+    let mut renamed = RegisterRequest::signed(&key, "d", "Client d", None);
+    renamed.name = "Mallory".into();
+    assert_eq!(status_of(&dup.register(&renamed).unwrap_err()).0, 401);
+    let mut garbled = RegisterRequest::signed(&key, "d", "Client d", None);
+    garbled.proof.replace_range(0..2, "zz");
+    assert_eq!(status_of(&dup.register(&garbled).unwrap_err()).0, 400);
+    assert_eq!(
+        srv.status().registered,
+        2,
+        "refused registrations leave no client"
+    );
     let raw = ureq::post(format!("{url}/api/v1/clients"))
         .config()
         .http_status_as_error(false)
@@ -250,9 +270,10 @@ fn no_session_until_a_public_key_is_loaded() {
     let key = new_key();
     let srv = EmbeddedServer::start(ServerConfig::default()).unwrap();
     let url = srv.url().to_string();
-    let c = register(&url, "early");
+    // Registration needs the session key (it checks the membership proof).
+    let mut c = AggregatorClient::new(&url);
     let e = c
-        .upload(1, &update_bytes(&key, &values(0), 1.0))
+        .register(&RegisterRequest::signed(&key, "early", "Early", Some(LEN)))
         .unwrap_err();
     let ClientError::Refused {
         status,
@@ -264,6 +285,7 @@ fn no_session_until_a_public_key_is_loaded() {
     };
     assert_eq!((status, code.as_str()), (409, "no_session"));
     assert!(detail.contains("public key"), "{detail}");
+    assert_eq!(srv.status().registered, 0);
     let op = AggregatorClient::new(&url).with_token(srv.operator_token());
     // A secret key file is refused with an explanation.
     let dir = tempfile::tempdir().unwrap();
@@ -273,6 +295,12 @@ fn no_session_until_a_public_key_is_loaded() {
         .load_public_key(&std::fs::read(&sk_path).unwrap(), Some(LEN))
         .unwrap_err();
     assert_eq!(status_of(&e).0, 422, "{e}");
+    let s = op
+        .load_public_key(&key.public().to_bytes(), Some(LEN))
+        .unwrap();
+    assert_eq!(s.session.max_len, Some(LEN));
+    c.register(&RegisterRequest::signed(&key, "early", "Early", Some(LEN)))
+        .expect("registers now");
     // Only the operator loads keys.
     assert_eq!(
         status_of(
@@ -282,10 +310,6 @@ fn no_session_until_a_public_key_is_loaded() {
         .0,
         403
     );
-    let s = op
-        .load_public_key(&key.public().to_bytes(), Some(LEN))
-        .unwrap();
-    assert_eq!(s.session.max_len, Some(LEN));
     c.upload(1, &update_bytes(&key, &values(0), 1.0))
         .expect("accepted now");
     srv.shutdown();
@@ -297,7 +321,7 @@ fn dropout_operator_closes_with_fewer_submissions() {
     let srv = start(&key, true, None);
     let cs: Vec<_> = ["x", "y", "z"]
         .iter()
-        .map(|id| register(srv.url(), id))
+        .map(|id| register(&key, srv.url(), id))
         .collect();
     let u0 = (values(5), 7.0);
     let u1 = (values(6), 2.0);
@@ -317,7 +341,9 @@ fn thirty_two_concurrent_uploads() {
     let key = Arc::new(new_key());
     let srv = start(&key, true, Some(32));
     let url = srv.url().to_string();
-    let clients: Vec<_> = (0..32).map(|i| register(&url, &format!("c{i}"))).collect();
+    let clients: Vec<_> = (0..32)
+        .map(|i| register(&key, &url, &format!("c{i}")))
+        .collect();
     let updates: Vec<(Vec<f64>, f64)> =
         (0..32).map(|i| (values(i), 1.0 + (i % 5) as f64)).collect();
     let bodies: Vec<Vec<u8>> = updates
@@ -369,11 +395,12 @@ fn https_with_a_generated_certificate() {
     });
     assert!(untrusted.status().is_err());
     let mut c = AggregatorClient::with_root_cert_pem(srv.url(), cert_pem.as_bytes()).unwrap();
-    c.register(&RegisterRequest {
-        id: "tls".into(),
-        name: "TLS client".into(),
-        max_len: Some(LEN),
-    })
+    c.register(&RegisterRequest::signed(
+        &key,
+        "tls",
+        "TLS client",
+        Some(LEN),
+    ))
     .unwrap();
     let v = values(9);
     c.upload(1, &update_bytes(&key, &v, 2.0)).unwrap();
@@ -433,7 +460,7 @@ fn killed_server_resumes_the_open_round() {
     let s1 = serve(&state, &pk, &token);
     let mut cs: Vec<AggregatorClient> = ["p", "q", "r"]
         .iter()
-        .map(|id| register(&s1.url, id))
+        .map(|id| register(&key, &s1.url, id))
         .collect();
     let ups: Vec<(Vec<f64>, f64)> = (0..3).map(|i| (values(10 + i), 1.0 + i as f64)).collect();
     cs[0]
@@ -480,7 +507,9 @@ fn one_hundred_clients_in_one_round() {
     let st = srv.status();
     let session = st.session.expect("session");
     assert_eq!((session.max_clients, session.scale_bits), (100, 14));
-    let clients: Vec<_> = (0..100).map(|i| register(&url, &format!("c{i}"))).collect();
+    let clients: Vec<_> = (0..100)
+        .map(|i| register(&key, &url, &format!("c{i}")))
+        .collect();
     let updates: Vec<(Vec<f64>, f64)> = (0..100)
         .map(|i| (values(i), 1.0 + (i % 7) as f64))
         .collect();
@@ -520,7 +549,7 @@ fn a_full_sum_refuses_more_and_auto_closes() {
     let srv = start(&key, false, None);
     let cs: Vec<_> = ["a", "b", "c"]
         .iter()
-        .map(|id| register(srv.url(), id))
+        .map(|id| register(&key, srv.url(), id))
         .collect();
     for (c, (v, w)) in cs.iter().zip(&ups) {
         c.upload(1, &update_bytes(&key, v, *w)).unwrap();
@@ -540,7 +569,7 @@ fn a_full_sum_refuses_more_and_auto_closes() {
     let srv = start(&key, true, None);
     let cs: Vec<_> = ["a", "b", "c"]
         .iter()
-        .map(|id| register(srv.url(), id))
+        .map(|id| register(&key, srv.url(), id))
         .collect();
     let r = cs[0]
         .upload(1, &update_bytes(&key, &ups[0].0, ups[0].1))

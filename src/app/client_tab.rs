@@ -497,18 +497,25 @@ impl ClientTab {
             .map(|d| d.feature_names.len());
         let busy = self.connect_job.is_some();
         ui.horizontal(|ui| {
-            let ready = url.is_some() && features.is_some() && !busy && !self.is_training();
+            let ready = url.is_some()
+                && features.is_some()
+                && self.key.is_some()
+                && !busy
+                && !self.is_training();
             let resp = ui
                 .add_enabled(ready, egui::Button::new("Register"))
-                .on_disabled_hover_text("Needs a loaded CSV and an aggregator URL");
+                .on_disabled_hover_text(
+                    "Needs a loaded CSV, the federation's secret key (it signs the registration) and an aggregator URL",
+                );
             if resp.clicked()
-                && let (Some(url), Some(features)) = (url.clone(), features)
+                && let (Some(url), Some(features), Some(key)) = (url.clone(), features, &self.key)
             {
-                let req = RegisterRequest {
-                    id: settings.client_id.trim().to_string(),
-                    name: settings.client_name.trim().to_string(),
-                    max_len: Some(max_len_for(features)),
-                };
+                let req = RegisterRequest::signed(
+                    key,
+                    settings.client_id.trim(),
+                    settings.client_name.trim(),
+                    Some(max_len_for(features)),
+                );
                 let job = Job::spawn("register", ctx, move |p| {
                     p.send(ConnectMsg::Registered(register(&url, &req)));
                 });

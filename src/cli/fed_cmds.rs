@@ -146,16 +146,23 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     match &st.session {
         Some(s) => writeln!(
             out,
-            "session: key {} ({}), max_len {}, open round {}",
+            "session: key {} ({}, up to {} clients per round), max_len {}, open round {}",
             s.fingerprint,
             s.params,
+            s.max_clients,
             s.max_len.map_or("not set".into(), |n| n.to_string()),
             st.round
         )?,
         None => writeln!(
             out,
-            "no session yet: uploads are refused until a public key is loaded (PUT /api/v1/session)"
+            "no session yet: registrations and uploads are refused until a public key is loaded (PUT /api/v1/session)"
         )?,
+    }
+    if a.auto_aggregate && a.min_clients.is_none() {
+        writeln!(
+            out,
+            "note: --auto-aggregate without --min-clients closes a round once every client registered so far has submitted; set --min-clients to wait for late registrations"
+        )?;
     }
     writeln!(out, "state folder: {}; Ctrl-C stops", a.state_dir.display())?;
     out.flush()?;
@@ -290,11 +297,12 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
         );
     }
     let id = a.id.clone().unwrap_or_else(|| id_from_name(&a.name));
-    api.register(&RegisterRequest {
-        id: id.clone(),
-        name: a.name.clone(),
-        max_len: Some(max_len_for(features)),
-    })?;
+    api.register(&RegisterRequest::signed(
+        &key,
+        id.clone(),
+        a.name.clone(),
+        Some(max_len_for(features)),
+    ))?;
     println!(
         "registered as `{id}` at {} ({} training rows, {features} features); open round {}",
         a.server,
@@ -619,11 +627,12 @@ pub fn bench_federation(a: BenchFederationArgs) -> anyhow::Result<()> {
     let mut apis = Vec::new();
     for i in 0..a.clients {
         let mut api = AggregatorClient::new(&url);
-        api.register(&RegisterRequest {
-            id: format!("bench-{i}"),
-            name: format!("bench {i}"),
-            max_len: None,
-        })?;
+        api.register(&RegisterRequest::signed(
+            &key,
+            format!("bench-{i}"),
+            format!("bench {i}"),
+            None,
+        ))?;
         apis.push(api);
     }
     let t_round = Instant::now();

@@ -12,9 +12,18 @@
 //! ```
 //!
 //! The public header holds the parameter set, the scale, the number of
-//! contributors a sum may hold (`max_clients`) and the fingerprint — nothing
-//! that helps decrypt. The secret header adds a random 32-byte salt. Version 1
-//! files (before `max_clients`) are refused with a request to run keygen again.
+//! contributors a sum may hold (`max_clients`), the fingerprint and the
+//! membership key — nothing that helps decrypt. The secret header adds a
+//! random 32-byte salt. Version 1 files (before `max_clients` and the
+//! membership key) are refused with a request to run keygen again.
+//!
+//! Membership: every holder of the secret key can sign with an Ed25519 key
+//! whose seed is `SHA-256("FedHE membership key v1" || salt || key bits)`; its
+//! public half is in the public file. The aggregator thus checks that a
+//! registering client belongs to the federation (holds the secret key)
+//! without holding anything secret itself. The seed is a one-way function of
+//! the salted key, like the fingerprint, so the public half reveals nothing
+//! about the GLWE key.
 //!
 //! Fingerprint = first 16 bytes of
 //! `SHA-256("FedHE key fingerprint v1" || params || salt || key bits)`.
@@ -30,6 +39,7 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
+use ring::signature;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tfhe::core_crypto::commons::math::random::{DefaultRandomGenerator, Seed};
@@ -58,6 +68,7 @@ struct PublicHeader {
     scale_bits: u8,
     max_clients: u32,
     fingerprint: Fingerprint,
+    member_key: [u8; 32],
 }
 
 #[derive(Serialize, Deserialize)]
@@ -73,13 +84,15 @@ fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_KEY_HEADER>()
 }
 
-/// What the aggregator may know: parameters, scale, capacity, fingerprint.
+/// What the aggregator may know: parameters, scale, capacity, fingerprint
+/// and the membership key that checks registrations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicKeyFile {
     params: ParamSet,
     scale_bits: u8,
     max_clients: u32,
     fingerprint: Fingerprint,
+    member_key: [u8; 32],
 }
 
 impl PublicKeyFile {
@@ -99,6 +112,7 @@ impl PublicKeyFile {
             scale_bits: h.scale_bits,
             max_clients: h.max_clients,
             fingerprint: h.fingerprint,
+            member_key: h.member_key,
         })
     }
 
@@ -109,6 +123,7 @@ impl PublicKeyFile {
             scale_bits: self.scale_bits,
             max_clients: self.max_clients,
             fingerprint: self.fingerprint,
+            member_key: self.member_key,
         };
         seal_envelope(KeyKind::Public, &encode_header(&header), &[])
     }
@@ -135,6 +150,20 @@ impl PublicKeyFile {
     pub fn max_clients(&self) -> u32 {
         self.max_clients
     }
+
+    /// Checks a registration proof made with [`SecretKey::sign_registration`]
+    /// for this client id and name.
+    pub fn verify_registration(
+        &self,
+        id: &str,
+        name: &str,
+        proof: &[u8],
+    ) -> Result<(), CryptoError> {
+        let message = registration_message(self.fingerprint, id, name);
+        signature::UnparsedPublicKey::new(&signature::ED25519, &self.member_key)
+            .verify(&message, proof)
+            .map_err(|_| CryptoError::BadMembershipProof)
+    }
 }
 
 /// The clients' shared secret key. Never leaves their machines.
@@ -146,6 +175,9 @@ pub struct SecretKey {
     salt: [u8; 32],
     /// N coefficients, each 0 or 1.
     bits: Vec<u64>,
+    /// Seed of the Ed25519 membership key (see the module docs).
+    member_seed: [u8; 32],
+    member_key: [u8; 32],
     pub(crate) fourier: KeyFourier,
 }
 
@@ -167,7 +199,7 @@ impl Drop for SecretKey {
             // SAFETY: `b` is a valid, aligned, exclusive reference.
             unsafe { std::ptr::write_volatile(b, 0) };
         }
-        for b in self.salt.iter_mut() {
+        for b in self.salt.iter_mut().chain(self.member_seed.iter_mut()) {
             // SAFETY: as above.
             unsafe { std::ptr::write_volatile(b, 0) };
         }
@@ -226,6 +258,8 @@ impl SecretKey {
     ) -> Self {
         let fingerprint = fingerprint_of(params, &salt, &bits);
         let fourier = KeyFourier::new(&bits);
+        let member_seed = member_seed_of(&salt, &bits);
+        let member_key = member_key_pair(&member_seed).public_key_bytes();
         Self {
             params,
             scale_bits,
@@ -233,6 +267,8 @@ impl SecretKey {
             fingerprint,
             salt,
             bits,
+            member_seed,
+            member_key,
             fourier,
         }
     }
@@ -292,6 +328,7 @@ impl SecretKey {
             scale_bits: self.scale_bits,
             max_clients: self.max_clients,
             fingerprint: self.fingerprint,
+            member_key: self.member_key,
         }
     }
 
@@ -312,6 +349,16 @@ impl SecretKey {
         self.fingerprint
     }
 
+    /// Proof for the aggregator that the client registering as `id` / `name`
+    /// holds this key: an Ed25519 signature (64 bytes) with the membership
+    /// key, over the fingerprint, the id and the name.
+    pub fn sign_registration(&self, id: &str, name: &str) -> [u8; 64] {
+        let message = registration_message(self.fingerprint, id, name);
+        let mut out = [0u8; 64];
+        out.copy_from_slice(member_key_pair(&self.member_seed).sign(&message).as_ref());
+        out
+    }
+
     /// The key as a TFHE-rs GLWE secret key (for cross-checks with TFHE-rs's own algorithms).
     pub fn to_tfhe_glwe_key(&self) -> tfhe::core_crypto::prelude::GlweSecretKeyOwned<u64> {
         tfhe::core_crypto::prelude::GlweSecretKey::from_container(
@@ -319,6 +366,52 @@ impl SecretKey {
             PolynomialSize(POLY_SIZE),
         )
     }
+}
+
+fn member_seed_of(salt: &[u8; 32], bits: &[u64]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"FedHE membership key v1\0");
+    h.update(salt);
+    for b in bits {
+        h.update([(*b & 1) as u8]);
+    }
+    h.finalize().into()
+}
+
+struct MemberKeyPair(signature::Ed25519KeyPair);
+
+impl MemberKeyPair {
+    fn public_key_bytes(&self) -> [u8; 32] {
+        use signature::KeyPair as _;
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.0.public_key().as_ref());
+        out
+    }
+
+    fn sign(&self, message: &[u8]) -> signature::Signature {
+        self.0.sign(message)
+    }
+}
+
+fn member_key_pair(seed: &[u8; 32]) -> MemberKeyPair {
+    // infallible: ring rejects only seeds that are not 32 bytes long
+    MemberKeyPair(
+        signature::Ed25519KeyPair::from_seed_unchecked(seed)
+            .expect("a 32-byte Ed25519 seed is always accepted"),
+    )
+}
+
+/// What a registration proof signs: domain, fingerprint, then id and name,
+/// each with its length so that no two (id, name) pairs share a message.
+fn registration_message(fingerprint: Fingerprint, id: &str, name: &str) -> Vec<u8> {
+    let mut m = Vec::with_capacity(64 + id.len() + name.len());
+    m.extend_from_slice(b"FedHE register v1\0");
+    m.extend_from_slice(&fingerprint.0);
+    for part in [id, name] {
+        m.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        m.extend_from_slice(part.as_bytes());
+    }
+    m
 }
 
 fn fingerprint_of(params: ParamSet, salt: &[u8; 32], bits: &[u64]) -> Fingerprint {

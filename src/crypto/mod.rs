@@ -158,6 +158,10 @@ pub enum CryptoError {
     TooManyContributors { found: usize, max: u32 },
     #[error("this update (mask seed {seed_prefix}…) is already in the sum")]
     DuplicateUpdate { seed_prefix: String },
+    #[error(
+        "the registration proof does not verify against the session key: this client does not hold the federation's secret key (or signed another id or name)"
+    )]
+    BadMembershipProof,
     #[error("the sum has no contributors")]
     EmptySum,
     #[error("the summed sample weight is {found}; a mean needs a positive total weight")]

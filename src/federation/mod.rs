@@ -310,11 +310,12 @@ pub fn simulate(
         })?;
         for index in 0..n {
             let mut api = AggregatorClient::new(srv.url());
-            api.register(&RegisterRequest {
-                id: format!("client-{}", index + 1),
-                name: format!("Simulated client {}", index + 1),
-                max_len: Some(max_len_for(features)),
-            })
+            api.register(&RegisterRequest::signed(
+                &key,
+                format!("client-{}", index + 1),
+                format!("Simulated client {}", index + 1),
+                Some(max_len_for(features)),
+            ))
             .map_err(|e| SimulationError::Client {
                 index,
                 error: e.into(),

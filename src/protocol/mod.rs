@@ -70,6 +70,34 @@ pub struct RegisterRequest {
     /// if the operator did not; a larger number afterwards is refused (409).
     #[serde(default)]
     pub max_len: Option<usize>,
+    /// Proof that the client holds the federation's secret key: hex of
+    /// [`SecretKey::sign_registration`](crate::crypto::SecretKey::sign_registration)
+    /// over `id` and `name`. Checked against the session's public key file.
+    #[serde(default)]
+    pub proof: String,
+}
+
+impl RegisterRequest {
+    /// A registration signed with the federation's secret key.
+    pub fn signed(
+        key: &crate::crypto::SecretKey,
+        id: impl Into<String>,
+        name: impl Into<String>,
+        max_len: Option<usize>,
+    ) -> Self {
+        let (id, name) = (id.into(), name.into());
+        let proof = key
+            .sign_registration(&id, &name)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self {
+            id,
+            name,
+            max_len,
+            proof,
+        }
+    }
 }
 
 /// Answer to a registration: the bearer token is shown exactly once.

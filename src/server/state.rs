@@ -28,6 +28,17 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Bytes of a hex string of at most 256 digits (`None` if not hex).
+fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || s.len() > 256 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 pub fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -346,12 +357,28 @@ impl Aggregator {
                 "client name must be 1-128 characters without control characters".into(),
             ));
         }
-        if self.clients.len() >= self.policy.max_registered {
-            return Err(ServerError::Conflict(format!(
-                "registration is full ({} clients)",
-                self.policy.max_registered
-            )));
+        let session = self.session.as_ref().ok_or_else(|| {
+            ServerError::NoSession(
+                "registration opens when the operator loads the session's public key \
+                 (fedhe serve --public-key, or PUT /api/v1/session): it is needed to check \
+                 the registration proof"
+                    .into(),
+            )
+        })?;
+        if req.proof.is_empty() {
+            return Err(ServerError::Unauthorized(
+                "registration needs a proof that the client holds the federation's secret key \
+                 (`proof`: hex Ed25519 signature with the key's membership key; FedHE clients \
+                 add it)"
+                    .into(),
+            ));
         }
+        let proof = parse_hex(&req.proof)
+            .ok_or_else(|| ServerError::Malformed("`proof` must be hex (128 digits)".into()))?;
+        session
+            .public
+            .verify_registration(&req.id, &req.name, &proof)
+            .map_err(|e| ServerError::Unauthorized(e.to_string()))?;
         if self.clients.len() >= self.policy.max_registered {
             return Err(ServerError::Conflict(format!(
                 "registration is full ({} clients)",
