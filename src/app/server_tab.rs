@@ -473,7 +473,7 @@ impl ServerTab {
                 ui.label(format!("🔑 {source}: fingerprint {}", k.fingerprint()));
             }
             (None, None) => {
-                ui.weak("No public key yet: clients can register, but no update is accepted before it is loaded.");
+                ui.weak("No public key yet: clients can register and upload once it is loaded (it checks that they hold the secret key).");
             }
         }
     }
