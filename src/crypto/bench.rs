@@ -3,8 +3,8 @@
 //! Each client's values are uniform in [-2, 2] (seeded, reproducible) and its
 //! sample weight cycles through 120, 250, 500, 1000, 2000 rows. Timings are
 //! medians over `repeats` runs (encryption: over all clients of all runs).
-//! "aggregate" is what the aggregator does per round: decode every update from
-//! its bytes and add it to the accumulator. "expand masks" is the measured
+//! "aggregate" is what the aggregator does per round: check every update in
+//! place ([`UpdateRef::parse`]) and add it from its bytes to the accumulator. "expand masks" is the measured
 //! alternative design where the aggregator also regenerates every mask into an
 //! expanded sum.
 
@@ -14,9 +14,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::params::ParamSet;
-use super::{
-    Accumulator, CryptoError, EncryptedUpdate, SecretKey, decrypt_mean, encrypt_weighted, glwe,
-};
+use super::{Accumulator, CryptoError, SecretKey, UpdateRef, decrypt_mean, encrypt_weighted, glwe};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -155,7 +153,7 @@ pub fn run(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<BenchRep
                 let t = Instant::now();
                 let mut acc = Accumulator::new(&public, len);
                 for bytes in &wire {
-                    acc.add(&EncryptedUpdate::from_bytes(bytes, len)?)?;
+                    acc.add_ref(&UpdateRef::parse(bytes, len)?)?;
                 }
                 agg.push(ms(t));
                 sum_bytes = acc.to_bytes().len();
