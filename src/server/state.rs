@@ -30,7 +30,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Bytes of a hex string of at most 256 digits (`None` if not hex).
 fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || s.len() > 256 {
+    if !s.len().is_multiple_of(2) || s.len() > 256 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
@@ -522,8 +522,9 @@ impl Aggregator {
         Ok(())
     }
 
-    /// Decodes an update body (outside the state lock; needs only the model
-    /// length bound).
+    /// Checks an update body in place: header, parameters and lengths against
+    /// the model length bound, without copying its words (cheap enough to
+    /// run under the state lock).
     pub fn decode_update(bytes: &[u8], max_len: usize) -> Result<UpdateRef<'_>, ServerError> {
         UpdateRef::parse(bytes, max_len)
             .map_err(|e| ServerError::Malformed(format!("not a valid encrypted update: {e}")))
