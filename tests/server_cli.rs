@@ -1,5 +1,6 @@
 //! `fedhe serve` and two `fedhe client` processes: the two-machine setup on
-//! one machine.
+//! one machine, with the operator loading the session key after the clients
+//! started (they wait for it).
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -32,12 +33,13 @@ fn serve_and_two_clients_over_http() {
     let pk_path = dir.path().join("public.key");
     std::fs::write(&pk_path, sk.public().to_bytes()).unwrap();
 
+    let token_path = dir.path().join("operator.token");
     let mut server = Killed(
         Command::new(env!("CARGO_BIN_EXE_fedhe"))
             .args(["serve", "--bind", "127.0.0.1:0", "--auto-aggregate"])
             .args(["--min-clients", "2"])
-            .arg("--public-key")
-            .arg(&pk_path)
+            .arg("--operator-token-file")
+            .arg(&token_path)
             .arg("--state-dir")
             .arg(dir.path().join("state"))
             .stdout(Stdio::piped())
@@ -47,17 +49,19 @@ fn serve_and_two_clients_over_http() {
     let mut lines = std::io::BufReader::new(server.0.stdout.take().unwrap()).lines();
     let mut url = None;
     let mut token_printed = false;
+    let mut no_session = false;
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(u) = line.strip_prefix("FedHE aggregator listening on ") {
             url = Some(u.trim().to_string());
         }
         token_printed |= line.starts_with("operator token: ");
+        no_session |= line.starts_with("no session yet");
         if line.starts_with("state folder") {
             break;
         }
     }
-    assert!(token_printed);
+    assert!(token_printed && no_session);
     let url = url.expect("listening line");
     std::thread::spawn(move || for _ in lines {});
 
@@ -81,6 +85,12 @@ fn serve_and_two_clients_over_http() {
             )
         })
         .collect();
+    // The clients wait for the session; then the operator loads the key.
+    std::thread::sleep(Duration::from_millis(800));
+    let token = std::fs::read_to_string(&token_path).unwrap();
+    let op = fedhe::client::AggregatorClient::new(&url).with_token(token.trim());
+    assert_eq!(op.status().unwrap().registered, 0);
+    op.load_public_key(&sk.public().to_bytes(), None).unwrap();
     for mut c in children {
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
@@ -95,6 +105,10 @@ fn serve_and_two_clients_over_http() {
         std::io::Read::read_to_string(c.0.stdout.as_mut().unwrap(), &mut out).unwrap();
         std::io::Read::read_to_string(c.0.stderr.as_mut().unwrap(), &mut err).unwrap();
         assert!(status.success(), "client failed:\n{out}\n{err}");
+        assert!(
+            out.contains("waiting for the aggregator's operator"),
+            "{out}"
+        );
         assert!(out.contains("round   3: 2 contributors"), "{out}");
         assert!(out.contains("done: global model"), "{out}");
     }

@@ -180,6 +180,38 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The aggregator's status once its operator has loaded the session key
+/// (registration needs it); waits up to `timeout`, saying so once.
+fn wait_for_session(
+    api: &AggregatorClient,
+    timeout: Duration,
+) -> anyhow::Result<fedhe::protocol::StatusResponse> {
+    let start = Instant::now();
+    let mut said = false;
+    loop {
+        let status = api
+            .status()
+            .context("asking the aggregator for its status")?;
+        if status.session.is_some() {
+            return Ok(status);
+        }
+        if start.elapsed() >= timeout {
+            bail!(
+                "the aggregator still has no session after {} s: its operator must load the public key (fedhe serve --public-key, or PUT /api/v1/session)",
+                timeout.as_secs()
+            );
+        }
+        if !said {
+            println!(
+                "waiting for the aggregator's operator to load the session's public key (up to {} s)...",
+                timeout.as_secs()
+            );
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// Local training options shared by `client` and `simulate`.
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -284,9 +316,7 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
         Some(p) => AggregatorClient::with_root_cert_pem(&a.server, &std::fs::read(p)?)?,
         None => AggregatorClient::new(&a.server),
     };
-    let status = api
-        .status()
-        .context("asking the aggregator for its status")?;
+    let status = wait_for_session(&api, Duration::from_secs(a.round_timeout))?;
     let Some(session) = &status.session else {
         bail!("the aggregator has no session yet: its operator must load the public key first");
     };
