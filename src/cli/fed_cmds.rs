@@ -591,10 +591,7 @@ impl Drop for ChildGuard {
 
 pub fn bench_federation(a: BenchFederationArgs) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
-    let max_clients = u32::try_from(a.clients)
-        .unwrap_or(u32::MAX)
-        .max(fedhe::crypto::DEFAULT_MAX_CLIENTS);
-    let key = SecretKey::generate_for(a.params, max_clients, None)?;
+    let key = SecretKey::generate_for(a.params, crypto::max_clients_for(a.clients), None)?;
     let pk_path = dir.join("public.key");
     std::fs::write(&pk_path, key.public().to_bytes())?;
     let token_path = dir.join("operator.token");

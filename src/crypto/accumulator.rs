@@ -14,7 +14,7 @@ use super::glwe;
 use super::keys::check_layout;
 use super::keys::{PublicKeyFile, SecretKey};
 use super::params::ParamSet;
-use super::update::{EncryptedUpdate, UpdateRef};
+use super::update::{EncryptedUpdate, UpdateMeta, UpdateRef};
 use super::wire::{self, MAX_SUM_HEADER, SUM_MAGIC, SumHeader, sum_header_bound};
 use super::{CryptoError, Fingerprint};
 
@@ -149,14 +149,26 @@ impl Accumulator {
         }
     }
 
+    /// Everything `add`, `add_ref` and `merge` check before touching the sum:
+    /// same key, layout and length, room for `seeds`, no seed twice.
+    fn admit(
+        &self,
+        layout: (ParamSet, u8, u32),
+        fingerprint: Fingerprint,
+        len: usize,
+        seeds: &[u128],
+    ) -> Result<(), CryptoError> {
+        self.check_compatible(layout, fingerprint, len)?;
+        self.check_room(seeds)
+    }
+
+    fn admit_update(&self, m: &UpdateMeta) -> Result<(), CryptoError> {
+        self.admit(m.layout, m.fingerprint, m.len, &[m.seed])
+    }
+
     /// Adds one update; on error the sum is unchanged.
     pub fn add(&mut self, update: &EncryptedUpdate) -> Result<(), CryptoError> {
-        self.check_compatible(
-            (update.params, update.scale_bits, update.max_clients),
-            update.fingerprint,
-            update.len(),
-        )?;
-        self.check_room(&[update.seed])?;
+        self.admit_update(&update.meta())?;
         self.add_words(&update.words);
         self.seeds.push(update.seed);
         Ok(())
@@ -165,12 +177,7 @@ impl Accumulator {
     /// Adds an update checked in place ([`UpdateRef::parse`]) without copying
     /// its words first; on error the sum is unchanged.
     pub fn add_ref(&mut self, update: &UpdateRef<'_>) -> Result<(), CryptoError> {
-        self.check_compatible(
-            (update.params, update.scale_bits, update.max_clients),
-            update.fingerprint,
-            update.len(),
-        )?;
-        self.check_room(&[update.seed])?;
+        self.admit_update(&update.meta())?;
         let mask = self.word_mask();
         let mut sum = self.words.iter_mut();
         wire::for_each_word(self.params, update.payload, |w| {
@@ -185,12 +192,12 @@ impl Accumulator {
 
     /// Absorbs another partial sum (tree-shaped aggregation); on error the sum is unchanged.
     pub fn merge(&mut self, other: &Accumulator) -> Result<(), CryptoError> {
-        self.check_compatible(
+        self.admit(
             (other.params, other.scale_bits, other.max_clients),
             other.fingerprint,
             other.len(),
+            &other.seeds,
         )?;
-        self.check_room(&other.seeds)?;
         self.add_words(&other.words);
         self.seeds.extend_from_slice(&other.seeds);
         Ok(())

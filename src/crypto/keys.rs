@@ -39,7 +39,7 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use ring::signature;
+use ring::signature::{self, KeyPair as _};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tfhe::core_crypto::commons::math::random::{DefaultRandomGenerator, Seed};
@@ -259,7 +259,8 @@ impl SecretKey {
         let fingerprint = fingerprint_of(params, &salt, &bits);
         let fourier = KeyFourier::new(&bits);
         let member_seed = member_seed_of(&salt, &bits);
-        let member_key = member_key_pair(&member_seed).public_key_bytes();
+        let mut member_key = [0u8; 32];
+        member_key.copy_from_slice(member_key_pair(&member_seed).public_key().as_ref());
         Self {
             params,
             scale_bits,
@@ -378,27 +379,10 @@ fn member_seed_of(salt: &[u8; 32], bits: &[u64]) -> [u8; 32] {
     h.finalize().into()
 }
 
-struct MemberKeyPair(signature::Ed25519KeyPair);
-
-impl MemberKeyPair {
-    fn public_key_bytes(&self) -> [u8; 32] {
-        use signature::KeyPair as _;
-        let mut out = [0u8; 32];
-        out.copy_from_slice(self.0.public_key().as_ref());
-        out
-    }
-
-    fn sign(&self, message: &[u8]) -> signature::Signature {
-        self.0.sign(message)
-    }
-}
-
-fn member_key_pair(seed: &[u8; 32]) -> MemberKeyPair {
+fn member_key_pair(seed: &[u8; 32]) -> signature::Ed25519KeyPair {
     // infallible: ring rejects only seeds that are not 32 bytes long
-    MemberKeyPair(
-        signature::Ed25519KeyPair::from_seed_unchecked(seed)
-            .expect("a 32-byte Ed25519 seed is always accepted"),
-    )
+    signature::Ed25519KeyPair::from_seed_unchecked(seed)
+        .expect("a 32-byte Ed25519 seed is always accepted")
 }
 
 /// What a registration proof signs: domain, fingerprint, then id and name,

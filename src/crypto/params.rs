@@ -49,6 +49,14 @@ pub const MAX_CLIENTS_LIMIT: u32 = 1 << 16;
 /// client's `|weight × value|` range is too narrow to be useful.
 pub const MIN_CLIENT_BUDGET_LOG2: u32 = 8;
 
+/// The `max_clients` for a key of a federation of `clients`: at least
+/// [`DEFAULT_MAX_CLIENTS`], so small federations keep the default scale.
+pub fn max_clients_for(clients: usize) -> u32 {
+    u32::try_from(clients)
+        .unwrap_or(u32::MAX)
+        .max(DEFAULT_MAX_CLIENTS)
+}
+
 /// `ceil(log2(max_clients))`, the `c` of the module docs (0 for 0 or 1).
 pub fn clients_log2(max_clients: u32) -> u32 {
     max_clients.max(1).next_power_of_two().trailing_zeros()

@@ -33,7 +33,24 @@ impl std::fmt::Debug for EncryptedUpdate {
     }
 }
 
+/// What the accumulator checks of an update before adding it.
+pub(crate) struct UpdateMeta {
+    pub layout: (ParamSet, u8, u32),
+    pub fingerprint: Fingerprint,
+    pub len: usize,
+    pub seed: u128,
+}
+
 impl EncryptedUpdate {
+    pub(crate) fn meta(&self) -> UpdateMeta {
+        UpdateMeta {
+            layout: (self.params, self.scale_bits, self.max_clients),
+            fingerprint: self.fingerprint,
+            len: self.len(),
+            seed: self.seed,
+        }
+    }
+
     /// Number of model values (the weight slot is not counted). Matches
     /// [`Accumulator::len`](super::Accumulator::len) and the `len` given to
     /// [`Accumulator::new`](super::Accumulator::new).
@@ -113,6 +130,15 @@ pub struct UpdateRef<'a> {
 }
 
 impl<'a> UpdateRef<'a> {
+    pub(crate) fn meta(&self) -> UpdateMeta {
+        UpdateMeta {
+            layout: (self.params, self.scale_bits, self.max_clients),
+            fingerprint: self.fingerprint,
+            len: self.len,
+            seed: self.seed,
+        }
+    }
+
     /// The same strict checks as [`EncryptedUpdate::from_bytes`], without
     /// allocating anything proportional to the update.
     pub fn parse(bytes: &'a [u8], max_values: usize) -> Result<Self, CryptoError> {

@@ -293,12 +293,7 @@ pub fn simulate(
             }));
         }
     } else {
-        // One key for the whole federation, sized for its clients (the
-        // default 64 keeps the default scale for small federations).
-        let max_clients = u32::try_from(n)
-            .unwrap_or(u32::MAX)
-            .max(crate::crypto::DEFAULT_MAX_CLIENTS);
-        let key = SecretKey::generate_for(cfg.params, max_clients, None)
+        let key = SecretKey::generate_for(cfg.params, crate::crypto::max_clients_for(n), None)
             .map_err(|e| SimulationError::Other(format!("key generation: {e}")))?;
         let key = Arc::new(key);
         let srv = EmbeddedServer::start(ServerConfig {

@@ -86,11 +86,7 @@ impl RegisterRequest {
         max_len: Option<usize>,
     ) -> Self {
         let (id, name) = (id.into(), name.into());
-        let proof = key
-            .sign_registration(&id, &name)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let proof = hex(&key.sign_registration(&id, &name));
         Self {
             id,
             name,
@@ -98,6 +94,22 @@ impl RegisterRequest {
             proof,
         }
     }
+}
+
+/// Lowercase hex (bearer tokens, registration proofs).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Bytes of a hex string of at most 256 digits (`None` if not plain hex).
+pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || s.len() > 256 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Answer to a registration: the bearer token is shown exactly once.

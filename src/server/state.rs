@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::crypto::{Accumulator, CryptoError, ParamSet, PublicKeyFile, UpdateRef};
 use crate::protocol::{
     ClientInfo, RegisterRequest, RegisterResponse, RoundInfo, RoundState, SessionInfo,
-    StatusResponse, UploadResponse, valid_client_id, valid_client_name,
+    StatusResponse, UploadResponse, hex, parse_hex, valid_client_id, valid_client_name,
 };
 
 use super::error::ServerError;
@@ -21,22 +21,6 @@ use super::store::{Store, StoredClient};
 /// `max_len` values (the 413 limit): the crypto module's own bound.
 pub fn max_update_bytes(params: ParamSet, max_len: usize) -> usize {
     crate::crypto::max_update_bytes(params, max_len)
-}
-
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Bytes of a hex string of at most 256 digits (`None` if not hex).
-fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || s.len() > 256 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 pub fn now_unix() -> u64 {
