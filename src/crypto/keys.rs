@@ -214,12 +214,6 @@ impl SecretKey {
         Self::generate_inner(params, params.default_scale_bits(max_clients), max_clients)
     }
 
-    /// A fresh key for sums of up to [`DEFAULT_MAX_CLIENTS`] with a chosen
-    /// scale (`2^scale_bits`); see [`ParamSet::max_scale_bits`].
-    pub fn generate_with_scale(params: ParamSet, scale_bits: u8) -> Result<Self, CryptoError> {
-        Self::generate_for(params, DEFAULT_MAX_CLIENTS, Some(scale_bits))
-    }
-
     /// A fresh key for sums of up to `max_clients` contributors, with the
     /// given scale or the default for that many clients
     /// ([`ParamSet::default_scale_bits`]).
