@@ -7,9 +7,12 @@ pub mod client;
 pub mod crypto;
 pub mod data;
 pub mod federation;
+pub mod fsutil;
 pub mod model;
+pub mod plan;
 pub mod protocol;
 pub mod server;
+pub mod session;
 
 #[cfg(feature = "gui")]
 pub mod app;

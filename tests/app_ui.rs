@@ -242,11 +242,10 @@ fn saved_model(dir: &Path) -> (PathBuf, fedhe::model::Metrics) {
         scaler,
         ds.label.clone(),
         &model,
-        Provenance::now(
-            "centralized",
+        Provenance::centralized(
             vec!["train.csv".into()],
             ds.rows(),
-            serde_json::json!({}),
+            fedhe::model::TrainConfig::default(),
         ),
     );
     let path = dir.join("model.json");
@@ -306,13 +305,17 @@ fn a_secret_key_is_refused_by_the_server_tab() {
 }
 
 /// Clicks through: sample data, a new key, the embedded aggregator with the
-/// key's public part, registration. Returns the harness on the Client tab.
+/// key's public part and a plan proposed from the CSV, joining. Returns the
+/// harness on the Client tab.
 fn one_client_ready(dir: &Path, auto_aggregate: bool) -> Harness<'static, FedheApp> {
     let mut h = harness(None);
     h.state_mut().settings.key_path = dir.join("secret.key").display().to_string();
     h.state_mut().settings.training.rounds = 2;
     h.state_mut().settings.training.epochs = 2;
     h.state_mut().settings.auto_aggregate = auto_aggregate;
+    // One client: the plan must allow a sum of one update.
+    h.state_mut().settings.quorum_min_clients = 1;
+    h.state_mut().settings.allow_single_contributor = true;
     h.run();
     click(&mut h, "Client");
     click(&mut h, "Use sample data");
@@ -330,9 +333,14 @@ fn one_client_ready(dir: &Path, auto_aggregate: bool) -> Harness<'static, FedheA
     assert!(h.state().server.is_running());
     click(&mut h, "Use the Client tab's key");
     assert!(h.state().server.public_key.is_some());
+    click(&mut h, "Propose from the Client tab's CSV");
+    let plan = h.state().server.plan.clone().expect("a plan").0;
+    assert_eq!(plan.training.rounds, 2);
+    assert_eq!(plan.features(), 30);
+    h.get_by_label_contains(&format!("📋 Plan {}", plan.fingerprint()));
 
     click(&mut h, "Client");
-    click(&mut h, "Register");
+    click(&mut h, "Join federation");
     wait_until(&mut h, "registration", Duration::from_secs(30), |a| {
         a.client.registered.is_some() || a.client.notes.iter().any(|n| n.is_error())
     });

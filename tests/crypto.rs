@@ -608,10 +608,10 @@ fn max_clients_layout_and_its_limits() {
 fn membership_proofs_bind_key_id_and_name() {
     let key = std_key();
     let public = PublicKeyFile::from_bytes(&key.public().to_bytes()).unwrap();
-    let proof = key.sign_registration("clinic-7", "Clinic 7");
+    let proof = key.sign_registration("clinic-7", "Clinic 7", 1000);
     assert_eq!(proof.len(), 64);
     public
-        .verify_registration("clinic-7", "Clinic 7", &proof)
+        .verify_registration("clinic-7", "Clinic 7", 1000, &proof)
         .unwrap();
     // a loaded copy of the secret file signs for the same public file
     let copy = SecretKey::from_bytes(&key.to_bytes()).unwrap();
@@ -619,17 +619,20 @@ fn membership_proofs_bind_key_id_and_name() {
         .verify_registration(
             "clinic-7",
             "Clinic 7",
-            &copy.sign_registration("clinic-7", "Clinic 7"),
+            1000,
+            &copy.sign_registration("clinic-7", "Clinic 7", 1000),
         )
         .unwrap();
-    for (id, name, p) in [
-        ("clinic-8", "Clinic 7", &proof[..]),
-        ("clinic-7", "Clinic 8", &proof[..]),
+    for (id, name, at, p) in [
+        ("clinic-8", "Clinic 7", 1000, &proof[..]),
+        ("clinic-7", "Clinic 8", 1000, &proof[..]),
         // length-prefixed fields: moving a character between id and name fails
-        ("clinic-7C", "linic 7", &proof[..]),
-        ("clinic-7", "Clinic 7", &proof[..63]),
+        ("clinic-7C", "linic 7", 1000, &proof[..]),
+        ("clinic-7", "Clinic 7", 1000, &proof[..63]),
+        // the issue time is signed: a proof cannot be moved to a later time
+        ("clinic-7", "Clinic 7", 1001, &proof[..]),
     ] {
-        let e = public.verify_registration(id, name, p).unwrap_err();
+        let e = public.verify_registration(id, name, at, p).unwrap_err();
         assert!(
             matches!(e, CryptoError::BadMembershipProof),
             "{id} {name}: {e}"
@@ -641,7 +644,8 @@ fn membership_proofs_bind_key_id_and_name() {
         .verify_registration(
             "clinic-7",
             "Clinic 7",
-            &outsider.sign_registration("clinic-7", "Clinic 7"),
+            1000,
+            &outsider.sign_registration("clinic-7", "Clinic 7", 1000),
         )
         .unwrap_err();
     assert!(

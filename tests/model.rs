@@ -233,7 +233,7 @@ fn model_file_round_trips_and_scores_identically() {
             negative: "0".into(),
         },
         &m,
-        Provenance::now("centralized", vec!["toy".into()], 6, serde_json::json!({})),
+        Provenance::centralized(vec!["toy".into()], 6, fedhe::model::TrainConfig::default()),
     );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.json");

@@ -1,13 +1,17 @@
-//! `fedhe serve` and two `fedhe client` processes: the two-machine setup on
-//! one machine, with the operator loading the session key after the clients
-//! started (they wait for it).
+//! `fedhe plan init`, `fedhe serve --plan` and `fedhe client` processes: the
+//! multi-machine setup on one machine. Clients that start before the
+//! operator loads the key and the plan wait for them; a client killed and
+//! restarted resumes under its id; an aggregator killed with SIGKILL for
+//! 30 s mid-round is ridden out, and the federation ends with exactly the
+//! model of an uninterrupted run.
 
-use std::io::BufRead;
-use std::path::PathBuf;
+use std::io::{BufRead, Read};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fedhe::crypto::{ParamSet, SecretKey};
+use fedhe::model::ModelFile;
 
 struct Killed(std::process::Child);
 
@@ -24,93 +28,355 @@ fn sample(name: &str) -> PathBuf {
         .join(name)
 }
 
-#[test]
-fn serve_and_two_clients_over_http() {
-    let dir = tempfile::tempdir().unwrap();
-    let sk = SecretKey::generate(ParamSet::Standard64);
-    let sk_path = dir.path().join("secret.key");
-    sk.save(&sk_path, false).unwrap();
-    let pk_path = dir.path().join("public.key");
-    std::fs::write(&pk_path, sk.public().to_bytes()).unwrap();
+fn fedhe() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fedhe"))
+}
 
-    let token_path = dir.path().join("operator.token");
-    let mut server = Killed(
-        Command::new(env!("CARGO_BIN_EXE_fedhe"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--auto-aggregate"])
-            .args(["--min-clients", "2"])
-            .arg("--operator-token-file")
-            .arg(&token_path)
+/// Writes a key pair into `dir`: (secret, public).
+fn keys(dir: &Path) -> (PathBuf, PathBuf) {
+    let sk = SecretKey::generate(ParamSet::Standard64);
+    let sk_path = dir.join("secret.key");
+    sk.save(&sk_path, false).unwrap();
+    let pk_path = dir.join("public.key");
+    std::fs::write(&pk_path, sk.public().to_bytes()).unwrap();
+    (sk_path, pk_path)
+}
+
+/// `fedhe plan init` from the bundled training split, with `extra` flags.
+fn plan_init(dir: &Path, extra: &[&str]) -> PathBuf {
+    let plan = dir.join("plan.toml");
+    let out = fedhe()
+        .args(["plan", "init", "--rounds", "3", "--epochs", "2"])
+        .args(extra)
+        .arg("--data")
+        .arg(sample("train.csv"))
+        .arg("--out")
+        .arg(&plan)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("30 numeric feature columns"), "{stdout}");
+    plan
+}
+
+/// Starts `fedhe serve` with `args`; returns the process and its URL.
+fn serve(args: &[&str], state: &Path, bind: &str) -> (Killed, String) {
+    let mut child = Killed(
+        fedhe()
+            .args(["serve", "--bind", bind])
+            .args(args)
             .arg("--state-dir")
-            .arg(dir.path().join("state"))
+            .arg(state)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
     );
-    let mut lines = std::io::BufReader::new(server.0.stdout.take().unwrap()).lines();
+    let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
     let mut url = None;
-    let mut token_printed = false;
-    let mut no_session = false;
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(u) = line.strip_prefix("FedHE aggregator listening on ") {
             url = Some(u.trim().to_string());
         }
-        token_printed |= line.starts_with("operator token: ");
-        no_session |= line.starts_with("no session yet");
         if line.starts_with("state folder") {
             break;
         }
     }
-    assert!(token_printed && no_session);
-    let url = url.expect("listening line");
     std::thread::spawn(move || for _ in lines {});
+    (child, url.expect("listening line"))
+}
 
-    let start = Instant::now();
-    // Both clients run at once: with --min-clients 2 each round needs both.
-    let children: Vec<_> = [("client_1.csv", "Clinic A"), ("client_2.csv", "Clinic B")]
-        .iter()
-        .map(|(file, name)| {
-            Killed(
-                Command::new(env!("CARGO_BIN_EXE_fedhe"))
-                    .args(["client", "--server", &url, "--label", "diagnosis"])
-                    .args(["--name", name, "--rounds", "3", "--epochs", "2"])
-                    .arg("--key")
-                    .arg(&sk_path)
-                    .arg("--data")
-                    .arg(sample(&format!("clients/{file}")))
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap(),
-            )
-        })
-        .collect();
-    // The clients wait for the session; then the operator loads the key.
+fn client(url: &str, key: &Path, data: &Path, id: &str, out: &Path) -> Killed {
+    Killed(
+        fedhe()
+            .args(["client", "--server", url, "--name", id, "--id", id])
+            .arg("--key")
+            .arg(key)
+            .arg("--data")
+            .arg(data)
+            .arg("--model-out")
+            .arg(out.join(format!("{id}.json")))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits for a client to end: (success, stdout + stderr).
+fn finish(mut c: Killed, timeout: Duration) -> (bool, String) {
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = c.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "client did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut text = String::new();
+    c.0.stdout
+        .as_mut()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    c.0.stderr
+        .as_mut()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    (status.success(), text)
+}
+
+fn operator(state: &Path, url: &str) -> fedhe::client::AggregatorClient {
+    let token = std::fs::read_to_string(state.join("../operator.token")).unwrap();
+    fedhe::client::AggregatorClient::new(url).with_token(token.trim())
+}
+
+/// A copy of `src` with its columns in reverse order and an extra column.
+fn reordered(src: &Path, dst: &Path) {
+    let mut r = csv::Reader::from_path(src).unwrap();
+    let mut w = csv::Writer::from_path(dst).unwrap();
+    let mut header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    header.reverse();
+    header.push("site_note".into());
+    w.write_record(&header).unwrap();
+    for rec in r.records() {
+        let mut row: Vec<String> = rec.unwrap().iter().map(String::from).collect();
+        row.reverse();
+        row.push("x".into());
+        w.write_record(&row).unwrap();
+    }
+    w.flush().unwrap();
+}
+
+#[test]
+fn plan_init_serve_and_two_clients_one_with_reordered_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sk, pk) = keys(dir.path());
+    let plan = plan_init(dir.path(), &[]);
+    let text = std::fs::read_to_string(&plan).unwrap();
+    assert!(text.starts_with("# FedHE federation plan"), "{text}");
+    assert!(text.contains("kind = \"binary\""), "{text}");
+    assert!(text.contains("min_clients = 2"), "{text}");
+    let state = dir.path().join("state");
+    let token = dir.path().join("operator.token");
+    // No key and no plan yet: the clients start first and wait.
+    let (_server, url) = serve(
+        &["--operator-token-file", token.to_str().unwrap()],
+        &state,
+        "127.0.0.1:0",
+    );
+    let b_csv = dir.path().join("b.csv");
+    reordered(&sample("clients/client_2.csv"), &b_csv);
+    let a = client(&url, &sk, &sample("clients/client_1.csv"), "a", dir.path());
+    let b = client(&url, &sk, &b_csv, "b", dir.path());
     std::thread::sleep(Duration::from_millis(800));
-    let token = std::fs::read_to_string(&token_path).unwrap();
-    let op = fedhe::client::AggregatorClient::new(&url).with_token(token.trim());
+    let op = operator(&state, &url);
     assert_eq!(op.status().unwrap().registered, 0);
-    op.load_public_key(&sk.public().to_bytes(), None).unwrap();
-    for mut c in children {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(s) = c.0.try_wait().unwrap() {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "client did not finish");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut out = String::new();
-        let mut err = String::new();
-        std::io::Read::read_to_string(c.0.stdout.as_mut().unwrap(), &mut out).unwrap();
-        std::io::Read::read_to_string(c.0.stderr.as_mut().unwrap(), &mut err).unwrap();
-        assert!(status.success(), "client failed:\n{out}\n{err}");
+    op.load_public_key(&std::fs::read(&pk).unwrap(), None)
+        .unwrap();
+    let put = ureq::put(format!("{url}/api/v1/plan"))
+        .header("authorization", format!("Bearer {}", op.token().unwrap()))
+        .send(std::fs::read(&plan).unwrap())
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let mut outs = Vec::new();
+    for c in [a, b] {
+        let (ok, out) = finish(c, Duration::from_secs(60));
+        assert!(ok, "client failed:\n{out}");
         assert!(
             out.contains("waiting for the aggregator's operator"),
             "{out}"
         );
-        assert!(out.contains("round   3: 2 contributors"), "{out}");
+        assert!(out.contains("round   3: 2 contributors (a, b)"), "{out}");
         assert!(out.contains("done: global model"), "{out}");
+        outs.push(out);
     }
-    eprintln!("two CLI clients, 3 rounds: {:?}", start.elapsed());
+    assert!(
+        outs[1].contains("site_note"),
+        "extra column noted: {}",
+        outs[1]
+    );
+    // Both sites hold the same global model, whatever their column order.
+    let ma = ModelFile::load(&dir.path().join("a.json")).unwrap();
+    let mb = ModelFile::load(&dir.path().join("b.json")).unwrap();
+    assert_eq!(ma.weights, mb.weights);
+    assert_eq!(ma.feature_names, mb.feature_names);
+    assert_eq!(
+        ma.provenance.plan.as_deref(),
+        Some(
+            fedhe::plan::Plan::load(&plan)
+                .unwrap()
+                .fingerprint()
+                .to_string()
+                .as_str()
+        )
+    );
+}
+
+#[test]
+fn a_client_with_a_missing_column_stops_before_registering() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sk, pk) = keys(dir.path());
+    let plan = plan_init(dir.path(), &[]);
+    let state = dir.path().join("state");
+    let (_server, url) = serve(
+        &[
+            "--public-key",
+            pk.to_str().unwrap(),
+            "--plan",
+            plan.to_str().unwrap(),
+        ],
+        &state,
+        "127.0.0.1:0",
+    );
+    // Drop one column from a site's file.
+    let bad = dir.path().join("bad.csv");
+    let text = std::fs::read_to_string(sample("clients/client_3.csv")).unwrap();
+    let cut: String = text
+        .lines()
+        .map(|l| l.rsplit_once(',').map_or(l, |(head, _)| head).to_string() + "\n")
+        .collect();
+    std::fs::write(&bad, cut).unwrap();
+    let (ok, out) = finish(
+        client(&url, &sk, &bad, "c", dir.path()),
+        Duration::from_secs(30),
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("bad.csv"), "{out}");
+    assert!(out.contains("worst_fractal_dimension"), "{out}");
+    let status: fedhe::protocol::StatusResponse = serde_json::from_slice(
+        &ureq::get(format!("{url}/api/v1/status"))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_vec()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status.registered, 0, "nothing was sent");
+}
+
+/// Runs a, b and c over `fedhe serve` with a plan whose roster is a, b, c;
+/// `disrupt` is called once a and b have submitted round 1 (c not started).
+fn three_sites(dir: &Path, disrupt: impl FnOnce(&Path, &str, &mut Option<Killed>)) -> Vec<f64> {
+    let (sk, pk) = keys(dir);
+    let plan = plan_init(dir, &["--roster", "a,b,c"]);
+    let state = dir.join("state");
+    let token = dir.join("operator.token");
+    let args = [
+        "--public-key",
+        pk.to_str().unwrap(),
+        "--plan",
+        plan.to_str().unwrap(),
+        "--operator-token-file",
+        token.to_str().unwrap(),
+    ];
+    let (server, url) = serve(&args, &state, "127.0.0.1:0");
+    let mut server = Some(server);
+    let files =
+        ["client_1.csv", "client_2.csv", "client_3.csv"].map(|f| sample(&format!("clients/{f}")));
+    let a = client(&url, &sk, &files[0], "a", dir);
+    let b = client(&url, &sk, &files[1], "b", dir);
+    let op = operator(&state, &url);
+    let start = Instant::now();
+    while op.status().unwrap().submitted.len() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(30), "a and b submit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Round 1 waits for c (standardization waits for the whole roster).
+    assert_eq!(op.status().unwrap().missing, vec!["c".to_string()]);
+    disrupt(dir, &url, &mut server);
+    if server.is_none() {
+        let port = url.rsplit(':').next().unwrap();
+        server = Some(serve(&args, &state, &format!("127.0.0.1:{port}")).0);
+    }
+    let c = client(&url, &sk, &files[2], "c", dir);
+    for p in [a, b, c] {
+        let (ok, out) = finish(p, Duration::from_secs(120));
+        assert!(ok, "client failed:\n{out}");
+        assert!(out.contains("round   3: 3 contributors (a, b, c)"), "{out}");
+    }
+    drop(server);
+    let m = ModelFile::load(&dir.join("c.json")).unwrap();
+    let mut v = m.weights.clone();
+    v.push(m.bias);
+    v.extend(m.standardization.mean);
+    v
+}
+
+#[test]
+fn aggregator_killed_for_30_s_mid_round_gives_the_uninterrupted_model() {
+    let reference = three_sites(tempfile::tempdir().unwrap().path(), |_, _, _| {});
+    let dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let disrupted = three_sites(dir.path(), |_, _, server| {
+        // SIGKILL with round 1 open and two accepted updates; 30 s outage.
+        drop(server.take());
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    assert!(t.elapsed() >= Duration::from_secs(30));
+    // Bit for bit: every weight, the bias and the agreed means.
+    assert_eq!(disrupted, reference);
+}
+
+#[test]
+fn a_killed_client_resumes_under_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sk, pk) = keys(dir.path());
+    let plan = plan_init(dir.path(), &["--roster", "a,b"]);
+    let state = dir.path().join("state");
+    let token = dir.path().join("operator.token");
+    let (_server, url) = serve(
+        &[
+            "--public-key",
+            pk.to_str().unwrap(),
+            "--plan",
+            plan.to_str().unwrap(),
+            "--operator-token-file",
+            token.to_str().unwrap(),
+        ],
+        &state,
+        "127.0.0.1:0",
+    );
+    let a_csv = sample("clients/client_1.csv");
+    let first = client(&url, &sk, &a_csv, "a", dir.path());
+    let op = operator(&state, &url);
+    let start = Instant::now();
+    while op.status().unwrap().submitted.is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(30), "a submits");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(first); // SIGKILL while it waits for b
+    assert!(dir.path().join("client-a.state.json").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("client-a.state.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the credentials file is owner-only");
+    }
+    let again = client(&url, &sk, &a_csv, "a", dir.path());
+    let b = client(&url, &sk, &sample("clients/client_2.csv"), "b", dir.path());
+    let (ok, out) = finish(again, Duration::from_secs(60));
+    assert!(ok, "{out}");
+    assert!(out.contains("resumed as `a`"), "{out}");
+    assert!(out.contains("round   3: 2 contributors (a, b)"), "{out}");
+    let (ok, out_b) = finish(b, Duration::from_secs(60));
+    assert!(ok, "{out_b}");
+    assert_eq!(
+        op.clients().unwrap().len(),
+        2,
+        "a counted once, under one id"
+    );
+    let ma = ModelFile::load(&dir.path().join("a.json")).unwrap();
+    let mb = ModelFile::load(&dir.path().join("b.json")).unwrap();
+    assert_eq!(ma.weights, mb.weights);
 }

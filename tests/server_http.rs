@@ -123,7 +123,9 @@ fn every_error_status_leaves_the_sum_unchanged() {
     let other_key = new_key();
     let srv = start(&key, false, None);
     let url = srv.url().to_string();
-    let a = register(&key, &url, "a");
+    let a_registration = RegisterRequest::signed(&key, "a", "Client a", Some(LEN));
+    let mut a = AggregatorClient::new(&url);
+    a.register(&a_registration).expect("registers");
     let b = register(&key, &url, "b");
     let good = values(1);
     a.upload(1, &update_bytes(&key, &good, 3.0))
@@ -182,11 +184,11 @@ fn every_error_status_leaves_the_sum_unchanged() {
         422,
         "unprocessable",
     );
-    // 409: duplicate client id; 400: bad id; malformed JSON.
+    // 409: a replayed registration of a known id; 400: bad id; malformed JSON.
     let mut dup = AggregatorClient::new(&url);
     let e = dup
-        .register(&RegisterRequest::signed(&key, "a", "again", None))
-        .expect_err("duplicate id");
+        .register(&a_registration)
+        .expect_err("replayed registration");
     assert_eq!(status_of(&e), (409, "duplicate_client".into()));
     let e = dup
         .register(&RegisterRequest::signed(&key, "../../etc", "x", None))
@@ -380,6 +382,8 @@ fn https_with_a_generated_certificate() {
         public_key: Some(key.public()),
         max_len: Some(LEN),
         auto_aggregate: true,
+        // One client here: this test is about TLS, not the quorum.
+        allow_single_contributor: true,
         tls: Some(TlsPem {
             cert_pem: cert_pem.clone().into_bytes(),
             key_pem: key_pem.into_bytes(),
@@ -583,4 +587,33 @@ fn a_full_sum_refuses_more_and_auto_closes() {
     assert_eq!(n, 2);
     assert_close(&mean, &weighted_mean(&ups), tol);
     srv.shutdown();
+}
+
+#[test]
+fn registering_again_rotates_the_token_and_a_replay_is_refused() {
+    let key = new_key();
+    let srv = start(&key, false, None);
+    let url = srv.url().to_string();
+    let first = RegisterRequest::signed(&key, "a", "Clinic A", Some(LEN));
+    let mut old = AggregatorClient::new(&url);
+    old.register(&first).expect("registers");
+    old.clients().expect("the first token works");
+    // The same request again (as an eavesdropper would replay it): refused.
+    let e = AggregatorClient::new(&url)
+        .register(&first)
+        .expect_err("replay");
+    assert_eq!(status_of(&e), (409, "duplicate_client".into()));
+    assert!(e.to_string().contains("newer proof"), "{e}");
+    old.clients()
+        .expect("a refused replay leaves the token alone");
+    // A fresh proof for the same id (a restarted client): a new token, and
+    // the old one stops working.
+    std::thread::sleep(Duration::from_millis(5));
+    let mut new = AggregatorClient::new(&url);
+    new.register(&RegisterRequest::signed(&key, "a", "Clinic A", Some(LEN)))
+        .expect("registering again");
+    assert_ne!(new.token(), old.token());
+    assert_eq!(status_of(&old.clients().unwrap_err()).0, 401);
+    assert_eq!(new.clients().expect("the new token works").len(), 1);
+    assert_eq!(srv.status().registered, 1);
 }

@@ -15,16 +15,11 @@ use super::plots::{Series, epoch_series, line_plot_ui, round_plots_ui, round_tab
 use super::settings::{Settings, TrainingSettings};
 use super::widgets::{self, DialogKind, ENCRYPTED_COLOR, FileDialog, Note, OK_COLOR};
 use super::{LatestModel, Shared};
-use crate::client::{
-    AggregatorClient, ClientEvent, HeExchange, LoopConfig, max_len_for, run_client_loop,
-};
+use crate::client::ClientEvent;
 use crate::crypto::{ParamSet, SecretKey};
-use crate::data::split::stratified_split;
-use crate::data::{CsvOptions, Dataset, LoadedCsv, Standardizer, load_csv};
-use crate::model::{
-    LogisticRegression, Metrics, ModelFile, Provenance, TrainConfig, train as train_model,
-};
-use crate::protocol::RegisterRequest;
+use crate::data::{CsvOptions, Dataset, LoadedCsv, load_csv};
+use crate::model::{Metrics, ModelFile, TrainConfig};
+use crate::session::{self, ConnectOptions, Joined, Notifier, SessionError};
 
 /// Rows shown in the preview.
 const PREVIEW_ROWS: usize = 5;
@@ -59,7 +54,17 @@ enum KeyMsg {
 }
 
 enum ConnectMsg {
-    Registered(Result<(AggregatorClient, String), String>),
+    Status(String),
+    Joined(Result<Box<JoinedSite>, String>),
+}
+
+/// A federation joined from this tab: the session and this site's data,
+/// read by the plan's column names.
+#[derive(Clone)]
+pub struct JoinedSite {
+    pub joined: Joined,
+    pub data: Dataset,
+    pub source: String,
 }
 
 /// What the training plots and log show.
@@ -83,7 +88,7 @@ pub struct ClientTab {
     train_job: Option<Job<TrainMsg>>,
     pub key: Option<Arc<SecretKey>>,
     pub key_info: String,
-    api: Option<AggregatorClient>,
+    pub federation: Option<JoinedSite>,
     pub registered: Option<String>,
     pub run: RunView,
     pub model: Option<ModelFile>,
@@ -91,6 +96,8 @@ pub struct ClientTab {
     csv_dialog: FileDialog,
     key_dialog: FileDialog,
     save_dialog: FileDialog,
+    /// What joining is doing right now ("waiting for the plan", retries).
+    join_status: String,
 }
 
 impl ClientTab {
@@ -152,6 +159,7 @@ impl ClientTab {
     }
 
     pub fn poll(&mut self, settings: &mut Settings, shared: &mut Shared) {
+        shared.client_csv = self.csv.as_ref().map(|c| c.path.clone());
         let (msgs, failure) = poll_slot(&mut self.csv_job);
         for m in msgs {
             match m {
@@ -191,14 +199,33 @@ impl ClientTab {
         self.failure(failure);
 
         let (msgs, failure) = poll_slot(&mut self.connect_job);
-        for ConnectMsg::Registered(r) in msgs {
-            match r {
-                Ok((api, info)) => {
+        for m in msgs {
+            match m {
+                ConnectMsg::Status(s) => self.join_status = s,
+                ConnectMsg::Joined(Ok(site)) => {
+                    let j = &site.joined;
+                    let info = format!(
+                        "{} {} at {}: plan {}, {} rows of {} read by column name",
+                        if j.resumed {
+                            "Resumed as"
+                        } else {
+                            "Registered as"
+                        },
+                        j.id,
+                        j.server,
+                        j.plan_fingerprint,
+                        site.data.rows(),
+                        site.source
+                    );
                     widgets::push_note(&mut self.notes, Note::Info(info.clone()));
+                    self.join_status.clear();
                     self.registered = Some(info);
-                    self.api = Some(api);
+                    self.federation = Some(*site);
                 }
-                Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+                ConnectMsg::Joined(Err(e)) => {
+                    self.join_status.clear();
+                    widgets::push_note(&mut self.notes, Note::Error(e));
+                }
             }
         }
         self.failure(failure);
@@ -490,34 +517,35 @@ impl ClientTab {
         } else {
             Some(settings.server_url.trim().to_string()).filter(|u| !u.is_empty())
         };
-        let features = self
-            .csv
-            .as_ref()
-            .and_then(|c| c.dataset())
-            .map(|d| d.feature_names.len());
+        let csv = self.csv.as_ref().map(|c| c.path.clone());
         let busy = self.connect_job.is_some();
         ui.horizontal(|ui| {
             let ready = url.is_some()
-                && features.is_some()
+                && csv.is_some()
                 && self.key.is_some()
                 && !busy
                 && !self.is_training();
             let resp = ui
-                .add_enabled(ready, egui::Button::new("Register"))
+                .add_enabled(ready, egui::Button::new("Join federation"))
+                .on_hover_text(
+                    "Fetches the aggregator's plan, reads your CSV by its column names, and \
+                     registers (or resumes under your id)",
+                )
                 .on_disabled_hover_text(
-                    "Needs a loaded CSV, the federation's secret key (it signs the registration) and an aggregator URL",
+                    "Needs a CSV, the federation's secret key (it signs the registration) and an aggregator URL",
                 );
             if resp.clicked()
-                && let (Some(url), Some(features), Some(key)) = (url.clone(), features, &self.key)
+                && let (Some(url), Some(csv), Some(key)) = (url.clone(), csv, self.key.clone())
             {
-                let req = RegisterRequest::signed(
-                    key,
-                    settings.client_id.trim(),
-                    settings.client_name.trim(),
-                    Some(max_len_for(features)),
-                );
-                let job = Job::spawn("register", ctx, move |p| {
-                    p.send(ConnectMsg::Registered(register(&url, &req)));
+                let id = settings.client_id.trim().to_string();
+                let name = settings.client_name.trim().to_string();
+                let key_path = settings.key_path.trim().to_string();
+                self.federation = None;
+                self.registered = None;
+                let job = Job::spawn("join", ctx, move |p| {
+                    let p = Arc::new(p);
+                    let r = join_federation(&url, key, &key_path, &csv, &id, &name, &p);
+                    p.send(ConnectMsg::Joined(r.map(Box::new)));
                 });
                 match job {
                     Ok(j) => self.connect_job = Some(j),
@@ -526,14 +554,16 @@ impl ClientTab {
             }
             if busy {
                 ui.spinner();
+                ui.label(&self.join_status);
             }
             match &self.registered {
                 Some(r) => {
                     ui.label(RichText::new(format!("✔ {r}")).color(OK_COLOR));
                 }
-                None => {
-                    ui.weak("Not registered.");
+                None if !busy => {
+                    ui.weak("Not joined.");
                 }
+                None => {}
             }
         });
     }
@@ -550,6 +580,20 @@ impl ClientTab {
         ui.add_enabled_ui(!training, |ui| {
             training_settings_ui(ui, &mut settings.training);
         });
+        if let Some(f) = &self.federation {
+            let t = &f.joined.plan.training;
+            ui.weak(format!(
+                "Federated training follows the plan: {} rounds × {} local epochs, learning rate \
+                 {}, batch {}, L2 {}, {}% held out for validation. The settings above are for \
+                 local training.",
+                t.rounds,
+                t.epochs,
+                t.lr,
+                t.batch_size,
+                t.l2,
+                t.validation_share * 100.0
+            ));
+        }
         let dataset = self.csv.as_ref().and_then(|c| c.dataset()).cloned();
         let source = self
             .csv
@@ -575,25 +619,19 @@ impl ClientTab {
                 {
                     self.start_training(ctx, ds, settings.training.clone(), source.clone(), None);
                 }
-                let can_fed = dataset.is_some() && self.key.is_some() && self.api.is_some();
+                let can_fed = self.federation.is_some();
                 let start = egui::Button::new(
                     RichText::new("🔒 Start federated training").color(egui::Color32::WHITE),
                 )
                 .fill(ENCRYPTED_COLOR);
                 if ui
                     .add_enabled(can_fed, start)
-                    .on_disabled_hover_text("Needs a loaded CSV, a key, and a registration")
+                    .on_disabled_hover_text("Join a federation first (section 3)")
                     .clicked()
-                    && let (Some(ds), Some(api), Some(key)) =
-                        (dataset.clone(), self.api.clone(), self.key.clone())
+                    && let Some(site) = self.federation.clone()
                 {
-                    self.start_training(
-                        ctx,
-                        ds,
-                        settings.training.clone(),
-                        source.clone(),
-                        Some((api, key)),
-                    );
+                    let t = settings.training.clone();
+                    self.start_training(ctx, site.data.clone(), t, source.clone(), Some(site));
                 }
             }
             if training {
@@ -652,11 +690,13 @@ impl ClientTab {
         ds: Dataset,
         t: TrainingSettings,
         source: String,
-        federated: Option<(AggregatorClient, Arc<SecretKey>)>,
+        federated: Option<JoinedSite>,
     ) {
         self.run = RunView {
             federated: federated.is_some(),
-            epochs_per_round: t.epochs,
+            epochs_per_round: federated
+                .as_ref()
+                .map_or(t.epochs, |f| f.joined.plan.training.epochs),
             status: if federated.is_some() {
                 "Federated standardization: waiting for every client's encrypted feature sums…"
                     .into()
@@ -667,8 +707,9 @@ impl ClientTab {
         };
         self.model = None;
         let job = Job::spawn("train", ctx, move |p| {
+            let p = Arc::new(p);
             let r = match federated {
-                Some((api, key)) => federated_training(&ds, &t, api, key, &source, &p),
+                Some(site) => federated_training(site, &p),
                 None => local_training(&ds, &t, &source, &p),
             };
             p.send(TrainMsg::Done(r.map(Box::new)));
@@ -803,13 +844,43 @@ fn generate_key(path: &Path) -> Result<(Arc<SecretKey>, String), String> {
     Ok((Arc::new(key), info))
 }
 
-fn register(url: &str, req: &RegisterRequest) -> Result<(AggregatorClient, String), String> {
-    let mut api = AggregatorClient::new(url);
-    api.health()
-        .map_err(|e| format!("Could not reach the aggregator: {e}"))?;
-    api.register(req)
+/// Joins a federation (worker side): the library's session workflow.
+fn join_federation(
+    url: &str,
+    key: Arc<SecretKey>,
+    key_path: &str,
+    csv: &Path,
+    id: &str,
+    name: &str,
+    p: &Arc<Progress<ConnectMsg>>,
+) -> Result<JoinedSite, String> {
+    let pn = p.clone();
+    let notify: Notifier = Arc::new(move |s: &str| pn.send(ConnectMsg::Status(s.to_string())));
+    let opts = ConnectOptions {
+        server: url.to_string(),
+        ca_cert_pem: None,
+        wait: Duration::from_secs(30),
+    };
+    let cancel = p.cancel_flag();
+    let connected = session::connect(&opts, key, Some(notify), &cancel)
+        .map_err(|e| format!("Could not join the federation: {e}"))?;
+    let loaded = connected.load_site(csv).map_err(|e| {
+        format!(
+            "Your CSV does not fit the federation's plan {}: {e}",
+            connected.plan_fingerprint
+        )
+    })?;
+    // Credentials beside the key, so that a restarted app resumes as `id`.
+    let state =
+        (!key_path.is_empty()).then(|| session::default_state_file(Path::new(key_path), id));
+    let joined = connected
+        .join(id, name, state.as_deref())
         .map_err(|e| format!("Registration failed: {e}"))?;
-    Ok((api, format!("Registered as {} at {url}", req.id)))
+    Ok(JoinedSite {
+        joined,
+        data: loaded.dataset,
+        source: csv.display().to_string(),
+    })
 }
 
 fn train_config(t: &TrainingSettings) -> TrainConfig {
@@ -823,19 +894,6 @@ fn train_config(t: &TrainingSettings) -> TrainConfig {
     }
 }
 
-fn settings_json(t: &TrainingSettings, federated: bool) -> serde_json::Value {
-    serde_json::json!({
-        "rounds": if federated { t.rounds } else { 1 },
-        "epochs": t.epochs,
-        "lr": t.lr,
-        "batch_size": t.batch_size,
-        "l2": t.l2,
-        "seed": t.seed,
-        "validation_fraction": t.validation_fraction,
-        "encrypted": federated,
-    })
-}
-
 /// Plain local training (worker side): a baseline without any federation.
 fn local_training(
     ds: &Dataset,
@@ -843,151 +901,113 @@ fn local_training(
     source: &str,
     p: &Progress<TrainMsg>,
 ) -> Result<ModelFile, String> {
-    let (train, val) = stratified_split(ds, t.validation_fraction, t.seed)
-        .map_err(|e| format!("Could not set rows aside for validation: {e}"))?;
-    let scaler = Standardizer::fit(&train.x);
-    let x = scaler.transformed(&train.x);
-    let mut model = LogisticRegression::zeros(x.ncols());
     let cfg = train_config(t);
     let epochs = cfg.epochs.max(1);
-    let summary = train_model(&mut model, &x, &train.y, &cfg, &mut |s| {
-        p.send(TrainMsg::Epoch(EpochPoint {
-            round: 0,
-            epoch: s.epoch,
-            loss: s.loss,
-            accuracy: s.accuracy,
-        }));
-        p.send(TrainMsg::Progress(s.epoch as f32 / epochs as f32));
-        if p.cancelled() {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    })
-    .map_err(|e| format!("Training failed: {e}"))?;
-    if summary.cancelled {
-        return Err("Training was stopped.".into());
+    let run = session::train_local(
+        ds,
+        &cfg,
+        t.validation_fraction,
+        vec![source.to_string()],
+        &mut |s| {
+            p.send(TrainMsg::Epoch(EpochPoint {
+                round: 0,
+                epoch: s.epoch,
+                loss: s.loss,
+                accuracy: s.accuracy,
+            }));
+            p.send(TrainMsg::Progress(s.epoch as f32 / epochs as f32));
+            if p.cancelled() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )
+    .map_err(|e| match e {
+        SessionError::Cancelled => "Training was stopped.".to_string(),
+        e => format!("Training failed: {e}"),
+    })?;
+    if let Some(m) = &run.validation {
+        p.send(TrainMsg::Status(format!(
+            "Done: validation accuracy {:.3} on {} rows kept aside.",
+            m.accuracy, m.rows
+        )));
     }
-    let probs = model.predict_proba(&scaler.transformed(&val.x)).to_vec();
-    let m = Metrics::compute(&val.y.to_vec(), &probs);
-    p.send(TrainMsg::Status(format!(
-        "Done: validation accuracy {:.3} on {} rows kept aside.",
-        m.accuracy, m.rows
-    )));
-    Ok(ModelFile::new(
-        train.feature_names.clone(),
-        scaler,
-        train.label.clone(),
-        &model,
-        Provenance::now(
-            "centralized",
-            vec![source.to_string()],
-            train.rows(),
-            settings_json(t, false),
-        ),
-    ))
+    Ok(run.model)
 }
 
-/// Federated training (worker side): the library's client loop with the
-/// encrypted exchange; every event becomes a [`TrainMsg`].
-fn federated_training(
-    ds: &Dataset,
-    t: &TrainingSettings,
-    api: AggregatorClient,
-    key: Arc<SecretKey>,
-    source: &str,
-    p: &Progress<TrainMsg>,
-) -> Result<ModelFile, String> {
-    let (train, val) = stratified_split(ds, t.validation_fraction, t.seed)
-        .map_err(|e| format!("Could not set rows aside for validation: {e}"))?;
-    let mut exchange = HeExchange {
-        api,
-        key,
-        round_timeout: Duration::from_secs(3600),
-    };
-    let cfg = LoopConfig {
-        rounds: t.rounds,
-        train: train_config(t),
-    };
+/// Federated training (worker side): the library's session runs the plan's
+/// rounds; every event becomes a [`TrainMsg`].
+fn federated_training(site: JoinedSite, p: &Arc<Progress<TrainMsg>>) -> Result<ModelFile, String> {
+    let mut joined = site.joined.clone();
+    let pn = p.clone();
+    joined.set_notifier(Some(Arc::new(move |s: &str| {
+        pn.send(TrainMsg::Status(s.to_string()));
+    })));
+    let t = joined.plan.training;
     let total = (t.rounds.max(1) as f32) * (t.epochs.max(1) as f32);
     let epochs = t.epochs.max(1) as f32;
     let cancel = p.cancel_flag();
-    let mut global_rows = 0.0;
-    let outcome = run_client_loop(
-        &mut exchange,
-        &train,
-        Some(&val),
-        &cfg,
-        &mut |e| match e {
-            ClientEvent::Standardized { global_rows: g, .. } => {
-                global_rows = *g;
-                p.send(TrainMsg::Status(format!(
-                    "Standardization agreed over {g} rows of the federation; training round 1…"
-                )));
-            }
-            ClientEvent::Epoch {
-                round,
-                epoch,
-                loss,
-                accuracy,
-            } => {
-                p.send(TrainMsg::Epoch(EpochPoint {
-                    round: *round,
-                    epoch: *epoch,
-                    loss: *loss,
-                    accuracy: *accuracy,
-                }));
-                let done = (*round as f32 - 1.0) * epochs + *epoch as f32;
-                p.send(TrainMsg::Progress((done / total).min(1.0)));
-                if *epoch == t.epochs {
+    let run = joined
+        .run(
+            &site.data,
+            vec![site.source.clone()],
+            &mut |e| match e {
+                ClientEvent::Standardized { global_rows: g, .. } => {
                     p.send(TrainMsg::Status(format!(
-                        "Round {round}: update encrypted and sent; waiting for the aggregate…"
+                        "Standardization agreed over {g} rows of the federation; training round 1…"
                     )));
                 }
-            }
-            ClientEvent::Round(r) => {
-                p.send(TrainMsg::Round(RoundRow {
-                    round: r.round,
-                    contributors: r.contributors,
-                    val_loss: r.holdout_loss,
-                    val_accuracy: r.holdout_accuracy,
-                    bytes_up: r.cost.bytes_up,
-                    bytes_down: r.cost.bytes_down,
-                    encrypt_ms: r.cost.encrypt_ms,
-                    decrypt_ms: r.cost.decrypt_ms,
-                    aggregate_ms: 0.0,
-                }));
-                p.send(TrainMsg::Status(format!(
-                    "Round {} done: {} contributors, validation accuracy {}",
-                    r.round,
-                    r.contributors,
-                    r.holdout_accuracy.map_or("–".into(), |a| format!("{a:.3}"))
-                )));
-            }
-        },
-        &cancel,
-    )
-    .map_err(|e| match e {
-        crate::client::LoopError::Cancelled => "Training was stopped.".to_string(),
-        e => format!("Federated training failed: {e}"),
-    })?;
-    if outcome.cancelled {
-        return Err("Training was stopped.".into());
-    }
+                ClientEvent::Epoch {
+                    round,
+                    epoch,
+                    loss,
+                    accuracy,
+                } => {
+                    p.send(TrainMsg::Epoch(EpochPoint {
+                        round: *round,
+                        epoch: *epoch,
+                        loss: *loss,
+                        accuracy: *accuracy,
+                    }));
+                    let done = (*round as f32 - 1.0) * epochs + *epoch as f32;
+                    p.send(TrainMsg::Progress((done / total).min(1.0)));
+                    if *epoch == t.epochs {
+                        p.send(TrainMsg::Status(format!(
+                            "Round {round}: update encrypted and sent; waiting for the aggregate…"
+                        )));
+                    }
+                }
+                ClientEvent::Round(r) => {
+                    p.send(TrainMsg::Round(RoundRow {
+                        round: r.round,
+                        contributors: r.contributors,
+                        val_loss: r.holdout_loss,
+                        val_accuracy: r.holdout_accuracy,
+                        bytes_up: r.cost.bytes_up,
+                        bytes_down: r.cost.bytes_down,
+                        encrypt_ms: r.cost.encrypt_ms,
+                        decrypt_ms: r.cost.decrypt_ms,
+                        aggregate_ms: 0.0,
+                    }));
+                    p.send(TrainMsg::Status(format!(
+                        "Round {} done: {} contributors ({}), validation accuracy {}",
+                        r.round,
+                        r.contributors,
+                        r.counted.join(", "),
+                        r.holdout_accuracy.map_or("–".into(), |a| format!("{a:.3}"))
+                    )));
+                }
+            },
+            &cancel,
+        )
+        .map_err(|e| match e {
+            SessionError::Cancelled => "Training was stopped.".to_string(),
+            e => format!("Federated training failed: {e}"),
+        })?;
     p.send(TrainMsg::Status(format!(
         "Done: {} rounds; the global model is ready.",
-        outcome.rounds.len()
+        run.outcome.rounds.len()
     )));
-    Ok(ModelFile::new(
-        train.feature_names.clone(),
-        outcome.scaler,
-        train.label.clone(),
-        &outcome.model,
-        Provenance::now(
-            "federated",
-            vec![source.to_string()],
-            global_rows as usize,
-            settings_json(t, true),
-        ),
-    ))
+    Ok(run.model)
 }

@@ -15,12 +15,12 @@ use super::widgets::{self, ENCRYPTED_COLOR, Note, OK_COLOR};
 use super::{LatestModel, Shared};
 use crate::client::ClientEvent;
 use crate::crypto::ParamSet;
+use crate::data::CsvOptions;
 use crate::data::split::{Partition, write_csv};
-use crate::data::{CsvOptions, load_csv};
 use crate::federation::{
     RoundRecord, SimData, SimEvent, SimulationConfig, SimulationError, load_sim_data, simulate,
 };
-use crate::model::{Metrics, ModelFile, Provenance, TrainConfig};
+use crate::model::{Metrics, ModelFile, TrainConfig};
 
 /// The Wisconsin breast-cancer data, bundled so the demo works from any folder.
 const SAMPLE_CSV: &str = include_str!("../../sample_data/breast_cancer_wdbc.csv");
@@ -314,10 +314,6 @@ fn run_demo(cfg: &DemoSettings, p: &Progress<DemoMsg>) {
         Err(e) => return done(Err(e)),
     };
     let csv = CsvOptions::default();
-    let label = match load_csv(&data, &csv) {
-        Ok(l) => l.dataset.label,
-        Err(e) => return done(Err(format!("cannot read the sample data: {e}"))),
-    };
     let partition = match cfg.split {
         DemoSplit::Iid => Partition::Iid,
         DemoSplit::Dirichlet => Partition::Dirichlet(cfg.alpha),
@@ -418,32 +414,14 @@ fn run_demo(cfg: &DemoSettings, p: &Progress<DemoMsg>) {
             .copied()
     });
     // The held-out rows, for the Predict tab (same split as the run).
-    let (test_csv, train_rows) = match load_sim_data(&sim_data, &csv) {
-        Ok((parts, test)) => {
+    let test_csv = match load_sim_data(&sim_data, &csv) {
+        Ok((_, test)) => {
             let path = data.with_file_name("demo_test.csv");
-            let written = write_csv(&test, &path).ok().map(|()| path);
-            (written, parts.iter().map(|d| d.rows()).sum())
+            write_csv(&test, &path).ok().map(|()| path)
         }
-        Err(_) => (None, 0),
+        Err(_) => None,
     };
-    let settings = serde_json::json!({
-        "clients": cfg.clients,
-        "split": partition.to_string(),
-        "rounds": cfg.rounds,
-        "epochs": cfg.epochs,
-        "lr": train.lr,
-        "batch_size": train.batch_size,
-        "l2": train.l2,
-        "encrypted": true,
-        "demo": true,
-    });
-    let model = ModelFile::new(
-        result.feature_names.clone(),
-        result.scaler.clone(),
-        label,
-        &result.model,
-        Provenance::now("federated", vec![SAMPLE_NAME.into()], train_rows, settings),
-    );
+    let model = result.model_file(&sim);
     done(Ok(DemoOutcome {
         test: result.test,
         plain_test: plain_result.map(|r| r.test),

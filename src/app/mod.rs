@@ -85,6 +85,8 @@ pub struct Shared {
     pub embedded_url: Option<String>,
     /// Public part of the Client tab's key, offered to the Server tab.
     pub client_public_key: Option<PublicKeyFile>,
+    /// The Client tab's CSV, from which the Server tab can propose a plan.
+    pub client_csv: Option<PathBuf>,
     /// Switch to this tab after the frame.
     pub goto: Option<Tab>,
     /// Predict should take the latest model now.

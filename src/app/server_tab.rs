@@ -15,6 +15,7 @@ use super::settings::Settings;
 use super::widgets::{self, DialogKind, ENCRYPTED_COLOR, FileDialog, Note, OK_COLOR};
 use crate::client::AggregatorClient;
 use crate::crypto::{CryptoError, PublicKeyFile};
+use crate::plan::{Plan, ProposeOptions, Quorum};
 use crate::protocol::{ClientInfo, RoundInfo, RoundPhase, RoundState, StatusResponse};
 use crate::server::{EmbeddedServer, ServerConfig};
 
@@ -43,6 +44,10 @@ enum OpMsg {
 pub struct ServerTab {
     pub server: Option<EmbeddedServer>,
     pub public_key: Option<(PublicKeyFile, String)>,
+    /// The federation plan and where it came from.
+    pub plan: Option<(Plan, String)>,
+    plan_dialog: FileDialog,
+    plan_save_dialog: FileDialog,
     pub snapshot: Option<Snapshot>,
     pub history: Vec<RoundInfo>,
     pub remote: bool,
@@ -115,6 +120,68 @@ impl ServerTab {
             }
         }
         self.public_key = Some((key, source));
+        // A plan chosen before the key goes to the aggregator now.
+        if let Some((plan, source)) = self.plan.clone() {
+            self.set_plan(plan, source);
+        }
+    }
+
+    /// Loads a plan file (typed or chosen path).
+    pub fn load_plan(&mut self, path: &Path, settings: &mut Settings) {
+        match Plan::load(path) {
+            Ok(p) => {
+                settings.plan_path = path.display().to_string();
+                self.set_plan(p, path.display().to_string());
+            }
+            Err(e) => widgets::push_note(&mut self.notes, Note::Error(e.to_string())),
+        }
+    }
+
+    /// Proposes a plan from the Client tab's CSV, with the Client tab's
+    /// column choices and training settings and this tab's quorum.
+    pub fn propose_plan(&mut self, csv: &Path, settings: &Settings) {
+        let opts = ProposeOptions {
+            label: settings.label.clone(),
+            positive: settings.positive.clone(),
+            ignore: settings.ignored.clone(),
+            keep: Vec::new(),
+            training: settings.training.plan_training(),
+            quorum: Quorum {
+                min_clients: settings.quorum_min_clients,
+                roster: Vec::new(),
+                round_deadline_secs: settings.round_deadline_secs,
+                allow_single_contributor: settings.allow_single_contributor,
+            },
+            name: String::new(),
+        };
+        match crate::plan::propose(csv, &opts) {
+            Ok((plan, _notes)) => self.set_plan(plan, format!("proposed from {}", csv.display())),
+            Err(e) => widgets::push_note(
+                &mut self.notes,
+                Note::Error(format!("Could not propose a plan: {e}")),
+            ),
+        }
+    }
+
+    fn set_plan(&mut self, plan: Plan, source: String) {
+        if let Some(s) = &self.server
+            && self.public_key.is_some()
+        {
+            match s.load_plan(plan.clone()) {
+                Ok(_) => widgets::push_note(
+                    &mut self.notes,
+                    Note::Info(format!("Plan {} served to the clients", plan.fingerprint())),
+                ),
+                Err(e) => {
+                    widgets::push_note(
+                        &mut self.notes,
+                        Note::Error(format!("The aggregator refused the plan: {e}")),
+                    );
+                    return;
+                }
+            }
+        }
+        self.plan = Some((plan, source));
     }
 
     pub fn start(&mut self, settings: &Settings) {
@@ -126,9 +193,14 @@ impl ServerTab {
         let cfg = ServerConfig {
             bind: SocketAddr::from((ip, settings.server_port)),
             public_key: self.public_key.as_ref().map(|k| k.0.clone()),
-            // Auto-aggregation is done by this tab (it can be switched on
-            // and off while the aggregator runs).
-            auto_aggregate: false,
+            plan: self
+                .plan
+                .as_ref()
+                .filter(|_| self.public_key.is_some())
+                .map(|p| p.0.clone()),
+            // Switched on and off from this tab while the aggregator runs.
+            auto_aggregate: settings.auto_aggregate,
+            manual_close: !settings.auto_aggregate,
             ..ServerConfig::default()
         };
         match EmbeddedServer::start(cfg) {
@@ -197,16 +269,8 @@ impl ServerTab {
             return;
         }
         self.last_poll = Some(Instant::now());
-        let status = server.status();
-        if settings.auto_aggregate
-            && status.session.is_some()
-            && status.round_state == RoundState::Open
-            && status.registered > 0
-            && status.submitted.len() >= status.registered
-        {
-            // Ignoring a refusal is safe: it means the round just closed.
-            let _ = server.close_round(status.round);
-        }
+        // The aggregator closes rounds by the plan's quorum itself.
+        server.set_auto_aggregate(settings.auto_aggregate);
         let status = server.status();
         let first = self.history.len() as u64 + 1;
         let infos: Vec<RoundInfo> = (first..=status.last_closed.unwrap_or(0))
@@ -299,6 +363,18 @@ impl ServerTab {
         if let Some(p) = self.key_dialog.take() {
             self.load_public_key(&p, settings);
         }
+        if let Some(p) = self.plan_dialog.take() {
+            self.load_plan(&p, settings);
+        }
+        if let Some(p) = self.plan_save_dialog.take()
+            && let Some((plan, _)) = &self.plan
+        {
+            let note = match plan.save(&p, &[]) {
+                Ok(()) => Note::Info(format!("Plan saved to {}", p.display())),
+                Err(e) => Note::Error(e.to_string()),
+            };
+            widgets::push_note(&mut self.notes, note);
+        }
         egui::ScrollArea::vertical()
             .id_salt("server-scroll")
             .show(ui, |ui| {
@@ -316,6 +392,9 @@ impl ServerTab {
                     self.embedded_ui(ui, settings);
                 }
                 self.key_ui(ui, settings, shared, &ctx);
+                if !self.remote {
+                    self.plan_ui(ui, settings, shared, &ctx);
+                }
                 widgets::notes_ui(ui, &mut self.notes);
                 self.state_ui(ui, settings, &ctx);
             });
@@ -478,6 +557,106 @@ impl ServerTab {
         }
     }
 
+    fn plan_ui(
+        &mut self,
+        ui: &mut Ui,
+        settings: &mut Settings,
+        shared: &mut Shared,
+        ctx: &egui::Context,
+    ) {
+        widgets::section_heading(ui, "Federation plan");
+        ui.horizontal(|ui| {
+            widgets::text_field(ui, "Plan file", &mut settings.plan_path, "plan.toml");
+            if ui.button("Load plan").clicked() {
+                let p = PathBuf::from(settings.plan_path.trim());
+                self.load_plan(&p, settings);
+            }
+            if ui.button("Browse plans…").clicked() {
+                self.plan_dialog.open(
+                    ctx,
+                    DialogKind::Open,
+                    "Open a federation plan",
+                    ("FedHE plan", &["toml"]),
+                    None,
+                );
+            }
+        });
+        ui.horizontal_wrapped(|ui| {
+            widgets::number_field(
+                ui,
+                "At least",
+                &mut settings.quorum_min_clients,
+                1..=10_000,
+                0.1,
+            )
+            .on_hover_text("Fewest contributors a round may close with at its deadline");
+            widgets::number_field(
+                ui,
+                "Round deadline (s)",
+                &mut settings.round_deadline_secs,
+                1..=604_800,
+                1.0,
+            );
+            ui.checkbox(
+                &mut settings.allow_single_contributor,
+                "Allow a single contributor",
+            )
+            .on_hover_text(
+                "A sum of one update shows that update to every key holder: only for trying \
+                 FedHE with one client",
+            );
+            let csv = shared.client_csv.clone();
+            if ui
+                .add_enabled(
+                    csv.is_some(),
+                    egui::Button::new("Propose from the Client tab's CSV"),
+                )
+                .on_hover_text(
+                    "Columns, label and classes from that CSV; training settings from the Client \
+                     tab; the quorum above",
+                )
+                .on_disabled_hover_text("Load a CSV in the Client tab first")
+                .clicked()
+                && let Some(csv) = csv
+            {
+                self.propose_plan(&csv, settings);
+            }
+        });
+        match &self.plan {
+            Some((plan, source)) => {
+                let t = &plan.training;
+                let q = &plan.quorum;
+                ui.label(
+                    RichText::new(format!(
+                        "📋 Plan {} ({source}): label {:?}, {} feature columns, {} rounds × {} \
+                         epochs; rounds close when every client submitted, or after {} s with at \
+                         least {}",
+                        plan.fingerprint(),
+                        plan.columns.label,
+                        plan.features(),
+                        t.rounds,
+                        t.epochs,
+                        q.round_deadline_secs,
+                        q.min_clients
+                    ))
+                    .color(OK_COLOR),
+                );
+                if ui.button("Save plan…").clicked() {
+                    self.plan_save_dialog.open(
+                        ctx,
+                        DialogKind::Save,
+                        "Save the plan",
+                        ("FedHE plan", &["toml"]),
+                        Some("plan.toml"),
+                    );
+                }
+            }
+            None => {
+                ui.weak("No plan yet: clients join once the aggregator serves one (it names the columns, the task, the training settings and the quorum).");
+            }
+        }
+    }
+
     fn state_ui(&mut self, ui: &mut Ui, settings: &mut Settings, ctx: &egui::Context) {
         let Some(snap) = self.snapshot.clone() else {
             if !self.is_running() && self.remote_job.is_none() {
@@ -508,6 +687,19 @@ impl ServerTab {
                 .strong(),
             );
         });
+        if !st.roster.is_empty() {
+            let mut line = format!("Roster: {}", st.roster.join(", "));
+            if !st.missing.is_empty() {
+                line.push_str(&format!("; missing: {}", st.missing.join(", ")));
+            }
+            if let Some(d) = st.deadline_unix {
+                let now = crate::protocol::now_ms() / 1000;
+                line.push_str(&format!("; deadline in {} s", d.saturating_sub(now)));
+            } else if st.round == 1 {
+                line.push_str("; standardization waits for every roster member");
+            }
+            ui.label(line);
+        }
         ui.horizontal(|ui| {
             let can = st.round_state == RoundState::Open
                 && !st.submitted.is_empty()

@@ -30,15 +30,32 @@ pub struct TrainingSettings {
 }
 
 impl Default for TrainingSettings {
+    /// The library's federation defaults (one place: `plan::Training`).
     fn default() -> Self {
+        let t = crate::plan::Training::default();
         Self {
-            rounds: 10,
-            epochs: 5,
-            lr: 0.05,
-            batch_size: 32,
-            l2: 1e-3,
-            validation_fraction: 0.2,
-            seed: 42,
+            rounds: t.rounds,
+            epochs: t.epochs,
+            lr: t.lr,
+            batch_size: t.batch_size,
+            l2: t.l2,
+            validation_fraction: t.validation_share,
+            seed: t.seed,
+        }
+    }
+}
+
+impl TrainingSettings {
+    /// These settings as a plan's training section.
+    pub fn plan_training(&self) -> crate::plan::Training {
+        crate::plan::Training {
+            rounds: self.rounds,
+            epochs: self.epochs,
+            lr: self.lr,
+            batch_size: self.batch_size,
+            l2: self.l2,
+            seed: self.seed,
+            validation_share: self.validation_fraction,
         }
     }
 }
@@ -97,6 +114,11 @@ pub struct Settings {
     /// Listen on every interface instead of this machine only.
     pub server_public: bool,
     pub auto_aggregate: bool,
+    /// Quorum of a plan proposed in the Server tab.
+    pub quorum_min_clients: usize,
+    pub allow_single_contributor: bool,
+    pub round_deadline_secs: u64,
+    pub plan_path: String,
     pub public_key_path: String,
     pub remote_url: String,
     pub model_path: String,
@@ -122,6 +144,10 @@ impl Default for Settings {
             server_port: 0,
             server_public: false,
             auto_aggregate: true,
+            quorum_min_clients: crate::plan::Quorum::default().min_clients,
+            allow_single_contributor: false,
+            round_deadline_secs: crate::plan::Quorum::default().round_deadline_secs,
+            plan_path: String::new(),
             public_key_path: String::new(),
             remote_url: "http://127.0.0.1:8080".into(),
             model_path: String::new(),

@@ -216,12 +216,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         ds.y.as_slice().unwrap_or(&[]),
         model.predict_proba(&x).as_slice().unwrap_or(&[]),
     );
-    let provenance = Provenance::now(
-        "centralized",
-        vec![a.data.display().to_string()],
-        ds.rows(),
-        serde_json::to_value(&cfg)?,
-    );
+    let provenance = Provenance::centralized(vec![a.data.display().to_string()], ds.rows(), cfg);
     let file = ModelFile::new(ds.feature_names, scaler, ds.label, &model, provenance);
     file.save(&a.out)?;
     println!(

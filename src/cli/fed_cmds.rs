@@ -9,26 +9,27 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use fedhe::client::{
-    AggregatorClient, ClientEvent, HeExchange, LoopConfig, max_len_for, run_client_loop,
-};
+use fedhe::client::{AggregatorClient, ClientEvent};
 use fedhe::crypto::{self, Accumulator, ParamSet, PublicKeyFile, SecretKey};
-use fedhe::data::load_csv;
-use fedhe::data::split::{Partition, stratified_split};
+use fedhe::data::split::Partition;
 use fedhe::federation::{
     RoundRecord, SimData, SimEvent, SimulationConfig, max_param_diff, records_csv, simulate,
 };
 use fedhe::model::{ClassWeight, TrainConfig};
+use fedhe::plan::{Plan, Training};
 use fedhe::protocol::RegisterRequest;
 use fedhe::server::{EmbeddedServer, ServerConfig, TlsPem};
-
-use super::data_cmds::SchemaArgs;
+use fedhe::session::{self, ConnectOptions, Notifier};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// The session's public key file (or upload it later: PUT /api/v1/session).
     #[arg(long)]
     pub public_key: Option<PathBuf>,
+    /// The federation plan (`fedhe plan init`); needs --public-key. Rounds
+    /// then close by its quorum.
+    #[arg(long, requires = "public_key")]
+    pub plan: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
@@ -38,10 +39,10 @@ pub struct ServeArgs {
     /// Longest vector per update (values); default: stated by the first client.
     #[arg(long)]
     pub max_len: Option<usize>,
-    /// With --auto-aggregate: close a round once this many clients submitted.
+    /// Fewest contributors a round closes with (overrides the plan's quorum).
     #[arg(long)]
     pub min_clients: Option<usize>,
-    /// Close rounds automatically (every registered client, or --min-clients).
+    /// Without a plan: close rounds automatically (a plan's quorum always does).
     #[arg(long)]
     pub auto_aggregate: bool,
     /// PEM certificate (HTTPS); needs --tls-key.
@@ -121,6 +122,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let plan = a.plan.as_deref().map(Plan::load).transpose()?;
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(c), Some(k)) => Some(TlsPem::from_files(c, k)?),
         _ => None,
@@ -130,6 +132,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         bind: a.bind,
         state_dir: Some(a.state_dir.clone()),
         public_key,
+        plan,
         max_len: a.max_len,
         min_clients: a.min_clients,
         auto_aggregate: a.auto_aggregate,
@@ -160,11 +163,25 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
             "no session yet: registrations and uploads are refused until a public key is loaded (PUT /api/v1/session)"
         )?,
     }
-    if a.auto_aggregate && a.min_clients.is_none() {
-        writeln!(
+    match server.plan() {
+        Some(p) => {
+            let q = &p.quorum;
+            writeln!(
+                out,
+                "plan {}: label {:?}, {} feature columns, {} rounds × {} epochs; a round closes when its whole roster submitted, or after {} s with at least {} (standardization waits for everyone)",
+                p.fingerprint(),
+                p.columns.label,
+                p.features(),
+                p.training.rounds,
+                p.training.epochs,
+                q.round_deadline_secs,
+                a.min_clients.unwrap_or(q.min_clients)
+            )?;
+        }
+        None => writeln!(
             out,
-            "note: --auto-aggregate without --min-clients closes a round once every client registered so far has submitted; set --min-clients to wait for late registrations"
-        )?;
+            "no plan: clients (fedhe client, the app) join once a plan is loaded (--plan, or PUT /api/v1/plan)"
+        )?,
     }
     writeln!(out, "state folder: {}; Ctrl-C stops", a.state_dir.display())?;
     out.flush()?;
@@ -180,54 +197,22 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The aggregator's status once its operator has loaded the session key
-/// (registration needs it); waits up to `timeout`, saying so once.
-fn wait_for_session(
-    api: &AggregatorClient,
-    timeout: Duration,
-) -> anyhow::Result<fedhe::protocol::StatusResponse> {
-    let start = Instant::now();
-    let mut said = false;
-    loop {
-        let status = api
-            .status()
-            .context("asking the aggregator for its status")?;
-        if status.session.is_some() {
-            return Ok(status);
-        }
-        if start.elapsed() >= timeout {
-            bail!(
-                "the aggregator still has no session after {} s: its operator must load the public key (fedhe serve --public-key, or PUT /api/v1/session)",
-                timeout.as_secs()
-            );
-        }
-        if !said {
-            println!(
-                "waiting for the aggregator's operator to load the session's public key (up to {} s)...",
-                timeout.as_secs()
-            );
-            said = true;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-/// Local training options shared by `client` and `simulate`.
+/// Local training options of `simulate` (a federation takes them from its plan).
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
     /// Training rounds.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = Training::default().rounds)]
     pub rounds: u64,
     /// Local epochs per round.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = Training::default().epochs)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = Training::default().lr)]
     pub lr: f64,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = Training::default().batch_size)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = Training::default().l2)]
     pub l2: f64,
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = Training::default().seed)]
     pub seed: u64,
 }
 
@@ -252,118 +237,100 @@ pub struct ClientArgs {
     /// The federation's shared secret key file.
     #[arg(long)]
     pub key: PathBuf,
-    /// This client's training CSV.
+    /// This client's training CSV (columns are matched to the plan by name).
     #[arg(long)]
     pub data: PathBuf,
-    #[command(flatten)]
-    pub csv: SchemaArgs,
     /// Display name.
     #[arg(long)]
     pub name: String,
     /// Client id (default: derived from the name).
     #[arg(long)]
     pub id: Option<String>,
-    #[command(flatten)]
-    pub train: TrainArgs,
-    /// Fraction of the local data held out for validation (0 = none).
-    #[arg(long, default_value_t = 0.2)]
-    pub holdout: f64,
+    /// Credentials file for resuming after a restart (owner-only; default:
+    /// client-ID.state.json beside the key).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
     /// PEM certificate to trust for an HTTPS aggregator (self-signed).
     #[arg(long)]
     pub ca_cert: Option<PathBuf>,
-    /// Longest wait for a round to close, in seconds.
+    /// Longest wait, in seconds, for the aggregator and its operator (key and plan).
     #[arg(long, default_value_t = 3600)]
-    pub round_timeout: u64,
+    pub wait: u64,
     /// Save the final global model here (for `fedhe predict` or the app).
     #[arg(long)]
     pub model_out: Option<PathBuf>,
 }
 
-fn id_from_name(name: &str) -> String {
-    let id: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .take(64)
-        .collect();
-    if id.trim_matches('-').is_empty() {
-        "client".into()
-    } else {
-        id
-    }
-}
-
 pub fn client(a: ClientArgs) -> anyhow::Result<()> {
     let key = SecretKey::load(&a.key).with_context(|| format!("loading {}", a.key.display()))?;
-    let loaded = load_csv(&a.data, &a.csv.options())?;
+    let ca_cert_pem = match &a.ca_cert {
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
+        None => None,
+    };
+    let notify: Notifier = Arc::new(|s: &str| println!("{s}"));
+    let cancel = AtomicBool::new(false);
+    let connected = session::connect(
+        &ConnectOptions {
+            server: a.server.clone(),
+            ca_cert_pem,
+            wait: Duration::from_secs(a.wait),
+        },
+        Arc::new(key),
+        Some(notify),
+        &cancel,
+    )?;
+    let plan = &connected.plan;
+    println!(
+        "plan {}: label {:?}, {} feature columns, {} rounds × {} epochs",
+        connected.plan_fingerprint,
+        plan.columns.label,
+        plan.features(),
+        plan.training.rounds,
+        plan.training.epochs
+    );
+    // The CSV is checked against the plan before anything is sent.
+    let loaded = connected.load_site(&a.data)?;
     for n in &loaded.notices {
         eprintln!("note: {n}");
     }
-    let ds = loaded.dataset;
-    let (train, holdout) = if a.holdout > 0.0 {
-        let (t, h) = stratified_split(&ds, a.holdout, a.train.seed)?;
-        (t, Some(h))
-    } else {
-        (ds, None)
-    };
-    let features = train.x.ncols();
-    let mut api = match &a.ca_cert {
-        Some(p) => AggregatorClient::with_root_cert_pem(&a.server, &std::fs::read(p)?)?,
-        None => AggregatorClient::new(&a.server),
-    };
-    let status = wait_for_session(&api, Duration::from_secs(a.round_timeout))?;
-    let Some(session) = &status.session else {
-        bail!("the aggregator has no session yet: its operator must load the public key first");
-    };
-    let fp = key.public().fingerprint().to_string();
-    if session.fingerprint != fp {
-        bail!(
-            "the aggregator's session uses key {}, but {} is key {fp}: wrong key file?",
-            session.fingerprint,
-            a.key.display()
-        );
-    }
-    let id = a.id.clone().unwrap_or_else(|| id_from_name(&a.name));
-    api.register(&RegisterRequest::signed(
-        &key,
-        id.clone(),
-        a.name.clone(),
-        Some(max_len_for(features)),
-    ))?;
+    let id =
+        a.id.clone()
+            .unwrap_or_else(|| session::id_from_name(&a.name));
+    let state = a
+        .state
+        .clone()
+        .unwrap_or_else(|| session::default_state_file(&a.key, &id));
+    let joined = connected.join(&id, &a.name, Some(&state))?;
     println!(
-        "registered as `{id}` at {} ({} training rows, {features} features); open round {}",
+        "{} `{id}` at {} ({} rows of {} read by column name); credentials in {}",
+        if joined.resumed {
+            "resumed as"
+        } else {
+            "registered as"
+        },
         a.server,
-        train.rows(),
-        status.round
+        loaded.dataset.rows(),
+        a.data.display(),
+        state.display()
     );
-    let mut ex = HeExchange {
-        api,
-        key: Arc::new(key),
-        round_timeout: Duration::from_secs(a.round_timeout),
-    };
-    let cancel = AtomicBool::new(false);
-    let cfg = LoopConfig {
-        rounds: a.train.rounds,
-        train: a.train.config(),
-    };
-    let outcome = run_client_loop(
-        &mut ex,
-        &train,
-        holdout.as_ref(),
-        &cfg,
+    let run = joined.run(
+        &loaded.dataset,
+        vec![a.data.display().to_string()],
         &mut |e| match e {
             ClientEvent::Standardized { global_rows, .. } => {
                 println!("standardization: {global_rows} rows across the federation");
             }
-            ClientEvent::Round(r) => println!(
-                "round {:>3}: {} contributors, local loss {:.4}, hold-out loss {}, accuracy {}, up {} B, down {} B",
+            ClientEvent::Round(r) if !r.contributed => println!(
+                "round {:>3}: closed before this client rejoined; {} contributors ({})",
                 r.round,
                 r.contributors,
+                r.counted.join(", ")
+            ),
+            ClientEvent::Round(r) => println!(
+                "round {:>3}: {} contributors ({}), local loss {:.4}, hold-out loss {}, accuracy {}, up {} B, down {} B",
+                r.round,
+                r.contributors,
+                r.counted.join(", "),
                 r.local_loss.unwrap_or(f64::NAN),
                 r.holdout_loss.map_or("-".into(), |v| format!("{v:.4}")),
                 r.holdout_accuracy.map_or("-".into(), |v| format!("{v:.4}")),
@@ -376,24 +343,11 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
     )?;
     println!(
         "done: global model of {} weights + bias after {} rounds",
-        outcome.model.weights.len(),
-        outcome.rounds.len()
+        run.outcome.model.weights.len(),
+        run.outcome.rounds.len()
     );
     if let Some(path) = &a.model_out {
-        let provenance = fedhe::model::Provenance::now(
-            "federated",
-            vec![a.data.display().to_string()],
-            train.rows(),
-            serde_json::json!({ "rounds": a.train.rounds, "train": a.train.config(), "server": a.server }),
-        );
-        fedhe::model::ModelFile::new(
-            train.feature_names.clone(),
-            outcome.scaler.clone(),
-            train.label.clone(),
-            &outcome.model,
-            provenance,
-        )
-        .save(path)?;
+        run.model.save(path)?;
         println!("global model written to {}", path.display());
     }
     Ok(())
@@ -411,7 +365,7 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub test: Option<PathBuf>,
     #[command(flatten)]
-    pub csv: SchemaArgs,
+    pub csv: super::data_cmds::SchemaArgs,
     /// Number of clients (with --data).
     #[arg(long, default_value_t = 4)]
     pub clients: usize,

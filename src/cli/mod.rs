@@ -5,6 +5,7 @@ mod bench_cmds;
 mod crypto_cmds;
 mod data_cmds;
 mod fed_cmds;
+mod plan_cmds;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +37,11 @@ pub enum Command {
     Train(data_cmds::TrainArgs),
     /// Score a CSV with a saved model and print its metrics.
     Predict(data_cmds::PredictArgs),
+    /// Write or check a federation plan (columns, task, model, training, quorum).
+    Plan {
+        #[command(subcommand)]
+        what: plan_cmds::PlanCommand,
+    },
     /// Generate a TFHE key pair: DIR/secret.key (trusted clients) and DIR/public.key (aggregator).
     Keygen(crypto_cmds::KeygenArgs),
     /// Run the aggregator (HTTP; holds only the public key).
@@ -68,6 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Split(a)) => data_cmds::split(a),
         Some(Command::Train(a)) => data_cmds::train(a),
         Some(Command::Predict(a)) => data_cmds::predict(a),
+        Some(Command::Plan { what }) => plan_cmds::run(what),
         Some(Command::Keygen(a)) => crypto_cmds::keygen(a),
         Some(Command::Serve(a)) => fed_cmds::serve(a),
         Some(Command::Client(a)) => fed_cmds::client(a),

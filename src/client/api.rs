@@ -12,8 +12,8 @@ use ureq::http;
 
 use crate::protocol::{
     API_PREFIX, CONTRIBUTORS_HEADER, ClientInfo, CloseResponse, ErrorBody, MAX_WAIT_MS,
-    RegisterRequest, RegisterResponse, RoundInfo, RoundState, SessionResponse, StatusResponse,
-    UploadResponse,
+    PLAN_HEADER, PlanResponse, RegisterRequest, RegisterResponse, RoundInfo, RoundState,
+    SessionResponse, StatusResponse, UploadResponse,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +26,7 @@ pub enum ClientError {
         detail: String,
     },
     /// No answer after all retries.
-    #[error("cannot reach the aggregator at {url} (after {attempts} attempts): {message}")]
+    #[error("cannot reach the aggregator at {url} (gave up after {attempts} attempts): {message}")]
     Unreachable {
         url: String,
         attempts: u32,
@@ -59,11 +59,14 @@ impl ClientError {
     }
 }
 
-/// Retries on connection errors.
+/// Retries on connection errors: capped exponential backoff with jitter,
+/// until `attempts` or `give_up_after` runs out, whichever comes first.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     /// Total attempts (at least 1).
     pub attempts: u32,
+    /// Stop retrying once this long has passed since the first attempt.
+    pub give_up_after: Duration,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
 }
@@ -72,11 +75,40 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             attempts: 6,
+            give_up_after: Duration::from_secs(60),
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(5),
         }
     }
 }
+
+impl RetryPolicy {
+    /// Rides out an aggregator outage of up to `outage` (a federation's
+    /// round deadline): backoff doubling from 0.5 s to at most 8 s.
+    pub fn riding_out(outage: Duration) -> RetryPolicy {
+        RetryPolicy {
+            attempts: u32::MAX,
+            give_up_after: outage,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(8),
+        }
+    }
+
+    /// The pause before attempt `n + 1` (1-based `n`), jittered by ±25 %
+    /// so that many clients do not come back in lockstep.
+    fn backoff(&self, n: u32) -> Duration {
+        let base = self
+            .initial_backoff
+            .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+            .min(self.max_backoff);
+        let jitter = 0.75 + 0.5 * rand::random::<f64>();
+        base.mul_f64(jitter)
+    }
+}
+
+/// Called before each retry with what failed and how long until the next
+/// attempt ("aggregator unreachable, retrying in 8 s").
+pub type RetryNotifier = Arc<dyn Fn(&str, Duration) + Send + Sync>;
 
 /// Blocking client of one aggregator. Cheap to clone (shares counters).
 #[derive(Clone)]
@@ -85,6 +117,9 @@ pub struct AggregatorClient {
     base: String,
     token: Option<String>,
     retry: RetryPolicy,
+    on_retry: Option<RetryNotifier>,
+    /// Plan fingerprint sent with every update.
+    plan: Option<String>,
     max_download_bytes: u64,
     sent: Arc<AtomicU64>,
     received: Arc<AtomicU64>,
@@ -142,6 +177,8 @@ impl AggregatorClient {
             base: url.trim_end_matches('/').to_string(),
             token: None,
             retry: RetryPolicy::default(),
+            on_retry: None,
+            plan: None,
             max_download_bytes: 1 << 30,
             sent: Arc::new(AtomicU64::new(0)),
             received: Arc::new(AtomicU64::new(0)),
@@ -157,6 +194,18 @@ impl AggregatorClient {
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Reports every retry (for "aggregator unreachable, retrying in …").
+    pub fn on_retry(mut self, notify: RetryNotifier) -> Self {
+        self.on_retry = Some(notify);
+        self
+    }
+
+    /// Sends plan `fingerprint` with every update from now on.
+    pub fn for_plan(mut self, fingerprint: impl Into<String>) -> Self {
+        self.plan = Some(fingerprint.into());
         self
     }
 
@@ -191,13 +240,18 @@ impl AggregatorClient {
         body: Option<(&[u8], &str)>,
     ) -> Result<http::Response<ureq::Body>, ClientError> {
         let url = format!("{}{API_PREFIX}{path}", self.base);
-        let mut backoff = self.retry.initial_backoff;
         let attempts = self.retry.attempts.max(1);
+        let started = Instant::now();
         let mut last = String::new();
-        for attempt in 1..=attempts {
+        let mut attempt = 0u32;
+        while attempt < attempts {
+            attempt += 1;
             let mut b = http::Request::builder().method(method.clone()).uri(&url);
             if let Some(t) = &self.token {
                 b = b.header("authorization", format!("Bearer {t}"));
+            }
+            if let Some(p) = &self.plan {
+                b = b.header(PLAN_HEADER, p.as_str());
             }
             let result = match body {
                 Some((bytes, ctype)) => b
@@ -220,23 +274,34 @@ impl AggregatorClient {
                     }
                     return Err(refusal(resp));
                 }
-                Err(e) if is_transport_error(&e) && attempt < attempts => {
+                Err(e)
+                    if is_transport_error(&e)
+                        && attempt < attempts
+                        && started.elapsed() < self.retry.give_up_after =>
+                {
                     last = e.to_string();
                     self.retries.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(self.retry.max_backoff);
+                    let pause = self
+                        .retry
+                        .backoff(attempt)
+                        .min(self.retry.give_up_after.saturating_sub(started.elapsed()));
+                    if let Some(notify) = &self.on_retry {
+                        notify(&last, pause);
+                    }
+                    std::thread::sleep(pause);
                 }
                 Err(e) => {
                     last = e.to_string();
                     if !is_transport_error(&e) {
                         return Err(ClientError::Protocol(last));
                     }
+                    break;
                 }
             }
         }
         Err(ClientError::Unreachable {
             url,
-            attempts,
+            attempts: attempt,
             message: last,
         })
     }
@@ -259,6 +324,12 @@ impl AggregatorClient {
 
     pub fn health(&self) -> Result<(), ClientError> {
         self.request(http::Method::GET, "/health", None).map(|_| ())
+    }
+
+    /// The federation plan the aggregator serves (no token needed).
+    pub fn plan(&self) -> Result<PlanResponse, ClientError> {
+        let r = self.request(http::Method::GET, "/plan", None)?;
+        self.json(r)
     }
 
     pub fn status(&self) -> Result<StatusResponse, ClientError> {

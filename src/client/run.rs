@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{self, Accumulator, CryptoError, SecretKey};
 use crate::data::{Dataset, Standardizer};
 use crate::model::{LogisticRegression, Metrics, ModelError, TrainConfig};
-use crate::protocol::RoundPhase;
+use crate::protocol::{RoundInfo, RoundPhase, RoundState};
 
 use super::api::{AggregatorClient, ClientError};
 
@@ -182,8 +182,11 @@ pub struct RoundMean {
     pub values: Vec<f64>,
     pub total_weight: f64,
     pub contributors: u32,
-    /// False if this client could not contribute (joined after the round closed).
+    /// False if this client could not contribute (joined after the round
+    /// closed, or resumed after it).
     pub contributed: bool,
+    /// Ids of the clients whose updates the sum holds (empty in plaintext).
+    pub counted: Vec<String>,
     pub cost: ExchangeCost,
 }
 
@@ -201,7 +204,18 @@ pub trait Exchange {
         weight: f64,
         cancel: &AtomicBool,
     ) -> Result<RoundMean, LoopError>;
+
+    /// The mean of `round` if it was already published (a client resuming
+    /// after a restart, or joining late): the loop then skips its local
+    /// work for that round. `len` is the vector length.
+    fn published(&mut self, _round: u64, _len: usize) -> Result<Option<RoundMean>, LoopError> {
+        Ok(None)
+    }
 }
+
+/// Called while a client waits for a round to close, whenever who has
+/// submitted changes.
+pub type WaitNotifier = Arc<dyn Fn(&RoundInfo) + Send + Sync>;
 
 /// The encrypted exchange through an aggregator.
 pub struct HeExchange {
@@ -209,6 +223,74 @@ pub struct HeExchange {
     pub key: Arc<SecretKey>,
     /// Longest wait for a round to close.
     pub round_timeout: Duration,
+    /// Told who the round still waits for.
+    pub on_wait: Option<WaitNotifier>,
+}
+
+impl HeExchange {
+    /// Waits until `round` closes, telling `on_wait` who is missing.
+    fn wait_closed(&self, round: u64, cancel: &AtomicBool) -> Result<RoundInfo, LoopError> {
+        let start = Instant::now();
+        let mut last_seen: Option<(Vec<String>, Vec<String>)> = None;
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(LoopError::Cancelled);
+            }
+            let left = self.round_timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return Err(LoopError::Client(ClientError::Timeout(format!(
+                    "round {round} did not close within {} s",
+                    self.round_timeout.as_secs()
+                ))));
+            }
+            // Short polls so that cancellation stays responsive.
+            let info = self
+                .api
+                .round(round, Some(left.min(Duration::from_millis(500))))?;
+            if info.state == RoundState::Closed {
+                return Ok(info);
+            }
+            let seen = (info.submitted.clone(), info.missing.clone());
+            if last_seen.as_ref() != Some(&seen) {
+                if let Some(notify) = &self.on_wait {
+                    notify(&info);
+                }
+                last_seen = Some(seen);
+            }
+        }
+    }
+
+    fn decrypt_published(
+        &self,
+        round: u64,
+        len: usize,
+        mut cost: ExchangeCost,
+        contributed: bool,
+        mut counted: Vec<String>,
+    ) -> Result<RoundMean, LoopError> {
+        counted.sort();
+        let (sum, contributors) = self.api.download_sum(round)?;
+        cost.bytes_down = sum.len() as u64;
+        let t = Instant::now();
+        let acc = Accumulator::from_bytes(&sum, len)?;
+        drop(sum);
+        let mean = crypto::decrypt_mean(&self.key, &acc)?;
+        cost.decrypt_ms = ms(t);
+        if mean.contributors != contributors {
+            return Err(LoopError::Other(format!(
+                "round {round}: the aggregator announced {contributors} contributors, the sum holds {}",
+                mean.contributors
+            )));
+        }
+        Ok(RoundMean {
+            values: mean.values,
+            total_weight: mean.total_weight,
+            contributors: mean.contributors,
+            contributed,
+            counted,
+            cost,
+        })
+    }
 }
 
 impl Exchange for HeExchange {
@@ -235,6 +317,8 @@ impl Exchange for HeExchange {
         let t = Instant::now();
         let contributed = match self.api.upload(round, &bytes) {
             Ok(_) => true,
+            // Resumed after a restart: our update of this round is in.
+            Err(e) if e.code() == Some("duplicate_submission") => true,
             // Joined late: the round closed without us; use its result.
             Err(e) if e.code() == Some("wrong_round") => false,
             Err(e) => return Err(e.into()),
@@ -243,33 +327,18 @@ impl Exchange for HeExchange {
             cost.bytes_up = bytes.len() as u64;
         }
         drop(bytes);
-        self.api
-            .wait_closed(round, Some(cancel), self.round_timeout)
-            .map_err(|e| match e {
-                ClientError::Cancelled => LoopError::Cancelled,
-                e => e.into(),
-            })?;
-        let (sum, contributors) = self.api.download_sum(round)?;
+        let info = self.wait_closed(round, cancel)?;
         cost.wait_ms = ms(t);
-        cost.bytes_down = sum.len() as u64;
-        let t = Instant::now();
-        let acc = Accumulator::from_bytes(&sum, values.len())?;
-        drop(sum);
-        let mean = crypto::decrypt_mean(&self.key, &acc)?;
-        cost.decrypt_ms = ms(t);
-        if mean.contributors != contributors {
-            return Err(LoopError::Other(format!(
-                "round {round}: the aggregator announced {contributors} contributors, the sum holds {}",
-                mean.contributors
-            )));
+        self.decrypt_published(round, values.len(), cost, contributed, info.submitted)
+    }
+
+    fn published(&mut self, round: u64, len: usize) -> Result<Option<RoundMean>, LoopError> {
+        let info = self.api.round(round, None)?;
+        if info.state != RoundState::Closed {
+            return Ok(None);
         }
-        Ok(RoundMean {
-            values: mean.values,
-            total_weight: mean.total_weight,
-            contributors: mean.contributors,
-            contributed,
-            cost,
-        })
+        self.decrypt_published(round, len, ExchangeCost::default(), false, info.submitted)
+            .map(Some)
     }
 }
 
@@ -317,6 +386,11 @@ pub struct ClientRound {
     pub local_loss: Option<f64>,
     /// Global parameters after this round: weights then bias.
     pub global_params: Vec<f64>,
+    /// Whether this client's update is in this round's sum (false when the
+    /// round had closed before it resumed or joined).
+    pub contributed: bool,
+    /// Ids of the clients whose updates the sum holds (empty in plaintext).
+    pub counted: Vec<String>,
     /// Hold-out log-loss and accuracy of the global model, if a hold-out exists.
     pub holdout_loss: Option<f64>,
     pub holdout_accuracy: Option<f64>,
@@ -356,7 +430,11 @@ pub fn run_client_loop(
     let std_round = 1;
     debug_assert_eq!(RoundPhase::of(std_round), Some(RoundPhase::Standardize));
     let limb_bits = exchange.limb_bits();
-    let mean = exchange.exchange(std_round, &local.encode(limb_bits), 1.0, cancel)?;
+    let std_len = crate::client::standardization_len(features);
+    let mean = match exchange.published(std_round, std_len)? {
+        Some(m) => m,
+        None => exchange.exchange(std_round, &local.encode(limb_bits), 1.0, cancel)?,
+    };
     let summed: Vec<f64> = mean.values.iter().map(|v| v * mean.total_weight).collect();
     let global = Moments::decode(&summed, features, limb_bits).map_err(LoopError::Other)?;
     let scaler = global.standardizer();
@@ -379,6 +457,27 @@ pub fn run_client_loop(
                 rounds,
                 cancelled: true,
             });
+        }
+        let server_round = RoundPhase::server_round_of_training(k);
+        // Resuming: a round that closed while this client was away is taken
+        // as published, without training for it.
+        if let Some(mean) = exchange.published(server_round, features + 1)? {
+            global_model.set_params(&mean.values)?;
+            let rec = ClientRound {
+                round: k,
+                contributors: mean.contributors,
+                total_weight: mean.total_weight,
+                local_loss: None,
+                global_params: mean.values,
+                contributed: false,
+                counted: mean.counted,
+                holdout_loss: None,
+                holdout_accuracy: None,
+                cost: mean.cost,
+            };
+            on_event(&ClientEvent::Round(rec.clone()));
+            rounds.push(rec);
+            continue;
         }
         let mut local_model = global_model.clone();
         let tcfg = TrainConfig {
@@ -403,7 +502,6 @@ pub fn run_client_loop(
         if cancel.load(Ordering::Relaxed) {
             return Err(LoopError::Cancelled);
         }
-        let server_round = RoundPhase::server_round_of_training(k);
         let mean = exchange.exchange(server_round, &local_model.params(), weight, cancel)?;
         global_model.set_params(&mean.values)?;
         let (holdout_loss, holdout_accuracy) = match &hold {
@@ -420,6 +518,8 @@ pub fn run_client_loop(
             total_weight: mean.total_weight,
             local_loss: last_loss,
             global_params: mean.values,
+            contributed: mean.contributed,
+            counted: mean.counted,
             holdout_loss,
             holdout_accuracy,
             cost: mean.cost,

@@ -36,7 +36,6 @@
 //! ciphertexts, so it leaks nothing about the noise either.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use ring::signature::{self, KeyPair as _};
@@ -152,14 +151,15 @@ impl PublicKeyFile {
     }
 
     /// Checks a registration proof made with [`SecretKey::sign_registration`]
-    /// for this client id and name.
+    /// for this client id, name and issue time.
     pub fn verify_registration(
         &self,
         id: &str,
         name: &str,
+        issued_ms: u64,
         proof: &[u8],
     ) -> Result<(), CryptoError> {
-        let message = registration_message(self.fingerprint, id, name);
+        let message = registration_message(self.fingerprint, id, name, issued_ms);
         signature::UnparsedPublicKey::new(&signature::ED25519, &self.member_key)
             .verify(&message, proof)
             .map_err(|_| CryptoError::BadMembershipProof)
@@ -346,9 +346,12 @@ impl SecretKey {
 
     /// Proof for the aggregator that the client registering as `id` / `name`
     /// holds this key: an Ed25519 signature (64 bytes) with the membership
-    /// key, over the fingerprint, the id and the name.
-    pub fn sign_registration(&self, id: &str, name: &str) -> [u8; 64] {
-        let message = registration_message(self.fingerprint, id, name);
+    /// key, over the fingerprint, the id, the name and the issue time
+    /// (milliseconds since the Unix epoch; the aggregator only accepts a
+    /// later one for an id it knows, so a recorded proof cannot be replayed
+    /// to take over the id).
+    pub fn sign_registration(&self, id: &str, name: &str, issued_ms: u64) -> [u8; 64] {
+        let message = registration_message(self.fingerprint, id, name, issued_ms);
         let mut out = [0u8; 64];
         out.copy_from_slice(member_key_pair(&self.member_seed).sign(&message).as_ref());
         out
@@ -381,14 +384,15 @@ fn member_key_pair(seed: &[u8; 32]) -> signature::Ed25519KeyPair {
 
 /// What a registration proof signs: domain, fingerprint, then id and name,
 /// each with its length so that no two (id, name) pairs share a message.
-fn registration_message(fingerprint: Fingerprint, id: &str, name: &str) -> Vec<u8> {
-    let mut m = Vec::with_capacity(64 + id.len() + name.len());
-    m.extend_from_slice(b"FedHE register v1\0");
+fn registration_message(fingerprint: Fingerprint, id: &str, name: &str, issued_ms: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(72 + id.len() + name.len());
+    m.extend_from_slice(b"FedHE register v2\0");
     m.extend_from_slice(&fingerprint.0);
     for part in [id, name] {
         m.extend_from_slice(&(part.len() as u64).to_le_bytes());
         m.extend_from_slice(part.as_bytes());
     }
+    m.extend_from_slice(&issued_ms.to_le_bytes());
     m
 }
 
@@ -561,49 +565,13 @@ fn open_envelope(bytes: &[u8], want: KeyKind) -> Result<&[u8], CryptoError> {
 }
 
 fn write_file(path: &Path, bytes: &[u8], force: bool, secret: bool) -> Result<(), CryptoError> {
-    if !force && path.exists() {
-        return Err(CryptoError::WouldOverwrite {
-            path: path.to_path_buf(),
-        });
-    }
-    // Write a sibling temporary file with the final permissions, then rename:
-    // a crash never leaves a half-written key, and the secret is never readable
-    // by others, not even briefly.
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "key".into());
-    let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(if secret { 0o600 } else { 0o644 });
-    }
-    #[cfg(not(unix))]
-    let _ = secret;
-    let result = (|| {
-        let mut f = options.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        if !force && path.exists() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "appeared while writing",
-            ));
-        }
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        if e.kind() == std::io::ErrorKind::AlreadyExists && path.exists() {
-            return Err(CryptoError::WouldOverwrite {
+    match crate::fsutil::write_atomic(path, bytes, force, secret) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(CryptoError::WouldOverwrite {
                 path: path.to_path_buf(),
-            });
+            })
         }
-        return Err(CryptoError::io("write key file", path, e));
+        Err(e) => Err(CryptoError::io("write key file", path, e)),
     }
-    Ok(())
 }

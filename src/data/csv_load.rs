@@ -514,7 +514,7 @@ impl BlockContext<'_> {
                     return Err(match std::str::from_utf8(cell) {
                         Ok(text) => DataError::NotNumeric {
                             at,
-                            value: text.to_string(),
+                            value: super::shorten(text, 80),
                         },
                         Err(_) => DataError::InvalidUtf8 { at },
                     });

@@ -59,6 +59,17 @@ impl Dataset {
     }
 }
 
+/// `value` cut to about `max` characters, with its full length when cut, so
+/// that an error about a huge cell does not print the cell.
+pub fn shorten(value: &str, max: usize) -> String {
+    let count = value.chars().count();
+    if count <= max {
+        return value.to_string();
+    }
+    let head: String = value.chars().take(max).collect();
+    format!("{head}… ({count} characters)")
+}
+
 /// Where in a file a problem is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {

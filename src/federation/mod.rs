@@ -11,15 +11,16 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{
-    AggregatorClient, ClientEvent, ClientOutcome, Exchange, ExchangeCost, HeExchange, LoopConfig,
-    LoopError, RoundMean, max_len_for, run_client_loop,
+    ClientEvent, ClientOutcome, Exchange, ExchangeCost, LoopError, RoundMean, max_len_for,
 };
 use crate::crypto::{ParamSet, SecretKey};
 use crate::data::split::{Partition, partition, stratified_split};
 use crate::data::{CsvOptions, Dataset, Standardizer, load_csv};
 use crate::model::{LogisticRegression, Metrics, TrainConfig};
-use crate::protocol::{RegisterRequest, RoundPhase};
+use crate::plan::{Plan, Quorum, Training};
+use crate::protocol::RoundPhase;
 use crate::server::{EmbeddedServer, ServerConfig};
+use crate::session::{self, ConnectOptions, Joined, RunRecord, SessionError};
 
 /// Where the clients' data comes from.
 #[derive(Debug, Clone)]
@@ -91,32 +92,62 @@ pub struct SimulationResult {
     pub train_rows: usize,
     pub total_ms: f64,
     pub standardization: ExchangeCost,
+    /// Fingerprint of the plan the simulation served.
+    pub plan_fingerprint: String,
+}
+
+impl SimulationConfig {
+    /// The plan a simulation serves: the data's columns and classes, these
+    /// training settings, a quorum of every simulated client.
+    pub fn plan(&self, data: &Dataset, clients: usize) -> Plan {
+        let mut plan = Plan::binary(data.label.clone(), data.feature_names.clone(), Vec::new());
+        plan.name = "fedhe simulate".into();
+        plan.training = Training {
+            rounds: self.rounds,
+            epochs: self.train.epochs,
+            lr: self.train.lr,
+            batch_size: self.train.batch_size,
+            l2: self.train.l2,
+            seed: self.train.seed,
+            // The simulation evaluates on its own test split.
+            validation_share: 0.0,
+        };
+        plan.quorum = Quorum {
+            min_clients: clients.max(1),
+            roster: Vec::new(),
+            round_deadline_secs: self.round_timeout.as_secs().max(1),
+            allow_single_contributor: clients <= 1,
+        };
+        plan
+    }
+
+    fn data_files(&self) -> Vec<String> {
+        match &self.data {
+            SimData::Split { data, .. } => vec![data.display().to_string()],
+            SimData::Files { clients, .. } => {
+                clients.iter().map(|c| c.display().to_string()).collect()
+            }
+        }
+    }
 }
 
 impl SimulationResult {
     /// The federated model as a self-describing model file.
     pub fn model_file(&self, cfg: &SimulationConfig) -> crate::model::ModelFile {
-        let (data, kind) = match &cfg.data {
-            SimData::Split { data, .. } => {
-                (vec![data.display().to_string()], "federated (simulated)")
-            }
-            SimData::Files { clients, .. } => (
-                clients.iter().map(|c| c.display().to_string()).collect(),
-                "federated (simulated)",
-            ),
-        };
-        let settings = serde_json::json!({
-            "rounds": cfg.rounds,
-            "train": cfg.train,
-            "plain": cfg.plain,
-            "params": cfg.params.name(),
-        });
         crate::model::ModelFile::new(
             self.feature_names.clone(),
             self.scaler.clone(),
             self.label.clone(),
             &self.model,
-            crate::model::Provenance::now(kind, data, self.train_rows, settings),
+            crate::model::Provenance::federated(
+                crate::model::SIMULATED,
+                cfg.data_files(),
+                self.train_rows,
+                cfg.train.clone(),
+                cfg.rounds,
+                self.plan_fingerprint.clone(),
+                None,
+            ),
         )
     }
 }
@@ -240,6 +271,7 @@ impl Exchange for PlainExchange {
                     total_weight: total,
                     contributors: hub.clients as u32,
                     contributed: true,
+                    counted: Vec::new(),
                     cost: ExchangeCost::default(),
                 });
             }
@@ -272,13 +304,14 @@ pub fn simulate(
     let feature_names = test.feature_names.clone();
     let label = test.label.clone();
     let train_rows = parts.iter().map(Dataset::rows).sum();
-    let loop_cfg = LoopConfig {
-        rounds: cfg.rounds,
-        train: cfg.train.clone(),
-    };
+    let plan = cfg.plan(&test, n);
+    let plan_fp = plan.fingerprint().to_string();
+    let ids: Vec<String> = (1..=n).map(|i| format!("client-{i}")).collect();
 
     let mut server = None;
-    let mut exchanges: Vec<Box<dyn Exchange + Send>> = Vec::new();
+    // Per client: the plaintext exchange, or a joined session.
+    let mut exchanges: Vec<Option<Box<dyn Exchange + Send>>> = Vec::new();
+    let mut joined: Vec<Option<Joined>> = Vec::new();
     if cfg.plain {
         let hub = Arc::new(PlainHub {
             clients: n,
@@ -286,11 +319,12 @@ pub fn simulate(
             cv: Condvar::new(),
         });
         for index in 0..n {
-            exchanges.push(Box::new(PlainExchange {
+            exchanges.push(Some(Box::new(PlainExchange {
                 hub: hub.clone(),
                 index,
                 timeout: cfg.round_timeout,
-            }));
+            })));
+            joined.push(None);
         }
     } else {
         let key = SecretKey::generate_for(cfg.params, crate::crypto::max_clients_for(n), None)
@@ -298,28 +332,33 @@ pub fn simulate(
         let key = Arc::new(key);
         let srv = EmbeddedServer::start(ServerConfig {
             public_key: Some(key.public()),
+            plan: Some(plan.clone()),
             max_len: Some(max_len_for(features)),
-            min_clients: Some(n),
             auto_aggregate: true,
             ..ServerConfig::default()
         })?;
-        for index in 0..n {
-            let mut api = AggregatorClient::new(srv.url());
-            api.register(&RegisterRequest::signed(
-                &key,
-                format!("client-{}", index + 1),
-                format!("Simulated client {}", index + 1),
-                Some(max_len_for(features)),
-            ))
-            .map_err(|e| SimulationError::Client {
+        let never = AtomicBool::new(false);
+        for (index, id) in ids.iter().enumerate() {
+            let client_err = |e: SessionError| SimulationError::Client {
                 index,
-                error: e.into(),
-            })?;
-            exchanges.push(Box::new(HeExchange {
-                api,
-                key: key.clone(),
-                round_timeout: cfg.round_timeout,
-            }));
+                error: LoopError::Other(e.to_string()),
+            };
+            let connected = session::connect(
+                &ConnectOptions {
+                    server: srv.url().to_string(),
+                    ca_cert_pem: None,
+                    wait: Duration::from_secs(30),
+                },
+                key.clone(),
+                None,
+                &never,
+            )
+            .map_err(client_err)?;
+            let j = connected
+                .join(id, &format!("Simulated client {}", index + 1), None)
+                .map_err(client_err)?;
+            joined.push(Some(j));
+            exchanges.push(None);
         }
         server = Some(srv);
     }
@@ -328,27 +367,41 @@ pub fn simulate(
     type Outcomes = Vec<Result<ClientOutcome, LoopError>>;
     let (outcomes, records, std_cost): (Outcomes, _, _) = std::thread::scope(|scope| {
         let mut handles = Vec::new();
-        for ((index, mut ex), part) in exchanges.into_iter().enumerate().zip(&parts) {
+        let sites = exchanges.into_iter().zip(joined).zip(&parts).zip(&ids);
+        for (index, (((plain_ex, joined), part), id)) in sites.enumerate() {
             let tx = tx.clone();
             let cancel = cancel.clone();
-            let loop_cfg = LoopConfig {
-                train: TrainConfig {
-                    seed: cfg.train.seed.wrapping_add(index as u64),
-                    ..loop_cfg.train.clone()
-                },
-                ..loop_cfg.clone()
-            };
+            let (plan, plan_fp) = (&plan, &plan_fp);
+            let files = cfg.data_files();
             handles.push(scope.spawn(move || {
-                let r = run_client_loop(
-                    ex.as_mut(),
-                    part,
-                    None,
-                    &loop_cfg,
-                    &mut |e| {
-                        let _ = tx.send((index, e.clone()));
-                    },
-                    &cancel,
-                );
+                let mut send = |e: &ClientEvent| {
+                    // The receiver outlives the clients; a send only fails
+                    // once it stopped listening, when events no longer matter.
+                    let _ = tx.send((index, e.clone()));
+                };
+                let run = match (plain_ex, joined) {
+                    (Some(mut ex), _) => session::run_plan(
+                        ex.as_mut(),
+                        plan,
+                        plan_fp,
+                        session::site_seed(plan.training.seed, id),
+                        part,
+                        RunRecord {
+                            kind: crate::model::SIMULATED,
+                            data_files: files,
+                            server: None,
+                        },
+                        &mut send,
+                        &cancel,
+                    ),
+                    (None, Some(j)) => j.run(part, files, &mut send, &cancel),
+                    (None, None) => Err(SessionError::NotReady("no exchange".into())),
+                };
+                let r = run.map(|r| r.outcome).map_err(|e| match e {
+                    SessionError::Cancelled => LoopError::Cancelled,
+                    SessionError::Loop(l) => l,
+                    e => LoopError::Other(e.to_string()),
+                });
                 if r.is_err() {
                     // One client failing stops the others instead of
                     // leaving them waiting for a round that cannot close.
@@ -409,6 +462,7 @@ pub fn simulate(
         train_rows,
         total_ms: start.elapsed().as_secs_f64() * 1e3,
         standardization: std_cost,
+        plan_fingerprint: plan_fp,
     })
 }
 

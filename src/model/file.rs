@@ -5,7 +5,7 @@ use std::path::Path;
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 
-use super::{LogisticRegression, ModelError};
+use super::{LogisticRegression, ModelError, TrainConfig};
 use crate::data::{CsvOptions, FeatureSelection, LabelMapping, Standardizer};
 
 /// Value of the `format` field.
@@ -13,33 +13,77 @@ pub const FORMAT_NAME: &str = "fedhe-model";
 /// Current `version`; older readers refuse newer files.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Where a model came from.
+/// Where a model came from. Written the same way by every path that makes
+/// a model (local training, a federation, a simulation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
-    /// "centralized" or "federated".
+    /// "centralized", "federated" or "federated (simulated)".
     pub kind: String,
     /// Training data file(s), as given.
     pub data: Vec<String>,
     /// Training rows (summed over clients for a federation).
     pub rows: usize,
-    /// Training settings (epochs, learning rate, rounds, ...).
-    pub settings: serde_json::Value,
+    /// Local training settings (per round in a federation).
+    #[serde(default)]
+    pub train: Option<TrainConfig>,
+    /// Training rounds of a federation.
+    #[serde(default)]
+    pub rounds: Option<u64>,
+    /// Fingerprint of the federation plan.
+    #[serde(default)]
+    pub plan: Option<String>,
+    /// The aggregator's address.
+    #[serde(default)]
+    pub server: Option<String>,
     /// Creation time, RFC 3339 UTC.
     pub created: String,
     /// `fedhe <version>`.
     pub tool: String,
+    /// Free-form settings, as files from before typed provenance have them.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub settings: serde_json::Value,
 }
 
+/// Kind of a model trained on one machine.
+pub const CENTRALIZED: &str = "centralized";
+/// Kind of a model trained by a federation.
+pub const FEDERATED: &str = "federated";
+/// Kind of a model trained by `fedhe simulate` or the demo.
+pub const SIMULATED: &str = "federated (simulated)";
+
 impl Provenance {
-    /// Provenance stamped with the current time and tool version.
-    pub fn now(kind: &str, data: Vec<String>, rows: usize, settings: serde_json::Value) -> Self {
+    /// A model trained on one machine, now.
+    pub fn centralized(data: Vec<String>, rows: usize, train: TrainConfig) -> Self {
         Self {
-            kind: kind.to_string(),
+            kind: CENTRALIZED.to_string(),
             data,
             rows,
-            settings,
+            train: Some(train),
+            rounds: None,
+            plan: None,
+            server: None,
             created: rfc3339_now(),
             tool: format!("fedhe {}", env!("CARGO_PKG_VERSION")),
+            settings: serde_json::Value::Null,
+        }
+    }
+
+    /// A model trained by a federation under plan `plan` (fingerprint), now.
+    pub fn federated(
+        kind: &str,
+        data: Vec<String>,
+        rows: usize,
+        train: TrainConfig,
+        rounds: u64,
+        plan: String,
+        server: Option<String>,
+    ) -> Self {
+        Self {
+            kind: kind.to_string(),
+            rounds: Some(rounds),
+            plan: Some(plan),
+            server,
+            ..Self::centralized(data, rows, train)
         }
     }
 }
@@ -97,14 +141,16 @@ impl ModelFile {
         }
     }
 
-    pub fn to_json(&self) -> String {
-        // Serializing plain data (strings, numbers, vectors) cannot fail;
-        // NaN weights would serialize as null and be refused on load.
-        serde_json::to_string_pretty(self).unwrap_or_default()
+    /// The model as pretty JSON.
+    pub fn to_json(&self) -> Result<String, ModelError> {
+        serde_json::to_string_pretty(self).map_err(|e| ModelError::Format {
+            file: "<model>".into(),
+            reason: format!("cannot serialize: {e}"),
+        })
     }
 
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
-        std::fs::write(path, self.to_json() + "\n").map_err(|source| ModelError::Write {
+        std::fs::write(path, self.to_json()? + "\n").map_err(|source| ModelError::Write {
             file: path.display().to_string(),
             source,
         })

@@ -9,7 +9,9 @@ mod scoring;
 mod train;
 
 pub use bench::{DataBench, run_data_bench};
-pub use file::{FORMAT_NAME, FORMAT_VERSION, ModelFile, Provenance};
+pub use file::{
+    CENTRALIZED, FEDERATED, FORMAT_NAME, FORMAT_VERSION, ModelFile, Provenance, SIMULATED,
+};
 pub use logistic::{LogisticRegression, sigmoid};
 pub use metrics::{ConfusionMatrix, Metrics, roc_auc, roc_curve};
 pub use scoring::{Scored, score_csv, write_predictions};

@@ -27,6 +27,10 @@ pub const API_PREFIX: &str = "/api/v1";
 /// HTTP header carrying the contributor count of a downloaded sum.
 pub const CONTRIBUTORS_HEADER: &str = "x-fedhe-contributors";
 
+/// HTTP header carrying the plan fingerprint an update was made for; an
+/// aggregator serving a plan refuses an update for another (422).
+pub const PLAN_HEADER: &str = "x-fedhe-plan";
+
 /// Longest long-poll a client may ask for on `GET /rounds/{r}?wait_ms=`.
 pub const MAX_WAIT_MS: u64 = 30_000;
 
@@ -75,10 +79,20 @@ pub struct RegisterRequest {
     /// over `id` and `name`. Checked against the session's public key file.
     #[serde(default)]
     pub proof: String,
+    /// When the proof was made (ms since the Unix epoch; signed). Registering
+    /// an id that exists again rotates its token, and needs a later time
+    /// than the id's last registration, so a recorded request cannot be
+    /// replayed.
+    #[serde(default)]
+    pub issued_ms: u64,
+    /// Fingerprint of the plan this client joins (hex); an aggregator serving
+    /// another plan refuses the registration (422).
+    #[serde(default)]
+    pub plan: Option<String>,
 }
 
 impl RegisterRequest {
-    /// A registration signed with the federation's secret key.
+    /// A registration signed with the federation's secret key, issued now.
     pub fn signed(
         key: &crate::crypto::SecretKey,
         id: impl Into<String>,
@@ -86,14 +100,30 @@ impl RegisterRequest {
         max_len: Option<usize>,
     ) -> Self {
         let (id, name) = (id.into(), name.into());
-        let proof = hex(&key.sign_registration(&id, &name));
+        let issued_ms = now_ms();
+        let proof = hex(&key.sign_registration(&id, &name, issued_ms));
         Self {
             id,
             name,
             max_len,
             proof,
+            issued_ms,
+            plan: None,
         }
     }
+
+    /// The same request for plan `fingerprint`.
+    pub fn for_plan(mut self, fingerprint: impl Into<String>) -> Self {
+        self.plan = Some(fingerprint.into());
+        self
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Lowercase hex (bearer tokens, registration proofs).
@@ -156,6 +186,9 @@ pub struct SessionInfo {
     pub max_len: Option<usize>,
     /// Largest accepted update body in bytes (413 above it).
     pub max_update_bytes: Option<usize>,
+    /// Fingerprint of the plan the aggregator serves (`GET /plan`), if any.
+    #[serde(default)]
+    pub plan: Option<String>,
 }
 
 /// `GET /api/v1/status`.
@@ -174,6 +207,14 @@ pub struct StatusResponse {
     pub auto_aggregate: bool,
     /// Highest closed round, if any.
     pub last_closed: Option<u64>,
+    /// Who the open round waits for, who of them has not submitted, and
+    /// when it closes with whoever did (see [`RoundInfo`]).
+    #[serde(default)]
+    pub roster: Vec<String>,
+    #[serde(default)]
+    pub missing: Vec<String>,
+    #[serde(default)]
+    pub deadline_unix: Option<u64>,
 }
 
 /// `GET /api/v1/rounds/{r}`.
@@ -189,6 +230,27 @@ pub struct RoundInfo {
     pub aggregate_ms: f64,
     /// Ciphertext bytes accepted for this round.
     pub bytes_accepted: u64,
+    /// Clients the round waits for (open round: so far; closed: at close).
+    #[serde(default)]
+    pub roster: Vec<String>,
+    /// Roster members that have not submitted (open round).
+    #[serde(default)]
+    pub missing: Vec<String>,
+    /// Fewest contributors the round may close with.
+    #[serde(default)]
+    pub min_contributors: usize,
+    /// When the open round closes with whoever submitted (if at least
+    /// `min_contributors` did); `None`: it waits for the whole roster.
+    #[serde(default)]
+    pub deadline_unix: Option<u64>,
+}
+
+/// `GET /api/v1/plan`: the federation plan the aggregator serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanResponse {
+    /// Hex fingerprint of the plan's canonical form.
+    pub fingerprint: String,
+    pub plan: crate::plan::Plan,
 }
 
 /// Answer to an accepted upload.

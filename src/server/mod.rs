@@ -63,6 +63,11 @@ pub struct ServerConfig {
     pub state_dir: Option<PathBuf>,
     /// The session's public key; may also be uploaded later (`PUT /session`).
     pub public_key: Option<PublicKeyFile>,
+    /// The federation plan (needs `public_key`); may also be uploaded later
+    /// (`PUT /plan`). With a plan, rounds follow its quorum.
+    pub plan: Option<crate::plan::Plan>,
+    /// Without a plan: allow publishing a one-contributor sum.
+    pub allow_single_contributor: bool,
     /// Model values per update (features + 1); else stated by the first
     /// client that registers.
     pub max_len: Option<usize>,
@@ -70,6 +75,8 @@ pub struct ServerConfig {
     /// (default: every registered client).
     pub min_clients: Option<usize>,
     pub auto_aggregate: bool,
+    /// With a plan: close rounds by hand, not by the plan's quorum.
+    pub manual_close: bool,
     /// Operator bearer token; generated if `None`.
     pub operator_token: Option<String>,
     pub tls: Option<TlsPem>,
@@ -89,9 +96,12 @@ impl Default for ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             state_dir: None,
             public_key: None,
+            plan: None,
+            allow_single_contributor: false,
             max_len: None,
             min_clients: None,
             auto_aggregate: false,
+            manual_close: false,
             operator_token: None,
             tls: None,
             max_len_limit: 1 << 22,
@@ -168,16 +178,21 @@ impl EmbeddedServer {
         let policy = Policy {
             min_clients: config.min_clients,
             auto_aggregate: config.auto_aggregate,
+            manual_close: config.manual_close,
             max_len_limit: config.max_len_limit,
             max_registered: config.max_registered,
+            allow_single_contributor: config.allow_single_contributor,
         };
-        let agg = Aggregator::open(
+        let mut agg = Aggregator::open(
             store,
             policy,
             &operator_token,
             config.public_key.clone(),
             config.max_len,
         )?;
+        if let Some(plan) = config.plan.clone() {
+            agg.load_plan(plan)?;
+        }
         let shared = Shared::new(agg, config.max_concurrent_uploads);
         let tls = config.tls.as_ref().map(rustls_config).transpose()?;
 
@@ -202,10 +217,20 @@ impl EmbeddedServer {
         let handle = axum_server::Handle::new();
         let app = routes::router(shared.clone());
         let h = handle.clone();
+        let ticker = shared.clone();
         let thread = std::thread::Builder::new()
             .name("fedhe-aggregator".into())
             .spawn(move || {
                 runtime.block_on(async move {
+                    // Round deadlines: close a round whose deadline passed
+                    // with a quorum, even if nobody calls.
+                    tokio::spawn(async move {
+                        let mut every = tokio::time::interval(Duration::from_millis(250));
+                        loop {
+                            every.tick().await;
+                            routes::tick(&ticker).await;
+                        }
+                    });
                     let svc = app.into_make_service();
                     match tls {
                         Some(cfg) => {
@@ -274,6 +299,25 @@ impl EmbeddedServer {
         max_len: Option<usize>,
     ) -> Result<crate::protocol::SessionInfo, ServerError> {
         self.shared.lock().load_session(key, max_len)
+    }
+
+    /// Turns closing rounds by their quorum on or off.
+    pub fn set_auto_aggregate(&self, on: bool) {
+        self.shared.lock().set_auto_aggregate(on);
+        // A round whose quorum is already complete closes on the next tick.
+    }
+
+    /// Operator action in-process: load the federation plan.
+    pub fn load_plan(
+        &self,
+        plan: crate::plan::Plan,
+    ) -> Result<crate::protocol::SessionInfo, ServerError> {
+        self.shared.lock().load_plan(plan)
+    }
+
+    /// The plan being served, if any.
+    pub fn plan(&self) -> Option<crate::plan::Plan> {
+        self.shared.lock().plan().map(|(p, _)| p.clone())
     }
 
     /// True while the serving thread runs.

@@ -16,8 +16,8 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::crypto::PublicKeyFile;
 use crate::protocol::{
-    API_PREFIX, CONTRIBUTORS_HEADER, CloseResponse, MAX_WAIT_MS, RegisterRequest, RoundState,
-    SessionResponse,
+    API_PREFIX, CONTRIBUTORS_HEADER, CloseResponse, MAX_WAIT_MS, PLAN_HEADER, PlanResponse,
+    RegisterRequest, RoundState, SessionResponse,
 };
 
 use super::error::ServerError;
@@ -66,6 +66,7 @@ pub fn router(shared: AppState) -> Router {
         .route("/health", get(health))
         .route("/status", get(status))
         .route("/session", put(load_session))
+        .route("/plan", get(get_plan).put(put_plan))
         .route("/clients", post(register).get(list_clients))
         .route("/rounds/{round}", get(round_info))
         .route("/rounds/{round}/update", put(upload))
@@ -179,6 +180,48 @@ async fn load_session(
     Ok(Json(SessionResponse { session }))
 }
 
+/// Closes the open round if its deadline passed with a quorum.
+pub async fn tick(sh: &AppState) {
+    let sh2 = sh.clone();
+    let closed = tokio::task::spawn_blocking(move || sh2.lock().tick())
+        .await
+        .unwrap_or(Ok(false));
+    if let Ok(true) = closed {
+        sh.notify();
+    }
+}
+
+/// The plan is public: sites read it before they register, to map their
+/// CSV and refuse a mismatch before anything is sent.
+async fn get_plan(State(sh): State<AppState>) -> Result<Json<PlanResponse>, ServerError> {
+    let agg = sh.lock();
+    let (plan, fp) = agg.plan().ok_or_else(|| {
+        ServerError::NotFound(
+            "this aggregator serves no plan yet (fedhe serve --plan, or PUT /api/v1/plan)".into(),
+        )
+    })?;
+    Ok(Json(PlanResponse {
+        fingerprint: fp.clone(),
+        plan: plan.clone(),
+    }))
+}
+
+/// Operator: load the plan (TOML text, as written by `fedhe plan init`).
+async fn put_plan(
+    State(sh): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<SessionResponse>, ServerError> {
+    sh.lock().require_operator(bearer(&headers))?;
+    let body = read_body(&headers, body, crate::plan::MAX_PLAN_BYTES).await?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ServerError::Malformed("the plan must be UTF-8 TOML text".into()))?;
+    let plan = crate::plan::Plan::from_toml(text, "the uploaded plan")
+        .map_err(|e| ServerError::Unprocessable(e.to_string()))?;
+    let session = blocking(&sh, move |agg| agg.load_plan(plan)).await?;
+    Ok(Json(SessionResponse { session }))
+}
+
 async fn register(
     State(sh): State<AppState>,
     headers: HeaderMap,
@@ -255,6 +298,8 @@ async fn upload(
             }
         };
         let limit = agg.precheck_upload(&client, round)?;
+        let plan = headers.get(PLAN_HEADER).and_then(|v| v.to_str().ok());
+        agg.check_plan(plan, "this update")?;
         let max_len = agg
             .max_len()
             .ok_or_else(|| ServerError::Internal("model length vanished".into()))?;

@@ -2,13 +2,14 @@
 //! either succeeds completely (memory and database) or leaves both as they
 //! were.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::crypto::{Accumulator, CryptoError, ParamSet, PublicKeyFile, UpdateRef};
+use crate::plan::Plan;
 use crate::protocol::{
     ClientInfo, RegisterRequest, RegisterResponse, RoundInfo, RoundState, SessionInfo,
     StatusResponse, UploadResponse, hex, parse_hex, valid_client_id, valid_client_name,
@@ -46,6 +47,8 @@ pub struct Session {
     pub public: PublicKeyFile,
     pub public_bytes: Vec<u8>,
     pub max_len: Option<usize>,
+    /// The federation plan and its hex fingerprint, once loaded.
+    pub plan: Option<(Plan, String)>,
 }
 
 impl Session {
@@ -59,6 +62,7 @@ impl Session {
             max_update_bytes: self
                 .max_len
                 .map(|n| max_update_bytes(self.public.params(), n)),
+            plan: self.plan.as_ref().map(|(_, fp)| fp.clone()),
         }
     }
 }
@@ -68,19 +72,28 @@ impl Session {
 pub struct Policy {
     pub min_clients: Option<usize>,
     pub auto_aggregate: bool,
+    /// With a plan: the operator closes rounds by hand instead of the
+    /// plan's quorum (the app's auto-aggregate switch turned off).
+    pub manual_close: bool,
     /// Largest `max_len` a session may declare (bounds every allocation).
     pub max_len_limit: usize,
     /// Largest number of registered clients (bounds the client table).
     pub max_registered: usize,
+    /// Allow closing a round with one contributor when no plan says (a
+    /// plan's `quorum.allow_single_contributor` decides otherwise).
+    pub allow_single_contributor: bool,
 }
 
 struct ClientRec {
     name: String,
     joined_unix: u64,
     last_round: Option<u64>,
+    /// Issue time of the accepted registration (a rotation needs a later one).
+    issued_ms: u64,
 }
 
 struct ClosedRound {
+    roster: Vec<String>,
     len: Option<usize>,
     contributors: u32,
     submitted: Vec<String>,
@@ -116,6 +129,11 @@ pub struct Aggregator {
     last_sum: Option<(u64, std::sync::Arc<Vec<u8>>)>,
     /// Scratch for the serialized running sum (see `submit`).
     sum_buf: Vec<u8>,
+    /// Who the open round waits for (with a plan): the named roster, or the
+    /// previous round's contributors plus whoever registers or submits.
+    roster: BTreeSet<String>,
+    /// When the open round opened (Unix seconds).
+    opened_unix: u64,
 }
 
 fn crypto_422(e: CryptoError) -> ServerError {
@@ -150,6 +168,8 @@ impl Aggregator {
             closed: BTreeMap::new(),
             last_sum: None,
             sum_buf: Vec::new(),
+            roster: BTreeSet::new(),
+            opened_unix: now_unix(),
         };
         agg.reload()?;
         if let Some(key) = initial_key {
@@ -179,22 +199,36 @@ impl Aggregator {
                 ),
                 None => None,
             };
+            let plan = match self.store.get_meta("plan")? {
+                Some(bytes) => {
+                    let plan = Plan::from_json(&bytes, "the stored plan").map_err(|e| {
+                        ServerError::Internal(format!("stored plan unreadable: {e}"))
+                    })?;
+                    let fp = plan.fingerprint().to_string();
+                    Some((plan, fp))
+                }
+                None => None,
+            };
             self.session = Some(Session {
                 public,
                 public_bytes: pk_bytes,
                 max_len,
+                plan,
             });
         }
         self.clients.clear();
         self.tokens.clear();
+        let issued = self.store.registrations()?;
         for c in self.store.clients()? {
             self.tokens.insert(c.token_hash, c.id.clone());
+            let issued_ms = issued.get(&c.id).copied().unwrap_or(0);
             self.clients.insert(
                 c.id,
                 ClientRec {
                     name: c.name,
                     joined_unix: c.joined_unix,
                     last_round: c.last_round,
+                    issued_ms,
                 },
             );
         }
@@ -208,11 +242,13 @@ impl Aggregator {
                 self.round_len = r.len;
                 self.open_aggregate_ms = r.aggregate_ms;
                 self.open_bytes = r.bytes_accepted;
+                self.opened_unix = r.opened_unix;
             } else {
                 let submitted = self.store.submitted(r.round)?;
                 self.closed.insert(
                     r.round,
                     ClosedRound {
+                        roster: submitted.clone(),
                         len: r.len,
                         contributors: r.contributors,
                         submitted,
@@ -223,6 +259,20 @@ impl Aggregator {
             }
         }
         self.submitted = self.store.submitted(self.round)?;
+        // The roster is not stored: after a restart the open round waits for
+        // the previous round's contributors and its own (round 1: everyone
+        // registered); others rejoin by submitting or registering again.
+        self.roster = match self.named_roster() {
+            Some(named) => named,
+            None => {
+                let mut r: BTreeSet<String> = match self.closed.get(&(self.round - 1)) {
+                    Some(prev) => prev.submitted.iter().cloned().collect(),
+                    None => self.clients.keys().cloned().collect(),
+                };
+                r.extend(self.submitted.iter().cloned());
+                r
+            }
+        };
         if let Some(n) = self.session.as_ref().and_then(|s| s.max_len)
             && let Some(bytes) = self.store.sum(self.round)?
         {
@@ -287,8 +337,143 @@ impl Aggregator {
             public,
             public_bytes: bytes,
             max_len,
+            plan: None,
         });
+        self.opened_unix = now_unix();
         self.session_info_or_internal()
+    }
+
+    /// Loads the federation plan (needs the session's key). The same plan
+    /// again is fine; another one only before anyone registered.
+    pub fn load_plan(&mut self, plan: Plan) -> Result<SessionInfo, ServerError> {
+        plan.validate("the plan")
+            .map_err(|e| ServerError::Unprocessable(e.to_string()))?;
+        let fp = plan.fingerprint().to_string();
+        let Some(s) = &self.session else {
+            return Err(ServerError::NoSession(
+                "load the session's public key before the plan".into(),
+            ));
+        };
+        if let Some((_, old)) = &s.plan {
+            if *old == fp {
+                return self.session_info_or_internal();
+            }
+            if !self.clients.is_empty() || self.round > 1 || !self.submitted.is_empty() {
+                return Err(ServerError::Conflict(format!(
+                    "the federation already runs plan {old} with {} registered clients; start a \
+                     new state folder for plan {fp}",
+                    self.clients.len()
+                )));
+            }
+        }
+        let needed = crate::client::max_len_for(plan.features());
+        match s.max_len {
+            Some(m) if m < needed => {
+                return Err(ServerError::Conflict(format!(
+                    "the plan's {} features need updates of {needed} values; the session allows {m}",
+                    plan.features()
+                )));
+            }
+            Some(_) => {}
+            None => self.set_max_len(needed)?,
+        }
+        self.store.set_meta("plan", &plan.canonical())?;
+        if let Some(s) = self.session.as_mut() {
+            s.plan = Some((plan, fp));
+        }
+        if let Some(named) = self.named_roster() {
+            self.roster = named;
+        }
+        self.session_info_or_internal()
+    }
+
+    /// Closing rounds automatically on or off, with or without a plan.
+    pub fn set_auto_aggregate(&mut self, on: bool) {
+        self.policy.auto_aggregate = on;
+        self.policy.manual_close = !on;
+    }
+
+    /// Whether rounds close by themselves: by the plan's quorum once a plan
+    /// is loaded (unless the operator closes by hand), else by the
+    /// auto-aggregate policy.
+    fn closes_automatically(&self) -> bool {
+        if self.plan().is_some() {
+            !self.policy.manual_close
+        } else {
+            self.policy.auto_aggregate
+        }
+    }
+
+    /// The plan being served, with its hex fingerprint.
+    pub fn plan(&self) -> Option<&(Plan, String)> {
+        self.session.as_ref().and_then(|s| s.plan.as_ref())
+    }
+
+    fn named_roster(&self) -> Option<BTreeSet<String>> {
+        let (plan, _) = self.plan()?;
+        (!plan.quorum.roster.is_empty()).then(|| plan.quorum.roster.iter().cloned().collect())
+    }
+
+    /// Refuses a request made for another plan than the one served.
+    pub fn check_plan(&self, claimed: Option<&str>, what: &str) -> Result<(), ServerError> {
+        let Some((_, fp)) = self.plan() else {
+            return Ok(());
+        };
+        match claimed {
+            Some(c) if c == fp => Ok(()),
+            Some(c) => Err(ServerError::Unprocessable(format!(
+                "{what} was made for plan {c}, but this aggregator serves plan {fp}; fetch the \
+                 plan again (GET /api/v1/plan)"
+            ))),
+            None => Err(ServerError::Unprocessable(format!(
+                "{what} names no plan, but this aggregator serves plan {fp} (FedHE clients send \
+                 it; GET /api/v1/plan)"
+            ))),
+        }
+    }
+
+    fn allow_single(&self) -> bool {
+        match self.plan() {
+            Some((p, _)) => p.quorum.allow_single_contributor,
+            None => self.policy.allow_single_contributor,
+        }
+    }
+
+    /// Fewest contributors the open round may close with automatically.
+    pub fn min_contributors(&self) -> usize {
+        let floor = if self.allow_single() { 1 } else { 2 };
+        let base = self
+            .policy
+            .min_clients
+            .or_else(|| self.plan().map(|(p, _)| p.quorum.min_clients))
+            .unwrap_or(1);
+        base.max(floor)
+    }
+
+    /// When the open round closes with whoever submitted; `None` without a
+    /// plan and for the standardization round, which waits for everyone.
+    pub fn deadline_unix(&self) -> Option<u64> {
+        let (plan, _) = self.plan()?;
+        (self.round > crate::protocol::STANDARDIZATION_ROUNDS)
+            .then(|| self.opened_unix + plan.quorum.round_deadline_secs)
+    }
+
+    fn missing(&self) -> Vec<String> {
+        self.roster
+            .iter()
+            .filter(|c| !self.submitted.contains(c))
+            .cloned()
+            .collect()
+    }
+
+    /// Closes the open round if its deadline passed with a quorum (called
+    /// periodically). Returns true if it closed one.
+    pub fn tick(&mut self) -> Result<bool, ServerError> {
+        if self.closes_automatically() && !self.submitted.is_empty() && self.auto_close_due() {
+            self.close(self.round)?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     fn session_info_or_internal(&self) -> Result<SessionInfo, ServerError> {
@@ -361,18 +546,46 @@ impl Aggregator {
             .ok_or_else(|| ServerError::Malformed("`proof` must be hex (128 digits)".into()))?;
         session
             .public
-            .verify_registration(&req.id, &req.name, &proof)
+            .verify_registration(&req.id, &req.name, req.issued_ms, &proof)
             .map_err(|e| ServerError::Unauthorized(e.to_string()))?;
+        self.check_plan(req.plan.as_deref(), "this registration")?;
+        if let Some(named) = self.named_roster()
+            && !named.contains(&req.id)
+        {
+            return Err(ServerError::Forbidden(format!(
+                "client id `{}` is not on the plan's roster ({})",
+                req.id,
+                named.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        if let Some(existing) = self.clients.get(&req.id) {
+            // Same id, valid proof: the client lost its token (restart,
+            // new machine). A later issue time than the last registration
+            // keeps a recorded request from being replayed.
+            if req.issued_ms <= existing.issued_ms {
+                return Err(ServerError::DuplicateClient(format!(
+                    "client `{}` is registered; registering it again needs a newer proof than \
+                     its last registration (issued_ms > {})",
+                    req.id, existing.issued_ms
+                )));
+            }
+            let token = new_token();
+            let hash = token_hash(&token);
+            self.store
+                .rotate_client(&req.id, &req.name, &hash, req.issued_ms)?;
+            self.tokens.retain(|_, id| *id != req.id);
+            self.tokens.insert(hash, req.id.clone());
+            if let Some(c) = self.clients.get_mut(&req.id) {
+                c.name = req.name;
+                c.issued_ms = req.issued_ms;
+            }
+            self.roster.insert(req.id.clone());
+            return Ok(RegisterResponse { id: req.id, token });
+        }
         if self.clients.len() >= self.policy.max_registered {
             return Err(ServerError::Conflict(format!(
                 "registration is full ({} clients)",
                 self.policy.max_registered
-            )));
-        }
-        if self.clients.contains_key(&req.id) {
-            return Err(ServerError::DuplicateClient(format!(
-                "a client with id `{}` is already registered",
-                req.id
             )));
         }
         if let Some(n) = req.max_len {
@@ -395,7 +608,7 @@ impl Aggregator {
             joined_unix: joined,
             last_round: None,
         };
-        self.store.insert_client(&rec)?;
+        self.store.insert_client(&rec, req.issued_ms)?;
         self.tokens.insert(rec.token_hash, req.id.clone());
         self.clients.insert(
             req.id.clone(),
@@ -403,8 +616,10 @@ impl Aggregator {
                 name: req.name,
                 joined_unix: joined,
                 last_round: None,
+                issued_ms: req.issued_ms,
             },
         );
+        self.roster.insert(req.id.clone());
         if let (Some(n), Some(s)) = (req.max_len, &self.session)
             && s.max_len.is_none()
         {
@@ -434,8 +649,11 @@ impl Aggregator {
             submitted: self.submitted.clone(),
             registered: self.clients.len(),
             min_clients: self.policy.min_clients,
-            auto_aggregate: self.policy.auto_aggregate,
+            auto_aggregate: self.closes_automatically(),
             last_closed: self.closed.keys().next_back().copied(),
+            roster: self.roster.iter().cloned().collect(),
+            missing: self.missing(),
+            deadline_unix: self.deadline_unix(),
         }
     }
 
@@ -454,6 +672,10 @@ impl Aggregator {
                 submitted: self.submitted.clone(),
                 aggregate_ms: self.open_aggregate_ms,
                 bytes_accepted: self.open_bytes,
+                roster: self.roster.iter().cloned().collect(),
+                missing: self.missing(),
+                min_contributors: self.min_contributors(),
+                deadline_unix: self.deadline_unix(),
             });
         }
         match self.closed.get(&round) {
@@ -465,6 +687,10 @@ impl Aggregator {
                 submitted: c.submitted.clone(),
                 aggregate_ms: c.aggregate_ms,
                 bytes_accepted: c.bytes_accepted,
+                roster: c.roster.clone(),
+                missing: Vec::new(),
+                min_contributors: 0,
+                deadline_unix: None,
             }),
             None => Err(unknown_round(round, self.round)),
         }
@@ -577,6 +803,7 @@ impl Aggregator {
             return Err(err);
         }
         self.submitted.push(client.to_string());
+        self.roster.insert(client.to_string());
         self.round_len = Some(len);
         self.open_aggregate_ms += add_ms;
         self.open_bytes += body_len;
@@ -584,7 +811,7 @@ impl Aggregator {
             c.last_round = Some(round);
         }
         let mut round_closed = false;
-        if self.policy.auto_aggregate && self.auto_close_due() {
+        if self.closes_automatically() && self.auto_close_due() {
             self.close(round)?;
             round_closed = true;
         }
@@ -596,13 +823,27 @@ impl Aggregator {
     }
 
     fn auto_close_due(&self) -> bool {
-        let target = self.policy.min_clients.unwrap_or(self.clients.len()).max(1);
+        let n = self.submitted.len();
         // A full sum cannot take another update: close rather than refuse the next.
         let full = self
             .acc
             .as_ref()
             .is_some_and(|a| a.contributors() >= a.max_clients());
-        self.submitted.len() >= target || full
+        if full {
+            return n >= if self.allow_single() { 1 } else { 2 };
+        }
+        let min = self.min_contributors();
+        if n < min {
+            return false;
+        }
+        if self.plan().is_none() {
+            // Without a plan: every registered client, or --min-clients.
+            return self.policy.min_clients.is_some() || n >= self.clients.len();
+        }
+        if self.missing().is_empty() {
+            return true;
+        }
+        self.deadline_unix().is_some_and(|d| now_unix() >= d)
     }
 
     /// Closes the open round `round` and publishes its sum.
@@ -623,12 +864,26 @@ impl Aggregator {
                 )));
             }
         };
+        if acc.contributors() == 1 && !self.allow_single() {
+            return Err(ServerError::Conflict(format!(
+                "round {round} has a single contributor: publishing its sum would show that \
+                 client's update to every key holder (a plan can allow it: \
+                 quorum.allow_single_contributor)"
+            )));
+        }
         let contributors = acc.contributors();
         let published = acc.to_bytes();
         self.store.close_round(round, now_unix())?;
+        let next_roster = match self.named_roster() {
+            Some(named) => named,
+            None => self.submitted.iter().cloned().collect(),
+        };
         self.closed.insert(
             round,
             ClosedRound {
+                roster: std::mem::replace(&mut self.roster, next_roster)
+                    .into_iter()
+                    .collect(),
                 len: self.round_len,
                 contributors,
                 submitted: std::mem::take(&mut self.submitted),
@@ -639,6 +894,7 @@ impl Aggregator {
         self.acc = None;
         self.round_len = None;
         self.round = round + 1;
+        self.opened_unix = now_unix();
         self.open_aggregate_ms = 0.0;
         self.open_bytes = 0;
         self.last_sum = Some((round, std::sync::Arc::new(published)));

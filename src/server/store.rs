@@ -46,6 +46,8 @@ pub struct StoredRound {
     pub contributors: u32,
     pub aggregate_ms: f64,
     pub bytes_accepted: u64,
+    /// When the round opened (Unix seconds).
+    pub opened_unix: u64,
 }
 
 pub struct Store {
@@ -104,6 +106,10 @@ impl Store {
                  opened INTEGER NOT NULL,
                  closed INTEGER,
                  sum BLOB
+             );
+             CREATE TABLE IF NOT EXISTS registrations (
+                 id TEXT PRIMARY KEY,
+                 issued_ms INTEGER NOT NULL
              );
              CREATE TABLE IF NOT EXISTS submissions (
                  round INTEGER NOT NULL,
@@ -164,13 +170,49 @@ impl Store {
         Ok(())
     }
 
-    pub fn insert_client(&self, c: &StoredClient) -> Result<(), StoreError> {
-        self.conn.execute(
+    /// Adds a client and the issue time of its registration proof.
+    pub fn insert_client(&mut self, c: &StoredClient, issued_ms: u64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
             "INSERT INTO clients (id, name, token_hash, joined, last_round)
              VALUES (?1, ?2, ?3, ?4, NULL)",
             params![c.id, c.name, &c.token_hash[..], to_i64(c.joined_unix)],
         )?;
+        upsert_registration(&tx, &c.id, issued_ms)?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// A registered client registered again: new token hash and name.
+    pub fn rotate_client(
+        &mut self,
+        id: &str,
+        name: &str,
+        token_hash: &[u8; 32],
+        issued_ms: u64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE clients SET token_hash = ?1, name = ?2 WHERE id = ?3",
+            params![&token_hash[..], name, id],
+        )?;
+        if changed != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "client {id} is not registered"
+            )));
+        }
+        upsert_registration(&tx, id, issued_ms)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Issue time of each client's last registration proof.
+    pub fn registrations(&self) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, issued_ms FROM registrations")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, to_u64(r.get(1)?))))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn clients(&self) -> Result<Vec<StoredClient>, StoreError> {
@@ -209,7 +251,7 @@ impl Store {
     /// All rounds, oldest first.
     pub fn rounds(&self) -> Result<Vec<StoredRound>, StoreError> {
         let mut st = self.conn.prepare(
-            "SELECT round, open, contributors, aggregate_ms, bytes_accepted, len
+            "SELECT round, open, contributors, aggregate_ms, bytes_accepted, len, opened
              FROM rounds ORDER BY round",
         )?;
         let rows = st.query_map([], |r| {
@@ -222,6 +264,7 @@ impl Store {
                 len: r
                     .get::<_, Option<i64>>(5)?
                     .map(|v| usize::try_from(v).unwrap_or(0)),
+                opened_unix: to_u64(r.get(6)?),
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -313,6 +356,19 @@ impl Store {
     }
 }
 
+fn upsert_registration(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    issued_ms: u64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO registrations (id, issued_ms) VALUES (?1, ?2)
+         ON CONFLICT(id) DO UPDATE SET issued_ms = excluded.issued_ms",
+        params![id, to_i64(issued_ms)],
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,14 +378,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path()).unwrap();
         s.save_session(b"pk", Some(3), 1).unwrap();
-        s.insert_client(&StoredClient {
-            id: "a".into(),
-            name: "A".into(),
-            token_hash: [1; 32],
-            joined_unix: 1,
-            last_round: None,
-        })
+        s.insert_client(
+            &StoredClient {
+                id: "a".into(),
+                name: "A".into(),
+                token_hash: [1; 32],
+                joined_unix: 1,
+                last_round: None,
+            },
+            5,
+        )
         .unwrap();
+        s.rotate_client("a", "A2", &[2; 32], 6).unwrap();
+        assert!(s.rotate_client("b", "B", &[3; 32], 6).is_err());
         s.record_submission(1, "a", 10, 3, b"sum1", 1, 0.5, 2)
             .unwrap();
         // Duplicate submission: the whole transaction is rolled back.
@@ -350,6 +411,8 @@ mod tests {
         assert_eq!(rounds[0].len, Some(3));
         assert_eq!(s.submitted(1).unwrap(), vec!["a".to_string()]);
         assert_eq!(s.clients().unwrap()[0].last_round, Some(1));
+        assert_eq!(s.clients().unwrap()[0].token_hash, [2; 32]);
+        assert_eq!(s.registrations().unwrap().get("a"), Some(&6));
         assert_eq!(s.get_meta("max_len").unwrap().as_deref(), Some(&b"3"[..]));
     }
 }

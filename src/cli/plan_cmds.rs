@@ -1,0 +1,159 @@
+//! `fedhe plan init | check`: write and check a federation plan.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+use fedhe::plan::{Plan, ProposeOptions, Quorum, Training};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PlanCommand {
+    /// Propose a plan from one CSV, with a note on every choice.
+    Init(Box<InitArgs>),
+    /// Check a plan file (and, with --data, that a CSV fits it).
+    Check(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// A CSV with the federation's columns (e.g. the operator's own site).
+    #[arg(long)]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub schema: super::data_cmds::SchemaArgs,
+    /// Model kind (today: logistic).
+    #[arg(long, default_value = "logistic")]
+    pub model: String,
+    #[arg(long, default_value_t = Training::default().rounds)]
+    pub rounds: u64,
+    /// Local epochs per round.
+    #[arg(long, default_value_t = Training::default().epochs)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = Training::default().lr)]
+    pub lr: f64,
+    #[arg(long, default_value_t = Training::default().batch_size)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = Training::default().l2)]
+    pub l2: f64,
+    #[arg(long, default_value_t = Training::default().seed)]
+    pub seed: u64,
+    /// Share of each site's rows held out to validate the global model.
+    #[arg(long, default_value_t = Training::default().validation_share)]
+    pub validation_share: f64,
+    /// Fewest contributors a round may close with (at its deadline).
+    #[arg(long, default_value_t = Quorum::default().min_clients)]
+    pub min_clients: usize,
+    /// Client ids allowed to join (comma-separated); default: anyone with the key.
+    #[arg(long, value_delimiter = ',')]
+    pub roster: Vec<String>,
+    /// Seconds after which a training round closes with whoever submitted.
+    #[arg(long, default_value_t = Quorum::default().round_deadline_secs)]
+    pub deadline: u64,
+    /// Allow a round of one contributor (its sum shows that client's update).
+    #[arg(long)]
+    pub allow_single_contributor: bool,
+    /// A name for people.
+    #[arg(long, default_value = "")]
+    pub name: String,
+    /// Where to write the plan (TOML).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The plan file.
+    pub plan: PathBuf,
+    /// A site's CSV to map to the plan by column name.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+pub fn run(cmd: PlanCommand) -> anyhow::Result<()> {
+    match cmd {
+        PlanCommand::Init(a) => init(*a),
+        PlanCommand::Check(a) => check(a),
+    }
+}
+
+fn init(a: InitArgs) -> anyhow::Result<()> {
+    if a.model != "logistic" {
+        bail!(
+            "--model {:?}: this FedHE trains \"logistic\" (logistic regression) only",
+            a.model
+        );
+    }
+    if a.out.exists() && !a.force {
+        bail!(
+            "{} exists; choose another --out or add --force to replace it",
+            a.out.display()
+        );
+    }
+    let opts = ProposeOptions {
+        label: a.schema.label.clone(),
+        positive: a.schema.positive.clone(),
+        ignore: a.schema.ignore.clone(),
+        keep: a.schema.keep.clone(),
+        training: Training {
+            rounds: a.rounds,
+            epochs: a.epochs,
+            lr: a.lr,
+            batch_size: a.batch_size,
+            l2: a.l2,
+            seed: a.seed,
+            validation_share: a.validation_share,
+        },
+        quorum: Quorum {
+            min_clients: a.min_clients,
+            roster: a.roster.clone(),
+            round_deadline_secs: a.deadline,
+            allow_single_contributor: a.allow_single_contributor,
+        },
+        name: a.name.clone(),
+    };
+    let (plan, notes) = fedhe::plan::propose(&a.data, &opts)?;
+    let mut header = vec![
+        format!(
+            "FedHE federation plan, proposed by `fedhe plan init` from {}.",
+            a.data.display()
+        ),
+        "Edit it, then serve it: fedhe serve --public-key public.key --plan THIS_FILE ...".into(),
+    ];
+    header.extend(notes.iter().map(|n| format!("- {n}")));
+    plan.save(&a.out, &header)?;
+    for n in &notes {
+        println!("note: {n}");
+    }
+    println!("plan {} written to {}", plan.fingerprint(), a.out.display());
+    Ok(())
+}
+
+fn check(a: CheckArgs) -> anyhow::Result<()> {
+    let plan = Plan::load(&a.plan)?;
+    println!(
+        "{}: valid plan {} (label {:?}, {} feature columns, {} rounds)",
+        a.plan.display(),
+        plan.fingerprint(),
+        plan.columns.label,
+        plan.features(),
+        plan.training.rounds
+    );
+    if let Some(data) = &a.data {
+        let loaded = plan
+            .load_site_data(data)
+            .with_context(|| format!("{} does not fit the plan", data.display()))?;
+        for n in &loaded.notices {
+            println!("note: {n}");
+        }
+        println!(
+            "{}: {} rows fit the plan ({} positive)",
+            data.display(),
+            loaded.dataset.rows(),
+            loaded.dataset.positives()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,600 @@
+//! The federation plan: one versioned, human-editable TOML file that defines
+//! what a federation trains — columns by name, the task, preprocessing, the
+//! model, the training settings and the quorum. The aggregator serves it;
+//! every site maps its CSV to it by column name and every update carries its
+//! fingerprint.
+//!
+//! Training defaults for a federation live here ([`Training::default`]) and
+//! nowhere else.
+
+mod init;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use init::{ProposeOptions, propose};
+
+use crate::data::{CsvOptions, FeatureSelection, LabelMapping};
+use crate::model::{ClassWeight, TrainConfig};
+
+/// Value of the `format` field.
+pub const PLAN_FORMAT: &str = "fedhe-plan";
+/// Current `version`.
+pub const PLAN_VERSION: u32 = 1;
+/// Largest plan file accepted (also the aggregator's body limit).
+pub const MAX_PLAN_BYTES: usize = 1 << 20;
+
+/// A federation plan. See the module documentation and `docs/plan.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub format: String,
+    pub version: u32,
+    /// Free text for people (shown by the app); part of the fingerprint.
+    #[serde(default)]
+    pub name: String,
+    pub task: Task,
+    pub columns: Columns,
+    #[serde(default)]
+    pub preprocessing: Preprocessing,
+    #[serde(default)]
+    pub model: ModelSpec,
+    #[serde(default)]
+    pub training: Training,
+    #[serde(default)]
+    pub quorum: Quorum,
+}
+
+/// The prediction task, on the label column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Task {
+    /// Two classes; `positive` is class 1.
+    Binary { positive: String, negative: String },
+    /// An ordered class list (not trainable yet: the model-families work).
+    Multiclass { classes: Vec<String> },
+    /// A numeric target (not trainable yet: the model-families work).
+    Regression,
+}
+
+/// Columns by name. The feature vector is `numeric` in this order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Columns {
+    pub label: String,
+    pub numeric: Vec<String>,
+    /// Categorical columns with their categories (not trainable yet: the
+    /// tabular-data work one-hot encodes them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categorical: Vec<CategoricalColumn>,
+    /// Columns sites may have that are never used (identifiers, free text).
+    #[serde(default)]
+    pub ignored: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoricalColumn {
+    pub name: String,
+    pub categories: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Standardization {
+    /// Sites agree on one mean and deviation per feature from encrypted
+    /// sums, sums of squares and row counts (the first round).
+    #[default]
+    Federated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preprocessing {
+    #[serde(default)]
+    pub standardize: Standardization,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Logistic regression (binary task).
+    #[default]
+    Logistic,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    #[serde(default)]
+    pub kind: ModelKind,
+}
+
+/// Training settings of a federation (every site uses the same).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Training {
+    /// Training rounds (after the standardization round).
+    pub rounds: u64,
+    /// Local epochs per round.
+    pub epochs: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+    /// L2 penalty `l2 / 2 · |w|²`.
+    pub l2: f64,
+    /// Seed of local shuffling (mixed with the round and the site's id).
+    pub seed: u64,
+    /// Share of each site's rows held out to validate the global model.
+    pub validation_share: f64,
+}
+
+impl Default for Training {
+    fn default() -> Self {
+        Training {
+            rounds: 20,
+            epochs: 5,
+            lr: 0.1,
+            batch_size: 32,
+            l2: 0.0,
+            seed: 42,
+            validation_share: 0.2,
+        }
+    }
+}
+
+impl Training {
+    /// Local SGD settings of one round.
+    pub fn local(&self) -> TrainConfig {
+        TrainConfig {
+            epochs: self.epochs,
+            lr: self.lr,
+            batch_size: self.batch_size,
+            l2: self.l2,
+            seed: self.seed,
+            class_weight: ClassWeight::None,
+        }
+    }
+}
+
+/// Who must contribute before a round closes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quorum {
+    /// Fewest contributors a round may close with (at its deadline).
+    pub min_clients: usize,
+    /// Client ids allowed to join; empty: anyone holding the key. A named
+    /// roster also makes every round wait for all of them until its deadline.
+    pub roster: Vec<String>,
+    /// Seconds after a round opens at which it closes with whoever
+    /// submitted, if at least `min_clients` did. The standardization round
+    /// has no deadline: it waits for the whole roster.
+    pub round_deadline_secs: u64,
+    /// Allow publishing a sum of one update (which shows that client's
+    /// update to every key holder).
+    pub allow_single_contributor: bool,
+}
+
+impl Default for Quorum {
+    fn default() -> Self {
+        Quorum {
+            min_clients: 2,
+            roster: Vec::new(),
+            round_deadline_secs: 600,
+            allow_single_contributor: false,
+        }
+    }
+}
+
+/// A plan's fingerprint: SHA-256 of its canonical form, first 16 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PlanFingerprint(pub [u8; 16]);
+
+impl std::fmt::Display for PlanFingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot read plan {file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write plan {file}: {source}")]
+    Write {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file} is not a valid plan: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: plan field `{field}`: {message}")]
+    Invalid {
+        file: String,
+        field: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+}
+
+impl Plan {
+    /// A binary plan over these numeric columns with default settings.
+    pub fn binary(label: LabelMapping, numeric: Vec<String>, ignored: Vec<String>) -> Plan {
+        Plan {
+            format: PLAN_FORMAT.to_string(),
+            version: PLAN_VERSION,
+            name: String::new(),
+            task: Task::Binary {
+                positive: label.positive,
+                negative: label.negative,
+            },
+            columns: Columns {
+                label: label.column,
+                numeric,
+                categorical: Vec::new(),
+                ignored,
+            },
+            preprocessing: Preprocessing::default(),
+            model: ModelSpec::default(),
+            training: Training::default(),
+            quorum: Quorum::default(),
+        }
+    }
+
+    /// Reads and validates a plan file.
+    pub fn load(path: &Path) -> Result<Plan, PlanError> {
+        let file = path.display().to_string();
+        let meta = std::fs::metadata(path).map_err(|source| PlanError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        if meta.len() > MAX_PLAN_BYTES as u64 {
+            return Err(PlanError::Parse {
+                file,
+                message: format!(
+                    "{} bytes; a plan is at most {MAX_PLAN_BYTES} bytes",
+                    meta.len()
+                ),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Plan::from_toml(&text, &file)
+    }
+
+    /// Parses and validates plan text (TOML); `file` names it in errors.
+    pub fn from_toml(text: &str, file: &str) -> Result<Plan, PlanError> {
+        let probe: toml::Table = toml::from_str(text).map_err(|e| PlanError::Parse {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+        check_header(
+            probe.get("format").and_then(|v| v.as_str()),
+            probe.get("version").and_then(|v| v.as_integer()),
+            file,
+        )?;
+        let plan: Plan = toml::from_str(text).map_err(|e| PlanError::Parse {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+        plan.validate(file)?;
+        Ok(plan)
+    }
+
+    /// Parses and validates a plan in JSON (as the aggregator serves it).
+    pub fn from_json(text: &[u8], source: &str) -> Result<Plan, PlanError> {
+        let plan: Plan = serde_json::from_slice(text).map_err(|e| PlanError::Parse {
+            file: source.to_string(),
+            message: e.to_string(),
+        })?;
+        check_header(
+            Some(plan.format.as_str()),
+            Some(i64::from(plan.version)),
+            source,
+        )?;
+        plan.validate(source)?;
+        Ok(plan)
+    }
+
+    /// The plan as TOML.
+    pub fn to_toml(&self) -> String {
+        // Plain data (strings, numbers, lists, tables) always serializes; the
+        // only failure toml knows is a value it cannot represent, such as a
+        // NaN, which `validate` refuses.
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot write the plan: {e}\n"))
+    }
+
+    /// Writes the plan as TOML, after `header` comment lines.
+    pub fn save(&self, path: &Path, header: &[String]) -> Result<(), PlanError> {
+        let mut text = String::new();
+        for line in header {
+            text.push_str("# ");
+            text.push_str(line);
+            text.push('\n');
+        }
+        if !header.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&self.to_toml());
+        std::fs::write(path, text).map_err(|source| PlanError::Write {
+            file: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Canonical form: compact JSON of the parsed plan (field order fixed by
+    /// the types), so comments and layout of the file do not matter.
+    pub fn canonical(&self) -> Vec<u8> {
+        // Serializing plain data to JSON cannot fail (no maps with non-string
+        // keys); an empty vector would only give a fingerprint no plan has.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn fingerprint(&self) -> PlanFingerprint {
+        let mut h = Sha256::new();
+        h.update(b"FedHE plan v1\0");
+        h.update(self.canonical());
+        let d = h.finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&d[..16]);
+        PlanFingerprint(out)
+    }
+
+    /// Number of model inputs (the feature vector's length).
+    pub fn features(&self) -> usize {
+        self.columns.numeric.len()
+    }
+
+    /// The label mapping of a binary task.
+    pub fn label_mapping(&self) -> Option<LabelMapping> {
+        match &self.task {
+            Task::Binary { positive, negative } => Some(LabelMapping {
+                column: self.columns.label.clone(),
+                positive: positive.clone(),
+                negative: negative.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// How a site reads its CSV for this plan: features and label by name,
+    /// in the plan's order; extra columns are ignored with a note.
+    pub fn csv_options(&self) -> CsvOptions {
+        CsvOptions {
+            label: Some(self.columns.label.clone()),
+            features: FeatureSelection::Named(self.columns.numeric.clone()),
+            mapping: self.label_mapping(),
+            auto_ignore_ids: false,
+            ..CsvOptions::default()
+        }
+    }
+
+    /// Loads a site's CSV by this plan. Every mismatch is an error naming
+    /// the file (and line and column where there is one).
+    pub fn load_site_data(&self, path: &Path) -> Result<crate::data::LoadedCsv, PlanError> {
+        Ok(crate::data::load_csv(path, &self.csv_options())?)
+    }
+
+    /// Checks every field; errors name the field.
+    pub fn validate(&self, file: &str) -> Result<(), PlanError> {
+        let bad = |field: &str, message: String| {
+            Err(PlanError::Invalid {
+                file: file.to_string(),
+                field: field.to_string(),
+                message,
+            })
+        };
+        let c = &self.columns;
+        if c.label.trim().is_empty() {
+            return bad("columns.label", "must name the label column".into());
+        }
+        if c.numeric.is_empty() && c.categorical.is_empty() {
+            return bad("columns.numeric", "the plan has no feature columns".into());
+        }
+        if !c.categorical.is_empty() {
+            return bad(
+                "columns.categorical",
+                "categorical columns are not supported by this FedHE yet; list the column under \
+                 `ignored`"
+                    .into(),
+            );
+        }
+        let mut seen = std::collections::HashMap::new();
+        seen.insert(c.label.as_str(), "columns.label");
+        for (list, field) in [
+            (&c.numeric, "columns.numeric"),
+            (&c.ignored, "columns.ignored"),
+        ] {
+            for name in list {
+                if name.trim().is_empty() {
+                    return bad(field, "a column name is empty".into());
+                }
+                if let Some(prev) = seen.insert(name.as_str(), field) {
+                    return bad(field, format!("column {name:?} is also in {prev}"));
+                }
+            }
+        }
+        match &self.task {
+            Task::Binary { positive, negative } => {
+                if positive.is_empty() || negative.is_empty() {
+                    return bad("task", "positive and negative must be label values".into());
+                }
+                if positive == negative {
+                    return bad(
+                        "task.negative",
+                        format!("equals the positive class {positive:?}"),
+                    );
+                }
+            }
+            Task::Multiclass { .. } | Task::Regression => {
+                return bad(
+                    "task.kind",
+                    "only \"binary\" can be trained by this FedHE (multi-class and regression come \
+                     with the model families)"
+                        .into(),
+                );
+            }
+        }
+        let t = &self.training;
+        if !(1..=100_000).contains(&t.rounds) {
+            return bad(
+                "training.rounds",
+                format!("{} is outside 1..=100000", t.rounds),
+            );
+        }
+        if !(1..=100_000).contains(&t.epochs) {
+            return bad(
+                "training.epochs",
+                format!("{} is outside 1..=100000", t.epochs),
+            );
+        }
+        if !(t.lr.is_finite() && t.lr > 0.0 && t.lr <= 100.0) {
+            return bad("training.lr", format!("{} is not in (0, 100]", t.lr));
+        }
+        if t.batch_size == 0 {
+            return bad("training.batch_size", "must be at least 1".into());
+        }
+        if !(t.l2.is_finite() && t.l2 >= 0.0) {
+            return bad("training.l2", format!("{} is not zero or positive", t.l2));
+        }
+        if !(t.validation_share.is_finite() && (0.0..0.9).contains(&t.validation_share)) {
+            return bad(
+                "training.validation_share",
+                format!("{} is outside [0, 0.9)", t.validation_share),
+            );
+        }
+        let q = &self.quorum;
+        if q.min_clients == 0 {
+            return bad("quorum.min_clients", "must be at least 1".into());
+        }
+        if q.min_clients == 1 && !q.allow_single_contributor {
+            return bad(
+                "quorum.min_clients",
+                "1 would publish a single client's update to every key holder; set \
+                 quorum.allow_single_contributor = true to allow it"
+                    .into(),
+            );
+        }
+        if !(1..=7 * 86_400).contains(&q.round_deadline_secs) {
+            return bad(
+                "quorum.round_deadline_secs",
+                format!("{} is outside 1..=604800 (one week)", q.round_deadline_secs),
+            );
+        }
+        let mut ids = std::collections::HashSet::new();
+        for id in &q.roster {
+            if !crate::protocol::valid_client_id(id) {
+                return bad(
+                    "quorum.roster",
+                    format!("{id:?} is not a client id (1-64 of A-Z a-z 0-9 _ . -)"),
+                );
+            }
+            if !ids.insert(id) {
+                return bad("quorum.roster", format!("{id:?} is listed twice"));
+            }
+        }
+        if !q.roster.is_empty() && q.roster.len() < q.min_clients {
+            return bad(
+                "quorum.roster",
+                format!(
+                    "{} members cannot reach min_clients = {}",
+                    q.roster.len(),
+                    q.min_clients
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn check_header(format: Option<&str>, version: Option<i64>, file: &str) -> Result<(), PlanError> {
+    let invalid = |field: &str, message: String| PlanError::Invalid {
+        file: file.to_string(),
+        field: field.to_string(),
+        message,
+    };
+    if format != Some(PLAN_FORMAT) {
+        return Err(invalid("format", format!("must be {PLAN_FORMAT:?}")));
+    }
+    match version {
+        Some(v) if v == i64::from(PLAN_VERSION) => Ok(()),
+        Some(v) => Err(invalid(
+            "version",
+            format!("plan version {v}; this fedhe reads version {PLAN_VERSION}"),
+        )),
+        None => Err(invalid("version", "missing".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        Plan::binary(
+            LabelMapping {
+                column: "y".into(),
+                positive: "1".into(),
+                negative: "0".into(),
+            },
+            vec!["a".into(), "b".into()],
+            vec!["id".into()],
+        )
+    }
+
+    #[test]
+    fn toml_round_trip_and_fingerprint() {
+        let p = plan();
+        let text = p.to_toml();
+        let back = Plan::from_toml(&text, "p.toml").unwrap();
+        assert_eq!(back, p);
+        assert_eq!(back.fingerprint(), p.fingerprint());
+        // Comments and layout do not change the fingerprint; a setting does.
+        let commented = format!("# a comment\n\n{text}");
+        assert_eq!(
+            Plan::from_toml(&commented, "c").unwrap().fingerprint(),
+            p.fingerprint()
+        );
+        let mut q = p.clone();
+        q.training.rounds = 3;
+        assert_ne!(q.fingerprint(), p.fingerprint());
+        assert_eq!(p.fingerprint().to_string().len(), 32);
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut p = plan();
+        p.training.lr = -1.0;
+        let e = p.validate("p.toml").unwrap_err().to_string();
+        assert!(e.contains("`training.lr`") && e.contains("p.toml"), "{e}");
+        let mut p = plan();
+        p.quorum.min_clients = 1;
+        let e = p.validate("p.toml").unwrap_err().to_string();
+        assert!(e.contains("allow_single_contributor"), "{e}");
+        let mut p = plan();
+        p.columns.ignored.push("a".into());
+        let e = p.validate("p.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("`columns.ignored`") && e.contains("columns.numeric"),
+            "{e}"
+        );
+        let e = Plan::from_toml("format = \"fedhe-plan\"\nversion = 9\n", "v.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("version 9"), "{e}");
+        let text = plan()
+            .to_toml()
+            .replace("rounds = 20", "rounds = 20\nround = 3");
+        let e = Plan::from_toml(&text, "u.toml").unwrap_err().to_string();
+        assert!(e.contains("round"), "{e}");
+    }
+}

@@ -1,0 +1,509 @@
+//! The client workflow, once, for the CLI (`fedhe client`, `fedhe
+//! simulate`), the app's Client tab and the demo:
+//!
+//! 1. [`connect`]: reach the aggregator, wait for its key and plan, check
+//!    that our key is the session's, fetch and check the plan;
+//! 2. [`Connected::load_site`]: map the site's CSV to the plan by column
+//!    name — every mismatch is a located error before anything is sent;
+//! 3. [`Connected::join`]: resume with the credentials of an earlier run
+//!    (client state file) or register, signed with the key;
+//! 4. [`Joined::run`]: standardization and the plan's rounds, with events
+//!    and cancel, riding out aggregator outages until the round deadline;
+//!    the result is the global [`ModelFile`].
+//!
+//! [`train_local`] is the plaintext, one-machine counterpart.
+
+mod state;
+
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+pub use state::ClientState;
+
+use crate::client::{
+    AggregatorClient, ClientError, ClientEvent, ClientOutcome, Exchange, HeExchange, LoopConfig,
+    LoopError, RetryPolicy, WaitNotifier, max_len_for, run_client_loop,
+};
+use crate::crypto::SecretKey;
+use crate::data::split::stratified_split;
+use crate::data::{DataError, Dataset, LoadedCsv, Standardizer};
+use crate::model::{
+    EpochStats, LogisticRegression, Metrics, ModelError, ModelFile, Provenance, TrainConfig,
+    TrainSummary,
+};
+use crate::plan::{Plan, PlanError};
+use crate::protocol::RegisterRequest;
+
+/// Receives progress notes in words ("aggregator unreachable, retrying in
+/// 8 s", "waiting for the operator to load the plan").
+pub type Notifier = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Extra wait for a round beyond the plan's deadline (the aggregator closes
+/// the round at the deadline; this covers its clock and our retries).
+const DEADLINE_GRACE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Loop(#[from] LoopError),
+    #[error("{0}")]
+    WrongKey(String),
+    #[error("{0}")]
+    NotReady(String),
+    #[error("client state {file}: {message}")]
+    State { file: String, message: String },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Where the aggregator is and how long to wait for it.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Aggregator URL, e.g. `http://10.0.0.5:8080`.
+    pub server: String,
+    /// PEM certificate to trust for HTTPS (self-signed aggregators).
+    pub ca_cert_pem: Option<Vec<u8>>,
+    /// Longest wait for the aggregator to answer and for its operator to
+    /// load the key and the plan.
+    pub wait: Duration,
+}
+
+/// Connected to an aggregator whose key and plan are ours.
+pub struct Connected {
+    pub api: AggregatorClient,
+    pub key: Arc<SecretKey>,
+    pub plan: Plan,
+    /// Hex fingerprint of `plan`.
+    pub plan_fingerprint: String,
+    pub server: String,
+    notify: Option<Notifier>,
+}
+
+fn retry_notifier(notify: &Notifier) -> crate::client::RetryNotifier {
+    let notify = notify.clone();
+    Arc::new(move |what: &str, pause: Duration| {
+        notify(&format!(
+            "aggregator unreachable ({what}), retrying in {:.0} s",
+            pause.as_secs_f64().max(1.0)
+        ));
+    })
+}
+
+/// Reaches the aggregator, waits until its operator has loaded the key and
+/// the plan (up to `opts.wait`), checks that `key` is the session's key and
+/// fetches the plan.
+pub fn connect(
+    opts: &ConnectOptions,
+    key: Arc<SecretKey>,
+    notify: Option<Notifier>,
+    cancel: &AtomicBool,
+) -> Result<Connected, SessionError> {
+    if !(opts.server.starts_with("http://") || opts.server.starts_with("https://")) {
+        return Err(SessionError::NotReady(format!(
+            "aggregator address {:?} has no scheme: add http:// or https://",
+            opts.server
+        )));
+    }
+    let mut api = match &opts.ca_cert_pem {
+        Some(pem) => AggregatorClient::with_root_cert_pem(&opts.server, pem)?,
+        None => AggregatorClient::new(&opts.server),
+    }
+    .with_retry(RetryPolicy::riding_out(opts.wait));
+    if let Some(n) = &notify {
+        api = api.on_retry(retry_notifier(n));
+    }
+    let fp = key.fingerprint().to_string();
+    let start = Instant::now();
+    let mut said = false;
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(SessionError::Cancelled);
+        }
+        let status = api.status()?;
+        let waiting_for = match &status.session {
+            Some(s) if s.fingerprint != fp => {
+                return Err(SessionError::WrongKey(format!(
+                    "the aggregator's session uses key {}, but this key is {fp}: wrong key file?",
+                    s.fingerprint
+                )));
+            }
+            Some(s) if s.plan.is_some() => break,
+            Some(_) => "the federation plan",
+            None => "the session's public key",
+        };
+        if start.elapsed() >= opts.wait {
+            return Err(SessionError::NotReady(format!(
+                "the aggregator at {} still has no {waiting_for} after {} s: its operator must \
+                 load it (fedhe serve --public-key … --plan …)",
+                opts.server,
+                opts.wait.as_secs()
+            )));
+        }
+        if !said && let Some(n) = &notify {
+            n(&format!(
+                "waiting for the aggregator's operator to load {waiting_for} (up to {} s)",
+                opts.wait.as_secs()
+            ));
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let served = api.plan()?;
+    let plan = served.plan;
+    plan.validate("the aggregator's plan")?;
+    let plan_fingerprint = plan.fingerprint().to_string();
+    if plan_fingerprint != served.fingerprint {
+        return Err(ClientError::Protocol(format!(
+            "the aggregator says its plan is {}, but the plan it sent is {plan_fingerprint}",
+            served.fingerprint
+        ))
+        .into());
+    }
+    // From now on, ride out outages until a round's deadline.
+    let outage = Duration::from_secs(plan.quorum.round_deadline_secs) + DEADLINE_GRACE;
+    let api = api
+        .with_retry(RetryPolicy::riding_out(outage))
+        .for_plan(plan_fingerprint.clone());
+    Ok(Connected {
+        api,
+        key,
+        plan,
+        plan_fingerprint,
+        server: opts.server.clone(),
+        notify,
+    })
+}
+
+/// The default client state file for `id`: beside the key file, as
+/// owner-only as the key.
+pub fn default_state_file(key_file: &Path, id: &str) -> std::path::PathBuf {
+    key_file.with_file_name(format!("client-{id}.state.json"))
+}
+
+/// A client id derived from a display name (`Clinic B` → `clinic-b`).
+pub fn id_from_name(name: &str) -> String {
+    let id: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if id.trim_matches('-').is_empty() {
+        "client".into()
+    } else {
+        id
+    }
+}
+
+impl Connected {
+    /// Reads the site's CSV by the plan's column names.
+    pub fn load_site(&self, path: &Path) -> Result<LoadedCsv, SessionError> {
+        Ok(self.plan.load_site_data(path)?)
+    }
+
+    /// Resumes under `id` with the token in `state_file` if it is still
+    /// valid for this aggregator, plan and key; registers (or registers
+    /// again, which rotates the token) otherwise, and saves the new token.
+    pub fn join(
+        self,
+        id: &str,
+        name: &str,
+        state_file: Option<&Path>,
+    ) -> Result<Joined, SessionError> {
+        let key_fp = self.key.fingerprint().to_string();
+        if let Some(path) = state_file
+            && let Some(st) = ClientState::load(path)?
+            && st.server == self.server
+            && st.id == id
+            && st.plan == self.plan_fingerprint
+            && st.key == key_fp
+        {
+            let api = self.api.clone().with_token(st.token.clone());
+            match api.round(1, None) {
+                Ok(_) => return Ok(self.joined(api, id, name, true)),
+                // The aggregator no longer knows the token: register again.
+                Err(e) if e.status() == Some(401) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut api = self.api.clone();
+        let req =
+            RegisterRequest::signed(&self.key, id, name, Some(max_len_for(self.plan.features())))
+                .for_plan(self.plan_fingerprint.clone());
+        let resp = api.register(&req)?;
+        if let Some(path) = state_file {
+            ClientState::new(
+                &self.server,
+                id,
+                name,
+                &resp.token,
+                &self.plan_fingerprint,
+                &key_fp,
+            )
+            .save(path)?;
+        }
+        Ok(self.joined(api, id, name, false))
+    }
+
+    fn joined(self, api: AggregatorClient, id: &str, name: &str, resumed: bool) -> Joined {
+        Joined {
+            api,
+            key: self.key,
+            plan: self.plan,
+            plan_fingerprint: self.plan_fingerprint,
+            server: self.server,
+            id: id.to_string(),
+            name: name.to_string(),
+            resumed,
+            notify: self.notify,
+        }
+    }
+}
+
+/// A registered (or resumed) member of a federation.
+#[derive(Clone)]
+pub struct Joined {
+    pub api: AggregatorClient,
+    pub key: Arc<SecretKey>,
+    pub plan: Plan,
+    pub plan_fingerprint: String,
+    pub server: String,
+    pub id: String,
+    pub name: String,
+    /// True when an earlier run's token was still valid.
+    pub resumed: bool,
+    notify: Option<Notifier>,
+}
+
+/// The result of a federated run.
+#[derive(Debug, Clone)]
+pub struct FederatedRun {
+    /// The global model, ready for `fedhe predict` and the Predict tab.
+    pub model: ModelFile,
+    pub outcome: ClientOutcome,
+    /// Rows this site trained on (after the validation hold-out).
+    pub train_rows: usize,
+}
+
+impl Joined {
+    /// Where progress notes in words go from now on.
+    pub fn set_notifier(&mut self, notify: Option<Notifier>) {
+        if let Some(n) = &notify {
+            self.api = self.api.clone().on_retry(retry_notifier(n));
+        }
+        self.notify = notify;
+    }
+
+    /// Runs the plan's rounds on `data` (loaded with [`Connected::load_site`]).
+    /// Rounds that closed while this client was away are taken as published.
+    pub fn run(
+        &self,
+        data: &Dataset,
+        data_files: Vec<String>,
+        on_event: &mut dyn FnMut(&ClientEvent),
+        cancel: &AtomicBool,
+    ) -> Result<FederatedRun, SessionError> {
+        let on_wait: Option<WaitNotifier> = self.notify.as_ref().map(|n| {
+            let n = n.clone();
+            let w: WaitNotifier = Arc::new(move |info: &crate::protocol::RoundInfo| {
+                n(&waiting_words(info));
+            });
+            w
+        });
+        let mut ex = HeExchange {
+            api: self.api.clone(),
+            key: self.key.clone(),
+            round_timeout: Duration::from_secs(self.plan.quorum.round_deadline_secs)
+                + DEADLINE_GRACE,
+            on_wait,
+        };
+        run_plan(
+            &mut ex,
+            &self.plan,
+            &self.plan_fingerprint,
+            site_seed(self.plan.training.seed, &self.id),
+            data,
+            RunRecord {
+                kind: crate::model::FEDERATED,
+                data_files,
+                server: Some(self.server.clone()),
+            },
+            on_event,
+            cancel,
+        )
+    }
+}
+
+/// "round 3: 2 of 3 submitted, waiting for c (deadline in 240 s)".
+pub fn waiting_words(info: &crate::protocol::RoundInfo) -> String {
+    let mut s = format!(
+        "round {}: {} of {} submitted",
+        info.round,
+        info.submitted.len(),
+        info.roster.len().max(info.submitted.len())
+    );
+    if !info.missing.is_empty() {
+        s.push_str(&format!(", waiting for {}", info.missing.join(", ")));
+    }
+    match info.deadline_unix {
+        Some(d) => {
+            let now = crate::protocol::now_ms() / 1000;
+            s.push_str(&format!(
+                " (closes with at least {} at its deadline, in {} s)",
+                info.min_contributors,
+                d.saturating_sub(now)
+            ));
+        }
+        None if info.round == 1 => s.push_str(" (standardization waits for everyone)"),
+        None => {}
+    }
+    s
+}
+
+/// A site's local shuffling seed: the plan's seed mixed with its id, so that
+/// sites shuffle differently and a restarted site exactly as before.
+pub fn site_seed(seed: u64, id: &str) -> u64 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(id.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    seed ^ u64::from_le_bytes(b)
+}
+
+/// What the model file records about a run.
+pub struct RunRecord {
+    /// `model::FEDERATED` or `model::SIMULATED`.
+    pub kind: &'static str,
+    pub data_files: Vec<String>,
+    pub server: Option<String>,
+}
+
+/// The plan's rounds over any exchange (encrypted through an aggregator, or
+/// the simulation's plaintext baseline): hold-out, standardization, rounds,
+/// and the global model file. `seed` is the site's shuffling seed.
+#[allow(clippy::too_many_arguments)]
+pub fn run_plan(
+    exchange: &mut dyn Exchange,
+    plan: &Plan,
+    plan_fingerprint: &str,
+    seed: u64,
+    data: &Dataset,
+    record: RunRecord,
+    on_event: &mut dyn FnMut(&ClientEvent),
+    cancel: &AtomicBool,
+) -> Result<FederatedRun, SessionError> {
+    let t = &plan.training;
+    let (train, holdout) = if t.validation_share > 0.0 {
+        let (a, b) = stratified_split(data, t.validation_share, t.seed)?;
+        (a, Some(b))
+    } else {
+        (data.clone(), None)
+    };
+    let cfg = LoopConfig {
+        rounds: t.rounds,
+        train: TrainConfig { seed, ..t.local() },
+    };
+    let outcome = run_client_loop(exchange, &train, holdout.as_ref(), &cfg, on_event, cancel)
+        .map_err(|e| match e {
+            LoopError::Cancelled => SessionError::Cancelled,
+            e => e.into(),
+        })?;
+    if outcome.cancelled {
+        return Err(SessionError::Cancelled);
+    }
+    let rows = outcome
+        .rounds
+        .last()
+        .map_or(train.rows(), |r| r.total_weight.round() as usize);
+    let label = plan.label_mapping().unwrap_or_else(|| train.label.clone());
+    let model = ModelFile::new(
+        train.feature_names.clone(),
+        outcome.scaler.clone(),
+        label,
+        &outcome.model,
+        Provenance::federated(
+            record.kind,
+            record.data_files,
+            rows,
+            cfg.train.clone(),
+            t.rounds,
+            plan_fingerprint.to_string(),
+            record.server,
+        ),
+    );
+    Ok(FederatedRun {
+        model,
+        outcome,
+        train_rows: train.rows(),
+    })
+}
+
+/// The result of local (plaintext, one-machine) training.
+#[derive(Debug, Clone)]
+pub struct LocalRun {
+    pub model: ModelFile,
+    pub summary: TrainSummary,
+    /// Metrics on the rows held out (with a validation share > 0).
+    pub validation: Option<Metrics>,
+    /// Metrics on the training rows.
+    pub training: Metrics,
+}
+
+/// Trains on one machine: hold out `validation_share` of the rows
+/// (stratified), fit the standardization on the rest, run SGD. `on_epoch`
+/// may stop early (`Break`), which is reported as [`SessionError::Cancelled`].
+pub fn train_local(
+    data: &Dataset,
+    train: &TrainConfig,
+    validation_share: f64,
+    data_files: Vec<String>,
+    on_epoch: &mut dyn FnMut(&EpochStats) -> ControlFlow<()>,
+) -> Result<LocalRun, SessionError> {
+    let (fit, val) = if validation_share > 0.0 {
+        let (a, b) = stratified_split(data, validation_share, train.seed)?;
+        (a, Some(b))
+    } else {
+        (data.clone(), None)
+    };
+    let scaler = Standardizer::fit(&fit.x);
+    let x = scaler.transformed(&fit.x);
+    let mut model = LogisticRegression::zeros(x.ncols());
+    let summary = crate::model::train(&mut model, &x, &fit.y, train, on_epoch)?;
+    if summary.cancelled {
+        return Err(SessionError::Cancelled);
+    }
+    let training = Metrics::compute(&fit.y.to_vec(), &model.predict_proba(&x).to_vec());
+    let validation = val.map(|v| {
+        let p = model.predict_proba(&scaler.transformed(&v.x)).to_vec();
+        Metrics::compute(&v.y.to_vec(), &p)
+    });
+    let file = ModelFile::new(
+        fit.feature_names.clone(),
+        scaler,
+        fit.label.clone(),
+        &model,
+        Provenance::centralized(data_files, fit.rows(), train.clone()),
+    );
+    Ok(LocalRun {
+        model: file,
+        summary,
+        validation,
+        training,
+    })
+}

@@ -1,0 +1,82 @@
+//! A client's credentials for one federation, kept between runs in an
+//! owner-only file so that a restarted client resumes under its id.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::SessionError;
+
+const FORMAT: &str = "fedhe-client-state";
+
+/// What a client needs to resume: where, who, and its bearer token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientState {
+    pub format: String,
+    pub version: u32,
+    /// Aggregator URL.
+    pub server: String,
+    pub id: String,
+    pub name: String,
+    /// Bearer token (a credential: the file is owner-only).
+    pub token: String,
+    /// Hex fingerprints of the plan and of the key this token was issued under.
+    pub plan: String,
+    pub key: String,
+}
+
+impl ClientState {
+    pub fn new(server: &str, id: &str, name: &str, token: &str, plan: &str, key: &str) -> Self {
+        ClientState {
+            format: FORMAT.into(),
+            version: 1,
+            server: server.into(),
+            id: id.into(),
+            name: name.into(),
+            token: token.into(),
+            plan: plan.into(),
+            key: key.into(),
+        }
+    }
+
+    /// The state in `path`, `None` if there is no file.
+    pub fn load(path: &Path) -> Result<Option<ClientState>, SessionError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(SessionError::State {
+                    file: path.display().to_string(),
+                    message: source.to_string(),
+                });
+            }
+        };
+        let state: ClientState =
+            serde_json::from_slice(&bytes).map_err(|e| SessionError::State {
+                file: path.display().to_string(),
+                message: format!("not a FedHE client state file ({e})"),
+            })?;
+        if state.format != FORMAT || state.version != 1 {
+            return Err(SessionError::State {
+                file: path.display().to_string(),
+                message: format!("format {:?} version {}", state.format, state.version),
+            });
+        }
+        Ok(Some(state))
+    }
+
+    /// Writes the state owner-only, replacing any older one.
+    pub fn save(&self, path: &Path) -> Result<(), SessionError> {
+        let err = |message: String| SessionError::State {
+            file: path.display().to_string(),
+            message,
+        };
+        let text = serde_json::to_vec_pretty(self).map_err(|e| err(e.to_string()))?;
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        }
+        crate::fsutil::write_atomic(path, &text, true, true).map_err(|e| err(e.to_string()))
+    }
+}
