@@ -288,3 +288,30 @@ fn corrupted_model_files_are_refused_with_reason() {
         assert!(e.contains("m.json"));
     }
 }
+
+#[test]
+fn model_files_with_free_form_provenance_still_load() {
+    // As written by FedHE before typed provenance.
+    let text = r#"{"format":"fedhe-model","version":1,"feature_names":["a"],"standardization":{"mean":[0.5],"std":[2.0]},"label":{"column":"y","positive":"1","negative":"0"},"weights":[1.5],"bias":-0.25,"provenance":{"kind":"federated","data":["x.csv"],"rows":10,"settings":{"rounds":3,"lr":0.1},"created":"2026-11-01T00:00:00Z","tool":"fedhe 0.1.0"}}"#;
+    let m = ModelFile::from_json(text, "old.json").unwrap();
+    assert_eq!(m.provenance.settings["rounds"], 3);
+    assert_eq!(m.provenance.train, None);
+    assert_eq!(m.weights, vec![1.5]);
+    // And a typed one round-trips with its plan fingerprint.
+    let p = Provenance::federated(
+        fedhe::model::FEDERATED,
+        vec!["x.csv".into()],
+        10,
+        fedhe::model::TrainConfig::default(),
+        3,
+        "00ff".into(),
+        Some("http://agg:8080".into()),
+    );
+    let m2 = ModelFile {
+        provenance: p.clone(),
+        ..m
+    };
+    let back = ModelFile::from_json(&m2.to_json().unwrap(), "new.json").unwrap();
+    assert_eq!(back.provenance, p);
+    assert!(!m2.to_json().unwrap().contains("\"settings\""));
+}

@@ -489,3 +489,63 @@ fn refusal(resp: http::Response<ureq::Body>) -> ClientError {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_with_jitter() {
+        let p = RetryPolicy::riding_out(Duration::from_secs(600));
+        for (n, base) in [
+            (1, 0.5),
+            (2, 1.0),
+            (3, 2.0),
+            (4, 4.0),
+            (5, 8.0),
+            (9, 8.0),
+            (40, 8.0),
+        ] {
+            for _ in 0..20 {
+                let b = p.backoff(n).as_secs_f64();
+                assert!(
+                    (0.75 * base..=1.25 * base).contains(&b),
+                    "attempt {n}: {b} s"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_outage_is_ridden_out_until_the_limit_and_reported() {
+        // Nothing listens on this port (bound, then closed).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(1);
+        let said = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s2 = said.clone();
+        let api = AggregatorClient::new(&format!("http://127.0.0.1:{port}"))
+            .with_retry(RetryPolicy {
+                attempts: u32::MAX,
+                give_up_after: Duration::from_millis(600),
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(100),
+            })
+            .on_retry(Arc::new(move |what: &str, pause: Duration| {
+                if let Ok(mut v) = s2.lock() {
+                    v.push(format!("{what} / {pause:?}"));
+                }
+            }));
+        let t = Instant::now();
+        let e = api.status().unwrap_err();
+        assert!(matches!(e, ClientError::Unreachable { .. }), "{e}");
+        assert!(
+            t.elapsed() >= Duration::from_millis(550),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert!(said.lock().map(|v| v.len() >= 3).unwrap_or(false));
+    }
+}
