@@ -95,14 +95,14 @@ impl RetryPolicy {
     }
 
     /// The pause before attempt `n + 1` (1-based `n`), jittered by ±25 %
-    /// so that many clients do not come back in lockstep.
+    /// so that many clients do not come back in lockstep, and capped.
     fn backoff(&self, n: u32) -> Duration {
         let base = self
             .initial_backoff
             .saturating_mul(1u32 << n.saturating_sub(1).min(16))
             .min(self.max_backoff);
         let jitter = 0.75 + 0.5 * rand::random::<f64>();
-        base.mul_f64(jitter)
+        base.mul_f64(jitter).min(self.max_backoff)
     }
 }
 
@@ -509,7 +509,7 @@ mod tests {
             for _ in 0..20 {
                 let b = p.backoff(n).as_secs_f64();
                 assert!(
-                    (0.75 * base..=1.25 * base).contains(&b),
+                    (0.75 * base..=f64::min(1.25 * base, 8.0)).contains(&b),
                     "attempt {n}: {b} s"
                 );
             }

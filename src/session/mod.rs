@@ -350,16 +350,21 @@ impl Joined {
     }
 }
 
-/// "round 3: 2 of 3 submitted, waiting for c (deadline in 240 s)".
+/// "training round 2: 2 of 3 submitted, waiting for c (closes with at least
+/// 2 at its deadline, in 240 s)".
 pub fn waiting_words(info: &crate::protocol::RoundInfo) -> String {
-    let mut s = format!(
-        "round {}: {} of {} submitted",
-        info.round,
-        info.submitted.len(),
-        info.roster.len().max(info.submitted.len())
-    );
+    use crate::protocol::RoundPhase;
+    let phase = match RoundPhase::of(info.round) {
+        Some(RoundPhase::Train(k)) => format!("training round {k}"),
+        _ => "standardization".to_string(),
+    };
+    let n = info.submitted.len();
+    let mut s = format!("{phase}: {n} of {} submitted", info.roster.len().max(n));
     if !info.missing.is_empty() {
         s.push_str(&format!(", waiting for {}", info.missing.join(", ")));
+    }
+    if n < info.min_contributors {
+        s.push_str(&format!(", needs at least {}", info.min_contributors));
     }
     match info.deadline_unix {
         Some(d) => {
@@ -370,8 +375,7 @@ pub fn waiting_words(info: &crate::protocol::RoundInfo) -> String {
                 d.saturating_sub(now)
             ));
         }
-        None if info.round == 1 => s.push_str(" (standardization waits for everyone)"),
-        None => {}
+        None => s.push_str(" (standardization waits for everyone)"),
     }
     s
 }
