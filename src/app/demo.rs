@@ -325,9 +325,10 @@ fn run_demo(cfg: &DemoSettings, p: &Progress<DemoMsg>) {
         test_fraction: 0.2,
         seed: 42,
     };
+    // A federation's training defaults (one place: `plan::Training`).
     let train = TrainConfig {
         epochs: cfg.epochs,
-        ..TrainConfig::default()
+        ..crate::plan::Training::default().local()
     };
     let mut sim = SimulationConfig {
         data: sim_data.clone(),

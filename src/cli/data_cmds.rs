@@ -6,11 +6,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use fedhe::data::split::{Partition, partition, stratified_split, write_csv};
-use fedhe::data::{CsvOptions, LoadedCsv, Standardizer, load_csv};
-use fedhe::model::{
-    ClassWeight, LogisticRegression, Metrics, ModelFile, Provenance, TrainConfig, score_csv,
-    write_predictions,
-};
+use fedhe::data::{CsvOptions, LoadedCsv, load_csv};
+use fedhe::model::{ClassWeight, Metrics, ModelFile, TrainConfig, score_csv, write_predictions};
 
 /// Column choices shared by every command that reads a training CSV.
 #[derive(Debug, Clone, clap::Args)]
@@ -41,23 +38,23 @@ impl SchemaArgs {
     }
 }
 
-/// Training settings shared by `train`, `client` and `simulate`.
+/// Settings of `fedhe train` (one machine); a federation's come from its plan.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainingArgs {
     /// Passes over the training data.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
     pub epochs: usize,
     /// SGD learning rate.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = TrainConfig::default().lr)]
     pub lr: f64,
     /// Rows per mini-batch.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
     pub batch_size: usize,
     /// L2 penalty (l2/2 · |w|²).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = TrainConfig::default().l2)]
     pub l2: f64,
     /// Seed for shuffling (runs are deterministic given the seed).
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
     pub seed: u64,
     /// Weight classes inversely to their frequency.
     #[arg(long)]
@@ -187,38 +184,36 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         ds.label.column,
         ds.label.positive
     );
-    let scaler = Standardizer::fit(&ds.x);
-    let x = scaler.transformed(&ds.x);
-    let mut model = LogisticRegression::zeros(ds.feature_names.len());
     let bar = indicatif::ProgressBar::new(cfg.epochs as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let start = Instant::now();
-    let summary = fedhe::model::train(&mut model, &x, &ds.y, &cfg, &mut |s| {
-        bar.set_position(s.epoch as u64);
-        bar.set_message(format!("loss {:.4} accuracy {:.4}", s.loss, s.accuracy));
-        ControlFlow::Continue(())
-    })?;
+    let run = fedhe::session::train_local(
+        &ds,
+        &cfg,
+        0.0,
+        vec![a.data.display().to_string()],
+        &mut |s| {
+            bar.set_position(s.epoch as u64);
+            bar.set_message(format!("loss {:.4} accuracy {:.4}", s.loss, s.accuracy));
+            ControlFlow::Continue(())
+        },
+    )?;
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
-    if let Some(last) = summary.last {
+    if let Some(last) = run.summary.last {
         println!(
             "trained {} epochs in {:.0} ms: training loss {:.4}, accuracy {:.4}",
-            summary.epochs_run,
+            run.summary.epochs_run,
             secs * 1e3,
             last.loss,
             last.accuracy
         );
     }
-    let train_metrics = Metrics::compute(
-        ds.y.as_slice().unwrap_or(&[]),
-        model.predict_proba(&x).as_slice().unwrap_or(&[]),
-    );
-    let provenance = Provenance::centralized(vec![a.data.display().to_string()], ds.rows(), cfg);
-    let file = ModelFile::new(ds.feature_names, scaler, ds.label, &model, provenance);
-    file.save(&a.out)?;
+    let train_metrics = run.training;
+    run.model.save(&a.out)?;
     println!(
         "training ROC AUC {}; model written to {}",
         train_metrics
