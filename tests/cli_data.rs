@@ -206,3 +206,34 @@ fn simulate_saves_a_federated_model_that_predict_scores() {
         .unwrap();
     assert!(acc >= 0.95, "federated model accuracy {acc}");
 }
+
+#[test]
+fn split_never_overwrites_its_input_and_asks_before_replacing_outputs() {
+    let d = tempfile::tempdir().unwrap();
+    let o = split_into(d.path(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let train = d.path().join("train.csv");
+    let before = read(&train);
+    // Splitting d/train.csv into d/ would write d/train.csv: refused.
+    let o = fedhe(&[
+        "split",
+        "--data",
+        train.to_str().unwrap(),
+        "--out",
+        d.path().to_str().unwrap(),
+        "--force",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("is the input file"), "{}", stderr(&o));
+    assert_eq!(read(&train), before, "the input is untouched");
+    // Existing outputs are only replaced with --force.
+    let client_1 = d.path().join("clients/client_1.csv");
+    let first = read(&client_1);
+    let o = split_into(d.path(), &["--split", "dirichlet:0.3"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert_eq!(read(&client_1), first);
+    let o = split_into(d.path(), &["--split", "dirichlet:0.3", "--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(read(&client_1), first);
+}

@@ -128,18 +128,7 @@ impl ClientTab {
     pub fn load_key(&mut self, ctx: &egui::Context, path: &Path) {
         let path = path.to_path_buf();
         let job = Job::spawn("load-key", ctx, move |p| {
-            p.send(KeyMsg::Loaded(
-                SecretKey::load(&path)
-                    .map(|k| {
-                        let info = format!(
-                            "Loaded {} (fingerprint {})",
-                            path.display(),
-                            k.fingerprint()
-                        );
-                        (Arc::new(k), info)
-                    })
-                    .map_err(|e| format!("Could not load the key: {e}")),
-            ));
+            p.send(KeyMsg::Loaded(load_secret_key(&path)));
         });
         match job {
             Ok(j) => self.key_job = Some(j),
@@ -818,6 +807,25 @@ fn io_words(e: &csv::Error) -> String {
         }
         _ => e.to_string(),
     }
+}
+
+/// Loads a secret key, refusing one others can replace and warning about one
+/// others can read.
+fn load_secret_key(path: &Path) -> Result<(Arc<SecretKey>, String), String> {
+    let perms = SecretKey::permission_problem(path);
+    if let Some(p) = perms.filter(|p| p.writable_by_others) {
+        return Err(format!("{}; it was not loaded.", p.explain(path)));
+    }
+    let k = SecretKey::load(path).map_err(|e| format!("Could not load the key: {e}"))?;
+    let mut info = format!(
+        "Loaded {} (fingerprint {})",
+        path.display(),
+        k.fingerprint()
+    );
+    if let Some(p) = perms {
+        info.push_str(&format!(". ⚠ {}", p.explain(path)));
+    }
+    Ok((Arc::new(k), info))
 }
 
 fn generate_key(path: &Path) -> Result<(Arc<SecretKey>, String), String> {

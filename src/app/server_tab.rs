@@ -145,6 +145,7 @@ impl ServerTab {
             positive: settings.positive.clone(),
             ignore: settings.ignored.clone(),
             keep: Vec::new(),
+            delimiter: None,
             training: settings.training.plan_training(),
             quorum: Quorum {
                 min_clients: settings.quorum_min_clients,

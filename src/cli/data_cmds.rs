@@ -24,6 +24,21 @@ pub struct SchemaArgs {
     /// The label value that means the positive class (e.g. M).
     #[arg(long)]
     pub positive: Option<String>,
+    /// Field separator: one character, or `tab` (default: comma, or what the
+    /// header shows when it has semicolons or tabs and no comma).
+    #[arg(long, value_parser = parse_delimiter)]
+    pub delimiter: Option<u8>,
+}
+
+/// `--delimiter` value: one ASCII character, or `tab`.
+pub fn parse_delimiter(s: &str) -> Result<u8, String> {
+    match s {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        _ if s.len() == 1 && s.is_ascii() && s != "\"" && s != "\n" => Ok(s.as_bytes()[0]),
+        _ => Err(format!(
+            "{s:?} is not a field separator: give one character such as ; or |, or `tab`"
+        )),
+    }
 }
 
 impl SchemaArgs {
@@ -33,6 +48,7 @@ impl SchemaArgs {
             ignore: self.ignore.clone(),
             keep: self.keep.clone(),
             positive: self.positive.clone(),
+            delimiter: self.delimiter,
             ..CsvOptions::default()
         }
     }
@@ -99,6 +115,9 @@ pub struct SplitArgs {
     /// Output folder: writes test.csv, train.csv and clients/client_N.csv.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace output files that exist (never the input file).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -134,13 +153,42 @@ fn print_notices(loaded: &LoadedCsv) {
     }
 }
 
+/// The same file, whatever the path spelling (`d/train.csv`, `./d/../d/train.csv`).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
 pub fn split(a: SplitArgs) -> anyhow::Result<()> {
+    let clients_dir = a.out.join("clients");
+    let mut outputs = vec![a.out.join("test.csv"), a.out.join("train.csv")];
+    outputs.extend((1..=a.clients).map(|i| clients_dir.join(format!("client_{i}.csv"))));
+    if let Some(p) = outputs.iter().find(|p| same_file(p, &a.data)) {
+        anyhow::bail!(
+            "{} is the input file: splitting it into --out {} would overwrite it; choose another --out",
+            p.display(),
+            a.out.display()
+        );
+    }
+    let existing: Vec<String> = outputs
+        .iter()
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !existing.is_empty() && !a.force {
+        anyhow::bail!(
+            "{} output file(s) exist ({}); add --force to replace them, or choose another --out",
+            existing.len(),
+            existing.join(", ")
+        );
+    }
     let loaded = load_csv(&a.data, &a.schema.options())?;
     print_notices(&loaded);
     let ds = loaded.dataset;
     let (train_set, test_set) = stratified_split(&ds, a.test_fraction, a.seed)?;
     let parts = partition(&train_set, a.clients, a.split, a.seed)?;
-    let clients_dir = a.out.join("clients");
     std::fs::create_dir_all(&clients_dir)
         .with_context(|| format!("cannot create {}", clients_dir.display()))?;
     write_csv(&test_set, &a.out.join("test.csv"))?;

@@ -54,6 +54,29 @@ pub struct ServeArgs {
     /// Read the operator token from this file (created with a new token if missing).
     #[arg(long)]
     pub operator_token_file: Option<PathBuf>,
+    /// Log lines (stderr) as text or JSON; the level comes from RUST_LOG
+    /// (default info: one line per request, round closes, refusals).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second subscriber (only possible in tests) keeps the first.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 fn operator_token(file: Option<&Path>) -> anyhow::Result<(Option<String>, bool)> {
@@ -115,6 +138,7 @@ fn return_large_buffers_to_the_os() {
 fn return_large_buffers_to_the_os() {}
 
 pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    init_logs(a.log_format);
     return_large_buffers_to_the_os();
     let public_key = match &a.public_key {
         Some(p) => {
@@ -240,6 +264,9 @@ pub struct ClientArgs {
     /// This client's training CSV (columns are matched to the plan by name).
     #[arg(long)]
     pub data: PathBuf,
+    /// Field separator of --data (default: comma, or what its header shows).
+    #[arg(long, value_parser = super::data_cmds::parse_delimiter)]
+    pub delimiter: Option<u8>,
     /// Display name.
     #[arg(long)]
     pub name: String,
@@ -262,6 +289,14 @@ pub struct ClientArgs {
 }
 
 pub fn client(a: ClientArgs) -> anyhow::Result<()> {
+    if let Some(p) = SecretKey::permission_problem(&a.key) {
+        // As ssh: a key others can replace is not used; one they can read
+        // is used with a warning.
+        if p.writable_by_others {
+            bail!("{}; refusing to use it", p.explain(&a.key));
+        }
+        eprintln!("WARNING: {}", p.explain(&a.key));
+    }
     let key = SecretKey::load(&a.key).with_context(|| format!("loading {}", a.key.display()))?;
     let ca_cert_pem = match &a.ca_cert {
         Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
@@ -289,7 +324,7 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
         plan.training.epochs
     );
     // The CSV is checked against the plan before anything is sent.
-    let loaded = connected.load_site(&a.data)?;
+    let loaded = connected.load_site_delimited(&a.data, a.delimiter)?;
     for n in &loaded.notices {
         eprintln!("note: {n}");
     }

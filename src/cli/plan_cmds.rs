@@ -97,6 +97,7 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
         positive: a.schema.positive.clone(),
         ignore: a.schema.ignore.clone(),
         keep: a.schema.keep.clone(),
+        delimiter: a.schema.delimiter,
         training: Training {
             rounds: a.rounds,
             epochs: a.epochs,

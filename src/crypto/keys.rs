@@ -166,6 +166,33 @@ impl PublicKeyFile {
     }
 }
 
+/// A secret key file that others may read (or write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPermissions {
+    /// Unix permission bits.
+    pub mode: u32,
+    /// Others could replace the key (then it is refused, not just warned).
+    pub writable_by_others: bool,
+}
+
+impl KeyPermissions {
+    /// The warning, naming the file and the fix.
+    pub fn explain(&self, path: &Path) -> String {
+        format!(
+            "secret key {} has permissions {:03o}: other users of this machine can {} it \
+             (run `chmod 600 {}`)",
+            path.display(),
+            self.mode,
+            if self.writable_by_others {
+                "replace"
+            } else {
+                "read"
+            },
+            path.display()
+        )
+    }
+}
+
 /// The clients' shared secret key. Never leaves their machines.
 pub struct SecretKey {
     params: ParamSet,
@@ -272,6 +299,26 @@ impl SecretKey {
     pub fn load(path: &Path) -> Result<Self, CryptoError> {
         let bytes = fs::read(path).map_err(|e| CryptoError::io("read secret key file", path, e))?;
         Self::from_bytes(&bytes).map_err(|e| e.in_file(path))
+    }
+
+    /// What is wrong with a secret key file's permissions, as ssh says it:
+    /// `None` when only its owner can read and write it (or on platforms
+    /// without Unix permissions).
+    pub fn permission_problem(path: &Path) -> Option<KeyPermissions> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(path).ok()?.permissions().mode() & 0o777;
+            (mode & 0o077 != 0).then_some(KeyPermissions {
+                mode,
+                writable_by_others: mode & 0o022 != 0,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            None
+        }
     }
 
     /// Parses a secret key file.

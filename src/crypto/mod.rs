@@ -41,6 +41,7 @@ use std::path::{Path, PathBuf};
 
 pub use accumulator::{Accumulator, WeightedMean, decrypt_mean};
 pub use encoding::mean_error_bound;
+pub use keys::KeyPermissions;
 pub use keys::{KEY_FORMAT_VERSION, PublicKeyFile, SecretKey};
 pub use params::{DEFAULT_MAX_CLIENTS, MAX_CLIENTS_LIMIT, POLY_SIZE, ParamSet, max_clients_for};
 pub use update::{EncryptedUpdate, UpdateRef, encrypt_weighted, encrypt_weighted_f32};

@@ -142,9 +142,42 @@ impl<'a> UpdateRef<'a> {
     /// The same strict checks as [`EncryptedUpdate::from_bytes`], without
     /// allocating anything proportional to the update.
     pub fn parse(bytes: &'a [u8], max_values: usize) -> Result<Self, CryptoError> {
+        Self::parse_inner(bytes, max_values, None)
+    }
+
+    /// [`parse`](Self::parse) for a session whose key has this layout: a
+    /// header with other parameters is a parameter mismatch, reported before
+    /// the payload length (which depends on the parameters) is checked.
+    pub fn parse_for(
+        bytes: &'a [u8],
+        max_values: usize,
+        params: ParamSet,
+        scale_bits: u8,
+        max_clients: u32,
+    ) -> Result<Self, CryptoError> {
+        Self::parse_inner(bytes, max_values, Some((params, scale_bits, max_clients)))
+    }
+
+    fn parse_inner(
+        bytes: &'a [u8],
+        max_values: usize,
+        expected: Option<(ParamSet, u8, u32)>,
+    ) -> Result<Self, CryptoError> {
         const WHAT: &str = "encrypted update";
         let (h, payload) =
             wire::decode_header::<UpdateHeader, MAX_UPDATE_HEADER>(bytes, UPDATE_MAGIC, WHAT)?;
+        if let Some((params, scale_bits, max_clients)) = expected
+            && (h.params, h.scale_bits, h.max_clients) != (params, scale_bits, max_clients)
+        {
+            return Err(CryptoError::ParamsMismatch {
+                expected: params,
+                expected_scale_bits: scale_bits,
+                expected_max_clients: max_clients,
+                found: h.params,
+                found_scale_bits: h.scale_bits,
+                found_max_clients: h.max_clients,
+            });
+        }
         check_layout(h.params, h.scale_bits, h.max_clients)?;
         let len = wire::check_payload(WHAT, h.params, h.len, max_values, payload)?;
         Ok(Self {

@@ -41,6 +41,9 @@ pub struct CsvOptions {
     pub mapping: Option<LabelMapping>,
     /// Accept a file without the label column (predictions without metrics).
     pub label_optional: bool,
+    /// Field separator; `None` reads commas, unless the header has no comma
+    /// but semicolons or tabs (then those, with a note).
+    pub delimiter: Option<u8>,
 }
 
 impl Default for CsvOptions {
@@ -54,6 +57,7 @@ impl Default for CsvOptions {
             features: FeatureSelection::All,
             mapping: None,
             label_optional: false,
+            delimiter: None,
         }
     }
 }
@@ -66,6 +70,8 @@ pub struct LoadedCsv {
     pub notices: Vec<String>,
     /// False when the label column was optional and absent (`y` is all zero).
     pub has_labels: bool,
+    /// Every column name of the header, in file order.
+    pub header: Vec<String>,
 }
 
 /// Loads a CSV file. Never panics on any input.
@@ -104,11 +110,21 @@ fn read_csv<R: Read>(
     size: Option<u64>,
 ) -> Result<LoadedCsv, DataError> {
     let mut blocks = BlockReader::new(input);
+    let mut delim_note = None;
+    let mut delim;
     let (header, first) = loop {
         let Some(block) = next_block(&mut blocks, name)? else {
             return Err(DataError::Empty(name.to_string()));
         };
-        let mut reader = record_reader(&block.bytes);
+        delim = match opts.delimiter {
+            Some(d) => d,
+            None => {
+                let (d, note) = sniff_delimiter(&block.bytes);
+                delim_note = note;
+                d
+            }
+        };
+        let mut reader = record_reader(&block.bytes, delim);
         let mut rec = ByteRecord::new();
         if next_record(&mut reader, &mut rec, name, block.first_line)? {
             let mut lines = LineCounter::default();
@@ -123,13 +139,15 @@ fn read_csv<R: Read>(
         }
     };
     let plan = Plan::new(&header, name, opts)?;
-    let mut notices = plan.notices.clone();
+    let mut notices: Vec<String> = delim_note.into_iter().collect();
+    notices.extend(plan.notices.iter().cloned());
     let nfeat = plan.features.len();
     let ctx = BlockContext {
         name,
         header: &header,
         plan: &plan,
         opts,
+        delim,
     };
 
     let mut acc = Parsed::new(nfeat);
@@ -264,14 +282,41 @@ fn read_csv<R: Read>(
         },
         notices,
         has_labels,
+        header,
     })
 }
 
-fn record_reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
+fn record_reader(bytes: &[u8], delim: u8) -> csv::Reader<&[u8]> {
     csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
+        .delimiter(delim)
         .from_reader(bytes)
+}
+
+/// The separator of a file whose delimiter was not given: a comma, unless
+/// its first line has none but has semicolons or tabs (a spreadsheet export
+/// in a locale with decimal commas, or a TSV). Returns the note to show.
+fn sniff_delimiter(bytes: &[u8]) -> (u8, Option<String>) {
+    let line = bytes
+        .split(|&b| b == b'\n')
+        .find(|l| !l.iter().all(|b| b.is_ascii_whitespace()))
+        .unwrap_or(&[]);
+    let count = |c: u8| line.iter().filter(|&&b| b == c).count();
+    let (commas, semis, tabs) = (count(b','), count(b';'), count(b'\t'));
+    if commas > 0 || (semis == 0 && tabs == 0) {
+        return (b',', None);
+    }
+    let (d, what) = if semis >= tabs {
+        (b';', "semicolon")
+    } else {
+        (b'\t', "tab")
+    };
+    let note = format!(
+        "reading the file as {what}-separated: its header has {what}s and no commas \
+         (--delimiter sets the separator)"
+    );
+    (d, Some(note))
 }
 
 fn next_block<R: Read>(
@@ -351,6 +396,8 @@ struct BlockContext<'a> {
     header: &'a [String],
     plan: &'a Plan,
     opts: &'a CsvOptions,
+    /// Field separator.
+    delim: u8,
 }
 
 /// Parsed rows of one block (or, after merging, of the whole file).
@@ -447,7 +494,7 @@ impl BlockContext<'_> {
             if !rec.is_empty() {
                 starts.clear();
                 starts.push(0);
-                starts.extend(memchr::memchr_iter(b',', rec).map(|i| i + 1));
+                starts.extend(memchr::memchr_iter(self.delim, rec).map(|i| i + 1));
                 let n = starts.len();
                 self.row(out, line, n, |k| {
                     let end = if k + 1 < n {
@@ -467,7 +514,7 @@ impl BlockContext<'_> {
     /// General path: the csv reader handles quoting and line endings.
     fn parse_quoted(&self, block: &Block, out: &mut Parsed) -> Result<(), DataError> {
         let bytes = &block.bytes[..];
-        let mut reader = record_reader(bytes);
+        let mut reader = record_reader(bytes, self.delim);
         let mut rec = ByteRecord::new();
         let mut lines = LineCounter::default();
         let mut record_start = 0;

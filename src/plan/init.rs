@@ -15,6 +15,8 @@ pub struct ProposeOptions {
     pub ignore: Vec<String>,
     /// Columns never left out as identifiers.
     pub keep: Vec<String>,
+    /// Field separator (`None`: comma, or what the header shows).
+    pub delimiter: Option<u8>,
     pub training: Training,
     pub quorum: Quorum,
     pub name: String,
@@ -34,6 +36,7 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
             positive: opts.positive.clone(),
             ignore: ignore.clone(),
             keep: opts.keep.clone(),
+            delimiter: opts.delimiter,
             ..CsvOptions::default()
         };
         match load_csv(path, &csv) {
@@ -59,8 +62,8 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
         }
     };
     let ds = &loaded.dataset;
-    let header = read_header(path)?;
-    let ignored: Vec<String> = header
+    let ignored: Vec<String> = loaded
+        .header
         .iter()
         .filter(|h| {
             !h.is_empty() && **h != ds.label.column && !ds.feature_names.iter().any(|f| f == *h)
@@ -114,19 +117,4 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
     ));
     plan.validate(&path.display().to_string())?;
     Ok((plan, notes))
-}
-
-fn read_header(path: &Path) -> Result<Vec<String>, PlanError> {
-    let file = path.display().to_string();
-    let mut r = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .from_path(path)
-        .map_err(|e| DataError::Invalid(format!("{file}: {e}")))?;
-    let h = r
-        .headers()
-        .map_err(|e| DataError::Invalid(format!("{file}: {e}")))?;
-    Ok(h.iter()
-        .map(|s| s.trim().trim_start_matches('\u{feff}').to_string())
-        .collect())
 }

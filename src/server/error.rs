@@ -39,12 +39,27 @@ pub enum ServerError {
     /// 409: any other state conflict (e.g. another key already loaded).
     #[error("{0}")]
     Conflict(String),
+    /// 405: a route that exists, with another method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 408: the request body stalled or took too long.
+    #[error("{0}")]
+    Timeout(String),
     /// 413: body above the session's limit.
     #[error("body of {got} bytes exceeds the limit of {limit} bytes")]
     TooLarge { got: String, limit: usize },
+    /// 414: request target too long.
+    #[error("the request target is {got} bytes long; the limit is {limit}")]
+    UriTooLong { got: usize, limit: usize },
     /// 422: well-formed ciphertext for another key, parameters or model size.
     #[error("{0}")]
     Unprocessable(String),
+    /// 429: this client already has an upload in flight.
+    #[error("{0}")]
+    Busy(String),
+    /// 431: request headers too large.
+    #[error("the request headers are {got} bytes; the limit is {limit}")]
+    HeadersTooLarge { got: usize, limit: usize },
     /// 500: the state folder failed; the request had no effect.
     #[error("internal error: {0}")]
     Internal(String),
@@ -62,8 +77,13 @@ impl ServerError {
             | ServerError::WrongRound(_)
             | ServerError::DuplicateClient(_)
             | ServerError::Conflict(_) => StatusCode::CONFLICT,
+            ServerError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ServerError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ServerError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ServerError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             ServerError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ServerError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
+            ServerError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -79,8 +99,13 @@ impl ServerError {
             ServerError::WrongRound(_) => "wrong_round",
             ServerError::DuplicateClient(_) => "duplicate_client",
             ServerError::Conflict(_) => "conflict",
+            ServerError::MethodNotAllowed(_) => "method_not_allowed",
+            ServerError::Timeout(_) => "timeout",
             ServerError::TooLarge { .. } => "too_large",
+            ServerError::UriTooLong { .. } => "uri_too_long",
             ServerError::Unprocessable(_) => "unprocessable",
+            ServerError::Busy(_) => "busy",
+            ServerError::HeadersTooLarge { .. } => "headers_too_large",
             ServerError::Internal(_) => "internal",
         }
     }
@@ -100,7 +125,18 @@ impl From<StoreError> for ServerError {
 }
 
 impl IntoResponse for ServerError {
+    /// Every refusal is logged once, here, with its cause.
     fn into_response(self) -> Response {
-        (self.status(), Json(self.body())).into_response()
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), code = self.code(), "{self}");
+        } else {
+            tracing::info!(
+                status = status.as_u16(),
+                code = self.code(),
+                "refused: {self}"
+            );
+        }
+        (status, Json(self.body())).into_response()
     }
 }

@@ -88,6 +88,14 @@ pub struct ServerConfig {
     pub max_concurrent_uploads: usize,
     /// Tokio worker threads.
     pub worker_threads: usize,
+    /// Longest wait for a request's headers, and for the next request on an
+    /// idle keep-alive connection (clients' long polls are requests in
+    /// flight, not idle).
+    pub header_timeout: Duration,
+    /// Longest pause inside a request body (408, connection closed).
+    pub body_idle_timeout: Duration,
+    /// Longest time for a whole request body.
+    pub body_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -108,18 +116,23 @@ impl Default for ServerConfig {
             max_registered: 10_000,
             max_concurrent_uploads: 4,
             worker_threads: 2,
+            header_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(120),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot bind {addr}: {source}")]
+    #[error(
+        "cannot listen on {addr}: {source} (is another aggregator running there? choose another --bind port)"
+    )]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("state folder: {0}")]
+    #[error(transparent)]
     State(#[from] store::StoreError),
     #[error("{0}")]
     Session(#[from] ServerError),
@@ -165,8 +178,14 @@ fn rustls_config(tls: &TlsPem) -> Result<Arc<rustls::ServerConfig>, StartError> 
 }
 
 impl EmbeddedServer {
-    /// Opens the state, binds and starts serving on a background thread.
+    /// Binds, opens (and locks) the state, and starts serving on a
+    /// background thread. The port is taken first, so that a busy port
+    /// leaves no state folder behind.
     pub fn start(config: ServerConfig) -> Result<EmbeddedServer, StartError> {
+        let listener = TcpListener::bind(config.bind).map_err(|source| StartError::Bind {
+            addr: config.bind,
+            source,
+        })?;
         let store = match &config.state_dir {
             Some(dir) => store::Store::open(dir)?,
             None => store::Store::in_memory()?,
@@ -193,13 +212,15 @@ impl EmbeddedServer {
         if let Some(plan) = config.plan.clone() {
             agg.load_plan(plan)?;
         }
-        let shared = Shared::new(agg, config.max_concurrent_uploads);
+        let shared = Shared::new(
+            agg,
+            config.max_concurrent_uploads,
+            routes::BodyTimeouts {
+                idle: config.body_idle_timeout,
+                total: config.body_timeout,
+            },
+        );
         let tls = config.tls.as_ref().map(rustls_config).transpose()?;
-
-        let listener = TcpListener::bind(config.bind).map_err(|source| StartError::Bind {
-            addr: config.bind,
-            source,
-        })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.bind,
             source,
@@ -218,6 +239,7 @@ impl EmbeddedServer {
         let app = routes::router(shared.clone());
         let h = handle.clone();
         let ticker = shared.clone();
+        let header_timeout = config.header_timeout;
         let thread = std::thread::Builder::new()
             .name("fedhe-aggregator".into())
             .spawn(move || {
@@ -232,15 +254,23 @@ impl EmbeddedServer {
                         }
                     });
                     let svc = app.into_make_service();
+                    let http = |b: &mut hyper_util::server::conn::auto::Builder<_>| {
+                        b.http1()
+                            .timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(header_timeout);
+                    };
                     match tls {
                         Some(cfg) => {
                             let cfg = axum_server::tls_rustls::RustlsConfig::from_config(cfg);
-                            axum_server::from_tcp_rustls(listener, cfg)
-                                .handle(h)
-                                .serve(svc)
-                                .await
+                            let mut server = axum_server::from_tcp_rustls(listener, cfg).handle(h);
+                            http(server.http_builder());
+                            server.serve(svc).await
                         }
-                        None => axum_server::from_tcp(listener).handle(h).serve(svc).await,
+                        None => {
+                            let mut server = axum_server::from_tcp(listener).handle(h);
+                            http(server.http_builder());
+                            server.serve(svc).await
+                        }
                     }
                 })
             })

@@ -1,14 +1,16 @@
 //! HTTP routes (axum). Handlers parse, authenticate and bound the request,
 //! then hand over to [`Aggregator`]; they never touch the file system.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use http_body_util::BodyExt;
@@ -27,6 +29,19 @@ use super::state::{Aggregator, Caller};
 const MAX_JSON_BYTES: usize = 16 * 1024;
 /// Largest public key file.
 const MAX_KEY_BYTES: usize = 1024 * 1024;
+/// Longest request target (414 above, with a JSON body).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Largest request header block (431 above, with a JSON body).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// How long a request body may take.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeouts {
+    /// Longest pause between two pieces of a body.
+    pub idle: Duration,
+    /// Longest time for a whole body.
+    pub total: Duration,
+}
 
 /// State shared by all handlers.
 pub struct Shared {
@@ -35,15 +50,25 @@ pub struct Shared {
     open_round: watch::Sender<u64>,
     /// Bounds how many update bodies are buffered at once (memory bound).
     upload_permits: Semaphore,
+    /// Clients with an update body in flight: one each, so that one client
+    /// cannot take every upload slot.
+    uploading: Mutex<HashSet<String>>,
+    timeouts: BodyTimeouts,
 }
 
 impl Shared {
-    pub fn new(agg: Aggregator, max_concurrent_uploads: usize) -> Arc<Shared> {
+    pub fn new(
+        agg: Aggregator,
+        max_concurrent_uploads: usize,
+        timeouts: BodyTimeouts,
+    ) -> Arc<Shared> {
         let (tx, _rx) = watch::channel(agg.open_round());
         Arc::new(Shared {
             agg: Mutex::new(agg),
             open_round: tx,
             upload_permits: Semaphore::new(max_concurrent_uploads.max(1)),
+            uploading: Mutex::new(HashSet::new()),
+            timeouts,
         })
     }
 
@@ -74,10 +99,15 @@ pub fn router(shared: AppState) -> Router {
         .route("/rounds/{round}/sum", get(download_sum))
         // Every handler reads its body itself, with its own limit, so that
         // every refusal is a JSON answer.
-        .layer(DefaultBodyLimit::disable());
+        .layer(DefaultBodyLimit::disable())
+        .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest(API_PREFIX, api)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            log_and_bound,
+        ))
         .with_state(shared)
 }
 
@@ -85,13 +115,68 @@ async fn not_found() -> ServerError {
     ServerError::NotFound("no such route; the API lives under /api/v1".into())
 }
 
+async fn method_not_allowed(method: axum::http::Method) -> ServerError {
+    ServerError::MethodNotAllowed(format!(
+        "this route does not take {method}; see docs/api.md"
+    ))
+}
+
+/// Refuses oversized targets and headers with a JSON body, and logs one line
+/// per request: method, route, status, client, bytes and time.
+async fn log_and_bound(State(sh): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let uri_len = req.uri().to_string().len();
+    let path: String = req.uri().path().chars().take(120).collect();
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    let who = match bearer(req.headers()).map(|t| sh.lock().caller(Some(t))) {
+        Some(Ok(Caller::Client(id))) => id,
+        Some(Ok(Caller::Operator)) => "operator".to_string(),
+        Some(Err(_)) => "unknown-token".to_string(),
+        None => "-".to_string(),
+    };
+    let bytes_in = content_length(req.headers()).unwrap_or(0);
+    let resp = if uri_len > MAX_URI_BYTES {
+        ServerError::UriTooLong {
+            got: uri_len,
+            limit: MAX_URI_BYTES,
+        }
+        .into_response()
+    } else if header_bytes > MAX_HEADER_BYTES {
+        ServerError::HeadersTooLarge {
+            got: header_bytes,
+            limit: MAX_HEADER_BYTES,
+        }
+        .into_response()
+    } else {
+        next.run(req).await
+    };
+    tracing::info!(
+        target: "fedhe::request",
+        method = %method,
+        path = %path,
+        status = resp.status().as_u16(),
+        client = %who,
+        bytes = bytes_in,
+        ms = (started.elapsed().as_secs_f64() * 1e3 * 1e3).round() / 1e3,
+        "request"
+    );
+    resp
+}
+
+/// The token of `Authorization: Bearer <token>`; the scheme is
+/// case-insensitive (RFC 9110 §11.1).
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 fn parse_round(s: &str) -> Result<u64, ServerError> {
@@ -133,8 +218,15 @@ fn query_u64(raw: Option<&str>, name: &str) -> Result<Option<u64>, ServerError> 
     Ok(None)
 }
 
-/// Reads a body of at most `limit` bytes; 413 above.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ServerError> {
+/// Reads a body of at most `limit` bytes (413 above) within the timeouts
+/// (408 when it stalls).
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeouts: BodyTimeouts,
+) -> Result<Bytes, ServerError> {
+    let deadline = tokio::time::Instant::now() + timeouts.total;
     if let Some(len) = content_length(headers)
         && len > limit as u64
     {
@@ -148,7 +240,22 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     let declared = content_length(headers).map_or(0, |l| l as usize);
     let mut out = Vec::with_capacity(declared);
     let mut body = body;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let wait = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(timeouts.idle);
+        let frame = match tokio::time::timeout(wait, body.frame()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(ServerError::Timeout(format!(
+                    "the request body stalled after {} bytes (no data for {} s, or more than {} s in all)",
+                    out.len(),
+                    timeouts.idle.as_secs_f64(),
+                    timeouts.total.as_secs_f64()
+                )));
+            }
+        };
         let frame =
             frame.map_err(|e| ServerError::Malformed(format!("reading the body failed: {e}")))?;
         if let Ok(data) = frame.into_data() {
@@ -173,7 +280,7 @@ async fn load_session(
     sh.lock().require_operator(bearer(&headers))?;
     let max_len =
         query_u64(q.as_deref(), "max_len")?.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-    let body = read_body(&headers, body, MAX_KEY_BYTES).await?;
+    let body = read_body(&headers, body, MAX_KEY_BYTES, sh.timeouts).await?;
     let public = PublicKeyFile::from_bytes(&body)
         .map_err(|e| ServerError::Unprocessable(format!("not a FedHE public key file: {e}")))?;
     let session = blocking(&sh, move |agg| agg.load_session(public, max_len)).await?;
@@ -213,7 +320,7 @@ async fn put_plan(
     body: Body,
 ) -> Result<Json<SessionResponse>, ServerError> {
     sh.lock().require_operator(bearer(&headers))?;
-    let body = read_body(&headers, body, crate::plan::MAX_PLAN_BYTES).await?;
+    let body = read_body(&headers, body, crate::plan::MAX_PLAN_BYTES, sh.timeouts).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ServerError::Malformed("the plan must be UTF-8 TOML text".into()))?;
     let plan = crate::plan::Plan::from_toml(text, "the uploaded plan")
@@ -227,7 +334,7 @@ async fn register(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<crate::protocol::RegisterResponse>, ServerError> {
-    let body = read_body(&headers, body, MAX_JSON_BYTES).await?;
+    let body = read_body(&headers, body, MAX_JSON_BYTES, sh.timeouts).await?;
     let req: RegisterRequest = serde_json::from_slice(&body)
         .map_err(|e| ServerError::Malformed(format!("registration JSON: {e}")))?;
     let resp = blocking(&sh, move |agg| agg.register(req)).await?;
@@ -287,7 +394,7 @@ async fn upload(
     body: Body,
 ) -> Result<Json<crate::protocol::UploadResponse>, ServerError> {
     let round = parse_round(&round)?;
-    let (client, limit, max_len) = {
+    let (client, limit) = {
         let agg = sh.lock();
         let client = match agg.caller(bearer(&headers))? {
             Caller::Client(id) => id,
@@ -300,10 +407,7 @@ async fn upload(
         let limit = agg.precheck_upload(&client, round)?;
         let plan = headers.get(PLAN_HEADER).and_then(|v| v.to_str().ok());
         agg.check_plan(plan, "this update")?;
-        let max_len = agg
-            .max_len()
-            .ok_or_else(|| ServerError::Internal("model length vanished".into()))?;
-        (client, limit, max_len)
+        (client, limit)
     };
     if let Some(len) = content_length(&headers)
         && len > limit as u64
@@ -313,15 +417,21 @@ async fn upload(
             limit,
         });
     }
-    let _permit = sh
-        .upload_permits
-        .acquire()
-        .await
-        .map_err(|_| ServerError::Internal("server shutting down".into()))?;
-    let bytes = read_body(&headers, body, limit).await?;
+    let _slot = UploadSlot::claim(&sh, &client)?;
+    let permit = tokio::time::timeout(sh.timeouts.total, sh.upload_permits.acquire()).await;
+    let _permit = match permit {
+        Ok(Ok(p)) => p,
+        Ok(Err(_)) => return Err(ServerError::Internal("server shutting down".into())),
+        Err(_) => {
+            return Err(ServerError::Timeout(
+                "every upload slot stayed busy; retry later".into(),
+            ));
+        }
+    };
+    let bytes = read_body(&headers, body, limit, sh.timeouts).await?;
     let body_len = bytes.len() as u64;
     let resp = blocking(&sh, move |agg| {
-        let update = Aggregator::decode_update(&bytes, max_len)?;
+        let update = agg.decode_update(&bytes)?;
         agg.submit(&client, round, &update, body_len)
     })
     .await?;
@@ -345,6 +455,35 @@ async fn close_round(
         contributors,
         next_round,
     }))
+}
+
+/// A client's one upload in flight; released when the handler ends, however
+/// it ends (a dropped connection included).
+struct UploadSlot<'a> {
+    sh: &'a Shared,
+    client: String,
+}
+
+impl<'a> UploadSlot<'a> {
+    fn claim(sh: &'a Shared, client: &str) -> Result<Self, ServerError> {
+        let mut set = sh.uploading.lock().unwrap_or_else(|p| p.into_inner());
+        if !set.insert(client.to_string()) {
+            return Err(ServerError::Busy(format!(
+                "client `{client}` already has an upload in progress; one at a time"
+            )));
+        }
+        Ok(UploadSlot {
+            sh,
+            client: client.to_string(),
+        })
+    }
+}
+
+impl Drop for UploadSlot<'_> {
+    fn drop(&mut self) {
+        let mut set = self.sh.uploading.lock().unwrap_or_else(|p| p.into_inner());
+        set.remove(&self.client);
+    }
 }
 
 /// A published sum shared by every download without copying.

@@ -378,6 +378,7 @@ impl Aggregator {
             None => self.set_max_len(needed)?,
         }
         self.store.set_meta("plan", &plan.canonical())?;
+        tracing::info!(plan = %fp, "plan loaded");
         if let Some(s) = self.session.as_mut() {
             s.plan = Some((plan, fp));
         }
@@ -580,6 +581,7 @@ impl Aggregator {
                 c.issued_ms = req.issued_ms;
             }
             self.roster.insert(req.id.clone());
+            tracing::info!(client = %req.id, "client registered again: token rotated");
             return Ok(RegisterResponse { id: req.id, token });
         }
         if self.clients.len() >= self.policy.max_registered {
@@ -620,6 +622,7 @@ impl Aggregator {
             },
         );
         self.roster.insert(req.id.clone());
+        tracing::info!(client = %req.id, name = %rec.name, "client registered");
         if let (Some(n), Some(s)) = (req.max_len, &self.session)
             && s.max_len.is_none()
         {
@@ -735,13 +738,17 @@ impl Aggregator {
     /// Checks an update body in place: header, parameters and lengths against
     /// the model length bound, without copying its words (cheap enough to
     /// run under the state lock).
-    pub fn decode_update(bytes: &[u8], max_len: usize) -> Result<UpdateRef<'_>, ServerError> {
-        UpdateRef::parse(bytes, max_len)
-            .map_err(|e| ServerError::Malformed(format!("not a valid encrypted update: {e}")))
-    }
-
-    pub fn max_len(&self) -> Option<usize> {
-        self.session.as_ref().and_then(|s| s.max_len)
+    pub fn decode_update<'b>(&self, bytes: &'b [u8]) -> Result<UpdateRef<'b>, ServerError> {
+        let s = self.session.as_ref().ok_or_else(no_session)?;
+        let max_len = s.max_len.ok_or_else(no_session)?;
+        let k = &s.public;
+        UpdateRef::parse_for(bytes, max_len, k.params(), k.scale_bits(), k.max_clients()).map_err(
+            |e| match e {
+                // Well-formed, but made with another key's parameters.
+                CryptoError::ParamsMismatch { .. } => crypto_422(e),
+                e => ServerError::Malformed(format!("not a valid encrypted update: {e}")),
+            },
+        )
     }
 
     /// Adds an accepted update into the running sum and records it durably.
@@ -898,6 +905,13 @@ impl Aggregator {
         self.open_aggregate_ms = 0.0;
         self.open_bytes = 0;
         self.last_sum = Some((round, std::sync::Arc::new(published)));
+        tracing::info!(
+            round,
+            contributors,
+            counted = ?self.closed.get(&round).map(|c| &c.submitted),
+            "round {round} closed; round {} open",
+            self.round
+        );
         Ok((contributors, self.round))
     }
 

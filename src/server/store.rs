@@ -13,15 +13,21 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// File name of the database inside the state folder.
 pub const DB_FILE: &str = "aggregator.sqlite3";
 
+/// File name of the lock that keeps a second aggregator out of the folder.
+pub const LOCK_FILE: &str = "aggregator.lock";
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("state database: {0}")]
     Sql(#[from] rusqlite::Error),
-    #[error("state folder {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("state folder {}: {message}", .path.display())]
+    Io { path: PathBuf, message: String },
+    #[error(
+        "state folder {} is in use by another aggregator{}; stop it, or give this one another --state-dir",
+        .path.display(),
+        .holder.map_or(String::new(), |p| format!(" (pid {p})"))
+    )]
+    Locked { path: PathBuf, holder: Option<u32> },
     #[error("state database is inconsistent: {0}")]
     Corrupt(String),
 }
@@ -52,6 +58,9 @@ pub struct StoredRound {
 
 pub struct Store {
     conn: Connection,
+    /// Held (locked) for the store's lifetime; the OS releases it when the
+    /// process ends, however it ends.
+    _lock: Option<std::fs::File>,
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -63,22 +72,31 @@ fn to_u64(v: i64) -> u64 {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database in `dir`.
+    /// Opens (creating if needed) the database in `dir`, after taking the
+    /// folder's exclusive lock.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+        let io = |message: String| StoreError::Io {
             path: dir.to_path_buf(),
-            source,
-        })?;
+            message,
+        };
+        if dir.exists() && !dir.is_dir() {
+            return Err(io(
+                "is a file, not a folder: give --state-dir a folder (it is created if missing)"
+                    .into(),
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| io(format!("cannot create it: {e}")))?;
+        let lock = lock_folder(dir)?;
         let conn = Connection::open(dir.join(DB_FILE))?;
-        Self::init(conn)
+        Self::init(conn, Some(lock))
     }
 
     /// An in-memory database (embedded mode without a state folder).
     pub fn in_memory() -> Result<Store, StoreError> {
-        Self::init(Connection::open_in_memory()?)
+        Self::init(Connection::open_in_memory()?, None)
     }
 
-    fn init(conn: Connection) -> Result<Store, StoreError> {
+    fn init(conn: Connection, lock: Option<std::fs::File>) -> Result<Store, StoreError> {
         // WAL + FULL: every committed transaction survives a killed process
         // (and a power cut); readers never block the writer.
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -119,7 +137,7 @@ impl Store {
                  PRIMARY KEY (round, client_id)
              );",
         )?;
-        Ok(Store { conn })
+        Ok(Store { conn, _lock: lock })
     }
 
     pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -354,6 +372,45 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Takes the folder's exclusive lock and writes our pid into the lock file
+/// (for the message another aggregator shows).
+fn lock_folder(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join(LOCK_FILE);
+    let io = |e: std::io::Error| StoreError::Io {
+        path: dir.to_path_buf(),
+        message: format!("lock file {}: {e}", path.display()),
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            // The holder's pid is only for the message; an unreadable one is left out.
+            let holder = f
+                .read_to_string(&mut text)
+                .ok()
+                .and_then(|_| text.trim().parse().ok());
+            return Err(StoreError::Locked {
+                path: dir.to_path_buf(),
+                holder,
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    f.set_len(0).map_err(io)?;
+    f.rewind().map_err(io)?;
+    writeln!(f, "{}", std::process::id()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    Ok(f)
 }
 
 fn upsert_registration(

@@ -214,7 +214,21 @@ pub fn id_from_name(name: &str) -> String {
 impl Connected {
     /// Reads the site's CSV by the plan's column names.
     pub fn load_site(&self, path: &Path) -> Result<LoadedCsv, SessionError> {
-        Ok(self.plan.load_site_data(path)?)
+        self.load_site_delimited(path, None)
+    }
+
+    /// [`load_site`](Self::load_site) with a field separator (`None`: comma,
+    /// or what the header shows).
+    pub fn load_site_delimited(
+        &self,
+        path: &Path,
+        delimiter: Option<u8>,
+    ) -> Result<LoadedCsv, SessionError> {
+        let opts = crate::data::CsvOptions {
+            delimiter,
+            ..self.plan.csv_options()
+        };
+        Ok(crate::data::load_csv(path, &opts)?)
     }
 
     /// Resumes under `id` with the token in `state_file` if it is still
