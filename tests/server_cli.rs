@@ -69,6 +69,7 @@ fn serve(args: &[&str], state: &Path, bind: &str) -> (Killed, String) {
     let mut child = Killed(
         fedhe()
             .args(["serve", "--bind", bind])
+            .env("RUST_LOG", "warn")
             .args(args)
             .arg("--state-dir")
             .arg(state)

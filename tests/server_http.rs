@@ -428,8 +428,20 @@ impl Drop for Served {
 }
 
 fn serve(dir: &std::path::Path, pk: &std::path::Path, token: &std::path::Path) -> Served {
+    serve_on("127.0.0.1:0", &["--auto-aggregate"], dir, pk, token)
+}
+
+fn serve_on(
+    bind: &str,
+    extra: &[&str],
+    dir: &std::path::Path,
+    pk: &std::path::Path,
+    token: &std::path::Path,
+) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fedhe"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--auto-aggregate"])
+        .args(["serve", "--bind", bind])
+        .args(extra)
+        .env("RUST_LOG", "warn")
         .arg("--public-key")
         .arg(pk)
         .arg("--state-dir")
@@ -616,4 +628,118 @@ fn registering_again_rotates_the_token_and_a_replay_is_refused() {
     assert_eq!(status_of(&old.clients().unwrap_err()).0, 401);
     assert_eq!(new.clients().expect("the new token works").len(), 1);
     assert_eq!(srv.status().registered, 1);
+}
+
+/// Fault injection: `fedhe serve` killed with SIGKILL at random moments of a
+/// long upload sequence and restarted on the same state folder. Every
+/// acknowledged update must be in the sum exactly once.
+#[test]
+fn killed_at_random_points_keeps_every_acknowledged_update_once() {
+    const N: usize = 64;
+    const WIDE: usize = 20_000;
+    let key = new_key();
+    let dir = tempfile::tempdir().unwrap();
+    let pk = dir.path().join("public.key");
+    std::fs::write(&pk, key.public().to_bytes()).unwrap();
+    let token = dir.path().join("operator.token");
+    let state = dir.path().join("state");
+    let max_len = WIDE.to_string();
+    let extra = ["--max-len", max_len.as_str()];
+    let first = serve_on("127.0.0.1:0", &extra, &state, &pk, &token);
+    let bind = first.url.trim_start_matches("http://").to_string();
+    let url = first.url.clone();
+    let retry = RetryPolicy {
+        attempts: u32::MAX,
+        give_up_after: Duration::from_secs(30),
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(100),
+    };
+    let clients: Vec<AggregatorClient> = (0..N)
+        .map(|i| {
+            let mut c = AggregatorClient::new(&url).with_retry(retry);
+            c.register(&RegisterRequest::signed(&key, format!("c{i}"), "c", None))
+                .unwrap();
+            c
+        })
+        .collect();
+    let ups: Vec<(Vec<f64>, f64)> = (0..N)
+        .map(|i| {
+            let v: Vec<f64> = (0..WIDE)
+                .map(|j| ((i * 31 + j * 7) % 23) as f64 / 7.0 - 1.5)
+                .collect();
+            (v, 1.0 + (i % 5) as f64)
+        })
+        .collect();
+    let bodies: Vec<Vec<u8>> = ups
+        .iter()
+        .map(|(v, w)| crypto::encrypt_weighted(&key, v, *w).unwrap().to_bytes())
+        .collect();
+    // Random kill points; the seed is printed so a failure can be replayed.
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.subsec_nanos() as u64 | 1);
+    eprintln!("fault-injection seed {seed}");
+    let mut rand_ms = move |lo: u64, hi: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        lo + seed % (hi - lo)
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let start = std::time::Instant::now();
+    let mut kills = 0;
+    std::thread::scope(|s| {
+        let uploader = s.spawn(|| {
+            for (c, body) in clients.iter().zip(&bodies) {
+                loop {
+                    match c.upload(1, body) {
+                        Ok(_) => break,
+                        // Accepted before a kill hid the answer.
+                        Err(e) if status_of(&e).1 == "duplicate_submission" => break,
+                        Err(ClientError::Unreachable { .. }) => continue,
+                        Err(e) => panic!("upload refused: {e}"),
+                    }
+                }
+                // A steady stream, so that the kills land all along it.
+                std::thread::sleep(Duration::from_millis(8));
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut server = Some(first);
+        while !done.load(std::sync::atomic::Ordering::SeqCst) && !uploader.is_finished() {
+            std::thread::sleep(Duration::from_millis(rand_ms(5, 60)));
+            if uploader.is_finished() || kills >= 6 {
+                continue;
+            }
+            drop(server.take()); // SIGKILL
+            kills += 1;
+            server = Some(serve_on(&bind, &extra, &state, &pk, &token));
+        }
+        uploader.join().unwrap();
+        assert!(kills >= 2, "only {kills} kills landed");
+        let op_token = std::fs::read_to_string(&token).unwrap();
+        let op = AggregatorClient::new(&url).with_token(op_token.trim());
+        let info = op.round(1, None).unwrap();
+        assert_eq!(info.contributors as usize, N, "each update exactly once");
+        assert_eq!(info.submitted.len(), N);
+        op.close_round(1).unwrap();
+        let (bytes, contributors) = clients[0].download_sum(1).unwrap();
+        assert_eq!(contributors as usize, N);
+        let acc = Accumulator::from_bytes(&bytes, WIDE).unwrap();
+        let m = crypto::decrypt_mean(&key, &acc).unwrap();
+        let total: f64 = ups.iter().map(|u| u.1).sum();
+        assert_eq!(m.total_weight, total);
+        let want: Vec<f64> = (0..WIDE)
+            .map(|j| ups.iter().map(|(v, w)| v[j] * w).sum::<f64>() / total)
+            .collect();
+        let tol = m.error_bound(acc.scale_bits());
+        for (a, b) in m.values.iter().zip(&want) {
+            assert!((a - b).abs() <= tol, "{a} vs {b} (bound {tol})");
+        }
+        drop(server);
+    });
+    eprintln!(
+        "{N} uploads, {kills} SIGKILLs, {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
 }

@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// Read the operator token from this file (created with a new token if missing).
     #[arg(long)]
     pub operator_token_file: Option<PathBuf>,
+    /// Keep the running sum in the SQLite database instead of the state
+    /// folder's sum file (slower; for comparison).
+    #[arg(long, hide = true)]
+    pub sum_in_database: bool,
     /// Log lines (stderr) as text or JSON; the level comes from RUST_LOG
     /// (default info: one line per request, round closes, refusals).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -160,6 +164,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         max_len: a.max_len,
         min_clients: a.min_clients,
         auto_aggregate: a.auto_aggregate,
+        sum_in_database: a.sum_in_database,
         operator_token: token,
         tls,
         ..ServerConfig::default()
@@ -556,6 +561,10 @@ pub struct BenchFederationArgs {
     pub upload_threads: usize,
     #[arg(long, default_value = "standard64")]
     pub params: ParamSet,
+    /// Run the aggregator with its running sum in SQLite (the older, slower
+    /// durable path) instead of the sum file, for a side-by-side.
+    #[arg(long)]
+    pub sum_in_database: bool,
 }
 
 fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
@@ -597,6 +606,9 @@ pub fn bench_federation(a: BenchFederationArgs) -> anyhow::Result<()> {
             .arg(dir.join("state"))
             .arg("--operator-token-file")
             .arg(&token_path)
+            .args(a.sum_in_database.then_some("--sum-in-database"))
+            // One log line per upload would drown the figures.
+            .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())
             .spawn()?,
     );

@@ -13,6 +13,7 @@ mod error;
 mod routes;
 mod state;
 pub mod store;
+mod sumfile;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -96,6 +97,10 @@ pub struct ServerConfig {
     pub body_idle_timeout: Duration,
     /// Longest time for a whole request body.
     pub body_timeout: Duration,
+    /// Keep the running sum in the SQLite database (rewritten by every
+    /// accepted update) instead of the state folder's sum file: the slower
+    /// path, kept for comparison (`fedhe bench federation`).
+    pub sum_in_database: bool,
 }
 
 impl Default for ServerConfig {
@@ -119,6 +124,7 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(120),
+            sum_in_database: false,
         }
     }
 }
@@ -187,6 +193,7 @@ impl EmbeddedServer {
             source,
         })?;
         let store = match &config.state_dir {
+            Some(dir) if config.sum_in_database => store::Store::open_sums_in_database(dir)?,
             Some(dir) => store::Store::open(dir)?,
             None => store::Store::in_memory()?,
         };

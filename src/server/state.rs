@@ -258,6 +258,7 @@ impl Aggregator {
                 );
             }
         }
+        self.enable_sum_file()?;
         self.submitted = self.store.submitted(self.round)?;
         // The roster is not stored: after a restart the open round waits for
         // the previous round's contributors and its own (round 1: everyone
@@ -340,6 +341,7 @@ impl Aggregator {
             plan: None,
         });
         self.opened_unix = now_unix();
+        self.enable_sum_file()?;
         self.session_info_or_internal()
     }
 
@@ -477,6 +479,19 @@ impl Aggregator {
         Ok(false)
     }
 
+    /// Once the session's sizes are known, running sums go to the state
+    /// folder's sum file.
+    fn enable_sum_file(&mut self) -> Result<(), ServerError> {
+        if let Some(s) = &self.session
+            && let Some(n) = s.max_len
+        {
+            let k = &s.public;
+            let bytes = crate::crypto::max_sum_bytes(k.params(), k.max_clients(), n);
+            self.store.use_sum_file(bytes)?;
+        }
+        Ok(())
+    }
+
     fn session_info_or_internal(&self) -> Result<SessionInfo, ServerError> {
         self.session
             .as_ref()
@@ -511,7 +526,7 @@ impl Aggregator {
                 if let Some(s) = self.session.as_mut() {
                     s.max_len = Some(n);
                 }
-                Ok(())
+                self.enable_sum_file()
             }
         }
     }
@@ -880,7 +895,7 @@ impl Aggregator {
         }
         let contributors = acc.contributors();
         let published = acc.to_bytes();
-        self.store.close_round(round, now_unix())?;
+        self.store.close_round(round, now_unix(), &published)?;
         let next_roster = match self.named_roster() {
             Some(named) => named,
             None => self.submitted.iter().cloned().collect(),

@@ -3,8 +3,12 @@
 //! from anything a client sends.
 //!
 //! An accepted update is recorded in one transaction that inserts the
-//! submission row *and* replaces the open round's running sum, so a process
+//! submission row *and* names the open round's new running sum, so a process
 //! killed at any point either has the update fully counted or not at all.
+//! With a state folder the running sum itself lives in a double-buffered file
+//! beside the database ([`super::sumfile`]), written and synced before the
+//! transaction; in memory (no state folder) it is a blob in the same
+//! transaction. A closed round's published sum is a blob in `rounds`.
 
 use std::path::{Path, PathBuf};
 
@@ -58,6 +62,12 @@ pub struct StoredRound {
 
 pub struct Store {
     conn: Connection,
+    /// The state folder (`None` in memory).
+    dir: Option<PathBuf>,
+    /// The running-sum file, once the session's sizes are known.
+    sums: Option<super::sumfile::SumFile>,
+    /// Generation of the newest committed running sum in `sums`.
+    generation: u64,
     /// Held (locked) for the store's lifetime; the OS releases it when the
     /// process ends, however it ends.
     _lock: Option<std::fs::File>,
@@ -88,12 +98,52 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|e| io(format!("cannot create it: {e}")))?;
         let lock = lock_folder(dir)?;
         let conn = Connection::open(dir.join(DB_FILE))?;
-        Self::init(conn, Some(lock))
+        let mut store = Self::init(conn, Some(lock))?;
+        store.dir = Some(dir.to_path_buf());
+        Ok(store)
+    }
+
+    /// [`open`](Self::open), keeping running sums as blobs in the database
+    /// (the slower path, for comparison).
+    pub fn open_sums_in_database(dir: &Path) -> Result<Store, StoreError> {
+        let mut store = Self::open(dir)?;
+        if store.open_sum()?.is_some() {
+            return Err(StoreError::Corrupt(
+                "this state folder keeps its running sum in running_sum.bin; open it without \
+                 --sum-in-database"
+                    .into(),
+            ));
+        }
+        store.dir = None;
+        Ok(store)
     }
 
     /// An in-memory database (embedded mode without a state folder).
     pub fn in_memory() -> Result<Store, StoreError> {
         Self::init(Connection::open_in_memory()?, None)
+    }
+
+    /// Keeps running sums of at most `max_payload` bytes in the state
+    /// folder's sum file (no-op in memory, or when already on).
+    pub fn use_sum_file(&mut self, max_payload: usize) -> Result<(), StoreError> {
+        if let (Some(dir), None) = (&self.dir, &self.sums) {
+            self.sums = Some(super::sumfile::SumFile::open(dir, max_payload)?);
+        }
+        Ok(())
+    }
+
+    /// (round, generation) of the newest committed running sum in the file.
+    fn open_sum(&self) -> Result<Option<(u64, u64)>, StoreError> {
+        let Some(v) = self.get_meta("open_sum")? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&v).to_string();
+        let parsed = text
+            .split_once(' ')
+            .and_then(|(r, g)| Some((r.parse().ok()?, g.parse().ok()?)));
+        parsed
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt(format!("open_sum is {text:?}")))
     }
 
     fn init(conn: Connection, lock: Option<std::fs::File>) -> Result<Store, StoreError> {
@@ -137,7 +187,15 @@ impl Store {
                  PRIMARY KEY (round, client_id)
              );",
         )?;
-        Ok(Store { conn, _lock: lock })
+        let mut store = Store {
+            conn,
+            dir: None,
+            sums: None,
+            generation: 0,
+            _lock: lock,
+        };
+        store.generation = store.open_sum()?.map_or(0, |(_, g)| g);
+        Ok(store)
     }
 
     pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -299,6 +357,24 @@ impl Store {
 
     /// The stored sum of `round` (running sum if open, published if closed).
     pub fn sum(&self, round: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(f) = self.sums.as_ref()
+            && let Some((r, g)) = self.open_sum()?
+            && r == round
+            && self.conn.query_row(
+                "SELECT open FROM rounds WHERE round = ?1",
+                [to_i64(round)],
+                |row| row.get::<_, i64>(0),
+            )? != 0
+        {
+            let stored = f.read(g)?;
+            if stored.round != round {
+                return Err(StoreError::Corrupt(format!(
+                    "running sum generation {g} belongs to round {}, not {round}",
+                    stored.round
+                )));
+            }
+            return Ok(Some(stored.bytes));
+        }
         Ok(self
             .conn
             .query_row(
@@ -324,18 +400,27 @@ impl Store {
         add_ms: f64,
         now: u64,
     ) -> Result<(), StoreError> {
+        // With a sum file: write the new sum first (the other slot, synced),
+        // then commit the transaction that names it. Until the commit, the
+        // previous generation stays the durable one.
+        let generation = self.generation + 1;
+        if let Some(f) = self.sums.as_mut() {
+            f.write(generation, round, new_sum)?;
+        }
+        let in_file = self.sums.is_some();
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO submissions (round, client_id, at, bytes) VALUES (?1, ?2, ?3, ?4)",
             params![to_i64(round), client_id, to_i64(now), to_i64(bytes)],
         )?;
+        let blob: Option<&[u8]> = (!in_file).then_some(new_sum);
         let changed = tx.execute(
             "UPDATE rounds SET sum = ?1, contributors = ?2,
                  aggregate_ms = aggregate_ms + ?3, bytes_accepted = bytes_accepted + ?4,
                  len = ?6
              WHERE round = ?5 AND open = 1",
             params![
-                new_sum,
+                blob,
                 i64::from(contributors),
                 add_ms,
                 to_i64(bytes),
@@ -343,6 +428,13 @@ impl Store {
                 to_i64(len as u64)
             ],
         )?;
+        if in_file {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('open_sum', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![format!("{round} {generation}").into_bytes()],
+            )?;
+        }
         if changed != 1 {
             return Err(StoreError::Corrupt(format!("round {round} is not open")));
         }
@@ -351,16 +443,23 @@ impl Store {
             params![to_i64(round), client_id],
         )?;
         tx.commit()?;
+        if in_file {
+            self.generation = generation;
+        }
         Ok(())
     }
 
-    /// Closes `round` (its stored running sum becomes the published sum) and
-    /// opens `round + 1`.
-    pub fn close_round(&mut self, round: u64, now: u64) -> Result<(), StoreError> {
+    /// Closes `round` with its published sum and opens `round + 1`.
+    pub fn close_round(
+        &mut self,
+        round: u64,
+        now: u64,
+        published: &[u8],
+    ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         let changed = tx.execute(
-            "UPDATE rounds SET open = 0, closed = ?1 WHERE round = ?2 AND open = 1",
-            params![to_i64(now), to_i64(round)],
+            "UPDATE rounds SET open = 0, closed = ?1, sum = ?3 WHERE round = ?2 AND open = 1",
+            params![to_i64(now), to_i64(round), published],
         )?;
         if changed != 1 {
             return Err(StoreError::Corrupt(format!("round {round} is not open")));
@@ -456,8 +555,8 @@ mod tests {
                 .is_err()
         );
         assert_eq!(s.sum(1).unwrap().as_deref(), Some(&b"sum1"[..]));
-        s.close_round(1, 3).unwrap();
-        assert!(s.close_round(1, 3).is_err());
+        s.close_round(1, 3, b"sum1").unwrap();
+        assert!(s.close_round(1, 3, b"sum1").is_err());
         assert_eq!(s.sum(2).unwrap(), None);
         drop(s);
         let s = Store::open(dir.path()).unwrap();
