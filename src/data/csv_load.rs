@@ -599,7 +599,7 @@ impl BlockContext<'_> {
         {
             return Err(DataError::LabelNotInModel {
                 at: at(),
-                value: text.to_string(),
+                value: super::shorten(text, 80),
                 positive: m.positive.clone(),
                 negative: m.negative.clone(),
             });
@@ -607,7 +607,7 @@ impl BlockContext<'_> {
         if seen.len() == 2 {
             return Err(DataError::ThirdLabel {
                 at: at(),
-                value: text.to_string(),
+                value: super::shorten(text, 80),
                 first: seen[0].0.clone(),
                 second: seen[1].0.clone(),
             });
