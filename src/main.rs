@@ -18,6 +18,7 @@ fn error_chain(err: &anyhow::Error) -> String {
     msg
 }
 
+#[allow(clippy::print_stderr)] // the binary's edge reports the error
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     match cli::run(args) {

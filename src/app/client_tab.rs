@@ -15,11 +15,11 @@ use super::plots::{Series, epoch_series, line_plot_ui, round_plots_ui, round_tab
 use super::settings::{Settings, TrainingSettings};
 use super::widgets::{self, DialogKind, ENCRYPTED_COLOR, FileDialog, Note, OK_COLOR};
 use super::{LatestModel, Shared};
-use crate::client::ClientEvent;
-use crate::crypto::{ParamSet, SecretKey};
-use crate::data::{CsvOptions, Dataset, LoadedCsv, load_csv};
-use crate::model::{Metrics, ModelFile, TrainConfig};
-use crate::session::{self, ConnectOptions, Joined, Notifier, SessionError};
+use fedhe::client::ClientEvent;
+use fedhe::crypto::{ParamSet, SecretKey};
+use fedhe::data::{CsvOptions, Dataset, LoadedCsv, load_csv};
+use fedhe::model::{Metrics, ModelFile, TrainConfig};
+use fedhe::session::{self, ConnectOptions, Joined, Notifier, SessionError};
 
 /// Rows shown in the preview.
 const PREVIEW_ROWS: usize = 5;
@@ -782,7 +782,7 @@ fn read_csv(path: &Path, schema: &Schema) -> Result<CsvView, String> {
         ..CsvOptions::default()
     };
     let mut loaded = load_csv(path, &opts);
-    if let Err(crate::data::DataError::UnknownPositive { .. }) = &loaded {
+    if let Err(fedhe::data::DataError::UnknownPositive { .. }) = &loaded {
         loaded = load_csv(
             path,
             &CsvOptions {

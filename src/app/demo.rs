@@ -13,14 +13,14 @@ use super::plots::{Series, epoch_series, line_plot_ui, round_plots_ui, round_tab
 use super::settings::{DemoSettings, DemoSplit};
 use super::widgets::{self, ENCRYPTED_COLOR, Note, OK_COLOR};
 use super::{LatestModel, Shared};
-use crate::client::ClientEvent;
-use crate::crypto::ParamSet;
-use crate::data::CsvOptions;
-use crate::data::split::{Partition, write_csv};
-use crate::federation::{
+use fedhe::client::ClientEvent;
+use fedhe::crypto::ParamSet;
+use fedhe::data::CsvOptions;
+use fedhe::data::split::{Partition, write_csv};
+use fedhe::federation::{
     RoundRecord, SimData, SimEvent, SimulationConfig, SimulationError, load_sim_data, simulate,
 };
-use crate::model::{Metrics, ModelFile, TrainConfig};
+use fedhe::model::{Metrics, ModelFile, TrainConfig};
 
 /// The Wisconsin breast-cancer data, bundled so the demo works from any folder.
 const SAMPLE_CSV: &str = include_str!("../../sample_data/breast_cancer_wdbc.csv");
@@ -28,6 +28,8 @@ pub const SAMPLE_NAME: &str = "breast_cancer_wdbc.csv";
 
 /// Writes the bundled sample data to a temporary folder (once) and returns its path.
 pub fn sample_csv_path() -> Result<PathBuf, String> {
+    // A cache of bundled data, not a user's file: the temp folder is right.
+    #[allow(clippy::disallowed_methods)]
     let dir = std::env::temp_dir().join(format!("fedhe-{}", env!("CARGO_PKG_VERSION")));
     std::fs::create_dir_all(&dir)
         .map_err(|e| format!("cannot create the folder {}: {e}", dir.display()))?;
@@ -328,7 +330,7 @@ fn run_demo(cfg: &DemoSettings, p: &Progress<DemoMsg>) {
     // A federation's training defaults (one place: `plan::Training`).
     let train = TrainConfig {
         epochs: cfg.epochs,
-        ..crate::plan::Training::default().local()
+        ..fedhe::plan::Training::default().local()
     };
     let mut sim = SimulationConfig {
         data: sim_data.clone(),
@@ -410,7 +412,7 @@ fn run_demo(cfg: &DemoSettings, p: &Progress<DemoMsg>) {
         Err(e) => return done(Err(explain(e))),
     };
     let max_diff = plain_result.as_ref().and_then(|pr| {
-        crate::federation::max_param_diff(&result.records, &pr.records)
+        fedhe::federation::max_param_diff(&result.records, &pr.records)
             .last()
             .copied()
     });

@@ -202,7 +202,7 @@ pub enum TrainMsg {
     Epoch(EpochPoint),
     Round(RoundRow),
     /// The run ended: the trained model, or what went wrong (in words).
-    Done(Result<Box<crate::model::ModelFile>, String>),
+    Done(Result<Box<fedhe::model::ModelFile>, String>),
 }
 
 /// Formats a duration in milliseconds for people (µs below 1 ms).

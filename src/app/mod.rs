@@ -25,8 +25,8 @@ pub use server_tab::ServerTab;
 pub use settings::{Settings, Tab};
 pub use widgets::Note;
 
-use crate::crypto::PublicKeyFile;
-use crate::model::ModelFile;
+use fedhe::crypto::PublicKeyFile;
+use fedhe::model::ModelFile;
 
 /// Window title and persistence name.
 pub const APP_NAME: &str = "FedHE";

@@ -9,7 +9,7 @@ use super::jobs::{Job, poll_slot};
 use super::plots::roc_plot_ui;
 use super::widgets::{self, DialogKind, FileDialog, Note};
 use super::{LatestModel, Shared};
-use crate::model::{ModelFile, Scored, roc_curve, score_csv, write_predictions};
+use fedhe::model::{ModelFile, Scored, roc_curve, score_csv, write_predictions};
 
 /// A scored test file.
 pub struct ScoredView {

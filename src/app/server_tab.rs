@@ -13,11 +13,11 @@ use super::jobs::{Job, Progress, human_bytes, human_ms, poll_slot};
 use super::plots::{Series, line_plot_ui};
 use super::settings::Settings;
 use super::widgets::{self, DialogKind, ENCRYPTED_COLOR, FileDialog, Note, OK_COLOR};
-use crate::client::AggregatorClient;
-use crate::crypto::{CryptoError, PublicKeyFile};
-use crate::plan::{Plan, ProposeOptions, Quorum};
-use crate::protocol::{ClientInfo, RoundInfo, RoundPhase, RoundState, StatusResponse};
-use crate::server::{EmbeddedServer, ServerConfig};
+use fedhe::client::AggregatorClient;
+use fedhe::crypto::{CryptoError, PublicKeyFile};
+use fedhe::plan::{Plan, ProposeOptions, Quorum};
+use fedhe::protocol::{ClientInfo, RoundInfo, RoundPhase, RoundState, StatusResponse};
+use fedhe::server::{EmbeddedServer, ServerConfig};
 
 /// How often the embedded aggregator's state is read.
 const EMBEDDED_POLL: Duration = Duration::from_millis(250);
@@ -155,7 +155,7 @@ impl ServerTab {
             },
             name: String::new(),
         };
-        match crate::plan::propose(csv, &opts) {
+        match fedhe::plan::propose(csv, &opts) {
             Ok((plan, _notes)) => self.set_plan(plan, format!("proposed from {}", csv.display())),
             Err(e) => widgets::push_note(
                 &mut self.notes,
@@ -694,7 +694,7 @@ impl ServerTab {
                 line.push_str(&format!("; missing: {}", st.missing.join(", ")));
             }
             if let Some(d) = st.deadline_unix {
-                let now = crate::protocol::now_ms() / 1000;
+                let now = fedhe::protocol::now_ms() / 1000;
                 line.push_str(&format!("; deadline in {} s", d.saturating_sub(now)));
             } else if st.round == 1 {
                 line.push_str("; standardization waits for every roster member");

@@ -32,7 +32,7 @@ pub struct TrainingSettings {
 impl Default for TrainingSettings {
     /// The library's federation defaults (one place: `plan::Training`).
     fn default() -> Self {
-        let t = crate::plan::Training::default();
+        let t = fedhe::plan::Training::default();
         Self {
             rounds: t.rounds,
             epochs: t.epochs,
@@ -47,8 +47,8 @@ impl Default for TrainingSettings {
 
 impl TrainingSettings {
     /// These settings as a plan's training section.
-    pub fn plan_training(&self) -> crate::plan::Training {
-        crate::plan::Training {
+    pub fn plan_training(&self) -> fedhe::plan::Training {
+        fedhe::plan::Training {
             rounds: self.rounds,
             epochs: self.epochs,
             lr: self.lr,
@@ -144,9 +144,9 @@ impl Default for Settings {
             server_port: 0,
             server_public: false,
             auto_aggregate: true,
-            quorum_min_clients: crate::plan::Quorum::default().min_clients,
+            quorum_min_clients: fedhe::plan::Quorum::default().min_clients,
             allow_single_contributor: false,
-            round_deadline_secs: crate::plan::Quorum::default().round_deadline_secs,
+            round_deadline_secs: fedhe::plan::Quorum::default().round_deadline_secs,
             plan_path: String::new(),
             public_key_path: String::new(),
             remote_url: "http://127.0.0.1:8080".into(),

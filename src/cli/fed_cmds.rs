@@ -129,6 +129,7 @@ fn operator_token(file: Option<&Path>) -> anyhow::Result<(Option<String>, bool)>
 /// for about 30 % less upload throughput (fresh mappings fault their pages
 /// in again). Bounded memory wins for a server.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // one of the documented unsafe sites (ARCHITECTURE.md)
 fn return_large_buffers_to_the_os() {
     // SAFETY: mallopt only changes allocator tuning; called before the
     // server starts its threads.
@@ -744,6 +745,8 @@ pub fn bench_federation(a: BenchFederationArgs) -> anyhow::Result<()> {
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    // The benchmark's own scratch folder, removed at the end.
+    #[allow(clippy::disallowed_methods)]
     let dir = std::env::temp_dir().join(format!(
         "fedhe-bench-{}-{}",
         std::process::id(),

@@ -1,5 +1,8 @@
 //! Command-line interface: argument parsing and dispatch. Each command group
 //! lives in its own file; all real work is done by the library.
+//!
+//! Printing is this module's job (the library and the app never print).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench_cmds;
 mod crypto_cmds;
@@ -98,7 +101,7 @@ fn open_app(csv: Option<std::path::PathBuf>) -> anyhow::Result<()> {
             p.display()
         );
     }
-    fedhe::app::run(csv)?;
+    fedhe_app::app::run(csv)?;
     Ok(())
 }
 

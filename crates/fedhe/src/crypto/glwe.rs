@@ -38,6 +38,9 @@ pub(crate) struct KeyFourier {
 }
 
 impl Drop for KeyFourier {
+    // One of the documented unsafe sites: a volatile write is the only way
+    // to keep the compiler from dropping a wipe of memory about to be freed.
+    #[allow(unsafe_code)]
     fn drop(&mut self) {
         // The Fourier transform of the key is key material too: best-effort wipe.
         for c in self.key.iter_mut() {

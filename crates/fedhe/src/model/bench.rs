@@ -40,6 +40,8 @@ pub fn run_data_bench(
     progress: &mut dyn FnMut(&str),
 ) -> Result<DataBench, ModelError> {
     let repeats = repeats.max(1);
+    // Scratch data of a benchmark, not a user's file: the temp folder is right.
+    #[allow(clippy::disallowed_methods)]
     let path = std::env::temp_dir().join(format!("fedhe-bench-{}.csv", std::process::id()));
     let io_err = |source: std::io::Error| ModelError::Write {
         file: path.display().to_string(),

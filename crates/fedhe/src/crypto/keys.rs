@@ -220,6 +220,8 @@ impl std::fmt::Debug for SecretKey {
 }
 
 impl Drop for SecretKey {
+    // One of the documented unsafe sites (see KeyFourier's Drop).
+    #[allow(unsafe_code)]
     fn drop(&mut self) {
         // Best-effort wipe of the key material in memory.
         for b in self.bits.iter_mut() {

@@ -1,0 +1,22 @@
+//! FedHE's integration tests, in one test binary (`autotests = false`):
+//! each module used to be its own binary that linked TFHE-rs, the HTTP stack
+//! and the GUI again. Real parts throughout: real keys, a real aggregator on
+//! a loopback socket, the real `fedhe` binary, the whole app headless.
+
+// All of this binary is test code: helpers may unwrap (a panic is the
+// failure report) and spawn unnamed threads.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+#[cfg(feature = "gui")]
+mod app_ui;
+mod cli_data;
+mod crypto;
+mod crypto_cli;
+mod crypto_proptest;
+mod data_loading;
+mod federation;
+mod hardening;
+mod model;
+mod plan;
+mod server_cli;
+mod server_http;
