@@ -374,7 +374,7 @@ fn one_client_trains_through_the_embedded_aggregator() {
     assert_eq!(app.client.run.rounds.len(), 2);
     let last = &app.client.run.rounds[1];
     assert_eq!(last.contributors, 1);
-    assert!(last.val_accuracy.unwrap() > 0.85);
+    assert!(last.validation_accuracy.unwrap() > 0.85);
     assert!(last.bytes_up > 0 && last.bytes_down > 0);
     // The aggregator saw the standardization round and two training rounds.
     assert_eq!(app.server.history.len(), 3);
@@ -544,4 +544,81 @@ fn aggregate_now_closes_each_round() {
     );
     assert_eq!(h.state().client.run.rounds.len(), 2);
     h.state_mut().server.stop();
+}
+
+/// Steps frames until a widget labelled `label` exists.
+fn wait_for_label(h: &mut Harness<'static, FedheApp>, label: &str, timeout: Duration) {
+    let start = Instant::now();
+    while h.query_by_label(label).is_none() {
+        assert!(start.elapsed() < timeout, "no widget labelled {label:?}");
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn open_csv_falls_back_to_a_path_field_without_a_desktop_portal() {
+    let mut h = harness(None);
+    h.run();
+    click(&mut h, "Client");
+    click(&mut h, "Open CSV…");
+    // No desktop portal here: the system dialog comes back empty at once,
+    // and the in-app path field takes over, explaining why.
+    wait_for_label(&mut h, "Path", Duration::from_secs(20));
+    h.get_by_label_contains("did not open");
+    // Complete the path from the working directory (the crate root).
+    let root = format!(
+        "{}{}",
+        env!("CARGO_MANIFEST_DIR"),
+        std::path::MAIN_SEPARATOR
+    );
+    let folder = format!("{root}sample_data{}", std::path::MAIN_SEPARATOR);
+    h.run();
+    click(&mut h, &folder);
+    let file = format!("{folder}test.csv");
+    wait_for_label(&mut h, &file, Duration::from_secs(5));
+    h.run();
+    click(&mut h, &file);
+    h.run();
+    assert_eq!(
+        h.get_by_label("Path").value().as_deref(),
+        Some(file.as_str())
+    );
+    click(&mut h, "Open");
+    wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
+        a.client.csv.as_ref().is_some_and(|c| c.dataset().is_some())
+    });
+    assert_eq!(h.state().client.csv.as_ref().unwrap().total_rows, 113);
+    assert!(h.query_by_label("Path").is_none(), "the field closes");
+}
+
+#[test]
+fn notes_are_an_overlay_that_never_moves_the_controls() {
+    let mut h = harness(None);
+    h.run();
+    click(&mut h, "Client");
+    h.run();
+    let before = h.get_by_label("Open CSV…").rect();
+    click(&mut h, "Use sample data");
+    wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
+        a.client.csv.as_ref().is_some_and(|c| c.dataset().is_some())
+    });
+    // The loader's note is shown...
+    assert!(!h.state().client.notes.is_empty());
+    h.get_by_label_contains("as the label");
+    // ...and the button stayed where it was.
+    assert_eq!(h.get_by_label("Open CSV…").rect(), before);
+    // An error stays until dismissed; dismissing it removes it.
+    h.state_mut()
+        .client
+        .notes
+        .push(fedhe_app::app::Note::Error("test error".into()));
+    h.run();
+    assert_eq!(h.get_by_label("Open CSV…").rect(), before);
+    h.get_by_label("test error");
+    let n = h.state().client.notes.len();
+    h.get_all_by_label("✖").last().unwrap().click();
+    h.run();
+    assert_eq!(h.state().client.notes.len(), n - 1);
+    assert!(h.query_by_label("test error").is_none());
 }

@@ -258,14 +258,14 @@ impl ClientTab {
 
     pub fn ui(&mut self, ui: &mut Ui, settings: &mut Settings, shared: &mut Shared) {
         let ctx = ui.ctx().clone();
-        if let Some(p) = self.csv_dialog.take() {
+        if let Some(p) = self.csv_dialog.take(&ctx) {
             self.open_csv(&ctx, &p, settings);
         }
-        if let Some(p) = self.key_dialog.take() {
+        if let Some(p) = self.key_dialog.take(&ctx) {
             settings.key_path = p.display().to_string();
             self.load_key(&ctx, &p);
         }
-        if let Some(p) = self.save_dialog.take()
+        if let Some(p) = self.save_dialog.take(&ctx)
             && let Some(m) = &self.model
         {
             match m.save(&p) {
@@ -327,9 +327,17 @@ impl ClientTab {
         let Some(view) = &self.csv else {
             return;
         };
+        // The bundled data lives in a cache folder: name it, not the path.
+        let shown = if super::demo::is_sample(&view.path) {
+            format!(
+                "The bundled sample data ({}, Wisconsin breast cancer)",
+                super::demo::SAMPLE_NAME
+            )
+        } else {
+            view.path.display().to_string()
+        };
         ui.label(format!(
-            "{}: {} rows, {} columns",
-            view.path.display(),
+            "{shown}: {} rows, {} columns",
             view.total_rows,
             view.header.len()
         ));
@@ -348,7 +356,9 @@ impl ClientTab {
                 .label
                 .clone()
                 .unwrap_or_else(|| "(automatic)".into());
-            egui::ComboBox::from_label("Label column")
+            // Caption first, then the box (from_label puts it after).
+            let caption = ui.label("Label column");
+            egui::ComboBox::from_id_salt("label-column")
                 .selected_text(current)
                 .show_ui(ui, |ui| {
                     for h in &header {
@@ -362,9 +372,12 @@ impl ClientTab {
                             changed = true;
                         }
                     }
-                });
+                })
+                .response
+                .labelled_by(caption.id);
             if let Some(m) = &mapping {
-                egui::ComboBox::from_label("Positive class")
+                let caption = ui.label("Positive class");
+                egui::ComboBox::from_id_salt("positive-class")
                     .selected_text(m.positive.clone())
                     .show_ui(ui, |ui| {
                         for v in [&m.positive, &m.negative] {
@@ -375,7 +388,9 @@ impl ClientTab {
                                 changed = true;
                             }
                         }
-                    });
+                    })
+                    .response
+                    .labelled_by(caption.id);
             }
         });
         ui.collapsing("Feature columns (untick to ignore)", |ui| {
@@ -717,13 +732,8 @@ fn training_settings_ui(ui: &mut Ui, t: &mut TrainingSettings) {
         widgets::real_field(ui, "Learning rate", &mut t.lr, 1e-6..=10.0);
         widgets::number_field(ui, "Batch size", &mut t.batch_size, 1..=100_000, 0.5);
         widgets::real_field(ui, "L2", &mut t.l2, 0.0..=10.0);
-        widgets::real_field(
-            ui,
-            "Validation share",
-            &mut t.validation_fraction,
-            0.05..=0.5,
-        )
-        .on_hover_text("Rows kept aside to validate the global model");
+        widgets::real_field(ui, "Validation share", &mut t.validation_share, 0.05..=0.5)
+            .on_hover_text("Rows kept aside to validate the global model");
     });
 }
 
@@ -914,7 +924,7 @@ fn local_training(
     let run = session::train_local(
         ds,
         &cfg,
-        t.validation_fraction,
+        t.validation_share,
         vec![source.to_string()],
         &mut |s| {
             p.send(TrainMsg::Epoch(EpochPoint {
@@ -990,8 +1000,8 @@ fn federated_training(site: JoinedSite, p: &Arc<Progress<TrainMsg>>) -> Result<M
                     p.send(TrainMsg::Round(RoundRow {
                         round: r.round,
                         contributors: r.contributors,
-                        val_loss: r.holdout_loss,
-                        val_accuracy: r.holdout_accuracy,
+                        validation_loss: r.validation_loss,
+                        validation_accuracy: r.validation_accuracy,
                         bytes_up: r.cost.bytes_up,
                         bytes_down: r.cost.bytes_down,
                         encrypt_ms: r.cost.encrypt_ms,
@@ -1003,7 +1013,8 @@ fn federated_training(site: JoinedSite, p: &Arc<Progress<TrainMsg>>) -> Result<M
                         r.round,
                         r.contributors,
                         r.counted.join(", "),
-                        r.holdout_accuracy.map_or("–".into(), |a| format!("{a:.3}"))
+                        r.validation_accuracy
+                            .map_or("–".into(), |a| format!("{a:.3}"))
                     )));
                 }
             },

@@ -42,6 +42,11 @@ pub fn sample_csv_path() -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// True for the bundled sample data's cached copy.
+pub fn is_sample(path: &std::path::Path) -> bool {
+    sample_csv_path().is_ok_and(|p| p == path)
+}
+
 /// How the demo ended.
 #[derive(Debug, Clone)]
 pub struct DemoOutcome {
@@ -291,8 +296,8 @@ fn record_row(r: &RoundRecord) -> RoundRow {
     RoundRow {
         round: r.round,
         contributors: r.contributors,
-        val_loss: Some(r.global_loss),
-        val_accuracy: Some(r.global_accuracy),
+        validation_loss: Some(r.global_loss),
+        validation_accuracy: Some(r.global_accuracy),
         bytes_up: r.bytes_up,
         bytes_down: r.bytes_down,
         encrypt_ms: r.encrypt_ms,

@@ -182,8 +182,8 @@ pub struct RoundRow {
     pub contributors: u32,
     /// Validation figures of the new global model (local hold-out, or the
     /// demo's test set).
-    pub val_loss: Option<f64>,
-    pub val_accuracy: Option<f64>,
+    pub validation_loss: Option<f64>,
+    pub validation_accuracy: Option<f64>,
     pub bytes_up: u64,
     pub bytes_down: u64,
     pub encrypt_ms: f64,

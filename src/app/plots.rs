@@ -88,12 +88,12 @@ pub fn round_plots_ui(
 ) {
     let acc = |rows: &[RoundRow]| -> Vec<[f64; 2]> {
         rows.iter()
-            .filter_map(|r| r.val_accuracy.map(|a| [r.round as f64, a]))
+            .filter_map(|r| r.validation_accuracy.map(|a| [r.round as f64, a]))
             .collect()
     };
     let loss = |rows: &[RoundRow]| -> Vec<[f64; 2]> {
         rows.iter()
-            .filter_map(|r| r.val_loss.map(|l| [r.round as f64, l]))
+            .filter_map(|r| r.validation_loss.map(|l| [r.round as f64, l]))
             .collect()
     };
     // `columns(2)` hands the closure exactly 2 columns.
@@ -152,8 +152,11 @@ pub fn round_table_ui(ui: &mut Ui, id: &str, rows: &[RoundRow], with_server: boo
                 for r in rows {
                     ui.label(r.round.to_string());
                     ui.label(r.contributors.to_string());
-                    ui.label(r.val_accuracy.map_or("–".into(), |a| format!("{a:.3}")));
-                    ui.label(r.val_loss.map_or("–".into(), |l| format!("{l:.4}")));
+                    ui.label(
+                        r.validation_accuracy
+                            .map_or("–".into(), |a| format!("{a:.3}")),
+                    );
+                    ui.label(r.validation_loss.map_or("–".into(), |l| format!("{l:.4}")));
                     ui.label(human_bytes(r.bytes_up));
                     ui.label(human_bytes(r.bytes_down));
                     ui.label(human_ms(r.encrypt_ms));

@@ -159,15 +159,15 @@ impl PredictTab {
         shared: &mut Shared,
     ) {
         let ctx = ui.ctx().clone();
-        if let Some(p) = self.model_dialog.take() {
+        if let Some(p) = self.model_dialog.take(&ctx) {
             *model_path = p.display().to_string();
             self.load_model(&ctx, &p);
         }
-        if let Some(p) = self.csv_dialog.take() {
+        if let Some(p) = self.csv_dialog.take(&ctx) {
             *test_path = p.display().to_string();
             self.load_test_csv(&ctx, &p);
         }
-        if let Some(p) = self.export_dialog.take()
+        if let Some(p) = self.export_dialog.take(&ctx)
             && let (Some(m), Some(s)) = (&self.model, &self.scored)
         {
             let model = m.model.clone();

@@ -29,6 +29,8 @@ const REMOTE_POLL: Duration = Duration::from_secs(1);
 pub struct Snapshot {
     pub status: StatusResponse,
     pub clients: Vec<ClientInfo>,
+    /// The client list was refused (a remote aggregator without a token).
+    pub clients_hidden: bool,
 }
 
 enum RemoteMsg {
@@ -279,6 +281,7 @@ impl ServerTab {
             .collect();
         merge_history(&mut self.history, infos);
         self.snapshot = Some(Snapshot {
+            clients_hidden: false,
             clients: server.clients(),
             status,
         });
@@ -361,13 +364,13 @@ impl ServerTab {
 
     pub fn ui(&mut self, ui: &mut Ui, settings: &mut Settings, shared: &mut Shared) {
         let ctx = ui.ctx().clone();
-        if let Some(p) = self.key_dialog.take() {
+        if let Some(p) = self.key_dialog.take(&ctx) {
             self.load_public_key(&p, settings);
         }
-        if let Some(p) = self.plan_dialog.take() {
+        if let Some(p) = self.plan_dialog.take(&ctx) {
             self.load_plan(&p, settings);
         }
-        if let Some(p) = self.plan_save_dialog.take()
+        if let Some(p) = self.plan_save_dialog.take(&ctx)
             && let Some((plan, _)) = &self.plan
         {
             let note = match plan.save(&p, &[]) {
@@ -540,11 +543,13 @@ impl ServerTab {
             (_, Some(session)) => {
                 ui.label(
                     RichText::new(format!(
-                        "🔑 Session key fingerprint {} ({}, up to {} clients per round), up to {} values per update",
+                        "🔑 Session key fingerprint {} ({}, up to {} clients per round){}",
                         session.fingerprint,
                         session.params,
                         session.max_clients,
-                        session.max_len.map_or("–".into(), |n| n.to_string())
+                        session
+                            .max_len
+                            .map_or(String::new(), |n| format!(", up to {n} values per update"))
                     ))
                     .color(OK_COLOR),
                 );
@@ -730,7 +735,9 @@ impl ServerTab {
         });
 
         widgets::section_heading(ui, "Registered clients");
-        if snap.clients.is_empty() {
+        if snap.clients_hidden {
+            ui.weak("The operator token is needed to list the clients.");
+        } else if snap.clients.is_empty() {
             ui.weak("No client has registered yet.");
         } else {
             egui::Grid::new("server-clients")
@@ -856,8 +863,12 @@ fn remote_snapshot(
     let status = api
         .status()
         .map_err(|e| format!("Could not read the aggregator's status: {e}"))?;
-    // The client list may need the operator token; without it, show none.
-    let clients = api.clients().unwrap_or_default();
+    // The client list needs a token; without one, say so instead.
+    let (clients, clients_hidden) = match api.clients() {
+        Ok(c) => (c, false),
+        Err(e) if e.status() == Some(401) => (Vec::new(), true),
+        Err(e) => return Err(format!("Could not list the clients: {e}")),
+    };
     let mut infos = Vec::new();
     for r in (known + 1)..=status.last_closed.unwrap_or(0) {
         infos.push(
@@ -865,5 +876,12 @@ fn remote_snapshot(
                 .map_err(|e| format!("Could not read round {r}: {e}"))?,
         );
     }
-    Ok((Snapshot { status, clients }, infos))
+    Ok((
+        Snapshot {
+            status,
+            clients,
+            clients_hidden,
+        },
+        infos,
+    ))
 }

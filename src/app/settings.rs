@@ -25,7 +25,9 @@ pub struct TrainingSettings {
     pub batch_size: usize,
     pub l2: f64,
     /// Share of the local rows kept aside to validate the global model.
-    pub validation_fraction: f64,
+    /// (Settings saved by older versions call it `validation_fraction`.)
+    #[serde(alias = "validation_fraction")]
+    pub validation_share: f64,
     pub seed: u64,
 }
 
@@ -39,7 +41,7 @@ impl Default for TrainingSettings {
             lr: t.lr,
             batch_size: t.batch_size,
             l2: t.l2,
-            validation_fraction: t.validation_share,
+            validation_share: t.validation_share,
             seed: t.seed,
         }
     }
@@ -55,7 +57,7 @@ impl TrainingSettings {
             batch_size: self.batch_size,
             l2: self.l2,
             seed: self.seed,
-            validation_share: self.validation_fraction,
+            validation_share: self.validation_share,
         }
     }
 }

@@ -44,13 +44,40 @@ pub fn note_ui(ui: &mut Ui, note: &Note) -> bool {
     dismissed
 }
 
-/// Shows the notes, dropping those the user dismissed.
+/// Seconds an information note stays; errors stay until dismissed.
+const INFO_SECONDS: f64 = 12.0;
+
+/// Shows the notes as an overlay in the window's bottom-right corner, so
+/// that a note appearing never moves the controls under the user's mouse.
+/// Errors stay until dismissed; information fades after a few seconds.
 pub fn notes_ui(ui: &mut Ui, notes: &mut Vec<Note>) {
+    if notes.is_empty() {
+        return;
+    }
+    let ctx = ui.ctx().clone();
+    let now = ctx.input(|i| i.time);
+    let id = ui.scope_id().with("notes-overlay");
     let mut keep = Vec::with_capacity(notes.len());
-    for n in notes.drain(..) {
-        if !note_ui(ui, &n) {
-            keep.push(n);
-        }
+    egui::Area::new(id)
+        .anchor(egui::Align2::RIGHT_BOTTOM, egui::vec2(-12.0, -12.0))
+        .order(egui::Order::Foreground)
+        .interactable(true)
+        .show(&ctx, |ui| {
+            ui.set_max_width(440.0);
+            for n in notes.drain(..) {
+                // When this note was first shown, kept in egui's memory.
+                let key = id.with(format!("{n:?}"));
+                let shown = ctx.memory_mut(|m| *m.data.get_temp_mut_or_insert_with(key, || now));
+                let expired = !n.is_error() && now - shown > INFO_SECONDS;
+                let frame = egui::Frame::popup(ui.style());
+                let dismissed = frame.show(ui, |ui| note_ui(ui, &n)).inner;
+                if !(dismissed || expired) {
+                    keep.push(n);
+                }
+            }
+        });
+    if keep.iter().any(|n| !n.is_error()) {
+        ctx.request_repaint_after(std::time::Duration::from_secs(1));
     }
     *notes = keep;
 }
@@ -102,24 +129,56 @@ pub fn real_field(
     .labelled_by(l.id)
 }
 
-/// A file picker that never blocks the window: the system dialog runs on its
-/// own thread (except on macOS, where dialogs must run on the main thread)
-/// and the chosen path comes back through the same code path as a typed or
-/// dropped one.
+/// A file picker that never blocks the window and never leaves the user
+/// stuck: the system dialog runs on its own thread (except on macOS, where
+/// dialogs must run on the main thread), and when it cannot help — it did
+/// not start, or it came back empty at once, as rfd's portal backend does on
+/// a desktop without an XDG desktop portal — an in-app path field with
+/// completion takes over. The chosen path comes back through the same code
+/// path as a typed or dropped one.
 pub struct FileDialog {
     rx: Option<std::sync::mpsc::Receiver<Option<PathBuf>>>,
+    opened: Option<std::time::Instant>,
+    request: Option<DialogRequest>,
+    prompt: Option<PathPrompt>,
+}
+
+/// What was asked for, kept for the fallback.
+#[derive(Debug, Clone)]
+struct DialogRequest {
+    kind: DialogKind,
+    title: String,
+    extensions: Vec<String>,
+    file_name: Option<String>,
+}
+
+/// The in-app fallback: a path field with completion.
+#[derive(Debug, Clone)]
+struct PathPrompt {
+    request: DialogRequest,
+    text: String,
+    why: String,
+    error: Option<String>,
 }
 
 /// What kind of dialog.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DialogKind {
     Open,
     Save,
 }
 
+/// A system dialog that answers faster than this did not ask anyone.
+const NOBODY_ANSWERS_THAT_FAST: std::time::Duration = std::time::Duration::from_millis(400);
+
 impl FileDialog {
     pub const fn new() -> Self {
-        Self { rx: None }
+        Self {
+            rx: None,
+            opened: None,
+            request: None,
+            prompt: None,
+        }
     }
 
     /// Opens a dialog filtered to `extensions` (empty: any file).
@@ -131,6 +190,12 @@ impl FileDialog {
         filter: (&str, &[&str]),
         file_name: Option<&str>,
     ) {
+        let request = DialogRequest {
+            kind,
+            title: title.to_string(),
+            extensions: filter.1.iter().map(|e| e.to_string()).collect(),
+            file_name: file_name.map(str::to_string),
+        };
         let mut dialog = rfd::FileDialog::new().set_title(title);
         if !filter.1.is_empty() {
             dialog = dialog.add_filter(filter.0, filter.1);
@@ -146,38 +211,200 @@ impl FileDialog {
             DialogKind::Save => dialog.save_file(),
         };
         let (tx, rx) = std::sync::mpsc::channel();
+        self.opened = Some(std::time::Instant::now());
         if cfg!(target_os = "macos") {
+            // The receiver is in this scope: the send cannot fail.
             let _ = tx.send(run());
         } else {
             let repaint = ctx.clone();
             let spawned = std::thread::Builder::new()
                 .name("fedhe-file-dialog".into())
                 .spawn(move || {
+                    // A closed window dropped the receiver: nothing to tell.
                     let _ = tx.send(run());
                     repaint.request_repaint();
                 });
-            if spawned.is_err() {
+            if let Err(e) = spawned {
+                self.fall_back(
+                    request,
+                    format!("The system file dialog could not start ({e})."),
+                );
                 return;
             }
         }
+        self.request = Some(request);
         self.rx = Some(rx);
     }
 
-    /// The chosen path, once (None while open, cancelled, or idle).
-    pub fn take(&mut self) -> Option<PathBuf> {
-        let rx = self.rx.as_ref()?;
-        match rx.try_recv() {
-            Ok(choice) => {
-                self.rx = None;
-                choice
-            }
-            Err(std::sync::mpsc::TryRecvError::Empty) => None,
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                self.rx = None;
-                None
+    fn fall_back(&mut self, request: DialogRequest, why: String) {
+        let text = std::env::current_dir()
+            .map(|d| {
+                let mut p = d.display().to_string();
+                p.push(std::path::MAIN_SEPARATOR);
+                if let Some(n) = &request.file_name {
+                    p.push_str(n);
+                }
+                p
+            })
+            .unwrap_or_default();
+        self.prompt = Some(PathPrompt {
+            request,
+            text,
+            why,
+            error: None,
+        });
+    }
+
+    /// The chosen path, once (None while open, cancelled, or idle). Draws
+    /// the in-app path field while it is needed: call it every frame.
+    pub fn take(&mut self, ctx: &egui::Context) -> Option<PathBuf> {
+        if let Some(rx) = self.rx.as_ref() {
+            match rx.try_recv() {
+                Ok(Some(path)) => {
+                    self.rx = None;
+                    return Some(path);
+                }
+                Ok(None) => {
+                    self.rx = None;
+                    let quick = self
+                        .opened
+                        .is_some_and(|t| t.elapsed() < NOBODY_ANSWERS_THAT_FAST);
+                    if quick && let Some(r) = self.request.take() {
+                        self.fall_back(
+                            r,
+                            "The system file dialog did not open (this desktop may have no file \
+                             chooser portal). Type or paste the path instead:"
+                                .into(),
+                        );
+                    }
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    self.rx = None;
+                    if let Some(r) = self.request.take() {
+                        self.fall_back(
+                            r,
+                            "The system file dialog stopped without an answer.".into(),
+                        );
+                    }
+                }
             }
         }
+        self.prompt_ui(ctx)
     }
+
+    fn prompt_ui(&mut self, ctx: &egui::Context) -> Option<PathBuf> {
+        let prompt = self.prompt.as_mut()?;
+        let mut chosen = None;
+        let mut close = false;
+        let title = prompt.request.title.clone();
+        egui::Window::new(&title)
+            .id(egui::Id::unique(("fedhe-path-prompt", &title)))
+            .collapsible(false)
+            .resizable(false)
+            // Anchored by its top, at a fixed width: completions appearing
+            // below never move what is above them.
+            .anchor(egui::Align2::CENTER_TOP, egui::vec2(0.0, 80.0))
+            .show(ctx, |ui| {
+                ui.set_width(520.0);
+                ui.label(&prompt.why);
+                let l = ui.label("Path");
+                let field = ui
+                    .add(egui::TextEdit::singleline(&mut prompt.text).desired_width(420.0))
+                    .labelled_by(l.id);
+                let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                // Completion: entries of the typed folder that start with
+                // what follows its last separator.
+                for c in completions(&prompt.text, &prompt.request.extensions) {
+                    if ui.small_button(&c).clicked() {
+                        prompt.text = c;
+                    }
+                }
+                if let Some(e) = &prompt.error {
+                    ui.label(RichText::new(e).color(ERROR_COLOR));
+                }
+                ui.horizontal(|ui| {
+                    let verb = match prompt.request.kind {
+                        DialogKind::Open => "Open",
+                        DialogKind::Save => "Save",
+                    };
+                    if ui.button(verb).clicked() || enter {
+                        let path = PathBuf::from(prompt.text.trim());
+                        match check_path(&path, prompt.request.kind) {
+                            Ok(()) => chosen = Some(path),
+                            Err(e) => prompt.error = Some(e),
+                        }
+                    }
+                    if ui.button("Cancel").clicked() {
+                        close = true;
+                    }
+                });
+            });
+        if chosen.is_some() || close {
+            self.prompt = None;
+        }
+        chosen
+    }
+}
+
+/// Why `path` cannot be used for `kind`, in words.
+fn check_path(path: &std::path::Path, kind: DialogKind) -> Result<(), String> {
+    if path.as_os_str().is_empty() {
+        return Err("Type a path.".into());
+    }
+    match kind {
+        DialogKind::Open if !path.is_file() => Err(format!("{} is not a file.", path.display())),
+        DialogKind::Save if path.is_dir() => {
+            Err(format!("{} is a folder: add a file name.", path.display()))
+        }
+        DialogKind::Save
+            if path
+                .parent()
+                .is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir()) =>
+        {
+            Err(format!("The folder of {} does not exist.", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Up to 8 completions of a typed path: folders, and files with one of
+/// `extensions` (any file when empty).
+fn completions(typed: &str, extensions: &[String]) -> Vec<String> {
+    let (dir, prefix) = match typed.rfind(std::path::is_separator) {
+        Some(i) => (&typed[..=i], &typed[i + 1..]),
+        None => ("./", typed),
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(prefix) || name.starts_with('.') && !prefix.starts_with('.') {
+                return None;
+            }
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            let fits = is_dir
+                || extensions.is_empty()
+                || extensions
+                    .iter()
+                    .any(|x| name.to_lowercase().ends_with(&format!(".{x}")));
+            let base = if dir == "./" { "" } else { dir };
+            fits.then(|| {
+                let sep = if is_dir {
+                    std::path::MAIN_SEPARATOR_STR
+                } else {
+                    ""
+                };
+                format!("{base}{name}{sep}")
+            })
+        })
+        .collect();
+    out.sort();
+    out.truncate(8);
+    out
 }
 
 impl Default for FileDialog {

@@ -99,23 +99,9 @@ fn operator_token(file: Option<&Path>) -> anyhow::Result<(Option<String>, bool)>
         }
         return Ok((Some(t), false));
     }
-    let t = {
-        use rand::RngCore;
-        let mut b = [0u8; 32];
-        rand::rng().fill_bytes(&mut b);
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    };
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
+    let t = fedhe::server::new_token();
+    fedhe::fsutil::write_atomic(path, format!("{t}\n").as_bytes(), false, true)
         .with_context(|| format!("creating {}", path.display()))?;
-    writeln!(f, "{t}")?;
     Ok((Some(t), false))
 }
 
@@ -227,9 +213,10 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Local training options of `simulate` (a federation takes them from its plan).
+/// A federation's training flags (`simulate`, `plan init`); defaults from
+/// `plan::Training::default()`.
 #[derive(Debug, clap::Args)]
-pub struct TrainArgs {
+pub struct RoundTrainingArgs {
     /// Training rounds.
     #[arg(long, default_value_t = Training::default().rounds)]
     pub rounds: u64,
@@ -246,7 +233,20 @@ pub struct TrainArgs {
     pub seed: u64,
 }
 
-impl TrainArgs {
+impl RoundTrainingArgs {
+    /// The plan's training section with these flags.
+    pub fn training(&self, validation_share: f64) -> Training {
+        Training {
+            rounds: self.rounds,
+            epochs: self.epochs,
+            lr: self.lr,
+            batch_size: self.batch_size,
+            l2: self.l2,
+            seed: self.seed,
+            validation_share,
+        }
+    }
+
     fn config(&self) -> TrainConfig {
         TrainConfig {
             epochs: self.epochs,
@@ -368,13 +368,13 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
                 r.counted.join(", ")
             ),
             ClientEvent::Round(r) => println!(
-                "round {:>3}: {} contributors ({}), local loss {:.4}, hold-out loss {}, accuracy {}, up {} B, down {} B",
+                "round {:>3}: {} contributors ({}), local loss {:.4}, validation loss {}, accuracy {}, up {} B, down {} B",
                 r.round,
                 r.contributors,
                 r.counted.join(", "),
                 r.local_loss.unwrap_or(f64::NAN),
-                r.holdout_loss.map_or("-".into(), |v| format!("{v:.4}")),
-                r.holdout_accuracy.map_or("-".into(), |v| format!("{v:.4}")),
+                r.validation_loss.map_or("-".into(), |v| format!("{v:.4}")),
+                r.validation_accuracy.map_or("-".into(), |v| format!("{v:.4}")),
                 r.cost.bytes_up,
                 r.cost.bytes_down
             ),
@@ -416,7 +416,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 0.2)]
     pub test_fraction: f64,
     #[command(flatten)]
-    pub train: TrainArgs,
+    pub train: RoundTrainingArgs,
     /// Plaintext FedAvg (no encryption, no HTTP) with the same seeds.
     #[arg(long, conflicts_with = "compare")]
     pub plain: bool,
@@ -541,7 +541,7 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
         {
             serde_json::to_string_pretty(&records)?
         } else {
-            records_csv(&records)
+            records_csv(&records)?
         };
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         println!("per-round figures written to {}", path.display());

@@ -24,19 +24,8 @@ pub struct InitArgs {
     /// Model kind (today: logistic).
     #[arg(long, default_value = "logistic")]
     pub model: String,
-    #[arg(long, default_value_t = Training::default().rounds)]
-    pub rounds: u64,
-    /// Local epochs per round.
-    #[arg(long, default_value_t = Training::default().epochs)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = Training::default().lr)]
-    pub lr: f64,
-    #[arg(long, default_value_t = Training::default().batch_size)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = Training::default().l2)]
-    pub l2: f64,
-    #[arg(long, default_value_t = Training::default().seed)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub training: super::fed_cmds::RoundTrainingArgs,
     /// Share of each site's rows held out to validate the global model.
     #[arg(long, default_value_t = Training::default().validation_share)]
     pub validation_share: f64,
@@ -98,15 +87,7 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
         ignore: a.schema.ignore.clone(),
         keep: a.schema.keep.clone(),
         delimiter: a.schema.delimiter,
-        training: Training {
-            rounds: a.rounds,
-            epochs: a.epochs,
-            lr: a.lr,
-            batch_size: a.batch_size,
-            l2: a.l2,
-            seed: a.seed,
-            validation_share: a.validation_share,
-        },
+        training: a.training.training(a.validation_share),
         quorum: Quorum {
             min_clients: a.min_clients,
             roster: a.roster.clone(),

@@ -1,6 +1,6 @@
 //! The per-round client loop: federated standardization, then for each round
 //! start from the global model, train locally, contribute the sample-weighted
-//! update, receive the weighted mean, evaluate on the local hold-out.
+//! update, receive the weighted mean, evaluate on the local validation rows.
 //!
 //! The loop talks to the federation through [`Exchange`]: [`HeExchange`]
 //! encrypts, uploads to the aggregator and decrypts the published sum; the
@@ -391,9 +391,9 @@ pub struct ClientRound {
     pub contributed: bool,
     /// Ids of the clients whose updates the sum holds (empty in plaintext).
     pub counted: Vec<String>,
-    /// Hold-out log-loss and accuracy of the global model, if a hold-out exists.
-    pub holdout_loss: Option<f64>,
-    pub holdout_accuracy: Option<f64>,
+    /// Validation log-loss and accuracy of the global model, if rows were held out.
+    pub validation_loss: Option<f64>,
+    pub validation_accuracy: Option<f64>,
     pub cost: ExchangeCost,
 }
 
@@ -416,7 +416,7 @@ pub fn round_seed(seed: u64, round: u64) -> u64 {
 pub fn run_client_loop(
     exchange: &mut dyn Exchange,
     train: &Dataset,
-    holdout: Option<&Dataset>,
+    validation: Option<&Dataset>,
     cfg: &LoopConfig,
     on_event: &mut dyn FnMut(&ClientEvent),
     cancel: &AtomicBool,
@@ -444,7 +444,7 @@ pub fn run_client_loop(
         cost: mean.cost,
     });
     let x = scaler.transformed(&train.x);
-    let hold = holdout.map(|h| (scaler.transformed(&h.x), h.y.to_vec()));
+    let hold = validation.map(|h| (scaler.transformed(&h.x), h.y.to_vec()));
 
     let mut global_model = LogisticRegression::zeros(features);
     let mut rounds = Vec::new();
@@ -471,8 +471,8 @@ pub fn run_client_loop(
                 global_params: mean.values,
                 contributed: false,
                 counted: mean.counted,
-                holdout_loss: None,
-                holdout_accuracy: None,
+                validation_loss: None,
+                validation_accuracy: None,
                 cost: mean.cost,
             };
             on_event(&ClientEvent::Round(rec.clone()));
@@ -504,7 +504,7 @@ pub fn run_client_loop(
         }
         let mean = exchange.exchange(server_round, &local_model.params(), weight, cancel)?;
         global_model.set_params(&mean.values)?;
-        let (holdout_loss, holdout_accuracy) = match &hold {
+        let (validation_loss, validation_accuracy) = match &hold {
             Some((hx, hy)) => {
                 let p = global_model.predict_proba(hx).to_vec();
                 let m = Metrics::compute(hy, &p);
@@ -520,8 +520,8 @@ pub fn run_client_loop(
             global_params: mean.values,
             contributed: mean.contributed,
             counted: mean.counted,
-            holdout_loss,
-            holdout_accuracy,
+            validation_loss,
+            validation_accuracy,
             cost: mean.cost,
         };
         on_event(&ClientEvent::Round(rec.clone()));

@@ -507,8 +507,12 @@ impl KeyKind {
 }
 
 fn encode_header<T: Serialize>(header: &T) -> Vec<u8> {
-    // infallible: the header structs are plain data well below the limit
-    bincode::serde::encode_to_vec(header, bincode_config()).unwrap_or_default()
+    // Provably infallible: the headers are structs of integers and byte
+    // arrays, and this configuration sets no size limit; an empty header
+    // would be written as a key file no FedHE could read, so fail loudly.
+    #[allow(clippy::expect_used)]
+    bincode::serde::encode_to_vec(header, bincode_config())
+        .expect("bincode encodes a plain key-file header")
 }
 
 fn decode_header<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, CryptoError> {

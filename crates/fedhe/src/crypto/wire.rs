@@ -95,8 +95,11 @@ pub(crate) fn encode_into<H: Serialize>(
     out.reserve(PREFIX + limit_hint + words.len() * params.word_bytes());
     out.extend_from_slice(magic);
     out.push(WIRE_VERSION);
-    // infallible: headers are plain data and Vec<u8> writes cannot fail
-    let _ = bincode::serde::encode_into_std_write(header, &mut *out, bincode::config::standard());
+    // Provably infallible: headers are plain data and writes into a Vec
+    // cannot fail; a wire object without its header must never be sent.
+    #[allow(clippy::expect_used)]
+    bincode::serde::encode_into_std_write(header, &mut *out, bincode::config::standard())
+        .expect("bincode encodes a plain wire header into a Vec");
     match params.word_bytes() {
         8 => {
             for w in words {

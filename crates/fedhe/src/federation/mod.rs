@@ -555,26 +555,39 @@ pub fn max_param_diff(a: &[RoundRecord], b: &[RoundRecord]) -> Vec<f64> {
         .collect()
 }
 
-/// Per-round figures as CSV.
-pub fn records_csv(records: &[RoundRecord]) -> String {
-    let mut s = String::from(
-        "round,plain,contributors,global_loss,global_accuracy,bytes_up,bytes_down,encrypt_ms,aggregate_ms,decrypt_ms,elapsed_ms\n",
-    );
-    for r in records {
-        s.push_str(&format!(
-            "{},{},{},{:.6},{:.6},{},{},{:.3},{:.3},{:.3},{:.1}\n",
-            r.round,
-            r.plain,
-            r.contributors,
-            r.global_loss,
-            r.global_accuracy,
-            r.bytes_up,
-            r.bytes_down,
-            r.encrypt_ms,
-            r.aggregate_ms,
-            r.decrypt_ms,
-            r.elapsed_ms
-        ));
+/// Per-round figures as CSV (the csv crate's serializer: one header row,
+/// then one row per round, without the parameter vectors).
+pub fn records_csv(records: &[RoundRecord]) -> Result<String, csv::Error> {
+    #[derive(Serialize)]
+    struct Row {
+        round: u64,
+        plain: bool,
+        contributors: u32,
+        global_loss: f64,
+        global_accuracy: f64,
+        bytes_up: u64,
+        bytes_down: u64,
+        encrypt_ms: f64,
+        aggregate_ms: f64,
+        decrypt_ms: f64,
+        elapsed_ms: f64,
     }
-    s
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in records {
+        w.serialize(Row {
+            round: r.round,
+            plain: r.plain,
+            contributors: r.contributors,
+            global_loss: r.global_loss,
+            global_accuracy: r.global_accuracy,
+            bytes_up: r.bytes_up,
+            bytes_down: r.bytes_down,
+            encrypt_ms: r.encrypt_ms,
+            aggregate_ms: r.aggregate_ms,
+            decrypt_ms: r.decrypt_ms,
+            elapsed_ms: r.elapsed_ms,
+        })?;
+    }
+    let bytes = w.into_inner().map_err(|e| e.into_error())?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

@@ -22,12 +22,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use error::ServerError;
-pub use state::{Caller, Policy, max_update_bytes};
+pub use state::{Caller, Policy, max_update_bytes, new_token};
 
 use crate::crypto::PublicKeyFile;
 use crate::protocol::{ClientInfo, CloseResponse, RoundInfo, StatusResponse};
 
-use routes::Shared;
+use routes::HttpState;
 use state::Aggregator;
 
 /// PEM certificate chain and private key for HTTPS.
@@ -153,7 +153,7 @@ pub struct EmbeddedServer {
     url: String,
     addr: SocketAddr,
     operator_token: String,
-    shared: Arc<Shared>,
+    shared: Arc<HttpState>,
     handle: axum_server::Handle,
     thread: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -219,7 +219,7 @@ impl EmbeddedServer {
         if let Some(plan) = config.plan.clone() {
             agg.load_plan(plan)?;
         }
-        let shared = Shared::new(
+        let shared = HttpState::new(
             agg,
             config.max_concurrent_uploads,
             routes::BodyTimeouts {
@@ -370,7 +370,11 @@ impl EmbeddedServer {
     fn stop(&mut self) {
         self.handle.graceful_shutdown(Some(Duration::from_secs(2)));
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!("the aggregator stopped with an error: {e}"),
+                Err(_) => tracing::error!("the aggregator's thread panicked"),
+            }
         }
     }
 }

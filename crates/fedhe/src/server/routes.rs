@@ -44,7 +44,7 @@ pub struct BodyTimeouts {
 }
 
 /// State shared by all handlers.
-pub struct Shared {
+pub struct HttpState {
     agg: Mutex<Aggregator>,
     /// Number of the open round; bumped on every close (long-poll wake-up).
     open_round: watch::Sender<u64>,
@@ -56,14 +56,14 @@ pub struct Shared {
     timeouts: BodyTimeouts,
 }
 
-impl Shared {
+impl HttpState {
     pub fn new(
         agg: Aggregator,
         max_concurrent_uploads: usize,
         timeouts: BodyTimeouts,
-    ) -> Arc<Shared> {
+    ) -> Arc<HttpState> {
         let (tx, _rx) = watch::channel(agg.open_round());
-        Arc::new(Shared {
+        Arc::new(HttpState {
             agg: Mutex::new(agg),
             open_round: tx,
             upload_permits: Semaphore::new(max_concurrent_uploads.max(1)),
@@ -84,7 +84,7 @@ impl Shared {
     }
 }
 
-type AppState = Arc<Shared>;
+type AppState = Arc<HttpState>;
 
 pub fn router(shared: AppState) -> Router {
     let api = Router::new()
@@ -460,12 +460,12 @@ async fn close_round(
 /// A client's one upload in flight; released when the handler ends, however
 /// it ends (a dropped connection included).
 struct UploadSlot<'a> {
-    sh: &'a Shared,
+    sh: &'a HttpState,
     client: String,
 }
 
 impl<'a> UploadSlot<'a> {
-    fn claim(sh: &'a Shared, client: &str) -> Result<Self, ServerError> {
+    fn claim(sh: &'a HttpState, client: &str) -> Result<Self, ServerError> {
         let mut set = sh.uploading.lock().unwrap_or_else(|p| p.into_inner());
         if !set.insert(client.to_string()) {
             return Err(ServerError::Busy(format!(

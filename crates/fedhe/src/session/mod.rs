@@ -427,7 +427,7 @@ pub fn run_plan(
     cancel: &AtomicBool,
 ) -> Result<FederatedRun, SessionError> {
     let t = &plan.training;
-    let (train, holdout) = if t.validation_share > 0.0 {
+    let (train, validation) = if t.validation_share > 0.0 {
         let (a, b) = stratified_split(data, t.validation_share, t.seed)?;
         (a, Some(b))
     } else {
@@ -437,11 +437,18 @@ pub fn run_plan(
         rounds: t.rounds,
         train: TrainConfig { seed, ..t.local() },
     };
-    let outcome = run_client_loop(exchange, &train, holdout.as_ref(), &cfg, on_event, cancel)
-        .map_err(|e| match e {
-            LoopError::Cancelled => SessionError::Cancelled,
-            e => e.into(),
-        })?;
+    let outcome = run_client_loop(
+        exchange,
+        &train,
+        validation.as_ref(),
+        &cfg,
+        on_event,
+        cancel,
+    )
+    .map_err(|e| match e {
+        LoopError::Cancelled => SessionError::Cancelled,
+        e => e.into(),
+    })?;
     if outcome.cancelled {
         return Err(SessionError::Cancelled);
     }
