@@ -7,6 +7,8 @@
 // failure report) and spawn unnamed threads.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
+mod common;
+
 #[cfg(feature = "gui")]
 mod app_ui;
 mod cli_data;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use crate::common::{reordered, sample};
 use fedhe::client::{AggregatorClient, ClientError};
 use fedhe::crypto::{self, ParamSet, SecretKey};
 use fedhe::federation::{SimData, SimulationConfig, simulate};
@@ -15,12 +16,6 @@ use fedhe::plan::{Plan, ProposeOptions, Quorum, Training};
 use fedhe::protocol::{RegisterRequest, RoundState};
 use fedhe::server::{EmbeddedServer, ServerConfig};
 use fedhe::session::{self, ConnectOptions, Joined};
-
-fn sample(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("sample_data")
-        .join(name)
-}
 
 fn plan(quorum: Quorum) -> Plan {
     let (plan, _) = fedhe::plan::propose(
@@ -323,23 +318,6 @@ fn bad_sites_fail_before_sending_and_the_others_finish() {
         assert_eq!(run.outcome.rounds.len(), 3);
         assert!(run.outcome.rounds.iter().all(|r| r.contributors == 2));
     }
-}
-
-/// A copy of `src` with its columns in reverse order and an extra column.
-fn reordered(src: &Path, dst: &Path) {
-    let mut r = csv::Reader::from_path(src).unwrap();
-    let mut w = csv::Writer::from_path(dst).unwrap();
-    let mut header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
-    header.reverse();
-    header.push("site_note".into());
-    w.write_record(&header).unwrap();
-    for rec in r.records() {
-        let mut row: Vec<String> = rec.unwrap().iter().map(String::from).collect();
-        row.reverse();
-        row.push("x".into());
-        w.write_record(&row).unwrap();
-    }
-    w.flush().unwrap();
 }
 
 #[test]

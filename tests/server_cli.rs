@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{reordered, sample};
 use fedhe::crypto::{ParamSet, SecretKey};
 use fedhe::model::ModelFile;
 
@@ -20,12 +21,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn sample(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("sample_data")
-        .join(name)
 }
 
 fn fedhe() -> Command {
@@ -136,23 +131,6 @@ fn finish(mut c: Killed, timeout: Duration) -> (bool, String) {
 fn operator(state: &Path, url: &str) -> fedhe::client::AggregatorClient {
     let token = std::fs::read_to_string(state.join("../operator.token")).unwrap();
     fedhe::client::AggregatorClient::new(url).with_token(token.trim())
-}
-
-/// A copy of `src` with its columns in reverse order and an extra column.
-fn reordered(src: &Path, dst: &Path) {
-    let mut r = csv::Reader::from_path(src).unwrap();
-    let mut w = csv::Writer::from_path(dst).unwrap();
-    let mut header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
-    header.reverse();
-    header.push("site_note".into());
-    w.write_record(&header).unwrap();
-    for rec in r.records() {
-        let mut row: Vec<String> = rec.unwrap().iter().map(String::from).collect();
-        row.reverse();
-        row.push("x".into());
-        w.write_record(&row).unwrap();
-    }
-    w.flush().unwrap();
 }
 
 #[test]

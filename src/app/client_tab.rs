@@ -902,14 +902,7 @@ fn join_federation(
 }
 
 fn train_config(t: &TrainingSettings) -> TrainConfig {
-    TrainConfig {
-        epochs: t.epochs,
-        lr: t.lr,
-        batch_size: t.batch_size,
-        l2: t.l2,
-        seed: t.seed,
-        ..TrainConfig::default()
-    }
+    t.plan_training().local()
 }
 
 /// Plain local training (worker side): a baseline without any federation.

@@ -15,7 +15,7 @@ use fedhe::data::split::Partition;
 use fedhe::federation::{
     RoundRecord, SimData, SimEvent, SimulationConfig, max_param_diff, records_csv, simulate,
 };
-use fedhe::model::{ClassWeight, TrainConfig};
+use fedhe::model::TrainConfig;
 use fedhe::plan::{Plan, Training};
 use fedhe::protocol::RegisterRequest;
 use fedhe::server::{EmbeddedServer, ServerConfig, TlsPem};
@@ -248,14 +248,7 @@ impl RoundTrainingArgs {
     }
 
     fn config(&self) -> TrainConfig {
-        TrainConfig {
-            epochs: self.epochs,
-            lr: self.lr,
-            batch_size: self.batch_size,
-            l2: self.l2,
-            seed: self.seed,
-            class_weight: ClassWeight::None,
-        }
+        self.training(0.0).local()
     }
 }
 
