@@ -920,12 +920,7 @@ fn local_training(
         t.validation_share,
         vec![source.to_string()],
         &mut |s| {
-            p.send(TrainMsg::Epoch(EpochPoint {
-                round: 0,
-                epoch: s.epoch,
-                loss: s.loss,
-                accuracy: s.accuracy,
-            }));
+            p.send(TrainMsg::Epoch(EpochPoint::of(0, s)));
             p.send(TrainMsg::Progress(s.epoch as f32 / epochs as f32));
             if p.cancelled() {
                 ControlFlow::Break(())
@@ -969,23 +964,14 @@ fn federated_training(site: JoinedSite, p: &Arc<Progress<TrainMsg>>) -> Result<M
                         "Standardization agreed over {g} rows of the federation; training round 1…"
                     )));
                 }
-                ClientEvent::Epoch {
-                    round,
-                    epoch,
-                    loss,
-                    accuracy,
-                } => {
-                    p.send(TrainMsg::Epoch(EpochPoint {
-                        round: *round,
-                        epoch: *epoch,
-                        loss: *loss,
-                        accuracy: *accuracy,
-                    }));
-                    let done = (*round as f32 - 1.0) * epochs + *epoch as f32;
+                ClientEvent::Epoch(pt) => {
+                    p.send(TrainMsg::Epoch(*pt));
+                    let done = (pt.round as f32 - 1.0) * epochs + pt.epoch as f32;
                     p.send(TrainMsg::Progress((done / total).min(1.0)));
-                    if *epoch == t.epochs {
+                    if pt.epoch == t.epochs {
                         p.send(TrainMsg::Status(format!(
-                            "Round {round}: update encrypted and sent; waiting for the aggregate…"
+                            "Round {}: update encrypted and sent; waiting for the aggregate…",
+                            pt.round
                         )));
                     }
                 }

@@ -386,21 +386,10 @@ fn run_demo(cfg: &DemoSettings, p: &Progress<DemoMsg>) {
             }
             SimEvent::Client {
                 index,
-                event:
-                    ClientEvent::Epoch {
-                        round,
-                        epoch,
-                        loss,
-                        accuracy,
-                    },
+                event: ClientEvent::Epoch(point),
             } => p.send(DemoMsg::Epoch {
                 client: *index,
-                point: EpochPoint {
-                    round: *round,
-                    epoch: *epoch,
-                    loss: *loss,
-                    accuracy: *accuracy,
-                },
+                point: *point,
             }),
             SimEvent::Client {
                 index: 0,

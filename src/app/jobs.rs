@@ -163,17 +163,7 @@ pub fn poll_slot<M>(slot: &mut Option<Job<M>>) -> (Vec<M>, Option<String>) {
     }
 }
 
-/// One point of a training run, whatever produced it (local training, the
-/// federated client loop, or a simulated client in the demo).
-#[derive(Debug, Clone, PartialEq)]
-pub struct EpochPoint {
-    /// Training round (1-based); 0 for plain local training.
-    pub round: u64,
-    /// Epoch within the round (1-based).
-    pub epoch: usize,
-    pub loss: f64,
-    pub accuracy: f64,
-}
+pub use fedhe::client::EpochPoint;
 
 /// One finished federated round as a client sees it.
 #[derive(Debug, Clone, PartialEq)]

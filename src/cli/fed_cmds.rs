@@ -371,7 +371,7 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
                 r.cost.bytes_up,
                 r.cost.bytes_down
             ),
-            ClientEvent::Epoch { .. } => {}
+            ClientEvent::Epoch(_) => {}
         },
         &cancel,
     )?;

@@ -7,7 +7,7 @@ pub use api::{AggregatorClient, ClientError, RetryNotifier, RetryPolicy};
 mod run;
 
 pub use run::{
-    ClientEvent, ClientOutcome, ClientRound, Exchange, ExchangeCost, HeExchange, LIMB_BITS,
-    LoopConfig, LoopError, Moments, RoundMean, STAT_LIMBS, WaitNotifier, from_limbs, limb_bits_for,
-    max_len_for, round_seed, run_client_loop, standardization_len, to_limbs,
+    ClientEvent, ClientOutcome, ClientRound, EpochPoint, Exchange, ExchangeCost, HeExchange,
+    LIMB_BITS, LoopConfig, LoopError, Moments, RoundMean, STAT_LIMBS, WaitNotifier, from_limbs,
+    limb_bits_for, max_len_for, round_seed, run_client_loop, standardization_len, to_limbs,
 };

@@ -364,15 +364,35 @@ pub enum ClientEvent {
         global_rows: f64,
         cost: ExchangeCost,
     },
-    /// One local epoch of training round `round`.
-    Epoch {
-        round: u64,
-        epoch: usize,
-        loss: f64,
-        accuracy: f64,
-    },
+    /// One local epoch of a training round.
+    Epoch(EpochPoint),
     /// A training round finished: the new global model is known.
     Round(ClientRound),
+}
+
+/// One local epoch, whatever produced it (local training, the federated
+/// client loop, a simulated client): what every progress display plots.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EpochPoint {
+    /// Training round (1-based); 0 for plain local training.
+    pub round: u64,
+    /// Epoch within the round (1-based).
+    pub epoch: usize,
+    /// Mean training log-loss (without the L2 term).
+    pub loss: f64,
+    pub accuracy: f64,
+}
+
+impl EpochPoint {
+    /// The model's figures of one epoch, in round `round`.
+    pub fn of(round: u64, s: &crate::model::EpochStats) -> EpochPoint {
+        EpochPoint {
+            round,
+            epoch: s.epoch,
+            loss: s.loss,
+            accuracy: s.accuracy,
+        }
+    }
 }
 
 /// One training round as seen by one client.
@@ -487,12 +507,7 @@ pub fn run_client_loop(
         let mut last_loss = None;
         crate::model::train(&mut local_model, &x, &train.y, &tcfg, &mut |s| {
             last_loss = Some(s.loss);
-            on_event(&ClientEvent::Epoch {
-                round: k,
-                epoch: s.epoch,
-                loss: s.loss,
-                accuracy: s.accuracy,
-            });
+            on_event(&ClientEvent::Epoch(EpochPoint::of(k, s)));
             if cancel.load(Ordering::Relaxed) {
                 ControlFlow::Break(())
             } else {

@@ -16,16 +16,13 @@ use super::keys::{PublicKeyFile, SecretKey};
 use super::params::ParamSet;
 use super::update::{EncryptedUpdate, UpdateMeta, UpdateRef};
 use super::wire::{self, MAX_SUM_HEADER, SUM_MAGIC, SumHeader, sum_header_bound};
-use super::{CryptoError, Fingerprint};
+use super::{CryptoError, Fingerprint, KeyLayout};
 
 /// Running encrypted sum; memory O(model), adds updates as they arrive.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Accumulator {
-    params: ParamSet,
-    scale_bits: u8,
-    /// The key's limit of contributors (the fixed-point layout depends on it).
-    max_clients: u32,
-    fingerprint: Fingerprint,
+    /// The key's parameters, scale, client limit and fingerprint.
+    layout: KeyLayout,
     /// Mask seeds of the absorbed updates, one per contributor, all distinct.
     seeds: Vec<u128>,
     /// `len + 1` summed body words (weight slot last).
@@ -35,10 +32,7 @@ pub struct Accumulator {
 impl std::fmt::Debug for Accumulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Accumulator")
-            .field("params", &self.params)
-            .field("scale_bits", &self.scale_bits)
-            .field("max_clients", &self.max_clients)
-            .field("fingerprint", &self.fingerprint)
+            .field("layout", &self.layout)
             .field("len", &self.len())
             .field("contributors", &self.contributors())
             .finish_non_exhaustive()
@@ -46,15 +40,17 @@ impl std::fmt::Debug for Accumulator {
 }
 
 impl Accumulator {
+    /// The key's parameters, scale, client limit and fingerprint.
+    pub fn layout(&self) -> KeyLayout {
+        self.layout
+    }
+
     /// An empty sum for updates of `len` model values (without the weight slot)
     /// made with the key described by `public`. Allocates `len + 1` words
     /// (like `Vec`, panics only if that allocation is impossible).
     pub fn new(public: &PublicKeyFile, len: usize) -> Self {
         Self {
-            params: public.params(),
-            scale_bits: public.scale_bits(),
-            max_clients: public.max_clients(),
-            fingerprint: public.fingerprint(),
+            layout: public.layout(),
             seeds: Vec::new(),
             words: vec![0; len.saturating_add(1)],
         }
@@ -71,20 +67,20 @@ impl Accumulator {
     }
 
     pub fn params(&self) -> ParamSet {
-        self.params
+        self.layout.params
     }
 
     pub fn fingerprint(&self) -> Fingerprint {
-        self.fingerprint
+        self.layout.fingerprint
     }
 
     pub fn scale_bits(&self) -> u8 {
-        self.scale_bits
+        self.layout.scale_bits
     }
 
     /// The most contributors this sum may hold (the key's limit).
     pub fn max_clients(&self) -> u32 {
-        self.max_clients
+        self.layout.max_clients
     }
 
     /// Number of updates summed so far.
@@ -93,22 +89,8 @@ impl Accumulator {
         self.seeds.len() as u32
     }
 
-    fn check_compatible(
-        &self,
-        (params, scale_bits, max_clients): (ParamSet, u8, u32),
-        fingerprint: Fingerprint,
-        len: usize,
-    ) -> Result<(), CryptoError> {
-        if fingerprint != self.fingerprint {
-            return Err(CryptoError::FingerprintMismatch {
-                expected: self.fingerprint,
-                found: fingerprint,
-            });
-        }
-        check_same_layout(
-            (self.params, self.scale_bits, self.max_clients),
-            (params, scale_bits, max_clients),
-        )?;
+    fn check_compatible(&self, layout: &KeyLayout, len: usize) -> Result<(), CryptoError> {
+        self.layout.check_same(layout)?;
         if len != self.len() {
             return Err(CryptoError::LenMismatch {
                 expected: self.len(),
@@ -120,10 +102,10 @@ impl Accumulator {
 
     fn check_room(&self, extra: &[u128]) -> Result<(), CryptoError> {
         let total = self.seeds.len() + extra.len();
-        if total > self.max_clients as usize {
+        if total > self.layout.max_clients as usize {
             return Err(CryptoError::TooManyContributors {
                 found: total,
-                max: self.max_clients,
+                max: self.layout.max_clients,
             });
         }
         if let Some(dup) = extra.iter().find(|s| self.seeds.contains(s)) {
@@ -135,7 +117,7 @@ impl Accumulator {
     }
 
     fn word_mask(&self) -> u64 {
-        if self.params.word_bytes() == 8 {
+        if self.layout.params.word_bytes() == 8 {
             u64::MAX
         } else {
             u32::MAX as u64
@@ -151,19 +133,13 @@ impl Accumulator {
 
     /// Everything `add`, `add_ref` and `merge` check before touching the sum:
     /// same key, layout and length, room for `seeds`, no seed twice.
-    fn admit(
-        &self,
-        layout: (ParamSet, u8, u32),
-        fingerprint: Fingerprint,
-        len: usize,
-        seeds: &[u128],
-    ) -> Result<(), CryptoError> {
-        self.check_compatible(layout, fingerprint, len)?;
+    fn admit(&self, layout: &KeyLayout, len: usize, seeds: &[u128]) -> Result<(), CryptoError> {
+        self.check_compatible(layout, len)?;
         self.check_room(seeds)
     }
 
     fn admit_update(&self, m: &UpdateMeta) -> Result<(), CryptoError> {
-        self.admit(m.layout, m.fingerprint, m.len, &[m.seed])
+        self.admit(&m.layout, m.len, &[m.seed])
     }
 
     /// Adds one update; on error the sum is unchanged.
@@ -180,7 +156,7 @@ impl Accumulator {
         self.admit_update(&update.meta())?;
         let mask = self.word_mask();
         let mut sum = self.words.iter_mut();
-        wire::for_each_word(self.params, update.payload, |w| {
+        wire::for_each_word(self.layout.params, update.payload, |w| {
             // `check_compatible` made the lengths equal
             if let Some(a) = sum.next() {
                 *a = a.wrapping_add(w) & mask;
@@ -192,12 +168,7 @@ impl Accumulator {
 
     /// Absorbs another partial sum (tree-shaped aggregation); on error the sum is unchanged.
     pub fn merge(&mut self, other: &Accumulator) -> Result<(), CryptoError> {
-        self.admit(
-            (other.params, other.scale_bits, other.max_clients),
-            other.fingerprint,
-            other.len(),
-            &other.seeds,
-        )?;
+        self.admit(&other.layout, other.len(), &other.seeds)?;
         self.add_words(&other.words);
         self.seeds.extend_from_slice(&other.seeds);
         Ok(())
@@ -215,10 +186,7 @@ impl Accumulator {
     /// fresh copy each time.
     pub fn write_bytes(&self, out: &mut Vec<u8>) {
         let header = SumHeader {
-            params: self.params,
-            scale_bits: self.scale_bits,
-            max_clients: self.max_clients,
-            fingerprint: self.fingerprint,
+            layout: self.layout,
             len: self.len() as u64,
             seeds: self.seeds.iter().map(|s| s.to_le_bytes()).collect(),
         };
@@ -228,7 +196,7 @@ impl Accumulator {
             SUM_MAGIC,
             &header,
             header_hint,
-            self.params,
+            self.layout.params,
             &self.words,
         );
     }
@@ -238,13 +206,10 @@ impl Accumulator {
         const WHAT: &str = "encrypted sum";
         let (h, payload) =
             wire::decode_header::<SumHeader, MAX_SUM_HEADER>(bytes, SUM_MAGIC, WHAT)?;
-        check_layout(h.params, h.scale_bits, h.max_clients)?;
-        let (_, words) = wire::decode_payload(WHAT, h.params, h.len, max_values, payload)?;
+        check_layout(h.layout.params, h.layout.scale_bits, h.layout.max_clients)?;
+        let (_, words) = wire::decode_payload(WHAT, h.layout.params, h.len, max_values, payload)?;
         let mut acc = Self {
-            params: h.params,
-            scale_bits: h.scale_bits,
-            max_clients: h.max_clients,
-            fingerprint: h.fingerprint,
+            layout: h.layout,
             seeds: Vec::new(),
             words: vec![0; 0],
         };
@@ -287,16 +252,7 @@ impl WeightedMean {
 
 /// Decrypts a sum and divides by the summed weight.
 pub fn decrypt_mean(key: &SecretKey, sum: &Accumulator) -> Result<WeightedMean, CryptoError> {
-    if sum.fingerprint != key.fingerprint() {
-        return Err(CryptoError::FingerprintMismatch {
-            expected: key.fingerprint(),
-            found: sum.fingerprint,
-        });
-    }
-    check_same_layout(
-        (key.params(), key.scale_bits(), key.max_clients()),
-        (sum.params, sum.scale_bits, sum.max_clients),
-    )?;
+    key.layout().check_same(&sum.layout)?;
     if sum.seeds.is_empty() {
         return Err(CryptoError::EmptySum);
     }
@@ -304,31 +260,13 @@ pub fn decrypt_mean(key: &SecretKey, sum: &Accumulator) -> Result<WeightedMean, 
         &key.fourier,
         &sum.words,
         &sum.seeds,
-        sum.params.dropped_bits(),
+        sum.layout.params.dropped_bits(),
     );
-    let shift = sum.params.delta_log2(sum.max_clients);
-    let (values, total_weight) = encoding::weighted_mean(shift, sum.scale_bits, &phases)?;
+    let shift = sum.layout.params.delta_log2(sum.layout.max_clients);
+    let (values, total_weight) = encoding::weighted_mean(shift, sum.layout.scale_bits, &phases)?;
     Ok(WeightedMean {
         values,
         total_weight,
         contributors: sum.contributors(),
     })
-}
-
-/// `ParamsMismatch` unless both layouts (parameter set, scale, max clients) agree.
-fn check_same_layout(
-    expected: (ParamSet, u8, u32),
-    found: (ParamSet, u8, u32),
-) -> Result<(), CryptoError> {
-    if expected != found {
-        return Err(CryptoError::ParamsMismatch {
-            expected: expected.0,
-            expected_scale_bits: expected.1,
-            expected_max_clients: expected.2,
-            found: found.0,
-            found_scale_bits: found.1,
-            found_max_clients: found.2,
-        });
-    }
-    Ok(())
 }

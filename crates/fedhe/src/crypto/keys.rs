@@ -50,7 +50,7 @@ use tfhe::core_crypto::prelude::{
 use super::glwe::KeyFourier;
 use super::params::{DEFAULT_MAX_CLIENTS, POLY_SIZE, ParamSet};
 use super::prng::fresh_seed;
-use super::{CryptoError, Fingerprint};
+use super::{CryptoError, Fingerprint, KeyLayout};
 
 /// Version of the key file layout.
 pub const KEY_FORMAT_VERSION: u16 = 2;
@@ -63,19 +63,13 @@ const PREFIX_BYTES: usize = 8 + 2 + 4;
 
 #[derive(Serialize, Deserialize)]
 struct PublicHeader {
-    params: ParamSet,
-    scale_bits: u8,
-    max_clients: u32,
-    fingerprint: Fingerprint,
+    layout: KeyLayout,
     member_key: [u8; 32],
 }
 
 #[derive(Serialize, Deserialize)]
 struct SecretHeader {
-    params: ParamSet,
-    scale_bits: u8,
-    max_clients: u32,
-    fingerprint: Fingerprint,
+    layout: KeyLayout,
     salt: [u8; 32],
 }
 
@@ -87,14 +81,16 @@ fn bincode_config() -> impl bincode::config::Config {
 /// and the membership key that checks registrations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicKeyFile {
-    params: ParamSet,
-    scale_bits: u8,
-    max_clients: u32,
-    fingerprint: Fingerprint,
+    layout: KeyLayout,
     member_key: [u8; 32],
 }
 
 impl PublicKeyFile {
+    /// Parameters, scale, client limit and fingerprint.
+    pub fn layout(&self) -> KeyLayout {
+        self.layout
+    }
+
     /// Reads and checks a public key file.
     pub fn load(path: &Path) -> Result<Self, CryptoError> {
         let bytes = fs::read(path).map_err(|e| CryptoError::io("read public key file", path, e))?;
@@ -105,12 +101,9 @@ impl PublicKeyFile {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
         let header = open_envelope(bytes, KeyKind::Public)?;
         let h: PublicHeader = decode_header(header)?;
-        check_layout(h.params, h.scale_bits, h.max_clients)?;
+        check_layout(h.layout.params, h.layout.scale_bits, h.layout.max_clients)?;
         Ok(Self {
-            params: h.params,
-            scale_bits: h.scale_bits,
-            max_clients: h.max_clients,
-            fingerprint: h.fingerprint,
+            layout: h.layout,
             member_key: h.member_key,
         })
     }
@@ -118,10 +111,7 @@ impl PublicKeyFile {
     /// The file's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let header = PublicHeader {
-            params: self.params,
-            scale_bits: self.scale_bits,
-            max_clients: self.max_clients,
-            fingerprint: self.fingerprint,
+            layout: self.layout,
             member_key: self.member_key,
         };
         seal_envelope(KeyKind::Public, &encode_header(&header), &[])
@@ -133,21 +123,21 @@ impl PublicKeyFile {
     }
 
     pub fn fingerprint(&self) -> Fingerprint {
-        self.fingerprint
+        self.layout.fingerprint
     }
 
     pub fn params(&self) -> ParamSet {
-        self.params
+        self.layout.params
     }
 
     /// Fixed-point fractional bits: values are scaled by `2^scale_bits`.
     pub fn scale_bits(&self) -> u8 {
-        self.scale_bits
+        self.layout.scale_bits
     }
 
     /// The most contributors one sum made with this key may hold.
     pub fn max_clients(&self) -> u32 {
-        self.max_clients
+        self.layout.max_clients
     }
 
     /// Checks a registration proof made with [`SecretKey::sign_registration`]
@@ -159,7 +149,7 @@ impl PublicKeyFile {
         issued_ms: u64,
         proof: &[u8],
     ) -> Result<(), CryptoError> {
-        let message = registration_message(self.fingerprint, id, name, issued_ms);
+        let message = registration_message(self.layout.fingerprint, id, name, issued_ms);
         signature::UnparsedPublicKey::new(&signature::ED25519, &self.member_key)
             .verify(&message, proof)
             .map_err(|_| CryptoError::BadMembershipProof)
@@ -195,10 +185,7 @@ impl KeyPermissions {
 
 /// The clients' shared secret key. Never leaves their machines.
 pub struct SecretKey {
-    params: ParamSet,
-    scale_bits: u8,
-    max_clients: u32,
-    fingerprint: Fingerprint,
+    layout: KeyLayout,
     salt: [u8; 32],
     /// N coefficients, each 0 or 1.
     bits: Vec<u64>,
@@ -211,10 +198,10 @@ pub struct SecretKey {
 impl std::fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecretKey")
-            .field("params", &self.params)
-            .field("scale_bits", &self.scale_bits)
-            .field("max_clients", &self.max_clients)
-            .field("fingerprint", &self.fingerprint)
+            .field("params", &self.layout.params)
+            .field("scale_bits", &self.layout.scale_bits)
+            .field("max_clients", &self.layout.max_clients)
+            .field("fingerprint", &self.layout.fingerprint)
             .finish_non_exhaustive()
     }
 }
@@ -236,6 +223,11 @@ impl Drop for SecretKey {
 }
 
 impl SecretKey {
+    /// Parameters, scale, client limit and fingerprint.
+    pub fn layout(&self) -> KeyLayout {
+        self.layout
+    }
+
     /// A fresh key for sums of up to [`DEFAULT_MAX_CLIENTS`] with the
     /// parameter set's default scale.
     pub fn generate(params: ParamSet) -> Self {
@@ -285,10 +277,12 @@ impl SecretKey {
         let mut member_key = [0u8; 32];
         member_key.copy_from_slice(member_key_pair(&member_seed).public_key().as_ref());
         Self {
-            params,
-            scale_bits,
-            max_clients,
-            fingerprint,
+            layout: KeyLayout {
+                params,
+                scale_bits,
+                max_clients,
+                fingerprint,
+            },
             salt,
             bits,
             member_seed,
@@ -328,16 +322,22 @@ impl SecretKey {
         let body = open_envelope(bytes, KeyKind::Secret)?;
         let (header, key) = body.split_at(body.len() - KEY_BYTES);
         let h: SecretHeader = decode_header(header)?;
-        check_layout(h.params, h.scale_bits, h.max_clients)?;
+        check_layout(h.layout.params, h.layout.scale_bits, h.layout.max_clients)?;
         let bits: Vec<u64> = (0..POLY_SIZE)
             .map(|i| u64::from(key[i / 8] >> (i % 8) & 1))
             .collect();
-        let sk = Self::from_parts(h.params, h.scale_bits, h.max_clients, h.salt, bits);
-        if sk.fingerprint != h.fingerprint {
+        let sk = Self::from_parts(
+            h.layout.params,
+            h.layout.scale_bits,
+            h.layout.max_clients,
+            h.salt,
+            bits,
+        );
+        if sk.layout.fingerprint != h.layout.fingerprint {
             return Err(CryptoError::CorruptKeyFile {
                 detail: format!(
                     "the key does not match its fingerprint (stored {}, computed {})",
-                    h.fingerprint, sk.fingerprint
+                    h.layout.fingerprint, sk.layout.fingerprint
                 ),
             });
         }
@@ -347,10 +347,7 @@ impl SecretKey {
     /// The secret file's bytes. Handle with care.
     pub fn to_bytes(&self) -> Vec<u8> {
         let header = SecretHeader {
-            params: self.params,
-            scale_bits: self.scale_bits,
-            max_clients: self.max_clients,
-            fingerprint: self.fingerprint,
+            layout: self.layout,
             salt: self.salt,
         };
         let mut key = [0u8; KEY_BYTES];
@@ -368,29 +365,26 @@ impl SecretKey {
     /// The public file for the aggregator.
     pub fn public(&self) -> PublicKeyFile {
         PublicKeyFile {
-            params: self.params,
-            scale_bits: self.scale_bits,
-            max_clients: self.max_clients,
-            fingerprint: self.fingerprint,
+            layout: self.layout,
             member_key: self.member_key,
         }
     }
 
     pub fn params(&self) -> ParamSet {
-        self.params
+        self.layout.params
     }
 
     pub fn scale_bits(&self) -> u8 {
-        self.scale_bits
+        self.layout.scale_bits
     }
 
     /// The most contributors one sum made with this key may hold.
     pub fn max_clients(&self) -> u32 {
-        self.max_clients
+        self.layout.max_clients
     }
 
     pub fn fingerprint(&self) -> Fingerprint {
-        self.fingerprint
+        self.layout.fingerprint
     }
 
     /// Proof for the aggregator that the client registering as `id` / `name`
@@ -400,7 +394,7 @@ impl SecretKey {
     /// later one for an id it knows, so a recorded proof cannot be replayed
     /// to take over the id).
     pub fn sign_registration(&self, id: &str, name: &str, issued_ms: u64) -> [u8; 64] {
-        let message = registration_message(self.fingerprint, id, name, issued_ms);
+        let message = registration_message(self.layout.fingerprint, id, name, issued_ms);
         let mut out = [0u8; 64];
         out.copy_from_slice(member_key_pair(&self.member_seed).sign(&message).as_ref());
         out

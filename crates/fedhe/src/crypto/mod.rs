@@ -202,6 +202,48 @@ impl CryptoError {
     }
 }
 
+/// What every key, update and sum carries, and what two of them must share
+/// to be combined: the parameter set, the fixed-point scale, the client
+/// limit (the fixed-point layout derives from it) and the key's fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct KeyLayout {
+    pub params: ParamSet,
+    pub scale_bits: u8,
+    pub max_clients: u32,
+    pub fingerprint: Fingerprint,
+}
+
+impl KeyLayout {
+    /// An error unless `found` has this layout's parameters, scale and
+    /// client limit (the fingerprint is checked separately, with its own error).
+    pub fn check_params(&self, found: &KeyLayout) -> Result<(), CryptoError> {
+        if (self.params, self.scale_bits, self.max_clients)
+            != (found.params, found.scale_bits, found.max_clients)
+        {
+            return Err(CryptoError::ParamsMismatch {
+                expected: self.params,
+                expected_scale_bits: self.scale_bits,
+                expected_max_clients: self.max_clients,
+                found: found.params,
+                found_scale_bits: found.scale_bits,
+                found_max_clients: found.max_clients,
+            });
+        }
+        Ok(())
+    }
+
+    /// [`check_params`](Self::check_params), after the fingerprint.
+    pub fn check_same(&self, found: &KeyLayout) -> Result<(), CryptoError> {
+        if found.fingerprint != self.fingerprint {
+            return Err(CryptoError::FingerprintMismatch {
+                expected: self.fingerprint,
+                found: found.fingerprint,
+            });
+        }
+        self.check_params(found)
+    }
+}
+
 /// Identifies the secret key a ciphertext was made with (a salted hash; see [`keys`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Fingerprint(pub [u8; 16]);

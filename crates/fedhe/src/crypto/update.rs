@@ -6,16 +6,13 @@ use super::keys::{SecretKey, check_layout};
 use super::params::ParamSet;
 use super::prng::fresh_seed;
 use super::wire::{self, MAX_UPDATE_HEADER, UPDATE_MAGIC, UpdateHeader};
-use super::{CryptoError, Fingerprint};
+use super::{CryptoError, Fingerprint, KeyLayout};
 
 /// One client's encrypted, sample-weighted update: `len` value slots plus the
 /// weight slot, as one body word each, and the seed its mask regenerates from.
 #[derive(Clone, PartialEq, Eq)]
 pub struct EncryptedUpdate {
-    pub(crate) params: ParamSet,
-    pub(crate) scale_bits: u8,
-    pub(crate) max_clients: u32,
-    pub(crate) fingerprint: Fingerprint,
+    pub(crate) layout: KeyLayout,
     pub(crate) seed: u128,
     /// `len + 1` body words; below 2^32 for Compact32.
     pub(crate) words: Vec<u64>,
@@ -24,10 +21,7 @@ pub struct EncryptedUpdate {
 impl std::fmt::Debug for EncryptedUpdate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EncryptedUpdate")
-            .field("params", &self.params)
-            .field("scale_bits", &self.scale_bits)
-            .field("max_clients", &self.max_clients)
-            .field("fingerprint", &self.fingerprint)
+            .field("layout", &self.layout)
             .field("len", &self.len())
             .finish_non_exhaustive()
     }
@@ -35,17 +29,20 @@ impl std::fmt::Debug for EncryptedUpdate {
 
 /// What the accumulator checks of an update before adding it.
 pub(crate) struct UpdateMeta {
-    pub layout: (ParamSet, u8, u32),
-    pub fingerprint: Fingerprint,
+    pub layout: KeyLayout,
     pub len: usize,
     pub seed: u128,
 }
 
 impl EncryptedUpdate {
+    /// Parameters, scale, client limit and fingerprint of the key it was made with.
+    pub fn layout(&self) -> KeyLayout {
+        self.layout
+    }
+
     pub(crate) fn meta(&self) -> UpdateMeta {
         UpdateMeta {
-            layout: (self.params, self.scale_bits, self.max_clients),
-            fingerprint: self.fingerprint,
+            layout: self.layout,
             len: self.len(),
             seed: self.seed,
         }
@@ -64,29 +61,26 @@ impl EncryptedUpdate {
     }
 
     pub fn params(&self) -> ParamSet {
-        self.params
+        self.layout.params
     }
 
     pub fn fingerprint(&self) -> Fingerprint {
-        self.fingerprint
+        self.layout.fingerprint
     }
 
     pub fn scale_bits(&self) -> u8 {
-        self.scale_bits
+        self.layout.scale_bits
     }
 
     /// The key's limit of contributors per sum.
     pub fn max_clients(&self) -> u32 {
-        self.max_clients
+        self.layout.max_clients
     }
 
     /// Wire encoding (see [`wire`](super::wire)).
     pub fn to_bytes(&self) -> Vec<u8> {
         let header = UpdateHeader {
-            params: self.params,
-            scale_bits: self.scale_bits,
-            max_clients: self.max_clients,
-            fingerprint: self.fingerprint,
+            layout: self.layout,
             len: self.len() as u64,
             seed: self.seed.to_le_bytes(),
         };
@@ -94,7 +88,7 @@ impl EncryptedUpdate {
             UPDATE_MAGIC,
             &header,
             MAX_UPDATE_HEADER,
-            self.params,
+            self.layout.params,
             &self.words,
         )
     }
@@ -104,12 +98,9 @@ impl EncryptedUpdate {
     pub fn from_bytes(bytes: &[u8], max_values: usize) -> Result<Self, CryptoError> {
         let view = UpdateRef::parse(bytes, max_values)?;
         Ok(Self {
-            params: view.params,
-            scale_bits: view.scale_bits,
-            max_clients: view.max_clients,
-            fingerprint: view.fingerprint,
+            layout: view.layout,
             seed: view.seed,
-            words: wire::read_words(view.params, view.payload),
+            words: wire::read_words(view.layout.params, view.payload),
         })
     }
 }
@@ -119,10 +110,7 @@ impl EncryptedUpdate {
 /// body words ([`Accumulator::add_ref`](super::Accumulator::add_ref)).
 #[derive(Debug, Clone, Copy)]
 pub struct UpdateRef<'a> {
-    pub(crate) params: ParamSet,
-    pub(crate) scale_bits: u8,
-    pub(crate) max_clients: u32,
-    pub(crate) fingerprint: Fingerprint,
+    pub(crate) layout: KeyLayout,
     pub(crate) seed: u128,
     len: usize,
     /// `(len + 1) * word_bytes` little-endian body words.
@@ -132,8 +120,7 @@ pub struct UpdateRef<'a> {
 impl<'a> UpdateRef<'a> {
     pub(crate) fn meta(&self) -> UpdateMeta {
         UpdateMeta {
-            layout: (self.params, self.scale_bits, self.max_clients),
-            fingerprint: self.fingerprint,
+            layout: self.layout,
             len: self.len,
             seed: self.seed,
         }
@@ -151,40 +138,26 @@ impl<'a> UpdateRef<'a> {
     pub fn parse_for(
         bytes: &'a [u8],
         max_values: usize,
-        params: ParamSet,
-        scale_bits: u8,
-        max_clients: u32,
+        layout: &KeyLayout,
     ) -> Result<Self, CryptoError> {
-        Self::parse_inner(bytes, max_values, Some((params, scale_bits, max_clients)))
+        Self::parse_inner(bytes, max_values, Some(layout))
     }
 
     fn parse_inner(
         bytes: &'a [u8],
         max_values: usize,
-        expected: Option<(ParamSet, u8, u32)>,
+        expected: Option<&KeyLayout>,
     ) -> Result<Self, CryptoError> {
         const WHAT: &str = "encrypted update";
         let (h, payload) =
             wire::decode_header::<UpdateHeader, MAX_UPDATE_HEADER>(bytes, UPDATE_MAGIC, WHAT)?;
-        if let Some((params, scale_bits, max_clients)) = expected
-            && (h.params, h.scale_bits, h.max_clients) != (params, scale_bits, max_clients)
-        {
-            return Err(CryptoError::ParamsMismatch {
-                expected: params,
-                expected_scale_bits: scale_bits,
-                expected_max_clients: max_clients,
-                found: h.params,
-                found_scale_bits: h.scale_bits,
-                found_max_clients: h.max_clients,
-            });
+        if let Some(layout) = expected {
+            layout.check_params(&h.layout)?;
         }
-        check_layout(h.params, h.scale_bits, h.max_clients)?;
-        let len = wire::check_payload(WHAT, h.params, h.len, max_values, payload)?;
+        check_layout(h.layout.params, h.layout.scale_bits, h.layout.max_clients)?;
+        let len = wire::check_payload(WHAT, h.layout.params, h.len, max_values, payload)?;
         Ok(Self {
-            params: h.params,
-            scale_bits: h.scale_bits,
-            max_clients: h.max_clients,
-            fingerprint: h.fingerprint,
+            layout: h.layout,
             seed: u128::from_le_bytes(h.seed),
             len,
             payload,
@@ -227,10 +200,7 @@ pub fn encrypt_weighted(
         params.dropped_bits(),
     );
     Ok(EncryptedUpdate {
-        params,
-        scale_bits,
-        max_clients,
-        fingerprint: key.fingerprint(),
+        layout: key.layout(),
         seed,
         words,
     })

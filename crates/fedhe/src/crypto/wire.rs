@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::params::{MAX_CLIENTS_LIMIT, ParamSet};
-use super::{CryptoError, Fingerprint};
+use super::{CryptoError, KeyLayout};
 
 /// Version of the update / sum wire format.
 pub const WIRE_VERSION: u8 = 2;
@@ -37,20 +37,16 @@ const PREFIX: usize = 5;
 
 #[derive(Serialize, Deserialize)]
 pub(crate) struct UpdateHeader {
-    pub params: ParamSet,
-    pub scale_bits: u8,
-    pub max_clients: u32,
-    pub fingerprint: Fingerprint,
+    // A nested struct encodes exactly as its fields would (bincode): the
+    // wire format is unchanged.
+    pub layout: KeyLayout,
     pub len: u64,
     pub seed: [u8; 16],
 }
 
 #[derive(Serialize, Deserialize)]
 pub(crate) struct SumHeader {
-    pub params: ParamSet,
-    pub scale_bits: u8,
-    pub max_clients: u32,
-    pub fingerprint: Fingerprint,
+    pub layout: KeyLayout,
     pub len: u64,
     pub seeds: Vec<[u8; 16]>,
 }

@@ -534,7 +534,7 @@ fn collect_rounds(
                     records.push(rec);
                 }
             }
-            ClientEvent::Epoch { .. } => {}
+            ClientEvent::Epoch(_) => {}
         }
         on_event(&SimEvent::Client { index, event });
     }

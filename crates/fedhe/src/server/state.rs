@@ -757,13 +757,11 @@ impl Aggregator {
         let s = self.session.as_ref().ok_or_else(no_session)?;
         let max_len = s.max_len.ok_or_else(no_session)?;
         let k = &s.public;
-        UpdateRef::parse_for(bytes, max_len, k.params(), k.scale_bits(), k.max_clients()).map_err(
-            |e| match e {
-                // Well-formed, but made with another key's parameters.
-                CryptoError::ParamsMismatch { .. } => crypto_422(e),
-                e => ServerError::Malformed(format!("not a valid encrypted update: {e}")),
-            },
-        )
+        UpdateRef::parse_for(bytes, max_len, &k.layout()).map_err(|e| match e {
+            // Well-formed, but made with another key's parameters.
+            CryptoError::ParamsMismatch { .. } => crypto_422(e),
+            e => ServerError::Malformed(format!("not a valid encrypted update: {e}")),
+        })
     }
 
     /// Adds an accepted update into the running sum and records it durably.
