@@ -375,7 +375,7 @@ fn one_client_trains_through_the_embedded_aggregator() {
     let last = &app.client.run.rounds[1];
     assert_eq!(last.contributors, 1);
     assert!(last.validation_accuracy.unwrap() > 0.85);
-    assert!(last.bytes_up > 0 && last.bytes_down > 0);
+    assert!(last.cost.bytes_up > 0 && last.cost.bytes_down > 0);
     // The aggregator saw the standardization round and two training rounds.
     assert_eq!(app.server.history.len(), 3);
     assert_eq!(

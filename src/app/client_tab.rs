@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use egui::{RichText, Ui};
 
-use super::jobs::{EpochPoint, Job, Progress, RoundRow, TrainMsg, poll_slot};
+use super::jobs::{EpochPoint, Job, Progress, TrainMsg, poll_slot};
 use super::plots::{Series, epoch_series, line_plot_ui, round_plots_ui, round_table_ui};
 use super::settings::{Settings, TrainingSettings};
 use super::widgets::{self, DialogKind, ENCRYPTED_COLOR, FileDialog, Note, OK_COLOR};
@@ -73,7 +73,7 @@ pub struct RunView {
     pub federated: bool,
     pub epochs_per_round: usize,
     pub epochs: Vec<EpochPoint>,
-    pub rounds: Vec<RoundRow>,
+    pub rounds: Vec<fedhe::client::ClientRound>,
     pub progress: f32,
     pub status: String,
     pub validation: Option<Metrics>,
@@ -976,17 +976,7 @@ fn federated_training(site: JoinedSite, p: &Arc<Progress<TrainMsg>>) -> Result<M
                     }
                 }
                 ClientEvent::Round(r) => {
-                    p.send(TrainMsg::Round(RoundRow {
-                        round: r.round,
-                        contributors: r.contributors,
-                        validation_loss: r.validation_loss,
-                        validation_accuracy: r.validation_accuracy,
-                        bytes_up: r.cost.bytes_up,
-                        bytes_down: r.cost.bytes_down,
-                        encrypt_ms: r.cost.encrypt_ms,
-                        decrypt_ms: r.cost.decrypt_ms,
-                        aggregate_ms: 0.0,
-                    }));
+                    p.send(TrainMsg::Round(r.clone()));
                     p.send(TrainMsg::Status(format!(
                         "Round {} done: {} contributors ({}), validation accuracy {}",
                         r.round,

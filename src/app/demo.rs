@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use egui::{RichText, Ui};
 
-use super::jobs::{EpochPoint, Job, Progress, RoundRow, poll_slot};
+use super::jobs::{EpochPoint, Job, Progress, poll_slot};
 use super::plots::{Series, epoch_series, line_plot_ui, round_plots_ui, round_table_ui};
 use super::settings::{DemoSettings, DemoSplit};
 use super::widgets::{self, ENCRYPTED_COLOR, Note, OK_COLOR};
@@ -65,8 +65,8 @@ pub struct DemoOutcome {
 #[derive(Debug, Clone)]
 enum DemoMsg {
     Status(String),
-    Plain(RoundRow),
-    Encrypted(RoundRow),
+    Plain(RoundRecord),
+    Encrypted(RoundRecord),
     Epoch { client: usize, point: EpochPoint },
     Done(Result<Box<DemoOutcome>, String>),
 }
@@ -75,8 +75,8 @@ enum DemoMsg {
 #[derive(Default)]
 pub struct DemoPanel {
     job: Option<Job<DemoMsg>>,
-    pub encrypted: Vec<RoundRow>,
-    pub plain: Vec<RoundRow>,
+    pub encrypted: Vec<RoundRecord>,
+    pub plain: Vec<RoundRecord>,
     /// Local training loss per virtual client.
     pub epochs: Vec<Vec<EpochPoint>>,
     pub status: String,
@@ -292,20 +292,6 @@ fn outcome_ui(ui: &mut Ui, o: &DemoOutcome, shared: &mut Shared) {
         });
 }
 
-fn record_row(r: &RoundRecord) -> RoundRow {
-    RoundRow {
-        round: r.round,
-        contributors: r.contributors,
-        validation_loss: Some(r.global_loss),
-        validation_accuracy: Some(r.global_accuracy),
-        bytes_up: r.bytes_up,
-        bytes_down: r.bytes_down,
-        encrypt_ms: r.encrypt_ms,
-        decrypt_ms: r.decrypt_ms,
-        aggregate_ms: r.aggregate_ms,
-    }
-}
-
 fn explain(e: SimulationError) -> String {
     match e {
         SimulationError::Cancelled => "The demo was stopped.".into(),
@@ -357,7 +343,7 @@ fn run_demo(cfg: &DemoSettings, p: &Progress<DemoMsg>) {
             &sim,
             &mut |e| {
                 if let SimEvent::Round(r) = e {
-                    p.send(DemoMsg::Plain(record_row(r)));
+                    p.send(DemoMsg::Plain(r.clone()));
                 }
             },
             cancel.clone(),
@@ -378,7 +364,7 @@ fn run_demo(cfg: &DemoSettings, p: &Progress<DemoMsg>) {
         &sim,
         &mut |e| match e {
             SimEvent::Round(r) => {
-                p.send(DemoMsg::Encrypted(record_row(r)));
+                p.send(DemoMsg::Encrypted(r.clone()));
                 p.send(DemoMsg::Status(format!(
                     "Round {} of {rounds}: {} encrypted updates aggregated, global accuracy {:.3}",
                     r.round, r.contributors, r.global_accuracy

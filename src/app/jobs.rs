@@ -165,23 +165,6 @@ pub fn poll_slot<M>(slot: &mut Option<Job<M>>) -> (Vec<M>, Option<String>) {
 
 pub use fedhe::client::EpochPoint;
 
-/// One finished federated round as a client sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RoundRow {
-    pub round: u64,
-    pub contributors: u32,
-    /// Validation figures of the new global model (local hold-out, or the
-    /// demo's test set).
-    pub validation_loss: Option<f64>,
-    pub validation_accuracy: Option<f64>,
-    pub bytes_up: u64,
-    pub bytes_down: u64,
-    pub encrypt_ms: f64,
-    pub decrypt_ms: f64,
-    /// Server time (demo only; 0 when unknown).
-    pub aggregate_ms: f64,
-}
-
 /// Messages of every training job.
 #[derive(Debug, Clone)]
 pub enum TrainMsg {
@@ -190,7 +173,7 @@ pub enum TrainMsg {
     /// 0..=1.
     Progress(f32),
     Epoch(EpochPoint),
-    Round(RoundRow),
+    Round(fedhe::client::ClientRound),
     /// The run ended: the trained model, or what went wrong (in words).
     Done(Result<Box<fedhe::model::ModelFile>, String>),
 }

@@ -3,8 +3,9 @@
 use egui::{Color32, Ui};
 use egui_plot::{Legend, Line, LineStyle, Plot, Points};
 
-use super::jobs::{EpochPoint, RoundRow};
+use super::jobs::EpochPoint;
 use super::widgets::{ENCRYPTED_COLOR, PLAIN_COLOR};
+use fedhe::client::RoundFigures;
 
 /// One named series of (x, y) points.
 pub struct Series {
@@ -79,21 +80,21 @@ pub fn epoch_series(points: &[EpochPoint], epochs_per_round: usize) -> Vec<[f64;
 }
 
 /// Validation loss and accuracy of the global model per round.
-pub fn round_plots_ui(
+pub fn round_plots_ui<R: RoundFigures>(
     ui: &mut Ui,
     id: &str,
-    rows: &[RoundRow],
-    plain: Option<&[RoundRow]>,
+    rows: &[R],
+    plain: Option<&[R]>,
     height: f32,
 ) {
-    let acc = |rows: &[RoundRow]| -> Vec<[f64; 2]> {
+    let acc = |rows: &[R]| -> Vec<[f64; 2]> {
         rows.iter()
-            .filter_map(|r| r.validation_accuracy.map(|a| [r.round as f64, a]))
+            .filter_map(|r| r.accuracy().map(|a| [r.round() as f64, a]))
             .collect()
     };
-    let loss = |rows: &[RoundRow]| -> Vec<[f64; 2]> {
+    let loss = |rows: &[R]| -> Vec<[f64; 2]> {
         rows.iter()
-            .filter_map(|r| r.validation_loss.map(|l| [r.round as f64, l]))
+            .filter_map(|r| r.loss().map(|l| [r.round() as f64, l]))
             .collect()
     };
     // `columns(2)` hands the closure exactly 2 columns.
@@ -130,7 +131,7 @@ pub fn round_plots_ui(
 }
 
 /// The per-round log as a table.
-pub fn round_table_ui(ui: &mut Ui, id: &str, rows: &[RoundRow], with_server: bool) {
+pub fn round_table_ui<R: RoundFigures>(ui: &mut Ui, id: &str, rows: &[R], with_server: bool) {
     use super::jobs::{human_bytes, human_ms};
     egui::ScrollArea::vertical()
         .id_salt(id)
@@ -150,20 +151,19 @@ pub fn round_table_ui(ui: &mut Ui, id: &str, rows: &[RoundRow], with_server: boo
                 ui.strong("decrypt");
                 ui.end_row();
                 for r in rows {
-                    ui.label(r.round.to_string());
-                    ui.label(r.contributors.to_string());
-                    ui.label(
-                        r.validation_accuracy
-                            .map_or("–".into(), |a| format!("{a:.3}")),
-                    );
-                    ui.label(r.validation_loss.map_or("–".into(), |l| format!("{l:.4}")));
-                    ui.label(human_bytes(r.bytes_up));
-                    ui.label(human_bytes(r.bytes_down));
-                    ui.label(human_ms(r.encrypt_ms));
+                    let (up, down) = r.bytes();
+                    let (encrypt, decrypt, aggregate) = r.times_ms();
+                    ui.label(r.round().to_string());
+                    ui.label(r.contributors().to_string());
+                    ui.label(r.accuracy().map_or("–".into(), |a| format!("{a:.3}")));
+                    ui.label(r.loss().map_or("–".into(), |l| format!("{l:.4}")));
+                    ui.label(human_bytes(up));
+                    ui.label(human_bytes(down));
+                    ui.label(human_ms(encrypt));
                     if with_server {
-                        ui.label(human_ms(r.aggregate_ms));
+                        ui.label(human_ms(aggregate));
                     }
-                    ui.label(human_ms(r.decrypt_ms));
+                    ui.label(human_ms(decrypt));
                     ui.end_row();
                 }
             });

@@ -8,6 +8,7 @@ mod run;
 
 pub use run::{
     ClientEvent, ClientOutcome, ClientRound, EpochPoint, Exchange, ExchangeCost, HeExchange,
-    LIMB_BITS, LoopConfig, LoopError, Moments, RoundMean, STAT_LIMBS, WaitNotifier, from_limbs,
-    limb_bits_for, max_len_for, round_seed, run_client_loop, standardization_len, to_limbs,
+    LIMB_BITS, LoopConfig, LoopError, Moments, RoundFigures, RoundMean, STAT_LIMBS, WaitNotifier,
+    from_limbs, limb_bits_for, max_len_for, round_seed, run_client_loop, standardization_len,
+    to_limbs,
 };

@@ -395,6 +395,45 @@ impl EpochPoint {
     }
 }
 
+/// What a progress display shows of a finished round, whoever reports it:
+/// one client ([`ClientRound`]) or a whole simulation
+/// ([`RoundRecord`](crate::federation::RoundRecord)).
+pub trait RoundFigures {
+    /// Training round, 1-based.
+    fn round(&self) -> u64;
+    fn contributors(&self) -> u32;
+    /// Log-loss and accuracy of the new global model on held-out rows (a
+    /// site's validation rows, or a simulation's test split), when known.
+    fn loss(&self) -> Option<f64>;
+    fn accuracy(&self) -> Option<f64>;
+    /// Ciphertext bytes sent and received.
+    fn bytes(&self) -> (u64, u64);
+    /// Encryption and decryption time (per client), aggregation time on the
+    /// server (0 when unknown), in milliseconds.
+    fn times_ms(&self) -> (f64, f64, f64);
+}
+
+impl RoundFigures for ClientRound {
+    fn round(&self) -> u64 {
+        self.round
+    }
+    fn contributors(&self) -> u32 {
+        self.contributors
+    }
+    fn loss(&self) -> Option<f64> {
+        self.validation_loss
+    }
+    fn accuracy(&self) -> Option<f64> {
+        self.validation_accuracy
+    }
+    fn bytes(&self) -> (u64, u64) {
+        (self.cost.bytes_up, self.cost.bytes_down)
+    }
+    fn times_ms(&self) -> (f64, f64, f64) {
+        (self.cost.encrypt_ms, self.cost.decrypt_ms, 0.0)
+    }
+}
+
 /// One training round as seen by one client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientRound {

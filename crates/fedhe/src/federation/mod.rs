@@ -541,6 +541,27 @@ fn collect_rounds(
     (records, std_cost)
 }
 
+impl crate::client::RoundFigures for RoundRecord {
+    fn round(&self) -> u64 {
+        self.round
+    }
+    fn contributors(&self) -> u32 {
+        self.contributors
+    }
+    fn loss(&self) -> Option<f64> {
+        Some(self.global_loss).filter(|v| v.is_finite())
+    }
+    fn accuracy(&self) -> Option<f64> {
+        Some(self.global_accuracy).filter(|v| v.is_finite())
+    }
+    fn bytes(&self) -> (u64, u64) {
+        (self.bytes_up, self.bytes_down)
+    }
+    fn times_ms(&self) -> (f64, f64, f64) {
+        (self.encrypt_ms, self.decrypt_ms, self.aggregate_ms)
+    }
+}
+
 /// Largest absolute difference between two runs' global parameters, per round.
 pub fn max_param_diff(a: &[RoundRecord], b: &[RoundRecord]) -> Vec<f64> {
     a.iter()
