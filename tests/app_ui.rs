@@ -213,7 +213,7 @@ fn malformed_csv_shows_an_error_in_the_window() {
     wait_until(&mut h, "the error", Duration::from_secs(30), |a| {
         !a.client.is_loading_csv() && a.client.notes.iter().any(|n| n.is_error())
     });
-    h.get_by_label_contains("the file does not exist");
+    h.get_by_label_contains("missing.csv: it does not exist");
 }
 
 /// Trains and saves a model with the library, as `fedhe train` would.

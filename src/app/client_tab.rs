@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use egui::{RichText, Ui};
 
+use super::error::AppError;
 use super::jobs::{EpochPoint, Job, Progress, TrainMsg, poll_slot};
 use super::plots::{Series, epoch_series, line_plot_ui, round_plots_ui, round_table_ui};
 use super::settings::{Settings, TrainingSettings};
@@ -32,7 +33,7 @@ pub struct CsvView {
     pub rows: Vec<Vec<String>>,
     pub total_rows: usize,
     /// The loaded data, or why it cannot be used (in words).
-    pub loaded: Result<LoadedCsv, String>,
+    pub loaded: Result<LoadedCsv, fedhe::data::DataError>,
 }
 
 impl CsvView {
@@ -50,12 +51,12 @@ pub struct Schema {
 }
 
 enum KeyMsg {
-    Loaded(Result<(Arc<SecretKey>, String), String>),
+    Loaded(Result<(Arc<SecretKey>, String), AppError>),
 }
 
 enum ConnectMsg {
     Status(String),
-    Joined(Result<Box<JoinedSite>, String>),
+    Joined(Result<Box<JoinedSite>, AppError>),
 }
 
 /// A federation joined from this tab: the session and this site's data,
@@ -82,7 +83,7 @@ pub struct RunView {
 #[derive(Default)]
 pub struct ClientTab {
     pub csv: Option<CsvView>,
-    csv_job: Option<Job<Result<CsvView, String>>>,
+    csv_job: Option<Job<Result<CsvView, AppError>>>,
     key_job: Option<Job<KeyMsg>>,
     connect_job: Option<Job<ConnectMsg>>,
     train_job: Option<Job<TrainMsg>>,
@@ -120,7 +121,7 @@ impl ClientTab {
         let path = path.to_path_buf();
         match Job::spawn("load-csv", ctx, move |p| p.send(read_csv(&path, &schema))) {
             Ok(j) => self.csv_job = Some(j),
-            Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+            Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
         }
     }
 
@@ -132,7 +133,7 @@ impl ClientTab {
         });
         match job {
             Ok(j) => self.key_job = Some(j),
-            Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+            Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
         }
     }
 
@@ -143,7 +144,7 @@ impl ClientTab {
         });
         match job {
             Ok(j) => self.key_job = Some(j),
-            Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+            Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
         }
     }
 
@@ -162,13 +163,13 @@ impl ClientTab {
                                 widgets::push_note(&mut self.notes, Note::Info(n.clone()));
                             }
                         }
-                        Err(e) => widgets::push_note(&mut self.notes, Note::Error(e.clone())),
+                        Err(e) => widgets::push_note(&mut self.notes, Note::Error(e.to_string())),
                     }
                     self.csv = Some(view);
                 }
                 Err(e) => {
                     self.csv = None;
-                    widgets::push_note(&mut self.notes, Note::Error(e));
+                    widgets::push_note(&mut self.notes, Note::from(e));
                 }
             }
         }
@@ -182,7 +183,7 @@ impl ClientTab {
                     self.key = Some(k);
                     self.key_info = info;
                 }
-                Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+                Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
             }
         }
         self.failure(failure);
@@ -213,7 +214,7 @@ impl ClientTab {
                 }
                 ConnectMsg::Joined(Err(e)) => {
                     self.join_status.clear();
-                    widgets::push_note(&mut self.notes, Note::Error(e));
+                    widgets::push_note(&mut self.notes, Note::from(e));
                 }
             }
         }
@@ -237,7 +238,7 @@ impl ClientTab {
                 }
                 TrainMsg::Done(Err(e)) => {
                     self.run.status = "Training did not finish.".into();
-                    widgets::push_note(&mut self.notes, Note::Error(e));
+                    widgets::push_note(&mut self.notes, Note::from(e));
                 }
             }
         }
@@ -246,7 +247,7 @@ impl ClientTab {
 
     fn failure(&mut self, failure: Option<String>) {
         if let Some(e) = failure {
-            widgets::push_note(&mut self.notes, Note::Error(e));
+            widgets::push_note(&mut self.notes, Note::from(e));
         }
     }
 
@@ -316,7 +317,7 @@ impl ClientTab {
             {
                 match super::demo::sample_csv_path() {
                     Ok(p) => self.open_csv(ctx, &p, settings),
-                    Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+                    Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
                 }
             }
             ui.weak("or drop a CSV file onto the window");
@@ -553,7 +554,7 @@ impl ClientTab {
                 });
                 match job {
                     Ok(j) => self.connect_job = Some(j),
-                    Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+                    Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
                 }
             }
             if busy {
@@ -720,7 +721,7 @@ impl ClientTab {
         });
         match job {
             Ok(j) => self.train_job = Some(j),
-            Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+            Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
         }
     }
 }
@@ -759,24 +760,31 @@ fn preview_ui(ui: &mut Ui, view: &CsvView) {
 }
 
 /// Reads the preview and loads the file with `schema` (worker side).
-fn read_csv(path: &Path, schema: &Schema) -> Result<CsvView, String> {
-    let name = path.display().to_string();
+fn read_csv(path: &Path, schema: &Schema) -> Result<CsvView, AppError> {
+    let csv_err = |action, e: csv::Error| match e.kind() {
+        csv::ErrorKind::Io(io) => AppError::file(action, path, io),
+        _ => AppError::File {
+            action,
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        },
+    };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
         .trim(csv::Trim::All)
         .from_path(path)
-        .map_err(|e| format!("Could not open {name}: {}", io_words(&e)))?;
+        .map_err(|e| csv_err("open", e))?;
     let header: Vec<String> = reader
         .headers()
-        .map_err(|e| format!("Could not read {name}: {e}"))?
+        .map_err(|e| csv_err("read", e))?
         .iter()
         .map(str::to_string)
         .collect();
     let mut rows = Vec::new();
     let mut total = 0usize;
     for rec in reader.records() {
-        let rec = rec.map_err(|e| format!("Could not read {name}: {e}"))?;
+        let rec = rec.map_err(|e| csv_err("read", e))?;
         if rows.len() < PREVIEW_ROWS {
             rows.push(rec.iter().map(str::to_string).collect());
         }
@@ -806,27 +814,21 @@ fn read_csv(path: &Path, schema: &Schema) -> Result<CsvView, String> {
         header,
         rows,
         total_rows: total,
-        loaded: loaded.map_err(|e| e.to_string()),
+        loaded,
     })
-}
-
-fn io_words(e: &csv::Error) -> String {
-    match e.kind() {
-        csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
-            "the file does not exist".into()
-        }
-        _ => e.to_string(),
-    }
 }
 
 /// Loads a secret key, refusing one others can replace and warning about one
 /// others can read.
-fn load_secret_key(path: &Path) -> Result<(Arc<SecretKey>, String), String> {
+fn load_secret_key(path: &Path) -> Result<(Arc<SecretKey>, String), AppError> {
     let perms = SecretKey::permission_problem(path);
     if let Some(p) = perms.filter(|p| p.writable_by_others) {
-        return Err(format!("{}; it was not loaded.", p.explain(path)));
+        return Err(AppError::KeyPermissions(p.explain(path)));
     }
-    let k = SecretKey::load(path).map_err(|e| format!("Could not load the key: {e}"))?;
+    let k = SecretKey::load(path).map_err(|source| AppError::Key {
+        action: "load the key",
+        source: Box::new(source),
+    })?;
     let mut info = format!(
         "Loaded {} (fingerprint {})",
         path.display(),
@@ -838,16 +840,17 @@ fn load_secret_key(path: &Path) -> Result<(Arc<SecretKey>, String), String> {
     Ok((Arc::new(k), info))
 }
 
-fn generate_key(path: &Path) -> Result<(Arc<SecretKey>, String), String> {
+fn generate_key(path: &Path) -> Result<(Arc<SecretKey>, String), AppError> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("Could not create the folder {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| AppError::file("create the folder", dir, &e))?;
     }
     let key = SecretKey::generate(ParamSet::Standard64);
-    key.save(path, false)
-        .map_err(|e| format!("Could not save the key: {e}"))?;
+    key.save(path, false).map_err(|source| AppError::Key {
+        action: "save the key",
+        source: Box::new(source),
+    })?;
     let public = path.with_file_name("public.key");
     let public_note = match key.public().save(&public, false) {
         Ok(()) => format!("; public part for the aggregator: {}", public.display()),
@@ -871,7 +874,7 @@ fn join_federation(
     id: &str,
     name: &str,
     p: &Arc<Progress<ConnectMsg>>,
-) -> Result<JoinedSite, String> {
+) -> Result<JoinedSite, AppError> {
     let pn = p.clone();
     let notify: Notifier = Arc::new(move |s: &str| pn.send(ConnectMsg::Status(s.to_string())));
     let opts = ConnectOptions {
@@ -881,19 +884,19 @@ fn join_federation(
     };
     let cancel = p.cancel_flag();
     let connected = session::connect(&opts, key, Some(notify), &cancel)
-        .map_err(|e| format!("Could not join the federation: {e}"))?;
-    let loaded = connected.load_site(csv).map_err(|e| {
-        format!(
-            "Your CSV does not fit the federation's plan {}: {e}",
-            connected.plan_fingerprint
-        )
-    })?;
+        .map_err(|e| AppError::Join(Box::new(e)))?;
+    let loaded = connected
+        .load_site(csv)
+        .map_err(|source| AppError::PlanMismatch {
+            plan: connected.plan_fingerprint.clone(),
+            source: Box::new(source),
+        })?;
     // Credentials beside the key, so that a restarted app resumes as `id`.
     let state =
         (!key_path.is_empty()).then(|| session::default_state_file(Path::new(key_path), id));
     let joined = connected
         .join(id, name, state.as_deref())
-        .map_err(|e| format!("Registration failed: {e}"))?;
+        .map_err(|e| AppError::Register(Box::new(e)))?;
     Ok(JoinedSite {
         joined,
         data: loaded.dataset,
@@ -911,7 +914,7 @@ fn local_training(
     t: &TrainingSettings,
     source: &str,
     p: &Progress<TrainMsg>,
-) -> Result<ModelFile, String> {
+) -> Result<ModelFile, AppError> {
     let cfg = train_config(t);
     let epochs = cfg.epochs.max(1);
     let run = session::train_local(
@@ -930,8 +933,8 @@ fn local_training(
         },
     )
     .map_err(|e| match e {
-        SessionError::Cancelled => "Training was stopped.".to_string(),
-        e => format!("Training failed: {e}"),
+        SessionError::Cancelled => AppError::Stopped("Training"),
+        e => AppError::Training(Box::new(e)),
     })?;
     if let Some(m) = &run.validation {
         p.send(TrainMsg::Status(format!(
@@ -944,7 +947,10 @@ fn local_training(
 
 /// Federated training (worker side): the library's session runs the plan's
 /// rounds; every event becomes a [`TrainMsg`].
-fn federated_training(site: JoinedSite, p: &Arc<Progress<TrainMsg>>) -> Result<ModelFile, String> {
+fn federated_training(
+    site: JoinedSite,
+    p: &Arc<Progress<TrainMsg>>,
+) -> Result<ModelFile, AppError> {
     let mut joined = site.joined.clone();
     let pn = p.clone();
     joined.set_notifier(Some(Arc::new(move |s: &str| {
@@ -990,8 +996,8 @@ fn federated_training(site: JoinedSite, p: &Arc<Progress<TrainMsg>>) -> Result<M
             &cancel,
         )
         .map_err(|e| match e {
-            SessionError::Cancelled => "Training was stopped.".to_string(),
-            e => format!("Federated training failed: {e}"),
+            SessionError::Cancelled => AppError::Stopped("Training"),
+            e => AppError::Federated(Box::new(e)),
         })?;
     p.send(TrainMsg::Status(format!(
         "Done: {} rounds; the global model is ready.",

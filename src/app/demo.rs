@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use egui::{RichText, Ui};
 
+use super::error::AppError;
 use super::jobs::{EpochPoint, Job, Progress, poll_slot};
 use super::plots::{Series, epoch_series, line_plot_ui, round_plots_ui, round_table_ui};
 use super::settings::{DemoSettings, DemoSplit};
@@ -27,17 +28,16 @@ const SAMPLE_CSV: &str = include_str!("../../sample_data/breast_cancer_wdbc.csv"
 pub const SAMPLE_NAME: &str = "breast_cancer_wdbc.csv";
 
 /// Writes the bundled sample data to a temporary folder (once) and returns its path.
-pub fn sample_csv_path() -> Result<PathBuf, String> {
+pub fn sample_csv_path() -> Result<PathBuf, AppError> {
     // A cache of bundled data, not a user's file: the temp folder is right.
     #[allow(clippy::disallowed_methods)]
     let dir = std::env::temp_dir().join(format!("fedhe-{}", env!("CARGO_PKG_VERSION")));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| format!("cannot create the folder {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| AppError::file("create the folder", &dir, &e))?;
     let path = dir.join(SAMPLE_NAME);
     let fresh = std::fs::metadata(&path).is_ok_and(|m| m.len() == SAMPLE_CSV.len() as u64);
     if !fresh {
         std::fs::write(&path, SAMPLE_CSV)
-            .map_err(|e| format!("cannot write the sample data to {}: {e}", path.display()))?;
+            .map_err(|e| AppError::file("write the sample data to", &path, &e))?;
     }
     Ok(path)
 }
@@ -62,13 +62,13 @@ pub struct DemoOutcome {
     pub max_diff: Option<f64>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum DemoMsg {
     Status(String),
     Plain(RoundRecord),
     Encrypted(RoundRecord),
     Epoch { client: usize, point: EpochPoint },
-    Done(Result<Box<DemoOutcome>, String>),
+    Done(Result<Box<DemoOutcome>, AppError>),
 }
 
 /// State of the demo view.
@@ -103,7 +103,7 @@ impl DemoPanel {
         let cfg = cfg.clone();
         match Job::spawn("demo", ctx, move |p| run_demo(&cfg, &p)) {
             Ok(job) => self.job = Some(job),
-            Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+            Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
         }
     }
 
@@ -145,13 +145,13 @@ impl DemoPanel {
                 }
                 DemoMsg::Done(Err(e)) => {
                     self.status = "The demo did not finish.".into();
-                    widgets::push_note(&mut self.notes, Note::Error(e));
+                    widgets::push_note(&mut self.notes, Note::from(e));
                     finished = true;
                 }
             }
         }
         if let Some(e) = failure {
-            widgets::push_note(&mut self.notes, Note::Error(e));
+            widgets::push_note(&mut self.notes, Note::from(e));
         }
         finished
     }
@@ -292,16 +292,16 @@ fn outcome_ui(ui: &mut Ui, o: &DemoOutcome, shared: &mut Shared) {
         });
 }
 
-fn explain(e: SimulationError) -> String {
+fn explain(e: SimulationError) -> AppError {
     match e {
-        SimulationError::Cancelled => "The demo was stopped.".into(),
-        e => format!("The demo failed: {e}"),
+        SimulationError::Cancelled => AppError::Stopped("The demo"),
+        e => AppError::Demo(Box::new(e)),
     }
 }
 
 /// The worker: plaintext baseline first (fast), then the encrypted run.
 fn run_demo(cfg: &DemoSettings, p: &Progress<DemoMsg>) {
-    let done = |r: Result<DemoOutcome, String>| p.send(DemoMsg::Done(r.map(Box::new)));
+    let done = |r: Result<DemoOutcome, AppError>| p.send(DemoMsg::Done(r.map(Box::new)));
     let data = match sample_csv_path() {
         Ok(d) => d,
         Err(e) => return done(Err(e)),

@@ -61,7 +61,11 @@ pub struct Job<M> {
 
 impl<M: Send + 'static> Job<M> {
     /// Starts `work` on a thread named `fedhe-<name>`.
-    pub fn spawn<F>(name: &str, ctx: &egui::Context, work: F) -> Result<Job<M>, String>
+    pub fn spawn<F>(
+        name: &str,
+        ctx: &egui::Context,
+        work: F,
+    ) -> Result<Job<M>, super::error::AppError>
     where
         F: FnOnce(Progress<M>) + Send + 'static,
     {
@@ -79,7 +83,10 @@ impl<M: Send + 'static> Job<M> {
                 work(progress);
                 repaint.request_repaint();
             })
-            .map_err(|e| format!("cannot start a background thread for {name}: {e}"))?;
+            .map_err(|source| super::error::AppError::Thread {
+                job: name.to_string(),
+                source,
+            })?;
         Ok(Job {
             name: name.to_string(),
             rx,
@@ -166,7 +173,7 @@ pub fn poll_slot<M>(slot: &mut Option<Job<M>>) -> (Vec<M>, Option<String>) {
 pub use fedhe::client::EpochPoint;
 
 /// Messages of every training job.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum TrainMsg {
     /// A line for the status bar / log.
     Status(String),
@@ -175,7 +182,7 @@ pub enum TrainMsg {
     Epoch(EpochPoint),
     Round(fedhe::client::ClientRound),
     /// The run ended: the trained model, or what went wrong (in words).
-    Done(Result<Box<fedhe::model::ModelFile>, String>),
+    Done(Result<Box<fedhe::model::ModelFile>, super::error::AppError>),
 }
 
 /// Formats a duration in milliseconds for people (µs below 1 ms).

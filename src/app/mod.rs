@@ -6,6 +6,7 @@
 
 mod client_tab;
 mod demo;
+pub mod error;
 pub mod jobs;
 mod plots;
 mod predict_tab;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use egui::{RichText, Ui};
 
+use super::error::AppError;
 use super::jobs::{Job, poll_slot};
 use super::plots::roc_plot_ui;
 use super::widgets::{self, DialogKind, FileDialog, Note};
@@ -19,9 +20,9 @@ pub struct ScoredView {
 }
 
 enum PredictMsg {
-    Model(Result<Box<(ModelFile, String)>, String>),
-    Scored(Result<Box<ScoredView>, String>),
-    Exported(Result<PathBuf, String>),
+    Model(Result<Box<(ModelFile, String)>, AppError>),
+    Scored(Result<Box<ScoredView>, AppError>),
+    Exported(Result<PathBuf, AppError>),
 }
 
 #[derive(Default)]
@@ -50,7 +51,7 @@ impl PredictTab {
     ) {
         match Job::spawn(name, ctx, move |p| p.send(f())) {
             Ok(j) => self.job = Some(j),
-            Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+            Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
         }
     }
 
@@ -61,7 +62,10 @@ impl PredictTab {
             PredictMsg::Model(
                 ModelFile::load(&path)
                     .map(|m| Box::new((m, path.display().to_string())))
-                    .map_err(|e| format!("Could not load the model: {e}")),
+                    .map_err(|source| AppError::Model {
+                        action: "load the model",
+                        source: Box::new(source),
+                    }),
             )
         });
     }
@@ -89,7 +93,10 @@ impl PredictTab {
                             .unwrap_or_default();
                         Box::new(ScoredView { scored, path, roc })
                     })
-                    .map_err(|e| format!("Could not score the test file: {e}")),
+                    .map_err(|source| AppError::Model {
+                        action: "score the test file",
+                        source: Box::new(source),
+                    }),
             )
         });
     }
@@ -125,12 +132,12 @@ impl PredictTab {
                 PredictMsg::Model(Err(e))
                 | PredictMsg::Scored(Err(e))
                 | PredictMsg::Exported(Err(e)) => {
-                    widgets::push_note(&mut self.notes, Note::Error(e));
+                    widgets::push_note(&mut self.notes, Note::from(e));
                 }
             }
         }
         if let Some(e) = failure {
-            widgets::push_note(&mut self.notes, Note::Error(e));
+            widgets::push_note(&mut self.notes, Note::from(e));
         }
     }
 
@@ -173,11 +180,12 @@ impl PredictTab {
             let model = m.model.clone();
             let scored = s.scored.clone();
             self.spawn(&ctx, "export", move || {
-                PredictMsg::Exported(
-                    write_predictions(&model, &scored, &p)
-                        .map(|()| p)
-                        .map_err(|e| format!("Could not export the predictions: {e}")),
-                )
+                PredictMsg::Exported(write_predictions(&model, &scored, &p).map(|()| p).map_err(
+                    |source| AppError::Model {
+                        action: "export the predictions",
+                        source: Box::new(source),
+                    },
+                ))
             });
         }
         if shared.predict_latest {

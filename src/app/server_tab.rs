@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use egui::{RichText, Ui};
 
 use super::Shared;
+use super::error::AppError;
 use super::jobs::{Job, Progress, human_bytes, human_ms, poll_slot};
 use super::plots::{Series, line_plot_ui};
 use super::settings::Settings;
@@ -39,7 +40,7 @@ enum RemoteMsg {
 }
 
 enum OpMsg {
-    Done(Result<String, String>),
+    Done(Result<String, AppError>),
 }
 
 #[derive(Default)]
@@ -247,21 +248,21 @@ impl ServerTab {
                     self.snapshot = Some(*s);
                     merge_history(&mut self.history, infos);
                 }
-                RemoteMsg::Error(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+                RemoteMsg::Error(e) => widgets::push_note(&mut self.notes, Note::from(e)),
             }
         }
         if let Some(e) = failure {
-            widgets::push_note(&mut self.notes, Note::Error(e));
+            widgets::push_note(&mut self.notes, Note::from(e));
         }
         let (msgs, failure) = poll_slot(&mut self.op_job);
         for OpMsg::Done(r) in msgs {
             match r {
                 Ok(s) => widgets::push_note(&mut self.notes, Note::Info(s)),
-                Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+                Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
             }
         }
         if let Some(e) = failure {
-            widgets::push_note(&mut self.notes, Note::Error(e));
+            widgets::push_note(&mut self.notes, Note::from(e));
         }
 
         let Some(server) = &self.server else {
@@ -320,12 +321,15 @@ impl ServerTab {
                             r.round, r.contributors
                         )
                     })
-                    .map_err(|e| format!("Could not close round {round}: {e}")),
+                    .map_err(|source| AppError::Aggregator {
+                        action: format!("close round {round}"),
+                        source: Box::new(source),
+                    }),
             ));
         });
         match job {
             Ok(j) => self.op_job = Some(j),
-            Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+            Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
         }
     }
 
@@ -358,7 +362,7 @@ impl ServerTab {
         });
         match job {
             Ok(j) => self.remote_job = Some(j),
-            Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+            Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
         }
     }
 
@@ -526,12 +530,15 @@ impl ServerTab {
                         .map(|s| {
                             format!("Session key loaded: fingerprint {}", s.session.fingerprint)
                         })
-                        .map_err(|e| format!("The aggregator refused the key: {e}")),
+                        .map_err(|source| AppError::Aggregator {
+                            action: "load the key into the aggregator".into(),
+                            source: Box::new(source),
+                        }),
                 ));
             });
             match job {
                 Ok(j) => self.op_job = Some(j),
-                Err(e) => widgets::push_note(&mut self.notes, Note::Error(e)),
+                Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
             }
         }
         match (

@@ -332,7 +332,7 @@ impl FileDialog {
                         let path = PathBuf::from(prompt.text.trim());
                         match check_path(&path, prompt.request.kind) {
                             Ok(()) => chosen = Some(path),
-                            Err(e) => prompt.error = Some(e),
+                            Err(e) => prompt.error = Some(e.to_string()),
                         }
                     }
                     if ui.button("Cancel").clicked() {
@@ -348,23 +348,29 @@ impl FileDialog {
 }
 
 /// Why `path` cannot be used for `kind`, in words.
-fn check_path(path: &std::path::Path, kind: DialogKind) -> Result<(), String> {
-    if path.as_os_str().is_empty() {
-        return Err("Type a path.".into());
-    }
-    match kind {
-        DialogKind::Open if !path.is_file() => Err(format!("{} is not a file.", path.display())),
-        DialogKind::Save if path.is_dir() => {
-            Err(format!("{} is a folder: add a file name.", path.display()))
+fn check_path(path: &std::path::Path, kind: DialogKind) -> Result<(), super::error::AppError> {
+    let (action, problem) = match kind {
+        DialogKind::Open if !path.is_file() => ("open", Some("it is not a file")),
+        DialogKind::Open => ("open", None),
+        DialogKind::Save if path.as_os_str().is_empty() || path.is_dir() => {
+            ("save to", Some("it is a folder: add a file name"))
         }
         DialogKind::Save
             if path
                 .parent()
                 .is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir()) =>
         {
-            Err(format!("The folder of {} does not exist.", path.display()))
+            ("save to", Some("its folder does not exist"))
         }
-        _ => Ok(()),
+        DialogKind::Save => ("save to", None),
+    };
+    match problem {
+        None => Ok(()),
+        Some(reason) => Err(super::error::AppError::File {
+            action,
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }),
     }
 }
 
