@@ -328,15 +328,7 @@ impl ClientTab {
         let Some(view) = &self.csv else {
             return;
         };
-        // The bundled data lives in a cache folder: name it, not the path.
-        let shown = if super::demo::is_sample(&view.path) {
-            format!(
-                "The bundled sample data ({}, Wisconsin breast cancer)",
-                super::demo::SAMPLE_NAME
-            )
-        } else {
-            view.path.display().to_string()
-        };
+        let shown = super::demo::describe(&view.path);
         ui.label(format!(
             "{shown}: {} rows, {} columns",
             view.total_rows,
@@ -900,7 +892,7 @@ fn join_federation(
     Ok(JoinedSite {
         joined,
         data: loaded.dataset,
-        source: csv.display().to_string(),
+        source: super::demo::describe(csv),
     })
 }
 

@@ -47,6 +47,16 @@ pub fn is_sample(path: &std::path::Path) -> bool {
     sample_csv_path().is_ok_and(|p| p == path)
 }
 
+/// How a data file is named to the user: the bundled sample data lives in
+/// a cache folder, so it is named, not shown by path.
+pub fn describe(path: &std::path::Path) -> String {
+    if is_sample(path) {
+        format!("the bundled sample data ({SAMPLE_NAME})")
+    } else {
+        path.display().to_string()
+    }
+}
+
 /// How the demo ended.
 #[derive(Debug, Clone)]
 pub struct DemoOutcome {

@@ -159,7 +159,10 @@ impl ServerTab {
             name: String::new(),
         };
         match fedhe::plan::propose(csv, &opts) {
-            Ok((plan, _notes)) => self.set_plan(plan, format!("proposed from {}", csv.display())),
+            Ok((plan, _notes)) => {
+                let from = super::demo::describe(csv);
+                self.set_plan(plan, format!("proposed from {from}"));
+            }
             Err(e) => widgets::push_note(
                 &mut self.notes,
                 Note::Error(format!("Could not propose a plan: {e}")),
