@@ -461,3 +461,53 @@ fn a_secret_key_others_can_read_is_flagged_and_one_they_can_write_refused() {
     assert!(!o.status.success());
     assert!(err.contains("refusing to use it"), "{err}");
 }
+
+/// Tried as a new user would: a cell of 1e308 trained to a NaN model and
+/// `fedhe train` still exited 0.
+#[test]
+fn an_extreme_value_is_a_located_error_and_divergence_is_never_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("extreme.csv");
+    let mut text = String::from("diagnosis,a,b\n");
+    for i in 0..20 {
+        text.push_str(&format!("{},{},{}\n", i % 2, i, (i * 3) % 7));
+    }
+    text.push_str("1,1e308,2\n");
+    std::fs::write(&csv, text).unwrap();
+    let out = dir.path().join("m.json");
+    let o = fedhe(&[
+        "train",
+        "--data",
+        csv.to_str().unwrap(),
+        "--keep",
+        "a",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("extreme.csv:22") && err.contains("\"a\"") && err.contains("1e150"),
+        "{err}"
+    );
+    assert!(!out.exists(), "no model is written");
+    // Training that blows up stops with an error that suggests a smaller
+    // learning rate, instead of returning NaN weights.
+    use fedhe::model::{LogisticRegression, ModelError, TrainConfig, train};
+    // The same point with both labels: the loss cannot go to zero, and
+    // steps of 1e200 overflow the logits.
+    let x = ndarray::array![[1e200, 1.0], [1e200, 1.0], [-1e200, 2.0]];
+    let y = ndarray::array![1.0, 0.0, 1.0];
+    let mut m = LogisticRegression::zeros(2);
+    let cfg = TrainConfig {
+        lr: 10.0,
+        epochs: 20,
+        ..TrainConfig::default()
+    };
+    let e = train(&mut m, &x, &y, &cfg, &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap_err();
+    assert!(matches!(e, ModelError::Diverged { .. }), "{e}");
+    assert!(e.to_string().contains("smaller learning rate"), "{e}");
+}

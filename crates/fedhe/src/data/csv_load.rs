@@ -555,7 +555,13 @@ impl BlockContext<'_> {
                 continue;
             }
             match fast_float2::parse::<f64, _>(cell) {
-                Ok(v) if v.is_finite() => out.values.push(v),
+                Ok(v) if v.is_finite() && v.abs() <= super::MAX_ABS_VALUE => out.values.push(v),
+                Ok(v) if v.is_finite() => {
+                    return Err(DataError::OutOfRange {
+                        at: location(name, line, c, header),
+                        value: v,
+                    });
+                }
                 _ => {
                     let at = location(name, line, c, header);
                     return Err(match std::str::from_utf8(cell) {

@@ -12,6 +12,11 @@ pub use scaler::Standardizer;
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
+/// Largest magnitude a feature value may have: its square, summed over many
+/// rows, must stay finite in the standardization statistics (1e150² = 1e300
+/// leaves room for 10^8 rows below f64's 1.8e308).
+pub const MAX_ABS_VALUE: f64 = 1e150;
+
 /// Column names tried, in order, when no label column is given.
 pub const DEFAULT_LABEL_NAMES: [&str; 5] = ["diagnosis", "label", "target", "class", "y"];
 
@@ -129,6 +134,10 @@ pub enum DataError {
     MissingCell { at: Box<Location> },
     #[error("{at}: {value:?} is not a finite number")]
     NotNumeric { at: Box<Location>, value: String },
+    #[error(
+        "{at}: {value:e} is out of range: feature values must lie within ±1e150 (larger ones overflow the sums of squares of the standardization)"
+    )]
+    OutOfRange { at: Box<Location>, value: f64 },
     #[error(
         "{at}: third label value {value:?}; the label column must hold exactly two values (seen so far: {first:?}, {second:?})"
     )]

@@ -24,6 +24,10 @@ pub enum ModelError {
     Setting(String),
     #[error("shape mismatch: {0}")]
     Shape(String),
+    #[error(
+        "training diverged at epoch {epoch}: the loss is no longer a finite number; try a smaller learning rate than {lr} (--lr), or check the data for extreme values"
+    )]
+    Diverged { epoch: usize, lr: f64 },
     #[error("cannot read model file {file}: {source}")]
     Read {
         file: String,

@@ -156,6 +156,11 @@ pub fn train(
             b -= scale * gb;
         }
         let stats = evaluate(xs, &ys, d, &w, b, epoch);
+        // A NaN or infinite loss means the weights blew up: stop with an
+        // error instead of returning (and saving) a NaN model.
+        if !stats.loss.is_finite() || !b.is_finite() || w.iter().any(|v| !v.is_finite()) {
+            return Err(ModelError::Diverged { epoch, lr: cfg.lr });
+        }
         summary.epochs_run = epoch;
         summary.last = Some(stats);
         if on_epoch(&stats).is_break() {
