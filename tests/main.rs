@@ -20,5 +20,6 @@ mod federation;
 mod hardening;
 mod model;
 mod plan;
+mod privacy;
 mod server_cli;
 mod server_http;

@@ -7,6 +7,7 @@
 mod bench_cmds;
 mod crypto_cmds;
 mod data_cmds;
+mod dp_cmds;
 mod fed_cmds;
 mod plan_cmds;
 
@@ -45,6 +46,11 @@ pub enum Command {
         #[command(subcommand)]
         what: plan_cmds::PlanCommand,
     },
+    /// Differential privacy: ε of DP-SGD settings, or the noise for a target ε.
+    Dp {
+        #[command(subcommand)]
+        what: dp_cmds::DpCommand,
+    },
     /// Generate a TFHE key pair: DIR/secret.key (trusted clients) and DIR/public.key (aggregator).
     Keygen(crypto_cmds::KeygenArgs),
     /// Run the aggregator (HTTP; holds only the public key).
@@ -78,6 +84,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Train(a)) => data_cmds::train(a),
         Some(Command::Predict(a)) => data_cmds::predict(a),
         Some(Command::Plan { what }) => plan_cmds::run(what),
+        Some(Command::Dp { what }) => dp_cmds::run(what),
         Some(Command::Keygen(a)) => crypto_cmds::keygen(a),
         Some(Command::Serve(a)) => fed_cmds::serve(a),
         Some(Command::Client(a)) => fed_cmds::client(a),

@@ -12,6 +12,7 @@ pub mod federation;
 pub mod fsutil;
 pub mod model;
 pub mod plan;
+pub mod privacy;
 pub mod protocol;
 pub mod server;
 pub mod session;

@@ -1,0 +1,22 @@
+//! Differential privacy for the rows: the Rényi-DP accountant of the
+//! subsampled Gaussian mechanism (DP-SGD's noise), composed over steps and
+//! converted to (ε, δ). DP-SGD training itself (clipping, noise, Poisson
+//! sampling) builds on it.
+
+mod accountant;
+
+pub use accountant::{DEFAULT_ORDERS, PrivacySpent, epsilon, noise_multiplier_for, rdp};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrivacyError {
+    #[error("{name} = {value} is out of range: {bound}")]
+    OutOfRange {
+        name: &'static str,
+        value: f64,
+        bound: &'static str,
+    },
+    #[error(
+        "no noise multiplier up to {max} reaches ε = {target} with these settings (ε at {max} is {reached}); use fewer steps, a lower sample rate, or a larger ε"
+    )]
+    Unreachable { target: f64, max: f64, reached: f64 },
+}
