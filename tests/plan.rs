@@ -70,9 +70,14 @@ fn join(srv: &EmbeddedServer, key: &Arc<SecretKey>, id: &str) -> Joined {
     connect(srv, key).join(id, id, None).unwrap()
 }
 
-/// Uploads an arbitrary valid update for `round` as `j`.
+/// Uploads an arbitrary update of the plan's length for `round` as `j`.
 fn upload(j: &Joined, key: &SecretKey, round: u64) -> Result<(), ClientError> {
-    let bytes = crypto::encrypt_weighted(key, &[0.5; 31], 1.0)
+    let len = if round == 1 {
+        fedhe::client::standardization_len(j.plan.features())
+    } else {
+        j.plan.features() + 1
+    };
+    let bytes = crypto::encrypt_weighted(key, &vec![0.5; len], 1.0)
         .unwrap()
         .to_bytes();
     j.api.upload(round, &bytes).map(|_| ())
@@ -422,4 +427,63 @@ fn plan_init_ignores_text_and_id_columns_and_never_overwrites() {
         err.contains("site.csv:3") && err.contains("\"maybe\""),
         "{err}"
     );
+}
+
+#[test]
+fn a_plan_guards_round_lengths_late_plans_and_future_proofs() {
+    let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
+    let p = plan(quorum(2, &[], 30));
+    let srv = start(&key, p.clone());
+    let a = join(&srv, &key, "a");
+    let b = join(&srv, &key, "b");
+    // A first update of the wrong length cannot fix round 1's length (and
+    // block every honest site): the plan says what each round sums.
+    let short = crypto::encrypt_weighted(&key, &[0.5; 31], 1.0)
+        .unwrap()
+        .to_bytes();
+    let e = a.api.upload(1, &short).unwrap_err();
+    assert_eq!(status_of(&e).0, 422);
+    assert!(
+        e.to_string()
+            .contains("round 1 of the plan sums vectors of"),
+        "{e}"
+    );
+    upload(&a, &key, 1).unwrap();
+    upload(&b, &key, 1).unwrap();
+    wait_for("round 1", Duration::from_secs(5), || {
+        srv.status().round == 2
+    });
+    // A registration issued far in the future is refused (it would lock its
+    // id out of every later registration).
+    let mut future =
+        RegisterRequest::signed(&key, "c", "C", None).for_plan(p.fingerprint().to_string());
+    future.issued_ms += 3_600_000;
+    future.proof = fedhe::protocol::hex(&key.sign_registration("c", "C", future.issued_ms));
+    let e = AggregatorClient::new(srv.url())
+        .register(&future)
+        .unwrap_err();
+    assert_eq!(status_of(&e).0, 400);
+    assert!(e.to_string().contains("in the future"), "{e}");
+
+    // A plan cannot be attached to a session that already summed rounds
+    // without one: its rounds would pass for the plan's.
+    let plain = EmbeddedServer::start(ServerConfig {
+        public_key: Some(key.public()),
+        max_len: Some(fedhe::client::max_len_for(30)),
+        allow_single_contributor: true,
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    let mut c = AggregatorClient::new(plain.url());
+    c.register(&RegisterRequest::signed(&key, "x", "X", None))
+        .unwrap();
+    c.upload(
+        1,
+        &crypto::encrypt_weighted(&key, &[0.5; 31], 1.0)
+            .unwrap()
+            .to_bytes(),
+    )
+    .unwrap();
+    let e = plain.load_plan(p).unwrap_err().to_string();
+    assert!(e.contains("without a plan"), "{e}");
 }

@@ -272,7 +272,27 @@ impl AggregatorClient {
                     if resp.status().is_success() {
                         return Ok(resp);
                     }
-                    return Err(refusal(resp));
+                    let status = resp.status().as_u16();
+                    let refused = refusal(resp);
+                    // 408 (a body that took too long) and 429 (busy) say
+                    // "try again": ride them out like a lost connection.
+                    if matches!(status, 408 | 429)
+                        && attempt < attempts
+                        && started.elapsed() < self.retry.give_up_after
+                    {
+                        last = refused.to_string();
+                        self.retries.fetch_add(1, Ordering::Relaxed);
+                        let pause = self
+                            .retry
+                            .backoff(attempt)
+                            .min(self.retry.give_up_after.saturating_sub(started.elapsed()));
+                        if let Some(notify) = &self.on_retry {
+                            notify(&last, pause);
+                        }
+                        std::thread::sleep(pause);
+                        continue;
+                    }
+                    return Err(refused);
                 }
                 Err(e)
                     if is_transport_error(&e)

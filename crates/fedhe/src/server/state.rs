@@ -67,6 +67,9 @@ impl Session {
     }
 }
 
+/// How far a registration's issue time may be ahead of the server's clock.
+const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+
 /// Tunables that are not persisted.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -367,6 +370,13 @@ impl Aggregator {
                     self.clients.len()
                 )));
             }
+        } else if self.round > 1 || !self.submitted.is_empty() {
+            // Its rounds would be taken for the plan's own rounds.
+            return Err(ServerError::Conflict(format!(
+                "this session has already summed updates without a plan (open round {}); start a \
+                 new state folder for plan {fp}",
+                self.round
+            )));
         }
         let needed = crate::client::max_len_for(plan.features());
         match s.max_len {
@@ -433,6 +443,19 @@ impl Aggregator {
                  it; GET /api/v1/plan)"
             ))),
         }
+    }
+
+    /// The vector length the plan implies for `round`: the standardization
+    /// statistics in round 1, the model's parameters after it.
+    fn plan_len(&self, round: u64) -> Option<usize> {
+        let (plan, _) = self.plan()?;
+        let features = plan.features();
+        Some(match crate::protocol::RoundPhase::of(round)? {
+            crate::protocol::RoundPhase::Standardize => {
+                crate::client::standardization_len(features)
+            }
+            crate::protocol::RoundPhase::Train(_) => features + 1,
+        })
     }
 
     fn allow_single(&self) -> bool {
@@ -564,6 +587,17 @@ impl Aggregator {
             .public
             .verify_registration(&req.id, &req.name, req.issued_ms, &proof)
             .map_err(|e| ServerError::Unauthorized(e.to_string()))?;
+        // A proof from the future could lock its id out of every later
+        // registration: allow only a little clock skew.
+        let latest = crate::protocol::now_ms().saturating_add(MAX_CLOCK_SKEW_MS);
+        if req.issued_ms > latest {
+            return Err(ServerError::Malformed(format!(
+                "the registration was issued {} s in the future (issued_ms {}); check the \
+                 client's clock",
+                (req.issued_ms - crate::protocol::now_ms()) / 1000,
+                req.issued_ms
+            )));
+        }
         self.check_plan(req.plan.as_deref(), "this registration")?;
         if let Some(named) = self.named_roster()
             && !named.contains(&req.id)
@@ -782,6 +816,13 @@ impl Aggregator {
                 "update has {len} values; this session allows at most {n}"
             )));
         }
+        if let Some(want) = self.plan_len(round)
+            && want != len
+        {
+            return Err(ServerError::Unprocessable(format!(
+                "update has {len} values; round {round} of the plan sums vectors of {want} values"
+            )));
+        }
         if let Some(l) = self.round_len
             && l != len
         {
@@ -832,8 +873,12 @@ impl Aggregator {
         }
         let mut round_closed = false;
         if self.closes_automatically() && self.auto_close_due() {
-            self.close(round)?;
-            round_closed = true;
+            // The update is counted whatever happens next; a close that fails
+            // is retried by the deadline ticker.
+            match self.close(round) {
+                Ok(_) => round_closed = true,
+                Err(e) => tracing::error!(round, "closing the round failed: {e}"),
+            }
         }
         Ok(UploadResponse {
             round,

@@ -49,6 +49,7 @@ impl SumFile {
     /// `max_payload` bytes.
     pub fn open(dir: &Path, max_payload: usize) -> Result<SumFile, StoreError> {
         let path = dir.join(SUM_FILE);
+        let existed = path.exists();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -56,6 +57,15 @@ impl SumFile {
             .truncate(false)
             .open(&path)
             .map_err(|e| io(&path, "open", e))?;
+        if !existed {
+            // Make the new file's name durable too (power loss, not only a
+            // killed process). Folders cannot be opened for syncing on every
+            // platform: best effort there.
+            #[cfg(unix)]
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io(dir, "sync the folder of", e))?;
+        }
         Ok(SumFile {
             path,
             file,
