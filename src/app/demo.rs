@@ -27,13 +27,21 @@ use fedhe::model::{Metrics, ModelFile, TrainConfig};
 const SAMPLE_CSV: &str = include_str!("../../sample_data/breast_cancer_wdbc.csv");
 pub const SAMPLE_NAME: &str = "breast_cancer_wdbc.csv";
 
+/// Where the bundled sample data is cached: a cache of bundled data, not a
+/// user's file, so the temp folder is right.
+fn sample_cache_path() -> PathBuf {
+    #[allow(clippy::disallowed_methods)]
+    std::env::temp_dir()
+        .join(format!("fedhe-{}", env!("CARGO_PKG_VERSION")))
+        .join(SAMPLE_NAME)
+}
+
 /// Writes the bundled sample data to a temporary folder (once) and returns its path.
 pub fn sample_csv_path() -> Result<PathBuf, AppError> {
-    // A cache of bundled data, not a user's file: the temp folder is right.
-    #[allow(clippy::disallowed_methods)]
-    let dir = std::env::temp_dir().join(format!("fedhe-{}", env!("CARGO_PKG_VERSION")));
-    std::fs::create_dir_all(&dir).map_err(|e| AppError::file("create the folder", &dir, &e))?;
-    let path = dir.join(SAMPLE_NAME);
+    let path = sample_cache_path();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| AppError::file("create the folder", dir, &e))?;
+    }
     let fresh = std::fs::metadata(&path).is_ok_and(|m| m.len() == SAMPLE_CSV.len() as u64);
     if !fresh {
         std::fs::write(&path, SAMPLE_CSV)
@@ -42,9 +50,10 @@ pub fn sample_csv_path() -> Result<PathBuf, AppError> {
     Ok(path)
 }
 
-/// True for the bundled sample data's cached copy.
+/// True for the bundled sample data's cached copy (no file access: the
+/// Client tab asks every frame).
 pub fn is_sample(path: &std::path::Path) -> bool {
-    sample_csv_path().is_ok_and(|p| p == path)
+    path == sample_cache_path()
 }
 
 /// How a data file is named to the user: the bundled sample data lives in

@@ -244,6 +244,8 @@ impl AggregatorClient {
         let started = Instant::now();
         let mut last = String::new();
         let mut attempt = 0u32;
+        let may_retry =
+            |attempt: u32| attempt < attempts && started.elapsed() < self.retry.give_up_after;
         while attempt < attempts {
             attempt += 1;
             let mut b = http::Request::builder().method(method.clone()).uri(&url);
@@ -276,39 +278,16 @@ impl AggregatorClient {
                     let refused = refusal(resp);
                     // 408 (a body that took too long) and 429 (busy) say
                     // "try again": ride them out like a lost connection.
-                    if matches!(status, 408 | 429)
-                        && attempt < attempts
-                        && started.elapsed() < self.retry.give_up_after
-                    {
+                    if matches!(status, 408 | 429) && may_retry(attempt) {
                         last = refused.to_string();
-                        self.retries.fetch_add(1, Ordering::Relaxed);
-                        let pause = self
-                            .retry
-                            .backoff(attempt)
-                            .min(self.retry.give_up_after.saturating_sub(started.elapsed()));
-                        if let Some(notify) = &self.on_retry {
-                            notify(&last, pause);
-                        }
-                        std::thread::sleep(pause);
+                        self.pause_before_retry(&last, attempt, started);
                         continue;
                     }
                     return Err(refused);
                 }
-                Err(e)
-                    if is_transport_error(&e)
-                        && attempt < attempts
-                        && started.elapsed() < self.retry.give_up_after =>
-                {
+                Err(e) if is_transport_error(&e) && may_retry(attempt) => {
                     last = e.to_string();
-                    self.retries.fetch_add(1, Ordering::Relaxed);
-                    let pause = self
-                        .retry
-                        .backoff(attempt)
-                        .min(self.retry.give_up_after.saturating_sub(started.elapsed()));
-                    if let Some(notify) = &self.on_retry {
-                        notify(&last, pause);
-                    }
-                    std::thread::sleep(pause);
+                    self.pause_before_retry(&last, attempt, started);
                 }
                 Err(e) => {
                     last = e.to_string();
@@ -324,6 +303,20 @@ impl AggregatorClient {
             attempts: attempt,
             message: last,
         })
+    }
+
+    /// Counts a retry, says so, and waits the backoff (never past the
+    /// retry policy's limit).
+    fn pause_before_retry(&self, what: &str, attempt: u32, started: Instant) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        let pause = self
+            .retry
+            .backoff(attempt)
+            .min(self.retry.give_up_after.saturating_sub(started.elapsed()));
+        if let Some(notify) = &self.on_retry {
+            notify(what, pause);
+        }
+        std::thread::sleep(pause);
     }
 
     fn json<T: serde::de::DeserializeOwned>(
