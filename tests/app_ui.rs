@@ -132,7 +132,7 @@ fn demo_three_clients_three_rounds_converges() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no number in {text:?}"));
     let outcome = h.state().demo.outcome.as_ref().expect("outcome");
-    assert!((shown - outcome.test.accuracy).abs() < 1e-3, "{text}");
+    assert!((shown - outcome.test.score()).abs() < 1e-3, "{text}");
     assert!(shown > 0.9, "final accuracy {shown}");
     assert_eq!(h.state().demo.encrypted[2].contributors, 3);
     assert!(h.state().demo.encrypted[2].bytes_up > 0);
@@ -150,14 +150,15 @@ fn demo_three_clients_three_rounds_converges() {
         .as_ref()
         .unwrap()
         .scored
-        .metrics
+        .evaluation
+        .clone()
         .unwrap()
-        .accuracy;
+        .score();
     assert!((acc - outcome_accuracy(&h)).abs() < 1e-9);
 }
 
 fn outcome_accuracy(h: &Harness<'static, FedheApp>) -> f64 {
-    h.state().demo.outcome.as_ref().unwrap().test.accuracy
+    h.state().demo.outcome.as_ref().unwrap().test.score()
 }
 
 #[test]
@@ -174,7 +175,7 @@ fn dropped_csv_is_previewed_and_loaded() {
     assert_eq!(csv.total_rows, 569);
     let ds = csv.dataset().expect("loads");
     assert_eq!(ds.feature_names.len(), 30);
-    assert_eq!(ds.label.column, "diagnosis");
+    assert_eq!(ds.label.column(), "diagnosis");
     h.get_by_label_contains("569 rows, 30 features");
     // The preview shows the header.
     h.get_by_label("mean_radius");
@@ -218,40 +219,117 @@ fn malformed_csv_shows_an_error_in_the_window() {
 
 /// Trains and saves a model with the library, as `fedhe train` would.
 fn saved_model(dir: &Path) -> (PathBuf, fedhe::model::Metrics) {
-    use fedhe::data::{CsvOptions, Standardizer, load_csv};
-    use fedhe::model::{LogisticRegression, ModelFile, Provenance, TrainConfig, train};
-    let ds = load_csv(&repo("sample_data/train.csv"), &CsvOptions::default())
-        .unwrap()
-        .dataset;
-    let scaler = Standardizer::fit(&ds.x);
-    let mut model = LogisticRegression::zeros(ds.feature_names.len());
+    let (path, e) = trained(
+        dir,
+        "sample_data/train.csv",
+        "sample_data/test.csv",
+        None,
+        &fedhe::model::Architecture::Linear,
+    );
+    (path, e.binary().cloned().unwrap())
+}
+
+/// Trains `train` with `fedhe::session::train_local`, saves the model and
+/// scores `test` with it.
+fn trained(
+    dir: &Path,
+    train: &str,
+    test: &str,
+    label: Option<&str>,
+    arch: &fedhe::model::Architecture,
+) -> (PathBuf, fedhe::model::Evaluation) {
+    use fedhe::data::{CsvOptions, TargetSpec, load_csv};
+    use fedhe::model::TrainConfig;
+    let opts = CsvOptions {
+        label: label.map(str::to_string),
+        target: TargetSpec::Auto,
+        ..CsvOptions::default()
+    };
+    let ds = load_csv(&repo(train), &opts).unwrap().dataset;
     let cfg = TrainConfig {
         epochs: 20,
         ..TrainConfig::default()
     };
-    train(
-        &mut model,
-        &scaler.transformed(&ds.x),
-        &ds.y,
-        &cfg,
-        &mut |_| std::ops::ControlFlow::Continue(()),
-    )
+    let run = fedhe::session::train_local(&ds, arch, &cfg, 0.0, vec![train.into()], &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    })
     .unwrap();
-    let file = ModelFile::new(
-        ds.feature_names.clone(),
-        scaler,
-        ds.label.clone(),
-        &model,
-        Provenance::centralized(
-            vec!["train.csv".into()],
-            ds.rows(),
-            fedhe::model::TrainConfig::default(),
-        ),
-    );
     let path = dir.join("model.json");
-    file.save(&path).unwrap();
-    let scored = fedhe::model::score_csv(&file, &repo("sample_data/test.csv")).unwrap();
-    (path, scored.metrics.unwrap())
+    run.model.save(&path).unwrap();
+    let scored = fedhe::model::score_csv(&run.model, &repo(test)).unwrap();
+    (path, scored.evaluation.unwrap())
+}
+
+/// Loads a model and a test file into the Predict tab by dropping them.
+fn predict_with(model: &Path, test: &Path) -> Harness<'static, FedheApp> {
+    let mut h = harness(None);
+    h.run();
+    click(&mut h, "Predict");
+    drop_file(&mut h, model);
+    wait_until(&mut h, "the model", Duration::from_secs(30), |a| {
+        a.predict.model.is_some() && !a.predict.is_busy()
+    });
+    drop_file(&mut h, test);
+    wait_until(&mut h, "scoring", Duration::from_secs(30), |a| {
+        a.predict.scored.is_some() && !a.predict.is_busy()
+    });
+    h.run();
+    h
+}
+
+#[test]
+fn predict_shows_a_multiclass_model_with_its_confusion_heat_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, expected) = trained(
+        dir.path(),
+        "sample_data/wine.csv",
+        "sample_data/wine.csv",
+        Some("cultivar"),
+        &fedhe::model::Architecture::Linear,
+    );
+    let fedhe::model::Evaluation::Multiclass(m) = &expected else {
+        panic!("{expected:?}")
+    };
+    let h = predict_with(&model, &repo("sample_data/wine.csv"));
+    h.get_by_label("Macro F1");
+    h.get_by_label("Per class");
+    h.get_by_label("Confusion matrix");
+    let macro_f1 = format!("{:.3}", m.macro_f1);
+    assert!(
+        h.query_all_by_label(&macro_f1).next().is_some(),
+        "{macro_f1}"
+    );
+    let shown = &h.state().predict.scored.as_ref().unwrap().scored;
+    assert_eq!(shown.evaluation.as_ref(), Some(&expected));
+    assert!(
+        h.query_by_label("ROC curve").is_none(),
+        "no ROC for 3 classes"
+    );
+    // The per-class rows name the classes.
+    h.get_by_label("cultivar_2");
+}
+
+#[test]
+fn predict_shows_a_regression_model_with_scatter_and_residuals() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, expected) = trained(
+        dir.path(),
+        "sample_data/diabetes.csv",
+        "sample_data/diabetes.csv",
+        Some("progression"),
+        &fedhe::model::Architecture::Mlp { hidden: vec![8] },
+    );
+    let fedhe::model::Evaluation::Regression(m) = &expected else {
+        panic!("{expected:?}")
+    };
+    let h = predict_with(&model, &repo("sample_data/diabetes.csv"));
+    h.get_by_label("R²");
+    h.get_by_label("RMSE");
+    h.get_by_label("Predicted vs actual");
+    h.get_by_label("Residuals (actual − predicted)");
+    h.get_by_label(&format!("{:.3}", m.r2));
+    h.get_by_label(&format!("{:.4}", m.rmse));
+    assert!(h.query_by_label("Accuracy").is_none());
 }
 
 #[test]
@@ -282,8 +360,10 @@ fn predict_shows_the_metrics_of_a_saved_model() {
         .as_ref()
         .unwrap()
         .scored
-        .metrics
+        .evaluation
+        .clone()
         .unwrap();
+    let m = m.binary().unwrap();
     assert_eq!(m.confusion, expected.confusion);
     assert_eq!(m.rows, expected.rows);
 }
@@ -374,7 +454,7 @@ fn one_client_trains_through_the_embedded_aggregator() {
     assert_eq!(app.client.run.rounds.len(), 2);
     let last = &app.client.run.rounds[1];
     assert_eq!(last.contributors, 1);
-    assert!(last.validation_accuracy.unwrap() > 0.85);
+    assert!(last.validation_score.unwrap() > 0.85);
     assert!(last.cost.bytes_up > 0 && last.cost.bytes_down > 0);
     // The aggregator saw the standardization round and two training rounds.
     assert_eq!(app.server.history.len(), 3);

@@ -188,7 +188,7 @@ fn simulate_saves_a_federated_model_that_predict_scores() {
     assert_eq!(read(&metrics).lines().count(), 6, "header + 5 rounds");
     let saved = fedhe::model::ModelFile::load(&model).unwrap();
     assert_eq!(saved.feature_names.len(), 30);
-    assert_eq!(saved.label.column, "diagnosis");
+    assert_eq!(saved.target.column(), "diagnosis");
     assert!(saved.provenance.kind.starts_with("federated"));
     assert_eq!(saved.provenance.rows, 456);
     let o = fedhe(&[

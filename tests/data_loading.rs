@@ -142,7 +142,7 @@ fn ignore_and_label_by_name() {
     let l = load("o.csv", b"a,b,outcome\n1.5,2,yes\n2.5,3,no\n", &opts).unwrap();
     assert_eq!(l.dataset.feature_names, vec!["a"]);
     assert_eq!(l.dataset.y.to_vec(), vec![1.0, 0.0]);
-    assert_eq!(l.dataset.label.positive, "yes");
+    assert_eq!(l.dataset.label.binary().unwrap().positive, "yes");
     let bad = CsvOptions {
         ignore: vec!["zzz".into()],
         ..opts
@@ -171,14 +171,14 @@ fn label_kinds_and_positive_class() {
     assert_eq!(l.dataset.y.to_vec(), vec![1.0, 0.0]);
     let mb = b"diagnosis,a\nB,1.5\nM,2.5\nB,3.5\n";
     let l = load("mb.csv", mb, &CsvOptions::default()).unwrap();
-    assert_eq!(l.dataset.label.positive, "M");
+    assert_eq!(l.dataset.label.binary().unwrap().positive, "M");
     let opts = CsvOptions {
         positive: Some("B".into()),
         ..CsvOptions::default()
     };
     let l = load("mb.csv", mb, &opts).unwrap();
     assert_eq!(l.dataset.y.to_vec(), vec![1.0, 0.0, 1.0]);
-    assert_eq!(l.dataset.label.negative, "M");
+    assert_eq!(l.dataset.label.binary().unwrap().negative, "M");
     let opts = CsvOptions {
         positive: Some("Q".into()),
         ..CsvOptions::default()

@@ -9,7 +9,7 @@ use fedhe::crypto::ParamSet;
 use fedhe::data::CsvOptions;
 use fedhe::data::split::Partition;
 use fedhe::federation::{SimData, SimulationConfig, max_param_diff, simulate};
-use fedhe::model::{ClassWeight, TrainConfig};
+use fedhe::model::{Architecture, ClassWeight, TrainConfig};
 
 fn wdbc() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_data/breast_cancer_wdbc.csv")
@@ -34,9 +34,11 @@ fn config(clients: usize, rounds: u64, plain: bool) -> SimulationConfig {
             lr: 0.1,
             batch_size: 32,
             l2: 0.0,
+            momentum: 0.0,
             seed: 42,
             class_weight: ClassWeight::None,
         },
+        architecture: Architecture::Linear,
         plain,
         params: ParamSet::Standard64,
         round_timeout: Duration::from_secs(60),
@@ -59,7 +61,7 @@ fn three_clients_encrypted_equals_plaintext_fedavg() {
     {
         assert!(*d < 1e-6, "round {}: max weight difference {d}", i + 1);
     }
-    assert_eq!(enc.test.accuracy, plain.test.accuracy);
+    assert_eq!(enc.test.score(), plain.test.score());
     for (a, b) in enc.scaler.mean.iter().zip(&plain.scaler.mean) {
         assert!((a - b).abs() <= 1e-9 * a.abs().max(1.0));
     }
@@ -78,11 +80,11 @@ fn wdbc_four_iid_clients_twenty_rounds() {
     let elapsed = t.elapsed();
     eprintln!(
         "WDBC 4 clients x 20 rounds: test accuracy {:.4}, {:.0} ms",
-        res.test.accuracy,
+        res.test.score(),
         elapsed.as_secs_f64() * 1e3
     );
     assert_eq!(res.records.len(), 20);
-    assert!(res.test.accuracy >= 0.95, "accuracy {}", res.test.accuracy);
+    assert!(res.test.score() >= 0.95, "accuracy {}", res.test.score());
 }
 
 #[test]

@@ -493,18 +493,18 @@ fn an_extreme_value_is_a_located_error_and_divergence_is_never_saved() {
     assert!(!out.exists(), "no model is written");
     // Training that blows up stops with an error that suggests a smaller
     // learning rate, instead of returning NaN weights.
-    use fedhe::model::{LogisticRegression, ModelError, TrainConfig, train};
+    use fedhe::model::{Architecture, Head, ModelError, TrainConfig, build, train};
     // The same point with both labels: the loss cannot go to zero, and
     // steps of 1e200 overflow the logits.
     let x = ndarray::array![[1e200, 1.0], [1e200, 1.0], [-1e200, 2.0]];
     let y = ndarray::array![1.0, 0.0, 1.0];
-    let mut m = LogisticRegression::zeros(2);
+    let mut m = build(&Architecture::Linear, 2, Head::Logistic, 0).unwrap();
     let cfg = TrainConfig {
         lr: 10.0,
         epochs: 20,
         ..TrainConfig::default()
     };
-    let e = train(&mut m, &x, &y, &cfg, &mut |_| {
+    let e = train(&mut *m, &x, &y, &cfg, &mut |_| {
         std::ops::ControlFlow::Continue(())
     })
     .unwrap_err();

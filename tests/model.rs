@@ -1,11 +1,11 @@
-//! Logistic regression, metrics and model files.
+//! Models of every kind and task, metrics and model files.
 
 use std::ops::ControlFlow;
 
-use fedhe::data::{LabelMapping, Standardizer};
+use fedhe::data::{LabelMapping, Standardizer, Target};
 use fedhe::model::{
-    ClassWeight, LogisticRegression, Metrics, ModelFile, Provenance, TrainConfig, roc_auc,
-    roc_curve, train,
+    Architecture, ClassWeight, Evaluation, Head, Metrics, Model, ModelFile, MulticlassMetrics,
+    Provenance, RegressionMetrics, TargetScaling, TrainConfig, build, roc_auc, roc_curve, train,
 };
 use ndarray::{Array1, Array2, array};
 
@@ -22,77 +22,144 @@ fn toy() -> (Array2<f64>, Array1<f64>) {
     (x, y)
 }
 
+/// Labels of the toy rows for each head.
+fn labels(head: Head) -> Array1<f64> {
+    match head {
+        Head::Logistic => toy().1,
+        Head::Softmax { .. } => array![2.0, 0.0, 1.0, 2.0, 0.0, 1.0],
+        // Nearly 0.8 a − 0.5 b + 0.3 c + 0.1.
+        Head::Squared => array![1.2, 1.0, -0.2, 1.9, -0.1, -1.1],
+    }
+}
+
+/// Every model kind with every task head.
+fn every_model() -> Vec<(Architecture, Head)> {
+    let heads = [Head::Logistic, Head::Softmax { classes: 3 }, Head::Squared];
+    let archs = [
+        Architecture::Linear,
+        Architecture::Mlp { hidden: vec![4] },
+        Architecture::Mlp { hidden: vec![5, 3] },
+    ];
+    archs
+        .iter()
+        .flat_map(|a| heads.iter().map(move |h| (a.clone(), *h)))
+        .collect()
+}
+
+/// A model with non-trivial parameters (linear models start at zero).
+fn jittered(arch: &Architecture, head: Head) -> Box<dyn Model> {
+    let mut m = build(arch, 3, head, 11).unwrap();
+    let p: Vec<f64> = m
+        .params()
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v + 0.3 * ((i as f64 * 1.7).sin()))
+        .collect();
+    m.set_params(&p).unwrap();
+    m
+}
+
 #[test]
-fn gradient_matches_finite_differences() {
-    let (x, y) = toy();
-    let model = LogisticRegression {
-        weights: array![0.3, -0.2, 0.5],
-        bias: 0.1,
-    };
-    let rw = [2.0, 1.0, 0.5, 1.0, 1.5, 1.0];
-    for (l2, w) in [(0.0, None), (0.1, Some(&rw[..]))] {
-        let (gw, gb) = model.gradient(&x, &y, l2, w);
-        let h = 1e-6;
-        for j in 0..3 {
-            let mut plus = model.clone();
-            plus.weights[j] += h;
-            let mut minus = model.clone();
-            minus.weights[j] -= h;
-            let fd = (plus.objective(&x, &y, l2, w) - minus.objective(&x, &y, l2, w)) / (2.0 * h);
-            assert!((fd - gw[j]).abs() < 1e-7, "weight {j}: {fd} vs {}", gw[j]);
+fn every_model_gradient_matches_finite_differences() {
+    let (x, _) = toy();
+    for (arch, head) in every_model() {
+        let y = labels(head).to_vec();
+        let m = jittered(&arch, head);
+        for l2 in [0.0, 0.1] {
+            let (_, grad) = m.objective_gradient(&x, &y, l2);
+            let h = 1e-6;
+            for (j, g) in grad.iter().enumerate() {
+                let mut plus = m.clone();
+                let mut minus = m.clone();
+                let mut p = m.params().to_vec();
+                p[j] += h;
+                plus.set_params(&p).unwrap();
+                p[j] -= 2.0 * h;
+                minus.set_params(&p).unwrap();
+                let fd = (plus.objective_gradient(&x, &y, l2).0
+                    - minus.objective_gradient(&x, &y, l2).0)
+                    / (2.0 * h);
+                assert!(
+                    (fd - g).abs() < 1e-6 * (1.0 + g.abs()),
+                    "{arch} {head:?} l2 {l2}, parameter {j}: finite difference {fd} vs gradient {g}"
+                );
+            }
         }
-        let mut plus = model.clone();
-        plus.bias += h;
-        let mut minus = model.clone();
-        minus.bias -= h;
-        let fd = (plus.objective(&x, &y, l2, w) - minus.objective(&x, &y, l2, w)) / (2.0 * h);
-        assert!((fd - gb).abs() < 1e-7, "bias: {fd} vs {gb}");
     }
 }
 
 #[test]
 fn full_batch_sgd_step_is_a_gradient_step() {
-    let (x, y) = toy();
-    let start = LogisticRegression {
-        weights: array![0.3, -0.2, 0.5],
-        bias: 0.1,
-    };
-    let cfg = TrainConfig {
-        epochs: 1,
-        lr: 0.5,
-        batch_size: 6,
-        l2: 0.01,
-        seed: 1,
-        class_weight: ClassWeight::None,
-    };
-    let (gw, gb) = start.gradient(&x, &y, cfg.l2, None);
-    let mut m = start.clone();
-    train(&mut m, &x, &y, &cfg, &mut |_| ControlFlow::Continue(())).unwrap();
-    for j in 0..3 {
-        let expected = start.weights[j] - cfg.lr * gw[j];
-        assert!((m.weights[j] - expected).abs() < 1e-12);
+    let (x, _) = toy();
+    for (arch, head) in every_model() {
+        let y = labels(head);
+        let start = jittered(&arch, head);
+        let cfg = TrainConfig {
+            epochs: 1,
+            lr: 0.5,
+            batch_size: 6,
+            l2: 0.01,
+            momentum: 0.0,
+            seed: 1,
+            class_weight: ClassWeight::None,
+        };
+        let (_, g) = start.objective_gradient(&x, &y.to_vec(), cfg.l2);
+        let mut m = start.clone();
+        train(&mut *m, &x, &y, &cfg, &mut |_| ControlFlow::Continue(())).unwrap();
+        for (j, (after, before)) in m.params().iter().zip(start.params()).enumerate() {
+            let expected = before - cfg.lr * g[j];
+            assert!(
+                (after - expected).abs() < 1e-12,
+                "{arch} {head:?} parameter {j}: {after} vs {expected}"
+            );
+        }
     }
-    assert!((m.bias - (start.bias - cfg.lr * gb)).abs() < 1e-12);
 }
 
 #[test]
-fn training_is_deterministic_under_a_seed() {
-    let (x, y) = toy();
-    let cfg = TrainConfig {
-        epochs: 20,
-        batch_size: 2,
-        ..TrainConfig::default()
-    };
-    let run = |cfg: &TrainConfig| {
-        let mut m = LogisticRegression::zeros(3);
-        train(&mut m, &x, &y, cfg, &mut |_| ControlFlow::Continue(())).unwrap();
-        m
-    };
-    let a = run(&cfg);
-    let b = run(&cfg);
-    assert_eq!(a, b);
-    let c = run(&TrainConfig { seed: 7, ..cfg });
-    assert_ne!(a, c, "another seed shuffles differently");
+fn every_model_is_deterministic_under_a_seed() {
+    let (x, _) = toy();
+    for (arch, head) in every_model() {
+        let y = labels(head);
+        let cfg = TrainConfig {
+            epochs: 20,
+            batch_size: 2,
+            momentum: 0.5,
+            ..TrainConfig::default()
+        };
+        let run = |cfg: &TrainConfig, init: u64| {
+            let mut m = build(&arch, 3, head, init).unwrap();
+            train(&mut *m, &x, &y, cfg, &mut |_| ControlFlow::Continue(())).unwrap();
+            m.params().to_vec()
+        };
+        let a = run(&cfg, 5);
+        assert_eq!(a, run(&cfg, 5), "{arch} {head:?}: same seeds, same model");
+        assert_ne!(
+            a,
+            run(
+                &TrainConfig {
+                    seed: 7,
+                    ..cfg.clone()
+                },
+                5
+            ),
+            "{arch} {head:?}: another shuffling seed"
+        );
+        if arch != Architecture::Linear {
+            assert_ne!(
+                a,
+                run(&cfg, 6),
+                "{arch} {head:?}: another initialization seed"
+            );
+            let m1 = build(&arch, 3, head, 9).unwrap();
+            let m2 = build(&arch, 3, head, 9).unwrap();
+            assert_eq!(
+                m1.params(),
+                m2.params(),
+                "every site starts from the same MLP"
+            );
+        }
+    }
 }
 
 #[test]
@@ -103,8 +170,8 @@ fn callback_sees_every_epoch_and_can_cancel() {
         ..TrainConfig::default()
     };
     let mut seen = Vec::new();
-    let mut m = LogisticRegression::zeros(3);
-    let s = train(&mut m, &x, &y, &cfg, &mut |e| {
+    let mut m = build(&Architecture::Linear, 3, Head::Logistic, 0).unwrap();
+    let s = train(&mut *m, &x, &y, &cfg, &mut |e| {
         seen.push(e.epoch);
         if e.epoch == 4 {
             ControlFlow::Break(())
@@ -119,47 +186,85 @@ fn callback_sees_every_epoch_and_can_cancel() {
 }
 
 #[test]
-fn loss_decreases_on_separable_data() {
-    let (x, y) = toy();
-    let cfg = TrainConfig {
-        epochs: 200,
-        lr: 0.5,
-        batch_size: 2,
-        l2: 0.0,
-        ..TrainConfig::default()
-    };
-    let mut losses = Vec::new();
-    let mut m = LogisticRegression::zeros(3);
-    train(&mut m, &x, &y, &cfg, &mut |e| {
-        losses.push(e.loss);
+fn every_model_learns_its_toy_task() {
+    let (x, _) = toy();
+    for (arch, head) in every_model() {
+        let y = labels(head);
+        let cfg = TrainConfig {
+            epochs: 300,
+            lr: 0.2,
+            batch_size: 2,
+            l2: 0.0,
+            ..TrainConfig::default()
+        };
+        let mut losses = Vec::new();
+        let mut m = build(&arch, 3, head, 3).unwrap();
+        train(&mut *m, &x, &y, &cfg, &mut |e| {
+            losses.push(e.loss);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        // A smoke test (the gradients are checked above): the loss falls
+        // well below where it started for every model and task.
+        assert!(
+            losses[299] < losses[0] * 0.8,
+            "{arch} {head:?}: {} -> {}",
+            losses[0],
+            losses[299]
+        );
+    }
+}
+
+#[test]
+fn a_client_without_some_classes_still_trains_all_outputs() {
+    // Only classes 0 and 2 of 3: the softmax still has 3 outputs and class
+    // 1's probability is driven down, not left undefined.
+    let (x, _) = toy();
+    let y = array![0.0, 2.0, 0.0, 2.0, 0.0, 2.0];
+    let mut m = build(&Architecture::Linear, 3, Head::Softmax { classes: 3 }, 0).unwrap();
+    train(&mut *m, &x, &y, &TrainConfig::default(), &mut |_| {
         ControlFlow::Continue(())
     })
     .unwrap();
-    assert!(
-        losses[199] < losses[0] * 0.5,
-        "{} -> {}",
-        losses[0],
-        losses[199]
-    );
-    assert_eq!(losses.len(), 200);
+    assert_eq!(m.params().len(), 3 * 3 + 3);
+    let p = fedhe::model::predictions(&*m, &x);
+    for row in p.rows() {
+        assert!((row.sum() - 1.0).abs() < 1e-12);
+        assert!(
+            row[1] < 0.34,
+            "absent class 1 gets less than its prior: {row}"
+        );
+    }
 }
 
 #[test]
 fn bad_settings_are_refused() {
     let (x, y) = toy();
-    let mut m = LogisticRegression::zeros(3);
+    let mut m = build(&Architecture::Linear, 3, Head::Logistic, 0).unwrap();
     let cfg = TrainConfig {
         batch_size: 0,
         ..TrainConfig::default()
     };
-    let e = train(&mut m, &x, &y, &cfg, &mut |_| ControlFlow::Continue(())).unwrap_err();
+    let e = train(&mut *m, &x, &y, &cfg, &mut |_| ControlFlow::Continue(())).unwrap_err();
     assert!(e.to_string().contains("batch size"));
-    let mut wrong = LogisticRegression::zeros(2);
-    let e = train(&mut wrong, &x, &y, &TrainConfig::default(), &mut |_| {
+    let mut wrong = build(&Architecture::Linear, 2, Head::Logistic, 0).unwrap();
+    let e = train(&mut *wrong, &x, &y, &TrainConfig::default(), &mut |_| {
         ControlFlow::Continue(())
     })
     .unwrap_err();
     assert!(e.to_string().contains("shape"));
+    let e = build(&Architecture::Mlp { hidden: vec![] }, 3, Head::Logistic, 0).unwrap_err();
+    assert!(e.to_string().contains("1 to 3 hidden layers"), "{e}");
+    let e = build(
+        &Architecture::Mlp {
+            hidden: vec![4, 4, 4, 4],
+        },
+        3,
+        Head::Squared,
+        0,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("got 4"), "{e}");
 }
 
 #[test]
@@ -215,38 +320,97 @@ fn roc_curve_runs_from_origin_to_one() {
 }
 
 #[test]
-fn model_file_round_trips_and_scores_identically() {
-    let (x, y) = toy();
-    let scaler = Standardizer::fit(&x);
-    let xs = scaler.transformed(&x);
-    let mut m = LogisticRegression::zeros(3);
-    train(&mut m, &xs, &y, &TrainConfig::default(), &mut |_| {
-        ControlFlow::Continue(())
+fn multiclass_metrics_equal_hand_computed_values() {
+    // actual:    0 0 1 1 1 2
+    // predicted: 0 1 1 1 0 2
+    let y = [0.0, 0.0, 1.0, 1.0, 1.0, 2.0];
+    let p = vec![
+        vec![0.7, 0.2, 0.1],
+        vec![0.3, 0.6, 0.1],
+        vec![0.1, 0.8, 0.1],
+        vec![0.2, 0.5, 0.3],
+        vec![0.5, 0.4, 0.1],
+        vec![0.1, 0.1, 0.8],
+    ];
+    let m = MulticlassMetrics::compute(&y, &p, 3);
+    assert_eq!(
+        m.confusion,
+        vec![vec![1, 1, 0], vec![1, 2, 0], vec![0, 0, 1]]
+    );
+    assert!((m.accuracy - 4.0 / 6.0).abs() < 1e-12);
+    // class 0: precision 1/2, recall 1/2, F1 1/2; class 1: 2/3, 2/3, 2/3;
+    // class 2: 1, 1, 1.
+    let f = |c: usize| m.per_class[c];
+    assert!((f(0).precision - 0.5).abs() < 1e-12 && (f(0).recall - 0.5).abs() < 1e-12);
+    assert!((f(1).f1 - 2.0 / 3.0).abs() < 1e-12);
+    assert_eq!((f(2).f1, f(2).support), (1.0, 1));
+    assert!((m.macro_f1 - (0.5 + 2.0 / 3.0 + 1.0) / 3.0).abs() < 1e-12);
+    assert!((m.weighted_f1 - (2.0 * 0.5 + 3.0 * 2.0 / 3.0 + 1.0) / 6.0).abs() < 1e-12);
+    let ll =
+        -(0.7f64.ln() + 0.3f64.ln() + 0.8f64.ln() + 0.5f64.ln() + 0.4f64.ln() + 0.8f64.ln()) / 6.0;
+    assert!((m.log_loss - ll).abs() < 1e-12);
+}
+
+#[test]
+fn regression_metrics_equal_hand_computed_values() {
+    let actual = [1.0, 2.0, 3.0, 4.0];
+    let predicted = [1.5, 1.5, 3.0, 5.0];
+    let m = RegressionMetrics::compute(&actual, &predicted);
+    // errors 0.5, -0.5, 0, 1: SSE 1.5, SAE 2; mean 2.5, SST 5.
+    assert!((m.rmse - (1.5f64 / 4.0).sqrt()).abs() < 1e-12);
+    assert!((m.mae - 0.5).abs() < 1e-12);
+    assert!((m.r2 - (1.0 - 1.5 / 5.0)).abs() < 1e-12);
+    assert!((m.rmse_std - (1.5f64 / 4.0).sqrt() / (5.0f64 / 4.0).sqrt()).abs() < 1e-12);
+}
+
+fn binary_target() -> Target {
+    Target::Binary(LabelMapping {
+        column: "label".into(),
+        positive: "1".into(),
+        negative: "0".into(),
     })
+}
+
+/// A trained model file of this kind and task over the toy rows.
+fn toy_file(arch: &Architecture, target: Target) -> ModelFile {
+    let (x, _) = toy();
+    let head = Head::for_target(&target);
+    let scaler = Standardizer::fit(&x);
+    let mut y = labels(head);
+    let scaling = (head == Head::Squared).then(|| TargetScaling::fit(&y.to_vec()));
+    if let Some(t) = &scaling {
+        y.mapv_inplace(|v| t.scale(v));
+    }
+    let mut m = build(arch, 3, head, 4).unwrap();
+    train(
+        &mut *m,
+        &scaler.transformed(&x),
+        &y,
+        &TrainConfig::default(),
+        &mut |_| ControlFlow::Continue(()),
+    )
     .unwrap();
-    let file = ModelFile::new(
+    ModelFile::new(
         vec!["a".into(), "b".into(), "c".into()],
         scaler,
-        LabelMapping {
-            column: "label".into(),
-            positive: "1".into(),
-            negative: "0".into(),
-        },
-        &m,
-        Provenance::centralized(vec!["toy".into()], 6, fedhe::model::TrainConfig::default()),
-    );
+        target,
+        scaling,
+        &*m,
+        Provenance::centralized(vec!["toy".into()], 6, TrainConfig::default()),
+    )
+}
+
+#[test]
+fn model_file_round_trips_and_scores_identically() {
+    let (x, y) = toy();
+    let file = toy_file(&Architecture::Linear, binary_target());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.json");
     file.save(&path).unwrap();
     let back = ModelFile::load(&path).unwrap();
     assert_eq!(back, file);
-    let p1 = file
-        .model()
-        .predict_proba(&file.standardization.transformed(&x));
-    let p2 = back
-        .model()
-        .predict_proba(&back.standardization.transformed(&x));
-    assert_eq!(p1, p2);
+    let p1 = file.predict(&x).unwrap();
+    assert_eq!(p1, back.predict(&x).unwrap());
     assert!(back.provenance.created.ends_with('Z'));
 
     // Scoring a CSV matches columns by name, in any order, extra columns ignored.
@@ -257,9 +421,9 @@ fn model_file_round_trips_and_scores_identically() {
     }
     std::fs::write(&csv, text).unwrap();
     let scored = fedhe::model::score_csv(&back, &csv).unwrap();
-    assert_eq!(scored.probs, p1.to_vec());
+    assert_eq!(scored.predictions, p1);
     assert!(scored.notices.join(" ").contains("extra"));
-    assert!(scored.metrics.is_some());
+    assert!(matches!(scored.evaluation, Some(Evaluation::Binary(_))));
 
     // A missing feature column is named.
     std::fs::write(&csv, "a,c,label\n1,2,1\n").unwrap();
@@ -267,6 +431,80 @@ fn model_file_round_trips_and_scores_identically() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("feature column \"b\""), "{e}");
+}
+
+#[test]
+fn every_kind_and_task_round_trips_through_the_model_file() {
+    let (x, _) = toy();
+    let classes = vec!["low".to_string(), "mid".into(), "high".into()];
+    let targets = [
+        binary_target(),
+        Target::Multiclass {
+            column: "label".into(),
+            classes: classes.clone(),
+        },
+        Target::Regression {
+            column: "label".into(),
+        },
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for arch in [
+        Architecture::Linear,
+        Architecture::Mlp { hidden: vec![6, 4] },
+    ] {
+        for target in &targets {
+            let file = toy_file(&arch, target.clone());
+            let path = dir.path().join("m.json");
+            file.save(&path).unwrap();
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.contains("\"version\": 2"), "{text}");
+            let back = ModelFile::load(&path).unwrap();
+            assert_eq!(back, file, "{arch} {target:?}");
+            assert_eq!(back.predict(&x).unwrap(), file.predict(&x).unwrap());
+
+            // Predictions CSV by task.
+            let csv = dir.path().join("s.csv");
+            let head = Head::for_target(target);
+            let y = labels(head);
+            let mut text = String::from("a,b,c,label\n");
+            for (r, t) in x.rows().into_iter().zip(&y) {
+                text += &format!("{},{},{},{}\n", r[0], r[1], r[2], target.value_name(*t));
+            }
+            std::fs::write(&csv, text).unwrap();
+            let scored = fedhe::model::score_csv(&back, &csv).unwrap();
+            let out = dir.path().join("p.csv");
+            fedhe::model::write_predictions(&back, &scored, &out).unwrap();
+            let written = std::fs::read_to_string(&out).unwrap();
+            let header = written.lines().next().unwrap();
+            match target {
+                Target::Binary(_) => assert_eq!(header, "row,probability,predicted,actual"),
+                Target::Multiclass { .. } => {
+                    assert_eq!(header, "row,predicted,p_low,p_mid,p_high,actual");
+                    assert!(written.lines().nth(1).unwrap().ends_with(",high"));
+                }
+                Target::Regression { .. } => {
+                    assert_eq!(header, "row,predicted,actual");
+                    // Predictions are in the target's unit, not standardized:
+                    // a trained regression lands near the labels' scale.
+                    let e = scored.evaluation.clone().unwrap();
+                    assert!(e.score() > 0.0, "{e:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn version_1_files_still_load_and_score() {
+    // A binary logistic model as FedHE wrote it before the model families.
+    let text = r#"{"format":"fedhe-model","version":1,"feature_names":["a","b"],"standardization":{"mean":[0.5,1.0],"std":[2.0,1.0]},"label":{"column":"y","positive":"M","negative":"B"},"weights":[1.5,-0.5],"bias":-0.25,"provenance":{"kind":"federated","data":["x.csv"],"rows":10,"settings":{"rounds":3},"created":"2026-11-01T00:00:00Z","tool":"fedhe 0.1.0"}}"#;
+    let m = ModelFile::from_json(text, "old.json").unwrap();
+    assert_eq!(m.architecture, Architecture::Linear);
+    assert_eq!(m.params, vec![1.5, -0.5, -0.25]);
+    assert_eq!(m.target.binary().unwrap().positive, "M");
+    // p = sigmoid(1.5 · (2.5 − 0.5)/2 − 0.5 · (3 − 1)/1 − 0.25) = sigmoid(0.25).
+    let p = m.predict(&array![[2.5, 3.0]]).unwrap();
+    assert!((p[[0, 0]] - fedhe::model::sigmoid(0.25)).abs() < 1e-15);
 }
 
 #[test]
@@ -279,7 +517,15 @@ fn corrupted_model_files_are_refused_with_reason() {
         (r#"{"format":"fedhe-model","version":99}"#, "version 99"),
         (
             r#"{"format":"fedhe-model","version":1,"feature_names":["a"],"standardization":{"mean":[0],"std":[1]},"label":{"column":"y","positive":"1","negative":"0"},"weights":[1,2],"bias":0,"provenance":{"kind":"x","data":[],"rows":0,"settings":{},"created":"","tool":""}}"#,
-            "2 weights",
+            "3 parameters, but a linear over 1 features has 2",
+        ),
+        (
+            r#"{"format":"fedhe-model","version":2,"feature_names":["a"],"standardization":{"mean":[0],"std":[1]},"target":{"task":"regression","column":"y"},"architecture":{"kind":"linear"},"params":[1,2],"provenance":{"kind":"x","data":[],"rows":0,"created":"","tool":""}}"#,
+            "target_scaling",
+        ),
+        (
+            r#"{"format":"fedhe-model","version":2,"feature_names":["a"],"standardization":{"mean":[0],"std":[1]},"target":{"task":"multiclass","column":"y","classes":["a","b","c"]},"architecture":{"kind":"mlp","hidden":[2]},"params":[1,2],"provenance":{"kind":"x","data":[],"rows":0,"created":"","tool":""}}"#,
+            "has 13",
         ),
     ] {
         std::fs::write(&path, text).unwrap();
@@ -296,7 +542,7 @@ fn model_files_with_free_form_provenance_still_load() {
     let m = ModelFile::from_json(text, "old.json").unwrap();
     assert_eq!(m.provenance.settings["rounds"], 3);
     assert_eq!(m.provenance.train, None);
-    assert_eq!(m.weights, vec![1.5]);
+    assert_eq!(m.params, vec![1.5, -0.25]);
     // And a typed one round-trips with its plan fingerprint.
     let p = Provenance::federated(
         fedhe::model::FEDERATED,

@@ -341,6 +341,7 @@ fn simulate_with_reordered_client_columns_gives_the_same_model() {
             epochs: 2,
             ..Default::default()
         },
+        architecture: Default::default(),
         plain: false,
         params: ParamSet::Standard64,
         round_timeout: Duration::from_secs(60),
@@ -354,7 +355,7 @@ fn simulate_with_reordered_client_columns_gives_the_same_model() {
     for (x, y) in plain_order.records.iter().zip(&other_order.records) {
         assert_eq!(x.params, y.params, "round {}", x.round);
     }
-    assert_eq!(plain_order.test.accuracy, other_order.test.accuracy);
+    assert_eq!(plain_order.test, other_order.test);
 }
 
 #[test]

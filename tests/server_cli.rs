@@ -173,7 +173,7 @@ fn plan_init_serve_and_two_clients_one_with_reordered_columns() {
             "{out}"
         );
         assert!(out.contains("round   3: 2 contributors (a, b)"), "{out}");
-        assert!(out.contains("done: global model"), "{out}");
+        assert!(out.contains("done: global logistic regression"), "{out}");
         outs.push(out);
     }
     assert!(
@@ -184,12 +184,12 @@ fn plan_init_serve_and_two_clients_one_with_reordered_columns() {
     // Both sites hold the same global model, whatever their column order.
     let ma = ModelFile::load(&dir.path().join("a.json")).unwrap();
     let mb = ModelFile::load(&dir.path().join("b.json")).unwrap();
-    assert_eq!(ma.weights, mb.weights);
+    assert_eq!(ma.params, mb.params);
     assert_eq!(ma.feature_names, mb.feature_names);
     // Matched by name, b's reversed columns help instead of scrambling the
     // model (taken by position they cost about 6 points of accuracy).
     let scored = fedhe::model::score_csv(&ma, &sample("test.csv")).unwrap();
-    let accuracy = scored.metrics.unwrap().accuracy;
+    let accuracy = scored.evaluation.unwrap().score();
     assert!(accuracy >= 0.96, "test accuracy {accuracy}");
     assert_eq!(
         ma.provenance.plan.as_deref(),
@@ -293,8 +293,7 @@ fn three_sites(
     }
     drop(server);
     let m = ModelFile::load(&dir.join("c.json")).unwrap();
-    let mut v = m.weights.clone();
-    v.push(m.bias);
+    let mut v = m.params.clone();
     v.extend(m.standardization.mean);
     (v, outs)
 }
@@ -372,5 +371,5 @@ fn a_killed_client_resumes_under_its_id() {
     );
     let ma = ModelFile::load(&dir.path().join("a.json")).unwrap();
     let mb = ModelFile::load(&dir.path().join("b.json")).unwrap();
-    assert_eq!(ma.weights, mb.weights);
+    assert_eq!(ma.params, mb.params);
 }

@@ -19,7 +19,7 @@ use super::{LatestModel, Shared};
 use fedhe::client::ClientEvent;
 use fedhe::crypto::{ParamSet, SecretKey};
 use fedhe::data::{CsvOptions, Dataset, LoadedCsv, load_csv};
-use fedhe::model::{Metrics, ModelFile, TrainConfig};
+use fedhe::model::{ModelFile, TrainConfig};
 use fedhe::session::{self, ConnectOptions, Joined, Notifier, SessionError};
 
 /// Rows shown in the preview.
@@ -46,6 +46,7 @@ impl CsvView {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Schema {
     pub label: Option<String>,
+    pub task: Option<fedhe::data::TaskKind>,
     pub positive: Option<String>,
     pub ignored: Vec<String>,
 }
@@ -77,7 +78,8 @@ pub struct RunView {
     pub rounds: Vec<fedhe::client::ClientRound>,
     pub progress: f32,
     pub status: String,
-    pub validation: Option<Metrics>,
+    /// The task being trained (names the plotted figures).
+    pub task: fedhe::data::TaskKind,
 }
 
 #[derive(Default)]
@@ -115,6 +117,7 @@ impl ClientTab {
         settings.last_csv = Some(path.to_path_buf());
         let schema = Schema {
             label: settings.label.clone(),
+            task: settings.task,
             positive: settings.positive.clone(),
             ignored: settings.ignored.clone(),
         };
@@ -157,8 +160,9 @@ impl ClientTab {
                     self.notes.retain(|n| !n.is_error());
                     match &view.loaded {
                         Ok(l) => {
-                            settings.label = Some(l.dataset.label.column.clone());
-                            settings.positive = Some(l.dataset.label.positive.clone());
+                            settings.label = Some(l.dataset.label.column().to_string());
+                            settings.positive =
+                                l.dataset.label.binary().map(|m| m.positive.clone());
                             for n in &l.notices {
                                 widgets::push_note(&mut self.notes, Note::Info(n.clone()));
                             }
@@ -339,7 +343,8 @@ impl ClientTab {
         // Schema choices; any change reloads the file with the new schema.
         let mut changed = false;
         let header = view.header.clone();
-        let mapping = view.dataset().map(|d| d.label.clone());
+        let target = view.dataset().map(|d| d.label.clone());
+        let mapping = target.as_ref().and_then(|t| t.binary().cloned());
         let features = view
             .dataset()
             .map(|d| d.feature_names.clone())
@@ -361,7 +366,38 @@ impl ClientTab {
                         {
                             settings.label = Some(h.clone());
                             settings.positive = None;
+                            settings.task = None;
                             settings.ignored.retain(|c| c != h);
+                            changed = true;
+                        }
+                    }
+                })
+                .response
+                .labelled_by(caption.id);
+            let caption = ui.label("Task");
+            let task_text = |t: Option<fedhe::data::TaskKind>| match t {
+                None => "automatic".to_string(),
+                Some(k) => k.to_string(),
+            };
+            egui::ComboBox::from_id_salt("task-kind")
+                .selected_text(match (settings.task, &target) {
+                    (None, Some(t)) => format!("automatic ({})", t.kind()),
+                    (t, _) => task_text(t),
+                })
+                .show_ui(ui, |ui| {
+                    use fedhe::data::TaskKind;
+                    for t in [
+                        None,
+                        Some(TaskKind::Binary),
+                        Some(TaskKind::Multiclass),
+                        Some(TaskKind::Regression),
+                    ] {
+                        if ui
+                            .selectable_label(settings.task == t, task_text(t))
+                            .clicked()
+                            && settings.task != t
+                        {
+                            settings.task = t;
                             changed = true;
                         }
                     }
@@ -393,7 +429,7 @@ impl ClientTab {
                         continue;
                     }
                     let mut used = !settings.ignored.contains(h);
-                    let auto_dropped = used && !features.contains(h) && mapping.is_some();
+                    let auto_dropped = used && !features.contains(h) && target.is_some();
                     let text = if auto_dropped {
                         format!("{h} (left out automatically)")
                     } else {
@@ -413,15 +449,33 @@ impl ClientTab {
         match &view.loaded {
             Ok(l) => {
                 let d = &l.dataset;
+                let about = match &d.label {
+                    fedhe::data::Target::Binary(m) => format!(
+                        "{} positive ({}) / {} negative ({})",
+                        d.positives(),
+                        m.positive,
+                        d.rows() - d.positives(),
+                        m.negative
+                    ),
+                    fedhe::data::Target::Multiclass { classes, .. } => format!(
+                        "{} classes ({})",
+                        classes.len(),
+                        fedhe::data::shorten(&classes.join(", "), 80)
+                    ),
+                    fedhe::data::Target::Regression { column } => {
+                        let (lo, hi) =
+                            d.y.iter()
+                                .fold((f64::INFINITY, f64::NEG_INFINITY), |a, &v| {
+                                    (a.0.min(v), a.1.max(v))
+                                });
+                        format!("numeric target {column:?} from {lo} to {hi}")
+                    }
+                };
                 ui.label(
                     RichText::new(format!(
-                        "✔ {} rows, {} features; {} positive ({}) / {} negative ({})",
+                        "✔ {} rows, {} features; {about}",
                         d.rows(),
                         d.feature_names.len(),
-                        d.positives(),
-                        d.label.positive,
-                        d.rows() - d.positives(),
-                        d.label.negative
                     ))
                     .color(OK_COLOR),
                 );
@@ -675,9 +729,22 @@ impl ClientTab {
             None,
         );
         if self.run.federated {
-            round_plots_ui(ui, "client-rounds", &self.run.rounds, None, 160.0);
+            round_plots_ui(
+                ui,
+                "client-rounds",
+                self.run.task,
+                &self.run.rounds,
+                None,
+                160.0,
+            );
             ui.label("Per-round log (this client)");
-            round_table_ui(ui, "client-round-log", &self.run.rounds, false);
+            round_table_ui(
+                ui,
+                "client-round-log",
+                self.run.task,
+                &self.run.rounds,
+                false,
+            );
         }
     }
 
@@ -690,6 +757,9 @@ impl ClientTab {
         federated: Option<JoinedSite>,
     ) {
         self.run = RunView {
+            task: federated
+                .as_ref()
+                .map_or(ds.label.kind(), |f| f.joined.plan.target().kind()),
             federated: federated.is_some(),
             epochs_per_round: federated
                 .as_ref()
@@ -720,6 +790,7 @@ impl ClientTab {
 
 fn training_settings_ui(ui: &mut Ui, t: &mut TrainingSettings) {
     ui.horizontal_wrapped(|ui| {
+        widgets::model_picker(ui, "client-model", &mut t.architecture);
         widgets::number_field(ui, "Rounds", &mut t.rounds, 1..=1000, 0.1);
         widgets::number_field(ui, "Epochs", &mut t.epochs, 1..=1000, 0.1);
         widgets::real_field(ui, "Learning rate", &mut t.lr, 1e-6..=10.0);
@@ -786,6 +857,12 @@ fn read_csv(path: &Path, schema: &Schema) -> Result<CsvView, AppError> {
     let has = |c: &String| header.contains(c);
     let label = schema.label.clone().filter(has);
     let opts = CsvOptions {
+        target: match schema.task {
+            None => fedhe::data::TargetSpec::Auto,
+            Some(fedhe::data::TaskKind::Binary) => fedhe::data::TargetSpec::Binary,
+            Some(fedhe::data::TaskKind::Multiclass) => fedhe::data::TargetSpec::Classes(None),
+            Some(fedhe::data::TaskKind::Regression) => fedhe::data::TargetSpec::Numeric,
+        },
         positive: schema.positive.clone().filter(|_| label.is_some()),
         ignore: schema.ignored.iter().filter(|c| has(c)).cloned().collect(),
         label,
@@ -911,6 +988,7 @@ fn local_training(
     let epochs = cfg.epochs.max(1);
     let run = session::train_local(
         ds,
+        &t.architecture,
         &cfg,
         t.validation_share,
         vec![source.to_string()],
@@ -930,8 +1008,10 @@ fn local_training(
     })?;
     if let Some(m) = &run.validation {
         p.send(TrainMsg::Status(format!(
-            "Done: validation accuracy {:.3} on {} rows kept aside.",
-            m.accuracy, m.rows
+            "Done: validation {} {:.3} on {} rows kept aside.",
+            ds.label.kind().score_name(),
+            m.score(),
+            m.rows()
         )));
     }
     Ok(run.model)
@@ -949,6 +1029,7 @@ fn federated_training(
         pn.send(TrainMsg::Status(s.to_string()));
     })));
     let t = joined.plan.training;
+    let score_name = joined.plan.target().kind().score_name();
     let total = (t.rounds.max(1) as f32) * (t.epochs.max(1) as f32);
     let epochs = t.epochs.max(1) as f32;
     let cancel = p.cancel_flag();
@@ -976,12 +1057,12 @@ fn federated_training(
                 ClientEvent::Round(r) => {
                     p.send(TrainMsg::Round(r.clone()));
                     p.send(TrainMsg::Status(format!(
-                        "Round {} done: {} contributors ({}), validation accuracy {}",
+                        "Round {} done: {} contributors ({}), validation {} {}",
                         r.round,
                         r.contributors,
                         r.counted.join(", "),
-                        r.validation_accuracy
-                            .map_or("–".into(), |a| format!("{a:.3}"))
+                        score_name,
+                        r.validation_score.map_or("–".into(), |a| format!("{a:.3}"))
                     )));
                 }
             },

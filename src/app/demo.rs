@@ -16,61 +16,143 @@ use super::widgets::{self, ENCRYPTED_COLOR, Note, OK_COLOR};
 use super::{LatestModel, Shared};
 use fedhe::client::ClientEvent;
 use fedhe::crypto::ParamSet;
-use fedhe::data::CsvOptions;
 use fedhe::data::split::{Partition, write_csv};
+use fedhe::data::{CsvOptions, TargetSpec, TaskKind};
 use fedhe::federation::{
     RoundRecord, SimData, SimEvent, SimulationConfig, SimulationError, load_sim_data, simulate,
 };
-use fedhe::model::{Metrics, ModelFile, TrainConfig};
+use fedhe::model::{Evaluation, ModelFile, TrainConfig};
 
-/// The Wisconsin breast-cancer data, bundled so the demo works from any folder.
-const SAMPLE_CSV: &str = include_str!("../../sample_data/breast_cancer_wdbc.csv");
-pub const SAMPLE_NAME: &str = "breast_cancer_wdbc.csv";
+/// scikit-learn on the same split (scripts/sklearn_reference.py).
+const SKLEARN_WINE: &str = "centralized softmax regression reaches about 0.97 accuracy";
+const SKLEARN_DIABETES: &str = "centralized linear regression reaches about R² 0.45";
 
-/// Where the bundled sample data is cached: a cache of bundled data, not a
-/// user's file, so the temp folder is right.
-fn sample_cache_path() -> PathBuf {
-    #[allow(clippy::disallowed_methods)]
-    std::env::temp_dir()
-        .join(format!("fedhe-{}", env!("CARGO_PKG_VERSION")))
-        .join(SAMPLE_NAME)
+/// The bundled sample data sets the demo can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum DemoDataset {
+    /// Wisconsin breast cancer: binary.
+    #[default]
+    BreastCancer,
+    /// Wine recognition: three cultivars.
+    Wine,
+    /// Diabetes progression: a numeric target.
+    Diabetes,
 }
 
-/// Writes the bundled sample data to a temporary folder (once) and returns its path.
-pub fn sample_csv_path() -> Result<PathBuf, AppError> {
-    let path = sample_cache_path();
+impl DemoDataset {
+    pub const ALL: [DemoDataset; 3] = [
+        DemoDataset::BreastCancer,
+        DemoDataset::Wine,
+        DemoDataset::Diabetes,
+    ];
+
+    /// The file name in `sample_data/`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            DemoDataset::BreastCancer => "breast_cancer_wdbc.csv",
+            DemoDataset::Wine => "wine.csv",
+            DemoDataset::Diabetes => "diabetes.csv",
+        }
+    }
+
+    /// The CSV, bundled so the demo works from any folder.
+    fn contents(self) -> &'static str {
+        match self {
+            DemoDataset::BreastCancer => include_str!("../../sample_data/breast_cancer_wdbc.csv"),
+            DemoDataset::Wine => include_str!("../../sample_data/wine.csv"),
+            DemoDataset::Diabetes => include_str!("../../sample_data/diabetes.csv"),
+        }
+    }
+
+    /// "breast cancer (binary)".
+    pub fn title(self) -> &'static str {
+        match self {
+            DemoDataset::BreastCancer => "breast cancer (binary, 569 rows)",
+            DemoDataset::Wine => "wine (3 classes, 178 rows)",
+            DemoDataset::Diabetes => "diabetes (regression, 442 rows)",
+        }
+    }
+
+    /// How the demo reads it: the label column and its task.
+    pub fn csv_options(self) -> CsvOptions {
+        let (label, target) = match self {
+            DemoDataset::BreastCancer => ("diagnosis", TargetSpec::Binary),
+            DemoDataset::Wine => ("cultivar", TargetSpec::Classes(None)),
+            DemoDataset::Diabetes => ("progression", TargetSpec::Numeric),
+        };
+        CsvOptions {
+            label: Some(label.into()),
+            target,
+            ..CsvOptions::default()
+        }
+    }
+
+    /// What the centralized models reach on the same test split
+    /// (scikit-learn, docs/models.md).
+    pub fn reference(self) -> &'static str {
+        match self {
+            DemoDataset::BreastCancer => {
+                "centralized logistic regression reaches about 0.965 accuracy"
+            }
+            DemoDataset::Wine => SKLEARN_WINE,
+            DemoDataset::Diabetes => SKLEARN_DIABETES,
+        }
+    }
+
+    /// Where the bundled copy is cached: a cache of bundled data, not a
+    /// user's file, so the temp folder is right.
+    fn cache_path(self) -> PathBuf {
+        #[allow(clippy::disallowed_methods)]
+        std::env::temp_dir()
+            .join(format!("fedhe-{}", env!("CARGO_PKG_VERSION")))
+            .join(self.file_name())
+    }
+}
+
+/// Writes a bundled sample data set to a temporary folder (once) and
+/// returns its path.
+pub fn sample_path(dataset: DemoDataset) -> Result<PathBuf, AppError> {
+    let path = dataset.cache_path();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| AppError::file("create the folder", dir, &e))?;
     }
-    let fresh = std::fs::metadata(&path).is_ok_and(|m| m.len() == SAMPLE_CSV.len() as u64);
+    let contents = dataset.contents();
+    let fresh = std::fs::metadata(&path).is_ok_and(|m| m.len() == contents.len() as u64);
     if !fresh {
-        std::fs::write(&path, SAMPLE_CSV)
+        std::fs::write(&path, contents)
             .map_err(|e| AppError::file("write the sample data to", &path, &e))?;
     }
     Ok(path)
 }
 
-/// True for the bundled sample data's cached copy (no file access: the
+/// The breast-cancer sample's path (the Client tab's "use sample data").
+pub fn sample_csv_path() -> Result<PathBuf, AppError> {
+    sample_path(DemoDataset::BreastCancer)
+}
+
+/// The bundled data set whose cached copy this is (no file access: the
 /// Client tab asks every frame).
-pub fn is_sample(path: &std::path::Path) -> bool {
-    path == sample_cache_path()
+fn sample_of(path: &std::path::Path) -> Option<DemoDataset> {
+    DemoDataset::ALL
+        .into_iter()
+        .find(|d| path == d.cache_path())
 }
 
 /// How a data file is named to the user: the bundled sample data lives in
 /// a cache folder, so it is named, not shown by path.
 pub fn describe(path: &std::path::Path) -> String {
-    if is_sample(path) {
-        format!("the bundled sample data ({SAMPLE_NAME})")
-    } else {
-        path.display().to_string()
+    match sample_of(path) {
+        Some(d) => format!("the bundled sample data ({})", d.file_name()),
+        None => path.display().to_string(),
     }
 }
 
 /// How the demo ended.
 #[derive(Debug, Clone)]
 pub struct DemoOutcome {
-    pub test: Metrics,
-    pub plain_test: Option<Metrics>,
+    pub dataset: DemoDataset,
+    pub test: Evaluation,
+    pub plain_test: Option<Evaluation>,
     pub clients: usize,
     pub rounds: u64,
     pub total_ms: f64,
@@ -178,7 +260,7 @@ impl DemoPanel {
     pub fn ui(&mut self, ui: &mut Ui, cfg: &mut DemoSettings, shared: &mut Shared) {
         ui.heading("Encrypted federated learning in one click");
         ui.label(
-            "Virtual hospitals train on their own share of the breast-cancer data, encrypt their \
+            "Virtual hospitals train on their own share of a bundled data set, encrypt their \
              model updates with TFHE-rs and send them over HTTP to an embedded aggregator, which \
              adds the ciphertexts without being able to read them. Each client decrypts the sum \
              and continues from the new global model.",
@@ -227,7 +309,8 @@ impl DemoPanel {
             return;
         }
         let plain = (!self.plain.is_empty()).then_some(self.plain.as_slice());
-        round_plots_ui(ui, "demo", &self.encrypted, plain, 190.0);
+        let task = self.task(cfg);
+        round_plots_ui(ui, "demo", task, &self.encrypted, plain, 190.0);
         let epochs = self.run.as_ref().map_or(cfg.epochs, |r| r.epochs);
         let series: Vec<Series> = self
             .epochs
@@ -244,14 +327,39 @@ impl DemoPanel {
             })
             .collect();
         ui.label("Local training loss per epoch (each virtual client, on its own data)");
-        line_plot_ui(ui, "demo-local", "epoch", "log-loss", 150.0, series, None);
+        let loss = match task {
+            TaskKind::Regression => "MSE (standardized)",
+            _ => "log-loss",
+        };
+        line_plot_ui(ui, "demo-local", "epoch", loss, 150.0, series, None);
         ui.label("Per-round log (all clients together; times are means per client)");
-        round_table_ui(ui, "demo-rounds", &self.encrypted, true);
+        round_table_ui(ui, "demo-rounds", task, &self.encrypted, true);
+    }
+
+    /// The task of the run shown (or of the data set picked).
+    fn task(&self, cfg: &DemoSettings) -> TaskKind {
+        match self.run.as_ref().map_or(cfg.dataset, |r| r.dataset) {
+            DemoDataset::BreastCancer => TaskKind::Binary,
+            DemoDataset::Wine => TaskKind::Multiclass,
+            DemoDataset::Diabetes => TaskKind::Regression,
+        }
     }
 }
 
 fn settings_ui(ui: &mut Ui, cfg: &mut DemoSettings) {
     ui.horizontal_wrapped(|ui| {
+        let l = ui.label("Data");
+        egui::ComboBox::from_id_salt("demo-dataset")
+            .selected_text(cfg.dataset.title())
+            .show_ui(ui, |ui| {
+                for d in DemoDataset::ALL {
+                    ui.selectable_value(&mut cfg.dataset, d, d.title());
+                }
+            })
+            .response
+            .labelled_by(l.id);
+        widgets::model_picker(ui, "demo-model", &mut cfg.architecture);
+        ui.separator();
         widgets::number_field(ui, "Clients", &mut cfg.clients, 2..=10, 0.05);
         ui.separator();
         ui.label("Split:");
@@ -272,36 +380,50 @@ fn settings_ui(ui: &mut Ui, cfg: &mut DemoSettings) {
 }
 
 fn outcome_ui(ui: &mut Ui, o: &DemoOutcome, shared: &mut Shared) {
+    let name = o.test.score_name();
     egui::Frame::group(ui.style())
         .stroke(egui::Stroke::new(1.5, OK_COLOR))
         .show(ui, |ui| {
             ui.horizontal_wrapped(|ui| {
                 ui.label(
                     RichText::new(format!(
-                        "Final test accuracy (encrypted): {:.3}",
-                        o.test.accuracy
+                        "Final test {name} (encrypted): {:.3}",
+                        o.test.score()
                     ))
                     .strong()
                     .size(18.0)
                     .color(OK_COLOR),
                 );
-                if let Some(auc) = o.test.roc_auc {
-                    ui.label(format!("ROC AUC {auc:.3}"));
+                match &o.test {
+                    Evaluation::Binary(m) => {
+                        if let Some(auc) = m.roc_auc {
+                            ui.label(format!("ROC AUC {auc:.3}"));
+                        }
+                    }
+                    Evaluation::Multiclass(m) => {
+                        ui.label(format!("macro F1 {:.3}", m.macro_f1));
+                    }
+                    Evaluation::Regression(m) => {
+                        ui.label(format!("RMSE {:.2}", m.rmse));
+                    }
                 }
                 if let Some(p) = &o.plain_test {
-                    ui.label(format!("plaintext FedAvg: {:.3}", p.accuracy));
+                    ui.label(format!("plaintext FedAvg: {:.3}", p.score()));
                 }
                 if let Some(d) = o.max_diff {
-                    ui.label(format!("largest weight difference vs plaintext: {d:.1e}"))
-                        .on_hover_text(
-                            "Encryption is exact up to the fixed-point rounding of the updates",
-                        );
+                    ui.label(format!(
+                        "largest parameter difference vs plaintext: {d:.1e}"
+                    ))
+                    .on_hover_text(
+                        "Encryption is exact up to the fixed-point rounding of the updates",
+                    );
                 }
             });
             ui.horizontal(|ui| {
                 ui.label(format!(
-                    "{} rows held out for testing; centralized logistic regression reaches about 0.965.",
-                    o.test.rows
+                    "{} rows held out for testing; {}.",
+                    o.test.rows(),
+                    o.dataset.reference()
                 ));
                 if ui.button("Open in Predict »").clicked() {
                     shared.goto = Some(super::Tab::Predict);
@@ -321,11 +443,11 @@ fn explain(e: SimulationError) -> AppError {
 /// The worker: plaintext baseline first (fast), then the encrypted run.
 fn run_demo(cfg: &DemoSettings, p: &Progress<DemoMsg>) {
     let done = |r: Result<DemoOutcome, AppError>| p.send(DemoMsg::Done(r.map(Box::new)));
-    let data = match sample_csv_path() {
+    let data = match sample_path(cfg.dataset) {
         Ok(d) => d,
         Err(e) => return done(Err(e)),
     };
-    let csv = CsvOptions::default();
+    let csv = cfg.dataset.csv_options();
     let partition = match cfg.split {
         DemoSplit::Iid => Partition::Iid,
         DemoSplit::Dirichlet => Partition::Dirichlet(cfg.alpha),
@@ -347,6 +469,7 @@ fn run_demo(cfg: &DemoSettings, p: &Progress<DemoMsg>) {
         csv: csv.clone(),
         rounds: cfg.rounds,
         train: train.clone(),
+        architecture: cfg.architecture.clone(),
         plain: true,
         params: ParamSet::Standard64,
         round_timeout: Duration::from_secs(120),
@@ -379,14 +502,18 @@ fn run_demo(cfg: &DemoSettings, p: &Progress<DemoMsg>) {
     )));
     sim.plain = false;
     let rounds = cfg.rounds;
+    let score_name = match cfg.dataset {
+        DemoDataset::Diabetes => "R²",
+        _ => "accuracy",
+    };
     let result = simulate(
         &sim,
         &mut |e| match e {
             SimEvent::Round(r) => {
                 p.send(DemoMsg::Encrypted(r.clone()));
                 p.send(DemoMsg::Status(format!(
-                    "Round {} of {rounds}: {} encrypted updates aggregated, global accuracy {:.3}",
-                    r.round, r.contributors, r.global_accuracy
+                    "Round {} of {rounds}: {} encrypted updates aggregated, global {score_name} {:.3}",
+                    r.round, r.contributors, r.global_score
                 )));
             }
             SimEvent::Client {
@@ -425,6 +552,7 @@ fn run_demo(cfg: &DemoSettings, p: &Progress<DemoMsg>) {
     };
     let model = result.model_file(&sim);
     done(Ok(DemoOutcome {
+        dataset: cfg.dataset,
         test: result.test,
         plain_test: plain_result.map(|r| r.test),
         clients: cfg.clients,

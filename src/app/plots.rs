@@ -6,6 +6,7 @@ use egui_plot::{Legend, Line, LineStyle, Plot, Points};
 use super::jobs::EpochPoint;
 use super::widgets::{ENCRYPTED_COLOR, PLAIN_COLOR};
 use fedhe::client::RoundFigures;
+use fedhe::data::TaskKind;
 
 /// One named series of (x, y) points.
 pub struct Series {
@@ -79,17 +80,27 @@ pub fn epoch_series(points: &[EpochPoint], epochs_per_round: usize) -> Vec<[f64;
         .collect()
 }
 
-/// Validation loss and accuracy of the global model per round.
+/// Name of a round's loss figure for a task.
+pub fn loss_name(task: TaskKind) -> &'static str {
+    match task {
+        TaskKind::Regression => "RMSE",
+        _ => "log-loss",
+    }
+}
+
+/// Validation loss and the task's score (accuracy, or R²) of the global
+/// model per round.
 pub fn round_plots_ui<R: RoundFigures>(
     ui: &mut Ui,
     id: &str,
+    task: TaskKind,
     rows: &[R],
     plain: Option<&[R]>,
     height: f32,
 ) {
     let acc = |rows: &[R]| -> Vec<[f64; 2]> {
         rows.iter()
-            .filter_map(|r| r.accuracy().map(|a| [r.round() as f64, a]))
+            .filter_map(|r| r.score().map(|a| [r.round() as f64, a]))
             .collect()
     };
     let loss = |rows: &[R]| -> Vec<[f64; 2]> {
@@ -103,26 +114,30 @@ pub fn round_plots_ui<R: RoundFigures>(
         if let Some(p) = plain {
             s.push(Series::new("plaintext FedAvg", acc(p), PLAIN_COLOR).dashed());
         }
-        cols[0].label("Global accuracy per round");
+        let score = task.score_name();
+        cols[0].label(format!("Global {score} per round"));
         line_plot_ui(
             &mut cols[0],
             &format!("{id}-acc"),
             "round",
-            "accuracy",
+            score,
             height,
             s,
-            Some((0.5, 1.0)),
+            Some(match task {
+                TaskKind::Binary => (0.5, 1.0),
+                _ => (0.0, 1.0),
+            }),
         );
         let mut s = vec![Series::new("encrypted FedAvg", loss(rows), ENCRYPTED_COLOR)];
         if let Some(p) = plain {
             s.push(Series::new("plaintext FedAvg", loss(p), PLAIN_COLOR).dashed());
         }
-        cols[1].label("Global log-loss per round");
+        cols[1].label(format!("Global {} per round", loss_name(task)));
         line_plot_ui(
             &mut cols[1],
             &format!("{id}-loss"),
             "round",
-            "log-loss",
+            loss_name(task),
             height,
             s,
             Some((0.0, 0.0)),
@@ -131,7 +146,13 @@ pub fn round_plots_ui<R: RoundFigures>(
 }
 
 /// The per-round log as a table.
-pub fn round_table_ui<R: RoundFigures>(ui: &mut Ui, id: &str, rows: &[R], with_server: bool) {
+pub fn round_table_ui<R: RoundFigures>(
+    ui: &mut Ui,
+    id: &str,
+    task: TaskKind,
+    rows: &[R],
+    with_server: bool,
+) {
     use super::jobs::{human_bytes, human_ms};
     egui::ScrollArea::vertical()
         .id_salt(id)
@@ -140,8 +161,8 @@ pub fn round_table_ui<R: RoundFigures>(ui: &mut Ui, id: &str, rows: &[R], with_s
             egui::Grid::new(id).striped(true).show(ui, |ui| {
                 ui.strong("round");
                 ui.strong("clients");
-                ui.strong("val. accuracy");
-                ui.strong("val. loss");
+                ui.strong(format!("val. {}", task.score_name()));
+                ui.strong(format!("val. {}", loss_name(task)));
                 ui.strong("sent");
                 ui.strong("received");
                 ui.strong("encrypt");
@@ -155,7 +176,7 @@ pub fn round_table_ui<R: RoundFigures>(ui: &mut Ui, id: &str, rows: &[R], with_s
                     let (encrypt, decrypt, aggregate) = r.times_ms();
                     ui.label(r.round().to_string());
                     ui.label(r.contributors().to_string());
-                    ui.label(r.accuracy().map_or("–".into(), |a| format!("{a:.3}")));
+                    ui.label(r.score().map_or("–".into(), |a| format!("{a:.3}")));
                     ui.label(r.loss().map_or("–".into(), |l| format!("{l:.4}")));
                     ui.label(human_bytes(up));
                     ui.label(human_bytes(down));
@@ -195,4 +216,129 @@ pub fn roc_plot_ui(ui: &mut Ui, points: &[(f64, f64)], auc: Option<f64>, height:
             );
             plot_ui.line(Line::new(name, pts).color(ENCRYPTED_COLOR).width(2.0));
         });
+}
+
+/// A K × K confusion matrix as a heat map: rows are the actual classes,
+/// columns the predicted ones; each cell shows its count, shaded by its
+/// share of the actual class.
+pub fn confusion_heatmap_ui(ui: &mut Ui, classes: &[String], confusion: &[Vec<u64>]) {
+    let k = classes.len().min(confusion.len());
+    if k == 0 {
+        return;
+    }
+    let cell = (ui.available_width() / (k as f32 + 2.0)).clamp(22.0, 64.0);
+    let label_w = cell * 2.0;
+    let size = egui::vec2(label_w + cell * k as f32, cell * (k as f32 + 1.0));
+    let (rect, response) = ui.allocate_exact_size(size, egui::Sense::hover());
+    let painter = ui.painter_at(rect);
+    let font = egui::FontId::proportional((cell * 0.32).clamp(9.0, 14.0));
+    let text_color = ui.visuals().text_color();
+    let short = |s: &str| fedhe::data::shorten(s, 10);
+    for (j, name) in classes.iter().take(k).enumerate() {
+        let pos = rect.min + egui::vec2(label_w + cell * (j as f32 + 0.5), cell * 0.5);
+        painter.text(
+            pos,
+            egui::Align2::CENTER_CENTER,
+            short(name),
+            font.clone(),
+            text_color,
+        );
+    }
+    for (i, row) in confusion.iter().take(k).enumerate() {
+        let y = rect.min.y + cell * (i as f32 + 1.0);
+        painter.text(
+            egui::pos2(rect.min.x + label_w - 4.0, y + cell * 0.5),
+            egui::Align2::RIGHT_CENTER,
+            short(&classes[i]),
+            font.clone(),
+            text_color,
+        );
+        let total: u64 = row.iter().sum::<u64>().max(1);
+        for (j, &count) in row.iter().take(k).enumerate() {
+            let share = count as f32 / total as f32;
+            let r = egui::Rect::from_min_size(
+                egui::pos2(rect.min.x + label_w + cell * j as f32, y),
+                egui::vec2(cell, cell),
+            )
+            .shrink(1.0);
+            let base = if i == j {
+                ENCRYPTED_COLOR
+            } else {
+                Color32::from_rgb(200, 80, 60)
+            };
+            painter.rect_filled(r, 2.0, base.gamma_multiply(0.08 + 0.92 * share));
+            painter.text(
+                r.center(),
+                egui::Align2::CENTER_CENTER,
+                count.to_string(),
+                font.clone(),
+                if share > 0.55 {
+                    Color32::WHITE
+                } else {
+                    text_color
+                },
+            );
+        }
+    }
+    response.on_hover_text("rows: actual class · columns: predicted class");
+}
+
+/// Predicted against actual values with the identity line, and the
+/// residuals (actual − predicted) against the prediction.
+pub fn regression_plots_ui(ui: &mut Ui, actual: &[f64], predicted: &[f64], height: f32) {
+    let pts: Vec<[f64; 2]> = actual
+        .iter()
+        .zip(predicted)
+        .map(|(&a, &p)| [a, p])
+        .collect();
+    let (lo, hi) = actual
+        .iter()
+        .chain(predicted)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    let residuals: Vec<[f64; 2]> = actual
+        .iter()
+        .zip(predicted)
+        .map(|(&a, &p)| [p, a - p])
+        .collect();
+    ui.columns(2, |cols| {
+        cols[0].label("Predicted vs actual");
+        Plot::new("pred-vs-actual")
+            .height(height)
+            .x_axis_label("actual")
+            .y_axis_label("predicted")
+            .data_aspect(1.0)
+            .allow_scroll(false)
+            .show(&mut cols[0], |plot_ui| {
+                if lo.is_finite() && hi.is_finite() {
+                    plot_ui.line(
+                        Line::new("y = x", vec![[lo, lo], [hi, hi]])
+                            .color(Color32::GRAY)
+                            .style(LineStyle::dashed_loose()),
+                    );
+                }
+                plot_ui.points(Points::new("rows", pts).color(ENCRYPTED_COLOR).radius(2.0));
+            });
+        cols[1].label("Residuals (actual − predicted)");
+        Plot::new("residuals")
+            .height(height)
+            .x_axis_label("predicted")
+            .y_axis_label("residual")
+            .allow_scroll(false)
+            .show(&mut cols[1], |plot_ui| {
+                if lo.is_finite() && hi.is_finite() {
+                    plot_ui.line(
+                        Line::new("zero", vec![[lo, 0.0], [hi, 0.0]])
+                            .color(Color32::GRAY)
+                            .style(LineStyle::dashed_loose()),
+                    );
+                }
+                plot_ui.points(
+                    Points::new("residual", residuals)
+                        .color(PLAIN_COLOR)
+                        .radius(2.0),
+                );
+            });
+    });
 }

@@ -7,10 +7,11 @@ use egui::{RichText, Ui};
 
 use super::error::AppError;
 use super::jobs::{Job, poll_slot};
-use super::plots::roc_plot_ui;
+use super::plots::{confusion_heatmap_ui, regression_plots_ui, roc_plot_ui};
 use super::widgets::{self, DialogKind, FileDialog, Note};
 use super::{LatestModel, Shared};
-use fedhe::model::{ModelFile, Scored, roc_curve, score_csv, write_predictions};
+use fedhe::data::Target;
+use fedhe::model::{Evaluation, ModelFile, Scored, roc_curve, score_csv, write_predictions};
 
 /// A scored test file.
 pub struct ScoredView {
@@ -86,11 +87,12 @@ impl PredictTab {
             PredictMsg::Scored(
                 score_csv(&model, &path)
                     .map(|scored| {
-                        let roc = scored
-                            .labels
-                            .as_ref()
-                            .map(|y| roc_curve(y, &scored.probs))
-                            .unwrap_or_default();
+                        let roc = match (&scored.labels, &model.target) {
+                            (Some(y), Target::Binary(_)) => {
+                                roc_curve(y, &scored.predictions.column(0).to_vec())
+                            }
+                            _ => Vec::new(),
+                        };
                         Box::new(ScoredView { scored, path, roc })
                     })
                     .map_err(|source| AppError::Model {
@@ -114,7 +116,7 @@ impl PredictTab {
                     for n in &view.scored.notices {
                         widgets::push_note(&mut self.notes, Note::Info(n.clone()));
                     }
-                    if view.scored.metrics.is_none() {
+                    if view.scored.evaluation.is_none() {
                         widgets::push_note(
                             &mut self.notes,
                             Note::Info(
@@ -288,18 +290,13 @@ impl PredictTab {
         let Some(view) = &self.scored else {
             return;
         };
-        let positive = self
-            .model
-            .as_ref()
-            .map_or("1".into(), |m| m.model.label.positive.clone());
-        let negative = self
-            .model
-            .as_ref()
-            .map_or("0".into(), |m| m.model.label.negative.clone());
+        let Some(model) = self.model.as_ref().map(|m| &m.model) else {
+            return;
+        };
         ui.horizontal(|ui| {
             ui.label(format!(
                 "{} rows scored from {}",
-                view.scored.probs.len(),
+                view.scored.rows(),
                 view.path.display()
             ));
             if ui.button("Export predictions as CSV…").clicked() {
@@ -312,67 +309,158 @@ impl PredictTab {
                 );
             }
         });
-        let Some(metrics) = &view.scored.metrics else {
+        let Some(evaluation) = &view.scored.evaluation else {
             return;
         };
-        // `columns(2)` hands the closure exactly 2 columns.
-        ui.columns(2, |cols| {
-            let ui = &mut cols[0];
-            widgets::section_heading(ui, "Metrics");
-            egui::Grid::new("metrics")
-                .striped(true)
-                .num_columns(2)
-                .show(ui, |ui| {
-                    let mut row = |name: &str, value: String| {
-                        ui.label(name);
-                        ui.label(RichText::new(value).monospace());
-                        ui.end_row();
-                    };
-                    row("Accuracy", format!("{:.3}", metrics.accuracy));
-                    row("Precision", format!("{:.3}", metrics.precision));
-                    row("Recall", format!("{:.3}", metrics.recall));
-                    row("F1", format!("{:.3}", metrics.f1));
-                    row(
-                        "ROC AUC",
-                        metrics.roc_auc.map_or("–".into(), |a| format!("{a:.3}")),
-                    );
-                    row("Log-loss", format!("{:.4}", metrics.log_loss));
-                    row("Rows", metrics.rows.to_string());
-                });
-            widgets::section_heading(ui, "Confusion matrix");
-            let c = metrics.confusion;
-            egui::Grid::new("confusion")
-                .striped(true)
-                .num_columns(3)
-                .show(ui, |ui| {
-                    ui.label("");
-                    ui.strong(format!("predicted {negative}"));
-                    ui.strong(format!("predicted {positive}"));
-                    ui.end_row();
-                    ui.strong(format!("actual {negative}"));
-                    ui.label(RichText::new(c.tn.to_string()).monospace());
-                    ui.label(RichText::new(c.fp.to_string()).monospace());
-                    ui.end_row();
-                    ui.strong(format!("actual {positive}"));
-                    ui.label(RichText::new(c.fn_.to_string()).monospace());
-                    ui.label(RichText::new(c.tp.to_string()).monospace());
-                    ui.end_row();
-                });
-            let ui = &mut cols[1];
-            widgets::section_heading(ui, "ROC curve");
-            roc_plot_ui(ui, &view.roc, metrics.roc_auc, 280.0);
-        });
+        match evaluation {
+            Evaluation::Binary(metrics) => binary_ui(ui, model, metrics, &view.roc),
+            Evaluation::Multiclass(metrics) => {
+                multiclass_ui(ui, &model.target.classes(), metrics);
+            }
+            Evaluation::Regression(metrics) => {
+                let predicted: Vec<f64> = view.scored.predictions.column(0).to_vec();
+                let actual = view.scored.labels.clone().unwrap_or_default();
+                regression_ui(ui, metrics, &actual, &predicted);
+            }
+        }
     }
+}
+
+/// A two-column grid of named figures.
+fn figures_grid(ui: &mut Ui, id: &str, rows: &[(&str, String)]) {
+    egui::Grid::new(id)
+        .striped(true)
+        .num_columns(2)
+        .show(ui, |ui| {
+            for (name, value) in rows {
+                ui.label(*name);
+                ui.label(RichText::new(value).monospace());
+                ui.end_row();
+            }
+        });
+}
+
+fn binary_ui(ui: &mut Ui, model: &ModelFile, metrics: &fedhe::model::Metrics, roc: &[(f64, f64)]) {
+    let (positive, negative) = model.target.binary().map_or(("1".into(), "0".into()), |m| {
+        (m.positive.clone(), m.negative.clone())
+    });
+    // `columns(2)` hands the closure exactly 2 columns.
+    ui.columns(2, |cols| {
+        let ui = &mut cols[0];
+        widgets::section_heading(ui, "Metrics");
+        figures_grid(
+            ui,
+            "metrics",
+            &[
+                ("Accuracy", format!("{:.3}", metrics.accuracy)),
+                ("Precision", format!("{:.3}", metrics.precision)),
+                ("Recall", format!("{:.3}", metrics.recall)),
+                ("F1", format!("{:.3}", metrics.f1)),
+                (
+                    "ROC AUC",
+                    metrics.roc_auc.map_or("–".into(), |a| format!("{a:.3}")),
+                ),
+                ("Log-loss", format!("{:.4}", metrics.log_loss)),
+                ("Rows", metrics.rows.to_string()),
+            ],
+        );
+        widgets::section_heading(ui, "Confusion matrix");
+        let c = metrics.confusion;
+        egui::Grid::new("confusion")
+            .striped(true)
+            .num_columns(3)
+            .show(ui, |ui| {
+                ui.label("");
+                ui.strong(format!("predicted {negative}"));
+                ui.strong(format!("predicted {positive}"));
+                ui.end_row();
+                ui.strong(format!("actual {negative}"));
+                ui.label(RichText::new(c.tn.to_string()).monospace());
+                ui.label(RichText::new(c.fp.to_string()).monospace());
+                ui.end_row();
+                ui.strong(format!("actual {positive}"));
+                ui.label(RichText::new(c.fn_.to_string()).monospace());
+                ui.label(RichText::new(c.tp.to_string()).monospace());
+                ui.end_row();
+            });
+        let ui = &mut cols[1];
+        widgets::section_heading(ui, "ROC curve");
+        roc_plot_ui(ui, roc, metrics.roc_auc, 280.0);
+    });
+}
+
+fn multiclass_ui(ui: &mut Ui, classes: &[String], metrics: &fedhe::model::MulticlassMetrics) {
+    ui.columns(2, |cols| {
+        let ui = &mut cols[0];
+        widgets::section_heading(ui, "Metrics");
+        figures_grid(
+            ui,
+            "metrics",
+            &[
+                ("Accuracy", format!("{:.3}", metrics.accuracy)),
+                ("Macro F1", format!("{:.3}", metrics.macro_f1)),
+                ("Weighted F1", format!("{:.3}", metrics.weighted_f1)),
+                ("Log-loss", format!("{:.4}", metrics.log_loss)),
+                ("Rows", metrics.rows.to_string()),
+            ],
+        );
+        widgets::section_heading(ui, "Per class");
+        egui::Grid::new("per-class")
+            .striped(true)
+            .num_columns(5)
+            .show(ui, |ui| {
+                for h in ["class", "precision", "recall", "F1", "rows"] {
+                    ui.strong(h);
+                }
+                ui.end_row();
+                for (name, f) in classes.iter().zip(&metrics.per_class) {
+                    ui.label(fedhe::data::shorten(name, 24));
+                    ui.label(RichText::new(format!("{:.3}", f.precision)).monospace());
+                    ui.label(RichText::new(format!("{:.3}", f.recall)).monospace());
+                    ui.label(RichText::new(format!("{:.3}", f.f1)).monospace());
+                    ui.label(RichText::new(f.support.to_string()).monospace());
+                    ui.end_row();
+                }
+            });
+        let ui = &mut cols[1];
+        widgets::section_heading(ui, "Confusion matrix");
+        confusion_heatmap_ui(ui, classes, &metrics.confusion);
+    });
+}
+
+fn regression_ui(
+    ui: &mut Ui,
+    metrics: &fedhe::model::RegressionMetrics,
+    actual: &[f64],
+    predicted: &[f64],
+) {
+    widgets::section_heading(ui, "Metrics");
+    figures_grid(
+        ui,
+        "metrics",
+        &[
+            ("R²", format!("{:.3}", metrics.r2)),
+            ("RMSE", format!("{:.4}", metrics.rmse)),
+            ("MAE", format!("{:.4}", metrics.mae)),
+            (
+                "RMSE in standard deviations",
+                format!("{:.3}", metrics.rmse_std),
+            ),
+            ("Rows", metrics.rows.to_string()),
+        ],
+    );
+    regression_plots_ui(ui, actual, predicted, 260.0);
 }
 
 fn model_info_ui(ui: &mut Ui, m: &LatestModel) {
     let p = &m.model.provenance;
     ui.label(format!(
-        "{} model from {}: {} features, positive class {:?}, trained on {} rows ({}), created {}",
+        "{} {} from {}: {} features, {}; trained on {} rows ({}), created {}",
         p.kind,
+        m.model.architecture.describe(m.model.head()),
         m.source,
         m.model.feature_names.len(),
-        m.model.label.positive,
+        m.model.target.describe(),
         p.rows,
         p.data.join(", "),
         p.created

@@ -146,6 +146,8 @@ impl ServerTab {
         let opts = ProposeOptions {
             label: settings.label.clone(),
             positive: settings.positive.clone(),
+            task: settings.task,
+            model: fedhe::plan::ModelSpec::of(&settings.training.architecture),
             ignore: settings.ignored.clone(),
             keep: Vec::new(),
             delimiter: None,

@@ -29,6 +29,8 @@ pub struct TrainingSettings {
     #[serde(alias = "validation_fraction")]
     pub validation_share: f64,
     pub seed: u64,
+    /// The model trained locally, proposed in plans and used by the demo.
+    pub architecture: fedhe::model::Architecture,
 }
 
 impl Default for TrainingSettings {
@@ -43,6 +45,7 @@ impl Default for TrainingSettings {
             l2: t.l2,
             validation_share: t.validation_share,
             seed: t.seed,
+            architecture: fedhe::model::Architecture::Linear,
         }
     }
 }
@@ -56,6 +59,7 @@ impl TrainingSettings {
             lr: self.lr,
             batch_size: self.batch_size,
             l2: self.l2,
+            momentum: 0.0,
             seed: self.seed,
             validation_share: self.validation_share,
         }
@@ -80,6 +84,8 @@ pub struct DemoSettings {
     pub epochs: usize,
     /// Also run plaintext FedAvg and draw it for comparison.
     pub overlay_plain: bool,
+    pub dataset: super::demo::DemoDataset,
+    pub architecture: fedhe::model::Architecture,
 }
 
 impl Default for DemoSettings {
@@ -91,6 +97,8 @@ impl Default for DemoSettings {
             rounds: 10,
             epochs: 3,
             overlay_plain: true,
+            dataset: super::demo::DemoDataset::BreastCancer,
+            architecture: fedhe::model::Architecture::Linear,
         }
     }
 }
@@ -104,6 +112,8 @@ pub struct Settings {
     pub client_id: String,
     pub last_csv: Option<PathBuf>,
     pub label: Option<String>,
+    /// The task of the label column; `None` decides from its values.
+    pub task: Option<fedhe::data::TaskKind>,
     pub positive: Option<String>,
     pub ignored: Vec<String>,
     pub key_path: String,
@@ -137,6 +147,7 @@ impl Default for Settings {
             client_id: "client-a".into(),
             last_csv: None,
             label: None,
+            task: None,
             positive: None,
             ignored: Vec::new(),
             key_path: default_key_path().display().to_string(),

@@ -440,6 +440,46 @@ pub fn section_heading(ui: &mut Ui, text: &str) {
     ui.label(RichText::new(text).strong().size(16.0));
 }
 
+/// Picks the model: linear (logistic, softmax or linear regression by task)
+/// or an MLP with one hidden layer of the chosen width (plans and the CLI
+/// allow up to three). Returns true when the choice changed.
+pub fn model_picker(ui: &mut Ui, id: &str, arch: &mut fedhe::model::Architecture) -> bool {
+    use fedhe::model::Architecture;
+    let before = arch.clone();
+    let l = ui.label("Model");
+    egui::ComboBox::from_id_salt(id)
+        .selected_text(match arch {
+            Architecture::Linear => "linear",
+            Architecture::Mlp { .. } => "MLP",
+        })
+        .show_ui(ui, |ui| {
+            if ui
+                .selectable_label(matches!(arch, Architecture::Linear), "linear")
+                .on_hover_text("Logistic, softmax or linear regression, by task")
+                .clicked()
+            {
+                *arch = Architecture::Linear;
+            }
+            if ui
+                .selectable_label(matches!(arch, Architecture::Mlp { .. }), "MLP")
+                .on_hover_text("A multilayer perceptron with a ReLU hidden layer")
+                .clicked()
+                && !matches!(arch, Architecture::Mlp { .. })
+            {
+                *arch = Architecture::Mlp { hidden: vec![32] };
+            }
+        })
+        .response
+        .labelled_by(l.id);
+    if let Architecture::Mlp { hidden } = arch {
+        if hidden.is_empty() {
+            hidden.push(32);
+        }
+        number_field(ui, "Hidden units", &mut hidden[0], 1..=1024, 0.2);
+    }
+    *arch != before
+}
+
 #[cfg(test)]
 mod tests {
     /// Every symbol the app draws exists in the fonts bundled with it

@@ -6,8 +6,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use fedhe::data::split::{Partition, partition, stratified_split, write_csv};
-use fedhe::data::{CsvOptions, LoadedCsv, load_csv};
-use fedhe::model::{ClassWeight, Metrics, ModelFile, TrainConfig, score_csv, write_predictions};
+use fedhe::data::{CsvOptions, LoadedCsv, Target, TargetSpec, TaskKind, load_csv};
+use fedhe::model::{
+    Architecture, ClassWeight, Evaluation, Metrics, ModelFile, TrainConfig, score_csv,
+    write_predictions,
+};
 
 /// Column choices shared by every command that reads a training CSV.
 #[derive(Debug, Clone, clap::Args)]
@@ -24,10 +27,66 @@ pub struct SchemaArgs {
     /// The label value that means the positive class (e.g. M).
     #[arg(long)]
     pub positive: Option<String>,
+    /// The task: auto (from the label's values: two → binary, up to 20
+    /// integers or any text → multiclass, other numbers → regression),
+    /// binary, multiclass or regression.
+    #[arg(long, default_value = "auto", value_parser = parse_task)]
+    pub task: TaskArg,
     /// Field separator: one character, or `tab` (default: comma, or what the
     /// header shows when it has semicolons or tabs and no comma).
     #[arg(long, value_parser = parse_delimiter)]
     pub delimiter: Option<u8>,
+}
+
+/// `--task`: `auto`, or a task kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskArg(pub Option<TaskKind>);
+
+pub fn parse_task(s: &str) -> Result<TaskArg, String> {
+    if s.trim().eq_ignore_ascii_case("auto") {
+        return Ok(TaskArg(None));
+    }
+    s.parse::<TaskKind>()
+        .map(|t| TaskArg(Some(t)))
+        .map_err(|e| format!("{e} (or auto)"))
+}
+
+impl TaskArg {
+    /// How the loader reads the label for this task.
+    pub fn spec(self) -> TargetSpec {
+        match self.0 {
+            None => TargetSpec::Auto,
+            Some(TaskKind::Binary) => TargetSpec::Binary,
+            Some(TaskKind::Multiclass) => TargetSpec::Classes(None),
+            Some(TaskKind::Regression) => TargetSpec::Numeric,
+        }
+    }
+}
+
+/// The model of `fedhe train` and `fedhe simulate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// linear (logistic, softmax or linear regression, by task) or mlp.
+    #[arg(long = "model", default_value = "linear", value_parser = ["linear", "mlp"])]
+    pub kind: String,
+    /// Hidden layer sizes of the MLP, e.g. 64 or 64,32 (1 to 3 layers).
+    #[arg(long, value_delimiter = ',', default_value = "32")]
+    pub hidden: Vec<usize>,
+}
+
+impl ModelArgs {
+    pub fn architecture(&self) -> anyhow::Result<Architecture> {
+        Ok(match self.kind.as_str() {
+            "mlp" => {
+                fedhe::model::mlp::check_hidden(&self.hidden)
+                    .map_err(|e| anyhow::anyhow!("--hidden: {e}"))?;
+                Architecture::Mlp {
+                    hidden: self.hidden.clone(),
+                }
+            }
+            _ => Architecture::Linear,
+        })
+    }
 }
 
 /// `--delimiter` value: one ASCII character, or `tab`.
@@ -48,6 +107,7 @@ impl SchemaArgs {
             ignore: self.ignore.clone(),
             keep: self.keep.clone(),
             positive: self.positive.clone(),
+            target: self.task.spec(),
             delimiter: self.delimiter,
             ..CsvOptions::default()
         }
@@ -69,6 +129,9 @@ pub struct TrainingArgs {
     /// L2 penalty (l2/2 · |w|²).
     #[arg(long, default_value_t = TrainConfig::default().l2)]
     pub l2: f64,
+    /// SGD momentum (0: plain SGD).
+    #[arg(long, default_value_t = 0.0)]
+    pub momentum: f64,
     /// Seed for shuffling (runs are deterministic given the seed).
     #[arg(long, default_value_t = TrainConfig::default().seed)]
     pub seed: u64,
@@ -84,6 +147,7 @@ impl TrainingArgs {
             lr: self.lr,
             batch_size: self.batch_size,
             l2: self.l2,
+            momentum: self.momentum,
             seed: self.seed,
             class_weight: if self.balanced {
                 ClassWeight::Balanced
@@ -129,6 +193,8 @@ pub struct TrainArgs {
     pub schema: SchemaArgs,
     #[command(flatten)]
     pub training: TrainingArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Where to write the model (JSON).
     #[arg(long)]
     pub out: PathBuf,
@@ -193,13 +259,31 @@ pub fn split(a: SplitArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", clients_dir.display()))?;
     write_csv(&test_set, &a.out.join("test.csv"))?;
     write_csv(&train_set, &a.out.join("train.csv"))?;
-    let describe = |name: &str, d: &fedhe::data::Dataset| {
-        println!(
+    let describe = |name: &str, d: &fedhe::data::Dataset| match &d.label {
+        Target::Binary(_) => println!(
             "{name:<28} {:>5} rows  {:>4} positive ({:.1}%)",
             d.rows(),
             d.positives(),
             100.0 * d.positives() as f64 / d.rows().max(1) as f64
-        );
+        ),
+        Target::Multiclass { classes, .. } => {
+            let mut counts = vec![0usize; classes.len()];
+            for &v in &d.y {
+                if let Some(c) = counts.get_mut(v as usize) {
+                    *c += 1;
+                }
+            }
+            let per: Vec<String> = counts.iter().map(usize::to_string).collect();
+            println!(
+                "{name:<28} {:>5} rows  per class {}",
+                d.rows(),
+                per.join(" / ")
+            );
+        }
+        Target::Regression { .. } => {
+            let mean = d.y.mean().unwrap_or(0.0);
+            println!("{name:<28} {:>5} rows  target mean {mean:.4}", d.rows());
+        }
     };
     describe(&a.out.join("test.csv").display().to_string(), &test_set);
     describe(&a.out.join("train.csv").display().to_string(), &train_set);
@@ -209,11 +293,10 @@ pub fn split(a: SplitArgs) -> anyhow::Result<()> {
         describe(&path.display().to_string(), p);
     }
     println!(
-        "split {} ({} rows, label {:?}, positive {:?}) with --split {} --seed {}",
+        "split {} ({} rows, {}) with --split {} --seed {}",
         a.data.display(),
         ds.rows(),
-        ds.label.column,
-        ds.label.positive,
+        ds.label.describe(),
         a.split,
         a.seed
     );
@@ -222,16 +305,19 @@ pub fn split(a: SplitArgs) -> anyhow::Result<()> {
 
 pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     let cfg = a.training.config();
+    let architecture = a.model.architecture()?;
     let loaded = load_csv(&a.data, &a.schema.options())?;
     print_notices(&loaded);
     let ds = loaded.dataset;
+    let head = fedhe::model::Head::for_target(&ds.label);
     eprintln!(
-        "training on {} rows × {} features (label {:?}, positive {:?})",
+        "training {} on {} rows × {} features ({})",
+        architecture.describe(head),
         ds.rows(),
         ds.feature_names.len(),
-        ds.label.column,
-        ds.label.positive
+        ds.label.describe()
     );
+    let score = ds.label.kind().score_name();
     let bar = indicatif::ProgressBar::new(cfg.epochs as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg}")
@@ -240,12 +326,13 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let run = fedhe::session::train_local(
         &ds,
+        &architecture,
         &cfg,
         0.0,
         vec![a.data.display().to_string()],
         &mut |s| {
             bar.set_position(s.epoch as u64);
-            bar.set_message(format!("loss {:.4} accuracy {:.4}", s.loss, s.accuracy));
+            bar.set_message(format!("loss {:.4} {score} {:.4}", s.loss, s.score));
             ControlFlow::Continue(())
         },
     )?;
@@ -253,20 +340,17 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     let secs = start.elapsed().as_secs_f64();
     if let Some(last) = run.summary.last {
         println!(
-            "trained {} epochs in {:.0} ms: training loss {:.4}, accuracy {:.4}",
+            "trained {} epochs in {:.0} ms: training loss {:.4}, {score} {:.4}",
             run.summary.epochs_run,
             secs * 1e3,
             last.loss,
-            last.accuracy
+            last.score
         );
     }
-    let train_metrics = run.training;
     run.model.save(&a.out)?;
     println!(
-        "training ROC AUC {}; model written to {}",
-        train_metrics
-            .roc_auc
-            .map_or("n/a".to_string(), |v| format!("{v:.4}")),
+        "on the training rows: {}; model written to {}",
+        run.training.summary(),
         a.out.display()
     );
     Ok(())
@@ -279,16 +363,17 @@ pub fn predict(a: PredictArgs) -> anyhow::Result<()> {
         eprintln!("note: {n}");
     }
     println!(
-        "scored {} rows of {} with {}",
-        scored.probs.len(),
+        "scored {} rows of {} with {} ({})",
+        scored.rows(),
         a.data.display(),
-        a.model.display()
+        a.model.display(),
+        model.architecture.describe(model.head())
     );
-    match &scored.metrics {
-        Some(m) => print!("{}", metrics_table(m, &model)),
+    match &scored.evaluation {
+        Some(e) => print!("{}", evaluation_table(e, &model)),
         None => println!(
             "(no label column {:?} in the file: predictions only, no metrics)",
-            model.label.column
+            model.target.column()
         ),
     }
     if let Some(out) = &a.out {
@@ -298,11 +383,72 @@ pub fn predict(a: PredictArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The metrics table printed by `predict` (and `simulate`).
-pub fn metrics_table(m: &Metrics, model: &ModelFile) -> String {
+/// The metrics of any task as `predict` (and `simulate`) print them.
+pub fn evaluation_table(e: &Evaluation, model: &ModelFile) -> String {
+    match e {
+        Evaluation::Binary(m) => {
+            let (p, n) = model
+                .target
+                .binary()
+                .map_or(("1", "0"), |m| (m.positive.as_str(), m.negative.as_str()));
+            metrics_table(m, p, n)
+        }
+        Evaluation::Multiclass(m) => {
+            let classes = model.target.classes();
+            let mut out = format!(
+                "metric        value\n\
+                 accuracy      {:.4}\n\
+                 macro_f1      {:.4}\n\
+                 weighted_f1   {:.4}\n\
+                 log_loss      {:.4}\n\
+                 \n\
+                 class         precision  recall      f1  support\n",
+                m.accuracy, m.macro_f1, m.weighted_f1, m.log_loss
+            );
+            for (c, f) in classes.iter().zip(&m.per_class) {
+                out.push_str(&format!(
+                    "{:<12} {:>10.4} {:>7.4} {:>7.4} {:>8}\n",
+                    trunc(c),
+                    f.precision,
+                    f.recall,
+                    f.f1,
+                    f.support
+                ));
+            }
+            out.push_str("\nconfusion matrix (rows: actual, columns: predicted)\n");
+            out.push_str(&format!("{:>12}", ""));
+            for c in &classes {
+                out.push_str(&format!(" {:>12}", trunc(c)));
+            }
+            out.push('\n');
+            for (c, row) in classes.iter().zip(&m.confusion) {
+                out.push_str(&format!("{:>12}", trunc(c)));
+                for v in row {
+                    out.push_str(&format!(" {v:>12}"));
+                }
+                out.push('\n');
+            }
+            out
+        }
+        Evaluation::Regression(m) => format!(
+            "metric        value (in {:?}'s unit)\n\
+             r2            {:.4}\n\
+             rmse          {:.4}\n\
+             mae           {:.4}\n\
+             rmse_std      {:.4} (RMSE in standard deviations of the target)\n",
+            model.target.column(),
+            m.r2,
+            m.rmse,
+            m.mae,
+            m.rmse_std
+        ),
+    }
+}
+
+/// The binary metrics table.
+pub fn metrics_table(m: &Metrics, p: &str, n: &str) -> String {
     let c = m.confusion;
     let auc = m.roc_auc.map_or("n/a".to_string(), |v| format!("{v:.4}"));
-    let (p, n) = (&model.label.positive, &model.label.negative);
     format!(
         "metric      value\n\
          accuracy    {:.4}\n\

@@ -229,6 +229,9 @@ pub struct RoundTrainingArgs {
     pub batch_size: usize,
     #[arg(long, default_value_t = Training::default().l2)]
     pub l2: f64,
+    /// SGD momentum (0: plain SGD).
+    #[arg(long, default_value_t = Training::default().momentum)]
+    pub momentum: f64,
     #[arg(long, default_value_t = Training::default().seed)]
     pub seed: u64,
 }
@@ -242,6 +245,7 @@ impl RoundTrainingArgs {
             lr: self.lr,
             batch_size: self.batch_size,
             l2: self.l2,
+            momentum: self.momentum,
             seed: self.seed,
             validation_share,
         }
@@ -347,6 +351,8 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
         a.data.display(),
         state.display()
     );
+    let task = joined.plan.target().kind();
+    let (loss_name, score_name) = (round_loss_name(task), task.score_name());
     let run = joined.run(
         &loaded.dataset,
         vec![a.data.display().to_string()],
@@ -361,13 +367,13 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
                 r.counted.join(", ")
             ),
             ClientEvent::Round(r) => println!(
-                "round {:>3}: {} contributors ({}), local loss {:.4}, validation loss {}, accuracy {}, up {} B, down {} B",
+                "round {:>3}: {} contributors ({}), local loss {:.4}, validation {loss_name} {}, {score_name} {}, up {} B, down {} B",
                 r.round,
                 r.contributors,
                 r.counted.join(", "),
                 r.local_loss.unwrap_or(f64::NAN),
                 r.validation_loss.map_or("-".into(), |v| format!("{v:.4}")),
-                r.validation_accuracy.map_or("-".into(), |v| format!("{v:.4}")),
+                r.validation_score.map_or("-".into(), |v| format!("{v:.4}")),
                 r.cost.bytes_up,
                 r.cost.bytes_down
             ),
@@ -376,8 +382,9 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
         &cancel,
     )?;
     println!(
-        "done: global model of {} weights + bias after {} rounds",
-        run.outcome.model.weights.len(),
+        "done: global {} ({} parameters) after {} rounds",
+        run.model.architecture.describe(run.model.head()),
+        run.model.params.len(),
         run.outcome.rounds.len()
     );
     if let Some(path) = &a.model_out {
@@ -410,6 +417,8 @@ pub struct SimulateArgs {
     pub test_fraction: f64,
     #[command(flatten)]
     pub train: RoundTrainingArgs,
+    #[command(flatten)]
+    pub model: super::data_cmds::ModelArgs,
     /// Plaintext FedAvg (no encryption, no HTTP) with the same seeds.
     #[arg(long, conflicts_with = "compare")]
     pub plain: bool,
@@ -427,12 +436,20 @@ pub struct SimulateArgs {
     pub model_out: Option<PathBuf>,
 }
 
+/// The loss a round's table shows: log-loss, or RMSE in the target's unit.
+fn round_loss_name(task: fedhe::data::TaskKind) -> &'static str {
+    match task {
+        fedhe::data::TaskKind::Regression => "RMSE",
+        _ => "log-loss",
+    }
+}
+
 fn print_round(r: &RoundRecord) {
     println!(
         "{:>5} {:>10.5} {:>9.4} {:>11} {:>11} {:>9.3} {:>9.3} {:>9.3}",
         r.round,
         r.global_loss,
-        r.global_accuracy,
+        r.global_score,
         r.bytes_up,
         r.bytes_down,
         r.encrypt_ms,
@@ -461,10 +478,16 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
         csv: a.csv.options(),
         rounds: a.train.rounds,
         train: a.train.config(),
+        architecture: a.model.architecture()?,
         plain: a.plain,
         params: a.params,
         round_timeout: Duration::from_secs(120),
     };
+    // The task names the table's columns; the data decides it (--task auto).
+    let (_, test) = fedhe::federation::load_sim_data(&cfg.data, &cfg.csv)?;
+    let task = test.label.kind();
+    let (loss_name, score_name) = (round_loss_name(task), task.score_name());
+    drop(test);
     let runs: Vec<bool> = if a.compare {
         vec![false, true]
     } else {
@@ -487,7 +510,7 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
         );
         println!(
             "{:>5} {:>10} {:>9} {:>11} {:>11} {:>9} {:>9} {:>9}",
-            "round", "loss", "accuracy", "bytes up", "bytes down", "enc ms", "agg ms", "dec ms"
+            "round", loss_name, score_name, "bytes up", "bytes down", "enc ms", "agg ms", "dec ms"
         );
         let t = Instant::now();
         let res = simulate(
@@ -501,14 +524,10 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
         )?;
         let m = &res.test;
         println!(
-            "test ({} rows): accuracy {:.4}, precision {:.4}, recall {:.4}, F1 {:.4}, ROC AUC {}, log-loss {:.4}",
-            m.rows,
-            m.accuracy,
-            m.precision,
-            m.recall,
-            m.f1,
-            m.roc_auc.map_or("-".into(), |v| format!("{v:.4}")),
-            m.log_loss
+            "test ({} rows, {}): {}",
+            m.rows(),
+            res.model.architecture().describe(res.model.head()),
+            m.summary()
         );
         println!("total {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
         all.push(res);
@@ -520,10 +539,12 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
     if a.compare {
         let d = max_param_diff(&all[0].records, &all[1].records);
         let worst = d.iter().copied().fold(0.0, f64::max);
-        println!("largest |encrypted - plaintext| global weight over all rounds: {worst:.3e}");
+        println!("largest |encrypted - plaintext| global parameter over all rounds: {worst:.3e}");
         println!(
-            "final test accuracy: encrypted {:.4}, plaintext {:.4}",
-            all[0].test.accuracy, all[1].test.accuracy
+            "final test {}: encrypted {:.4}, plaintext {:.4}",
+            all[0].test.score_name(),
+            all[0].test.score(),
+            all[1].test.score()
         );
     }
     if let Some(path) = &a.metrics_out {

@@ -21,9 +21,8 @@ pub struct InitArgs {
     pub data: PathBuf,
     #[command(flatten)]
     pub schema: super::data_cmds::SchemaArgs,
-    /// Model kind (today: logistic).
-    #[arg(long, default_value = "logistic")]
-    pub model: String,
+    #[command(flatten)]
+    pub model: super::data_cmds::ModelArgs,
     #[command(flatten)]
     pub training: super::fed_cmds::RoundTrainingArgs,
     /// Share of each site's rows held out to validate the global model.
@@ -69,12 +68,7 @@ pub fn run(cmd: PlanCommand) -> anyhow::Result<()> {
 }
 
 fn init(a: InitArgs) -> anyhow::Result<()> {
-    if a.model != "logistic" {
-        bail!(
-            "--model {:?}: this FedHE trains \"logistic\" (logistic regression) only",
-            a.model
-        );
-    }
+    let model = fedhe::plan::ModelSpec::of(&a.model.architecture()?);
     if a.out.exists() && !a.force {
         bail!(
             "{} exists; choose another --out or add --force to replace it",
@@ -84,6 +78,8 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
     let opts = ProposeOptions {
         label: a.schema.label.clone(),
         positive: a.schema.positive.clone(),
+        task: a.schema.task.0,
+        model,
         ignore: a.schema.ignore.clone(),
         keep: a.schema.keep.clone(),
         delimiter: a.schema.delimiter,

@@ -9,6 +9,6 @@ mod run;
 pub use run::{
     ClientEvent, ClientOutcome, ClientRound, EpochPoint, Exchange, ExchangeCost, HeExchange,
     LIMB_BITS, LoopConfig, LoopError, Moments, RoundFigures, RoundMean, STAT_LIMBS, WaitNotifier,
-    from_limbs, limb_bits_for, max_len_for, round_seed, run_client_loop, standardization_len,
-    to_limbs,
+    evaluate_raw, from_limbs, limb_bits_for, max_len_for, round_seed, run_client_loop, site_weight,
+    standardization_len, to_limbs, weight_unit,
 };

@@ -17,8 +17,8 @@ use ndarray::{Array2, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{self, Accumulator, CryptoError, SecretKey};
-use crate::data::{Dataset, Standardizer};
-use crate::model::{LogisticRegression, Metrics, ModelError, TrainConfig};
+use crate::data::{Dataset, Standardizer, TaskKind};
+use crate::model::{Architecture, Evaluation, Head, Model, ModelError, TargetScaling, TrainConfig};
 use crate::protocol::{RoundInfo, RoundPhase, RoundState};
 
 use super::api::{AggregatorClient, ClientError};
@@ -36,16 +36,36 @@ pub fn limb_bits_for(params: crate::crypto::ParamSet, scale_bits: u8, max_client
     i32::try_from(budget - 1).unwrap_or(1).clamp(1, 30)
 }
 
-/// Values in the standardization vector for `features` features: per-feature
-/// sums and sums of squares and the row count, [`STAT_LIMBS`] limbs each.
-pub fn standardization_len(features: usize) -> usize {
-    (2 * features + 1) * STAT_LIMBS
+/// Values in the standardization vector for `columns` columns (the
+/// features, and a regression's target): per-column sums and sums of
+/// squares and the row count, [`STAT_LIMBS`] limbs each.
+pub fn standardization_len(columns: usize) -> usize {
+    (2 * columns + 1) * STAT_LIMBS
 }
 
-/// Longest vector a client with `features` features uploads (the `max_len`
-/// it states when registering).
+/// Longest vector a client of a binary linear model with `features`
+/// features uploads (see `Plan::max_update_len` for any plan).
 pub fn max_len_for(features: usize) -> usize {
     standardization_len(features).max(features + 1)
+}
+
+/// Training rows per unit of FedAvg weight, from the federation's row count
+/// `global_rows`: the power of two that puts the summed weight in 256..512.
+/// Each site's weight is `round(rows / unit)` (at least 1), so however many
+/// rows the sites hold (a 50,000-row site under a default key) a site's
+/// weight is at most 512 and `|weight × parameter|` stays within a key's
+/// fixed-point budget for parameters up to 2^(budget − scale − 9) (128 with
+/// the default key); and however few, the weighted mean keeps about 25 bits
+/// below the unit per parameter (small federations get weights above their
+/// row counts).
+pub fn weight_unit(global_rows: f64) -> f64 {
+    let rows = global_rows.max(1.0);
+    (rows.log2().ceil() - 9.0).exp2()
+}
+
+/// A site's FedAvg weight: `rows` in units of [`weight_unit`].
+pub fn site_weight(rows: usize, unit: f64) -> f64 {
+    (rows as f64 / unit).round().max(1.0)
 }
 
 /// Splits `value` into [`STAT_LIMBS`] base-2^b digits of `value * 2^b`
@@ -353,6 +373,10 @@ pub struct LoopConfig {
     pub rounds: u64,
     /// Local training per round; `seed` is mixed with the round number.
     pub train: TrainConfig,
+    /// The model every site trains.
+    pub architecture: Architecture,
+    /// Seed of the initial global model (the same at every site).
+    pub init_seed: u64,
 }
 
 /// Events for progress displays (the GUI draws live plots from them).
@@ -361,6 +385,8 @@ pub enum ClientEvent {
     /// Federated standardization done.
     Standardized {
         scaler: Standardizer,
+        /// A regression target's federated scaling.
+        target_scaling: Option<TargetScaling>,
         global_rows: f64,
         cost: ExchangeCost,
     },
@@ -378,9 +404,10 @@ pub struct EpochPoint {
     pub round: u64,
     /// Epoch within the round (1-based).
     pub epoch: usize,
-    /// Mean training log-loss (without the L2 term).
+    /// Mean training loss (without the L2 term).
     pub loss: f64,
-    pub accuracy: f64,
+    /// The task's main figure on the training rows: accuracy, or R².
+    pub score: f64,
 }
 
 impl EpochPoint {
@@ -390,7 +417,7 @@ impl EpochPoint {
             round,
             epoch: s.epoch,
             loss: s.loss,
-            accuracy: s.accuracy,
+            score: s.score,
         }
     }
 }
@@ -402,10 +429,11 @@ pub trait RoundFigures {
     /// Training round, 1-based.
     fn round(&self) -> u64;
     fn contributors(&self) -> u32;
-    /// Log-loss and accuracy of the new global model on held-out rows (a
+    /// Loss (log-loss, or RMSE in the target's unit) and the task's main
+    /// figure (accuracy, or R²) of the new global model on held-out rows (a
     /// site's validation rows, or a simulation's test split), when known.
     fn loss(&self) -> Option<f64>;
-    fn accuracy(&self) -> Option<f64>;
+    fn score(&self) -> Option<f64>;
     /// Ciphertext bytes sent and received.
     fn bytes(&self) -> (u64, u64);
     /// Encryption and decryption time (per client), aggregation time on the
@@ -423,8 +451,8 @@ impl RoundFigures for ClientRound {
     fn loss(&self) -> Option<f64> {
         self.validation_loss
     }
-    fn accuracy(&self) -> Option<f64> {
-        self.validation_accuracy
+    fn score(&self) -> Option<f64> {
+        self.validation_score
     }
     fn bytes(&self) -> (u64, u64) {
         (self.cost.bytes_up, self.cost.bytes_down)
@@ -450,17 +478,22 @@ pub struct ClientRound {
     pub contributed: bool,
     /// Ids of the clients whose updates the sum holds (empty in plaintext).
     pub counted: Vec<String>,
-    /// Validation log-loss and accuracy of the global model, if rows were held out.
+    /// Validation loss (log-loss, or RMSE) and score (accuracy, or R²) of
+    /// the global model, if rows were held out.
     pub validation_loss: Option<f64>,
-    pub validation_accuracy: Option<f64>,
+    pub validation_score: Option<f64>,
     pub cost: ExchangeCost,
 }
 
 /// Result of a client's run.
 #[derive(Debug, Clone)]
 pub struct ClientOutcome {
-    pub model: LogisticRegression,
+    pub model: Box<dyn Model>,
     pub scaler: Standardizer,
+    /// A regression target's federated scaling.
+    pub target_scaling: Option<TargetScaling>,
+    /// Training rows of the whole federation (from the statistics round).
+    pub global_rows: f64,
     pub rounds: Vec<ClientRound>,
     pub cancelled: bool,
 }
@@ -484,43 +517,78 @@ pub fn run_client_loop(
     if train.rows() == 0 {
         return Err(LoopError::Other("the local training set is empty".into()));
     }
-    // Round 1: federated standardization.
-    let local = Moments::of(&train.x);
+    let head = Head::for_target(&train.label);
+    let regression = train.label.kind() == TaskKind::Regression;
+    // Round 1: federated standardization (of a regression's target too).
+    let local = if regression {
+        let mut with_y = ndarray::Array2::zeros((train.rows(), features + 1));
+        with_y
+            .slice_mut(ndarray::s![.., ..features])
+            .assign(&train.x);
+        with_y.column_mut(features).assign(&train.y);
+        Moments::of(&with_y)
+    } else {
+        Moments::of(&train.x)
+    };
+    let columns = local.sums.len();
     let std_round = 1;
     debug_assert_eq!(RoundPhase::of(std_round), Some(RoundPhase::Standardize));
     let limb_bits = exchange.limb_bits();
-    let std_len = crate::client::standardization_len(features);
+    let std_len = crate::client::standardization_len(columns);
     let mean = match exchange.published(std_round, std_len)? {
         Some(m) => m,
         None => exchange.exchange(std_round, &local.encode(limb_bits), 1.0, cancel)?,
     };
     let summed: Vec<f64> = mean.values.iter().map(|v| v * mean.total_weight).collect();
-    let global = Moments::decode(&summed, features, limb_bits).map_err(LoopError::Other)?;
-    let scaler = global.standardizer();
+    let global = Moments::decode(&summed, columns, limb_bits).map_err(LoopError::Other)?;
+    let mut all = global.standardizer();
+    let target_scaling = if regression {
+        let scaling = TargetScaling {
+            mean: all.mean[features],
+            std: all.std[features],
+        };
+        all.mean.truncate(features);
+        all.std.truncate(features);
+        Some(scaling)
+    } else {
+        None
+    };
+    let scaler = all;
     on_event(&ClientEvent::Standardized {
         scaler: scaler.clone(),
+        target_scaling,
         global_rows: global.count,
         cost: mean.cost,
     });
     let x = scaler.transformed(&train.x);
-    let hold = validation.map(|h| (scaler.transformed(&h.x), h.y.to_vec()));
+    let y = match &target_scaling {
+        Some(t) => train.y.mapv(|v| t.scale(v)),
+        None => train.y.clone(),
+    };
+    let hold = validation.map(|h| (h.x.clone(), h.y.to_vec()));
 
-    let mut global_model = LogisticRegression::zeros(features);
+    let mut global_model = crate::model::build(&cfg.architecture, features, head, cfg.init_seed)?;
+    let params = global_model.params().len();
     let mut rounds = Vec::new();
-    let weight = train.rows() as f64;
+    let unit = weight_unit(global.count);
+    let weight = site_weight(train.rows(), unit);
+    let outcome =
+        |model: Box<dyn Model>, rounds: Vec<ClientRound>, cancelled: bool| ClientOutcome {
+            model,
+            scaler: scaler.clone(),
+            target_scaling,
+            global_rows: global.count,
+            rounds,
+            cancelled,
+        };
     for k in 1..=cfg.rounds {
         if cancel.load(Ordering::Relaxed) {
-            return Ok(ClientOutcome {
-                model: global_model,
-                scaler,
-                rounds,
-                cancelled: true,
-            });
+            return Ok(outcome(global_model, rounds, true));
         }
         let server_round = RoundPhase::server_round_of_training(k);
         // Resuming: a round that closed while this client was away is taken
         // as published, without training for it.
-        if let Some(mean) = exchange.published(server_round, features + 1)? {
+        if let Some(mean) = exchange.published(server_round, params)? {
             global_model.set_params(&mean.values)?;
             let rec = ClientRound {
                 round: k,
@@ -531,7 +599,7 @@ pub fn run_client_loop(
                 contributed: false,
                 counted: mean.counted,
                 validation_loss: None,
-                validation_accuracy: None,
+                validation_score: None,
                 cost: mean.cost,
             };
             on_event(&ClientEvent::Round(rec.clone()));
@@ -544,7 +612,7 @@ pub fn run_client_loop(
             ..cfg.train.clone()
         };
         let mut last_loss = None;
-        crate::model::train(&mut local_model, &x, &train.y, &tcfg, &mut |s| {
+        crate::model::train(&mut *local_model, &x, &y, &tcfg, &mut |s| {
             last_loss = Some(s.loss);
             on_event(&ClientEvent::Epoch(EpochPoint::of(k, s)));
             if cancel.load(Ordering::Relaxed) {
@@ -556,13 +624,12 @@ pub fn run_client_loop(
         if cancel.load(Ordering::Relaxed) {
             return Err(LoopError::Cancelled);
         }
-        let mean = exchange.exchange(server_round, &local_model.params(), weight, cancel)?;
+        let mean = exchange.exchange(server_round, local_model.params(), weight, cancel)?;
         global_model.set_params(&mean.values)?;
-        let (validation_loss, validation_accuracy) = match &hold {
+        let (validation_loss, validation_score) = match &hold {
             Some((hx, hy)) => {
-                let p = global_model.predict_proba(hx).to_vec();
-                let m = Metrics::compute(hy, &p);
-                (Some(m.log_loss), Some(m.accuracy))
+                let e = evaluate_raw(&*global_model, &scaler, target_scaling.as_ref(), hx, hy);
+                (Some(e.loss()), Some(e.score()))
             }
             None => (None, None),
         };
@@ -575,18 +642,29 @@ pub fn run_client_loop(
             contributed: mean.contributed,
             counted: mean.counted,
             validation_loss,
-            validation_accuracy,
+            validation_score,
             cost: mean.cost,
         };
         on_event(&ClientEvent::Round(rec.clone()));
         rounds.push(rec);
     }
-    Ok(ClientOutcome {
-        model: global_model,
-        scaler,
-        rounds,
-        cancelled: false,
-    })
+    Ok(outcome(global_model, rounds, false))
+}
+
+/// Metrics of `model` on raw rows `x` with labels `y` (class indices, or
+/// values in the target's unit).
+pub fn evaluate_raw(
+    model: &dyn Model,
+    scaler: &Standardizer,
+    target_scaling: Option<&TargetScaling>,
+    x: &Array2<f64>,
+    y: &[f64],
+) -> Evaluation {
+    let mut p = crate::model::predictions(model, &scaler.transformed(x));
+    if let Some(t) = target_scaling {
+        p.mapv_inplace(|z| t.unscale(z));
+    }
+    Evaluation::compute(model.head(), y, &p)
 }
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ pub enum CryptoError {
         max_clients: u32,
     },
     #[error(
-        "value {index} ({value}) times weight {weight} is out of range: |weight × value| must be below {bound} for this key's scale, so that a sum of {max_clients} updates cannot overflow (a key made with a smaller --scale-bits or --max-clients has more room)"
+        "value {index} ({value}) times weight {weight} is out of range: |weight × value| must be below {bound} for this key's scale, so that a sum of {max_clients} updates cannot overflow (a key made with a smaller --scale-bits or --max-clients has more room; model parameters this large usually mean training diverged: try a smaller learning rate or some L2)"
     )]
     ValueOutOfRange {
         index: usize,

@@ -11,7 +11,10 @@ use rayon::prelude::*;
 
 use super::blocks::{Block, BlockReader};
 
-use super::{DEFAULT_LABEL_NAMES, DataError, Dataset, LabelMapping, Location};
+use super::target::{MAX_CLASSES, propose_task, sort_classes};
+use super::{
+    DEFAULT_LABEL_NAMES, DataError, Dataset, LabelMapping, Location, Target, TargetSpec, TaskKind,
+};
 
 /// Which columns become features.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,12 +35,14 @@ pub struct CsvOptions {
     pub ignore: Vec<String>,
     /// Columns never auto-ignored as identifiers.
     pub keep: Vec<String>,
-    /// The label value that means class 1.
+    /// What the label column holds (binary by default).
+    pub target: TargetSpec,
+    /// The label value that means class 1 (binary).
     pub positive: Option<String>,
     /// Leave out a column named `id` or holding a distinct integer on every row.
     pub auto_ignore_ids: bool,
     pub features: FeatureSelection,
-    /// A saved model's label mapping: labels must be one of its two values.
+    /// A saved binary model's label mapping: labels must be one of its two values.
     pub mapping: Option<LabelMapping>,
     /// Accept a file without the label column (predictions without metrics).
     pub label_optional: bool,
@@ -52,6 +57,7 @@ impl Default for CsvOptions {
             label: None,
             ignore: Vec::new(),
             keep: Vec::new(),
+            target: TargetSpec::Binary,
             positive: None,
             auto_ignore_ids: true,
             features: FeatureSelection::All,
@@ -193,9 +199,11 @@ fn read_csv<R: Read>(
         present,
         labels: label_idx,
         label_values,
+        overflow,
+        targets,
+        first_text,
         rows,
     } = acc;
-    let label_values: Vec<String> = label_values.into_iter().map(|(v, _)| v).collect();
     if rows == 0 {
         return Err(DataError::HeaderOnly(name.to_string()));
     }
@@ -256,21 +264,36 @@ fn read_csv<R: Read>(
     let (label, y, has_labels) = match plan.label {
         Some(c) => {
             let column = header[c].clone();
-            let mapping = choose_mapping(name, &column, &label_values, opts, &mut notices)?;
-            let pos_idx = label_values.iter().position(|v| *v == mapping.positive);
-            let y: Array1<f64> = label_idx
-                .iter()
-                .map(|&i| f64::from(u8::from(Some(usize::from(i)) == pos_idx)))
-                .collect();
-            (mapping, y, true)
+            let labels = LabelColumn {
+                file: name,
+                column: &column,
+                line_of_first: &label_values,
+                indices: &label_idx,
+                overflow,
+                targets,
+                first_text,
+                header: &header,
+                c,
+            };
+            let (target, y) = labels.target(opts, &mut notices)?;
+            (target, y, true)
         }
         None => {
-            let mapping = opts.mapping.clone().unwrap_or(LabelMapping {
-                column: String::new(),
-                positive: "1".into(),
-                negative: "0".into(),
-            });
-            (mapping, Array1::zeros(rows), false)
+            let target = match &opts.target {
+                TargetSpec::Classes(Some(classes)) => Target::Multiclass {
+                    column: String::new(),
+                    classes: classes.clone(),
+                },
+                TargetSpec::Numeric => Target::Regression {
+                    column: String::new(),
+                },
+                _ => Target::Binary(opts.mapping.clone().unwrap_or(LabelMapping {
+                    column: String::new(),
+                    positive: "1".into(),
+                    negative: "0".into(),
+                })),
+            };
+            (target, Array1::zeros(rows), false)
         }
     };
     Ok(LoadedCsv {
@@ -406,10 +429,18 @@ struct Parsed {
     values: Vec<f64>,
     first_missing: Vec<Option<u64>>,
     present: Vec<usize>,
-    /// Index into `label_values` per row.
-    labels: Vec<u8>,
-    /// Distinct label values (at most two) and the line each first appears on.
+    /// Index into `label_values` (or the given class list) per row;
+    /// `u32::MAX` once more than [`MAX_CLASSES`] values were seen.
+    labels: Vec<u32>,
+    /// Distinct label values and the line each first appears on.
     label_values: Vec<(String, u64)>,
+    /// More distinct label values than [`MAX_CLASSES`] (automatic task).
+    overflow: bool,
+    /// The label as a number per row (numeric and automatic targets; NaN
+    /// for a cell that is not a number).
+    targets: Vec<f64>,
+    /// First label cell that is not a number (automatic targets).
+    first_text: Option<(u64, String)>,
     rows: usize,
 }
 
@@ -421,40 +452,71 @@ impl Parsed {
             present: vec![0; nfeat],
             labels: Vec::new(),
             label_values: Vec::new(),
+            overflow: false,
+            targets: Vec::new(),
+            first_text: None,
             rows: 0,
         }
     }
 
     /// Appends a later block, mapping its label values onto ours.
     fn merge(&mut self, other: Parsed, ctx: &BlockContext) -> Result<(), DataError> {
-        let mut map = [0u8; 2];
+        let mut map = vec![u32::MAX; other.label_values.len()];
         for (k, (value, line)) in other.label_values.iter().enumerate() {
             let idx = match self.label_values.iter().position(|(v, _)| v == value) {
                 Some(i) => i,
                 None => {
-                    if self.label_values.len() == 2 {
-                        let c = ctx.plan.label.unwrap_or(0);
-                        return Err(DataError::ThirdLabel {
-                            at: location(ctx.name, *line, c, ctx.header),
-                            value: value.clone(),
-                            first: self.label_values[0].0.clone(),
-                            second: self.label_values[1].0.clone(),
-                        });
+                    let c = ctx.plan.label.unwrap_or(0);
+                    let at = || location(ctx.name, *line, c, ctx.header);
+                    match &ctx.opts.target {
+                        TargetSpec::Binary if self.label_values.len() == 2 => {
+                            return Err(DataError::ThirdLabel {
+                                at: at(),
+                                value: value.clone(),
+                                first: self.label_values[0].0.clone(),
+                                second: self.label_values[1].0.clone(),
+                            });
+                        }
+                        TargetSpec::Classes(None) if self.label_values.len() == MAX_CLASSES => {
+                            return Err(DataError::TooManyClasses {
+                                at: at(),
+                                max: MAX_CLASSES,
+                            });
+                        }
+                        _ if self.label_values.len() == MAX_CLASSES => {
+                            self.overflow = true;
+                            continue;
+                        }
+                        _ => {}
                     }
                     self.label_values.push((value.clone(), *line));
                     self.label_values.len() - 1
                 }
             };
-            // At most two label values exist, so indices fit in a u8.
-            map[k] = idx as u8;
+            // At most MAX_CLASSES label values exist, so indices fit in a u32.
+            map[k] = idx as u32;
         }
+        let fixed = matches!(ctx.opts.target, TargetSpec::Classes(Some(_)));
+        self.overflow |= other.overflow;
+        if self.first_text.is_none() {
+            self.first_text = other.first_text;
+        }
+        self.targets.extend_from_slice(&other.targets);
         if self.values.capacity() == 0 {
             self.values = other.values;
         } else {
             self.values.extend_from_slice(&other.values);
         }
-        self.labels
-            .extend(other.labels.iter().map(|&i| map[usize::from(i)]));
+        if fixed {
+            self.labels.extend_from_slice(&other.labels);
+        } else {
+            self.labels.extend(
+                other
+                    .labels
+                    .iter()
+                    .map(|&i| map.get(i as usize).copied().unwrap_or(u32::MAX)),
+            );
+        }
         for (mine, theirs) in self.first_missing.iter_mut().zip(&other.first_missing) {
             if mine.is_none() {
                 *mine = *theirs;
@@ -576,10 +638,75 @@ impl BlockContext<'_> {
             out.present[j] += 1;
         }
         if let Some(c) = plan.label {
-            let idx = self.label_index(field(c).trim_ascii(), &mut out.label_values, line, c)?;
-            out.labels.push(idx);
+            self.label_cell(out, field(c).trim_ascii(), line, c)?;
         }
         out.rows += 1;
+        Ok(())
+    }
+
+    /// Reads one label cell the way the target spec asks.
+    fn label_cell(
+        &self,
+        out: &mut Parsed,
+        cell: &[u8],
+        line: u64,
+        c: usize,
+    ) -> Result<(), DataError> {
+        let at = || location(self.name, line, c, self.header);
+        match &self.opts.target {
+            TargetSpec::Binary => {
+                let idx = self.label_index(cell, &mut out.label_values, line, c)?;
+                out.labels.push(idx);
+            }
+            TargetSpec::Classes(Some(classes)) => {
+                let text = label_text(cell, &at)?;
+                let Some(i) = classes.iter().position(|k| k == text) else {
+                    return Err(DataError::UnknownClass {
+                        at: at(),
+                        value: super::shorten(text, 80),
+                        classes: super::shorten(&classes.join(", "), 200),
+                    });
+                };
+                // At most MAX_CLASSES classes (plan validation), so i fits.
+                out.labels.push(i as u32);
+            }
+            TargetSpec::Numeric => {
+                let text = label_text(cell, &at)?;
+                out.targets.push(parse_target(text, &at)?);
+            }
+            TargetSpec::Classes(None) | TargetSpec::Auto => {
+                let text = label_text(cell, &at)?;
+                let idx = match out.label_values.iter().position(|(v, _)| v == text) {
+                    Some(i) => i as u32,
+                    None if out.label_values.len() < MAX_CLASSES => {
+                        out.label_values.push((text.to_string(), line));
+                        out.label_values.len() as u32 - 1
+                    }
+                    None if matches!(self.opts.target, TargetSpec::Auto) => {
+                        out.overflow = true;
+                        u32::MAX
+                    }
+                    None => {
+                        return Err(DataError::TooManyClasses {
+                            at: at(),
+                            max: MAX_CLASSES,
+                        });
+                    }
+                };
+                out.labels.push(idx);
+                if matches!(self.opts.target, TargetSpec::Auto) {
+                    match parse_target(text, &at) {
+                        Ok(v) => out.targets.push(v),
+                        Err(_) => {
+                            out.targets.push(f64::NAN);
+                            if out.first_text.is_none() {
+                                out.first_text = Some((line, super::shorten(text, 80)));
+                            }
+                        }
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -589,10 +716,10 @@ impl BlockContext<'_> {
         seen: &mut Vec<(String, u64)>,
         line: u64,
         c: usize,
-    ) -> Result<u8, DataError> {
+    ) -> Result<u32, DataError> {
         if let Some(i) = seen.iter().position(|(v, _)| v.as_bytes() == cell) {
-            // At most two label values exist, so the index fits in a u8.
-            return Ok(i as u8);
+            // At most two label values exist, so the index fits.
+            return Ok(i as u32);
         }
         let at = || location(self.name, line, c, self.header);
         let text = std::str::from_utf8(cell).map_err(|_| DataError::InvalidUtf8 { at: at() })?;
@@ -619,7 +746,28 @@ impl BlockContext<'_> {
             });
         }
         seen.push((text.to_string(), line));
-        Ok(seen.len() as u8 - 1)
+        Ok(seen.len() as u32 - 1)
+    }
+}
+
+/// A label cell as text; empty is a missing value.
+fn label_text<'c>(cell: &'c [u8], at: &dyn Fn() -> Box<Location>) -> Result<&'c str, DataError> {
+    let text = std::str::from_utf8(cell).map_err(|_| DataError::InvalidUtf8 { at: at() })?;
+    if text.is_empty() {
+        return Err(DataError::MissingCell { at: at() });
+    }
+    Ok(text)
+}
+
+/// A numeric target cell, within the same bound as features.
+fn parse_target(text: &str, at: &dyn Fn() -> Box<Location>) -> Result<f64, DataError> {
+    match fast_float2::parse::<f64, _>(text) {
+        Ok(v) if v.is_finite() && v.abs() <= super::MAX_ABS_VALUE => Ok(v),
+        Ok(v) if v.is_finite() => Err(DataError::OutOfRange { at: at(), value: v }),
+        _ => Err(DataError::NotNumeric {
+            at: at(),
+            value: super::shorten(text, 80),
+        }),
     }
 }
 
@@ -782,6 +930,114 @@ fn is_identifier(values: &[f64], nfeat: usize, j: usize) -> bool {
         .skip(j)
         .step_by(nfeat)
         .all(|&v| v.fract() == 0.0 && v.abs() < 9.0e15 && seen.insert(v as i64))
+}
+
+/// The parsed label column, turned into a [`Target`] and `y` at the end.
+struct LabelColumn<'a> {
+    file: &'a str,
+    column: &'a str,
+    /// Distinct values with the line each first appears on.
+    line_of_first: &'a [(String, u64)],
+    indices: &'a [u32],
+    overflow: bool,
+    targets: Vec<f64>,
+    first_text: Option<(u64, String)>,
+    header: &'a [String],
+    c: usize,
+}
+
+impl LabelColumn<'_> {
+    fn target(
+        self,
+        opts: &CsvOptions,
+        notices: &mut Vec<String>,
+    ) -> Result<(Target, Array1<f64>), DataError> {
+        let values: Vec<String> = self.line_of_first.iter().map(|(v, _)| v.clone()).collect();
+        let kind = match &opts.target {
+            TargetSpec::Binary => TaskKind::Binary,
+            TargetSpec::Classes(_) => TaskKind::Multiclass,
+            TargetSpec::Numeric => TaskKind::Regression,
+            TargetSpec::Auto => {
+                if self.overflow && self.first_text.is_some() {
+                    let (line, _) = self.first_text.clone().unwrap_or_default();
+                    return Err(DataError::TooManyClasses {
+                        at: location(self.file, line, self.c, self.header),
+                        max: MAX_CLASSES,
+                    });
+                }
+                let (kind, why) = if self.first_text.is_some() {
+                    let (k, w) = propose_task(&values, false);
+                    (
+                        if k == TaskKind::Regression {
+                            TaskKind::Multiclass
+                        } else {
+                            k
+                        },
+                        w,
+                    )
+                } else {
+                    propose_task(&values, self.overflow)
+                };
+                notices.push(format!("task: {kind}, because {why} (choose with --task)"));
+                kind
+            }
+        };
+        match kind {
+            TaskKind::Binary => {
+                let mapping = choose_mapping(self.file, self.column, &values, opts, notices)?;
+                let pos_idx = values.iter().position(|v| *v == mapping.positive);
+                let y = self
+                    .indices
+                    .iter()
+                    .map(|&i| f64::from(u8::from(Some(i as usize) == pos_idx)))
+                    .collect();
+                Ok((Target::Binary(mapping), y))
+            }
+            TaskKind::Multiclass => {
+                if let TargetSpec::Classes(Some(classes)) = &opts.target {
+                    let y = self.indices.iter().map(|&i| f64::from(i)).collect();
+                    return Ok((
+                        Target::Multiclass {
+                            column: self.column.to_string(),
+                            classes: classes.clone(),
+                        },
+                        y,
+                    ));
+                }
+                if values.len() < 2 {
+                    return Err(DataError::SingleClass {
+                        file: self.file.to_string(),
+                        column: self.column.to_string(),
+                        value: values.first().cloned().unwrap_or_default(),
+                    });
+                }
+                let mut classes = values.clone();
+                sort_classes(&mut classes);
+                let rank: Vec<f64> = values
+                    .iter()
+                    .map(|v| classes.iter().position(|c| c == v).unwrap_or(0) as f64)
+                    .collect();
+                let y = self
+                    .indices
+                    .iter()
+                    .map(|&i| rank.get(i as usize).copied().unwrap_or(0.0))
+                    .collect();
+                Ok((
+                    Target::Multiclass {
+                        column: self.column.to_string(),
+                        classes,
+                    },
+                    y,
+                ))
+            }
+            TaskKind::Regression => Ok((
+                Target::Regression {
+                    column: self.column.to_string(),
+                },
+                Array1::from(self.targets),
+            )),
+        }
+    }
 }
 
 fn choose_mapping(

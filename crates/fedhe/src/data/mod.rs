@@ -5,9 +5,13 @@ mod blocks;
 mod csv_load;
 mod scaler;
 pub mod split;
+mod target;
 
 pub use csv_load::{CsvOptions, FeatureSelection, LoadedCsv, load_csv, load_csv_reader};
 pub use scaler::Standardizer;
+pub use target::{
+    AUTO_MAX_CLASSES, MAX_CLASSES, Target, TargetSpec, TaskKind, propose_task, sort_classes,
+};
 
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
@@ -31,15 +35,16 @@ pub struct LabelMapping {
     pub negative: String,
 }
 
-/// A numeric design matrix with 0/1 labels.
+/// A numeric design matrix with its targets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     /// Rows × features, in `feature_names` order.
     pub x: Array2<f64>,
-    /// 1.0 for the positive class, 0.0 for the negative one.
+    /// Binary: 1.0 for the positive class, 0.0 for the negative one;
+    /// multi-class: the class index; regression: the value.
     pub y: Array1<f64>,
     pub feature_names: Vec<String>,
-    pub label: LabelMapping,
+    pub label: Target,
 }
 
 impl Dataset {
@@ -139,7 +144,7 @@ pub enum DataError {
     )]
     OutOfRange { at: Box<Location>, value: f64 },
     #[error(
-        "{at}: third label value {value:?}; the label column must hold exactly two values (seen so far: {first:?}, {second:?})"
+        "{at}: third label value {value:?}; a binary label column holds exactly two values (seen so far: {first:?}, {second:?}); for more classes use --task multiclass (or auto), for a numeric target --task regression"
     )]
     ThirdLabel {
         at: Box<Location>,
@@ -147,6 +152,16 @@ pub enum DataError {
         first: String,
         second: String,
     },
+    #[error("{at}: {value:?} is not one of the plan's classes ({classes})")]
+    UnknownClass {
+        at: Box<Location>,
+        value: String,
+        classes: String,
+    },
+    #[error(
+        "{at}: the label column has more than {max} distinct values; a numeric target is a regression task (--task regression)"
+    )]
+    TooManyClasses { at: Box<Location>, max: usize },
     #[error("{file}: no label column given and none of {tried:?} exists; columns are: {columns}")]
     NoLabelColumn {
         file: String,
@@ -192,4 +207,37 @@ pub enum DataError {
     NoFeatures { file: String },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Gives multi-class data sets loaded separately (sites that may lack some
+/// classes) one class list: the union, sorted as [`sort_classes`] does, with
+/// every `y` renumbered. Other tasks are left as they are.
+pub fn harmonize_classes(sets: &mut [Dataset]) {
+    let mut union: Vec<String> = Vec::new();
+    for ds in sets.iter() {
+        match &ds.label {
+            Target::Multiclass { classes, .. } => {
+                for c in classes {
+                    if !union.contains(c) {
+                        union.push(c.clone());
+                    }
+                }
+            }
+            _ => return,
+        }
+    }
+    sort_classes(&mut union);
+    for ds in sets.iter_mut() {
+        if let Target::Multiclass { column, classes } = &ds.label {
+            let map: Vec<f64> = classes
+                .iter()
+                .map(|c| union.iter().position(|u| u == c).unwrap_or(0) as f64)
+                .collect();
+            ds.y.mapv_inplace(|v| map.get(v as usize).copied().unwrap_or(0.0));
+            ds.label = Target::Multiclass {
+                column: column.clone(),
+                classes: union.clone(),
+            };
+        }
+    }
 }

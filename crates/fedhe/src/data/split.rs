@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Gamma};
 
-use super::{DataError, Dataset};
+use super::{DataError, Dataset, TaskKind};
 
 /// How rows are dealt to clients.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,11 +48,21 @@ impl std::fmt::Display for Partition {
     }
 }
 
-/// Row indices of each class, shuffled by `rng`.
-fn shuffled_classes(ds: &Dataset, rng: &mut ChaCha8Rng) -> [Vec<usize>; 2] {
-    let mut classes: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
+/// Row indices of each class in class order (one group for a regression
+/// target), shuffled by `rng`.
+fn shuffled_classes(ds: &Dataset, rng: &mut ChaCha8Rng) -> Vec<Vec<usize>> {
+    let groups = match ds.label.kind() {
+        TaskKind::Regression => 1,
+        _ => ds.label.classes().len().max(2),
+    };
+    let mut classes: Vec<Vec<usize>> = vec![Vec::new(); groups];
     for (i, &y) in ds.y.iter().enumerate() {
-        classes[usize::from(y == 1.0)].push(i);
+        let g = if groups == 1 {
+            0
+        } else {
+            (y as usize).min(groups - 1)
+        };
+        classes[g].push(i);
     }
     for c in &mut classes {
         c.shuffle(rng);
@@ -60,7 +70,7 @@ fn shuffled_classes(ds: &Dataset, rng: &mut ChaCha8Rng) -> [Vec<usize>; 2] {
     classes
 }
 
-/// Stratified split: each class contributes `round(n_class * test_fraction)`
+/// Stratified split (by class; a regression target is one group): each class contributes `round(n_class * test_fraction)`
 /// rows to the test set. Rows keep their file order within each part.
 pub fn stratified_split(
     ds: &Dataset,
@@ -169,17 +179,13 @@ pub fn write_csv(ds: &Dataset, path: &Path) -> Result<(), DataError> {
         source: e,
     };
     let mut w = csv::Writer::from_path(path).map_err(|e| err(e.into()))?;
-    let mut header = vec![ds.label.column.as_str()];
+    let mut header = vec![ds.label.column()];
     header.extend(ds.feature_names.iter().map(String::as_str));
     w.write_record(&header).map_err(|e| err(e.into()))?;
     let mut rec: Vec<String> = Vec::with_capacity(header.len());
     for (row, y) in ds.x.rows().into_iter().zip(ds.y.iter()) {
         rec.clear();
-        rec.push(if *y == 1.0 {
-            ds.label.positive.clone()
-        } else {
-            ds.label.negative.clone()
-        });
+        rec.push(ds.label.value_name(*y));
         rec.extend(row.iter().map(|v| v.to_string()));
         w.write_record(&rec).map_err(|e| err(e.into()))?;
     }

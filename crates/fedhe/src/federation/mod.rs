@@ -10,14 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::{
-    ClientEvent, ClientOutcome, Exchange, ExchangeCost, LoopError, RoundMean, max_len_for,
-};
+use crate::client::{ClientEvent, ClientOutcome, Exchange, ExchangeCost, LoopError, RoundMean};
 use crate::crypto::{ParamSet, SecretKey};
 use crate::data::split::{Partition, partition, stratified_split};
-use crate::data::{CsvOptions, Dataset, Standardizer, load_csv};
-use crate::model::{LogisticRegression, Metrics, TrainConfig};
-use crate::plan::{Plan, Quorum, Training};
+use crate::data::{CsvOptions, Dataset, Standardizer, Target, TargetSpec, load_csv};
+use crate::model::{Architecture, Evaluation, Head, Model, TargetScaling, TrainConfig};
+use crate::plan::{ModelSpec, Plan, Quorum, Training};
 use crate::protocol::RoundPhase;
 use crate::server::{EmbeddedServer, ServerConfig};
 use crate::session::{self, ConnectOptions, Joined, RunRecord, SessionError};
@@ -48,6 +46,8 @@ pub struct SimulationConfig {
     pub rounds: u64,
     /// Local training per round (epochs, lr, batch size, L2, seed).
     pub train: TrainConfig,
+    /// The model every client trains.
+    pub architecture: Architecture,
     /// Plaintext FedAvg instead of encryption + HTTP.
     pub plain: bool,
     pub params: ParamSet,
@@ -61,9 +61,10 @@ pub struct RoundRecord {
     pub round: u64,
     pub plain: bool,
     pub contributors: u32,
-    /// Global model on the test set.
+    /// Global model on the test set: log-loss (RMSE for regression) and the
+    /// task's score (accuracy, or R²).
     pub global_loss: f64,
-    pub global_accuracy: f64,
+    pub global_score: f64,
     /// Ciphertext bytes uploaded / downloaded by all clients together.
     pub bytes_up: u64,
     pub bytes_down: u64,
@@ -75,19 +76,21 @@ pub struct RoundRecord {
     pub decrypt_ms: f64,
     /// Wall time since the simulation started.
     pub elapsed_ms: f64,
-    /// Global weights then bias.
+    /// The global model's flat parameters.
     pub params: Vec<f64>,
 }
 
 #[derive(Debug, Clone)]
 pub struct SimulationResult {
     pub records: Vec<RoundRecord>,
-    pub model: LogisticRegression,
+    pub model: Box<dyn Model>,
     pub scaler: Standardizer,
-    pub test: Metrics,
+    pub target_scaling: Option<TargetScaling>,
+    /// The global model on the test split.
+    pub test: Evaluation,
     pub feature_names: Vec<String>,
-    /// The label mapping of the data (for saving a model file).
-    pub label: crate::data::LabelMapping,
+    /// The task and classes of the data (for saving a model file).
+    pub label: Target,
     /// Training rows summed over the clients.
     pub train_rows: usize,
     pub total_ms: f64,
@@ -100,14 +103,16 @@ impl SimulationConfig {
     /// The plan a simulation serves: the data's columns and classes, these
     /// training settings, a quorum of every simulated client.
     pub fn plan(&self, data: &Dataset, clients: usize) -> Plan {
-        let mut plan = Plan::binary(data.label.clone(), data.feature_names.clone(), Vec::new());
+        let mut plan = Plan::for_target(&data.label, data.feature_names.clone(), Vec::new());
         plan.name = "fedhe simulate".into();
+        plan.model = ModelSpec::of(&self.architecture);
         plan.training = Training {
             rounds: self.rounds,
             epochs: self.train.epochs,
             lr: self.train.lr,
             batch_size: self.train.batch_size,
             l2: self.train.l2,
+            momentum: self.train.momentum,
             seed: self.train.seed,
             // The simulation evaluates on its own test split.
             validation_share: 0.0,
@@ -138,7 +143,8 @@ impl SimulationResult {
             self.feature_names.clone(),
             self.scaler.clone(),
             self.label.clone(),
-            &self.model,
+            self.target_scaling,
+            &*self.model,
             crate::model::Provenance::federated(
                 crate::model::SIMULATED,
                 cfg.data_files(),
@@ -209,15 +215,27 @@ pub fn load_sim_data(
             }
             let first = load_csv(&clients[0], csv)?.dataset;
             let mut opts = csv.clone();
-            // Every file must have the first file's features and classes.
+            // Every file must have the first file's features and task.
             opts.features = crate::data::FeatureSelection::Named(first.feature_names.clone());
-            opts.mapping = Some(first.label.clone());
+            opts.target = match &first.label {
+                Target::Binary(m) => {
+                    opts.mapping = Some(m.clone());
+                    TargetSpec::Binary
+                }
+                Target::Multiclass { .. } => TargetSpec::Classes(None),
+                Target::Regression { .. } => TargetSpec::Numeric,
+            };
             let mut parts = vec![first];
             for p in &clients[1..] {
                 parts.push(load_csv(p, &opts)?.dataset);
             }
-            let test = load_csv(test, &opts)?.dataset;
-            Ok((parts, test))
+            let mut all = parts;
+            all.push(load_csv(test, &opts)?.dataset);
+            crate::data::harmonize_classes(&mut all);
+            let test = all
+                .pop()
+                .ok_or_else(|| SimulationError::Other("no test file".into()))?;
+            Ok((all, test))
         }
     }
 }
@@ -300,7 +318,6 @@ pub fn simulate(
     let start = Instant::now();
     let (parts, test) = load_sim_data(&cfg.data, &cfg.csv)?;
     let n = parts.len();
-    let features = test.x.ncols();
     let feature_names = test.feature_names.clone();
     let label = test.label.clone();
     let train_rows = parts.iter().map(Dataset::rows).sum();
@@ -333,7 +350,7 @@ pub fn simulate(
         let srv = EmbeddedServer::start(ServerConfig {
             public_key: Some(key.public()),
             plan: Some(plan.clone()),
-            max_len: Some(max_len_for(features)),
+            max_len: Some(plan.max_update_len()),
             auto_aggregate: true,
             ..ServerConfig::default()
         })?;
@@ -419,7 +436,7 @@ pub fn simulate(
             server.as_ref(),
             start,
             on_event,
-            features,
+            &plan,
         );
         let outcomes = handles
             .into_iter()
@@ -449,13 +466,18 @@ pub fn simulate(
     if outcome.cancelled {
         return Err(SimulationError::Cancelled);
     }
-    let xt = outcome.scaler.transformed(&test.x);
-    let probs = outcome.model.predict_proba(&xt).to_vec();
-    let test_metrics = Metrics::compute(&test.y.to_vec(), &probs);
+    let test_metrics = crate::client::evaluate_raw(
+        &*outcome.model,
+        &outcome.scaler,
+        outcome.target_scaling.as_ref(),
+        &test.x,
+        &test.y.to_vec(),
+    );
     Ok(SimulationResult {
         records,
         model: outcome.model,
         scaler: outcome.scaler,
+        target_scaling: outcome.target_scaling,
         test: test_metrics,
         feature_names,
         label,
@@ -477,8 +499,11 @@ fn collect_rounds(
     server: Option<&EmbeddedServer>,
     start: Instant,
     on_event: &mut dyn FnMut(&SimEvent),
-    features: usize,
+    plan: &Plan,
 ) -> (Vec<RoundRecord>, ExchangeCost) {
+    let head: Head = plan.head();
+    let architecture = plan.model.architecture();
+    let mut target_scaling: Option<TargetScaling> = None;
     let mut pending: std::collections::BTreeMap<u64, Vec<crate::client::ClientRound>> =
         Default::default();
     let mut scaler: Option<Standardizer> = None;
@@ -487,9 +512,15 @@ fn collect_rounds(
     while let Ok((index, event)) = rx.recv() {
         match &event {
             ClientEvent::Standardized {
-                scaler: s, cost, ..
+                scaler: s,
+                target_scaling: t,
+                cost,
+                ..
             } => {
                 scaler.get_or_insert_with(|| s.clone());
+                if target_scaling.is_none() {
+                    target_scaling = *t;
+                }
                 std_cost.encrypt_ms += cost.encrypt_ms / n as f64;
                 std_cost.decrypt_ms += cost.decrypt_ms / n as f64;
                 std_cost.bytes_up += cost.bytes_up;
@@ -501,12 +532,18 @@ fn collect_rounds(
                 if list.len() == n {
                     let list = pending.remove(&r.round).unwrap_or_default();
                     let params = list[0].global_params.clone();
-                    let mut model = LogisticRegression::zeros(features);
-                    let (loss, acc) = match (model.set_params(&params), &scaler) {
-                        (Ok(()), Some(s)) => {
-                            let p = model.predict_proba(&s.transformed(&test.x)).to_vec();
-                            let m = Metrics::compute(&test.y.to_vec(), &p);
-                            (m.log_loss, m.accuracy)
+                    let model = crate::model::build(&architecture, test.x.ncols(), head, 0)
+                        .and_then(|mut m| m.set_params(&params).map(|()| m));
+                    let (loss, acc) = match (model, &scaler) {
+                        (Ok(m), Some(s)) => {
+                            let e = crate::client::evaluate_raw(
+                                &*m,
+                                s,
+                                target_scaling.as_ref(),
+                                &test.x,
+                                &test.y.to_vec(),
+                            );
+                            (e.loss(), e.score())
                         }
                         _ => (f64::NAN, f64::NAN),
                     };
@@ -521,7 +558,7 @@ fn collect_rounds(
                         plain,
                         contributors: list[0].contributors,
                         global_loss: loss,
-                        global_accuracy: acc,
+                        global_score: acc,
                         bytes_up: list.iter().map(|c| c.cost.bytes_up).sum(),
                         bytes_down: list.iter().map(|c| c.cost.bytes_down).sum(),
                         encrypt_ms: list.iter().map(|c| c.cost.encrypt_ms).sum::<f64>() / n as f64,
@@ -551,8 +588,8 @@ impl crate::client::RoundFigures for RoundRecord {
     fn loss(&self) -> Option<f64> {
         Some(self.global_loss).filter(|v| v.is_finite())
     }
-    fn accuracy(&self) -> Option<f64> {
-        Some(self.global_accuracy).filter(|v| v.is_finite())
+    fn score(&self) -> Option<f64> {
+        Some(self.global_score).filter(|v| v.is_finite())
     }
     fn bytes(&self) -> (u64, u64) {
         (self.bytes_up, self.bytes_down)
@@ -585,7 +622,7 @@ pub fn records_csv(records: &[RoundRecord]) -> Result<String, csv::Error> {
         plain: bool,
         contributors: u32,
         global_loss: f64,
-        global_accuracy: f64,
+        global_score: f64,
         bytes_up: u64,
         bytes_down: u64,
         encrypt_ms: f64,
@@ -600,7 +637,7 @@ pub fn records_csv(records: &[RoundRecord]) -> Result<String, csv::Error> {
             plain: r.plain,
             contributors: r.contributors,
             global_loss: r.global_loss,
-            global_accuracy: r.global_accuracy,
+            global_score: r.global_score,
             bytes_up: r.bytes_up,
             bytes_down: r.bytes_down,
             encrypt_ms: r.encrypt_ms,

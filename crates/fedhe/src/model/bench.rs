@@ -6,11 +6,12 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use ndarray::{Array1, Array2};
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::{LogisticRegression, ModelError, TrainConfig, train};
+use super::{Architecture, Head, Model, ModelError, TrainConfig, build, train};
 use crate::data::{CsvOptions, load_csv};
 
 /// Medians of a data benchmark run.
@@ -21,7 +22,14 @@ pub struct DataBench {
     pub file_bytes: u64,
     pub parse_ms_median: f64,
     pub parse_mb_per_s: f64,
+    /// Logistic regression: one epoch with its whole-set evaluation.
     pub epoch_ms_median: f64,
+    /// Softmax regression over 10 classes: one SGD pass over every row.
+    pub softmax10_epoch_ms_median: f64,
+    /// MLP with one hidden layer of 64 (binary): one SGD pass over every row.
+    pub mlp64_epoch_ms_median: f64,
+    /// MLP with one hidden layer of 64: scoring every row once.
+    pub mlp64_predict_ms_median: f64,
     pub batch_size: usize,
     pub repeats: usize,
 }
@@ -106,11 +114,80 @@ pub fn run_data_bench(
     };
     let mut epoch_ms = Vec::new();
     for i in 0..repeats {
-        let mut model = LogisticRegression::zeros(features);
+        let mut model = build(&Architecture::Linear, features, Head::Logistic, 0)?;
         let t = Instant::now();
-        train(&mut model, &x, &y, &cfg, &mut |_| ControlFlow::Continue(()))?;
+        train(
+            &mut *model,
+            &x,
+            &y,
+            &cfg,
+            &mut |_| ControlFlow::Continue(()),
+        )?;
         epoch_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        progress(&format!("epoch {}/{repeats}: {:.0} ms", i + 1, epoch_ms[i]));
+        progress(&format!(
+            "logistic epoch {}/{repeats}: {:.0} ms",
+            i + 1,
+            epoch_ms[i]
+        ));
+    }
+    // Ten classes: the largest of ten fixed random projections of the row.
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let proj: Vec<f64> = (0..features * 10)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let y10: Vec<f64> = x
+        .rows()
+        .into_iter()
+        .map(|r| {
+            let scores: Vec<f64> = (0..10)
+                .map(|c| {
+                    r.iter()
+                        .enumerate()
+                        .map(|(j, v)| v * proj[j * 10 + c])
+                        .sum()
+                })
+                .collect();
+            super::argmax(&scores) as f64
+        })
+        .collect();
+    let ys = y.to_vec();
+    let mut order: Vec<usize> = (0..rows.min(x.nrows())).collect();
+    order.shuffle(&mut rng);
+    let mut timed = |name: &str, model: &mut dyn Model, labels: &[f64]| {
+        let mut ms = Vec::new();
+        for i in 0..repeats {
+            let t = Instant::now();
+            model.fit_epoch(&x, labels, None, &order, &cfg);
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+            progress(&format!(
+                "{name} epoch {}/{repeats}: {:.0} ms",
+                i + 1,
+                ms[i]
+            ));
+        }
+        median(ms)
+    };
+    let mut softmax = build(
+        &Architecture::Linear,
+        features,
+        Head::Softmax { classes: 10 },
+        0,
+    )?;
+    let softmax10 = timed("softmax (10 classes)", &mut *softmax, &y10);
+    let mlp_arch = Architecture::Mlp { hidden: vec![64] };
+    let mut mlp = build(&mlp_arch, features, Head::Logistic, 1)?;
+    let mlp64 = timed("MLP (hidden 64)", &mut *mlp, &ys);
+    let mut predict_ms = Vec::new();
+    for i in 0..repeats {
+        let t = Instant::now();
+        let out = mlp.outputs(&x);
+        predict_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        progress(&format!(
+            "MLP scoring {}/{repeats}: {:.0} ms ({} rows)",
+            i + 1,
+            predict_ms[i],
+            out.nrows()
+        ));
     }
     let parse_ms_median = median(parse_ms);
     Ok(DataBench {
@@ -120,6 +197,9 @@ pub fn run_data_bench(
         parse_ms_median,
         parse_mb_per_s: file_bytes as f64 / 1e6 / (parse_ms_median / 1e3),
         epoch_ms_median: median(epoch_ms),
+        softmax10_epoch_ms_median: softmax10,
+        mlp64_epoch_ms_median: mlp64,
+        mlp64_predict_ms_median: median(predict_ms),
         batch_size: cfg.batch_size,
         repeats,
     })

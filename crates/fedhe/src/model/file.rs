@@ -1,17 +1,55 @@
-//! The self-describing model file (JSON).
+//! The self-describing model file (JSON). Version 2 holds the task and its
+//! classes, the model kind and shape, the flat parameters and a regression
+//! target's scaling; version 1 files (binary logistic regression: weights
+//! and bias) still load and score.
 
 use std::path::Path;
 
-use ndarray::Array1;
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use super::{LogisticRegression, ModelError, TrainConfig};
-use crate::data::{CsvOptions, FeatureSelection, LabelMapping, Standardizer};
+use super::network::param_count;
+use super::{Architecture, Evaluation, Head, Model, ModelError, TrainConfig};
+use crate::data::{CsvOptions, FeatureSelection, LabelMapping, Standardizer, Target, TargetSpec};
 
 /// Value of the `format` field.
 pub const FORMAT_NAME: &str = "fedhe-model";
 /// Current `version`; older readers refuse newer files.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// How a regression target was standardized for training: predictions are
+/// `mean + std · output`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TargetScaling {
+    pub mean: f64,
+    pub std: f64,
+}
+
+impl TargetScaling {
+    /// From a row count and the target's sum and sum of squares.
+    pub fn from_moments(count: f64, sum: f64, sum_sq: f64) -> TargetScaling {
+        let s = Standardizer::from_moments(count, &[sum], &[sum_sq]);
+        TargetScaling {
+            mean: s.mean[0],
+            std: s.std[0],
+        }
+    }
+
+    /// Fitted on these values.
+    pub fn fit(y: &[f64]) -> TargetScaling {
+        let sum: f64 = y.iter().sum();
+        let sum_sq: f64 = y.iter().map(|v| v * v).sum();
+        TargetScaling::from_moments(y.len() as f64, sum, sum_sq)
+    }
+
+    pub fn scale(&self, y: f64) -> f64 {
+        (y - self.mean) / self.std
+    }
+
+    pub fn unscale(&self, z: f64) -> f64 {
+        self.mean + self.std * z
+    }
+}
 
 /// Where a model came from. Written the same way by every path that makes
 /// a model (local training, a federation, a simulation).
@@ -88,26 +126,43 @@ impl Provenance {
     }
 }
 
-/// Everything needed to score new data: features by name, the scaler fitted on
-/// the training data, the label mapping, weights and bias.
+/// Everything needed to score new data: features by name, the scaler fitted
+/// on the training data, the task and its classes, the model's kind, shape
+/// and parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelFile {
     pub format: String,
     pub version: u32,
     pub feature_names: Vec<String>,
     pub standardization: Standardizer,
-    pub label: LabelMapping,
-    pub weights: Vec<f64>,
-    pub bias: f64,
+    pub target: Target,
+    /// Regression only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_scaling: Option<TargetScaling>,
+    pub architecture: Architecture,
+    /// The flat parameter vector (per layer: weights row-major, then biases).
+    pub params: Vec<f64>,
     pub provenance: Provenance,
+}
+
+/// The version 1 layout: binary logistic regression.
+#[derive(Deserialize)]
+struct ModelFileV1 {
+    feature_names: Vec<String>,
+    standardization: Standardizer,
+    label: LabelMapping,
+    weights: Vec<f64>,
+    bias: f64,
+    provenance: Provenance,
 }
 
 impl ModelFile {
     pub fn new(
         feature_names: Vec<String>,
         standardization: Standardizer,
-        label: LabelMapping,
-        model: &LogisticRegression,
+        target: Target,
+        target_scaling: Option<TargetScaling>,
+        model: &dyn Model,
         provenance: Provenance,
     ) -> Self {
         Self {
@@ -115,27 +170,56 @@ impl ModelFile {
             version: FORMAT_VERSION,
             feature_names,
             standardization,
-            label,
-            weights: model.weights.to_vec(),
-            bias: model.bias,
+            target,
+            target_scaling,
+            architecture: model.architecture(),
+            params: model.params().to_vec(),
             provenance,
         }
     }
 
+    pub fn head(&self) -> Head {
+        Head::for_target(&self.target)
+    }
+
     /// The model itself.
-    pub fn model(&self) -> LogisticRegression {
-        LogisticRegression {
-            weights: Array1::from(self.weights.clone()),
-            bias: self.bias,
+    pub fn model(&self) -> Result<Box<dyn Model>, ModelError> {
+        let mut m = super::build(&self.architecture, self.feature_names.len(), self.head(), 0)?;
+        m.set_params(&self.params)?;
+        Ok(m)
+    }
+
+    /// Predictions for raw (unstandardized) rows: the probability of class 1,
+    /// the class probabilities, or the value in the target's unit.
+    pub fn predict(&self, x: &Array2<f64>) -> Result<Array2<f64>, ModelError> {
+        let model = self.model()?;
+        let mut p = super::predictions(&*model, &self.standardization.transformed(x));
+        if let Some(t) = &self.target_scaling {
+            p.mapv_inplace(|z| t.unscale(z));
         }
+        Ok(p)
+    }
+
+    /// Metrics on raw rows with labels `y` (class indices or values).
+    pub fn evaluate(&self, x: &Array2<f64>, y: &[f64]) -> Result<Evaluation, ModelError> {
+        Ok(Evaluation::compute(self.head(), y, &self.predict(x)?))
     }
 
     /// CSV options that read a file the way this model needs it: its
     /// features by name, its label column (optional) and label mapping.
     pub fn csv_options(&self) -> CsvOptions {
+        let (target, mapping) = match &self.target {
+            Target::Binary(m) => (TargetSpec::Binary, Some(m.clone())),
+            Target::Multiclass { classes, .. } => {
+                (TargetSpec::Classes(Some(classes.clone())), None)
+            }
+            Target::Regression { .. } => (TargetSpec::Numeric, None),
+        };
         CsvOptions {
+            label: Some(self.target.column().to_string()),
             features: FeatureSelection::Named(self.feature_names.clone()),
-            mapping: Some(self.label.clone()),
+            target,
+            mapping,
             label_optional: true,
             ..CsvOptions::default()
         }
@@ -176,44 +260,98 @@ impl ModelFile {
         if probe.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
             return Err(bad(format!("missing \"format\": \"{FORMAT_NAME}\"")));
         }
-        match probe.get("version").and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(FORMAT_VERSION) => {}
+        let m = match probe.get("version").and_then(|v| v.as_u64()) {
+            Some(2) => {
+                serde_json::from_value::<ModelFile>(probe).map_err(|e| bad(e.to_string()))?
+            }
+            Some(1) => {
+                let v1: ModelFileV1 =
+                    serde_json::from_value(probe).map_err(|e| bad(e.to_string()))?;
+                let mut params = v1.weights;
+                params.push(v1.bias);
+                ModelFile {
+                    format: FORMAT_NAME.to_string(),
+                    version: FORMAT_VERSION,
+                    feature_names: v1.feature_names,
+                    standardization: v1.standardization,
+                    target: Target::Binary(v1.label),
+                    target_scaling: None,
+                    architecture: Architecture::Linear,
+                    params,
+                    provenance: v1.provenance,
+                }
+            }
             Some(v) => {
                 return Err(bad(format!(
-                    "format version {v}; this fedhe reads version {FORMAT_VERSION}"
+                    "format version {v}; this fedhe reads versions 1 and {FORMAT_VERSION}"
                 )));
             }
             None => return Err(bad("missing \"version\"".into())),
+        };
+        m.check().map_err(bad)?;
+        Ok(m)
+    }
+
+    /// Shapes agree and every number is finite.
+    fn check(&self) -> Result<(), String> {
+        let d = self.feature_names.len();
+        if d == 0 {
+            return Err("no feature names".into());
         }
-        let m: ModelFile = serde_json::from_value(probe).map_err(|e| bad(e.to_string()))?;
-        let d = m.feature_names.len();
-        if m.weights.len() != d
-            || m.standardization.mean.len() != d
-            || m.standardization.std.len() != d
-        {
-            return Err(bad(format!(
-                "{d} feature names but {} weights, {} means, {} deviations",
-                m.weights.len(),
-                m.standardization.mean.len(),
-                m.standardization.std.len()
-            )));
-        }
-        let finite = m
-            .weights
-            .iter()
-            .chain(&m.standardization.mean)
-            .all(|v| v.is_finite())
-            && m.standardization
-                .std
-                .iter()
-                .all(|v| v.is_finite() && *v > 0.0)
-            && m.bias.is_finite();
-        if !finite {
-            return Err(bad(
-                "weights or standardization are not finite positive numbers".into(),
+        if self.standardization.mean.len() != d || self.standardization.std.len() != d {
+            return Err(format!(
+                "{d} feature names but {} means, {} deviations",
+                self.standardization.mean.len(),
+                self.standardization.std.len()
             ));
         }
-        Ok(m)
+        let head = self.head();
+        if let Target::Multiclass { classes, .. } = &self.target
+            && !(2..=crate::data::MAX_CLASSES).contains(&classes.len())
+        {
+            return Err(format!(
+                "{} classes; a multi-class model has 2 to {}",
+                classes.len(),
+                crate::data::MAX_CLASSES
+            ));
+        }
+        let mut sizes = vec![d];
+        if let Architecture::Mlp { hidden } = &self.architecture {
+            super::mlp::check_hidden(hidden)?;
+            sizes.extend_from_slice(hidden);
+        }
+        sizes.push(head.outputs());
+        let expected = param_count(&sizes);
+        if self.params.len() != expected {
+            return Err(format!(
+                "{} parameters, but a {} over {d} features has {expected}",
+                self.params.len(),
+                self.architecture
+            ));
+        }
+        let finite = self
+            .params
+            .iter()
+            .chain(&self.standardization.mean)
+            .all(|v| v.is_finite())
+            && self
+                .standardization
+                .std
+                .iter()
+                .all(|v| v.is_finite() && *v > 0.0);
+        if !finite {
+            return Err("parameters or standardization are not finite positive numbers".into());
+        }
+        match (&self.target, &self.target_scaling) {
+            (Target::Regression { .. }, Some(t))
+                if t.mean.is_finite() && t.std.is_finite() && t.std > 0.0 => {}
+            (Target::Regression { .. }, _) => {
+                return Err("a regression model needs a finite target_scaling with std > 0".into());
+            }
+            (_, Some(_)) => return Err("target_scaling belongs to regression models only".into()),
+            _ => {}
+        }
+        Ok(())
     }
 }
 

@@ -1,21 +1,138 @@
-//! Logistic regression: the model, its training loop, metrics, and the
-//! self-describing model file.
+//! Models: one abstraction ([`Model`]: a flat parameter vector for
+//! aggregation plus fit-epoch, outputs and loss), the task heads, the
+//! training loop, metrics per task, and the self-describing model file.
+//!
+//! Adding a model kind is one file (a `build` function, or a type
+//! implementing [`Model`]) plus one arm in [`Architecture`] and [`build`].
 
 mod bench;
+mod evaluation;
 mod file;
-mod logistic;
+mod head;
+pub mod linear;
 mod metrics;
+pub mod mlp;
+mod multiclass;
+mod network;
+mod regression;
 mod scoring;
 mod train;
 
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
 pub use bench::{DataBench, run_data_bench};
+pub use evaluation::Evaluation;
 pub use file::{
     CENTRALIZED, FEDERATED, FORMAT_NAME, FORMAT_VERSION, ModelFile, Provenance, SIMULATED,
+    TargetScaling,
 };
-pub use logistic::{LogisticRegression, sigmoid};
+pub use head::{Head, argmax, sigmoid};
 pub use metrics::{ConfusionMatrix, Metrics, roc_auc, roc_curve};
+pub use multiclass::{ClassFigures, MulticlassMetrics};
+pub use network::Network;
+pub use regression::RegressionMetrics;
 pub use scoring::{Scored, score_csv, write_predictions};
 pub use train::{ClassWeight, EpochStats, TrainConfig, TrainSummary, class_weights, train};
+
+/// The model kinds and their shape (stored in model files and plans).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Architecture {
+    /// Logistic, softmax or linear regression, by task.
+    #[default]
+    Linear,
+    /// ReLU hidden layers of these sizes, then the task's output layer.
+    Mlp { hidden: Vec<usize> },
+}
+
+impl std::fmt::Display for Architecture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Architecture::Linear => f.write_str("linear"),
+            Architecture::Mlp { hidden } => {
+                let h: Vec<String> = hidden.iter().map(usize::to_string).collect();
+                write!(f, "mlp (hidden {})", h.join(","))
+            }
+        }
+    }
+}
+
+impl Architecture {
+    /// The model's name for a task: "logistic regression", "MLP", ...
+    pub fn describe(&self, head: Head) -> String {
+        match (self, head) {
+            (Architecture::Linear, Head::Logistic) => "logistic regression".into(),
+            (Architecture::Linear, Head::Softmax { .. }) => "softmax regression".into(),
+            (Architecture::Linear, Head::Squared) => "linear regression".into(),
+            (Architecture::Mlp { hidden }, _) => {
+                let h: Vec<String> = hidden.iter().map(usize::to_string).collect();
+                format!("MLP, hidden layers {}", h.join(" × "))
+            }
+        }
+    }
+}
+
+/// A trainable model: a flat parameter vector (what a federation averages)
+/// and the operations training, scoring and tests need.
+pub trait Model: Send + Sync + std::fmt::Debug {
+    fn architecture(&self) -> Architecture;
+    fn head(&self) -> Head;
+    /// Number of input features.
+    fn inputs(&self) -> usize;
+    fn params(&self) -> &[f64];
+    /// Replaces the parameters (same length).
+    fn set_params(&mut self, params: &[f64]) -> Result<(), ModelError>;
+    /// Raw outputs (logits or values), rows × `head().outputs()`.
+    fn outputs(&self, x: &Array2<f64>) -> Array2<f64>;
+    /// Mean loss plus `l2 / 2 · |weights|²`, and its gradient.
+    fn objective_gradient(&self, x: &Array2<f64>, y: &[f64], l2: f64) -> (f64, Vec<f64>);
+    /// One epoch of mini-batch SGD over the rows in `order`.
+    fn fit_epoch(
+        &mut self,
+        x: &Array2<f64>,
+        y: &[f64],
+        row_weights: Option<&[f64]>,
+        order: &[usize],
+        cfg: &TrainConfig,
+    );
+    fn clone_box(&self) -> Box<dyn Model>;
+}
+
+impl Clone for Box<dyn Model> {
+    fn clone(&self) -> Self {
+        self.clone_box()
+    }
+}
+
+/// Predictions from raw outputs: per row the probability of class 1
+/// (binary), the class probabilities (multi-class), or the value.
+pub fn predictions(model: &dyn Model, x: &Array2<f64>) -> Array2<f64> {
+    let head = model.head();
+    let mut z = model.outputs(x);
+    let mut out = vec![0.0; head.outputs()];
+    for mut row in z.rows_mut() {
+        if let Some(r) = row.as_slice_mut() {
+            head.predict_into(r, &mut out);
+            r.copy_from_slice(&out);
+        }
+    }
+    z
+}
+
+/// The registry: a new model of `architecture` for `features` inputs and the
+/// task's `head`. `seed` initializes models that do not start from zero.
+pub fn build(
+    architecture: &Architecture,
+    features: usize,
+    head: Head,
+    seed: u64,
+) -> Result<Box<dyn Model>, ModelError> {
+    Ok(match architecture {
+        Architecture::Linear => Box::new(linear::build(features, head)?),
+        Architecture::Mlp { hidden } => Box::new(mlp::build(features, hidden, head, seed)?),
+    })
+}
 
 /// Errors from training, model files and scoring.
 #[derive(Debug, thiserror::Error)]

@@ -2,43 +2,63 @@
 
 use std::path::Path;
 
-use super::{Metrics, ModelError, ModelFile};
-use crate::data::load_csv;
+use ndarray::Array2;
+
+use super::{Evaluation, ModelError, ModelFile};
+use crate::data::{Target, load_csv};
 
 /// A scored file.
 #[derive(Debug, Clone)]
 pub struct Scored {
-    /// Positive-class probability per row.
-    pub probs: Vec<f64>,
-    /// 0/1 labels, when the file has the label column.
+    /// Per row: the probability of class 1 (binary), the class
+    /// probabilities (multi-class), or the predicted value (regression).
+    pub predictions: Array2<f64>,
+    /// Labels when the file has the label column: class indices, or values.
     pub labels: Option<Vec<f64>>,
     /// Metrics, when the file has labels.
-    pub metrics: Option<Metrics>,
+    pub evaluation: Option<Evaluation>,
     /// What the loader decided (extra columns ignored, ...).
     pub notices: Vec<String>,
+}
+
+impl Scored {
+    /// The predicted `y` of row `i`: 0/1, the class index, or the value.
+    pub fn predicted(&self, i: usize, target: &Target) -> f64 {
+        let row = self.predictions.row(i);
+        match target {
+            Target::Binary(_) => f64::from(u8::from(row[0] >= 0.5)),
+            Target::Multiclass { .. } => row.as_slice().map_or(0.0, |r| super::argmax(r) as f64),
+            Target::Regression { .. } => row[0],
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.predictions.nrows()
+    }
 }
 
 /// Reads `path` with the model's schema (features matched by name) and scores it.
 pub fn score_csv(model: &ModelFile, path: &Path) -> Result<Scored, ModelError> {
     let loaded = load_csv(path, &model.csv_options())?;
-    let x = model.standardization.transformed(&loaded.dataset.x);
-    let probs = model.model().predict_proba(&x).to_vec();
-    let (labels, metrics) = if loaded.has_labels {
+    let predictions = model.predict(&loaded.dataset.x)?;
+    let (labels, evaluation) = if loaded.has_labels {
         let y = loaded.dataset.y.to_vec();
-        let m = Metrics::compute(&y, &probs);
-        (Some(y), Some(m))
+        let e = Evaluation::compute(model.head(), &y, &predictions);
+        (Some(y), Some(e))
     } else {
         (None, None)
     };
     Ok(Scored {
-        probs,
+        predictions,
         labels,
-        metrics,
+        evaluation,
         notices: loaded.notices,
     })
 }
 
-/// Writes `row,probability,predicted[,actual]` with labels in the model's terms.
+/// Writes one row per prediction, labels in the model's terms:
+/// binary `row,probability,predicted[,actual]`; multi-class
+/// `row,predicted,p_<class>…[,actual]`; regression `row,predicted[,actual]`.
 pub fn write_predictions(
     model: &ModelFile,
     scored: &Scored,
@@ -49,26 +69,38 @@ pub fn write_predictions(
         source: e,
     };
     let mut w = csv::Writer::from_path(path).map_err(|e| err(e.into()))?;
-    let name = |v: f64| {
-        if v == 1.0 {
-            model.label.positive.as_str()
-        } else {
-            model.label.negative.as_str()
+    let target = &model.target;
+    let mut header: Vec<String> = vec!["row".into()];
+    match target {
+        Target::Binary(_) => header.extend(["probability".into(), "predicted".into()]),
+        Target::Multiclass { classes, .. } => {
+            header.push("predicted".into());
+            header.extend(classes.iter().map(|c| format!("p_{c}")));
         }
-    };
-    let mut header = vec!["row", "probability", "predicted"];
+        Target::Regression { .. } => header.push("predicted".into()),
+    }
     if scored.labels.is_some() {
-        header.push("actual");
+        header.push("actual".into());
     }
     w.write_record(&header).map_err(|e| err(e.into()))?;
-    for (i, p) in scored.probs.iter().enumerate() {
-        let mut rec = vec![
-            (i + 1).to_string(),
-            format!("{p:.6}"),
-            name(f64::from(u8::from(*p >= 0.5))).to_string(),
-        ];
+    let mut rec: Vec<String> = Vec::with_capacity(header.len());
+    for i in 0..scored.rows() {
+        rec.clear();
+        rec.push((i + 1).to_string());
+        let predicted = scored.predicted(i, target);
+        match target {
+            Target::Binary(_) => {
+                rec.push(format!("{:.6}", scored.predictions[[i, 0]]));
+                rec.push(target.value_name(predicted));
+            }
+            Target::Multiclass { .. } => {
+                rec.push(target.value_name(predicted));
+                rec.extend(scored.predictions.row(i).iter().map(|p| format!("{p:.6}")));
+            }
+            Target::Regression { .. } => rec.push(format!("{predicted}")),
+        }
         if let Some(y) = &scored.labels {
-            rec.push(name(y[i]).to_string());
+            rec.push(target.value_name(y[i]));
         }
         w.write_record(&rec).map_err(|e| err(e.into()))?;
     }

@@ -1,4 +1,5 @@
-//! Mini-batch SGD with a per-epoch callback for progress, plots and cancel.
+//! Mini-batch SGD with a per-epoch callback for progress, plots and cancel,
+//! for every model kind.
 
 use std::ops::ControlFlow;
 
@@ -8,8 +9,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::ModelError;
-use super::logistic::{LogisticRegression, log_loss_of_logit, sigmoid};
+use super::{Head, Model, ModelError};
 
 /// How rows are weighted in the loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -18,7 +18,7 @@ pub enum ClassWeight {
     /// Every row counts once.
     #[default]
     None,
-    /// Rows of class c weigh `n / (2 · n_c)`, as scikit-learn's "balanced".
+    /// Rows of class c weigh `n / (K · n_c)`, as scikit-learn's "balanced".
     Balanced,
 }
 
@@ -28,8 +28,11 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub lr: f64,
     pub batch_size: usize,
-    /// L2 penalty `l2 / 2 · |w|²` (the bias is not penalized).
+    /// L2 penalty `l2 / 2 · |w|²` (biases are not penalized).
     pub l2: f64,
+    /// SGD momentum (0: plain SGD).
+    #[serde(default)]
+    pub momentum: f64,
     pub seed: u64,
     #[serde(default)]
     pub class_weight: ClassWeight,
@@ -42,6 +45,7 @@ impl Default for TrainConfig {
             lr: 0.05,
             batch_size: 32,
             l2: 1e-3,
+            momentum: 0.0,
             seed: 42,
             class_weight: ClassWeight::None,
         }
@@ -60,6 +64,9 @@ impl TrainConfig {
         if !(self.l2.is_finite() && self.l2 >= 0.0) {
             return bad(format!("L2 must be zero or positive, got {}", self.l2));
         }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return bad(format!("momentum must be in [0, 1), got {}", self.momentum));
+        }
         Ok(())
     }
 }
@@ -69,9 +76,12 @@ impl TrainConfig {
 pub struct EpochStats {
     /// 1-based.
     pub epoch: usize,
-    /// Mean log-loss (without the L2 term).
+    /// Mean training loss (without the L2 term): log-loss for
+    /// classification, half the squared error of the standardized target
+    /// for regression.
     pub loss: f64,
-    pub accuracy: f64,
+    /// The task's main figure: accuracy, or R² for regression.
+    pub score: f64,
 }
 
 /// What a training run did.
@@ -82,20 +92,39 @@ pub struct TrainSummary {
     pub last: Option<EpochStats>,
 }
 
-/// Per-row weights for `class_weight`, or `None` when all are 1.
-pub fn class_weights(y: &Array1<f64>, how: ClassWeight) -> Option<Vec<f64>> {
+/// Per-row weights for `class_weight` over `classes` classes (regression:
+/// none), or `None` when all are 1.
+pub fn class_weights(y: &Array1<f64>, how: ClassWeight, head: Head) -> Option<Vec<f64>> {
+    let classes = match head {
+        Head::Squared => return None,
+        Head::Logistic => 2,
+        Head::Softmax { classes } => classes,
+    };
     match how {
         ClassWeight::None => None,
         ClassWeight::Balanced => {
             let n = y.len() as f64;
-            let pos = y.iter().filter(|&&v| v == 1.0).count() as f64;
-            let w1 = if pos > 0.0 { n / (2.0 * pos) } else { 1.0 };
-            let w0 = if n - pos > 0.0 {
-                n / (2.0 * (n - pos))
-            } else {
-                1.0
-            };
-            Some(y.iter().map(|&v| if v == 1.0 { w1 } else { w0 }).collect())
+            let mut counts = vec![0usize; classes];
+            for &v in y {
+                if let Some(c) = counts.get_mut(v as usize) {
+                    *c += 1;
+                }
+            }
+            let w: Vec<f64> = counts
+                .iter()
+                .map(|&c| {
+                    if c > 0 {
+                        n / (classes as f64 * c as f64)
+                    } else {
+                        1.0
+                    }
+                })
+                .collect();
+            Some(
+                y.iter()
+                    .map(|&v| w.get(v as usize).copied().unwrap_or(1.0))
+                    .collect(),
+            )
         }
     }
 }
@@ -103,9 +132,9 @@ pub fn class_weights(y: &Array1<f64>, how: ClassWeight) -> Option<Vec<f64>> {
 /// Trains `model` in place. `on_epoch` sees each epoch's figures and may
 /// return `ControlFlow::Break(())` to stop early (cancel).
 ///
-/// Deterministic: the same data, settings and seed give the same weights.
+/// Deterministic: the same data, settings and seed give the same parameters.
 pub fn train(
-    model: &mut LogisticRegression,
+    model: &mut dyn Model,
     x: &Array2<f64>,
     y: &Array1<f64>,
     cfg: &TrainConfig,
@@ -113,20 +142,16 @@ pub fn train(
 ) -> Result<TrainSummary, ModelError> {
     cfg.validate()?;
     let (n, d) = x.dim();
-    if y.len() != n || model.features() != d {
+    if y.len() != n || model.inputs() != d {
         return Err(ModelError::Shape(format!(
             "{n} rows × {d} features, {} labels, model of {} features",
             y.len(),
-            model.features()
+            model.inputs()
         )));
     }
-    let x = x.as_standard_layout();
-    let xs = x.as_slice().unwrap_or(&[]);
+    let x = x.as_standard_layout().into_owned();
     let ys = y.to_vec();
-    let rw = class_weights(y, cfg.class_weight);
-    let mut w = model.weights.to_vec();
-    let mut b = model.bias;
-    let mut gw = vec![0.0; d];
+    let rw = class_weights(y, cfg.class_weight, model.head());
     let mut order: Vec<usize> = (0..n).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut summary = TrainSummary {
@@ -134,31 +159,13 @@ pub fn train(
         cancelled: false,
         last: None,
     };
-
     for epoch in 1..=cfg.epochs {
         order.shuffle(&mut rng);
-        for batch in order.chunks(cfg.batch_size) {
-            gw.iter_mut().for_each(|g| *g = 0.0);
-            let mut gb = 0.0;
-            for &i in batch {
-                let row = &xs[i * d..(i + 1) * d];
-                let z = dot(row, &w) + b;
-                let err = rw.as_ref().map_or(1.0, |r| r[i]) * (sigmoid(z) - ys[i]);
-                for (g, v) in gw.iter_mut().zip(row) {
-                    *g += err * v;
-                }
-                gb += err;
-            }
-            let scale = cfg.lr / batch.len() as f64;
-            for (wj, g) in w.iter_mut().zip(&gw) {
-                *wj -= scale * g + cfg.lr * cfg.l2 * *wj;
-            }
-            b -= scale * gb;
-        }
-        let stats = evaluate(xs, &ys, d, &w, b, epoch);
-        // A NaN or infinite loss means the weights blew up: stop with an
+        model.fit_epoch(&x, &ys, rw.as_deref(), &order, cfg);
+        let stats = evaluate(&*model, &x, &ys, epoch);
+        // A NaN or infinite loss means the parameters blew up: stop with an
         // error instead of returning (and saving) a NaN model.
-        if !stats.loss.is_finite() || !b.is_finite() || w.iter().any(|v| !v.is_finite()) {
+        if !stats.loss.is_finite() || model.params().iter().any(|v| !v.is_finite()) {
             return Err(ModelError::Diverged { epoch, lr: cfg.lr });
         }
         summary.epochs_run = epoch;
@@ -168,31 +175,35 @@ pub fn train(
             break;
         }
     }
-    model.weights = Array1::from(w);
-    model.bias = b;
     Ok(summary)
 }
 
-#[inline]
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn evaluate(xs: &[f64], ys: &[f64], d: usize, w: &[f64], b: f64, epoch: usize) -> EpochStats {
-    let n = ys.len();
+/// Mean loss and the task's score of `model` on these rows.
+pub(crate) fn evaluate(model: &dyn Model, x: &Array2<f64>, y: &[f64], epoch: usize) -> EpochStats {
+    let head = model.head();
+    let z = model.outputs(x);
+    let n = y.len().max(1) as f64;
     let mut loss = 0.0;
     let mut correct = 0usize;
-    if d > 0 {
-        for (row, &t) in xs.chunks_exact(d).zip(ys) {
-            let z = dot(row, w) + b;
-            loss += log_loss_of_logit(z, t);
-            correct += usize::from((z >= 0.0) == (t == 1.0));
-        }
+    let mut sse = 0.0;
+    for (row, &t) in z.rows().into_iter().zip(y) {
+        let r = row.as_slice().unwrap_or(&[]);
+        loss += head.loss(r, t);
+        let p = head.decide(r);
+        correct += usize::from(p == t);
+        sse += (p - t) * (p - t);
     }
-    let n = n.max(1) as f64;
+    let score = match head {
+        Head::Squared => {
+            let mean = y.iter().sum::<f64>() / n;
+            let sst: f64 = y.iter().map(|t| (t - mean) * (t - mean)).sum();
+            if sst > 0.0 { 1.0 - sse / sst } else { 0.0 }
+        }
+        _ => correct as f64 / n,
+    };
     EpochStats {
         epoch,
         loss: loss / n,
-        accuracy: correct as f64 / n,
+        score,
     }
 }

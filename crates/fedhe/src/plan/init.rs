@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use super::{Plan, PlanError, Quorum, Training};
-use crate::data::{CsvOptions, DataError, load_csv};
+use super::{ModelSpec, Plan, PlanError, Quorum, Training};
+use crate::data::{CsvOptions, DataError, Target, TargetSpec, TaskKind, load_csv};
 
 /// What the operator fixed; everything else is proposed.
 #[derive(Debug, Clone, Default)]
@@ -11,6 +11,10 @@ pub struct ProposeOptions {
     /// Label column; default: the first of `data::DEFAULT_LABEL_NAMES`.
     pub label: Option<String>,
     pub positive: Option<String>,
+    /// The task; `None` proposes one from the label column's values.
+    pub task: Option<TaskKind>,
+    /// The model (default: linear).
+    pub model: ModelSpec,
     /// Columns to leave out.
     pub ignore: Vec<String>,
     /// Columns never left out as identifiers.
@@ -34,6 +38,12 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
         let csv = CsvOptions {
             label: opts.label.clone(),
             positive: opts.positive.clone(),
+            target: match opts.task {
+                None => TargetSpec::Auto,
+                Some(TaskKind::Binary) => TargetSpec::Binary,
+                Some(TaskKind::Multiclass) => TargetSpec::Classes(None),
+                Some(TaskKind::Regression) => TargetSpec::Numeric,
+            },
             ignore: ignore.clone(),
             keep: opts.keep.clone(),
             delimiter: opts.delimiter,
@@ -66,31 +76,49 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
         .header
         .iter()
         .filter(|h| {
-            !h.is_empty() && **h != ds.label.column && !ds.feature_names.iter().any(|f| f == *h)
+            !h.is_empty()
+                && h.as_str() != ds.label.column()
+                && !ds.feature_names.iter().any(|f| f == *h)
         })
         .cloned()
         .collect();
-    let mut plan = Plan::binary(ds.label.clone(), ds.feature_names.clone(), ignored);
+    let mut plan = Plan::for_target(&ds.label, ds.feature_names.clone(), ignored);
+    plan.model = opts.model.clone();
     plan.training = opts.training;
     plan.quorum = opts.quorum.clone();
     plan.name = opts.name.clone();
     let mut notes: Vec<String> = loaded.notices.clone();
     notes.extend(text_notes);
-    notes.push(format!(
-        "task binary: label {:?}, positive class {:?}, negative {:?} ({} of {} rows positive)",
-        ds.label.column,
-        ds.label.positive,
-        ds.label.negative,
-        ds.positives(),
-        ds.rows()
-    ));
+    notes.push(match &ds.label {
+        Target::Binary(m) => format!(
+            "task binary: label {:?}, positive class {:?}, negative {:?} ({} of {} rows positive)",
+            m.column,
+            m.positive,
+            m.negative,
+            ds.positives(),
+            ds.rows()
+        ),
+        Target::Multiclass { column, classes } => format!(
+            "task multiclass: label {column:?}, {} classes in this order: {} (a site may lack              some; a value outside the list is an error)",
+            classes.len(),
+            crate::data::shorten(&classes.join(", "), 200)
+        ),
+        Target::Regression { column } => format!(
+            "task regression: label {column:?}, standardized federatedly like the features;              predictions are in its original unit"
+        ),
+    });
     notes.push(format!(
         "{} numeric feature columns, matched by name at every site (any order; extra columns \
          are ignored)",
         ds.feature_names.len()
     ));
     notes.push("standardization: federated (encrypted sums, first round)".into());
-    notes.push("model: logistic regression".into());
+    notes.push(format!(
+        "model: {}",
+        plan.model
+            .architecture()
+            .describe(crate::model::Head::for_target(&ds.label))
+    ));
     let t = &plan.training;
     notes.push(format!(
         "training: {} rounds × {} local epochs, lr {}, batch {}, L2 {}, seed {}, {}% of each \

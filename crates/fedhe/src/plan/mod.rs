@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 
 pub use init::{ProposeOptions, propose};
 
-use crate::data::{CsvOptions, FeatureSelection, LabelMapping};
-use crate::model::{ClassWeight, TrainConfig};
+use crate::data::{CsvOptions, FeatureSelection, LabelMapping, Target, TargetSpec};
+use crate::model::{Architecture, ClassWeight, Head, TrainConfig};
 
 /// Value of the `format` field.
 pub const PLAN_FORMAT: &str = "fedhe-plan";
@@ -53,9 +53,9 @@ pub struct Plan {
 pub enum Task {
     /// Two classes; `positive` is class 1.
     Binary { positive: String, negative: String },
-    /// An ordered class list (not trainable yet: the model-families work).
+    /// An ordered class list: class `i` is output `i`.
     Multiclass { classes: Vec<String> },
-    /// A numeric target (not trainable yet: the model-families work).
+    /// A numeric target, standardized federatedly like the features.
     Regression,
 }
 
@@ -100,16 +100,46 @@ pub struct Preprocessing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
-    /// Logistic regression (binary task).
+    /// Logistic, softmax or linear regression, by task (`logistic` is
+    /// accepted for plans written before the model families).
     #[default]
-    Logistic,
+    #[serde(alias = "logistic")]
+    Linear,
+    /// A multilayer perceptron with `hidden` layer sizes.
+    Mlp,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     #[serde(default)]
     pub kind: ModelKind,
+    /// Hidden layer sizes of an MLP (1 to 3 layers), e.g. `[64]` or `[64, 32]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hidden: Vec<usize>,
+}
+
+impl ModelSpec {
+    /// The model's architecture.
+    pub fn architecture(&self) -> Architecture {
+        match self.kind {
+            ModelKind::Linear => Architecture::Linear,
+            ModelKind::Mlp => Architecture::Mlp {
+                hidden: self.hidden.clone(),
+            },
+        }
+    }
+
+    /// The spec of an architecture.
+    pub fn of(architecture: &Architecture) -> ModelSpec {
+        match architecture {
+            Architecture::Linear => ModelSpec::default(),
+            Architecture::Mlp { hidden } => ModelSpec {
+                kind: ModelKind::Mlp,
+                hidden: hidden.clone(),
+            },
+        }
+    }
 }
 
 /// Training settings of a federation (every site uses the same).
@@ -124,7 +154,11 @@ pub struct Training {
     pub batch_size: usize,
     /// L2 penalty `l2 / 2 · |w|²`.
     pub l2: f64,
-    /// Seed of local shuffling (mixed with the round and the site's id).
+    /// SGD momentum (0: plain SGD); the momentum restarts every round.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub momentum: f64,
+    /// Seed of local shuffling (mixed with the round and the site's id) and
+    /// of an MLP's initial weights (the same at every site).
     pub seed: u64,
     /// Share of each site's rows held out to validate the global model.
     pub validation_share: f64,
@@ -138,10 +172,15 @@ impl Default for Training {
             lr: 0.1,
             batch_size: 32,
             l2: 0.0,
+            momentum: 0.0,
             seed: 42,
             validation_share: 0.2,
         }
     }
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Training {
@@ -152,6 +191,7 @@ impl Training {
             lr: self.lr,
             batch_size: self.batch_size,
             l2: self.l2,
+            momentum: self.momentum,
             seed: self.seed,
             class_weight: ClassWeight::None,
         }
@@ -225,18 +265,26 @@ pub enum PlanError {
 }
 
 impl Plan {
-    /// A binary plan over these numeric columns with default settings.
-    pub fn binary(label: LabelMapping, numeric: Vec<String>, ignored: Vec<String>) -> Plan {
+    /// A plan for this target over these numeric columns with default
+    /// settings.
+    pub fn for_target(target: &Target, numeric: Vec<String>, ignored: Vec<String>) -> Plan {
+        let task = match target {
+            Target::Binary(m) => Task::Binary {
+                positive: m.positive.clone(),
+                negative: m.negative.clone(),
+            },
+            Target::Multiclass { classes, .. } => Task::Multiclass {
+                classes: classes.clone(),
+            },
+            Target::Regression { .. } => Task::Regression,
+        };
         Plan {
             format: PLAN_FORMAT.to_string(),
             version: PLAN_VERSION,
             name: String::new(),
-            task: Task::Binary {
-                positive: label.positive,
-                negative: label.negative,
-            },
+            task,
             columns: Columns {
-                label: label.column,
+                label: target.column().to_string(),
                 numeric,
                 categorical: Vec::new(),
                 ignored,
@@ -246,6 +294,11 @@ impl Plan {
             training: Training::default(),
             quorum: Quorum::default(),
         }
+    }
+
+    /// A binary plan over these numeric columns with default settings.
+    pub fn binary(label: LabelMapping, numeric: Vec<String>, ignored: Vec<String>) -> Plan {
+        Plan::for_target(&Target::Binary(label), numeric, ignored)
     }
 
     /// Reads and validates a plan file.
@@ -367,12 +420,59 @@ impl Plan {
         }
     }
 
+    /// The label column's meaning under this plan.
+    pub fn target(&self) -> Target {
+        let column = self.columns.label.clone();
+        match &self.task {
+            Task::Binary { positive, negative } => Target::Binary(LabelMapping {
+                column,
+                positive: positive.clone(),
+                negative: negative.clone(),
+            }),
+            Task::Multiclass { classes } => Target::Multiclass {
+                column,
+                classes: classes.clone(),
+            },
+            Task::Regression => Target::Regression { column },
+        }
+    }
+
+    pub fn head(&self) -> Head {
+        Head::for_target(&self.target())
+    }
+
+    /// Columns in the statistics round: the features, and a regression's target.
+    pub fn statistics_columns(&self) -> usize {
+        self.features() + usize::from(matches!(self.task, Task::Regression))
+    }
+
+    /// Values of the model's flat parameter vector.
+    pub fn param_count(&self) -> usize {
+        let mut sizes = vec![self.features()];
+        if self.model.kind == ModelKind::Mlp {
+            sizes.extend_from_slice(&self.model.hidden);
+        }
+        sizes.push(self.head().outputs());
+        sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+    }
+
+    /// Longest vector a site uploads: the statistics or the parameters.
+    pub fn max_update_len(&self) -> usize {
+        crate::client::standardization_len(self.statistics_columns()).max(self.param_count())
+    }
+
     /// How a site reads its CSV for this plan: features and label by name,
     /// in the plan's order; extra columns are ignored with a note.
     pub fn csv_options(&self) -> CsvOptions {
+        let target = match &self.task {
+            Task::Binary { .. } => TargetSpec::Binary,
+            Task::Multiclass { classes } => TargetSpec::Classes(Some(classes.clone())),
+            Task::Regression => TargetSpec::Numeric,
+        };
         CsvOptions {
             label: Some(self.columns.label.clone()),
             features: FeatureSelection::Named(self.columns.numeric.clone()),
+            target,
             mapping: self.label_mapping(),
             auto_ignore_ids: false,
             ..CsvOptions::default()
@@ -436,14 +536,42 @@ impl Plan {
                     );
                 }
             }
-            Task::Multiclass { .. } | Task::Regression => {
+            Task::Multiclass { classes } => {
+                if !(2..=crate::data::MAX_CLASSES).contains(&classes.len()) {
+                    return bad(
+                        "task.classes",
+                        format!(
+                            "{} classes; a multi-class task has 2 to {}",
+                            classes.len(),
+                            crate::data::MAX_CLASSES
+                        ),
+                    );
+                }
+                let mut seen = std::collections::HashSet::new();
+                for c in classes {
+                    if c.trim().is_empty() {
+                        return bad("task.classes", "a class name is empty".into());
+                    }
+                    if !seen.insert(c.as_str()) {
+                        return bad("task.classes", format!("class {c:?} is listed twice"));
+                    }
+                }
+            }
+            Task::Regression => {}
+        }
+        match self.model.kind {
+            ModelKind::Linear if !self.model.hidden.is_empty() => {
                 return bad(
-                    "task.kind",
-                    "only \"binary\" can be trained by this FedHE (multi-class and regression come \
-                     with the model families)"
-                        .into(),
+                    "model.hidden",
+                    "hidden layers belong to kind = \"mlp\"".into(),
                 );
             }
+            ModelKind::Mlp => {
+                if let Err(e) = crate::model::mlp::check_hidden(&self.model.hidden) {
+                    return bad("model.hidden", e);
+                }
+            }
+            ModelKind::Linear => {}
         }
         let t = &self.training;
         if !(1..=100_000).contains(&t.rounds) {
@@ -466,6 +594,12 @@ impl Plan {
         }
         if !(t.l2.is_finite() && t.l2 >= 0.0) {
             return bad("training.l2", format!("{} is not zero or positive", t.l2));
+        }
+        if !(t.momentum.is_finite() && (0.0..1.0).contains(&t.momentum)) {
+            return bad(
+                "training.momentum",
+                format!("{} is outside [0, 1)", t.momentum),
+            );
         }
         if !(t.validation_share.is_finite() && (0.0..0.9).contains(&t.validation_share)) {
             return bad(

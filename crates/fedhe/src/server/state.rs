@@ -378,11 +378,11 @@ impl Aggregator {
                 self.round
             )));
         }
-        let needed = crate::client::max_len_for(plan.features());
+        let needed = plan.max_update_len();
         match s.max_len {
             Some(m) if m < needed => {
                 return Err(ServerError::Conflict(format!(
-                    "the plan's {} features need updates of {needed} values; the session allows {m}",
+                    "the plan's {} features and model need updates of {needed} values; the session allows {m}",
                     plan.features()
                 )));
             }
@@ -449,12 +449,11 @@ impl Aggregator {
     /// statistics in round 1, the model's parameters after it.
     fn plan_len(&self, round: u64) -> Option<usize> {
         let (plan, _) = self.plan()?;
-        let features = plan.features();
         Some(match crate::protocol::RoundPhase::of(round)? {
             crate::protocol::RoundPhase::Standardize => {
-                crate::client::standardization_len(features)
+                crate::client::standardization_len(plan.statistics_columns())
             }
-            crate::protocol::RoundPhase::Train(_) => features + 1,
+            crate::protocol::RoundPhase::Train(_) => plan.param_count(),
         })
     }
 

@@ -25,14 +25,14 @@ pub use state::ClientState;
 
 use crate::client::{
     AggregatorClient, ClientError, ClientEvent, ClientOutcome, Exchange, HeExchange, LoopConfig,
-    LoopError, RetryPolicy, WaitNotifier, max_len_for, run_client_loop,
+    LoopError, RetryPolicy, WaitNotifier, run_client_loop,
 };
 use crate::crypto::SecretKey;
 use crate::data::split::stratified_split;
 use crate::data::{DataError, Dataset, LoadedCsv, Standardizer};
 use crate::model::{
-    EpochStats, LogisticRegression, Metrics, ModelError, ModelFile, Provenance, TrainConfig,
-    TrainSummary,
+    Architecture, EpochStats, Evaluation, Head, ModelError, ModelFile, Provenance, TargetScaling,
+    TrainConfig, TrainSummary,
 };
 use crate::plan::{Plan, PlanError};
 use crate::protocol::RegisterRequest;
@@ -258,7 +258,7 @@ impl Connected {
         }
         let mut api = self.api.clone();
         let sign = || {
-            RegisterRequest::signed(&self.key, id, name, Some(max_len_for(self.plan.features())))
+            RegisterRequest::signed(&self.key, id, name, Some(self.plan.max_update_len()))
                 .for_plan(self.plan_fingerprint.clone())
         };
         let resp = match api.register(&sign()) {
@@ -445,6 +445,8 @@ pub fn run_plan(
     let cfg = LoopConfig {
         rounds: t.rounds,
         train: TrainConfig { seed, ..t.local() },
+        architecture: plan.model.architecture(),
+        init_seed: t.seed,
     };
     let outcome = run_client_loop(
         exchange,
@@ -461,16 +463,13 @@ pub fn run_plan(
     if outcome.cancelled {
         return Err(SessionError::Cancelled);
     }
-    let rows = outcome
-        .rounds
-        .last()
-        .map_or(train.rows(), |r| r.total_weight.round() as usize);
-    let label = plan.label_mapping().unwrap_or_else(|| train.label.clone());
+    let rows = outcome.global_rows.round() as usize;
     let model = ModelFile::new(
         train.feature_names.clone(),
         outcome.scaler.clone(),
-        label,
-        &outcome.model,
+        plan.target(),
+        outcome.target_scaling,
+        &*outcome.model,
         Provenance::federated(
             record.kind,
             record.data_files,
@@ -494,16 +493,18 @@ pub struct LocalRun {
     pub model: ModelFile,
     pub summary: TrainSummary,
     /// Metrics on the rows held out (with a validation share > 0).
-    pub validation: Option<Metrics>,
+    pub validation: Option<Evaluation>,
     /// Metrics on the training rows.
-    pub training: Metrics,
+    pub training: Evaluation,
 }
 
 /// Trains on one machine: hold out `validation_share` of the rows
-/// (stratified), fit the standardization on the rest, run SGD. `on_epoch`
-/// may stop early (`Break`), which is reported as [`SessionError::Cancelled`].
+/// (stratified by class), fit the standardization (and a regression
+/// target's scaling) on the rest, run SGD. `on_epoch` may stop early
+/// (`Break`), which is reported as [`SessionError::Cancelled`].
 pub fn train_local(
     data: &Dataset,
+    architecture: &Architecture,
     train: &TrainConfig,
     validation_share: f64,
     data_files: Vec<String>,
@@ -517,23 +518,33 @@ pub fn train_local(
     };
     let scaler = Standardizer::fit(&fit.x);
     let x = scaler.transformed(&fit.x);
-    let mut model = LogisticRegression::zeros(x.ncols());
-    let summary = crate::model::train(&mut model, &x, &fit.y, train, on_epoch)?;
+    let target_scaling = match fit.label.kind() {
+        crate::data::TaskKind::Regression => Some(TargetScaling::fit(&fit.y.to_vec())),
+        _ => None,
+    };
+    let y = match &target_scaling {
+        Some(t) => fit.y.mapv(|v| t.scale(v)),
+        None => fit.y.clone(),
+    };
+    let head = Head::for_target(&fit.label);
+    let mut model = crate::model::build(architecture, x.ncols(), head, train.seed)?;
+    let summary = crate::model::train(&mut *model, &x, &y, train, on_epoch)?;
     if summary.cancelled {
         return Err(SessionError::Cancelled);
     }
-    let training = Metrics::compute(&fit.y.to_vec(), &model.predict_proba(&x).to_vec());
-    let validation = val.map(|v| {
-        let p = model.predict_proba(&scaler.transformed(&v.x)).to_vec();
-        Metrics::compute(&v.y.to_vec(), &p)
-    });
     let file = ModelFile::new(
         fit.feature_names.clone(),
         scaler,
         fit.label.clone(),
-        &model,
+        target_scaling,
+        &*model,
         Provenance::centralized(data_files, fit.rows(), train.clone()),
     );
+    let training = file.evaluate(&fit.x, &fit.y.to_vec())?;
+    let validation = match &val {
+        Some(v) => Some(file.evaluate(&v.x, &v.y.to_vec())?),
+        None => None,
+    };
     Ok(LocalRun {
         model: file,
         summary,
