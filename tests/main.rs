@@ -19,6 +19,7 @@ mod data_loading;
 mod federation;
 mod hardening;
 mod model;
+mod model_families;
 mod plan;
 mod privacy;
 mod server_cli;

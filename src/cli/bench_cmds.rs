@@ -46,8 +46,20 @@ fn data(a: DataBenchArgs) -> anyhow::Result<()> {
         r.parse_ms_median, r.parse_mb_per_s
     );
     println!(
-        "| one SGD epoch (batch {}) | {:.0} ms |",
+        "| logistic regression: one epoch with its evaluation (batch {}) | {:.0} ms |",
         r.batch_size, r.epoch_ms_median
+    );
+    println!(
+        "| softmax regression, 10 classes: one SGD pass (batch {}) | {:.0} ms |",
+        r.batch_size, r.softmax10_epoch_ms_median
+    );
+    println!(
+        "| MLP, hidden 64: one SGD pass (batch {}) | {:.0} ms |",
+        r.batch_size, r.mlp64_epoch_ms_median
+    );
+    println!(
+        "| MLP, hidden 64: scoring every row | {:.0} ms |",
+        r.mlp64_predict_ms_median
     );
     Ok(())
 }

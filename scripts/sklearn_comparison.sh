@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Centralized scikit-learn figures for the model-family targets (docs/models.md):
+# splits the bundled wine and diabetes data exactly as `fedhe simulate --data …
+# --clients 4 --seed 42` does (`fedhe split`, stratified 20 % test), fits
+# scikit-learn on the training rows and scores the test rows. Writes
+# tests/fixtures/sklearn_{wine,diabetes}.json, which the federation tests
+# compare against.
+#
+#   python3 -m venv /tmp/skvenv && /tmp/skvenv/bin/pip install -r scripts/requirements-reference.txt
+#   cargo build --release && PYTHON=/tmp/skvenv/bin/python scripts/sklearn_comparison.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+fedhe=${FEDHE:-$root/target/release/fedhe}
+python=${PYTHON:-python3}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+"$fedhe" split --data "$root/sample_data/wine.csv" --label cultivar --clients 4 --seed 42 --out wine >/dev/null
+"$fedhe" split --data "$root/sample_data/diabetes.csv" --label progression --clients 4 --seed 42 --out diabetes >/dev/null
+"$python" "$root/scripts/sklearn_reference.py" --train wine/train.csv --test wine/test.csv \
+    --label cultivar --task multiclass --json >"$root/tests/fixtures/sklearn_wine.json"
+"$python" "$root/scripts/sklearn_reference.py" --train diabetes/train.csv --test diabetes/test.csv \
+    --label progression --task regression --json >"$root/tests/fixtures/sklearn_diabetes.json"
+echo "wrote tests/fixtures/sklearn_wine.json and tests/fixtures/sklearn_diabetes.json"
