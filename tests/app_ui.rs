@@ -157,6 +157,58 @@ fn demo_three_clients_three_rounds_converges() {
     assert!((acc - outcome_accuracy(&h)).abs() < 1e-9);
 }
 
+#[test]
+fn demo_on_the_wine_data_with_an_mlp_reports_multiclass_figures() {
+    let mut h = harness(None);
+    h.run();
+    // Pick the data set and the model in the demo's own controls.
+    use egui::accesskit::Role;
+    h.get_by_role_and_label(Role::ComboBox, "Data").click();
+    h.run();
+    click(&mut h, "wine (3 classes, 178 rows)");
+    h.get_by_role_and_label(Role::ComboBox, "Model").click();
+    h.run();
+    click(&mut h, "MLP");
+    h.get_by_label("Rounds").set_value_accesskit(4.0);
+    h.run();
+    let demo = &h.state().settings.demo;
+    assert_eq!(demo.dataset, fedhe_app::app::DemoDataset::Wine);
+    assert_eq!(
+        demo.architecture,
+        fedhe::model::Architecture::Mlp { hidden: vec![32] }
+    );
+    click(&mut h, "▶ Start demo");
+    wait_until(&mut h, "the demo", Duration::from_secs(180), |a| {
+        !a.demo.is_running()
+    });
+    h.run();
+    assert!(
+        h.state().demo.notes.is_empty(),
+        "{:?}",
+        h.state().demo.notes
+    );
+    let outcome = h.state().demo.outcome.clone().expect("outcome");
+    let fedhe::model::Evaluation::Multiclass(m) = &outcome.test else {
+        panic!("{:?}", outcome.test)
+    };
+    assert!(m.accuracy > 0.85, "{m:?}");
+    assert_eq!(
+        outcome.model.architecture,
+        fedhe::model::Architecture::Mlp { hidden: vec![32] }
+    );
+    label_of(&h, "Final test accuracy (encrypted)");
+    h.get_by_label_contains("macro F1");
+    h.get_by_label("Global accuracy per round");
+    // Predict shows the per-class figures and the heat map of this model.
+    click(&mut h, "Open in Predict »");
+    wait_until(&mut h, "scoring", Duration::from_secs(30), |a| {
+        a.predict.scored.is_some() && !a.predict.is_busy()
+    });
+    h.run();
+    h.get_by_label("Per class");
+    h.get_by_label("Macro F1");
+}
+
 fn outcome_accuracy(h: &Harness<'static, FedheApp>) -> f64 {
     h.state().demo.outcome.as_ref().unwrap().test.score()
 }

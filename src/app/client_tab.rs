@@ -723,7 +723,7 @@ impl ClientTab {
             ui,
             "client-local",
             "epoch",
-            "log-loss",
+            self.run.task.loss_name(),
             150.0,
             vec![Series::new("local training loss", pts, ENCRYPTED_COLOR)],
             None,

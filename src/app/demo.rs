@@ -327,11 +327,15 @@ impl DemoPanel {
             })
             .collect();
         ui.label("Local training loss per epoch (each virtual client, on its own data)");
-        let loss = match task {
-            TaskKind::Regression => "MSE (standardized)",
-            _ => "log-loss",
-        };
-        line_plot_ui(ui, "demo-local", "epoch", loss, 150.0, series, None);
+        line_plot_ui(
+            ui,
+            "demo-local",
+            "epoch",
+            task.loss_name(),
+            150.0,
+            series,
+            None,
+        );
         ui.label("Per-round log (all clients together; times are means per client)");
         round_table_ui(ui, "demo-rounds", task, &self.encrypted, true);
     }

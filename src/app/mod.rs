@@ -20,7 +20,7 @@ use std::sync::Arc;
 use egui::{RichText, Ui};
 
 pub use client_tab::ClientTab;
-pub use demo::{DemoPanel, sample_csv_path};
+pub use demo::{DemoDataset, DemoPanel, sample_csv_path};
 pub use predict_tab::PredictTab;
 pub use server_tab::ServerTab;
 pub use settings::{Settings, Tab};

@@ -35,7 +35,7 @@ impl TaskKind {
     pub fn loss_name(self) -> &'static str {
         match self {
             TaskKind::Binary | TaskKind::Multiclass => "log-loss",
-            TaskKind::Regression => "MSE (standardized)",
+            TaskKind::Regression => "half MSE (standardized)",
         }
     }
 }
