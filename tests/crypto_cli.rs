@@ -69,7 +69,7 @@ fn keygen_writes_both_files_and_never_overwrites_without_force() {
     );
     assert!(
         stdout
-            .contains("scale 2^14, up to 100 clients per sum; each client's |rows × value| < 2^16"),
+            .contains("scale 2^14, up to 100 clients per sum; model parameters within ±2^7 = ±128"),
         "{stdout}"
     );
     let public = fedhe::crypto::PublicKeyFile::load(&out.join("public.key")).unwrap();

@@ -77,12 +77,18 @@ pub fn keygen(a: KeygenArgs) -> anyhow::Result<()> {
     let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     println!("fingerprint  {}", key.fingerprint());
     let budget = key.params().client_budget_log2(key.max_clients());
+    // A site's FedAvg weight is at most 2^9 units of rows
+    // (`client::weight_unit`), whatever its row count.
+    let range = budget
+        .saturating_sub(u32::from(key.scale_bits()))
+        .saturating_sub(9);
     println!(
-        "parameters   {} (scale 2^{}, up to {} clients per sum; each client's |rows × value| < 2^{})",
+        "parameters   {} (scale 2^{}, up to {} clients per sum; model parameters within ±2^{} = ±{} at any site size)",
         key.params(),
         key.scale_bits(),
         key.max_clients(),
-        budget - u32::from(key.scale_bits())
+        range,
+        1u64 << range
     );
     println!(
         "secret key   {} ({} bytes, owner-only; give it only to the trusted clients)",

@@ -13,7 +13,7 @@ mod plan_cmds;
 
 use clap::{Parser, Subcommand};
 
-/// FedHE: federated logistic regression with TFHE-rs encrypted updates.
+/// FedHE: federated learning (logistic, softmax and linear regression, MLPs) with TFHE-rs encrypted updates.
 ///
 /// Run without a command to open the desktop app.
 #[derive(Debug, Parser)]
@@ -37,7 +37,7 @@ pub struct Cli {
 pub enum Command {
     /// Split a CSV into a stratified test set and per-client training files.
     Split(data_cmds::SplitArgs),
-    /// Train a logistic-regression model on a CSV (plaintext, one machine).
+    /// Train a linear model or an MLP on a CSV (plaintext, one machine).
     Train(data_cmds::TrainArgs),
     /// Score a CSV with a saved model and print its metrics.
     Predict(data_cmds::PredictArgs),

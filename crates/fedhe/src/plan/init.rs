@@ -99,12 +99,12 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
             ds.rows()
         ),
         Target::Multiclass { column, classes } => format!(
-            "task multiclass: label {column:?}, {} classes in this order: {} (a site may lack              some; a value outside the list is an error)",
+            "task multiclass: label {column:?}, {} classes in this order: {} (a site may lack some; a value outside the list is an error)",
             classes.len(),
             crate::data::shorten(&classes.join(", "), 200)
         ),
         Target::Regression { column } => format!(
-            "task regression: label {column:?}, standardized federatedly like the features;              predictions are in its original unit"
+            "task regression: label {column:?}, standardized federatedly like the features; predictions are in its original unit"
         ),
     });
     notes.push(format!(
