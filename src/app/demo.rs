@@ -23,7 +23,6 @@ use fedhe::federation::{
 };
 use fedhe::model::{Evaluation, ModelFile, TrainConfig};
 
-
 /// The bundled sample data sets the demo can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum DemoDataset {

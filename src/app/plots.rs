@@ -234,6 +234,14 @@ pub fn confusion_heatmap_ui(ui: &mut Ui, classes: &[String], confusion: &[Vec<u6
     let font = egui::FontId::proportional((cell * 0.32).clamp(9.0, 14.0));
     let text_color = ui.visuals().text_color();
     let short = |s: &str| fedhe::data::shorten(s, 10);
+    // The corner names the axes: rows are actual classes, columns predicted.
+    painter.text(
+        rect.min + egui::vec2(label_w - 4.0, cell * 0.5),
+        egui::Align2::RIGHT_CENTER,
+        "actual \\ predicted",
+        egui::FontId::proportional((cell * 0.26).clamp(8.0, 11.0)),
+        ui.visuals().weak_text_color(),
+    );
     for (j, name) in classes.iter().take(k).enumerate() {
         let pos = rect.min + egui::vec2(label_w + cell * (j as f32 + 0.5), cell * 0.5);
         painter.text(
@@ -304,22 +312,25 @@ pub fn regression_plots_ui(ui: &mut Ui, actual: &[f64], predicted: &[f64], heigh
         .collect();
     ui.columns(2, |cols| {
         cols[0].label("Predicted vs actual");
-        Plot::new("pred-vs-actual")
+        let mut plot = Plot::new("pred-vs-actual")
             .height(height)
             .x_axis_label("actual")
             .y_axis_label("predicted")
-            .data_aspect(1.0)
-            .allow_scroll(false)
-            .show(&mut cols[0], |plot_ui| {
-                if lo.is_finite() && hi.is_finite() {
-                    plot_ui.line(
-                        Line::new("y = x", vec![[lo, lo], [hi, hi]])
-                            .color(Color32::GRAY)
-                            .style(LineStyle::dashed_loose()),
-                    );
-                }
-                plot_ui.points(Points::new("rows", pts).color(ENCRYPTED_COLOR).radius(2.0));
-            });
+            .allow_scroll(false);
+        if lo.is_finite() && hi.is_finite() {
+            // The same range on both axes, so the identity line is the diagonal.
+            plot = plot.include_x(lo).include_x(hi).include_y(lo).include_y(hi);
+        }
+        plot.show(&mut cols[0], |plot_ui| {
+            if lo.is_finite() && hi.is_finite() {
+                plot_ui.line(
+                    Line::new("y = x", vec![[lo, lo], [hi, hi]])
+                        .color(Color32::GRAY)
+                        .style(LineStyle::dashed_loose()),
+                );
+            }
+            plot_ui.points(Points::new("rows", pts).color(ENCRYPTED_COLOR).radius(2.0));
+        });
         cols[1].label("Residuals (actual − predicted)");
         Plot::new("residuals")
             .height(height)

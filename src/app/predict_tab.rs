@@ -112,6 +112,8 @@ impl PredictTab {
                     self.set_model(ctx, LatestModel { model, source }, test_path);
                 }
                 PredictMsg::Scored(Ok(view)) => {
+                    // An earlier file's failure no longer applies.
+                    self.notes.retain(|n| !n.is_error());
                     *test_path = view.path.display().to_string();
                     for n in &view.scored.notices {
                         widgets::push_note(&mut self.notes, Note::Info(n.clone()));
