@@ -642,18 +642,13 @@ impl ServerTab {
         });
         match &self.plan {
             Some((plan, source)) => {
-                let t = &plan.training;
                 let q = &plan.quorum;
                 ui.label(
                     RichText::new(format!(
-                        "📋 Plan {} ({source}): label {:?}, {} feature columns, {} rounds × {} \
-                         epochs; rounds close when every client submitted, or after {} s with at \
-                         least {}",
+                        "📋 Plan {} ({source}): {}; rounds close when every client submitted, \
+                         or after {} s with at least {}",
                         plan.fingerprint(),
-                        plan.columns.label,
-                        plan.features(),
-                        t.rounds,
-                        t.epochs,
+                        plan.summary(),
                         q.round_deadline_secs,
                         q.min_clients
                     ))

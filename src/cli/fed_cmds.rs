@@ -184,12 +184,9 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
             let q = &p.quorum;
             writeln!(
                 out,
-                "plan {}: label {:?}, {} feature columns, {} rounds × {} epochs; a round closes when its whole roster submitted, or after {} s with at least {} (standardization waits for everyone)",
+                "plan {}: {}; a round closes when its whole roster submitted, or after {} s with at least {} (standardization waits for everyone)",
                 p.fingerprint(),
-                p.columns.label,
-                p.features(),
-                p.training.rounds,
-                p.training.epochs,
+                p.summary(),
                 q.round_deadline_secs,
                 a.min_clients.unwrap_or(q.min_clients)
             )?;
@@ -318,14 +315,7 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
         &cancel,
     )?;
     let plan = &connected.plan;
-    println!(
-        "plan {}: label {:?}, {} feature columns, {} rounds × {} epochs",
-        connected.plan_fingerprint,
-        plan.columns.label,
-        plan.features(),
-        plan.training.rounds,
-        plan.training.epochs
-    );
+    println!("plan {}: {}", connected.plan_fingerprint, plan.summary());
     // The CSV is checked against the plan before anything is sent.
     let loaded = connected.load_site_delimited(&a.data, a.delimiter)?;
     for n in &loaded.notices {

@@ -112,12 +112,10 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
 fn check(a: CheckArgs) -> anyhow::Result<()> {
     let plan = Plan::load(&a.plan)?;
     println!(
-        "{}: valid plan {} (label {:?}, {} feature columns, {} rounds)",
+        "{}: valid plan {} ({})",
         a.plan.display(),
         plan.fingerprint(),
-        plan.columns.label,
-        plan.features(),
-        plan.training.rounds
+        plan.summary()
     );
     if let Some(data) = &a.data {
         let loaded = plan

@@ -403,6 +403,19 @@ impl Plan {
         PlanFingerprint(out)
     }
 
+    /// One line for people: "multiclass on \"cultivar\": 3 classes (…), 13
+    /// feature columns, MLP, hidden layers 32, 20 rounds × 20 epochs".
+    pub fn summary(&self) -> String {
+        format!(
+            "{}, {} feature columns, {}, {} rounds × {} epochs",
+            self.target().describe(),
+            self.features(),
+            self.model.architecture().describe(self.head()),
+            self.training.rounds,
+            self.training.epochs
+        )
+    }
+
     /// Number of model inputs (the feature vector's length).
     pub fn features(&self) -> usize {
         self.columns.numeric.len()
