@@ -150,7 +150,8 @@ fn train_then_predict_reaches_the_accuracy_target() {
 fn bad_csv_fails_with_a_located_message() {
     let d = tempfile::tempdir().unwrap();
     let csv = d.path().join("bad.csv");
-    std::fs::write(&csv, "diagnosis,a\n1,2\n0,oops\n").unwrap();
+    // The reproduction: a cell of 1e308 trained to a NaN model and exit 0.
+    std::fs::write(&csv, "diagnosis,a\n1,2\n0,1e308\n").unwrap();
     let o = fedhe(&[
         "train",
         "--data",
@@ -158,9 +159,12 @@ fn bad_csv_fails_with_a_located_message() {
         "--out",
         d.path().join("m.json").to_str().unwrap(),
     ]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("bad.csv:3") && e.contains("\"oops\""), "{e}");
+    assert!(
+        e.contains("bad.csv:3") && e.contains("1e308") && e.contains("±1e150"),
+        "{e}"
+    );
     assert!(!d.path().join("m.json").exists());
 }
 

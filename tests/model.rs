@@ -391,7 +391,7 @@ fn toy_file(arch: &Architecture, target: Target) -> ModelFile {
     )
     .unwrap();
     ModelFile::new(
-        vec!["a".into(), "b".into(), "c".into()],
+        fedhe::data::Encoder::numeric(&["a".into(), "b".into(), "c".into()]),
         scaler,
         target,
         scaling,

@@ -236,6 +236,9 @@ fn a_fifty_thousand_row_site_trains_under_a_default_key() {
             x,
             y,
             feature_names: vec!["a".into(), "b".into(), "c".into()],
+            columns: ["a", "b", "c"]
+                .map(fedhe::data::RawColumn::numeric)
+                .to_vec(),
             label: Target::Binary(LabelMapping {
                 column: "y".into(),
                 positive: "1".into(),
@@ -335,7 +338,9 @@ fn plan_init_proposes_the_task_and_the_model() {
     assert!(notes.join("\n").contains("more than 20 distinct values"));
     // The plan's statistics round carries the target; its parameters are a
     // linear model's.
-    assert_eq!(diabetes.statistics_columns(), 11);
+    // 10 numeric columns × (sum, sum of squares, present), the rows, the
+    // target's sum and sum of squares.
+    assert_eq!(diabetes.statistics_values(), 10 * 3 + 1 + 2);
     assert_eq!(diabetes.param_count(), 11);
     // An integer label with few values is classes; `sex` (1/2) forced to
     // regression is a numeric target.

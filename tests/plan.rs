@@ -73,9 +73,10 @@ fn join(srv: &EmbeddedServer, key: &Arc<SecretKey>, id: &str) -> Joined {
 /// Uploads an arbitrary update of the plan's length for `round` as `j`.
 fn upload(j: &Joined, key: &SecretKey, round: u64) -> Result<(), ClientError> {
     let len = if round == 1 {
-        fedhe::client::standardization_len(j.plan.features())
+        j.plan.statistics_values() * fedhe::client::STAT_LIMBS
     } else {
-        j.plan.features() + 1
+        // The parameters and the site's FedAvg share.
+        j.plan.param_count() + 1
     };
     let bytes = crypto::encrypt_weighted(key, &vec![0.5; len], 1.0)
         .unwrap()
@@ -391,14 +392,39 @@ fn plan_init_ignores_text_and_id_columns_and_never_overwrites() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(
-        text.contains("column \"ward\" ignored: it holds text"),
+        text.contains("column \"ward\" categorical: text with 3 categories (East, North, South)"),
         "{text}"
     );
-    assert!(text.contains("ignored column \"patient_id\""), "{text}");
+    assert!(
+        text.contains("column \"age\" categorical: integers with only 3 distinct values"),
+        "{text}"
+    );
+    assert!(
+        text.contains("column \"patient_id\" ignored: it holds a distinct integer"),
+        "{text}"
+    );
     assert!(text.contains("positive class \"yes\""), "{text}");
     let plan = Plan::load(&out).unwrap();
-    assert_eq!(plan.columns.numeric, vec!["age", "bmi"]);
-    assert_eq!(plan.columns.ignored, vec!["patient_id", "ward"]);
+    assert_eq!(plan.columns.numeric, vec!["bmi"]);
+    let cats: Vec<(&str, Vec<&str>)> = plan
+        .columns
+        .categorical
+        .iter()
+        .map(|c| {
+            (
+                c.name.as_str(),
+                c.categories.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cats,
+        vec![
+            ("age", vec!["51", "64", "70"]),
+            ("ward", vec!["East", "North", "South"])
+        ]
+    );
+    assert_eq!(plan.columns.ignored, vec!["patient_id"]);
     assert!(text.contains(&plan.fingerprint().to_string()));
     // Never over an existing plan without --force.
     let o = run(&["--rounds", "9"]);
@@ -414,7 +440,11 @@ fn plan_init_ignores_text_and_id_columns_and_never_overwrites() {
     assert!(err.contains("quorum.min_clients"), "{err}");
     // `plan check` maps a site's file by name and says what does not fit.
     let site = dir.path().join("site.csv");
-    std::fs::write(&site, "bmi,outcome,age\n22.0,no,40\n30.1,maybe,52\n").unwrap();
+    std::fs::write(
+        &site,
+        "bmi,outcome,age,ward\n22.0,no,51,North\n30.1,maybe,64,South\n",
+    )
+    .unwrap();
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_fedhe"))
         .args(["plan", "check"])
         .arg(&out)
@@ -470,7 +500,7 @@ fn a_plan_guards_round_lengths_late_plans_and_future_proofs() {
     // without one: its rounds would pass for the plan's.
     let plain = EmbeddedServer::start(ServerConfig {
         public_key: Some(key.public()),
-        max_len: Some(fedhe::client::max_len_for(30)),
+        max_len: Some(plan(quorum(2, &[], 60)).max_update_len()),
         allow_single_contributor: true,
         ..ServerConfig::default()
     })

@@ -55,7 +55,10 @@ fn plan_init(dir: &Path, extra: &[&str]) -> PathBuf {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("30 numeric feature columns"), "{stdout}");
+    assert!(
+        stdout.contains("30 numeric and 0 categorical feature columns"),
+        "{stdout}"
+    );
     plan
 }
 

@@ -32,6 +32,9 @@ pub struct CsvView {
     pub header: Vec<String>,
     pub rows: Vec<Vec<String>>,
     pub total_rows: usize,
+    /// Per header column: its kind as read ("numeric", "categorical (3)",
+    /// "label", "ignored") and its count of missing cells.
+    pub kinds: Vec<(String, usize)>,
     /// The loaded data, or why it cannot be used (in words).
     pub loaded: Result<LoadedCsv, fedhe::data::DataError>,
 }
@@ -812,6 +815,16 @@ fn preview_ui(ui: &mut Ui, view: &CsvView) {
                         ui.strong(h);
                     }
                     ui.end_row();
+                    // Each column's kind and missing cells, as training reads it.
+                    for (kind, missing) in &view.kinds {
+                        let text = if *missing > 0 {
+                            format!("{kind}, {missing} missing")
+                        } else {
+                            kind.clone()
+                        };
+                        ui.weak(text);
+                    }
+                    ui.end_row();
                     for row in &view.rows {
                         for cell in row {
                             ui.monospace(cell);
@@ -856,7 +869,7 @@ fn read_csv(path: &Path, schema: &Schema) -> Result<CsvView, AppError> {
     // A schema remembered from another file only applies where it fits.
     let has = |c: &String| header.contains(c);
     let label = schema.label.clone().filter(has);
-    let opts = CsvOptions {
+    let asked = CsvOptions {
         target: match schema.task {
             None => fedhe::data::TargetSpec::Auto,
             Some(fedhe::data::TaskKind::Binary) => fedhe::data::TargetSpec::Binary,
@@ -868,6 +881,12 @@ fn read_csv(path: &Path, schema: &Schema) -> Result<CsvView, AppError> {
         label,
         ..CsvOptions::default()
     };
+    // Each column's kind (number, categories, left out) and missing cells.
+    let auto = fedhe::data::profile::auto_schema(path, &asked, asked.label.as_deref());
+    let (opts, notes, profile) = match auto {
+        Ok(a) => (a.options, a.notes, Some(a.profile)),
+        Err(_) => (asked.clone(), Vec::new(), None),
+    };
     let mut loaded = load_csv(path, &opts);
     if let Err(fedhe::data::DataError::UnknownPositive { .. }) = &loaded {
         loaded = load_csv(
@@ -878,11 +897,38 @@ fn read_csv(path: &Path, schema: &Schema) -> Result<CsvView, AppError> {
             },
         );
     }
+    if let Ok(l) = &mut loaded {
+        let mut all = notes;
+        all.append(&mut l.notices);
+        l.notices = all;
+    }
+    let kinds = header
+        .iter()
+        .map(|h| {
+            let missing = profile
+                .as_ref()
+                .and_then(|p| p.columns.iter().find(|c| &c.name == h))
+                .map_or(0, |c| c.missing);
+            let kind = match &loaded {
+                Ok(l) if l.dataset.label.column() == h => "label".to_string(),
+                Ok(l) => match l.dataset.columns.iter().find(|c| c.name() == h) {
+                    Some(fedhe::data::RawColumn::Numeric { .. }) => "numeric".to_string(),
+                    Some(fedhe::data::RawColumn::Categorical { categories, .. }) => {
+                        format!("categorical ({})", categories.len())
+                    }
+                    None => "ignored".to_string(),
+                },
+                Err(_) => String::new(),
+            };
+            (kind, missing)
+        })
+        .collect();
     Ok(CsvView {
         path: path.to_path_buf(),
         header,
         rows,
         total_rows: total,
+        kinds,
         loaded,
     })
 }
@@ -986,22 +1032,22 @@ fn local_training(
 ) -> Result<ModelFile, AppError> {
     let cfg = train_config(t);
     let epochs = cfg.epochs.max(1);
-    let run = session::train_local(
-        ds,
-        &t.architecture,
-        &cfg,
-        t.validation_share,
-        vec![source.to_string()],
-        &mut |s| {
-            p.send(TrainMsg::Epoch(EpochPoint::of(0, s)));
-            p.send(TrainMsg::Progress(s.epoch as f32 / epochs as f32));
-            if p.cancelled() {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        },
-    )
+    let settings = session::LocalTraining {
+        architecture: t.architecture.clone(),
+        train: cfg,
+        validation_share: t.validation_share,
+        missing: fedhe::data::MissingPolicy::default(),
+        missing_tokens: fedhe::data::default_missing_tokens(),
+    };
+    let run = session::train_local(ds, &settings, vec![source.to_string()], &mut |s| {
+        p.send(TrainMsg::Epoch(EpochPoint::of(0, s)));
+        p.send(TrainMsg::Progress(s.epoch as f32 / epochs as f32));
+        if p.cancelled() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
     .map_err(|e| match e {
         SessionError::Cancelled => AppError::Stopped("Training"),
         e => AppError::Training(Box::new(e)),

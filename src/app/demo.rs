@@ -451,7 +451,16 @@ fn run_demo(cfg: &DemoSettings, p: &Progress<DemoMsg>) {
         Ok(d) => d,
         Err(e) => return done(Err(e)),
     };
-    let csv = cfg.dataset.csv_options();
+    // Each column's kind (numbers, categories) and missing cells, as
+    // training without a plan reads any file.
+    let csv = match fedhe::data::profile::auto_schema(&data, &cfg.dataset.csv_options(), None) {
+        Ok(s) => s.options,
+        Err(e) => {
+            return done(Err(AppError::Demo(Box::new(SimulationError::Data(
+                Box::new(e),
+            )))));
+        }
+    };
     let partition = match cfg.split {
         DemoSplit::Iid => Partition::Iid,
         DemoSplit::Dirichlet => Partition::Dirichlet(cfg.alpha),

@@ -151,6 +151,7 @@ impl ServerTab {
             ignore: settings.ignored.clone(),
             keep: Vec::new(),
             delimiter: None,
+            missing: Vec::new(),
             training: settings.training.plan_training(),
             quorum: Quorum {
                 min_clients: settings.quorum_min_clients,

@@ -36,6 +36,11 @@ pub struct SchemaArgs {
     /// header shows when it has semicolons or tabs and no comma).
     #[arg(long, value_parser = parse_delimiter)]
     pub delimiter: Option<u8>,
+    /// Cell texts that mean "missing", comma-separated (default: empty
+    /// cell, NA, NaN, null, ?). Numbers are imputed with the mean,
+    /// categories get a "missing" category; rows without a label are skipped.
+    #[arg(long, value_delimiter = ',')]
+    pub missing: Vec<String>,
 }
 
 /// `--task`: `auto`, or a task kind.
@@ -109,8 +114,21 @@ impl SchemaArgs {
             positive: self.positive.clone(),
             target: self.task.spec(),
             delimiter: self.delimiter,
+            missing_tokens: self.missing.clone(),
             ..CsvOptions::default()
         }
+    }
+
+    /// The options for reading `path` without a plan: each column's kind
+    /// (number, categories, left out) from a first look at the file, with a
+    /// note per decision printed to stderr.
+    pub fn options_for(&self, path: &std::path::Path) -> anyhow::Result<CsvOptions> {
+        let schema =
+            fedhe::data::profile::auto_schema(path, &self.options(), self.label.as_deref())?;
+        for n in &schema.notes {
+            eprintln!("note: {n}");
+        }
+        Ok(schema.options)
     }
 }
 
@@ -250,7 +268,7 @@ pub fn split(a: SplitArgs) -> anyhow::Result<()> {
             existing.join(", ")
         );
     }
-    let loaded = load_csv(&a.data, &a.schema.options())?;
+    let loaded = load_csv(&a.data, &a.schema.options_for(&a.data)?)?;
     print_notices(&loaded);
     let ds = loaded.dataset;
     let (train_set, test_set) = stratified_split(&ds, a.test_fraction, a.seed)?;
@@ -306,7 +324,8 @@ pub fn split(a: SplitArgs) -> anyhow::Result<()> {
 pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     let cfg = a.training.config();
     let architecture = a.model.architecture()?;
-    let loaded = load_csv(&a.data, &a.schema.options())?;
+    let opts = a.schema.options_for(&a.data)?;
+    let loaded = load_csv(&a.data, &opts)?;
     print_notices(&loaded);
     let ds = loaded.dataset;
     let head = fedhe::model::Head::for_target(&ds.label);
@@ -324,11 +343,16 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let start = Instant::now();
+    let settings = fedhe::session::LocalTraining {
+        architecture,
+        train: cfg.clone(),
+        validation_share: 0.0,
+        missing: fedhe::data::MissingPolicy::default(),
+        missing_tokens: opts.missing_tokens.clone(),
+    };
     let run = fedhe::session::train_local(
         &ds,
-        &architecture,
-        &cfg,
-        0.0,
+        &settings,
         vec![a.data.display().to_string()],
         &mut |s| {
             bar.set_position(s.epoch as u64);

@@ -465,7 +465,10 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
     };
     let cfg = SimulationConfig {
         data,
-        csv: a.csv.options(),
+        csv: match (&a.data, a.client_data.first()) {
+            (Some(d), _) | (None, Some(d)) => a.csv.options_for(d)?,
+            (None, None) => a.csv.options(),
+        },
         rounds: a.train.rounds,
         train: a.train.config(),
         architecture: a.model.architecture()?,

@@ -83,6 +83,7 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
         ignore: a.schema.ignore.clone(),
         keep: a.schema.keep.clone(),
         delimiter: a.schema.delimiter,
+        missing: a.schema.missing.clone(),
         training: a.training.training(a.validation_share),
         quorum: Quorum {
             min_clients: a.min_clients,
@@ -124,11 +125,24 @@ fn check(a: CheckArgs) -> anyhow::Result<()> {
         for n in &loaded.notices {
             println!("note: {n}");
         }
+        let ds = &loaded.dataset;
+        let about = match &ds.label {
+            fedhe::data::Target::Binary(_) => format!("{} positive", ds.positives()),
+            fedhe::data::Target::Multiclass { classes, .. } => {
+                let seen: std::collections::BTreeSet<usize> =
+                    ds.y.iter().map(|v| *v as usize).collect();
+                format!(
+                    "{} of the plan's {} classes present",
+                    seen.len(),
+                    classes.len()
+                )
+            }
+            fedhe::data::Target::Regression { .. } => "a numeric target".to_string(),
+        };
         println!(
-            "{}: {} rows fit the plan ({} positive)",
+            "{}: {} rows fit the plan ({about})",
             data.display(),
-            loaded.dataset.rows(),
-            loaded.dataset.positives()
+            ds.rows()
         );
     }
     Ok(())

@@ -8,7 +8,7 @@ mod run;
 
 pub use run::{
     ClientEvent, ClientOutcome, ClientRound, EpochPoint, Exchange, ExchangeCost, HeExchange,
-    LIMB_BITS, LoopConfig, LoopError, Moments, RoundFigures, RoundMean, STAT_LIMBS, WaitNotifier,
-    evaluate_raw, from_limbs, limb_bits_for, max_len_for, round_seed, run_client_loop, site_weight,
-    standardization_len, to_limbs, weight_unit,
+    LIMB_BITS, LoopConfig, LoopError, MAX_SHARE, RoundFigures, RoundMean, STAT_LIMBS, WaitNotifier,
+    decode_limbs, encode_limbs, evaluate_raw, from_limbs, limb_bits_for, round_seed,
+    run_client_loop, site_share, to_limbs, weight_unit,
 };

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ndarray::{Array2, Axis};
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{self, Accumulator, CryptoError, SecretKey};
-use crate::data::{Dataset, Standardizer, TaskKind};
+use crate::data::{Dataset, Encoder, MissingPolicy, RawStats, Standardizer, TaskKind};
 use crate::model::{Architecture, Evaluation, Head, Model, ModelError, TargetScaling, TrainConfig};
 use crate::protocol::{RoundInfo, RoundPhase, RoundState};
 
@@ -36,36 +36,84 @@ pub fn limb_bits_for(params: crate::crypto::ParamSet, scale_bits: u8, max_client
     i32::try_from(budget - 1).unwrap_or(1).clamp(1, 30)
 }
 
-/// Values in the standardization vector for `columns` columns (the
-/// features, and a regression's target): per-column sums and sums of
-/// squares and the row count, [`STAT_LIMBS`] limbs each.
-pub fn standardization_len(columns: usize) -> usize {
-    (2 * columns + 1) * STAT_LIMBS
-}
-
-/// Longest vector a client of a binary linear model with `features`
-/// features uploads (see `Plan::max_update_len` for any plan).
-pub fn max_len_for(features: usize) -> usize {
-    standardization_len(features).max(features + 1)
-}
-
-/// Training rows per unit of FedAvg weight, from the federation's row count
-/// `global_rows`: the power of two that puts the summed weight in 256..512.
-/// Each site's weight is `round(rows / unit)` (at least 1), so however many
-/// rows the sites hold (a 50,000-row site under a default key) a site's
-/// weight is at most 512 and `|weight × parameter|` stays within a key's
-/// fixed-point budget for parameters up to 2^(budget − scale − 9) (128 with
-/// the default key); and however few, the weighted mean keeps about 25 bits
-/// below the unit per parameter (small federations get weights above their
-/// row counts).
+/// Training rows per unit of a site's FedAvg share, from the federation's
+/// row count `global_rows`: the power of two that puts the summed share in
+/// 256..512. A site uploads `share × parameters` and `share`, where
+/// `share = rows / unit`, so that the mean of the first over the mean of the
+/// second is exactly the row-weighted mean (FedAvg), whatever the sites'
+/// sizes. Because a share is at most 512 (see [`site_share`]),
+/// `|share × parameter|` stays within a key's fixed-point budget for
+/// parameters up to 2^(budget − scale − 9) (128 with the default key) at any
+/// site size, and the shares' sum keeps the rounding of the mean below
+/// clients × 2^-(scale + 9).
 pub fn weight_unit(global_rows: f64) -> f64 {
     let rows = global_rows.max(1.0);
     (rows.log2().ceil() - 9.0).exp2()
 }
 
-/// A site's FedAvg weight: `rows` in units of [`weight_unit`].
-pub fn site_weight(rows: usize, unit: f64) -> f64 {
-    (rows as f64 / unit).round().max(1.0)
+/// Largest share a site uploads: a site that joined after the statistics
+/// round (its rows are not in the federation's count) is capped here, so
+/// that it weighs at most as a 512-unit site instead of overflowing.
+pub const MAX_SHARE: f64 = 512.0;
+
+/// A site's FedAvg share: `rows` in units of [`weight_unit`], at most
+/// [`MAX_SHARE`].
+pub fn site_share(rows: usize, unit: f64) -> f64 {
+    (rows as f64 / unit).min(MAX_SHARE)
+}
+
+/// Refuses statistics beyond what [`STAT_LIMBS`] limbs of `limb_bits` hold
+/// (a sum of squares of very large values), naming the column.
+fn check_statistics_range(
+    values: &[f64],
+    columns: &[crate::data::RawColumn],
+    limb_bits: i32,
+) -> Result<(), LoopError> {
+    let limit = f64::powi(2.0, limb_bits * (STAT_LIMBS as i32 - 1));
+    let Some(i) = values.iter().position(|v| v.is_nan() || v.abs() >= limit) else {
+        return Ok(());
+    };
+    // Which column the value belongs to, in `RawStats::to_vec`'s layout.
+    let mut at = 0;
+    let mut what = "the target's sum or sum of squares".to_string();
+    for c in columns {
+        let n = match c {
+            crate::data::RawColumn::Numeric { .. } => 3,
+            crate::data::RawColumn::Categorical { categories, .. } => categories.len() + 2,
+        };
+        if i < at + n {
+            what = format!("column {:?}", c.name());
+            break;
+        }
+        at += n;
+    }
+    Err(LoopError::Other(format!(
+        "the statistics of {what} reach {:e}, beyond the ±2^{} the statistics round can add \
+         without overflow; express the column in a larger unit (thousands instead of units)",
+        values[i],
+        limb_bits * (STAT_LIMBS as i32 - 1)
+    )))
+}
+
+/// The FedAvg mean of a training round's sum: the parameters' weighted sum
+/// over the shares' sum. Returns the parameters and the summed share.
+fn fedavg(mean: &RoundMean, params: usize) -> Result<(Vec<f64>, f64), LoopError> {
+    if mean.values.len() != params + 1 {
+        return Err(LoopError::Other(format!(
+            "the round's sum holds {} values; the model has {params} parameters and a share",
+            mean.values.len()
+        )));
+    }
+    let total = mean.values[params];
+    if !(total.is_finite() && total > 0.0) {
+        return Err(LoopError::Other(format!(
+            "the round's summed share is {total}; no site contributed rows"
+        )));
+    }
+    Ok((
+        mean.values[..params].iter().map(|v| v / total).collect(),
+        total * mean.total_weight,
+    ))
 }
 
 /// Splits `value` into [`STAT_LIMBS`] base-2^b digits of `value * 2^b`
@@ -98,66 +146,27 @@ pub fn from_limbs(limbs: &[f64], limb_bits: i32) -> f64 {
     v / base
 }
 
-/// Row count, per-feature sums and sums of squares of one data set.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Moments {
-    pub count: f64,
-    pub sums: Vec<f64>,
-    pub sums_sq: Vec<f64>,
+/// `values` as [`STAT_LIMBS`] limbs each (see [`to_limbs`]).
+pub fn encode_limbs(values: &[f64], limb_bits: i32) -> Vec<f64> {
+    let mut out = Vec::with_capacity(values.len() * STAT_LIMBS);
+    for v in values {
+        to_limbs(*v, limb_bits, &mut out);
+    }
+    out
 }
 
-impl Moments {
-    pub fn of(x: &Array2<f64>) -> Moments {
-        Moments {
-            count: x.nrows() as f64,
-            sums: x.sum_axis(Axis(0)).to_vec(),
-            sums_sq: x.map(|v| v * v).sum_axis(Axis(0)).to_vec(),
-        }
+/// Inverse of [`encode_limbs`] (also for summed limbs).
+pub fn decode_limbs(limbs: &[f64], limb_bits: i32) -> Result<Vec<f64>, String> {
+    if !limbs.len().is_multiple_of(STAT_LIMBS) {
+        return Err(format!(
+            "the statistics hold {} values, not a multiple of {STAT_LIMBS}",
+            limbs.len()
+        ));
     }
-
-    /// The limb-encoded vector (contributed with weight 1).
-    pub fn encode(&self, limb_bits: i32) -> Vec<f64> {
-        let mut out = Vec::with_capacity(standardization_len(self.sums.len()));
-        for v in self.sums.iter().chain(&self.sums_sq) {
-            to_limbs(*v, limb_bits, &mut out);
-        }
-        to_limbs(self.count, limb_bits, &mut out);
-        out
-    }
-
-    /// Decodes summed limbs (the mean times the number of contributors).
-    pub fn decode(summed: &[f64], features: usize, limb_bits: i32) -> Result<Moments, String> {
-        if summed.len() != standardization_len(features) {
-            return Err(format!(
-                "standardization sum has {} values, expected {}",
-                summed.len(),
-                standardization_len(features)
-            ));
-        }
-        let nums: Vec<f64> = summed
-            .chunks(STAT_LIMBS)
-            .map(|c| from_limbs(c, limb_bits))
-            .collect();
-        Ok(Moments {
-            count: nums[2 * features],
-            sums: nums[..features].to_vec(),
-            sums_sq: nums[features..2 * features].to_vec(),
-        })
-    }
-
-    pub fn add(&mut self, other: &Moments) {
-        self.count += other.count;
-        for (a, b) in self.sums.iter_mut().zip(&other.sums) {
-            *a += b;
-        }
-        for (a, b) in self.sums_sq.iter_mut().zip(&other.sums_sq) {
-            *a += b;
-        }
-    }
-
-    pub fn standardizer(&self) -> Standardizer {
-        Standardizer::from_moments(self.count, &self.sums, &self.sums_sq)
-    }
+    Ok(limbs
+        .chunks(STAT_LIMBS)
+        .map(|c| from_limbs(c, limb_bits))
+        .collect())
 }
 
 impl From<CryptoError> for LoopError {
@@ -377,6 +386,10 @@ pub struct LoopConfig {
     pub architecture: Architecture,
     /// Seed of the initial global model (the same at every site).
     pub init_seed: u64,
+    /// How missing cells are filled (the plan's preprocessing).
+    pub missing: MissingPolicy,
+    /// Cell texts read as missing (recorded in the model file).
+    pub missing_tokens: Vec<String>,
 }
 
 /// Events for progress displays (the GUI draws live plots from them).
@@ -384,6 +397,8 @@ pub struct LoopConfig {
 pub enum ClientEvent {
     /// Federated standardization done.
     Standardized {
+        /// The preprocessing fitted on the federation's statistics.
+        encoder: Encoder,
         scaler: Standardizer,
         /// A regression target's federated scaling.
         target_scaling: Option<TargetScaling>,
@@ -489,6 +504,8 @@ pub struct ClientRound {
 #[derive(Debug, Clone)]
 pub struct ClientOutcome {
     pub model: Box<dyn Model>,
+    /// The preprocessing every site fitted on the federation's statistics.
+    pub encoder: Encoder,
     pub scaler: Standardizer,
     /// A regression target's federated scaling.
     pub target_scaling: Option<TargetScaling>,
@@ -513,71 +530,61 @@ pub fn run_client_loop(
     on_event: &mut dyn FnMut(&ClientEvent),
     cancel: &AtomicBool,
 ) -> Result<ClientOutcome, LoopError> {
-    let features = train.x.ncols();
     if train.rows() == 0 {
         return Err(LoopError::Other("the local training set is empty".into()));
     }
     let head = Head::for_target(&train.label);
     let regression = train.label.kind() == TaskKind::Regression;
-    // Round 1: federated standardization (of a regression's target too).
-    let local = if regression {
-        let mut with_y = ndarray::Array2::zeros((train.rows(), features + 1));
-        with_y
-            .slice_mut(ndarray::s![.., ..features])
-            .assign(&train.x);
-        with_y.column_mut(features).assign(&train.y);
-        Moments::of(&with_y)
-    } else {
-        Moments::of(&train.x)
-    };
-    let columns = local.sums.len();
+    // Round 1: the statistics every site's preprocessing is fitted on
+    // (encrypted, summed by the aggregator): numeric sums, sums of squares
+    // and present counts, category counts, rows, a regression's target.
+    let local = RawStats::of(&train.columns, &train.x, regression.then_some(&train.y));
     let std_round = 1;
     debug_assert_eq!(RoundPhase::of(std_round), Some(RoundPhase::Standardize));
     let limb_bits = exchange.limb_bits();
-    let std_len = crate::client::standardization_len(columns);
+    let values = local.to_vec();
+    check_statistics_range(&values, &train.columns, limb_bits)?;
+    let std_len = values.len() * STAT_LIMBS;
     let mean = match exchange.published(std_round, std_len)? {
         Some(m) => m,
-        None => exchange.exchange(std_round, &local.encode(limb_bits), 1.0, cancel)?,
+        None => exchange.exchange(std_round, &encode_limbs(&values, limb_bits), 1.0, cancel)?,
     };
     let summed: Vec<f64> = mean.values.iter().map(|v| v * mean.total_weight).collect();
-    let global = Moments::decode(&summed, columns, limb_bits).map_err(LoopError::Other)?;
-    let mut all = global.standardizer();
-    let target_scaling = if regression {
-        let scaling = TargetScaling {
-            mean: all.mean[features],
-            std: all.std[features],
-        };
-        all.mean.truncate(features);
-        all.std.truncate(features);
-        Some(scaling)
-    } else {
-        None
-    };
-    let scaler = all;
+    let global = decode_limbs(&summed, limb_bits)
+        .and_then(|v| RawStats::from_vec(&train.columns, regression, &v))
+        .map_err(LoopError::Other)?;
+    let mut encoder = Encoder::new(&train.columns, cfg.missing, cfg.missing_tokens.clone());
+    let scaler = encoder.fit(&global);
+    let target_scaling = global
+        .target
+        .map(|(sum, sum_sq)| TargetScaling::from_moments(global.rows, sum, sum_sq));
     on_event(&ClientEvent::Standardized {
+        encoder: encoder.clone(),
         scaler: scaler.clone(),
         target_scaling,
-        global_rows: global.count,
+        global_rows: global.rows,
         cost: mean.cost,
     });
-    let x = scaler.transformed(&train.x);
+    let x = scaler.transformed(&encoder.transform(&train.x));
     let y = match &target_scaling {
         Some(t) => train.y.mapv(|v| t.scale(v)),
         None => train.y.clone(),
     };
     let hold = validation.map(|h| (h.x.clone(), h.y.to_vec()));
+    let features = encoder.output_len();
 
     let mut global_model = crate::model::build(&cfg.architecture, features, head, cfg.init_seed)?;
     let params = global_model.params().len();
     let mut rounds = Vec::new();
-    let unit = weight_unit(global.count);
-    let weight = site_weight(train.rows(), unit);
+    let unit = weight_unit(global.rows);
+    let share = site_share(train.rows(), unit);
     let outcome =
         |model: Box<dyn Model>, rounds: Vec<ClientRound>, cancelled: bool| ClientOutcome {
             model,
+            encoder: encoder.clone(),
             scaler: scaler.clone(),
             target_scaling,
-            global_rows: global.count,
+            global_rows: global.rows,
             rounds,
             cancelled,
         };
@@ -588,14 +595,15 @@ pub fn run_client_loop(
         let server_round = RoundPhase::server_round_of_training(k);
         // Resuming: a round that closed while this client was away is taken
         // as published, without training for it.
-        if let Some(mean) = exchange.published(server_round, params)? {
-            global_model.set_params(&mean.values)?;
+        if let Some(mean) = exchange.published(server_round, params + 1)? {
+            let (global_params, total_share) = fedavg(&mean, params)?;
+            global_model.set_params(&global_params)?;
             let rec = ClientRound {
                 round: k,
                 contributors: mean.contributors,
-                total_weight: mean.total_weight,
+                total_weight: total_share,
                 local_loss: None,
-                global_params: mean.values,
+                global_params,
                 contributed: false,
                 counted: mean.counted,
                 validation_loss: None,
@@ -624,11 +632,23 @@ pub fn run_client_loop(
         if cancel.load(Ordering::Relaxed) {
             return Err(LoopError::Cancelled);
         }
-        let mean = exchange.exchange(server_round, local_model.params(), weight, cancel)?;
-        global_model.set_params(&mean.values)?;
+        // FedAvg: the parameters times this site's share of the rows, and
+        // the share itself; the mean of both gives the weighted mean exactly.
+        let mut update: Vec<f64> = local_model.params().iter().map(|v| v * share).collect();
+        update.push(share);
+        let mean = exchange.exchange(server_round, &update, 1.0, cancel)?;
+        let (global_params, total_share) = fedavg(&mean, params)?;
+        global_model.set_params(&global_params)?;
         let (validation_loss, validation_score) = match &hold {
             Some((hx, hy)) => {
-                let e = evaluate_raw(&*global_model, &scaler, target_scaling.as_ref(), hx, hy);
+                let e = evaluate_raw(
+                    &*global_model,
+                    &encoder,
+                    &scaler,
+                    target_scaling.as_ref(),
+                    hx,
+                    hy,
+                );
                 (Some(e.loss()), Some(e.score()))
             }
             None => (None, None),
@@ -636,9 +656,9 @@ pub fn run_client_loop(
         let rec = ClientRound {
             round: k,
             contributors: mean.contributors,
-            total_weight: mean.total_weight,
+            total_weight: total_share,
             local_loss: last_loss,
-            global_params: mean.values,
+            global_params,
             contributed: mean.contributed,
             counted: mean.counted,
             validation_loss,
@@ -655,12 +675,13 @@ pub fn run_client_loop(
 /// values in the target's unit).
 pub fn evaluate_raw(
     model: &dyn Model,
+    encoder: &Encoder,
     scaler: &Standardizer,
     target_scaling: Option<&TargetScaling>,
     x: &Array2<f64>,
     y: &[f64],
 ) -> Evaluation {
-    let mut p = crate::model::predictions(model, &scaler.transformed(x));
+    let mut p = crate::model::predictions(model, &scaler.transformed(&encoder.transform(x)));
     if let Some(t) = target_scaling {
         p.mapv_inplace(|z| t.unscale(z));
     }
@@ -701,13 +722,22 @@ mod tests {
     }
 
     #[test]
-    fn moments_encode_decode() {
-        let x = ndarray::array![[1.0, 200.0], [3.0, 400.0], [5.0, 900.0]];
-        let m = Moments::of(&x);
-        let d = Moments::decode(&m.encode(15), 2, 15).unwrap();
-        assert_eq!(d.count, 3.0);
-        assert!((d.sums[1] - 1500.0).abs() < 1e-9);
-        assert!((d.sums_sq[0] - 35.0).abs() < 1e-9);
-        assert_eq!(max_len_for(2), 25);
+    fn statistics_round_trip_through_limbs() {
+        use crate::data::{RawColumn, RawStats};
+        let x = ndarray::array![[1.0, 0.0], [f64::NAN, 1.0], [5.0, f64::NAN]];
+        let columns = vec![
+            RawColumn::numeric("a"),
+            RawColumn::Categorical {
+                name: "b".into(),
+                categories: vec!["u".into(), "v".into()],
+                other: false,
+            },
+        ];
+        let stats = RawStats::of(&columns, &x, None);
+        let values = stats.to_vec();
+        assert_eq!(values, vec![6.0, 26.0, 2.0, 1.0, 1.0, 0.0, 1.0, 3.0]);
+        let back = decode_limbs(&encode_limbs(&values, 15), 15).unwrap();
+        let back = RawStats::from_vec(&columns, false, &back).unwrap();
+        assert_eq!(back, stats);
     }
 }

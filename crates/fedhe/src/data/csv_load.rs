@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use super::blocks::{Block, BlockReader};
 
+use super::columns::{CategoricalSpec, MAX_CATEGORIES, RawColumn, is_missing};
 use super::target::{MAX_CLASSES, propose_task, sort_classes};
 use super::{
     DEFAULT_LABEL_NAMES, DataError, Dataset, LabelMapping, Location, Target, TargetSpec, TaskKind,
@@ -49,6 +50,12 @@ pub struct CsvOptions {
     /// Field separator; `None` reads commas, unless the header has no comma
     /// but semicolons or tabs (then those, with a note).
     pub delimiter: Option<u8>,
+    /// Columns read as categories (by name), after the numeric features.
+    pub categorical: Vec<CategoricalSpec>,
+    /// Cell texts read as missing. Empty: a missing cell is an error (an
+    /// empty column is dropped). A row whose label is missing is skipped,
+    /// with a note.
+    pub missing_tokens: Vec<String>,
 }
 
 impl Default for CsvOptions {
@@ -64,6 +71,8 @@ impl Default for CsvOptions {
             mapping: None,
             label_optional: false,
             delimiter: None,
+            categorical: Vec::new(),
+            missing_tokens: Vec::new(),
         }
     }
 }
@@ -202,8 +211,44 @@ fn read_csv<R: Read>(
         overflow,
         targets,
         first_text,
+        vocab,
+        skipped,
+        first_skipped,
         rows,
     } = acc;
+    let mut values = values;
+    if skipped > 0 {
+        notices.push(format!(
+            "skipped {skipped} row(s) whose label is missing (the first at line {})",
+            first_skipped.unwrap_or(0)
+        ));
+    }
+    // Discovered categories are sorted (numbers numerically), so every site
+    // orders them the same; codes follow.
+    let mut found: Vec<Vec<String>> = vec![Vec::new(); opts.categorical.len()];
+    for (j, k) in plan.categorical.iter().enumerate() {
+        let Some(k) = *k else { continue };
+        if opts.categorical[k].categories.is_some() {
+            continue;
+        }
+        let seen: Vec<String> = vocab
+            .get(k)
+            .map(|v| v.iter().map(|(s, _)| s.clone()).collect())
+            .unwrap_or_default();
+        let mut sorted = seen.clone();
+        super::sort_classes(&mut sorted);
+        let rank: Vec<f64> = seen
+            .iter()
+            .map(|v| sorted.iter().position(|x| x == v).unwrap_or(0) as f64)
+            .collect();
+        for v in values.iter_mut().skip(j).step_by(nfeat.max(1)) {
+            if !v.is_nan() {
+                *v = rank.get(*v as usize).copied().unwrap_or(f64::NAN);
+            }
+        }
+        found[k] = sorted;
+    }
+    let lenient = !opts.missing_tokens.is_empty();
     if rows == 0 {
         return Err(DataError::HeaderOnly(name.to_string()));
     }
@@ -222,12 +267,16 @@ fn read_csv<R: Read>(
             ));
             continue;
         }
-        if let Some(line) = first_missing[j] {
+        if let Some(line) = first_missing[j]
+            && !lenient
+            && plan.categorical[j].is_none()
+        {
             return Err(DataError::MissingCell {
                 at: location(name, line, c, &header),
             });
         }
         if !named
+            && plan.categorical[j].is_none()
             && opts.auto_ignore_ids
             && !plan.keep.contains(&c)
             && rows >= 3
@@ -259,6 +308,20 @@ fn read_csv<R: Read>(
     let feature_names: Vec<String> = keep
         .iter()
         .map(|&j| header[plan.features[j]].clone())
+        .collect();
+    let columns: Vec<RawColumn> = keep
+        .iter()
+        .map(|&j| match plan.categorical[j] {
+            None => RawColumn::numeric(&header[plan.features[j]]),
+            Some(k) => {
+                let spec = &opts.categorical[k];
+                RawColumn::Categorical {
+                    name: header[plan.features[j]].clone(),
+                    categories: spec.categories.clone().unwrap_or_else(|| found[k].clone()),
+                    other: spec.other,
+                }
+            }
+        })
         .collect();
 
     let (label, y, has_labels) = match plan.label {
@@ -301,6 +364,7 @@ fn read_csv<R: Read>(
             x,
             y,
             feature_names,
+            columns,
             label,
         },
         notices,
@@ -320,7 +384,7 @@ fn record_reader(bytes: &[u8], delim: u8) -> csv::Reader<&[u8]> {
 /// The separator of a file whose delimiter was not given: a comma, unless
 /// its first line has none but has semicolons or tabs (a spreadsheet export
 /// in a locale with decimal commas, or a TSV). Returns the note to show.
-fn sniff_delimiter(bytes: &[u8]) -> (u8, Option<String>) {
+pub(crate) fn sniff_delimiter(bytes: &[u8]) -> (u8, Option<String>) {
     let line = bytes
         .split(|&b| b == b'\n')
         .find(|l| !l.iter().all(|b| b.is_ascii_whitespace()))
@@ -441,6 +505,12 @@ struct Parsed {
     targets: Vec<f64>,
     /// First label cell that is not a number (automatic targets).
     first_text: Option<(u64, String)>,
+    /// Per categorical feature whose categories are discovered: the values
+    /// seen, with the line each first appears on (codes index this).
+    vocab: Vec<Vec<(String, u64)>>,
+    /// Rows skipped because their label is missing, and the first one's line.
+    skipped: usize,
+    first_skipped: Option<u64>,
     rows: usize,
 }
 
@@ -455,6 +525,9 @@ impl Parsed {
             overflow: false,
             targets: Vec::new(),
             first_text: None,
+            vocab: Vec::new(),
+            skipped: 0,
+            first_skipped: None,
             rows: 0,
         }
     }
@@ -472,9 +545,9 @@ impl Parsed {
                         TargetSpec::Binary if self.label_values.len() == 2 => {
                             return Err(DataError::ThirdLabel {
                                 at: at(),
-                                value: value.clone(),
-                                first: self.label_values[0].0.clone(),
-                                second: self.label_values[1].0.clone(),
+                                value: super::shorten(value, 80),
+                                first: super::shorten(&self.label_values[0].0, 80),
+                                second: super::shorten(&self.label_values[1].0, 80),
                             });
                         }
                         TargetSpec::Classes(None) if self.label_values.len() == MAX_CLASSES => {
@@ -498,6 +571,12 @@ impl Parsed {
         }
         let fixed = matches!(ctx.opts.target, TargetSpec::Classes(Some(_)));
         self.overflow |= other.overflow;
+        self.skipped += other.skipped;
+        if self.first_skipped.is_none() {
+            self.first_skipped = other.first_skipped;
+        }
+        let mut other = other;
+        ctx.merge_vocab(&mut self.vocab, &mut other)?;
         if self.first_text.is_none() {
             self.first_text = other.first_text;
         }
@@ -607,11 +686,30 @@ impl BlockContext<'_> {
                 expected: header.len(),
             });
         }
+        let tokens = &self.opts.missing_tokens;
+        if let Some(c) = plan.label
+            && !tokens.is_empty()
+            && is_missing(field(c).trim_ascii(), tokens)
+        {
+            out.skipped += 1;
+            out.first_skipped.get_or_insert(line);
+            return Ok(());
+        }
         for (j, &c) in plan.features.iter().enumerate() {
             // Cells are trimmed here rather than by the csv reader, whose
             // trimming rebuilds every record.
             let cell = field(c).trim_ascii();
-            if cell.is_empty() {
+            if let Some(k) = plan.categorical[j] {
+                let code = self.category(out, k, cell, line, c)?;
+                out.values.push(code);
+                if code.is_nan() {
+                    out.first_missing[j].get_or_insert(line);
+                } else {
+                    out.present[j] += 1;
+                }
+                continue;
+            }
+            if cell.is_empty() || (!tokens.is_empty() && is_missing(cell, tokens)) {
                 out.values.push(f64::NAN);
                 out.first_missing[j].get_or_insert(line);
                 continue;
@@ -641,6 +739,98 @@ impl BlockContext<'_> {
             self.label_cell(out, field(c).trim_ascii(), line, c)?;
         }
         out.rows += 1;
+        Ok(())
+    }
+
+    /// The code of a categorical cell: the index of its category, the
+    /// "other" code (`categories.len()`), or NaN when missing.
+    fn category(
+        &self,
+        out: &mut Parsed,
+        k: usize,
+        cell: &[u8],
+        line: u64,
+        c: usize,
+    ) -> Result<f64, DataError> {
+        let tokens = &self.opts.missing_tokens;
+        if cell.is_empty() || is_missing(cell, tokens) {
+            return Ok(f64::NAN);
+        }
+        let at = || location(self.name, line, c, self.header);
+        let text = std::str::from_utf8(cell).map_err(|_| DataError::InvalidUtf8 { at: at() })?;
+        let spec = &self.opts.categorical[k];
+        match &spec.categories {
+            Some(categories) => match categories.iter().position(|x| x == text) {
+                // At most MAX_CATEGORIES categories, so the index is exact in f64.
+                Some(i) => Ok(i as f64),
+                None if spec.other => Ok(categories.len() as f64),
+                None => Err(DataError::UnknownCategory {
+                    at: at(),
+                    value: super::shorten(text, 80),
+                    categories: super::shorten(&categories.join(", "), 200),
+                }),
+            },
+            None => {
+                if out.vocab.len() <= k {
+                    out.vocab.resize(self.opts.categorical.len(), Vec::new());
+                }
+                let seen = &mut out.vocab[k];
+                if let Some(i) = seen.iter().position(|(v, _)| v == text) {
+                    return Ok(i as f64);
+                }
+                if seen.len() == MAX_CATEGORIES {
+                    return Err(DataError::TooManyCategories {
+                        at: at(),
+                        max: MAX_CATEGORIES,
+                    });
+                }
+                seen.push((text.to_string(), line));
+                Ok((seen.len() - 1) as f64)
+            }
+        }
+    }
+
+    /// Merges a later block's discovered categories into `mine`, renumbering
+    /// its codes in `other.values`.
+    fn merge_vocab(
+        &self,
+        mine: &mut Vec<Vec<(String, u64)>>,
+        other: &mut Parsed,
+    ) -> Result<(), DataError> {
+        if other.vocab.is_empty() {
+            return Ok(());
+        }
+        mine.resize(self.opts.categorical.len(), Vec::new());
+        let nfeat = self.plan.features.len();
+        for (j, k) in self.plan.categorical.iter().enumerate() {
+            let Some(k) = *k else { continue };
+            let Some(theirs) = other.vocab.get(k) else {
+                continue;
+            };
+            let mut map = Vec::with_capacity(theirs.len());
+            for (value, line) in theirs {
+                let idx = match mine[k].iter().position(|(v, _)| v == value) {
+                    Some(i) => i,
+                    None => {
+                        if mine[k].len() == MAX_CATEGORIES {
+                            let c = self.plan.features[j];
+                            return Err(DataError::TooManyCategories {
+                                at: location(self.name, *line, c, self.header),
+                                max: MAX_CATEGORIES,
+                            });
+                        }
+                        mine[k].push((value.clone(), *line));
+                        mine[k].len() - 1
+                    }
+                };
+                map.push(idx as f64);
+            }
+            for v in other.values.iter_mut().skip(j).step_by(nfeat.max(1)) {
+                if !v.is_nan() {
+                    *v = map.get(*v as usize).copied().unwrap_or(f64::NAN);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -741,8 +931,8 @@ impl BlockContext<'_> {
             return Err(DataError::ThirdLabel {
                 at: at(),
                 value: super::shorten(text, 80),
-                first: seen[0].0.clone(),
-                second: seen[1].0.clone(),
+                first: super::shorten(&seen[0].0, 80),
+                second: super::shorten(&seen[1].0, 80),
             });
         }
         seen.push((text.to_string(), line));
@@ -810,7 +1000,10 @@ fn parse_header(rec: &ByteRecord, name: &str, line: u64) -> Result<Vec<String>, 
 /// Column roles decided from the header alone.
 struct Plan {
     label: Option<usize>,
+    /// Header index of each feature: the numeric ones, then the categorical.
     features: Vec<usize>,
+    /// Per feature: the index of its `CsvOptions::categorical` spec.
+    categorical: Vec<Option<usize>>,
     keep: Vec<usize>,
     notices: Vec<String>,
 }
@@ -870,6 +1063,10 @@ impl Plan {
         for col in &opts.keep {
             keep.push(require(col, "--keep")?);
         }
+        let mut categorical_cols = Vec::with_capacity(opts.categorical.len());
+        for spec in &opts.categorical {
+            categorical_cols.push(require(&spec.name, "categorical")?);
+        }
 
         let features = match &opts.features {
             FeatureSelection::Named(names) => {
@@ -884,7 +1081,12 @@ impl Plan {
                     cols.push(c);
                 }
                 let extra: Vec<&str> = (0..header.len())
-                    .filter(|c| !cols.contains(c) && Some(*c) != label && !header[*c].is_empty())
+                    .filter(|c| {
+                        !cols.contains(c)
+                            && !categorical_cols.contains(c)
+                            && Some(*c) != label
+                            && !header[*c].is_empty()
+                    })
                     .map(|c| header[c].as_str())
                     .collect();
                 if !extra.is_empty() {
@@ -899,7 +1101,7 @@ impl Plan {
             FeatureSelection::All => {
                 let mut cols = Vec::new();
                 for (c, h) in header.iter().enumerate() {
-                    if Some(c) == label || ignored.contains(&c) {
+                    if Some(c) == label || ignored.contains(&c) || categorical_cols.contains(&c) {
                         continue;
                     }
                     if opts.auto_ignore_ids && !keep.contains(&c) && h.eq_ignore_ascii_case("id") {
@@ -913,9 +1115,16 @@ impl Plan {
                 cols
             }
         };
+        let mut features = features;
+        let mut categorical = vec![None; features.len()];
+        for (k, &c) in categorical_cols.iter().enumerate() {
+            features.push(c);
+            categorical.push(Some(k));
+        }
         Ok(Plan {
             label,
             features,
+            categorical,
             keep,
             notices,
         })
@@ -958,6 +1167,21 @@ impl LabelColumn<'_> {
             TargetSpec::Classes(_) => TaskKind::Multiclass,
             TargetSpec::Numeric => TaskKind::Regression,
             TargetSpec::Auto => {
+                // Mostly numbers, too many for classes, and a cell that is
+                // not one: a numeric target with a bad cell, not classes.
+                let numbers = values.iter().filter(|v| v.parse::<f64>().is_ok()).count();
+                if let Some((line, text)) = &self.first_text
+                    && (self.overflow || numbers > super::AUTO_MAX_CLASSES)
+                {
+                    let at = location(self.file, *line, self.c, self.header);
+                    return Err(match fast_float2::parse::<f64, _>(text.as_bytes()) {
+                        Ok(v) if v.is_finite() => DataError::OutOfRange { at, value: v },
+                        _ => DataError::NotNumeric {
+                            at,
+                            value: text.clone(),
+                        },
+                    });
+                }
                 if self.overflow && self.first_text.is_some() {
                     let (line, _) = self.first_text.clone().unwrap_or_default();
                     return Err(DataError::TooManyClasses {

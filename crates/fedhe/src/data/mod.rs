@@ -2,13 +2,23 @@
 //! class), standardization, and train/test and per-client splits.
 
 mod blocks;
+mod columns;
 mod csv_load;
+mod encoder;
+pub mod profile;
 mod scaler;
 pub mod split;
+mod stats;
 mod target;
 
+pub use columns::{
+    CategoricalSpec, DEFAULT_MISSING_TOKENS, MAX_CATEGORIES, RawColumn, default_missing_tokens,
+    is_missing,
+};
 pub use csv_load::{CsvOptions, FeatureSelection, LoadedCsv, load_csv, load_csv_reader};
+pub use encoder::{CategoricalMissing, EncodedColumn, Encoder, MissingPolicy};
 pub use scaler::Standardizer;
+pub use stats::{ColumnStats, RawStats};
 pub use target::{
     AUTO_MAX_CLASSES, MAX_CLASSES, Target, TargetSpec, TaskKind, propose_task, sort_classes,
 };
@@ -43,7 +53,11 @@ pub struct Dataset {
     /// Binary: 1.0 for the positive class, 0.0 for the negative one;
     /// multi-class: the class index; regression: the value.
     pub y: Array1<f64>,
+    /// Names of `x`'s columns.
     pub feature_names: Vec<String>,
+    /// What each column of `x` holds: a number (NaN when missing), or a
+    /// category's index.
+    pub columns: Vec<RawColumn>,
     pub label: Target,
 }
 
@@ -64,6 +78,7 @@ impl Dataset {
             x: self.x.select(ndarray::Axis(0), rows),
             y: self.y.select(ndarray::Axis(0), rows),
             feature_names: self.feature_names.clone(),
+            columns: self.columns.clone(),
             label: self.label.clone(),
         }
     }
@@ -162,6 +177,18 @@ pub enum DataError {
         "{at}: the label column has more than {max} distinct values; a numeric target is a regression task (--task regression)"
     )]
     TooManyClasses { at: Box<Location>, max: usize },
+    #[error(
+        "{at}: {value:?} is not one of the column's categories ({categories}); add it to the plan's categories, or allow an \"other\" category (preprocessing.unknown_categories = \"other\")"
+    )]
+    UnknownCategory {
+        at: Box<Location>,
+        value: String,
+        categories: String,
+    },
+    #[error(
+        "{at}: the column has more than {max} distinct values; a column with this many is an identifier or free text: list it under `ignored`"
+    )]
+    TooManyCategories { at: Box<Location>, max: usize },
     #[error("{file}: no label column given and none of {tried:?} exists; columns are: {columns}")]
     NoLabelColumn {
         file: String,
@@ -238,6 +265,57 @@ pub fn harmonize_classes(sets: &mut [Dataset]) {
                 column: column.clone(),
                 classes: union.clone(),
             };
+        }
+    }
+}
+
+/// Gives data sets read separately (sites that hold different categories)
+/// one category list per categorical column: the union, sorted as
+/// [`sort_classes`] does, with the codes in `x` renumbered. The sets must
+/// have the same columns.
+pub fn harmonize_columns(sets: &mut [Dataset]) {
+    let Some(first) = sets.first() else { return };
+    let width = first.columns.len();
+    for j in 0..width {
+        let mut union: Vec<String> = Vec::new();
+        for ds in sets.iter() {
+            if let Some(RawColumn::Categorical { categories, .. }) = ds.columns.get(j) {
+                for c in categories {
+                    if !union.contains(c) {
+                        union.push(c.clone());
+                    }
+                }
+            }
+        }
+        if union.is_empty() {
+            continue;
+        }
+        sort_classes(&mut union);
+        for ds in sets.iter_mut() {
+            if let Some(RawColumn::Categorical {
+                categories, other, ..
+            }) = ds.columns.get_mut(j)
+            {
+                let old = categories.len();
+                let map: Vec<f64> = categories
+                    .iter()
+                    .map(|c| union.iter().position(|u| u == c).unwrap_or(0) as f64)
+                    .collect();
+                let new_other = union.len() as f64;
+                let other = *other;
+                *categories = union.clone();
+                ds.x.column_mut(j).mapv_inplace(|v| {
+                    if v.is_nan() {
+                        v
+                    } else if (v as usize) < old {
+                        map[v as usize]
+                    } else if other {
+                        new_other
+                    } else {
+                        f64::NAN
+                    }
+                });
+            }
         }
     }
 }

@@ -172,7 +172,8 @@ pub fn partition(
         .collect())
 }
 
-/// Writes `ds` as CSV: the label column (original values) then the features.
+/// Writes `ds` as CSV: the label column (original values) then the columns
+/// (categories by name, missing cells empty).
 pub fn write_csv(ds: &Dataset, path: &Path) -> Result<(), DataError> {
     let err = |e: std::io::Error| DataError::Write {
         file: path.display().to_string(),
@@ -186,7 +187,17 @@ pub fn write_csv(ds: &Dataset, path: &Path) -> Result<(), DataError> {
     for (row, y) in ds.x.rows().into_iter().zip(ds.y.iter()) {
         rec.clear();
         rec.push(ds.label.value_name(*y));
-        rec.extend(row.iter().map(|v| v.to_string()));
+        for (v, col) in row.iter().zip(&ds.columns) {
+            // Missing cells are written empty; categories by name.
+            rec.push(match col {
+                _ if v.is_nan() => String::new(),
+                super::RawColumn::Numeric { .. } => v.to_string(),
+                super::RawColumn::Categorical { categories, .. } => categories
+                    .get(*v as usize)
+                    .cloned()
+                    .unwrap_or_else(|| "(other)".to_string()),
+            });
+        }
         w.write_record(&rec).map_err(|e| err(e.into()))?;
     }
     w.flush().map_err(err)

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::{ClientEvent, ClientOutcome, Exchange, ExchangeCost, LoopError, RoundMean};
 use crate::crypto::{ParamSet, SecretKey};
 use crate::data::split::{Partition, partition, stratified_split};
-use crate::data::{CsvOptions, Dataset, Standardizer, Target, TargetSpec, load_csv};
+use crate::data::{CsvOptions, Dataset, RawColumn, Standardizer, Target, TargetSpec, load_csv};
 use crate::model::{Architecture, Evaluation, Head, Model, TargetScaling, TrainConfig};
 use crate::plan::{ModelSpec, Plan, Quorum, Training};
 use crate::protocol::RoundPhase;
@@ -84,6 +84,8 @@ pub struct RoundRecord {
 pub struct SimulationResult {
     pub records: Vec<RoundRecord>,
     pub model: Box<dyn Model>,
+    /// The preprocessing the clients agreed on.
+    pub encoder: crate::data::Encoder,
     pub scaler: Standardizer,
     pub target_scaling: Option<TargetScaling>,
     /// The global model on the test split.
@@ -103,7 +105,29 @@ impl SimulationConfig {
     /// The plan a simulation serves: the data's columns and classes, these
     /// training settings, a quorum of every simulated client.
     pub fn plan(&self, data: &Dataset, clients: usize) -> Plan {
-        let mut plan = Plan::for_target(&data.label, data.feature_names.clone(), Vec::new());
+        let numeric: Vec<String> = data
+            .columns
+            .iter()
+            .filter(|c| matches!(c, RawColumn::Numeric { .. }))
+            .map(|c| c.name().to_string())
+            .collect();
+        let mut plan = Plan::for_target(&data.label, numeric, Vec::new());
+        plan.columns.categorical = data
+            .columns
+            .iter()
+            .filter_map(|c| match c {
+                RawColumn::Categorical {
+                    name, categories, ..
+                } => Some(crate::plan::CategoricalColumn {
+                    name: name.clone(),
+                    categories: categories.clone(),
+                }),
+                RawColumn::Numeric { .. } => None,
+            })
+            .collect();
+        if !self.csv.missing_tokens.is_empty() {
+            plan.preprocessing.missing = self.csv.missing_tokens.clone();
+        }
         plan.name = "fedhe simulate".into();
         plan.model = ModelSpec::of(&self.architecture);
         plan.training = Training {
@@ -140,7 +164,7 @@ impl SimulationResult {
     /// The federated model as a self-describing model file.
     pub fn model_file(&self, cfg: &SimulationConfig) -> crate::model::ModelFile {
         crate::model::ModelFile::new(
-            self.feature_names.clone(),
+            self.encoder.clone(),
             self.scaler.clone(),
             self.label.clone(),
             self.target_scaling,
@@ -215,29 +239,93 @@ pub fn load_sim_data(
             }
             let first = load_csv(&clients[0], csv)?.dataset;
             let mut opts = csv.clone();
-            // Every file must have the first file's features and task.
-            opts.features = crate::data::FeatureSelection::Named(first.feature_names.clone());
-            opts.target = match &first.label {
-                Target::Binary(m) => {
-                    opts.mapping = Some(m.clone());
-                    TargetSpec::Binary
-                }
-                Target::Multiclass { .. } => TargetSpec::Classes(None),
-                Target::Regression { .. } => TargetSpec::Numeric,
-            };
-            let mut parts = vec![first];
-            for p in &clients[1..] {
-                parts.push(load_csv(p, &opts)?.dataset);
+            // Every file is read with the first file's columns, by name.
+            opts.features = crate::data::FeatureSelection::Named(
+                first
+                    .columns
+                    .iter()
+                    .filter(|c| matches!(c, RawColumn::Numeric { .. }))
+                    .map(|c| c.name().to_string())
+                    .collect(),
+            );
+            // Categories are discovered per file, then unified.
+            opts.categorical = first
+                .columns
+                .iter()
+                .filter_map(|c| match c {
+                    RawColumn::Categorical { name, other, .. } => {
+                        Some(crate::data::CategoricalSpec {
+                            name: name.clone(),
+                            categories: None,
+                            other: *other,
+                        })
+                    }
+                    RawColumn::Numeric { .. } => None,
+                })
+                .collect();
+            // The task comes from all files together: a site may hold one
+            // class, or two of three.
+            let mut paths: Vec<&PathBuf> = clients.iter().collect();
+            paths.push(test);
+            opts.target = task_of_files(&paths, &opts, &first)?;
+            if let (TargetSpec::Binary, Target::Binary(m)) = (&opts.target, &first.label) {
+                opts.mapping = Some(m.clone());
             }
-            let mut all = parts;
-            all.push(load_csv(test, &opts)?.dataset);
-            crate::data::harmonize_classes(&mut all);
+            let mut all = Vec::with_capacity(paths.len());
+            for p in &paths {
+                all.push(load_csv(p, &opts)?.dataset);
+            }
+            crate::data::harmonize_columns(&mut all);
             let test = all
                 .pop()
                 .ok_or_else(|| SimulationError::Other("no test file".into()))?;
             Ok((all, test))
         }
     }
+}
+
+/// How every file of a simulation reads its label: the first file's task,
+/// with the classes of all files together (a site may hold one class, or
+/// two of three).
+fn task_of_files(
+    paths: &[&PathBuf],
+    opts: &CsvOptions,
+    first: &Dataset,
+) -> Result<TargetSpec, SimulationError> {
+    if let Target::Regression { .. } = first.label {
+        return Ok(TargetSpec::Numeric);
+    }
+    if let (Target::Binary(_), false) = (&first.label, matches!(opts.target, TargetSpec::Auto)) {
+        return Ok(TargetSpec::Binary);
+    }
+    let mut values: Vec<String> = first.label.classes();
+    for p in paths.iter().skip(1) {
+        let probe = CsvOptions {
+            target: TargetSpec::Classes(None),
+            ..opts.clone()
+        };
+        match load_csv(p, &probe) {
+            Ok(l) => {
+                for c in l.dataset.label.classes() {
+                    if !values.contains(&c) {
+                        values.push(c);
+                    }
+                }
+            }
+            // Discovery refuses a file of one class; that class still counts.
+            Err(crate::data::DataError::SingleClass { value, .. }) => {
+                if !values.contains(&value) {
+                    values.push(value);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if values.len() == 2 && matches!(first.label, Target::Binary(_)) {
+        return Ok(TargetSpec::Binary);
+    }
+    crate::data::sort_classes(&mut values);
+    Ok(TargetSpec::Classes(Some(values)))
 }
 
 /// Plaintext FedAvg: contributions of each round, summed in client order
@@ -468,6 +556,7 @@ pub fn simulate(
     }
     let test_metrics = crate::client::evaluate_raw(
         &*outcome.model,
+        &outcome.encoder,
         &outcome.scaler,
         outcome.target_scaling.as_ref(),
         &test.x,
@@ -476,6 +565,7 @@ pub fn simulate(
     Ok(SimulationResult {
         records,
         model: outcome.model,
+        encoder: outcome.encoder,
         scaler: outcome.scaler,
         target_scaling: outcome.target_scaling,
         test: test_metrics,
@@ -506,18 +596,19 @@ fn collect_rounds(
     let mut target_scaling: Option<TargetScaling> = None;
     let mut pending: std::collections::BTreeMap<u64, Vec<crate::client::ClientRound>> =
         Default::default();
-    let mut scaler: Option<Standardizer> = None;
+    let mut scaler: Option<(crate::data::Encoder, Standardizer)> = None;
     let mut std_cost = ExchangeCost::default();
     let mut records = Vec::new();
     while let Ok((index, event)) = rx.recv() {
         match &event {
             ClientEvent::Standardized {
+                encoder,
                 scaler: s,
                 target_scaling: t,
                 cost,
                 ..
             } => {
-                scaler.get_or_insert_with(|| s.clone());
+                scaler.get_or_insert_with(|| (encoder.clone(), s.clone()));
                 if target_scaling.is_none() {
                     target_scaling = *t;
                 }
@@ -532,12 +623,14 @@ fn collect_rounds(
                 if list.len() == n {
                     let list = pending.remove(&r.round).unwrap_or_default();
                     let params = list[0].global_params.clone();
-                    let model = crate::model::build(&architecture, test.x.ncols(), head, 0)
+                    let inputs = scaler.as_ref().map_or(0, |(e, _)| e.output_len());
+                    let model = crate::model::build(&architecture, inputs, head, 0)
                         .and_then(|mut m| m.set_params(&params).map(|()| m));
                     let (loss, acc) = match (model, &scaler) {
-                        (Ok(m), Some(s)) => {
+                        (Ok(m), Some((enc, s))) => {
                             let e = crate::client::evaluate_raw(
                                 &*m,
+                                enc,
                                 s,
                                 target_scaling.as_ref(),
                                 &test.x,

@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use super::network::param_count;
 use super::{Architecture, Evaluation, Head, Model, ModelError, TrainConfig};
-use crate::data::{CsvOptions, FeatureSelection, LabelMapping, Standardizer, Target, TargetSpec};
+use crate::data::{
+    CategoricalSpec, CsvOptions, EncodedColumn, Encoder, FeatureSelection, LabelMapping,
+    Standardizer, Target, TargetSpec,
+};
 
 /// Value of the `format` field.
 pub const FORMAT_NAME: &str = "fedhe-model";
@@ -133,7 +136,14 @@ impl Provenance {
 pub struct ModelFile {
     pub format: String,
     pub version: u32,
+    /// Names of the model's inputs (the encoded features).
     pub feature_names: Vec<String>,
+    /// How raw CSV columns become the inputs: missing cells, categories
+    /// (absent in files from before preprocessing: numeric columns named
+    /// as the inputs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocessing: Option<Encoder>,
+    /// Standardization of the inputs.
     pub standardization: Standardizer,
     pub target: Target,
     /// Regression only.
@@ -158,7 +168,7 @@ struct ModelFileV1 {
 
 impl ModelFile {
     pub fn new(
-        feature_names: Vec<String>,
+        encoder: Encoder,
         standardization: Standardizer,
         target: Target,
         target_scaling: Option<TargetScaling>,
@@ -168,7 +178,8 @@ impl ModelFile {
         Self {
             format: FORMAT_NAME.to_string(),
             version: FORMAT_VERSION,
-            feature_names,
+            feature_names: encoder.output_names(),
+            preprocessing: Some(encoder),
             standardization,
             target,
             target_scaling,
@@ -189,11 +200,27 @@ impl ModelFile {
         Ok(m)
     }
 
-    /// Predictions for raw (unstandardized) rows: the probability of class 1,
-    /// the class probabilities, or the value in the target's unit.
+    /// The preprocessing (a numeric pass-through for older files).
+    pub fn encoder(&self) -> Encoder {
+        self.preprocessing
+            .clone()
+            .unwrap_or_else(|| Encoder::numeric(&self.feature_names))
+    }
+
+    /// Model inputs of raw rows (as loaded with [`csv_options`](Self::csv_options)):
+    /// encoded and standardized.
+    pub fn inputs(&self, x: &Array2<f64>) -> Array2<f64> {
+        match &self.preprocessing {
+            Some(e) => self.standardization.transformed(&e.transform(x)),
+            None => self.standardization.transformed(x),
+        }
+    }
+
+    /// Predictions for raw rows: the probability of class 1, the class
+    /// probabilities, or the value in the target's unit.
     pub fn predict(&self, x: &Array2<f64>) -> Result<Array2<f64>, ModelError> {
         let model = self.model()?;
-        let mut p = super::predictions(&*model, &self.standardization.transformed(x));
+        let mut p = super::predictions(&*model, &self.inputs(x));
         if let Some(t) = &self.target_scaling {
             p.mapv_inplace(|z| t.unscale(z));
         }
@@ -215,9 +242,29 @@ impl ModelFile {
             }
             Target::Regression { .. } => (TargetSpec::Numeric, None),
         };
+        let encoder = self.encoder();
+        let mut numeric = Vec::new();
+        let mut categorical = Vec::new();
+        for c in &encoder.columns {
+            match c {
+                EncodedColumn::Numeric { name, .. } => numeric.push(name.clone()),
+                EncodedColumn::Categorical {
+                    name,
+                    categories,
+                    other,
+                    ..
+                } => categorical.push(CategoricalSpec {
+                    name: name.clone(),
+                    categories: Some(categories.clone()),
+                    other: *other,
+                }),
+            }
+        }
         CsvOptions {
             label: Some(self.target.column().to_string()),
-            features: FeatureSelection::Named(self.feature_names.clone()),
+            features: FeatureSelection::Named(numeric),
+            categorical,
+            missing_tokens: encoder.missing_tokens.clone(),
             target,
             mapping,
             label_optional: true,
@@ -273,6 +320,7 @@ impl ModelFile {
                     format: FORMAT_NAME.to_string(),
                     version: FORMAT_VERSION,
                     feature_names: v1.feature_names,
+                    preprocessing: None,
                     standardization: v1.standardization,
                     target: Target::Binary(v1.label),
                     target_scaling: None,
@@ -297,6 +345,14 @@ impl ModelFile {
         let d = self.feature_names.len();
         if d == 0 {
             return Err("no feature names".into());
+        }
+        if let Some(e) = &self.preprocessing
+            && e.output_len() != d
+        {
+            return Err(format!(
+                "the preprocessing makes {} inputs, the file names {d}",
+                e.output_len()
+            ));
         }
         if self.standardization.mean.len() != d || self.standardization.std.len() != d {
             return Err(format!(

@@ -9,7 +9,7 @@ pub struct RegressionMetrics {
     pub rmse: f64,
     /// Mean absolute error, in the target's unit.
     pub mae: f64,
-    /// 1 − SSE / SST (0 when the target is constant).
+    /// 1 − SSE / SST (for a constant target: 1 if predicted exactly, else 0).
     pub r2: f64,
     /// RMSE divided by the target's standard deviation on these rows (the
     /// error in standard units).
@@ -43,7 +43,14 @@ impl RegressionMetrics {
             rows,
             rmse,
             mae: sae / n,
-            r2: if sst > 0.0 { 1.0 - sse / sst } else { 0.0 },
+            // As scikit-learn: a constant target predicted exactly scores 1.
+            r2: if sst > 0.0 {
+                1.0 - sse / sst
+            } else if sse == 0.0 {
+                1.0
+            } else {
+                0.0
+            },
             rmse_std: if sd > 0.0 { rmse / sd } else { 0.0 },
         }
     }

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use super::{ModelSpec, Plan, PlanError, Quorum, Training};
-use crate::data::{CsvOptions, DataError, Target, TargetSpec, TaskKind, load_csv};
+use super::{CategoricalColumn, ModelSpec, Plan, PlanError, Quorum, Training};
+use crate::data::{CsvOptions, RawColumn, Target, TargetSpec, TaskKind, load_csv};
 
 /// What the operator fixed; everything else is proposed.
 #[derive(Debug, Clone, Default)]
@@ -21,6 +21,8 @@ pub struct ProposeOptions {
     pub keep: Vec<String>,
     /// Field separator (`None`: comma, or what the header shows).
     pub delimiter: Option<u8>,
+    /// Cell texts read as missing (empty: the defaults).
+    pub missing: Vec<String>,
     pub training: Training,
     pub quorum: Quorum,
     pub name: String,
@@ -30,47 +32,25 @@ pub struct ProposeOptions {
 /// columns by name, identifier and text columns ignored. Returns the plan
 /// and one note per decision.
 pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>), PlanError> {
-    let mut ignore = opts.ignore.clone();
-    let mut text_notes = Vec::new();
-    // A text column stops the numeric loader at its first cell: leave it out
-    // and read again (at most once per column).
-    let loaded = loop {
-        let csv = CsvOptions {
-            label: opts.label.clone(),
-            positive: opts.positive.clone(),
-            target: match opts.task {
-                None => TargetSpec::Auto,
-                Some(TaskKind::Binary) => TargetSpec::Binary,
-                Some(TaskKind::Multiclass) => TargetSpec::Classes(None),
-                Some(TaskKind::Regression) => TargetSpec::Numeric,
-            },
-            ignore: ignore.clone(),
-            keep: opts.keep.clone(),
-            delimiter: opts.delimiter,
-            ..CsvOptions::default()
-        };
-        match load_csv(path, &csv) {
-            Ok(l) => break l,
-            Err(DataError::NotNumeric { at, value })
-                if at
-                    .column
-                    .as_ref()
-                    .is_some_and(|(_, n)| !n.is_empty() && !ignore.contains(n)) =>
-            {
-                let Some((_, name)) = at.column.clone() else {
-                    return Err(DataError::NotNumeric { at, value }.into());
-                };
-                text_notes.push(format!(
-                    "column {name:?} ignored: it holds text (e.g. {:?} at line {}); categorical \
-                     columns are not supported yet",
-                    crate::data::shorten(&value, 40),
-                    at.line
-                ));
-                ignore.push(name);
-            }
-            Err(e) => return Err(e.into()),
-        }
+    let csv = CsvOptions {
+        label: opts.label.clone(),
+        positive: opts.positive.clone(),
+        target: match opts.task {
+            None => TargetSpec::Auto,
+            Some(TaskKind::Binary) => TargetSpec::Binary,
+            Some(TaskKind::Multiclass) => TargetSpec::Classes(None),
+            Some(TaskKind::Regression) => TargetSpec::Numeric,
+        },
+        ignore: opts.ignore.clone(),
+        keep: opts.keep.clone(),
+        delimiter: opts.delimiter,
+        missing_tokens: opts.missing.clone(),
+        ..CsvOptions::default()
     };
+    // Each column's kind from a first look at its values, with a note.
+    let schema = crate::data::profile::auto_schema(path, &csv, opts.label.as_deref())?;
+    let (csv, column_notes) = (schema.options, schema.notes);
+    let loaded = load_csv(path, &csv)?;
     let ds = &loaded.dataset;
     let ignored: Vec<String> = loaded
         .header
@@ -82,7 +62,31 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
         })
         .cloned()
         .collect();
-    let mut plan = Plan::for_target(&ds.label, ds.feature_names.clone(), ignored);
+    let numeric: Vec<String> = ds
+        .columns
+        .iter()
+        .filter(|c| matches!(c, RawColumn::Numeric { .. }))
+        .map(|c| c.name().to_string())
+        .collect();
+    let categorical: Vec<CategoricalColumn> = ds
+        .columns
+        .iter()
+        .filter_map(|c| match c {
+            RawColumn::Categorical {
+                name, categories, ..
+            } => Some(CategoricalColumn {
+                name: name.clone(),
+                categories: categories.clone(),
+            }),
+            RawColumn::Numeric { .. } => None,
+        })
+        .collect();
+    let text_notes = column_notes;
+    let mut plan = Plan::for_target(&ds.label, numeric, ignored);
+    plan.columns.categorical = categorical;
+    if !opts.missing.is_empty() {
+        plan.preprocessing.missing = opts.missing.clone();
+    }
     plan.model = opts.model.clone();
     plan.training = opts.training;
     plan.quorum = opts.quorum.clone();
@@ -108,11 +112,24 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
         ),
     });
     notes.push(format!(
-        "{} numeric feature columns, matched by name at every site (any order; extra columns \
-         are ignored)",
-        ds.feature_names.len()
+        "{} numeric and {} categorical feature columns, matched by name at every site (any \
+         order; extra columns are ignored)",
+        plan.columns.numeric.len(),
+        plan.columns.categorical.len()
     ));
-    notes.push("standardization: federated (encrypted sums, first round)".into());
+    notes.push(format!(
+        "missing cells: {} (numbers get the federation's mean, categories a \"missing\" \
+         category); a row whose label is missing is skipped",
+        plan.preprocessing
+            .missing
+            .iter()
+            .map(|t| format!("{t:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    notes.push(
+        "statistics and standardization: federated (encrypted sums and counts, first round)".into(),
+    );
     notes.push(format!(
         "model: {}",
         plan.model

@@ -16,7 +16,10 @@ use sha2::{Digest, Sha256};
 
 pub use init::{ProposeOptions, propose};
 
-use crate::data::{CsvOptions, FeatureSelection, LabelMapping, Target, TargetSpec};
+use crate::data::{
+    CategoricalMissing, CategoricalSpec, CsvOptions, Encoder, FeatureSelection, LabelMapping,
+    MissingPolicy, RawColumn, RawStats, Target, TargetSpec,
+};
 use crate::model::{Architecture, ClassWeight, Head, TrainConfig};
 
 /// Value of the `format` field.
@@ -59,14 +62,15 @@ pub enum Task {
     Regression,
 }
 
-/// Columns by name. The feature vector is `numeric` in this order.
+/// Columns by name. The raw columns are `numeric` then `categorical`, in
+/// these orders; the model's inputs are their encoding (see
+/// [`Plan::encoder`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Columns {
     pub label: String,
     pub numeric: Vec<String>,
-    /// Categorical columns with their categories (not trainable yet: the
-    /// tabular-data work one-hot encodes them).
+    /// Categorical columns with their categories (one-hot encoded in this order).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub categorical: Vec<CategoricalColumn>,
     /// Columns sites may have that are never used (identifiers, free text).
@@ -90,11 +94,46 @@ pub enum Standardization {
     Federated,
 }
 
+/// What a value outside a categorical column's categories is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownCategories {
+    /// A located error (file, line, column, value) before anything is sent.
+    #[default]
+    Error,
+    /// An "other" one-hot column.
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Preprocessing {
     #[serde(default)]
     pub standardize: Standardization,
+    /// Cell texts that mean "missing" (after trimming spaces).
+    #[serde(default = "crate::data::default_missing_tokens")]
+    pub missing: Vec<String>,
+    /// A missing numeric cell is the federation's mean of the column; a
+    /// missing categorical cell is its own category, or the most frequent.
+    #[serde(default)]
+    pub categorical_missing: CategoricalMissing,
+    /// A 0/1 column after each numeric column: 1 where the cell was missing.
+    #[serde(default)]
+    pub missing_indicators: bool,
+    #[serde(default)]
+    pub unknown_categories: UnknownCategories,
+}
+
+impl Default for Preprocessing {
+    fn default() -> Self {
+        Preprocessing {
+            standardize: Standardization::Federated,
+            missing: crate::data::default_missing_tokens(),
+            categorical_missing: CategoricalMissing::Category,
+            missing_indicators: false,
+            unknown_categories: UnknownCategories::Error,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -416,9 +455,44 @@ impl Plan {
         )
     }
 
-    /// Number of model inputs (the feature vector's length).
+    /// Number of model inputs: the encoded features' count.
     pub fn features(&self) -> usize {
-        self.columns.numeric.len()
+        self.encoder().output_len()
+    }
+
+    /// The raw columns every site reads: `numeric`, then `categorical`.
+    pub fn raw_columns(&self) -> Vec<RawColumn> {
+        let other = self.preprocessing.unknown_categories == UnknownCategories::Other;
+        let mut out: Vec<RawColumn> = self
+            .columns
+            .numeric
+            .iter()
+            .map(|n| RawColumn::numeric(n))
+            .collect();
+        out.extend(
+            self.columns
+                .categorical
+                .iter()
+                .map(|c| RawColumn::Categorical {
+                    name: c.name.clone(),
+                    categories: c.categories.clone(),
+                    other,
+                }),
+        );
+        out
+    }
+
+    /// The (unfitted) encoding of the raw columns into model inputs.
+    pub fn encoder(&self) -> Encoder {
+        let p = &self.preprocessing;
+        Encoder::new(
+            &self.raw_columns(),
+            MissingPolicy {
+                categorical: p.categorical_missing,
+                indicators: p.missing_indicators,
+            },
+            p.missing.clone(),
+        )
     }
 
     /// The label mapping of a binary task.
@@ -454,9 +528,12 @@ impl Plan {
         Head::for_target(&self.target())
     }
 
-    /// Columns in the statistics round: the features, and a regression's target.
-    pub fn statistics_columns(&self) -> usize {
-        self.features() + usize::from(matches!(self.task, Task::Regression))
+    /// Values (before limbs) of the statistics round: per numeric column
+    /// its sum, sum of squares and present count, per categorical column
+    /// its category, other and missing counts, the rows, and a regression
+    /// target's sum and sum of squares.
+    pub fn statistics_values(&self) -> usize {
+        RawStats::len(&self.raw_columns(), matches!(self.task, Task::Regression))
     }
 
     /// Values of the model's flat parameter vector.
@@ -469,9 +546,10 @@ impl Plan {
         sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
     }
 
-    /// Longest vector a site uploads: the statistics or the parameters.
+    /// Longest vector a site uploads: the statistics, or the parameters and
+    /// the site's FedAvg share.
     pub fn max_update_len(&self) -> usize {
-        crate::client::standardization_len(self.statistics_columns()).max(self.param_count())
+        (self.statistics_values() * crate::client::STAT_LIMBS).max(self.param_count() + 1)
     }
 
     /// How a site reads its CSV for this plan: features and label by name,
@@ -482,9 +560,21 @@ impl Plan {
             Task::Multiclass { classes } => TargetSpec::Classes(Some(classes.clone())),
             Task::Regression => TargetSpec::Numeric,
         };
+        let other = self.preprocessing.unknown_categories == UnknownCategories::Other;
         CsvOptions {
             label: Some(self.columns.label.clone()),
             features: FeatureSelection::Named(self.columns.numeric.clone()),
+            categorical: self
+                .columns
+                .categorical
+                .iter()
+                .map(|c| CategoricalSpec {
+                    name: c.name.clone(),
+                    categories: Some(c.categories.clone()),
+                    other,
+                })
+                .collect(),
+            missing_tokens: self.preprocessing.missing.clone(),
             target,
             mapping: self.label_mapping(),
             auto_ignore_ids: false,
@@ -514,18 +604,44 @@ impl Plan {
         if c.numeric.is_empty() && c.categorical.is_empty() {
             return bad("columns.numeric", "the plan has no feature columns".into());
         }
-        if !c.categorical.is_empty() {
-            return bad(
-                "columns.categorical",
-                "categorical columns are not supported by this FedHE yet; list the column under \
-                 `ignored`"
-                    .into(),
-            );
+        for cat in &c.categorical {
+            if !(1..=crate::data::MAX_CATEGORIES).contains(&cat.categories.len()) {
+                return bad(
+                    "columns.categorical",
+                    format!(
+                        "column {:?} has {} categories; give 1 to {}",
+                        cat.name,
+                        cat.categories.len(),
+                        crate::data::MAX_CATEGORIES
+                    ),
+                );
+            }
+            let mut seen = std::collections::HashSet::new();
+            for k in &cat.categories {
+                if !seen.insert(k.as_str()) {
+                    return bad(
+                        "columns.categorical",
+                        format!("column {:?} lists category {k:?} twice", cat.name),
+                    );
+                }
+                if self.preprocessing.missing.iter().any(|m| m == k) {
+                    return bad(
+                        "columns.categorical",
+                        format!(
+                            "column {:?}: category {k:?} is also a missing-value token \
+                             (preprocessing.missing)",
+                            cat.name
+                        ),
+                    );
+                }
+            }
         }
         let mut seen = std::collections::HashMap::new();
         seen.insert(c.label.as_str(), "columns.label");
+        let categorical_names: Vec<String> = c.categorical.iter().map(|k| k.name.clone()).collect();
         for (list, field) in [
             (&c.numeric, "columns.numeric"),
+            (&categorical_names, "columns.categorical"),
             (&c.ignored, "columns.ignored"),
         ] {
             for name in list {

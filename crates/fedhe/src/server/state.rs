@@ -451,9 +451,10 @@ impl Aggregator {
         let (plan, _) = self.plan()?;
         Some(match crate::protocol::RoundPhase::of(round)? {
             crate::protocol::RoundPhase::Standardize => {
-                crate::client::standardization_len(plan.statistics_columns())
+                plan.statistics_values() * crate::client::STAT_LIMBS
             }
-            crate::protocol::RoundPhase::Train(_) => plan.param_count(),
+            // The parameters times the site's share, and the share.
+            crate::protocol::RoundPhase::Train(_) => plan.param_count() + 1,
         })
     }
 

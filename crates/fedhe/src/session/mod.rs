@@ -29,7 +29,7 @@ use crate::client::{
 };
 use crate::crypto::SecretKey;
 use crate::data::split::stratified_split;
-use crate::data::{DataError, Dataset, LoadedCsv, Standardizer};
+use crate::data::{DataError, Dataset, Encoder, LoadedCsv, MissingPolicy, RawStats};
 use crate::model::{
     Architecture, EpochStats, Evaluation, Head, ModelError, ModelFile, Provenance, TargetScaling,
     TrainConfig, TrainSummary,
@@ -447,6 +447,11 @@ pub fn run_plan(
         train: TrainConfig { seed, ..t.local() },
         architecture: plan.model.architecture(),
         init_seed: t.seed,
+        missing: MissingPolicy {
+            categorical: plan.preprocessing.categorical_missing,
+            indicators: plan.preprocessing.missing_indicators,
+        },
+        missing_tokens: plan.preprocessing.missing.clone(),
     };
     let outcome = run_client_loop(
         exchange,
@@ -465,7 +470,7 @@ pub fn run_plan(
     }
     let rows = outcome.global_rows.round() as usize;
     let model = ModelFile::new(
-        train.feature_names.clone(),
+        outcome.encoder.clone(),
         outcome.scaler.clone(),
         plan.target(),
         outcome.target_scaling,
@@ -498,30 +503,53 @@ pub struct LocalRun {
     pub training: Evaluation,
 }
 
-/// Trains on one machine: hold out `validation_share` of the rows
-/// (stratified by class), fit the standardization (and a regression
-/// target's scaling) on the rest, run SGD. `on_epoch` may stop early
-/// (`Break`), which is reported as [`SessionError::Cancelled`].
+/// How local training prepares the data: the model, the settings, the
+/// rows held out, and how missing cells are filled.
+#[derive(Debug, Clone)]
+pub struct LocalTraining {
+    pub architecture: Architecture,
+    pub train: TrainConfig,
+    /// Share of the rows held out (stratified by class) to validate.
+    pub validation_share: f64,
+    pub missing: MissingPolicy,
+    /// Cell texts that were read as missing (recorded in the model file).
+    pub missing_tokens: Vec<String>,
+}
+
+/// Trains on one machine: hold out the validation share of the rows
+/// (stratified by class), fit the preprocessing (imputation, categories,
+/// standardization, a regression target's scaling) on the rest, run SGD.
+/// `on_epoch` may stop early (`Break`), which is reported as
+/// [`SessionError::Cancelled`].
 pub fn train_local(
     data: &Dataset,
-    architecture: &Architecture,
-    train: &TrainConfig,
-    validation_share: f64,
+    settings: &LocalTraining,
     data_files: Vec<String>,
     on_epoch: &mut dyn FnMut(&EpochStats) -> ControlFlow<()>,
 ) -> Result<LocalRun, SessionError> {
+    let (architecture, train, validation_share) = (
+        &settings.architecture,
+        &settings.train,
+        settings.validation_share,
+    );
     let (fit, val) = if validation_share > 0.0 {
         let (a, b) = stratified_split(data, validation_share, train.seed)?;
         (a, Some(b))
     } else {
         (data.clone(), None)
     };
-    let scaler = Standardizer::fit(&fit.x);
-    let x = scaler.transformed(&fit.x);
-    let target_scaling = match fit.label.kind() {
-        crate::data::TaskKind::Regression => Some(TargetScaling::fit(&fit.y.to_vec())),
-        _ => None,
-    };
+    let regression = fit.label.kind() == crate::data::TaskKind::Regression;
+    let stats = RawStats::of(&fit.columns, &fit.x, regression.then_some(&fit.y));
+    let mut encoder = Encoder::new(
+        &fit.columns,
+        settings.missing,
+        settings.missing_tokens.clone(),
+    );
+    let scaler = encoder.fit(&stats);
+    let x = scaler.transformed(&encoder.transform(&fit.x));
+    let target_scaling = stats
+        .target
+        .map(|(sum, sum_sq)| TargetScaling::from_moments(stats.rows, sum, sum_sq));
     let y = match &target_scaling {
         Some(t) => fit.y.mapv(|v| t.scale(v)),
         None => fit.y.clone(),
@@ -533,7 +561,7 @@ pub fn train_local(
         return Err(SessionError::Cancelled);
     }
     let file = ModelFile::new(
-        fit.feature_names.clone(),
+        encoder,
         scaler,
         fit.label.clone(),
         target_scaling,

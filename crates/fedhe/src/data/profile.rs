@@ -1,0 +1,307 @@
+//! A first look at a CSV: per column, how many cells are missing, whether
+//! the rest are numbers (integers?), and its distinct values while they are
+//! few — enough to propose each column's kind with a note saying why.
+
+use std::path::Path;
+
+use super::{CategoricalSpec, CsvOptions, DataError, Location, is_missing, sort_classes};
+
+/// Distinct values kept per column; a column with more is numeric, an
+/// identifier or free text, never categorical.
+const MAX_DISTINCT: usize = 200;
+
+/// Most distinct text values a column may have to be proposed as categorical.
+pub const MAX_PROPOSED_CATEGORIES: usize = 50;
+
+/// Longest category name proposed; a column with a longer value is free text.
+pub const MAX_CATEGORY_CHARS: usize = 100;
+
+/// Most distinct integers a numeric column may have to be proposed as
+/// categorical (with at least 3: a two-valued column stays a 0/1-like number).
+pub const MAX_INTEGER_CATEGORIES: usize = 10;
+
+/// What one column holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnProfile {
+    pub name: String,
+    /// Cells read as missing.
+    pub missing: usize,
+    /// Every present cell is a finite number.
+    pub numeric: bool,
+    /// Every present cell is an integer.
+    pub integer: bool,
+    /// Distinct present values with their counts, while at most
+    /// `MAX_DISTINCT`; `None` beyond.
+    pub distinct: Option<Vec<(String, usize)>>,
+    /// A present cell that is not a number, and its line (for notes).
+    pub first_text: Option<(u64, String)>,
+}
+
+/// A table's profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableProfile {
+    pub rows: usize,
+    pub columns: Vec<ColumnProfile>,
+}
+
+/// The kind proposed for a column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProposedKind {
+    Numeric,
+    /// Categories, sorted.
+    Categorical(Vec<String>),
+    /// Left out: an identifier, free text, a constant or an empty column.
+    Ignored,
+}
+
+/// Profiles `path` (header row first), counting the cells equal to one of
+/// `tokens` (after trimming) as missing.
+pub fn profile_csv(
+    path: &Path,
+    delimiter: Option<u8>,
+    tokens: &[String],
+) -> Result<TableProfile, DataError> {
+    let file = path.display().to_string();
+    let f = std::fs::File::open(path).map_err(|source| DataError::Open {
+        file: file.clone(),
+        source,
+    })?;
+    let delimiter = match delimiter {
+        Some(d) => d,
+        None => {
+            let mut head = vec![0u8; 1 << 16];
+            let n = std::io::Read::read(&mut std::io::BufReader::new(&f), &mut head).unwrap_or(0);
+            super::csv_load::sniff_delimiter(&head[..n]).0
+        }
+    };
+    let f = std::fs::File::open(path).map_err(|source| DataError::Open {
+        file: file.clone(),
+        source,
+    })?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_reader(std::io::BufReader::with_capacity(1 << 16, f));
+    let read_err = |e: csv::Error| DataError::Read {
+        at: Box::new(Location {
+            file: file.clone(),
+            line: e.position().map_or(1, |p| p.line()),
+            column: None,
+        }),
+        message: e.to_string(),
+    };
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(read_err)?
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let h = if i == 0 {
+                h.trim_start_matches('\u{feff}')
+            } else {
+                h
+            };
+            h.trim().to_string()
+        })
+        .collect();
+    let mut columns: Vec<ColumnProfile> = header
+        .iter()
+        .map(|name| ColumnProfile {
+            name: name.clone(),
+            missing: 0,
+            numeric: true,
+            integer: true,
+            distinct: Some(Vec::new()),
+            first_text: None,
+        })
+        .collect();
+    let mut rows = 0;
+    let mut rec = csv::ByteRecord::new();
+    while reader.read_byte_record(&mut rec).map_err(read_err)? {
+        rows += 1;
+        let line = rec.position().map_or(0, |p| p.line());
+        for (c, col) in columns.iter_mut().enumerate() {
+            let cell = rec.get(c).unwrap_or(b"").trim_ascii();
+            if cell.is_empty() || is_missing(cell, tokens) {
+                col.missing += 1;
+                continue;
+            }
+            let text = String::from_utf8_lossy(cell);
+            match fast_float2::parse::<f64, _>(cell) {
+                Ok(v) if v.is_finite() => col.integer &= v.fract() == 0.0,
+                _ => {
+                    if col.numeric {
+                        col.first_text = Some((line, super::shorten(&text, 40)));
+                    }
+                    col.numeric = false;
+                    col.integer = false;
+                }
+            }
+            if let Some(d) = &mut col.distinct {
+                match d.iter().position(|(v, _)| v.as_str() == text) {
+                    Some(i) => d[i].1 += 1,
+                    None if d.len() < MAX_DISTINCT => d.push((text.into_owned(), 1)),
+                    None => col.distinct = None,
+                }
+            }
+        }
+    }
+    Ok(TableProfile { rows, columns })
+}
+
+impl ColumnProfile {
+    /// The kind `fedhe plan init` (and training without a plan) proposes,
+    /// with a note when the choice is not plain numeric.
+    pub fn propose(&self, rows: usize) -> (ProposedKind, Option<String>) {
+        let name = &self.name;
+        let present = rows - self.missing.min(rows);
+        let distinct = self.distinct.as_ref().map(Vec::len);
+        if present == 0 {
+            return (
+                ProposedKind::Ignored,
+                Some(format!("column {name:?} ignored: it is empty on every row")),
+            );
+        }
+        if distinct == Some(1) {
+            return (
+                ProposedKind::Ignored,
+                Some(format!(
+                    "column {name:?} ignored: it holds one value on every row (a constant)"
+                )),
+            );
+        }
+        // Larger integer columns are checked by the loader, which sees every value.
+        let id_like = name.eq_ignore_ascii_case("id")
+            || (self.integer && present >= 3 && distinct == Some(present) && self.missing == 0);
+        if id_like {
+            return (
+                ProposedKind::Ignored,
+                Some(format!(
+                    "column {name:?} ignored: it holds a distinct integer on every row, like an id"
+                )),
+            );
+        }
+        let missing_note = if self.missing > 0 {
+            format!(", {} missing", self.missing)
+        } else {
+            String::new()
+        };
+        if !self.numeric {
+            return match &self.distinct {
+                Some(d)
+                    if d.len() <= MAX_PROPOSED_CATEGORIES
+                        && d.iter()
+                            .all(|(v, _)| v.chars().count() <= MAX_CATEGORY_CHARS) =>
+                {
+                    let mut cats: Vec<String> = d.iter().map(|(v, _)| v.clone()).collect();
+                    sort_classes(&mut cats);
+                    let note = format!(
+                        "column {name:?} categorical: text with {} categories ({}){missing_note}",
+                        cats.len(),
+                        super::shorten(&cats.join(", "), 80)
+                    );
+                    (ProposedKind::Categorical(cats), Some(note))
+                }
+                _ => (
+                    ProposedKind::Ignored,
+                    Some(format!(
+                        "column {name:?} ignored: text with more than {MAX_PROPOSED_CATEGORIES} distinct values, \
+                         or longer than {MAX_CATEGORY_CHARS} characters (free text or an identifier{})",
+                        self.first_text
+                            .as_ref()
+                            .map(|(l, v)| format!(", e.g. {v:?} at line {l}"))
+                            .unwrap_or_default()
+                    )),
+                ),
+            };
+        }
+        if self.integer
+            && let Some(d) = &self.distinct
+            && (3..=MAX_INTEGER_CATEGORIES).contains(&d.len())
+        {
+            let mut cats: Vec<String> = d.iter().map(|(v, _)| v.clone()).collect();
+            sort_classes(&mut cats);
+            let note = format!(
+                "column {name:?} categorical: integers with only {} distinct values ({}){missing_note}; \
+                 list it under `numeric` to keep it a number",
+                cats.len(),
+                cats.join(", ")
+            );
+            return (ProposedKind::Categorical(cats), Some(note));
+        }
+        let note = (self.missing > 0).then(|| {
+            format!("column {name:?} numeric{missing_note} (imputed with the federation's mean)")
+        });
+        (ProposedKind::Numeric, note)
+    }
+}
+
+/// Column kinds for reading a file without a plan.
+#[derive(Debug, Clone)]
+pub struct AutoSchema {
+    /// The caller's options with categorical columns, ignored columns and
+    /// missing tokens added.
+    pub options: CsvOptions,
+    /// One note per decision that is not plain numeric.
+    pub notes: Vec<String>,
+    pub profile: TableProfile,
+}
+
+/// Column kinds for reading `path` without a plan: categorical columns (by
+/// the profile), missing tokens, and notes. Columns already ignored in
+/// `opts` and the label are left alone.
+pub fn auto_schema(
+    path: &Path,
+    opts: &CsvOptions,
+    label: Option<&str>,
+) -> Result<AutoSchema, DataError> {
+    let tokens = if opts.missing_tokens.is_empty() {
+        super::default_missing_tokens()
+    } else {
+        opts.missing_tokens.clone()
+    };
+    let profile = profile_csv(path, opts.delimiter, &tokens)?;
+    let label = label
+        .map(str::to_string)
+        .or_else(|| opts.label.clone())
+        .or_else(|| {
+            super::DEFAULT_LABEL_NAMES.iter().find_map(|n| {
+                profile
+                    .columns
+                    .iter()
+                    .find(|c| c.name.eq_ignore_ascii_case(n))
+                    .map(|c| c.name.clone())
+            })
+        });
+    let label = label.as_deref();
+    let mut out = opts.clone();
+    out.missing_tokens = tokens;
+    let mut notes = Vec::new();
+    for col in &profile.columns {
+        let skip = col.name.is_empty()
+            || Some(col.name.as_str()) == label
+            || opts.ignore.iter().any(|i| i == &col.name)
+            || opts.categorical.iter().any(|c| c.name == col.name)
+            || opts.keep.iter().any(|k| k == &col.name);
+        if skip {
+            continue;
+        }
+        let (kind, note) = col.propose(profile.rows);
+        match kind {
+            ProposedKind::Categorical(cats) => out.categorical.push(CategoricalSpec {
+                name: col.name.clone(),
+                categories: Some(cats),
+                other: false,
+            }),
+            ProposedKind::Ignored => out.ignore.push(col.name.clone()),
+            ProposedKind::Numeric => {}
+        }
+        notes.extend(note);
+    }
+    Ok(AutoSchema {
+        options: out,
+        notes,
+        profile,
+    })
+}
