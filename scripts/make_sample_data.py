@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Write sample_data/wine.csv and sample_data/diabetes.csv from the data sets
-bundled with scikit-learn (no download), reproducibly.
+bundled with scikit-learn, and sample_data/penguins.csv from the one bundled
+with the palmerpenguins package (no download), reproducibly.
 
     python3 -m venv /tmp/skvenv
     /tmp/skvenv/bin/pip install -r scripts/requirements-reference.txt
@@ -11,6 +12,9 @@ bundled with scikit-learn (no download), reproducibly.
   targets 0 | 1 | 2.
 - diabetes.csv: load_diabetes(scaled=False), 442 rows, 10 features
   (age, sex, bmi, bp, s1..s6; sex is 1/2), target column `progression` (last).
+- penguins.csv: the palmerpenguins package's penguins.csv copied byte for
+  byte: 344 rows, label `species` (3 classes), two text columns (`island`,
+  `sex`), `year`, and missing cells written `NA`.
 
 Column names are sklearn's feature names with every character outside
 [A-Za-z0-9_] replaced by "_". Floats are written in Python's shortest
@@ -18,6 +22,7 @@ round-trip (repr) form; no index column; "\\n" line endings.
 """
 import argparse
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -60,6 +65,15 @@ def main():
 
     diabetes = load_diabetes(scaled=False)
     write(frame(diabetes, "progression", diabetes.target), args.out / "diabetes.csv", "progression")
+
+    # The file as the package ships it: its NA cells are the point.
+    import palmerpenguins
+
+    src = Path(palmerpenguins.__file__).parent / "data" / "penguins.csv"
+    dst = args.out / "penguins.csv"
+    shutil.copyfile(src, dst)
+    df = pd.read_csv(dst)
+    print(f"{dst}: {len(df)} rows, {int(df.isna().sum().sum())} missing cells, label `species`")
 
 
 if __name__ == "__main__":

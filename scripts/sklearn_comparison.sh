@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Centralized scikit-learn figures for the model-family targets (docs/models.md):
-# splits the bundled wine and diabetes data exactly as `fedhe simulate --data …
+# Centralized scikit-learn figures for the model-family and tabular-data
+# targets (docs/models.md, docs/tabular.md): splits the bundled wine,
+# diabetes and penguins data exactly as `fedhe simulate --data …
 # --clients 4 --seed 42` does (`fedhe split`, stratified 20 % test), fits
 # scikit-learn on the training rows and scores the test rows. Writes
-# tests/fixtures/sklearn_{wine,diabetes}.json, which the federation tests
-# compare against.
+# tests/fixtures/sklearn_{wine,diabetes,penguins,penguins_mass}.json, which
+# the federation tests compare against. Penguins: `island`, `sex` and `year`
+# one-hot encoded (as FedHE proposes), missing cells imputed as FedHE does.
 #
 #   python3 -m venv /tmp/skvenv && /tmp/skvenv/bin/pip install -r scripts/requirements-reference.txt
 #   cargo build --release && PYTHON=/tmp/skvenv/bin/python scripts/sklearn_comparison.sh
@@ -22,4 +24,11 @@ cd "$work"
     --label cultivar --task multiclass --json >"$root/tests/fixtures/sklearn_wine.json"
 "$python" "$root/scripts/sklearn_reference.py" --train diabetes/train.csv --test diabetes/test.csv \
     --label progression --task regression --json >"$root/tests/fixtures/sklearn_diabetes.json"
-echo "wrote tests/fixtures/sklearn_wine.json and tests/fixtures/sklearn_diabetes.json"
+"$fedhe" split --data "$root/sample_data/penguins.csv" --label species --clients 4 --seed 42 --out penguins >/dev/null 2>&1
+"$python" "$root/scripts/sklearn_reference.py" --train penguins/train.csv --test penguins/test.csv \
+    --label species --task multiclass --categorical island,sex,year --json >"$root/tests/fixtures/sklearn_penguins.json"
+"$fedhe" split --data "$root/sample_data/penguins.csv" --label body_mass_g --clients 4 --seed 42 --out mass >/dev/null 2>&1
+"$python" "$root/scripts/sklearn_reference.py" --train mass/train.csv --test mass/test.csv \
+    --label body_mass_g --task regression --categorical species,island,sex,year --json \
+    >"$root/tests/fixtures/sklearn_penguins_mass.json"
+echo "wrote tests/fixtures/sklearn_{wine,diabetes,penguins,penguins_mass}.json"

@@ -37,20 +37,42 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, mean_squared_error, r2_score
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 
-def load(path, label):
-    df = pd.read_csv(path)
+MISSING = ["", "NA", "NaN", "null", "?"]
+
+
+def load(path, label, categorical):
+    # FedHE's default missing tokens; categorical columns read as text.
+    df = pd.read_csv(path, na_values=MISSING, keep_default_na=False,
+                     dtype={c: str for c in categorical})
     if label not in df.columns:
         sys.exit(f"{path}: no column {label!r} (columns: {', '.join(df.columns)})")
+    df = df[df[label].notna()]  # rows without a label are skipped, as FedHE does
     X = df.drop(columns=[label])
-    bad = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+    bad = [c for c in X.columns if c not in categorical and not pd.api.types.is_numeric_dtype(X[c])]
     if bad:
-        sys.exit(f"{path}: non-numeric feature column(s): {', '.join(bad)}")
-    if X.isna().any().any():
-        sys.exit(f"{path}: missing values in the features")
+        sys.exit(f"{path}: non-numeric feature column(s) not in --categorical: {', '.join(bad)}")
     return X, df[label]
+
+
+def preprocessing(columns, categorical):
+    """FedHE's default preprocessing: numbers imputed with the mean, a
+    missing category as its own one-hot column, then every column
+    standardized."""
+    numeric = [c for c in columns if c not in categorical]
+    cat = make_pipeline(
+        SimpleImputer(strategy="constant", fill_value="(missing)"),
+        OneHotEncoder(handle_unknown="error", sparse_output=False),
+    )
+    encode = ColumnTransformer([
+        ("numeric", SimpleImputer(strategy="mean"), numeric),
+        ("categorical", cat, [c for c in columns if c in categorical]),
+    ])
+    return [encode, StandardScaler()]
 
 
 def models(task, seed):
@@ -74,11 +96,14 @@ def main():
     ap.add_argument("--label", required=True)
     ap.add_argument("--task", required=True, choices=["binary", "multiclass", "regression"])
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--categorical", default="",
+                    help="comma-separated categorical columns (one-hot encoded)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
     a = ap.parse_args()
 
-    Xtr, ytr = load(a.train, a.label)
-    Xte, yte = load(a.test, a.label)
+    categorical = [c for c in a.categorical.split(",") if c]
+    Xtr, ytr = load(a.train, a.label, categorical)
+    Xte, yte = load(a.test, a.label, categorical)
     if list(Xtr.columns) != list(Xte.columns):
         sys.exit("train and test have different feature columns")
     if a.task != "regression":
@@ -93,7 +118,10 @@ def main():
 
     rows, notes = [], []
     for name, est in models(a.task, a.seed):
-        pipe = make_pipeline(StandardScaler(), est)
+        pipe = make_pipeline(*preprocessing(list(Xtr.columns), categorical), est)
+        if a.task == "regression":
+            # FedHE standardizes a regression target too (and maps back).
+            pipe = TransformedTargetRegressor(regressor=pipe, transformer=StandardScaler())
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             pipe.fit(Xtr, ytr)
@@ -112,6 +140,7 @@ def main():
 
     meta = {
         "train": a.train, "test": a.test, "label": a.label, "task": a.task, "seed": a.seed,
+        "categorical": categorical,
         "n_train": len(Xtr), "n_test": len(Xte), "n_features": Xtr.shape[1],
         "sklearn": sklearn.__version__,
     }

@@ -24,3 +24,4 @@ mod plan;
 mod privacy;
 mod server_cli;
 mod server_http;
+mod tabular;

@@ -421,6 +421,9 @@ fn next_block<R: Read>(
     })
 }
 
+/// Label index of a row whose label is missing (scoring only).
+const UNLABELLED: u32 = u32::MAX;
+
 /// Reads one record; `first_line` is the block's first line in the file.
 fn next_record(
     reader: &mut csv::Reader<&[u8]>,
@@ -689,8 +692,10 @@ impl BlockContext<'_> {
         let tokens = &self.opts.missing_tokens;
         if let Some(c) = plan.label
             && !tokens.is_empty()
+            && !self.opts.label_optional
             && is_missing(field(c).trim_ascii(), tokens)
         {
+            // Training: a row without a label teaches nothing.
             out.skipped += 1;
             out.first_skipped.get_or_insert(line);
             return Ok(());
@@ -843,6 +848,14 @@ impl BlockContext<'_> {
         c: usize,
     ) -> Result<(), DataError> {
         let at = || location(self.name, line, c, self.header);
+        // Scoring: a row without a label is still predicted (NaN `y`).
+        if self.opts.label_optional
+            && (cell.is_empty() || is_missing(cell, &self.opts.missing_tokens))
+        {
+            out.labels.push(UNLABELLED);
+            out.targets.push(f64::NAN);
+            return Ok(());
+        }
         match &self.opts.target {
             TargetSpec::Binary => {
                 let idx = self.label_index(cell, &mut out.label_values, line, c)?;
@@ -1213,13 +1226,23 @@ impl LabelColumn<'_> {
                 let y = self
                     .indices
                     .iter()
-                    .map(|&i| f64::from(u8::from(Some(i as usize) == pos_idx)))
+                    .map(|&i| match i {
+                        UNLABELLED => f64::NAN,
+                        i => f64::from(u8::from(Some(i as usize) == pos_idx)),
+                    })
                     .collect();
                 Ok((Target::Binary(mapping), y))
             }
             TaskKind::Multiclass => {
                 if let TargetSpec::Classes(Some(classes)) = &opts.target {
-                    let y = self.indices.iter().map(|&i| f64::from(i)).collect();
+                    let y = self
+                        .indices
+                        .iter()
+                        .map(|&i| match i {
+                            UNLABELLED => f64::NAN,
+                            i => f64::from(i),
+                        })
+                        .collect();
                     return Ok((
                         Target::Multiclass {
                             column: self.column.to_string(),
@@ -1244,7 +1267,7 @@ impl LabelColumn<'_> {
                 let y = self
                     .indices
                     .iter()
-                    .map(|&i| rank.get(i as usize).copied().unwrap_or(0.0))
+                    .map(|&i| rank.get(i as usize).copied().unwrap_or(f64::NAN))
                     .collect();
                 Ok((
                     Target::Multiclass {

@@ -13,9 +13,10 @@ pub struct Scored {
     /// Per row: the probability of class 1 (binary), the class
     /// probabilities (multi-class), or the predicted value (regression).
     pub predictions: Array2<f64>,
-    /// Labels when the file has the label column: class indices, or values.
+    /// Labels when the file has the label column: class indices, or values
+    /// (NaN where a row's label is missing).
     pub labels: Option<Vec<f64>>,
-    /// Metrics, when the file has labels.
+    /// Metrics over the labelled rows, when the file has labels.
     pub evaluation: Option<Evaluation>,
     /// What the loader decided (extra columns ignored, ...).
     pub notices: Vec<String>,
@@ -43,8 +44,14 @@ pub fn score_csv(model: &ModelFile, path: &Path) -> Result<Scored, ModelError> {
     let predictions = model.predict(&loaded.dataset.x)?;
     let (labels, evaluation) = if loaded.has_labels {
         let y = loaded.dataset.y.to_vec();
-        let e = Evaluation::compute(model.head(), &y, &predictions);
-        (Some(y), Some(e))
+        // Metrics over the rows that have a label (all are predicted).
+        let labelled: Vec<usize> = (0..y.len()).filter(|&i| !y[i].is_nan()).collect();
+        let e = (!labelled.is_empty()).then(|| {
+            let yl: Vec<f64> = labelled.iter().map(|&i| y[i]).collect();
+            let pl = predictions.select(ndarray::Axis(0), &labelled);
+            Evaluation::compute(model.head(), &yl, &pl)
+        });
+        (Some(y), e)
     } else {
         (None, None)
     };
@@ -100,7 +107,11 @@ pub fn write_predictions(
             Target::Regression { .. } => rec.push(format!("{predicted}")),
         }
         if let Some(y) = &scored.labels {
-            rec.push(target.value_name(y[i]));
+            rec.push(if y[i].is_nan() {
+                String::new()
+            } else {
+                target.value_name(y[i])
+            });
         }
         w.write_record(&rec).map_err(|e| err(e.into()))?;
     }
