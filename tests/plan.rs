@@ -205,7 +205,7 @@ fn a_dead_client_does_not_hold_the_round_past_its_deadline() {
     let info = a.api.round(2, None).unwrap();
     assert_eq!(info.missing, vec!["c".to_string()]);
     assert!(info.deadline_unix.is_some());
-    assert!(session::waiting_words(&info).contains("waiting for c"));
+    assert!(session::waiting_words(&info, Default::default()).contains("waiting for c"));
     let t = Instant::now();
     wait_for("the deadline", Duration::from_secs(5), || {
         srv.status().round == 3

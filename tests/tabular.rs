@@ -462,3 +462,129 @@ fn sites_with_different_categories_agree_on_one_encoding() {
         "Oslo costs about 50 more than Bergen: {p:?}"
     );
 }
+
+/// Three sites discover a column's categories in the encrypted vocabulary
+/// rounds: values the federation holds at least `min_count` times become
+/// categories (in the same order at every site), a value one site holds
+/// twice does not appear anywhere (it goes to "other"), and the federation
+/// then trains as with a listed vocabulary.
+#[test]
+fn the_encrypted_vocabulary_agrees_on_common_values_and_hides_rare_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = |name: &str, cities: &[(&str, usize)]| {
+        let mut text = String::from("age,city,cost\n");
+        let mut i = 0;
+        for (city, n) in cities {
+            for _ in 0..*n {
+                // Fractional ages: a column of distinct integers reads as an id.
+                let age = 20.5 + ((i * 7) % 50) as f64;
+                let cost = 100.0 + 2.0 * age + if *city == "Oslo" { 50.0 } else { 0.0 };
+                text.push_str(&format!("{age},{city},{cost}\n"));
+                i += 1;
+            }
+        }
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let files = [
+        site("a.csv", &[("Oslo", 8), ("Bergen", 3), ("Longyearbyen", 2)]),
+        site("b.csv", &[("Bergen", 4), ("Tromso", 3)]),
+        site("c.csv", &[("Oslo", 5), ("Tromso", 3), ("Bergen", 1)]),
+    ];
+    let (mut plan, notes) = fedhe::plan::propose(
+        &files[0],
+        &fedhe::plan::ProposeOptions {
+            label: Some("cost".into()),
+            task: Some(fedhe::data::TaskKind::Regression),
+            vocabulary: Some(fedhe::plan::Vocabulary {
+                min_count: 4,
+                buckets: 1024,
+            }),
+            ..fedhe::plan::ProposeOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        notes.join("\n").contains("discovered by the sites"),
+        "{notes:?}"
+    );
+    // The operator's file lists no category in the plan.
+    assert_eq!(plan.columns.categorical.len(), 1);
+    assert!(plan.columns.categorical[0].categories.is_empty());
+    assert!(plan.layout().vocabulary);
+    plan.training = Training {
+        rounds: 3,
+        epochs: 10,
+        validation_share: 0.0,
+        ..Training::default()
+    };
+    plan.quorum = Quorum {
+        min_clients: 3,
+        ..Quorum::default()
+    };
+    let back = Plan::from_toml(&plan.to_toml(), "plan.toml").unwrap();
+    assert_eq!(back, plan);
+    let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
+    let srv = EmbeddedServer::start(ServerConfig {
+        public_key: Some(key.public()),
+        plan: Some(plan.clone()),
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    let handles: Vec<_> = files
+        .iter()
+        .enumerate()
+        .map(|(i, file)| {
+            let (key, url, file) = (key.clone(), srv.url().to_string(), file.clone());
+            std::thread::spawn(move || {
+                let c = session::connect(
+                    &ConnectOptions {
+                        server: url,
+                        ca_cert_pem: None,
+                        wait: Duration::from_secs(10),
+                    },
+                    key,
+                    None,
+                    &AtomicBool::new(false),
+                )
+                .unwrap();
+                let data = c.load_site(&file).unwrap();
+                let id = format!("site-{i}");
+                let j = c.join(&id, &id, None).unwrap();
+                j.run(&data.dataset, vec![], &mut |_| {}, &AtomicBool::new(false))
+                    .map(|r| r.model)
+            })
+        })
+        .collect();
+    let models: Vec<ModelFile> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap().unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    // Oslo 13, Bergen 8 (capped per site at 4: 3 + 4 + 1), Tromso 6 become
+    // categories; Longyearbyen (2, at one site) does not.
+    assert_eq!(
+        models[0].feature_names,
+        vec![
+            "age",
+            "city=Bergen",
+            "city=Oslo",
+            "city=Tromso",
+            "city=(other)",
+            "city=(missing)"
+        ]
+    );
+    for m in &models[1..] {
+        assert_eq!(m.params, models[0].params);
+        assert_eq!(m.preprocessing, models[0].preprocessing);
+    }
+    let json = models[0].to_json().unwrap();
+    assert!(
+        !json.contains("Longyearbyen"),
+        "a rare value stays out of the model"
+    );
+    // Predict maps a rare or new value to "other".
+    let x = ndarray::array![[40.0, 1.0], [40.0, 3.0]];
+    let p = models[0].predict(&x).unwrap();
+    assert!(p.iter().all(|v| v.is_finite()), "{p:?}");
+}

@@ -152,6 +152,7 @@ impl ServerTab {
             keep: Vec::new(),
             delimiter: None,
             missing: Vec::new(),
+            vocabulary: None,
             training: settings.training.plan_training(),
             quorum: Quorum {
                 min_clients: settings.quorum_min_clients,
@@ -680,13 +681,16 @@ impl ServerTab {
             return;
         };
         let st = &snap.status;
+        let layout = self
+            .plan
+            .as_ref()
+            .map(|(p, _)| p.layout())
+            .unwrap_or_default();
         widgets::section_heading(ui, "Round");
         ui.horizontal(|ui| {
-            let phase = match RoundPhase::of(st.round) {
-                Some(RoundPhase::Standardize) => "standardization".to_string(),
-                Some(RoundPhase::Train(k)) => format!("training round {k}"),
-                None => "–".into(),
-            };
+            let phase = layout
+                .phase(st.round)
+                .map_or_else(|| "–".to_string(), RoundPhase::describe);
             let state = match st.round_state {
                 RoundState::Open => "open",
                 RoundState::Closed => "closed",
@@ -792,11 +796,11 @@ impl ServerTab {
                         ui.end_row();
                         for r in &self.history {
                             ui.label(r.round.to_string());
-                            ui.label(match RoundPhase::of(r.round) {
-                                Some(RoundPhase::Standardize) => "standardization".to_string(),
-                                Some(RoundPhase::Train(k)) => format!("training {k}"),
-                                None => "–".into(),
-                            });
+                            ui.label(
+                                layout
+                                    .phase(r.round)
+                                    .map_or_else(|| "–".to_string(), RoundPhase::describe),
+                            );
                             ui.label(r.contributors.to_string());
                             ui.label(human_bytes(r.bytes_accepted));
                             ui.label(human_ms(r.aggregate_ms));

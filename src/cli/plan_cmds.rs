@@ -40,6 +40,15 @@ pub struct InitArgs {
     /// Allow a round of one contributor (its sum shows that client's update).
     #[arg(long)]
     pub allow_single_contributor: bool,
+    /// Leave the categories out of the plan: the sites discover them in two
+    /// encrypted rounds (values the federation holds fewer than
+    /// --min-count times go to "other").
+    #[arg(long)]
+    pub discover_categories: bool,
+    /// With --discover-categories: how often a value must occur across the
+    /// federation to become a category.
+    #[arg(long, default_value_t = 5)]
+    pub min_count: u32,
     /// A name for people.
     #[arg(long, default_value = "")]
     pub name: String,
@@ -84,6 +93,10 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
         keep: a.schema.keep.clone(),
         delimiter: a.schema.delimiter,
         missing: a.schema.missing.clone(),
+        vocabulary: a.discover_categories.then_some(fedhe::plan::Vocabulary {
+            min_count: a.min_count,
+            ..fedhe::plan::Vocabulary::default()
+        }),
         training: a.training.training(a.validation_share),
         quorum: Quorum {
             min_clients: a.min_clients,

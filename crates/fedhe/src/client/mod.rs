@@ -5,6 +5,7 @@ mod api;
 
 pub use api::{AggregatorClient, ClientError, RetryNotifier, RetryPolicy};
 mod run;
+pub mod vocabulary;
 
 pub use run::{
     ClientEvent, ClientOutcome, ClientRound, EpochPoint, Exchange, ExchangeCost, HeExchange,
@@ -12,3 +13,4 @@ pub use run::{
     decode_limbs, encode_limbs, evaluate_raw, from_limbs, limb_bits_for, round_seed,
     run_client_loop, site_share, to_limbs, weight_unit,
 };
+pub use vocabulary::NAME_BYTES;

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{self, Accumulator, CryptoError, SecretKey};
 use crate::data::{Dataset, Encoder, MissingPolicy, RawStats, Standardizer, TaskKind};
 use crate::model::{Architecture, Evaluation, Head, Model, ModelError, TargetScaling, TrainConfig};
-use crate::protocol::{RoundInfo, RoundPhase, RoundState};
+use crate::protocol::{RoundInfo, RoundLayout, RoundPhase, RoundState};
 
 use super::api::{AggregatorClient, ClientError};
 
@@ -390,6 +390,12 @@ pub struct LoopConfig {
     pub missing: MissingPolicy,
     /// Cell texts read as missing (recorded in the model file).
     pub missing_tokens: Vec<String>,
+    /// The rounds before training.
+    pub layout: RoundLayout,
+    /// Categorical columns whose categories the vocabulary rounds discover,
+    /// and the rounds' settings.
+    pub discovered: Vec<String>,
+    pub vocabulary: Option<crate::plan::Vocabulary>,
 }
 
 /// Events for progress displays (the GUI draws live plots from them).
@@ -533,14 +539,27 @@ pub fn run_client_loop(
     if train.rows() == 0 {
         return Err(LoopError::Other("the local training set is empty".into()));
     }
+    // Discovered categories first: every site maps its values to them.
+    let mut site = train.clone();
+    let mut held = validation.cloned();
+    if let Some(v) = cfg.vocabulary
+        && !cfg.discovered.is_empty()
+    {
+        let agreed = super::vocabulary::agree(exchange, &site, &cfg.discovered, v, cancel)?;
+        super::vocabulary::apply(&mut site, &agreed);
+        if let Some(h) = held.as_mut() {
+            super::vocabulary::apply(h, &agreed);
+        }
+    }
+    let (train, validation) = (&site, held.as_ref());
     let head = Head::for_target(&train.label);
     let regression = train.label.kind() == TaskKind::Regression;
     // Round 1: the statistics every site's preprocessing is fitted on
     // (encrypted, summed by the aggregator): numeric sums, sums of squares
     // and present counts, category counts, rows, a regression's target.
     let local = RawStats::of(&train.columns, &train.x, regression.then_some(&train.y));
-    let std_round = 1;
-    debug_assert_eq!(RoundPhase::of(std_round), Some(RoundPhase::Standardize));
+    let std_round = cfg.layout.statistics_round();
+    debug_assert_eq!(cfg.layout.phase(std_round), Some(RoundPhase::Standardize));
     let limb_bits = exchange.limb_bits();
     let values = local.to_vec();
     check_statistics_range(&values, &train.columns, limb_bits)?;
@@ -592,7 +611,7 @@ pub fn run_client_loop(
         if cancel.load(Ordering::Relaxed) {
             return Ok(outcome(global_model, rounds, true));
         }
-        let server_round = RoundPhase::server_round_of_training(k);
+        let server_round = cfg.layout.training_round(k);
         // Resuming: a round that closed while this client was away is taken
         // as published, without training for it.
         if let Some(mean) = exchange.published(server_round, params + 1)? {

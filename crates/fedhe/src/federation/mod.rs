@@ -16,7 +16,6 @@ use crate::data::split::{Partition, partition, stratified_split};
 use crate::data::{CsvOptions, Dataset, RawColumn, Standardizer, Target, TargetSpec, load_csv};
 use crate::model::{Architecture, Evaluation, Head, Model, TargetScaling, TrainConfig};
 use crate::plan::{ModelSpec, Plan, Quorum, Training};
-use crate::protocol::RoundPhase;
 use crate::server::{EmbeddedServer, ServerConfig};
 use crate::session::{self, ConnectOptions, Joined, RunRecord, SessionError};
 
@@ -641,10 +640,7 @@ fn collect_rounds(
                         _ => (f64::NAN, f64::NAN),
                     };
                     let aggregate_ms = server
-                        .and_then(|s| {
-                            s.round_info(RoundPhase::server_round_of_training(r.round))
-                                .ok()
-                        })
+                        .and_then(|s| s.round_info(plan.layout().training_round(r.round)).ok())
                         .map_or(0.0, |i| i.aggregate_ms);
                     let rec = RoundRecord {
                         round: r.round,

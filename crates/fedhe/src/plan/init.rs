@@ -23,6 +23,9 @@ pub struct ProposeOptions {
     pub delimiter: Option<u8>,
     /// Cell texts read as missing (empty: the defaults).
     pub missing: Vec<String>,
+    /// Leave the categories out of the plan: the sites discover them in
+    /// the encrypted vocabulary rounds.
+    pub vocabulary: Option<super::Vocabulary>,
     pub training: Training,
     pub quorum: Quorum,
     pub name: String,
@@ -84,6 +87,12 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
     let text_notes = column_notes;
     let mut plan = Plan::for_target(&ds.label, numeric, ignored);
     plan.columns.categorical = categorical;
+    if let Some(v) = opts.vocabulary {
+        for c in &mut plan.columns.categorical {
+            c.categories.clear();
+        }
+        plan.preprocessing.vocabulary = Some(v);
+    }
     if !opts.missing.is_empty() {
         plan.preprocessing.missing = opts.missing.clone();
     }
@@ -127,8 +136,18 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    if let Some(v) = opts.vocabulary
+        && !plan.columns.categorical.is_empty()
+    {
+        notes.push(format!(
+            "categories: discovered by the sites in two encrypted rounds (a value becomes a \
+             category when the federation holds it at least {} times; rarer values go to \
+             \"other\"; {} hashed buckets per column)",
+            v.min_count, v.buckets
+        ));
+    }
     notes.push(
-        "statistics and standardization: federated (encrypted sums and counts, first round)".into(),
+        "statistics and standardization: federated (encrypted sums and counts, one round)".into(),
     );
     notes.push(format!(
         "model: {}",

@@ -122,6 +122,41 @@ pub struct Preprocessing {
     pub missing_indicators: bool,
     #[serde(default)]
     pub unknown_categories: UnknownCategories,
+    /// Discover the categories of the categorical columns listed without
+    /// any, in two encrypted rounds before the statistics (see
+    /// `client::vocabulary`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocabulary: Option<Vocabulary>,
+}
+
+/// The encrypted vocabulary rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vocabulary {
+    /// A value becomes a category when the federation holds it at least
+    /// this often (each site counts at most this many).
+    #[serde(default = "default_min_count")]
+    pub min_count: u32,
+    /// Hashed buckets per column (a power of two from 16 to 65,536).
+    #[serde(default = "default_buckets")]
+    pub buckets: usize,
+}
+
+fn default_min_count() -> u32 {
+    5
+}
+
+fn default_buckets() -> usize {
+    4096
+}
+
+impl Default for Vocabulary {
+    fn default() -> Self {
+        Vocabulary {
+            min_count: default_min_count(),
+            buckets: default_buckets(),
+        }
+    }
 }
 
 impl Default for Preprocessing {
@@ -132,6 +167,7 @@ impl Default for Preprocessing {
             categorical_missing: CategoricalMissing::Category,
             missing_indicators: false,
             unknown_categories: UnknownCategories::Error,
+            vocabulary: None,
         }
     }
 }
@@ -460,9 +496,39 @@ impl Plan {
         self.encoder().output_len()
     }
 
-    /// The raw columns every site reads: `numeric`, then `categorical`.
+    /// The rounds before training.
+    pub fn layout(&self) -> crate::protocol::RoundLayout {
+        crate::protocol::RoundLayout {
+            vocabulary: !self.discovered_columns().is_empty(),
+        }
+    }
+
+    /// Categorical columns whose categories the vocabulary rounds discover.
+    pub fn discovered_columns(&self) -> Vec<String> {
+        if self.preprocessing.vocabulary.is_none() {
+            return Vec::new();
+        }
+        self.columns
+            .categorical
+            .iter()
+            .filter(|c| c.categories.is_empty())
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    /// Values of the first vocabulary round: per discovered column, a count
+    /// and a presence slot per bucket.
+    pub fn vocabulary_len(&self) -> usize {
+        let buckets = self.preprocessing.vocabulary.map_or(0, |v| v.buckets);
+        2 * buckets * self.discovered_columns().len()
+    }
+
+    /// The raw columns every site reads: `numeric`, then `categorical`
+    /// (a discovered column's categories are empty until the vocabulary
+    /// rounds agree on them).
     pub fn raw_columns(&self) -> Vec<RawColumn> {
         let other = self.preprocessing.unknown_categories == UnknownCategories::Other;
+        let discovered = self.preprocessing.vocabulary.is_some();
         let mut out: Vec<RawColumn> = self
             .columns
             .numeric
@@ -476,7 +542,8 @@ impl Plan {
                 .map(|c| RawColumn::Categorical {
                     name: c.name.clone(),
                     categories: c.categories.clone(),
-                    other,
+                    // Values too rare to be agreed on go to "other".
+                    other: other || (discovered && c.categories.is_empty()),
                 }),
         );
         out
@@ -546,10 +613,25 @@ impl Plan {
         sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
     }
 
-    /// Longest vector a site uploads: the statistics, or the parameters and
-    /// the site's FedAvg share.
+    /// Longest vector a site uploads: the vocabulary, the statistics, or
+    /// the parameters and the site's FedAvg share (with discovered columns,
+    /// for as many categories as buckets).
     pub fn max_update_len(&self) -> usize {
-        (self.statistics_values() * crate::client::STAT_LIMBS).max(self.param_count() + 1)
+        let mut widest = self.clone();
+        if let Some(v) = self.preprocessing.vocabulary {
+            for c in &mut widest.columns.categorical {
+                if c.categories.is_empty() {
+                    c.categories = (0..v.buckets).map(|i| format!("#{i}")).collect();
+                }
+            }
+        }
+        let names = self.discovered_columns().len()
+            * self.preprocessing.vocabulary.map_or(0, |v| v.buckets)
+            * crate::client::NAME_BYTES;
+        (widest.statistics_values() * crate::client::STAT_LIMBS)
+            .max(widest.param_count() + 1)
+            .max(self.vocabulary_len())
+            .max(names)
     }
 
     /// How a site reads its CSV for this plan: features and label by name,
@@ -568,10 +650,16 @@ impl Plan {
                 .columns
                 .categorical
                 .iter()
-                .map(|c| CategoricalSpec {
-                    name: c.name.clone(),
-                    categories: Some(c.categories.clone()),
-                    other,
+                .map(|c| {
+                    let discovered =
+                        self.preprocessing.vocabulary.is_some() && c.categories.is_empty();
+                    CategoricalSpec {
+                        name: c.name.clone(),
+                        // A site reads its own values; the vocabulary
+                        // rounds then map them to the agreed categories.
+                        categories: (!discovered).then(|| c.categories.clone()),
+                        other: other || discovered,
+                    }
                 })
                 .collect(),
             missing_tokens: self.preprocessing.missing.clone(),
@@ -604,12 +692,32 @@ impl Plan {
         if c.numeric.is_empty() && c.categorical.is_empty() {
             return bad("columns.numeric", "the plan has no feature columns".into());
         }
+        if let Some(v) = self.preprocessing.vocabulary
+            && !(v.buckets.is_power_of_two() && (16..=65_536).contains(&v.buckets))
+        {
+            return bad(
+                "preprocessing.vocabulary.buckets",
+                format!("{} is not a power of two from 16 to 65536", v.buckets),
+            );
+        }
+        if let Some(v) = self.preprocessing.vocabulary
+            && v.min_count == 0
+        {
+            return bad(
+                "preprocessing.vocabulary.min_count",
+                "must be at least 1".into(),
+            );
+        }
         for cat in &c.categorical {
+            if cat.categories.is_empty() && self.preprocessing.vocabulary.is_some() {
+                continue;
+            }
             if !(1..=crate::data::MAX_CATEGORIES).contains(&cat.categories.len()) {
                 return bad(
                     "columns.categorical",
                     format!(
-                        "column {:?} has {} categories; give 1 to {}",
+                        "column {:?} has {} categories; give 1 to {} (or none, with \
+                         preprocessing.vocabulary, to discover them)",
                         cat.name,
                         cat.categories.len(),
                         crate::data::MAX_CATEGORIES

@@ -14,10 +14,12 @@
 //! gives the 413 body limit. Closing round `r` publishes its sum and opens
 //! round `r + 1`.
 //!
-//! FedHE clients use the rounds as follows (see [`RoundPhase`]): round 1 is
-//! federated standardization (per-feature sums, sums of squares and the row
-//! count, limb-encoded, see `client::standardization_len`); round `1 + k` is
-//! training round `k` (weights then bias, weighted by local row count).
+//! FedHE clients use the rounds as follows (see [`RoundLayout`]): with a
+//! plan that discovers categories, rounds 1 and 2 are the encrypted
+//! vocabulary (hashed bucket counts, then the names of the buckets counted
+//! often enough); then one statistics round (sums, sums of squares, present
+//! and category counts, limb-encoded); then training round `k` (the
+//! parameters times the site's FedAvg share, and the share).
 
 use serde::{Deserialize, Serialize};
 
@@ -40,25 +42,70 @@ pub const STANDARDIZATION_ROUNDS: u64 = 1;
 /// What a FedHE client does in a given server round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RoundPhase {
-    /// Round 1: per-feature sums, sums of squares and row counts.
+    /// Per categorical column to discover: counts of hashed buckets.
+    Vocabulary,
+    /// The names of the buckets counted often enough.
+    VocabularyNames,
+    /// The statistics the preprocessing is fitted on.
     Standardize,
     /// Training round `k` (1-based).
     Train(u64),
 }
 
-impl RoundPhase {
+/// Which rounds a federation runs before training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RoundLayout {
+    /// Two vocabulary rounds come first.
+    pub vocabulary: bool,
+}
+
+impl RoundLayout {
+    /// The statistics round.
+    pub fn statistics_round(self) -> u64 {
+        if self.vocabulary {
+            3
+        } else {
+            STANDARDIZATION_ROUNDS
+        }
+    }
+
     /// Phase of server round `round` (1-based). Round 0 does not exist.
-    pub fn of(round: u64) -> Option<RoundPhase> {
+    pub fn phase(self, round: u64) -> Option<RoundPhase> {
+        let s = self.statistics_round();
         match round {
             0 => None,
-            1 => Some(RoundPhase::Standardize),
-            r => Some(RoundPhase::Train(r - STANDARDIZATION_ROUNDS)),
+            1 if self.vocabulary => Some(RoundPhase::Vocabulary),
+            2 if self.vocabulary => Some(RoundPhase::VocabularyNames),
+            r if r == s => Some(RoundPhase::Standardize),
+            r => Some(RoundPhase::Train(r - s)),
         }
     }
 
     /// Server round of training round `k` (1-based).
+    pub fn training_round(self, k: u64) -> u64 {
+        k + self.statistics_round()
+    }
+}
+
+impl RoundPhase {
+    /// Phase of server round `round` without vocabulary rounds.
+    pub fn of(round: u64) -> Option<RoundPhase> {
+        RoundLayout::default().phase(round)
+    }
+
+    /// Server round of training round `k` without vocabulary rounds.
     pub fn server_round_of_training(k: u64) -> u64 {
-        k + STANDARDIZATION_ROUNDS
+        RoundLayout::default().training_round(k)
+    }
+
+    /// "vocabulary", "standardization", "training round 3".
+    pub fn describe(self) -> String {
+        match self {
+            RoundPhase::Vocabulary => "vocabulary".into(),
+            RoundPhase::VocabularyNames => "vocabulary names".into(),
+            RoundPhase::Standardize => "standardization".into(),
+            RoundPhase::Train(k) => format!("training round {k}"),
+        }
     }
 }
 
@@ -329,6 +376,12 @@ mod tests {
         assert_eq!(RoundPhase::of(1), Some(RoundPhase::Standardize));
         assert_eq!(RoundPhase::of(2), Some(RoundPhase::Train(1)));
         assert_eq!(RoundPhase::server_round_of_training(1), 2);
+        let v = RoundLayout { vocabulary: true };
+        assert_eq!(v.phase(1), Some(RoundPhase::Vocabulary));
+        assert_eq!(v.phase(2), Some(RoundPhase::VocabularyNames));
+        assert_eq!(v.phase(3), Some(RoundPhase::Standardize));
+        assert_eq!(v.phase(4), Some(RoundPhase::Train(1)));
+        assert_eq!(v.training_round(2), 5);
     }
 
     #[test]

@@ -445,17 +445,22 @@ impl Aggregator {
         }
     }
 
-    /// The vector length the plan implies for `round`: the standardization
-    /// statistics in round 1, the model's parameters after it.
+    /// The vector length the plan implies for `round`: the vocabulary's
+    /// bucket counts, the statistics, the model's parameters and a share.
+    /// `None` where it depends on categories the sites discover (the first
+    /// update of the round fixes it then).
     fn plan_len(&self, round: u64) -> Option<usize> {
+        use crate::protocol::RoundPhase;
         let (plan, _) = self.plan()?;
-        Some(match crate::protocol::RoundPhase::of(round)? {
-            crate::protocol::RoundPhase::Standardize => {
-                plan.statistics_values() * crate::client::STAT_LIMBS
-            }
+        let discovered = plan.layout().vocabulary;
+        match plan.layout().phase(round)? {
+            RoundPhase::Vocabulary => Some(plan.vocabulary_len()),
+            RoundPhase::VocabularyNames => None,
+            _ if discovered => None,
+            RoundPhase::Standardize => Some(plan.statistics_values() * crate::client::STAT_LIMBS),
             // The parameters times the site's share, and the share.
-            crate::protocol::RoundPhase::Train(_) => plan.param_count() + 1,
-        })
+            RoundPhase::Train(_) => Some(plan.param_count() + 1),
+        }
     }
 
     fn allow_single(&self) -> bool {
@@ -477,10 +482,11 @@ impl Aggregator {
     }
 
     /// When the open round closes with whoever submitted; `None` without a
-    /// plan and for the standardization round, which waits for everyone.
+    /// plan and for the vocabulary and statistics rounds, which wait for
+    /// everyone.
     pub fn deadline_unix(&self) -> Option<u64> {
         let (plan, _) = self.plan()?;
-        (self.round > crate::protocol::STANDARDIZATION_ROUNDS)
+        (self.round > plan.layout().statistics_round())
             .then(|| self.opened_unix + plan.quorum.round_deadline_secs)
     }
 

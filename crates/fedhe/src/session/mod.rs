@@ -342,10 +342,11 @@ impl Joined {
         on_event: &mut dyn FnMut(&ClientEvent),
         cancel: &AtomicBool,
     ) -> Result<FederatedRun, SessionError> {
+        let layout = self.plan.layout();
         let on_wait: Option<WaitNotifier> = self.notify.as_ref().map(|n| {
             let n = n.clone();
             let w: WaitNotifier = Arc::new(move |info: &crate::protocol::RoundInfo| {
-                n(&waiting_words(info));
+                n(&waiting_words(info, layout));
             });
             w
         });
@@ -375,12 +376,13 @@ impl Joined {
 
 /// "training round 2: 2 of 3 submitted, waiting for c (closes with at least
 /// 2 at its deadline, in 240 s)".
-pub fn waiting_words(info: &crate::protocol::RoundInfo) -> String {
-    use crate::protocol::RoundPhase;
-    let phase = match RoundPhase::of(info.round) {
-        Some(RoundPhase::Train(k)) => format!("training round {k}"),
-        _ => "standardization".to_string(),
-    };
+pub fn waiting_words(
+    info: &crate::protocol::RoundInfo,
+    layout: crate::protocol::RoundLayout,
+) -> String {
+    let phase = layout
+        .phase(info.round)
+        .map_or_else(|| format!("round {}", info.round), |p| p.describe());
     let n = info.submitted.len();
     let mut s = format!("{phase}: {n} of {} submitted", info.roster.len().max(n));
     if !info.missing.is_empty() {
@@ -452,6 +454,9 @@ pub fn run_plan(
             indicators: plan.preprocessing.missing_indicators,
         },
         missing_tokens: plan.preprocessing.missing.clone(),
+        layout: plan.layout(),
+        discovered: plan.discovered_columns(),
+        vocabulary: plan.preprocessing.vocabulary,
     };
     let outcome = run_client_loop(
         exchange,
