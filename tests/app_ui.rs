@@ -244,6 +244,46 @@ fn csv_from_the_command_line_uses_the_same_path() {
 }
 
 #[test]
+fn the_preview_shows_column_kinds_and_missing_cells() {
+    let mut h = harness(None);
+    h.run();
+    drop_file(&mut h, &repo("sample_data/penguins.csv"));
+    wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
+        a.client.csv.is_some() && !a.client.is_loading_csv()
+    });
+    h.run();
+    // No column has a usual label name: pick `species` in the tab.
+    h.get_by_role_and_label(egui::accesskit::Role::ComboBox, "Label column")
+        .click();
+    h.run();
+    // The header cell and the list's entry: the entry is the later one.
+    let items: Vec<_> = h.query_all_by_label("species").collect();
+    assert_eq!(items.len(), 2);
+    items[1].click();
+    wait_until(&mut h, "the reload", Duration::from_secs(30), |a| {
+        a.client.csv.as_ref().is_some_and(|c| c.dataset().is_some()) && !a.client.is_loading_csv()
+    });
+    h.run();
+    // Under the header: island, bill_length_mm, ..., sex.
+    // island and year have 3 categories; four measurements miss 2 cells.
+    assert_eq!(h.query_all_by_label("categorical (3)").count(), 2);
+    assert_eq!(h.query_all_by_label("numeric, 2 missing").count(), 4);
+    h.get_by_label("categorical (2), 11 missing");
+    h.get_by_label("label");
+    // The loader's notes say why.
+    assert!(
+        h.state()
+            .client
+            .notes
+            .iter()
+            // Debug escapes the quotes around the column's name.
+            .any(|n| format!("{n:?}").contains("column \\\"sex\\\" categorical")),
+        "{:?}",
+        h.state().client.notes
+    );
+}
+
+#[test]
 fn malformed_csv_shows_an_error_in_the_window() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.csv");
