@@ -349,6 +349,7 @@ fn trained(
         validation_share: 0.0,
         missing: Default::default(),
         missing_tokens: fedhe::data::default_missing_tokens(),
+        dp: None,
     };
     let run = fedhe::session::train_local(&ds, &settings, vec![train.into()], &mut |_| {
         std::ops::ControlFlow::Continue(())

@@ -102,6 +102,7 @@ fn full_batch_sgd_step_is_a_gradient_step() {
             momentum: 0.0,
             seed: 1,
             class_weight: ClassWeight::None,
+            dp: None,
         };
         let (_, g) = start.objective_gradient(&x, &y.to_vec(), cfg.l2);
         let mut m = start.clone();

@@ -37,6 +37,7 @@ fn config(data: &str, label: &str, arch: Architecture, train: TrainConfig) -> Si
         rounds: 20,
         train,
         architecture: arch,
+        dp: None,
         plain: false,
         params: ParamSet::Standard64,
         round_timeout: Duration::from_secs(60),
@@ -199,6 +200,7 @@ fn sites_without_some_classes_train_one_softmax() {
             ..Training::default().local()
         },
         architecture: Architecture::Linear,
+        dp: None,
         plain: false,
         params: ParamSet::Standard64,
         round_timeout: Duration::from_secs(60),

@@ -343,6 +343,7 @@ fn simulate_with_reordered_client_columns_gives_the_same_model() {
             ..Default::default()
         },
         architecture: Default::default(),
+        dp: None,
         plain: false,
         params: ParamSet::Standard64,
         round_timeout: Duration::from_secs(60),

@@ -115,6 +115,7 @@ fn penguins_federations_match_plaintext_and_scikit_learn() {
             rounds: 20,
             train: Training::default().local(),
             architecture: arch.clone(),
+            dp: None,
             plain: false,
             params: ParamSet::Standard64,
             round_timeout: Duration::from_secs(60),

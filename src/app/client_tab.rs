@@ -1038,6 +1038,7 @@ fn local_training(
         validation_share: t.validation_share,
         missing: fedhe::data::MissingPolicy::default(),
         missing_tokens: fedhe::data::default_missing_tokens(),
+        dp: None,
     };
     let run = session::train_local(ds, &settings, vec![source.to_string()], &mut |s| {
         p.send(TrainMsg::Epoch(EpochPoint::of(0, s)));

@@ -493,6 +493,7 @@ fn run_demo(cfg: &DemoSettings, p: &Progress<DemoMsg>) {
         rounds: cfg.rounds,
         train: train.clone(),
         architecture: cfg.architecture.clone(),
+        dp: None,
         plain: true,
         params: ParamSet::Standard64,
         round_timeout: Duration::from_secs(120),

@@ -143,6 +143,23 @@ pub fn round_plots_ui<R: RoundFigures>(
             Some((0.0, 0.0)),
         );
     });
+    // With DP-SGD: the privacy spent on the site's rows, round by round.
+    let eps: Vec<[f64; 2]> = rows
+        .iter()
+        .filter_map(|r| r.epsilon().map(|e| [r.round() as f64, e]))
+        .collect();
+    if !eps.is_empty() {
+        ui.label("Privacy spent (DP-SGD ε) per round");
+        line_plot_ui(
+            ui,
+            &format!("{id}-eps"),
+            "round",
+            "ε",
+            height * 0.6,
+            vec![Series::new("ε so far", eps, ENCRYPTED_COLOR)],
+            Some((0.0, 0.0)),
+        );
+    }
 }
 
 /// The per-round log as a table.

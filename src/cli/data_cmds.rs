@@ -68,6 +68,43 @@ impl TaskArg {
     }
 }
 
+/// DP-SGD flags of `fedhe train`, `simulate` and `plan init`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DpArgs {
+    /// DP-SGD: clip every example's gradient to this norm (turns DP on).
+    #[arg(long)]
+    pub dp_clip: Option<f64>,
+    /// DP-SGD noise multiplier σ (or give --dp-epsilon).
+    #[arg(long, requires = "dp_clip", conflicts_with = "dp_epsilon")]
+    pub dp_noise: Option<f64>,
+    /// DP-SGD: the ε all of training may spend; σ is chosen to reach it.
+    #[arg(long, requires = "dp_clip")]
+    pub dp_epsilon: Option<f64>,
+    /// With --dp-noise: stop training before ε would pass this.
+    #[arg(long, requires = "dp_noise")]
+    pub dp_max_epsilon: Option<f64>,
+    /// DP δ (default 1 / training rows).
+    #[arg(long, requires = "dp_clip")]
+    pub dp_delta: Option<f64>,
+}
+
+impl DpArgs {
+    pub fn settings(&self) -> anyhow::Result<Option<fedhe::privacy::DpSettings>> {
+        let Some(clip) = self.dp_clip else {
+            return Ok(None);
+        };
+        let s = fedhe::privacy::DpSettings {
+            clip,
+            noise_multiplier: self.dp_noise,
+            target_epsilon: self.dp_epsilon,
+            max_epsilon: self.dp_max_epsilon,
+            delta: self.dp_delta,
+        };
+        s.validate().map_err(|e| anyhow::anyhow!("DP-SGD: {e}"))?;
+        Ok(Some(s))
+    }
+}
+
 /// The model of `fedhe train` and `fedhe simulate`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
@@ -172,6 +209,7 @@ impl TrainingArgs {
             } else {
                 ClassWeight::None
             },
+            dp: None,
         }
     }
 }
@@ -213,6 +251,8 @@ pub struct TrainArgs {
     pub training: TrainingArgs,
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub dp: DpArgs,
     /// Where to write the model (JSON).
     #[arg(long)]
     pub out: PathBuf,
@@ -349,6 +389,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         validation_share: 0.0,
         missing: fedhe::data::MissingPolicy::default(),
         missing_tokens: opts.missing_tokens.clone(),
+        dp: a.dp.settings()?,
     };
     let run = fedhe::session::train_local(
         &ds,
@@ -369,6 +410,12 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
             secs * 1e3,
             last.loss,
             last.score
+        );
+    }
+    if let Some(p) = &run.model.provenance.privacy {
+        println!(
+            "DP-SGD: ε = {:.3} at δ = {:e} (σ {:.3}, clip {}, sample rate {:.4}, {} steps)",
+            p.epsilon, p.delta, p.noise_multiplier, p.clip, p.sample_rate, p.steps
         );
     }
     run.model.save(&a.out)?;

@@ -357,7 +357,7 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
                 r.counted.join(", ")
             ),
             ClientEvent::Round(r) => println!(
-                "round {:>3}: {} contributors ({}), local loss {:.4}, validation {loss_name} {}, {score_name} {}, up {} B, down {} B",
+                "round {:>3}: {} contributors ({}), local loss {:.4}, validation {loss_name} {}, {score_name} {}, up {} B, down {} B{}",
                 r.round,
                 r.contributors,
                 r.counted.join(", "),
@@ -365,12 +365,23 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
                 r.validation_loss.map_or("-".into(), |v| format!("{v:.4}")),
                 r.validation_score.map_or("-".into(), |v| format!("{v:.4}")),
                 r.cost.bytes_up,
-                r.cost.bytes_down
+                r.cost.bytes_down,
+                // With DP-SGD: ε spent on this site's rows so far.
+                r.epsilon.map_or(String::new(), |e| format!(", ε {e:.3}"))
             ),
             ClientEvent::Epoch(_) => {}
         },
         &cancel,
     )?;
+    if let Some(s) = &run.outcome.stopped {
+        println!("{s}");
+    }
+    if let Some(p) = &run.outcome.privacy {
+        println!(
+            "DP-SGD: ε = {:.3} at δ = {:e} on this site's rows (σ {:.3}, clip {}, {} steps)",
+            p.epsilon, p.delta, p.noise_multiplier, p.clip, p.steps
+        );
+    }
     println!(
         "done: global {} ({} parameters) after {} rounds",
         run.model.architecture.describe(run.model.head()),
@@ -409,6 +420,8 @@ pub struct SimulateArgs {
     pub train: RoundTrainingArgs,
     #[command(flatten)]
     pub model: super::data_cmds::ModelArgs,
+    #[command(flatten)]
+    pub dp: super::data_cmds::DpArgs,
     /// Plaintext FedAvg (no encryption, no HTTP) with the same seeds.
     #[arg(long, conflicts_with = "compare")]
     pub plain: bool,
@@ -435,8 +448,10 @@ fn round_loss_name(task: fedhe::data::TaskKind) -> &'static str {
 }
 
 fn print_round(r: &RoundRecord) {
+    // With DP-SGD, the largest ε any client has spent so far.
+    let eps = r.epsilon.map_or(String::new(), |e| format!(" {e:>8.3}"));
     println!(
-        "{:>5} {:>10.5} {:>9.4} {:>11} {:>11} {:>9.3} {:>9.3} {:>9.3}",
+        "{:>5} {:>10.5} {:>9.4} {:>11} {:>11} {:>9.3} {:>9.3} {:>9.3}{eps}",
         r.round,
         r.global_loss,
         r.global_score,
@@ -472,6 +487,7 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
         rounds: a.train.rounds,
         train: a.train.config(),
         architecture: a.model.architecture()?,
+        dp: a.dp.settings()?,
         plain: a.plain,
         params: a.params,
         round_timeout: Duration::from_secs(120),
@@ -502,8 +518,16 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
             cfg.rounds
         );
         println!(
-            "{:>5} {:>10} {:>9} {:>11} {:>11} {:>9} {:>9} {:>9}",
-            "round", loss_name, score_name, "bytes up", "bytes down", "enc ms", "agg ms", "dec ms"
+            "{:>5} {:>10} {:>9} {:>11} {:>11} {:>9} {:>9} {:>9}{}",
+            "round",
+            loss_name,
+            score_name,
+            "bytes up",
+            "bytes down",
+            "enc ms",
+            "agg ms",
+            "dec ms",
+            if cfg.dp.is_some() { "        ε" } else { "" }
         );
         let t = Instant::now();
         let res = simulate(
@@ -522,6 +546,15 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
             res.model.architecture().describe(res.model.head()),
             m.summary()
         );
+        if let Some(p) = &res.privacy {
+            println!(
+                "DP-SGD: ε = {:.3} at δ = {:e} per client (σ {:.3}, clip {}, sample rate {:.4}, {} steps)",
+                p.epsilon, p.delta, p.noise_multiplier, p.clip, p.sample_rate, p.steps
+            );
+        }
+        if let Some(s) = &res.stopped {
+            println!("{s}");
+        }
         println!("total {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
         all.push(res);
     }

@@ -40,6 +40,8 @@ pub struct InitArgs {
     /// Allow a round of one contributor (its sum shows that client's update).
     #[arg(long)]
     pub allow_single_contributor: bool,
+    #[command(flatten)]
+    pub dp: super::data_cmds::DpArgs,
     /// Leave the categories out of the plan: the sites discover them in two
     /// encrypted rounds (values the federation holds fewer than
     /// --min-count times go to "other").
@@ -106,7 +108,20 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
         },
         name: a.name.clone(),
     };
-    let (plan, notes) = fedhe::plan::propose(&a.data, &opts)?;
+    let (mut plan, mut notes) = fedhe::plan::propose(&a.data, &opts)?;
+    if let Some(dp) = a.dp.settings()? {
+        plan.privacy.dp = Some(dp);
+        notes.push(format!(
+            "privacy: DP-SGD at every site (clip {}, {}); each site's ε is reported per round",
+            dp.clip,
+            match (dp.noise_multiplier, dp.target_epsilon) {
+                (Some(s), _) => format!("noise multiplier {s}"),
+                (None, Some(e)) => format!("noise chosen to spend ε = {e} over all rounds"),
+                (None, None) => String::new(),
+            }
+        ));
+        plan.validate(&a.out.display().to_string())?;
+    }
     let mut header = vec![
         format!(
             "FedHE federation plan, proposed by `fedhe plan init` from {}.",

@@ -396,6 +396,8 @@ pub struct LoopConfig {
     /// and the rounds' settings.
     pub discovered: Vec<String>,
     pub vocabulary: Option<crate::plan::Vocabulary>,
+    /// DP-SGD for this site's rows.
+    pub dp: Option<crate::privacy::DpSettings>,
 }
 
 /// Events for progress displays (the GUI draws live plots from them).
@@ -460,6 +462,10 @@ pub trait RoundFigures {
     /// Encryption and decryption time (per client), aggregation time on the
     /// server (0 when unknown), in milliseconds.
     fn times_ms(&self) -> (f64, f64, f64);
+    /// With DP-SGD: ε spent on the rows so far.
+    fn epsilon(&self) -> Option<f64> {
+        None
+    }
 }
 
 impl RoundFigures for ClientRound {
@@ -480,6 +486,9 @@ impl RoundFigures for ClientRound {
     }
     fn times_ms(&self) -> (f64, f64, f64) {
         (self.cost.encrypt_ms, self.cost.decrypt_ms, 0.0)
+    }
+    fn epsilon(&self) -> Option<f64> {
+        self.epsilon
     }
 }
 
@@ -504,12 +513,19 @@ pub struct ClientRound {
     pub validation_loss: Option<f64>,
     pub validation_score: Option<f64>,
     pub cost: ExchangeCost,
+    /// ε this site has spent on its rows so far (with DP-SGD).
+    #[serde(default)]
+    pub epsilon: Option<f64>,
 }
 
 /// Result of a client's run.
 #[derive(Debug, Clone)]
 pub struct ClientOutcome {
     pub model: Box<dyn Model>,
+    /// DP-SGD's spending on this site's rows, when on.
+    pub privacy: Option<crate::privacy::PrivacyRecord>,
+    /// Why training stopped before the plan's last round (the privacy budget).
+    pub stopped: Option<String>,
     /// The preprocessing every site fitted on the federation's statistics.
     pub encoder: Encoder,
     pub scaler: Standardizer,
@@ -597,9 +613,39 @@ pub fn run_client_loop(
     let mut rounds = Vec::new();
     let unit = weight_unit(global.rows);
     let share = site_share(train.rows(), unit);
+    // DP-SGD over every round of this site's training.
+    let budget = match &cfg.dp {
+        Some(d) => Some(
+            d.budget(
+                train.rows(),
+                cfg.train.batch_size,
+                cfg.rounds.saturating_mul(cfg.train.epochs as u64),
+            )
+            .map_err(|e| LoopError::Other(format!("privacy: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut dp_steps = 0u64;
+    let mut stopped = None;
+    let record = |steps: u64| {
+        budget.and_then(|b| {
+            b.epsilon(steps)
+                .ok()
+                .map(|epsilon| crate::privacy::PrivacyRecord {
+                    epsilon,
+                    delta: b.delta,
+                    noise_multiplier: b.dp.noise_multiplier,
+                    clip: b.dp.clip,
+                    sample_rate: b.sample_rate,
+                    steps,
+                })
+        })
+    };
     let outcome =
         |model: Box<dyn Model>, rounds: Vec<ClientRound>, cancelled: bool| ClientOutcome {
             model,
+            privacy: None,
+            stopped: None,
             encoder: encoder.clone(),
             scaler: scaler.clone(),
             target_scaling,
@@ -628,18 +674,38 @@ pub fn run_client_loop(
                 validation_loss: None,
                 validation_score: None,
                 cost: mean.cost,
+                epsilon: None,
             };
             on_event(&ClientEvent::Round(rec.clone()));
             rounds.push(rec);
             continue;
         }
+        // The privacy budget: stop before a round would pass it.
+        if let Some(b) = &budget {
+            let next = dp_steps + b.steps_per_epoch * cfg.train.epochs as u64;
+            let eps = b
+                .epsilon(next)
+                .map_err(|e| LoopError::Other(e.to_string()))?;
+            if let Some(max) = b.max_epsilon
+                && eps > max * (1.0 + 1e-9)
+            {
+                stopped = Some(format!(
+                    "privacy budget: round {k} would bring ε to {eps:.3} > {max}; training \
+                     stopped after round {} at ε = {:.3}",
+                    k - 1,
+                    b.epsilon(dp_steps).unwrap_or(0.0)
+                ));
+                break;
+            }
+        }
         let mut local_model = global_model.clone();
         let tcfg = TrainConfig {
             seed: round_seed(cfg.train.seed, k),
+            dp: budget.map(|b| b.dp),
             ..cfg.train.clone()
         };
         let mut last_loss = None;
-        crate::model::train(&mut *local_model, &x, &y, &tcfg, &mut |s| {
+        let summary = crate::model::train(&mut *local_model, &x, &y, &tcfg, &mut |s| {
             last_loss = Some(s.loss);
             on_event(&ClientEvent::Epoch(EpochPoint::of(k, s)));
             if cancel.load(Ordering::Relaxed) {
@@ -651,6 +717,7 @@ pub fn run_client_loop(
         if cancel.load(Ordering::Relaxed) {
             return Err(LoopError::Cancelled);
         }
+        dp_steps += summary.dp_steps;
         // FedAvg: the parameters times this site's share of the rows, and
         // the share itself; the mean of both gives the weighted mean exactly.
         let mut update: Vec<f64> = local_model.params().iter().map(|v| v * share).collect();
@@ -683,11 +750,15 @@ pub fn run_client_loop(
             validation_loss,
             validation_score,
             cost: mean.cost,
+            epsilon: record(dp_steps).map(|r| r.epsilon),
         };
         on_event(&ClientEvent::Round(rec.clone()));
         rounds.push(rec);
     }
-    Ok(outcome(global_model, rounds, false))
+    let mut done = outcome(global_model, rounds, false);
+    done.privacy = record(dp_steps);
+    done.stopped = stopped;
+    Ok(done)
 }
 
 /// Metrics of `model` on raw rows `x` with labels `y` (class indices, or

@@ -47,6 +47,8 @@ pub struct SimulationConfig {
     pub train: TrainConfig,
     /// The model every client trains.
     pub architecture: Architecture,
+    /// DP-SGD in every client's local training.
+    pub dp: Option<crate::privacy::DpSettings>,
     /// Plaintext FedAvg instead of encryption + HTTP.
     pub plain: bool,
     pub params: ParamSet,
@@ -77,6 +79,9 @@ pub struct RoundRecord {
     pub elapsed_ms: f64,
     /// The global model's flat parameters.
     pub params: Vec<f64>,
+    /// With DP-SGD: the largest ε any client has spent so far.
+    #[serde(default)]
+    pub epsilon: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +92,10 @@ pub struct SimulationResult {
     pub encoder: crate::data::Encoder,
     pub scaler: Standardizer,
     pub target_scaling: Option<TargetScaling>,
+    /// DP-SGD's spending on the first client's rows, when on.
+    pub privacy: Option<crate::privacy::PrivacyRecord>,
+    /// Why training stopped before the last round (the privacy budget).
+    pub stopped: Option<String>,
     /// The global model on the test split.
     pub test: Evaluation,
     pub feature_names: Vec<String>,
@@ -129,6 +138,7 @@ impl SimulationConfig {
         }
         plan.name = "fedhe simulate".into();
         plan.model = ModelSpec::of(&self.architecture);
+        plan.privacy.dp = self.dp;
         plan.training = Training {
             rounds: self.rounds,
             epochs: self.train.epochs,
@@ -162,7 +172,7 @@ impl SimulationConfig {
 impl SimulationResult {
     /// The federated model as a self-describing model file.
     pub fn model_file(&self, cfg: &SimulationConfig) -> crate::model::ModelFile {
-        crate::model::ModelFile::new(
+        let mut file = crate::model::ModelFile::new(
             self.encoder.clone(),
             self.scaler.clone(),
             self.label.clone(),
@@ -177,7 +187,9 @@ impl SimulationResult {
                 self.plan_fingerprint.clone(),
                 None,
             ),
-        )
+        );
+        file.provenance.privacy = self.privacy;
+        file
     }
 }
 
@@ -565,6 +577,8 @@ pub fn simulate(
         records,
         model: outcome.model,
         encoder: outcome.encoder,
+        privacy: outcome.privacy,
+        stopped: outcome.stopped,
         scaler: outcome.scaler,
         target_scaling: outcome.target_scaling,
         test: test_metrics,
@@ -655,6 +669,10 @@ fn collect_rounds(
                         decrypt_ms: list.iter().map(|c| c.cost.decrypt_ms).sum::<f64>() / n as f64,
                         elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
                         params,
+                        epsilon: list
+                            .iter()
+                            .filter_map(|c| c.epsilon)
+                            .fold(None, |m: Option<f64>, e| Some(m.map_or(e, |m| m.max(e)))),
                     };
                     on_event(&SimEvent::Round(rec.clone()));
                     records.push(rec);
@@ -685,6 +703,9 @@ impl crate::client::RoundFigures for RoundRecord {
     }
     fn times_ms(&self) -> (f64, f64, f64) {
         (self.encrypt_ms, self.decrypt_ms, self.aggregate_ms)
+    }
+    fn epsilon(&self) -> Option<f64> {
+        self.epsilon
     }
 }
 

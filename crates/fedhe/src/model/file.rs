@@ -83,6 +83,9 @@ pub struct Provenance {
     /// Free-form settings, as files from before typed provenance have them.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub settings: serde_json::Value,
+    /// DP-SGD's spending on the training rows (a site's, in a federation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<crate::privacy::PrivacyRecord>,
 }
 
 /// Kind of a model trained on one machine.
@@ -106,6 +109,7 @@ impl Provenance {
             created: rfc3339_now(),
             tool: format!("fedhe {}", env!("CARGO_PKG_VERSION")),
             settings: serde_json::Value::Null,
+            privacy: None,
         }
     }
 

@@ -96,6 +96,9 @@ pub trait Model: Send + Sync + std::fmt::Debug {
         order: &[usize],
         cfg: &TrainConfig,
     );
+    /// Adds `l2 · w` for every weight (not the biases) to `grad`; returns
+    /// `l2 / 2 · |w|²`.
+    fn add_l2(&self, l2: f64, grad: &mut [f64]) -> f64;
     fn clone_box(&self) -> Box<dyn Model>;
 }
 

@@ -321,6 +321,10 @@ impl Model for Network {
         }
     }
 
+    fn add_l2(&self, l2: f64, grad: &mut [f64]) -> f64 {
+        Network::add_l2(self, l2, grad)
+    }
+
     fn clone_box(&self) -> Box<dyn Model> {
         Box::new(self.clone())
     }

@@ -36,6 +36,9 @@ pub struct TrainConfig {
     pub seed: u64,
     #[serde(default)]
     pub class_weight: ClassWeight,
+    /// DP-SGD: Poisson batches, clipped per-example gradients, noise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<crate::privacy::DpSgd>,
 }
 
 impl Default for TrainConfig {
@@ -48,6 +51,7 @@ impl Default for TrainConfig {
             momentum: 0.0,
             seed: 42,
             class_weight: ClassWeight::None,
+            dp: None,
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct EpochStats {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainSummary {
     pub epochs_run: usize,
+    /// DP-SGD steps taken (for the accountant).
+    pub dp_steps: u64,
     pub cancelled: bool,
     pub last: Option<EpochStats>,
 }
@@ -156,12 +162,22 @@ pub fn train(
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut summary = TrainSummary {
         epochs_run: 0,
+        dp_steps: 0,
         cancelled: false,
         last: None,
     };
     for epoch in 1..=cfg.epochs {
-        order.shuffle(&mut rng);
-        model.fit_epoch(&x, &ys, rw.as_deref(), &order, cfg);
+        match &cfg.dp {
+            // Poisson batches of clipped, noised gradients; class weights do
+            // not apply (they would change every example's sensitivity).
+            Some(dp) => {
+                summary.dp_steps += crate::privacy::dp_epoch(model, &x, &ys, cfg, dp, &mut rng);
+            }
+            None => {
+                order.shuffle(&mut rng);
+                model.fit_epoch(&x, &ys, rw.as_deref(), &order, cfg);
+            }
+        }
         let stats = evaluate(&*model, &x, &ys, epoch);
         // A NaN or infinite loss means the parameters blew up: stop with an
         // error instead of returning (and saving) a NaN model.

@@ -48,6 +48,23 @@ pub struct Plan {
     pub training: Training,
     #[serde(default)]
     pub quorum: Quorum,
+    #[serde(default, skip_serializing_if = "Privacy::is_off")]
+    pub privacy: Privacy,
+}
+
+/// Differential privacy for the rows of every site.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Privacy {
+    /// DP-SGD in every site's local training (see `privacy::DpSettings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<crate::privacy::DpSettings>,
+}
+
+impl Privacy {
+    fn is_off(&self) -> bool {
+        self.dp.is_none()
+    }
 }
 
 /// The prediction task, on the label column.
@@ -269,6 +286,7 @@ impl Training {
             momentum: self.momentum,
             seed: self.seed,
             class_weight: ClassWeight::None,
+            dp: None,
         }
     }
 }
@@ -368,6 +386,7 @@ impl Plan {
             model: ModelSpec::default(),
             training: Training::default(),
             quorum: Quorum::default(),
+            privacy: Privacy::default(),
         }
     }
 
@@ -843,6 +862,11 @@ impl Plan {
                 "training.validation_share",
                 format!("{} is outside [0, 0.9)", t.validation_share),
             );
+        }
+        if let Some(dp) = &self.privacy.dp
+            && let Err(e) = dp.validate()
+        {
+            return bad("privacy.dp", e);
         }
         let q = &self.quorum;
         if q.min_clients == 0 {

@@ -1,11 +1,16 @@
 //! Differential privacy for the rows: the Rényi-DP accountant of the
 //! subsampled Gaussian mechanism (DP-SGD's noise), composed over steps and
-//! converted to (ε, δ). DP-SGD training itself (clipping, noise, Poisson
-//! sampling) builds on it.
+//! converted to (ε, δ); and DP-SGD (per-example clipping, Gaussian noise,
+//! Poisson sampling) for every model kind.
 
 mod accountant;
+mod dpsgd;
 
 pub use accountant::{DEFAULT_ORDERS, PrivacySpent, epsilon, noise_multiplier_for, rdp};
+pub use dpsgd::{
+    DpBudget, DpSettings, DpSgd, PrivacyRecord, clip_gradient, dp_epoch, sample_rate,
+    steps_per_epoch,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrivacyError {

@@ -457,6 +457,7 @@ pub fn run_plan(
         layout: plan.layout(),
         discovered: plan.discovered_columns(),
         vocabulary: plan.preprocessing.vocabulary,
+        dp: plan.privacy.dp,
     };
     let outcome = run_client_loop(
         exchange,
@@ -474,7 +475,7 @@ pub fn run_plan(
         return Err(SessionError::Cancelled);
     }
     let rows = outcome.global_rows.round() as usize;
-    let model = ModelFile::new(
+    let mut model = ModelFile::new(
         outcome.encoder.clone(),
         outcome.scaler.clone(),
         plan.target(),
@@ -490,6 +491,7 @@ pub fn run_plan(
             record.server,
         ),
     );
+    model.provenance.privacy = outcome.privacy;
     Ok(FederatedRun {
         model,
         outcome,
@@ -519,6 +521,8 @@ pub struct LocalTraining {
     pub missing: MissingPolicy,
     /// Cell texts that were read as missing (recorded in the model file).
     pub missing_tokens: Vec<String>,
+    /// DP-SGD for the rows.
+    pub dp: Option<crate::privacy::DpSettings>,
 }
 
 /// Trains on one machine: hold out the validation share of the rows
@@ -561,11 +565,34 @@ pub fn train_local(
     };
     let head = Head::for_target(&fit.label);
     let mut model = crate::model::build(architecture, x.ncols(), head, train.seed)?;
+    let budget = match &settings.dp {
+        Some(d) => Some(
+            d.budget(fit.rows(), train.batch_size, train.epochs as u64)
+                .map_err(|e| SessionError::NotReady(format!("privacy: {e}")))?,
+        ),
+        None => None,
+    };
+    let train = &TrainConfig {
+        dp: budget.map(|b| b.dp),
+        ..train.clone()
+    };
     let summary = crate::model::train(&mut *model, &x, &y, train, on_epoch)?;
+    let privacy = budget.and_then(|b| {
+        b.epsilon(summary.dp_steps)
+            .ok()
+            .map(|epsilon| crate::privacy::PrivacyRecord {
+                epsilon,
+                delta: b.delta,
+                noise_multiplier: b.dp.noise_multiplier,
+                clip: b.dp.clip,
+                sample_rate: b.sample_rate,
+                steps: summary.dp_steps,
+            })
+    });
     if summary.cancelled {
         return Err(SessionError::Cancelled);
     }
-    let file = ModelFile::new(
+    let mut file = ModelFile::new(
         encoder,
         scaler,
         fit.label.clone(),
@@ -573,6 +600,7 @@ pub fn train_local(
         &*model,
         Provenance::centralized(data_files, fit.rows(), train.clone()),
     );
+    file.provenance.privacy = privacy;
     let training = file.evaluate(&fit.x, &fit.y.to_vec())?;
     let validation = match &val {
         Some(v) => Some(file.evaluate(&v.x, &v.y.to_vec())?),

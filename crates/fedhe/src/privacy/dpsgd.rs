@@ -1,0 +1,209 @@
+//! DP-SGD for any model: Poisson-sampled batches, every example's gradient
+//! clipped to norm `clip`, Gaussian noise of standard deviation
+//! `noise_multiplier × clip` added to the batch's sum, divided by the
+//! expected batch size (Abadi et al. 2016; the sampling the accountant
+//! assumes, as Opacus does).
+
+use ndarray::{Array2, Axis};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Model, TrainConfig};
+
+/// DP-SGD settings of local training.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DpSgd {
+    /// Per-example gradient norm bound C.
+    pub clip: f64,
+    /// σ: the noise's standard deviation is σ·C.
+    pub noise_multiplier: f64,
+}
+
+/// Sample rate of Poisson batches: expected batch size over rows.
+pub fn sample_rate(rows: usize, batch_size: usize) -> f64 {
+    (batch_size as f64 / rows.max(1) as f64).min(1.0)
+}
+
+/// Steps in one epoch: rows over the expected batch size (at least 1).
+pub fn steps_per_epoch(rows: usize, batch_size: usize) -> u64 {
+    ((rows as f64 / batch_size.max(1) as f64).round() as u64).max(1)
+}
+
+/// Scales `g` to norm at most `clip`; returns the norm before clipping.
+pub fn clip_gradient(g: &mut [f64], clip: f64) -> f64 {
+    let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+    if norm > clip && norm > 0.0 {
+        let s = clip / norm;
+        g.iter_mut().for_each(|v| *v *= s);
+    }
+    norm
+}
+
+/// One DP-SGD epoch of `model` on `x`, `y`: [`steps_per_epoch`] steps, each
+/// on a Poisson sample of the rows. Returns the steps taken (for the
+/// accountant).
+pub fn dp_epoch(
+    model: &mut dyn Model,
+    x: &Array2<f64>,
+    y: &[f64],
+    cfg: &TrainConfig,
+    dp: &DpSgd,
+    rng: &mut ChaCha8Rng,
+) -> u64 {
+    let n = x.nrows();
+    let q = sample_rate(n, cfg.batch_size);
+    let steps = steps_per_epoch(n, cfg.batch_size);
+    let expected = (q * n as f64).max(1.0);
+    let p = model.params().len();
+    // A standard deviation of σ·C is finite and non-negative (validated).
+    let noise = Normal::new(0.0, (dp.noise_multiplier * dp.clip).max(0.0)).ok();
+    let mut sum = vec![0.0; p];
+    let mut velocity = vec![0.0; p];
+    for _ in 0..steps {
+        sum.iter_mut().for_each(|v| *v = 0.0);
+        for i in 0..n {
+            if rng.random::<f64>() >= q {
+                continue;
+            }
+            let row = x.select(Axis(0), &[i]);
+            let (_, mut g) = model.objective_gradient(&row, &y[i..=i], 0.0);
+            clip_gradient(&mut g, dp.clip);
+            for (s, v) in sum.iter_mut().zip(&g) {
+                *s += v;
+            }
+        }
+        if let Some(noise) = &noise {
+            for s in &mut sum {
+                *s += noise.sample(rng);
+            }
+        }
+        // The noisy mean, plus the L2 term (a function of the parameters
+        // only, so it costs no privacy).
+        let mut grad: Vec<f64> = sum.iter().map(|s| s / expected).collect();
+        model.add_l2(cfg.l2, &mut grad);
+        let mut next = model.params().to_vec();
+        for ((w, v), g) in next.iter_mut().zip(&mut velocity).zip(&grad) {
+            *v = cfg.momentum * *v + g;
+            *w -= cfg.lr * *v;
+        }
+        // Same length as the model's parameters, by construction.
+        let _ = model.set_params(&next);
+    }
+    steps
+}
+
+/// DP-SGD as a plan or a command asks for it: the clip, and either the
+/// noise multiplier or the ε to reach by the end of training.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpSettings {
+    /// Per-example gradient norm bound C.
+    pub clip: f64,
+    /// σ (give this or `target_epsilon`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_multiplier: Option<f64>,
+    /// The ε that all of training may spend; σ is chosen to reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_epsilon: Option<f64>,
+    /// With `noise_multiplier`: training stops before ε would pass this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_epsilon: Option<f64>,
+    /// δ; default 1 / (the site's training rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<f64>,
+}
+
+impl DpSettings {
+    /// Checks the settings; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.clip.is_finite() && self.clip > 0.0) {
+            return Err(format!("clip = {} must be positive", self.clip));
+        }
+        match (self.noise_multiplier, self.target_epsilon) {
+            (Some(s), None) if s.is_finite() && s >= 0.0 => {}
+            (None, Some(e)) if e.is_finite() && e > 0.0 => {}
+            (Some(_), Some(_)) | (None, None) => {
+                return Err("give either noise_multiplier or target_epsilon".into());
+            }
+            (Some(s), None) => return Err(format!("noise_multiplier = {s} must be ≥ 0")),
+            (None, Some(e)) => return Err(format!("target_epsilon = {e} must be positive")),
+        }
+        if let Some(d) = self.delta
+            && !(d > 0.0 && d < 1.0)
+        {
+            return Err(format!("delta = {d} must be between 0 and 1"));
+        }
+        if let Some(m) = self.max_epsilon
+            && !(m.is_finite() && m > 0.0)
+        {
+            return Err(format!("max_epsilon = {m} must be positive"));
+        }
+        Ok(())
+    }
+
+    /// The DP-SGD of a site with `rows` training rows, batches of
+    /// `batch_size` and `epochs` epochs in all (every round together).
+    pub fn budget(
+        &self,
+        rows: usize,
+        batch_size: usize,
+        epochs: u64,
+    ) -> Result<DpBudget, super::PrivacyError> {
+        let q = sample_rate(rows, batch_size);
+        let per_epoch = steps_per_epoch(rows, batch_size);
+        let delta = self.delta.unwrap_or(1.0 / rows.max(2) as f64);
+        let total = per_epoch.saturating_mul(epochs);
+        let (sigma, max_epsilon) = match (self.noise_multiplier, self.target_epsilon) {
+            (Some(s), _) => (s, self.max_epsilon),
+            (None, Some(e)) => (super::noise_multiplier_for(q, total, delta, e)?, Some(e)),
+            (None, None) => (0.0, self.max_epsilon),
+        };
+        Ok(DpBudget {
+            dp: DpSgd {
+                clip: self.clip,
+                noise_multiplier: sigma,
+            },
+            delta,
+            sample_rate: q,
+            steps_per_epoch: per_epoch,
+            max_epsilon,
+        })
+    }
+}
+
+/// DP-SGD resolved for one site.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DpBudget {
+    pub dp: DpSgd,
+    pub delta: f64,
+    pub sample_rate: f64,
+    pub steps_per_epoch: u64,
+    /// Training stops before ε would pass this.
+    pub max_epsilon: Option<f64>,
+}
+
+impl DpBudget {
+    /// ε after `steps` steps.
+    pub fn epsilon(&self, steps: u64) -> Result<f64, super::PrivacyError> {
+        super::epsilon(
+            self.sample_rate,
+            self.dp.noise_multiplier,
+            steps,
+            self.delta,
+        )
+        .map(|p| p.epsilon)
+    }
+}
+
+/// What a model file records of DP-SGD training.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PrivacyRecord {
+    pub epsilon: f64,
+    pub delta: f64,
+    pub noise_multiplier: f64,
+    pub clip: f64,
+    pub sample_rate: f64,
+    pub steps: u64,
+}
