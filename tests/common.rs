@@ -25,3 +25,67 @@ pub fn reordered(src: &Path, dst: &Path) {
     }
     w.flush().unwrap();
 }
+
+/// Runs the `fedhe` binary.
+pub fn fedhe(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_fedhe"))
+        .args(args)
+        .output()
+        .expect("run fedhe")
+}
+
+/// scikit-learn's `figure` for `model` in a fixture written by
+/// scripts/sklearn_comparison.sh.
+pub fn sklearn(fixture: &str, model: &str, figure: &str) -> f64 {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(fixture);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == model)
+        .and_then(|r| r[figure].as_f64())
+        .unwrap_or_else(|| panic!("{fixture}: no {figure} for {model}"))
+}
+
+/// Every site joins the aggregator at `url` with `key`, reads its file by the
+/// served plan and runs it; returns each site's global model file.
+pub fn run_sites(
+    url: &str,
+    key: &std::sync::Arc<fedhe::crypto::SecretKey>,
+    files: &[PathBuf],
+) -> Vec<fedhe::model::ModelFile> {
+    use std::sync::atomic::AtomicBool;
+    let handles: Vec<_> = files
+        .iter()
+        .enumerate()
+        .map(|(i, file)| {
+            let (key, url, file) = (key.clone(), url.to_string(), file.clone());
+            std::thread::spawn(move || {
+                let c = fedhe::session::connect(
+                    &fedhe::session::ConnectOptions {
+                        server: url,
+                        ca_cert_pem: None,
+                        wait: std::time::Duration::from_secs(10),
+                    },
+                    key,
+                    None,
+                    &AtomicBool::new(false),
+                )
+                .unwrap();
+                let data = c.load_site(&file).unwrap();
+                let id = format!("site-{i}");
+                let j = c.join(&id, &id, None).unwrap();
+                j.run(&data.dataset, vec![], &mut |_| {}, &AtomicBool::new(false))
+                    .map(|r| r.model)
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().unwrap().unwrap_or_else(|e| panic!("{e}")))
+        .collect()
+}

@@ -4,13 +4,11 @@
 //! by scripts/sklearn_comparison.sh on the same split); sites without some
 //! classes; a 50,000-row site under a default key.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use crate::common::sample;
+use crate::common::{fedhe, sample, sklearn};
 use fedhe::crypto::{ParamSet, SecretKey};
 use fedhe::data::split::{Partition, write_csv};
 use fedhe::data::{CsvOptions, Dataset, LabelMapping, Target, TargetSpec};
@@ -42,22 +40,6 @@ fn config(data: &str, label: &str, arch: Architecture, train: TrainConfig) -> Si
         params: ParamSet::Standard64,
         round_timeout: Duration::from_secs(60),
     }
-}
-
-/// scikit-learn's figure for `model` in a fixture.
-fn sklearn(fixture: &str, model: &str, figure: &str) -> f64 {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(fixture);
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    v["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["model"] == model)
-        .and_then(|r| r[figure].as_f64())
-        .unwrap_or_else(|| panic!("{fixture}: no {figure} for {model}"))
 }
 
 fn run(cfg: &SimulationConfig) -> fedhe::federation::SimulationResult {
@@ -382,13 +364,6 @@ fn plan_init_proposes_the_task_and_the_model() {
         e.contains("model.hidden") && e.contains("1 to 3 hidden layers"),
         "{e}"
     );
-}
-
-fn fedhe(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_fedhe"))
-        .args(args)
-        .output()
-        .expect("run fedhe")
 }
 
 /// The reproductions: `fedhe train` on the 3-class wine data stopped with

@@ -5,12 +5,11 @@
 //! scripts/sklearn_comparison.sh on the same split).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use crate::common::sample;
+use crate::common::{fedhe, run_sites, sample, sklearn};
 use fedhe::crypto::{ParamSet, SecretKey};
 use fedhe::data::split::Partition;
 use fedhe::data::{CsvOptions, EncodedColumn, RawColumn, RawStats, TargetSpec, load_csv};
@@ -18,29 +17,6 @@ use fedhe::federation::{SimData, SimulationConfig, max_param_diff, simulate};
 use fedhe::model::{Architecture, ModelFile};
 use fedhe::plan::{CategoricalColumn, Plan, Quorum, Task, Training};
 use fedhe::server::{EmbeddedServer, ServerConfig};
-use fedhe::session::{self, ConnectOptions};
-
-fn fedhe(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_fedhe"))
-        .args(args)
-        .output()
-        .expect("run fedhe")
-}
-
-fn sklearn(fixture: &str, model: &str, figure: &str) -> f64 {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(fixture);
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    v["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["model"] == model)
-        .and_then(|r| r[figure].as_f64())
-        .unwrap_or_else(|| panic!("{fixture}: no {figure} for {model}"))
-}
 
 /// Penguins with its categorical columns and missing cells, 4 IID clients,
 /// 20 rounds, encrypted over HTTP: equal to plaintext FedAvg and within
@@ -392,34 +368,7 @@ fn sites_with_different_categories_agree_on_one_encoding() {
         ..ServerConfig::default()
     })
     .unwrap();
-    let handles: Vec<_> = [("a", a.clone()), ("b", b.clone())]
-        .into_iter()
-        .map(|(id, file)| {
-            let key = key.clone();
-            let url = srv.url().to_string();
-            std::thread::spawn(move || {
-                let c = session::connect(
-                    &ConnectOptions {
-                        server: url,
-                        ca_cert_pem: None,
-                        wait: Duration::from_secs(10),
-                    },
-                    key,
-                    None,
-                    &AtomicBool::new(false),
-                )
-                .unwrap();
-                let site = c.load_site(&file).unwrap();
-                let j = c.join(id, id, None).unwrap();
-                j.run(&site.dataset, vec![], &mut |_| {}, &AtomicBool::new(false))
-                    .map(|r| r.model)
-            })
-        })
-        .collect();
-    let models: Vec<ModelFile> = handles
-        .into_iter()
-        .map(|h| h.join().unwrap().unwrap_or_else(|e| panic!("{e}")))
-        .collect();
+    let models = run_sites(srv.url(), &key, &[a.clone(), b.clone()]);
     assert_eq!(models[0].params, models[1].params, "one global model");
     assert_eq!(models[0].preprocessing, models[1].preprocessing);
     assert_eq!(
@@ -533,35 +482,7 @@ fn the_encrypted_vocabulary_agrees_on_common_values_and_hides_rare_ones() {
         ..ServerConfig::default()
     })
     .unwrap();
-    let handles: Vec<_> = files
-        .iter()
-        .enumerate()
-        .map(|(i, file)| {
-            let (key, url, file) = (key.clone(), srv.url().to_string(), file.clone());
-            std::thread::spawn(move || {
-                let c = session::connect(
-                    &ConnectOptions {
-                        server: url,
-                        ca_cert_pem: None,
-                        wait: Duration::from_secs(10),
-                    },
-                    key,
-                    None,
-                    &AtomicBool::new(false),
-                )
-                .unwrap();
-                let data = c.load_site(&file).unwrap();
-                let id = format!("site-{i}");
-                let j = c.join(&id, &id, None).unwrap();
-                j.run(&data.dataset, vec![], &mut |_| {}, &AtomicBool::new(false))
-                    .map(|r| r.model)
-            })
-        })
-        .collect();
-    let models: Vec<ModelFile> = handles
-        .into_iter()
-        .map(|h| h.join().unwrap().unwrap_or_else(|e| panic!("{e}")))
-        .collect();
+    let models = run_sites(srv.url(), &key, &files);
     // Oslo 13, Bergen 8 (capped per site at 4: 3 + 4 + 1), Tromso 6 become
     // categories; Longyearbyen (2, at one site) does not.
     assert_eq!(

@@ -627,20 +627,7 @@ pub fn run_client_loop(
     };
     let mut dp_steps = 0u64;
     let mut stopped = None;
-    let record = |steps: u64| {
-        budget.and_then(|b| {
-            b.epsilon(steps)
-                .ok()
-                .map(|epsilon| crate::privacy::PrivacyRecord {
-                    epsilon,
-                    delta: b.delta,
-                    noise_multiplier: b.dp.noise_multiplier,
-                    clip: b.dp.clip,
-                    sample_rate: b.sample_rate,
-                    steps,
-                })
-        })
-    };
+    let record = |steps: u64| budget.and_then(|b| b.record(steps));
     let outcome =
         |model: Box<dyn Model>, rounds: Vec<ClientRound>, cancelled: bool| ClientOutcome {
             model,

@@ -195,6 +195,18 @@ impl DpBudget {
         )
         .map(|p| p.epsilon)
     }
+
+    /// What a model file records after `steps` steps.
+    pub fn record(&self, steps: u64) -> Option<PrivacyRecord> {
+        self.epsilon(steps).ok().map(|epsilon| PrivacyRecord {
+            epsilon,
+            delta: self.delta,
+            noise_multiplier: self.dp.noise_multiplier,
+            clip: self.dp.clip,
+            sample_rate: self.sample_rate,
+            steps,
+        })
+    }
 }
 
 /// What a model file records of DP-SGD training.

@@ -577,18 +577,7 @@ pub fn train_local(
         ..train.clone()
     };
     let summary = crate::model::train(&mut *model, &x, &y, train, on_epoch)?;
-    let privacy = budget.and_then(|b| {
-        b.epsilon(summary.dp_steps)
-            .ok()
-            .map(|epsilon| crate::privacy::PrivacyRecord {
-                epsilon,
-                delta: b.delta,
-                noise_multiplier: b.dp.noise_multiplier,
-                clip: b.dp.clip,
-                sample_rate: b.sample_rate,
-                steps: summary.dp_steps,
-            })
-    });
+    let privacy = budget.and_then(|b| b.record(summary.dp_steps));
     if summary.cancelled {
         return Err(SessionError::Cancelled);
     }
