@@ -648,6 +648,11 @@ pub fn run_client_loop(
         // Resuming: a round that closed while this client was away is taken
         // as published, without training for it.
         if let Some(mean) = exchange.published(server_round, params + 1)? {
+            // This site may have trained on its rows for this round before
+            // a restart: counted as spent, the safe side of the accountant.
+            if let Some(b) = &budget {
+                dp_steps += b.steps_per_epoch * cfg.train.epochs as u64;
+            }
             let (global_params, total_share) = fedavg(&mean, params)?;
             global_model.set_params(&global_params)?;
             let rec = ClientRound {
@@ -675,14 +680,44 @@ pub fn run_client_loop(
                 .map_err(|e| LoopError::Other(e.to_string()))?;
             if let Some(max) = b.max_epsilon
                 && eps > max * (1.0 + 1e-9)
+                && stopped.is_none()
             {
                 stopped = Some(format!(
-                    "privacy budget: round {k} would bring ε to {eps:.3} > {max}; training \
-                     stopped after round {} at ε = {:.3}",
+                    "privacy budget: round {k} would bring ε to {eps:.3} > {max}; this site \
+                     stopped training after round {} at ε = {:.3}",
                     k - 1,
                     b.epsilon(dp_steps).unwrap_or(0.0)
                 ));
-                break;
+            }
+        }
+        if stopped.is_some() {
+            // Out of budget: keep the round's quorum with an empty update
+            // (share 0: it adds nothing and costs no privacy) and follow
+            // the global model; stop when no site trains any more.
+            let zeros = vec![0.0; params + 1];
+            let mean = exchange.exchange(server_round, &zeros, 1.0, cancel)?;
+            match fedavg(&mean, params) {
+                Ok((global_params, total_share)) => {
+                    global_model.set_params(&global_params)?;
+                    let rec = ClientRound {
+                        round: k,
+                        contributors: mean.contributors,
+                        total_weight: total_share,
+                        local_loss: None,
+                        global_params,
+                        contributed: mean.contributed,
+                        counted: mean.counted,
+                        validation_loss: None,
+                        validation_score: None,
+                        cost: mean.cost,
+                        epsilon: record(dp_steps).map(|r| r.epsilon),
+                    };
+                    on_event(&ClientEvent::Round(rec.clone()));
+                    rounds.push(rec);
+                    continue;
+                }
+                // Every site is out of budget.
+                Err(_) => break,
             }
         }
         let mut local_model = global_model.clone();

@@ -4,13 +4,17 @@
 //!
 //! 1. Each site hashes each of its values (SHA-256 of the column and the
 //!    value) into one of `buckets` buckets and uploads, per bucket, its count
-//!    (at most `min_count`) and whether it holds any value there. The
+//!    (at most `min_count`), whether it holds any value there, and a 48-bit
+//!    fingerprint of the value (another hash, in three 16-bit slots). The
 //!    aggregator adds the encrypted vectors; the sites decrypt the sums.
 //! 2. A bucket whose summed count reaches `min_count` survives. For each
 //!    surviving bucket, a site holding a value there uploads the value's
-//!    UTF-8 bytes (up to [`NAME_BYTES`]); the sum divided by the number of
-//!    sites holding the bucket is the name. Names of rare values are never
-//!    uploaded.
+//!    UTF-8 bytes (up to [`NAME_BYTES`]) — only if the summed fingerprint is
+//!    its own times the number of holders, i.e. every holder holds the same
+//!    value; the sum divided by the number of holders is the name, kept
+//!    only if its fingerprint matches. Names of rare values are never
+//!    uploaded, nor are values that share a bucket with another value at
+//!    another site (a collision): those go to "other".
 //!
 //! What it reveals, to every key holder (the sites), not to the aggregator:
 //! the summed, per-site-capped counts of every bucket and how many sites hold
@@ -29,8 +33,23 @@ use crate::data::{Dataset, RawColumn};
 use crate::plan::Vocabulary;
 use crate::protocol::RoundLayout;
 
-/// Bytes of a category name in the names round (longer names are cut).
-pub const NAME_BYTES: usize = 32;
+/// Bytes of a category name in the names round; a longer value is never
+/// uploaded (it goes to "other").
+pub const NAME_BYTES: usize = 64;
+
+/// Slots per bucket in the first round: count, presence, fingerprint (3).
+const SLOTS: usize = 5;
+
+/// A value's 48-bit fingerprint as three 16-bit digits.
+fn fingerprint(column: &str, value: &str) -> [f64; 3] {
+    let mut h = Sha256::new();
+    h.update(b"FedHE vocabulary fingerprint v1\0");
+    h.update(column.as_bytes());
+    h.update([0u8]);
+    h.update(value.as_bytes());
+    let d = h.finalize();
+    [0, 2, 4].map(|i| f64::from(u16::from_le_bytes([d[i], d[i + 1]])))
+}
 
 /// The bucket of `value` in `column`.
 pub fn bucket(column: &str, value: &str, buckets: usize) -> usize {
@@ -87,14 +106,22 @@ pub fn agree(
             .ok_or_else(|| LoopError::Other(format!("no categorical column {name:?}")))?;
         columns.push((name.clone(), local_values(ds, j)));
     }
-    // Round 1: capped counts and presence per bucket.
-    let mut counts = vec![0.0; 2 * b * columns.len()];
+    // Round 1: per bucket the capped count, presence and the fingerprint
+    // of the site's most frequent value there.
+    let mut counts = vec![0.0; SLOTS * b * columns.len()];
     for (k, (name, values)) in columns.iter().enumerate() {
+        let base = SLOTS * b * k;
+        let mut best = vec![0usize; b];
         for (v, n) in values {
             let i = bucket(name, v, b);
-            let slot = &mut counts[2 * b * k + i];
+            let slot = &mut counts[base + SLOTS * i];
             *slot = (*slot + *n as f64).min(cap);
-            counts[2 * b * k + b + i] = 1.0;
+            counts[base + SLOTS * i + 1] = 1.0;
+            if *n > best[i] {
+                best[i] = *n;
+                counts[base + SLOTS * i + 2..base + SLOTS * i + 5]
+                    .copy_from_slice(&fingerprint(name, v));
+            }
         }
     }
     let round = 1;
@@ -102,9 +129,15 @@ pub fn agree(
         layout.phase(round),
         Some(crate::protocol::RoundPhase::Vocabulary)
     );
-    let mean = match exchange.published(round, counts.len())? {
-        Some(m) => m,
-        None => exchange.exchange(round, &counts, 1.0, cancel)?,
+    let (mean, contributed) = match exchange.published(round, counts.len())? {
+        // Resumed after round 1 closed: whether this site's counts are in
+        // the sum is not known here, so it names nothing below.
+        Some(m) => (m, false),
+        None => {
+            let m = exchange.exchange(round, &counts, 1.0, cancel)?;
+            let c = m.contributed;
+            (m, c)
+        }
     };
     let sums: Vec<f64> = mean.values.iter().map(|v| v * mean.total_weight).collect();
     if sums.len() != counts.len() {
@@ -115,27 +148,38 @@ pub fn agree(
         )));
     }
     // The buckets every site now knows survive, in bucket order.
+    let slot = |k: usize, i: usize, s: usize| sums[SLOTS * b * k + SLOTS * i + s];
     let survivors: Vec<Vec<usize>> = (0..columns.len())
-        .map(|k| {
-            (0..b)
-                .filter(|&i| sums[2 * b * k + i].round() >= cap)
-                .collect()
-        })
+        .map(|k| (0..b).filter(|&i| slot(k, i, 0).round() >= cap).collect())
         .collect();
+    // Every holder of bucket `i` holds `value`: the summed fingerprint is
+    // its fingerprint times the holders.
+    let agrees = |k: usize, i: usize, column: &str, value: &str| {
+        let holders = slot(k, i, 1).round();
+        fingerprint(column, value)
+            .iter()
+            .enumerate()
+            .all(|(d, f)| (slot(k, i, 2 + d) - holders * f).abs() < 0.5)
+    };
     // Round 2: the names of the surviving buckets this site holds.
     let total: usize = survivors.iter().map(Vec::len).sum();
     let mut names = vec![0.0; total * NAME_BYTES];
     let mut at = 0;
-    for ((name, values), surv) in columns.iter().zip(&survivors) {
+    for (k, ((name, values), surv)) in columns.iter().zip(&survivors).enumerate() {
         for &i in surv {
-            // The site's most frequent value in this bucket.
+            // The site's most frequent value in this bucket, when every
+            // holder holds the same one and it fits.
             let mine = values
                 .iter()
                 .filter(|(v, _)| bucket(name, v, b) == i)
                 .max_by_key(|(_, n)| *n);
-            if let Some((v, _)) = mine {
-                for (slot, byte) in names[at..at + NAME_BYTES].iter_mut().zip(v.bytes()) {
-                    *slot = f64::from(byte);
+            if let Some((v, _)) = mine
+                && contributed
+                && v.len() <= NAME_BYTES
+                && agrees(k, i, name, v)
+            {
+                for (cell, byte) in names[at..at + NAME_BYTES].iter_mut().zip(v.bytes()) {
+                    *cell = f64::from(byte);
                 }
             }
             at += NAME_BYTES;
@@ -156,10 +200,13 @@ pub fn agree(
     for (k, ((name, _), surv)) in columns.iter().zip(&survivors).enumerate() {
         let mut categories = Vec::new();
         for &i in surv {
-            let holders = sums[2 * b * k + b + i].round();
+            let holders = slot(k, i, 1).round();
             let cells = name_sums.get(at..at + NAME_BYTES).unwrap_or(&[]);
             at += NAME_BYTES;
+            // A name counts only if every holder sent it: its fingerprint
+            // matches the summed one.
             if let Some(n) = decode_name(cells, holders)
+                && agrees(k, i, name, &n)
                 && !categories.contains(&n)
             {
                 categories.push(n);

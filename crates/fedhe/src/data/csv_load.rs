@@ -809,6 +809,10 @@ impl BlockContext<'_> {
         let nfeat = self.plan.features.len();
         for (j, k) in self.plan.categorical.iter().enumerate() {
             let Some(k) = *k else { continue };
+            // Listed categories are codes already: nothing to renumber.
+            if self.opts.categorical[k].categories.is_some() {
+                continue;
+            }
             let Some(theirs) = other.vocab.get(k) else {
                 continue;
             };
@@ -1078,7 +1082,16 @@ impl Plan {
         }
         let mut categorical_cols = Vec::with_capacity(opts.categorical.len());
         for spec in &opts.categorical {
-            categorical_cols.push(require(&spec.name, "categorical")?);
+            let c = require(&spec.name, "categorical")?;
+            // The label is never a feature, nor is an ignored column.
+            if Some(c) == label || ignored.contains(&c) {
+                return Err(DataError::Invalid(format!(
+                    "{name}: column {:?} cannot be both a categorical feature and the label or \
+                     ignored",
+                    header[c]
+                )));
+            }
+            categorical_cols.push(c);
         }
 
         let features = match &opts.features {

@@ -163,6 +163,22 @@ impl ColumnProfile {
                 Some(format!("column {name:?} ignored: it is empty on every row")),
             );
         }
+        if distinct == Some(1) && self.missing > 0 {
+            // One value and empty cells: whether a cell is filled is the
+            // information (a flag column), kept as a category and "missing".
+            let v = self
+                .distinct
+                .as_ref()
+                .and_then(|d| d.first())
+                .map(|(v, _)| v.clone());
+            let cats: Vec<String> = v.into_iter().collect();
+            let note = format!(
+                "column {name:?} categorical: one value ({}) and {} missing cells, a flag",
+                cats.join(""),
+                self.missing
+            );
+            return (ProposedKind::Categorical(cats), Some(note));
+        }
         if distinct == Some(1) {
             return (
                 ProposedKind::Ignored,
@@ -279,11 +295,13 @@ pub fn auto_schema(
     out.missing_tokens = tokens;
     let mut notes = Vec::new();
     for col in &profile.columns {
+        // Names as the loader finds them: exact, else ignoring case.
+        let same = |a: &str| a.eq_ignore_ascii_case(&col.name);
         let skip = col.name.is_empty()
-            || Some(col.name.as_str()) == label
-            || opts.ignore.iter().any(|i| i == &col.name)
-            || opts.categorical.iter().any(|c| c.name == col.name)
-            || opts.keep.iter().any(|k| k == &col.name);
+            || label.is_some_and(same)
+            || opts.ignore.iter().any(|i| same(i))
+            || opts.categorical.iter().any(|c| same(&c.name))
+            || opts.keep.iter().any(|k| same(k));
         if skip {
             continue;
         }

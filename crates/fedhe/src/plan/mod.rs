@@ -535,11 +535,12 @@ impl Plan {
             .collect()
     }
 
-    /// Values of the first vocabulary round: per discovered column, a count
-    /// and a presence slot per bucket.
+    /// Values of the first vocabulary round: per discovered column and
+    /// bucket, a count, a presence and three fingerprint slots.
     pub fn vocabulary_len(&self) -> usize {
         let buckets = self.preprocessing.vocabulary.map_or(0, |v| v.buckets);
-        2 * buckets * self.discovered_columns().len()
+        // Count, presence and a 3-slot fingerprint per bucket.
+        5 * buckets * self.discovered_columns().len()
     }
 
     /// The raw columns every site reads: `numeric`, then `categorical`
@@ -638,6 +639,8 @@ impl Plan {
     pub fn max_update_len(&self) -> usize {
         let mut widest = self.clone();
         if let Some(v) = self.preprocessing.vocabulary {
+            // Discovered columns get an "other" input too.
+            widest.preprocessing.unknown_categories = UnknownCategories::Other;
             for c in &mut widest.columns.categorical {
                 if c.categories.is_empty() {
                     c.categories = (0..v.buckets).map(|i| format!("#{i}")).collect();

@@ -110,7 +110,7 @@ pub struct DpSettings {
     /// With `noise_multiplier`: training stops before ε would pass this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_epsilon: Option<f64>,
-    /// δ; default 1 / (the site's training rows).
+    /// δ; default min(1e-5, 1 / (10 · the site's training rows)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta: Option<f64>,
 }
@@ -153,7 +153,10 @@ impl DpSettings {
     ) -> Result<DpBudget, super::PrivacyError> {
         let q = sample_rate(rows, batch_size);
         let per_epoch = steps_per_epoch(rows, batch_size);
-        let delta = self.delta.unwrap_or(1.0 / rows.max(2) as f64);
+        // Well below 1/rows: (ε, 1/rows) would allow publishing a row.
+        let delta = self
+            .delta
+            .unwrap_or_else(|| (0.1 / rows.max(1) as f64).min(1e-5));
         let total = per_epoch.saturating_mul(epochs);
         let (sigma, max_epsilon) = match (self.noise_multiplier, self.target_epsilon) {
             (Some(s), _) => (s, self.max_epsilon),

@@ -572,8 +572,31 @@ pub fn train_local(
         ),
         None => None,
     };
+    // With a budget, as many epochs as it allows (local training has no
+    // rounds to stop between).
+    let epochs = match budget.and_then(|b| b.max_epsilon.map(|m| (b, m))) {
+        Some((b, max)) => {
+            let mut e = train.epochs;
+            while e > 0
+                && b.epsilon(b.steps_per_epoch * e as u64)
+                    .unwrap_or(f64::INFINITY)
+                    > max * (1.0 + 1e-9)
+            {
+                e -= 1;
+            }
+            if e == 0 {
+                return Err(SessionError::NotReady(format!(
+                    "privacy: one epoch already spends more than ε = {max}; use more noise or a \
+                     larger budget"
+                )));
+            }
+            e
+        }
+        None => train.epochs,
+    };
     let train = &TrainConfig {
         dp: budget.map(|b| b.dp),
+        epochs,
         ..train.clone()
     };
     let summary = crate::model::train(&mut *model, &x, &y, train, on_epoch)?;
