@@ -466,3 +466,52 @@ fn fedhe_train_and_predict_handle_multiclass_and_regression() {
         "{err}"
     );
 }
+
+/// Scoring a file whose label column holds a class the model does not know
+/// predicts every row and leaves those rows out of the metrics, with a note.
+#[test]
+fn predict_scores_rows_with_unknown_labels_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("wine.json");
+    let wine = sample("wine.csv");
+    let o = fedhe(&[
+        "train",
+        "--data",
+        wine.to_str().unwrap(),
+        "--label",
+        "cultivar",
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let text = std::fs::read_to_string(&wine).unwrap();
+    let mut lines: Vec<String> = text.lines().take(11).map(String::from).collect();
+    lines[3] = lines[3].replace("cultivar_1", "cultivar_9");
+    let test = dir.path().join("t.csv");
+    std::fs::write(&test, lines.join("\n") + "\n").unwrap();
+    let preds = dir.path().join("p.csv");
+    let o = fedhe(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        test.to_str().unwrap(),
+        "--out",
+        preds.to_str().unwrap(),
+    ]);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{out}{err}");
+    assert!(
+        err.contains(
+            "1 row(s) have a label the model does not know (the first: \"cultivar_9\" at line 4)"
+        ),
+        "{err}"
+    );
+    assert!(out.contains("scored 10 rows"), "{out}");
+    let csv = std::fs::read_to_string(&preds).unwrap();
+    assert_eq!(csv.lines().count(), 11);
+    assert!(csv.lines().nth(3).unwrap().ends_with(','), "{csv}");
+}

@@ -214,8 +214,16 @@ fn read_csv<R: Read>(
         vocab,
         skipped,
         first_skipped,
+        unknown_labels,
+        first_unknown,
         rows,
     } = acc;
+    if let Some((line, value)) = first_unknown {
+        notices.push(format!(
+            "{unknown_labels} row(s) have a label the model does not know (the first: {value:?} \
+             at line {line}): predicted, left out of the metrics"
+        ));
+    }
     let mut values = values;
     if skipped > 0 {
         notices.push(format!(
@@ -514,6 +522,10 @@ struct Parsed {
     /// Rows skipped because their label is missing, and the first one's line.
     skipped: usize,
     first_skipped: Option<u64>,
+    /// Scoring: rows whose label is not one of the model's classes, and the
+    /// first one (line, value).
+    unknown_labels: usize,
+    first_unknown: Option<(u64, String)>,
     rows: usize,
 }
 
@@ -531,6 +543,8 @@ impl Parsed {
             vocab: Vec::new(),
             skipped: 0,
             first_skipped: None,
+            unknown_labels: 0,
+            first_unknown: None,
             rows: 0,
         }
     }
@@ -577,6 +591,10 @@ impl Parsed {
         self.skipped += other.skipped;
         if self.first_skipped.is_none() {
             self.first_skipped = other.first_skipped;
+        }
+        self.unknown_labels += other.unknown_labels;
+        if self.first_unknown.is_none() {
+            self.first_unknown = other.first_unknown.clone();
         }
         let mut other = other;
         ctx.merge_vocab(&mut self.vocab, &mut other)?;
@@ -862,12 +880,33 @@ impl BlockContext<'_> {
         }
         match &self.opts.target {
             TargetSpec::Binary => {
+                if self.opts.label_optional
+                    && let Some(m) = &self.opts.mapping
+                    && let Ok(text) = std::str::from_utf8(cell)
+                    && text != m.positive
+                    && text != m.negative
+                {
+                    // Scoring: still predicted, left out of the metrics.
+                    out.unknown_labels += 1;
+                    out.first_unknown
+                        .get_or_insert((line, super::shorten(text, 40)));
+                    out.labels.push(UNLABELLED);
+                    return Ok(());
+                }
                 let idx = self.label_index(cell, &mut out.label_values, line, c)?;
                 out.labels.push(idx);
             }
             TargetSpec::Classes(Some(classes)) => {
                 let text = label_text(cell, &at)?;
                 let Some(i) = classes.iter().position(|k| k == text) else {
+                    // Scoring: still predicted, left out of the metrics.
+                    if self.opts.label_optional {
+                        out.unknown_labels += 1;
+                        out.first_unknown
+                            .get_or_insert((line, super::shorten(text, 40)));
+                        out.labels.push(UNLABELLED);
+                        return Ok(());
+                    }
                     return Err(DataError::UnknownClass {
                         at: at(),
                         value: super::shorten(text, 80),
