@@ -489,11 +489,21 @@ fn a_secret_key_is_refused_by_the_server_tab() {
 /// key's public part and a plan proposed from the CSV, joining. Returns the
 /// harness on the Client tab.
 fn one_client_ready(dir: &Path, auto_aggregate: bool) -> Harness<'static, FedheApp> {
+    one_client_ready_with(dir, |s| s.auto_aggregate = auto_aggregate)
+}
+
+/// One client joined to the embedded aggregator, with `settings` changed
+/// before the plan is proposed.
+fn one_client_ready_with(
+    dir: &Path,
+    settings: impl FnOnce(&mut Settings),
+) -> Harness<'static, FedheApp> {
     let mut h = harness(None);
     h.state_mut().settings.key_path = dir.join("secret.key").display().to_string();
     h.state_mut().settings.training.rounds = 2;
     h.state_mut().settings.training.epochs = 2;
-    h.state_mut().settings.auto_aggregate = auto_aggregate;
+    h.state_mut().settings.auto_aggregate = true;
+    settings(&mut h.state_mut().settings);
     // One client: the plan must allow a sum of one update.
     h.state_mut().settings.quorum_min_clients = 1;
     h.state_mut().settings.allow_single_contributor = true;
@@ -569,6 +579,30 @@ fn one_client_trains_through_the_embedded_aggregator() {
             .kind,
         "federated"
     );
+    h.state_mut().server.stop();
+}
+
+/// A plan proposed with DP-SGD in the Server tab: the Client tab plots the
+/// ε this site has spent, round by round, up to the plan's target.
+#[test]
+fn a_dp_plan_shows_the_privacy_spent_per_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = one_client_ready_with(dir.path(), |s| s.dp_epsilon = Some(5.0));
+    let plan = h.state().server.plan.clone().unwrap().0;
+    assert_eq!(plan.privacy.dp.unwrap().target_epsilon, Some(5.0));
+    click(&mut h, "🔒 Start federated training");
+    wait_until(&mut h, "training", Duration::from_secs(120), |a| {
+        !a.client.is_training()
+    });
+    h.run();
+    let rounds = &h.state().client.run.rounds;
+    assert_eq!(rounds.len(), 2);
+    let eps: Vec<f64> = rounds.iter().map(|r| r.epsilon.unwrap()).collect();
+    // σ is found to 0.1 %: the last round spends the target, or just under.
+    assert!(eps[0] < eps[1] && eps[1] <= 5.0 && eps[1] > 4.9, "{eps:?}");
+    h.get_by_label("Privacy spent (DP-SGD ε) per round");
+    let model = h.state().client.model.clone().unwrap();
+    assert_eq!(model.provenance.privacy.unwrap().epsilon, eps[1]);
     h.state_mut().server.stop();
 }
 

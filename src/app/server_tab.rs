@@ -163,7 +163,15 @@ impl ServerTab {
             name: String::new(),
         };
         match fedhe::plan::propose(csv, &opts) {
-            Ok((plan, _notes)) => {
+            Ok((mut plan, _notes)) => {
+                // DP-SGD at every site, clip 1, σ chosen for the target ε.
+                plan.privacy.dp = settings.dp_epsilon.map(|e| fedhe::privacy::DpSettings {
+                    clip: 1.0,
+                    noise_multiplier: None,
+                    target_epsilon: Some(e),
+                    max_epsilon: None,
+                    delta: None,
+                });
                 let from = super::demo::describe(csv);
                 self.set_plan(plan, format!("proposed from {from}"));
             }
@@ -625,6 +633,21 @@ impl ServerTab {
                 "A sum of one update shows that update to every key holder: only for trying \
                  FedHE with one client",
             );
+            let mut dp = settings.dp_epsilon.is_some();
+            if ui
+                .checkbox(&mut dp, "DP-SGD")
+                .on_hover_text(
+                    "Differential privacy for every site's rows: clipped, noised gradients; \
+                     each site's ε is shown per round",
+                )
+                .changed()
+            {
+                settings.dp_epsilon = dp.then_some(3.0);
+            }
+            if let Some(e) = &mut settings.dp_epsilon {
+                widgets::real_field(ui, "ε", e, 0.1..=100.0)
+                    .on_hover_text("The ε all of training may spend at each site (δ 1e-5 or less)");
+            }
             let csv = shared.client_csv.clone();
             if ui
                 .add_enabled(

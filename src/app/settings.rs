@@ -129,6 +129,9 @@ pub struct Settings {
     /// Quorum of a plan proposed in the Server tab.
     pub quorum_min_clients: usize,
     pub allow_single_contributor: bool,
+    /// DP-SGD in a proposed plan: the ε all of training may spend at each
+    /// site (`None`: no DP).
+    pub dp_epsilon: Option<f64>,
     pub round_deadline_secs: u64,
     pub plan_path: String,
     pub public_key_path: String,
@@ -159,6 +162,7 @@ impl Default for Settings {
             auto_aggregate: true,
             quorum_min_clients: fedhe::plan::Quorum::default().min_clients,
             allow_single_contributor: false,
+            dp_epsilon: None,
             round_deadline_secs: fedhe::plan::Quorum::default().round_deadline_secs,
             plan_path: String::new(),
             public_key_path: String::new(),
