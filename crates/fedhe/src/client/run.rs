@@ -518,6 +518,26 @@ pub struct ClientRound {
     pub epsilon: Option<f64>,
 }
 
+impl ClientRound {
+    /// Training round `round` as its published mean shows it; local figures
+    /// (loss, validation, ε) are added by the caller.
+    fn of(round: u64, mean: RoundMean, global_params: Vec<f64>, total_weight: f64) -> ClientRound {
+        ClientRound {
+            round,
+            contributors: mean.contributors,
+            total_weight,
+            local_loss: None,
+            global_params,
+            contributed: mean.contributed,
+            counted: mean.counted,
+            validation_loss: None,
+            validation_score: None,
+            cost: mean.cost,
+            epsilon: None,
+        }
+    }
+}
+
 /// Result of a client's run.
 #[derive(Debug, Clone)]
 pub struct ClientOutcome {
@@ -656,17 +676,8 @@ pub fn run_client_loop(
             let (global_params, total_share) = fedavg(&mean, params)?;
             global_model.set_params(&global_params)?;
             let rec = ClientRound {
-                round: k,
-                contributors: mean.contributors,
-                total_weight: total_share,
-                local_loss: None,
-                global_params,
                 contributed: false,
-                counted: mean.counted,
-                validation_loss: None,
-                validation_score: None,
-                cost: mean.cost,
-                epsilon: None,
+                ..ClientRound::of(k, mean, global_params, total_share)
             };
             on_event(&ClientEvent::Round(rec.clone()));
             rounds.push(rec);
@@ -700,17 +711,8 @@ pub fn run_client_loop(
                 Ok((global_params, total_share)) => {
                     global_model.set_params(&global_params)?;
                     let rec = ClientRound {
-                        round: k,
-                        contributors: mean.contributors,
-                        total_weight: total_share,
-                        local_loss: None,
-                        global_params,
-                        contributed: mean.contributed,
-                        counted: mean.counted,
-                        validation_loss: None,
-                        validation_score: None,
-                        cost: mean.cost,
                         epsilon: record(dp_steps).map(|r| r.epsilon),
+                        ..ClientRound::of(k, mean, global_params, total_share)
                     };
                     on_event(&ClientEvent::Round(rec.clone()));
                     rounds.push(rec);
@@ -762,17 +764,11 @@ pub fn run_client_loop(
             None => (None, None),
         };
         let rec = ClientRound {
-            round: k,
-            contributors: mean.contributors,
-            total_weight: total_share,
             local_loss: last_loss,
-            global_params,
-            contributed: mean.contributed,
-            counted: mean.counted,
             validation_loss,
             validation_score,
-            cost: mean.cost,
             epsilon: record(dp_steps).map(|r| r.epsilon),
+            ..ClientRound::of(k, mean, global_params, total_share)
         };
         on_event(&ClientEvent::Round(rec.clone()));
         rounds.push(rec);

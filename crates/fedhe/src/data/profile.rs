@@ -116,6 +116,8 @@ pub fn profile_csv(
             first_text: None,
         })
         .collect();
+    let mut index: Vec<std::collections::HashMap<String, usize>> =
+        vec![std::collections::HashMap::new(); columns.len()];
     let mut rows = 0;
     let mut rec = csv::ByteRecord::new();
     while reader.read_byte_record(&mut rec).map_err(read_err)? {
@@ -139,10 +141,18 @@ pub fn profile_csv(
                 }
             }
             if let Some(d) = &mut col.distinct {
-                match d.iter().position(|(v, _)| v.as_str() == text) {
-                    Some(i) => d[i].1 += 1,
-                    None if d.len() < MAX_DISTINCT => d.push((text.into_owned(), 1)),
-                    None => col.distinct = None,
+                // An index beside the list: a lookup per cell, not a scan.
+                let seen = &mut index[c];
+                match seen.get(text.as_ref()) {
+                    Some(&i) => d[i].1 += 1,
+                    None if d.len() < MAX_DISTINCT => {
+                        seen.insert(text.to_string(), d.len());
+                        d.push((text.into_owned(), 1));
+                    }
+                    None => {
+                        col.distinct = None;
+                        seen.clear();
+                    }
                 }
             }
         }
