@@ -151,7 +151,8 @@ fn bad_csv_fails_with_a_located_message() {
     let d = tempfile::tempdir().unwrap();
     let csv = d.path().join("bad.csv");
     // The reproduction: a cell of 1e308 trained to a NaN model and exit 0.
-    std::fs::write(&csv, "diagnosis,a\n1,2\n0,1e308\n").unwrap();
+    // Three rows of whole numbers: the column must not pass for an id.
+    std::fs::write(&csv, "diagnosis,a\n1,2\n0,1e308\n1,4\n").unwrap();
     let o = fedhe(&[
         "train",
         "--data",

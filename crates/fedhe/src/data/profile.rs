@@ -131,7 +131,8 @@ pub fn profile_csv(
             }
             let text = String::from_utf8_lossy(cell);
             match fast_float2::parse::<f64, _>(cell) {
-                Ok(v) if v.is_finite() => col.integer &= v.fract() == 0.0,
+                // Huge values are never ids: the loader reports them as out of range.
+                Ok(v) if v.is_finite() => col.integer &= v.fract() == 0.0 && v.abs() < 9.0e15,
                 _ => {
                     if col.numeric {
                         col.first_text = Some((line, super::shorten(&text, 40)));
