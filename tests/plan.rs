@@ -31,7 +31,14 @@ fn plan(quorum: Quorum) -> Plan {
         },
     )
     .unwrap();
-    plan
+    // These tests drive the quorum with raw uploads: no mask keys.
+    Plan {
+        privacy: fedhe::plan::Privacy {
+            masks: false,
+            ..plan.privacy
+        },
+        ..plan
+    }
 }
 
 fn quorum(min: usize, roster: &[&str], deadline: u64) -> Quorum {

@@ -250,7 +250,8 @@ fn a_client_with_a_missing_column_stops_before_registering() {
 }
 
 /// Runs a, b and c over `fedhe serve` with a plan whose roster is a, b, c;
-/// `disrupt` is called once a and b have submitted round 1 (c not started).
+/// `disrupt` is called once a and b have announced their mask keys for
+/// round 1 (c not started: the round waits for its key).
 fn three_sites(
     dir: &Path,
     disrupt: impl FnOnce(&Path, &str, &mut Option<Killed>),
@@ -275,12 +276,15 @@ fn three_sites(
     let b = client(&url, &sk, &files[1], "b", dir);
     let op = operator(&state, &url);
     let start = Instant::now();
-    while op.status().unwrap().submitted.len() < 2 {
-        assert!(start.elapsed() < Duration::from_secs(30), "a and b submit");
+    while op.key_set(1, None).unwrap().keys.len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "a and b announce"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Round 1 waits for c (standardization waits for the whole roster).
-    assert_eq!(op.status().unwrap().missing, vec!["c".to_string()]);
+    // Round 1 waits for c's key (a roster of three is masked).
+    assert_eq!(op.key_set(1, None).unwrap().missing, vec!["c".to_string()]);
     disrupt(dir, &url, &mut server);
     if server.is_none() {
         let port = url.rsplit(':').next().unwrap();
@@ -344,8 +348,11 @@ fn a_killed_client_resumes_under_its_id() {
     let first = client(&url, &sk, &a_csv, "a", dir.path());
     let op = operator(&state, &url);
     let start = Instant::now();
-    while op.status().unwrap().submitted.is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(30), "a submits");
+    while op.key_set(1, None).unwrap().keys.is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "a announces its mask key"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(first); // SIGKILL while it waits for b

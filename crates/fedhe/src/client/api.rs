@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use ureq::http;
 
 use crate::protocol::{
-    API_PREFIX, CONTRIBUTORS_HEADER, ClientInfo, CloseResponse, ErrorBody, MAX_WAIT_MS,
-    PLAN_HEADER, PlanResponse, RegisterRequest, RegisterResponse, RoundInfo, RoundState,
-    SessionResponse, StatusResponse, UploadResponse,
+    API_PREFIX, ATTEMPT_HEADER, AnnounceRequest, CONTRIBUTORS_HEADER, ClientInfo, CloseResponse,
+    ErrorBody, KeySet, MAX_WAIT_MS, PLAN_HEADER, PlanResponse, RegisterRequest, RegisterResponse,
+    RoundInfo, RoundState, SessionResponse, StatusResponse, UploadResponse,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +239,17 @@ impl AggregatorClient {
         path: &str,
         body: Option<(&[u8], &str)>,
     ) -> Result<http::Response<ureq::Body>, ClientError> {
+        self.request_with(method, path, body, None)
+    }
+
+    /// [`request`](Self::request) with one more header.
+    fn request_with(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<(&[u8], &str)>,
+        header: Option<(&str, &str)>,
+    ) -> Result<http::Response<ureq::Body>, ClientError> {
         let url = format!("{}{API_PREFIX}{path}", self.base);
         let attempts = self.retry.attempts.max(1);
         let started = Instant::now();
@@ -254,6 +265,9 @@ impl AggregatorClient {
             }
             if let Some(p) = &self.plan {
                 b = b.header(PLAN_HEADER, p.as_str());
+            }
+            if let Some((name, value)) = header {
+                b = b.header(name, value);
             }
             let result = match body {
                 Some((bytes, ctype)) => b
@@ -412,12 +426,25 @@ impl AggregatorClient {
     /// If a connection error hid the answer of an accepted upload, the retry
     /// meets `duplicate_submission`; the upload is then reported as accepted.
     pub fn upload(&self, round: u64, update: &[u8]) -> Result<UploadResponse, ClientError> {
+        self.upload_for(round, None, update)
+    }
+
+    /// [`upload`](Self::upload) naming the round's attempt the update was
+    /// made (and masked) for.
+    pub fn upload_for(
+        &self,
+        round: u64,
+        attempt: Option<u32>,
+        update: &[u8],
+    ) -> Result<UploadResponse, ClientError> {
         let path = format!("/rounds/{round}/update");
         let retries_before = self.retries.load(Ordering::Relaxed);
-        match self.request(
+        let attempt = attempt.map(|a| a.to_string());
+        match self.request_with(
             http::Method::PUT,
             &path,
             Some((update, "application/octet-stream")),
+            attempt.as_deref().map(|a| (ATTEMPT_HEADER, a)),
         ) {
             Ok(r) => self.json(r),
             Err(e)
@@ -433,6 +460,32 @@ impl AggregatorClient {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Announces this client's signed mask key for `round`'s attempt.
+    pub fn announce(&self, round: u64, req: &AnnounceRequest) -> Result<KeySet, ClientError> {
+        let body = serde_json::to_vec(req)
+            .map_err(|e| ClientError::Protocol(format!("mask key JSON: {e}")))?;
+        let r = self.request(
+            http::Method::PUT,
+            &format!("/rounds/{round}/keys"),
+            Some((&body, "application/json")),
+        )?;
+        self.json(r)
+    }
+
+    /// The open round's attempt and relayed mask keys; with `wait`, the
+    /// aggregator answers at the next change (or after `wait`).
+    pub fn key_set(&self, round: u64, wait: Option<Duration>) -> Result<KeySet, ClientError> {
+        let path = match wait {
+            Some(w) => format!(
+                "/rounds/{round}/keys?wait_ms={}",
+                w.as_millis().min(MAX_WAIT_MS.into())
+            ),
+            None => format!("/rounds/{round}/keys"),
+        };
+        let r = self.request(http::Method::GET, &path, None)?;
+        self.json(r)
     }
 
     /// Downloads the published sum of `round`: (encoded `Accumulator`, contributors).

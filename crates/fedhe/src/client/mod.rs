@@ -4,6 +4,7 @@
 mod api;
 
 pub use api::{AggregatorClient, ClientError, RetryNotifier, RetryPolicy};
+pub mod masking;
 mod run;
 pub mod vocabulary;
 

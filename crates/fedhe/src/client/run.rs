@@ -254,11 +254,40 @@ pub struct HeExchange {
     pub round_timeout: Duration,
     /// Told who the round still waits for.
     pub on_wait: Option<WaitNotifier>,
+    /// Pairwise masks (a plan with masks on): who this client is.
+    pub masking: Option<super::masking::Masking>,
+    /// Partners' identities, checked once per registration.
+    pub(crate) identities: super::masking::Identities,
+}
+
+impl HeExchange {
+    /// An exchange through `api` with `key`, without masks.
+    pub fn new(api: AggregatorClient, key: Arc<SecretKey>, round_timeout: Duration) -> Self {
+        HeExchange {
+            api,
+            key,
+            round_timeout,
+            on_wait: None,
+            masking: None,
+            identities: Default::default(),
+        }
+    }
 }
 
 impl HeExchange {
     /// Waits until `round` closes, telling `on_wait` who is missing.
     fn wait_closed(&self, round: u64, cancel: &AtomicBool) -> Result<RoundInfo, LoopError> {
+        self.wait_round(round, None, cancel)
+    }
+
+    /// Waits until `round` closes or (with `attempt`) moves to another
+    /// attempt, telling `on_wait` who is missing.
+    fn wait_round(
+        &self,
+        round: u64,
+        attempt: Option<u32>,
+        cancel: &AtomicBool,
+    ) -> Result<RoundInfo, LoopError> {
         let start = Instant::now();
         let mut last_seen: Option<(Vec<String>, Vec<String>)> = None;
         loop {
@@ -276,7 +305,7 @@ impl HeExchange {
             let info = self
                 .api
                 .round(round, Some(left.min(Duration::from_millis(500))))?;
-            if info.state == RoundState::Closed {
+            if info.state == RoundState::Closed || attempt.is_some_and(|a| a != info.attempt) {
                 return Ok(info);
             }
             let seen = (info.submitted.clone(), info.missing.clone());
@@ -338,6 +367,9 @@ impl Exchange for HeExchange {
         weight: f64,
         cancel: &AtomicBool,
     ) -> Result<RoundMean, LoopError> {
+        if self.masking.is_some() {
+            return self.masked_exchange(round, values, weight, cancel);
+        }
         let mut cost = ExchangeCost::default();
         let t = Instant::now();
         let update = crypto::encrypt_weighted(&self.key, values, weight)?;
@@ -368,6 +400,82 @@ impl Exchange for HeExchange {
         }
         self.decrypt_published(round, len, ExchangeCost::default(), false, info.submitted)
             .map(Some)
+    }
+}
+
+impl HeExchange {
+    /// One round with pairwise masks: per attempt, announce a key, wait for
+    /// the roster, mask, upload, wait; an attempt that loses a member is
+    /// redone with the same values and fresh masks.
+    fn masked_exchange(
+        &mut self,
+        round: u64,
+        values: &[f64],
+        weight: f64,
+        cancel: &AtomicBool,
+    ) -> Result<RoundMean, LoopError> {
+        use super::masking::{KeyPhase, key_phase};
+        let Some(me) = self.masking.clone() else {
+            return Err(LoopError::Other("no masking identity".into()));
+        };
+        let public = self.key.public();
+        let mut cost = ExchangeCost::default();
+        let t = Instant::now();
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(LoopError::Cancelled);
+            }
+            let info = self.api.round(round, None)?;
+            if info.state == RoundState::Closed {
+                cost.wait_ms = ms(t);
+                let contributed = info.submitted.contains(&me.id);
+                return self.decrypt_published(
+                    round,
+                    values.len(),
+                    cost,
+                    contributed,
+                    info.submitted,
+                );
+            }
+            let attempt = info.attempt;
+            if info.submitted.contains(&me.id) {
+                // Resumed after a restart: our update of this attempt is in.
+                self.wait_round(round, Some(attempt), cancel)?;
+                continue;
+            }
+            let phase = key_phase(
+                &self.api,
+                &me,
+                &mut self.identities,
+                &public,
+                round,
+                attempt,
+                self.round_timeout,
+                cancel,
+            )?;
+            let KeyPhase::Ready { masks } = phase else {
+                // Not in this attempt: wait for the round or the attempt to move.
+                self.wait_round(round, Some(attempt), cancel)?;
+                continue;
+            };
+            let te = Instant::now();
+            let update = crypto::encrypt_weighted_masked(&self.key, values, weight, &masks)?;
+            let bytes = update.to_bytes();
+            cost.encrypt_ms += ms(te);
+            match self.api.upload_for(round, Some(attempt), &bytes) {
+                Ok(_) => cost.bytes_up += bytes.len() as u64,
+                Err(e) if e.code() == Some("duplicate_submission") => {}
+                Err(e)
+                    if matches!(e.code(), Some("wrong_round" | "wrong_attempt" | "conflict")) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            drop(bytes);
+            // Closed, or restarted without a member (then: mask again).
+            self.wait_round(round, Some(attempt), cancel)?;
+        }
     }
 }
 

@@ -270,3 +270,30 @@ pub fn decrypt_mean(key: &SecretKey, sum: &Accumulator) -> Result<WeightedMean, 
         contributors: sum.contributors(),
     })
 }
+
+/// The summed encoded integers of a sum (value slots, then the weight slot),
+/// as the umbrella key reads them: `round(weight · value · 2^scale)` summed
+/// over the contributors, modulo the plaintext range `2^(64−D)` as a signed
+/// number. For one masked update this is what another key holder would see.
+pub fn decrypt_integers(key: &SecretKey, sum: &Accumulator) -> Result<Vec<i64>, CryptoError> {
+    key.layout().check_same(&sum.layout)?;
+    if sum.seeds.is_empty() {
+        return Err(CryptoError::EmptySum);
+    }
+    let phases = glwe::decrypt_phases(
+        &key.fourier,
+        &sum.words,
+        &sum.seeds,
+        sum.layout.params.dropped_bits(),
+    );
+    let shift = sum.layout.params.delta_log2(sum.layout.max_clients);
+    Ok(phases
+        .iter()
+        .map(|&p| encoding::decode_one(shift, p))
+        .collect())
+}
+
+/// Bits of the plaintext's integer range, `64 − D`, for a key's layout.
+pub fn plaintext_bits(layout: &super::KeyLayout) -> u32 {
+    64 - layout.params.delta_log2(layout.max_clients)
+}

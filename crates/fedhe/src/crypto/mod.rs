@@ -32,6 +32,7 @@ pub mod bench;
 pub mod encoding;
 mod glwe;
 pub mod keys;
+pub mod masking;
 pub mod params;
 mod prng;
 mod update;
@@ -39,12 +40,15 @@ pub mod wire;
 
 use std::path::{Path, PathBuf};
 
-pub use accumulator::{Accumulator, WeightedMean, decrypt_mean};
+pub use accumulator::{Accumulator, WeightedMean, decrypt_integers, decrypt_mean, plaintext_bits};
 pub use encoding::mean_error_bound;
 pub use keys::KeyPermissions;
 pub use keys::{KEY_FORMAT_VERSION, PublicKeyFile, SecretKey};
+pub use masking::Masks;
 pub use params::{DEFAULT_MAX_CLIENTS, MAX_CLIENTS_LIMIT, POLY_SIZE, ParamSet, max_clients_for};
-pub use update::{EncryptedUpdate, UpdateRef, encrypt_weighted, encrypt_weighted_f32};
+pub use update::{
+    EncryptedUpdate, UpdateRef, encrypt_weighted, encrypt_weighted_f32, encrypt_weighted_masked,
+};
 pub use wire::{WIRE_VERSION, max_sum_bytes, max_update_bytes};
 
 /// Errors from key handling, encoding, encryption and wire decoding.

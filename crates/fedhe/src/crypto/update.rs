@@ -3,6 +3,7 @@
 use super::encoding;
 use super::glwe;
 use super::keys::{SecretKey, check_layout};
+use super::masking::Masks;
 use super::params::ParamSet;
 use super::prng::fresh_seed;
 use super::wire::{self, MAX_UPDATE_HEADER, UPDATE_MAGIC, UpdateHeader};
@@ -185,6 +186,19 @@ pub fn encrypt_weighted(
     values: &[f64],
     weight: f64,
 ) -> Result<EncryptedUpdate, CryptoError> {
+    encrypt_weighted_masked(key, values, weight, &Masks::none())
+}
+
+/// [`encrypt_weighted`] with pairwise masks added to the encoded integers
+/// before encryption (see [`masking`](super::masking)): the update alone
+/// decrypts to uniform noise; the sum of every partner's update decrypts to
+/// the exact unmasked sum.
+pub fn encrypt_weighted_masked(
+    key: &SecretKey,
+    values: &[f64],
+    weight: f64,
+    masks: &Masks,
+) -> Result<EncryptedUpdate, CryptoError> {
     let params = key.params();
     let scale_bits = key.scale_bits();
     let max_clients = key.max_clients();
@@ -194,7 +208,10 @@ pub fn encrypt_weighted(
     let words = glwe::encrypt_bodies(
         &key.fourier,
         values.len() + 1,
-        |first, out| encoding::encode_into(shift, scale_bits, values, weight, first, out),
+        |first, out| {
+            encoding::encode_into(shift, scale_bits, values, weight, first, out);
+            masks.apply(shift, first, out);
+        },
         seed,
         fresh_seed(),
         params.dropped_bits(),

@@ -52,18 +52,43 @@ pub struct Plan {
     pub privacy: Privacy,
 }
 
-/// Differential privacy for the rows of every site.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+/// Privacy against the other sites (pairwise masks) and for the rows of
+/// every site (DP-SGD).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Privacy {
+    /// Pairwise masks under the encryption in every round of three or more
+    /// sites (see `crypto::masking`): no one holding the umbrella key can
+    /// read one site's update. On unless the plan says `masks = false`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub masks: bool,
     /// DP-SGD in every site's local training (see `privacy::DpSettings`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dp: Option<crate::privacy::DpSettings>,
 }
 
+impl Default for Privacy {
+    fn default() -> Self {
+        Privacy {
+            masks: true,
+            dp: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
 impl Privacy {
+    /// The defaults (masks on, no DP): left out of the plan's canonical form,
+    /// so plans written before these settings keep their fingerprints.
     fn is_off(&self) -> bool {
-        self.dp.is_none()
+        self.masks && self.dp.is_none()
     }
 }
 

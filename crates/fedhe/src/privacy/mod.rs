@@ -1,16 +1,19 @@
-//! Differential privacy for the rows: the Rényi-DP accountant of the
+//! Privacy against the other sites (identity keys and the key agreement of
+//! the pairwise masks, [`masks`]) and differential privacy for the rows: the Rényi-DP accountant of the
 //! subsampled Gaussian mechanism (DP-SGD's noise), composed over steps and
 //! converted to (ε, δ); and DP-SGD (per-example clipping, Gaussian noise,
 //! Poisson sampling) for every model kind.
 
 mod accountant;
 mod dpsgd;
+pub mod masks;
 
 pub use accountant::{DEFAULT_ORDERS, PrivacySpent, epsilon, noise_multiplier_for, rdp};
 pub use dpsgd::{
     DpBudget, DpSettings, DpSgd, PrivacyRecord, clip_gradient, dp_epoch, sample_rate,
     steps_per_epoch,
 };
+pub use masks::{Identity, KeyAnnouncement, MaskContext, MaskError, masks_apply};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrivacyError {

@@ -33,6 +33,11 @@ pub const CONTRIBUTORS_HEADER: &str = "x-fedhe-contributors";
 /// aggregator serving a plan refuses an update for another (422).
 pub const PLAN_HEADER: &str = "x-fedhe-plan";
 
+/// HTTP header carrying the attempt of the round an update was made (and
+/// masked) for; with pairwise masks an update for another attempt is
+/// refused (409 `wrong_attempt`).
+pub const ATTEMPT_HEADER: &str = "x-fedhe-attempt";
+
 /// Longest long-poll a client may ask for on `GET /rounds/{r}?wait_ms=`.
 pub const MAX_WAIT_MS: u64 = 30_000;
 
@@ -136,6 +141,10 @@ pub struct RegisterRequest {
     /// another plan refuses the registration (422).
     #[serde(default)]
     pub plan: Option<String>,
+    /// The client's Ed25519 identity key (hex, 32 bytes), bound by `proof`;
+    /// needed to take part in masked rounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 impl RegisterRequest {
@@ -156,6 +165,30 @@ impl RegisterRequest {
             proof,
             issued_ms,
             plan: None,
+            identity: None,
+        }
+    }
+
+    /// A registration that also binds the client's identity key (pairwise
+    /// masks), issued now.
+    pub fn with_identity(
+        key: &crate::crypto::SecretKey,
+        id: impl Into<String>,
+        name: impl Into<String>,
+        max_len: Option<usize>,
+        identity: &[u8; 32],
+    ) -> Self {
+        let (id, name) = (id.into(), name.into());
+        let issued_ms = now_ms();
+        let proof = hex(&key.sign_registration_for(&id, &name, issued_ms, Some(identity)));
+        Self {
+            id,
+            name,
+            max_len,
+            proof,
+            issued_ms,
+            plan: None,
+            identity: Some(hex(identity)),
         }
     }
 
@@ -205,6 +238,64 @@ pub struct ClientInfo {
     pub joined_unix: u64,
     /// Last round this client submitted an update for.
     pub last_round: Option<u64>,
+    /// Identity key (hex) with the issue time and proof of the registration
+    /// that binds it: every client checks the proof with the federation key
+    /// before it masks with this client, so the aggregator cannot substitute
+    /// an identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
+    #[serde(default)]
+    pub issued_ms: u64,
+}
+
+/// Where a round with pairwise masks is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskPhase {
+    /// The attempt's members announce their mask keys.
+    Keys,
+    /// The attempt's roster is fixed; its members upload masked updates.
+    Upload,
+}
+
+/// `PUT /api/v1/rounds/{r}/keys`: a client's X25519 key for one attempt,
+/// signed with its identity key (see `privacy::masks`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnounceRequest {
+    pub attempt: u32,
+    /// Hex, 32 bytes.
+    pub public: String,
+    /// Hex, 64 bytes.
+    pub signature: String,
+}
+
+/// One relayed mask key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnouncedKey {
+    pub id: String,
+    pub public: String,
+    pub signature: String,
+}
+
+/// `GET /api/v1/rounds/{r}/keys`: the open round's attempt and its keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeySet {
+    pub round: u64,
+    pub attempt: u32,
+    pub phase: MaskPhase,
+    /// Whether the attempt's updates are masked (decided when its roster is
+    /// fixed: masks need at least three members).
+    pub masked: bool,
+    /// The members (upload phase: fixed) and who has not announced yet.
+    pub roster: Vec<String>,
+    pub missing: Vec<String>,
+    /// Announced keys (all of the roster's in the upload phase).
+    pub keys: Vec<AnnouncedKey>,
+    pub min_contributors: usize,
+    /// When the phase ends with whoever acted.
+    pub deadline_unix: Option<u64>,
 }
 
 /// State of one round.
@@ -290,6 +381,12 @@ pub struct RoundInfo {
     /// `min_contributors` did); `None`: it waits for the whole roster.
     #[serde(default)]
     pub deadline_unix: Option<u64>,
+    /// Attempt of the open round (1 unless a masked attempt lost a member).
+    #[serde(default)]
+    pub attempt: u32,
+    /// With pairwise masks: the open attempt's phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_phase: Option<MaskPhase>,
 }
 
 /// `GET /api/v1/plan`: the federation plan the aggregator serves.

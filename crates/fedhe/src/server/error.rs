@@ -33,6 +33,9 @@ pub enum ServerError {
     /// 409: the round is not the open one (closed, or not yet published).
     #[error("{0}")]
     WrongRound(String),
+    /// 409: the update was made (masked) for another attempt of the round.
+    #[error("{0}")]
+    WrongAttempt(String),
     /// 409: a client with this id already exists.
     #[error("{0}")]
     DuplicateClient(String),
@@ -75,6 +78,7 @@ impl ServerError {
             ServerError::NoSession(_)
             | ServerError::DuplicateSubmission(_)
             | ServerError::WrongRound(_)
+            | ServerError::WrongAttempt(_)
             | ServerError::DuplicateClient(_)
             | ServerError::Conflict(_) => StatusCode::CONFLICT,
             ServerError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -97,6 +101,7 @@ impl ServerError {
             ServerError::NoSession(_) => "no_session",
             ServerError::DuplicateSubmission(_) => "duplicate_submission",
             ServerError::WrongRound(_) => "wrong_round",
+            ServerError::WrongAttempt(_) => "wrong_attempt",
             ServerError::DuplicateClient(_) => "duplicate_client",
             ServerError::Conflict(_) => "conflict",
             ServerError::MethodNotAllowed(_) => "method_not_allowed",

@@ -18,8 +18,9 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::crypto::PublicKeyFile;
 use crate::protocol::{
-    API_PREFIX, CONTRIBUTORS_HEADER, CloseResponse, MAX_WAIT_MS, PLAN_HEADER, PlanResponse,
-    RegisterRequest, RoundState, SessionResponse,
+    API_PREFIX, ATTEMPT_HEADER, AnnounceRequest, CONTRIBUTORS_HEADER, CloseResponse, KeySet,
+    MAX_WAIT_MS, MaskPhase, PLAN_HEADER, PlanResponse, RegisterRequest, RoundState,
+    SessionResponse,
 };
 
 use super::error::ServerError;
@@ -48,6 +49,9 @@ pub struct HttpState {
     agg: Mutex<Aggregator>,
     /// Number of the open round; bumped on every close (long-poll wake-up).
     open_round: watch::Sender<u64>,
+    /// Bumped on every change a waiting client may care about (mask keys,
+    /// attempts, closes).
+    changes: watch::Sender<u64>,
     /// Bounds how many update bodies are buffered at once (memory bound).
     upload_permits: Semaphore,
     /// Clients with an update body in flight: one each, so that one client
@@ -66,6 +70,7 @@ impl HttpState {
         Arc::new(HttpState {
             agg: Mutex::new(agg),
             open_round: tx,
+            changes: watch::channel(0).0,
             upload_permits: Semaphore::new(max_concurrent_uploads.max(1)),
             uploading: Mutex::new(HashSet::new()),
             timeouts,
@@ -81,6 +86,7 @@ impl HttpState {
     pub fn notify(&self) {
         let open = self.lock().open_round();
         self.open_round.send_replace(open);
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -95,6 +101,7 @@ pub fn router(shared: AppState) -> Router {
         .route("/clients", post(register).get(list_clients))
         .route("/rounds/{round}", get(round_info))
         .route("/rounds/{round}/update", put(upload))
+        .route("/rounds/{round}/keys", get(key_set).put(announce))
         .route("/rounds/{round}/close", post(close_round))
         .route("/rounds/{round}/sum", get(download_sum))
         // Every handler reads its body itself, with its own limit, so that
@@ -394,6 +401,17 @@ async fn upload(
     body: Body,
 ) -> Result<Json<crate::protocol::UploadResponse>, ServerError> {
     let round = parse_round(&round)?;
+    let attempt = match headers.get(ATTEMPT_HEADER) {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.parse::<u32>().ok())
+                .ok_or_else(|| {
+                    ServerError::Malformed(format!("header {ATTEMPT_HEADER} must be a number"))
+                })?,
+        ),
+        None => None,
+    };
     let (client, limit) = {
         let agg = sh.lock();
         let client = match agg.caller(bearer(&headers))? {
@@ -404,9 +422,9 @@ async fn upload(
                 ));
             }
         };
-        let limit = agg.precheck_upload(&client, round)?;
         let plan = headers.get(PLAN_HEADER).and_then(|v| v.to_str().ok());
         agg.check_plan(plan, "this update")?;
+        let limit = agg.precheck_upload(&client, round, attempt)?;
         (client, limit)
     };
     if let Some(len) = content_length(&headers)
@@ -432,13 +450,63 @@ async fn upload(
     let body_len = bytes.len() as u64;
     let resp = blocking(&sh, move |agg| {
         let update = agg.decode_update(&bytes)?;
-        agg.submit(&client, round, &update, body_len)
+        agg.submit(&client, round, attempt, &update, body_len)
     })
     .await?;
     if resp.round_closed {
         sh.notify();
     }
     Ok(Json(resp))
+}
+
+/// A client announces its signed mask key for the open round's attempt.
+async fn announce(
+    State(sh): State<AppState>,
+    headers: HeaderMap,
+    Path(round): Path<String>,
+    body: Body,
+) -> Result<Json<KeySet>, ServerError> {
+    let round = parse_round(&round)?;
+    let client = match sh.lock().caller(bearer(&headers))? {
+        Caller::Client(id) => id,
+        Caller::Operator => {
+            return Err(ServerError::Forbidden(
+                "the operator has no mask key; use a client token".into(),
+            ));
+        }
+    };
+    let body = read_body(&headers, body, MAX_JSON_BYTES, sh.timeouts).await?;
+    let req: AnnounceRequest = serde_json::from_slice(&body)
+        .map_err(|e| ServerError::Malformed(format!("mask key JSON: {e}")))?;
+    let set = blocking(&sh, move |agg| agg.announce(&client, round, req)).await?;
+    sh.notify();
+    Ok(Json(set))
+}
+
+/// The open round's attempt and its relayed mask keys; `?wait_ms=` waits
+/// (up to [`MAX_WAIT_MS`]) for the next change.
+async fn key_set(
+    State(sh): State<AppState>,
+    headers: HeaderMap,
+    Path(round): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<KeySet>, ServerError> {
+    let round = parse_round(&round)?;
+    let wait = query_u64(q.as_deref(), "wait_ms")?
+        .unwrap_or(0)
+        .min(MAX_WAIT_MS);
+    let mut rx = sh.changes.subscribe();
+    let set = {
+        let agg = sh.lock();
+        agg.caller(bearer(&headers))?;
+        agg.key_set(round)?
+    };
+    if wait == 0 || set.phase == MaskPhase::Upload {
+        return Ok(Json(set));
+    }
+    rx.borrow_and_update();
+    let _ = tokio::time::timeout(Duration::from_millis(wait), rx.changed()).await;
+    Ok(Json(sh.lock().key_set(round)?))
 }
 
 async fn close_round(

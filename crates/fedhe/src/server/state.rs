@@ -16,7 +16,9 @@ use crate::protocol::{
 };
 
 use super::error::ServerError;
-use super::store::{Store, StoredClient};
+use super::store::{Store, StoredClient, StoredIdentity};
+
+mod masks;
 
 /// Largest encoded update the aggregator accepts for vectors of at most
 /// `max_len` values (the 413 limit): the crypto module's own bound.
@@ -93,6 +95,8 @@ struct ClientRec {
     last_round: Option<u64>,
     /// Issue time of the accepted registration (a rotation needs a later one).
     issued_ms: u64,
+    /// Identity key and the proof binding it (relayed for pairwise masks).
+    identity: Option<StoredIdentity>,
 }
 
 struct ClosedRound {
@@ -137,6 +141,8 @@ pub struct Aggregator {
     roster: BTreeSet<String>,
     /// When the open round opened (Unix seconds).
     opened_unix: u64,
+    /// The open round's attempt and mask keys (plans with masks on).
+    mask: masks::MaskRound,
 }
 
 fn crypto_422(e: CryptoError) -> ServerError {
@@ -173,6 +179,7 @@ impl Aggregator {
             sum_buf: Vec::new(),
             roster: BTreeSet::new(),
             opened_unix: now_unix(),
+            mask: masks::MaskRound::fresh(1, now_unix()),
         };
         agg.reload()?;
         if let Some(key) = initial_key {
@@ -222,9 +229,11 @@ impl Aggregator {
         self.clients.clear();
         self.tokens.clear();
         let issued = self.store.registrations()?;
+        let mut identities = self.store.identities()?;
         for c in self.store.clients()? {
             self.tokens.insert(c.token_hash, c.id.clone());
             let issued_ms = issued.get(&c.id).copied().unwrap_or(0);
+            let identity = identities.remove(&c.id);
             self.clients.insert(
                 c.id,
                 ClientRec {
@@ -232,6 +241,7 @@ impl Aggregator {
                     joined_unix: c.joined_unix,
                     last_round: c.last_round,
                     issued_ms,
+                    identity,
                 },
             );
         }
@@ -277,6 +287,12 @@ impl Aggregator {
                 r
             }
         };
+        self.mask = masks::MaskRound::load(&self.store, self.round, self.opened_unix)?;
+        if self.mask.frozen.is_none() {
+            self.roster.extend(self.mask.keys.keys().cloned());
+        } else if let Some(f) = &self.mask.frozen {
+            self.roster = f.clone();
+        }
         if let Some(n) = self.session.as_ref().and_then(|s| s.max_len)
             && let Some(bytes) = self.store.sum(self.round)?
         {
@@ -484,10 +500,16 @@ impl Aggregator {
     /// When the open round closes with whoever submitted; `None` without a
     /// plan and for the vocabulary and statistics rounds, which wait for
     /// everyone.
+    /// With pairwise masks the deadline counts per phase of the attempt.
     pub fn deadline_unix(&self) -> Option<u64> {
         let (plan, _) = self.plan()?;
+        let start = if plan.privacy.masks {
+            self.mask.phase_started
+        } else {
+            self.opened_unix
+        };
         (self.round > plan.layout().statistics_round())
-            .then(|| self.opened_unix + plan.quorum.round_deadline_secs)
+            .then(|| start + plan.quorum.round_deadline_secs)
     }
 
     fn missing(&self) -> Vec<String> {
@@ -498,14 +520,16 @@ impl Aggregator {
             .collect()
     }
 
-    /// Closes the open round if its deadline passed with a quorum (called
-    /// periodically). Returns true if it closed one.
+    /// Closes the open round if its deadline passed with a quorum, and moves
+    /// a masked round's attempt on (called periodically). Returns true if
+    /// anything changed.
     pub fn tick(&mut self) -> Result<bool, ServerError> {
+        let moved = self.advance_masks()?;
         if self.closes_automatically() && !self.submitted.is_empty() && self.auto_close_due() {
             self.close(self.round)?;
             return Ok(true);
         }
-        Ok(false)
+        Ok(moved)
     }
 
     /// Once the session's sizes are known, running sums go to the state
@@ -589,10 +613,21 @@ impl Aggregator {
         }
         let proof = parse_hex(&req.proof)
             .ok_or_else(|| ServerError::Malformed("`proof` must be hex (128 digits)".into()))?;
+        let identity = match &req.identity {
+            Some(h) => Some(
+                parse_hex(h)
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| {
+                        ServerError::Malformed("`identity` must be hex of 32 bytes".into())
+                    })?,
+            ),
+            None => None,
+        };
         session
             .public
-            .verify_registration(&req.id, &req.name, req.issued_ms, &proof)
+            .verify_registration_for(&req.id, &req.name, req.issued_ms, identity.as_ref(), &proof)
             .map_err(|e| ServerError::Unauthorized(e.to_string()))?;
+        let identity = identity.map(|key| StoredIdentity { key, proof });
         // A proof from the future could lock its id out of every later
         // registration: allow only a little clock skew.
         let latest = crate::protocol::now_ms().saturating_add(MAX_CLOCK_SKEW_MS);
@@ -627,13 +662,19 @@ impl Aggregator {
             }
             let token = new_token();
             let hash = token_hash(&token);
-            self.store
-                .rotate_client(&req.id, &req.name, &hash, req.issued_ms)?;
+            self.store.rotate_client(
+                &req.id,
+                &req.name,
+                &hash,
+                req.issued_ms,
+                identity.as_ref(),
+            )?;
             self.tokens.retain(|_, id| *id != req.id);
             self.tokens.insert(hash, req.id.clone());
             if let Some(c) = self.clients.get_mut(&req.id) {
                 c.name = req.name;
                 c.issued_ms = req.issued_ms;
+                c.identity = identity;
             }
             self.roster.insert(req.id.clone());
             tracing::info!(client = %req.id, "client registered again: token rotated");
@@ -665,7 +706,8 @@ impl Aggregator {
             joined_unix: joined,
             last_round: None,
         };
-        self.store.insert_client(&rec, req.issued_ms)?;
+        self.store
+            .insert_client(&rec, req.issued_ms, identity.as_ref())?;
         self.tokens.insert(rec.token_hash, req.id.clone());
         self.clients.insert(
             req.id.clone(),
@@ -674,6 +716,7 @@ impl Aggregator {
                 joined_unix: joined,
                 last_round: None,
                 issued_ms: req.issued_ms,
+                identity,
             },
         );
         self.roster.insert(req.id.clone());
@@ -694,6 +737,9 @@ impl Aggregator {
                 name: c.name.clone(),
                 joined_unix: c.joined_unix,
                 last_round: c.last_round,
+                identity: c.identity.as_ref().map(|i| hex(&i.key)),
+                proof: c.identity.as_ref().map(|i| hex(&i.proof)),
+                issued_ms: c.issued_ms,
             })
             .collect()
     }
@@ -734,6 +780,8 @@ impl Aggregator {
                 missing: self.missing(),
                 min_contributors: self.min_contributors(),
                 deadline_unix: self.deadline_unix(),
+                attempt: self.mask.attempt,
+                mask_phase: self.masks_on().then(|| self.mask.phase()),
             });
         }
         match self.closed.get(&round) {
@@ -749,6 +797,8 @@ impl Aggregator {
                 missing: Vec::new(),
                 min_contributors: 0,
                 deadline_unix: None,
+                attempt: 0,
+                mask_phase: None,
             }),
             None => Err(unknown_round(round, self.round)),
         }
@@ -766,9 +816,15 @@ impl Aggregator {
     }
 
     /// Cheap checks before the body is read: session, round, duplicate.
-    pub fn precheck_upload(&self, client: &str, round: u64) -> Result<usize, ServerError> {
+    pub fn precheck_upload(
+        &self,
+        client: &str,
+        round: u64,
+        attempt: Option<u32>,
+    ) -> Result<usize, ServerError> {
         let limit = self.upload_limit()?;
         self.check_round_for(client, round)?;
+        self.check_attempt(client, attempt)?;
         Ok(limit)
     }
 
@@ -810,10 +866,12 @@ impl Aggregator {
         &mut self,
         client: &str,
         round: u64,
+        attempt: Option<u32>,
         update: &UpdateRef<'_>,
         body_len: u64,
     ) -> Result<UploadResponse, ServerError> {
         self.check_round_for(client, round)?;
+        self.check_attempt(client, attempt)?;
         let s = self.session.as_ref().ok_or_else(no_session)?;
         let n = s.max_len.ok_or_else(no_session)?;
         let len = update.len();
@@ -903,6 +961,10 @@ impl Aggregator {
         if full {
             return n >= if self.allow_single() { 1 } else { 2 };
         }
+        if let Some(frozen) = self.masked_roster() {
+            // Masks cancel only in the sum of every member's update.
+            return frozen.iter().all(|c| self.submitted.contains(c));
+        }
         let min = self.min_contributors();
         if n < min {
             return false;
@@ -942,6 +1004,18 @@ impl Aggregator {
                  quorum.allow_single_contributor)"
             )));
         }
+        if let Some(frozen) = self.masked_roster() {
+            let missing: Vec<&String> = frozen
+                .iter()
+                .filter(|c| !self.submitted.contains(c))
+                .collect();
+            if !missing.is_empty() {
+                return Err(ServerError::Conflict(format!(
+                    "round {round} attempt {} is masked and still misses {missing:?}: its masks                      cancel only when every member's update is in the sum (at its deadline the                      round restarts without them)",
+                    self.mask.attempt
+                )));
+            }
+        }
         let contributors = acc.contributors();
         let published = acc.to_bytes();
         self.store.close_round(round, now_unix(), &published)?;
@@ -966,6 +1040,7 @@ impl Aggregator {
         self.round_len = None;
         self.round = round + 1;
         self.opened_unix = now_unix();
+        self.mask = masks::MaskRound::fresh(self.round, self.opened_unix);
         self.open_aggregate_ms = 0.0;
         self.open_bytes = 0;
         self.last_sum = Some((round, std::sync::Arc::new(published)));

@@ -46,6 +46,30 @@ pub struct StoredClient {
     pub last_round: Option<u64>,
 }
 
+/// A client's identity key and the registration proof that binds it (relayed
+/// to the other clients, who check it with the federation key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredIdentity {
+    pub key: [u8; 32],
+    pub proof: Vec<u8>,
+}
+
+fn set_identity(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    identity: Option<&StoredIdentity>,
+) -> Result<(), StoreError> {
+    match identity {
+        Some(i) => tx.execute(
+            "INSERT INTO identities (id, identity, proof) VALUES (?1, ?2, ?3)
+             ON CONFLICT(id) DO UPDATE SET identity = excluded.identity, proof = excluded.proof",
+            params![id, &i.key[..], i.proof],
+        )?,
+        None => tx.execute("DELETE FROM identities WHERE id = ?1", [id])?,
+    };
+    Ok(())
+}
+
 /// A round row (without its sum).
 #[derive(Debug, Clone)]
 pub struct StoredRound {
@@ -179,6 +203,19 @@ impl Store {
                  id TEXT PRIMARY KEY,
                  issued_ms INTEGER NOT NULL
              );
+             CREATE TABLE IF NOT EXISTS identities (
+                 id TEXT PRIMARY KEY,
+                 identity BLOB NOT NULL,
+                 proof BLOB NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS mask_keys (
+                 round INTEGER NOT NULL,
+                 attempt INTEGER NOT NULL,
+                 client_id TEXT NOT NULL,
+                 public BLOB NOT NULL,
+                 signature BLOB NOT NULL,
+                 PRIMARY KEY (round, attempt, client_id)
+             );
              CREATE TABLE IF NOT EXISTS submissions (
                  round INTEGER NOT NULL,
                  client_id TEXT NOT NULL,
@@ -247,7 +284,12 @@ impl Store {
     }
 
     /// Adds a client and the issue time of its registration proof.
-    pub fn insert_client(&mut self, c: &StoredClient, issued_ms: u64) -> Result<(), StoreError> {
+    pub fn insert_client(
+        &mut self,
+        c: &StoredClient,
+        issued_ms: u64,
+        identity: Option<&StoredIdentity>,
+    ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO clients (id, name, token_hash, joined, last_round)
@@ -255,6 +297,7 @@ impl Store {
             params![c.id, c.name, &c.token_hash[..], to_i64(c.joined_unix)],
         )?;
         upsert_registration(&tx, &c.id, issued_ms)?;
+        set_identity(&tx, &c.id, identity)?;
         tx.commit()?;
         Ok(())
     }
@@ -266,6 +309,7 @@ impl Store {
         name: &str,
         token_hash: &[u8; 32],
         issued_ms: u64,
+        identity: Option<&StoredIdentity>,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         let changed = tx.execute(
@@ -278,6 +322,110 @@ impl Store {
             )));
         }
         upsert_registration(&tx, id, issued_ms)?;
+        set_identity(&tx, id, identity)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Each client's identity key and the registration proof that binds it.
+    pub fn identities(
+        &self,
+    ) -> Result<std::collections::HashMap<String, StoredIdentity>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, identity, proof FROM identities")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut out = std::collections::HashMap::new();
+        for row in rows {
+            let (id, key, proof) = row?;
+            let key: [u8; 32] = key
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt(format!("identity key of client {id}")))?;
+            out.insert(id, StoredIdentity { key, proof });
+        }
+        Ok(out)
+    }
+
+    /// Records a client's signed mask key for `round`, `attempt`.
+    pub fn put_mask_key(
+        &self,
+        round: u64,
+        attempt: u32,
+        client_id: &str,
+        public: &[u8; 32],
+        signature: &[u8; 64],
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO mask_keys (round, attempt, client_id, public, signature)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                to_i64(round),
+                i64::from(attempt),
+                client_id,
+                &public[..],
+                &signature[..]
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The mask keys of `round`, `attempt`: (client, public key, signature).
+    #[allow(clippy::type_complexity)]
+    pub fn mask_keys(
+        &self,
+        round: u64,
+        attempt: u32,
+    ) -> Result<Vec<(String, [u8; 32], [u8; 64])>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT client_id, public, signature FROM mask_keys
+             WHERE round = ?1 AND attempt = ?2 ORDER BY client_id",
+        )?;
+        let rows = st.query_map(params![to_i64(round), i64::from(attempt)], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, public, signature) = row?;
+            let bad = || StoreError::Corrupt(format!("mask key of client {id}"));
+            let public: [u8; 32] = public.as_slice().try_into().map_err(|_| bad())?;
+            let signature: [u8; 64] = signature.as_slice().try_into().map_err(|_| bad())?;
+            out.push((id, public, signature));
+        }
+        Ok(out)
+    }
+
+    /// Starts a new attempt of the open `round`: its submissions and running
+    /// sum are discarded and `mask_state` (the attempt's description) is
+    /// stored — one transaction.
+    pub fn restart_attempt(&mut self, round: u64, mask_state: &[u8]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM submissions WHERE round = ?1", [to_i64(round)])?;
+        let changed = tx.execute(
+            "UPDATE rounds SET sum = NULL, contributors = 0, len = NULL, aggregate_ms = 0,
+                 bytes_accepted = 0
+             WHERE round = ?1 AND open = 1",
+            [to_i64(round)],
+        )?;
+        if changed != 1 {
+            return Err(StoreError::Corrupt(format!("round {round} is not open")));
+        }
+        tx.execute("DELETE FROM meta WHERE key = 'open_sum'", [])?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('mask_state', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![mask_state],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -543,10 +691,17 @@ mod tests {
                 last_round: None,
             },
             5,
+            None,
         )
         .unwrap();
-        s.rotate_client("a", "A2", &[2; 32], 6).unwrap();
-        assert!(s.rotate_client("b", "B", &[3; 32], 6).is_err());
+        let identity = StoredIdentity {
+            key: [7; 32],
+            proof: vec![9; 64],
+        };
+        s.rotate_client("a", "A2", &[2; 32], 6, Some(&identity))
+            .unwrap();
+        assert_eq!(s.identities().unwrap().get("a"), Some(&identity));
+        assert!(s.rotate_client("b", "B", &[3; 32], 6, None).is_err());
         s.record_submission(1, "a", 10, 3, b"sum1", 1, 0.5, 2)
             .unwrap();
         // Duplicate submission: the whole transaction is rolled back.

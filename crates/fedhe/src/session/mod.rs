@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 pub use state::ClientState;
 
+use crate::client::masking::Masking;
 use crate::client::{
     AggregatorClient, ClientError, ClientEvent, ClientOutcome, Exchange, HeExchange, LoopConfig,
     LoopError, RetryPolicy, WaitNotifier, run_client_loop,
@@ -35,6 +36,7 @@ use crate::model::{
     TrainConfig, TrainSummary,
 };
 use crate::plan::{Plan, PlanError};
+use crate::privacy::Identity;
 use crate::protocol::RegisterRequest;
 
 /// Receives progress notes in words ("aggregator unreachable, retrying in
@@ -241,8 +243,22 @@ impl Connected {
         state_file: Option<&Path>,
     ) -> Result<Joined, SessionError> {
         let key_fp = self.key.fingerprint().to_string();
-        if let Some(path) = state_file
-            && let Some(st) = ClientState::load(path)?
+        let saved = match state_file {
+            Some(path) => ClientState::load(path)?,
+            None => None,
+        };
+        // The identity stays with the client across runs (and federations).
+        let stored_identity = saved
+            .as_ref()
+            .and_then(|st| st.identity.as_deref())
+            .map(Identity::from_hex)
+            .transpose()
+            .map_err(|e| SessionError::State {
+                file: state_file.map_or_else(String::new, |p| p.display().to_string()),
+                message: e.to_string(),
+            })?;
+        if let Some(st) = &saved
+            && let Some(identity) = &stored_identity
             && st.server == self.server
             && st.id == id
             && st.plan == self.plan_fingerprint
@@ -250,16 +266,29 @@ impl Connected {
         {
             let api = self.api.clone().with_token(st.token.clone());
             match api.round(1, None) {
-                Ok(_) => return Ok(self.joined(api, id, name, true)),
+                Ok(_) => return Ok(self.joined(api, id, name, identity.clone(), true)),
                 // The aggregator no longer knows the token: register again.
                 Err(e) if e.status() == Some(401) => {}
                 Err(e) => return Err(e.into()),
             }
         }
+        let identity = match stored_identity {
+            Some(i) => i,
+            None => Identity::generate().map_err(|e| SessionError::State {
+                file: String::new(),
+                message: e.to_string(),
+            })?,
+        };
         let mut api = self.api.clone();
         let sign = || {
-            RegisterRequest::signed(&self.key, id, name, Some(self.plan.max_update_len()))
-                .for_plan(self.plan_fingerprint.clone())
+            RegisterRequest::with_identity(
+                &self.key,
+                id,
+                name,
+                Some(self.plan.max_update_len()),
+                &identity.public(),
+            )
+            .for_plan(self.plan_fingerprint.clone())
         };
         let resp = match api.register(&sign()) {
             // A retry after a lost answer meets our own registration: a
@@ -271,21 +300,32 @@ impl Connected {
             r => r?,
         };
         if let Some(path) = state_file {
-            ClientState::new(
-                &self.server,
-                id,
-                name,
-                &resp.token,
-                &self.plan_fingerprint,
-                &key_fp,
-            )
+            ClientState {
+                identity: Some(identity.to_hex()),
+                ..ClientState::new(
+                    &self.server,
+                    id,
+                    name,
+                    &resp.token,
+                    &self.plan_fingerprint,
+                    &key_fp,
+                )
+            }
             .save(path)?;
         }
-        Ok(self.joined(api, id, name, false))
+        Ok(self.joined(api, id, name, identity, false))
     }
 
-    fn joined(self, api: AggregatorClient, id: &str, name: &str, resumed: bool) -> Joined {
+    fn joined(
+        self,
+        api: AggregatorClient,
+        id: &str,
+        name: &str,
+        identity: Identity,
+        resumed: bool,
+    ) -> Joined {
         Joined {
+            identity,
             api,
             key: self.key,
             plan: self.plan,
@@ -311,6 +351,8 @@ pub struct Joined {
     pub name: String,
     /// True when an earlier run's token was still valid.
     pub resumed: bool,
+    /// This client's identity key (pairwise masks).
+    pub identity: Identity,
     notify: Option<Notifier>,
 }
 
@@ -350,13 +392,17 @@ impl Joined {
             });
             w
         });
-        let mut ex = HeExchange {
-            api: self.api.clone(),
-            key: self.key.clone(),
-            round_timeout: Duration::from_secs(self.plan.quorum.round_deadline_secs)
-                + DEADLINE_GRACE,
-            on_wait,
-        };
+        let mut ex = HeExchange::new(
+            self.api.clone(),
+            self.key.clone(),
+            Duration::from_secs(self.plan.quorum.round_deadline_secs) + DEADLINE_GRACE,
+        );
+        ex.on_wait = on_wait;
+        ex.masking = self.plan.privacy.masks.then(|| Masking {
+            id: self.id.clone(),
+            identity: self.identity.clone(),
+            plan: self.plan_fingerprint.clone(),
+        });
         run_plan(
             &mut ex,
             &self.plan,

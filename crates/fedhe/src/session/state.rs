@@ -23,6 +23,11 @@ pub struct ClientState {
     /// Hex fingerprints of the plan and of the key this token was issued under.
     pub plan: String,
     pub key: String,
+    /// The client's Ed25519 identity seed (hex; a secret), bound to its
+    /// registration, for pairwise masks. Older state files have none: the
+    /// client then registers again with a new identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 impl ClientState {
@@ -36,6 +41,7 @@ impl ClientState {
             token: token.into(),
             plan: plan.into(),
             key: key.into(),
+            identity: None,
         }
     }
 

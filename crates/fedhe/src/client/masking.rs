@@ -1,0 +1,218 @@
+//! The client's side of pairwise masking: announce a signed key for the
+//! round's attempt, wait until the attempt's roster is fixed, check every
+//! partner's identity (its registration proof, with the federation key) and
+//! announced key (its identity's signature), and derive the masks.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::crypto::{Masks, PublicKeyFile};
+use crate::privacy::masks::{Identity, KeyAnnouncement, MaskContext, verify_announcement};
+use crate::protocol::{AnnounceRequest, ClientInfo, KeySet, MaskPhase, hex, parse_hex};
+
+use super::api::{AggregatorClient, ClientError};
+use super::run::LoopError;
+
+/// Who this client is in masked rounds.
+#[derive(Debug, Clone)]
+pub struct Masking {
+    /// This client's id.
+    pub id: String,
+    pub identity: Identity,
+    /// Hex fingerprint of the plan (bound into every mask key and seed).
+    pub plan: String,
+}
+
+/// Identity keys of the other clients, each checked against its
+/// registration proof (cached by registration issue time).
+#[derive(Debug, Default)]
+pub(crate) struct Identities {
+    verified: HashMap<String, (u64, [u8; 32])>,
+}
+
+impl Identities {
+    /// The verified identity of each of `ids`, fetching the client list
+    /// again when one is unknown.
+    fn of(
+        &mut self,
+        api: &AggregatorClient,
+        public: &PublicKeyFile,
+        ids: &[&str],
+    ) -> Result<Vec<[u8; 32]>, LoopError> {
+        if ids.iter().any(|id| !self.verified.contains_key(*id)) {
+            for c in api.clients()? {
+                if let Some(key) = verify_identity(public, &c)? {
+                    self.verified.insert(c.id.clone(), (c.issued_ms, key));
+                }
+            }
+        }
+        ids.iter()
+            .map(|id| {
+                self.verified.get(*id).map(|(_, k)| *k).ok_or_else(|| {
+                    LoopError::Other(format!(
+                        "client `{id}` has no identity key bound to its registration; cannot \
+                         mask with it"
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+/// A relayed client's identity key, if its registration proof binds it
+/// (checked with the federation key's membership key, which the aggregator
+/// cannot sign with). An identity whose proof does not verify is an error:
+/// the relay was tampered with.
+pub fn verify_identity(
+    public: &PublicKeyFile,
+    c: &ClientInfo,
+) -> Result<Option<[u8; 32]>, LoopError> {
+    let Some(identity) = &c.identity else {
+        return Ok(None);
+    };
+    let key: [u8; 32] = parse_hex(identity)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| bad_relay(&c.id, "identity is not 32 bytes of hex"))?;
+    let proof = c
+        .proof
+        .as_deref()
+        .and_then(parse_hex)
+        .ok_or_else(|| bad_relay(&c.id, "identity without a proof"))?;
+    public
+        .verify_registration_for(&c.id, &c.name, c.issued_ms, Some(&key), &proof)
+        .map_err(|_| {
+            bad_relay(
+                &c.id,
+                "its registration proof does not bind this identity key (not signed with the \
+                 federation key)",
+            )
+        })?;
+    Ok(Some(key))
+}
+
+fn bad_relay(id: &str, what: &str) -> LoopError {
+    LoopError::Other(format!(
+        "the aggregator relayed an identity for `{id}` that fails the check: {what}; refusing to \
+         mask with it"
+    ))
+}
+
+/// How an attempt's key phase ended for this client.
+pub(crate) enum KeyPhase {
+    /// The roster is fixed with this client in it: mask with these.
+    Ready { masks: Masks },
+    /// The round closed, moved to another attempt, or fixed its roster
+    /// without this client: look again.
+    Moved,
+}
+
+/// Announces this client's key for `round`, `attempt` and waits for the
+/// roster to be fixed; derives the masks.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn key_phase(
+    api: &AggregatorClient,
+    me: &Masking,
+    identities: &mut Identities,
+    public: &PublicKeyFile,
+    round: u64,
+    attempt: u32,
+    timeout: Duration,
+    cancel: &AtomicBool,
+) -> Result<KeyPhase, LoopError> {
+    let ctx = MaskContext {
+        plan: &me.plan,
+        round,
+        attempt,
+    };
+    let mine = me.identity.announce(&ctx, &me.id);
+    let req = AnnounceRequest {
+        attempt,
+        public: hex(&mine.public),
+        signature: hex(&mine.signature),
+    };
+    match api.announce(round, &req) {
+        Ok(_) => {}
+        // Closed, another attempt, or a roster fixed without us.
+        Err(e) if matches!(e.code(), Some("wrong_round" | "wrong_attempt" | "conflict")) => {
+            return Ok(KeyPhase::Moved);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let start = Instant::now();
+    let set = loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(LoopError::Cancelled);
+        }
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Err(LoopError::Client(ClientError::Timeout(format!(
+                "the mask keys of round {round} were not complete within {} s",
+                timeout.as_secs()
+            ))));
+        }
+        let set = match api.key_set(round, Some(left.min(Duration::from_millis(500)))) {
+            Ok(s) => s,
+            Err(e) if e.code() == Some("wrong_round") => return Ok(KeyPhase::Moved),
+            Err(e) => return Err(e.into()),
+        };
+        if set.attempt != attempt {
+            return Ok(KeyPhase::Moved);
+        }
+        if set.phase == MaskPhase::Upload {
+            break set;
+        }
+    };
+    if !set.roster.contains(&me.id) {
+        return Ok(KeyPhase::Moved);
+    }
+    if !set.masked {
+        return Ok(KeyPhase::Ready {
+            masks: Masks::none(),
+        });
+    }
+    Ok(KeyPhase::Ready {
+        masks: masks_for(api, me, identities, public, &set, &ctx)?,
+    })
+}
+
+/// Checks every partner's announced key against its verified identity and
+/// derives the pairwise masks.
+fn masks_for(
+    api: &AggregatorClient,
+    me: &Masking,
+    identities: &mut Identities,
+    public: &PublicKeyFile,
+    set: &KeySet,
+    ctx: &MaskContext<'_>,
+) -> Result<Masks, LoopError> {
+    let partners: Vec<&str> = set
+        .roster
+        .iter()
+        .map(String::as_str)
+        .filter(|c| *c != me.id)
+        .collect();
+    let keys = identities.of(api, public, &partners)?;
+    let mut agreed = Vec::with_capacity(partners.len());
+    for (id, identity) in partners.iter().zip(&keys) {
+        let k = set
+            .keys
+            .iter()
+            .find(|k| k.id == *id)
+            .ok_or_else(|| LoopError::Other(format!("no mask key relayed for `{id}`")))?;
+        let announcement = KeyAnnouncement {
+            public: parse_hex(&k.public)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| bad_relay(id, "mask key is not 32 bytes of hex"))?,
+            signature: parse_hex(&k.signature)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| bad_relay(id, "signature is not 64 bytes of hex"))?,
+        };
+        verify_announcement(identity, ctx, id, &announcement)
+            .map_err(|e| LoopError::Other(e.to_string()))?;
+        agreed.push((id.to_string(), announcement.public));
+    }
+    me.identity
+        .pair_masks(ctx, &me.id, &agreed)
+        .map_err(|e| LoopError::Other(e.to_string()))
+}

@@ -1,0 +1,282 @@
+//! Identity keys and the key agreement behind the pairwise masks.
+//!
+//! Every client has an Ed25519 **identity key**, made when it first
+//! registers and kept in its owner-only state file. Its registration proof
+//! (signed with the federation key's membership key) binds the identity to
+//! the client's id, so the aggregator can relay identities but cannot forge
+//! one: it holds only the public key file.
+//!
+//! For every round and every attempt of a round, each roster member
+//! announces an X25519 public key signed with its identity key over the plan
+//! fingerprint, round, attempt, its id and the key ([`KeyAnnouncement`]);
+//! the aggregator relays the announcements. Each pair derives a 128-bit seed
+//! with X25519 and HKDF-SHA256, bound to the plan, round, attempt and both
+//! ids ([`pair_seed`]); the seeds key the masks of [`crate::crypto::masking`].
+//!
+//! The X25519 secret of an attempt is derived from the identity seed and the
+//! attempt's context (HKDF), so a client restarted in the middle of an
+//! attempt announces the same key again and masks the same way, and no
+//! per-round secret needs to be stored.
+
+use ring::signature::{self, KeyPair};
+use ring::{hkdf, rand::SecureRandom};
+
+use crate::crypto::Masks;
+
+/// Errors of identity keys and key announcements.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MaskError {
+    #[error("identity key: {0}")]
+    BadIdentity(String),
+    #[error(
+        "the mask key announced for `{id}` (round {round}, attempt {attempt}) is not signed by \
+         `{id}`'s registered identity key; refusing to mask with it"
+    )]
+    BadSignature {
+        id: String,
+        round: u64,
+        attempt: u32,
+    },
+    #[error("the mask key announced for `{id}` is not a valid X25519 public key ({detail})")]
+    BadKey { id: String, detail: String },
+}
+
+/// What a round's masks are bound to: the plan (hex fingerprint), the round
+/// and the attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaskContext<'a> {
+    pub plan: &'a str,
+    pub round: u64,
+    pub attempt: u32,
+}
+
+impl MaskContext<'_> {
+    fn write(&self, m: &mut Vec<u8>) {
+        put(m, self.plan.as_bytes());
+        m.extend_from_slice(&self.round.to_le_bytes());
+        m.extend_from_slice(&self.attempt.to_le_bytes());
+    }
+}
+
+/// Appends `part` with its length, so that no two sequences of parts give
+/// the same bytes.
+fn put(m: &mut Vec<u8>, part: &[u8]) {
+    m.extend_from_slice(&(part.len() as u64).to_le_bytes());
+    m.extend_from_slice(part);
+}
+
+/// A client's Ed25519 identity key (its 32-byte seed). A secret: it lives in
+/// the owner-only client state file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Identity {
+    seed: [u8; 32],
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("public", &crate::protocol::hex(&self.public()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signed X25519 key for one round and attempt, as relayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyAnnouncement {
+    pub public: [u8; 32],
+    pub signature: [u8; 64],
+}
+
+impl Identity {
+    /// A fresh identity from the operating system's random generator.
+    pub fn generate() -> Result<Identity, MaskError> {
+        let mut seed = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut seed)
+            .map_err(|_| MaskError::BadIdentity("the system's random generator failed".into()))?;
+        Ok(Identity { seed })
+    }
+
+    /// The identity stored as hex (64 digits) in a client state file.
+    pub fn from_hex(text: &str) -> Result<Identity, MaskError> {
+        let bytes = crate::protocol::parse_hex(text)
+            .filter(|b| b.len() == 32)
+            .ok_or_else(|| MaskError::BadIdentity("not 64 hex digits".into()))?;
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(&bytes);
+        Ok(Identity { seed })
+    }
+
+    /// Hex of the secret seed (for the client state file only).
+    pub fn to_hex(&self) -> String {
+        crate::protocol::hex(&self.seed)
+    }
+
+    fn pair(&self) -> signature::Ed25519KeyPair {
+        // Provably infallible: ring refuses only seeds that are not 32 bytes.
+        #[allow(clippy::expect_used)]
+        signature::Ed25519KeyPair::from_seed_unchecked(&self.seed)
+            .expect("a 32-byte Ed25519 seed is always accepted")
+    }
+
+    /// The public identity key (what the registration binds).
+    pub fn public(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.pair().public_key().as_ref());
+        out
+    }
+
+    /// This attempt's X25519 secret, derived from the identity seed.
+    fn agreement_secret(&self, ctx: &MaskContext<'_>, id: &str) -> x25519_dalek::StaticSecret {
+        let mut info = Vec::new();
+        ctx.write(&mut info);
+        put(&mut info, id.as_bytes());
+        let mut out = [0u8; 32];
+        hkdf_expand(b"FedHE mask secret v1", &self.seed, &info, &mut out);
+        x25519_dalek::StaticSecret::from(out)
+    }
+
+    /// Announces this client's X25519 key for `ctx`, signed with its identity.
+    pub fn announce(&self, ctx: &MaskContext<'_>, id: &str) -> KeyAnnouncement {
+        let secret = self.agreement_secret(ctx, id);
+        let public = x25519_dalek::PublicKey::from(&secret).to_bytes();
+        let mut signature = [0u8; 64];
+        signature.copy_from_slice(
+            self.pair()
+                .sign(&announcement_message(ctx, id, &public))
+                .as_ref(),
+        );
+        KeyAnnouncement { public, signature }
+    }
+
+    /// The masks this client (`id`) adds in `ctx`, from its partners' verified
+    /// announced keys (`(id, X25519 public key)`; its own entry is skipped).
+    pub fn pair_masks(
+        &self,
+        ctx: &MaskContext<'_>,
+        id: &str,
+        partners: &[(String, [u8; 32])],
+    ) -> Result<Masks, MaskError> {
+        let secret = self.agreement_secret(ctx, id);
+        let mut pairs = Vec::with_capacity(partners.len());
+        for (other, public) in partners {
+            if other == id {
+                continue;
+            }
+            let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(*public));
+            if !shared.was_contributory() {
+                return Err(MaskError::BadKey {
+                    id: other.clone(),
+                    detail: "a low-order point".into(),
+                });
+            }
+            let seed = pair_seed(shared.as_bytes(), ctx, id, other);
+            pairs.push((seed, id < other.as_str()));
+        }
+        Ok(Masks::new(pairs))
+    }
+}
+
+/// Checks that `announcement` for `id` in `ctx` is signed by `identity`.
+pub fn verify_announcement(
+    identity: &[u8; 32],
+    ctx: &MaskContext<'_>,
+    id: &str,
+    announcement: &KeyAnnouncement,
+) -> Result<(), MaskError> {
+    let message = announcement_message(ctx, id, &announcement.public);
+    signature::UnparsedPublicKey::new(&signature::ED25519, identity)
+        .verify(&message, &announcement.signature)
+        .map_err(|_| MaskError::BadSignature {
+            id: id.to_string(),
+            round: ctx.round,
+            attempt: ctx.attempt,
+        })
+}
+
+fn announcement_message(ctx: &MaskContext<'_>, id: &str, public: &[u8; 32]) -> Vec<u8> {
+    let mut m = b"FedHE mask key v1\0".to_vec();
+    ctx.write(&mut m);
+    put(&mut m, id.as_bytes());
+    m.extend_from_slice(public);
+    m
+}
+
+/// The 128-bit seed of the pair (`a`, `b`) from their X25519 shared secret,
+/// bound to the plan, round, attempt and both ids (in sorted order, so both
+/// sides derive the same seed).
+pub fn pair_seed(shared: &[u8; 32], ctx: &MaskContext<'_>, a: &str, b: &str) -> u128 {
+    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+    let mut info = Vec::new();
+    ctx.write(&mut info);
+    put(&mut info, lo.as_bytes());
+    put(&mut info, hi.as_bytes());
+    let mut out = [0u8; 16];
+    hkdf_expand(b"FedHE pair seed v1", shared, &info, &mut out);
+    u128::from_le_bytes(out)
+}
+
+/// HKDF-SHA256 (extract with `salt`, expand with `info`) into `out` (at most
+/// 255 × 32 bytes; callers ask for 16 or 32).
+fn hkdf_expand(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) {
+    struct Len(usize);
+    impl hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            self.0
+        }
+    }
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ikm);
+    let infos = [info];
+    // Provably infallible: ring fails only for outputs over 255 × 32 bytes.
+    #[allow(clippy::expect_used)]
+    prk.expand(&infos, Len(out.len()))
+        .and_then(|okm| okm.fill(out))
+        .expect("HKDF-SHA256 output of at most 32 bytes");
+}
+
+/// Whether a round with `members` contributors is masked: masks protect a
+/// client's update only if at least two others are in the round (with one
+/// other, the sum minus its own update is the other's update anyway).
+pub fn masks_apply(enabled: bool, members: usize) -> bool {
+    enabled && members >= 3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_derive_the_same_seed_and_opposite_signs() {
+        let ctx = MaskContext {
+            plan: "ab",
+            round: 3,
+            attempt: 1,
+        };
+        let (a, b) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+        let (ka, kb) = (a.announce(&ctx, "a"), b.announce(&ctx, "b"));
+        verify_announcement(&a.public(), &ctx, "a", &ka).unwrap();
+        // Signed by a, claimed for b: refused.
+        assert!(verify_announcement(&b.public(), &ctx, "a", &ka).is_err());
+        // Another attempt: the signature does not carry over.
+        let other = MaskContext { attempt: 2, ..ctx };
+        assert!(verify_announcement(&a.public(), &other, "a", &ka).is_err());
+        // Deterministic per context, fresh per attempt.
+        assert_eq!(a.announce(&ctx, "a"), ka);
+        assert_ne!(a.announce(&other, "a").public, ka.public);
+        let sa = a.agreement_secret(&ctx, "a");
+        let sb = b.agreement_secret(&ctx, "b");
+        let shared_a = sa.diffie_hellman(&x25519_dalek::PublicKey::from(kb.public));
+        let shared_b = sb.diffie_hellman(&x25519_dalek::PublicKey::from(ka.public));
+        assert_eq!(shared_a.as_bytes(), shared_b.as_bytes());
+        assert_eq!(
+            pair_seed(shared_a.as_bytes(), &ctx, "a", "b"),
+            pair_seed(shared_b.as_bytes(), &ctx, "b", "a")
+        );
+        assert_ne!(
+            pair_seed(shared_a.as_bytes(), &ctx, "a", "b"),
+            pair_seed(shared_a.as_bytes(), &other, "a", "b")
+        );
+        assert_eq!(Identity::from_hex(&a.to_hex()).unwrap(), a);
+        assert!(!masks_apply(true, 2) && masks_apply(true, 3) && !masks_apply(false, 5));
+    }
+}
