@@ -254,6 +254,8 @@ mod dp_sgd {
         let last = eps[19];
         assert!(last <= 8.0 + 1e-9 && last > 7.9, "{last}");
         assert!(res.test.score() >= 0.95, "accuracy {}", res.test.score());
+        // Four sites: every round was also pairwise-masked (DP and masks together).
+        assert!(res.records.iter().all(|r| r.masked));
         // The model file records the spending.
         let file = res.model_file(&wdbc(dp, 20));
         let p = file.provenance.privacy.expect("privacy record");
@@ -282,5 +284,348 @@ mod dp_sgd {
         let budget = dp.budget(114, 32, 20 * 5).unwrap();
         let per_round = budget.steps_per_epoch * 5;
         assert!(budget.epsilon(per_round * (n as u64 + 1)).unwrap() > 8.0);
+    }
+}
+
+/// Pairwise masks under the encryption: exact cancellation, what one masked
+/// update shows, identity binding, dropouts, and identical models.
+mod masks {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    use fedhe::client::masking::{Masking, verify_identity};
+    use fedhe::client::{Exchange, HeExchange};
+    use fedhe::crypto::{
+        Accumulator, Masks, ParamSet, SecretKey, decrypt_integers, decrypt_mean, encrypt_weighted,
+        encrypt_weighted_masked, plaintext_bits,
+    };
+    use fedhe::plan::{Plan, ProposeOptions, Quorum, Training};
+    use fedhe::privacy::masks::{Identity, MaskContext};
+    use fedhe::protocol::{AnnounceRequest, ClientInfo, RegisterRequest, hex};
+    use fedhe::server::{EmbeddedServer, ServerConfig};
+    use fedhe::session::{self, ConnectOptions};
+    use rand::{Rng, SeedableRng};
+
+    use crate::common::{run_sites, sample};
+
+    const CTX: MaskContext<'static> = MaskContext {
+        plan: "0123456789abcdef",
+        round: 4,
+        attempt: 1,
+    };
+
+    /// Each client's masks from real identities and announced keys.
+    fn masks_of(n: usize) -> Vec<Masks> {
+        let ids: Vec<String> = (0..n).map(|i| format!("site-{i:02}")).collect();
+        let who: Vec<Identity> = (0..n).map(|_| Identity::generate().unwrap()).collect();
+        let keys: Vec<(String, [u8; 32])> = ids
+            .iter()
+            .zip(&who)
+            .map(|(id, w)| (id.clone(), w.announce(&CTX, id).public))
+            .collect();
+        ids.iter()
+            .zip(&who)
+            .map(|(id, w)| w.pair_masks(&CTX, id, &keys).unwrap())
+            .collect()
+    }
+
+    fn values(n: usize, len: usize) -> Vec<(Vec<f64>, f64)> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        (0..n)
+            .map(|_| {
+                let v = (0..len).map(|_| rng.random_range(-2.0..2.0)).collect();
+                (v, f64::from(rng.random_range(1..500u32)))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn masks_cancel_exactly_for_2_3_and_64_clients() {
+        let key = SecretKey::generate(ParamSet::Standard64);
+        let len = 5_000;
+        for n in [2, 3, 64] {
+            let masks = masks_of(n);
+            assert!(masks.iter().all(|m| m.len() == n - 1));
+            let ups = values(n, len);
+            let mut masked = Accumulator::new(&key.public(), len);
+            let mut plain = Accumulator::new(&key.public(), len);
+            for ((v, w), m) in ups.iter().zip(&masks) {
+                masked
+                    .add(&encrypt_weighted_masked(&key, v, *w, m).unwrap())
+                    .unwrap();
+                plain.add(&encrypt_weighted(&key, v, *w).unwrap()).unwrap();
+            }
+            // Bit for bit: every summed integer, the weight slot included.
+            let (a, b) = (
+                decrypt_integers(&key, &masked).unwrap(),
+                decrypt_integers(&key, &plain).unwrap(),
+            );
+            assert_eq!(a, b, "{n} clients");
+            assert_eq!(
+                decrypt_mean(&key, &masked).unwrap(),
+                decrypt_mean(&key, &plain).unwrap()
+            );
+            // Leaving one client out leaves its partners' masks in.
+            let mut partial = Accumulator::new(&key.public(), len);
+            for ((v, w), m) in ups.iter().zip(&masks).skip(1) {
+                partial
+                    .add(&encrypt_weighted_masked(&key, v, *w, m).unwrap())
+                    .unwrap();
+            }
+            let total: i64 = ups[1..].iter().map(|(_, w)| *w as i64).sum();
+            assert_ne!(
+                *decrypt_integers(&key, &partial).unwrap().last().unwrap(),
+                total,
+                "{n} clients"
+            );
+        }
+    }
+
+    #[test]
+    fn one_masked_update_decrypted_with_the_umbrella_key_reads_as_uniform() {
+        let key = SecretKey::generate(ParamSet::Standard64);
+        let bits = plaintext_bits(&key.layout());
+        let len = 20_000;
+        let masks = masks_of(3);
+        // Values with an obvious pattern: all 0.25, weight 10.
+        let v = vec![0.25; len];
+        let read = |m: &Masks| {
+            let mut one = Accumulator::new(&key.public(), len);
+            one.add(&encrypt_weighted_masked(&key, &v, 10.0, m).unwrap())
+                .unwrap();
+            decrypt_integers(&key, &one).unwrap()
+        };
+        let clear = read(&Masks::none());
+        let expected = (0.25 * 10.0 * f64::from(key.scale_bits()).exp2()) as i64;
+        assert!(clear[..len].iter().all(|x| *x == expected));
+        assert_eq!(clear[len], 10);
+        let seen = read(&masks[0]);
+        // Uniform over the 2^bits plaintext range: 16 equal buckets, χ² with
+        // 15 degrees of freedom (p < 1e-6 above 50).
+        let mut buckets = [0f64; 16];
+        for x in &seen {
+            let u = (*x as i128 + (1i128 << (bits - 1))) as u128;
+            buckets[(u >> (bits - 4)) as usize] += 1.0;
+        }
+        let e = seen.len() as f64 / 16.0;
+        let chi2: f64 = buckets.iter().map(|o| (o - e) * (o - e) / e).sum();
+        assert!(chi2 < 50.0, "χ² {chi2}: {buckets:?}");
+        // Nothing of the values or the weight shows.
+        let hits = seen[..len].iter().filter(|x| **x == expected).count();
+        assert!(hits <= 1, "{hits} values readable");
+        assert_ne!(seen[len], 10, "the weight slot is masked too");
+        let mean = seen[..len].iter().map(|x| *x as f64).sum::<f64>() / len as f64;
+        let half = f64::from(bits - 1).exp2();
+        assert!(mean.abs() < 0.05 * half, "mean {mean} of ±{half}");
+    }
+
+    fn plan(min: usize, deadline: u64, masks: bool) -> Plan {
+        let (mut plan, _) = fedhe::plan::propose(
+            &sample("train.csv"),
+            &ProposeOptions {
+                training: Training {
+                    rounds: 3,
+                    epochs: 2,
+                    ..Training::default()
+                },
+                quorum: Quorum {
+                    min_clients: min,
+                    roster: Vec::new(),
+                    round_deadline_secs: deadline,
+                    allow_single_contributor: false,
+                },
+                ..ProposeOptions::default()
+            },
+        )
+        .unwrap();
+        plan.privacy.masks = masks;
+        plan
+    }
+
+    fn serve(key: &SecretKey, plan: Plan) -> EmbeddedServer {
+        EmbeddedServer::start(ServerConfig {
+            public_key: Some(key.public()),
+            plan: Some(plan),
+            ..ServerConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn join(srv: &EmbeddedServer, key: &Arc<SecretKey>, id: &str) -> session::Joined {
+        session::connect(
+            &ConnectOptions {
+                server: srv.url().to_string(),
+                ca_cert_pem: None,
+                wait: Duration::from_secs(10),
+            },
+            key.clone(),
+            None,
+            &AtomicBool::new(false),
+        )
+        .unwrap()
+        .join(id, id, None)
+        .unwrap()
+    }
+
+    #[test]
+    fn identity_keys_bind_a_relayed_key_signed_by_another_identity_is_refused() {
+        let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
+        let srv = serve(&key, plan(3, 60, true));
+        let a = join(&srv, &key, "a");
+        let round = 1;
+        let fp = a.plan_fingerprint.clone();
+        let ctx = MaskContext {
+            plan: &fp,
+            round,
+            attempt: 1,
+        };
+        // Signed by another identity than the one a registered.
+        let mallory = Identity::generate().unwrap();
+        let forged = mallory.announce(&ctx, "a");
+        let e = a
+            .api
+            .announce(
+                round,
+                &AnnounceRequest {
+                    attempt: 1,
+                    public: hex(&forged.public),
+                    signature: hex(&forged.signature),
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.status(), Some(401), "{e}");
+        assert!(e.to_string().contains("not signed by `a`"), "{e}");
+        assert!(a.api.key_set(round, None).unwrap().keys.is_empty());
+        // The real identity is accepted.
+        let real = a.identity.announce(&ctx, "a");
+        let set = a
+            .api
+            .announce(
+                round,
+                &AnnounceRequest {
+                    attempt: 1,
+                    public: hex(&real.public),
+                    signature: hex(&real.signature),
+                },
+            )
+            .unwrap();
+        assert_eq!(set.keys.len(), 1);
+        // Clients check a relayed identity against the registration proof
+        // (made with the federation key, which the aggregator lacks): an
+        // identity swapped in by the relay fails.
+        let listed = a.api.clients().unwrap();
+        let info = listed.iter().find(|c| c.id == "a").unwrap();
+        assert_eq!(
+            verify_identity(&key.public(), info).unwrap(),
+            Some(a.identity.public())
+        );
+        let swapped = ClientInfo {
+            identity: Some(hex(&mallory.public())),
+            ..info.clone()
+        };
+        let e = verify_identity(&key.public(), &swapped).unwrap_err();
+        assert!(e.to_string().contains("does not bind"), "{e}");
+        // A registration whose proof covers another identity is refused.
+        let mut req = RegisterRequest::with_identity(&key, "b", "b", None, &a.identity.public());
+        req.identity = Some(hex(&mallory.public()));
+        req.plan = Some(fp.clone());
+        let e = fedhe::client::AggregatorClient::new(srv.url())
+            .register(&req)
+            .unwrap_err();
+        assert_eq!(e.status(), Some(401), "{e}");
+    }
+
+    #[test]
+    fn a_dropout_restarts_the_round_and_the_result_equals_a_run_without_it() {
+        let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
+        let plan = plan(3, 2, true);
+        let srv = serve(&key, plan.clone());
+        let ids = ["a", "b", "c", "d"];
+        let sites: Vec<session::Joined> = ids.iter().map(|id| join(&srv, &key, id)).collect();
+        let exchange = |j: &session::Joined| {
+            let mut ex = HeExchange::new(j.api.clone(), j.key.clone(), Duration::from_secs(60));
+            ex.masking = Some(Masking {
+                id: j.id.clone(),
+                identity: j.identity.clone(),
+                plan: j.plan_fingerprint.clone(),
+            });
+            ex
+        };
+        // Round 1 (statistics): all four.
+        let stat_len = plan.statistics_values() * fedhe::client::STAT_LIMBS;
+        std::thread::scope(|s| {
+            for j in &sites {
+                let mut ex = exchange(j);
+                s.spawn(move || {
+                    let m = ex
+                        .exchange(1, &vec![0.5; stat_len], 1.0, &AtomicBool::new(false))
+                        .unwrap();
+                    assert!(m.masked && m.contributors == 4);
+                });
+            }
+        });
+        // Round 2: d announces its key, then vanishes before uploading.
+        let len = plan.param_count() + 1;
+        let ups = values(3, len);
+        let d = &sites[3];
+        let ctx = MaskContext {
+            plan: &d.plan_fingerprint,
+            round: 2,
+            attempt: 1,
+        };
+        let k = d.identity.announce(&ctx, "d");
+        let means: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = sites[..3]
+                .iter()
+                .zip(&ups)
+                .map(|(j, (v, w))| {
+                    let mut ex = exchange(j);
+                    s.spawn(move || ex.exchange(2, v, *w, &AtomicBool::new(false)).unwrap())
+                })
+                .collect();
+            d.api
+                .announce(
+                    2,
+                    &AnnounceRequest {
+                        attempt: 1,
+                        public: hex(&k.public),
+                        signature: hex(&k.signature),
+                    },
+                )
+                .unwrap();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        // The sum of a, b, c encrypted without masks, decrypted here.
+        let mut plain = Accumulator::new(&key.public(), len);
+        for (v, w) in &ups {
+            plain.add(&encrypt_weighted(&key, v, *w).unwrap()).unwrap();
+        }
+        let want = decrypt_mean(&key, &plain).unwrap();
+        for m in &means {
+            assert!(m.masked);
+            assert_eq!(m.counted, vec!["a", "b", "c"]);
+            assert_eq!(m.values, want.values, "bit for bit");
+            assert_eq!(m.total_weight, want.total_weight);
+        }
+        let info = srv.status();
+        assert_eq!(info.round, 3);
+    }
+
+    #[test]
+    fn masked_and_unmasked_federations_give_identical_models() {
+        let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
+        let files: Vec<_> = (1..=3)
+            .map(|i| sample(&format!("clients/client_{i}.csv")))
+            .collect();
+        let run = |masks: bool| {
+            let srv = serve(&key, plan(3, 60, masks));
+            run_sites(srv.url(), &key, &files)
+        };
+        let (masked, plain) = (run(true), run(false));
+        for (m, p) in masked.iter().zip(&plain) {
+            assert_eq!(m.params, p.params);
+            assert_eq!(m.standardization.mean, p.standardization.mean);
+        }
     }
 }

@@ -357,10 +357,11 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
                 r.counted.join(", ")
             ),
             ClientEvent::Round(r) => println!(
-                "round {:>3}: {} contributors ({}), local loss {:.4}, validation {loss_name} {}, {score_name} {}, up {} B, down {} B{}",
+                "round {:>3}: {} contributors ({}){}, local loss {:.4}, validation {loss_name} {}, {score_name} {}, up {} B, down {} B{}",
                 r.round,
                 r.contributors,
                 r.counted.join(", "),
+                if r.masked { ", masked" } else { "" },
                 r.local_loss.unwrap_or(f64::NAN),
                 r.validation_loss.map_or("-".into(), |v| format!("{v:.4}")),
                 r.validation_score.map_or("-".into(), |v| format!("{v:.4}")),
@@ -554,6 +555,13 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
         }
         if let Some(s) = &res.stopped {
             println!("{s}");
+        }
+        let masked = res.records.iter().filter(|r| r.masked).count();
+        if !res.records.is_empty() && !plain {
+            println!(
+                "pairwise masks: {masked} of {} training rounds masked (every update unreadable alone, even with the umbrella key; masks need 3 or more clients)",
+                res.records.len()
+            );
         }
         println!("total {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
         all.push(res);

@@ -217,6 +217,8 @@ pub struct RoundMean {
     /// Ids of the clients whose updates the sum holds (empty in plaintext).
     pub counted: Vec<String>,
     pub cost: ExchangeCost,
+    /// Whether this client's update was masked (pairwise masks).
+    pub masked: bool,
 }
 
 /// One contribution per round; blocks until the round's mean is known.
@@ -347,6 +349,7 @@ impl HeExchange {
             contributed,
             counted,
             cost,
+            masked: false,
         })
     }
 }
@@ -421,6 +424,7 @@ impl HeExchange {
         let public = self.key.public();
         let mut cost = ExchangeCost::default();
         let t = Instant::now();
+        let mut masked = false;
         loop {
             if cancel.load(Ordering::Relaxed) {
                 return Err(LoopError::Cancelled);
@@ -429,13 +433,12 @@ impl HeExchange {
             if info.state == RoundState::Closed {
                 cost.wait_ms = ms(t);
                 let contributed = info.submitted.contains(&me.id);
-                return self.decrypt_published(
-                    round,
-                    values.len(),
-                    cost,
-                    contributed,
-                    info.submitted,
-                );
+                let mean =
+                    self.decrypt_published(round, values.len(), cost, contributed, info.submitted)?;
+                return Ok(RoundMean {
+                    masked: masked && contributed,
+                    ..mean
+                });
             }
             let attempt = info.attempt;
             if info.submitted.contains(&me.id) {
@@ -459,6 +462,7 @@ impl HeExchange {
                 continue;
             };
             let te = Instant::now();
+            masked = !masks.is_empty();
             let update = crypto::encrypt_weighted_masked(&self.key, values, weight, &masks)?;
             let bytes = update.to_bytes();
             cost.encrypt_ms += ms(te);
@@ -621,6 +625,9 @@ pub struct ClientRound {
     pub validation_loss: Option<f64>,
     pub validation_score: Option<f64>,
     pub cost: ExchangeCost,
+    /// Whether this site's update was masked (pairwise masks).
+    #[serde(default)]
+    pub masked: bool,
     /// ε this site has spent on its rows so far (with DP-SGD).
     #[serde(default)]
     pub epsilon: Option<f64>,
@@ -641,6 +648,7 @@ impl ClientRound {
             validation_loss: None,
             validation_score: None,
             cost: mean.cost,
+            masked: mean.masked,
             epsilon: None,
         }
     }

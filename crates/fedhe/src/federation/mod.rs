@@ -82,6 +82,9 @@ pub struct RoundRecord {
     /// With DP-SGD: the largest ε any client has spent so far.
     #[serde(default)]
     pub epsilon: Option<f64>,
+    /// Every client's update of this round was pairwise-masked.
+    #[serde(default)]
+    pub masked: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -390,6 +393,7 @@ impl Exchange for PlainExchange {
                     contributed: true,
                     counted: Vec::new(),
                     cost: ExchangeCost::default(),
+                    masked: false,
                 });
             }
             if cancel.load(Ordering::Relaxed) {
@@ -673,6 +677,7 @@ fn collect_rounds(
                             .iter()
                             .filter_map(|c| c.epsilon)
                             .fold(None, |m: Option<f64>, e| Some(m.map_or(e, |m| m.max(e)))),
+                        masked: list.iter().all(|c| c.masked),
                     };
                     on_event(&SimEvent::Round(rec.clone()));
                     records.push(rec);
