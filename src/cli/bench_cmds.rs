@@ -4,6 +4,56 @@
 pub enum BenchWhat {
     /// CSV parse throughput and one training epoch on a large synthetic set.
     Data(DataBenchArgs),
+    /// Pairwise masking: key agreement and masks for one client of a round.
+    Masks(MaskBenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MaskBenchArgs {
+    /// Clients in the round (each client masks with all the others).
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Values per update.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub values: usize,
+    /// Runs per measurement (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn masks(a: MaskBenchArgs) -> anyhow::Result<()> {
+    let r = fedhe::privacy::run_mask_bench(a.clients, a.values, a.repeats)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "mask benchmark: one client of {} masking {} values, median of {}",
+        r.clients, r.values, r.repeats
+    );
+    println!("| measurement | median |");
+    println!("|---|---:|");
+    println!(
+        "| key agreement with {} partners (X25519 + HKDF) | {:.1} ms |",
+        r.clients.saturating_sub(1),
+        r.agree_ms
+    );
+    println!(
+        "| masks added to the encoded update | {:.0} ms |",
+        r.mask_ms
+    );
+    println!(
+        "| masking per client per round (both) | {:.0} ms |",
+        r.agree_ms + r.mask_ms
+    );
+    println!(
+        "| encryption without / with masks | {:.0} ms / {:.0} ms |",
+        r.encrypt_ms, r.encrypt_masked_ms
+    );
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -23,6 +73,7 @@ pub struct DataBenchArgs {
 pub fn run(what: BenchWhat) -> anyhow::Result<()> {
     match what {
         BenchWhat::Data(a) => data(a),
+        BenchWhat::Masks(a) => masks(a),
     }
 }
 

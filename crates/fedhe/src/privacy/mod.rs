@@ -7,6 +7,7 @@
 mod accountant;
 mod dpsgd;
 pub mod masks;
+mod masks_bench;
 
 pub use accountant::{DEFAULT_ORDERS, PrivacySpent, epsilon, noise_multiplier_for, rdp};
 pub use dpsgd::{
@@ -14,6 +15,7 @@ pub use dpsgd::{
     steps_per_epoch,
 };
 pub use masks::{Identity, KeyAnnouncement, MaskContext, MaskError, masks_apply};
+pub use masks_bench::{MaskBench, MaskBenchError, run_mask_bench};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrivacyError {
