@@ -87,6 +87,7 @@ fn upload(j: &Joined, key: &SecretKey, round: u64) -> Result<(), ClientError> {
     };
     let bytes = crypto::encrypt_weighted(key, &vec![0.5; len], 1.0)
         .unwrap()
+        .bound_to(round, 0)
         .to_bytes();
     j.api.upload(round, &bytes).map(|_| ())
 }
@@ -479,6 +480,7 @@ fn a_plan_guards_round_lengths_late_plans_and_future_proofs() {
     // block every honest site): the plan says what each round sums.
     let short = crypto::encrypt_weighted(&key, &[0.5; 31], 1.0)
         .unwrap()
+        .bound_to(1, 0)
         .to_bytes();
     let e = a.api.upload(1, &short).unwrap_err();
     assert_eq!(status_of(&e).0, 422);
@@ -525,4 +527,33 @@ fn a_plan_guards_round_lengths_late_plans_and_future_proofs() {
     .unwrap();
     let e = plain.load_plan(p).unwrap_err().to_string();
     assert!(e.contains("without a plan"), "{e}");
+}
+
+#[test]
+fn an_update_replayed_into_another_round_is_refused() {
+    let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
+    let srv = start(&key, plan(quorum(2, &["a", "b"], 60)));
+    let (a, b) = (join(&srv, &key, "a"), join(&srv, &key, "b"));
+    let len = a.plan.statistics_values() * fedhe::client::STAT_LIMBS;
+    let round1 = crypto::encrypt_weighted(&key, &vec![0.5; len], 1.0)
+        .unwrap()
+        .bound_to(1, 0)
+        .to_bytes();
+    a.api.upload(1, &round1).unwrap();
+    upload(&b, &key, 1).unwrap();
+    wait_for("round 2", Duration::from_secs(10), || {
+        srv.status().round == 2
+    });
+    // a's round-1 ciphertext, sent again as its round-2 update.
+    let e = a.api.upload(2, &round1).unwrap_err();
+    assert_eq!(status_of(&e), (409, "wrong_round".into()), "{e}");
+    assert!(e.to_string().contains("made for round 1"), "{e}");
+    // An update that names no round is refused under a plan.
+    let unbound = crypto::encrypt_weighted(&key, &vec![0.5; a.plan.param_count() + 1], 1.0)
+        .unwrap()
+        .to_bytes();
+    let e = a.api.upload(2, &unbound).unwrap_err();
+    assert!(e.to_string().contains("names no round"), "{e}");
+    assert!(srv.status().submitted.is_empty(), "nothing counted");
+    upload(&a, &key, 2).unwrap();
 }

@@ -375,7 +375,7 @@ impl Exchange for HeExchange {
         }
         let mut cost = ExchangeCost::default();
         let t = Instant::now();
-        let update = crypto::encrypt_weighted(&self.key, values, weight)?;
+        let update = crypto::encrypt_weighted(&self.key, values, weight)?.bound_to(round, 0);
         let bytes = update.to_bytes();
         cost.encrypt_ms = ms(t);
         let t = Instant::now();
@@ -463,7 +463,8 @@ impl HeExchange {
             };
             let te = Instant::now();
             masked = !masks.is_empty();
-            let update = crypto::encrypt_weighted_masked(&self.key, values, weight, &masks)?;
+            let update = crypto::encrypt_weighted_masked(&self.key, values, weight, &masks)?
+                .bound_to(round, attempt);
             let bytes = update.to_bytes();
             cost.encrypt_ms += ms(te);
             match self.api.upload_for(round, Some(attempt), &bytes) {

@@ -17,6 +17,8 @@ pub struct EncryptedUpdate {
     pub(crate) seed: u128,
     /// `len + 1` body words; below 2^32 for Compact32.
     pub(crate) words: Vec<u64>,
+    /// The round and attempt it was made for (0, 0: unbound).
+    pub(crate) bound: (u64, u32),
 }
 
 impl std::fmt::Debug for EncryptedUpdate {
@@ -47,6 +49,20 @@ impl EncryptedUpdate {
             len: self.len(),
             seed: self.seed,
         }
+    }
+
+    /// The same update, its header naming the round and attempt it was made
+    /// for: an aggregator refuses it in any other (a replay). The binding is
+    /// in the clear header; masked updates are also bound by their masks,
+    /// which are derived for one round and attempt.
+    pub fn bound_to(mut self, round: u64, attempt: u32) -> Self {
+        self.bound = (round, attempt);
+        self
+    }
+
+    /// The round and attempt named in the header (0, 0: unbound).
+    pub fn binding(&self) -> (u64, u32) {
+        self.bound
     }
 
     /// Number of model values (the weight slot is not counted). Matches
@@ -84,6 +100,8 @@ impl EncryptedUpdate {
             layout: self.layout,
             len: self.len() as u64,
             seed: self.seed.to_le_bytes(),
+            round: self.bound.0,
+            attempt: self.bound.1,
         };
         wire::encode(
             UPDATE_MAGIC,
@@ -102,6 +120,7 @@ impl EncryptedUpdate {
             layout: view.layout,
             seed: view.seed,
             words: wire::read_words(view.layout.params, view.payload),
+            bound: view.bound,
         })
     }
 }
@@ -113,6 +132,7 @@ impl EncryptedUpdate {
 pub struct UpdateRef<'a> {
     pub(crate) layout: KeyLayout,
     pub(crate) seed: u128,
+    bound: (u64, u32),
     len: usize,
     /// `(len + 1) * word_bytes` little-endian body words.
     pub(crate) payload: &'a [u8],
@@ -160,6 +180,7 @@ impl<'a> UpdateRef<'a> {
         Ok(Self {
             layout: h.layout,
             seed: u128::from_le_bytes(h.seed),
+            bound: (h.round, h.attempt),
             len,
             payload,
         })
@@ -168,6 +189,11 @@ impl<'a> UpdateRef<'a> {
     /// Number of model values (the weight slot is not counted).
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// The round and attempt named in the header (0, 0: unbound).
+    pub fn binding(&self) -> (u64, u32) {
+        self.bound
     }
 
     /// True if the update carries no model values (only the weight slot).
@@ -220,6 +246,7 @@ pub fn encrypt_weighted_masked(
         layout: key.layout(),
         seed,
         words,
+        bound: (0, 0),
     })
 }
 

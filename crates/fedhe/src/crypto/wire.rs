@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! magic     4 bytes  "FHEU" (update) or "FHEA" (accumulated sum)
-//! version   u8       WIRE_VERSION
+//! version   u8       WIRE_VERSION (updates: 3, with the round binding) or
+//!                    SUM_WIRE_VERSION (sums: 2)
 //! header    bincode 2 (standard config, size-limited) of UpdateHeader / SumHeader
 //! payload   (len + 1) body words, little-endian, 8 bytes (Standard64) or
 //!           4 bytes (Compact32) each; the last word is the weight slot
@@ -19,12 +20,14 @@ use serde::{Deserialize, Serialize};
 use super::params::{MAX_CLIENTS_LIMIT, ParamSet};
 use super::{CryptoError, KeyLayout};
 
-/// Version of the update / sum wire format.
-pub const WIRE_VERSION: u8 = 2;
+/// Version of the update wire format (3: the header binds round and attempt).
+pub const WIRE_VERSION: u8 = 3;
+/// Version of the sum wire format (unchanged since 2).
+pub const SUM_WIRE_VERSION: u8 = 2;
 pub(crate) const UPDATE_MAGIC: &[u8; 4] = b"FHEU";
 pub(crate) const SUM_MAGIC: &[u8; 4] = b"FHEA";
-/// Upper bound of an encoded update header (actual: at most 49 bytes).
-pub(crate) const MAX_UPDATE_HEADER: usize = 64;
+/// Upper bound of an encoded update header (actual: at most 63 bytes).
+pub(crate) const MAX_UPDATE_HEADER: usize = 80;
 /// Upper bound of an encoded sum header of a sum of up to `max_clients`
 /// (16-byte seeds + fields).
 pub(crate) const fn sum_header_bound(max_clients: u32) -> usize {
@@ -42,6 +45,18 @@ pub(crate) struct UpdateHeader {
     pub layout: KeyLayout,
     pub len: u64,
     pub seed: [u8; 16],
+    /// The round and attempt the update was made for (0: unbound).
+    pub round: u64,
+    pub attempt: u32,
+}
+
+/// The format version of an object with this magic.
+fn version_of(magic: &[u8; 4]) -> u8 {
+    if magic == UPDATE_MAGIC {
+        WIRE_VERSION
+    } else {
+        SUM_WIRE_VERSION
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -90,7 +105,7 @@ pub(crate) fn encode_into<H: Serialize>(
     out.clear();
     out.reserve(PREFIX + limit_hint + words.len() * params.word_bytes());
     out.extend_from_slice(magic);
-    out.push(WIRE_VERSION);
+    out.push(version_of(magic));
     // Provably infallible: headers are plain data and writes into a Vec
     // cannot fail; a wire object without its header must never be sent.
     #[allow(clippy::expect_used)]
@@ -136,11 +151,11 @@ pub(crate) fn decode_header<'a, H: for<'de> Deserialize<'de>, const LIMIT: usize
         };
         return Err(CryptoError::Malformed { what, detail });
     }
-    if bytes[4] != WIRE_VERSION {
+    if bytes[4] != version_of(magic) {
         return Err(CryptoError::UnsupportedVersion {
             what,
             found: u32::from(bytes[4]),
-            expected: u32::from(WIRE_VERSION),
+            expected: u32::from(version_of(magic)),
         });
     }
     let rest = &bytes[PREFIX..];

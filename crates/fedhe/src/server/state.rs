@@ -872,6 +872,7 @@ impl Aggregator {
     ) -> Result<UploadResponse, ServerError> {
         self.check_round_for(client, round)?;
         self.check_attempt(client, attempt)?;
+        self.check_binding(round, update.binding())?;
         let s = self.session.as_ref().ok_or_else(no_session)?;
         let n = s.max_len.ok_or_else(no_session)?;
         let len = update.len();
@@ -949,6 +950,31 @@ impl Aggregator {
             contributors,
             round_closed,
         })
+    }
+
+    /// Refuses an update whose header names another round (or, with masks,
+    /// another attempt): a replay. Without a plan an unbound update (round
+    /// 0) is accepted; a plan's rounds take bound updates only.
+    fn check_binding(&self, round: u64, (r, a): (u64, u32)) -> Result<(), ServerError> {
+        if r == 0 && self.plan().is_none() {
+            return Ok(());
+        }
+        if r != round {
+            return Err(ServerError::WrongRound(if r == 0 {
+                format!(
+                    "this update names no round; this federation's updates name the round they                      were made for (round {round} is open)"
+                )
+            } else {
+                format!("this update was made for round {r}; it cannot count in round {round}")
+            }));
+        }
+        if self.masks_on() && a != self.mask.attempt {
+            return Err(ServerError::WrongAttempt(format!(
+                "this update was made for attempt {a} of round {round}; the round is at attempt {}",
+                self.mask.attempt
+            )));
+        }
+        Ok(())
     }
 
     fn auto_close_due(&self) -> bool {
