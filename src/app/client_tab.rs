@@ -1104,10 +1104,11 @@ fn federated_training(
                 ClientEvent::Round(r) => {
                     p.send(TrainMsg::Round(r.clone()));
                     p.send(TrainMsg::Status(format!(
-                        "Round {} done: {} contributors ({}), validation {} {}",
+                        "Round {} done: {} contributors ({}){}, validation {} {}",
                         r.round,
                         r.contributors,
                         r.counted.join(", "),
+                        if r.masked { ", masked" } else { "" },
                         score_name,
                         r.validation_score.map_or("–".into(), |a| format!("{a:.3}"))
                     )));

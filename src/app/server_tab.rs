@@ -164,6 +164,7 @@ impl ServerTab {
         };
         match fedhe::plan::propose(csv, &opts) {
             Ok((mut plan, _notes)) => {
+                plan.privacy.masks = settings.masks;
                 // DP-SGD at every site, clip 1, σ chosen for the target ε.
                 plan.privacy.dp = settings.dp_epsilon.map(|e| fedhe::privacy::DpSettings {
                     clip: 1.0,
@@ -633,6 +634,12 @@ impl ServerTab {
                 "A sum of one update shows that update to every key holder: only for trying \
                  FedHE with one client",
             );
+            ui.checkbox(&mut settings.masks, "Pairwise masks")
+                .on_hover_text(
+                    "In rounds of three or more clients, every update is masked so that no one \
+                 holding the federation key can read one client's update alone; the masks \
+                 cancel exactly in the sum",
+                );
             let mut dp = settings.dp_epsilon.is_some();
             if ui
                 .checkbox(&mut dp, "DP-SGD")
@@ -671,11 +678,16 @@ impl ServerTab {
                 ui.label(
                     RichText::new(format!(
                         "📋 Plan {} ({source}): {}; rounds close when every client submitted, \
-                         or after {} s with at least {}",
+                         or after {} s with at least {}; {}",
                         plan.fingerprint(),
                         plan.summary(),
                         q.round_deadline_secs,
-                        q.min_clients
+                        q.min_clients,
+                        if plan.privacy.masks {
+                            "pairwise masks on (3 or more clients)"
+                        } else {
+                            "no pairwise masks"
+                        }
                     ))
                     .color(OK_COLOR),
                 );
@@ -740,6 +752,28 @@ impl ServerTab {
                 line.push_str("; standardization waits for every roster member");
             }
             ui.label(line);
+        }
+        if let Some(phase) = st.mask_phase {
+            let attempt = if st.attempt > 1 {
+                format!(
+                    "attempt {} (a member dropped out; the others mask again)",
+                    st.attempt
+                )
+            } else {
+                format!("attempt {}", st.attempt)
+            };
+            ui.label(match phase {
+                fedhe::protocol::MaskPhase::Keys => {
+                    format!("Pairwise masks, {attempt}: collecting the clients' mask keys")
+                }
+                fedhe::protocol::MaskPhase::Upload if st.masked => format!(
+                    "Pairwise masks, {attempt}: roster fixed, updates masked (unreadable alone, \
+                     even with the federation key)"
+                ),
+                fedhe::protocol::MaskPhase::Upload => format!(
+                    "Pairwise masks, {attempt}: fewer than three clients, updates not masked"
+                ),
+            });
         }
         ui.horizontal(|ui| {
             let can = st.round_state == RoundState::Open

@@ -132,6 +132,8 @@ pub struct Settings {
     /// DP-SGD in a proposed plan: the ε all of training may spend at each
     /// site (`None`: no DP).
     pub dp_epsilon: Option<f64>,
+    /// Pairwise masks in a proposed plan (on by default).
+    pub masks: bool,
     pub round_deadline_secs: u64,
     pub plan_path: String,
     pub public_key_path: String,
@@ -163,6 +165,7 @@ impl Default for Settings {
             quorum_min_clients: fedhe::plan::Quorum::default().min_clients,
             allow_single_contributor: false,
             dp_epsilon: None,
+            masks: true,
             round_deadline_secs: fedhe::plan::Quorum::default().round_deadline_secs,
             plan_path: String::new(),
             public_key_path: String::new(),

@@ -42,6 +42,11 @@ pub struct InitArgs {
     pub allow_single_contributor: bool,
     #[command(flatten)]
     pub dp: super::data_cmds::DpArgs,
+    /// No pairwise masks: any holder of the federation key who obtains one
+    /// site's ciphertext can read that site's update (masks are on by
+    /// default in rounds of three or more sites).
+    #[arg(long)]
+    pub no_masks: bool,
     /// Leave the categories out of the plan: the sites discover them in two
     /// encrypted rounds (values the federation holds fewer than
     /// --min-count times go to "other").
@@ -109,6 +114,17 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
         name: a.name.clone(),
     };
     let (mut plan, mut notes) = fedhe::plan::propose(&a.data, &opts)?;
+    plan.privacy.masks = !a.no_masks;
+    notes.push(if a.no_masks {
+        "privacy: no pairwise masks (--no-masks): whoever holds the federation key and obtains \
+         one site's ciphertext can read that site's update"
+            .into()
+    } else {
+        "privacy: pairwise masks under the encryption in every round of 3 or more sites: one \
+         site's update is unreadable alone, even with the federation key (privacy.masks = false \
+         turns them off)"
+            .into()
+    });
     if let Some(dp) = a.dp.settings()? {
         plan.privacy.dp = Some(dp);
         notes.push(format!(

@@ -12,7 +12,7 @@ use crate::privacy::masks::{Identity, KeyAnnouncement, MaskContext, verify_annou
 use crate::protocol::{AnnounceRequest, ClientInfo, KeySet, MaskPhase, hex, parse_hex};
 
 use super::api::{AggregatorClient, ClientError};
-use super::run::LoopError;
+use super::run::{LoopError, WaitNotifier};
 
 /// Who this client is in masked rounds.
 #[derive(Debug, Clone)]
@@ -118,6 +118,7 @@ pub(crate) fn key_phase(
     round: u64,
     attempt: u32,
     timeout: Duration,
+    on_wait: Option<&WaitNotifier>,
     cancel: &AtomicBool,
 ) -> Result<KeyPhase, LoopError> {
     let ctx = MaskContext {
@@ -140,6 +141,7 @@ pub(crate) fn key_phase(
         Err(e) => return Err(e.into()),
     }
     let start = Instant::now();
+    let mut last_missing = None;
     let set = loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(LoopError::Cancelled);
@@ -162,6 +164,12 @@ pub(crate) fn key_phase(
         if set.phase == MaskPhase::Upload {
             break set;
         }
+        if let Some(notify) = on_wait
+            && last_missing.as_ref() != Some(&set.missing)
+        {
+            notify(&as_round_info(&set));
+            last_missing = Some(set.missing.clone());
+        }
     };
     if !set.roster.contains(&me.id) {
         return Ok(KeyPhase::Moved);
@@ -174,6 +182,26 @@ pub(crate) fn key_phase(
     Ok(KeyPhase::Ready {
         masks: masks_for(api, me, identities, public, &set, &ctx)?,
     })
+}
+
+/// The key phase in the shape of a round's progress (for waiting notices):
+/// "submitted" are the members who announced their keys.
+fn as_round_info(set: &KeySet) -> crate::protocol::RoundInfo {
+    crate::protocol::RoundInfo {
+        round: set.round,
+        state: crate::protocol::RoundState::Open,
+        len: None,
+        contributors: 0,
+        submitted: set.keys.iter().map(|k| k.id.clone()).collect(),
+        aggregate_ms: 0.0,
+        bytes_accepted: 0,
+        roster: set.roster.clone(),
+        missing: set.missing.clone(),
+        min_contributors: set.min_contributors,
+        deadline_unix: set.deadline_unix,
+        attempt: set.attempt,
+        mask_phase: Some(MaskPhase::Keys),
+    }
 }
 
 /// Checks every partner's announced key against its verified identity and

@@ -454,6 +454,7 @@ impl HeExchange {
                 round,
                 attempt,
                 self.round_timeout,
+                self.on_wait.as_ref(),
                 cancel,
             )?;
             let KeyPhase::Ready { masks } = phase else {

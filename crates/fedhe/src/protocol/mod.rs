@@ -353,6 +353,14 @@ pub struct StatusResponse {
     pub missing: Vec<String>,
     #[serde(default)]
     pub deadline_unix: Option<u64>,
+    /// With pairwise masks: the open round's attempt, its phase, and whether
+    /// its updates are masked (known once its roster is fixed).
+    #[serde(default)]
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_phase: Option<MaskPhase>,
+    #[serde(default)]
+    pub masked: bool,
 }
 
 /// `GET /api/v1/rounds/{r}`.

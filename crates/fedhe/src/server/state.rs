@@ -512,10 +512,19 @@ impl Aggregator {
             .then(|| start + plan.quorum.round_deadline_secs)
     }
 
+    /// Roster members the open round waits for: those without an update,
+    /// or (in a masked round's key phase) without an announced key.
     fn missing(&self) -> Vec<String> {
+        let keys_phase = self.masks_on() && self.mask.frozen.is_none();
         self.roster
             .iter()
-            .filter(|c| !self.submitted.contains(c))
+            .filter(|c| {
+                if keys_phase {
+                    !self.mask.keys.contains_key(*c)
+                } else {
+                    !self.submitted.contains(c)
+                }
+            })
             .cloned()
             .collect()
     }
@@ -758,6 +767,9 @@ impl Aggregator {
             roster: self.roster.iter().cloned().collect(),
             missing: self.missing(),
             deadline_unix: self.deadline_unix(),
+            attempt: self.mask.attempt,
+            mask_phase: self.masks_on().then(|| self.mask.phase()),
+            masked: self.masks_on() && self.mask.masked,
         }
     }
 

@@ -426,11 +426,21 @@ pub fn waiting_words(
     info: &crate::protocol::RoundInfo,
     layout: crate::protocol::RoundLayout,
 ) -> String {
-    let phase = layout
+    let mut phase = layout
         .phase(info.round)
         .map_or_else(|| format!("round {}", info.round), |p| p.describe());
+    if info.attempt > 1 {
+        phase.push_str(&format!(
+            " (attempt {}: a member dropped out, the others mask again)",
+            info.attempt
+        ));
+    }
     let n = info.submitted.len();
-    let mut s = format!("{phase}: {n} of {} submitted", info.roster.len().max(n));
+    let did = match info.mask_phase {
+        Some(crate::protocol::MaskPhase::Keys) => "announced their mask keys",
+        _ => "submitted",
+    };
+    let mut s = format!("{phase}: {n} of {} {did}", info.roster.len().max(n));
     if !info.missing.is_empty() {
         s.push_str(&format!(", waiting for {}", info.missing.join(", ")));
     }
