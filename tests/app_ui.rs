@@ -837,3 +837,23 @@ fn notes_are_an_overlay_that_never_moves_the_controls() {
     assert_eq!(h.state().client.notes.len(), n - 1);
     assert!(h.query_by_label("test error").is_none());
 }
+
+#[test]
+fn the_server_tab_proposes_masked_plans_and_shows_the_mask_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = one_client_ready_with(dir.path(), |_| {});
+    let plan = h.state().server.plan.clone().unwrap().0;
+    assert!(plan.privacy.masks, "masks are on by default");
+    click(&mut h, "Server");
+    h.get_by_label_contains("pairwise masks on (3 or more clients)");
+    // Unticking the box proposes a plan without masks.
+    click(&mut h, "Pairwise masks");
+    assert!(!h.state().settings.masks);
+    h.state_mut().server.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = one_client_ready_with(dir.path(), |s| s.masks = false);
+    assert!(!h.state().server.plan.clone().unwrap().0.privacy.masks);
+    click(&mut h, "Server");
+    h.get_by_label_contains("no pairwise masks");
+    h.state_mut().server.stop();
+}

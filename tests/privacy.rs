@@ -549,6 +549,7 @@ mod masks {
                 id: j.id.clone(),
                 identity: j.identity.clone(),
                 plan: j.plan_fingerprint.clone(),
+                min_members: 3,
             });
             ex
         };

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::crypto::{Masks, PublicKeyFile};
-use crate::privacy::masks::{Identity, KeyAnnouncement, MaskContext, verify_announcement};
+use crate::privacy::masks::{
+    Identity, KeyAnnouncement, MaskContext, masks_apply, verify_announcement,
+};
 use crate::protocol::{AnnounceRequest, ClientInfo, KeySet, MaskPhase, hex, parse_hex};
 
 use super::api::{AggregatorClient, ClientError};
@@ -22,6 +24,9 @@ pub struct Masking {
     pub identity: Identity,
     /// Hex fingerprint of the plan (bound into every mask key and seed).
     pub plan: String,
+    /// Fewest members a round may have (the plan's quorum): a smaller
+    /// roster from the aggregator is refused.
+    pub min_members: usize,
 }
 
 /// Identity keys of the other clients, each checked against its
@@ -33,15 +38,20 @@ pub(crate) struct Identities {
 
 impl Identities {
     /// The verified identity of each of `ids`, fetching the client list
-    /// again when one is unknown.
+    /// again when one is unknown (or when `refresh`: a partner may have
+    /// registered again with a new identity). Only `ids` are checked.
     fn of(
         &mut self,
         api: &AggregatorClient,
         public: &PublicKeyFile,
         ids: &[&str],
+        refresh: bool,
     ) -> Result<Vec<[u8; 32]>, LoopError> {
-        if ids.iter().any(|id| !self.verified.contains_key(*id)) {
+        if refresh || ids.iter().any(|id| !self.verified.contains_key(*id)) {
             for c in api.clients()? {
+                if !ids.contains(&c.id.as_str()) {
+                    continue;
+                }
                 if let Some(key) = verify_identity(public, &c)? {
                     self.verified.insert(c.id.clone(), (c.issued_ms, key));
                 }
@@ -174,6 +184,25 @@ pub(crate) fn key_phase(
     if !set.roster.contains(&me.id) {
         return Ok(KeyPhase::Moved);
     }
+    // The aggregator does not decide alone whether this update is masked:
+    // a plan with masks masks every round of three or more.
+    if set.roster.len() < me.min_members {
+        return Err(LoopError::Other(format!(
+            "the aggregator fixed round {round} with {} members ({}); the plan's quorum is {}: \
+             refusing to upload",
+            set.roster.len(),
+            set.roster.join(", "),
+            me.min_members
+        )));
+    }
+    if set.masked != masks_apply(true, set.roster.len()) {
+        return Err(LoopError::Other(format!(
+            "the aggregator says round {round} with {} members is {}masked; the plan masks every \
+             round of three or more: refusing to upload",
+            set.roster.len(),
+            if set.masked { "" } else { "not " }
+        )));
+    }
     if !set.masked {
         return Ok(KeyPhase::Ready {
             masks: Masks::none(),
@@ -220,7 +249,26 @@ fn masks_for(
         .map(String::as_str)
         .filter(|c| *c != me.id)
         .collect();
-    let keys = identities.of(api, public, &partners)?;
+    // A partner whose key does not verify may have registered again with a
+    // new identity: the identities are fetched again once before giving up.
+    agree(api, me, identities, public, set, ctx, &partners, false).or_else(|e| {
+        tracing::debug!("fetching the identities again: {e}");
+        agree(api, me, identities, public, set, ctx, &partners, true)
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn agree(
+    api: &AggregatorClient,
+    me: &Masking,
+    identities: &mut Identities,
+    public: &PublicKeyFile,
+    set: &KeySet,
+    ctx: &MaskContext<'_>,
+    partners: &[&str],
+    refresh: bool,
+) -> Result<Masks, LoopError> {
+    let keys = identities.of(api, public, partners, refresh)?;
     let mut agreed = Vec::with_capacity(partners.len());
     for (id, identity) in partners.iter().zip(&keys) {
         let k = set

@@ -297,11 +297,12 @@ async fn load_session(
 /// Closes the open round if its deadline passed with a quorum.
 pub async fn tick(sh: &AppState) {
     let sh2 = sh.clone();
-    let closed = tokio::task::spawn_blocking(move || sh2.lock().tick())
-        .await
-        .unwrap_or(Ok(false));
-    if let Ok(true) = closed {
-        sh.notify();
+    match tokio::task::spawn_blocking(move || sh2.lock().tick()).await {
+        Ok(Ok(true)) => sh.notify(),
+        Ok(Ok(false)) => {}
+        // Tried again on the next tick.
+        Ok(Err(e)) => tracing::error!("closing the round at its deadline failed: {e}"),
+        Err(e) => tracing::error!("the deadline ticker failed: {e}"),
     }
 }
 
@@ -504,7 +505,8 @@ async fn key_set(
     if wait == 0 || set.phase == MaskPhase::Upload {
         return Ok(Json(set));
     }
-    rx.borrow_and_update();
+    // `subscribe` above marked the value seen then, before the state was
+    // read: a change since wakes the wait at once.
     let _ = tokio::time::timeout(Duration::from_millis(wait), rx.changed()).await;
     Ok(Json(sh.lock().key_set(round)?))
 }

@@ -288,10 +288,14 @@ impl Aggregator {
             }
         };
         self.mask = masks::MaskRound::load(&self.store, self.round, self.opened_unix)?;
-        if self.mask.frozen.is_none() {
-            self.roster.extend(self.mask.keys.keys().cloned());
-        } else if let Some(f) = &self.mask.frozen {
-            self.roster = f.clone();
+        match (&self.mask.frozen, &self.mask.expected) {
+            (Some(f), _) => self.roster = f.clone(),
+            (None, expected) => {
+                if let Some(e) = expected {
+                    self.roster = e.clone();
+                }
+                self.roster.extend(self.mask.keys.keys().cloned());
+            }
         }
         if let Some(n) = self.session.as_ref().and_then(|s| s.max_len)
             && let Some(bytes) = self.store.sum(self.round)?
@@ -503,13 +507,11 @@ impl Aggregator {
     /// With pairwise masks the deadline counts per phase of the attempt.
     pub fn deadline_unix(&self) -> Option<u64> {
         let (plan, _) = self.plan()?;
-        let start = if plan.privacy.masks {
-            self.mask.phase_started
-        } else {
-            self.opened_unix
-        };
+        if plan.privacy.masks {
+            return self.mask_deadline();
+        }
         (self.round > plan.layout().statistics_round())
-            .then(|| start + plan.quorum.round_deadline_secs)
+            .then(|| self.opened_unix + plan.quorum.round_deadline_secs)
     }
 
     /// Roster members the open round waits for: those without an update,
@@ -533,7 +535,15 @@ impl Aggregator {
     /// a masked round's attempt on (called periodically). Returns true if
     /// anything changed.
     pub fn tick(&mut self) -> Result<bool, ServerError> {
-        let moved = self.advance_masks()?;
+        // A failed mask step must not keep rounds from closing: logged, and
+        // tried again on the next tick.
+        let moved = self.advance_masks().unwrap_or_else(|e| {
+            tracing::error!(
+                round = self.round,
+                "moving the masked attempt on failed: {e}"
+            );
+            false
+        });
         if self.closes_automatically() && !self.submitted.is_empty() && self.auto_close_due() {
             self.close(self.round)?;
             return Ok(true);
@@ -974,7 +984,8 @@ impl Aggregator {
         if r != round {
             return Err(ServerError::WrongRound(if r == 0 {
                 format!(
-                    "this update names no round; this federation's updates name the round they                      were made for (round {round} is open)"
+                    "this update names no round; this federation's updates name the round they \
+                     were made for (round {round} is open)"
                 )
             } else {
                 format!("this update was made for round {r}; it cannot count in round {round}")
@@ -1049,7 +1060,9 @@ impl Aggregator {
                 .collect();
             if !missing.is_empty() {
                 return Err(ServerError::Conflict(format!(
-                    "round {round} attempt {} is masked and still misses {missing:?}: its masks                      cancel only when every member's update is in the sum (at its deadline the                      round restarts without them)",
+                    "round {round} attempt {} is masked and still misses {missing:?}: its masks \
+                     cancel only when every member's update is in the sum (at its deadline the \
+                     round restarts without them)",
                     self.mask.attempt
                 )));
             }

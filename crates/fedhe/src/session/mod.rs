@@ -402,6 +402,7 @@ impl Joined {
             id: self.id.clone(),
             identity: self.identity.clone(),
             plan: self.plan_fingerprint.clone(),
+            min_members: self.plan.quorum.min_clients,
         });
         run_plan(
             &mut ex,

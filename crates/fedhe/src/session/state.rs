@@ -10,7 +10,7 @@ use super::SessionError;
 const FORMAT: &str = "fedhe-client-state";
 
 /// What a client needs to resume: where, who, and its bearer token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientState {
     pub format: String,
     pub version: u32,
@@ -28,6 +28,18 @@ pub struct ClientState {
     /// client then registers again with a new identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
+}
+
+impl std::fmt::Debug for ClientState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token and the identity seed are secrets: never in logs.
+        f.debug_struct("ClientState")
+            .field("server", &self.server)
+            .field("id", &self.id)
+            .field("plan", &self.plan)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientState {

@@ -25,6 +25,10 @@ pub(super) struct MaskRound {
     /// The fixed roster of the upload phase; `None` in the key phase.
     pub frozen: Option<BTreeSet<String>>,
     pub masked: bool,
+    /// After a restart: the members the key phase waits for (those who
+    /// uploaded in the attempt before); `None`: the round's usual roster.
+    #[serde(default)]
+    pub expected: Option<BTreeSet<String>>,
     /// When the current phase began (Unix seconds): its deadline counts from here.
     pub phase_started: u64,
     #[serde(skip)]
@@ -38,6 +42,7 @@ impl MaskRound {
             attempt: 1,
             frozen: None,
             masked: false,
+            expected: None,
             phase_started: now,
             keys: BTreeMap::new(),
         }
@@ -90,6 +95,22 @@ impl Aggregator {
         (self.masks_on() && self.mask.masked)
             .then_some(self.mask.frozen.as_ref())
             .flatten()
+    }
+
+    /// When the open attempt's phase ends with whoever acted: every phase of
+    /// a masked round has one (a member that never shows up must not hold
+    /// the round for ever), except the key phase of a round before training
+    /// with a named roster, which waits for every named member.
+    pub(super) fn mask_deadline(&self) -> Option<u64> {
+        let (plan, _) = self.plan()?;
+        if !plan.privacy.masks {
+            return None;
+        }
+        let before_training = self.round <= plan.layout().statistics_round();
+        if before_training && self.mask.frozen.is_none() && !plan.quorum.roster.is_empty() {
+            return None;
+        }
+        Some(self.mask.phase_started + plan.quorum.round_deadline_secs)
     }
 
     fn mask_context(&self) -> Option<(String, u64, u32)> {
@@ -218,7 +239,7 @@ impl Aggregator {
                 })
                 .collect(),
             min_contributors: self.min_contributors(),
-            deadline_unix: self.deadline_unix(),
+            deadline_unix: self.mask_deadline(),
         })
     }
 
@@ -230,11 +251,19 @@ impl Aggregator {
         if !self.masks_on() {
             return Ok(false);
         }
-        let due = self.deadline_unix().is_some_and(|d| now_unix() >= d);
+        let due = self.mask_deadline().is_some_and(|d| now_unix() >= d);
         match &self.mask.frozen {
             None => {
-                let announced: BTreeSet<String> = self.mask.keys.keys().cloned().collect();
-                let all = self.roster.iter().all(|c| announced.contains(c));
+                // At most the key's limit of contributors per sum: the others
+                // take part in the next round.
+                let cap = self
+                    .session
+                    .as_ref()
+                    .map_or(usize::MAX, |s| s.public.max_clients() as usize);
+                let announced: BTreeSet<String> =
+                    self.mask.keys.keys().take(cap).cloned().collect();
+                let all = self.mask.keys.len() >= cap
+                    || self.roster.iter().all(|c| announced.contains(c));
                 if announced.len() >= self.min_contributors() && (all || due) {
                     let mut next = self.mask.clone();
                     next.masked = masks_apply(true, announced.len());
@@ -267,13 +296,20 @@ impl Aggregator {
                     "masked attempt incomplete at its deadline: its sum is discarded and the \
                      round restarts with the members who uploaded"
                 );
+                // Too few uploaded to make a quorum: everyone gets another chance.
+                let expected = if uploaded.len() >= self.min_contributors() {
+                    uploaded
+                } else {
+                    frozen.clone()
+                };
                 let mut next = MaskRound::fresh(self.round, now_unix());
                 next.attempt = self.mask.attempt + 1;
+                next.expected = Some(expected.clone());
                 let bytes = serde_json::to_vec(&next)
                     .map_err(|e| ServerError::Internal(format!("mask state: {e}")))?;
                 self.store.restart_attempt(self.round, &bytes)?;
                 self.mask = next;
-                self.roster = uploaded;
+                self.roster = expected;
                 self.acc = None;
                 self.round_len = None;
                 self.submitted.clear();
