@@ -614,6 +614,45 @@ mod masks {
     }
 
     #[test]
+    fn a_registered_site_that_never_shows_up_does_not_hold_the_statistics_round() {
+        let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
+        let plan = plan(3, 2, true);
+        let srv = serve(&key, plan.clone());
+        let sites: Vec<session::Joined> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|id| join(&srv, &key, id))
+            .collect();
+        let len = plan.statistics_values() * fedhe::client::STAT_LIMBS;
+        // d registered, then vanished: the key phase closes at its deadline
+        // with a, b, c, who mask among themselves.
+        let means: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = sites[..3]
+                .iter()
+                .map(|j| {
+                    let mut ex =
+                        HeExchange::new(j.api.clone(), j.key.clone(), Duration::from_secs(30));
+                    ex.masking = Some(Masking {
+                        id: j.id.clone(),
+                        identity: j.identity.clone(),
+                        plan: j.plan_fingerprint.clone(),
+                        min_members: 3,
+                    });
+                    s.spawn(move || ex.exchange(1, &vec![0.5; len], 1.0, &AtomicBool::new(false)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap().unwrap())
+                .collect()
+        });
+        for m in &means {
+            assert!(m.masked);
+            assert_eq!(m.counted, vec!["a", "b", "c"]);
+            assert_eq!(m.total_weight, 3.0);
+        }
+    }
+
+    #[test]
     fn masked_and_unmasked_federations_give_identical_models() {
         let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
         let files: Vec<_> = (1..=3)
