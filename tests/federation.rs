@@ -41,6 +41,7 @@ fn config(clients: usize, rounds: u64, plain: bool) -> SimulationConfig {
         },
         architecture: Architecture::Linear,
         dp: None,
+        masks: true,
         plain,
         params: ParamSet::Standard64,
         round_timeout: Duration::from_secs(60),

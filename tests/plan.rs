@@ -352,6 +352,7 @@ fn simulate_with_reordered_client_columns_gives_the_same_model() {
         },
         architecture: Default::default(),
         dp: None,
+        masks: true,
         plain: false,
         params: ParamSet::Standard64,
         round_timeout: Duration::from_secs(60),

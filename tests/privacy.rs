@@ -229,6 +229,7 @@ mod dp_sgd {
             train: Training::default().local(),
             architecture: Architecture::Linear,
             dp: Some(dp),
+            masks: true,
             plain: false,
             params: ParamSet::Standard64,
             round_timeout: Duration::from_secs(60),

@@ -92,6 +92,7 @@ fn penguins_federations_match_plaintext_and_scikit_learn() {
             train: Training::default().local(),
             architecture: arch.clone(),
             dp: None,
+            masks: true,
             plain: false,
             params: ParamSet::Standard64,
             round_timeout: Duration::from_secs(60),

@@ -494,6 +494,7 @@ fn run_demo(cfg: &DemoSettings, p: &Progress<DemoMsg>) {
         train: train.clone(),
         architecture: cfg.architecture.clone(),
         dp: None,
+        masks: true,
         plain: true,
         params: ParamSet::Standard64,
         round_timeout: Duration::from_secs(120),

@@ -423,6 +423,10 @@ pub struct SimulateArgs {
     pub model: super::data_cmds::ModelArgs,
     #[command(flatten)]
     pub dp: super::data_cmds::DpArgs,
+    /// No pairwise masks (on by default with 3 or more clients): to measure
+    /// what they cost; the models are identical.
+    #[arg(long)]
+    pub no_masks: bool,
     /// Plaintext FedAvg (no encryption, no HTTP) with the same seeds.
     #[arg(long, conflicts_with = "compare")]
     pub plain: bool,
@@ -489,6 +493,7 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
         train: a.train.config(),
         architecture: a.model.architecture()?,
         dp: a.dp.settings()?,
+        masks: !a.no_masks,
         plain: a.plain,
         params: a.params,
         round_timeout: Duration::from_secs(120),
@@ -557,7 +562,9 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
             println!("{s}");
         }
         let masked = res.records.iter().filter(|r| r.masked).count();
-        if !res.records.is_empty() && !plain {
+        if masked == 0 && !plain {
+            println!("pairwise masks: off (--no-masks, or fewer than 3 clients)");
+        } else if !plain {
             println!(
                 "pairwise masks: {masked} of {} training rounds masked (every update unreadable alone, even with the umbrella key; masks need 3 or more clients)",
                 res.records.len()

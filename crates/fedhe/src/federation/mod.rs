@@ -49,6 +49,9 @@ pub struct SimulationConfig {
     pub architecture: Architecture,
     /// DP-SGD in every client's local training.
     pub dp: Option<crate::privacy::DpSettings>,
+    /// Pairwise masks (the plan's `privacy.masks`; they apply with 3 or
+    /// more clients).
+    pub masks: bool,
     /// Plaintext FedAvg instead of encryption + HTTP.
     pub plain: bool,
     pub params: ParamSet,
@@ -142,6 +145,7 @@ impl SimulationConfig {
         plan.name = "fedhe simulate".into();
         plan.model = ModelSpec::of(&self.architecture);
         plan.privacy.dp = self.dp;
+        plan.privacy.masks = self.masks;
         plan.training = Training {
             rounds: self.rounds,
             epochs: self.train.epochs,
