@@ -653,6 +653,92 @@ mod masks {
         }
     }
 
+    /// Reproduction (a README run): a site registering after round 1's
+    /// roster was fixed stalled that round until its deadline (600 s), and
+    /// the next round fixed its roster without it again.
+    #[test]
+    fn a_site_that_comes_after_the_roster_is_fixed_joins_the_next_round() {
+        let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
+        let plan = plan(2, 600, true);
+        let srv = serve(&key, plan.clone());
+        let exchange = |j: &session::Joined| {
+            let mut ex = HeExchange::new(j.api.clone(), j.key.clone(), Duration::from_secs(20));
+            ex.masking = Some(Masking {
+                id: j.id.clone(),
+                identity: j.identity.clone(),
+                plan: j.plan_fingerprint.clone(),
+                min_members: 2,
+            });
+            ex
+        };
+        let a = join(&srv, &key, "a");
+        let c = join(&srv, &key, "c");
+        let stat_len = plan.statistics_values() * fedhe::client::STAT_LIMBS;
+        let start = std::time::Instant::now();
+        std::thread::scope(|s| {
+            let mut ex = exchange(&a);
+            let ha = s.spawn(move || {
+                ex.exchange(1, &vec![0.5; stat_len], 1.0, &AtomicBool::new(false))
+                    .unwrap()
+            });
+            // c announces by hand: the roster is fixed with a and c (two:
+            // unmasked).
+            let ctx = MaskContext {
+                plan: &c.plan_fingerprint,
+                round: 1,
+                attempt: 1,
+            };
+            let k = c.identity.announce(&ctx, "c");
+            c.api
+                .announce(
+                    1,
+                    &AnnounceRequest {
+                        attempt: 1,
+                        public: hex(&k.public),
+                        signature: hex(&k.signature),
+                    },
+                )
+                .unwrap();
+            while c.api.key_set(1, None).unwrap().phase != fedhe::protocol::MaskPhase::Upload {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // b comes now, while round 1 waits for c's update.
+            let b = join(&srv, &key, "b");
+            let bytes = encrypt_weighted(&key, &vec![0.5; stat_len], 1.0)
+                .unwrap()
+                .bound_to(1, 1)
+                .to_bytes();
+            c.api.upload_for(1, Some(1), &bytes).unwrap();
+            let m = ha.join().unwrap();
+            assert_eq!((m.contributors, m.masked), (2, false));
+            assert!(start.elapsed() < Duration::from_secs(20), "round 1 stalled");
+            let m = exchange(&b)
+                .exchange(1, &vec![0.5; stat_len], 1.0, &AtomicBool::new(false))
+                .unwrap();
+            assert!(!m.contributed, "round 1 had closed");
+        });
+        let b = join(&srv, &key, "b");
+        // Round 2 expects b: three members, masked.
+        let len = plan.param_count() + 1;
+        let means: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = [&a, &b, &c]
+                .into_iter()
+                .map(|j| {
+                    let mut ex = exchange(j);
+                    s.spawn(move || {
+                        ex.exchange(2, &vec![0.25; len], 1.0, &AtomicBool::new(false))
+                            .unwrap()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for m in &means {
+            assert!(m.masked);
+            assert_eq!(m.counted, vec!["a", "b", "c"]);
+        }
+    }
+
     #[test]
     fn masked_and_unmasked_federations_give_identical_models() {
         let key = Arc::new(SecretKey::generate(ParamSet::Standard64));

@@ -184,11 +184,21 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
             let q = &p.quorum;
             writeln!(
                 out,
-                "plan {}: {}; a round closes when its whole roster submitted, or after {} s with at least {} (standardization waits for everyone)",
+                "plan {}: {}; a round closes when its whole roster submitted, or after {} s with at least {} (standardization waits for everyone{}){}",
                 p.fingerprint(),
                 p.summary(),
                 q.round_deadline_secs,
-                a.min_clients.unwrap_or(q.min_clients)
+                a.min_clients.unwrap_or(q.min_clients),
+                if p.privacy.masks && q.roster.is_empty() {
+                    " until its deadline"
+                } else {
+                    ""
+                },
+                if p.privacy.masks {
+                    "; pairwise masks in rounds of 3 or more"
+                } else {
+                    "; no pairwise masks"
+                }
             )?;
         }
         None => writeln!(
@@ -341,6 +351,13 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
         a.data.display(),
         state.display()
     );
+    if joined.plan.privacy.masks {
+        // Compared out of band, it rules out an identity swapped by the relay.
+        println!(
+            "pairwise masks on; this site's identity key: {}",
+            fedhe::privacy::masks::fingerprint(&joined.identity.public())
+        );
+    }
     let task = joined.plan.target().kind();
     let (loss_name, score_name) = (round_loss_name(task), task.score_name());
     let run = joined.run(

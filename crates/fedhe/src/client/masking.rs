@@ -34,9 +34,17 @@ pub struct Masking {
 #[derive(Debug, Default)]
 pub(crate) struct Identities {
     verified: HashMap<String, (u64, [u8; 32])>,
+    /// Identities verified since the last [`take_new`](Self::take_new).
+    new: Vec<(String, [u8; 32])>,
 }
 
 impl Identities {
+    /// Partners whose identity was verified (first seen, or changed) since
+    /// the last call, for people to compare out of band.
+    pub(crate) fn take_new(&mut self) -> Vec<(String, [u8; 32])> {
+        std::mem::take(&mut self.new)
+    }
+
     /// The verified identity of each of `ids`, fetching the client list
     /// again when one is unknown (or when `refresh`: a partner may have
     /// registered again with a new identity). Only `ids` are checked.
@@ -52,8 +60,11 @@ impl Identities {
                 if !ids.contains(&c.id.as_str()) {
                     continue;
                 }
-                if let Some(key) = verify_identity(public, &c)? {
+                if let Some(key) = verify_identity(public, &c)?
+                    && self.verified.get(&c.id).map(|(_, k)| k) != Some(&key)
+                {
                     self.verified.insert(c.id.clone(), (c.issued_ms, key));
+                    self.new.push((c.id.clone(), key));
                 }
             }
         }

@@ -260,6 +260,8 @@ pub struct HeExchange {
     pub masking: Option<super::masking::Masking>,
     /// Partners' identities, checked once per registration.
     pub(crate) identities: super::masking::Identities,
+    /// Told, in words, which identities this client masks with.
+    pub on_note: Option<Arc<dyn Fn(&str) + Send + Sync>>,
 }
 
 impl HeExchange {
@@ -272,6 +274,7 @@ impl HeExchange {
             on_wait: None,
             masking: None,
             identities: Default::default(),
+            on_note: None,
         }
     }
 }
@@ -462,6 +465,19 @@ impl HeExchange {
                 self.wait_round(round, Some(attempt), cancel)?;
                 continue;
             };
+            let new = self.identities.take_new();
+            if let Some(note) = &self.on_note
+                && !new.is_empty()
+            {
+                let list: Vec<String> = new
+                    .iter()
+                    .map(|(id, key)| format!("{id} ({})", crate::privacy::masks::fingerprint(key)))
+                    .collect();
+                note(&format!(
+                    "masking with the identity keys of {}",
+                    list.join(", ")
+                ));
+            }
             let te = Instant::now();
             masked = !masks.is_empty();
             let update = crypto::encrypt_weighted_masked(&self.key, values, weight, &masks)?

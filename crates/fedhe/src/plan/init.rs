@@ -170,7 +170,8 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
     let q = &plan.quorum;
     notes.push(format!(
         "quorum: {}; a round closes when all have submitted, or after {} s with at least {}; \
-         the standardization round waits for everyone",
+         the standardization round waits for everyone (with pairwise masks and no named \
+         roster, only until its deadline)",
         if q.roster.is_empty() {
             "every registered client".to_string()
         } else {

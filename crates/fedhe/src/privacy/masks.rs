@@ -177,6 +177,19 @@ impl Identity {
     }
 }
 
+/// A short fingerprint of an identity key for people to compare out of band:
+/// the first 16 bytes of its SHA-256, hex in groups of four.
+pub fn fingerprint(identity: &[u8; 32]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(identity);
+    let hex = crate::protocol::hex(&digest[..16]);
+    hex.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// Checks that `announcement` for `id` in `ctx` is signed by `identity`.
 pub fn verify_announcement(
     identity: &[u8; 32],

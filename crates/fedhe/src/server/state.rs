@@ -695,7 +695,7 @@ impl Aggregator {
                 c.issued_ms = req.issued_ms;
                 c.identity = identity;
             }
-            self.roster.insert(req.id.clone());
+            self.join_roster(&req.id)?;
             tracing::info!(client = %req.id, "client registered again: token rotated");
             return Ok(RegisterResponse { id: req.id, token });
         }
@@ -738,7 +738,7 @@ impl Aggregator {
                 identity,
             },
         );
-        self.roster.insert(req.id.clone());
+        self.join_roster(&req.id)?;
         tracing::info!(client = %req.id, name = %rec.name, "client registered");
         if let (Some(n), Some(s)) = (req.max_len, &self.session)
             && s.max_len.is_none()
@@ -1069,11 +1069,22 @@ impl Aggregator {
         }
         let contributors = acc.contributors();
         let published = acc.to_bytes();
-        self.store.close_round(round, now_unix(), &published)?;
-        let next_roster = match self.named_roster() {
+        let next_roster: BTreeSet<String> = match self.named_roster() {
             Some(named) => named,
-            None => self.submitted.iter().cloned().collect(),
+            // Those who contributed, and those who came too late for this
+            // round's fixed roster of masks.
+            None => self
+                .submitted
+                .iter()
+                .chain(&self.mask.late)
+                .cloned()
+                .collect(),
         };
+        let mut next_mask = masks::MaskRound::fresh(round + 1, now_unix());
+        next_mask.expected = Some(next_roster.clone());
+        let mask_state = next_mask.to_bytes()?;
+        self.store
+            .close_round(round, now_unix(), &published, &mask_state)?;
         self.closed.insert(
             round,
             ClosedRound {
@@ -1091,7 +1102,7 @@ impl Aggregator {
         self.round_len = None;
         self.round = round + 1;
         self.opened_unix = now_unix();
-        self.mask = masks::MaskRound::fresh(self.round, self.opened_unix);
+        self.mask = next_mask;
         self.open_aggregate_ms = 0.0;
         self.open_bytes = 0;
         self.last_sum = Some((round, std::sync::Arc::new(published)));

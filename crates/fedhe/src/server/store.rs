@@ -603,8 +603,15 @@ impl Store {
         round: u64,
         now: u64,
         published: &[u8],
+        mask_state: &[u8],
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
+        // The next round's mask state (its expected roster) with the close.
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('mask_state', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![mask_state],
+        )?;
         let changed = tx.execute(
             "UPDATE rounds SET open = 0, closed = ?1, sum = ?3 WHERE round = ?2 AND open = 1",
             params![to_i64(now), to_i64(round), published],
@@ -710,8 +717,8 @@ mod tests {
                 .is_err()
         );
         assert_eq!(s.sum(1).unwrap().as_deref(), Some(&b"sum1"[..]));
-        s.close_round(1, 3, b"sum1").unwrap();
-        assert!(s.close_round(1, 3, b"sum1").is_err());
+        s.close_round(1, 3, b"sum1", b"{}").unwrap();
+        assert!(s.close_round(1, 3, b"sum1", b"{}").is_err());
         assert_eq!(s.sum(2).unwrap(), None);
         drop(s);
         let s = Store::open(dir.path()).unwrap();

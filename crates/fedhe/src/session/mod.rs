@@ -398,6 +398,7 @@ impl Joined {
             Duration::from_secs(self.plan.quorum.round_deadline_secs) + DEADLINE_GRACE,
         );
         ex.on_wait = on_wait;
+        ex.on_note = self.notify.clone();
         ex.masking = self.plan.privacy.masks.then(|| Masking {
             id: self.id.clone(),
             identity: self.identity.clone(),

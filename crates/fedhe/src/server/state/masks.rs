@@ -29,6 +29,10 @@ pub(super) struct MaskRound {
     /// uploaded in the attempt before); `None`: the round's usual roster.
     #[serde(default)]
     pub expected: Option<BTreeSet<String>>,
+    /// Clients that came (registered, or announced a key) after the roster
+    /// was fixed: the next round expects them.
+    #[serde(default)]
+    pub late: BTreeSet<String>,
     /// When the current phase began (Unix seconds): its deadline counts from here.
     pub phase_started: u64,
     #[serde(skip)]
@@ -43,6 +47,7 @@ impl MaskRound {
             frozen: None,
             masked: false,
             expected: None,
+            late: BTreeSet::new(),
             phase_started: now,
             keys: BTreeMap::new(),
         }
@@ -66,6 +71,10 @@ impl MaskRound {
             m.keys.insert(id, KeyAnnouncement { public, signature });
         }
         Ok(m)
+    }
+
+    pub fn to_bytes(&self) -> Result<Vec<u8>, ServerError> {
+        serde_json::to_vec(self).map_err(|e| ServerError::Internal(format!("mask state: {e}")))
     }
 
     fn save(&self, store: &Store) -> Result<(), ServerError> {
@@ -116,6 +125,25 @@ impl Aggregator {
     fn mask_context(&self) -> Option<(String, u64, u32)> {
         let (_, fp) = self.plan()?;
         Some((fp.clone(), self.round, self.mask.attempt))
+    }
+
+    /// Adds a client that shows up to the round's roster; once a masked
+    /// round's roster is fixed, to the next round's instead.
+    pub(super) fn join_roster(&mut self, client: &str) -> Result<(), ServerError> {
+        if self.masks_on() && self.mask.frozen.is_some() {
+            if !self
+                .mask
+                .frozen
+                .as_ref()
+                .is_some_and(|f| f.contains(client))
+                && self.mask.late.insert(client.to_string())
+            {
+                self.mask.save(&self.store)?;
+            }
+        } else {
+            self.roster.insert(client.to_string());
+        }
+        Ok(())
     }
 
     /// A client announces its mask key for the open round's attempt.
@@ -169,6 +197,7 @@ impl Aggregator {
             )));
         }
         if self.mask.frozen.is_some() {
+            self.join_roster(client)?;
             return Err(ServerError::Conflict(format!(
                 "the roster of round {round}, attempt {} is fixed; `{client}` can take part in \
                  the next round (or attempt)",
