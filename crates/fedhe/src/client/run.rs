@@ -248,6 +248,9 @@ pub trait Exchange {
 /// submitted changes.
 pub type WaitNotifier = Arc<dyn Fn(&RoundInfo) + Send + Sync>;
 
+/// Told a note in words (which identities a client masks with).
+pub type NoteNotifier = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// The encrypted exchange through an aggregator.
 pub struct HeExchange {
     pub api: AggregatorClient,
@@ -261,7 +264,7 @@ pub struct HeExchange {
     /// Partners' identities, checked once per registration.
     pub(crate) identities: super::masking::Identities,
     /// Told, in words, which identities this client masks with.
-    pub on_note: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    pub on_note: Option<NoteNotifier>,
 }
 
 impl HeExchange {
