@@ -241,6 +241,7 @@ fn as_round_info(set: &KeySet) -> crate::protocol::RoundInfo {
         deadline_unix: set.deadline_unix,
         attempt: set.attempt,
         mask_phase: Some(MaskPhase::Keys),
+        masked: false,
     }
 }
 

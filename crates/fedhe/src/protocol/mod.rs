@@ -395,6 +395,11 @@ pub struct RoundInfo {
     /// With pairwise masks: the open attempt's phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mask_phase: Option<MaskPhase>,
+    /// The open attempt's updates are masked (its roster is fixed with three
+    /// or more): it closes only with every member's update, and restarts
+    /// without the missing ones at its deadline.
+    #[serde(default)]
+    pub masked: bool,
 }
 
 /// `GET /api/v1/plan`: the federation plan the aggregator serves.

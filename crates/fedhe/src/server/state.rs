@@ -804,6 +804,7 @@ impl Aggregator {
                 deadline_unix: self.deadline_unix(),
                 attempt: self.mask.attempt,
                 mask_phase: self.masks_on().then(|| self.mask.phase()),
+                masked: self.masks_on() && self.mask.masked,
             });
         }
         match self.closed.get(&round) {
@@ -821,6 +822,7 @@ impl Aggregator {
                 deadline_unix: None,
                 attempt: 0,
                 mask_phase: None,
+                masked: false,
             }),
             None => Err(unknown_round(round, self.round)),
         }

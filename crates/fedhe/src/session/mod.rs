@@ -446,10 +446,27 @@ pub fn waiting_words(
     if !info.missing.is_empty() {
         s.push_str(&format!(", waiting for {}", info.missing.join(", ")));
     }
-    if n < info.min_contributors {
+    if n < info.min_contributors && !info.masked {
         s.push_str(&format!(", needs at least {}", info.min_contributors));
     }
+    let keys = info.mask_phase == Some(crate::protocol::MaskPhase::Keys);
     match info.deadline_unix {
+        Some(d) if keys => {
+            let now = crate::protocol::now_ms() / 1000;
+            s.push_str(&format!(
+                " (at its deadline, in {} s, the roster is fixed with whoever announced, if at \
+                 least {})",
+                d.saturating_sub(now),
+                info.min_contributors
+            ));
+        }
+        Some(d) if info.masked => {
+            let now = crate::protocol::now_ms() / 1000;
+            s.push_str(&format!(
+                " (masked: at its deadline, in {} s, the round restarts without the missing)",
+                d.saturating_sub(now)
+            ));
+        }
         Some(d) => {
             let now = crate::protocol::now_ms() / 1000;
             s.push_str(&format!(
