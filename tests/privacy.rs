@@ -740,6 +740,82 @@ mod masks {
     }
 
     #[test]
+    fn a_restarted_attempt_survives_an_aggregator_restart() {
+        let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
+        let plan = plan(3, 1, true);
+        let dir = tempfile::tempdir().unwrap();
+        let config = || ServerConfig {
+            public_key: Some(key.public()),
+            plan: Some(plan.clone()),
+            state_dir: Some(dir.path().to_path_buf()),
+            ..ServerConfig::default()
+        };
+        let srv = EmbeddedServer::start(config()).unwrap();
+        let ids = ["a", "b", "c", "d"];
+        let sites: Vec<session::Joined> = ids.iter().map(|id| join(&srv, &key, id)).collect();
+        let stat_len = plan.statistics_values() * fedhe::client::STAT_LIMBS;
+        std::thread::scope(|s| {
+            for j in &sites {
+                let mut ex = HeExchange::new(j.api.clone(), j.key.clone(), Duration::from_secs(30));
+                ex.masking = Some(Masking {
+                    id: j.id.clone(),
+                    identity: j.identity.clone(),
+                    plan: j.plan_fingerprint.clone(),
+                    min_members: 3,
+                });
+                s.spawn(move || {
+                    ex.exchange(1, &vec![0.5; stat_len], 1.0, &AtomicBool::new(false))
+                        .unwrap()
+                });
+            }
+        });
+        // Round 2: all four announce, a, b, c upload, d does not.
+        for j in &sites {
+            let ctx = MaskContext {
+                plan: &j.plan_fingerprint,
+                round: 2,
+                attempt: 1,
+            };
+            let k = j.identity.announce(&ctx, &j.id);
+            j.api
+                .announce(
+                    2,
+                    &AnnounceRequest {
+                        attempt: 1,
+                        public: hex(&k.public),
+                        signature: hex(&k.signature),
+                    },
+                )
+                .unwrap();
+        }
+        let len = plan.param_count() + 1;
+        for j in &sites[..3] {
+            let bytes = encrypt_weighted(&key, &vec![0.5; len], 1.0)
+                .unwrap()
+                .bound_to(2, 1)
+                .to_bytes();
+            j.api.upload_for(2, Some(1), &bytes).unwrap();
+        }
+        let t = std::time::Instant::now();
+        while srv.status().attempt != 2 {
+            assert!(t.elapsed() < Duration::from_secs(10), "no restart");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(srv);
+        // The restarted aggregator waits for a, b and c in attempt 2.
+        let srv = EmbeddedServer::start(config()).unwrap();
+        let st = srv.status();
+        assert_eq!((st.round, st.attempt), (2, 2));
+        assert_eq!(st.mask_phase, Some(fedhe::protocol::MaskPhase::Keys));
+        assert_eq!(st.roster, vec!["a", "b", "c"]);
+        assert_eq!(st.missing, vec!["a", "b", "c"]);
+        assert!(
+            st.submitted.is_empty(),
+            "attempt 1's uploads were discarded"
+        );
+    }
+
+    #[test]
     fn masked_and_unmasked_federations_give_identical_models() {
         let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
         let files: Vec<_> = (1..=3)
