@@ -496,7 +496,11 @@ mod masks {
             )
             .unwrap_err();
         assert_eq!(e.status(), Some(401), "{e}");
-        assert!(e.to_string().contains("not signed by `a`"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("not signed by the identity key registered for `a`"),
+            "{e}"
+        );
         assert!(a.api.key_set(round, None).unwrap().keys.is_empty());
         // The real identity is accepted.
         let real = a.identity.announce(&ctx, "a");
@@ -551,6 +555,7 @@ mod masks {
                 identity: j.identity.clone(),
                 plan: j.plan_fingerprint.clone(),
                 min_members: 3,
+                named: Vec::new(),
             });
             ex
         };
@@ -637,6 +642,7 @@ mod masks {
                         identity: j.identity.clone(),
                         plan: j.plan_fingerprint.clone(),
                         min_members: 3,
+                        named: Vec::new(),
                     });
                     s.spawn(move || ex.exchange(1, &vec![0.5; len], 1.0, &AtomicBool::new(false)))
                 })
@@ -668,6 +674,7 @@ mod masks {
                 identity: j.identity.clone(),
                 plan: j.plan_fingerprint.clone(),
                 min_members: 2,
+                named: Vec::new(),
             });
             ex
         };
@@ -762,6 +769,7 @@ mod masks {
                     identity: j.identity.clone(),
                     plan: j.plan_fingerprint.clone(),
                     min_members: 3,
+                    named: Vec::new(),
                 });
                 s.spawn(move || {
                     ex.exchange(1, &vec![0.5; stat_len], 1.0, &AtomicBool::new(false))
@@ -813,6 +821,78 @@ mod masks {
             st.submitted.is_empty(),
             "attempt 1's uploads were discarded"
         );
+    }
+
+    /// A two-member attempt (unmasked) that loses a member below the quorum
+    /// restarts too, so a site that comes later can still close the round.
+    #[test]
+    fn a_two_member_round_that_loses_one_restarts_and_takes_a_newcomer() {
+        let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
+        let plan = plan(2, 1, true);
+        let srv = serve(&key, plan.clone());
+        let exchange = |j: &session::Joined| {
+            let mut ex = HeExchange::new(j.api.clone(), j.key.clone(), Duration::from_secs(20));
+            ex.masking = Some(Masking {
+                id: j.id.clone(),
+                identity: j.identity.clone(),
+                plan: j.plan_fingerprint.clone(),
+                min_members: 2,
+                named: Vec::new(),
+            });
+            ex
+        };
+        let (a, b) = (join(&srv, &key, "a"), join(&srv, &key, "b"));
+        let stat_len = plan.statistics_values() * fedhe::client::STAT_LIMBS;
+        std::thread::scope(|s| {
+            for j in [&a, &b] {
+                let mut ex = exchange(j);
+                s.spawn(move || {
+                    ex.exchange(1, &vec![0.5; stat_len], 1.0, &AtomicBool::new(false))
+                        .unwrap()
+                });
+            }
+        });
+        // Round 2: b announces, then is gone; a waits for it, uploads alone.
+        let ctx = MaskContext {
+            plan: &b.plan_fingerprint,
+            round: 2,
+            attempt: 1,
+        };
+        let k = b.identity.announce(&ctx, "b");
+        b.api
+            .announce(
+                2,
+                &AnnounceRequest {
+                    attempt: 1,
+                    public: hex(&k.public),
+                    signature: hex(&k.signature),
+                },
+            )
+            .unwrap();
+        let len = plan.param_count() + 1;
+        let means = std::thread::scope(|s| {
+            let mut ex = exchange(&a);
+            let ha = s.spawn(move || {
+                ex.exchange(2, &vec![0.25; len], 1.0, &AtomicBool::new(false))
+                    .unwrap()
+            });
+            // c comes once the round has restarted.
+            let t = std::time::Instant::now();
+            while srv.status().attempt < 2 {
+                assert!(t.elapsed() < Duration::from_secs(10), "no restart");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let c = join(&srv, &key, "c");
+            let mc = exchange(&c)
+                .exchange(2, &vec![0.75; len], 1.0, &AtomicBool::new(false))
+                .unwrap();
+            (ha.join().unwrap(), mc)
+        });
+        for m in [&means.0, &means.1] {
+            assert_eq!(m.counted, vec!["a", "c"]);
+            assert!(!m.masked, "two members: unmasked");
+            assert!((m.values[0] - 0.5).abs() < 1e-4, "{}", m.values[0]);
+        }
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct Masking {
     /// Fewest members a round may have (the plan's quorum): a smaller
     /// roster from the aggregator is refused.
     pub min_members: usize,
+    /// The plan's named roster (empty: anyone with the key): a roster with
+    /// anyone else is refused.
+    pub named: Vec<String>,
 }
 
 /// Identity keys of the other clients, each checked against its
@@ -156,7 +159,12 @@ pub(crate) fn key_phase(
     match api.announce(round, &req) {
         Ok(_) => {}
         // Closed, another attempt, or a roster fixed without us.
-        Err(e) if matches!(e.code(), Some("wrong_round" | "wrong_attempt" | "conflict")) => {
+        Err(e)
+            if matches!(
+                e.code(),
+                Some("wrong_round" | "wrong_attempt" | "roster_fixed")
+            ) =>
+        {
             return Ok(KeyPhase::Moved);
         }
         Err(e) => return Err(e.into()),
@@ -196,7 +204,25 @@ pub(crate) fn key_phase(
         return Ok(KeyPhase::Moved);
     }
     // The aggregator does not decide alone whether this update is masked:
-    // a plan with masks masks every round of three or more.
+    // a plan with masks masks every round of three or more, among distinct
+    // members of the plan's roster.
+    let distinct: std::collections::BTreeSet<&String> = set.roster.iter().collect();
+    if distinct.len() != set.roster.len() {
+        return Err(LoopError::Other(format!(
+            "the aggregator fixed round {round} with a repeated member ({}): refusing to upload",
+            set.roster.join(", ")
+        )));
+    }
+    if let Some(stranger) = set
+        .roster
+        .iter()
+        .find(|c| !me.named.is_empty() && !me.named.contains(c))
+    {
+        return Err(LoopError::Other(format!(
+            "the aggregator fixed round {round} with `{stranger}`, who is not on the plan's \
+             roster: refusing to upload"
+        )));
+    }
     if set.roster.len() < me.min_members {
         return Err(LoopError::Other(format!(
             "the aggregator fixed round {round} with {} members ({}); the plan's quorum is {}: \

@@ -490,9 +490,11 @@ impl HeExchange {
             match self.api.upload_for(round, Some(attempt), &bytes) {
                 Ok(_) => cost.bytes_up += bytes.len() as u64,
                 Err(e) if e.code() == Some("duplicate_submission") => {}
-                Err(e)
-                    if matches!(e.code(), Some("wrong_round" | "wrong_attempt" | "conflict")) =>
-                {
+                Err(e) if matches!(e.code(), Some("wrong_round" | "wrong_attempt")) => continue,
+                // Not taken in this attempt (its roster or phase moved on):
+                // wait for the attempt or the round to change.
+                Err(e) if e.code() == Some("conflict") => {
+                    self.wait_round(round, Some(attempt), cancel)?;
                     continue;
                 }
                 Err(e) => return Err(e.into()),

@@ -33,6 +33,9 @@ pub enum ServerError {
     /// 409: the round is not the open one (closed, or not yet published).
     #[error("{0}")]
     WrongRound(String),
+    /// 409: a masked round's roster is fixed; the client is expected next round.
+    #[error("{0}")]
+    RosterFixed(String),
     /// 409: the update was made (masked) for another attempt of the round.
     #[error("{0}")]
     WrongAttempt(String),
@@ -79,6 +82,7 @@ impl ServerError {
             | ServerError::DuplicateSubmission(_)
             | ServerError::WrongRound(_)
             | ServerError::WrongAttempt(_)
+            | ServerError::RosterFixed(_)
             | ServerError::DuplicateClient(_)
             | ServerError::Conflict(_) => StatusCode::CONFLICT,
             ServerError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -102,6 +106,7 @@ impl ServerError {
             ServerError::DuplicateSubmission(_) => "duplicate_submission",
             ServerError::WrongRound(_) => "wrong_round",
             ServerError::WrongAttempt(_) => "wrong_attempt",
+            ServerError::RosterFixed(_) => "roster_fixed",
             ServerError::DuplicateClient(_) => "duplicate_client",
             ServerError::Conflict(_) => "conflict",
             ServerError::MethodNotAllowed(_) => "method_not_allowed",

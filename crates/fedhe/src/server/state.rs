@@ -288,13 +288,16 @@ impl Aggregator {
             }
         };
         self.mask = masks::MaskRound::load(&self.store, self.round, self.opened_unix)?;
-        match (&self.mask.frozen, &self.mask.expected) {
-            (Some(f), _) => self.roster = f.clone(),
-            (None, expected) => {
-                if let Some(e) = expected {
-                    self.roster = e.clone();
+        if self.masks_on() {
+            match (&self.mask.frozen, &self.mask.expected) {
+                (Some(f), _) => self.roster = f.clone(),
+                (None, expected) => {
+                    if let Some(e) = expected {
+                        self.roster = e.clone();
+                    }
+                    self.roster.extend(self.mask.keys.keys().cloned());
+                    self.roster.extend(self.submitted.iter().cloned());
                 }
-                self.roster.extend(self.mask.keys.keys().cloned());
             }
         }
         if let Some(n) = self.session.as_ref().and_then(|s| s.max_len)
@@ -491,14 +494,19 @@ impl Aggregator {
     }
 
     /// Fewest contributors the open round may close with automatically.
+    /// With pairwise masks, never below the plan's own minimum: clients
+    /// refuse a roster smaller than the plan says (an operator override
+    /// may only raise it).
     pub fn min_contributors(&self) -> usize {
         let floor = if self.allow_single() { 1 } else { 2 };
-        let base = self
-            .policy
-            .min_clients
-            .or_else(|| self.plan().map(|(p, _)| p.quorum.min_clients))
-            .unwrap_or(1);
-        base.max(floor)
+        let plan_min = self.plan().map(|(p, _)| p.quorum.min_clients);
+        let base = self.policy.min_clients.or(plan_min).unwrap_or(1);
+        let masked_floor = if self.masks_on() {
+            plan_min.unwrap_or(1)
+        } else {
+            1
+        };
+        base.max(floor).max(masked_floor)
     }
 
     /// When the open round closes with whoever submitted; `None` without a
@@ -690,6 +698,7 @@ impl Aggregator {
             )?;
             self.tokens.retain(|_, id| *id != req.id);
             self.tokens.insert(hash, req.id.clone());
+            self.forget_mask_key(&req.id)?;
             if let Some(c) = self.clients.get_mut(&req.id) {
                 c.name = req.name;
                 c.issued_ms = req.issued_ms;
@@ -1064,7 +1073,7 @@ impl Aggregator {
                 return Err(ServerError::Conflict(format!(
                     "round {round} attempt {} is masked and still misses {missing:?}: its masks \
                      cancel only when every member's update is in the sum (at its deadline the \
-                     round restarts without them)",
+                     round restarts, without them if enough others have uploaded)",
                     self.mask.attempt
                 )));
             }

@@ -376,6 +376,20 @@ impl Store {
         Ok(())
     }
 
+    /// Drops a client's mask key of `round`, `attempt`.
+    pub fn delete_mask_key(
+        &self,
+        round: u64,
+        attempt: u32,
+        client_id: &str,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "DELETE FROM mask_keys WHERE round = ?1 AND attempt = ?2 AND client_id = ?3",
+            params![to_i64(round), i64::from(attempt), client_id],
+        )?;
+        Ok(())
+    }
+
     /// The mask keys of `round`, `attempt`: (client, public key, signature).
     #[allow(clippy::type_complexity)]
     pub fn mask_keys(

@@ -404,6 +404,7 @@ impl Joined {
             identity: self.identity.clone(),
             plan: self.plan_fingerprint.clone(),
             min_members: self.plan.quorum.min_clients,
+            named: self.plan.quorum.roster.clone(),
         });
         run_plan(
             &mut ex,
@@ -451,6 +452,10 @@ pub fn waiting_words(
     }
     let keys = info.mask_phase == Some(crate::protocol::MaskPhase::Keys);
     match info.deadline_unix {
+        Some(d) if d <= crate::protocol::now_ms() / 1000 => s.push_str(&format!(
+            " (its deadline has passed: it goes on as soon as at least {} are in)",
+            info.min_contributors
+        )),
         Some(d) if keys => {
             let now = crate::protocol::now_ms() / 1000;
             s.push_str(&format!(
@@ -463,7 +468,8 @@ pub fn waiting_words(
         Some(d) if info.masked => {
             let now = crate::protocol::now_ms() / 1000;
             s.push_str(&format!(
-                " (masked: at its deadline, in {} s, the round restarts without the missing)",
+                " (masked: at its deadline, in {} s, the round restarts, without the missing if \
+                 enough have uploaded)",
                 d.saturating_sub(now)
             ));
         }

@@ -146,6 +146,20 @@ impl Aggregator {
         Ok(())
     }
 
+    /// A client registered again (perhaps with a new identity): a key it
+    /// announced in the open key phase is dropped, so that it can announce
+    /// one signed by its new identity. Once the roster is fixed its key
+    /// stays (the others mask with it); if it cannot upload, the attempt
+    /// restarts at its deadline.
+    pub(super) fn forget_mask_key(&mut self, client: &str) -> Result<(), ServerError> {
+        if self.mask.frozen.is_none() && self.mask.keys.contains_key(client) {
+            self.store
+                .delete_mask_key(self.round, self.mask.attempt, client)?;
+            self.mask.keys.remove(client);
+        }
+        Ok(())
+    }
+
     /// A client announces its mask key for the open round's attempt.
     pub fn announce(
         &mut self,
@@ -198,7 +212,7 @@ impl Aggregator {
         }
         if self.mask.frozen.is_some() {
             self.join_roster(client)?;
-            return Err(ServerError::Conflict(format!(
+            return Err(ServerError::RosterFixed(format!(
                 "the roster of round {round}, attempt {} is fixed; `{client}` can take part in \
                  the next round (or attempt)",
                 self.mask.attempt
@@ -210,7 +224,7 @@ impl Aggregator {
             .and_then(|c| c.identity.as_ref())
             .map(|i| i.key)
             .ok_or_else(|| {
-                ServerError::Conflict(format!(
+                ServerError::Forbidden(format!(
                     "client `{client}` registered without an identity key; register again (FedHE \
                      clients do) to take part in masked rounds"
                 ))
@@ -223,10 +237,24 @@ impl Aggregator {
             round,
             attempt,
         };
-        verify_announcement(&identity, &ctx, client, &announcement)
-            .map_err(|e| ServerError::Unauthorized(e.to_string()))?;
+        verify_announcement(&identity, &ctx, client, &announcement).map_err(|_| {
+            ServerError::Unauthorized(format!(
+                "this mask key is not signed by the identity key registered for `{client}` \
+                 (round {round}, attempt {attempt}); register again if this site's identity \
+                 changed"
+            ))
+        })?;
         self.store
             .put_mask_key(round, attempt, client, &public, &signature)?;
+        if self.mask.keys.is_empty() {
+            // The key phase's deadline counts from its first announcement,
+            // not from when the round opened (round 1 opens when the
+            // aggregator starts, long before the sites may come).
+            let mut next = self.mask.clone();
+            next.phase_started = now_unix();
+            next.save(&self.store)?;
+            self.mask = next;
+        }
         self.mask.keys.insert(client.to_string(), announcement);
         self.roster.insert(client.to_string());
         self.advance_masks()?;
@@ -298,6 +326,8 @@ impl Aggregator {
                     next.masked = masks_apply(true, announced.len());
                     next.frozen = Some(announced.clone());
                     next.phase_started = now_unix();
+                    // Announced beyond the cap: expected in the next round.
+                    next.late.extend(self.mask.keys.keys().skip(cap).cloned());
                     next.save(&self.store)?;
                     tracing::info!(
                         round = self.round,
@@ -312,30 +342,46 @@ impl Aggregator {
                 }
                 Ok(false)
             }
-            Some(frozen) if self.mask.masked && due => {
+            Some(frozen) if due => {
                 let uploaded: BTreeSet<String> = self.submitted.iter().cloned().collect();
-                if frozen.iter().all(|c| uploaded.contains(c)) {
+                // A masked round needs every member's update; an unmasked one
+                // closes at its deadline with the quorum (`auto_close_due`).
+                let stuck = if self.mask.masked {
+                    !frozen.iter().all(|c| uploaded.contains(c))
+                } else {
+                    uploaded.len() < self.min_contributors()
+                };
+                if !stuck {
                     return Ok(false);
                 }
-                let dropped: Vec<&String> = frozen.difference(&uploaded).collect();
+                let (plan, _) = self
+                    .plan()
+                    .ok_or_else(|| ServerError::Internal("no plan".into()))?;
+                let before_training = self.round <= plan.layout().statistics_round();
+                let named = !plan.quorum.roster.is_empty();
+                // The next attempt waits for those who uploaded — or for
+                // everyone again when they are too few for a quorum, or when
+                // a round before training has a named roster (it waits for
+                // every named member) — and for whoever came late.
+                let mut expected =
+                    if uploaded.len() >= self.min_contributors() && !(before_training && named) {
+                        uploaded
+                    } else {
+                        frozen.clone()
+                    };
+                expected.extend(self.mask.late.iter().cloned());
+                let dropped: Vec<&String> = frozen.difference(&expected).collect();
                 tracing::warn!(
                     round = self.round,
                     attempt = self.mask.attempt,
                     ?dropped,
-                    "masked attempt incomplete at its deadline: its sum is discarded and the \
-                     round restarts with the members who uploaded"
+                    "attempt incomplete at its deadline: its sum is discarded and the round \
+                     restarts"
                 );
-                // Too few uploaded to make a quorum: everyone gets another chance.
-                let expected = if uploaded.len() >= self.min_contributors() {
-                    uploaded
-                } else {
-                    frozen.clone()
-                };
                 let mut next = MaskRound::fresh(self.round, now_unix());
                 next.attempt = self.mask.attempt + 1;
                 next.expected = Some(expected.clone());
-                let bytes = serde_json::to_vec(&next)
-                    .map_err(|e| ServerError::Internal(format!("mask state: {e}")))?;
+                let bytes = next.to_bytes()?;
                 self.store.restart_attempt(self.round, &bytes)?;
                 self.mask = next;
                 self.roster = expected;
@@ -379,15 +425,11 @@ impl Aggregator {
         }
         let Some(frozen) = &self.mask.frozen else {
             return Err(ServerError::Conflict(format!(
-                "round {} attempt {current} still collects mask keys (waiting for {}); upload \
-                 when every member announced",
+                "round {} attempt {current} still collects mask keys ({} announced, at least {} \
+                 needed); upload once its roster is fixed",
                 self.round,
-                self.roster
-                    .iter()
-                    .filter(|c| !self.mask.keys.contains_key(*c))
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                self.mask.keys.len(),
+                self.min_contributors()
             )));
         };
         if self.mask.masked && !frozen.contains(client) {
