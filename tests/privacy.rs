@@ -469,6 +469,40 @@ mod masks {
         .unwrap()
     }
 
+    /// `j`'s encrypted exchange with pairwise masks (a plan minimum of `min`).
+    fn masked(j: &session::Joined, min: usize) -> HeExchange {
+        let mut ex = HeExchange::new(j.api.clone(), j.key.clone(), Duration::from_secs(30));
+        ex.masking = Some(Masking {
+            id: j.id.clone(),
+            identity: j.identity.clone(),
+            plan: j.plan_fingerprint.clone(),
+            min_members: min,
+            named: Vec::new(),
+        });
+        ex
+    }
+
+    /// `j` announces its mask key for `round`, attempt 1, by hand (and then
+    /// does whatever the test says: often nothing more).
+    fn announce(j: &session::Joined, round: u64) {
+        let ctx = MaskContext {
+            plan: &j.plan_fingerprint,
+            round,
+            attempt: 1,
+        };
+        let k = j.identity.announce(&ctx, &j.id);
+        j.api
+            .announce(
+                round,
+                &AnnounceRequest {
+                    attempt: 1,
+                    public: hex(&k.public),
+                    signature: hex(&k.signature),
+                },
+            )
+            .unwrap();
+    }
+
     #[test]
     fn identity_keys_bind_a_relayed_key_signed_by_another_identity_is_refused() {
         let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
@@ -548,17 +582,7 @@ mod masks {
         let srv = serve(&key, plan.clone());
         let ids = ["a", "b", "c", "d"];
         let sites: Vec<session::Joined> = ids.iter().map(|id| join(&srv, &key, id)).collect();
-        let exchange = |j: &session::Joined| {
-            let mut ex = HeExchange::new(j.api.clone(), j.key.clone(), Duration::from_secs(60));
-            ex.masking = Some(Masking {
-                id: j.id.clone(),
-                identity: j.identity.clone(),
-                plan: j.plan_fingerprint.clone(),
-                min_members: 3,
-                named: Vec::new(),
-            });
-            ex
-        };
+        let exchange = |j: &session::Joined| masked(j, 3);
         // Round 1 (statistics): all four.
         let stat_len = plan.statistics_values() * fedhe::client::STAT_LIMBS;
         std::thread::scope(|s| {
@@ -576,12 +600,6 @@ mod masks {
         let len = plan.param_count() + 1;
         let ups = values(3, len);
         let d = &sites[3];
-        let ctx = MaskContext {
-            plan: &d.plan_fingerprint,
-            round: 2,
-            attempt: 1,
-        };
-        let k = d.identity.announce(&ctx, "d");
         let means: Vec<_> = std::thread::scope(|s| {
             let handles: Vec<_> = sites[..3]
                 .iter()
@@ -591,16 +609,7 @@ mod masks {
                     s.spawn(move || ex.exchange(2, v, *w, &AtomicBool::new(false)).unwrap())
                 })
                 .collect();
-            d.api
-                .announce(
-                    2,
-                    &AnnounceRequest {
-                        attempt: 1,
-                        public: hex(&k.public),
-                        signature: hex(&k.signature),
-                    },
-                )
-                .unwrap();
+            announce(d, 2);
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         // The sum of a, b, c encrypted without masks, decrypted here.
@@ -635,15 +644,7 @@ mod masks {
             let handles: Vec<_> = sites[..3]
                 .iter()
                 .map(|j| {
-                    let mut ex =
-                        HeExchange::new(j.api.clone(), j.key.clone(), Duration::from_secs(30));
-                    ex.masking = Some(Masking {
-                        id: j.id.clone(),
-                        identity: j.identity.clone(),
-                        plan: j.plan_fingerprint.clone(),
-                        min_members: 3,
-                        named: Vec::new(),
-                    });
+                    let mut ex = masked(j, 3);
                     s.spawn(move || ex.exchange(1, &vec![0.5; len], 1.0, &AtomicBool::new(false)))
                 })
                 .collect();
@@ -667,17 +668,7 @@ mod masks {
         let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
         let plan = plan(2, 600, true);
         let srv = serve(&key, plan.clone());
-        let exchange = |j: &session::Joined| {
-            let mut ex = HeExchange::new(j.api.clone(), j.key.clone(), Duration::from_secs(20));
-            ex.masking = Some(Masking {
-                id: j.id.clone(),
-                identity: j.identity.clone(),
-                plan: j.plan_fingerprint.clone(),
-                min_members: 2,
-                named: Vec::new(),
-            });
-            ex
-        };
+        let exchange = |j: &session::Joined| masked(j, 2);
         let a = join(&srv, &key, "a");
         let c = join(&srv, &key, "c");
         let stat_len = plan.statistics_values() * fedhe::client::STAT_LIMBS;
@@ -690,22 +681,7 @@ mod masks {
             });
             // c announces by hand: the roster is fixed with a and c (two:
             // unmasked).
-            let ctx = MaskContext {
-                plan: &c.plan_fingerprint,
-                round: 1,
-                attempt: 1,
-            };
-            let k = c.identity.announce(&ctx, "c");
-            c.api
-                .announce(
-                    1,
-                    &AnnounceRequest {
-                        attempt: 1,
-                        public: hex(&k.public),
-                        signature: hex(&k.signature),
-                    },
-                )
-                .unwrap();
+            announce(&c, 1);
             while c.api.key_set(1, None).unwrap().phase != fedhe::protocol::MaskPhase::Upload {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -763,14 +739,7 @@ mod masks {
         let stat_len = plan.statistics_values() * fedhe::client::STAT_LIMBS;
         std::thread::scope(|s| {
             for j in &sites {
-                let mut ex = HeExchange::new(j.api.clone(), j.key.clone(), Duration::from_secs(30));
-                ex.masking = Some(Masking {
-                    id: j.id.clone(),
-                    identity: j.identity.clone(),
-                    plan: j.plan_fingerprint.clone(),
-                    min_members: 3,
-                    named: Vec::new(),
-                });
+                let mut ex = masked(j, 3);
                 s.spawn(move || {
                     ex.exchange(1, &vec![0.5; stat_len], 1.0, &AtomicBool::new(false))
                         .unwrap()
@@ -779,22 +748,7 @@ mod masks {
         });
         // Round 2: all four announce, a, b, c upload, d does not.
         for j in &sites {
-            let ctx = MaskContext {
-                plan: &j.plan_fingerprint,
-                round: 2,
-                attempt: 1,
-            };
-            let k = j.identity.announce(&ctx, &j.id);
-            j.api
-                .announce(
-                    2,
-                    &AnnounceRequest {
-                        attempt: 1,
-                        public: hex(&k.public),
-                        signature: hex(&k.signature),
-                    },
-                )
-                .unwrap();
+            announce(j, 2);
         }
         let len = plan.param_count() + 1;
         for j in &sites[..3] {
@@ -830,17 +784,7 @@ mod masks {
         let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
         let plan = plan(2, 1, true);
         let srv = serve(&key, plan.clone());
-        let exchange = |j: &session::Joined| {
-            let mut ex = HeExchange::new(j.api.clone(), j.key.clone(), Duration::from_secs(20));
-            ex.masking = Some(Masking {
-                id: j.id.clone(),
-                identity: j.identity.clone(),
-                plan: j.plan_fingerprint.clone(),
-                min_members: 2,
-                named: Vec::new(),
-            });
-            ex
-        };
+        let exchange = |j: &session::Joined| masked(j, 2);
         let (a, b) = (join(&srv, &key, "a"), join(&srv, &key, "b"));
         let stat_len = plan.statistics_values() * fedhe::client::STAT_LIMBS;
         std::thread::scope(|s| {
@@ -853,22 +797,7 @@ mod masks {
             }
         });
         // Round 2: b announces, then is gone; a waits for it, uploads alone.
-        let ctx = MaskContext {
-            plan: &b.plan_fingerprint,
-            round: 2,
-            attempt: 1,
-        };
-        let k = b.identity.announce(&ctx, "b");
-        b.api
-            .announce(
-                2,
-                &AnnounceRequest {
-                    attempt: 1,
-                    public: hex(&k.public),
-                    signature: hex(&k.signature),
-                },
-            )
-            .unwrap();
+        announce(&b, 2);
         let len = plan.param_count() + 1;
         let means = std::thread::scope(|s| {
             let mut ex = exchange(&a);
