@@ -444,6 +444,13 @@ mod masks {
         plan
     }
 
+    /// `plan` with the roster a, b, c, d named: the rounds before training
+    /// wait for all four (no timing in the tests' first round).
+    fn named(mut plan: Plan) -> Plan {
+        plan.quorum.roster = ["a", "b", "c", "d"].map(String::from).to_vec();
+        plan
+    }
+
     fn serve(key: &SecretKey, plan: Plan) -> EmbeddedServer {
         EmbeddedServer::start(ServerConfig {
             public_key: Some(key.public()),
@@ -578,7 +585,7 @@ mod masks {
     #[test]
     fn a_dropout_restarts_the_round_and_the_result_equals_a_run_without_it() {
         let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
-        let plan = plan(3, 2, true);
+        let plan = named(plan(3, 2, true));
         let srv = serve(&key, plan.clone());
         let ids = ["a", "b", "c", "d"];
         let sites: Vec<session::Joined> = ids.iter().map(|id| join(&srv, &key, id)).collect();
@@ -725,7 +732,7 @@ mod masks {
     #[test]
     fn a_restarted_attempt_survives_an_aggregator_restart() {
         let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
-        let plan = plan(3, 1, true);
+        let plan = named(plan(3, 1, true));
         let dir = tempfile::tempdir().unwrap();
         let config = || ServerConfig {
             public_key: Some(key.public()),
