@@ -65,17 +65,7 @@ pub fn run_sites(
         .map(|(i, file)| {
             let (key, url, file) = (key.clone(), url.to_string(), file.clone());
             std::thread::spawn(move || {
-                let c = fedhe::session::connect(
-                    &fedhe::session::ConnectOptions {
-                        server: url,
-                        ca_cert_pem: None,
-                        wait: std::time::Duration::from_secs(10),
-                    },
-                    key,
-                    None,
-                    &AtomicBool::new(false),
-                )
-                .unwrap();
+                let c = connect(&url, &key);
                 let data = c.load_site(&file).unwrap();
                 let id = format!("site-{i}");
                 let j = c.join(&id, &id, None).unwrap();
@@ -88,4 +78,44 @@ pub fn run_sites(
         .into_iter()
         .map(|h| h.join().unwrap().unwrap_or_else(|e| panic!("{e}")))
         .collect()
+}
+
+/// An embedded aggregator serving `plan` under `key`'s public part.
+pub fn serve_plan(
+    key: &fedhe::crypto::SecretKey,
+    plan: fedhe::plan::Plan,
+) -> fedhe::server::EmbeddedServer {
+    fedhe::server::EmbeddedServer::start(fedhe::server::ServerConfig {
+        public_key: Some(key.public()),
+        plan: Some(plan),
+        ..fedhe::server::ServerConfig::default()
+    })
+    .unwrap()
+}
+
+/// A site connected to the aggregator at `url` (key and plan checked).
+pub fn connect(
+    url: &str,
+    key: &std::sync::Arc<fedhe::crypto::SecretKey>,
+) -> fedhe::session::Connected {
+    fedhe::session::connect(
+        &fedhe::session::ConnectOptions {
+            server: url.to_string(),
+            ca_cert_pem: None,
+            wait: std::time::Duration::from_secs(10),
+        },
+        key.clone(),
+        None,
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap()
+}
+
+/// Site `id` joined (registered) at `srv`, without a state file.
+pub fn join(
+    srv: &fedhe::server::EmbeddedServer,
+    key: &std::sync::Arc<fedhe::crypto::SecretKey>,
+    id: &str,
+) -> fedhe::session::Joined {
+    connect(srv.url(), key).join(id, id, None).unwrap()
 }

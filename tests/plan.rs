@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use crate::common::{reordered, sample};
+use crate::common::{connect, join, reordered, sample, serve_plan as start};
 use fedhe::client::{AggregatorClient, ClientError};
 use fedhe::crypto::{self, ParamSet, SecretKey};
 use fedhe::federation::{SimData, SimulationConfig, simulate};
 use fedhe::plan::{Plan, ProposeOptions, Quorum, Training};
 use fedhe::protocol::{RegisterRequest, RoundState};
 use fedhe::server::{EmbeddedServer, ServerConfig};
-use fedhe::session::{self, ConnectOptions, Joined};
+use fedhe::session::{self, Joined};
 
 fn plan(quorum: Quorum) -> Plan {
     let (plan, _) = fedhe::plan::propose(
@@ -48,33 +48,6 @@ fn quorum(min: usize, roster: &[&str], deadline: u64) -> Quorum {
         round_deadline_secs: deadline,
         allow_single_contributor: false,
     }
-}
-
-fn start(key: &SecretKey, plan: Plan) -> EmbeddedServer {
-    EmbeddedServer::start(ServerConfig {
-        public_key: Some(key.public()),
-        plan: Some(plan),
-        ..ServerConfig::default()
-    })
-    .unwrap()
-}
-
-fn connect(srv: &EmbeddedServer, key: &Arc<SecretKey>) -> session::Connected {
-    session::connect(
-        &ConnectOptions {
-            server: srv.url().to_string(),
-            ca_cert_pem: None,
-            wait: Duration::from_secs(10),
-        },
-        key.clone(),
-        None,
-        &AtomicBool::new(false),
-    )
-    .unwrap()
-}
-
-fn join(srv: &EmbeddedServer, key: &Arc<SecretKey>, id: &str) -> Joined {
-    connect(srv, key).join(id, id, None).unwrap()
 }
 
 /// Uploads an arbitrary update of the plan's length for `round` as `j`.
@@ -235,7 +208,7 @@ fn standardization_waits_for_the_whole_named_roster() {
     let a = join(&srv, &key, "a");
     let b = join(&srv, &key, "b");
     // An id that is not on the roster cannot join.
-    let e = match connect(&srv, &key).join("mallory", "M", None) {
+    let e = match connect(srv.url(), &key).join("mallory", "M", None) {
         Err(session::SessionError::Client(e)) => e,
         Err(e) => panic!("unexpected {e}"),
         Ok(_) => panic!("joined without being on the roster"),
@@ -288,7 +261,7 @@ fn bad_sites_fail_before_sending_and_the_others_finish() {
     // A label value outside the plan's classes, on line 7.
     let unknown = dir.path().join("unknown_class.csv");
     with_label(&sample("clients/client_3.csv"), &unknown, 7, "2");
-    let e = connect(&srv, &key)
+    let e = connect(srv.url(), &key)
         .load_site(&unknown)
         .err()
         .unwrap()
@@ -303,7 +276,7 @@ fn bad_sites_fail_before_sending_and_the_others_finish() {
         .unwrap()
         .replacen("\n1,", "\n1,n/a-", 1);
     std::fs::write(&text_cell, body).unwrap();
-    let e = connect(&srv, &key)
+    let e = connect(srv.url(), &key)
         .load_site(&text_cell)
         .err()
         .unwrap()
@@ -319,7 +292,7 @@ fn bad_sites_fail_before_sending_and_the_others_finish() {
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let c = connect(&srv, &key);
+            let c = connect(srv.url(), &key);
             let data = c.load_site(&sample(&format!("clients/{f}"))).unwrap();
             let j = c.join(&format!("site-{i}"), "site", None).unwrap();
             std::thread::spawn(move || {

@@ -305,10 +305,10 @@ mod masks {
     use fedhe::privacy::masks::{Identity, MaskContext};
     use fedhe::protocol::{AnnounceRequest, ClientInfo, RegisterRequest, hex};
     use fedhe::server::{EmbeddedServer, ServerConfig};
-    use fedhe::session::{self, ConnectOptions};
+    use fedhe::session;
     use rand::{Rng, SeedableRng};
 
-    use crate::common::{run_sites, sample};
+    use crate::common::{join, run_sites, sample, serve_plan as serve};
 
     const CTX: MaskContext<'static> = MaskContext {
         plan: "0123456789abcdef",
@@ -449,31 +449,6 @@ mod masks {
     fn named(mut plan: Plan) -> Plan {
         plan.quorum.roster = ["a", "b", "c", "d"].map(String::from).to_vec();
         plan
-    }
-
-    fn serve(key: &SecretKey, plan: Plan) -> EmbeddedServer {
-        EmbeddedServer::start(ServerConfig {
-            public_key: Some(key.public()),
-            plan: Some(plan),
-            ..ServerConfig::default()
-        })
-        .unwrap()
-    }
-
-    fn join(srv: &EmbeddedServer, key: &Arc<SecretKey>, id: &str) -> session::Joined {
-        session::connect(
-            &ConnectOptions {
-                server: srv.url().to_string(),
-                ca_cert_pem: None,
-                wait: Duration::from_secs(10),
-            },
-            key.clone(),
-            None,
-            &AtomicBool::new(false),
-        )
-        .unwrap()
-        .join(id, id, None)
-        .unwrap()
     }
 
     /// `j`'s encrypted exchange with pairwise masks (a plan minimum of `min`).

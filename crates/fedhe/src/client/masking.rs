@@ -11,7 +11,9 @@ use crate::crypto::{Masks, PublicKeyFile};
 use crate::privacy::masks::{
     Identity, KeyAnnouncement, MaskContext, masks_apply, verify_announcement,
 };
-use crate::protocol::{AnnounceRequest, ClientInfo, KeySet, MaskPhase, hex, parse_hex};
+use crate::protocol::{
+    AnnounceRequest, ClientInfo, KeySet, MaskPhase, hex, parse_hex, parse_hex_array,
+};
 
 use super::api::{AggregatorClient, ClientError};
 use super::run::{LoopError, WaitNotifier};
@@ -95,8 +97,7 @@ pub fn verify_identity(
     let Some(identity) = &c.identity else {
         return Ok(None);
     };
-    let key: [u8; 32] = parse_hex(identity)
-        .and_then(|b| b.try_into().ok())
+    let key: [u8; 32] = parse_hex_array(identity)
         .ok_or_else(|| bad_relay(&c.id, "identity is not 32 bytes of hex"))?;
     let proof = c
         .proof
@@ -315,11 +316,9 @@ fn agree(
             .find(|k| k.id == *id)
             .ok_or_else(|| LoopError::Other(format!("no mask key relayed for `{id}`")))?;
         let announcement = KeyAnnouncement {
-            public: parse_hex(&k.public)
-                .and_then(|b| b.try_into().ok())
+            public: parse_hex_array(&k.public)
                 .ok_or_else(|| bad_relay(id, "mask key is not 32 bytes of hex"))?,
-            signature: parse_hex(&k.signature)
-                .and_then(|b| b.try_into().ok())
+            signature: parse_hex_array(&k.signature)
                 .ok_or_else(|| bad_relay(id, "signature is not 64 bytes of hex"))?,
         };
         verify_announcement(identity, ctx, id, &announcement)

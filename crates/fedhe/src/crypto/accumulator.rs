@@ -252,17 +252,7 @@ impl WeightedMean {
 
 /// Decrypts a sum and divides by the summed weight.
 pub fn decrypt_mean(key: &SecretKey, sum: &Accumulator) -> Result<WeightedMean, CryptoError> {
-    key.layout().check_same(&sum.layout)?;
-    if sum.seeds.is_empty() {
-        return Err(CryptoError::EmptySum);
-    }
-    let phases = glwe::decrypt_phases(
-        &key.fourier,
-        &sum.words,
-        &sum.seeds,
-        sum.layout.params.dropped_bits(),
-    );
-    let shift = sum.layout.params.delta_log2(sum.layout.max_clients);
+    let (phases, shift) = phases(key, sum)?;
     let (values, total_weight) = encoding::weighted_mean(shift, sum.layout.scale_bits, &phases)?;
     Ok(WeightedMean {
         values,
@@ -276,6 +266,15 @@ pub fn decrypt_mean(key: &SecretKey, sum: &Accumulator) -> Result<WeightedMean, 
 /// over the contributors, modulo the plaintext range `2^(64−D)` as a signed
 /// number. For one masked update this is what another key holder would see.
 pub fn decrypt_integers(key: &SecretKey, sum: &Accumulator) -> Result<Vec<i64>, CryptoError> {
+    let (phases, shift) = phases(key, sum)?;
+    Ok(phases
+        .iter()
+        .map(|&p| encoding::decode_one(shift, p))
+        .collect())
+}
+
+/// The decrypted phases of a sum and the fixed-point shift they sit at.
+fn phases(key: &SecretKey, sum: &Accumulator) -> Result<(Vec<u64>, u32), CryptoError> {
     key.layout().check_same(&sum.layout)?;
     if sum.seeds.is_empty() {
         return Err(CryptoError::EmptySum);
@@ -286,11 +285,7 @@ pub fn decrypt_integers(key: &SecretKey, sum: &Accumulator) -> Result<Vec<i64>, 
         &sum.seeds,
         sum.layout.params.dropped_bits(),
     );
-    let shift = sum.layout.params.delta_log2(sum.layout.max_clients);
-    Ok(phases
-        .iter()
-        .map(|&p| encoding::decode_one(shift, p))
-        .collect())
+    Ok((phases, sum.layout.params.delta_log2(sum.layout.max_clients)))
 }
 
 /// Bits of the plaintext's integer range, `64 − D`, for a key's layout.

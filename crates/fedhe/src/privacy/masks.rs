@@ -99,11 +99,8 @@ impl Identity {
 
     /// The identity stored as hex (64 digits) in a client state file.
     pub fn from_hex(text: &str) -> Result<Identity, MaskError> {
-        let bytes = crate::protocol::parse_hex(text)
-            .filter(|b| b.len() == 32)
+        let seed = crate::protocol::parse_hex_array(text)
             .ok_or_else(|| MaskError::BadIdentity("not 64 hex digits".into()))?;
-        let mut seed = [0u8; 32];
-        seed.copy_from_slice(&bytes);
         Ok(Identity { seed })
     }
 

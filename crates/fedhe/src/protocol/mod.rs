@@ -222,6 +222,11 @@ pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Exactly `N` bytes of hex (keys, signatures), `None` otherwise.
+pub fn parse_hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
+    parse_hex(s)?.try_into().ok()
+}
+
 /// Answer to a registration: the bearer token is shown exactly once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterResponse {

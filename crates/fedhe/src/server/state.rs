@@ -12,7 +12,8 @@ use crate::crypto::{Accumulator, CryptoError, ParamSet, PublicKeyFile, UpdateRef
 use crate::plan::Plan;
 use crate::protocol::{
     ClientInfo, RegisterRequest, RegisterResponse, RoundInfo, RoundState, SessionInfo,
-    StatusResponse, UploadResponse, hex, parse_hex, valid_client_id, valid_client_name,
+    StatusResponse, UploadResponse, hex, parse_hex, parse_hex_array, valid_client_id,
+    valid_client_name,
 };
 
 use super::error::ServerError;
@@ -641,13 +642,9 @@ impl Aggregator {
         let proof = parse_hex(&req.proof)
             .ok_or_else(|| ServerError::Malformed("`proof` must be hex (128 digits)".into()))?;
         let identity = match &req.identity {
-            Some(h) => Some(
-                parse_hex(h)
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .ok_or_else(|| {
-                        ServerError::Malformed("`identity` must be hex of 32 bytes".into())
-                    })?,
-            ),
+            Some(h) => Some(parse_hex_array::<32>(h).ok_or_else(|| {
+                ServerError::Malformed("`identity` must be hex of 32 bytes".into())
+            })?),
             None => None,
         };
         session

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::privacy::masks::{KeyAnnouncement, MaskContext, masks_apply, verify_announcement};
-use crate::protocol::{AnnounceRequest, AnnouncedKey, KeySet, MaskPhase, hex, parse_hex};
+use crate::protocol::{AnnounceRequest, AnnouncedKey, KeySet, MaskPhase, hex, parse_hex_array};
 
 use super::super::error::ServerError;
 use super::super::store::Store;
@@ -194,12 +194,8 @@ impl Aggregator {
         let bad = |what: &str| {
             ServerError::Malformed(format!("`{what}` must be hex of the right length"))
         };
-        let public: [u8; 32] = parse_hex(&req.public)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| bad("public"))?;
-        let signature: [u8; 64] = parse_hex(&req.signature)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| bad("signature"))?;
+        let public = parse_hex_array(&req.public).ok_or_else(|| bad("public"))?;
+        let signature = parse_hex_array(&req.signature).ok_or_else(|| bad("signature"))?;
         let announcement = KeyAnnouncement { public, signature };
         if let Some(old) = self.mask.keys.get(client) {
             if *old == announcement {
@@ -273,11 +269,11 @@ impl Aggregator {
             Some(f) => f.iter().cloned().collect(),
             None => self.roster.iter().cloned().collect(),
         };
-        let missing = roster
-            .iter()
-            .filter(|c| !self.mask.keys.contains_key(*c))
-            .cloned()
-            .collect();
+        // A fixed roster has announced in full.
+        let missing = match &self.mask.frozen {
+            Some(_) => Vec::new(),
+            None => self.missing(),
+        };
         Ok(KeySet {
             round,
             attempt: self.mask.attempt,
