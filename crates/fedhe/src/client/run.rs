@@ -280,9 +280,7 @@ impl HeExchange {
             on_note: None,
         }
     }
-}
 
-impl HeExchange {
     /// Waits until `round` closes, telling `on_wait` who is missing.
     fn wait_closed(&self, round: u64, cancel: &AtomicBool) -> Result<RoundInfo, LoopError> {
         self.wait_round(round, None, cancel)
