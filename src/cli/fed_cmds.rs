@@ -663,37 +663,9 @@ impl Drop for ChildGuard {
 pub fn bench_federation(a: BenchFederationArgs) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     let key = SecretKey::generate_for(a.params, crypto::max_clients_for(a.clients), None)?;
-    let pk_path = dir.join("public.key");
-    std::fs::write(&pk_path, key.public().to_bytes())?;
-    let token_path = dir.join("operator.token");
     let token = "bench-operator-token-0123456789abcdef";
-    std::fs::write(&token_path, token)?;
-    let exe = std::env::current_exe()?;
-    let mut child = ChildGuard(
-        std::process::Command::new(exe)
-            .args(["serve", "--bind", "127.0.0.1:0", "--max-len"])
-            .arg(a.weights.to_string())
-            .arg("--public-key")
-            .arg(&pk_path)
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .arg("--operator-token-file")
-            .arg(&token_path)
-            .args(a.sum_in_database.then_some("--sum-in-database"))
-            // One log line per upload would drown the figures.
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .spawn()?,
-    );
+    let (child, url) = spawn_bench_aggregator(&a, &key, &dir, token)?;
     let pid = child.0.id();
-    let stdout = child.0.stdout.take().context("no stdout")?;
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines.next().context("aggregator exited")??;
-        if let Some(u) = line.strip_prefix("FedHE aggregator listening on ") {
-            break u.trim().to_string();
-        }
-    };
     std::thread::sleep(Duration::from_millis(300));
     let idle_kb = proc_status_kb(pid, "VmRSS:").unwrap_or(0);
 
@@ -706,24 +678,7 @@ pub fn bench_federation(a: BenchFederationArgs) -> anyhow::Result<()> {
         key.scale_bits()
     );
     let t = Instant::now();
-    let mut rng_state = 0x1234_5678_u64;
-    let mut plain_sum = vec![0.0; a.weights];
-    let mut updates = Vec::with_capacity(a.clients);
-    for _ in 0..a.clients {
-        let values: Vec<f64> = (0..a.weights)
-            .map(|_| {
-                // xorshift: deterministic values in [-1, 1)
-                rng_state ^= rng_state << 13;
-                rng_state ^= rng_state >> 7;
-                rng_state ^= rng_state << 17;
-                (rng_state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-            })
-            .collect();
-        for (s, v) in plain_sum.iter_mut().zip(&values) {
-            *s += v;
-        }
-        updates.push(crypto::encrypt_weighted(&key, &values, 1.0)?.to_bytes());
-    }
+    let (updates, plain_sum) = synthetic_updates(&key, a.clients, a.weights)?;
     let enc_s = t.elapsed().as_secs_f64();
     let update_bytes = updates.first().map_or(0, Vec::len);
 
@@ -739,30 +694,8 @@ pub fn bench_federation(a: BenchFederationArgs) -> anyhow::Result<()> {
         apis.push(api);
     }
     let t_round = Instant::now();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let errors = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..a.upload_threads.max(1) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= a.clients {
-                        break;
-                    }
-                    if let Err(e) = apis[i].upload(1, &updates[i])
-                        && let Ok(mut v) = errors.lock()
-                    {
-                        v.push(format!("client {i}: {e}"));
-                    }
-                }
-            });
-        }
-    });
+    upload_all(&apis, &updates, a.upload_threads)?;
     let upload_s = t_round.elapsed().as_secs_f64();
-    let errors = errors.into_inner().unwrap_or_default();
-    if !errors.is_empty() {
-        bail!("{} uploads failed, first: {}", errors.len(), errors[0]);
-    }
     let peak_kb = proc_status_kb(pid, "VmHWM:").unwrap_or(0);
     let op = AggregatorClient::new(&url).with_token(token);
     op.close_round(1)?;
@@ -813,6 +746,106 @@ pub fn bench_federation(a: BenchFederationArgs) -> anyhow::Result<()> {
     println!("max |decrypted mean - plaintext mean| = {max_err:.3e}");
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Starts `fedhe serve` on a loopback port in `dir`, with `key`'s public
+/// half and the operator `token`; returns it and its URL.
+fn spawn_bench_aggregator(
+    a: &BenchFederationArgs,
+    key: &SecretKey,
+    dir: &Path,
+    token: &str,
+) -> anyhow::Result<(ChildGuard, String)> {
+    let pk_path = dir.join("public.key");
+    std::fs::write(&pk_path, key.public().to_bytes())?;
+    let token_path = dir.join("operator.token");
+    std::fs::write(&token_path, token)?;
+    let exe = std::env::current_exe()?;
+    let mut child = ChildGuard(
+        std::process::Command::new(exe)
+            .args(["serve", "--bind", "127.0.0.1:0", "--max-len"])
+            .arg(a.weights.to_string())
+            .arg("--public-key")
+            .arg(&pk_path)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--operator-token-file")
+            .arg(&token_path)
+            .args(a.sum_in_database.then_some("--sum-in-database"))
+            // One log line per upload would drown the figures.
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()?,
+    );
+    let stdout = child.0.stdout.take().context("no stdout")?;
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines.next().context("aggregator exited")??;
+        if let Some(u) = line.strip_prefix("FedHE aggregator listening on ") {
+            break u.trim().to_string();
+        }
+    };
+    Ok((child, url))
+}
+
+/// `clients` encrypted updates of `weights` deterministic values in
+/// [-1, 1), and their plaintext sum.
+fn synthetic_updates(
+    key: &SecretKey,
+    clients: usize,
+    weights: usize,
+) -> anyhow::Result<(Vec<Vec<u8>>, Vec<f64>)> {
+    let mut rng_state = 0x1234_5678_u64;
+    let mut plain_sum = vec![0.0; weights];
+    let mut updates = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let values: Vec<f64> = (0..weights)
+            .map(|_| {
+                // xorshift: deterministic values in [-1, 1)
+                rng_state ^= rng_state << 13;
+                rng_state ^= rng_state >> 7;
+                rng_state ^= rng_state << 17;
+                (rng_state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+            })
+            .collect();
+        for (s, v) in plain_sum.iter_mut().zip(&values) {
+            *s += v;
+        }
+        updates.push(crypto::encrypt_weighted(key, &values, 1.0)?.to_bytes());
+    }
+    Ok((updates, plain_sum))
+}
+
+/// Uploads `updates[i]` as client `i` into round 1 from `threads` threads.
+fn upload_all(
+    apis: &[AggregatorClient],
+    updates: &[Vec<u8>],
+    threads: usize,
+) -> anyhow::Result<()> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let errors = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= updates.len() {
+                        break;
+                    }
+                    if let Err(e) = apis[i].upload(1, &updates[i])
+                        && let Ok(mut v) = errors.lock()
+                    {
+                        v.push(format!("client {i}: {e}"));
+                    }
+                }
+            });
+        }
+    });
+    let errors = errors.into_inner().unwrap_or_default();
+    if !errors.is_empty() {
+        bail!("{} uploads failed, first: {}", errors.len(), errors[0]);
+    }
     Ok(())
 }
 

@@ -10,6 +10,8 @@ pub mod crypto;
 pub mod data;
 pub mod federation;
 pub mod fsutil;
+pub mod hex;
+pub mod ids;
 pub mod model;
 pub mod plan;
 pub mod privacy;

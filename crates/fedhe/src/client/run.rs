@@ -19,12 +19,12 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{self, Accumulator, CryptoError, SecretKey};
 use crate::data::{Dataset, Encoder, MissingPolicy, RawStats, Standardizer, TaskKind};
 use crate::model::{Architecture, Evaluation, Head, Model, ModelError, TargetScaling, TrainConfig};
-use crate::protocol::{RoundInfo, RoundLayout, RoundPhase, RoundState};
+use crate::plan::{RoundLayout, RoundPhase};
+use crate::protocol::{RoundInfo, RoundState};
 
 use super::api::{AggregatorClient, ClientError};
 
-/// Limbs per number in the standardization vector.
-pub const STAT_LIMBS: usize = 5;
+pub use crate::plan::STAT_LIMBS;
 /// Default limb size for exchanges without a fixed-point budget (plaintext).
 pub const LIMB_BITS: i32 = 15;
 

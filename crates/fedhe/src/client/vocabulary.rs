@@ -30,12 +30,10 @@ use sha2::{Digest, Sha256};
 
 use super::{Exchange, LoopError};
 use crate::data::{Dataset, RawColumn};
+use crate::plan::RoundLayout;
 use crate::plan::Vocabulary;
-use crate::protocol::RoundLayout;
 
-/// Bytes of a category name in the names round; a longer value is never
-/// uploaded (it goes to "other").
-pub const NAME_BYTES: usize = 64;
+pub use crate::plan::NAME_BYTES;
 
 /// Slots per bucket in the first round: count, presence, fingerprint (3).
 const SLOTS: usize = 5;
@@ -127,7 +125,7 @@ pub fn agree(
     let round = 1;
     debug_assert_eq!(
         layout.phase(round),
-        Some(crate::protocol::RoundPhase::Vocabulary)
+        Some(crate::plan::RoundPhase::Vocabulary)
     );
     let (mean, contributed) = match exchange.published(round, counts.len())? {
         // Resumed after round 1 closed: whether this site's counts are in

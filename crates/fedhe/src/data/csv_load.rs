@@ -118,6 +118,10 @@ pub fn load_csv_reader<R: Read>(
 
 /// `size`, when known, lets the value buffer be allocated once instead of
 /// growing (and being copied) as blocks arrive.
+///
+/// The steps: sniff the delimiter and read the header, parse every block,
+/// order discovered categories, choose the surviving columns, and build the
+/// target.
 fn read_csv<R: Read>(
     input: R,
     name: &str,
@@ -125,19 +129,63 @@ fn read_csv<R: Read>(
     size: Option<u64>,
 ) -> Result<LoadedCsv, DataError> {
     let mut blocks = BlockReader::new(input);
-    let mut delim_note = None;
-    let mut delim;
-    let (header, first) = loop {
-        let Some(block) = next_block(&mut blocks, name)? else {
+    let head = read_header(&mut blocks, name, opts)?;
+    let plan = Plan::new(&head.header, name, opts)?;
+    let mut notices: Vec<String> = head.delim_note.into_iter().collect();
+    notices.extend(plan.notices.iter().cloned());
+    let ctx = BlockContext {
+        name,
+        header: &head.header,
+        plan: &plan,
+        opts,
+        delim: head.delim,
+    };
+    let mut acc = parse_blocks(&mut blocks, head.rest, &ctx, size)?;
+    row_notes(&acc, &mut notices);
+    let found = order_discovered(&mut acc, &plan, opts);
+    if acc.rows == 0 {
+        return Err(DataError::HeaderOnly(name.to_string()));
+    }
+    let keep = surviving_features(&acc, &ctx, &mut notices)?;
+    let (x, feature_names, columns) = feature_matrix(&mut acc, &ctx, &keep, &found)?;
+    let (label, y, has_labels) = read_target(&mut acc, &ctx, &mut notices)?;
+    Ok(LoadedCsv {
+        dataset: Dataset {
+            x,
+            y,
+            feature_names,
+            columns,
+            label,
+        },
+        notices,
+        has_labels,
+        header: head.header,
+    })
+}
+
+/// The header and what follows it in its block.
+struct Head {
+    header: Vec<String>,
+    delim: u8,
+    delim_note: Option<String>,
+    /// The rest of the header's block.
+    rest: Block,
+}
+
+/// Reads blocks until the first record (the header), sniffing the
+/// delimiter on the first block unless it is given.
+fn read_header<R: Read>(
+    blocks: &mut BlockReader<R>,
+    name: &str,
+    opts: &CsvOptions,
+) -> Result<Head, DataError> {
+    loop {
+        let Some(block) = next_block(blocks, name)? else {
             return Err(DataError::Empty(name.to_string()));
         };
-        delim = match opts.delimiter {
-            Some(d) => d,
-            None => {
-                let (d, note) = sniff_delimiter(&block.bytes);
-                delim_note = note;
-                d
-            }
+        let (delim, delim_note) = match opts.delimiter {
+            Some(d) => (d, None),
+            None => sniff_delimiter(&block.bytes),
         };
         let mut reader = record_reader(&block.bytes, delim);
         let mut rec = ByteRecord::new();
@@ -150,28 +198,31 @@ fn read_csv<R: Read>(
                 first_line: block.first_line + lines.newlines_before(&block.bytes, end),
                 bytes: block.bytes[end..].to_vec(),
             };
-            break (header, rest);
+            return Ok(Head {
+                header,
+                delim,
+                delim_note,
+                rest,
+            });
         }
-    };
-    let plan = Plan::new(&header, name, opts)?;
-    let mut notices: Vec<String> = delim_note.into_iter().collect();
-    notices.extend(plan.notices.iter().cloned());
-    let nfeat = plan.features.len();
-    let ctx = BlockContext {
-        name,
-        header: &header,
-        plan: &plan,
-        opts,
-        delim,
-    };
+    }
+}
 
-    let mut acc = Parsed::new(nfeat);
+/// Parses every block after the header, a batch of blocks in parallel,
+/// merged in file order (so errors and results equal a sequential read).
+fn parse_blocks<R: Read>(
+    blocks: &mut BlockReader<R>,
+    first: Block,
+    ctx: &BlockContext<'_>,
+    size: Option<u64>,
+) -> Result<Parsed, DataError> {
+    let mut acc = Parsed::new(ctx.plan.features.len());
     let per_batch = 2 * rayon::current_num_threads().max(1);
     let mut batch = vec![first];
     loop {
         let mut last = false;
         while batch.len() < per_batch {
-            match next_block(&mut blocks, name)? {
+            match next_block(blocks, ctx.name)? {
                 Some(b) => batch.push(b),
                 None => {
                     last = true;
@@ -195,51 +246,47 @@ fn read_csv<R: Read>(
                 let estimate = (size as f64 / bytes_per_value.max(1.0) * 1.02) as usize;
                 acc.values.reserve(estimate.min(1 << 31));
             }
-            acc.merge(p, &ctx)?;
+            acc.merge(p, ctx)?;
         }
         batch.clear();
         if last {
-            break;
+            return Ok(acc);
         }
     }
-    let Parsed {
-        values,
-        first_missing,
-        present,
-        labels: label_idx,
-        label_values,
-        overflow,
-        targets,
-        first_text,
-        vocab,
-        skipped,
-        first_skipped,
-        unknown_labels,
-        first_unknown,
-        rows,
-    } = acc;
-    if let Some((line, value)) = first_unknown {
+}
+
+/// Notes on rows with an unknown label (scoring) or a missing one (skipped).
+fn row_notes(acc: &Parsed, notices: &mut Vec<String>) {
+    if let Some((line, value)) = &acc.first_unknown {
         notices.push(format!(
-            "{unknown_labels} row(s) have a label the model does not know (the first: {value:?} \
-             at line {line}): predicted, left out of the metrics"
+            "{} row(s) have a label the model does not know (the first: {value:?} \
+             at line {line}): predicted, left out of the metrics",
+            acc.unknown_labels
         ));
     }
-    let mut values = values;
-    if skipped > 0 {
+    if acc.skipped > 0 {
         notices.push(format!(
-            "skipped {skipped} row(s) whose label is missing (the first at line {})",
-            first_skipped.unwrap_or(0)
+            "skipped {} row(s) whose label is missing (the first at line {})",
+            acc.skipped,
+            acc.first_skipped.unwrap_or(0)
         ));
     }
-    // Discovered categories are sorted (numbers numerically), so every site
-    // orders them the same; codes follow.
+}
+
+/// Discovered categories are sorted (numbers numerically), so every site
+/// orders them the same; the codes in `acc.values` are renumbered to
+/// follow. Returns, per `CsvOptions::categorical` spec, the sorted values
+/// (empty for a spec that lists its categories).
+fn order_discovered(acc: &mut Parsed, plan: &Plan, opts: &CsvOptions) -> Vec<Vec<String>> {
+    let nfeat = plan.features.len();
     let mut found: Vec<Vec<String>> = vec![Vec::new(); opts.categorical.len()];
     for (j, k) in plan.categorical.iter().enumerate() {
         let Some(k) = *k else { continue };
         if opts.categorical[k].categories.is_some() {
             continue;
         }
-        let seen: Vec<String> = vocab
+        let seen: Vec<String> = acc
+            .vocab
             .get(k)
             .map(|v| v.iter().map(|(s, _)| s.clone()).collect())
             .unwrap_or_default();
@@ -249,25 +296,32 @@ fn read_csv<R: Read>(
             .iter()
             .map(|v| sorted.iter().position(|x| x == v).unwrap_or(0) as f64)
             .collect();
-        for v in values.iter_mut().skip(j).step_by(nfeat.max(1)) {
+        for v in acc.values.iter_mut().skip(j).step_by(nfeat.max(1)) {
             if !v.is_nan() {
                 *v = rank.get(*v as usize).copied().unwrap_or(f64::NAN);
             }
         }
         found[k] = sorted;
     }
-    let lenient = !opts.missing_tokens.is_empty();
-    if rows == 0 {
-        return Err(DataError::HeaderOnly(name.to_string()));
-    }
+    found
+}
 
-    // Decide which feature columns survive: entirely empty ones are dropped
-    // (trailing commas), partly empty ones are an error, identifiers go.
+/// Decides which feature columns survive: entirely empty ones are dropped
+/// (trailing commas), partly empty ones are an error, identifiers go.
+/// Returns the surviving features' indices.
+fn surviving_features(
+    acc: &Parsed,
+    ctx: &BlockContext<'_>,
+    notices: &mut Vec<String>,
+) -> Result<Vec<usize>, DataError> {
+    let (plan, opts, header, name) = (ctx.plan, ctx.opts, ctx.header, ctx.name);
+    let nfeat = plan.features.len();
+    let lenient = !opts.missing_tokens.is_empty();
     let named = matches!(opts.features, FeatureSelection::Named(_));
     let mut keep: Vec<usize> = Vec::with_capacity(nfeat);
     for (j, &c) in plan.features.iter().enumerate() {
         let col_name = &header[c];
-        if present[j] == 0 && !named {
+        if acc.present[j] == 0 && !named {
             notices.push(format!(
                 "dropped column {} ({}) because it is empty on every row",
                 c + 1,
@@ -275,20 +329,20 @@ fn read_csv<R: Read>(
             ));
             continue;
         }
-        if let Some(line) = first_missing[j]
+        if let Some(line) = acc.first_missing[j]
             && !lenient
             && plan.categorical[j].is_none()
         {
             return Err(DataError::MissingCell {
-                at: location(name, line, c, &header),
+                at: location(name, line, c, header),
             });
         }
         if !named
             && plan.categorical[j].is_none()
             && opts.auto_ignore_ids
             && !plan.keep.contains(&c)
-            && rows >= 3
-            && is_identifier(&values, nfeat, j)
+            && acc.rows >= 3
+            && is_identifier(&acc.values, nfeat, j)
         {
             notices.push(format!(
                 "ignored column {col_name:?}: it holds a distinct integer on every row, like an id \
@@ -303,6 +357,24 @@ fn read_csv<R: Read>(
             file: name.to_string(),
         });
     }
+    Ok(keep)
+}
+
+/// The feature matrix, the features' names and their raw columns.
+type Features = (Array2<f64>, Vec<String>, Vec<RawColumn>);
+
+/// The feature matrix of the surviving columns (`acc.values` is moved
+/// out), their names and their raw columns.
+fn feature_matrix(
+    acc: &mut Parsed,
+    ctx: &BlockContext<'_>,
+    keep: &[usize],
+    found: &[Vec<String>],
+) -> Result<Features, DataError> {
+    let (plan, opts, header) = (ctx.plan, ctx.opts, ctx.header);
+    let nfeat = plan.features.len();
+    let rows = acc.rows;
+    let values = std::mem::take(&mut acc.values);
     let x = if keep.len() == nfeat {
         Array2::from_shape_vec((rows, nfeat), values)
     } else {
@@ -312,7 +384,7 @@ fn read_csv<R: Read>(
         }
         Array2::from_shape_vec((rows, keep.len()), out)
     }
-    .map_err(|e| DataError::Invalid(format!("{name}: internal shape error: {e}")))?;
+    .map_err(|e| DataError::Invalid(format!("{}: internal shape error: {e}", ctx.name)))?;
     let feature_names: Vec<String> = keep
         .iter()
         .map(|&j| header[plan.features[j]].clone())
@@ -331,54 +403,48 @@ fn read_csv<R: Read>(
             }
         })
         .collect();
+    Ok((x, feature_names, columns))
+}
 
-    let (label, y, has_labels) = match plan.label {
-        Some(c) => {
-            let column = header[c].clone();
-            let labels = LabelColumn {
-                file: name,
-                column: &column,
-                line_of_first: &label_values,
-                indices: &label_idx,
-                overflow,
-                targets,
-                first_text,
-                header: &header,
-                c,
-            };
-            let (target, y) = labels.target(opts, &mut notices)?;
-            (target, y, true)
-        }
-        None => {
-            let target = match &opts.target {
-                TargetSpec::Classes(Some(classes)) => Target::Multiclass {
-                    column: String::new(),
-                    classes: classes.clone(),
-                },
-                TargetSpec::Numeric => Target::Regression {
-                    column: String::new(),
-                },
-                _ => Target::Binary(opts.mapping.clone().unwrap_or(LabelMapping {
-                    column: String::new(),
-                    positive: "1".into(),
-                    negative: "0".into(),
-                })),
-            };
-            (target, Array1::zeros(rows), false)
-        }
+/// The target and `y` from the label column, or, for a file without one
+/// (scoring), the target the options name and zeros.
+fn read_target(
+    acc: &mut Parsed,
+    ctx: &BlockContext<'_>,
+    notices: &mut Vec<String>,
+) -> Result<(Target, Array1<f64>, bool), DataError> {
+    let opts = ctx.opts;
+    let Some(c) = ctx.plan.label else {
+        let target = match &opts.target {
+            TargetSpec::Classes(Some(classes)) => Target::Multiclass {
+                column: String::new(),
+                classes: classes.clone(),
+            },
+            TargetSpec::Numeric => Target::Regression {
+                column: String::new(),
+            },
+            _ => Target::Binary(opts.mapping.clone().unwrap_or(LabelMapping {
+                column: String::new(),
+                positive: "1".into(),
+                negative: "0".into(),
+            })),
+        };
+        return Ok((target, Array1::zeros(acc.rows), false));
     };
-    Ok(LoadedCsv {
-        dataset: Dataset {
-            x,
-            y,
-            feature_names,
-            columns,
-            label,
-        },
-        notices,
-        has_labels,
-        header,
-    })
+    let column = ctx.header[c].clone();
+    let labels = LabelColumn {
+        file: ctx.name,
+        column: &column,
+        line_of_first: &acc.label_values,
+        indices: &acc.labels,
+        overflow: acc.overflow,
+        targets: std::mem::take(&mut acc.targets),
+        first_text: acc.first_text.take(),
+        header: ctx.header,
+        c,
+    };
+    let (target, y) = labels.target(opts, notices)?;
+    Ok((target, y, true))
 }
 
 fn record_reader(bytes: &[u8], delim: u8) -> csv::Reader<&[u8]> {

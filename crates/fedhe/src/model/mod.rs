@@ -6,6 +6,7 @@
 //! implementing [`Model`]) plus one arm in [`Architecture`] and [`build`].
 
 mod bench;
+mod dpsgd;
 mod evaluation;
 mod file;
 mod head;
@@ -22,6 +23,7 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 pub use bench::{DataBench, run_data_bench};
+pub use dpsgd::dp_epoch;
 pub use evaluation::Evaluation;
 pub use file::{
     CENTRALIZED, FEDERATED, FORMAT_NAME, FORMAT_VERSION, ModelFile, Provenance, SIMULATED,

@@ -171,7 +171,7 @@ pub fn train(
             // Poisson batches of clipped, noised gradients; class weights do
             // not apply (they would change every example's sensitivity).
             Some(dp) => {
-                summary.dp_steps += crate::privacy::dp_epoch(model, &x, &ys, cfg, dp, &mut rng);
+                summary.dp_steps += super::dp_epoch(model, &x, &ys, cfg, dp, &mut rng);
             }
             None => {
                 order.shuffle(&mut rng);

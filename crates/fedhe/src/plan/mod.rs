@@ -8,6 +8,8 @@
 //! nowhere else.
 
 mod init;
+mod layout;
+mod validate;
 
 use std::path::Path;
 
@@ -15,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use init::{ProposeOptions, propose};
+pub use layout::{NAME_BYTES, RoundLayout, RoundPhase, STANDARDIZATION_ROUNDS, STAT_LIMBS};
 
 use crate::data::{
     CategoricalMissing, CategoricalSpec, CsvOptions, Encoder, FeatureSelection, LabelMapping,
@@ -540,13 +543,6 @@ impl Plan {
         self.encoder().output_len()
     }
 
-    /// The rounds before training.
-    pub fn layout(&self) -> crate::protocol::RoundLayout {
-        crate::protocol::RoundLayout {
-            vocabulary: !self.discovered_columns().is_empty(),
-        }
-    }
-
     /// Categorical columns whose categories the vocabulary rounds discover.
     pub fn discovered_columns(&self) -> Vec<String> {
         if self.preprocessing.vocabulary.is_none() {
@@ -558,14 +554,6 @@ impl Plan {
             .filter(|c| c.categories.is_empty())
             .map(|c| c.name.clone())
             .collect()
-    }
-
-    /// Values of the first vocabulary round: per discovered column and
-    /// bucket, a count, a presence and three fingerprint slots.
-    pub fn vocabulary_len(&self) -> usize {
-        let buckets = self.preprocessing.vocabulary.map_or(0, |v| v.buckets);
-        // Count, presence and a 3-slot fingerprint per bucket.
-        5 * buckets * self.discovered_columns().len()
     }
 
     /// The raw columns every site reads: `numeric`, then `categorical`
@@ -658,29 +646,6 @@ impl Plan {
         sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
     }
 
-    /// Longest vector a site uploads: the vocabulary, the statistics, or
-    /// the parameters and the site's FedAvg share (with discovered columns,
-    /// for as many categories as buckets).
-    pub fn max_update_len(&self) -> usize {
-        let mut widest = self.clone();
-        if let Some(v) = self.preprocessing.vocabulary {
-            // Discovered columns get an "other" input too.
-            widest.preprocessing.unknown_categories = UnknownCategories::Other;
-            for c in &mut widest.columns.categorical {
-                if c.categories.is_empty() {
-                    c.categories = (0..v.buckets).map(|i| format!("#{i}")).collect();
-                }
-            }
-        }
-        let names = self.discovered_columns().len()
-            * self.preprocessing.vocabulary.map_or(0, |v| v.buckets)
-            * crate::client::NAME_BYTES;
-        (widest.statistics_values() * crate::client::STAT_LIMBS)
-            .max(widest.param_count() + 1)
-            .max(self.vocabulary_len())
-            .max(names)
-    }
-
     /// How a site reads its CSV for this plan: features and label by name,
     /// in the plan's order; extra columns are ignored with a note.
     pub fn csv_options(&self) -> CsvOptions {
@@ -721,222 +686,6 @@ impl Plan {
     /// the file (and line and column where there is one).
     pub fn load_site_data(&self, path: &Path) -> Result<crate::data::LoadedCsv, PlanError> {
         Ok(crate::data::load_csv(path, &self.csv_options())?)
-    }
-
-    /// Checks every field; errors name the field.
-    pub fn validate(&self, file: &str) -> Result<(), PlanError> {
-        let bad = |field: &str, message: String| {
-            Err(PlanError::Invalid {
-                file: file.to_string(),
-                field: field.to_string(),
-                message,
-            })
-        };
-        let c = &self.columns;
-        if c.label.trim().is_empty() {
-            return bad("columns.label", "must name the label column".into());
-        }
-        if c.numeric.is_empty() && c.categorical.is_empty() {
-            return bad("columns.numeric", "the plan has no feature columns".into());
-        }
-        if let Some(v) = self.preprocessing.vocabulary
-            && !(v.buckets.is_power_of_two() && (16..=65_536).contains(&v.buckets))
-        {
-            return bad(
-                "preprocessing.vocabulary.buckets",
-                format!("{} is not a power of two from 16 to 65536", v.buckets),
-            );
-        }
-        if let Some(v) = self.preprocessing.vocabulary
-            && v.min_count == 0
-        {
-            return bad(
-                "preprocessing.vocabulary.min_count",
-                "must be at least 1".into(),
-            );
-        }
-        for cat in &c.categorical {
-            if cat.categories.is_empty() && self.preprocessing.vocabulary.is_some() {
-                continue;
-            }
-            if !(1..=crate::data::MAX_CATEGORIES).contains(&cat.categories.len()) {
-                return bad(
-                    "columns.categorical",
-                    format!(
-                        "column {:?} has {} categories; give 1 to {} (or none, with \
-                         preprocessing.vocabulary, to discover them)",
-                        cat.name,
-                        cat.categories.len(),
-                        crate::data::MAX_CATEGORIES
-                    ),
-                );
-            }
-            let mut seen = std::collections::HashSet::new();
-            for k in &cat.categories {
-                if !seen.insert(k.as_str()) {
-                    return bad(
-                        "columns.categorical",
-                        format!("column {:?} lists category {k:?} twice", cat.name),
-                    );
-                }
-                if self.preprocessing.missing.iter().any(|m| m == k) {
-                    return bad(
-                        "columns.categorical",
-                        format!(
-                            "column {:?}: category {k:?} is also a missing-value token \
-                             (preprocessing.missing)",
-                            cat.name
-                        ),
-                    );
-                }
-            }
-        }
-        let mut seen = std::collections::HashMap::new();
-        seen.insert(c.label.as_str(), "columns.label");
-        let categorical_names: Vec<String> = c.categorical.iter().map(|k| k.name.clone()).collect();
-        for (list, field) in [
-            (&c.numeric, "columns.numeric"),
-            (&categorical_names, "columns.categorical"),
-            (&c.ignored, "columns.ignored"),
-        ] {
-            for name in list {
-                if name.trim().is_empty() {
-                    return bad(field, "a column name is empty".into());
-                }
-                if let Some(prev) = seen.insert(name.as_str(), field) {
-                    return bad(field, format!("column {name:?} is also in {prev}"));
-                }
-            }
-        }
-        match &self.task {
-            Task::Binary { positive, negative } => {
-                if positive.is_empty() || negative.is_empty() {
-                    return bad("task", "positive and negative must be label values".into());
-                }
-                if positive == negative {
-                    return bad(
-                        "task.negative",
-                        format!("equals the positive class {positive:?}"),
-                    );
-                }
-            }
-            Task::Multiclass { classes } => {
-                if !(2..=crate::data::MAX_CLASSES).contains(&classes.len()) {
-                    return bad(
-                        "task.classes",
-                        format!(
-                            "{} classes; a multi-class task has 2 to {}",
-                            classes.len(),
-                            crate::data::MAX_CLASSES
-                        ),
-                    );
-                }
-                let mut seen = std::collections::HashSet::new();
-                for c in classes {
-                    if c.trim().is_empty() {
-                        return bad("task.classes", "a class name is empty".into());
-                    }
-                    if !seen.insert(c.as_str()) {
-                        return bad("task.classes", format!("class {c:?} is listed twice"));
-                    }
-                }
-            }
-            Task::Regression => {}
-        }
-        match self.model.kind {
-            ModelKind::Linear if !self.model.hidden.is_empty() => {
-                return bad(
-                    "model.hidden",
-                    "hidden layers belong to kind = \"mlp\"".into(),
-                );
-            }
-            ModelKind::Mlp => {
-                if let Err(e) = crate::model::mlp::check_hidden(&self.model.hidden) {
-                    return bad("model.hidden", e);
-                }
-            }
-            ModelKind::Linear => {}
-        }
-        let t = &self.training;
-        if !(1..=100_000).contains(&t.rounds) {
-            return bad(
-                "training.rounds",
-                format!("{} is outside 1..=100000", t.rounds),
-            );
-        }
-        if !(1..=100_000).contains(&t.epochs) {
-            return bad(
-                "training.epochs",
-                format!("{} is outside 1..=100000", t.epochs),
-            );
-        }
-        if !(t.lr.is_finite() && t.lr > 0.0 && t.lr <= 100.0) {
-            return bad("training.lr", format!("{} is not in (0, 100]", t.lr));
-        }
-        if t.batch_size == 0 {
-            return bad("training.batch_size", "must be at least 1".into());
-        }
-        if !(t.l2.is_finite() && t.l2 >= 0.0) {
-            return bad("training.l2", format!("{} is not zero or positive", t.l2));
-        }
-        if !(t.momentum.is_finite() && (0.0..1.0).contains(&t.momentum)) {
-            return bad(
-                "training.momentum",
-                format!("{} is outside [0, 1)", t.momentum),
-            );
-        }
-        if !(t.validation_share.is_finite() && (0.0..0.9).contains(&t.validation_share)) {
-            return bad(
-                "training.validation_share",
-                format!("{} is outside [0, 0.9)", t.validation_share),
-            );
-        }
-        if let Some(dp) = &self.privacy.dp
-            && let Err(e) = dp.validate()
-        {
-            return bad("privacy.dp", e);
-        }
-        let q = &self.quorum;
-        if q.min_clients == 0 {
-            return bad("quorum.min_clients", "must be at least 1".into());
-        }
-        if q.min_clients == 1 && !q.allow_single_contributor {
-            return bad(
-                "quorum.min_clients",
-                "1 would publish a single client's update to every key holder; set \
-                 quorum.allow_single_contributor = true to allow it"
-                    .into(),
-            );
-        }
-        if !(1..=7 * 86_400).contains(&q.round_deadline_secs) {
-            return bad(
-                "quorum.round_deadline_secs",
-                format!("{} is outside 1..=604800 (one week)", q.round_deadline_secs),
-            );
-        }
-        let mut ids = std::collections::HashSet::new();
-        for id in &q.roster {
-            if !crate::protocol::valid_client_id(id) {
-                return bad(
-                    "quorum.roster",
-                    format!("{id:?} is not a client id (1-64 of A-Z a-z 0-9 _ . -)"),
-                );
-            }
-            if !ids.insert(id) {
-                return bad("quorum.roster", format!("{id:?} is listed twice"));
-            }
-        }
-        if !q.roster.is_empty() && q.roster.len() < q.min_clients {
-            return bad(
-                "quorum.roster",
-                format!(
-                    "{} members cannot reach min_clients = {}",
-                    q.roster.len(),
-                    q.min_clients
-                ),
-            );
-        }
-        Ok(())
     }
 }
 

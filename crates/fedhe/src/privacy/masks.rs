@@ -75,7 +75,7 @@ pub struct Identity {
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Identity")
-            .field("public", &crate::protocol::hex(&self.public()))
+            .field("public", &crate::hex::hex(&self.public()))
             .finish_non_exhaustive()
     }
 }
@@ -99,14 +99,14 @@ impl Identity {
 
     /// The identity stored as hex (64 digits) in a client state file.
     pub fn from_hex(text: &str) -> Result<Identity, MaskError> {
-        let seed = crate::protocol::parse_hex_array(text)
+        let seed = crate::hex::parse_hex_array(text)
             .ok_or_else(|| MaskError::BadIdentity("not 64 hex digits".into()))?;
         Ok(Identity { seed })
     }
 
     /// Hex of the secret seed (for the client state file only).
     pub fn to_hex(&self) -> String {
-        crate::protocol::hex(&self.seed)
+        crate::hex::hex(&self.seed)
     }
 
     fn pair(&self) -> signature::Ed25519KeyPair {
@@ -179,7 +179,7 @@ impl Identity {
 pub fn fingerprint(identity: &[u8; 32]) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(identity);
-    let hex = crate::protocol::hex(&digest[..16]);
+    let hex = crate::hex::hex(&digest[..16]);
     hex.as_bytes()
         .chunks(4)
         .map(|c| String::from_utf8_lossy(c).into_owned())

@@ -1,8 +1,8 @@
 //! Privacy against the other sites (identity keys and the key agreement of
 //! the pairwise masks, [`masks`]) and differential privacy for the rows: the Rényi-DP accountant of the
 //! subsampled Gaussian mechanism (DP-SGD's noise), composed over steps and
-//! converted to (ε, δ); and DP-SGD (per-example clipping, Gaussian noise,
-//! Poisson sampling) for every model kind.
+//! converted to (ε, δ); and DP-SGD's settings (per-example clipping, Gaussian
+//! noise, Poisson sampling; the training step is `model::dp_epoch`).
 
 mod accountant;
 mod dpsgd;
@@ -11,8 +11,7 @@ mod masks_bench;
 
 pub use accountant::{DEFAULT_ORDERS, PrivacySpent, epsilon, noise_multiplier_for, rdp};
 pub use dpsgd::{
-    DpBudget, DpSettings, DpSgd, PrivacyRecord, clip_gradient, dp_epoch, sample_rate,
-    steps_per_epoch,
+    DpBudget, DpSettings, DpSgd, PrivacyRecord, clip_gradient, sample_rate, steps_per_epoch,
 };
 pub use masks::{Identity, KeyAnnouncement, MaskContext, MaskError, masks_apply};
 pub use masks_bench::{MaskBench, MaskBenchError, run_mask_bench};

@@ -41,78 +41,7 @@ pub const ATTEMPT_HEADER: &str = "x-fedhe-attempt";
 /// Longest long-poll a client may ask for on `GET /rounds/{r}?wait_ms=`.
 pub const MAX_WAIT_MS: u64 = 30_000;
 
-/// Number of server rounds used by federated standardization before training.
-pub const STANDARDIZATION_ROUNDS: u64 = 1;
-
-/// What a FedHE client does in a given server round.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RoundPhase {
-    /// Per categorical column to discover: counts of hashed buckets.
-    Vocabulary,
-    /// The names of the buckets counted often enough.
-    VocabularyNames,
-    /// The statistics the preprocessing is fitted on.
-    Standardize,
-    /// Training round `k` (1-based).
-    Train(u64),
-}
-
-/// Which rounds a federation runs before training.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct RoundLayout {
-    /// Two vocabulary rounds come first.
-    pub vocabulary: bool,
-}
-
-impl RoundLayout {
-    /// The statistics round.
-    pub fn statistics_round(self) -> u64 {
-        if self.vocabulary {
-            3
-        } else {
-            STANDARDIZATION_ROUNDS
-        }
-    }
-
-    /// Phase of server round `round` (1-based). Round 0 does not exist.
-    pub fn phase(self, round: u64) -> Option<RoundPhase> {
-        let s = self.statistics_round();
-        match round {
-            0 => None,
-            1 if self.vocabulary => Some(RoundPhase::Vocabulary),
-            2 if self.vocabulary => Some(RoundPhase::VocabularyNames),
-            r if r == s => Some(RoundPhase::Standardize),
-            r => Some(RoundPhase::Train(r - s)),
-        }
-    }
-
-    /// Server round of training round `k` (1-based).
-    pub fn training_round(self, k: u64) -> u64 {
-        k + self.statistics_round()
-    }
-}
-
-impl RoundPhase {
-    /// Phase of server round `round` without vocabulary rounds.
-    pub fn of(round: u64) -> Option<RoundPhase> {
-        RoundLayout::default().phase(round)
-    }
-
-    /// Server round of training round `k` without vocabulary rounds.
-    pub fn server_round_of_training(k: u64) -> u64 {
-        RoundLayout::default().training_round(k)
-    }
-
-    /// "vocabulary", "standardization", "training round 3".
-    pub fn describe(self) -> String {
-        match self {
-            RoundPhase::Vocabulary => "vocabulary".into(),
-            RoundPhase::VocabularyNames => "vocabulary names".into(),
-            RoundPhase::Standardize => "standardization".into(),
-            RoundPhase::Train(k) => format!("training round {k}"),
-        }
-    }
-}
+pub use crate::plan::{RoundLayout, RoundPhase, STANDARDIZATION_ROUNDS};
 
 /// `POST /api/v1/clients`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,26 +135,7 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Lowercase hex (bearer tokens, registration proofs).
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Bytes of a hex string of at most 256 digits (`None` if not plain hex).
-pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || s.len() > 256 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// Exactly `N` bytes of hex (keys, signatures), `None` otherwise.
-pub fn parse_hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
-    parse_hex(s)?.try_into().ok()
-}
+pub use crate::hex::{hex, parse_hex, parse_hex_array};
 
 /// Answer to a registration: the bearer token is shown exactly once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -449,72 +359,11 @@ pub struct ErrorBody {
     pub detail: String,
 }
 
-/// Is `id` an acceptable client id?
-pub fn valid_client_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
-}
-
-/// Is `name` an acceptable display name? No control characters, and none of
-/// the invisible or direction-changing characters that could make one name
-/// look like another in the operator's client table.
-pub fn valid_client_name(name: &str) -> bool {
-    let n = name.chars().count();
-    (1..=128).contains(&n) && !name.chars().any(|c| c.is_control() || is_invisible(c))
-}
-
-/// Bidirectional overrides, embeddings and isolates, zero-width characters,
-/// and other format characters that render as nothing.
-fn is_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}'                 // soft hyphen
-        | '\u{061C}'               // Arabic letter mark
-        | '\u{180E}'               // Mongolian vowel separator
-        | '\u{200B}'..='\u{200F}' // zero-width space/joiners, LRM, RLM
-        | '\u{202A}'..='\u{202E}' // bidi embeddings and overrides
-        | '\u{2060}'..='\u{2064}' // word joiner, invisible operators
-        | '\u{2066}'..='\u{2069}' // bidi isolates
-        | '\u{FEFF}'               // zero-width no-break space
-    )
-}
+pub use crate::ids::{valid_client_id, valid_client_name};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn phases() {
-        assert_eq!(RoundPhase::of(0), None);
-        assert_eq!(RoundPhase::of(1), Some(RoundPhase::Standardize));
-        assert_eq!(RoundPhase::of(2), Some(RoundPhase::Train(1)));
-        assert_eq!(RoundPhase::server_round_of_training(1), 2);
-        let v = RoundLayout { vocabulary: true };
-        assert_eq!(v.phase(1), Some(RoundPhase::Vocabulary));
-        assert_eq!(v.phase(2), Some(RoundPhase::VocabularyNames));
-        assert_eq!(v.phase(3), Some(RoundPhase::Standardize));
-        assert_eq!(v.phase(4), Some(RoundPhase::Train(1)));
-        assert_eq!(v.training_round(2), 5);
-    }
-
-    #[test]
-    fn ids_and_names() {
-        assert!(valid_client_id("clinic-a.01_x"));
-        assert!(!valid_client_id(""));
-        assert!(!valid_client_id("../etc"));
-        assert!(!valid_client_id("a b"));
-        assert!(!valid_client_id(&"a".repeat(65)));
-        assert!(valid_client_name("Clinic A (Lyon)"));
-        assert!(!valid_client_name(""));
-        assert!(!valid_client_name("a\nb"));
-        // Names that would look like another in the clients table.
-        assert!(!valid_client_name("Clinic\u{202E}A"));
-        assert!(!valid_client_name("Clinic\u{200B}A"));
-        assert!(!valid_client_name("\u{2066}Clinic A\u{2069}"));
-        assert!(valid_client_name("Clinique Saint-Étienne (日本)"));
-    }
 
     #[test]
     fn state_json() {

@@ -474,17 +474,8 @@ impl Aggregator {
     /// `None` where it depends on categories the sites discover (the first
     /// update of the round fixes it then).
     fn plan_len(&self, round: u64) -> Option<usize> {
-        use crate::protocol::RoundPhase;
         let (plan, _) = self.plan()?;
-        let discovered = plan.layout().vocabulary;
-        match plan.layout().phase(round)? {
-            RoundPhase::Vocabulary => Some(plan.vocabulary_len()),
-            RoundPhase::VocabularyNames => None,
-            _ if discovered => None,
-            RoundPhase::Standardize => Some(plan.statistics_values() * crate::client::STAT_LIMBS),
-            // The parameters times the site's share, and the share.
-            RoundPhase::Train(_) => Some(plan.param_count() + 1),
-        }
+        plan.update_len(plan.layout().phase(round)?)
     }
 
     fn allow_single(&self) -> bool {

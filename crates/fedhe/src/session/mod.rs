@@ -427,7 +427,7 @@ impl Joined {
 /// 2 at its deadline, in 240 s)".
 pub fn waiting_words(
     info: &crate::protocol::RoundInfo,
-    layout: crate::protocol::RoundLayout,
+    layout: crate::plan::RoundLayout,
 ) -> String {
     let mut phase = layout
         .phase(info.round)

@@ -1,0 +1,163 @@
+//! The round layout a plan implies: which server round does what (the
+//! vocabulary rounds, the statistics round, training rounds) and how long
+//! each round's vector is. Client and aggregator both read it from here.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Plan, UnknownCategories};
+
+/// Limbs per number in the standardization vector.
+pub const STAT_LIMBS: usize = 5;
+
+/// Bytes of a category name in the names round; a longer value is never
+/// uploaded (it goes to "other").
+pub const NAME_BYTES: usize = 64;
+
+/// Number of server rounds used by federated standardization before training.
+pub const STANDARDIZATION_ROUNDS: u64 = 1;
+
+/// What a FedHE client does in a given server round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoundPhase {
+    /// Per categorical column to discover: counts of hashed buckets.
+    Vocabulary,
+    /// The names of the buckets counted often enough.
+    VocabularyNames,
+    /// The statistics the preprocessing is fitted on.
+    Standardize,
+    /// Training round `k` (1-based).
+    Train(u64),
+}
+
+/// Which rounds a federation runs before training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RoundLayout {
+    /// Two vocabulary rounds come first.
+    pub vocabulary: bool,
+}
+
+impl RoundLayout {
+    /// The statistics round.
+    pub fn statistics_round(self) -> u64 {
+        if self.vocabulary {
+            3
+        } else {
+            STANDARDIZATION_ROUNDS
+        }
+    }
+
+    /// Phase of server round `round` (1-based). Round 0 does not exist.
+    pub fn phase(self, round: u64) -> Option<RoundPhase> {
+        let s = self.statistics_round();
+        match round {
+            0 => None,
+            1 if self.vocabulary => Some(RoundPhase::Vocabulary),
+            2 if self.vocabulary => Some(RoundPhase::VocabularyNames),
+            r if r == s => Some(RoundPhase::Standardize),
+            r => Some(RoundPhase::Train(r - s)),
+        }
+    }
+
+    /// Server round of training round `k` (1-based).
+    pub fn training_round(self, k: u64) -> u64 {
+        k + self.statistics_round()
+    }
+}
+
+impl RoundPhase {
+    /// Phase of server round `round` without vocabulary rounds.
+    pub fn of(round: u64) -> Option<RoundPhase> {
+        RoundLayout::default().phase(round)
+    }
+
+    /// Server round of training round `k` without vocabulary rounds.
+    pub fn server_round_of_training(k: u64) -> u64 {
+        RoundLayout::default().training_round(k)
+    }
+
+    /// "vocabulary", "standardization", "training round 3".
+    pub fn describe(self) -> String {
+        match self {
+            RoundPhase::Vocabulary => "vocabulary".into(),
+            RoundPhase::VocabularyNames => "vocabulary names".into(),
+            RoundPhase::Standardize => "standardization".into(),
+            RoundPhase::Train(k) => format!("training round {k}"),
+        }
+    }
+}
+
+impl Plan {
+    /// The rounds before training.
+    pub fn layout(&self) -> RoundLayout {
+        RoundLayout {
+            vocabulary: !self.discovered_columns().is_empty(),
+        }
+    }
+
+    /// Values of the first vocabulary round: per discovered column and
+    /// bucket, a count, a presence and three fingerprint slots.
+    pub fn vocabulary_len(&self) -> usize {
+        let buckets = self.preprocessing.vocabulary.map_or(0, |v| v.buckets);
+        // Count, presence and a 3-slot fingerprint per bucket.
+        5 * buckets * self.discovered_columns().len()
+    }
+
+    /// Longest vector a site uploads: the vocabulary, the statistics, or
+    /// the parameters and the site's FedAvg share (with discovered columns,
+    /// for as many categories as buckets).
+    pub fn max_update_len(&self) -> usize {
+        let mut widest = self.clone();
+        if let Some(v) = self.preprocessing.vocabulary {
+            // Discovered columns get an "other" input too.
+            widest.preprocessing.unknown_categories = UnknownCategories::Other;
+            for c in &mut widest.columns.categorical {
+                if c.categories.is_empty() {
+                    c.categories = (0..v.buckets).map(|i| format!("#{i}")).collect();
+                }
+            }
+        }
+        let names = self.discovered_columns().len()
+            * self.preprocessing.vocabulary.map_or(0, |v| v.buckets)
+            * NAME_BYTES;
+        (widest.statistics_values() * STAT_LIMBS)
+            .max(widest.param_count() + 1)
+            .max(self.vocabulary_len())
+            .max(names)
+    }
+
+    /// The vector length (without the weight slot) a site uploads in a
+    /// round of `phase`: the vocabulary's bucket counts, the limb-encoded
+    /// statistics, or the parameters and the site's FedAvg share. `None`
+    /// where it depends on categories the sites discover (the names round,
+    /// and every round after it with discovered columns).
+    pub fn update_len(&self, phase: RoundPhase) -> Option<usize> {
+        let discovered = self.layout().vocabulary;
+        match phase {
+            RoundPhase::Vocabulary => Some(self.vocabulary_len()),
+            RoundPhase::VocabularyNames => None,
+            _ if discovered => None,
+            RoundPhase::Standardize => Some(self.statistics_values() * STAT_LIMBS),
+            // The parameters times the site's share, and the share.
+            RoundPhase::Train(_) => Some(self.param_count() + 1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases() {
+        assert_eq!(RoundPhase::of(0), None);
+        assert_eq!(RoundPhase::of(1), Some(RoundPhase::Standardize));
+        assert_eq!(RoundPhase::of(2), Some(RoundPhase::Train(1)));
+        assert_eq!(RoundPhase::server_round_of_training(1), 2);
+        let v = RoundLayout { vocabulary: true };
+        assert_eq!(v.phase(1), Some(RoundPhase::Vocabulary));
+        assert_eq!(v.phase(2), Some(RoundPhase::VocabularyNames));
+        assert_eq!(v.phase(3), Some(RoundPhase::Standardize));
+        assert_eq!(v.phase(4), Some(RoundPhase::Train(1)));
+        assert_eq!(v.training_round(2), 5);
+    }
+}

@@ -1,0 +1,265 @@
+//! Plan validation: one validator per plan section, each naming the field
+//! it refuses. `Plan::validate` runs them in the file's order.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{Columns, ModelKind, Plan, PlanError, Preprocessing, Quorum, Task, Training};
+
+/// A refusal: the field and why.
+type Refusal = (&'static str, String);
+
+impl Plan {
+    /// Checks every field; errors name the field.
+    pub fn validate(&self, file: &str) -> Result<(), PlanError> {
+        self.sections()
+            .map_err(|(field, message)| PlanError::Invalid {
+                file: file.to_string(),
+                field: field.to_string(),
+                message,
+            })
+    }
+
+    /// The first refusal, section by section in the file's order.
+    fn sections(&self) -> Result<(), Refusal> {
+        columns(&self.columns, &self.preprocessing)?;
+        task(&self.task)?;
+        model(self)?;
+        training(&self.training)?;
+        if let Some(dp) = &self.privacy.dp {
+            dp.validate().map_err(|e| ("privacy.dp", e))?;
+        }
+        quorum(&self.quorum)
+    }
+}
+
+/// `[columns]` and what `[preprocessing]` says of them.
+fn columns(c: &Columns, pre: &Preprocessing) -> Result<(), Refusal> {
+    if c.label.trim().is_empty() {
+        return Err(("columns.label", "must name the label column".into()));
+    }
+    if c.numeric.is_empty() && c.categorical.is_empty() {
+        return Err(("columns.numeric", "the plan has no feature columns".into()));
+    }
+    vocabulary(pre)?;
+    categories(c, pre)?;
+    unique_names(c)
+}
+
+/// `[preprocessing.vocabulary]`.
+fn vocabulary(pre: &Preprocessing) -> Result<(), Refusal> {
+    let Some(v) = pre.vocabulary else {
+        return Ok(());
+    };
+    if !(v.buckets.is_power_of_two() && (16..=65_536).contains(&v.buckets)) {
+        return Err((
+            "preprocessing.vocabulary.buckets",
+            format!("{} is not a power of two from 16 to 65536", v.buckets),
+        ));
+    }
+    if v.min_count == 0 {
+        return Err((
+            "preprocessing.vocabulary.min_count",
+            "must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Each categorical column's list: its size, no repeats, no missing token.
+fn categories(c: &Columns, pre: &Preprocessing) -> Result<(), Refusal> {
+    for cat in &c.categorical {
+        if cat.categories.is_empty() && pre.vocabulary.is_some() {
+            continue;
+        }
+        if !(1..=crate::data::MAX_CATEGORIES).contains(&cat.categories.len()) {
+            return Err((
+                "columns.categorical",
+                format!(
+                    "column {:?} has {} categories; give 1 to {} (or none, with \
+                     preprocessing.vocabulary, to discover them)",
+                    cat.name,
+                    cat.categories.len(),
+                    crate::data::MAX_CATEGORIES
+                ),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for k in &cat.categories {
+            if !seen.insert(k.as_str()) {
+                return Err((
+                    "columns.categorical",
+                    format!("column {:?} lists category {k:?} twice", cat.name),
+                ));
+            }
+            if pre.missing.iter().any(|m| m == k) {
+                return Err((
+                    "columns.categorical",
+                    format!(
+                        "column {:?}: category {k:?} is also a missing-value token \
+                         (preprocessing.missing)",
+                        cat.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every column is named once, in one list.
+fn unique_names(c: &Columns) -> Result<(), Refusal> {
+    let mut seen = HashMap::new();
+    seen.insert(c.label.as_str(), "columns.label");
+    let categorical_names: Vec<String> = c.categorical.iter().map(|k| k.name.clone()).collect();
+    for (list, field) in [
+        (&c.numeric, "columns.numeric"),
+        (&categorical_names, "columns.categorical"),
+        (&c.ignored, "columns.ignored"),
+    ] {
+        for name in list {
+            if name.trim().is_empty() {
+                return Err((field, "a column name is empty".into()));
+            }
+            if let Some(prev) = seen.insert(name.as_str(), field) {
+                return Err((field, format!("column {name:?} is also in {prev}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[task]`: two distinct binary values, or 2 to MAX_CLASSES distinct classes.
+fn task(task: &Task) -> Result<(), Refusal> {
+    match task {
+        Task::Binary { positive, negative } => {
+            if positive.is_empty() || negative.is_empty() {
+                return Err(("task", "positive and negative must be label values".into()));
+            }
+            if positive == negative {
+                return Err((
+                    "task.negative",
+                    format!("equals the positive class {positive:?}"),
+                ));
+            }
+        }
+        Task::Multiclass { classes } => {
+            if !(2..=crate::data::MAX_CLASSES).contains(&classes.len()) {
+                return Err((
+                    "task.classes",
+                    format!(
+                        "{} classes; a multi-class task has 2 to {}",
+                        classes.len(),
+                        crate::data::MAX_CLASSES
+                    ),
+                ));
+            }
+            let mut seen = HashSet::new();
+            for c in classes {
+                if c.trim().is_empty() {
+                    return Err(("task.classes", "a class name is empty".into()));
+                }
+                if !seen.insert(c.as_str()) {
+                    return Err(("task.classes", format!("class {c:?} is listed twice")));
+                }
+            }
+        }
+        Task::Regression => {}
+    }
+    Ok(())
+}
+
+/// `[model]`: hidden layers only for an MLP, and sizes it accepts.
+fn model(plan: &Plan) -> Result<(), Refusal> {
+    match plan.model.kind {
+        ModelKind::Linear if !plan.model.hidden.is_empty() => Err((
+            "model.hidden",
+            "hidden layers belong to kind = \"mlp\"".into(),
+        )),
+        ModelKind::Mlp => {
+            crate::model::mlp::check_hidden(&plan.model.hidden).map_err(|e| ("model.hidden", e))
+        }
+        ModelKind::Linear => Ok(()),
+    }
+}
+
+/// `[training]`: every setting within its range.
+fn training(t: &Training) -> Result<(), Refusal> {
+    if !(1..=100_000).contains(&t.rounds) {
+        return Err((
+            "training.rounds",
+            format!("{} is outside 1..=100000", t.rounds),
+        ));
+    }
+    if !(1..=100_000).contains(&t.epochs) {
+        return Err((
+            "training.epochs",
+            format!("{} is outside 1..=100000", t.epochs),
+        ));
+    }
+    if !(t.lr.is_finite() && t.lr > 0.0 && t.lr <= 100.0) {
+        return Err(("training.lr", format!("{} is not in (0, 100]", t.lr)));
+    }
+    if t.batch_size == 0 {
+        return Err(("training.batch_size", "must be at least 1".into()));
+    }
+    if !(t.l2.is_finite() && t.l2 >= 0.0) {
+        return Err(("training.l2", format!("{} is not zero or positive", t.l2)));
+    }
+    if !(t.momentum.is_finite() && (0.0..1.0).contains(&t.momentum)) {
+        return Err((
+            "training.momentum",
+            format!("{} is outside [0, 1)", t.momentum),
+        ));
+    }
+    if !(t.validation_share.is_finite() && (0.0..0.9).contains(&t.validation_share)) {
+        return Err((
+            "training.validation_share",
+            format!("{} is outside [0, 0.9)", t.validation_share),
+        ));
+    }
+    Ok(())
+}
+
+/// `[quorum]`: a reachable minimum, a deadline, a roster of valid ids.
+fn quorum(q: &Quorum) -> Result<(), Refusal> {
+    if q.min_clients == 0 {
+        return Err(("quorum.min_clients", "must be at least 1".into()));
+    }
+    if q.min_clients == 1 && !q.allow_single_contributor {
+        return Err((
+            "quorum.min_clients",
+            "1 would publish a single client's update to every key holder; set \
+             quorum.allow_single_contributor = true to allow it"
+                .into(),
+        ));
+    }
+    if !(1..=7 * 86_400).contains(&q.round_deadline_secs) {
+        return Err((
+            "quorum.round_deadline_secs",
+            format!("{} is outside 1..=604800 (one week)", q.round_deadline_secs),
+        ));
+    }
+    let mut ids = HashSet::new();
+    for id in &q.roster {
+        if !crate::ids::valid_client_id(id) {
+            return Err((
+                "quorum.roster",
+                format!("{id:?} is not a client id (1-64 of A-Z a-z 0-9 _ . -)"),
+            ));
+        }
+        if !ids.insert(id) {
+            return Err(("quorum.roster", format!("{id:?} is listed twice")));
+        }
+    }
+    if !q.roster.is_empty() && q.roster.len() < q.min_clients {
+        return Err((
+            "quorum.roster",
+            format!(
+                "{} members cannot reach min_clients = {}",
+                q.roster.len(),
+                q.min_clients
+            ),
+        ));
+    }
+    Ok(())
+}
