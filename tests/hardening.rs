@@ -50,7 +50,10 @@ fn update(key: &SecretKey) -> Vec<u8> {
 }
 
 fn status_of(e: &ClientError) -> (u16, String) {
-    (e.status().unwrap_or(0), e.code().unwrap_or("").to_string())
+    (
+        e.status().unwrap_or(0),
+        e.code().map(ToString::to_string).unwrap_or_default(),
+    )
 }
 
 /// Sends the headers of an upload of `len` bytes and 4 bytes of its body,

@@ -66,7 +66,10 @@ fn upload(j: &Joined, key: &SecretKey, round: u64) -> Result<(), ClientError> {
 }
 
 fn status_of(e: &ClientError) -> (u16, String) {
-    (e.status().unwrap_or(0), e.code().unwrap_or("").to_string())
+    (
+        e.status().unwrap_or(0),
+        e.code().map(ToString::to_string).unwrap_or_default(),
+    )
 }
 
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {

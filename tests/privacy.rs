@@ -295,8 +295,8 @@ mod masks {
     use std::sync::atomic::AtomicBool;
     use std::time::Duration;
 
+    use fedhe::client::HeExchange;
     use fedhe::client::masking::{Masking, verify_identity};
-    use fedhe::client::{Exchange, HeExchange};
     use fedhe::crypto::{
         Accumulator, Masks, ParamSet, SecretKey, decrypt_integers, decrypt_mean, encrypt_weighted,
         encrypt_weighted_masked, plaintext_bits,

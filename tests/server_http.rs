@@ -80,7 +80,7 @@ fn assert_close(a: &[f64], b: &[f64], tol: f64) {
 
 fn status_of(e: &ClientError) -> (u16, String) {
     match e {
-        ClientError::Refused { status, code, .. } => (*status, code.clone()),
+        ClientError::Refused { status, code, .. } => (*status, code.to_string()),
         other => panic!("expected a refusal, got {other}"),
     }
 }

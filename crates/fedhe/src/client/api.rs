@@ -12,9 +12,11 @@ use ureq::http;
 
 use crate::protocol::{
     API_PREFIX, ATTEMPT_HEADER, AnnounceRequest, CONTRIBUTORS_HEADER, ClientInfo, CloseResponse,
-    ErrorBody, KeySet, MAX_WAIT_MS, PLAN_HEADER, PlanResponse, RegisterRequest, RegisterResponse,
-    RoundInfo, RoundState, SessionResponse, StatusResponse, UploadResponse,
+    ErrorBody, ErrorCode, KeySet, MAX_WAIT_MS, PLAN_HEADER, PlanResponse, RegisterRequest,
+    RegisterResponse, RoundInfo, RoundState, SessionResponse, StatusResponse, UploadResponse,
 };
+
+use super::wait::wait_round;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -22,7 +24,7 @@ pub enum ClientError {
     #[error("the aggregator refused the request ({status}, {code}): {detail}")]
     Refused {
         status: u16,
-        code: String,
+        code: ErrorCode,
         detail: String,
     },
     /// No answer after all retries.
@@ -45,7 +47,7 @@ pub enum ClientError {
 
 impl ClientError {
     /// The server's error code, if this is a refusal.
-    pub fn code(&self) -> Option<&str> {
+    pub fn code(&self) -> Option<&ErrorCode> {
         match self {
             ClientError::Refused { code, .. } => Some(code),
             _ => None,
@@ -402,23 +404,15 @@ impl AggregatorClient {
         cancel: Option<&AtomicBool>,
         timeout: Duration,
     ) -> Result<RoundInfo, ClientError> {
-        let start = Instant::now();
-        loop {
-            if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-                return Err(ClientError::Cancelled);
-            }
-            let left = timeout.saturating_sub(start.elapsed());
-            if left.is_zero() {
-                return Err(ClientError::Timeout(format!(
-                    "round {round} did not close within {timeout:?}"
-                )));
-            }
-            // Short polls so that cancellation stays responsive.
-            let info = self.round(round, Some(left.min(Duration::from_millis(500))))?;
-            if info.state == RoundState::Closed {
-                return Ok(info);
-            }
-        }
+        wait_round(
+            timeout,
+            cancel,
+            || format!("round {round} did not close within {timeout:?}"),
+            |wait| {
+                let info = self.round(round, Some(wait))?;
+                Ok((info.state == RoundState::Closed).then_some(info))
+            },
+        )
     }
 
     /// Uploads an encoded `EncryptedUpdate` for `round`.
@@ -448,7 +442,7 @@ impl AggregatorClient {
         ) {
             Ok(r) => self.json(r),
             Err(e)
-                if e.code() == Some("duplicate_submission")
+                if e.code() == Some(&ErrorCode::DuplicateSubmission)
                     && self.retries.load(Ordering::Relaxed) > retries_before =>
             {
                 let info = self.round(round, None)?;
@@ -548,9 +542,10 @@ fn refusal(resp: http::Response<ureq::Body>) -> ClientError {
             code: e.error,
             detail: e.detail,
         },
+        // Not an answer of a FedHE aggregator (a proxy's, say).
         None => ClientError::Refused {
             status,
-            code: "unknown".into(),
+            code: ErrorCode::parse("unknown"),
             detail: format!("HTTP {status} without a FedHE error body"),
         },
     }

@@ -4,19 +4,21 @@
 //! announced key (its identity's signature), and derive the masks.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use crate::crypto::{Masks, PublicKeyFile};
 use crate::privacy::masks::{
     Identity, KeyAnnouncement, MaskContext, masks_apply, verify_announcement,
 };
 use crate::protocol::{
-    AnnounceRequest, ClientInfo, KeySet, MaskPhase, hex, parse_hex, parse_hex_array,
+    AnnounceRequest, ClientInfo, ErrorCode, KeySet, MaskPhase, hex, parse_hex, parse_hex_array,
 };
 
-use super::api::{AggregatorClient, ClientError};
-use super::run::{LoopError, WaitNotifier};
+use super::api::AggregatorClient;
+use super::error::{LoopError, RelayError};
+use super::exchange::WaitNotifier;
+use super::wait::{LastSeen, wait_round};
 
 /// Who this client is in masked rounds.
 #[derive(Debug, Clone)]
@@ -75,12 +77,10 @@ impl Identities {
         }
         ids.iter()
             .map(|id| {
-                self.verified.get(*id).map(|(_, k)| *k).ok_or_else(|| {
-                    LoopError::Other(format!(
-                        "client `{id}` has no identity key bound to its registration; cannot \
-                         mask with it"
-                    ))
-                })
+                self.verified
+                    .get(*id)
+                    .map(|(_, k)| *k)
+                    .ok_or_else(|| RelayError::NoIdentity { id: id.to_string() }.into())
             })
             .collect()
     }
@@ -93,7 +93,7 @@ impl Identities {
 pub fn verify_identity(
     public: &PublicKeyFile,
     c: &ClientInfo,
-) -> Result<Option<[u8; 32]>, LoopError> {
+) -> Result<Option<[u8; 32]>, RelayError> {
     let Some(identity) = &c.identity else {
         return Ok(None);
     };
@@ -116,11 +116,11 @@ pub fn verify_identity(
     Ok(Some(key))
 }
 
-fn bad_relay(id: &str, what: &str) -> LoopError {
-    LoopError::Other(format!(
-        "the aggregator relayed an identity for `{id}` that fails the check: {what}; refusing to \
-         mask with it"
-    ))
+fn bad_relay(id: &str, what: &'static str) -> RelayError {
+    RelayError::BadIdentity {
+        id: id.to_string(),
+        what,
+    }
 }
 
 /// How an attempt's key phase ended for this client.
@@ -132,123 +132,195 @@ pub(crate) enum KeyPhase {
     Moved,
 }
 
-/// Announces this client's key for `round`, `attempt` and waits for the
-/// roster to be fixed; derives the masks.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn key_phase(
-    api: &AggregatorClient,
-    me: &Masking,
-    identities: &mut Identities,
-    public: &PublicKeyFile,
-    round: u64,
-    attempt: u32,
-    timeout: Duration,
-    on_wait: Option<&WaitNotifier>,
-    cancel: &AtomicBool,
-) -> Result<KeyPhase, LoopError> {
-    let ctx = MaskContext {
-        plan: &me.plan,
-        round,
-        attempt,
-    };
-    let mine = me.identity.announce(&ctx, &me.id);
-    let req = AnnounceRequest {
-        attempt,
-        public: hex(&mine.public),
-        signature: hex(&mine.signature),
-    };
-    match api.announce(round, &req) {
-        Ok(_) => {}
-        // Closed, another attempt, or a roster fixed without us.
-        Err(e)
-            if matches!(
-                e.code(),
-                Some("wrong_round" | "wrong_attempt" | "roster_fixed")
-            ) =>
-        {
-            return Ok(KeyPhase::Moved);
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let start = Instant::now();
-    let mut last_missing = None;
-    let set = loop {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(LoopError::Cancelled);
-        }
-        let left = timeout.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            return Err(LoopError::Client(ClientError::Timeout(format!(
-                "the mask keys of round {round} were not complete within {} s",
-                timeout.as_secs()
-            ))));
-        }
-        let set = match api.key_set(round, Some(left.min(Duration::from_millis(500)))) {
-            Ok(s) => s,
-            Err(e) if e.code() == Some("wrong_round") => return Ok(KeyPhase::Moved),
-            Err(e) => return Err(e.into()),
+/// One client's side of a masked round's key phase: who it is, where it
+/// checks its partners, and how long and with whom it waits.
+pub(crate) struct Masker<'a> {
+    pub api: &'a AggregatorClient,
+    pub me: &'a Masking,
+    pub identities: &'a mut Identities,
+    /// The federation key's public file (checks registration proofs).
+    pub public: &'a PublicKeyFile,
+    /// Longest wait for the roster to be fixed.
+    pub timeout: Duration,
+    pub on_wait: Option<&'a WaitNotifier>,
+}
+
+impl Masker<'_> {
+    /// Announces this client's key for `round`, `attempt`, waits for the
+    /// roster to be fixed, checks it and derives the masks.
+    pub(crate) fn key_phase(
+        &mut self,
+        round: u64,
+        attempt: u32,
+        cancel: &AtomicBool,
+    ) -> Result<KeyPhase, LoopError> {
+        let ctx = MaskContext {
+            plan: &self.me.plan,
+            round,
+            attempt,
         };
-        if set.attempt != attempt {
+        if !self.announce(&ctx)? {
             return Ok(KeyPhase::Moved);
         }
-        if set.phase == MaskPhase::Upload {
-            break set;
+        let Some(set) = self.fixed_roster(round, attempt, cancel)? else {
+            return Ok(KeyPhase::Moved);
+        };
+        if !set.roster.contains(&self.me.id) {
+            return Ok(KeyPhase::Moved);
         }
-        if let Some(notify) = on_wait
-            && last_missing.as_ref() != Some(&set.missing)
-        {
-            notify(&as_round_info(&set));
-            last_missing = Some(set.missing.clone());
-        }
-    };
-    if !set.roster.contains(&me.id) {
-        return Ok(KeyPhase::Moved);
+        check_roster(self.me, round, &set)?;
+        let masks = if set.masked {
+            self.masks_for(&set, &ctx)?
+        } else {
+            Masks::none()
+        };
+        Ok(KeyPhase::Ready { masks })
     }
-    // The aggregator does not decide alone whether this update is masked:
-    // a plan with masks masks every round of three or more, among distinct
-    // members of the plan's roster.
+
+    /// Announces this client's signed key; false if the round closed, moved
+    /// to another attempt or fixed its roster without us.
+    fn announce(&self, ctx: &MaskContext<'_>) -> Result<bool, LoopError> {
+        let mine = self.me.identity.announce(ctx, &self.me.id);
+        let req = AnnounceRequest {
+            attempt: ctx.attempt,
+            public: hex(&mine.public),
+            signature: hex(&mine.signature),
+        };
+        match self.api.announce(ctx.round, &req) {
+            Ok(_) => Ok(true),
+            Err(e) => match e.code() {
+                Some(ErrorCode::WrongRound | ErrorCode::WrongAttempt | ErrorCode::RosterFixed) => {
+                    Ok(false)
+                }
+                _ => Err(e.into()),
+            },
+        }
+    }
+
+    /// The attempt's key set once its roster is fixed; `None` if the round
+    /// closed or moved to another attempt first.
+    fn fixed_roster(
+        &self,
+        round: u64,
+        attempt: u32,
+        cancel: &AtomicBool,
+    ) -> Result<Option<KeySet>, LoopError> {
+        let mut seen = LastSeen::new();
+        wait_round(
+            self.timeout,
+            Some(cancel),
+            || {
+                format!(
+                    "the mask keys of round {round} were not complete within {} s",
+                    self.timeout.as_secs()
+                )
+            },
+            |wait| {
+                let set = match self.api.key_set(round, Some(wait)) {
+                    Ok(s) => s,
+                    Err(e) if e.code() == Some(&ErrorCode::WrongRound) => return Ok(Some(None)),
+                    Err(e) => return Err(LoopError::from(e)),
+                };
+                if set.attempt != attempt {
+                    return Ok(Some(None));
+                }
+                if set.phase == MaskPhase::Upload {
+                    return Ok(Some(Some(set)));
+                }
+                if let Some(notify) = self.on_wait
+                    && seen.changed(set.missing.clone())
+                {
+                    notify(&as_round_info(&set));
+                }
+                Ok(None)
+            },
+        )
+    }
+
+    /// Checks every partner's announced key against its verified identity
+    /// and derives the pairwise masks.
+    fn masks_for(&mut self, set: &KeySet, ctx: &MaskContext<'_>) -> Result<Masks, LoopError> {
+        let partners: Vec<&str> = set
+            .roster
+            .iter()
+            .map(String::as_str)
+            .filter(|c| *c != self.me.id)
+            .collect();
+        // A partner whose key does not verify may have registered again with
+        // a new identity: the identities are fetched again once before
+        // giving up.
+        self.agree(set, ctx, &partners, false).or_else(|e| {
+            tracing::debug!("fetching the identities again: {e}");
+            self.agree(set, ctx, &partners, true)
+        })
+    }
+
+    fn agree(
+        &mut self,
+        set: &KeySet,
+        ctx: &MaskContext<'_>,
+        partners: &[&str],
+        refresh: bool,
+    ) -> Result<Masks, LoopError> {
+        let keys = self
+            .identities
+            .of(self.api, self.public, partners, refresh)?;
+        let mut agreed = Vec::with_capacity(partners.len());
+        for (id, identity) in partners.iter().zip(&keys) {
+            let k = set
+                .keys
+                .iter()
+                .find(|k| k.id == *id)
+                .ok_or_else(|| RelayError::NoMaskKey { id: id.to_string() })?;
+            let announcement = KeyAnnouncement {
+                public: parse_hex_array(&k.public)
+                    .ok_or_else(|| bad_relay(id, "mask key is not 32 bytes of hex"))?,
+                signature: parse_hex_array(&k.signature)
+                    .ok_or_else(|| bad_relay(id, "signature is not 64 bytes of hex"))?,
+            };
+            verify_announcement(identity, ctx, id, &announcement)?;
+            agreed.push((id.to_string(), announcement.public));
+        }
+        Ok(self.me.identity.pair_masks(ctx, &self.me.id, &agreed)?)
+    }
+}
+
+/// The aggregator does not decide alone whether this update is masked: a
+/// plan with masks masks every round of three or more, among distinct
+/// members of the plan's roster.
+fn check_roster(me: &Masking, round: u64, set: &KeySet) -> Result<(), RelayError> {
     let distinct: std::collections::BTreeSet<&String> = set.roster.iter().collect();
     if distinct.len() != set.roster.len() {
-        return Err(LoopError::Other(format!(
-            "the aggregator fixed round {round} with a repeated member ({}): refusing to upload",
-            set.roster.join(", ")
-        )));
+        return Err(RelayError::RepeatedMember {
+            round,
+            roster: set.roster.clone(),
+        });
     }
     if let Some(stranger) = set
         .roster
         .iter()
         .find(|c| !me.named.is_empty() && !me.named.contains(c))
     {
-        return Err(LoopError::Other(format!(
-            "the aggregator fixed round {round} with `{stranger}`, who is not on the plan's \
-             roster: refusing to upload"
-        )));
-    }
-    if set.roster.len() < me.min_members {
-        return Err(LoopError::Other(format!(
-            "the aggregator fixed round {round} with {} members ({}); the plan's quorum is {}: \
-             refusing to upload",
-            set.roster.len(),
-            set.roster.join(", "),
-            me.min_members
-        )));
-    }
-    if set.masked != masks_apply(true, set.roster.len()) {
-        return Err(LoopError::Other(format!(
-            "the aggregator says round {round} with {} members is {}masked; the plan masks every \
-             round of three or more: refusing to upload",
-            set.roster.len(),
-            if set.masked { "" } else { "not " }
-        )));
-    }
-    if !set.masked {
-        return Ok(KeyPhase::Ready {
-            masks: Masks::none(),
+        return Err(RelayError::NotOnRoster {
+            round,
+            id: stranger.clone(),
         });
     }
-    Ok(KeyPhase::Ready {
-        masks: masks_for(api, me, identities, public, &set, &ctx)?,
-    })
+    if set.roster.len() < me.min_members {
+        return Err(RelayError::BelowQuorum {
+            round,
+            roster: set.roster.clone(),
+            quorum: me.min_members,
+        });
+    }
+    if set.masked != masks_apply(true, set.roster.len()) {
+        return Err(RelayError::MaskingMismatch {
+            round,
+            members: set.roster.len(),
+            masked: set.masked,
+        });
+    }
+    Ok(())
 }
 
 /// The key phase in the shape of a round's progress (for waiting notices):
@@ -270,62 +342,4 @@ fn as_round_info(set: &KeySet) -> crate::protocol::RoundInfo {
         mask_phase: Some(MaskPhase::Keys),
         masked: false,
     }
-}
-
-/// Checks every partner's announced key against its verified identity and
-/// derives the pairwise masks.
-fn masks_for(
-    api: &AggregatorClient,
-    me: &Masking,
-    identities: &mut Identities,
-    public: &PublicKeyFile,
-    set: &KeySet,
-    ctx: &MaskContext<'_>,
-) -> Result<Masks, LoopError> {
-    let partners: Vec<&str> = set
-        .roster
-        .iter()
-        .map(String::as_str)
-        .filter(|c| *c != me.id)
-        .collect();
-    // A partner whose key does not verify may have registered again with a
-    // new identity: the identities are fetched again once before giving up.
-    agree(api, me, identities, public, set, ctx, &partners, false).or_else(|e| {
-        tracing::debug!("fetching the identities again: {e}");
-        agree(api, me, identities, public, set, ctx, &partners, true)
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn agree(
-    api: &AggregatorClient,
-    me: &Masking,
-    identities: &mut Identities,
-    public: &PublicKeyFile,
-    set: &KeySet,
-    ctx: &MaskContext<'_>,
-    partners: &[&str],
-    refresh: bool,
-) -> Result<Masks, LoopError> {
-    let keys = identities.of(api, public, partners, refresh)?;
-    let mut agreed = Vec::with_capacity(partners.len());
-    for (id, identity) in partners.iter().zip(&keys) {
-        let k = set
-            .keys
-            .iter()
-            .find(|k| k.id == *id)
-            .ok_or_else(|| LoopError::Other(format!("no mask key relayed for `{id}`")))?;
-        let announcement = KeyAnnouncement {
-            public: parse_hex_array(&k.public)
-                .ok_or_else(|| bad_relay(id, "mask key is not 32 bytes of hex"))?,
-            signature: parse_hex_array(&k.signature)
-                .ok_or_else(|| bad_relay(id, "signature is not 64 bytes of hex"))?,
-        };
-        verify_announcement(identity, ctx, id, &announcement)
-            .map_err(|e| LoopError::Other(e.to_string()))?;
-        agreed.push((id.to_string(), announcement.public));
-    }
-    me.identity
-        .pair_masks(ctx, &me.id, &agreed)
-        .map_err(|e| LoopError::Other(e.to_string()))
 }

@@ -1,17 +1,35 @@
 //! Client side of the federation: [`AggregatorClient`] (HTTP, ureq) and the
-//! per-round client loop.
+//! client loop.
+//!
+//! The loop ([`run_client_loop`]) drives a sequence of round kinds (the
+//! vocabulary, statistics and training rounds) over an [`Exchange`];
+//! [`HeExchange`] is the encrypted one through an aggregator, with pairwise
+//! [`masking`].
 
 mod api;
+mod budget;
+mod error;
+mod exchange;
+mod he_exchange;
+mod limbs;
+pub mod masking;
+mod report;
+mod round_loop;
+mod shares;
+mod statistics;
+mod training;
+pub mod vocabulary;
+mod wait;
 
 pub use api::{AggregatorClient, ClientError, RetryNotifier, RetryPolicy};
-pub mod masking;
-mod run;
-pub mod vocabulary;
-
-pub use run::{
-    ClientEvent, ClientOutcome, ClientRound, EpochPoint, Exchange, ExchangeCost, HeExchange,
-    LIMB_BITS, LoopConfig, LoopError, MAX_SHARE, RoundFigures, RoundMean, STAT_LIMBS, WaitNotifier,
-    decode_limbs, encode_limbs, evaluate_raw, from_limbs, limb_bits_for, round_seed,
-    run_client_loop, site_share, to_limbs, weight_unit,
+pub use error::{LoopError, RelayError, SiteError, SumError};
+pub use exchange::{Exchange, ExchangeCost, NoteNotifier, RoundMean, RoundSum, WaitNotifier};
+pub use he_exchange::HeExchange;
+pub use limbs::{
+    LIMB_BITS, STAT_LIMBS, decode_limbs, encode_limbs, from_limbs, limb_bits_for, to_limbs,
 };
+pub use report::{ClientEvent, ClientOutcome, ClientRound, EpochPoint, RoundFigures};
+pub use round_loop::{LoopConfig, run_client_loop};
+pub use shares::{MAX_SHARE, site_share, weight_unit};
+pub use training::{evaluate_raw, round_seed};
 pub use vocabulary::NAME_BYTES;

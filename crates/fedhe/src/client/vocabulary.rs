@@ -24,13 +24,12 @@
 //! different sites produce an undecodable name: that bucket's values go to
 //! "other". See docs/tabular.md.
 
-use std::sync::atomic::AtomicBool;
-
 use sha2::{Digest, Sha256};
 
-use super::{Exchange, LoopError};
+use super::error::{LoopError, SiteError, SumError};
+use super::exchange::RoundSum;
+use super::round_loop::{Next, RoundCtx, RoundKind};
 use crate::data::{Dataset, RawColumn};
-use crate::plan::RoundLayout;
 use crate::plan::Vocabulary;
 
 pub use crate::plan::NAME_BYTES;
@@ -83,137 +82,251 @@ fn local_values(ds: &Dataset, j: usize) -> Vec<(String, usize)> {
         .collect()
 }
 
-/// Runs the two vocabulary rounds for the `discovered` columns of `ds` (read
-/// with their own values) and returns each column's agreed categories, sorted.
-pub fn agree(
-    exchange: &mut dyn Exchange,
-    ds: &Dataset,
-    discovered: &[String],
-    vocabulary: Vocabulary,
-    cancel: &AtomicBool,
-) -> Result<Vec<(String, Vec<String>)>, LoopError> {
-    let layout = RoundLayout { vocabulary: true };
-    let b = vocabulary.buckets;
-    let cap = f64::from(vocabulary.min_count);
-    let mut columns = Vec::with_capacity(discovered.len());
-    for name in discovered {
-        let j = ds
-            .columns
-            .iter()
-            .position(|c| c.name() == name)
-            .ok_or_else(|| LoopError::Other(format!("no categorical column {name:?}")))?;
-        columns.push((name.clone(), local_values(ds, j)));
+/// The two vocabulary rounds for the discovered columns of a site's table
+/// (read with its own values); leaves each column's agreed categories,
+/// sorted.
+pub(crate) struct VocabularyRounds {
+    /// Per discovered column: its name and the site's values with counts.
+    columns: Vec<(String, Vec<(String, usize)>)>,
+    buckets: usize,
+    /// A bucket survives with this summed count (each site's count is
+    /// capped here).
+    cap: f64,
+    stage: Stage,
+}
+
+/// Where the vocabulary rounds are.
+enum Stage {
+    /// Round 1 next: the bucket counts.
+    Counts,
+    /// Round 2 next: the names of the surviving buckets.
+    Names {
+        counted: Counted,
+        /// Whether this site's counts are in round 1's sum: it names only
+        /// then.
+        contributed: bool,
+    },
+    Agreed(Vec<(String, Vec<String>)>),
+}
+
+/// Round 1's sum: per column and bucket, the capped count, the holders and
+/// the summed fingerprint.
+struct Counted {
+    sums: Vec<f64>,
+    buckets: usize,
+    /// Per column, the buckets every site now knows, in bucket order.
+    survivors: Vec<Vec<usize>>,
+}
+
+impl Counted {
+    fn new(sums: Vec<f64>, columns: usize, buckets: usize, cap: f64) -> Counted {
+        let mut c = Counted {
+            sums,
+            buckets,
+            survivors: Vec::new(),
+        };
+        c.survivors = (0..columns)
+            .map(|k| {
+                (0..buckets)
+                    .filter(|&i| c.slot(k, i, 0).round() >= cap)
+                    .collect()
+            })
+            .collect();
+        c
     }
-    // Round 1: per bucket the capped count, presence and the fingerprint
-    // of the site's most frequent value there.
-    let mut counts = vec![0.0; SLOTS * b * columns.len()];
-    for (k, (name, values)) in columns.iter().enumerate() {
-        let base = SLOTS * b * k;
-        let mut best = vec![0usize; b];
-        for (v, n) in values {
-            let i = bucket(name, v, b);
-            let slot = &mut counts[base + SLOTS * i];
-            *slot = (*slot + *n as f64).min(cap);
-            counts[base + SLOTS * i + 1] = 1.0;
-            if *n > best[i] {
-                best[i] = *n;
-                counts[base + SLOTS * i + 2..base + SLOTS * i + 5]
-                    .copy_from_slice(&fingerprint(name, v));
-            }
-        }
+
+    fn slot(&self, k: usize, i: usize, s: usize) -> f64 {
+        self.sums[SLOTS * self.buckets * k + SLOTS * i + s]
     }
-    let round = 1;
-    debug_assert_eq!(
-        layout.phase(round),
-        Some(crate::plan::RoundPhase::Vocabulary)
-    );
-    let (mean, contributed) = match exchange.published(round, counts.len())? {
-        // Resumed after round 1 closed: whether this site's counts are in
-        // the sum is not known here, so it names nothing below.
-        Some(m) => (m, false),
-        None => {
-            let m = exchange.exchange(round, &counts, 1.0, cancel)?;
-            let c = m.contributed;
-            (m, c)
-        }
-    };
-    let sums: Vec<f64> = mean.values.iter().map(|v| v * mean.total_weight).collect();
-    if sums.len() != counts.len() {
-        return Err(LoopError::Other(format!(
-            "the vocabulary sum holds {} values, expected {}",
-            sums.len(),
-            counts.len()
-        )));
+
+    /// Sites holding a value in bucket `i` of column `k`.
+    fn holders(&self, k: usize, i: usize) -> f64 {
+        self.slot(k, i, 1).round()
     }
-    // The buckets every site now knows survive, in bucket order.
-    let slot = |k: usize, i: usize, s: usize| sums[SLOTS * b * k + SLOTS * i + s];
-    let survivors: Vec<Vec<usize>> = (0..columns.len())
-        .map(|k| (0..b).filter(|&i| slot(k, i, 0).round() >= cap).collect())
-        .collect();
-    // Every holder of bucket `i` holds `value`: the summed fingerprint is
-    // its fingerprint times the holders.
-    let agrees = |k: usize, i: usize, column: &str, value: &str| {
-        let holders = slot(k, i, 1).round();
+
+    /// Every holder of bucket `i` holds `value`: the summed fingerprint is
+    /// its fingerprint times the holders.
+    fn agrees(&self, k: usize, i: usize, column: &str, value: &str) -> bool {
+        let holders = self.holders(k, i);
         fingerprint(column, value)
             .iter()
             .enumerate()
-            .all(|(d, f)| (slot(k, i, 2 + d) - holders * f).abs() < 0.5)
-    };
-    // Round 2: the names of the surviving buckets this site holds.
-    let total: usize = survivors.iter().map(Vec::len).sum();
-    let mut names = vec![0.0; total * NAME_BYTES];
-    let mut at = 0;
-    for (k, ((name, values), surv)) in columns.iter().zip(&survivors).enumerate() {
-        for &i in surv {
-            // The site's most frequent value in this bucket, when every
-            // holder holds the same one and it fits.
-            let mine = values
+            .all(|(d, f)| (self.slot(k, i, 2 + d) - holders * f).abs() < 0.5)
+    }
+
+    fn names_len(&self) -> usize {
+        self.survivors.iter().map(Vec::len).sum::<usize>() * NAME_BYTES
+    }
+}
+
+impl VocabularyRounds {
+    /// The rounds for the `discovered` columns of `ds`.
+    pub(crate) fn new(
+        ds: &Dataset,
+        discovered: &[String],
+        vocabulary: Vocabulary,
+    ) -> Result<Self, SiteError> {
+        let mut columns = Vec::with_capacity(discovered.len());
+        for name in discovered {
+            let j = ds
+                .columns
                 .iter()
-                .filter(|(v, _)| bucket(name, v, b) == i)
-                .max_by_key(|(_, n)| *n);
-            if let Some((v, _)) = mine
-                && contributed
-                && v.len() <= NAME_BYTES
-                && agrees(k, i, name, v)
-            {
-                for (cell, byte) in names[at..at + NAME_BYTES].iter_mut().zip(v.bytes()) {
-                    *cell = f64::from(byte);
+                .position(|c| c.name() == name)
+                .ok_or_else(|| SiteError::NoCategoricalColumn(name.clone()))?;
+            columns.push((name.clone(), local_values(ds, j)));
+        }
+        Ok(VocabularyRounds {
+            columns,
+            buckets: vocabulary.buckets,
+            cap: f64::from(vocabulary.min_count),
+            stage: Stage::Counts,
+        })
+    }
+
+    /// Round 1: per bucket the capped count, presence and the fingerprint
+    /// of the site's most frequent value there.
+    fn counts(&self) -> Vec<f64> {
+        let b = self.buckets;
+        let mut counts = vec![0.0; SLOTS * b * self.columns.len()];
+        for (k, (name, values)) in self.columns.iter().enumerate() {
+            let base = SLOTS * b * k;
+            let mut best = vec![0usize; b];
+            for (v, n) in values {
+                let i = bucket(name, v, b);
+                let slot = &mut counts[base + SLOTS * i];
+                *slot = (*slot + *n as f64).min(self.cap);
+                counts[base + SLOTS * i + 1] = 1.0;
+                if *n > best[i] {
+                    best[i] = *n;
+                    counts[base + SLOTS * i + 2..base + SLOTS * i + 5]
+                        .copy_from_slice(&fingerprint(name, v));
                 }
             }
-            at += NAME_BYTES;
         }
+        counts
     }
-    let round = 2;
-    let named = match exchange.published(round, names.len())? {
-        Some(m) => m,
-        None => exchange.exchange(round, &names, 1.0, cancel)?,
-    };
-    let name_sums: Vec<f64> = named
-        .values
-        .iter()
-        .map(|v| v * named.total_weight)
-        .collect();
-    let mut agreed = Vec::with_capacity(columns.len());
-    let mut at = 0;
-    for (k, ((name, _), surv)) in columns.iter().zip(&survivors).enumerate() {
-        let mut categories = Vec::new();
-        for &i in surv {
-            let holders = slot(k, i, 1).round();
-            let cells = name_sums.get(at..at + NAME_BYTES).unwrap_or(&[]);
-            at += NAME_BYTES;
-            // A name counts only if every holder sent it: its fingerprint
-            // matches the summed one.
-            if let Some(n) = decode_name(cells, holders)
-                && agrees(k, i, name, &n)
-                && !categories.contains(&n)
-            {
-                categories.push(n);
+
+    /// Round 2: the names of the surviving buckets this site holds — its
+    /// most frequent value in the bucket, when every holder holds the same
+    /// one and it fits.
+    fn names(&self, counted: &Counted, contributed: bool) -> Vec<f64> {
+        let mut names = vec![0.0; counted.names_len()];
+        let mut at = 0;
+        for (k, ((name, values), surv)) in self.columns.iter().zip(&counted.survivors).enumerate() {
+            for &i in surv {
+                let mine = values
+                    .iter()
+                    .filter(|(v, _)| bucket(name, v, self.buckets) == i)
+                    .max_by_key(|(_, n)| *n);
+                if let Some((v, _)) = mine
+                    && contributed
+                    && v.len() <= NAME_BYTES
+                    && counted.agrees(k, i, name, v)
+                {
+                    for (cell, byte) in names[at..at + NAME_BYTES].iter_mut().zip(v.bytes()) {
+                        *cell = f64::from(byte);
+                    }
+                }
+                at += NAME_BYTES;
             }
         }
-        crate::data::sort_classes(&mut categories);
-        agreed.push((name.clone(), categories));
+        names
     }
-    Ok(agreed)
+
+    /// Each column's categories from round 2's summed names: a name counts
+    /// only if every holder sent it (its fingerprint matches the summed one).
+    fn agreed(&self, counted: &Counted, name_sums: &[f64]) -> Vec<(String, Vec<String>)> {
+        let mut agreed = Vec::with_capacity(self.columns.len());
+        let mut at = 0;
+        for (k, ((name, _), surv)) in self.columns.iter().zip(&counted.survivors).enumerate() {
+            let mut categories = Vec::new();
+            for &i in surv {
+                let cells = name_sums.get(at..at + NAME_BYTES).unwrap_or(&[]);
+                at += NAME_BYTES;
+                if let Some(n) = decode_name(cells, counted.holders(k, i))
+                    && counted.agrees(k, i, name, &n)
+                    && !categories.contains(&n)
+                {
+                    categories.push(n);
+                }
+            }
+            crate::data::sort_classes(&mut categories);
+            agreed.push((name.clone(), categories));
+        }
+        agreed
+    }
+
+    /// Round 1's sum; `contributed`: this site's counts are in it.
+    fn take_counts(&mut self, sum: RoundSum, contributed: bool) -> Result<(), LoopError> {
+        let want = SLOTS * self.buckets * self.columns.len();
+        if sum.values.len() != want {
+            return Err(SumError::VocabularyLength {
+                got: sum.values.len(),
+                want,
+            }
+            .into());
+        }
+        let counted = Counted::new(sum.values, self.columns.len(), self.buckets, self.cap);
+        self.stage = Stage::Names {
+            counted,
+            contributed,
+        };
+        Ok(())
+    }
+}
+
+impl RoundKind for VocabularyRounds {
+    type Output = Vec<(String, Vec<String>)>;
+
+    fn next(self, _ctx: &RoundCtx<'_>) -> Next<Self> {
+        match self.stage {
+            Stage::Agreed(agreed) => Next::Done(agreed),
+            _ => Next::Round(self),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match &self.stage {
+            Stage::Counts => SLOTS * self.buckets * self.columns.len(),
+            Stage::Names { counted, .. } => counted.names_len(),
+            Stage::Agreed(_) => 0,
+        }
+    }
+
+    fn build(&mut self, _ctx: &mut RoundCtx<'_>) -> Result<Vec<f64>, LoopError> {
+        Ok(match &self.stage {
+            Stage::Counts => self.counts(),
+            Stage::Names {
+                counted,
+                contributed,
+            } => self.names(counted, *contributed),
+            Stage::Agreed(_) => Vec::new(),
+        })
+    }
+
+    fn take(&mut self, sum: RoundSum, _ctx: &mut RoundCtx<'_>) -> Result<(), LoopError> {
+        match &self.stage {
+            Stage::Counts => {
+                let contributed = sum.contributed;
+                self.take_counts(sum, contributed)
+            }
+            Stage::Names { counted, .. } => {
+                let agreed = self.agreed(counted, &sum.values);
+                self.stage = Stage::Agreed(agreed);
+                Ok(())
+            }
+            Stage::Agreed(_) => Ok(()),
+        }
+    }
+
+    /// Resumed after round 1 closed: whether this site's counts are in the
+    /// sum is not known here, so it names nothing.
+    fn take_published(&mut self, sum: RoundSum, ctx: &mut RoundCtx<'_>) -> Result<(), LoopError> {
+        match self.stage {
+            Stage::Counts => self.take_counts(sum, false),
+            _ => self.take(sum, ctx),
+        }
+    }
 }
 
 /// A name from summed bytes over `holders` sites, or `None` when the sites

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::{ClientEvent, ClientOutcome, Exchange, ExchangeCost, LoopError, RoundMean};
-use crate::crypto::{ParamSet, SecretKey};
+use crate::client::{ClientEvent, ClientOutcome, Exchange, ExchangeCost, LoopError, RoundSum};
+use crate::crypto::{CryptoError, ParamSet, SecretKey};
 use crate::data::split::{Partition, partition, stratified_split};
 use crate::data::{CsvOptions, Dataset, RawColumn, Standardizer, Target, TargetSpec, load_csv};
 use crate::model::{Architecture, Evaluation, Head, Model, TargetScaling, TrainConfig};
@@ -224,11 +224,17 @@ pub enum SimulationError {
     #[error("data: {0}")]
     Data(Box<crate::data::DataError>),
     #[error("client {index}: {error}")]
-    Client { index: usize, error: LoopError },
+    Client { index: usize, error: SessionError },
+    #[error("client {index}: client thread panicked")]
+    Panicked { index: usize },
     #[error("aggregator: {0}")]
     Server(crate::server::StartError),
-    #[error("{0}")]
-    Other(String),
+    #[error("key generation: {0}")]
+    KeyGeneration(CryptoError),
+    #[error("no client files")]
+    NoClientFiles,
+    #[error("no test file")]
+    NoTestFile,
     #[error("cancelled")]
     Cancelled,
 }
@@ -253,7 +259,7 @@ pub fn load_sim_data(
         }
         SimData::Files { clients, test } => {
             if clients.is_empty() {
-                return Err(SimulationError::Other("no client files".into()));
+                return Err(SimulationError::NoClientFiles);
             }
             let first = load_csv(&clients[0], csv)?.dataset;
             let mut opts = csv.clone();
@@ -294,9 +300,7 @@ pub fn load_sim_data(
                 all.push(load_csv(p, &opts)?.dataset);
             }
             crate::data::harmonize_columns(&mut all);
-            let test = all
-                .pop()
-                .ok_or_else(|| SimulationError::Other("no test file".into()))?;
+            let test = all.pop().ok_or(SimulationError::NoTestFile)?;
             Ok((all, test))
         }
     }
@@ -348,13 +352,19 @@ fn task_of_files(
 
 /// Plaintext FedAvg: contributions of each round, summed in client order
 /// once all have arrived.
-/// Per client: its weighted values and its weight.
-type Contributions = Vec<Option<(Vec<f64>, f64)>>;
+/// Per client: its values.
+type Contributions = Vec<Option<Vec<f64>>>;
 
 struct PlainHub {
     clients: usize,
     rounds: Mutex<std::collections::BTreeMap<u64, Contributions>>,
     cv: Condvar,
+}
+
+/// One simulated site: the plaintext exchange, or a joined session.
+enum SimSite {
+    Plain(PlainExchange),
+    Joined(Box<Joined>),
 }
 
 struct PlainExchange {
@@ -363,36 +373,37 @@ struct PlainExchange {
     timeout: Duration,
 }
 
+/// The plaintext exchange's own failure.
+#[derive(Debug, thiserror::Error)]
+enum PlainError {
+    #[error("plain round {0} timed out")]
+    TimedOut(u64),
+}
+
 impl Exchange for PlainExchange {
-    fn exchange(
+    fn contribute(
         &mut self,
         round: u64,
         values: &[f64],
-        weight: f64,
         cancel: &AtomicBool,
-    ) -> Result<RoundMean, LoopError> {
+    ) -> Result<RoundSum, LoopError> {
         let hub = &self.hub;
         let mut g = hub.rounds.lock().unwrap_or_else(|p| p.into_inner());
-        let slots = g.entry(round).or_insert_with(|| vec![None; hub.clients]);
-        slots[self.index] = Some((values.iter().map(|v| v * weight).collect(), weight));
+        let empty = || vec![None; hub.clients];
+        g.entry(round).or_insert_with(empty)[self.index] = Some(values.to_vec());
         hub.cv.notify_all();
         let start = Instant::now();
         loop {
-            let slots = g
-                .get(&round)
-                .ok_or_else(|| LoopError::Other("plain round vanished".into()))?;
+            let slots = g.entry(round).or_insert_with(empty);
             if slots.iter().all(Option::is_some) {
                 let mut sum = vec![0.0; values.len()];
-                let mut total = 0.0;
-                for (v, w) in slots.iter().flatten() {
+                for v in slots.iter().flatten() {
                     for (s, x) in sum.iter_mut().zip(v) {
                         *s += x;
                     }
-                    total += w;
                 }
-                return Ok(RoundMean {
-                    values: sum.iter().map(|s| s / total).collect(),
-                    total_weight: total,
+                return Ok(RoundSum {
+                    values: sum,
                     contributors: hub.clients as u32,
                     contributed: true,
                     counted: Vec::new(),
@@ -404,7 +415,7 @@ impl Exchange for PlainExchange {
                 return Err(LoopError::Cancelled);
             }
             if start.elapsed() > self.timeout {
-                return Err(LoopError::Other(format!("plain round {round} timed out")));
+                return Err(LoopError::Exchange(Box::new(PlainError::TimedOut(round))));
             }
             g = hub
                 .cv
@@ -413,6 +424,62 @@ impl Exchange for PlainExchange {
                 .0;
         }
     }
+}
+
+/// Per client: the plaintext exchange, or a session joined to an embedded
+/// aggregator (returned too).
+fn start_sites(
+    cfg: &SimulationConfig,
+    plan: &Plan,
+    ids: &[String],
+) -> Result<(Vec<SimSite>, Option<EmbeddedServer>), SimulationError> {
+    let n = ids.len();
+    let mut sites: Vec<SimSite> = Vec::new();
+    if cfg.plain {
+        let hub = Arc::new(PlainHub {
+            clients: n,
+            rounds: Mutex::new(Default::default()),
+            cv: Condvar::new(),
+        });
+        for index in 0..n {
+            sites.push(SimSite::Plain(PlainExchange {
+                hub: hub.clone(),
+                index,
+                timeout: cfg.round_timeout,
+            }));
+        }
+        return Ok((sites, None));
+    }
+    let key = SecretKey::generate_for(cfg.params, crate::crypto::max_clients_for(n), None)
+        .map_err(SimulationError::KeyGeneration)?;
+    let key = Arc::new(key);
+    let srv = EmbeddedServer::start(ServerConfig {
+        public_key: Some(key.public()),
+        plan: Some(plan.clone()),
+        max_len: Some(plan.max_update_len()),
+        auto_aggregate: true,
+        ..ServerConfig::default()
+    })?;
+    let never = AtomicBool::new(false);
+    for (index, id) in ids.iter().enumerate() {
+        let client_err = |error: SessionError| SimulationError::Client { index, error };
+        let connected = session::connect(
+            &ConnectOptions {
+                server: srv.url().to_string(),
+                ca_cert_pem: None,
+                wait: Duration::from_secs(30),
+            },
+            key.clone(),
+            None,
+            &never,
+        )
+        .map_err(client_err)?;
+        let j = connected
+            .join(id, &format!("Simulated client {}", index + 1), None)
+            .map_err(client_err)?;
+        sites.push(SimSite::Joined(Box::new(j)));
+    }
+    Ok((sites, Some(srv)))
 }
 
 /// Runs a simulation; `on_event` sees every client event and every finished
@@ -432,67 +499,15 @@ pub fn simulate(
     let plan_fp = plan.fingerprint().to_string();
     let ids: Vec<String> = (1..=n).map(|i| format!("client-{i}")).collect();
 
-    let mut server = None;
-    // Per client: the plaintext exchange, or a joined session.
-    let mut exchanges: Vec<Option<Box<dyn Exchange + Send>>> = Vec::new();
-    let mut joined: Vec<Option<Joined>> = Vec::new();
-    if cfg.plain {
-        let hub = Arc::new(PlainHub {
-            clients: n,
-            rounds: Mutex::new(Default::default()),
-            cv: Condvar::new(),
-        });
-        for index in 0..n {
-            exchanges.push(Some(Box::new(PlainExchange {
-                hub: hub.clone(),
-                index,
-                timeout: cfg.round_timeout,
-            })));
-            joined.push(None);
-        }
-    } else {
-        let key = SecretKey::generate_for(cfg.params, crate::crypto::max_clients_for(n), None)
-            .map_err(|e| SimulationError::Other(format!("key generation: {e}")))?;
-        let key = Arc::new(key);
-        let srv = EmbeddedServer::start(ServerConfig {
-            public_key: Some(key.public()),
-            plan: Some(plan.clone()),
-            max_len: Some(plan.max_update_len()),
-            auto_aggregate: true,
-            ..ServerConfig::default()
-        })?;
-        let never = AtomicBool::new(false);
-        for (index, id) in ids.iter().enumerate() {
-            let client_err = |e: SessionError| SimulationError::Client {
-                index,
-                error: LoopError::Other(e.to_string()),
-            };
-            let connected = session::connect(
-                &ConnectOptions {
-                    server: srv.url().to_string(),
-                    ca_cert_pem: None,
-                    wait: Duration::from_secs(30),
-                },
-                key.clone(),
-                None,
-                &never,
-            )
-            .map_err(client_err)?;
-            let j = connected
-                .join(id, &format!("Simulated client {}", index + 1), None)
-                .map_err(client_err)?;
-            joined.push(Some(j));
-            exchanges.push(None);
-        }
-        server = Some(srv);
-    }
+    let (sites, server) = start_sites(cfg, &plan, &ids)?;
 
     let (tx, rx) = mpsc::channel::<(usize, ClientEvent)>();
-    type Outcomes = Vec<Result<ClientOutcome, LoopError>>;
+    // Per client: its outcome, or `None` if its thread panicked.
+    type Outcomes = Vec<Option<Result<ClientOutcome, SessionError>>>;
     let (outcomes, records, std_cost): (Outcomes, _, _) = std::thread::scope(|scope| {
         let mut handles = Vec::new();
-        let sites = exchanges.into_iter().zip(joined).zip(&parts).zip(&ids);
-        for (index, (((plain_ex, joined), part), id)) in sites.enumerate() {
+        let sites = sites.into_iter().zip(&parts).zip(&ids);
+        for (index, ((site, part), id)) in sites.enumerate() {
             let tx = tx.clone();
             let cancel = cancel.clone();
             let (plan, plan_fp) = (&plan, &plan_fp);
@@ -503,9 +518,9 @@ pub fn simulate(
                     // once it stopped listening, when events no longer matter.
                     let _ = tx.send((index, e.clone()));
                 };
-                let run = match (plain_ex, joined) {
-                    (Some(mut ex), _) => session::run_plan(
-                        ex.as_mut(),
+                let run = match site {
+                    SimSite::Plain(mut ex) => session::run_plan(
+                        &mut ex,
                         plan,
                         plan_fp,
                         session::site_seed(plan.training.seed, id),
@@ -518,14 +533,9 @@ pub fn simulate(
                         &mut send,
                         &cancel,
                     ),
-                    (None, Some(j)) => j.run(part, files, &mut send, &cancel),
-                    (None, None) => Err(SessionError::NotReady("no exchange".into())),
+                    SimSite::Joined(j) => j.run(part, files, &mut send, &cancel),
                 };
-                let r = run.map(|r| r.outcome).map_err(|e| match e {
-                    SessionError::Cancelled => LoopError::Cancelled,
-                    SessionError::Loop(l) => l,
-                    e => LoopError::Other(e.to_string()),
-                });
+                let r = run.map(|r| r.outcome);
                 if r.is_err() {
                     // One client failing stops the others instead of
                     // leaving them waiting for a round that cannot close.
@@ -545,13 +555,7 @@ pub fn simulate(
             on_event,
             &plan,
         );
-        let outcomes = handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(LoopError::Other("client thread panicked".into())))
-            })
-            .collect();
+        let outcomes = handles.into_iter().map(|h| h.join().ok()).collect();
         (outcomes, records, std_cost)
     });
     if let Some(s) = server {
@@ -560,13 +564,14 @@ pub fn simulate(
     let mut first = None;
     for (index, o) in outcomes.into_iter().enumerate() {
         match o {
-            Ok(o) => {
+            None => return Err(SimulationError::Panicked { index }),
+            Some(Ok(o)) => {
                 if first.is_none() {
                     first = Some(o);
                 }
             }
-            Err(LoopError::Cancelled) => {}
-            Err(error) => return Err(SimulationError::Client { index, error }),
+            Some(Err(SessionError::Cancelled | SessionError::Loop(LoopError::Cancelled))) => {}
+            Some(Err(error)) => return Err(SimulationError::Client { index, error }),
         }
     }
     let outcome = first.ok_or(SimulationError::Cancelled)?;

@@ -354,16 +354,164 @@ pub struct SessionResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// Stable machine-readable code (e.g. `duplicate_submission`).
-    pub error: String,
+    pub error: ErrorCode,
     /// Human-readable explanation.
     pub detail: String,
 }
 
 pub use crate::ids::{valid_client_id, valid_client_name};
 
+/// The stable code of an error answer ([`ErrorBody::error`]): one per kind
+/// of refusal, so that a client reacts to a kind, never to a message. On the
+/// wire it is the snake_case string of [`as_str`](Self::as_str); a code this
+/// version does not know (a newer aggregator) reads as
+/// [`Unknown`](Self::Unknown), which is data, not a failure to parse.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum ErrorCode {
+    /// 400: the request could not be parsed.
+    Malformed,
+    /// 401: missing or unknown bearer token.
+    Unauthorized,
+    /// 403: a client token on an operator endpoint, or a client the plan
+    /// does not name.
+    Forbidden,
+    /// 404: unknown round, client or route.
+    NotFound,
+    /// 409: no public key loaded yet.
+    NoSession,
+    /// 409: this client already submitted to this round.
+    DuplicateSubmission,
+    /// 409: the round is not the open one.
+    WrongRound,
+    /// 409: the update was made for another attempt of the round.
+    WrongAttempt,
+    /// 409: a masked round's roster is fixed without this client.
+    RosterFixed,
+    /// 409: a client with this id already exists.
+    DuplicateClient,
+    /// 409: any other state conflict.
+    Conflict,
+    /// 405: a route that exists, with another method.
+    MethodNotAllowed,
+    /// 408: the request body stalled or took too long.
+    Timeout,
+    /// 413: body above the session's limit.
+    TooLarge,
+    /// 414: request target too long.
+    UriTooLong,
+    /// 422: well-formed, but for another key, plan or model size.
+    Unprocessable,
+    /// 429: this client already has an upload in flight.
+    Busy,
+    /// 431: request headers too large.
+    HeadersTooLarge,
+    /// 500: the aggregator's state folder failed.
+    Internal,
+    /// A code this version does not know (or `unknown`: an error answer
+    /// without a FedHE body).
+    Unknown(String),
+}
+
+impl ErrorCode {
+    /// Every code this version sends.
+    pub const KNOWN: [ErrorCode; 19] = [
+        ErrorCode::Malformed,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::NoSession,
+        ErrorCode::DuplicateSubmission,
+        ErrorCode::WrongRound,
+        ErrorCode::WrongAttempt,
+        ErrorCode::RosterFixed,
+        ErrorCode::DuplicateClient,
+        ErrorCode::Conflict,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Timeout,
+        ErrorCode::TooLarge,
+        ErrorCode::UriTooLong,
+        ErrorCode::Unprocessable,
+        ErrorCode::Busy,
+        ErrorCode::HeadersTooLarge,
+        ErrorCode::Internal,
+    ];
+
+    /// The code as the wire spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorCode::Malformed => "malformed",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::NoSession => "no_session",
+            ErrorCode::DuplicateSubmission => "duplicate_submission",
+            ErrorCode::WrongRound => "wrong_round",
+            ErrorCode::WrongAttempt => "wrong_attempt",
+            ErrorCode::RosterFixed => "roster_fixed",
+            ErrorCode::DuplicateClient => "duplicate_client",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::UriTooLong => "uri_too_long",
+            ErrorCode::Unprocessable => "unprocessable",
+            ErrorCode::Busy => "busy",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unknown(code) => code,
+        }
+    }
+
+    /// The code the wire spells `code` (never fails: see [`Unknown`](Self::Unknown)).
+    pub fn parse(code: &str) -> ErrorCode {
+        Self::KNOWN
+            .into_iter()
+            .find(|c| c.as_str() == code)
+            .unwrap_or_else(|| ErrorCode::Unknown(code.to_string()))
+    }
+}
+
+impl From<String> for ErrorCode {
+    fn from(code: String) -> Self {
+        ErrorCode::parse(&code)
+    }
+}
+
+impl From<ErrorCode> for String {
+    fn from(code: ErrorCode) -> Self {
+        match code {
+            ErrorCode::Unknown(code) => code,
+            known => known.as_str().to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_travel_as_their_strings() {
+        for code in ErrorCode::KNOWN {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
+        }
+        let body: ErrorBody =
+            serde_json::from_str(r#"{"error":"wrong_round","detail":"closed"}"#).unwrap();
+        assert_eq!(body.error, ErrorCode::WrongRound);
+        // A code from a newer aggregator is kept as it came.
+        let later: ErrorCode = serde_json::from_str("\"slow_down\"").unwrap();
+        assert_eq!(later, ErrorCode::Unknown("slow_down".into()));
+        assert_eq!(serde_json::to_string(&later).unwrap(), "\"slow_down\"");
+    }
 
     #[test]
     fn state_json() {

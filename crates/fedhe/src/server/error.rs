@@ -4,7 +4,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::protocol::ErrorBody;
+use crate::protocol::{ErrorBody, ErrorCode};
 
 use super::store::StoreError;
 
@@ -96,33 +96,34 @@ impl ServerError {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    /// The answer's stable code (one per variant).
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ServerError::Malformed(_) => "malformed",
-            ServerError::Unauthorized(_) => "unauthorized",
-            ServerError::Forbidden(_) => "forbidden",
-            ServerError::NotFound(_) => "not_found",
-            ServerError::NoSession(_) => "no_session",
-            ServerError::DuplicateSubmission(_) => "duplicate_submission",
-            ServerError::WrongRound(_) => "wrong_round",
-            ServerError::WrongAttempt(_) => "wrong_attempt",
-            ServerError::RosterFixed(_) => "roster_fixed",
-            ServerError::DuplicateClient(_) => "duplicate_client",
-            ServerError::Conflict(_) => "conflict",
-            ServerError::MethodNotAllowed(_) => "method_not_allowed",
-            ServerError::Timeout(_) => "timeout",
-            ServerError::TooLarge { .. } => "too_large",
-            ServerError::UriTooLong { .. } => "uri_too_long",
-            ServerError::Unprocessable(_) => "unprocessable",
-            ServerError::Busy(_) => "busy",
-            ServerError::HeadersTooLarge { .. } => "headers_too_large",
-            ServerError::Internal(_) => "internal",
+            ServerError::Malformed(_) => ErrorCode::Malformed,
+            ServerError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ServerError::Forbidden(_) => ErrorCode::Forbidden,
+            ServerError::NotFound(_) => ErrorCode::NotFound,
+            ServerError::NoSession(_) => ErrorCode::NoSession,
+            ServerError::DuplicateSubmission(_) => ErrorCode::DuplicateSubmission,
+            ServerError::WrongRound(_) => ErrorCode::WrongRound,
+            ServerError::WrongAttempt(_) => ErrorCode::WrongAttempt,
+            ServerError::RosterFixed(_) => ErrorCode::RosterFixed,
+            ServerError::DuplicateClient(_) => ErrorCode::DuplicateClient,
+            ServerError::Conflict(_) => ErrorCode::Conflict,
+            ServerError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
+            ServerError::Timeout(_) => ErrorCode::Timeout,
+            ServerError::TooLarge { .. } => ErrorCode::TooLarge,
+            ServerError::UriTooLong { .. } => ErrorCode::UriTooLong,
+            ServerError::Unprocessable(_) => ErrorCode::Unprocessable,
+            ServerError::Busy(_) => ErrorCode::Busy,
+            ServerError::HeadersTooLarge { .. } => ErrorCode::HeadersTooLarge,
+            ServerError::Internal(_) => ErrorCode::Internal,
         }
     }
 
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
-            error: self.code().to_string(),
+            error: self.code(),
             detail: self.to_string(),
         }
     }
@@ -139,14 +140,57 @@ impl IntoResponse for ServerError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), code = self.code(), "{self}");
+            tracing::error!(
+                status = status.as_u16(),
+                code = self.code().as_str(),
+                "{self}"
+            );
         } else {
             tracing::info!(
                 status = status.as_u16(),
-                code = self.code(),
+                code = self.code().as_str(),
                 "refused: {self}"
             );
         }
         (status, Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_has_a_known_code_that_reads_back() {
+        let s = || String::from("x");
+        let all = [
+            ServerError::Malformed(s()),
+            ServerError::Unauthorized(s()),
+            ServerError::Forbidden(s()),
+            ServerError::NotFound(s()),
+            ServerError::NoSession(s()),
+            ServerError::DuplicateSubmission(s()),
+            ServerError::WrongRound(s()),
+            ServerError::RosterFixed(s()),
+            ServerError::WrongAttempt(s()),
+            ServerError::DuplicateClient(s()),
+            ServerError::Conflict(s()),
+            ServerError::MethodNotAllowed(s()),
+            ServerError::Timeout(s()),
+            ServerError::TooLarge { got: s(), limit: 1 },
+            ServerError::UriTooLong { got: 2, limit: 1 },
+            ServerError::Unprocessable(s()),
+            ServerError::Busy(s()),
+            ServerError::HeadersTooLarge { got: 2, limit: 1 },
+            ServerError::Internal(s()),
+        ];
+        assert_eq!(all.len(), ErrorCode::KNOWN.len());
+        for e in &all {
+            let code = e.code();
+            assert!(ErrorCode::KNOWN.contains(&code), "{code}");
+            assert_eq!(ErrorCode::parse(code.as_str()), code);
+            let json = serde_json::to_value(e.body()).unwrap();
+            assert_eq!(json["error"], code.as_str());
+        }
     }
 }

@@ -36,8 +36,8 @@ use crate::model::{
     TrainConfig, TrainSummary,
 };
 use crate::plan::{Plan, PlanError};
-use crate::privacy::Identity;
-use crate::protocol::RegisterRequest;
+use crate::privacy::{Identity, PrivacyError};
+use crate::protocol::{ErrorCode, RegisterRequest};
 
 /// Receives progress notes in words ("aggregator unreachable, retrying in
 /// 8 s", "waiting for the operator to load the plan").
@@ -61,8 +61,19 @@ pub enum SessionError {
     Loop(#[from] LoopError),
     #[error("{0}")]
     WrongKey(String),
+    /// An aggregator address without `http://` or `https://`.
+    #[error("aggregator address {0:?} has no scheme: add http:// or https://")]
+    NoScheme(String),
     #[error("{0}")]
     NotReady(String),
+    /// DP-SGD settings these rows cannot meet.
+    #[error("privacy: {0}")]
+    Privacy(#[from] PrivacyError),
+    /// Local training: one epoch already passes the privacy budget.
+    #[error(
+        "privacy: one epoch already spends more than ε = {max}; use more noise or a larger budget"
+    )]
+    EpochOverBudget { max: f64 },
     #[error("client state {file}: {message}")]
     State { file: String, message: String },
     #[error("cancelled")]
@@ -112,10 +123,7 @@ pub fn connect(
     cancel: &AtomicBool,
 ) -> Result<Connected, SessionError> {
     if !(opts.server.starts_with("http://") || opts.server.starts_with("https://")) {
-        return Err(SessionError::NotReady(format!(
-            "aggregator address {:?} has no scheme: add http:// or https://",
-            opts.server
-        )));
+        return Err(SessionError::NoScheme(opts.server.clone()));
     }
     let mut api = match &opts.ca_cert_pem {
         Some(pem) => AggregatorClient::with_root_cert_pem(&opts.server, pem)?,
@@ -293,7 +301,7 @@ impl Connected {
         let resp = match api.register(&sign()) {
             // A retry after a lost answer meets our own registration: a
             // fresh proof (a later issue time) rotates the token.
-            Err(e) if e.code() == Some("duplicate_client") => {
+            Err(e) if e.code() == Some(&ErrorCode::DuplicateClient) => {
                 std::thread::sleep(Duration::from_millis(2));
                 api.register(&sign())?
             }
@@ -647,10 +655,7 @@ pub fn train_local(
     let head = Head::for_target(&fit.label);
     let mut model = crate::model::build(architecture, x.ncols(), head, train.seed)?;
     let budget = match &settings.dp {
-        Some(d) => Some(
-            d.budget(fit.rows(), train.batch_size, train.epochs as u64)
-                .map_err(|e| SessionError::NotReady(format!("privacy: {e}")))?,
-        ),
+        Some(d) => Some(d.budget(fit.rows(), train.batch_size, train.epochs as u64)?),
         None => None,
     };
     // With a budget, as many epochs as it allows (local training has no
@@ -666,10 +671,7 @@ pub fn train_local(
                 e -= 1;
             }
             if e == 0 {
-                return Err(SessionError::NotReady(format!(
-                    "privacy: one epoch already spends more than ε = {max}; use more noise or a \
-                     larger budget"
-                )));
+                return Err(SessionError::EpochOverBudget { max });
             }
             e
         }

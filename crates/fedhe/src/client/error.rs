@@ -1,0 +1,158 @@
+//! The client loop's errors, each with its typed source: the aggregator's
+//! answers ([`ClientError`]), the crypto, training and privacy layers, and
+//! the three ways a round itself can fail — this site's data
+//! ([`SiteError`]), a sum that does not fit ([`SumError`]), and a relay the
+//! masking checks refuse ([`RelayError`]).
+
+use crate::crypto::CryptoError;
+use crate::model::ModelError;
+use crate::privacy::{MaskError, PrivacyError};
+
+use super::api::ClientError;
+use super::limbs::STAT_LIMBS;
+
+/// Why the client loop (or one exchange) stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    #[error(transparent)]
+    Client(ClientError),
+    #[error("encryption: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error("training: {0}")]
+    Model(Box<ModelError>),
+    /// DP-SGD settings this site's rows cannot meet.
+    #[error("privacy: {0}")]
+    Privacy(#[from] PrivacyError),
+    /// A partner's mask key fails its signature, or the masks cannot be made.
+    #[error(transparent)]
+    Masks(#[from] MaskError),
+    #[error(transparent)]
+    Relay(#[from] RelayError),
+    #[error(transparent)]
+    Sum(#[from] SumError),
+    #[error(transparent)]
+    Site(#[from] SiteError),
+    /// The failure of an [`Exchange`](super::Exchange) that is not
+    /// [`HeExchange`](super::HeExchange) (e.g. the plaintext baseline's).
+    #[error(transparent)]
+    Exchange(Box<dyn std::error::Error + Send + Sync>),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl From<ClientError> for LoopError {
+    /// A wait the user cancelled is the loop's cancellation.
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Cancelled => LoopError::Cancelled,
+            e => LoopError::Client(e),
+        }
+    }
+}
+
+impl From<ModelError> for LoopError {
+    fn from(e: ModelError) -> Self {
+        LoopError::Model(Box::new(e))
+    }
+}
+
+/// This site's data cannot take part as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum SiteError {
+    #[error("the local training set is empty")]
+    EmptyTrainingSet,
+    /// A column the vocabulary rounds discover is not a categorical column
+    /// of the site's table.
+    #[error("no categorical column {0:?}")]
+    NoCategoricalColumn(String),
+    /// A statistic beyond what [`STAT_LIMBS`] limbs hold (a sum of squares
+    /// of very large values); `column` is `None` for the target's.
+    #[error(
+        "the statistics of {} reach {value:e}, beyond the ±2^{limit_log2} the statistics round \
+         can add without overflow; express the column in a larger unit (thousands instead of \
+         units)",
+        statistic_of(.column)
+    )]
+    StatisticsRange {
+        column: Option<String>,
+        value: f64,
+        limit_log2: i32,
+    },
+}
+
+fn statistic_of(column: &Option<String>) -> String {
+    match column {
+        Some(name) => format!("column {name:?}"),
+        None => "the target's sum or sum of squares".to_string(),
+    }
+}
+
+/// A round's sum that does not fit what this site expects of it.
+#[derive(Debug, thiserror::Error)]
+pub enum SumError {
+    #[error("the round's sum holds {got} values; the model has {params} parameters and a share")]
+    TrainingLength { got: usize, params: usize },
+    /// No site contributed rows (every site is out of its privacy budget).
+    #[error("the round's summed share is {total}; no site contributed rows")]
+    NoShare { total: f64 },
+    #[error("the statistics hold {0} values, not a multiple of {STAT_LIMBS}")]
+    Limbs(usize),
+    #[error("the statistics hold {got} values; this table's layout needs {want}")]
+    StatisticsLayout { got: usize, want: usize },
+    #[error("the vocabulary sum holds {got} values, expected {want}")]
+    VocabularyLength { got: usize, want: usize },
+    #[error(
+        "round {round}: the aggregator announced {announced} contributors, the sum holds {holds}"
+    )]
+    Contributors {
+        round: u64,
+        announced: u32,
+        holds: u32,
+    },
+}
+
+/// What the aggregator relayed for a masked round fails this client's
+/// checks: it refuses to mask with it, or to upload at all.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("client `{id}` has no identity key bound to its registration; cannot mask with it")]
+    NoIdentity { id: String },
+    #[error(
+        "the aggregator relayed an identity for `{id}` that fails the check: {what}; refusing to \
+         mask with it"
+    )]
+    BadIdentity { id: String, what: &'static str },
+    #[error("no mask key relayed for `{id}`")]
+    NoMaskKey { id: String },
+    #[error(
+        "the aggregator fixed round {round} with a repeated member ({}): refusing to upload",
+        .roster.join(", ")
+    )]
+    RepeatedMember { round: u64, roster: Vec<String> },
+    #[error(
+        "the aggregator fixed round {round} with `{id}`, who is not on the plan's roster: \
+         refusing to upload"
+    )]
+    NotOnRoster { round: u64, id: String },
+    #[error(
+        "the aggregator fixed round {round} with {} members ({}); the plan's quorum is {quorum}: \
+         refusing to upload",
+        .roster.len(),
+        .roster.join(", ")
+    )]
+    BelowQuorum {
+        round: u64,
+        roster: Vec<String>,
+        quorum: usize,
+    },
+    #[error(
+        "the aggregator says round {round} with {members} members is {}masked; the plan masks \
+         every round of three or more: refusing to upload",
+        if *.masked { "" } else { "not " }
+    )]
+    MaskingMismatch {
+        round: u64,
+        members: usize,
+        masked: bool,
+    },
+}

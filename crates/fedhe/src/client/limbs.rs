@@ -1,0 +1,121 @@
+//! Limb encoding: a number too wide for a key's fixed-point budget (a sum of
+//! squares, a row count) travels as [`STAT_LIMBS`] base-2^b digits that add
+//! without overflow and recombine after the sum.
+
+use super::error::SumError;
+
+pub use crate::plan::STAT_LIMBS;
+/// Default limb size for exchanges without a fixed-point budget (plaintext).
+pub const LIMB_BITS: i32 = 15;
+
+/// Limb size for a key: one bit below the per-client budget of
+/// `|weight × value|` (`2^(client_budget - scale_bits)`), so every limb
+/// encodes without overflow and the lowest keeps `scale_bits` fraction bits.
+pub fn limb_bits_for(params: crate::crypto::ParamSet, scale_bits: u8, max_clients: u32) -> i32 {
+    let budget = i64::from(params.client_budget_log2(max_clients)) - i64::from(scale_bits);
+    i32::try_from(budget - 1).unwrap_or(1).clamp(1, 30)
+}
+
+/// Splits `value` into [`STAT_LIMBS`] base-2^b digits of `value * 2^b`
+/// (`b = limb_bits`): the top digits are integers, the lowest keeps the
+/// fraction. Exact in f64; the range is |value| < 2^(b·(STAT_LIMBS-1)). The
+/// encoder rounds the lowest digit to `2^-scale_bits`, so a sum of digits
+/// recombines to the sum of values within `2^-(b+scale_bits+1)` per
+/// contributor (Standard64: 2^-32; Compact32: 2^-18).
+pub fn to_limbs(value: f64, limb_bits: i32, out: &mut Vec<f64>) {
+    let base = f64::powi(2.0, limb_bits);
+    let mut rest = value * base;
+    let mut digits = [0.0; STAT_LIMBS];
+    for l in (1..STAT_LIMBS).rev() {
+        let unit = base.powi(l as i32);
+        let d = (rest / unit).trunc();
+        digits[l] = d;
+        rest -= d * unit;
+    }
+    digits[0] = rest;
+    out.extend_from_slice(&digits);
+}
+
+/// Inverse of [`to_limbs`] (also for summed digits).
+pub fn from_limbs(limbs: &[f64], limb_bits: i32) -> f64 {
+    let base = f64::powi(2.0, limb_bits);
+    let mut v = 0.0;
+    for (l, d) in limbs.iter().enumerate() {
+        v += d * base.powi(l as i32);
+    }
+    v / base
+}
+
+/// `values` as [`STAT_LIMBS`] limbs each (see [`to_limbs`]).
+pub fn encode_limbs(values: &[f64], limb_bits: i32) -> Vec<f64> {
+    let mut out = Vec::with_capacity(values.len() * STAT_LIMBS);
+    for v in values {
+        to_limbs(*v, limb_bits, &mut out);
+    }
+    out
+}
+
+/// Inverse of [`encode_limbs`] (also for summed limbs).
+pub fn decode_limbs(limbs: &[f64], limb_bits: i32) -> Result<Vec<f64>, SumError> {
+    if !limbs.len().is_multiple_of(STAT_LIMBS) {
+        return Err(SumError::Limbs(limbs.len()));
+    }
+    Ok(limbs
+        .chunks(STAT_LIMBS)
+        .map(|c| from_limbs(c, limb_bits))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limbs_round_trip_and_add() {
+        use crate::crypto::ParamSet;
+        assert_eq!(limb_bits_for(ParamSet::Standard64, 16, 64), 15);
+        assert_eq!(limb_bits_for(ParamSet::Compact32, 6, 64), 11);
+        // 128 clients: two bits less per client, the default scale gives them up
+        assert_eq!(limb_bits_for(ParamSet::Standard64, 14, 128), 15);
+        assert_eq!(limb_bits_for(ParamSet::Standard64, 16, 128), 13);
+        for bits in [15, 11] {
+            for v in [0.0, 1.5, -3.25, 74556.0, 8.2e9, -1e13, 0.1234567891] {
+                let mut l = Vec::new();
+                to_limbs(v, bits, &mut l);
+                assert_eq!(l.len(), STAT_LIMBS);
+                assert!(
+                    l.iter().all(|d| d.abs() < f64::powi(2.0, bits)),
+                    "{v}: {l:?}"
+                );
+                let back = from_limbs(&l, bits);
+                assert!((back - v).abs() <= v.abs() * 1e-15 + 1e-12, "{v}");
+            }
+            let (a, b) = (12345.678, -98.5);
+            let (mut la, mut lb) = (Vec::new(), Vec::new());
+            to_limbs(a, bits, &mut la);
+            to_limbs(b, bits, &mut lb);
+            let s: Vec<f64> = la.iter().zip(&lb).map(|(x, y)| x + y).collect();
+            assert!((from_limbs(&s, bits) - (a + b)).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn statistics_round_trip_through_limbs() {
+        use crate::data::{RawColumn, RawStats};
+        let x = ndarray::array![[1.0, 0.0], [f64::NAN, 1.0], [5.0, f64::NAN]];
+        let columns = vec![
+            RawColumn::numeric("a"),
+            RawColumn::Categorical {
+                name: "b".into(),
+                categories: vec!["u".into(), "v".into()],
+                other: false,
+            },
+        ];
+        let stats = RawStats::of(&columns, &x, None);
+        let values = stats.to_vec();
+        assert_eq!(values, vec![6.0, 26.0, 2.0, 1.0, 1.0, 0.0, 1.0, 3.0]);
+        let back = decode_limbs(&encode_limbs(&values, 15), 15).unwrap();
+        let back = RawStats::from_vec(&columns, false, &back).unwrap();
+        assert_eq!(back, stats);
+    }
+}

@@ -1,0 +1,271 @@
+//! The training rounds: each starts from the global model, trains locally
+//! (DP-SGD within the site's budget), contributes the FedAvg update, takes
+//! the new global model from the sum and evaluates it on the site's
+//! validation rows.
+
+use std::ops::ControlFlow;
+
+use ndarray::{Array1, Array2};
+
+use crate::data::{Dataset, Encoder, Standardizer};
+use crate::model::{Evaluation, Head, Model, TargetScaling, TrainConfig};
+
+use super::budget::Spending;
+use super::error::LoopError;
+use super::exchange::RoundSum;
+use super::report::{ClientEvent, ClientOutcome, ClientRound, EpochPoint};
+use super::round_loop::{LoopConfig, Next, RoundCtx, RoundKind};
+use super::shares::{fedavg, shared_update, site_share, weight_unit};
+use super::statistics::Prepared;
+
+/// `cfg.rounds` training rounds; leaves the run's [`ClientOutcome`].
+pub(crate) struct TrainingRounds<'a> {
+    cfg: &'a LoopConfig,
+    prepared: Prepared,
+    /// The site's training rows, preprocessed.
+    x: Array2<f64>,
+    y: Array1<f64>,
+    /// Validation rows (raw) and their labels.
+    hold: Option<(Array2<f64>, Vec<f64>)>,
+    global: Box<dyn Model>,
+    /// This site's FedAvg share.
+    share: f64,
+    spending: Spending,
+    /// The next training round, 1-based.
+    k: u64,
+    /// What this site sent in the round being built.
+    sent: Sent,
+    rounds: Vec<ClientRound>,
+    /// Every site is out of its privacy budget.
+    exhausted: bool,
+}
+
+/// What a site sends in a training round.
+#[derive(Clone, Copy)]
+enum Sent {
+    /// Its update after local training (with the last epoch's loss).
+    Trained { local_loss: Option<f64> },
+    /// An empty update: it is out of its privacy budget.
+    Empty,
+}
+
+impl<'a> TrainingRounds<'a> {
+    /// Training on `site`'s rows (and validation on `held`) with the
+    /// federation's preprocessing, from the plan's initial model.
+    pub(crate) fn new(
+        site: &Dataset,
+        held: Option<&Dataset>,
+        prepared: Prepared,
+        cfg: &'a LoopConfig,
+    ) -> Result<Self, LoopError> {
+        let x = prepared
+            .scaler
+            .transformed(&prepared.encoder.transform(&site.x));
+        let y = match &prepared.target_scaling {
+            Some(t) => site.y.mapv(|v| t.scale(v)),
+            None => site.y.clone(),
+        };
+        let head = Head::for_target(&site.label);
+        let features = prepared.encoder.output_len();
+        let global = crate::model::build(&cfg.architecture, features, head, cfg.init_seed)?;
+        let share = site_share(site.rows(), weight_unit(prepared.global_rows));
+        // DP-SGD over every round of this site's training.
+        let t = &cfg.train;
+        let spending = Spending::new(
+            cfg.dp.as_ref(),
+            site.rows(),
+            t.batch_size,
+            cfg.rounds,
+            t.epochs,
+        )?;
+        Ok(TrainingRounds {
+            cfg,
+            prepared,
+            x,
+            y,
+            hold: held.map(|h| (h.x.clone(), h.y.to_vec())),
+            global,
+            share,
+            spending,
+            k: 1,
+            sent: Sent::Empty,
+            rounds: Vec::new(),
+            exhausted: false,
+        })
+    }
+
+    fn params(&self) -> usize {
+        self.global.params().len()
+    }
+
+    /// The global model from a round's sum.
+    fn follow(&mut self, sum: &RoundSum) -> Result<(Vec<f64>, f64), LoopError> {
+        let (params, total_share) = fedavg(sum, self.params())?;
+        self.global.set_params(&params)?;
+        Ok((params, total_share))
+    }
+
+    /// Loss and score of the global model on the validation rows.
+    fn validate(&self) -> (Option<f64>, Option<f64>) {
+        let Some((hx, hy)) = &self.hold else {
+            return (None, None);
+        };
+        let p = &self.prepared;
+        let e = evaluate_raw(
+            &*self.global,
+            &p.encoder,
+            &p.scaler,
+            p.target_scaling.as_ref(),
+            hx,
+            hy,
+        );
+        (Some(e.loss()), Some(e.score()))
+    }
+
+    fn finish_round(&mut self, rec: ClientRound, ctx: &mut RoundCtx<'_>) {
+        ctx.emit(&ClientEvent::Round(rec.clone()));
+        self.rounds.push(rec);
+        self.k += 1;
+    }
+
+    fn outcome(self, cancelled: bool) -> ClientOutcome {
+        let p = self.prepared;
+        let spent = !cancelled;
+        ClientOutcome {
+            privacy: self.spending.record().filter(|_| spent),
+            stopped: self.spending.stopped().filter(|_| spent),
+            model: self.global,
+            encoder: p.encoder,
+            scaler: p.scaler,
+            target_scaling: p.target_scaling,
+            global_rows: p.global_rows,
+            rounds: self.rounds,
+            cancelled,
+        }
+    }
+
+    /// Local training from the global model for round `k`; the update.
+    fn train_locally(&mut self, ctx: &mut RoundCtx<'_>) -> Result<Vec<f64>, LoopError> {
+        let k = self.k;
+        let mut local = self.global.clone();
+        let tcfg = TrainConfig {
+            seed: round_seed(self.cfg.train.seed, k),
+            dp: self.spending.dp(),
+            ..self.cfg.train.clone()
+        };
+        let mut last_loss = None;
+        let summary = crate::model::train(&mut *local, &self.x, &self.y, &tcfg, &mut |s| {
+            last_loss = Some(s.loss);
+            ctx.emit(&ClientEvent::Epoch(EpochPoint::of(k, s)));
+            if ctx.cancelled() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        if ctx.cancelled() {
+            return Err(LoopError::Cancelled);
+        }
+        self.spending.add(summary.dp_steps);
+        self.sent = Sent::Trained {
+            local_loss: last_loss,
+        };
+        // FedAvg: the parameters times this site's share of the rows, and
+        // the share itself; the sums of both give the weighted mean exactly.
+        Ok(shared_update(local.params(), self.share))
+    }
+}
+
+impl RoundKind for TrainingRounds<'_> {
+    type Output = ClientOutcome;
+
+    fn next(self, ctx: &RoundCtx<'_>) -> Next<Self> {
+        if self.k > self.cfg.rounds || self.exhausted {
+            Next::Done(self.outcome(false))
+        } else if ctx.cancelled() {
+            Next::Done(self.outcome(true))
+        } else {
+            Next::Round(self)
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.params() + 1
+    }
+
+    fn build(&mut self, ctx: &mut RoundCtx<'_>) -> Result<Vec<f64>, LoopError> {
+        // The privacy budget: stop before a round would pass it.
+        if self.spending.allows(self.k)? {
+            return self.train_locally(ctx);
+        }
+        // Out of budget: keep the round's quorum with an empty update
+        // (share 0: it adds nothing and costs no privacy) and follow the
+        // global model.
+        self.sent = Sent::Empty;
+        Ok(vec![0.0; self.params() + 1])
+    }
+
+    fn take(&mut self, sum: RoundSum, ctx: &mut RoundCtx<'_>) -> Result<(), LoopError> {
+        let Sent::Trained { local_loss } = self.sent else {
+            // An empty update: stop when no site trains any more.
+            match self.follow(&sum) {
+                Ok((params, total)) => {
+                    let rec = ClientRound {
+                        epsilon: self.spending.epsilon(),
+                        ..ClientRound::of(self.k, sum, params, total)
+                    };
+                    self.finish_round(rec, ctx);
+                }
+                Err(_) => self.exhausted = true,
+            }
+            return Ok(());
+        };
+        let (params, total) = self.follow(&sum)?;
+        let (validation_loss, validation_score) = self.validate();
+        let rec = ClientRound {
+            local_loss,
+            validation_loss,
+            validation_score,
+            epsilon: self.spending.epsilon(),
+            ..ClientRound::of(self.k, sum, params, total)
+        };
+        self.finish_round(rec, ctx);
+        Ok(())
+    }
+
+    /// A round that closed while this client was away is taken as
+    /// published, without training for it.
+    fn take_published(&mut self, sum: RoundSum, ctx: &mut RoundCtx<'_>) -> Result<(), LoopError> {
+        self.spending.charge_round();
+        let (params, total) = self.follow(&sum)?;
+        let rec = ClientRound {
+            contributed: false,
+            ..ClientRound::of(self.k, sum, params, total)
+        };
+        self.finish_round(rec, ctx);
+        Ok(())
+    }
+}
+
+/// Seed of local training in round `round`.
+pub fn round_seed(seed: u64, round: u64) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(round.wrapping_mul(0xD1B5_4A32_D192_ED03))
+}
+
+/// Metrics of `model` on raw rows `x` with labels `y` (class indices, or
+/// values in the target's unit).
+pub fn evaluate_raw(
+    model: &dyn Model,
+    encoder: &Encoder,
+    scaler: &Standardizer,
+    target_scaling: Option<&TargetScaling>,
+    x: &Array2<f64>,
+    y: &[f64],
+) -> Evaluation {
+    let mut p = crate::model::predictions(model, &scaler.transformed(&encoder.transform(x)));
+    if let Some(t) = target_scaling {
+        p.mapv_inplace(|z| t.unscale(z));
+    }
+    Evaluation::compute(model.head(), y, &p)
+}
