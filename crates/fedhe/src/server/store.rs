@@ -2,13 +2,24 @@
 //! state folder. Nothing else is ever written there, and no path is derived
 //! from anything a client sends.
 //!
-//! An accepted update is recorded in one transaction that inserts the
-//! submission row *and* names the open round's new running sum, so a process
-//! killed at any point either has the update fully counted or not at all.
-//! With a state folder the running sum itself lives in a double-buffered file
-//! beside the database ([`super::sumfile`]), written and synced before the
-//! transaction; in memory (no state folder) it is a blob in the same
-//! transaction. A closed round's published sum is a blob in `rounds`.
+//! **One commit per change.** Every write goes through [`Store::write`]: the
+//! closure's writes ([`Tx`]) are one SQLite transaction, committed when it
+//! returns `Ok` and rolled back otherwise. A request that changes state
+//! therefore commits once or not at all. Reads are methods of [`Store`].
+//!
+//! **The running sum.** With a state folder the open round's running sum
+//! lives in a double-buffered file beside the database ([`super::sumfile`]).
+//! [`Tx::record_submission`] writes the new sum as the next generation into
+//! the slot the committed generation does not use and syncs it, then records
+//! the submission in the same transaction as "the open round's sum is that
+//! generation" (`meta.open_sum`). Until the commit the database names the
+//! previous generation, whose slot was not touched: a process killed (or a
+//! transaction failed) at any point finds either the new sum committed and
+//! intact, or the old one. An accepted update is counted fully or not at
+//! all, never twice; after a failed transaction the next one writes the
+//! same generation into the same slot again. In memory (no state folder)
+//! the running sum is a blob in the same transaction. A closed round's
+//! published sum is a blob in `rounds`.
 
 use std::path::{Path, PathBuf};
 
@@ -54,22 +65,6 @@ pub struct StoredIdentity {
     pub proof: Vec<u8>,
 }
 
-fn set_identity(
-    tx: &rusqlite::Transaction<'_>,
-    id: &str,
-    identity: Option<&StoredIdentity>,
-) -> Result<(), StoreError> {
-    match identity {
-        Some(i) => tx.execute(
-            "INSERT INTO identities (id, identity, proof) VALUES (?1, ?2, ?3)
-             ON CONFLICT(id) DO UPDATE SET identity = excluded.identity, proof = excluded.proof",
-            params![id, &i.key[..], i.proof],
-        )?,
-        None => tx.execute("DELETE FROM identities WHERE id = ?1", [id])?,
-    };
-    Ok(())
-}
-
 /// A round row (without its sum).
 #[derive(Debug, Clone)]
 pub struct StoredRound {
@@ -95,6 +90,8 @@ pub struct Store {
     /// Held (locked) for the store's lifetime; the OS releases it when the
     /// process ends, however it ends.
     _lock: Option<std::fs::File>,
+    #[cfg(test)]
+    fault: Fault,
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -230,6 +227,8 @@ impl Store {
             sums: None,
             generation: 0,
             _lock: lock,
+            #[cfg(test)]
+            fault: Fault::default(),
         };
         store.generation = store.open_sum()?.map_or(0, |(_, g)| g);
         Ok(store)
@@ -240,91 +239,6 @@ impl Store {
             .conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()?)
-    }
-
-    pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
-        Ok(())
-    }
-
-    /// Stores the session (public key and `max_len`) and opens round 1 if no
-    /// round exists yet — one transaction.
-    pub fn save_session(
-        &mut self,
-        public_key: &[u8],
-        max_len: Option<usize>,
-        now: u64,
-    ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('public_key', ?1)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![public_key],
-        )?;
-        if let Some(len) = max_len {
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('max_len', ?1)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![len.to_string().into_bytes()],
-            )?;
-        }
-        let rounds: i64 = tx.query_row("SELECT COUNT(*) FROM rounds", [], |r| r.get(0))?;
-        if rounds == 0 {
-            tx.execute(
-                "INSERT INTO rounds (round, open, contributors, opened) VALUES (1, 1, 0, ?1)",
-                params![to_i64(now)],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Adds a client and the issue time of its registration proof.
-    pub fn insert_client(
-        &mut self,
-        c: &StoredClient,
-        issued_ms: u64,
-        identity: Option<&StoredIdentity>,
-    ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO clients (id, name, token_hash, joined, last_round)
-             VALUES (?1, ?2, ?3, ?4, NULL)",
-            params![c.id, c.name, &c.token_hash[..], to_i64(c.joined_unix)],
-        )?;
-        upsert_registration(&tx, &c.id, issued_ms)?;
-        set_identity(&tx, &c.id, identity)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// A registered client registered again: new token hash and name.
-    pub fn rotate_client(
-        &mut self,
-        id: &str,
-        name: &str,
-        token_hash: &[u8; 32],
-        issued_ms: u64,
-        identity: Option<&StoredIdentity>,
-    ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        let changed = tx.execute(
-            "UPDATE clients SET token_hash = ?1, name = ?2 WHERE id = ?3",
-            params![&token_hash[..], name, id],
-        )?;
-        if changed != 1 {
-            return Err(StoreError::Corrupt(format!(
-                "client {id} is not registered"
-            )));
-        }
-        upsert_registration(&tx, id, issued_ms)?;
-        set_identity(&tx, id, identity)?;
-        tx.commit()?;
-        Ok(())
     }
 
     /// Each client's identity key and the registration proof that binds it.
@@ -351,43 +265,6 @@ impl Store {
             out.insert(id, StoredIdentity { key, proof });
         }
         Ok(out)
-    }
-
-    /// Records a client's signed mask key for `round`, `attempt`.
-    pub fn put_mask_key(
-        &self,
-        round: u64,
-        attempt: u32,
-        client_id: &str,
-        public: &[u8; 32],
-        signature: &[u8; 64],
-    ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO mask_keys (round, attempt, client_id, public, signature)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                to_i64(round),
-                i64::from(attempt),
-                client_id,
-                &public[..],
-                &signature[..]
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// Drops a client's mask key of `round`, `attempt`.
-    pub fn delete_mask_key(
-        &self,
-        round: u64,
-        attempt: u32,
-        client_id: &str,
-    ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "DELETE FROM mask_keys WHERE round = ?1 AND attempt = ?2 AND client_id = ?3",
-            params![to_i64(round), i64::from(attempt), client_id],
-        )?;
-        Ok(())
     }
 
     /// The mask keys of `round`, `attempt`: (client, public key, signature).
@@ -417,31 +294,6 @@ impl Store {
             out.push((id, public, signature));
         }
         Ok(out)
-    }
-
-    /// Starts a new attempt of the open `round`: its submissions and running
-    /// sum are discarded and `mask_state` (the attempt's description) is
-    /// stored — one transaction.
-    pub fn restart_attempt(&mut self, round: u64, mask_state: &[u8]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM submissions WHERE round = ?1", [to_i64(round)])?;
-        let changed = tx.execute(
-            "UPDATE rounds SET sum = NULL, contributors = 0, len = NULL, aggregate_ms = 0,
-                 bytes_accepted = 0
-             WHERE round = ?1 AND open = 1",
-            [to_i64(round)],
-        )?;
-        if changed != 1 {
-            return Err(StoreError::Corrupt(format!("round {round} is not open")));
-        }
-        tx.execute("DELETE FROM meta WHERE key = 'open_sum'", [])?;
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('mask_state', ?1)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![mask_state],
-        )?;
-        tx.commit()?;
-        Ok(())
     }
 
     /// Issue time of each client's last registration proof.
@@ -548,97 +400,337 @@ impl Store {
             .flatten())
     }
 
-    /// Records an accepted update: submission row, new running sum, the
-    /// client's last round — all or nothing.
-    #[allow(clippy::too_many_arguments)]
-    pub fn record_submission(
+    /// Runs `f`'s writes as one transaction: all committed when it returns
+    /// `Ok`, none when it (or the commit) fails.
+    pub fn write<T>(
         &mut self,
-        round: u64,
-        client_id: &str,
-        bytes: u64,
-        len: usize,
-        new_sum: &[u8],
-        contributors: u32,
-        add_ms: f64,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut tx = Tx {
+            tx: self.conn.transaction()?,
+            sums: self.sums.as_mut(),
+            generation: self.generation,
+            written: None,
+            #[cfg(test)]
+            fault: &self.fault,
+        };
+        // On an error `tx` is dropped: rusqlite rolls the transaction back.
+        let out = f(&mut tx)?;
+        tx.step()?;
+        let written = tx.written;
+        tx.tx.commit()?;
+        if let Some(g) = written {
+            self.generation = g;
+        }
+        Ok(out)
+    }
+}
+
+/// The open round's new running sum, as [`Tx::record_submission`] records it.
+pub struct Submission<'a> {
+    pub round: u64,
+    pub client_id: &'a str,
+    /// Body bytes of the update.
+    pub bytes: u64,
+    /// Values per update.
+    pub len: usize,
+    /// Updates in the new sum.
+    pub contributors: u32,
+    pub add_ms: f64,
+    pub now: u64,
+}
+
+/// The writes of one transaction ([`Store::write`]).
+pub struct Tx<'s> {
+    tx: rusqlite::Transaction<'s>,
+    sums: Option<&'s mut super::sumfile::SumFile>,
+    /// Generation of the committed running sum.
+    generation: u64,
+    /// The generation this transaction wrote; current once it commits.
+    written: Option<u64>,
+    #[cfg(test)]
+    fault: &'s Fault,
+}
+
+impl Tx<'_> {
+    /// Before every write (a statement, the sum file's slot, the commit):
+    /// where the test-only fault injector fails a transaction.
+    fn step(&self) -> Result<(), StoreError> {
+        #[cfg(test)]
+        self.fault.step()?;
+        Ok(())
+    }
+
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
+        self.step()?;
+        Ok(self.tx.execute(sql, params)?)
+    }
+
+    pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Stores the session (public key and `max_len`) and opens round 1 if no
+    /// round exists yet.
+    pub fn save_session(
+        &self,
+        public_key: &[u8],
+        max_len: Option<usize>,
         now: u64,
     ) -> Result<(), StoreError> {
-        // With a sum file: write the new sum first (the other slot, synced),
-        // then commit the transaction that names it. Until the commit, the
-        // previous generation stays the durable one.
-        let generation = self.generation + 1;
-        if let Some(f) = self.sums.as_mut() {
-            f.write(generation, round, new_sum)?;
+        self.put_meta("public_key", public_key)?;
+        if let Some(len) = max_len {
+            self.put_meta("max_len", len.to_string().as_bytes())?;
         }
+        let rounds: i64 = self
+            .tx
+            .query_row("SELECT COUNT(*) FROM rounds", [], |r| r.get(0))?;
+        if rounds == 0 {
+            self.exec(
+                "INSERT INTO rounds (round, open, contributors, opened) VALUES (1, 1, 0, ?1)",
+                params![to_i64(now)],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Adds a client and the issue time of its registration proof.
+    pub fn insert_client(
+        &self,
+        c: &StoredClient,
+        issued_ms: u64,
+        identity: Option<&StoredIdentity>,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO clients (id, name, token_hash, joined, last_round)
+             VALUES (?1, ?2, ?3, ?4, NULL)",
+            params![c.id, c.name, &c.token_hash[..], to_i64(c.joined_unix)],
+        )?;
+        self.upsert_registration(&c.id, issued_ms)?;
+        self.set_identity(&c.id, identity)
+    }
+
+    /// A registered client registered again: new token hash and name.
+    pub fn rotate_client(
+        &self,
+        id: &str,
+        name: &str,
+        token_hash: &[u8; 32],
+        issued_ms: u64,
+        identity: Option<&StoredIdentity>,
+    ) -> Result<(), StoreError> {
+        let changed = self.exec(
+            "UPDATE clients SET token_hash = ?1, name = ?2 WHERE id = ?3",
+            params![&token_hash[..], name, id],
+        )?;
+        if changed != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "client {id} is not registered"
+            )));
+        }
+        self.upsert_registration(id, issued_ms)?;
+        self.set_identity(id, identity)
+    }
+
+    fn upsert_registration(&self, id: &str, issued_ms: u64) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO registrations (id, issued_ms) VALUES (?1, ?2)
+             ON CONFLICT(id) DO UPDATE SET issued_ms = excluded.issued_ms",
+            params![id, to_i64(issued_ms)],
+        )?;
+        Ok(())
+    }
+
+    fn set_identity(&self, id: &str, identity: Option<&StoredIdentity>) -> Result<(), StoreError> {
+        match identity {
+            Some(i) => self.exec(
+                "INSERT INTO identities (id, identity, proof) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET identity = excluded.identity, proof = excluded.proof",
+                params![id, &i.key[..], i.proof],
+            )?,
+            None => self.exec("DELETE FROM identities WHERE id = ?1", [id])?,
+        };
+        Ok(())
+    }
+
+    /// Records a client's signed mask key for `round`, `attempt`.
+    pub fn put_mask_key(
+        &self,
+        round: u64,
+        attempt: u32,
+        client_id: &str,
+        public: &[u8; 32],
+        signature: &[u8; 64],
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO mask_keys (round, attempt, client_id, public, signature)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                to_i64(round),
+                i64::from(attempt),
+                client_id,
+                &public[..],
+                &signature[..]
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Drops a client's mask key of `round`, `attempt`.
+    pub fn delete_mask_key(
+        &self,
+        round: u64,
+        attempt: u32,
+        client_id: &str,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "DELETE FROM mask_keys WHERE round = ?1 AND attempt = ?2 AND client_id = ?3",
+            params![to_i64(round), i64::from(attempt), client_id],
+        )?;
+        Ok(())
+    }
+
+    /// Starts a new attempt of the open `round`: its submissions and running
+    /// sum are discarded and `mask_state` (the attempt's description) is
+    /// stored.
+    pub fn restart_attempt(&self, round: u64, mask_state: &[u8]) -> Result<(), StoreError> {
+        self.exec("DELETE FROM submissions WHERE round = ?1", [to_i64(round)])?;
+        let changed = self.exec(
+            "UPDATE rounds SET sum = NULL, contributors = 0, len = NULL, aggregate_ms = 0,
+                 bytes_accepted = 0
+             WHERE round = ?1 AND open = 1",
+            [to_i64(round)],
+        )?;
+        if changed != 1 {
+            return Err(StoreError::Corrupt(format!("round {round} is not open")));
+        }
+        self.exec("DELETE FROM meta WHERE key = 'open_sum'", [])?;
+        self.put_meta("mask_state", mask_state)
+    }
+
+    /// Records an accepted update: submission row, the new running sum, the
+    /// client's last round.
+    pub fn record_submission(
+        &mut self,
+        s: &Submission<'_>,
+        new_sum: &[u8],
+    ) -> Result<(), StoreError> {
+        // With a sum file: the new sum goes into the other slot first
+        // (synced); the rows below name it. Until the commit, the previous
+        // generation stays the durable one.
+        let generation = self.generation + 1;
         let in_file = self.sums.is_some();
-        let tx = self.conn.transaction()?;
-        tx.execute(
+        if in_file {
+            self.step()?;
+        }
+        if let Some(f) = self.sums.as_mut() {
+            f.write(generation, s.round, new_sum)?;
+        }
+        self.exec(
             "INSERT INTO submissions (round, client_id, at, bytes) VALUES (?1, ?2, ?3, ?4)",
-            params![to_i64(round), client_id, to_i64(now), to_i64(bytes)],
+            params![to_i64(s.round), s.client_id, to_i64(s.now), to_i64(s.bytes)],
         )?;
         let blob: Option<&[u8]> = (!in_file).then_some(new_sum);
-        let changed = tx.execute(
+        let changed = self.exec(
             "UPDATE rounds SET sum = ?1, contributors = ?2,
                  aggregate_ms = aggregate_ms + ?3, bytes_accepted = bytes_accepted + ?4,
                  len = ?6
              WHERE round = ?5 AND open = 1",
             params![
                 blob,
-                i64::from(contributors),
-                add_ms,
-                to_i64(bytes),
-                to_i64(round),
-                to_i64(len as u64)
+                i64::from(s.contributors),
+                s.add_ms,
+                to_i64(s.bytes),
+                to_i64(s.round),
+                to_i64(s.len as u64)
             ],
         )?;
-        if in_file {
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('open_sum', ?1)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![format!("{round} {generation}").into_bytes()],
-            )?;
-        }
         if changed != 1 {
-            return Err(StoreError::Corrupt(format!("round {round} is not open")));
+            return Err(StoreError::Corrupt(format!(
+                "round {} is not open",
+                s.round
+            )));
         }
-        tx.execute(
-            "UPDATE clients SET last_round = ?1 WHERE id = ?2",
-            params![to_i64(round), client_id],
-        )?;
-        tx.commit()?;
         if in_file {
-            self.generation = generation;
+            let named = format!("{} {generation}", s.round);
+            self.put_meta("open_sum", named.as_bytes())?;
+            self.written = Some(generation);
         }
+        self.exec(
+            "UPDATE clients SET last_round = ?1 WHERE id = ?2",
+            params![to_i64(s.round), s.client_id],
+        )?;
         Ok(())
     }
 
-    /// Closes `round` with its published sum and opens `round + 1`.
+    /// Closes `round` with its published sum and opens `round + 1`, whose
+    /// mask state (its expected roster) is `mask_state`.
     pub fn close_round(
-        &mut self,
+        &self,
         round: u64,
         now: u64,
         published: &[u8],
         mask_state: &[u8],
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        // The next round's mask state (its expected roster) with the close.
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('mask_state', ?1)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![mask_state],
-        )?;
-        let changed = tx.execute(
+        self.put_meta("mask_state", mask_state)?;
+        let changed = self.exec(
             "UPDATE rounds SET open = 0, closed = ?1, sum = ?3 WHERE round = ?2 AND open = 1",
             params![to_i64(now), to_i64(round), published],
         )?;
         if changed != 1 {
             return Err(StoreError::Corrupt(format!("round {round} is not open")));
         }
-        tx.execute(
+        self.exec(
             "INSERT INTO rounds (round, open, contributors, opened) VALUES (?1, 1, 0, ?2)",
             params![to_i64(round + 1), to_i64(now)],
         )?;
-        tx.commit()?;
         Ok(())
+    }
+}
+
+/// Test-only fault injection: counts the writes of every transaction and
+/// fails one of them, as a process killed between two writes would (an
+/// uncommitted transaction leaves nothing behind, killed or rolled back).
+#[cfg(test)]
+#[derive(Default)]
+struct Fault {
+    writes: std::cell::Cell<u64>,
+    fail_at: std::cell::Cell<Option<u64>>,
+}
+
+#[cfg(test)]
+impl Fault {
+    fn step(&self) -> Result<(), StoreError> {
+        let n = self.writes.get();
+        self.writes.set(n + 1);
+        if self.fail_at.get() == Some(n) {
+            self.fail_at.set(None);
+            return Err(StoreError::Io {
+                path: PathBuf::from("(fault injection)"),
+                message: format!("write {n} failed on purpose"),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Store {
+    /// Counts writes from zero again and fails write `k` once (`None`: only
+    /// counts). The commit of a transaction counts as its last write.
+    pub(crate) fn fail_at_write(&self, k: Option<u64>) {
+        self.fault.writes.set(0);
+        self.fault.fail_at.set(k);
+    }
+
+    /// Writes since [`fail_at_write`](Self::fail_at_write).
+    pub(crate) fn writes(&self) -> u64 {
+        self.fault.writes.get()
     }
 }
 
@@ -681,58 +773,56 @@ fn lock_folder(dir: &Path) -> Result<std::fs::File, StoreError> {
     Ok(f)
 }
 
-fn upsert_registration(
-    tx: &rusqlite::Transaction<'_>,
-    id: &str,
-    issued_ms: u64,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO registrations (id, issued_ms) VALUES (?1, ?2)
-         ON CONFLICT(id) DO UPDATE SET issued_ms = excluded.issued_ms",
-        params![id, to_i64(issued_ms)],
-    )?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn submission(contributors: u32) -> Submission<'static> {
+        Submission {
+            round: 1,
+            client_id: "a",
+            bytes: 10,
+            len: 3,
+            contributors,
+            add_ms: 0.5,
+            now: 2,
+        }
+    }
 
     #[test]
     fn submission_and_close_are_atomic() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path()).unwrap();
-        s.save_session(b"pk", Some(3), 1).unwrap();
-        s.insert_client(
-            &StoredClient {
-                id: "a".into(),
-                name: "A".into(),
-                token_hash: [1; 32],
-                joined_unix: 1,
-                last_round: None,
-            },
-            5,
-            None,
-        )
-        .unwrap();
+        s.write(|tx| tx.save_session(b"pk", Some(3), 1)).unwrap();
+        let client = StoredClient {
+            id: "a".into(),
+            name: "A".into(),
+            token_hash: [1; 32],
+            joined_unix: 1,
+            last_round: None,
+        };
+        s.write(|tx| tx.insert_client(&client, 5, None)).unwrap();
         let identity = StoredIdentity {
             key: [7; 32],
             proof: vec![9; 64],
         };
-        s.rotate_client("a", "A2", &[2; 32], 6, Some(&identity))
+        s.write(|tx| tx.rotate_client("a", "A2", &[2; 32], 6, Some(&identity)))
             .unwrap();
         assert_eq!(s.identities().unwrap().get("a"), Some(&identity));
-        assert!(s.rotate_client("b", "B", &[3; 32], 6, None).is_err());
-        s.record_submission(1, "a", 10, 3, b"sum1", 1, 0.5, 2)
+        assert!(
+            s.write(|tx| tx.rotate_client("b", "B", &[3; 32], 6, None))
+                .is_err()
+        );
+        s.write(|tx| tx.record_submission(&submission(1), b"sum1"))
             .unwrap();
         // Duplicate submission: the whole transaction is rolled back.
         assert!(
-            s.record_submission(1, "a", 10, 3, b"sum2", 2, 0.5, 2)
+            s.write(|tx| tx.record_submission(&submission(2), b"sum2"))
                 .is_err()
         );
         assert_eq!(s.sum(1).unwrap().as_deref(), Some(&b"sum1"[..]));
-        s.close_round(1, 3, b"sum1", b"{}").unwrap();
-        assert!(s.close_round(1, 3, b"sum1", b"{}").is_err());
+        s.write(|tx| tx.close_round(1, 3, b"sum1", b"{}")).unwrap();
+        assert!(s.write(|tx| tx.close_round(1, 3, b"sum1", b"{}")).is_err());
         assert_eq!(s.sum(2).unwrap(), None);
         drop(s);
         let s = Store::open(dir.path()).unwrap();

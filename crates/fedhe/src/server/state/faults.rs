@@ -1,0 +1,413 @@
+//! Fault injection: every request that changes the aggregator's state
+//! commits once or not at all. Each case runs one request on a copy of a
+//! prepared state folder: once without a fault (its writes counted; the
+//! state reloaded from the folder equals the live state after it, as after
+//! a process killed right after the commit), then once per write k with
+//! write k failing (a process killed between writes k-1 and k, the commit
+//! counting as the last write). After a failure the live state and the
+//! state reloaded from the folder both equal the state before.
+//!
+//! Run them with `cargo test --release -p fedhe -- state::faults`.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::crypto::{ParamSet, SecretKey, encrypt_weighted};
+use crate::data::LabelMapping;
+use crate::plan::Plan;
+use crate::privacy::masks::{Identity, MaskContext};
+use crate::protocol::{AnnounceRequest, RegisterRequest, hex, now_ms};
+
+use super::super::error::ServerError;
+use super::super::store::Store;
+use super::{Aggregator, Policy, now_unix};
+
+const LEN: usize = 6;
+
+type Op<'a> = dyn Fn(&mut Aggregator) -> Result<(), ServerError> + 'a;
+
+impl Aggregator {
+    /// Everything the aggregator knows, as text to compare.
+    fn snapshot(&self) -> String {
+        let digest = |b: &[u8]| hex(&Sha256::digest(b));
+        let Some(session) = &self.session else {
+            // Without a session nothing but the (empty) tables is durable.
+            return format!("no session; clients {:?}", self.clients);
+        };
+        let sums: Vec<_> = self
+            .closed
+            .keys()
+            .map(|r| {
+                self.sum(*r)
+                    .map(|(b, n)| (digest(&b), n))
+                    .map_err(|e| e.to_string())
+            })
+            .collect();
+        format!(
+            "session {:?}\nclients {:?}\ntokens {:?}\nopen {:?}\nrunning sum {:?}\nclosed \
+             {:?}\npublished {sums:?}",
+            session.info(),
+            self.clients,
+            self.auth.sorted(),
+            self.open,
+            self.acc.as_ref().map(|a| digest(&a.to_bytes())),
+            self.closed,
+        )
+    }
+}
+
+/// How the aggregator under test is opened.
+struct Fixture {
+    key: SecretKey,
+    /// Open with the session's key (else the folder's, if any).
+    key_at_open: bool,
+    max_len: Option<usize>,
+    plan: Option<Plan>,
+    auto: bool,
+}
+
+impl Fixture {
+    fn new(key: SecretKey) -> Fixture {
+        Fixture {
+            key,
+            key_at_open: true,
+            max_len: Some(LEN),
+            plan: None,
+            auto: false,
+        }
+    }
+
+    fn open(&self, dir: &Path) -> Aggregator {
+        let policy = Policy {
+            min_clients: None,
+            auto_aggregate: self.auto,
+            manual_close: false,
+            max_len_limit: 1 << 20,
+            max_registered: 100,
+            allow_single_contributor: false,
+        };
+        let key = self.key_at_open.then(|| self.key.public());
+        let store = Store::open(dir).unwrap();
+        let mut agg = Aggregator::open(store, policy, "operator", key, self.max_len).unwrap();
+        if let Some(plan) = &self.plan {
+            agg.load_plan(plan.clone()).unwrap();
+        }
+        agg
+    }
+
+    fn fingerprint(&self) -> String {
+        self.plan.as_ref().unwrap().fingerprint().to_string()
+    }
+
+    fn register(
+        &self,
+        id: &str,
+        identity: Option<&Identity>,
+        max_len: Option<usize>,
+    ) -> RegisterRequest {
+        let name = format!("Site {id}");
+        let req = match identity {
+            Some(i) => RegisterRequest::with_identity(&self.key, id, name, max_len, &i.public()),
+            None => RegisterRequest::signed(&self.key, id, name, max_len),
+        };
+        match &self.plan {
+            Some(p) => req.for_plan(p.fingerprint().to_string()),
+            None => req,
+        }
+    }
+
+    /// `id` registered again with a newer proof.
+    fn register_again(&self, id: &str, identity: &Identity) -> RegisterRequest {
+        let mut req = self.register(id, Some(identity), None);
+        req.issued_ms = now_ms() + 1;
+        let proof =
+            self.key
+                .sign_registration_for(id, &req.name, req.issued_ms, Some(&identity.public()));
+        req.proof = hex(&proof);
+        req
+    }
+
+    fn announce(&self, identity: &Identity, id: &str) -> AnnounceRequest {
+        let fp = self.fingerprint();
+        let ctx = MaskContext {
+            plan: &fp,
+            round: 1,
+            attempt: 1,
+        };
+        let k = identity.announce(&ctx, id);
+        AnnounceRequest {
+            attempt: 1,
+            public: hex(&k.public),
+            signature: hex(&k.signature),
+        }
+    }
+
+    /// An update of `len` values (bound to round 1, attempt 1 with a plan).
+    fn update(&self, len: usize) -> Vec<u8> {
+        let u = encrypt_weighted(&self.key, &vec![0.25; len], 2.0).unwrap();
+        match self.plan {
+            Some(_) => u.bound_to(1, 1).to_bytes(),
+            None => u.to_bytes(),
+        }
+    }
+}
+
+fn submit(agg: &mut Aggregator, id: &str, bytes: &[u8]) -> Result<(), ServerError> {
+    let attempt = agg.plan().map(|_| 1);
+    let update = agg.decode_update(bytes)?;
+    agg.submit(id, 1, attempt, &update, bytes.len() as u64)
+        .map(drop)
+}
+
+/// `what` as the op's own check (an error, not a panic: a failed write
+/// makes it false).
+fn expect(ok: bool, what: &str) -> Result<(), ServerError> {
+    match ok {
+        true => Ok(()),
+        false => Err(ServerError::Internal(format!("expected: {what}"))),
+    }
+}
+
+fn copy_dir(from: &Path) -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.path().join(e.file_name())).unwrap();
+    }
+    to
+}
+
+/// A state folder prepared by `setup`.
+fn prepare(fx: &Fixture, setup: impl FnOnce(&mut Aggregator)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agg = fx.open(dir.path());
+    setup(&mut agg);
+    drop(agg);
+    dir
+}
+
+/// Runs `op` on copies of `base`, without a fault and then failing each of
+/// its writes in turn. `reports` says that `op` answers a failed write with
+/// an error (the deadline tick logs it instead). Returns the writes.
+fn all_or_nothing(name: &str, fx: &Fixture, base: &Path, op: &Op<'_>, reports: bool) -> u64 {
+    let dir = copy_dir(base);
+    let mut agg = fx.open(dir.path());
+    let before = agg.snapshot();
+    agg.store.fail_at_write(None);
+    op(&mut agg).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let writes = agg.store.writes();
+    let after = agg.snapshot();
+    assert_ne!(before, after, "{name} changed nothing");
+    drop(agg);
+    assert_eq!(
+        fx.open(dir.path()).snapshot(),
+        after,
+        "{name}: reloaded after"
+    );
+    for k in 0..writes {
+        let dir = copy_dir(base);
+        let mut agg = fx.open(dir.path());
+        assert_eq!(agg.snapshot(), before, "{name}: reloaded base");
+        agg.store.fail_at_write(Some(k));
+        let result = op(&mut agg);
+        assert!(agg.store.writes() > k, "{name}: write {k} never came");
+        if reports {
+            assert!(
+                result.is_err(),
+                "{name}: write {k} failed, yet it succeeded"
+            );
+        }
+        assert_eq!(
+            agg.snapshot(),
+            before,
+            "{name}: memory after write {k} failed"
+        );
+        drop(agg);
+        let reloaded = fx.open(dir.path()).snapshot();
+        assert_eq!(reloaded, before, "{name}: reloaded after write {k} failed");
+    }
+    writes
+}
+
+#[test]
+fn session_plan_and_registration_commit_once() {
+    let mut fx = Fixture::new(SecretKey::generate(ParamSet::Standard64));
+    // Loading the key into a new folder: key, max_len, round 1.
+    fx.key_at_open = false;
+    let base = prepare(&fx, |_| {});
+    let key = fx.key.public();
+    let op = |agg: &mut Aggregator| agg.load_session(key.clone(), Some(LEN)).map(drop);
+    assert_eq!(
+        all_or_nothing("load_session", &fx, base.path(), &op, true),
+        4
+    );
+
+    // A plan that fixes max_len: max_len and the plan together.
+    fx.key_at_open = true;
+    fx.max_len = None;
+    let base = prepare(&fx, |_| {});
+    let plan = masked_plan();
+    let op = |agg: &mut Aggregator| agg.load_plan(plan.clone()).map(drop);
+    assert_eq!(all_or_nothing("load_plan", &fx, base.path(), &op, true), 4);
+
+    // A new client whose registration fixes max_len: the client, its
+    // proof's issue time, its identity and max_len.
+    let req = fx.register("a", None, Some(LEN));
+    let op = |agg: &mut Aggregator| agg.register(req.clone()).map(drop);
+    assert_eq!(all_or_nothing("register", &fx, base.path(), &op, true), 6);
+}
+
+#[test]
+fn submit_and_close_commit_once() {
+    let mut fx = Fixture::new(SecretKey::generate(ParamSet::Standard64));
+    let (ua, ub) = (fx.update(LEN), fx.update(LEN));
+    fn registered(fx: &Fixture, agg: &mut Aggregator) {
+        for id in ["a", "b"] {
+            agg.register(fx.register(id, None, None)).unwrap();
+        }
+    }
+    // An update: the sum file's slot, then the submission, the round, the
+    // sum's generation and the client's last round.
+    let base = prepare(&fx, |agg| registered(&fx, agg));
+    let op = |agg: &mut Aggregator| submit(agg, "a", &ua);
+    assert_eq!(all_or_nothing("submit", &fx, base.path(), &op, true), 6);
+
+    // The operator's close: next round's mask state, the close, round 2.
+    let base = prepare(&fx, |agg| {
+        registered(&fx, agg);
+        submit(agg, "a", &ua).unwrap();
+        submit(agg, "b", &ub).unwrap();
+    });
+    let op = |agg: &mut Aggregator| agg.close(1).map(drop);
+    assert_eq!(all_or_nothing("close", &fx, base.path(), &op, true), 4);
+
+    // The last update of a round that closes by itself: both in one.
+    fx.auto = true;
+    let base = prepare(&fx, |agg| {
+        registered(&fx, agg);
+        submit(agg, "a", &ua).unwrap();
+    });
+    let op = |agg: &mut Aggregator| {
+        submit(agg, "b", &ub)?;
+        expect(agg.open_round() == 2, "the round closed")
+    };
+    assert_eq!(
+        all_or_nothing("submit + close", &fx, base.path(), &op, true),
+        9
+    );
+}
+
+/// A plan with pairwise masks among at least three sites.
+fn masked_plan() -> Plan {
+    let label = LabelMapping {
+        column: "y".into(),
+        positive: "1".into(),
+        negative: "0".into(),
+    };
+    let mut plan = Plan::binary(label, vec!["x1".into(), "x2".into()], Vec::new());
+    plan.quorum.min_clients = 3;
+    plan.privacy.masks = true;
+    plan
+}
+
+/// Four sites of a masked federation, a, b, c registered (d is not).
+struct Masked {
+    fx: Fixture,
+    ids: [&'static str; 4],
+    who: Vec<Identity>,
+    /// Each site's round-1 update.
+    ups: Vec<Vec<u8>>,
+}
+
+impl Masked {
+    fn new() -> Masked {
+        let mut fx = Fixture::new(SecretKey::generate(ParamSet::Standard64));
+        fx.max_len = None;
+        fx.plan = Some(masked_plan());
+        let dir = tempfile::tempdir().unwrap();
+        let len = fx.open(dir.path()).plan_len(1).unwrap();
+        let ids = ["a", "b", "c", "d"];
+        let who = ids.iter().map(|_| Identity::generate().unwrap()).collect();
+        let ups = ids.iter().map(|_| fx.update(len)).collect();
+        Masked { fx, ids, who, ups }
+    }
+
+    /// A state folder where a, b, c registered, the first `announced`
+    /// announced their keys and the first `uploaded` uploaded.
+    fn prepare(&self, announced: usize, uploaded: usize) -> tempfile::TempDir {
+        prepare(&self.fx, |agg| {
+            for (id, w) in self.ids.iter().zip(&self.who).take(3) {
+                agg.register(self.fx.register(id, Some(w), None)).unwrap();
+            }
+            for (id, w) in self.ids.iter().zip(&self.who).take(announced) {
+                agg.announce(id, 1, self.fx.announce(w, id)).unwrap();
+            }
+            for (id, bytes) in self.ids.iter().zip(&self.ups).take(uploaded) {
+                submit(agg, id, bytes).unwrap();
+            }
+        })
+    }
+}
+
+#[test]
+fn masked_key_phase_commits_once() {
+    let m = Masked::new();
+    let fx = &m.fx;
+    // A registration again that drops the key announced with the old one.
+    let base = m.prepare(1, 0);
+    let req = fx.register_again("a", &m.who[0]);
+    let op = |agg: &mut Aggregator| {
+        agg.register(req.clone())?;
+        expect(agg.open.mask.keys.is_empty(), "a's key was dropped")
+    };
+    assert_eq!(
+        all_or_nothing("register again", fx, base.path(), &op, true),
+        5
+    );
+
+    // The last key of the key phase: the key and the fixed roster.
+    let base = m.prepare(2, 0);
+    let req = fx.announce(&m.who[2], "c");
+    let op = |agg: &mut Aggregator| {
+        agg.announce("c", 1, req.clone())?;
+        expect(agg.open.mask.frozen.is_some(), "the roster is fixed")
+    };
+    assert_eq!(all_or_nothing("announce", fx, base.path(), &op, true), 3);
+
+    // After the roster is fixed: a new client (expected next round).
+    let base = m.prepare(3, 0);
+    let req = fx.register("d", Some(&m.who[3]), None);
+    let op = |agg: &mut Aggregator| agg.register(req.clone()).map(drop);
+    assert_eq!(
+        all_or_nothing("register late", fx, base.path(), &op, true),
+        5
+    );
+}
+
+#[test]
+fn masked_uploads_and_restarts_commit_once() {
+    let m = Masked::new();
+    let fx = &m.fx;
+    // A masked update, and the last one, which closes the round.
+    let base = m.prepare(3, 0);
+    let op = |agg: &mut Aggregator| submit(agg, "a", &m.ups[0]);
+    assert_eq!(
+        all_or_nothing("masked submit", fx, base.path(), &op, true),
+        6
+    );
+    let base = m.prepare(3, 2);
+    let op = |agg: &mut Aggregator| {
+        submit(agg, "c", &m.ups[2])?;
+        expect(agg.open_round() == 2, "the round closed")
+    };
+    let writes = all_or_nothing("masked submit + close", fx, base.path(), &op, true);
+    assert_eq!(writes, 9);
+
+    // The deadline passes without c's update: the attempt restarts.
+    let op = |agg: &mut Aggregator| {
+        agg.tick_at(now_unix() + 100_000)?;
+        expect(agg.open.mask.attempt == 2, "the attempt restarted")
+    };
+    assert_eq!(all_or_nothing("restart", fx, base.path(), &op, false), 5);
+}

@@ -1,0 +1,307 @@
+//! The aggregator's state machine, independent of HTTP.
+//!
+//! **Every change is all or nothing.** A mutating method checks the request
+//! against the state, computes the change as a value (the next
+//! [`OpenRound`](round::OpenRound), a registration, a mask attempt's
+//! [`Advance`](masks::Advance), a [`Closing`](round::Closing)), writes it in
+//! one store transaction ([`Store::write`]) and only after that commit puts
+//! it into memory. A request that fails leaves memory and database as they
+//! were; a process killed at any point restarts ([`reload`]) from the state
+//! before the change or after it. One deliberate exception: an update is
+//! added into the running sum in place (the sum is as large as the model,
+//! and cloning it per update would double the memory); if its transaction
+//! fails, the sum is read back from the store (`restore_sum`).
+//!
+//! Files: the values and their transitions — `round` (the open round:
+//! submit, close, due, missing; the quorum rules), `masks` (a masked
+//! round's attempt: advance, keys) — and the shell that checks, commits and
+//! applies them: `auth` (tokens, callers), `session` (key, max_len, plan),
+//! `registry` (registration: verify, decide, apply), `upload` (an update and
+//! the close it completes), `keys` (mask key announcements, the attempt
+//! moving on), `reload` (memory from the store at start). This file: the
+//! aggregator, its queries, the operator's close and the deadline tick.
+//! `faults` (tests) fails every write of every change in turn.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::crypto::{Accumulator, ParamSet, PublicKeyFile};
+use crate::protocol::{RoundInfo, RoundState, StatusResponse};
+
+use super::error::ServerError;
+use super::store::Store;
+
+mod auth;
+mod keys;
+mod masks;
+mod registry;
+mod reload;
+mod round;
+mod session;
+mod upload;
+
+#[cfg(test)]
+mod faults;
+
+pub use auth::{Caller, new_token};
+
+use auth::Auth;
+use masks::MaskRound;
+use registry::ClientRec;
+use round::{ClosedRound, Closing, OpenRound, Rules};
+use session::Session;
+
+/// Largest encoded update the aggregator accepts for vectors of at most
+/// `max_len` values (the 413 limit): the crypto module's own bound.
+pub fn max_update_bytes(params: ParamSet, max_len: usize) -> usize {
+    crate::crypto::max_update_bytes(params, max_len)
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Tunables that are not persisted.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub min_clients: Option<usize>,
+    pub auto_aggregate: bool,
+    /// With a plan: the operator closes rounds by hand instead of the
+    /// plan's quorum (the app's auto-aggregate switch turned off).
+    pub manual_close: bool,
+    /// Largest `max_len` a session may declare (bounds every allocation).
+    pub max_len_limit: usize,
+    /// Largest number of registered clients (bounds the client table).
+    pub max_registered: usize,
+    /// Allow closing a round with one contributor when no plan says (a
+    /// plan's `quorum.allow_single_contributor` decides otherwise).
+    pub allow_single_contributor: bool,
+}
+
+pub struct Aggregator {
+    store: Store,
+    policy: Policy,
+    auth: Auth,
+    session: Option<Session>,
+    clients: BTreeMap<String, ClientRec>,
+    /// The open round, without its running sum: small, so that transitions
+    /// compute the next one as a copy.
+    open: OpenRound,
+    /// Running sum of the open round; `None` until its first update.
+    acc: Option<Accumulator>,
+    closed: BTreeMap<u64, ClosedRound>,
+    /// The most recently published sum, kept in memory for the downloads
+    /// that follow a close.
+    last_sum: Option<(u64, Arc<Vec<u8>>)>,
+    /// Scratch for the serialized running sum (see `submit`).
+    sum_buf: Vec<u8>,
+}
+
+impl Aggregator {
+    /// Loads (or initializes) the state in `store`. `initial_key` is the
+    /// `--public-key` file; it must match a key already in the state folder.
+    pub fn open(
+        store: Store,
+        policy: Policy,
+        operator_token: &str,
+        initial_key: Option<PublicKeyFile>,
+        initial_max_len: Option<usize>,
+    ) -> Result<Aggregator, ServerError> {
+        let now = now_unix();
+        let open = OpenRound::fresh(1, now, Default::default(), MaskRound::fresh(1, now));
+        let mut agg = Aggregator {
+            store,
+            policy,
+            auth: Auth::new(operator_token),
+            session: None,
+            clients: BTreeMap::new(),
+            open,
+            acc: None,
+            closed: BTreeMap::new(),
+            last_sum: None,
+            sum_buf: Vec::new(),
+        };
+        agg.reload()?;
+        if let Some(key) = initial_key {
+            agg.load_session(key, initial_max_len)?;
+        } else if let Some(n) = initial_max_len
+            && agg.session.is_some()
+        {
+            agg.set_max_len(n)?;
+        }
+        Ok(agg)
+    }
+
+    /// The quorum rules in force.
+    fn rules(&self) -> Rules<'_> {
+        Rules {
+            plan: self.plan().map(|(p, _)| p),
+            policy: &self.policy,
+            registered: self.clients.len(),
+        }
+    }
+
+    /// The vector length the plan implies for `round`: the vocabulary's
+    /// bucket counts, the statistics, the model's parameters and a share.
+    /// `None` where it depends on categories the sites discover (the first
+    /// update of the round fixes it then).
+    fn plan_len(&self, round: u64) -> Option<usize> {
+        let (plan, _) = self.plan()?;
+        plan.update_len(plan.layout().phase(round)?)
+    }
+
+    pub fn open_round(&self) -> u64 {
+        self.open.number
+    }
+
+    fn contributors(&self) -> u32 {
+        self.acc.as_ref().map_or(0, Accumulator::contributors)
+    }
+
+    pub fn status(&self) -> StatusResponse {
+        let rules = self.rules();
+        StatusResponse {
+            api_version: 1,
+            session: self.session.as_ref().map(Session::info),
+            round: self.open.number,
+            round_state: RoundState::Open,
+            submitted: self.open.submitted.clone(),
+            registered: self.clients.len(),
+            min_clients: self.policy.min_clients,
+            auto_aggregate: rules.closes_automatically(),
+            last_closed: self.closed.keys().next_back().copied(),
+            roster: self.open.roster.iter().cloned().collect(),
+            missing: self.open.missing(&rules),
+            deadline_unix: self.open.deadline(&rules),
+            attempt: self.open.mask.attempt,
+            mask_phase: rules.masks_on().then(|| self.open.mask.phase()),
+            masked: rules.masks_on() && self.open.mask.masked,
+        }
+    }
+
+    pub fn round_info(&self, round: u64) -> Result<RoundInfo, ServerError> {
+        if round == self.open.number {
+            return Ok(self.open.info(&self.rules(), self.contributors()));
+        }
+        match self.closed.get(&round) {
+            Some(c) => Ok(c.info(round)),
+            None => Err(unknown_round(round, self.open.number)),
+        }
+    }
+
+    /// Closes the open round `round` and publishes its sum.
+    pub fn close(&mut self, round: u64) -> Result<(u32, u64), ServerError> {
+        if round != self.open.number {
+            if self.closed.contains_key(&round) {
+                return Err(ServerError::WrongRound(format!(
+                    "round {round} is already closed"
+                )));
+            }
+            return Err(unknown_round(round, self.open.number));
+        }
+        let contributors = self.contributors();
+        let now = now_unix();
+        let closing = self.open.close(&self.rules(), contributors, now)?;
+        let published = self
+            .acc
+            .as_ref()
+            .map(Accumulator::to_bytes)
+            .unwrap_or_default();
+        let mask_state = closing.next.mask.to_bytes()?;
+        self.store
+            .write(|tx| tx.close_round(round, now, &published, &mask_state))?;
+        self.apply_close(closing, published);
+        Ok((contributors, self.open.number))
+    }
+
+    /// In memory, after its commit: the round closed with `published`.
+    fn apply_close(&mut self, c: Closing, published: Vec<u8>) {
+        let round = c.round;
+        let contributors = c.closed.contributors;
+        self.closed.insert(round, c.closed);
+        self.open = c.next;
+        self.acc = None;
+        self.last_sum = Some((round, Arc::new(published)));
+        tracing::info!(
+            round,
+            contributors,
+            counted = ?self.closed.get(&round).map(|c| &c.submitted),
+            "round {round} closed; round {} open",
+            self.open.number
+        );
+    }
+
+    /// The published sum of a closed round, with its contributor count.
+    pub fn sum(&self, round: u64) -> Result<(Arc<Vec<u8>>, u32), ServerError> {
+        if round == self.open.number {
+            return Err(ServerError::WrongRound(format!(
+                "round {round} is still open; its sum is published when it closes"
+            )));
+        }
+        let c = self
+            .closed
+            .get(&round)
+            .ok_or_else(|| unknown_round(round, self.open.number))?;
+        if let Some((r, bytes)) = &self.last_sum
+            && *r == round
+        {
+            return Ok((bytes.clone(), c.contributors));
+        }
+        let bytes = self
+            .store
+            .sum(round)?
+            .ok_or_else(|| ServerError::Internal(format!("sum of round {round} missing")))?;
+        Ok((Arc::new(bytes), c.contributors))
+    }
+
+    /// Closes the open round if its deadline passed with a quorum, and moves
+    /// a masked round's attempt on (called periodically). Returns true if
+    /// anything changed.
+    pub fn tick(&mut self) -> Result<bool, ServerError> {
+        self.tick_at(now_unix())
+    }
+
+    /// [`tick`](Self::tick) as if the clock said `now`.
+    fn tick_at(&mut self, now: u64) -> Result<bool, ServerError> {
+        // A failed mask step must not keep rounds from closing: logged, and
+        // tried again on the next tick.
+        let moved = self.advance_masks(now).unwrap_or_else(|e| {
+            tracing::error!(
+                round = self.open.number,
+                "moving the masked attempt on failed: {e}"
+            );
+            false
+        });
+        let rules = self.rules();
+        let full = self
+            .acc
+            .as_ref()
+            .is_some_and(|a| a.contributors() >= a.max_clients());
+        if rules.closes_automatically()
+            && !self.open.submitted.is_empty()
+            && self.open.due(&rules, full, now)
+        {
+            self.close(self.open.number)?;
+            return Ok(true);
+        }
+        Ok(moved)
+    }
+}
+
+fn no_session() -> ServerError {
+    ServerError::NoSession(
+        "no session: the operator has not loaded a public key yet (fedhe serve --public-key, \
+         or PUT /api/v1/session)"
+            .into(),
+    )
+}
+
+fn unknown_round(round: u64, open: u64) -> ServerError {
+    ServerError::NotFound(format!(
+        "round {round} does not exist; the open round is {open}"
+    ))
+}
