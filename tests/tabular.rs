@@ -352,7 +352,10 @@ fn sites_with_different_categories_agree_on_one_encoding() {
     plan.preprocessing.missing_indicators = true;
     plan.training = Training {
         rounds: 5,
-        epochs: 20,
+        sgd: fedhe::model::LocalSgd {
+            epochs: 20,
+            ..Training::default().sgd
+        },
         validation_share: 0.0,
         ..Training::default()
     };
@@ -466,7 +469,10 @@ fn the_encrypted_vocabulary_agrees_on_common_values_and_hides_rare_ones() {
     assert!(plan.layout().vocabulary);
     plan.training = Training {
         rounds: 3,
-        epochs: 10,
+        sgd: fedhe::model::LocalSgd {
+            epochs: 10,
+            ..Training::default().sgd
+        },
         validation_share: 0.0,
         ..Training::default()
     };
