@@ -183,3 +183,50 @@ pub fn default_key_path() -> PathBuf {
         .map(|d| d.join("keys").join("secret.key"))
         .unwrap_or_else(|| local.join("secret.key"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One value, as eframe stores the settings.
+    struct Saved(String);
+
+    impl eframe::Storage for Saved {
+        fn get_string(&self, _key: &str) -> Option<String> {
+            Some(self.0.clone())
+        }
+        fn set_string(&mut self, _key: &str, value: String) {
+            self.0 = value;
+        }
+        fn remove_string(&mut self, _key: &str) {}
+        fn flush(&mut self) {}
+    }
+
+    fn load(text: &str) -> Option<Settings> {
+        eframe::get_value(&Saved(text.into()), eframe::APP_KEY)
+    }
+
+    #[test]
+    fn settings_of_earlier_versions_still_load() {
+        // The app's own training struct, with the architecture inside and
+        // the validation share under its oldest name.
+        let old = "(client_name:\"X\",training:(rounds:17,epochs:3,lr:0.5,batch_size:8,l2:0.0,\
+                   validation_fraction:0.3,seed:7,architecture:(kind:\"mlp\",hidden:[16])))";
+        let s = load(old).expect("loads");
+        assert_eq!(s.client_name, "X");
+        let t = s.training;
+        assert_eq!((t.rounds, t.sgd.epochs, t.sgd.batch_size, t.sgd.seed), (17, 3, 8, 7));
+        assert_eq!((t.sgd.lr, t.sgd.momentum, t.validation_share), (0.5, 0.0, 0.3));
+        assert_eq!(s.architecture, fedhe::model::Architecture::Linear);
+    }
+
+    #[test]
+    fn settings_survive_a_round_trip() {
+        let mut s = Settings::default();
+        s.training.sgd.momentum = 0.9;
+        s.architecture = fedhe::model::Architecture::Mlp { hidden: vec![8] };
+        let mut saved = Saved(String::new());
+        eframe::set_value(&mut saved, eframe::APP_KEY, &s);
+        assert_eq!(load(&saved.0), Some(s));
+    }
+}
