@@ -244,7 +244,6 @@ fn a_fifty_thousand_row_site_trains_under_a_default_key() {
             ..Training::default().sgd
         },
         validation_share: 0.0,
-        ..Training::default()
     };
     plan.quorum = Quorum {
         min_clients: 2,

@@ -357,7 +357,6 @@ fn sites_with_different_categories_agree_on_one_encoding() {
             ..Training::default().sgd
         },
         validation_share: 0.0,
-        ..Training::default()
     };
     plan.quorum = Quorum {
         min_clients: 2,
@@ -474,7 +473,6 @@ fn the_encrypted_vocabulary_agrees_on_common_values_and_hides_rare_ones() {
             ..Training::default().sgd
         },
         validation_share: 0.0,
-        ..Training::default()
     };
     plan.quorum = Quorum {
         min_clients: 3,

@@ -215,8 +215,14 @@ mod tests {
         let s = load(old).expect("loads");
         assert_eq!(s.client_name, "X");
         let t = s.training;
-        assert_eq!((t.rounds, t.sgd.epochs, t.sgd.batch_size, t.sgd.seed), (17, 3, 8, 7));
-        assert_eq!((t.sgd.lr, t.sgd.momentum, t.validation_share), (0.5, 0.0, 0.3));
+        assert_eq!(
+            (t.rounds, t.sgd.epochs, t.sgd.batch_size, t.sgd.seed),
+            (17, 3, 8, 7)
+        );
+        assert_eq!(
+            (t.sgd.lr, t.sgd.momentum, t.validation_share),
+            (0.5, 0.0, 0.3)
+        );
         assert_eq!(s.architecture, fedhe::model::Architecture::Linear);
     }
 

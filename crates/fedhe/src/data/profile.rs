@@ -405,6 +405,9 @@ mod tests {
         assert_eq!(p.rows, [vec!["1", "2"], vec!["3", "4", "5"]]);
         assert_eq!(p.total_rows, 3);
         let missing = preview_csv(&dir.path().join("none.csv"), 2);
-        assert!(matches!(missing, Err(DataError::Open { .. })), "{missing:?}");
+        assert!(
+            matches!(missing, Err(DataError::Open { .. })),
+            "{missing:?}"
+        );
     }
 }
