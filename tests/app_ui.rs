@@ -501,7 +501,7 @@ fn one_client_ready_with(
     let mut h = harness(None);
     h.state_mut().settings.key_path = dir.join("secret.key").display().to_string();
     h.state_mut().settings.training.rounds = 2;
-    h.state_mut().settings.training.epochs = 2;
+    h.state_mut().settings.training.sgd.epochs = 2;
     h.state_mut().settings.auto_aggregate = true;
     settings(&mut h.state_mut().settings);
     // One client: the plan must allow a sum of one update.
@@ -609,7 +609,7 @@ fn a_dp_plan_shows_the_privacy_spent_per_round() {
 #[test]
 fn local_training_plots_the_loss_and_offers_the_model() {
     let mut h = harness(None);
-    h.state_mut().settings.training.epochs = 7;
+    h.state_mut().settings.training.sgd.epochs = 7;
     h.run();
     click(&mut h, "Client");
     click(&mut h, "Use sample data");

@@ -239,9 +239,11 @@ fn a_fifty_thousand_row_site_trains_under_a_default_key() {
     );
     plan.training = Training {
         rounds: 3,
-        epochs: 2,
+        sgd: fedhe::model::LocalSgd {
+            epochs: 2,
+            ..Training::default().sgd
+        },
         validation_share: 0.0,
-        ..Training::default()
     };
     plan.quorum = Quorum {
         min_clients: 2,

@@ -23,7 +23,10 @@ fn plan(quorum: Quorum) -> Plan {
         &ProposeOptions {
             training: Training {
                 rounds: 3,
-                epochs: 2,
+                sgd: fedhe::model::LocalSgd {
+                    epochs: 2,
+                    ..Training::default().sgd
+                },
                 ..Training::default()
             },
             quorum,

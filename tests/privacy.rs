@@ -427,7 +427,10 @@ mod masks {
             &ProposeOptions {
                 training: Training {
                     rounds: 3,
-                    epochs: 2,
+                    sgd: fedhe::model::LocalSgd {
+                        epochs: 2,
+                        ..Training::default().sgd
+                    },
                     ..Training::default()
                 },
                 quorum: Quorum {

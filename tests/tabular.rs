@@ -352,9 +352,11 @@ fn sites_with_different_categories_agree_on_one_encoding() {
     plan.preprocessing.missing_indicators = true;
     plan.training = Training {
         rounds: 5,
-        epochs: 20,
+        sgd: fedhe::model::LocalSgd {
+            epochs: 20,
+            ..Training::default().sgd
+        },
         validation_share: 0.0,
-        ..Training::default()
     };
     plan.quorum = Quorum {
         min_clients: 2,
@@ -466,9 +468,11 @@ fn the_encrypted_vocabulary_agrees_on_common_values_and_hides_rare_ones() {
     assert!(plan.layout().vocabulary);
     plan.training = Training {
         rounds: 3,
-        epochs: 10,
+        sgd: fedhe::model::LocalSgd {
+            epochs: 10,
+            ..Training::default().sgd
+        },
         validation_share: 0.0,
-        ..Training::default()
     };
     plan.quorum = Quorum {
         min_clients: 3,

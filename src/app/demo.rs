@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use egui::{RichText, Ui};
@@ -19,7 +20,8 @@ use fedhe::crypto::ParamSet;
 use fedhe::data::split::{Partition, write_csv};
 use fedhe::data::{CsvOptions, TargetSpec, TaskKind};
 use fedhe::federation::{
-    RoundRecord, SimData, SimEvent, SimulationConfig, SimulationError, load_sim_data, simulate,
+    RoundRecord, SimData, SimEvent, SimulationConfig, SimulationError, SimulationResult,
+    load_sim_data, simulate,
 };
 use fedhe::model::{Evaluation, ModelFile, TrainConfig};
 
@@ -279,12 +281,28 @@ impl DemoPanel {
         let running = self.is_running();
         ui.add_enabled_ui(!running, |ui| settings_ui(ui, cfg));
         ui.add_space(4.0);
+        self.controls_ui(ui, running, cfg);
+        widgets::notes_ui(ui, &mut self.notes);
+        if let Some(o) = &self.outcome {
+            outcome_ui(ui, o, shared);
+        }
+        if self.encrypted.is_empty() && self.plain.is_empty() && !running {
+            ui.add_space(20.0);
+            ui.weak("Press “Start demo”: the plots fill in live, one point per round.");
+            return;
+        }
+        self.plots_ui(ui, cfg);
+    }
+
+    /// Start or stop, the status and the rounds done.
+    fn controls_ui(&mut self, ui: &mut Ui, running: bool, cfg: &DemoSettings) {
         ui.horizontal(|ui| {
             if running {
                 let stop = egui::Button::new(RichText::new("■ Stop demo").size(18.0));
                 if ui.add(stop).clicked() {
                     self.stop();
                 }
+                ui.spinner();
             } else {
                 let start = egui::Button::new(
                     RichText::new("▶ Start demo")
@@ -296,9 +314,6 @@ impl DemoPanel {
                     self.start(ui.ctx(), cfg);
                 }
             }
-            if running {
-                ui.spinner();
-            }
             ui.label(&self.status);
         });
         let total = self.run.as_ref().map_or(cfg.rounds, |r| r.rounds).max(1);
@@ -309,15 +324,11 @@ impl DemoPanel {
                     .text(format!("round {} of {total}", self.encrypted.len())),
             );
         }
-        widgets::notes_ui(ui, &mut self.notes);
-        if let Some(o) = &self.outcome {
-            outcome_ui(ui, o, shared);
-        }
-        if self.encrypted.is_empty() && self.plain.is_empty() && !running {
-            ui.add_space(20.0);
-            ui.weak("Press “Start demo”: the plots fill in live, one point per round.");
-            return;
-        }
+    }
+
+    /// The rounds (encrypted, and plaintext when compared), each client's
+    /// loss per epoch, and the per-round log.
+    fn plots_ui(&self, ui: &mut Ui, cfg: &DemoSettings) {
         let plain = (!self.plain.is_empty()).then_some(self.plain.as_slice());
         let task = self.task(cfg);
         round_plots_ui(ui, "demo", task, &self.encrypted, plain, 190.0);
@@ -456,135 +467,151 @@ fn explain(e: SimulationError) -> AppError {
 
 /// The worker: plaintext baseline first (fast), then the encrypted run.
 fn run_demo(cfg: &DemoSettings, p: &Progress<DemoMsg>) {
-    let done = |r: Result<DemoOutcome, AppError>| p.send(DemoMsg::Done(r.map(Box::new)));
-    let data = match sample_path(cfg.dataset) {
-        Ok(d) => d,
-        Err(e) => return done(Err(e)),
-    };
+    let outcome = demo_config(cfg).and_then(|(data, sim)| {
+        let cancel: Arc<_> = p.cancel_flag();
+        let plain = if cfg.overlay_plain {
+            Some(plain_baseline(&sim, p, cancel.clone())?)
+        } else {
+            None
+        };
+        let result = encrypted_run(cfg, &sim, p, cancel)?;
+        Ok(outcome(cfg, &data, &sim, result, plain))
+    });
+    p.send(DemoMsg::Done(outcome.map(Box::new)));
+}
+
+/// The sample file and the simulation of `cfg` over it (encrypted, with a
+/// federation's training defaults).
+fn demo_config(cfg: &DemoSettings) -> Result<(PathBuf, SimulationConfig), AppError> {
+    let data = sample_path(cfg.dataset)?;
     // Each column's kind (numbers, categories) and missing cells, as
     // training without a plan reads any file.
-    let csv = match fedhe::data::profile::auto_schema(&data, &cfg.dataset.csv_options(), None) {
-        Ok(s) => s.options,
-        Err(e) => {
-            return done(Err(AppError::Demo(Box::new(SimulationError::Data(
-                Box::new(e),
-            )))));
-        }
-    };
+    let csv = fedhe::data::profile::auto_schema(&data, &cfg.dataset.csv_options(), None)
+        .map_err(|e| AppError::Demo(Box::new(SimulationError::Data(Box::new(e)))))?
+        .options;
     let partition = match cfg.split {
         DemoSplit::Iid => Partition::Iid,
         DemoSplit::Dirichlet => Partition::Dirichlet(cfg.alpha),
     };
-    let sim_data = SimData::Split {
-        data: data.clone(),
-        clients: cfg.clients,
-        partition,
-        test_fraction: 0.2,
-        seed: 42,
-    };
-    // A federation's training defaults (one place: `plan::Training`).
-    let train = TrainConfig {
-        epochs: cfg.epochs,
-        ..fedhe::plan::Training::default().local()
-    };
-    let mut sim = SimulationConfig {
-        data: sim_data.clone(),
-        csv: csv.clone(),
+    let sim = SimulationConfig {
+        data: SimData::Split {
+            data: data.clone(),
+            clients: cfg.clients,
+            partition,
+            test_fraction: 0.2,
+            seed: 42,
+        },
+        csv,
         rounds: cfg.rounds,
-        train: train.clone(),
+        // A federation's training defaults (one place: `plan::Training`).
+        train: TrainConfig {
+            epochs: cfg.epochs,
+            ..fedhe::plan::Training::default().local()
+        },
         architecture: cfg.architecture.clone(),
         dp: None,
         masks: true,
-        plain: true,
+        plain: false,
         params: ParamSet::Standard64,
         round_timeout: Duration::from_secs(120),
     };
-    let cancel: Arc<_> = p.cancel_flag();
+    Ok((data, sim))
+}
 
-    let mut plain_result = None;
-    if cfg.overlay_plain {
-        p.send(DemoMsg::Status(
-            "Plaintext FedAvg baseline (no encryption)…".into(),
-        ));
-        let r = simulate(
-            &sim,
-            &mut |e| {
-                if let SimEvent::Round(r) = e {
-                    p.send(DemoMsg::Plain(r.clone()));
-                }
-            },
-            cancel.clone(),
-        );
-        match r {
-            Ok(r) => plain_result = Some(r),
-            Err(e) => return done(Err(explain(e))),
+/// Plaintext FedAvg with the same seeds, for the comparison.
+fn plain_baseline(
+    sim: &SimulationConfig,
+    p: &Progress<DemoMsg>,
+    cancel: Arc<AtomicBool>,
+) -> Result<SimulationResult, AppError> {
+    p.send(DemoMsg::Status(
+        "Plaintext FedAvg baseline (no encryption)…".into(),
+    ));
+    let plain = SimulationConfig {
+        plain: true,
+        ..sim.clone()
+    };
+    let mut on_event = |e: &SimEvent| {
+        if let SimEvent::Round(r) = e {
+            p.send(DemoMsg::Plain(r.clone()));
         }
-    }
+    };
+    simulate(&plain, &mut on_event, cancel).map_err(explain)
+}
 
+/// The encrypted run, each event a message.
+fn encrypted_run(
+    cfg: &DemoSettings,
+    sim: &SimulationConfig,
+    p: &Progress<DemoMsg>,
+    cancel: Arc<AtomicBool>,
+) -> Result<SimulationResult, AppError> {
     p.send(DemoMsg::Status(format!(
         "Encrypted run: generating the umbrella key, starting the aggregator, {} clients…",
         cfg.clients
     )));
-    sim.plain = false;
     let rounds = cfg.rounds;
     let score_name = match cfg.dataset {
         DemoDataset::Diabetes => "R²",
         _ => "accuracy",
     };
-    let result = simulate(
-        &sim,
-        &mut |e| match e {
-            SimEvent::Round(r) => {
-                p.send(DemoMsg::Encrypted(r.clone()));
-                p.send(DemoMsg::Status(format!(
-                    "Round {} of {rounds}: {} encrypted updates aggregated, global {score_name} {:.3}",
-                    r.round, r.contributors, r.global_score
-                )));
-            }
-            SimEvent::Client {
-                index,
-                event: ClientEvent::Epoch(point),
-            } => p.send(DemoMsg::Epoch {
-                client: *index,
-                point: *point,
-            }),
-            SimEvent::Client {
-                index: 0,
-                event: ClientEvent::Standardized { global_rows, .. },
-            } => p.send(DemoMsg::Status(format!(
-                "Federated standardization done: encrypted feature sums over {global_rows} rows"
-            ))),
-            SimEvent::Client { .. } => {}
-        },
-        cancel,
-    );
-    let result = match result {
-        Ok(r) => r,
-        Err(e) => return done(Err(explain(e))),
+    let mut on_event = |e: &SimEvent| match e {
+        SimEvent::Round(r) => {
+            p.send(DemoMsg::Encrypted(r.clone()));
+            p.send(DemoMsg::Status(format!(
+                "Round {} of {rounds}: {} encrypted updates aggregated, global {score_name} {:.3}",
+                r.round, r.contributors, r.global_score
+            )));
+        }
+        SimEvent::Client {
+            index,
+            event: ClientEvent::Epoch(point),
+        } => p.send(DemoMsg::Epoch {
+            client: *index,
+            point: *point,
+        }),
+        SimEvent::Client {
+            index: 0,
+            event: ClientEvent::Standardized { global_rows, .. },
+        } => p.send(DemoMsg::Status(format!(
+            "Federated standardization done: encrypted feature sums over {global_rows} rows"
+        ))),
+        SimEvent::Client { .. } => {}
     };
-    let max_diff = plain_result.as_ref().and_then(|pr| {
+    simulate(sim, &mut on_event, cancel).map_err(explain)
+}
+
+/// How the run ended, with the held-out rows written for the Predict tab
+/// (the same split as the run).
+fn outcome(
+    cfg: &DemoSettings,
+    data: &std::path::Path,
+    sim: &SimulationConfig,
+    result: SimulationResult,
+    plain: Option<SimulationResult>,
+) -> DemoOutcome {
+    let max_diff = plain.as_ref().and_then(|pr| {
         fedhe::federation::max_param_diff(&result.records, &pr.records)
             .last()
             .copied()
     });
-    // The held-out rows, for the Predict tab (same split as the run).
-    let test_csv = match load_sim_data(&sim_data, &csv) {
+    let test_csv = match load_sim_data(&sim.data, &sim.csv) {
         Ok((_, test)) => {
             let path = data.with_file_name("demo_test.csv");
             write_csv(&test, &path).ok().map(|()| path)
         }
         Err(_) => None,
     };
-    let model = result.model_file(&sim);
-    done(Ok(DemoOutcome {
+    let model = result.model_file(sim);
+    DemoOutcome {
         dataset: cfg.dataset,
         test: result.test,
-        plain_test: plain_result.map(|r| r.test),
+        plain_test: plain.map(|r| r.test),
         clients: cfg.clients,
-        rounds,
+        rounds: cfg.rounds,
         total_ms: result.total_ms,
         model,
         test_csv,
         max_diff,
-    }))
+    }
 }

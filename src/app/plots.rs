@@ -143,23 +143,28 @@ pub fn round_plots_ui<R: RoundFigures>(
             Some((0.0, 0.0)),
         );
     });
-    // With DP-SGD: the privacy spent on the site's rows, round by round.
+    epsilon_plot_ui(ui, id, rows, height * 0.6);
+}
+
+/// With DP-SGD: the privacy spent on the site's rows, round by round.
+fn epsilon_plot_ui<R: RoundFigures>(ui: &mut Ui, id: &str, rows: &[R], height: f32) {
     let eps: Vec<[f64; 2]> = rows
         .iter()
         .filter_map(|r| r.epsilon().map(|e| [r.round() as f64, e]))
         .collect();
-    if !eps.is_empty() {
-        ui.label("Privacy spent (DP-SGD ε) per round");
-        line_plot_ui(
-            ui,
-            &format!("{id}-eps"),
-            "round",
-            "ε",
-            height * 0.6,
-            vec![Series::new("ε so far", eps, ENCRYPTED_COLOR)],
-            Some((0.0, 0.0)),
-        );
+    if eps.is_empty() {
+        return;
     }
+    ui.label("Privacy spent (DP-SGD ε) per round");
+    line_plot_ui(
+        ui,
+        &format!("{id}-eps"),
+        "round",
+        "ε",
+        height,
+        vec![Series::new("ε so far", eps, ENCRYPTED_COLOR)],
+        Some((0.0, 0.0)),
+    );
 }
 
 /// The per-round log as a table.
@@ -291,21 +296,34 @@ pub fn confusion_heatmap_ui(ui: &mut Ui, classes: &[String], confusion: &[Vec<u6
             } else {
                 Color32::from_rgb(200, 80, 60)
             };
-            painter.rect_filled(r, 2.0, base.gamma_multiply(0.08 + 0.92 * share));
-            painter.text(
-                r.center(),
-                egui::Align2::CENTER_CENTER,
-                count.to_string(),
-                font.clone(),
-                if share > 0.55 {
-                    Color32::WHITE
-                } else {
-                    text_color
-                },
-            );
+            heat_cell(&painter, r, base, count, share, &font, text_color);
         }
     }
     response.on_hover_text("rows: actual class · columns: predicted class");
+}
+
+/// One cell: shaded by `share`, with its count (white on dark shades).
+fn heat_cell(
+    painter: &egui::Painter,
+    r: egui::Rect,
+    base: Color32,
+    count: u64,
+    share: f32,
+    font: &egui::FontId,
+    text_color: Color32,
+) {
+    painter.rect_filled(r, 2.0, base.gamma_multiply(0.08 + 0.92 * share));
+    painter.text(
+        r.center(),
+        egui::Align2::CENTER_CENTER,
+        count.to_string(),
+        font.clone(),
+        if share > 0.55 {
+            Color32::WHITE
+        } else {
+            text_color
+        },
+    );
 }
 
 /// Predicted against actual values with the identity line, and the

@@ -170,20 +170,49 @@ impl PredictTab {
         shared: &mut Shared,
     ) {
         let ctx = ui.ctx().clone();
-        if let Some(p) = self.model_dialog.take(&ctx) {
+        self.take_dialogs(&ctx, model_path, test_path);
+        if shared.predict_latest {
+            shared.predict_latest = false;
+            if let Some(m) = shared.latest_model.clone() {
+                self.use_latest(&ctx, m, test_path, shared);
+            }
+        }
+        ui.heading("Predict");
+        ui.label("Score a labelled CSV with a saved model or the latest global model. You can also drop a model (.json) or a CSV onto this window.");
+        // One answer for the whole frame, whatever a click starts.
+        let busy = self.is_busy();
+        widgets::section_heading(ui, "Model");
+        self.model_ui(ui, busy, model_path, test_path, shared);
+        if let Some(m) = &self.model {
+            model_info_ui(ui, m);
+        }
+        widgets::section_heading(ui, "Test data");
+        self.test_data_ui(ui, busy, test_path, shared);
+        widgets::notes_ui(ui, &mut self.notes);
+        self.results_ui(ui);
+    }
+
+    /// A path chosen in one of the dialogs: load, score or export.
+    fn take_dialogs(
+        &mut self,
+        ctx: &egui::Context,
+        model_path: &mut String,
+        test_path: &mut String,
+    ) {
+        if let Some(p) = self.model_dialog.take(ctx) {
             *model_path = p.display().to_string();
-            self.load_model(&ctx, &p);
+            self.load_model(ctx, &p);
         }
-        if let Some(p) = self.csv_dialog.take(&ctx) {
+        if let Some(p) = self.csv_dialog.take(ctx) {
             *test_path = p.display().to_string();
-            self.load_test_csv(&ctx, &p);
+            self.load_test_csv(ctx, &p);
         }
-        if let Some(p) = self.export_dialog.take(&ctx)
+        if let Some(p) = self.export_dialog.take(ctx)
             && let (Some(m), Some(s)) = (&self.model, &self.scored)
         {
             let model = m.model.clone();
             let scored = s.scored.clone();
-            self.spawn(&ctx, "export", move || {
+            self.spawn(ctx, "export", move || {
                 PredictMsg::Exported(write_predictions(&model, &scored, &p).map(|()| p).map_err(
                     |source| AppError::Model {
                         action: "export the predictions",
@@ -192,22 +221,34 @@ impl PredictTab {
                 ))
             });
         }
-        if shared.predict_latest {
-            shared.predict_latest = false;
-            if let Some(m) = shared.latest_model.clone() {
-                if test_path.trim().is_empty()
-                    && let Some(t) = &shared.demo_test_csv
-                {
-                    *test_path = t.display().to_string();
-                }
-                self.set_model(&ctx, m, test_path);
-            }
-        }
+    }
 
-        ui.heading("Predict");
-        ui.label("Score a labelled CSV with a saved model or the latest global model. You can also drop a model (.json) or a CSV onto this window.");
-        let busy = self.is_busy();
-        widgets::section_heading(ui, "Model");
+    /// Uses the latest global model, on the demo's held-out rows when no
+    /// test file is chosen.
+    fn use_latest(
+        &mut self,
+        ctx: &egui::Context,
+        model: LatestModel,
+        test_path: &mut String,
+        shared: &Shared,
+    ) {
+        if test_path.trim().is_empty()
+            && let Some(t) = &shared.demo_test_csv
+        {
+            *test_path = t.display().to_string();
+        }
+        self.set_model(ctx, model, test_path);
+    }
+
+    fn model_ui(
+        &mut self,
+        ui: &mut Ui,
+        busy: bool,
+        model_path: &mut String,
+        test_path: &mut String,
+        shared: &Shared,
+    ) {
+        let ctx = ui.ctx().clone();
         ui.horizontal(|ui| {
             widgets::text_field(ui, "Model file", model_path, "path/to/model.json");
             if ui.add_enabled(!busy, egui::Button::new("Load")).clicked() {
@@ -238,19 +279,13 @@ impl PredictTab {
                 .clicked()
                 && let Some(m) = latest
             {
-                if test_path.trim().is_empty()
-                    && let Some(t) = &shared.demo_test_csv
-                {
-                    *test_path = t.display().to_string();
-                }
-                self.set_model(&ctx, m, test_path);
+                self.use_latest(&ctx, m, test_path, shared);
             }
         });
-        if let Some(m) = &self.model {
-            model_info_ui(ui, m);
-        }
+    }
 
-        widgets::section_heading(ui, "Test data");
+    fn test_data_ui(&mut self, ui: &mut Ui, busy: bool, test_path: &mut String, shared: &Shared) {
+        let ctx = ui.ctx().clone();
         ui.horizontal(|ui| {
             widgets::text_field(ui, "Test CSV", test_path, "path/to/test.csv");
             let can = self.model.is_some() && !busy;
@@ -287,8 +322,10 @@ impl PredictTab {
                 ui.spinner();
             }
         });
-        widgets::notes_ui(ui, &mut self.notes);
+    }
 
+    /// The scored file: export, then the task's metrics and plots.
+    fn results_ui(&mut self, ui: &mut Ui) {
         let Some(view) = &self.scored else {
             return;
         };
@@ -303,7 +340,7 @@ impl PredictTab {
             ));
             if ui.button("Export predictions as CSV…").clicked() {
                 self.export_dialog.open(
-                    &ctx,
+                    ui.ctx(),
                     DialogKind::Save,
                     "Save predictions",
                     ("CSV", &["csv"]),

@@ -147,13 +147,13 @@ impl ServerTab {
             label: settings.label.clone(),
             positive: settings.positive.clone(),
             task: settings.task,
-            model: fedhe::plan::ModelSpec::of(&settings.training.architecture),
+            model: fedhe::plan::ModelSpec::of(&settings.architecture),
             ignore: settings.ignored.clone(),
             keep: Vec::new(),
             delimiter: None,
             missing: Vec::new(),
             vocabulary: None,
-            training: settings.training.plan_training(),
+            training: settings.training,
             quorum: Quorum {
                 min_clients: settings.quorum_min_clients,
                 roster: Vec::new(),
@@ -328,25 +328,19 @@ impl ServerTab {
         }
         let api = AggregatorClient::new(settings.remote_url.trim())
             .with_token(self.remote_token.trim().to_string());
-        let job = Job::spawn("close-round", ctx, move |p: Progress<OpMsg>| {
-            p.send(OpMsg::Done(
-                api.close_round(round)
-                    .map(|r| {
-                        format!(
-                            "Round {} closed with {} contributors.",
-                            r.round, r.contributors
-                        )
-                    })
-                    .map_err(|source| AppError::Aggregator {
-                        action: format!("close round {round}"),
-                        source: Box::new(source),
-                    }),
-            ));
+        self.spawn_op(ctx, "close-round", move || {
+            api.close_round(round)
+                .map(|r| {
+                    format!(
+                        "Round {} closed with {} contributors.",
+                        r.round, r.contributors
+                    )
+                })
+                .map_err(|source| AppError::Aggregator {
+                    action: format!("close round {round}"),
+                    source: Box::new(source),
+                })
         });
-        match job {
-            Ok(j) => self.op_job = Some(j),
-            Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
-        }
     }
 
     fn watch_remote(&mut self, ctx: &egui::Context, url: &str) {
@@ -527,42 +521,63 @@ impl ServerTab {
                 self.set_public_key(k, "the Client tab's key (public part)".into());
             }
         });
-        if self.remote
-            && let Some((k, _)) = &self.public_key
-            && ui
-                .add_enabled(
-                    !self.remote_token.trim().is_empty() && self.op_job.is_none(),
-                    egui::Button::new("Send the public key to the remote aggregator"),
-                )
-                .on_disabled_hover_text("Needs the operator token")
-                .clicked()
-        {
-            let bytes = k.to_bytes();
-            let api = AggregatorClient::new(settings.remote_url.trim())
-                .with_token(self.remote_token.trim().to_string());
-            let job = Job::spawn("send-key", ctx, move |p: Progress<OpMsg>| {
-                p.send(OpMsg::Done(
-                    api.load_public_key(&bytes, None)
-                        .map(|s| {
-                            format!("Session key loaded: fingerprint {}", s.session.fingerprint)
-                        })
-                        .map_err(|source| AppError::Aggregator {
-                            action: "load the key into the aggregator".into(),
-                            source: Box::new(source),
-                        }),
-                ));
-            });
-            match job {
-                Ok(j) => self.op_job = Some(j),
-                Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
-            }
+        if self.remote {
+            self.send_key_ui(ui, settings, ctx);
         }
-        match (
-            &self.public_key,
-            self.snapshot
-                .as_ref()
-                .and_then(|s| s.status.session.as_ref()),
-        ) {
+        self.key_status_ui(ui);
+    }
+
+    /// A remote aggregator gets the key over HTTP (with the operator token).
+    fn send_key_ui(&mut self, ui: &mut Ui, settings: &Settings, ctx: &egui::Context) {
+        let Some((k, _)) = &self.public_key else {
+            return;
+        };
+        let send = ui
+            .add_enabled(
+                !self.remote_token.trim().is_empty() && self.op_job.is_none(),
+                egui::Button::new("Send the public key to the remote aggregator"),
+            )
+            .on_disabled_hover_text("Needs the operator token")
+            .clicked();
+        if !send {
+            return;
+        }
+        let bytes = k.to_bytes();
+        let api = AggregatorClient::new(settings.remote_url.trim())
+            .with_token(self.remote_token.trim().to_string());
+        self.spawn_op(ctx, "send-key", move || {
+            api.load_public_key(&bytes, None)
+                .map(|s| format!("Session key loaded: fingerprint {}", s.session.fingerprint))
+                .map_err(|source| AppError::Aggregator {
+                    action: "load the key into the aggregator".into(),
+                    source: Box::new(source),
+                })
+        });
+    }
+
+    /// Runs one operation against a remote aggregator on a job; its line
+    /// becomes a note.
+    fn spawn_op(
+        &mut self,
+        ctx: &egui::Context,
+        name: &str,
+        op: impl FnOnce() -> Result<String, AppError> + Send + 'static,
+    ) {
+        match Job::spawn(name, ctx, move |p: Progress<OpMsg>| {
+            p.send(OpMsg::Done(op()))
+        }) {
+            Ok(j) => self.op_job = Some(j),
+            Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
+        }
+    }
+
+    /// The key the aggregator holds, else the one chosen here.
+    fn key_status_ui(&self, ui: &mut Ui) {
+        let session = self
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.status.session.as_ref());
+        match (&self.public_key, session) {
             (_, Some(session)) => {
                 ui.label(
                     RichText::new(format!(
@@ -611,50 +626,8 @@ impl ServerTab {
             }
         });
         ui.horizontal_wrapped(|ui| {
-            widgets::number_field(
-                ui,
-                "At least",
-                &mut settings.quorum_min_clients,
-                1..=10_000,
-                0.1,
-            )
-            .on_hover_text("Fewest contributors a round may close with at its deadline");
-            widgets::number_field(
-                ui,
-                "Round deadline (s)",
-                &mut settings.round_deadline_secs,
-                1..=604_800,
-                1.0,
-            );
-            ui.checkbox(
-                &mut settings.allow_single_contributor,
-                "Allow a single contributor",
-            )
-            .on_hover_text(
-                "A sum of one update shows that update to every key holder: only for trying \
-                 FedHE with one client",
-            );
-            ui.checkbox(&mut settings.masks, "Pairwise masks")
-                .on_hover_text(
-                    "In rounds of three or more clients, every update is masked so that no one \
-                 holding the federation key can read one client's update alone; the masks \
-                 cancel exactly in the sum",
-                );
-            let mut dp = settings.dp_epsilon.is_some();
-            if ui
-                .checkbox(&mut dp, "DP-SGD")
-                .on_hover_text(
-                    "Differential privacy for every site's rows: clipped, noised gradients; \
-                     each site's ε is shown per round",
-                )
-                .changed()
-            {
-                settings.dp_epsilon = dp.then_some(3.0);
-            }
-            if let Some(e) = &mut settings.dp_epsilon {
-                widgets::real_field(ui, "ε", e, 0.1..=100.0)
-                    .on_hover_text("The ε all of training may spend at each site (δ 1e-5 or less)");
-            }
+            quorum_ui(ui, settings);
+            privacy_ui(ui, settings);
             let csv = shared.client_csv.clone();
             if ui
                 .add_enabled(
@@ -672,38 +645,40 @@ impl ServerTab {
                 self.propose_plan(&csv, settings);
             }
         });
-        match &self.plan {
-            Some((plan, source)) => {
-                let q = &plan.quorum;
-                ui.label(
-                    RichText::new(format!(
-                        "📋 Plan {} ({source}): {}; rounds close when every client submitted, \
-                         or after {} s with at least {}; {}",
-                        plan.fingerprint(),
-                        plan.summary(),
-                        q.round_deadline_secs,
-                        q.min_clients,
-                        if plan.privacy.masks {
-                            "pairwise masks on (3 or more clients)"
-                        } else {
-                            "no pairwise masks"
-                        }
-                    ))
-                    .color(OK_COLOR),
-                );
-                if ui.button("Save plan…").clicked() {
-                    self.plan_save_dialog.open(
-                        ctx,
-                        DialogKind::Save,
-                        "Save the plan",
-                        ("FedHE plan", &["toml"]),
-                        Some("plan.toml"),
-                    );
+        self.plan_summary_ui(ui, ctx);
+    }
+
+    /// The plan served, with its fingerprint; saving it.
+    fn plan_summary_ui(&mut self, ui: &mut Ui, ctx: &egui::Context) {
+        let Some((plan, source)) = &self.plan else {
+            ui.weak("No plan yet: clients join once the aggregator serves one (it names the columns, the task, the training settings and the quorum).");
+            return;
+        };
+        let q = &plan.quorum;
+        ui.label(
+            RichText::new(format!(
+                "📋 Plan {} ({source}): {}; rounds close when every client submitted, \
+                 or after {} s with at least {}; {}",
+                plan.fingerprint(),
+                plan.summary(),
+                q.round_deadline_secs,
+                q.min_clients,
+                if plan.privacy.masks {
+                    "pairwise masks on (3 or more clients)"
+                } else {
+                    "no pairwise masks"
                 }
-            }
-            None => {
-                ui.weak("No plan yet: clients join once the aggregator serves one (it names the columns, the task, the training settings and the quorum).");
-            }
+            ))
+            .color(OK_COLOR),
+        );
+        if ui.button("Save plan…").clicked() {
+            self.plan_save_dialog.open(
+                ctx,
+                DialogKind::Save,
+                "Save the plan",
+                ("FedHE plan", &["toml"]),
+                Some("plan.toml"),
+            );
         }
     }
 
@@ -715,66 +690,38 @@ impl ServerTab {
             }
             return;
         };
-        let st = &snap.status;
         let layout = self
             .plan
             .as_ref()
             .map(|(p, _)| p.layout())
             .unwrap_or_default();
+        let phase = |round| {
+            layout
+                .phase(round)
+                .map_or_else(|| "–".to_string(), RoundPhase::describe)
+        };
         widgets::section_heading(ui, "Round");
-        ui.horizontal(|ui| {
-            let phase = layout
-                .phase(st.round)
-                .map_or_else(|| "–".to_string(), RoundPhase::describe);
-            let state = match st.round_state {
-                RoundState::Open => "open",
-                RoundState::Closed => "closed",
-            };
-            ui.label(
-                RichText::new(format!(
-                    "Round {} ({phase}): {state}, {} of {} registered clients submitted",
-                    st.round,
-                    st.submitted.len(),
-                    st.registered
-                ))
-                .strong(),
-            );
-        });
-        if !st.roster.is_empty() {
-            let mut line = format!("Roster: {}", st.roster.join(", "));
-            if !st.missing.is_empty() {
-                line.push_str(&format!("; missing: {}", st.missing.join(", ")));
-            }
-            if let Some(d) = st.deadline_unix {
-                let now = fedhe::protocol::now_ms() / 1000;
-                line.push_str(&format!("; deadline in {} s", d.saturating_sub(now)));
-            } else if st.round == 1 {
-                line.push_str("; standardization waits for every roster member");
-            }
-            ui.label(line);
+        round_ui(ui, &snap.status, &phase);
+        self.aggregate_ui(ui, &snap.status, settings, ctx);
+        widgets::section_heading(ui, "Registered clients");
+        clients_ui(ui, &snap);
+        widgets::section_heading(ui, "Round history");
+        if self.history.is_empty() {
+            ui.weak("No round closed yet.");
+            return;
         }
-        if let Some(phase) = st.mask_phase {
-            let attempt = if st.attempt > 1 {
-                format!(
-                    "attempt {} (a member dropped out; the others mask again)",
-                    st.attempt
-                )
-            } else {
-                format!("attempt {}", st.attempt)
-            };
-            ui.label(match phase {
-                fedhe::protocol::MaskPhase::Keys => {
-                    format!("Pairwise masks, {attempt}: collecting the clients' mask keys")
-                }
-                fedhe::protocol::MaskPhase::Upload if st.masked => format!(
-                    "Pairwise masks, {attempt}: roster fixed, updates masked (unreadable alone, \
-                     even with the federation key)"
-                ),
-                fedhe::protocol::MaskPhase::Upload => format!(
-                    "Pairwise masks, {attempt}: fewer than three clients, updates not masked"
-                ),
-            });
-        }
+        history_ui(ui, &self.history, &phase);
+    }
+
+    /// "Aggregate now", and auto-aggregate (a setting here, the server's
+    /// when remote).
+    fn aggregate_ui(
+        &mut self,
+        ui: &mut Ui,
+        st: &StatusResponse,
+        settings: &mut Settings,
+        ctx: &egui::Context,
+    ) {
         ui.horizontal(|ui| {
             let can = st.round_state == RoundState::Open
                 && !st.submitted.is_empty()
@@ -802,118 +749,229 @@ impl ServerTab {
                     );
             }
         });
+    }
+}
 
-        widgets::section_heading(ui, "Registered clients");
-        if snap.clients_hidden {
-            ui.weak("The operator token is needed to list the clients.");
-        } else if snap.clients.is_empty() {
-            ui.weak("No client has registered yet.");
-        } else {
-            egui::Grid::new("server-clients")
+/// Fewest contributors, deadline and single contributors of a proposed plan.
+fn quorum_ui(ui: &mut Ui, settings: &mut Settings) {
+    widgets::number_field(
+        ui,
+        "At least",
+        &mut settings.quorum_min_clients,
+        1..=10_000,
+        0.1,
+    )
+    .on_hover_text("Fewest contributors a round may close with at its deadline");
+    widgets::number_field(
+        ui,
+        "Round deadline (s)",
+        &mut settings.round_deadline_secs,
+        1..=604_800,
+        1.0,
+    );
+    ui.checkbox(
+        &mut settings.allow_single_contributor,
+        "Allow a single contributor",
+    )
+    .on_hover_text(
+        "A sum of one update shows that update to every key holder: only for trying \
+         FedHE with one client",
+    );
+}
+
+/// Pairwise masks and DP-SGD of a proposed plan.
+fn privacy_ui(ui: &mut Ui, settings: &mut Settings) {
+    ui.checkbox(&mut settings.masks, "Pairwise masks")
+        .on_hover_text(
+            "In rounds of three or more clients, every update is masked so that no one \
+         holding the federation key can read one client's update alone; the masks \
+         cancel exactly in the sum",
+        );
+    let mut dp = settings.dp_epsilon.is_some();
+    if ui
+        .checkbox(&mut dp, "DP-SGD")
+        .on_hover_text(
+            "Differential privacy for every site's rows: clipped, noised gradients; \
+             each site's ε is shown per round",
+        )
+        .changed()
+    {
+        settings.dp_epsilon = dp.then_some(3.0);
+    }
+    if let Some(e) = &mut settings.dp_epsilon {
+        widgets::real_field(ui, "ε", e, 0.1..=100.0)
+            .on_hover_text("The ε all of training may spend at each site (δ 1e-5 or less)");
+    }
+}
+
+/// The round open now: its phase, who submitted, the roster and the masks.
+fn round_ui(ui: &mut Ui, st: &StatusResponse, phase: &dyn Fn(u64) -> String) {
+    ui.horizontal(|ui| {
+        let phase = phase(st.round);
+        let state = match st.round_state {
+            RoundState::Open => "open",
+            RoundState::Closed => "closed",
+        };
+        ui.label(
+            RichText::new(format!(
+                "Round {} ({phase}): {state}, {} of {} registered clients submitted",
+                st.round,
+                st.submitted.len(),
+                st.registered
+            ))
+            .strong(),
+        );
+    });
+    if !st.roster.is_empty() {
+        ui.label(roster_line(st));
+    }
+    if let Some(phase) = st.mask_phase {
+        ui.label(mask_line(st, phase));
+    }
+}
+
+/// The roster, who is missing, and the deadline.
+fn roster_line(st: &StatusResponse) -> String {
+    let mut line = format!("Roster: {}", st.roster.join(", "));
+    if !st.missing.is_empty() {
+        line.push_str(&format!("; missing: {}", st.missing.join(", ")));
+    }
+    if let Some(d) = st.deadline_unix {
+        let now = fedhe::protocol::now_ms() / 1000;
+        line.push_str(&format!("; deadline in {} s", d.saturating_sub(now)));
+    } else if st.round == 1 {
+        line.push_str("; standardization waits for every roster member");
+    }
+    line
+}
+
+/// Where a masked round's attempt stands.
+fn mask_line(st: &StatusResponse, phase: fedhe::protocol::MaskPhase) -> String {
+    let attempt = if st.attempt > 1 {
+        format!(
+            "attempt {} (a member dropped out; the others mask again)",
+            st.attempt
+        )
+    } else {
+        format!("attempt {}", st.attempt)
+    };
+    match phase {
+        fedhe::protocol::MaskPhase::Keys => {
+            format!("Pairwise masks, {attempt}: collecting the clients' mask keys")
+        }
+        fedhe::protocol::MaskPhase::Upload if st.masked => format!(
+            "Pairwise masks, {attempt}: roster fixed, updates masked (unreadable alone, \
+             even with the federation key)"
+        ),
+        fedhe::protocol::MaskPhase::Upload => {
+            format!("Pairwise masks, {attempt}: fewer than three clients, updates not masked")
+        }
+    }
+}
+
+/// Each registered client and whether it submitted this round.
+fn clients_ui(ui: &mut Ui, snap: &Snapshot) {
+    let st = &snap.status;
+    if snap.clients_hidden {
+        ui.weak("The operator token is needed to list the clients.");
+        return;
+    }
+    if snap.clients.is_empty() {
+        ui.weak("No client has registered yet.");
+        return;
+    }
+    egui::Grid::new("server-clients")
+        .striped(true)
+        .show(ui, |ui| {
+            ui.strong("id");
+            ui.strong("name");
+            ui.strong("this round");
+            ui.strong("last round submitted");
+            ui.end_row();
+            for c in &snap.clients {
+                ui.monospace(&c.id);
+                ui.label(&c.name);
+                if st.submitted.contains(&c.id) {
+                    ui.label(RichText::new("✔ submitted").color(OK_COLOR));
+                } else if st.round_state == RoundState::Open {
+                    ui.label("waiting");
+                } else {
+                    ui.label("–");
+                }
+                ui.label(c.last_round.map_or("–".into(), |r| r.to_string()));
+                ui.end_row();
+            }
+        });
+}
+
+/// The closed rounds: a table, then their times, bytes and contributors.
+fn history_ui(ui: &mut Ui, history: &[RoundInfo], phase: &dyn Fn(u64) -> String) {
+    egui::ScrollArea::vertical()
+        .id_salt("server-history")
+        .max_height(160.0)
+        .show(ui, |ui| {
+            egui::Grid::new("server-history-grid")
                 .striped(true)
                 .show(ui, |ui| {
-                    ui.strong("id");
-                    ui.strong("name");
-                    ui.strong("this round");
-                    ui.strong("last round submitted");
+                    ui.strong("round");
+                    ui.strong("phase");
+                    ui.strong("contributors");
+                    ui.strong("bytes received");
+                    ui.strong("aggregation");
                     ui.end_row();
-                    for c in &snap.clients {
-                        ui.monospace(&c.id);
-                        ui.label(&c.name);
-                        if st.submitted.contains(&c.id) {
-                            ui.label(RichText::new("✔ submitted").color(OK_COLOR));
-                        } else if st.round_state == RoundState::Open {
-                            ui.label("waiting");
-                        } else {
-                            ui.label("–");
-                        }
-                        ui.label(c.last_round.map_or("–".into(), |r| r.to_string()));
+                    for r in history {
+                        ui.label(r.round.to_string());
+                        ui.label(phase(r.round));
+                        ui.label(r.contributors.to_string());
+                        ui.label(human_bytes(r.bytes_accepted));
+                        ui.label(human_ms(r.aggregate_ms));
                         ui.end_row();
                     }
                 });
-        }
-
-        widgets::section_heading(ui, "Round history");
-        if self.history.is_empty() {
-            ui.weak("No round closed yet.");
-            return;
-        }
-        egui::ScrollArea::vertical()
-            .id_salt("server-history")
-            .max_height(160.0)
-            .show(ui, |ui| {
-                egui::Grid::new("server-history-grid")
-                    .striped(true)
-                    .show(ui, |ui| {
-                        ui.strong("round");
-                        ui.strong("phase");
-                        ui.strong("contributors");
-                        ui.strong("bytes received");
-                        ui.strong("aggregation");
-                        ui.end_row();
-                        for r in &self.history {
-                            ui.label(r.round.to_string());
-                            ui.label(
-                                layout
-                                    .phase(r.round)
-                                    .map_or_else(|| "–".to_string(), RoundPhase::describe),
-                            );
-                            ui.label(r.contributors.to_string());
-                            ui.label(human_bytes(r.bytes_accepted));
-                            ui.label(human_ms(r.aggregate_ms));
-                            ui.end_row();
-                        }
-                    });
-            });
-        let ms: Vec<[f64; 2]> = self
-            .history
-            .iter()
-            .map(|r| [r.round as f64, r.aggregate_ms * 1e3])
-            .collect();
-        let kb: Vec<[f64; 2]> = self
-            .history
-            .iter()
-            .map(|r| [r.round as f64, r.bytes_accepted as f64 / 1e3])
-            .collect();
-        let contributors: Vec<[f64; 2]> = self
-            .history
-            .iter()
-            .map(|r| [r.round as f64, f64::from(r.contributors)])
-            .collect();
-        // `columns(3)` hands the closure exactly 3 columns.
-        ui.columns(3, |cols| {
-            cols[0].label("Aggregation time per round");
-            line_plot_ui(
-                &mut cols[0],
-                "server-ms",
-                "round",
-                "µs",
-                140.0,
-                vec![Series::new("aggregation µs", ms, ENCRYPTED_COLOR)],
-                Some((0.0, 0.0)),
-            );
-            cols[1].label("Ciphertext received per round");
-            line_plot_ui(
-                &mut cols[1],
-                "server-kb",
-                "round",
-                "KB",
-                140.0,
-                vec![Series::new("KB received", kb, widgets::PLAIN_COLOR)],
-                Some((0.0, 0.0)),
-            );
-            cols[2].label("Contributors per round");
-            line_plot_ui(
-                &mut cols[2],
-                "server-contributors",
-                "round",
-                "clients",
-                140.0,
-                vec![Series::new("contributors", contributors, OK_COLOR)],
-                Some((0.0, 0.0)),
-            );
         });
-    }
+    history_plots_ui(ui, history);
+}
+
+fn history_plots_ui(ui: &mut Ui, history: &[RoundInfo]) {
+    let per_round = |f: fn(&RoundInfo) -> f64| -> Vec<[f64; 2]> {
+        history.iter().map(|r| [r.round as f64, f(r)]).collect()
+    };
+    let ms = per_round(|r| r.aggregate_ms * 1e3);
+    let kb = per_round(|r| r.bytes_accepted as f64 / 1e3);
+    let contributors = per_round(|r| f64::from(r.contributors));
+    // `columns(3)` hands the closure exactly 3 columns.
+    ui.columns(3, |cols| {
+        cols[0].label("Aggregation time per round");
+        line_plot_ui(
+            &mut cols[0],
+            "server-ms",
+            "round",
+            "µs",
+            140.0,
+            vec![Series::new("aggregation µs", ms, ENCRYPTED_COLOR)],
+            Some((0.0, 0.0)),
+        );
+        cols[1].label("Ciphertext received per round");
+        line_plot_ui(
+            &mut cols[1],
+            "server-kb",
+            "round",
+            "KB",
+            140.0,
+            vec![Series::new("KB received", kb, widgets::PLAIN_COLOR)],
+            Some((0.0, 0.0)),
+        );
+        cols[2].label("Contributors per round");
+        line_plot_ui(
+            &mut cols[2],
+            "server-contributors",
+            "round",
+            "clients",
+            140.0,
+            vec![Series::new("contributors", contributors, OK_COLOR)],
+            Some((0.0, 0.0)),
+        );
+    });
 }
 
 fn merge_history(history: &mut Vec<RoundInfo>, infos: Vec<RoundInfo>) {

@@ -15,57 +15,6 @@ pub enum Tab {
     Predict,
 }
 
-/// Local training settings of the Client tab.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TrainingSettings {
-    pub rounds: u64,
-    pub epochs: usize,
-    pub lr: f64,
-    pub batch_size: usize,
-    pub l2: f64,
-    /// Share of the local rows kept aside to validate the global model.
-    /// (Settings saved by older versions call it `validation_fraction`.)
-    #[serde(alias = "validation_fraction")]
-    pub validation_share: f64,
-    pub seed: u64,
-    /// The model trained locally, proposed in plans and used by the demo.
-    pub architecture: fedhe::model::Architecture,
-}
-
-impl Default for TrainingSettings {
-    /// The library's federation defaults (one place: `plan::Training`).
-    fn default() -> Self {
-        let t = fedhe::plan::Training::default();
-        Self {
-            rounds: t.rounds,
-            epochs: t.epochs,
-            lr: t.lr,
-            batch_size: t.batch_size,
-            l2: t.l2,
-            validation_share: t.validation_share,
-            seed: t.seed,
-            architecture: fedhe::model::Architecture::Linear,
-        }
-    }
-}
-
-impl TrainingSettings {
-    /// These settings as a plan's training section.
-    pub fn plan_training(&self) -> fedhe::plan::Training {
-        fedhe::plan::Training {
-            rounds: self.rounds,
-            epochs: self.epochs,
-            lr: self.lr,
-            batch_size: self.batch_size,
-            l2: self.l2,
-            momentum: 0.0,
-            seed: self.seed,
-            validation_share: self.validation_share,
-        }
-    }
-}
-
 /// How the demo deals the sample data to its virtual clients.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum DemoSplit {
@@ -120,7 +69,12 @@ pub struct Settings {
     pub server_url: String,
     /// Connect the client to the aggregator of the Server tab.
     pub use_embedded: bool,
-    pub training: TrainingSettings,
+    /// The Client tab's training settings: the plan's own type, so that
+    /// every setting a plan has can be set here (and is proposed in plans).
+    #[serde(deserialize_with = "saved_training")]
+    pub training: fedhe::plan::Training,
+    /// The model trained locally and proposed in plans.
+    pub architecture: fedhe::model::Architecture,
     /// Port of the embedded aggregator; 0 lets the system choose.
     pub server_port: u16,
     /// Listen on every interface instead of this machine only.
@@ -158,7 +112,9 @@ impl Default for Settings {
             key_path: default_key_path().display().to_string(),
             server_url: "http://127.0.0.1:8080".into(),
             use_embedded: true,
-            training: TrainingSettings::default(),
+            // The library's federation defaults (one place: `plan::Training`).
+            training: fedhe::plan::Training::default(),
+            architecture: fedhe::model::Architecture::Linear,
             server_port: 0,
             server_public: false,
             auto_aggregate: true,
@@ -177,6 +133,45 @@ impl Default for Settings {
     }
 }
 
+/// Reads the saved training settings. Versions before the app held the
+/// plan's `Training` saved their own struct: the architecture inside (now
+/// [`Settings::architecture`], back to its default) and, earlier, the
+/// validation share as `validation_fraction`. The rest carries over instead
+/// of the plan's refusal of unknown keys discarding every saved setting.
+fn saved_training<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<fedhe::plan::Training, D::Error> {
+    struct Saved;
+    impl<'de> serde::de::Visitor<'de> for Saved {
+        type Value = fedhe::plan::Training;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("training settings")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut keys = serde_json::Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                match key.as_str() {
+                    "architecture" => {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                    "validation_fraction" => {
+                        keys.insert("validation_share".into(), map.next_value()?);
+                    }
+                    _ => {
+                        keys.insert(key, map.next_value()?);
+                    }
+                }
+            }
+            serde_json::from_value(serde_json::Value::Object(keys))
+                .map_err(serde::de::Error::custom)
+        }
+    }
+    d.deserialize_any(Saved)
+}
+
 /// `keys/secret.key` when run from a FedHE checkout (its `keys/` folder is
 /// git-ignored), else the app-data folder.
 pub fn default_key_path() -> PathBuf {
@@ -187,4 +182,57 @@ pub fn default_key_path() -> PathBuf {
     eframe::storage_dir(super::APP_ID)
         .map(|d| d.join("keys").join("secret.key"))
         .unwrap_or_else(|| local.join("secret.key"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One value, as eframe stores the settings.
+    struct Saved(String);
+
+    impl eframe::Storage for Saved {
+        fn get_string(&self, _key: &str) -> Option<String> {
+            Some(self.0.clone())
+        }
+        fn set_string(&mut self, _key: &str, value: String) {
+            self.0 = value;
+        }
+        fn remove_string(&mut self, _key: &str) {}
+        fn flush(&mut self) {}
+    }
+
+    fn load(text: &str) -> Option<Settings> {
+        eframe::get_value(&Saved(text.into()), eframe::APP_KEY)
+    }
+
+    #[test]
+    fn settings_of_earlier_versions_still_load() {
+        // The app's own training struct, with the architecture inside and
+        // the validation share under its oldest name.
+        let old = "(client_name:\"X\",training:(rounds:17,epochs:3,lr:0.5,batch_size:8,l2:0.0,\
+                   validation_fraction:0.3,seed:7,architecture:(kind:\"mlp\",hidden:[16])))";
+        let s = load(old).expect("loads");
+        assert_eq!(s.client_name, "X");
+        let t = s.training;
+        assert_eq!(
+            (t.rounds, t.sgd.epochs, t.sgd.batch_size, t.sgd.seed),
+            (17, 3, 8, 7)
+        );
+        assert_eq!(
+            (t.sgd.lr, t.sgd.momentum, t.validation_share),
+            (0.5, 0.0, 0.3)
+        );
+        assert_eq!(s.architecture, fedhe::model::Architecture::Linear);
+    }
+
+    #[test]
+    fn settings_survive_a_round_trip() {
+        let mut s = Settings::default();
+        s.training.sgd.momentum = 0.9;
+        s.architecture = fedhe::model::Architecture::Mlp { hidden: vec![8] };
+        let mut saved = Saved(String::new());
+        eframe::set_value(&mut saved, eframe::APP_KEY, &s);
+        assert_eq!(load(&saved.0), Some(s));
+    }
 }

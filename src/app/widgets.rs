@@ -488,7 +488,11 @@ mod tests {
     fn every_symbol_has_a_glyph() {
         let sources = [
             include_str!("mod.rs"),
-            include_str!("client_tab.rs"),
+            include_str!("client_tab/mod.rs"),
+            include_str!("client_tab/data.rs"),
+            include_str!("client_tab/keys.rs"),
+            include_str!("client_tab/connect.rs"),
+            include_str!("client_tab/training.rs"),
             include_str!("server_tab.rs"),
             include_str!("predict_tab.rs"),
             include_str!("demo.rs"),

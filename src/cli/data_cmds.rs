@@ -12,6 +12,8 @@ use fedhe::model::{
     write_predictions,
 };
 
+use super::sgd_args::{OneMachine, SgdArgs};
+
 /// Column choices shared by every command that reads a training CSV.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SchemaArgs {
@@ -169,51 +171,6 @@ impl SchemaArgs {
     }
 }
 
-/// Settings of `fedhe train` (one machine); a federation's come from its plan.
-#[derive(Debug, Clone, clap::Args)]
-pub struct TrainingArgs {
-    /// Passes over the training data.
-    #[arg(long, default_value_t = TrainConfig::default().epochs)]
-    pub epochs: usize,
-    /// SGD learning rate.
-    #[arg(long, default_value_t = TrainConfig::default().lr)]
-    pub lr: f64,
-    /// Rows per mini-batch.
-    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
-    pub batch_size: usize,
-    /// L2 penalty (l2/2 · |w|²).
-    #[arg(long, default_value_t = TrainConfig::default().l2)]
-    pub l2: f64,
-    /// SGD momentum (0: plain SGD).
-    #[arg(long, default_value_t = 0.0)]
-    pub momentum: f64,
-    /// Seed for shuffling (runs are deterministic given the seed).
-    #[arg(long, default_value_t = TrainConfig::default().seed)]
-    pub seed: u64,
-    /// Weight classes inversely to their frequency.
-    #[arg(long)]
-    pub balanced: bool,
-}
-
-impl TrainingArgs {
-    pub fn config(&self) -> TrainConfig {
-        TrainConfig {
-            epochs: self.epochs,
-            lr: self.lr,
-            batch_size: self.batch_size,
-            l2: self.l2,
-            momentum: self.momentum,
-            seed: self.seed,
-            class_weight: if self.balanced {
-                ClassWeight::Balanced
-            } else {
-                ClassWeight::None
-            },
-            dp: None,
-        }
-    }
-}
-
 #[derive(Debug, clap::Args)]
 pub struct SplitArgs {
     /// CSV file to split.
@@ -247,8 +204,12 @@ pub struct TrainArgs {
     pub data: PathBuf,
     #[command(flatten)]
     pub schema: SchemaArgs,
+    // One machine's defaults; a federation's come from its plan.
     #[command(flatten)]
-    pub training: TrainingArgs,
+    pub sgd: SgdArgs<OneMachine>,
+    /// Weight classes inversely to their frequency.
+    #[arg(long)]
+    pub balanced: bool,
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]
@@ -362,7 +323,14 @@ pub fn split(a: SplitArgs) -> anyhow::Result<()> {
 }
 
 pub fn train(a: TrainArgs) -> anyhow::Result<()> {
-    let cfg = a.training.config();
+    let cfg = TrainConfig {
+        class_weight: if a.balanced {
+            ClassWeight::Balanced
+        } else {
+            ClassWeight::None
+        },
+        ..TrainConfig::from(a.sgd.sgd())
+    };
     let architecture = a.model.architecture()?;
     let opts = a.schema.options_for(&a.data)?;
     let loaded = load_csv(&a.data, &opts)?;

@@ -21,6 +21,8 @@ use fedhe::protocol::RegisterRequest;
 use fedhe::server::{EmbeddedServer, ServerConfig, TlsPem};
 use fedhe::session::{self, ConnectOptions, Notifier};
 
+use super::sgd_args::{Federation, SgdArgs};
+
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// The session's public key file (or upload it later: PUT /api/v1/session).
@@ -220,49 +222,6 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A federation's training flags (`simulate`, `plan init`); defaults from
-/// `plan::Training::default()`.
-#[derive(Debug, clap::Args)]
-pub struct RoundTrainingArgs {
-    /// Training rounds.
-    #[arg(long, default_value_t = Training::default().rounds)]
-    pub rounds: u64,
-    /// Local epochs per round.
-    #[arg(long, default_value_t = Training::default().epochs)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = Training::default().lr)]
-    pub lr: f64,
-    #[arg(long, default_value_t = Training::default().batch_size)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = Training::default().l2)]
-    pub l2: f64,
-    /// SGD momentum (0: plain SGD).
-    #[arg(long, default_value_t = Training::default().momentum)]
-    pub momentum: f64,
-    #[arg(long, default_value_t = Training::default().seed)]
-    pub seed: u64,
-}
-
-impl RoundTrainingArgs {
-    /// The plan's training section with these flags.
-    pub fn training(&self, validation_share: f64) -> Training {
-        Training {
-            rounds: self.rounds,
-            epochs: self.epochs,
-            lr: self.lr,
-            batch_size: self.batch_size,
-            l2: self.l2,
-            momentum: self.momentum,
-            seed: self.seed,
-            validation_share,
-        }
-    }
-
-    fn config(&self) -> TrainConfig {
-        self.training(0.0).local()
-    }
-}
-
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
     /// Aggregator URL, e.g. http://10.0.0.5:8080.
@@ -434,8 +393,11 @@ pub struct SimulateArgs {
     pub split: Partition,
     #[arg(long, default_value_t = 0.2)]
     pub test_fraction: f64,
+    /// Training rounds.
+    #[arg(long, default_value_t = Training::default().rounds)]
+    pub rounds: u64,
     #[command(flatten)]
-    pub train: RoundTrainingArgs,
+    pub sgd: SgdArgs<Federation>,
     #[command(flatten)]
     pub model: super::data_cmds::ModelArgs,
     #[command(flatten)]
@@ -492,7 +454,7 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
             clients: a.clients,
             partition: a.split,
             test_fraction: a.test_fraction,
-            seed: a.train.seed,
+            seed: a.sgd.seed,
         },
         (None, false, Some(t)) => SimData::Files {
             clients: a.client_data.clone(),
@@ -506,8 +468,8 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
             (Some(d), _) | (None, Some(d)) => a.csv.options_for(d)?,
             (None, None) => a.csv.options(),
         },
-        rounds: a.train.rounds,
-        train: a.train.config(),
+        rounds: a.rounds,
+        train: TrainConfig::from(a.sgd.sgd()),
         architecture: a.model.architecture()?,
         dp: a.dp.settings()?,
         masks: !a.no_masks,

@@ -10,6 +10,7 @@ mod data_cmds;
 mod dp_cmds;
 mod fed_cmds;
 mod plan_cmds;
+mod sgd_args;
 
 use clap::{Parser, Subcommand};
 

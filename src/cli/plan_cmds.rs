@@ -23,8 +23,11 @@ pub struct InitArgs {
     pub schema: super::data_cmds::SchemaArgs,
     #[command(flatten)]
     pub model: super::data_cmds::ModelArgs,
+    /// Training rounds.
+    #[arg(long, default_value_t = Training::default().rounds)]
+    pub rounds: u64,
     #[command(flatten)]
-    pub training: super::fed_cmds::RoundTrainingArgs,
+    pub sgd: super::sgd_args::SgdArgs<super::sgd_args::Federation>,
     /// Share of each site's rows held out to validate the global model.
     #[arg(long, default_value_t = Training::default().validation_share)]
     pub validation_share: f64,
@@ -104,7 +107,11 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
             min_count: a.min_count,
             ..fedhe::plan::Vocabulary::default()
         }),
-        training: a.training.training(a.validation_share),
+        training: Training {
+            rounds: a.rounds,
+            sgd: a.sgd.sgd(),
+            validation_share: a.validation_share,
+        },
         quorum: Quorum {
             min_clients: a.min_clients,
             roster: a.roster.clone(),

@@ -1,6 +1,7 @@
 //! A first look at a CSV: per column, how many cells are missing, whether
 //! the rest are numbers (integers?), and its distinct values while they are
-//! few — enough to propose each column's kind with a note saying why.
+//! few — enough to propose each column's kind with a note saying why; and
+//! a preview of its first rows as text ([`preview_csv`]).
 
 use std::path::Path;
 
@@ -52,6 +53,61 @@ pub enum ProposedKind {
     Categorical(Vec<String>),
     /// Left out: an identifier, free text, a constant or an empty column.
     Ignored,
+}
+
+/// The first rows of a CSV as text, for people to look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvPreview {
+    /// The header row.
+    pub header: Vec<String>,
+    /// The first records; a row may be shorter or longer than the header.
+    pub rows: Vec<Vec<String>>,
+    /// Records in the file (the header row not counted).
+    pub total_rows: usize,
+}
+
+/// The header and the first `rows` records of the comma-separated file at
+/// `path`, every cell trimmed, and its count of records. Rows of any
+/// length are kept, so a file the loader refuses can still be looked at.
+pub fn preview_csv(path: &Path, rows: usize) -> Result<CsvPreview, DataError> {
+    let file = path.display().to_string();
+    let f = std::fs::File::open(path).map_err(|source| DataError::Open {
+        file: file.clone(),
+        source,
+    })?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(f);
+    let read_err = |e: csv::Error| DataError::Read {
+        at: Box::new(Location {
+            file: file.clone(),
+            line: e.position().map_or(1, |p| p.line()),
+            column: None,
+        }),
+        message: e.to_string(),
+    };
+    let header = reader
+        .headers()
+        .map_err(read_err)?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let mut shown = Vec::new();
+    let mut total_rows = 0;
+    for rec in reader.records() {
+        let rec = rec.map_err(read_err)?;
+        if shown.len() < rows {
+            shown.push(rec.iter().map(str::to_string).collect());
+        }
+        total_rows += 1;
+    }
+    Ok(CsvPreview {
+        header,
+        rows: shown,
+        total_rows,
+    })
 }
 
 /// Profiles `path` (header row first), counting the cells equal to one of
@@ -333,4 +389,25 @@ pub fn auto_schema(
         notes,
         profile,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_preview_keeps_the_first_rows_and_counts_them_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.csv");
+        std::fs::write(&path, "a, b\n1,2\n 3 ,4,5\n6\n").unwrap();
+        let p = preview_csv(&path, 2).unwrap();
+        assert_eq!(p.header, ["a", "b"]);
+        assert_eq!(p.rows, [vec!["1", "2"], vec!["3", "4", "5"]]);
+        assert_eq!(p.total_rows, 3);
+        let missing = preview_csv(&dir.path().join("none.csv"), 2);
+        assert!(
+            matches!(missing, Err(DataError::Open { .. })),
+            "{missing:?}"
+        );
+    }
 }

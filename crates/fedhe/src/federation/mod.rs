@@ -148,12 +148,7 @@ impl SimulationConfig {
         plan.privacy.masks = self.masks;
         plan.training = Training {
             rounds: self.rounds,
-            epochs: self.train.epochs,
-            lr: self.train.lr,
-            batch_size: self.train.batch_size,
-            l2: self.train.l2,
-            momentum: self.train.momentum,
-            seed: self.train.seed,
+            sgd: self.train.sgd(),
             // The simulation evaluates on its own test split.
             validation_share: 0.0,
         };
@@ -523,7 +518,7 @@ pub fn simulate(
                         &mut ex,
                         plan,
                         plan_fp,
-                        session::site_seed(plan.training.seed, id),
+                        session::site_seed(plan.training.sgd.seed, id),
                         part,
                         RunRecord {
                             kind: crate::model::SIMULATED,

@@ -35,7 +35,9 @@ pub use multiclass::{ClassFigures, MulticlassMetrics};
 pub use network::Network;
 pub use regression::RegressionMetrics;
 pub use scoring::{Scored, score_csv, write_predictions};
-pub use train::{ClassWeight, EpochStats, TrainConfig, TrainSummary, class_weights, train};
+pub use train::{
+    ClassWeight, EpochStats, LocalSgd, TrainConfig, TrainSummary, class_weights, train,
+};
 
 /// The model kinds and their shape (stored in model files and plans).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -22,6 +22,24 @@ pub enum ClassWeight {
     Balanced,
 }
 
+/// The six settings of local mini-batch SGD, in one shape for a
+/// federation's plan (`plan::Training` embeds it), [`TrainConfig`], the
+/// CLI's flags and the app. A federation's defaults are in
+/// `plan::Training::default()`, one machine's in [`TrainConfig::default`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LocalSgd {
+    /// Passes over the local data (per round, in a federation).
+    pub epochs: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+    /// L2 penalty `l2 / 2 · |w|²` (biases are not penalized).
+    pub l2: f64,
+    /// SGD momentum (0: plain SGD).
+    pub momentum: f64,
+    /// Seed of the shuffling.
+    pub seed: u64,
+}
+
 /// Training settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -56,7 +74,35 @@ impl Default for TrainConfig {
     }
 }
 
+impl From<LocalSgd> for TrainConfig {
+    /// These SGD settings, every row counted once, without DP.
+    fn from(s: LocalSgd) -> Self {
+        TrainConfig {
+            epochs: s.epochs,
+            lr: s.lr,
+            batch_size: s.batch_size,
+            l2: s.l2,
+            momentum: s.momentum,
+            seed: s.seed,
+            class_weight: ClassWeight::None,
+            dp: None,
+        }
+    }
+}
+
 impl TrainConfig {
+    /// Its SGD settings.
+    pub fn sgd(&self) -> LocalSgd {
+        LocalSgd {
+            epochs: self.epochs,
+            lr: self.lr,
+            batch_size: self.batch_size,
+            l2: self.l2,
+            momentum: self.momentum,
+            seed: self.seed,
+        }
+    }
+
     fn validate(&self) -> Result<(), ModelError> {
         let bad = |m: String| Err(ModelError::Setting(m));
         if self.batch_size == 0 {

@@ -160,11 +160,11 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
         "training: {} rounds × {} local epochs, lr {}, batch {}, L2 {}, seed {}, {}% of each \
          site's rows held out for validation",
         t.rounds,
-        t.epochs,
-        t.lr,
-        t.batch_size,
-        t.l2,
-        t.seed,
+        t.sgd.epochs,
+        t.sgd.lr,
+        t.sgd.batch_size,
+        t.sgd.l2,
+        t.sgd.seed,
         t.validation_share * 100.0
     ));
     let q = &plan.quorum;

@@ -23,7 +23,7 @@ use crate::data::{
     CategoricalMissing, CategoricalSpec, CsvOptions, Encoder, FeatureSelection, LabelMapping,
     MissingPolicy, RawColumn, RawStats, Target, TargetSpec,
 };
-use crate::model::{Architecture, ClassWeight, Head, TrainConfig};
+use crate::model::{Architecture, Head, LocalSgd, TrainConfig};
 
 /// Value of the `format` field.
 pub const PLAN_FORMAT: &str = "fedhe-plan";
@@ -263,23 +263,21 @@ impl ModelSpec {
 }
 
 /// Training settings of a federation (every site uses the same).
+///
+/// In the file, the local SGD settings sit beside `rounds` in one flat
+/// `[training]` section ([`TrainingSection`]), so plans, their fingerprints
+/// and the errors locating a bad key or value are unchanged. (serde's
+/// `flatten` would buffer the section: every error would point at its
+/// header, and an unknown key would no longer list the known ones.)
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "TrainingSection", into = "TrainingSection")]
 pub struct Training {
     /// Training rounds (after the standardization round).
     pub rounds: u64,
-    /// Local epochs per round.
-    pub epochs: usize,
-    pub lr: f64,
-    pub batch_size: usize,
-    /// L2 penalty `l2 / 2 · |w|²`.
-    pub l2: f64,
-    /// SGD momentum (0: plain SGD); the momentum restarts every round.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub momentum: f64,
-    /// Seed of local shuffling (mixed with the round and the site's id) and
-    /// of an MLP's initial weights (the same at every site).
-    pub seed: u64,
+    /// Each round's local SGD. Its momentum restarts every round; its seed
+    /// is mixed with the round and the site's id, and seeds an MLP's
+    /// initial weights (the same at every site).
+    pub sgd: LocalSgd,
     /// Share of each site's rows held out to validate the global model.
     pub validation_share: f64,
 }
@@ -288,33 +286,89 @@ impl Default for Training {
     fn default() -> Self {
         Training {
             rounds: 20,
-            epochs: 5,
-            lr: 0.1,
-            batch_size: 32,
-            l2: 0.0,
-            momentum: 0.0,
-            seed: 42,
+            sgd: LocalSgd {
+                epochs: 5,
+                lr: 0.1,
+                batch_size: 32,
+                l2: 0.0,
+                momentum: 0.0,
+                seed: 42,
+            },
             validation_share: 0.2,
         }
     }
+}
+
+impl Training {
+    /// Local SGD settings of one round.
+    pub fn local(&self) -> TrainConfig {
+        TrainConfig::from(self.sgd)
+    }
+}
+
+/// `[training]` as written: [`Training`] with its `sgd` spread out.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct TrainingSection {
+    rounds: u64,
+    epochs: usize,
+    lr: f64,
+    batch_size: usize,
+    l2: f64,
+    /// Left out at 0, so plans written before momentum keep their
+    /// fingerprints.
+    #[serde(skip_serializing_if = "is_zero")]
+    momentum: f64,
+    seed: u64,
+    validation_share: f64,
 }
 
 fn is_zero(v: &f64) -> bool {
     *v == 0.0
 }
 
-impl Training {
-    /// Local SGD settings of one round.
-    pub fn local(&self) -> TrainConfig {
-        TrainConfig {
-            epochs: self.epochs,
-            lr: self.lr,
-            batch_size: self.batch_size,
-            l2: self.l2,
-            momentum: self.momentum,
-            seed: self.seed,
-            class_weight: ClassWeight::None,
-            dp: None,
+impl Default for TrainingSection {
+    fn default() -> Self {
+        Training::default().into()
+    }
+}
+
+impl From<Training> for TrainingSection {
+    fn from(t: Training) -> Self {
+        let LocalSgd {
+            epochs,
+            lr,
+            batch_size,
+            l2,
+            momentum,
+            seed,
+        } = t.sgd;
+        TrainingSection {
+            rounds: t.rounds,
+            epochs,
+            lr,
+            batch_size,
+            l2,
+            momentum,
+            seed,
+            validation_share: t.validation_share,
+        }
+    }
+}
+
+impl From<TrainingSection> for Training {
+    fn from(s: TrainingSection) -> Self {
+        Training {
+            rounds: s.rounds,
+            sgd: LocalSgd {
+                epochs: s.epochs,
+                lr: s.lr,
+                batch_size: s.batch_size,
+                l2: s.l2,
+                momentum: s.momentum,
+                seed: s.seed,
+            },
+            validation_share: s.validation_share,
         }
     }
 }
@@ -534,7 +588,7 @@ impl Plan {
             self.features(),
             self.model.architecture().describe(self.head()),
             self.training.rounds,
-            self.training.epochs
+            self.training.sgd.epochs
         )
     }
 
@@ -746,7 +800,7 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         let mut p = plan();
-        p.training.lr = -1.0;
+        p.training.sgd.lr = -1.0;
         let e = p.validate("p.toml").unwrap_err().to_string();
         assert!(e.contains("`training.lr`") && e.contains("p.toml"), "{e}");
         let mut p = plan();

@@ -190,25 +190,28 @@ fn training(t: &Training) -> Result<(), Refusal> {
             format!("{} is outside 1..=100000", t.rounds),
         ));
     }
-    if !(1..=100_000).contains(&t.epochs) {
+    if !(1..=100_000).contains(&t.sgd.epochs) {
         return Err((
             "training.epochs",
-            format!("{} is outside 1..=100000", t.epochs),
+            format!("{} is outside 1..=100000", t.sgd.epochs),
         ));
     }
-    if !(t.lr.is_finite() && t.lr > 0.0 && t.lr <= 100.0) {
-        return Err(("training.lr", format!("{} is not in (0, 100]", t.lr)));
+    if !(t.sgd.lr.is_finite() && t.sgd.lr > 0.0 && t.sgd.lr <= 100.0) {
+        return Err(("training.lr", format!("{} is not in (0, 100]", t.sgd.lr)));
     }
-    if t.batch_size == 0 {
+    if t.sgd.batch_size == 0 {
         return Err(("training.batch_size", "must be at least 1".into()));
     }
-    if !(t.l2.is_finite() && t.l2 >= 0.0) {
-        return Err(("training.l2", format!("{} is not zero or positive", t.l2)));
+    if !(t.sgd.l2.is_finite() && t.sgd.l2 >= 0.0) {
+        return Err((
+            "training.l2",
+            format!("{} is not zero or positive", t.sgd.l2),
+        ));
     }
-    if !(t.momentum.is_finite() && (0.0..1.0).contains(&t.momentum)) {
+    if !(t.sgd.momentum.is_finite() && (0.0..1.0).contains(&t.sgd.momentum)) {
         return Err((
             "training.momentum",
-            format!("{} is outside [0, 1)", t.momentum),
+            format!("{} is outside [0, 1)", t.sgd.momentum),
         ));
     }
     if !(t.validation_share.is_finite() && (0.0..0.9).contains(&t.validation_share)) {

@@ -418,7 +418,7 @@ impl Joined {
             &mut ex,
             &self.plan,
             &self.plan_fingerprint,
-            site_seed(self.plan.training.seed, &self.id),
+            site_seed(self.plan.training.sgd.seed, &self.id),
             data,
             RunRecord {
                 kind: crate::model::FEDERATED,
@@ -528,7 +528,7 @@ pub fn run_plan(
 ) -> Result<FederatedRun, SessionError> {
     let t = &plan.training;
     let (train, validation) = if t.validation_share > 0.0 {
-        let (a, b) = stratified_split(data, t.validation_share, t.seed)?;
+        let (a, b) = stratified_split(data, t.validation_share, t.sgd.seed)?;
         (a, Some(b))
     } else {
         (data.clone(), None)
@@ -537,7 +537,7 @@ pub fn run_plan(
         rounds: t.rounds,
         train: TrainConfig { seed, ..t.local() },
         architecture: plan.model.architecture(),
-        init_seed: t.seed,
+        init_seed: t.sgd.seed,
         missing: MissingPolicy {
             categorical: plan.preprocessing.categorical_missing,
             indicators: plan.preprocessing.missing_indicators,

@@ -1,0 +1,215 @@
+//! Section 3, Aggregator: the embedded one (Server tab) or a remote URL, and
+//! joining: fetch the plan, read the CSV by its column names, register or
+//! resume.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use egui::{RichText, Ui};
+
+use super::ClientTab;
+use crate::app::Shared;
+use crate::app::error::AppError;
+use crate::app::jobs::{Job, Progress, poll_slot};
+use crate::app::settings::Settings;
+use crate::app::widgets::{self, Note, OK_COLOR};
+use fedhe::crypto::SecretKey;
+use fedhe::data::Dataset;
+use fedhe::session::{self, ConnectOptions, Joined, Notifier};
+
+/// A federation joined from this tab: the session and this site's data,
+/// read by the plan's column names.
+#[derive(Clone)]
+pub struct JoinedSite {
+    pub joined: Joined,
+    pub data: Dataset,
+    pub source: String,
+}
+
+enum ConnectMsg {
+    Status(String),
+    Joined(Result<Box<JoinedSite>, AppError>),
+}
+
+/// The section's own state: the joining job and what it is doing.
+#[derive(Default)]
+pub(super) struct ConnectPanel {
+    job: Option<Job<ConnectMsg>>,
+    /// What joining is doing right now ("waiting for the plan", retries).
+    status: String,
+}
+
+impl ClientTab {
+    pub(super) fn poll_connect(&mut self) {
+        let (msgs, failure) = poll_slot(&mut self.connect.job);
+        for m in msgs {
+            match m {
+                ConnectMsg::Status(s) => self.connect.status = s,
+                ConnectMsg::Joined(Ok(site)) => {
+                    let info = joined_info(&site);
+                    widgets::push_note(&mut self.notes, Note::Info(info.clone()));
+                    self.connect.status.clear();
+                    self.registered = Some(info);
+                    self.federation = Some(*site);
+                }
+                ConnectMsg::Joined(Err(e)) => {
+                    self.connect.status.clear();
+                    widgets::push_note(&mut self.notes, Note::from(e));
+                }
+            }
+        }
+        self.failure(failure);
+    }
+
+    pub(super) fn connect_ui(
+        &mut self,
+        ui: &mut Ui,
+        settings: &mut Settings,
+        shared: &Shared,
+        ctx: &egui::Context,
+    ) {
+        widgets::section_heading(ui, "3. Aggregator");
+        aggregator_ui(ui, settings, shared);
+        let url = if settings.use_embedded {
+            shared.embedded_url.clone()
+        } else {
+            Some(settings.server_url.trim().to_string()).filter(|u| !u.is_empty())
+        };
+        let busy = self.connect.job.is_some();
+        ui.horizontal(|ui| {
+            let csv = self.csv.as_ref().map(|c| c.path.clone());
+            let ready =
+                url.is_some() && csv.is_some() && self.key.is_some() && !busy && !self.is_training();
+            let resp = ui
+                .add_enabled(ready, egui::Button::new("Join federation"))
+                .on_hover_text(
+                    "Fetches the aggregator's plan, reads your CSV by its column names, and \
+                     registers (or resumes under your id)",
+                )
+                .on_disabled_hover_text(
+                    "Needs a CSV, the federation's secret key (it signs the registration) and an aggregator URL",
+                );
+            if resp.clicked()
+                && let (Some(url), Some(csv), Some(key)) = (url, csv, self.key.clone())
+            {
+                self.join(ctx, settings, url, csv, key);
+            }
+            if busy {
+                ui.spinner();
+                ui.label(&self.connect.status);
+            }
+            match &self.registered {
+                Some(r) => {
+                    ui.label(RichText::new(format!("✔ {r}")).color(OK_COLOR));
+                }
+                None if !busy => {
+                    ui.weak("Not joined.");
+                }
+                None => {}
+            }
+        });
+    }
+
+    /// Forgets the federation joined and joins `url` on a job.
+    fn join(
+        &mut self,
+        ctx: &egui::Context,
+        settings: &Settings,
+        url: String,
+        csv: PathBuf,
+        key: Arc<SecretKey>,
+    ) {
+        let id = settings.client_id.trim().to_string();
+        let name = settings.client_name.trim().to_string();
+        let key_path = settings.key_path.trim().to_string();
+        self.federation = None;
+        self.registered = None;
+        let job = Job::spawn("join", ctx, move |p| {
+            let p = Arc::new(p);
+            let r = join_federation(&url, key, &key_path, &csv, &id, &name, &p);
+            p.send(ConnectMsg::Joined(r.map(Box::new)));
+        });
+        match job {
+            Ok(j) => self.connect.job = Some(j),
+            Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
+        }
+    }
+}
+
+/// Embedded or remote, and where.
+fn aggregator_ui(ui: &mut Ui, settings: &mut Settings, shared: &Shared) {
+    ui.horizontal(|ui| {
+        ui.radio_value(&mut settings.use_embedded, true, "Embedded (Server tab)");
+        ui.radio_value(&mut settings.use_embedded, false, "Remote");
+        if settings.use_embedded {
+            match &shared.embedded_url {
+                Some(u) => {
+                    ui.monospace(u);
+                }
+                None => {
+                    ui.weak("not running: start it in the Server tab");
+                }
+            }
+        } else {
+            widgets::text_field(ui, "URL", &mut settings.server_url, "http://host:8080");
+        }
+    });
+}
+
+/// "Registered as … at …: plan …, N rows of … read by column name".
+fn joined_info(site: &JoinedSite) -> String {
+    let j = &site.joined;
+    format!(
+        "{} {} at {}: plan {}, {} rows of {} read by column name",
+        if j.resumed {
+            "Resumed as"
+        } else {
+            "Registered as"
+        },
+        j.id,
+        j.server,
+        j.plan_fingerprint,
+        site.data.rows(),
+        site.source
+    )
+}
+
+/// Joins a federation (worker side): the library's session workflow.
+fn join_federation(
+    url: &str,
+    key: Arc<SecretKey>,
+    key_path: &str,
+    csv: &Path,
+    id: &str,
+    name: &str,
+    p: &Arc<Progress<ConnectMsg>>,
+) -> Result<JoinedSite, AppError> {
+    let pn = p.clone();
+    let notify: Notifier = Arc::new(move |s: &str| pn.send(ConnectMsg::Status(s.to_string())));
+    let opts = ConnectOptions {
+        server: url.to_string(),
+        ca_cert_pem: None,
+        wait: Duration::from_secs(30),
+    };
+    let cancel = p.cancel_flag();
+    let connected = session::connect(&opts, key, Some(notify), &cancel)
+        .map_err(|e| AppError::Join(Box::new(e)))?;
+    let loaded = connected
+        .load_site(csv)
+        .map_err(|source| AppError::PlanMismatch {
+            plan: connected.plan_fingerprint.clone(),
+            source: Box::new(source),
+        })?;
+    // Credentials beside the key, so that a restarted app resumes as `id`.
+    let state =
+        (!key_path.is_empty()).then(|| session::default_state_file(Path::new(key_path), id));
+    let joined = connected
+        .join(id, name, state.as_deref())
+        .map_err(|e| AppError::Register(Box::new(e)))?;
+    Ok(JoinedSite {
+        joined,
+        data: loaded.dataset,
+        source: crate::app::demo::describe(csv),
+    })
+}

@@ -1,0 +1,84 @@
+//! Client tab: identity, CSV (open / drop / command line → one code path),
+//! preview and schema, keys, aggregator connection and registration,
+//! training settings, local or federated training with live plots and a
+//! per-round log, saving the model.
+//!
+//! One file per section, each owning its background job (and dialog), its
+//! `poll` and its `ui`: [`data`], [`keys`], [`connect`], [`training`]. What
+//! the sections share — the CSV, the key, the federation joined, the run and
+//! its model, the notes — lives on [`ClientTab`].
+
+mod connect;
+mod data;
+mod keys;
+mod training;
+
+use std::sync::Arc;
+
+use egui::Ui;
+
+use super::Shared;
+use super::settings::Settings;
+use super::widgets::{self, Note};
+use fedhe::crypto::SecretKey;
+use fedhe::model::ModelFile;
+
+pub use connect::JoinedSite;
+pub use data::CsvView;
+pub use training::RunView;
+
+#[derive(Default)]
+pub struct ClientTab {
+    pub csv: Option<CsvView>,
+    pub key: Option<Arc<SecretKey>>,
+    pub key_info: String,
+    pub federation: Option<JoinedSite>,
+    pub registered: Option<String>,
+    pub run: RunView,
+    pub model: Option<ModelFile>,
+    pub notes: Vec<Note>,
+    data: data::DataPanel,
+    keys: keys::KeyPanel,
+    connect: connect::ConnectPanel,
+    training: training::TrainingPanel,
+}
+
+impl ClientTab {
+    /// Applies what the sections' jobs sent. Called every frame.
+    pub fn poll(&mut self, settings: &mut Settings, shared: &mut Shared) {
+        shared.client_csv = self.csv.as_ref().map(|c| c.path.clone());
+        self.poll_data(settings);
+        self.poll_keys(shared);
+        self.poll_connect();
+        self.poll_training(shared);
+    }
+
+    /// A job that died (a bug), in words.
+    fn failure(&mut self, failure: Option<String>) {
+        if let Some(e) = failure {
+            widgets::push_note(&mut self.notes, Note::from(e));
+        }
+    }
+
+    pub fn ui(&mut self, ui: &mut Ui, settings: &mut Settings, shared: &mut Shared) {
+        let ctx = ui.ctx().clone();
+        self.take_csv_dialog(&ctx, settings);
+        self.take_key_dialog(&ctx, settings);
+        self.take_save_dialog(&ctx);
+        egui::ScrollArea::vertical()
+            .id_salt("client-scroll")
+            .show(ui, |ui| {
+                ui.heading("Client");
+                ui.horizontal(|ui| {
+                    widgets::text_field(ui, "Name", &mut settings.client_name, "Hospital A");
+                    widgets::text_field(ui, "Client id", &mut settings.client_id, "client-a")
+                        .on_hover_text("1–64 characters: letters, digits, '_', '.', '-'");
+                });
+                widgets::notes_ui(ui, &mut self.notes);
+                self.data_ui(ui, settings, &ctx);
+                self.keys_ui(ui, settings, &ctx);
+                self.connect_ui(ui, settings, shared, &ctx);
+                self.training_ui(ui, settings, shared, &ctx);
+            });
+    }
+}
