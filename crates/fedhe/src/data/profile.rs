@@ -66,15 +66,20 @@ pub struct CsvPreview {
     pub total_rows: usize,
 }
 
+/// Opens `path`; its display name for messages, and the file.
+fn open(path: &Path) -> Result<(String, std::fs::File), DataError> {
+    let file = path.display().to_string();
+    match std::fs::File::open(path) {
+        Ok(f) => Ok((file, f)),
+        Err(source) => Err(DataError::Open { file, source }),
+    }
+}
+
 /// The header and the first `rows` records of the comma-separated file at
 /// `path`, every cell trimmed, and its count of records. Rows of any
 /// length are kept, so a file the loader refuses can still be looked at.
 pub fn preview_csv(path: &Path, rows: usize) -> Result<CsvPreview, DataError> {
-    let file = path.display().to_string();
-    let f = std::fs::File::open(path).map_err(|source| DataError::Open {
-        file: file.clone(),
-        source,
-    })?;
+    let (file, f) = open(path)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -117,11 +122,7 @@ pub fn profile_csv(
     delimiter: Option<u8>,
     tokens: &[String],
 ) -> Result<TableProfile, DataError> {
-    let file = path.display().to_string();
-    let f = std::fs::File::open(path).map_err(|source| DataError::Open {
-        file: file.clone(),
-        source,
-    })?;
+    let (file, f) = open(path)?;
     let delimiter = match delimiter {
         Some(d) => d,
         None => {
@@ -130,10 +131,7 @@ pub fn profile_csv(
             super::csv_load::sniff_delimiter(&head[..n]).0
         }
     };
-    let f = std::fs::File::open(path).map_err(|source| DataError::Open {
-        file: file.clone(),
-        source,
-    })?;
+    let (_, f) = open(path)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
