@@ -165,11 +165,36 @@ fn saved_training<'de, D: serde::Deserializer<'de>>(
                     }
                 }
             }
-            serde_json::from_value(serde_json::Value::Object(keys))
-                .map_err(serde::de::Error::custom)
+            Ok(training_from(keys))
         }
     }
     d.deserialize_any(Saved)
+}
+
+/// The saved training keys as the plan's `Training`. A key the plan does
+/// not know (saved by a newer version) or a value it refuses is left out,
+/// one key at a time, so the other settings still load.
+fn training_from(keys: serde_json::Map<String, serde_json::Value>) -> fedhe::plan::Training {
+    let all = serde_json::Value::Object(keys.clone());
+    if let Ok(t) = serde_json::from_value(all) {
+        return t;
+    }
+    let mut kept = match serde_json::to_value(fedhe::plan::Training::default()) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    for (key, value) in keys {
+        let mut candidate = kept.clone();
+        candidate.insert(key.clone(), value.clone());
+        if serde_json::from_value::<fedhe::plan::Training>(serde_json::Value::Object(candidate))
+            .is_ok()
+        {
+            kept.insert(key, value);
+        }
+    }
+    // Every kept key was accepted on top of the defaults, so this parses;
+    // the defaults are the answer if it somehow does not.
+    serde_json::from_value(serde_json::Value::Object(kept)).unwrap_or_default()
 }
 
 /// `keys/secret.key` when run from a FedHE checkout (its `keys/` folder is
@@ -224,6 +249,20 @@ mod tests {
             (0.5, 0.0, 0.3)
         );
         assert_eq!(s.architecture, fedhe::model::Architecture::Linear);
+    }
+
+    #[test]
+    fn a_newer_or_bad_training_key_loses_only_itself() {
+        let newer = "(client_name:\"Y\",training:(rounds:9,epochs:4,lr:0.2,batch_size:16,l2:0.0,\
+                     momentum:1.5,seed:3,validation_share:0.1,warp_drive:true))";
+        let s = load(newer).expect("loads");
+        assert_eq!(s.client_name, "Y");
+        let t = s.training;
+        assert_eq!((t.rounds, t.sgd.epochs, t.sgd.batch_size), (9, 4, 16));
+        assert_eq!((t.sgd.lr, t.validation_share), (0.2, 0.1));
+        // A momentum of 1.5 parses (the plan's validation refuses it later),
+        // so it is kept as saved.
+        assert_eq!(t.sgd.momentum, 1.5);
     }
 
     #[test]

@@ -10,6 +10,8 @@ use fedhe::model::{LocalSgd, TrainConfig};
 pub trait SgdDefaults {
     /// What `--epochs` counts.
     const EPOCHS_HELP: &'static str;
+    /// What `--seed` seeds.
+    const SEED_HELP: &'static str;
     /// The defaults shown in `--help` and used without a flag.
     fn defaults() -> LocalSgd;
 }
@@ -20,6 +22,8 @@ pub struct Federation;
 
 impl SgdDefaults for Federation {
     const EPOCHS_HELP: &'static str = "Local epochs per round";
+    const SEED_HELP: &'static str = "Seed of the MLP's initial weights (the same at every site), of \
+        the validation split, and, mixed with the round and the site's id, of shuffling";
     fn defaults() -> LocalSgd {
         fedhe::plan::Training::default().sgd
     }
@@ -31,6 +35,7 @@ pub struct OneMachine;
 
 impl SgdDefaults for OneMachine {
     const EPOCHS_HELP: &'static str = "Passes over the training data";
+    const SEED_HELP: &'static str = "Seed for shuffling (runs are deterministic given the seed)";
     fn defaults() -> LocalSgd {
         TrainConfig::default().sgd()
     }
@@ -55,8 +60,7 @@ pub struct SgdArgs<D: SgdDefaults + Send + Sync + 'static> {
     /// SGD momentum (0: plain SGD).
     #[arg(long, default_value = D::defaults().momentum.to_string())]
     pub momentum: f64,
-    /// Seed for shuffling (runs are deterministic given the seed).
-    #[arg(long, default_value = D::defaults().seed.to_string())]
+    #[arg(long, default_value = D::defaults().seed.to_string(), help = D::SEED_HELP)]
     pub seed: u64,
     #[arg(skip)]
     defaults: PhantomData<D>,

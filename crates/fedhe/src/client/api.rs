@@ -545,7 +545,7 @@ fn refusal(resp: http::Response<ureq::Body>) -> ClientError {
         // Not an answer of a FedHE aggregator (a proxy's, say).
         None => ClientError::Refused {
             status,
-            code: ErrorCode::parse("unknown"),
+            code: ErrorCode::Unknown("unknown".into()),
             detail: format!("HTTP {status} without a FedHE error body"),
         },
     }

@@ -78,6 +78,14 @@ pub enum SiteError {
         value: f64,
         limit_log2: i32,
     },
+    /// The loop's round layout disagrees with the rounds its kinds ran (a
+    /// hand-built `LoopConfig` whose `layout` does not match `discovered`).
+    #[error("the {what} round is server round {ran}, but the layout puts it at {layout}")]
+    LayoutMismatch {
+        what: &'static str,
+        ran: u64,
+        layout: u64,
+    },
 }
 
 fn statistic_of(column: &Option<String>) -> String {

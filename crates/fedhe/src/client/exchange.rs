@@ -38,7 +38,9 @@ pub struct RoundSum {
     pub masked: bool,
 }
 
-/// A weighted mean of a round (see [`HeExchange::exchange`](super::HeExchange::exchange)).
+/// A weighted mean of a round (see [`HeExchange::exchange`](super::HeExchange::exchange)):
+/// for callers that weight at the encryption (the masking tests, tools);
+/// the client loop reads sums ([`RoundSum`]) and divides once.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoundMean {
     pub values: Vec<f64>,

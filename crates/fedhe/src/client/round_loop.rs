@@ -180,11 +180,29 @@ pub fn run_client_loop(
             super::vocabulary::apply(h, &agreed);
         }
     }
-    debug_assert_eq!(rounds.next_round(), cfg.layout.statistics_round());
+    check_layout(
+        "statistics",
+        rounds.next_round(),
+        cfg.layout.statistics_round(),
+    )?;
     let statistics = StatisticsRound::new(&site, cfg, rounds.limb_bits())?;
     let prepared = rounds.run(statistics)?;
-    debug_assert_eq!(rounds.next_round(), cfg.layout.training_round(1));
+    check_layout(
+        "first training",
+        rounds.next_round(),
+        cfg.layout.training_round(1),
+    )?;
     rounds.run(TrainingRounds::new(&site, held.as_ref(), prepared, cfg)?)
+}
+
+/// The kinds number rounds on from 1; the layout the aggregator and the
+/// plan use must agree.
+fn check_layout(what: &'static str, ran: u64, layout: u64) -> Result<(), LoopError> {
+    if ran == layout {
+        Ok(())
+    } else {
+        Err(SiteError::LayoutMismatch { what, ran, layout }.into())
+    }
 }
 
 #[cfg(test)]

@@ -208,16 +208,17 @@ impl RoundKind for TrainingRounds<'_> {
     fn take(&mut self, sum: RoundSum, ctx: &mut RoundCtx<'_>) -> Result<(), LoopError> {
         let Sent::Trained { local_loss } = self.sent else {
             // An empty update: stop when no site trains any more.
-            match self.follow(&sum) {
-                Ok((params, total)) => {
-                    let rec = ClientRound {
-                        epsilon: self.spending.epsilon(),
-                        ..ClientRound::of(self.k, sum, params, total)
-                    };
-                    self.finish_round(rec, ctx);
-                }
-                Err(_) => self.exhausted = true,
-            }
+            // A sum whose total share is zero: every site is out of budget.
+            let Ok((params, total)) = fedavg(&sum, self.params()) else {
+                self.exhausted = true;
+                return Ok(());
+            };
+            self.global.set_params(&params)?;
+            let rec = ClientRound {
+                epsilon: self.spending.epsilon(),
+                ..ClientRound::of(self.k, sum, params, total)
+            };
+            self.finish_round(rec, ctx);
             return Ok(());
         };
         let (params, total) = self.follow(&sum)?;

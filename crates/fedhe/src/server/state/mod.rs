@@ -10,7 +10,11 @@
 //! before the change or after it. One deliberate exception: an update is
 //! added into the running sum in place (the sum is as large as the model,
 //! and cloning it per update would double the memory); if its transaction
-//! fails, the sum is read back from the store (`restore_sum`).
+//! fails, the sum is read back from the store (`restore_sum`), and if even
+//! that fails, the aggregator refuses every update and close until a
+//! restart reloads it. A second one: a mask key announced after the roster
+//! was fixed is refused (409 `roster_fixed`) but the site is recorded, in
+//! its own commit, as expected from the next round (`keys::came_late`).
 //!
 //! Files: the values and their transitions — `round` (the open round:
 //! submit, close, due, missing; the quorum rules), `masks` (a masked
@@ -20,7 +24,11 @@
 //! the close it completes), `keys` (mask key announcements, the attempt
 //! moving on), `reload` (memory from the store at start). This file: the
 //! aggregator, its queries, the operator's close and the deadline tick.
-//! `faults` (tests) fails every write of every change in turn.
+//! `faults` (tests) fails each write in turn of the changes it covers:
+//! loading the session and the plan; registering (new, again, late);
+//! submitting (plain and masked, with and without the close it completes);
+//! the operator's close; the announcement that fixes a roster; an
+//! attempt's restart.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -99,6 +107,10 @@ pub struct Aggregator {
     last_sum: Option<(u64, Arc<Vec<u8>>)>,
     /// Scratch for the serialized running sum (see `submit`).
     sum_buf: Vec<u8>,
+    /// The running sum could not be read back after a failed write: it may
+    /// hold an update the store never counted, so nothing adds to it or
+    /// publishes it until a restart reloads it from the state folder.
+    sum_lost: bool,
 }
 
 impl Aggregator {
@@ -121,6 +133,7 @@ impl Aggregator {
             clients: BTreeMap::new(),
             open,
             acc: None,
+            sum_lost: false,
             closed: BTreeMap::new(),
             last_sum: None,
             sum_buf: Vec::new(),
@@ -203,6 +216,7 @@ impl Aggregator {
             }
             return Err(unknown_round(round, self.open.number));
         }
+        self.check_sum()?;
         let contributors = self.contributors();
         let now = now_unix();
         let closing = self.open.close(&self.rules(), contributors, now)?;
@@ -289,6 +303,21 @@ impl Aggregator {
             return Ok(true);
         }
         Ok(moved)
+    }
+}
+
+impl Aggregator {
+    /// Refuses to add to or publish a running sum that may disagree with
+    /// the store (see `sum_lost`).
+    fn check_sum(&self) -> Result<(), ServerError> {
+        if self.sum_lost {
+            return Err(ServerError::Internal(
+                "the running sum could not be read back after a failed write; restart the \
+                 aggregator to reload it from its state folder"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -93,7 +93,14 @@ impl Aggregator {
             now,
         };
         if let Err(e) = self.commit_submission(&sub, closing.as_ref()) {
-            self.restore_sum()?;
+            if let Err(restore) = self.restore_sum() {
+                tracing::error!(
+                    round,
+                    "the running sum could not be read back after a failed write ({restore}); \
+                     refusing updates until a restart"
+                );
+                self.sum_lost = true;
+            }
             return Err(e);
         }
         self.open = next;
@@ -120,6 +127,7 @@ impl Aggregator {
         attempt: Option<u32>,
         update: &UpdateRef<'_>,
     ) -> Result<usize, ServerError> {
+        self.check_sum()?;
         self.open.check_open_for(client, round)?;
         self.check_attempt(client, attempt)?;
         self.check_binding(round, update.binding())?;
