@@ -371,6 +371,13 @@ impl Store {
 
     /// The stored sum of `round` (running sum if open, published if closed).
     pub fn sum(&self, round: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        #[cfg(test)]
+        if self.fault.fail_sum_reads.get() {
+            return Err(StoreError::Io {
+                path: PathBuf::from("(fault injection)"),
+                message: format!("reading the sum of round {round} failed on purpose"),
+            });
+        }
         if let Some(f) = self.sums.as_ref()
             && let Some((r, g)) = self.open_sum()?
             && r == round
@@ -701,6 +708,8 @@ impl Tx<'_> {
 struct Fault {
     writes: std::cell::Cell<u64>,
     fail_at: std::cell::Cell<Option<u64>>,
+    /// Reading a running sum back fails (a disk gone bad after a write).
+    fail_sum_reads: std::cell::Cell<bool>,
 }
 
 #[cfg(test)]
@@ -731,6 +740,11 @@ impl Store {
     /// Writes since [`fail_at_write`](Self::fail_at_write).
     pub(crate) fn writes(&self) -> u64 {
         self.fault.writes.get()
+    }
+
+    /// Makes [`sum`](Self::sum) fail (or work again).
+    pub(crate) fn fail_sum_reads(&self, fail: bool) {
+        self.fault.fail_sum_reads.set(fail);
     }
 }
 

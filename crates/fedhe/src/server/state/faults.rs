@@ -298,6 +298,43 @@ fn submit_and_close_commit_once() {
     );
 }
 
+#[test]
+fn a_sum_that_cannot_be_read_back_stops_updates_until_a_restart() {
+    let fx = Fixture::new(SecretKey::generate(ParamSet::Standard64));
+    let (ua, ub) = (fx.update(LEN), fx.update(LEN));
+    let base = prepare(&fx, |agg| {
+        for id in ["a", "b"] {
+            agg.register(fx.register(id, None, None)).unwrap();
+        }
+        submit(agg, "a", &ua).unwrap();
+    });
+    let dir = copy_dir(base.path());
+    let mut agg = fx.open(dir.path());
+    let before = agg.snapshot();
+    // b's update is added in place, its commit fails, and reading the sum
+    // back fails too: the live sum may hold b, the store does not.
+    agg.store.fail_at_write(Some(2));
+    agg.store.fail_sum_reads(true);
+    let failed = submit(&mut agg, "b", &ub).unwrap_err();
+    assert!(failed.to_string().contains("failed on purpose"), "{failed}");
+    agg.store.fail_sum_reads(false);
+    for refused in [
+        submit(&mut agg, "b", &ub).unwrap_err(),
+        agg.close(1).map(drop).unwrap_err(),
+    ] {
+        assert!(
+            refused.to_string().contains("restart the aggregator"),
+            "{refused}"
+        );
+    }
+    drop(agg);
+    // A restart reads the sum the store holds, without b, and takes b again.
+    let mut agg = fx.open(dir.path());
+    assert_eq!(agg.snapshot(), before);
+    submit(&mut agg, "b", &ub).unwrap();
+    assert_eq!(agg.close(1).unwrap().0, 2);
+}
+
 /// A plan with pairwise masks among at least three sites.
 fn masked_plan() -> Plan {
     let label = LabelMapping {
