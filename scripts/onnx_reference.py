@@ -15,7 +15,9 @@ the same model files with FedHE's code, checks the bytes have that SHA-256,
 and compares these outputs with `fedhe predict`'s.
 
 --retrain first makes the model files again with `fedhe train` (fixed seeds,
-bundled sample data); the fixture is then for the new models.
+bundled sample data); the fixture is then for the new models. One more
+model, penguins_variant_mlp, is derived from penguins_species_mlp (see
+VARIANT) for the preprocessing choices only a plan makes.
 
 Environment: FEDHE (default target/release/fedhe).
 """
@@ -57,6 +59,73 @@ CASES = [
 ]
 
 
+# A variant of penguins_species_mlp with the preprocessing choices a plan
+# can make and `fedhe train` does not: a missing indicator after every
+# number, `sex` missing as its most frequent category, an "(other)" slot for
+# islands outside the list; scored on penguins.csv with some islands renamed.
+VARIANT = ("penguins_variant_mlp", "penguins_species_mlp", "tests/fixtures/onnx/penguins_variant.csv")
+
+
+def output_names(columns):
+    """FedHE's Encoder::output_names."""
+    out = []
+    for c in columns:
+        if c["kind"] == "numeric":
+            out.append(c["name"])
+            if c.get("indicator"):
+                out.append(f"{c['name']}=(missing)")
+        else:
+            out += [f"{c['name']}={k}" for k in c["categories"]]
+            if c.get("other"):
+                out.append(f"{c['name']}=(other)")
+            if c["missing"] == "category":
+                out.append(f"{c['name']}=(missing)")
+    return out
+
+
+def make_variant(base_rel, variant_rel, csv_rel):
+    """Writes the variant model (from the base model file) and its CSV."""
+    with open(os.path.join(ROOT, base_rel)) as f:
+        m = json.load(f)
+    cols = m["preprocessing"]["columns"]
+    old = output_names(cols)
+    for c in cols:
+        if c["kind"] == "numeric":
+            c["indicator"] = True
+        elif c["name"] == "island":
+            c["other"] = True
+        elif c["name"] == "sex":
+            c["missing"], c["fill"] = "most_frequent", 1
+    new = output_names(cols)
+    hidden = m["architecture"]["hidden"][0]
+    d_old, params = len(old), m["params"]
+    w0 = [params[i * hidden:(i + 1) * hidden] for i in range(d_old)]
+    rest = params[d_old * hidden:]
+    mean, std = m["standardization"]["mean"], m["standardization"]["std"]
+    rows, means, stds = [], [], []
+    for k, name in enumerate(new):
+        if name in old:
+            i = old.index(name)
+            rows.append(w0[i]); means.append(mean[i]); stds.append(std[i])
+        else:  # a new column: fixed, made-up weights and scaling
+            rows.append([0.05 * ((k * 7 + j * 3) % 11 - 5) for j in range(hidden)])
+            means.append(0.02); stds.append(0.15)
+    m["feature_names"] = new
+    m["standardization"] = {"mean": means, "std": stds}
+    m["params"] = [w for r in rows for w in r] + rest
+    with open(os.path.join(ROOT, variant_rel), "w") as f:
+        json.dump(m, f, indent=2)
+        f.write("\n")
+    with open(os.path.join(ROOT, "sample_data/penguins.csv"), newline="") as f:
+        table = list(csv.reader(f))
+    j = table[0].index("island")
+    for i, r in enumerate(table[1:]):
+        if i % 9 == 4:
+            r[j] = "Anvers"
+    with open(os.path.join(ROOT, csv_rel), "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(table)
+
+
 def run(fedhe, args):
     r = subprocess.run([fedhe, *args], cwd=ROOT, capture_output=True, text=True)
     if r.returncode != 0:
@@ -92,11 +161,16 @@ def main():
     fedhe = os.environ.get("FEDHE", os.path.join(ROOT, "target", "release", "fedhe"))
     os.makedirs(os.path.join(FIXTURES, "onnx"), exist_ok=True)
     cases = []
+    variant, base, variant_csv = VARIANT
+    todo = [(n, d, ["--data", t, *args, "--seed", "7"]) for n, t, d, args in CASES]
+    todo.append((variant, variant_csv, ["derived from", f"tests/fixtures/onnx/{base}.json"]))
     with tempfile.TemporaryDirectory() as work:
-        for name, train, data, args in CASES:
+        for name, data, train in todo:
             model_rel = f"tests/fixtures/onnx/{name}.json"
-            if a.retrain:
-                run(fedhe, ["train", "--data", train, *args, "--seed", "7", "--out", model_rel])
+            if a.retrain and train[0] == "--data":
+                run(fedhe, ["train", *train, "--out", model_rel])
+            if name == variant:
+                make_variant(f"tests/fixtures/onnx/{base}.json", model_rel, variant_csv)
             onnx_path = os.path.join(work, f"{name}.onnx")
             run(fedhe, ["export", "--model", model_rel, "--onnx", onnx_path])
             onnx.checker.check_model(onnx.load(onnx_path), full_check=True)
@@ -110,7 +184,7 @@ def main():
             for n, v in zip(names, results):
                 outputs[n] = [str(x) for x in v] if v.dtype == object else v.tolist()
             cases.append({"name": name, "model": model_rel, "data": data,
-                          "train": ["--data", train, *args, "--seed", "7"],
+                          "train": train,
                           "onnx_sha256": digest, "outputs": outputs})
             print(f"{name}: {len(results[0])} rows, outputs {', '.join(names)}")
     fixture = {

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use fedhe::data::{EncodedColumn, Target, TaskKind};
+use fedhe::data::{CategoricalMissing, EncodedColumn, Target, TaskKind};
 use fedhe::export::{ExportError, InputKind, to_onnx};
 use fedhe::model::{Architecture, ModelFile, score_csv};
 use sha2::{Digest, Sha256};
@@ -107,6 +107,8 @@ fn onnxruntime_outputs_equal_fedhe_predict() {
     let dir = tempfile::tempdir().unwrap();
     let mut covered = BTreeSet::new();
     let (mut categories, mut missing) = (false, false);
+    // The preprocessing choices of a plan: indicators, most frequent, other.
+    let (mut indicator, mut most_frequent, mut other) = (false, false, false);
     for case in fx["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let model_path = root().join(case["model"].as_str().unwrap());
@@ -127,10 +129,18 @@ fn onnxruntime_outputs_equal_fedhe_predict() {
         let mlp = matches!(model.architecture, Architecture::Mlp { .. });
         covered.insert((format!("{}", model.target.kind()), mlp));
         let encoder = model.encoder();
-        categories |= encoder
-            .columns
-            .iter()
-            .any(|c| matches!(c, EncodedColumn::Categorical { .. }));
+        for c in &encoder.columns {
+            match c {
+                EncodedColumn::Numeric { indicator: i, .. } => indicator |= i,
+                EncodedColumn::Categorical {
+                    other: o, missing, ..
+                } => {
+                    categories = true;
+                    other |= o;
+                    most_frequent |= *missing == CategoricalMissing::MostFrequent;
+                }
+            }
+        }
         let loaded = fedhe::data::load_csv(&data, &model.csv_options()).unwrap();
         missing |= loaded.dataset.x.iter().any(|v| v.is_nan());
     }
@@ -146,6 +156,10 @@ fn onnxruntime_outputs_equal_fedhe_predict() {
     assert!(
         categories && missing,
         "a case with categories and missing cells"
+    );
+    assert!(
+        indicator && most_frequent && other,
+        "a case with missing indicators, most-frequent imputation and an (other) slot"
     );
 }
 
