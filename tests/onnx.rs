@@ -117,8 +117,9 @@ fn onnxruntime_outputs_equal_fedhe_predict() {
         let digest = format!("{:x}", Sha256::digest(&bytes));
         assert_eq!(
             digest, case["onnx_sha256"],
-            "{name}: `fedhe export` no longer makes the ONNX file onnxruntime ran; \
-             run scripts/onnx_reference.py to check the new graph and refresh the fixture"
+            "{name}: `fedhe export` no longer makes the ONNX file onnxruntime ran (a new \
+             graph, or a new crate version in producer_version); run \
+             scripts/onnx_reference.py to check it and refresh the fixture"
         );
         let model = ModelFile::load(&model_path).unwrap();
         let worst = max_difference(name, &model, &data, &case["outputs"]);
