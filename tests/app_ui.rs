@@ -857,3 +857,29 @@ fn the_server_tab_proposes_masked_plans_and_shows_the_mask_phase() {
     h.get_by_label_contains("no pairwise masks");
     h.state_mut().server.stop();
 }
+
+#[test]
+fn predict_exports_the_model_to_onnx() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = repo("tests/fixtures/onnx/penguins_species_mlp.json");
+    let mut h = predict_with(&model, &repo("sample_data/penguins.csv"));
+    click(&mut h, "Export ONNX…");
+    // No desktop portal here: the in-app path field takes the file name.
+    wait_for_label(&mut h, "Path", Duration::from_secs(20));
+    let target = dir.path().join("penguins.onnx");
+    h.get_by_label("Path").focus();
+    h.run();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.run();
+    h.get_by_label("Path").type_text(target.to_str().unwrap());
+    h.run();
+    click(&mut h, "Save");
+    wait_until(&mut h, "the ONNX file", Duration::from_secs(30), |a| {
+        !a.predict.is_busy() && target.exists()
+    });
+    h.run();
+    h.get_by_label_contains("Model exported to ONNX");
+    // What `fedhe export` writes: the graph onnxruntime was checked on.
+    let expected = fedhe::export::to_onnx(&fedhe::model::ModelFile::load(&model).unwrap()).unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), expected.bytes);
+}

@@ -20,6 +20,7 @@ mod federation;
 mod hardening;
 mod model;
 mod model_families;
+mod onnx;
 mod plan;
 mod privacy;
 mod server_cli;

@@ -51,6 +51,8 @@ pub enum AppError {
         action: &'static str,
         source: Box<ModelError>,
     },
+    #[error("Could not export the model to ONNX: {0}")]
+    Onnx(Box<fedhe::export::ExportError>),
     #[error("Could not {action}: {source}")]
     Aggregator {
         action: String,

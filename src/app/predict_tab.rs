@@ -24,6 +24,8 @@ enum PredictMsg {
     Model(Result<Box<(ModelFile, String)>, AppError>),
     Scored(Result<Box<ScoredView>, AppError>),
     Exported(Result<PathBuf, AppError>),
+    /// The model written as ONNX.
+    Onnx(Result<PathBuf, AppError>),
 }
 
 #[derive(Default)]
@@ -35,6 +37,7 @@ pub struct PredictTab {
     model_dialog: FileDialog,
     csv_dialog: FileDialog,
     export_dialog: FileDialog,
+    onnx_dialog: FileDialog,
     /// Score this file once the model is loaded.
     pending_csv: Option<PathBuf>,
 }
@@ -133,9 +136,14 @@ impl PredictTab {
                     &mut self.notes,
                     Note::Info(format!("Predictions written to {}", p.display())),
                 ),
+                PredictMsg::Onnx(Ok(p)) => widgets::push_note(
+                    &mut self.notes,
+                    Note::Info(format!("Model exported to ONNX: {}", p.display())),
+                ),
                 PredictMsg::Model(Err(e))
                 | PredictMsg::Scored(Err(e))
-                | PredictMsg::Exported(Err(e)) => {
+                | PredictMsg::Exported(Err(e))
+                | PredictMsg::Onnx(Err(e)) => {
                     widgets::push_note(&mut self.notes, Note::from(e));
                 }
             }
@@ -221,6 +229,18 @@ impl PredictTab {
                 ))
             });
         }
+        if let Some(p) = self.onnx_dialog.take(ctx)
+            && let Some(m) = &self.model
+        {
+            let model = m.model.clone();
+            self.spawn(ctx, "onnx export", move || {
+                PredictMsg::Onnx(
+                    fedhe::export::write_onnx(&model, &p)
+                        .map(|_| p)
+                        .map_err(|e| AppError::Onnx(Box::new(e))),
+                )
+            });
+        }
     }
 
     /// Uses the latest global model, on the demo's held-out rows when no
@@ -280,6 +300,25 @@ impl PredictTab {
                 && let Some(m) = latest
             {
                 self.use_latest(&ctx, m, test_path, shared);
+            }
+            if ui
+                .add_enabled(
+                    self.model.is_some() && !busy,
+                    egui::Button::new("Export ONNX…"),
+                )
+                .on_hover_text(
+                    "The model with its preprocessing, for ONNX runtimes: one input per CSV column",
+                )
+                .on_disabled_hover_text("Load a model first")
+                .clicked()
+            {
+                self.onnx_dialog.open(
+                    &ctx,
+                    DialogKind::Save,
+                    "Export the model to ONNX",
+                    ("ONNX model", &["onnx"]),
+                    Some("model.onnx"),
+                );
             }
         });
     }

@@ -8,6 +8,7 @@ mod bench_cmds;
 mod crypto_cmds;
 mod data_cmds;
 mod dp_cmds;
+mod export_cmds;
 mod fed_cmds;
 mod plan_cmds;
 mod sgd_args;
@@ -42,6 +43,8 @@ pub enum Command {
     Train(data_cmds::TrainArgs),
     /// Score a CSV with a saved model and print its metrics.
     Predict(data_cmds::PredictArgs),
+    /// Export a model file to ONNX: the raw columns in, preprocessing and model inside.
+    Export(export_cmds::ExportArgs),
     /// Write or check a federation plan (columns, task, model, training, quorum).
     Plan {
         #[command(subcommand)]
@@ -84,6 +87,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Split(a)) => data_cmds::split(a),
         Some(Command::Train(a)) => data_cmds::train(a),
         Some(Command::Predict(a)) => data_cmds::predict(a),
+        Some(Command::Export(a)) => export_cmds::export(a),
         Some(Command::Plan { what }) => plan_cmds::run(what),
         Some(Command::Dp { what }) => dp_cmds::run(what),
         Some(Command::Keygen(a)) => crypto_cmds::keygen(a),

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod crypto;
 pub mod data;
+pub mod export;
 pub mod federation;
 pub mod fsutil;
 pub mod hex;
