@@ -562,3 +562,50 @@ fn model_files_with_free_form_provenance_still_load() {
     assert_eq!(back.provenance, p);
     assert!(!m2.to_json().unwrap().contains("\"settings\""));
 }
+
+/// A parameter leaving the range an update can carry, or a loss that
+/// explodes, stops training at the epoch it happens with a
+/// `ModelError::Diverged` naming the cause.
+#[test]
+fn divergence_is_caught_at_the_epoch_it_happens() {
+    use fedhe::model::{Divergence, ModelError, train_within};
+    let (x, _) = toy();
+    let y = labels(Head::Squared);
+    let go = &mut |_: &fedhe::model::EpochStats| ControlFlow::Continue(());
+    // A tight range: the first epoch already leaves it.
+    let mut m = build(&Architecture::Linear, 3, Head::Squared, 0).unwrap();
+    let cfg = TrainConfig {
+        epochs: 5,
+        lr: 0.5,
+        batch_size: 2,
+        ..TrainConfig::default()
+    };
+    let e = train_within(&mut *m, &x, &y, &cfg, Some(1e-3), go).unwrap_err();
+    let ModelError::Diverged { epoch, lr, cause } = e else {
+        panic!("{e}")
+    };
+    assert_eq!((epoch, lr), (1, 0.5));
+    assert!(matches!(cause, Divergence::OutOfRange { limit, .. } if limit == 1e-3));
+    // Without a range, the same settings train.
+    let mut m = build(&Architecture::Linear, 3, Head::Squared, 0).unwrap();
+    assert!(train_within(&mut *m, &x, &y, &cfg, None, go).is_ok());
+    // A step far too large: the loss explodes long before it overflows.
+    let mut m = build(&Architecture::Linear, 3, Head::Squared, 0).unwrap();
+    let wild = TrainConfig {
+        lr: 40.0,
+        batch_size: 1,
+        ..cfg
+    };
+    let e = train_within(&mut *m, &x, &y, &wild, None, go).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ModelError::Diverged {
+                cause: Divergence::LossExploded { .. },
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("--lr 4)"), "{e}");
+}

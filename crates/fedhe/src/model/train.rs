@@ -192,6 +192,93 @@ pub fn train(
     cfg: &TrainConfig,
     on_epoch: &mut dyn FnMut(&EpochStats) -> ControlFlow<()>,
 ) -> Result<TrainSummary, ModelError> {
+    train_within(model, x, y, cfg, None, on_epoch)
+}
+
+/// How training went wrong (see [`ModelError::Diverged`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Divergence {
+    /// The loss or a parameter is NaN or infinite.
+    NotFinite,
+    /// The training loss grew to more than [`EXPLODED`] times (and 1
+    /// above) that of a model that knows nothing (predicting 0 for the
+    /// standardized target, chance for classes).
+    LossExploded { loss: f64, start: f64 },
+    /// Parameter `index` left the range an update can carry (`limit`, the
+    /// key's fixed-point range over this site's share).
+    OutOfRange {
+        index: usize,
+        value: f64,
+        limit: f64,
+    },
+}
+
+/// A training loss this many times the starting one is divergence, not
+/// learning: no sensible run climbs that far.
+pub const EXPLODED: f64 = 1e3;
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Divergence::NotFinite => f.write_str("the loss is no longer a finite number"),
+            Divergence::LossExploded { loss, start } => write!(
+                f,
+                "the training loss reached {loss:.4e}, over {EXPLODED}× the {start:.4} of predicting \
+                 nothing"
+            ),
+            Divergence::OutOfRange {
+                index,
+                value,
+                limit,
+            } => write!(
+                f,
+                "parameter {index} reached {value:.4e}, beyond the ±{limit:.4e} an encrypted \
+                 update can carry"
+            ),
+        }
+    }
+}
+
+/// The loss of a model that knows nothing: predicting 0 for a
+/// (standardized) regression target, chance for classification.
+fn baseline_loss(head: Head, y: &[f64]) -> f64 {
+    match head {
+        Head::Squared => 0.5 * y.iter().map(|t| t * t).sum::<f64>() / y.len().max(1) as f64,
+        Head::Logistic => std::f64::consts::LN_2,
+        Head::Softmax { classes } => (classes.max(2) as f64).ln(),
+    }
+}
+
+/// Where a run stands against [`Divergence`]: `start` is the baseline
+/// loss, `limit` the largest magnitude a parameter may reach.
+fn diverged(model: &dyn Model, loss: f64, start: f64, limit: Option<f64>) -> Option<Divergence> {
+    let params = model.params();
+    if !loss.is_finite() || params.iter().any(|v| !v.is_finite()) {
+        return Some(Divergence::NotFinite);
+    }
+    if loss > 1.0 && loss > EXPLODED * start {
+        return Some(Divergence::LossExploded { loss, start });
+    }
+    let limit = limit?;
+    let index = params.iter().position(|v| v.abs() >= limit)?;
+    Some(Divergence::OutOfRange {
+        index,
+        value: params[index],
+        limit,
+    })
+}
+
+/// [`train`], stopping with [`ModelError::Diverged`] as soon as an epoch
+/// leaves a parameter of magnitude `limit` or more (what an encrypted
+/// update can carry), rather than failing later in the encryption.
+pub fn train_within(
+    model: &mut dyn Model,
+    x: &Array2<f64>,
+    y: &Array1<f64>,
+    cfg: &TrainConfig,
+    limit: Option<f64>,
+    on_epoch: &mut dyn FnMut(&EpochStats) -> ControlFlow<()>,
+) -> Result<TrainSummary, ModelError> {
     cfg.validate()?;
     let (n, d) = x.dim();
     if y.len() != n || model.inputs() != d {
@@ -212,6 +299,7 @@ pub fn train(
         cancelled: false,
         last: None,
     };
+    let start = baseline_loss(model.head(), &ys);
     for epoch in 1..=cfg.epochs {
         match &cfg.dp {
             // Poisson batches of clipped, noised gradients; class weights do
@@ -225,10 +313,14 @@ pub fn train(
             }
         }
         let stats = evaluate(&*model, &x, &ys, epoch);
-        // A NaN or infinite loss means the parameters blew up: stop with an
-        // error instead of returning (and saving) a NaN model.
-        if !stats.loss.is_finite() || model.params().iter().any(|v| !v.is_finite()) {
-            return Err(ModelError::Diverged { epoch, lr: cfg.lr });
+        // A NaN, exploding or out-of-range model: stop with an error naming
+        // the epoch instead of returning (and saving, or encrypting) it.
+        if let Some(cause) = diverged(&*model, stats.loss, start, limit) {
+            return Err(ModelError::Diverged {
+                epoch,
+                lr: cfg.lr,
+                cause,
+            });
         }
         summary.epochs_run = epoch;
         summary.last = Some(stats);
