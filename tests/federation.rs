@@ -36,6 +36,7 @@ fn config(clients: usize, rounds: u64, plain: bool) -> SimulationConfig {
             l2: 0.0,
             momentum: 0.0,
             seed: 42,
+            optimizer: Default::default(),
             class_weight: ClassWeight::None,
             dp: None,
         },

@@ -1,10 +1,12 @@
-//! The local SGD flags (`--epochs --lr --batch-size --l2 --momentum
-//! --seed`), one struct for every command that trains: `fedhe train` with
-//! one machine's defaults, `simulate` and `plan init` with a federation's.
+//! The local training flags (`--epochs --lr --batch-size --l2 --momentum
+//! --seed`, and the optimizer's: `--optimizer --beta1 --beta2 --eps
+//! --weight-decay --schedule --step-every --step-gamma --grad-clip`), one
+//! struct for every command that trains: `fedhe train` with one machine's
+//! defaults, `simulate` and `plan init` with a federation's.
 
 use std::marker::PhantomData;
 
-use fedhe::model::{LocalSgd, TrainConfig};
+use fedhe::model::{LocalSgd, Optimizer, OptimizerKind, Schedule, TrainConfig};
 
 /// Where [`SgdArgs`] takes its defaults from.
 pub trait SgdDefaults {
@@ -58,6 +60,38 @@ pub struct SgdArgs<D: SgdDefaults + Send + Sync + 'static> {
     /// Seed for shuffling (runs are deterministic given the seed).
     #[arg(long, default_value = D::defaults().seed.to_string())]
     pub seed: u64,
+    /// Local step rule: sgd (with --momentum), nesterov, adam or adamw.
+    #[arg(long, default_value = D::defaults().optimizer.kind.name(),
+          value_parser = clap::builder::PossibleValuesParser::new(OptimizerKind::ALL.map(OptimizerKind::name)))]
+    pub optimizer: String,
+    /// Adam's first-moment decay β1.
+    #[arg(long, default_value = D::defaults().optimizer.beta1.to_string())]
+    pub beta1: f64,
+    /// Adam's second-moment decay β2.
+    #[arg(long, default_value = D::defaults().optimizer.beta2.to_string())]
+    pub beta2: f64,
+    /// Adam's ε.
+    #[arg(long, default_value = D::defaults().optimizer.eps.to_string())]
+    pub eps: f64,
+    /// Weight decay of the weights (decoupled with adamw, added to the
+    /// gradient otherwise).
+    #[arg(long, default_value = D::defaults().optimizer.weight_decay.to_string())]
+    pub weight_decay: f64,
+    /// Learning-rate schedule over the rounds (one machine: the epochs):
+    /// constant, step (× --step-gamma every --step-every) or cosine.
+    #[arg(long, default_value = D::defaults().optimizer.schedule.name(),
+          value_parser = clap::builder::PossibleValuesParser::new(Schedule::NAMES))]
+    pub schedule: String,
+    /// A step schedule's period, in rounds (or epochs).
+    #[arg(long, default_value = "10")]
+    pub step_every: u64,
+    /// A step schedule's factor.
+    #[arg(long, default_value = "0.5")]
+    pub step_gamma: f64,
+    /// Clip every example's gradient to this L2 norm (0: off; robustness to
+    /// outlying rows, not DP).
+    #[arg(long, default_value = D::defaults().optimizer.clip.to_string())]
+    pub grad_clip: f64,
     #[arg(skip)]
     defaults: PhantomData<D>,
 }
@@ -72,6 +106,22 @@ impl<D: SgdDefaults + Send + Sync + 'static> SgdArgs<D> {
             l2: self.l2,
             momentum: self.momentum,
             seed: self.seed,
+            optimizer: Optimizer {
+                kind: OptimizerKind::from_name(&self.optimizer).unwrap_or_default(),
+                beta1: self.beta1,
+                beta2: self.beta2,
+                eps: self.eps,
+                weight_decay: self.weight_decay,
+                schedule: match self.schedule.as_str() {
+                    "step" => Schedule::Step {
+                        every: self.step_every,
+                        gamma: self.step_gamma,
+                    },
+                    "cosine" => Schedule::Cosine,
+                    _ => Schedule::Constant,
+                },
+                clip: self.grad_clip,
+            },
         }
     }
 }

@@ -153,11 +153,15 @@ impl<'a> TrainingRounds<'a> {
     fn train_locally(&mut self, ctx: &mut RoundCtx<'_>) -> Result<Vec<f64>, LoopError> {
         let k = self.k;
         let mut local = self.global.clone();
-        let tcfg = TrainConfig {
-            seed: round_seed(self.cfg.train.seed, k),
+        let base = &self.cfg.train;
+        // The schedule runs over the rounds; each round at one rate.
+        let mut tcfg = TrainConfig {
+            lr: base.optimizer.schedule.lr(base.lr, k, self.cfg.rounds),
+            seed: round_seed(base.seed, k),
             dp: self.spending.dp(),
-            ..self.cfg.train.clone()
+            ..base.clone()
         };
+        tcfg.optimizer.schedule = crate::model::Schedule::Constant;
         let mut last_loss = None;
         let mut on_epoch = |s: &crate::model::EpochStats| {
             last_loss = Some(s.loss);

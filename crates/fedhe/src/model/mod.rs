@@ -15,6 +15,7 @@ mod metrics;
 pub mod mlp;
 mod multiclass;
 mod network;
+mod optim;
 mod regression;
 mod scoring;
 mod train;
@@ -33,6 +34,7 @@ pub use head::{Head, argmax, sigmoid};
 pub use metrics::{ConfusionMatrix, Metrics, roc_auc, roc_curve};
 pub use multiclass::{ClassFigures, MulticlassMetrics};
 pub use network::Network;
+pub use optim::{Optimizer, OptimizerKind, Schedule};
 pub use regression::RegressionMetrics;
 pub use scoring::{Scored, score_csv, write_predictions};
 pub use train::{

@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Head, Model, ModelError};
+use super::{Head, Model, ModelError, Optimizer};
 
 /// How rows are weighted in the loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -34,10 +34,13 @@ pub struct LocalSgd {
     pub batch_size: usize,
     /// L2 penalty `l2 / 2 · |w|²` (biases are not penalized).
     pub l2: f64,
-    /// SGD momentum (0: plain SGD).
+    /// SGD momentum (0: plain SGD; also Nesterov's).
     pub momentum: f64,
     /// Seed of the shuffling.
     pub seed: u64,
+    /// The step rule (SGD, Nesterov, Adam, AdamW), the learning-rate
+    /// schedule and per-example clipping.
+    pub optimizer: Optimizer,
 }
 
 /// Training settings.
@@ -52,6 +55,10 @@ pub struct TrainConfig {
     #[serde(default)]
     pub momentum: f64,
     pub seed: u64,
+    /// The step rule, schedule and clipping; left out of files when plain
+    /// SGD (as before they existed).
+    #[serde(default, skip_serializing_if = "Optimizer::is_plain")]
+    pub optimizer: Optimizer,
     #[serde(default)]
     pub class_weight: ClassWeight,
     /// DP-SGD: Poisson batches, clipped per-example gradients, noise.
@@ -68,6 +75,7 @@ impl Default for TrainConfig {
             l2: 1e-3,
             momentum: 0.0,
             seed: 42,
+            optimizer: Optimizer::default(),
             class_weight: ClassWeight::None,
             dp: None,
         }
@@ -84,6 +92,7 @@ impl From<LocalSgd> for TrainConfig {
             l2: s.l2,
             momentum: s.momentum,
             seed: s.seed,
+            optimizer: s.optimizer,
             class_weight: ClassWeight::None,
             dp: None,
         }
@@ -100,6 +109,7 @@ impl TrainConfig {
             l2: self.l2,
             momentum: self.momentum,
             seed: self.seed,
+            optimizer: self.optimizer,
         }
     }
 
@@ -117,7 +127,7 @@ impl TrainConfig {
         if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
             return bad(format!("momentum must be in [0, 1), got {}", self.momentum));
         }
-        Ok(())
+        self.optimizer.validate(self.momentum)
     }
 }
 
@@ -309,7 +319,7 @@ pub fn train_within(
             }
             None => {
                 order.shuffle(&mut rng);
-                model.fit_epoch(&x, &ys, rw.as_deref(), &order, cfg);
+                model.fit_epoch(&x, &ys, rw.as_deref(), &order, &epoch_config(cfg, epoch));
             }
         }
         let stats = evaluate(&*model, &x, &ys, epoch);
@@ -330,6 +340,22 @@ pub fn train_within(
         }
     }
     Ok(summary)
+}
+
+/// The settings of `epoch`: the schedule's learning rate over the epochs
+/// (a federation applies it over rounds instead, and trains each round at
+/// a constant rate).
+fn epoch_config(cfg: &TrainConfig, epoch: usize) -> std::borrow::Cow<'_, TrainConfig> {
+    use super::Schedule;
+    if cfg.optimizer.schedule == Schedule::Constant {
+        return std::borrow::Cow::Borrowed(cfg);
+    }
+    let mut c = cfg.clone();
+    c.lr = cfg
+        .optimizer
+        .schedule
+        .lr(cfg.lr, epoch as u64, cfg.epochs as u64);
+    std::borrow::Cow::Owned(c)
 }
 
 /// Mean loss and the task's score of `model` on these rows.
