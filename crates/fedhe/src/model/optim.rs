@@ -13,7 +13,8 @@
 //! optimizer state. This is how FedOpt's clients run (Reddi et al. 2021,
 //! "Adaptive Federated Optimization", Algorithm 2: local steps from the
 //! global model each round); state that should outlive a round belongs to a
-//! server optimizer, which every site applies to the same mean.
+//! server optimizer (FedAvgM, FedAdam: not built yet), which every site
+//! would apply to the same mean.
 
 use serde::{Deserialize, Serialize};
 
