@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write sample_data/wine.csv and sample_data/diabetes.csv from the data sets
+"""Write sample_data/wine.csv, digits.csv and diabetes.csv from the data sets
 bundled with scikit-learn, and sample_data/penguins.csv from the one bundled
 with the palmerpenguins package (no download), reproducibly.
 
@@ -10,6 +10,9 @@ with the palmerpenguins package (no download), reproducibly.
 - wine.csv: load_wine(), 178 rows, 13 numeric features, label column
   `cultivar` (last) = "cultivar_1" | "cultivar_2" | "cultivar_3" for
   targets 0 | 1 | 2.
+- digits.csv: load_digits(), 1797 rows, 64 pixel intensities 0..16 written
+  as integers (`pixel_0_0` .. `pixel_7_7`), label column `digit` (last),
+  0..9.
 - diabetes.csv: load_diabetes(scaled=False), 442 rows, 10 features
   (age, sex, bmi, bp, s1..s6; sex is 1/2), target column `progression` (last).
 - penguins.csv: the palmerpenguins package's penguins.csv copied byte for
@@ -26,7 +29,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
-from sklearn.datasets import load_diabetes, load_wine
+from sklearn.datasets import load_diabetes, load_digits, load_wine
 
 OUT_DEFAULT = Path(__file__).resolve().parent.parent / "sample_data"
 
@@ -62,6 +65,11 @@ def main():
     wine = load_wine()
     names = [f"cultivar_{int(t) + 1}" for t in wine.target]
     write(frame(wine, "cultivar", pd.Series(names, dtype=object)), args.out / "wine.csv", "cultivar")
+
+    digits = load_digits()
+    df = frame(digits, "digit", digits.target)
+    df = df.astype(int)
+    write(df, args.out / "digits.csv", "digit")
 
     diabetes = load_diabetes(scaled=False)
     write(frame(diabetes, "progression", diabetes.target), args.out / "diabetes.csv", "progression")

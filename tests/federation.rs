@@ -36,6 +36,7 @@ fn config(clients: usize, rounds: u64, plain: bool) -> SimulationConfig {
             l2: 0.0,
             momentum: 0.0,
             seed: 42,
+            optimizer: Default::default(),
             class_weight: ClassWeight::None,
             dp: None,
         },
@@ -95,4 +96,56 @@ fn cancel_stops_a_simulation() {
     let cancel = Arc::new(AtomicBool::new(true));
     let r = simulate(&config(2, 3, true), &mut |_| {}, cancel);
     assert!(r.is_err());
+}
+
+fn outliers() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/outliers/diamonds_like.csv")
+}
+
+/// A diamonds-like table (tests/fixtures/outliers, scripts/make_outliers.py)
+/// over 4 IID sites.
+fn outlier_config(plain: bool, train: TrainConfig) -> SimulationConfig {
+    SimulationConfig {
+        data: SimData::Split {
+            data: outliers(),
+            clients: 4,
+            partition: Partition::Iid,
+            test_fraction: 0.2,
+            seed: 42,
+        },
+        csv: CsvOptions {
+            label: Some("price".into()),
+            target: fedhe::data::TargetSpec::Auto,
+            ..CsvOptions::default()
+        },
+        train,
+        ..config(4, 20, plain)
+    }
+}
+
+/// Issue 20's reproduction: plain SGD at lr 0.1 on a table with a few
+/// mistyped dimensions failed in round 4 with "encryption: value 5 (…) times
+/// weight 1 is out of range". It is a training error naming the site, the
+/// round and the epoch and suggesting a learning rate, encrypted and in
+/// plaintext alike.
+#[test]
+fn divergence_is_a_training_error_named_where_it_happens() {
+    let sgd = config(4, 20, false).train;
+    for plain in [false, true] {
+        let cfg = outlier_config(plain, sgd.clone());
+        let e = simulate(&cfg, &mut |_| {}, Arc::new(AtomicBool::new(false)))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("encryption"), "{e}");
+        assert!(e.contains("training diverged at site client-"), "{e}");
+        assert!(e.contains(", round ") && e.contains(", epoch "), "{e}");
+        assert!(
+            e.contains("smaller learning rate than 0.1 (--lr 0.01"),
+            "{e}"
+        );
+        // The loss explodes (round 2) before a parameter leaves the key's
+        // range (round 4); tests/model.rs checks the range on its own.
+        assert!(e.contains("the training loss reached"), "{e}");
+    }
 }

@@ -101,6 +101,7 @@ fn full_batch_sgd_step_is_a_gradient_step() {
             l2: 0.01,
             momentum: 0.0,
             seed: 1,
+            optimizer: Default::default(),
             class_weight: ClassWeight::None,
             dp: None,
         };
@@ -561,4 +562,183 @@ fn model_files_with_free_form_provenance_still_load() {
     let back = ModelFile::from_json(&m2.to_json().unwrap(), "new.json").unwrap();
     assert_eq!(back.provenance, p);
     assert!(!m2.to_json().unwrap().contains("\"settings\""));
+}
+
+/// A parameter leaving the range an update can carry, or a loss that
+/// explodes, stops training at the epoch it happens with a
+/// `ModelError::Diverged` naming the cause.
+#[test]
+fn divergence_is_caught_at_the_epoch_it_happens() {
+    use fedhe::model::{Divergence, ModelError, train_within};
+    let (x, _) = toy();
+    let y = labels(Head::Squared);
+    let go = &mut |_: &fedhe::model::EpochStats| ControlFlow::Continue(());
+    // A tight range: the first epoch already leaves it.
+    let mut m = build(&Architecture::Linear, 3, Head::Squared, 0).unwrap();
+    let cfg = TrainConfig {
+        epochs: 5,
+        lr: 0.5,
+        batch_size: 2,
+        ..TrainConfig::default()
+    };
+    let e = train_within(&mut *m, &x, &y, &cfg, Some(1e-3), go).unwrap_err();
+    let ModelError::Diverged { epoch, lr, cause } = e else {
+        panic!("{e}")
+    };
+    assert_eq!((epoch, lr), (1, 0.5));
+    assert!(matches!(cause, Divergence::OutOfRange { limit, .. } if limit == 1e-3));
+    // Without a range, the same settings train.
+    let mut m = build(&Architecture::Linear, 3, Head::Squared, 0).unwrap();
+    assert!(train_within(&mut *m, &x, &y, &cfg, None, go).is_ok());
+    // A step far too large: the loss explodes long before it overflows.
+    let mut m = build(&Architecture::Linear, 3, Head::Squared, 0).unwrap();
+    let wild = TrainConfig {
+        lr: 40.0,
+        batch_size: 1,
+        ..cfg
+    };
+    let e = train_within(&mut *m, &x, &y, &wild, None, go).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ModelError::Diverged {
+                cause: Divergence::LossExploded { .. },
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("--lr 4)"), "{e}");
+}
+
+/// A plan written by `fedhe plan init` before the optimizer keys existed
+/// (tests/fixtures/plan_before_optimizers.toml) keeps the fingerprint that
+/// build printed, and means plain SGD; a plan naming Adam and a schedule
+/// reads back the same and has another fingerprint.
+#[test]
+fn plans_written_before_the_optimizer_keys_keep_their_fingerprint() {
+    use fedhe::model::{Optimizer, OptimizerKind, Schedule};
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/plan_before_optimizers.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let plan = fedhe::plan::Plan::from_toml(&text, "plan_before_optimizers.toml").unwrap();
+    assert_eq!(
+        plan.fingerprint().to_string(),
+        "21d2dc62436b8c76e157709531a33bdb"
+    );
+    assert_eq!(plan.training, fedhe::plan::Training::LEGACY);
+    assert!(plan.training.sgd.optimizer.is_plain());
+    let mut adam = plan.clone();
+    adam.training.sgd.optimizer = Optimizer {
+        kind: OptimizerKind::AdamW,
+        weight_decay: 0.01,
+        schedule: Schedule::Step {
+            every: 5,
+            gamma: 0.5,
+        },
+        clip: 2.0,
+        ..Optimizer::PLAIN
+    };
+    let written = adam.to_toml();
+    for key in [
+        "optimizer = \"adamw\"",
+        "weight_decay = 0.01",
+        "schedule = \"step\"",
+        "step_every = 5",
+        "grad_clip = 2.0",
+    ] {
+        assert!(written.contains(key), "{key} in\n{written}");
+    }
+    let back = fedhe::plan::Plan::from_toml(&written, "written").unwrap();
+    assert_eq!(back.training, adam.training);
+    assert_ne!(back.fingerprint(), plan.fingerprint());
+}
+
+/// The step rules: Adam's first step moves every parameter with a gradient
+/// by the learning rate (bias correction), Nesterov's first step is
+/// `lr (1 + μ) g`, and the schedules give their rates.
+#[test]
+fn optimizers_take_their_documented_steps() {
+    use fedhe::model::{Optimizer, OptimizerKind, Schedule};
+    let (x, _) = toy();
+    let y = labels(Head::Squared);
+    let start = build(&Architecture::Linear, 3, Head::Squared, 0).unwrap();
+    let (_, g) = start.objective_gradient(&x, &y.to_vec(), 0.0);
+    let step = |kind: OptimizerKind| {
+        let cfg = TrainConfig {
+            epochs: 1,
+            lr: 0.01,
+            batch_size: 6,
+            l2: 0.0,
+            momentum: 0.5,
+            optimizer: Optimizer {
+                kind,
+                ..Optimizer::PLAIN
+            },
+            ..TrainConfig::default()
+        };
+        let mut m = start.clone();
+        train(&mut *m, &x, &y, &cfg, &mut |_| ControlFlow::Continue(())).unwrap();
+        m.params().to_vec()
+    };
+    let adam = step(OptimizerKind::Adam);
+    let nesterov = step(OptimizerKind::Nesterov);
+    for j in 0..g.len() {
+        let sign = g[j].signum();
+        assert!((adam[j] + 0.01 * sign).abs() < 1e-9, "adam {j}");
+        assert!(
+            (nesterov[j] + 0.01 * 1.5 * g[j]).abs() < 1e-12,
+            "nesterov {j}"
+        );
+    }
+    let cosine = Schedule::Cosine;
+    assert_eq!(cosine.lr(0.1, 1, 20), 0.1);
+    assert!((cosine.lr(0.1, 11, 20) - 0.05).abs() < 1e-12);
+    let stepped = Schedule::Step {
+        every: 10,
+        gamma: 0.5,
+    };
+    assert_eq!(
+        (stepped.lr(0.1, 10, 20), stepped.lr(0.1, 11, 20)),
+        (0.1, 0.05)
+    );
+    // Nesterov without momentum is refused by name.
+    let mut m = start.clone();
+    let bad = TrainConfig {
+        momentum: 0.0,
+        optimizer: Optimizer {
+            kind: OptimizerKind::Nesterov,
+            ..Optimizer::PLAIN
+        },
+        ..TrainConfig::default()
+    };
+    let e = train(&mut *m, &x, &y, &bad, &mut |_| ControlFlow::Continue(())).unwrap_err();
+    assert!(e.to_string().contains("nesterov needs a momentum"), "{e}");
+}
+
+/// Per-example clipping bounds every row's pull: one row fifty times
+/// far out moves the model no more than a clipped normal row would.
+#[test]
+fn per_example_clipping_bounds_an_outlying_row() {
+    use fedhe::model::Optimizer;
+    let x = array![[1.0], [1.0], [50.0]];
+    let y = array![1.0, 1.0, 1.0];
+    let cfg = TrainConfig {
+        epochs: 1,
+        lr: 0.1,
+        batch_size: 3,
+        l2: 0.0,
+        optimizer: Optimizer {
+            clip: 1.0,
+            ..Optimizer::PLAIN
+        },
+        ..TrainConfig::default()
+    };
+    let mut m = build(&Architecture::Linear, 1, Head::Squared, 0).unwrap();
+    train(&mut *m, &x, &y, &cfg, &mut |_| ControlFlow::Continue(())).unwrap();
+    // Each row's gradient (weight, bias) is clipped to norm 1; the mean of
+    // three has norm at most 1, so the step is at most lr.
+    let norm = m.params().iter().map(|p| p * p).sum::<f64>().sqrt();
+    assert!(norm <= 0.1 + 1e-12, "step {norm}");
+    assert!(norm > 0.05, "step {norm}");
 }

@@ -329,7 +329,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         } else {
             ClassWeight::None
         },
-        ..TrainConfig::from(a.sgd.sgd())
+        ..TrainConfig::from(a.sgd.sgd_for(a.dp.dp_clip.is_some()))
     };
     let architecture = a.model.architecture()?;
     let opts = a.schema.options_for(&a.data)?;

@@ -469,7 +469,7 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
             (None, None) => a.csv.options(),
         },
         rounds: a.rounds,
-        train: TrainConfig::from(a.sgd.sgd()),
+        train: TrainConfig::from(a.sgd.sgd_for(a.dp.dp_clip.is_some())),
         architecture: a.model.architecture()?,
         dp: a.dp.settings()?,
         masks: !a.no_masks,

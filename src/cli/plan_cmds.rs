@@ -109,7 +109,7 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
         }),
         training: Training {
             rounds: a.rounds,
-            sgd: a.sgd.sgd(),
+            sgd: a.sgd.sgd_for(a.dp.dp_clip.is_some()),
             validation_share: a.validation_share,
         },
         quorum: Quorum {

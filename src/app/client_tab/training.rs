@@ -16,7 +16,7 @@ use crate::app::widgets::{self, DialogKind, ENCRYPTED_COLOR, FileDialog, Note, O
 use crate::app::{LatestModel, Shared};
 use fedhe::client::ClientEvent;
 use fedhe::data::Dataset;
-use fedhe::model::{Architecture, ModelFile};
+use fedhe::model::{Architecture, ModelFile, Optimizer, OptimizerKind, Schedule};
 use fedhe::plan::Training;
 use fedhe::session::{self, SessionError};
 
@@ -266,17 +266,63 @@ fn settings_ui(ui: &mut Ui, t: &mut Training, architecture: &mut Architecture) {
         widgets::real_field(ui, "Validation share", &mut t.validation_share, 0.05..=0.5)
             .on_hover_text("Rows kept aside to validate the global model");
     });
+    optimizer_ui(ui, &mut t.sgd.optimizer);
+}
+
+/// The step rule, the learning-rate schedule and per-example clipping (the
+/// plan's `optimizer`, `schedule` and `grad_clip`).
+fn optimizer_ui(ui: &mut Ui, o: &mut Optimizer) {
+    ui.horizontal_wrapped(|ui| {
+        ui.label("Optimizer");
+        egui::ComboBox::from_id_salt("client-optimizer")
+            .selected_text(o.kind.name())
+            .show_ui(ui, |ui| {
+                for k in OptimizerKind::ALL {
+                    ui.selectable_value(&mut o.kind, k, k.name());
+                }
+            })
+            .response
+            .on_hover_text("Its state (momentum, Adam's moments) restarts every round");
+        if matches!(o.kind, OptimizerKind::Adam | OptimizerKind::AdamW) {
+            widgets::real_field(ui, "β1", &mut o.beta1, 0.0..=0.999);
+            widgets::real_field(ui, "β2", &mut o.beta2, 0.0..=0.99999);
+        }
+        widgets::real_field(ui, "Weight decay", &mut o.weight_decay, 0.0..=1.0);
+        ui.label("Schedule");
+        let steps = Schedule::Step {
+            every: 10,
+            gamma: 0.5,
+        };
+        egui::ComboBox::from_id_salt("client-schedule")
+            .selected_text(o.schedule.name())
+            .show_ui(ui, |ui| {
+                for s in [Schedule::Constant, steps, Schedule::Cosine] {
+                    let on = o.schedule.name() == s.name();
+                    if ui.selectable_label(on, s.name()).clicked() && !on {
+                        o.schedule = s;
+                    }
+                }
+            })
+            .response
+            .on_hover_text(
+                "The learning rate over the rounds: constant, halved every 10, or cosine",
+            );
+        widgets::real_field(ui, "Gradient clip", &mut o.clip, 0.0..=1000.0)
+            .on_hover_text("Clip every row's gradient to this norm (0: off); robustness, not DP");
+    });
 }
 
 /// A joined federation trains by its plan, not by the settings above.
 fn plan_note_ui(ui: &mut Ui, t: &Training) {
     ui.weak(format!(
-        "Federated training follows the plan: {} rounds × {} local epochs, learning rate \
-         {}, batch {}, L2 {}, {}% held out for validation. The settings above are for \
-         local training.",
+        "Federated training follows the plan: {} rounds × {} local epochs, {} at learning \
+         rate {} ({}), batch {}, L2 {}, {}% held out for validation. The settings above are \
+         for local training.",
         t.rounds,
         t.sgd.epochs,
+        t.sgd.optimizer.kind,
         t.sgd.lr,
+        t.sgd.optimizer.schedule.name(),
         t.sgd.batch_size,
         t.sgd.l2,
         t.validation_share * 100.0

@@ -20,6 +20,22 @@ pub enum LoopError {
     Crypto(#[from] CryptoError),
     #[error("training: {0}")]
     Model(Box<ModelError>),
+    /// Local training diverged: named where it happened, never blamed on
+    /// the encryption it would otherwise fail in.
+    #[error(
+        "training diverged at site {site}, round {round}, epoch {epoch}: {cause}; try a smaller \
+         learning rate than {lr} (--lr {}, or lr = {} in the plan's [training]), or check the \
+         data for extreme values",
+        crate::model::suggested_lr(*.lr),
+        crate::model::suggested_lr(*.lr)
+    )]
+    Diverged {
+        site: String,
+        round: u64,
+        epoch: usize,
+        lr: f64,
+        cause: crate::model::Divergence,
+    },
     /// DP-SGD settings this site's rows cannot meet.
     #[error("privacy: {0}")]
     Privacy(#[from] PrivacyError),

@@ -64,6 +64,12 @@ pub trait Exchange {
         LIMB_BITS
     }
 
+    /// The largest magnitude a contributed value may have (the key's
+    /// fixed-point range), or `None` without a bound (plaintext).
+    fn value_bound(&self) -> Option<f64> {
+        None
+    }
+
     /// Contributes `values` to `round` and returns the round's sum.
     fn contribute(
         &mut self,

@@ -373,6 +373,14 @@ impl Closed {
 }
 
 impl Exchange for HeExchange {
+    /// `|value| · 2^scale` must stay below `2^budget − 1/2`
+    /// (`crypto::encoding`); this is a hair inside it.
+    fn value_bound(&self) -> Option<f64> {
+        let k = &self.key;
+        let budget = k.params().client_budget_log2(k.max_clients());
+        Some((f64::from(budget).exp2() - 1.0) / f64::from(k.scale_bits()).exp2())
+    }
+
     fn limb_bits(&self) -> i32 {
         limb_bits_for(
             self.key.params(),

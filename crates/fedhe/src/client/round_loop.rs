@@ -26,6 +26,8 @@ use super::vocabulary::VocabularyRounds;
 /// Settings of the client loop.
 #[derive(Debug, Clone)]
 pub struct LoopConfig {
+    /// Who this site is, for messages (its client id).
+    pub site: String,
     /// Training rounds (after standardization).
     pub rounds: u64,
     /// Local training per round; `seed` is mixed with the round number.
@@ -129,6 +131,12 @@ impl<'a> Rounds<'a> {
         self.next
     }
 
+    /// The largest magnitude a contributed value may have (see
+    /// [`Exchange::value_bound`]).
+    pub(crate) fn value_bound(&self) -> Option<f64> {
+        self.exchange.value_bound()
+    }
+
     /// Limb size for limb-encoded vectors over this exchange.
     pub(crate) fn limb_bits(&self) -> i32 {
         self.exchange.limb_bits()
@@ -192,7 +200,14 @@ pub fn run_client_loop(
         rounds.next_round(),
         cfg.layout.training_round(1),
     )?;
-    rounds.run(TrainingRounds::new(&site, held.as_ref(), prepared, cfg)?)
+    let bound = rounds.value_bound();
+    rounds.run(TrainingRounds::new(
+        &site,
+        held.as_ref(),
+        prepared,
+        cfg,
+        bound,
+    )?)
 }
 
 /// The kinds number rounds on from 1; the layout the aggregator and the

@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 use ndarray::{Array1, Array2};
 
 use crate::data::{Dataset, Encoder, Standardizer};
-use crate::model::{Evaluation, Head, Model, TargetScaling, TrainConfig};
+use crate::model::{Evaluation, Head, Model, ModelError, TargetScaling, TrainConfig};
 
 use super::budget::Spending;
 use super::error::LoopError;
@@ -30,6 +30,8 @@ pub(crate) struct TrainingRounds<'a> {
     global: Box<dyn Model>,
     /// This site's FedAvg share.
     share: f64,
+    /// The largest parameter magnitude this site's update can carry.
+    param_limit: Option<f64>,
     spending: Spending,
     /// The next training round, 1-based.
     k: u64,
@@ -57,6 +59,7 @@ impl<'a> TrainingRounds<'a> {
         held: Option<&Dataset>,
         prepared: Prepared,
         cfg: &'a LoopConfig,
+        value_bound: Option<f64>,
     ) -> Result<Self, LoopError> {
         let x = prepared
             .scaler
@@ -79,6 +82,8 @@ impl<'a> TrainingRounds<'a> {
             t.epochs,
         )?;
         Ok(TrainingRounds {
+            // The update carries `share × parameter`.
+            param_limit: value_bound.map(|b| b / share.max(f64::MIN_POSITIVE)),
             cfg,
             prepared,
             x,
@@ -148,13 +153,17 @@ impl<'a> TrainingRounds<'a> {
     fn train_locally(&mut self, ctx: &mut RoundCtx<'_>) -> Result<Vec<f64>, LoopError> {
         let k = self.k;
         let mut local = self.global.clone();
-        let tcfg = TrainConfig {
-            seed: round_seed(self.cfg.train.seed, k),
+        let base = &self.cfg.train;
+        // The schedule runs over the rounds; each round at one rate.
+        let mut tcfg = TrainConfig {
+            lr: base.optimizer.schedule.lr(base.lr, k, self.cfg.rounds),
+            seed: round_seed(base.seed, k),
             dp: self.spending.dp(),
-            ..self.cfg.train.clone()
+            ..base.clone()
         };
+        tcfg.optimizer.schedule = crate::model::Schedule::Constant;
         let mut last_loss = None;
-        let summary = crate::model::train(&mut *local, &self.x, &self.y, &tcfg, &mut |s| {
+        let mut on_epoch = |s: &crate::model::EpochStats| {
             last_loss = Some(s.loss);
             ctx.emit(&ClientEvent::Epoch(EpochPoint::of(k, s)));
             if ctx.cancelled() {
@@ -162,7 +171,27 @@ impl<'a> TrainingRounds<'a> {
             } else {
                 ControlFlow::Continue(())
             }
-        })?;
+        };
+        let trained = crate::model::train_within(
+            &mut *local,
+            &self.x,
+            &self.y,
+            &tcfg,
+            self.param_limit,
+            &mut on_epoch,
+        );
+        let summary = match trained {
+            Err(ModelError::Diverged { epoch, lr, cause }) => {
+                return Err(LoopError::Diverged {
+                    site: self.cfg.site.clone(),
+                    round: k,
+                    epoch,
+                    lr,
+                    cause,
+                });
+            }
+            r => r?,
+        };
         if ctx.cancelled() {
             return Err(LoopError::Cancelled);
         }

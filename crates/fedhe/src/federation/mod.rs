@@ -218,9 +218,9 @@ impl From<crate::data::DataError> for SimulationError {
 pub enum SimulationError {
     #[error("data: {0}")]
     Data(Box<crate::data::DataError>),
-    #[error("client {index}: {error}")]
+    #[error("client-{}: {error}", .index + 1)]
     Client { index: usize, error: SessionError },
-    #[error("client {index}: client thread panicked")]
+    #[error("client-{}: client thread panicked", .index + 1)]
     Panicked { index: usize },
     #[error("aggregator: {0}")]
     Server(crate::server::StartError),
@@ -524,6 +524,7 @@ pub fn simulate(
                             kind: crate::model::SIMULATED,
                             data_files: files,
                             server: None,
+                            site: id.clone(),
                         },
                         &mut send,
                         &cancel,

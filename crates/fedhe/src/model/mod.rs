@@ -15,6 +15,7 @@ mod metrics;
 pub mod mlp;
 mod multiclass;
 mod network;
+mod optim;
 mod regression;
 mod scoring;
 mod train;
@@ -33,11 +34,20 @@ pub use head::{Head, argmax, sigmoid};
 pub use metrics::{ConfusionMatrix, Metrics, roc_auc, roc_curve};
 pub use multiclass::{ClassFigures, MulticlassMetrics};
 pub use network::Network;
+pub use optim::{Optimizer, OptimizerKind, Schedule};
 pub use regression::RegressionMetrics;
 pub use scoring::{Scored, score_csv, write_predictions};
 pub use train::{
-    ClassWeight, EpochStats, LocalSgd, TrainConfig, TrainSummary, class_weights, train,
+    ClassWeight, Divergence, EXPLODED, EpochStats, LocalSgd, TrainConfig, TrainSummary,
+    class_weights, train, train_within,
 };
+
+/// The learning rate to suggest after a run at `lr` diverged: a tenth.
+pub fn suggested_lr(lr: f64) -> f64 {
+    let s = lr / 10.0;
+    // Print 0.01, not 0.010000000000000002.
+    format!("{s:.3e}").parse().unwrap_or(s)
+}
 
 /// The model kinds and their shape (stored in model files and plans).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -149,9 +159,14 @@ pub enum ModelError {
     #[error("shape mismatch: {0}")]
     Shape(String),
     #[error(
-        "training diverged at epoch {epoch}: the loss is no longer a finite number; try a smaller learning rate than {lr} (--lr), or check the data for extreme values"
+        "training diverged at epoch {epoch}: {cause}; try a smaller learning rate than {lr} (--lr {}), or check the data for extreme values",
+        suggested_lr(*.lr)
     )]
-    Diverged { epoch: usize, lr: f64 },
+    Diverged {
+        epoch: usize,
+        lr: f64,
+        cause: Divergence,
+    },
     #[error("cannot read model file {file}: {source}")]
     Read {
         file: String,

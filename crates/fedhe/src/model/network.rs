@@ -14,6 +14,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::head::Head;
+use super::optim::{OptState, OptimizerKind, Step};
 use super::{Architecture, Model, ModelError, TrainConfig};
 
 /// Rows per forward pass when scoring a whole data set (bounds memory).
@@ -26,8 +27,8 @@ pub struct Network {
     sizes: Vec<usize>,
     head: Head,
     params: Vec<f64>,
-    /// Momentum buffer (empty until a step with momentum).
-    velocity: Vec<f64>,
+    /// The optimizer's state while it trains (empty in a fresh model).
+    state: OptState,
 }
 
 /// Activations and gradients of one batch, reused across batches.
@@ -48,7 +49,7 @@ impl Network {
             sizes,
             head,
             params: vec![0.0; n],
-            velocity: Vec::new(),
+            state: OptState::default(),
         }
     }
 
@@ -207,6 +208,35 @@ impl Network {
 }
 
 /// Parameters of a network with these layer sizes.
+impl Network {
+    /// The mean of the batch's per-example gradients, each clipped to L2
+    /// norm `clip` (row weights scale a row's gradient before clipping).
+    fn clipped_gradient(
+        &self,
+        x: &Array2<f64>,
+        y: &[f64],
+        row_weights: Option<&[f64]>,
+        rows: &[usize],
+        clip: f64,
+    ) -> Vec<f64> {
+        let mut ws = self.workspace(1);
+        let mut sum = vec![0.0; self.params.len()];
+        for &i in rows {
+            copy_rows(x, &[i], &mut ws.acts[0]);
+            let w = row_weights.map(|r| &r[i..=i]);
+            self.backward(&mut ws, &y[i..=i], w);
+            let norm = ws.grad.iter().map(|g| g * g).sum::<f64>().sqrt();
+            let s = if norm > clip { clip / norm } else { 1.0 };
+            for (a, g) in sum.iter_mut().zip(&ws.grad) {
+                *a += s * g;
+            }
+        }
+        let n = rows.len().max(1) as f64;
+        sum.iter_mut().for_each(|a| *a /= n);
+        sum
+    }
+}
+
 pub(crate) fn param_count(sizes: &[usize]) -> usize {
     sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
 }
@@ -287,37 +317,43 @@ impl Model for Network {
         let mut ws = self.workspace(batch);
         let mut yb = vec![0.0; batch];
         let mut wb = vec![0.0; batch];
-        if cfg.momentum > 0.0 && self.velocity.len() != self.params.len() {
-            self.velocity = vec![0.0; self.params.len()];
-        }
+        let opt = &cfg.optimizer;
+        let step = Step {
+            opt,
+            momentum: cfg.momentum,
+            lr: cfg.lr,
+        };
+        let mut decay = Vec::new();
         for rows in order.chunks(batch) {
-            if rows.len() != ws.acts[0].nrows() {
-                ws = self.workspace(rows.len());
-            }
-            copy_rows(x, rows, &mut ws.acts[0]);
-            for (k, &i) in rows.iter().enumerate() {
-                yb[k] = y[i];
-                if let Some(r) = row_weights {
-                    wb[k] = r[i];
-                }
-            }
-            let weights = row_weights.map(|_| &wb[..rows.len()]);
-            self.backward(&mut ws, &yb[..rows.len()], weights);
-            let scale = 1.0 / rows.len() as f64;
-            ws.grad.iter_mut().for_each(|g| *g *= scale);
-            let mut grad = std::mem::take(&mut ws.grad);
-            self.add_l2(cfg.l2, &mut grad);
-            if cfg.momentum > 0.0 {
-                for ((p, v), g) in self.params.iter_mut().zip(&mut self.velocity).zip(&grad) {
-                    *v = cfg.momentum * *v + g;
-                    *p -= cfg.lr * *v;
-                }
+            let mut grad = if opt.clip > 0.0 {
+                self.clipped_gradient(x, y, row_weights, rows, opt.clip)
             } else {
-                for (p, g) in self.params.iter_mut().zip(&grad) {
-                    *p -= cfg.lr * g;
+                if rows.len() != ws.acts[0].nrows() {
+                    ws = self.workspace(rows.len());
                 }
+                copy_rows(x, rows, &mut ws.acts[0]);
+                for (k, &i) in rows.iter().enumerate() {
+                    yb[k] = y[i];
+                    if let Some(r) = row_weights {
+                        wb[k] = r[i];
+                    }
+                }
+                let weights = row_weights.map(|_| &wb[..rows.len()]);
+                self.backward(&mut ws, &yb[..rows.len()], weights);
+                let scale = 1.0 / rows.len() as f64;
+                ws.grad.iter().map(|g| g * scale).collect()
+            };
+            self.add_l2(cfg.l2, &mut grad);
+            if opt.kind == OptimizerKind::AdamW {
+                decay.clear();
+                decay.resize(grad.len(), 0.0);
+                self.add_l2(opt.weight_decay, &mut decay);
+            } else {
+                self.add_l2(opt.weight_decay, &mut grad);
             }
-            ws.grad = grad;
+            let mut state = std::mem::take(&mut self.state);
+            state.step(&step, &mut self.params, &grad, &decay);
+            self.state = state;
         }
     }
 

@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Head, Model, ModelError};
+use super::{Head, Model, ModelError, Optimizer};
 
 /// How rows are weighted in the loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -34,10 +34,13 @@ pub struct LocalSgd {
     pub batch_size: usize,
     /// L2 penalty `l2 / 2 · |w|²` (biases are not penalized).
     pub l2: f64,
-    /// SGD momentum (0: plain SGD).
+    /// SGD momentum (0: plain SGD; also Nesterov's).
     pub momentum: f64,
     /// Seed of the shuffling.
     pub seed: u64,
+    /// The step rule (SGD, Nesterov, Adam, AdamW), the learning-rate
+    /// schedule and per-example clipping.
+    pub optimizer: Optimizer,
 }
 
 /// Training settings.
@@ -52,6 +55,10 @@ pub struct TrainConfig {
     #[serde(default)]
     pub momentum: f64,
     pub seed: u64,
+    /// The step rule, schedule and clipping; left out of files when plain
+    /// SGD (as before they existed).
+    #[serde(default, skip_serializing_if = "Optimizer::is_plain")]
+    pub optimizer: Optimizer,
     #[serde(default)]
     pub class_weight: ClassWeight,
     /// DP-SGD: Poisson batches, clipped per-example gradients, noise.
@@ -68,6 +75,7 @@ impl Default for TrainConfig {
             l2: 1e-3,
             momentum: 0.0,
             seed: 42,
+            optimizer: Optimizer::default(),
             class_weight: ClassWeight::None,
             dp: None,
         }
@@ -84,6 +92,7 @@ impl From<LocalSgd> for TrainConfig {
             l2: s.l2,
             momentum: s.momentum,
             seed: s.seed,
+            optimizer: s.optimizer,
             class_weight: ClassWeight::None,
             dp: None,
         }
@@ -100,6 +109,7 @@ impl TrainConfig {
             l2: self.l2,
             momentum: self.momentum,
             seed: self.seed,
+            optimizer: self.optimizer,
         }
     }
 
@@ -117,7 +127,7 @@ impl TrainConfig {
         if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
             return bad(format!("momentum must be in [0, 1), got {}", self.momentum));
         }
-        Ok(())
+        self.optimizer.validate(self.momentum)
     }
 }
 
@@ -192,6 +202,93 @@ pub fn train(
     cfg: &TrainConfig,
     on_epoch: &mut dyn FnMut(&EpochStats) -> ControlFlow<()>,
 ) -> Result<TrainSummary, ModelError> {
+    train_within(model, x, y, cfg, None, on_epoch)
+}
+
+/// How training went wrong (see [`ModelError::Diverged`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Divergence {
+    /// The loss or a parameter is NaN or infinite.
+    NotFinite,
+    /// The training loss grew to more than [`EXPLODED`] times (and 1
+    /// above) that of a model that knows nothing (predicting 0 for the
+    /// standardized target, chance for classes).
+    LossExploded { loss: f64, start: f64 },
+    /// Parameter `index` left the range an update can carry (`limit`, the
+    /// key's fixed-point range over this site's share).
+    OutOfRange {
+        index: usize,
+        value: f64,
+        limit: f64,
+    },
+}
+
+/// A training loss this many times the starting one is divergence, not
+/// learning: no sensible run climbs that far.
+pub const EXPLODED: f64 = 1e3;
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Divergence::NotFinite => f.write_str("the loss is no longer a finite number"),
+            Divergence::LossExploded { loss, start } => write!(
+                f,
+                "the training loss reached {loss:.4e}, over {EXPLODED}× the {start:.4} of predicting \
+                 nothing"
+            ),
+            Divergence::OutOfRange {
+                index,
+                value,
+                limit,
+            } => write!(
+                f,
+                "parameter {index} reached {value:.4e}, beyond the ±{limit:.4e} an encrypted \
+                 update can carry"
+            ),
+        }
+    }
+}
+
+/// The loss of a model that knows nothing: predicting 0 for a
+/// (standardized) regression target, chance for classification.
+fn baseline_loss(head: Head, y: &[f64]) -> f64 {
+    match head {
+        Head::Squared => 0.5 * y.iter().map(|t| t * t).sum::<f64>() / y.len().max(1) as f64,
+        Head::Logistic => std::f64::consts::LN_2,
+        Head::Softmax { classes } => (classes.max(2) as f64).ln(),
+    }
+}
+
+/// Where a run stands against [`Divergence`]: `start` is the baseline
+/// loss, `limit` the largest magnitude a parameter may reach.
+fn diverged(model: &dyn Model, loss: f64, start: f64, limit: Option<f64>) -> Option<Divergence> {
+    let params = model.params();
+    if !loss.is_finite() || params.iter().any(|v| !v.is_finite()) {
+        return Some(Divergence::NotFinite);
+    }
+    if loss > 1.0 && loss > EXPLODED * start {
+        return Some(Divergence::LossExploded { loss, start });
+    }
+    let limit = limit?;
+    let index = params.iter().position(|v| v.abs() >= limit)?;
+    Some(Divergence::OutOfRange {
+        index,
+        value: params[index],
+        limit,
+    })
+}
+
+/// [`train`], stopping with [`ModelError::Diverged`] as soon as an epoch
+/// leaves a parameter of magnitude `limit` or more (what an encrypted
+/// update can carry), rather than failing later in the encryption.
+pub fn train_within(
+    model: &mut dyn Model,
+    x: &Array2<f64>,
+    y: &Array1<f64>,
+    cfg: &TrainConfig,
+    limit: Option<f64>,
+    on_epoch: &mut dyn FnMut(&EpochStats) -> ControlFlow<()>,
+) -> Result<TrainSummary, ModelError> {
     cfg.validate()?;
     let (n, d) = x.dim();
     if y.len() != n || model.inputs() != d {
@@ -212,6 +309,7 @@ pub fn train(
         cancelled: false,
         last: None,
     };
+    let start = baseline_loss(model.head(), &ys);
     for epoch in 1..=cfg.epochs {
         match &cfg.dp {
             // Poisson batches of clipped, noised gradients; class weights do
@@ -221,14 +319,18 @@ pub fn train(
             }
             None => {
                 order.shuffle(&mut rng);
-                model.fit_epoch(&x, &ys, rw.as_deref(), &order, cfg);
+                model.fit_epoch(&x, &ys, rw.as_deref(), &order, &epoch_config(cfg, epoch));
             }
         }
         let stats = evaluate(&*model, &x, &ys, epoch);
-        // A NaN or infinite loss means the parameters blew up: stop with an
-        // error instead of returning (and saving) a NaN model.
-        if !stats.loss.is_finite() || model.params().iter().any(|v| !v.is_finite()) {
-            return Err(ModelError::Diverged { epoch, lr: cfg.lr });
+        // A NaN, exploding or out-of-range model: stop with an error naming
+        // the epoch instead of returning (and saving, or encrypting) it.
+        if let Some(cause) = diverged(&*model, stats.loss, start, limit) {
+            return Err(ModelError::Diverged {
+                epoch,
+                lr: cfg.lr,
+                cause,
+            });
         }
         summary.epochs_run = epoch;
         summary.last = Some(stats);
@@ -238,6 +340,22 @@ pub fn train(
         }
     }
     Ok(summary)
+}
+
+/// The settings of `epoch`: the schedule's learning rate over the epochs
+/// (a federation applies it over rounds instead, and trains each round at
+/// a constant rate).
+fn epoch_config(cfg: &TrainConfig, epoch: usize) -> std::borrow::Cow<'_, TrainConfig> {
+    use super::Schedule;
+    if cfg.optimizer.schedule == Schedule::Constant {
+        return std::borrow::Cow::Borrowed(cfg);
+    }
+    let mut c = cfg.clone();
+    c.lr = cfg
+        .optimizer
+        .schedule
+        .lr(cfg.lr, epoch as u64, cfg.epochs as u64);
+    std::borrow::Cow::Owned(c)
 }
 
 /// Mean loss and the task's score of `model` on these rows.

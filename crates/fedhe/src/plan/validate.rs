@@ -214,6 +214,13 @@ fn training(t: &Training) -> Result<(), Refusal> {
             format!("{} is outside [0, 1)", t.sgd.momentum),
         ));
     }
+    if let Err(e) = t.sgd.optimizer.validate(t.sgd.momentum) {
+        let why = match e {
+            crate::model::ModelError::Setting(m) => m,
+            e => e.to_string(),
+        };
+        return Err(("training.optimizer", why));
+    }
     if !(t.validation_share.is_finite() && (0.0..0.9).contains(&t.validation_share)) {
         return Err((
             "training.validation_share",

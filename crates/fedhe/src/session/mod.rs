@@ -424,6 +424,7 @@ impl Joined {
                 kind: crate::model::FEDERATED,
                 data_files,
                 server: Some(self.server.clone()),
+                site: self.id.clone(),
             },
             on_event,
             cancel,
@@ -510,6 +511,8 @@ pub struct RunRecord {
     pub kind: &'static str,
     pub data_files: Vec<String>,
     pub server: Option<String>,
+    /// Who the site is (its client id), for messages.
+    pub site: String,
 }
 
 /// The plan's rounds over any exchange (encrypted through an aggregator, or
@@ -534,6 +537,7 @@ pub fn run_plan(
         (data.clone(), None)
     };
     let cfg = LoopConfig {
+        site: record.site.clone(),
         rounds: t.rounds,
         train: TrainConfig { seed, ..t.local() },
         architecture: plan.model.architecture(),
