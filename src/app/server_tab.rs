@@ -804,8 +804,17 @@ fn privacy_ui(ui: &mut Ui, settings: &mut Settings) {
     }
 }
 
-/// The round open now: its phase, who submitted, the roster and the masks.
+/// The round open now: its phase, who submitted, the roster and the masks;
+/// or, once the plan's last round closed, that the federation is complete.
 fn round_ui(ui: &mut Ui, st: &StatusResponse, phase: &dyn Fn(u64) -> String) {
+    if let Some(done) = &st.complete {
+        ui.label(RichText::new(complete_line(done)).strong().color(OK_COLOR));
+        ui.label(
+            "No further round opens. Every site holds the final model (each one's Client \
+             tab says so); a site that joins now is told the federation is complete.",
+        );
+        return;
+    }
     ui.horizontal(|ui| {
         let phase = phase(st.round);
         let state = match st.round_state {
@@ -828,6 +837,15 @@ fn round_ui(ui: &mut Ui, st: &StatusResponse, phase: &dyn Fn(u64) -> String) {
     if let Some(phase) = st.mask_phase {
         ui.label(mask_line(st, phase));
     }
+}
+
+/// "✔ Federation complete: 20 of 20 rounds, 3 sites (last round 21)".
+pub(crate) fn complete_line(done: &fedhe::protocol::Completion) -> String {
+    format!(
+        "✔ Federation complete: {} (last round {})",
+        done.describe(),
+        done.last_round
+    )
 }
 
 /// The roster, who is missing, and the deadline.

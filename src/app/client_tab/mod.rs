@@ -82,3 +82,16 @@ impl ClientTab {
             });
     }
 }
+
+/// What a finished federated run says: the federation's completion as the
+/// aggregator records it ("Federation complete: 20 of 20 rounds, 3
+/// sites"), else the rounds this site ran.
+fn done_words(joined: &fedhe::session::Joined, rounds: usize) -> String {
+    match joined.api.status().ok().and_then(|s| s.complete) {
+        Some(c) => format!(
+            "✔ Federation complete: {}; the global model is ready.",
+            c.describe()
+        ),
+        None => format!("Done: {rounds} rounds; the global model is ready."),
+    }
+}
