@@ -569,6 +569,15 @@ fn one_client_trains_through_the_embedded_aggregator() {
     assert!(last.cost.bytes_up > 0 && last.cost.bytes_down > 0);
     // The aggregator saw the standardization round and two training rounds.
     assert_eq!(app.server.history.len(), 3);
+    // The client says the federation is complete, as the aggregator records it.
+    assert!(
+        app.client
+            .run
+            .status
+            .contains("Federation complete: 2 of 2 rounds, 1 site"),
+        "{}",
+        app.client.run.status
+    );
     assert_eq!(
         app.shared
             .latest_model
@@ -580,6 +589,71 @@ fn one_client_trains_through_the_embedded_aggregator() {
         "federated"
     );
     h.state_mut().server.stop();
+}
+
+/// After the plan's last round the Server tab says the federation is
+/// complete, and no round after it opens (before: "Round 4 (training round
+/// 3): open, 0 of 1", waiting for mask keys with a deadline at 0 s).
+#[test]
+fn the_server_tab_shows_complete_after_the_last_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = one_client_ready(dir.path(), true);
+    click(&mut h, "🔒 Start federated training");
+    wait_until(&mut h, "training", Duration::from_secs(120), |a| {
+        !a.client.is_training()
+    });
+    click(&mut h, "Server");
+    wait_until(&mut h, "the completion", Duration::from_secs(10), |a| {
+        a.server
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.status.complete.is_some())
+    });
+    h.run();
+    h.get_by_label_contains("Federation complete: 2 of 2 rounds, 1 site (last round 3)");
+    let st = &h.state().server.snapshot.as_ref().unwrap().status;
+    assert_eq!(st.round, 3);
+    assert!(h.query_by_label_contains("Round 4").is_none());
+    assert!(
+        h.query_by_label_contains("collecting the clients' mask keys")
+            .is_none()
+    );
+    assert!(
+        h.get_by_label("Aggregate now")
+            .accesskit_node()
+            .is_disabled()
+    );
+    h.state_mut().server.stop();
+}
+
+/// ■ Stop while the client rides out an aggregator that went away ends the
+/// run within a second (before: "Stopping…", then "aggregator unreachable …
+/// retrying in 8 s" until the round deadline plus a minute).
+#[test]
+fn stop_during_backoff_ends_the_job_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    // Rounds closed by hand: round 1 waits with this site's update in.
+    let mut h = one_client_ready(dir.path(), false);
+    click(&mut h, "🔒 Start federated training");
+    wait_until(&mut h, "an update", Duration::from_secs(60), |a| {
+        a.server
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.status.submitted.len() == 1)
+    });
+    h.state_mut().server.stop();
+    wait_until(&mut h, "the retries", Duration::from_secs(30), |a| {
+        a.client.run.status.contains("aggregator unreachable")
+    });
+    // Into the backoff.
+    std::thread::sleep(Duration::from_millis(300));
+    click(&mut h, "■ Stop");
+    let t = Instant::now();
+    wait_until(&mut h, "the stop", Duration::from_secs(5), |a| {
+        !a.client.is_training()
+    });
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert!(h.state().client.model.is_none());
 }
 
 /// A plan proposed with DP-SGD in the Server tab: the Client tab plots the

@@ -332,6 +332,8 @@ fn federated_training(
     p: &Arc<Progress<TrainMsg>>,
 ) -> Result<ModelFile, AppError> {
     let mut joined = site.joined.clone();
+    // A Stop also ends a retry's backoff (an aggregator gone away).
+    joined.api = joined.api.clone().with_cancel(p.cancel_flag());
     let pn = p.clone();
     joined.set_notifier(Some(Arc::new(move |s: &str| {
         pn.send(TrainMsg::Status(s.to_string()));
@@ -350,9 +352,9 @@ fn federated_training(
             SessionError::Cancelled => AppError::Stopped("Training"),
             e => AppError::Federated(Box::new(e)),
         })?;
-    p.send(TrainMsg::Status(format!(
-        "Done: {} rounds; the global model is ready.",
-        run.outcome.rounds.len()
+    p.send(TrainMsg::Status(super::done_words(
+        &joined,
+        run.outcome.rounds.len(),
     )));
     Ok(run.model)
 }
