@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
-use fedhe_app::app::{FedheApp, Settings, Tab};
+use fedhe_app::app::{DemoDataset, FedheApp, Settings, Tab};
 
 fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
@@ -211,6 +211,89 @@ fn demo_on_the_wine_data_with_an_mlp_reports_multiclass_figures() {
 
 fn outcome_accuracy(h: &Harness<'static, FedheApp>) -> f64 {
     h.state().demo.outcome.as_ref().unwrap().test.score()
+}
+
+/// "Open in Predict »" scores the demo model's own held-out rows, whatever
+/// file was in the Test CSV field (before: the stale WDBC test.csv, and
+/// "no column named 'island'" for the penguins model).
+#[test]
+fn open_in_predict_scores_the_demos_own_held_out_rows() {
+    let mut h = harness(None);
+    h.state_mut().settings.demo.dataset = DemoDataset::Penguins;
+    h.state_mut().settings.demo.rounds = 2;
+    h.state_mut().settings.test_csv_path = repo("sample_data/test.csv").display().to_string();
+    h.run();
+    click(&mut h, "▶ Start demo");
+    wait_until(&mut h, "the demo", Duration::from_secs(180), |a| {
+        !a.demo.is_running()
+    });
+    h.run();
+    click(&mut h, "Open in Predict »");
+    wait_until(&mut h, "scoring", Duration::from_secs(30), |a| {
+        a.predict.scored.is_some() || a.predict.notes.iter().any(|n| n.is_error())
+    });
+    h.run();
+    let app = h.state();
+    assert!(
+        !app.predict.notes.iter().any(|n| n.is_error()),
+        "{:?}",
+        app.predict.notes
+    );
+    let scored = app.predict.scored.as_ref().unwrap();
+    assert_eq!(Some(&scored.path), app.shared.demo_test_csv.as_ref());
+    let acc = scored.scored.evaluation.clone().unwrap().score();
+    assert!((acc - outcome_accuracy(&h)).abs() < 1e-9);
+}
+
+/// Opening another CSV forgets what depended on the old one: its label
+/// (before: "sex", chosen on penguins, stayed on for the next file) and the
+/// federation joined with its rows.
+#[test]
+fn switching_the_csv_clears_the_old_label() {
+    let mut h = harness(None);
+    h.run();
+    drop_file(&mut h, &repo("sample_data/penguins.csv"));
+    wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
+        a.client.csv.is_some() && !a.client.is_loading_csv()
+    });
+    // The user picks "sex" as the label (as the label box does).
+    h.state_mut().settings.label = Some("sex".into());
+    let path = repo("sample_data/penguins.csv");
+    let ctx = h.ctx.clone();
+    let app = h.state_mut();
+    app.client.open_csv(&ctx, &path, &mut app.settings);
+    wait_until(&mut h, "the reload", Duration::from_secs(30), |a| {
+        !a.client.is_loading_csv()
+    });
+    let ds = h.state().client.csv.as_ref().unwrap().dataset().unwrap();
+    assert_eq!(ds.label.column(), "sex");
+    h.state_mut().client.registered = Some("Registered as a: 114 rows of penguins.csv".into());
+    // Another file that also has a "sex" column, and a "diagnosis" label.
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.csv");
+    let rows: String = (0..40)
+        .map(|i| format!("{},{},{}\n", ["B", "M"][i % 2], i % 3 % 2, i as f64 * 0.5))
+        .collect();
+    std::fs::write(&other, format!("diagnosis,sex,x1\n{rows}")).unwrap();
+    drop_file(&mut h, &other);
+    wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
+        !a.client.is_loading_csv()
+            && a.client
+                .csv
+                .as_ref()
+                .is_some_and(|c| c.path.ends_with("other.csv"))
+    });
+    h.run();
+    let app = h.state();
+    assert!(
+        !app.client.notes.iter().any(|n| n.is_error()),
+        "{:?}",
+        app.client.notes
+    );
+    let ds = app.client.csv.as_ref().unwrap().dataset().expect("loads");
+    assert_eq!(ds.label.column(), "diagnosis");
+    assert_eq!(app.settings.label.as_deref(), Some("diagnosis"));
+    assert!(app.client.registered.is_none() && app.client.federation.is_none());
 }
 
 #[test]

@@ -251,6 +251,7 @@ impl DemoPanel {
                     shared.latest_model = Some(LatestModel {
                         model: o.model.clone(),
                         source: format!("demo ({} clients × {} rounds)", o.clients, o.rounds),
+                        test_csv: o.test_csv.clone(),
                     });
                     shared.demo_test_csv = o.test_csv.clone();
                     self.outcome = Some(*o);

@@ -73,6 +73,9 @@ pub fn run(initial_csv: Option<PathBuf>) -> Result<(), AppError> {
 pub struct LatestModel {
     pub model: ModelFile,
     pub source: String,
+    /// The rows held out from its training (the demo's), which "Open in
+    /// Predict" scores; `None`: Predict asks for a test file.
+    pub test_csv: Option<PathBuf>,
 }
 
 /// What the tabs share.

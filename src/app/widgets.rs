@@ -520,3 +520,73 @@ mod tests {
         assert!(missing.is_empty(), "no glyph for {missing:?}");
     }
 }
+
+/// A status line whose "in N s" counts down as time passes: the line as it
+/// came, and when it came. Waiting notices are sent when who is awaited
+/// changes; the countdown between them is the window's.
+#[derive(Default)]
+pub struct LiveLine {
+    text: String,
+    since: Option<std::time::Instant>,
+}
+
+impl LiveLine {
+    /// `text` as of now (a new text starts its countdown afresh); asks for
+    /// a repaint in a second while it counts.
+    pub fn show(&mut self, text: &str, ctx: &egui::Context) -> String {
+        if self.text != text || self.since.is_none() {
+            self.text = text.to_string();
+            self.since = Some(std::time::Instant::now());
+        }
+        let elapsed = self.since.map_or(0, |t| t.elapsed().as_secs());
+        let (line, counting) = count_down(text, elapsed);
+        if counting {
+            ctx.request_repaint_after(std::time::Duration::from_secs(1));
+        }
+        line
+    }
+}
+
+/// Every "in N s" of `text` as "in N−elapsed s" (never below 0); whether
+/// there was one.
+pub fn count_down(text: &str, elapsed: u64) -> (String, bool) {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut found = false;
+    while let Some(i) = rest.find("in ") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits > 0
+            && rest[digits..].starts_with(" s")
+            && let Ok(n) = rest[..digits].parse::<u64>()
+        {
+            out.push_str(&n.saturating_sub(elapsed).to_string());
+            rest = &rest[digits..];
+            found = true;
+        }
+    }
+    out.push_str(rest);
+    (out, found)
+}
+
+#[cfg(test)]
+mod countdown_tests {
+    use super::count_down;
+
+    #[test]
+    fn a_countdown_ticks_and_stops_at_zero() {
+        let line = "round 2: 1 of 3 submitted (closes at its deadline, in 119 s); retrying in 8 s";
+        let (now, counting) = count_down(line, 5);
+        assert!(counting);
+        assert_eq!(
+            now,
+            "round 2: 1 of 3 submitted (closes at its deadline, in 114 s); retrying in 3 s"
+        );
+        assert_eq!(count_down("in 3 s", 10).0, "in 0 s");
+        assert_eq!(
+            count_down("joined in time", 10),
+            ("joined in time".into(), false)
+        );
+    }
+}

@@ -38,6 +38,8 @@ pub(super) struct ConnectPanel {
     job: Option<Job<ConnectMsg>>,
     /// What joining is doing right now ("waiting for the plan", retries).
     status: String,
+    /// `status` with its countdown ticking.
+    line: widgets::LiveLine,
 }
 
 impl ClientTab {
@@ -109,7 +111,7 @@ impl ClientTab {
                     self.cancel_join();
                 }
                 ui.spinner();
-                ui.label(&self.connect.status);
+                ui.label(self.connect.line.show(&self.connect.status, ctx));
             }
             match &self.registered {
                 Some(r) => {

@@ -41,6 +41,8 @@ pub struct ClientTab {
     keys: keys::KeyPanel,
     connect: connect::ConnectPanel,
     training: training::TrainingPanel,
+    /// The training status line, its countdowns ticking.
+    status_line: widgets::LiveLine,
 }
 
 impl ClientTab {

@@ -70,6 +70,7 @@ impl ClientTab {
                     shared.latest_model = Some(LatestModel {
                         model: (*model).clone(),
                         source: format!("the Client tab ({kind} training)"),
+                        test_csv: None,
                     });
                     self.model = Some(*model);
                     self.run.progress = 1.0;
@@ -110,7 +111,7 @@ impl ClientTab {
             } else {
                 self.start_buttons_ui(ui, settings, ctx);
             }
-            ui.label(&self.run.status);
+            ui.label(self.status_line.show(&self.run.status, ctx));
         });
         if training || self.run.progress > 0.0 {
             ui.add(egui::ProgressBar::new(self.run.progress).show_percentage());
