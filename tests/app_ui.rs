@@ -16,9 +16,26 @@ fn repo(p: &str) -> PathBuf {
 }
 
 fn harness(initial_csv: Option<PathBuf>) -> Harness<'static, FedheApp> {
+    harness_with(test_settings(), initial_csv)
+}
+
+/// Default settings, with the embedded aggregator's state folder in a
+/// fresh temporary folder (never the real app data folder).
+fn test_settings() -> Settings {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("aggregator");
+    // Kept for the test's life (a restarted app reopens it).
+    std::mem::forget(dir);
+    Settings {
+        server_state_dir: state.display().to_string(),
+        ..Settings::default()
+    }
+}
+
+fn harness_with(settings: Settings, initial_csv: Option<PathBuf>) -> Harness<'static, FedheApp> {
     Harness::builder()
         .with_size(egui::vec2(1280.0, 860.0))
-        .build_eframe(move |_cc| FedheApp::with_settings(Settings::default(), initial_csv))
+        .build_eframe(move |_cc| FedheApp::with_settings(settings, initial_csv))
 }
 
 /// Steps frames (with real time passing) until `done` holds.
@@ -826,6 +843,100 @@ impl eframe::Storage for MemoryStorage {
     fn flush(&mut self) {}
 }
 
+/// ■ Stop aggregator with a site registered asks first and says what
+/// happens; "Keep running" keeps it (before: stopped at once, silently).
+#[test]
+fn stopping_the_aggregator_with_registered_sites_asks_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = one_client_ready(dir.path(), true);
+    click(&mut h, "Server");
+    h.run();
+    click(&mut h, "■ Stop aggregator");
+    h.run();
+    assert!(h.state().server.is_running(), "stopped without asking");
+    h.get_by_label("Stop the aggregator?");
+    h.get_by_label_contains("1 site registered, round 1 open");
+    click(&mut h, "Keep running");
+    h.run();
+    assert!(h.state().server.is_running());
+    assert!(h.query_by_label("Stop the aggregator?").is_none());
+    // Asked again, and this time stopped.
+    click(&mut h, "■ Stop aggregator");
+    h.run();
+    click(&mut h, "Stop aggregator");
+    h.run();
+    assert!(!h.state().server.is_running());
+    assert!(!h.state().settings.server_was_running);
+}
+
+/// The app reopened over the same data folder brings its aggregator back
+/// on the same port with its key, plan and registered site, and says
+/// where training was interrupted (before: a new port, empty state, no
+/// key, no plan).
+#[test]
+fn the_app_restarted_over_the_same_data_folder_resumes_the_federation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = one_client_ready(dir.path(), true);
+    click(&mut h, "Server");
+    h.run();
+    let url = h.state().server.url().unwrap();
+    let plan = h.state().server.plan.clone().unwrap().0.fingerprint();
+    let mut storage = MemoryStorage::default();
+    eframe::App::save(h.state_mut(), &mut storage);
+    // The window closes (its aggregator stops with it).
+    eframe::App::on_exit(h.state_mut());
+    drop(h);
+    let back: Settings = eframe::get_value(&storage, eframe::APP_KEY).expect("saved");
+    assert!(back.server_was_running);
+    let mut h = harness_with(back, None);
+    h.run_steps(2);
+    click(&mut h, "Server");
+    wait_until(&mut h, "the aggregator", Duration::from_secs(10), |a| {
+        a.server.snapshot.is_some()
+    });
+    let app = h.state();
+    assert_eq!(app.server.url().as_deref(), Some(url.as_str()));
+    assert_eq!(app.server.plan.as_ref().unwrap().0.fingerprint(), plan);
+    assert!(app.server.public_key.is_some());
+    let st = &app.server.snapshot.as_ref().unwrap().status;
+    assert_eq!(st.registered, 1);
+    assert_eq!(app.server.interrupted, Some(1));
+    h.get_by_label_contains("Training was interrupted in round 1");
+    // The site joins again (its state file resumes it) and trains on.
+    click(&mut h, "Client");
+    click(&mut h, "Use sample data");
+    wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
+        a.client.csv.as_ref().is_some_and(|c| c.dataset().is_some())
+    });
+    let ctx = h.ctx.clone();
+    let key = dir.path().join("secret.key");
+    let app = h.state_mut();
+    app.client.load_key(&ctx, &key);
+    wait_until(&mut h, "the key", Duration::from_secs(30), |a| {
+        a.client.key.is_some()
+    });
+    click(&mut h, "Join federation");
+    wait_until(&mut h, "rejoining", Duration::from_secs(30), |a| {
+        a.client.registered.is_some() || a.client.notes.iter().any(|n| n.is_error())
+    });
+    let joined = h.state().client.registered.clone().unwrap_or_default();
+    assert!(
+        joined.starts_with("Resumed as client-a"),
+        "{joined} {:?}",
+        h.state().client.notes
+    );
+    click(&mut h, "🔒 Start federated training");
+    wait_until(&mut h, "training", Duration::from_secs(120), |a| {
+        !a.client.is_training()
+    });
+    assert!(
+        h.state().client.model.is_some(),
+        "{:?}",
+        h.state().client.notes
+    );
+    h.state_mut().server.stop();
+}
+
 #[test]
 fn settings_survive_a_restart() {
     let mut h = harness(None);
@@ -842,9 +953,7 @@ fn settings_survive_a_restart() {
     assert_eq!(back.training.rounds, 17);
 
     // The next session starts where this one stopped, with its CSV reopened.
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(1280.0, 860.0))
-        .build_eframe(move |_cc| FedheApp::with_settings(back, None));
+    let mut h = harness_with(back, None);
     wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
         a.client.csv.is_some() && !a.client.is_loading_csv()
     });

@@ -109,6 +109,8 @@ pub struct FedheApp {
     pending_csv: Option<PathBuf>,
     /// Messages about dropped files that fit nowhere.
     pub drop_notes: Vec<Note>,
+    /// The operator said yes to closing with a federation running.
+    close_confirmed: bool,
 }
 
 impl FedheApp {
@@ -137,6 +139,7 @@ impl FedheApp {
             shared: Shared::default(),
             pending_csv: initial_csv,
             drop_notes: Vec::new(),
+            close_confirmed: false,
         }
     }
 
@@ -197,7 +200,7 @@ impl FedheApp {
             self.client.open_csv(ctx, &p, &mut self.settings);
         }
         self.client.poll(&mut self.settings, &mut self.shared);
-        self.server.poll(ctx, &self.settings, &mut self.shared);
+        self.server.poll(ctx, &mut self.settings, &mut self.shared);
         self.predict.poll(ctx, &mut self.settings.test_csv_path);
         self.demo.poll(&mut self.shared);
     }
@@ -279,6 +282,7 @@ impl eframe::App for FedheApp {
         // Drops are read here, not in `logic`: while the window is hidden,
         // `logic` sees the last shown frame's input again.
         self.handle_drops(&ctx);
+        self.guard_close(&ctx);
 
         egui::Panel::top("fedhe-top").show(ui, |ui| {
             ui.add_space(4.0);
@@ -319,11 +323,36 @@ impl eframe::App for FedheApp {
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        // Saved while it runs: a reopened app starts it again.
+        self.settings.server_was_running |= self.server.is_running();
         eframe::set_value(storage, eframe::APP_KEY, &self.settings);
     }
 
     fn on_exit(&mut self) {
-        self.server.stop();
+        self.server.stop_for_exit();
+    }
+}
+
+impl FedheApp {
+    /// Asks before the window closes while training runs or sites are
+    /// registered with the embedded aggregator; shows the question.
+    fn guard_close(&mut self, ctx: &egui::Context) {
+        if ctx.input(|i| i.viewport().close_requested()) && !self.close_confirmed {
+            let what = self.server.would_interrupt().or_else(|| {
+                self.client
+                    .is_training()
+                    .then(|| "Federated training is running in the Client tab".to_string())
+            });
+            if let Some(what) = what {
+                ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+                self.server.ask_before_closing(what);
+            }
+        }
+        if self.server.confirm_ui(ctx, &mut self.settings) == Some(server_tab::Answer::CloseWindow)
+        {
+            self.close_confirmed = true;
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
     }
 }
 

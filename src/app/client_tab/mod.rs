@@ -53,6 +53,29 @@ impl ClientTab {
         self.poll_keys(shared);
         self.poll_connect();
         self.poll_training(shared);
+        self.follow_embedded(settings, shared);
+    }
+
+    /// The embedded aggregator came back at another address: the federation
+    /// joined at the old one is let go (join again), rather than retried
+    /// at an address nobody answers.
+    fn follow_embedded(&mut self, settings: &Settings, shared: &Shared) {
+        let (Some(url), Some(f)) = (&shared.embedded_url, &self.federation) else {
+            return;
+        };
+        if !settings.use_embedded || &f.joined.server == url || self.is_training() {
+            return;
+        }
+        widgets::push_note(
+            &mut self.notes,
+            Note::Info(format!(
+                "The embedded aggregator is now at {url} (it was at {}): join again to \
+                 continue there.",
+                f.joined.server
+            )),
+        );
+        self.federation = None;
+        self.registered = None;
     }
 
     /// A job that died (a bug), in words.

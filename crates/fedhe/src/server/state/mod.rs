@@ -159,6 +159,11 @@ impl Aggregator {
         plan.update_len(plan.layout().phase(round)?)
     }
 
+    /// The session's public key, once loaded.
+    pub fn public_key(&self) -> Option<&PublicKeyFile> {
+        self.session.as_ref().map(|s| &s.public)
+    }
+
     pub fn open_round(&self) -> u64 {
         self.open.number
     }
