@@ -313,6 +313,24 @@ fn switching_the_csv_clears_the_old_label() {
     assert!(app.client.registered.is_none() && app.client.federation.is_none());
 }
 
+/// "Use sample data" loads this site's share of the training rows, never
+/// the test rows (before: the whole WDBC file, 569 rows).
+#[test]
+fn use_sample_data_loads_this_sites_share() {
+    let mut h = harness(None);
+    h.state_mut().settings.client_id = "client-b".into();
+    h.run();
+    click(&mut h, "Client");
+    click(&mut h, "Use sample data");
+    wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
+        a.client.csv.as_ref().is_some_and(|c| c.dataset().is_some())
+    });
+    let csv = h.state().client.csv.as_ref().unwrap();
+    assert!(csv.path.ends_with("client_2.csv"), "{}", csv.path.display());
+    assert_eq!(csv.total_rows, 114);
+    h.get_by_label_contains("the bundled sample data (client_2.csv)");
+}
+
 #[test]
 fn dropped_csv_is_previewed_and_loaded() {
     let mut h = harness(None);

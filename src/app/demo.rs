@@ -137,9 +137,46 @@ pub fn sample_path(dataset: DemoDataset) -> Result<PathBuf, AppError> {
     Ok(path)
 }
 
-/// The breast-cancer sample's path (the Client tab's "use sample data").
+/// The breast-cancer sample's path (the whole file).
 pub fn sample_csv_path() -> Result<PathBuf, AppError> {
     sample_path(DemoDataset::BreastCancer)
+}
+
+/// The four sites' shares of the breast-cancer training rows
+/// (`sample_data/clients/`; the test rows are in none of them).
+const SITE_SAMPLES: [&str; 4] = [
+    include_str!("../../sample_data/clients/client_1.csv"),
+    include_str!("../../sample_data/clients/client_2.csv"),
+    include_str!("../../sample_data/clients/client_3.csv"),
+    include_str!("../../sample_data/clients/client_4.csv"),
+];
+
+/// Which site's share a client id takes: its last letter a–d or digit 1–4
+/// ("client-b" → 2), else the first.
+pub fn site_of(client_id: &str) -> usize {
+    match client_id.trim().chars().last() {
+        Some(c @ 'a'..='d') => c as usize - 'a' as usize + 1,
+        Some(c @ 'A'..='D') => c as usize - 'A' as usize + 1,
+        Some(c @ '1'..='4') => c as usize - '1' as usize + 1,
+        _ => 1,
+    }
+}
+
+/// This site's sample file ("Use sample data"): `client_N.csv` of the
+/// bundled training rows, written to the cache folder once.
+pub fn site_sample_path(client_id: &str) -> Result<PathBuf, AppError> {
+    let n = site_of(client_id);
+    let path = site_sample_path_of(n);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| AppError::file("create the folder", dir, &e))?;
+    }
+    let contents = SITE_SAMPLES[n - 1];
+    let fresh = std::fs::metadata(&path).is_ok_and(|m| m.len() == contents.len() as u64);
+    if !fresh {
+        std::fs::write(&path, contents)
+            .map_err(|e| AppError::file("write the sample data to", &path, &e))?;
+    }
+    Ok(path)
 }
 
 /// The bundled data set whose cached copy this is (no file access: the
@@ -153,10 +190,21 @@ fn sample_of(path: &std::path::Path) -> Option<DemoDataset> {
 /// How a data file is named to the user: the bundled sample data lives in
 /// a cache folder, so it is named, not shown by path.
 pub fn describe(path: &std::path::Path) -> String {
-    match sample_of(path) {
-        Some(d) => format!("the bundled sample data ({})", d.file_name()),
+    if let Some(d) = sample_of(path) {
+        return format!("the bundled sample data ({})", d.file_name());
+    }
+    let site = (1..=SITE_SAMPLES.len()).find(|n| site_sample_path_of(*n) == path);
+    match site {
+        Some(n) => format!("the bundled sample data (client_{n}.csv)"),
         None => path.display().to_string(),
     }
+}
+
+/// Where site `n`'s sample file is cached (no file access).
+fn site_sample_path_of(n: usize) -> PathBuf {
+    #[allow(clippy::disallowed_methods)]
+    let dir = std::env::temp_dir().join(format!("fedhe-{}", env!("CARGO_PKG_VERSION")));
+    dir.join(format!("client_{n}.csv"))
 }
 
 /// How the demo ended.

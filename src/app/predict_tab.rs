@@ -512,14 +512,27 @@ fn regression_ui(
 fn model_info_ui(ui: &mut Ui, m: &LatestModel) {
     let p = &m.model.provenance;
     ui.label(format!(
-        "{} {} from {}: {} features, {}; trained on {} rows ({}), created {}",
+        "{} {} from {}: {} features, {}; {}, created {}",
         p.kind,
         m.model.architecture.describe(m.model.head()),
         m.source,
         m.model.feature_names.len(),
         m.model.target.describe(),
-        p.rows,
-        p.data.join(", "),
+        rows_words(p),
         p.created
     ));
+}
+
+/// Where the training rows were: a federated model's count is the whole
+/// federation's, its file this site's only.
+fn rows_words(p: &fedhe::model::Provenance) -> String {
+    let files = p.data.join(", ");
+    if p.kind == fedhe::model::FEDERATED {
+        format!(
+            "trained on {} rows across the federation's sites (this site's file: {files})",
+            p.rows
+        )
+    } else {
+        format!("trained on {} rows ({files})", p.rows)
+    }
 }

@@ -84,11 +84,37 @@ pub fn notes_ui(ui: &mut Ui, notes: &mut Vec<Note>) {
 
 /// Adds `note`, keeping only the last few and never the same one twice.
 pub fn push_note(notes: &mut Vec<Note>, note: Note) {
+    let note = match note {
+        Note::Info(t) => Note::Info(app_words(&t)),
+        Note::Error(t) => Note::Error(app_words(&t)),
+    };
     notes.retain(|n| n != &note);
     notes.push(note);
     if notes.len() > 4 {
         notes.remove(0);
     }
+}
+
+/// The library's words for the command line, as the app's controls say
+/// them: "(choose with --task)" becomes "(choose it in the Task box)".
+pub fn app_words(text: &str) -> String {
+    const WORDS: [(&str, &str); 6] = [
+        ("(choose with --task)", "(choose it in the Task box)"),
+        (
+            "(choose with --positive)",
+            "(choose it in the Positive class box)",
+        ),
+        ("--positive ", "the positive class "),
+        ("--label ", "the label column "),
+        (
+            "(fedhe serve --public-key … --plan …)",
+            "(the Server tab's session key and plan)",
+        ),
+        ("give --state-dir a folder", "choose a folder"),
+    ];
+    WORDS
+        .iter()
+        .fold(text.to_string(), |t, (cli, app)| t.replace(cli, app))
 }
 
 /// `label: [text field]`, the field named by the label.
@@ -587,6 +613,19 @@ mod countdown_tests {
         assert_eq!(
             count_down("joined in time", 10),
             ("joined in time".into(), false)
+        );
+    }
+
+    #[test]
+    fn notes_speak_of_the_apps_controls() {
+        let mut notes = Vec::new();
+        super::push_note(
+            &mut notes,
+            super::Note::Info("task: binary, because 2 values (choose with --task)".into()),
+        );
+        assert_eq!(
+            notes[0],
+            super::Note::Info("task: binary, because 2 values (choose it in the Task box)".into())
         );
     }
 }

@@ -163,10 +163,14 @@ impl ClientTab {
             }
             if ui
                 .button("Use sample data")
-                .on_hover_text("The Wisconsin breast-cancer data bundled with FedHE")
+                .on_hover_text(
+                    "This site's share of the Wisconsin breast-cancer training rows bundled \
+                     with FedHE (client-a: client_1.csv … client-d: client_4.csv; the test \
+                     rows are in none)",
+                )
                 .clicked()
             {
-                match crate::app::demo::sample_csv_path() {
+                match crate::app::demo::site_sample_path(&settings.client_id) {
                     Ok(p) => self.open_csv(ctx, &p, settings),
                     Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
                 }
