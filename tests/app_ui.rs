@@ -154,6 +154,8 @@ fn demo_three_clients_three_rounds_converges() {
     assert_eq!(h.state().demo.encrypted[2].contributors, 3);
     assert!(h.state().demo.encrypted[2].bytes_up > 0);
 
+    // And can be saved.
+    h.get_by_label("Save model…");
     // The global model is now offered to Predict, with the held-out rows.
     click(&mut h, "Open in Predict »");
     wait_until(&mut h, "scoring", Duration::from_secs(30), |a| {
@@ -329,6 +331,21 @@ fn use_sample_data_loads_this_sites_share() {
     assert!(csv.path.ends_with("client_2.csv"), "{}", csv.path.display());
     assert_eq!(csv.total_rows, 114);
     h.get_by_label_contains("the bundled sample data (client_2.csv)");
+}
+
+/// Help: the guides, the zoom shortcuts (which work) and the theme.
+#[test]
+fn the_help_menu_has_the_docs_zoom_and_theme() {
+    let mut h = harness(None);
+    h.run();
+    click(&mut h, "Help");
+    h.run();
+    h.get_by_label_contains("The app, tab by tab");
+    h.get_by_label_contains("Ctrl + and Ctrl − zoom");
+    let before = h.ctx.zoom_factor();
+    h.get_by_label_contains("Zoom In").click();
+    h.run();
+    assert!(h.ctx.zoom_factor() > before);
 }
 
 #[test]

@@ -245,6 +245,7 @@ pub struct DemoPanel {
     pub notes: Vec<Note>,
     /// Settings of the run shown (not the ones being edited).
     run: Option<DemoSettings>,
+    save_dialog: widgets::FileDialog,
 }
 
 impl DemoPanel {
@@ -335,6 +336,7 @@ impl DemoPanel {
         if let Some(o) = &self.outcome {
             outcome_ui(ui, o, shared);
         }
+        self.save_ui(ui);
         if self.encrypted.is_empty() && self.plain.is_empty() && !running {
             ui.add_space(20.0);
             ui.weak("Press “Start demo”: the plots fill in live, one point per round.");
@@ -505,6 +507,36 @@ fn outcome_ui(ui: &mut Ui, o: &DemoOutcome, shared: &mut Shared) {
                 }
             });
         });
+}
+
+impl DemoPanel {
+    /// "Save model…" for the demo's global model, and the save itself.
+    fn save_ui(&mut self, ui: &mut Ui) {
+        let ctx = ui.ctx().clone();
+        if let Some(p) = self.save_dialog.take(&ctx)
+            && let Some(o) = &self.outcome
+        {
+            let note = match o.model.save(&p) {
+                Ok(()) => Note::Info(format!("Model saved to {}", p.display())),
+                Err(e) => Note::Error(format!("Could not save the model: {e}")),
+            };
+            widgets::push_note(&mut self.notes, note);
+        }
+        if self.outcome.is_some()
+            && ui
+                .button("Save model…")
+                .on_hover_text("The demo's global model, for Predict or `fedhe predict`")
+                .clicked()
+        {
+            self.save_dialog.open(
+                &ctx,
+                widgets::DialogKind::Save,
+                "Save the demo's model",
+                ("FedHE model", &["json"]),
+                Some("demo_model.json"),
+            );
+        }
+    }
 }
 
 fn explain(e: SimulationError) -> AppError {

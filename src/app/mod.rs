@@ -7,6 +7,7 @@
 mod client_tab;
 mod demo;
 pub mod error;
+mod export;
 pub mod jobs;
 mod plots;
 mod predict_tab;
@@ -238,6 +239,8 @@ impl FedheApp {
             {
                 self.settings.tab = Tab::Demo;
             }
+            ui.separator();
+            ui.menu_button(RichText::new("Help").size(16.0), help_menu_ui);
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 self.activity_ui(ui);
             });
@@ -354,6 +357,41 @@ impl FedheApp {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
     }
+}
+
+/// The guides shipped with FedHE (`docs/` of the source tree).
+const DOCS: [(&str, &str); 5] = [
+    ("The app, tab by tab", "app.md"),
+    ("Federation plans", "plan.md"),
+    ("Privacy: masks and DP-SGD", "privacy.md"),
+    ("The aggregator's HTTP API", "api.md"),
+    ("Models and metrics", "models.md"),
+];
+
+/// Help: the guides, the keyboard shortcuts (zoom), the theme, the version.
+fn help_menu_ui(ui: &mut Ui) {
+    ui.strong("Guides");
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    for (title, file) in DOCS {
+        let path = docs.join(file);
+        if path.is_file() {
+            ui.hyperlink_to(title, format!("file://{}", path.display()));
+        } else {
+            ui.label(format!("{title}: docs/{file} in the FedHE sources"));
+        }
+    }
+    ui.separator();
+    ui.strong("Zoom");
+    ui.label("Ctrl + and Ctrl − zoom in and out, Ctrl 0 resets (⌘ on a Mac).");
+    egui::gui_zoom::zoom_menu_buttons(ui);
+    ui.separator();
+    ui.strong("Theme");
+    egui::widgets::global_theme_preference_buttons(ui);
+    ui.separator();
+    ui.weak(format!(
+        "FedHE {}: federated learning on homomorphically encrypted updates.",
+        env!("CARGO_PKG_VERSION")
+    ));
 }
 
 /// Darkens the window while files are dragged over it.

@@ -70,6 +70,7 @@ pub struct ServerTab {
     pub interrupted: Option<u64>,
     /// Whether the aggregator running at the last exit was started again.
     restarted: bool,
+    history_dialog: FileDialog,
 }
 
 /// Explains a refused key in words, and why a secret key must never go here.
@@ -775,6 +776,26 @@ impl ServerTab {
         if self.history.is_empty() {
             ui.weak("No round closed yet.");
             return;
+        }
+        if let Some(p) = self.history_dialog.take(ctx) {
+            let note = match super::export::write_history(&p, &self.history, &phase) {
+                Ok(()) => Note::Info(format!("Round history written to {}", p.display())),
+                Err(e) => Note::from(e),
+            };
+            widgets::push_note(&mut self.notes, note);
+        }
+        if ui
+            .button("Export history (CSV)…")
+            .on_hover_text("Every closed round: phase, contributors, bytes, aggregation time")
+            .clicked()
+        {
+            self.history_dialog.open(
+                ctx,
+                DialogKind::Save,
+                "Export the round history",
+                ("CSV", &["csv"]),
+                Some("round_history.csv"),
+            );
         }
         history_ui(ui, &self.history, &phase);
     }
