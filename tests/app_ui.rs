@@ -262,6 +262,11 @@ fn open_in_predict_scores_the_demos_own_held_out_rows() {
     assert_eq!(Some(&scored.path), app.shared.demo_test_csv.as_ref());
     let acc = scored.scored.evaluation.clone().unwrap().score();
     assert!((acc - outcome_accuracy(&h)).abs() < 1e-9);
+    // Another data set picked: the penguins results go from the demo.
+    h.state_mut().settings.demo.dataset = DemoDataset::Wine;
+    click(&mut h, "▶ Run demo");
+    h.run();
+    assert!(h.state().demo.outcome.is_none() && h.state().demo.encrypted.is_empty());
 }
 
 /// Opening another CSV forgets what depended on the old one: its label
@@ -346,6 +351,17 @@ fn the_help_menu_has_the_docs_zoom_and_theme() {
     h.get_by_label_contains("Zoom In").click();
     h.run();
     assert!(h.ctx.zoom_factor() > before);
+}
+
+/// A first-run checklist says what each site needs, ticking what is done.
+#[test]
+fn the_checklists_say_what_goes_where() {
+    let mut h = harness(None);
+    h.run();
+    click(&mut h, "Client");
+    h.get_by_label_contains("The federation's secret.key: the same file at every site");
+    click(&mut h, "Server");
+    h.get_by_label_contains("never secret.key");
 }
 
 #[test]

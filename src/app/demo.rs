@@ -269,6 +269,21 @@ impl DemoPanel {
         }
     }
 
+    /// Another data set picked: the last run's plots and outcome were of
+    /// the old one, so they go (not shown under the new one's name).
+    fn forget_other_dataset(&mut self, cfg: &DemoSettings) {
+        let shown = self.run.as_ref().map(|r| r.dataset);
+        if self.is_running() || shown.is_none_or(|d| d == cfg.dataset) {
+            return;
+        }
+        self.encrypted.clear();
+        self.plain.clear();
+        self.epochs.clear();
+        self.outcome = None;
+        self.status.clear();
+        self.run = None;
+    }
+
     pub fn stop(&mut self) {
         if let Some(j) = &self.job {
             j.cancel();
@@ -330,6 +345,7 @@ impl DemoPanel {
         ui.add_space(4.0);
         let running = self.is_running();
         ui.add_enabled_ui(!running, |ui| settings_ui(ui, cfg));
+        self.forget_other_dataset(cfg);
         ui.add_space(4.0);
         self.controls_ui(ui, running, cfg);
         widgets::notes_ui(ui, &mut self.notes);

@@ -459,6 +459,9 @@ impl ServerTab {
                         ui.radio_value(&mut self.remote, true, "Remote");
                     });
                 });
+                if !self.remote {
+                    self.checklist_ui(ui);
+                }
                 if self.remote {
                     self.remote_ui(ui, settings, &ctx);
                 } else {
@@ -836,6 +839,42 @@ impl ServerTab {
                     );
             }
         });
+    }
+}
+
+impl ServerTab {
+    /// What the aggregator needs, and which file goes where.
+    fn checklist_ui(&self, ui: &mut Ui) {
+        let registered = self
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.status.registered > 0);
+        widgets::checklist_ui(
+            ui,
+            "server-checklist",
+            "First steps: what the aggregator needs",
+            &[
+                (
+                    self.is_running(),
+                    "1. ▶ Start aggregator (its address is shown).",
+                ),
+                (
+                    self.public_key.is_some(),
+                    "2. The session's public.key (never secret.key: the aggregator must not \
+                     read the updates).",
+                ),
+                (
+                    self.plan.is_some(),
+                    "3. A plan: propose it from a CSV with the federation's columns, or load \
+                     plan.toml.",
+                ),
+                (
+                    registered,
+                    "4. The sites: each has its own CSV and the federation's secret.key, and \
+                     joins at the address above.",
+                ),
+            ],
+        );
     }
 }
 

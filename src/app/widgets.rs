@@ -95,6 +95,26 @@ pub fn push_note(notes: &mut Vec<Note>, note: Note) {
     }
 }
 
+/// A first-run checklist: each step ticked when done; open while any is not.
+pub fn checklist_ui(ui: &mut Ui, id: &str, title: &str, steps: &[(bool, &str)]) {
+    let all = steps.iter().all(|(done, _)| *done);
+    egui::CollapsingHeader::new(title)
+        .id_salt(id)
+        .default_open(!all)
+        .show(ui, |ui| {
+            for (done, step) in steps {
+                ui.horizontal_wrapped(|ui| {
+                    if *done {
+                        ui.label(RichText::new("✔").color(OK_COLOR));
+                    } else {
+                        ui.label("○");
+                    }
+                    ui.label(*step);
+                });
+            }
+        });
+}
+
 /// The library's words for the command line, as the app's controls say
 /// them: "(choose with --task)" becomes "(choose it in the Task box)".
 pub fn app_words(text: &str) -> String {

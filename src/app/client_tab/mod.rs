@@ -100,11 +100,49 @@ impl ClientTab {
                         .on_hover_text("1–64 characters: letters, digits, '_', '.', '-'");
                 });
                 widgets::notes_ui(ui, &mut self.notes);
+                self.checklist_ui(ui, shared, settings);
                 self.data_ui(ui, settings, &ctx);
                 self.keys_ui(ui, settings, &ctx);
                 self.connect_ui(ui, settings, shared, &ctx);
                 self.training_ui(ui, settings, shared, &ctx);
             });
+    }
+}
+
+impl ClientTab {
+    /// What this site needs, and which file goes where.
+    fn checklist_ui(&self, ui: &mut Ui, shared: &Shared, settings: &Settings) {
+        let url = if settings.use_embedded {
+            shared.embedded_url.is_some()
+        } else {
+            !settings.server_url.trim().is_empty()
+        };
+        widgets::checklist_ui(
+            ui,
+            "client-checklist",
+            "First steps: what this site needs",
+            &[
+                (
+                    self.csv.is_some(),
+                    "1. This site's CSV, with the federation's columns (it never leaves this \
+                     machine).",
+                ),
+                (
+                    self.key.is_some(),
+                    "2. The federation's secret.key: the same file at every site, handed over \
+                     in person or by a secure channel; never to the aggregator.",
+                ),
+                (
+                    url,
+                    "3. The aggregator's address (Server tab, or the operator's URL), then \
+                     Join federation and Start federated training.",
+                ),
+                (
+                    self.registered.is_some(),
+                    "4. Joined: the plan says the model, rounds and columns.",
+                ),
+            ],
+        );
     }
 }
 

@@ -99,7 +99,7 @@ impl ClientTab {
         if let Some(f) = &self.federation {
             plan_note_ui(ui, &f.joined.plan.training);
         }
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             if training {
                 if ui.button("■ Stop").clicked()
                     && let Some(j) = &self.training.job
