@@ -225,12 +225,21 @@ fn a_finished_federation_says_so_and_refuses_a_late_site() {
         plan.to_str().unwrap(),
     ];
     let (_server, url) = serve_logged(&args, &state, "127.0.0.1:0", Some(&log));
+    let mut outs = Vec::new();
     let a = client(&url, &sk, &sample("clients/client_1.csv"), "a", dir.path());
     let b = client(&url, &sk, &sample("clients/client_2.csv"), "b", dir.path());
     for c in [a, b] {
         let (ok, out) = finish(c, Duration::from_secs(60));
         assert!(ok, "client failed:\n{out}");
+        // The sites are told too (the last one to finish at least: the
+        // first may ask before the close is recorded).
+        outs.push(out);
     }
+    assert!(
+        outs.iter()
+            .any(|o| o.contains("federation complete: 3 of 3 rounds, 2 sites")),
+        "{outs:?}"
+    );
     // The status says so: the last round (3 training rounds after the
     // statistics round), closed, nobody awaited, no round 5.
     let status = fedhe::client::AggregatorClient::new(&url).status().unwrap();

@@ -368,6 +368,10 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
         run.model.params.len(),
         run.outcome.rounds.len()
     );
+    // The aggregator's word that the federation is finished.
+    if let Some(c) = joined.api.status().ok().and_then(|s| s.complete) {
+        println!("federation complete: {}", c.describe());
+    }
     if let Some(path) = &a.model_out {
         run.model.save(path)?;
         println!("global model written to {}", path.display());
