@@ -364,6 +364,24 @@ fn the_checklists_say_what_goes_where() {
     h.get_by_label_contains("never secret.key");
 }
 
+/// At 1024×700 a long status line wraps inside the window (before: it ran
+/// off the right edge).
+#[test]
+fn at_1024_by_700_a_long_status_line_wraps() {
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1024.0, 700.0))
+        .build_eframe(move |_cc| FedheApp::with_settings(test_settings(), None));
+    h.run();
+    click(&mut h, "Client");
+    h.state_mut().client.run.status = "training round 2: 1 of 3 submitted, waiting for \
+        hospital-b and hospital-c (closes with at least 2 at its deadline, in 119 s); \
+        aggregator unreachable (connection refused), retrying in 8 s"
+        .into();
+    h.run();
+    let line = h.get_by_label_contains("waiting for hospital-b");
+    assert!(line.rect().max.x <= 1024.0, "{:?}", line.rect());
+}
+
 #[test]
 fn dropped_csv_is_previewed_and_loaded() {
     let mut h = harness(None);
