@@ -9,16 +9,33 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
-use fedhe_app::app::{FedheApp, Settings, Tab};
+use fedhe_app::app::{DemoDataset, FedheApp, Settings, Tab};
 
 fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
 }
 
 fn harness(initial_csv: Option<PathBuf>) -> Harness<'static, FedheApp> {
+    harness_with(test_settings(), initial_csv)
+}
+
+/// Default settings, with the embedded aggregator's state folder in a
+/// fresh temporary folder (never the real app data folder).
+fn test_settings() -> Settings {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("aggregator");
+    // Kept for the test's life (a restarted app reopens it).
+    std::mem::forget(dir);
+    Settings {
+        server_state_dir: state.display().to_string(),
+        ..Settings::default()
+    }
+}
+
+fn harness_with(settings: Settings, initial_csv: Option<PathBuf>) -> Harness<'static, FedheApp> {
     Harness::builder()
         .with_size(egui::vec2(1280.0, 860.0))
-        .build_eframe(move |_cc| FedheApp::with_settings(Settings::default(), initial_csv))
+        .build_eframe(move |_cc| FedheApp::with_settings(settings, initial_csv))
 }
 
 /// Steps frames (with real time passing) until `done` holds.
@@ -137,6 +154,8 @@ fn demo_three_clients_three_rounds_converges() {
     assert_eq!(h.state().demo.encrypted[2].contributors, 3);
     assert!(h.state().demo.encrypted[2].bytes_up > 0);
 
+    // And can be saved.
+    h.get_by_label("Save model…");
     // The global model is now offered to Predict, with the held-out rows.
     click(&mut h, "Open in Predict »");
     wait_until(&mut h, "scoring", Duration::from_secs(30), |a| {
@@ -211,6 +230,156 @@ fn demo_on_the_wine_data_with_an_mlp_reports_multiclass_figures() {
 
 fn outcome_accuracy(h: &Harness<'static, FedheApp>) -> f64 {
     h.state().demo.outcome.as_ref().unwrap().test.score()
+}
+
+/// "Open in Predict »" scores the demo model's own held-out rows, whatever
+/// file was in the Test CSV field (before: the stale WDBC test.csv, and
+/// "no column named 'island'" for the penguins model).
+#[test]
+fn open_in_predict_scores_the_demos_own_held_out_rows() {
+    let mut h = harness(None);
+    h.state_mut().settings.demo.dataset = DemoDataset::Penguins;
+    h.state_mut().settings.demo.rounds = 2;
+    h.state_mut().settings.test_csv_path = repo("sample_data/test.csv").display().to_string();
+    h.run();
+    click(&mut h, "▶ Start demo");
+    wait_until(&mut h, "the demo", Duration::from_secs(180), |a| {
+        !a.demo.is_running()
+    });
+    h.run();
+    click(&mut h, "Open in Predict »");
+    wait_until(&mut h, "scoring", Duration::from_secs(30), |a| {
+        a.predict.scored.is_some() || a.predict.notes.iter().any(|n| n.is_error())
+    });
+    h.run();
+    let app = h.state();
+    assert!(
+        !app.predict.notes.iter().any(|n| n.is_error()),
+        "{:?}",
+        app.predict.notes
+    );
+    let scored = app.predict.scored.as_ref().unwrap();
+    assert_eq!(Some(&scored.path), app.shared.demo_test_csv.as_ref());
+    let acc = scored.scored.evaluation.clone().unwrap().score();
+    assert!((acc - outcome_accuracy(&h)).abs() < 1e-9);
+    // Another data set picked: the penguins results go from the demo.
+    h.state_mut().settings.demo.dataset = DemoDataset::Wine;
+    click(&mut h, "▶ Run demo");
+    h.run();
+    assert!(h.state().demo.outcome.is_none() && h.state().demo.encrypted.is_empty());
+}
+
+/// Opening another CSV forgets what depended on the old one: its label
+/// (before: "sex", chosen on penguins, stayed on for the next file) and the
+/// federation joined with its rows.
+#[test]
+fn switching_the_csv_clears_the_old_label() {
+    let mut h = harness(None);
+    h.run();
+    drop_file(&mut h, &repo("sample_data/penguins.csv"));
+    wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
+        a.client.csv.is_some() && !a.client.is_loading_csv()
+    });
+    // The user picks "sex" as the label (as the label box does).
+    h.state_mut().settings.label = Some("sex".into());
+    let path = repo("sample_data/penguins.csv");
+    let ctx = h.ctx.clone();
+    let app = h.state_mut();
+    app.client.open_csv(&ctx, &path, &mut app.settings);
+    wait_until(&mut h, "the reload", Duration::from_secs(30), |a| {
+        !a.client.is_loading_csv()
+    });
+    let ds = h.state().client.csv.as_ref().unwrap().dataset().unwrap();
+    assert_eq!(ds.label.column(), "sex");
+    h.state_mut().client.registered = Some("Registered as a: 114 rows of penguins.csv".into());
+    // Another file that also has a "sex" column, and a "diagnosis" label.
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.csv");
+    let rows: String = (0..40)
+        .map(|i| format!("{},{},{}\n", ["B", "M"][i % 2], i % 3 % 2, i as f64 * 0.5))
+        .collect();
+    std::fs::write(&other, format!("diagnosis,sex,x1\n{rows}")).unwrap();
+    drop_file(&mut h, &other);
+    wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
+        !a.client.is_loading_csv()
+            && a.client
+                .csv
+                .as_ref()
+                .is_some_and(|c| c.path.ends_with("other.csv"))
+    });
+    h.run();
+    let app = h.state();
+    assert!(
+        !app.client.notes.iter().any(|n| n.is_error()),
+        "{:?}",
+        app.client.notes
+    );
+    let ds = app.client.csv.as_ref().unwrap().dataset().expect("loads");
+    assert_eq!(ds.label.column(), "diagnosis");
+    assert_eq!(app.settings.label.as_deref(), Some("diagnosis"));
+    assert!(app.client.registered.is_none() && app.client.federation.is_none());
+}
+
+/// "Use sample data" loads this site's share of the training rows, never
+/// the test rows (before: the whole WDBC file, 569 rows).
+#[test]
+fn use_sample_data_loads_this_sites_share() {
+    let mut h = harness(None);
+    h.state_mut().settings.client_id = "client-b".into();
+    h.run();
+    click(&mut h, "Client");
+    click(&mut h, "Use sample data");
+    wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
+        a.client.csv.as_ref().is_some_and(|c| c.dataset().is_some())
+    });
+    let csv = h.state().client.csv.as_ref().unwrap();
+    assert!(csv.path.ends_with("client_2.csv"), "{}", csv.path.display());
+    assert_eq!(csv.total_rows, 114);
+    h.get_by_label_contains("the bundled sample data (client_2.csv)");
+}
+
+/// Help: the guides, the zoom shortcuts (which work) and the theme.
+#[test]
+fn the_help_menu_has_the_docs_zoom_and_theme() {
+    let mut h = harness(None);
+    h.run();
+    click(&mut h, "Help");
+    h.run();
+    h.get_by_label_contains("The app, tab by tab");
+    h.get_by_label_contains("Ctrl + and Ctrl − zoom");
+    let before = h.ctx.zoom_factor();
+    h.get_by_label_contains("Zoom In").click();
+    h.run();
+    assert!(h.ctx.zoom_factor() > before);
+}
+
+/// A first-run checklist says what each site needs, ticking what is done.
+#[test]
+fn the_checklists_say_what_goes_where() {
+    let mut h = harness(None);
+    h.run();
+    click(&mut h, "Client");
+    h.get_by_label_contains("The federation's secret.key: the same file at every site");
+    click(&mut h, "Server");
+    h.get_by_label_contains("never secret.key");
+}
+
+/// At 1024×700 a long status line wraps inside the window (before: it ran
+/// off the right edge).
+#[test]
+fn at_1024_by_700_a_long_status_line_wraps() {
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1024.0, 700.0))
+        .build_eframe(move |_cc| FedheApp::with_settings(test_settings(), None));
+    h.run();
+    click(&mut h, "Client");
+    h.state_mut().client.run.status = "training round 2: 1 of 3 submitted, waiting for \
+        hospital-b and hospital-c (closes with at least 2 at its deadline, in 119 s); \
+        aggregator unreachable (connection refused), retrying in 8 s"
+        .into();
+    h.run();
+    let line = h.get_by_label_contains("waiting for hospital-b");
+    assert!(line.rect().max.x <= 1024.0, "{:?}", line.rect());
 }
 
 #[test]
@@ -569,6 +738,15 @@ fn one_client_trains_through_the_embedded_aggregator() {
     assert!(last.cost.bytes_up > 0 && last.cost.bytes_down > 0);
     // The aggregator saw the standardization round and two training rounds.
     assert_eq!(app.server.history.len(), 3);
+    // The client says the federation is complete, as the aggregator records it.
+    assert!(
+        app.client
+            .run
+            .status
+            .contains("Federation complete: 2 of 2 rounds, 1 site"),
+        "{}",
+        app.client.run.status
+    );
     assert_eq!(
         app.shared
             .latest_model
@@ -580,6 +758,71 @@ fn one_client_trains_through_the_embedded_aggregator() {
         "federated"
     );
     h.state_mut().server.stop();
+}
+
+/// After the plan's last round the Server tab says the federation is
+/// complete, and no round after it opens (before: "Round 4 (training round
+/// 3): open, 0 of 1", waiting for mask keys with a deadline at 0 s).
+#[test]
+fn the_server_tab_shows_complete_after_the_last_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = one_client_ready(dir.path(), true);
+    click(&mut h, "🔒 Start federated training");
+    wait_until(&mut h, "training", Duration::from_secs(120), |a| {
+        !a.client.is_training()
+    });
+    click(&mut h, "Server");
+    wait_until(&mut h, "the completion", Duration::from_secs(10), |a| {
+        a.server
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.status.complete.is_some())
+    });
+    h.run();
+    h.get_by_label_contains("Federation complete: 2 of 2 rounds, 1 site (last round 3)");
+    let st = &h.state().server.snapshot.as_ref().unwrap().status;
+    assert_eq!(st.round, 3);
+    assert!(h.query_by_label_contains("Round 4").is_none());
+    assert!(
+        h.query_by_label_contains("collecting the clients' mask keys")
+            .is_none()
+    );
+    assert!(
+        h.get_by_label("Aggregate now")
+            .accesskit_node()
+            .is_disabled()
+    );
+    h.state_mut().server.stop();
+}
+
+/// ■ Stop while the client rides out an aggregator that went away ends the
+/// run within a second (before: "Stopping…", then "aggregator unreachable …
+/// retrying in 8 s" until the round deadline plus a minute).
+#[test]
+fn stop_during_backoff_ends_the_job_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    // Rounds closed by hand: round 1 waits with this site's update in.
+    let mut h = one_client_ready(dir.path(), false);
+    click(&mut h, "🔒 Start federated training");
+    wait_until(&mut h, "an update", Duration::from_secs(60), |a| {
+        a.server
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.status.submitted.len() == 1)
+    });
+    h.state_mut().server.stop();
+    wait_until(&mut h, "the retries", Duration::from_secs(30), |a| {
+        a.client.run.status.contains("aggregator unreachable")
+    });
+    // Into the backoff.
+    std::thread::sleep(Duration::from_millis(300));
+    click(&mut h, "■ Stop");
+    let t = Instant::now();
+    wait_until(&mut h, "the stop", Duration::from_secs(5), |a| {
+        !a.client.is_training()
+    });
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert!(h.state().client.model.is_none());
 }
 
 /// A plan proposed with DP-SGD in the Server tab: the Client tab plots the
@@ -669,6 +912,100 @@ impl eframe::Storage for MemoryStorage {
     fn flush(&mut self) {}
 }
 
+/// ■ Stop aggregator with a site registered asks first and says what
+/// happens; "Keep running" keeps it (before: stopped at once, silently).
+#[test]
+fn stopping_the_aggregator_with_registered_sites_asks_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = one_client_ready(dir.path(), true);
+    click(&mut h, "Server");
+    h.run();
+    click(&mut h, "■ Stop aggregator");
+    h.run();
+    assert!(h.state().server.is_running(), "stopped without asking");
+    h.get_by_label("Stop the aggregator?");
+    h.get_by_label_contains("1 site registered, round 1 open");
+    click(&mut h, "Keep running");
+    h.run();
+    assert!(h.state().server.is_running());
+    assert!(h.query_by_label("Stop the aggregator?").is_none());
+    // Asked again, and this time stopped.
+    click(&mut h, "■ Stop aggregator");
+    h.run();
+    click(&mut h, "Stop aggregator");
+    h.run();
+    assert!(!h.state().server.is_running());
+    assert!(!h.state().settings.server_was_running);
+}
+
+/// The app reopened over the same data folder brings its aggregator back
+/// on the same port with its key, plan and registered site, and says
+/// where training was interrupted (before: a new port, empty state, no
+/// key, no plan).
+#[test]
+fn the_app_restarted_over_the_same_data_folder_resumes_the_federation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = one_client_ready(dir.path(), true);
+    click(&mut h, "Server");
+    h.run();
+    let url = h.state().server.url().unwrap();
+    let plan = h.state().server.plan.clone().unwrap().0.fingerprint();
+    let mut storage = MemoryStorage::default();
+    eframe::App::save(h.state_mut(), &mut storage);
+    // The window closes (its aggregator stops with it).
+    eframe::App::on_exit(h.state_mut());
+    drop(h);
+    let back: Settings = eframe::get_value(&storage, eframe::APP_KEY).expect("saved");
+    assert!(back.server_was_running);
+    let mut h = harness_with(back, None);
+    h.run_steps(2);
+    click(&mut h, "Server");
+    wait_until(&mut h, "the aggregator", Duration::from_secs(10), |a| {
+        a.server.snapshot.is_some()
+    });
+    let app = h.state();
+    assert_eq!(app.server.url().as_deref(), Some(url.as_str()));
+    assert_eq!(app.server.plan.as_ref().unwrap().0.fingerprint(), plan);
+    assert!(app.server.public_key.is_some());
+    let st = &app.server.snapshot.as_ref().unwrap().status;
+    assert_eq!(st.registered, 1);
+    assert_eq!(app.server.interrupted, Some(1));
+    h.get_by_label_contains("Training was interrupted in round 1");
+    // The site joins again (its state file resumes it) and trains on.
+    click(&mut h, "Client");
+    click(&mut h, "Use sample data");
+    wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
+        a.client.csv.as_ref().is_some_and(|c| c.dataset().is_some())
+    });
+    let ctx = h.ctx.clone();
+    let key = dir.path().join("secret.key");
+    let app = h.state_mut();
+    app.client.load_key(&ctx, &key);
+    wait_until(&mut h, "the key", Duration::from_secs(30), |a| {
+        a.client.key.is_some()
+    });
+    click(&mut h, "Join federation");
+    wait_until(&mut h, "rejoining", Duration::from_secs(30), |a| {
+        a.client.registered.is_some() || a.client.notes.iter().any(|n| n.is_error())
+    });
+    let joined = h.state().client.registered.clone().unwrap_or_default();
+    assert!(
+        joined.starts_with("Resumed as client-a"),
+        "{joined} {:?}",
+        h.state().client.notes
+    );
+    click(&mut h, "🔒 Start federated training");
+    wait_until(&mut h, "training", Duration::from_secs(120), |a| {
+        !a.client.is_training()
+    });
+    assert!(
+        h.state().client.model.is_some(),
+        "{:?}",
+        h.state().client.notes
+    );
+    h.state_mut().server.stop();
+}
+
 #[test]
 fn settings_survive_a_restart() {
     let mut h = harness(None);
@@ -685,9 +1022,7 @@ fn settings_survive_a_restart() {
     assert_eq!(back.training.rounds, 17);
 
     // The next session starts where this one stopped, with its CSV reopened.
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(1280.0, 860.0))
-        .build_eframe(move |_cc| FedheApp::with_settings(back, None));
+    let mut h = harness_with(back, None);
     wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
         a.client.csv.is_some() && !a.client.is_loading_csv()
     });

@@ -64,17 +64,22 @@ fn plan_init(dir: &Path, extra: &[&str]) -> PathBuf {
 
 /// Starts `fedhe serve` with `args`; returns the process and its URL.
 fn serve(args: &[&str], state: &Path, bind: &str) -> (Killed, String) {
-    let mut child = Killed(
-        fedhe()
-            .args(["serve", "--bind", bind])
-            .env("RUST_LOG", "warn")
-            .args(args)
-            .arg("--state-dir")
-            .arg(state)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    serve_logged(args, state, bind, None)
+}
+
+/// [`serve`], its info log redirected into the file `log`, if given.
+fn serve_logged(args: &[&str], state: &Path, bind: &str, log: Option<&Path>) -> (Killed, String) {
+    let mut cmd = fedhe();
+    cmd.args(["serve", "--bind", bind])
+        .env("RUST_LOG", if log.is_some() { "info" } else { "warn" })
+        .args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .stdout(Stdio::piped());
+    if let Some(path) = log {
+        cmd.stderr(std::fs::File::create(path).unwrap());
+    }
+    let mut child = Killed(cmd.spawn().unwrap());
     let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
     let mut url = None;
     for line in lines.by_ref() {
@@ -203,6 +208,63 @@ fn plan_init_serve_and_two_clients_one_with_reordered_columns() {
                 .to_string()
                 .as_str()
         )
+    );
+}
+
+#[test]
+fn a_finished_federation_says_so_and_refuses_a_late_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sk, pk) = keys(dir.path());
+    let plan = plan_init(dir.path(), &[]);
+    let state = dir.path().join("state");
+    let log = dir.path().join("serve.log");
+    let args = [
+        "--public-key",
+        pk.to_str().unwrap(),
+        "--plan",
+        plan.to_str().unwrap(),
+    ];
+    let (_server, url) = serve_logged(&args, &state, "127.0.0.1:0", Some(&log));
+    let mut outs = Vec::new();
+    let a = client(&url, &sk, &sample("clients/client_1.csv"), "a", dir.path());
+    let b = client(&url, &sk, &sample("clients/client_2.csv"), "b", dir.path());
+    for c in [a, b] {
+        let (ok, out) = finish(c, Duration::from_secs(60));
+        assert!(ok, "client failed:\n{out}");
+        // The sites are told too (the last one to finish at least: the
+        // first may ask before the close is recorded).
+        outs.push(out);
+    }
+    assert!(
+        outs.iter()
+            .any(|o| o.contains("federation complete: 3 of 3 rounds, 2 sites")),
+        "{outs:?}"
+    );
+    // The status says so: the last round (3 training rounds after the
+    // statistics round), closed, nobody awaited, no round 5.
+    let status = fedhe::client::AggregatorClient::new(&url).status().unwrap();
+    let done = status.complete.clone().expect("complete");
+    assert_eq!(
+        (done.training_rounds, done.last_round, done.sites),
+        (3, 4, 2)
+    );
+    assert_eq!(status.round, 4);
+    assert_eq!(status.round_state, fedhe::protocol::RoundState::Closed);
+    assert!(status.missing.is_empty() && status.deadline_unix.is_none());
+    // The log (a file, not a terminal) says it, without colour codes.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("federation complete: 3 of 3 rounds, 2 sites"),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "ANSI codes in a redirected log");
+    // A site that comes afterwards is told, with the status code.
+    let late = client(&url, &sk, &sample("clients/client_3.csv"), "c", dir.path());
+    let (ok, out) = finish(late, Duration::from_secs(60));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("410, federation_complete") && out.contains("federation is complete"),
+        "{out}"
     );
 }
 

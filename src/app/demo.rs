@@ -137,9 +137,46 @@ pub fn sample_path(dataset: DemoDataset) -> Result<PathBuf, AppError> {
     Ok(path)
 }
 
-/// The breast-cancer sample's path (the Client tab's "use sample data").
+/// The breast-cancer sample's path (the whole file).
 pub fn sample_csv_path() -> Result<PathBuf, AppError> {
     sample_path(DemoDataset::BreastCancer)
+}
+
+/// The four sites' shares of the breast-cancer training rows
+/// (`sample_data/clients/`; the test rows are in none of them).
+const SITE_SAMPLES: [&str; 4] = [
+    include_str!("../../sample_data/clients/client_1.csv"),
+    include_str!("../../sample_data/clients/client_2.csv"),
+    include_str!("../../sample_data/clients/client_3.csv"),
+    include_str!("../../sample_data/clients/client_4.csv"),
+];
+
+/// Which site's share a client id takes: its last letter a–d or digit 1–4
+/// ("client-b" → 2), else the first.
+pub fn site_of(client_id: &str) -> usize {
+    match client_id.trim().chars().last() {
+        Some(c @ 'a'..='d') => c as usize - 'a' as usize + 1,
+        Some(c @ 'A'..='D') => c as usize - 'A' as usize + 1,
+        Some(c @ '1'..='4') => c as usize - '1' as usize + 1,
+        _ => 1,
+    }
+}
+
+/// This site's sample file ("Use sample data"): `client_N.csv` of the
+/// bundled training rows, written to the cache folder once.
+pub fn site_sample_path(client_id: &str) -> Result<PathBuf, AppError> {
+    let n = site_of(client_id);
+    let path = site_sample_path_of(n);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| AppError::file("create the folder", dir, &e))?;
+    }
+    let contents = SITE_SAMPLES[n - 1];
+    let fresh = std::fs::metadata(&path).is_ok_and(|m| m.len() == contents.len() as u64);
+    if !fresh {
+        std::fs::write(&path, contents)
+            .map_err(|e| AppError::file("write the sample data to", &path, &e))?;
+    }
+    Ok(path)
 }
 
 /// The bundled data set whose cached copy this is (no file access: the
@@ -153,10 +190,21 @@ fn sample_of(path: &std::path::Path) -> Option<DemoDataset> {
 /// How a data file is named to the user: the bundled sample data lives in
 /// a cache folder, so it is named, not shown by path.
 pub fn describe(path: &std::path::Path) -> String {
-    match sample_of(path) {
-        Some(d) => format!("the bundled sample data ({})", d.file_name()),
+    if let Some(d) = sample_of(path) {
+        return format!("the bundled sample data ({})", d.file_name());
+    }
+    let site = (1..=SITE_SAMPLES.len()).find(|n| site_sample_path_of(*n) == path);
+    match site {
+        Some(n) => format!("the bundled sample data (client_{n}.csv)"),
         None => path.display().to_string(),
     }
+}
+
+/// Where site `n`'s sample file is cached (no file access).
+fn site_sample_path_of(n: usize) -> PathBuf {
+    #[allow(clippy::disallowed_methods)]
+    let dir = std::env::temp_dir().join(format!("fedhe-{}", env!("CARGO_PKG_VERSION")));
+    dir.join(format!("client_{n}.csv"))
 }
 
 /// How the demo ended.
@@ -197,6 +245,7 @@ pub struct DemoPanel {
     pub notes: Vec<Note>,
     /// Settings of the run shown (not the ones being edited).
     run: Option<DemoSettings>,
+    save_dialog: widgets::FileDialog,
 }
 
 impl DemoPanel {
@@ -218,6 +267,21 @@ impl DemoPanel {
             Ok(job) => self.job = Some(job),
             Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
         }
+    }
+
+    /// Another data set picked: the last run's plots and outcome were of
+    /// the old one, so they go (not shown under the new one's name).
+    fn forget_other_dataset(&mut self, cfg: &DemoSettings) {
+        let shown = self.run.as_ref().map(|r| r.dataset);
+        if self.is_running() || shown.is_none_or(|d| d == cfg.dataset) {
+            return;
+        }
+        self.encrypted.clear();
+        self.plain.clear();
+        self.epochs.clear();
+        self.outcome = None;
+        self.status.clear();
+        self.run = None;
     }
 
     pub fn stop(&mut self) {
@@ -251,6 +315,7 @@ impl DemoPanel {
                     shared.latest_model = Some(LatestModel {
                         model: o.model.clone(),
                         source: format!("demo ({} clients × {} rounds)", o.clients, o.rounds),
+                        test_csv: o.test_csv.clone(),
                     });
                     shared.demo_test_csv = o.test_csv.clone();
                     self.outcome = Some(*o);
@@ -280,12 +345,14 @@ impl DemoPanel {
         ui.add_space(4.0);
         let running = self.is_running();
         ui.add_enabled_ui(!running, |ui| settings_ui(ui, cfg));
+        self.forget_other_dataset(cfg);
         ui.add_space(4.0);
         self.controls_ui(ui, running, cfg);
         widgets::notes_ui(ui, &mut self.notes);
         if let Some(o) = &self.outcome {
             outcome_ui(ui, o, shared);
         }
+        self.save_ui(ui);
         if self.encrypted.is_empty() && self.plain.is_empty() && !running {
             ui.add_space(20.0);
             ui.weak("Press “Start demo”: the plots fill in live, one point per round.");
@@ -456,6 +523,36 @@ fn outcome_ui(ui: &mut Ui, o: &DemoOutcome, shared: &mut Shared) {
                 }
             });
         });
+}
+
+impl DemoPanel {
+    /// "Save model…" for the demo's global model, and the save itself.
+    fn save_ui(&mut self, ui: &mut Ui) {
+        let ctx = ui.ctx().clone();
+        if let Some(p) = self.save_dialog.take(&ctx)
+            && let Some(o) = &self.outcome
+        {
+            let note = match o.model.save(&p) {
+                Ok(()) => Note::Info(format!("Model saved to {}", p.display())),
+                Err(e) => Note::Error(format!("Could not save the model: {e}")),
+            };
+            widgets::push_note(&mut self.notes, note);
+        }
+        if self.outcome.is_some()
+            && ui
+                .button("Save model…")
+                .on_hover_text("The demo's global model, for Predict or `fedhe predict`")
+                .clicked()
+        {
+            self.save_dialog.open(
+                &ctx,
+                widgets::DialogKind::Save,
+                "Save the demo's model",
+                ("FedHE model", &["json"]),
+                Some("demo_model.json"),
+            );
+        }
+    }
 }
 
 fn explain(e: SimulationError) -> AppError {

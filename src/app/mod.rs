@@ -7,6 +7,7 @@
 mod client_tab;
 mod demo;
 pub mod error;
+mod export;
 pub mod jobs;
 mod plots;
 mod predict_tab;
@@ -73,6 +74,9 @@ pub fn run(initial_csv: Option<PathBuf>) -> Result<(), AppError> {
 pub struct LatestModel {
     pub model: ModelFile,
     pub source: String,
+    /// The rows held out from its training (the demo's), which "Open in
+    /// Predict" scores; `None`: Predict asks for a test file.
+    pub test_csv: Option<PathBuf>,
 }
 
 /// What the tabs share.
@@ -106,6 +110,8 @@ pub struct FedheApp {
     pending_csv: Option<PathBuf>,
     /// Messages about dropped files that fit nowhere.
     pub drop_notes: Vec<Note>,
+    /// The operator said yes to closing with a federation running.
+    close_confirmed: bool,
 }
 
 impl FedheApp {
@@ -134,6 +140,7 @@ impl FedheApp {
             shared: Shared::default(),
             pending_csv: initial_csv,
             drop_notes: Vec::new(),
+            close_confirmed: false,
         }
     }
 
@@ -194,7 +201,7 @@ impl FedheApp {
             self.client.open_csv(ctx, &p, &mut self.settings);
         }
         self.client.poll(&mut self.settings, &mut self.shared);
-        self.server.poll(ctx, &self.settings, &mut self.shared);
+        self.server.poll(ctx, &mut self.settings, &mut self.shared);
         self.predict.poll(ctx, &mut self.settings.test_csv_path);
         self.demo.poll(&mut self.shared);
     }
@@ -232,6 +239,8 @@ impl FedheApp {
             {
                 self.settings.tab = Tab::Demo;
             }
+            ui.separator();
+            ui.menu_button(RichText::new("Help").size(16.0), help_menu_ui);
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 self.activity_ui(ui);
             });
@@ -276,6 +285,7 @@ impl eframe::App for FedheApp {
         // Drops are read here, not in `logic`: while the window is hidden,
         // `logic` sees the last shown frame's input again.
         self.handle_drops(&ctx);
+        self.guard_close(&ctx);
 
         egui::Panel::top("fedhe-top").show(ui, |ui| {
             ui.add_space(4.0);
@@ -316,12 +326,72 @@ impl eframe::App for FedheApp {
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        // Saved while it runs: a reopened app starts it again.
+        self.settings.server_was_running |= self.server.is_running();
         eframe::set_value(storage, eframe::APP_KEY, &self.settings);
     }
 
     fn on_exit(&mut self) {
-        self.server.stop();
+        self.server.stop_for_exit();
     }
+}
+
+impl FedheApp {
+    /// Asks before the window closes while training runs or sites are
+    /// registered with the embedded aggregator; shows the question.
+    fn guard_close(&mut self, ctx: &egui::Context) {
+        if ctx.input(|i| i.viewport().close_requested()) && !self.close_confirmed {
+            let what = self.server.would_interrupt().or_else(|| {
+                self.client
+                    .is_training()
+                    .then(|| "Federated training is running in the Client tab".to_string())
+            });
+            if let Some(what) = what {
+                ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+                self.server.ask_before_closing(what);
+            }
+        }
+        if self.server.confirm_ui(ctx, &mut self.settings) == Some(server_tab::Answer::CloseWindow)
+        {
+            self.close_confirmed = true;
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+    }
+}
+
+/// The guides shipped with FedHE (`docs/` of the source tree).
+const DOCS: [(&str, &str); 5] = [
+    ("The app, tab by tab", "app.md"),
+    ("Federation plans", "plan.md"),
+    ("Privacy: masks and DP-SGD", "privacy.md"),
+    ("The aggregator's HTTP API", "api.md"),
+    ("Models and metrics", "models.md"),
+];
+
+/// Help: the guides, the keyboard shortcuts (zoom), the theme, the version.
+fn help_menu_ui(ui: &mut Ui) {
+    ui.strong("Guides");
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    for (title, file) in DOCS {
+        let path = docs.join(file);
+        if path.is_file() {
+            ui.hyperlink_to(title, format!("file://{}", path.display()));
+        } else {
+            ui.label(format!("{title}: docs/{file} in the FedHE sources"));
+        }
+    }
+    ui.separator();
+    ui.strong("Zoom");
+    ui.label("Ctrl + and Ctrl − zoom in and out, Ctrl 0 resets (⌘ on a Mac).");
+    egui::gui_zoom::zoom_menu_buttons(ui);
+    ui.separator();
+    ui.strong("Theme");
+    egui::widgets::global_theme_preference_buttons(ui);
+    ui.separator();
+    ui.weak(format!(
+        "FedHE {}: federated learning on homomorphically encrypted updates.",
+        env!("CARGO_PKG_VERSION")
+    ));
 }
 
 /// Darkens the window while files are dragged over it.

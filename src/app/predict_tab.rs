@@ -112,7 +112,12 @@ impl PredictTab {
             match m {
                 PredictMsg::Model(Ok(loaded)) => {
                     let (model, source) = *loaded;
-                    self.set_model(ctx, LatestModel { model, source }, test_path);
+                    let model = LatestModel {
+                        model,
+                        source,
+                        test_csv: None,
+                    };
+                    self.set_model(ctx, model, test_path);
                 }
                 PredictMsg::Scored(Ok(view)) => {
                     // An earlier file's failure no longer applies.
@@ -159,7 +164,6 @@ impl PredictTab {
         let again = self
             .pending_csv
             .take()
-            .or_else(|| self.scored.as_ref().map(|s| s.path.clone()))
             .or_else(|| (!test_path.trim().is_empty()).then(|| PathBuf::from(test_path.trim())));
         self.model = Some(model);
         self.scored = None;
@@ -243,21 +247,35 @@ impl PredictTab {
         }
     }
 
-    /// Uses the latest global model, on the demo's held-out rows when no
-    /// test file is chosen.
+    /// Uses the latest global model: on its own held-out rows (the demo's),
+    /// whatever file was scored before; a model without any (the Client
+    /// tab's) asks for a test file instead of scoring a stale one.
     fn use_latest(
         &mut self,
         ctx: &egui::Context,
         model: LatestModel,
         test_path: &mut String,
-        shared: &Shared,
+        _shared: &Shared,
     ) {
-        if test_path.trim().is_empty()
-            && let Some(t) = &shared.demo_test_csv
-        {
-            *test_path = t.display().to_string();
+        self.pending_csv = None;
+        match model.test_csv.clone() {
+            Some(t) => {
+                *test_path = t.display().to_string();
+                self.set_model(ctx, model, test_path);
+            }
+            None => {
+                test_path.clear();
+                self.set_model(ctx, model, test_path);
+                widgets::push_note(
+                    &mut self.notes,
+                    Note::Info(
+                        "Choose a test CSV for this model (Test CSV, then Score): one with \
+                         the columns it was trained on, ideally rows no site trained on."
+                            .into(),
+                    ),
+                );
+            }
         }
-        self.set_model(ctx, model, test_path);
     }
 
     fn model_ui(
@@ -533,14 +551,27 @@ fn regression_ui(
 fn model_info_ui(ui: &mut Ui, m: &LatestModel) {
     let p = &m.model.provenance;
     ui.label(format!(
-        "{} {} from {}: {} features, {}; trained on {} rows ({}), created {}",
+        "{} {} from {}: {} features, {}; {}, created {}",
         p.kind,
         m.model.architecture.describe(m.model.head()),
         m.source,
         m.model.feature_names.len(),
         m.model.target.describe(),
-        p.rows,
-        p.data.join(", "),
+        rows_words(p),
         p.created
     ));
+}
+
+/// Where the training rows were: a federated model's count is the whole
+/// federation's, its file this site's only.
+fn rows_words(p: &fedhe::model::Provenance) -> String {
+    let files = p.data.join(", ");
+    if p.kind == fedhe::model::FEDERATED {
+        format!(
+            "trained on {} rows across the federation's sites (this site's file: {files})",
+            p.rows
+        )
+    } else {
+        format!("trained on {} rows ({files})", p.rows)
+    }
 }

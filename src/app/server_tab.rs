@@ -20,6 +20,9 @@ use fedhe::plan::{Plan, ProposeOptions, Quorum};
 use fedhe::protocol::{ClientInfo, RoundInfo, RoundPhase, RoundState, StatusResponse};
 use fedhe::server::{EmbeddedServer, ServerConfig};
 
+mod keep;
+pub use keep::{Answer, Confirm};
+
 /// How often the embedded aggregator's state is read.
 const EMBEDDED_POLL: Duration = Duration::from_millis(250);
 /// How often a remote aggregator is asked.
@@ -61,6 +64,13 @@ pub struct ServerTab {
     last_poll: Option<Instant>,
     key_dialog: FileDialog,
     pub notes: Vec<Note>,
+    /// A question before stopping (what it would interrupt).
+    pub confirm: Option<(Confirm, String)>,
+    /// The round a restarted aggregator's federation was interrupted in.
+    pub interrupted: Option<u64>,
+    /// Whether the aggregator running at the last exit was started again.
+    restarted: bool,
+    history_dialog: FileDialog,
 }
 
 /// Explains a refused key in words, and why a secret key must never go here.
@@ -204,14 +214,20 @@ impl ServerTab {
         self.plan = Some((plan, source));
     }
 
-    pub fn start(&mut self, settings: &Settings) {
+    pub fn start(&mut self, settings: &mut Settings) {
         let ip = if settings.server_public {
             [0, 0, 0, 0]
         } else {
             [127, 0, 0, 1]
         };
+        // The port it had, so that sites find it again.
+        let port = match settings.server_port {
+            0 => settings.server_last_port,
+            p => p,
+        };
         let cfg = ServerConfig {
-            bind: SocketAddr::from((ip, settings.server_port)),
+            bind: SocketAddr::from((ip, port)),
+            state_dir: self.state_dir(settings),
             public_key: self.public_key.as_ref().map(|k| k.0.clone()),
             plan: self
                 .plan
@@ -223,18 +239,50 @@ impl ServerTab {
             manual_close: !settings.auto_aggregate,
             ..ServerConfig::default()
         };
-        match EmbeddedServer::start(cfg) {
+        let started = EmbeddedServer::start(cfg.clone()).or_else(|e| {
+            // The last port taken by another program: any free one.
+            if settings.server_port == 0 && port != 0 {
+                EmbeddedServer::start(ServerConfig {
+                    bind: SocketAddr::from((ip, 0)),
+                    ..cfg
+                })
+            } else {
+                Err(e)
+            }
+        });
+        match started {
             Ok(s) => {
                 self.history.clear();
                 self.snapshot = None;
                 self.last_poll = None;
                 self.server = Some(s);
+                self.restore_from_state(settings);
             }
             Err(e) => widgets::push_note(
                 &mut self.notes,
-                Note::Error(format!("Could not start the aggregator: {e}")),
+                Note::Error(format!(
+                    "Could not start the aggregator: {e}. Its state folder holds another \
+                     federation? \"Start a new federation\" clears it."
+                )),
             ),
         }
+    }
+
+    /// Clears the state folder (the federation it held is forgotten) and
+    /// starts the aggregator.
+    pub fn start_new(&mut self, settings: &mut Settings) {
+        let dir = std::path::PathBuf::from(settings.server_state_dir.trim());
+        if dir.is_dir()
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+        {
+            widgets::push_note(
+                &mut self.notes,
+                Note::Error(format!("Could not clear {}: {e}", dir.display())),
+            );
+            return;
+        }
+        self.interrupted = None;
+        self.start(settings);
     }
 
     /// Stops the embedded aggregator without blocking the window.
@@ -255,7 +303,14 @@ impl ServerTab {
 
     /// Reads the aggregator's state; closes the round when auto-aggregate is
     /// on and every registered client has submitted. Called every frame.
-    pub fn poll(&mut self, ctx: &egui::Context, settings: &Settings, shared: &mut Shared) {
+    pub fn poll(&mut self, ctx: &egui::Context, settings: &mut Settings, shared: &mut Shared) {
+        if !self.restarted {
+            // Reopened: the aggregator that ran at the last exit, again.
+            self.restarted = true;
+            if settings.server_was_running && !self.remote && self.server.is_none() {
+                self.start(settings);
+            }
+        }
         shared.embedded_url = self.url();
         let (msgs, failure) = poll_slot(&mut self.remote_job);
         for m in msgs {
@@ -404,6 +459,9 @@ impl ServerTab {
                         ui.radio_value(&mut self.remote, true, "Remote");
                     });
                 });
+                if !self.remote {
+                    self.checklist_ui(ui);
+                }
                 if self.remote {
                     self.remote_ui(ui, settings, &ctx);
                 } else {
@@ -423,7 +481,7 @@ impl ServerTab {
             if let Some(s) = &self.server {
                 let url = s.url().to_string();
                 if ui.button("■ Stop aggregator").clicked() {
-                    self.stop();
+                    self.request_stop(settings, Confirm::Stop);
                     return;
                 }
                 ui.label(RichText::new("✔ running").color(OK_COLOR));
@@ -442,8 +500,20 @@ impl ServerTab {
                 if ui.add(start).clicked() {
                     self.start(settings);
                 }
+                if ui
+                    .button("Start a new federation")
+                    .on_hover_text(format!(
+                        "Clears the aggregator's state folder ({}) and starts it: the \
+                         federation it held (sites, rounds) is forgotten",
+                        settings.server_state_dir
+                    ))
+                    .clicked()
+                {
+                    self.start_new(settings);
+                }
             }
         });
+        self.interrupted_ui(ui);
         if let Some(s) = &self.server {
             let token = s.operator_token().to_string();
             ui.collapsing("Operator token (for `fedhe` on the command line)", |ui| {
@@ -710,6 +780,26 @@ impl ServerTab {
             ui.weak("No round closed yet.");
             return;
         }
+        if let Some(p) = self.history_dialog.take(ctx) {
+            let note = match super::export::write_history(&p, &self.history, &phase) {
+                Ok(()) => Note::Info(format!("Round history written to {}", p.display())),
+                Err(e) => Note::from(e),
+            };
+            widgets::push_note(&mut self.notes, note);
+        }
+        if ui
+            .button("Export history (CSV)…")
+            .on_hover_text("Every closed round: phase, contributors, bytes, aggregation time")
+            .clicked()
+        {
+            self.history_dialog.open(
+                ctx,
+                DialogKind::Save,
+                "Export the round history",
+                ("CSV", &["csv"]),
+                Some("round_history.csv"),
+            );
+        }
         history_ui(ui, &self.history, &phase);
     }
 
@@ -749,6 +839,42 @@ impl ServerTab {
                     );
             }
         });
+    }
+}
+
+impl ServerTab {
+    /// What the aggregator needs, and which file goes where.
+    fn checklist_ui(&self, ui: &mut Ui) {
+        let registered = self
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.status.registered > 0);
+        widgets::checklist_ui(
+            ui,
+            "server-checklist",
+            "First steps: what the aggregator needs",
+            &[
+                (
+                    self.is_running(),
+                    "1. ▶ Start aggregator (its address is shown).",
+                ),
+                (
+                    self.public_key.is_some(),
+                    "2. The session's public.key (never secret.key: the aggregator must not \
+                     read the updates).",
+                ),
+                (
+                    self.plan.is_some(),
+                    "3. A plan: propose it from a CSV with the federation's columns, or load \
+                     plan.toml.",
+                ),
+                (
+                    registered,
+                    "4. The sites: each has its own CSV and the federation's secret.key, and \
+                     joins at the address above.",
+                ),
+            ],
+        );
     }
 }
 
@@ -804,8 +930,17 @@ fn privacy_ui(ui: &mut Ui, settings: &mut Settings) {
     }
 }
 
-/// The round open now: its phase, who submitted, the roster and the masks.
+/// The round open now: its phase, who submitted, the roster and the masks;
+/// or, once the plan's last round closed, that the federation is complete.
 fn round_ui(ui: &mut Ui, st: &StatusResponse, phase: &dyn Fn(u64) -> String) {
+    if let Some(done) = &st.complete {
+        ui.label(RichText::new(complete_line(done)).strong().color(OK_COLOR));
+        ui.label(
+            "No further round opens. Every site holds the final model (each one's Client \
+             tab says so); a site that joins now is told the federation is complete.",
+        );
+        return;
+    }
     ui.horizontal(|ui| {
         let phase = phase(st.round);
         let state = match st.round_state {
@@ -828,6 +963,15 @@ fn round_ui(ui: &mut Ui, st: &StatusResponse, phase: &dyn Fn(u64) -> String) {
     if let Some(phase) = st.mask_phase {
         ui.label(mask_line(st, phase));
     }
+}
+
+/// "✔ Federation complete: 20 of 20 rounds, 3 sites (last round 21)".
+pub(crate) fn complete_line(done: &fedhe::protocol::Completion) -> String {
+    format!(
+        "✔ Federation complete: {} (last round {})",
+        done.describe(),
+        done.last_round
+    )
 }
 
 /// The roster, who is missing, and the deadline.

@@ -75,8 +75,16 @@ pub struct Settings {
     pub training: fedhe::plan::Training,
     /// The model trained locally and proposed in plans.
     pub architecture: fedhe::model::Architecture,
-    /// Port of the embedded aggregator; 0 lets the system choose.
+    /// Port of the embedded aggregator; 0 lets the system choose (once:
+    /// then it comes back on `server_last_port`).
     pub server_port: u16,
+    /// The port the embedded aggregator had last.
+    pub server_last_port: u16,
+    /// The embedded aggregator's state folder (in the app's data folder);
+    /// empty: in memory.
+    pub server_state_dir: String,
+    /// It ran when the app closed: the next start restarts it.
+    pub server_was_running: bool,
     /// Listen on every interface instead of this machine only.
     pub server_public: bool,
     pub auto_aggregate: bool,
@@ -116,6 +124,9 @@ impl Default for Settings {
             training: fedhe::plan::Training::default(),
             architecture: fedhe::model::Architecture::Linear,
             server_port: 0,
+            server_last_port: 0,
+            server_state_dir: default_state_dir(),
+            server_was_running: false,
             server_public: false,
             auto_aggregate: true,
             quorum_min_clients: fedhe::plan::Quorum::default().min_clients,
@@ -195,6 +206,14 @@ fn training_from(keys: serde_json::Map<String, serde_json::Value>) -> fedhe::pla
     // Every kept key was accepted on top of the defaults, so this parses;
     // the defaults are the answer if it somehow does not.
     serde_json::from_value(serde_json::Value::Object(kept)).unwrap_or_default()
+}
+
+/// The embedded aggregator's state folder: `aggregator/` in the app's
+/// data folder (empty, in memory, where there is none).
+fn default_state_dir() -> String {
+    eframe::storage_dir(super::APP_ID)
+        .map(|d| d.join("aggregator").display().to_string())
+        .unwrap_or_default()
 }
 
 /// `keys/secret.key` when run from a FedHE checkout (its `keys/` folder is

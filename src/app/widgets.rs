@@ -84,11 +84,57 @@ pub fn notes_ui(ui: &mut Ui, notes: &mut Vec<Note>) {
 
 /// Adds `note`, keeping only the last few and never the same one twice.
 pub fn push_note(notes: &mut Vec<Note>, note: Note) {
+    let note = match note {
+        Note::Info(t) => Note::Info(app_words(&t)),
+        Note::Error(t) => Note::Error(app_words(&t)),
+    };
     notes.retain(|n| n != &note);
     notes.push(note);
     if notes.len() > 4 {
         notes.remove(0);
     }
+}
+
+/// A first-run checklist: each step ticked when done; open while any is not.
+pub fn checklist_ui(ui: &mut Ui, id: &str, title: &str, steps: &[(bool, &str)]) {
+    let all = steps.iter().all(|(done, _)| *done);
+    egui::CollapsingHeader::new(title)
+        .id_salt(id)
+        .default_open(!all)
+        .show(ui, |ui| {
+            for (done, step) in steps {
+                ui.horizontal_wrapped(|ui| {
+                    if *done {
+                        ui.label(RichText::new("✔").color(OK_COLOR));
+                    } else {
+                        ui.label("○");
+                    }
+                    ui.label(*step);
+                });
+            }
+        });
+}
+
+/// The library's words for the command line, as the app's controls say
+/// them: "(choose with --task)" becomes "(choose it in the Task box)".
+pub fn app_words(text: &str) -> String {
+    const WORDS: [(&str, &str); 6] = [
+        ("(choose with --task)", "(choose it in the Task box)"),
+        (
+            "(choose with --positive)",
+            "(choose it in the Positive class box)",
+        ),
+        ("--positive ", "the positive class "),
+        ("--label ", "the label column "),
+        (
+            "(fedhe serve --public-key … --plan …)",
+            "(the Server tab's session key and plan)",
+        ),
+        ("give --state-dir a folder", "choose a folder"),
+    ];
+    WORDS
+        .iter()
+        .fold(text.to_string(), |t, (cli, app)| t.replace(cli, app))
 }
 
 /// `label: [text field]`, the field named by the label.
@@ -518,5 +564,88 @@ mod tests {
         }
         missing.dedup();
         assert!(missing.is_empty(), "no glyph for {missing:?}");
+    }
+}
+
+/// A status line whose "in N s" counts down as time passes: the line as it
+/// came, and when it came. Waiting notices are sent when who is awaited
+/// changes; the countdown between them is the window's.
+#[derive(Default)]
+pub struct LiveLine {
+    text: String,
+    since: Option<std::time::Instant>,
+}
+
+impl LiveLine {
+    /// `text` as of now (a new text starts its countdown afresh); asks for
+    /// a repaint in a second while it counts.
+    pub fn show(&mut self, text: &str, ctx: &egui::Context) -> String {
+        if self.text != text || self.since.is_none() {
+            self.text = text.to_string();
+            self.since = Some(std::time::Instant::now());
+        }
+        let elapsed = self.since.map_or(0, |t| t.elapsed().as_secs());
+        let (line, counting) = count_down(text, elapsed);
+        if counting {
+            ctx.request_repaint_after(std::time::Duration::from_secs(1));
+        }
+        line
+    }
+}
+
+/// Every "in N s" of `text` as "in N−elapsed s" (never below 0); whether
+/// there was one.
+pub fn count_down(text: &str, elapsed: u64) -> (String, bool) {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut found = false;
+    while let Some(i) = rest.find("in ") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits > 0
+            && rest[digits..].starts_with(" s")
+            && let Ok(n) = rest[..digits].parse::<u64>()
+        {
+            out.push_str(&n.saturating_sub(elapsed).to_string());
+            rest = &rest[digits..];
+            found = true;
+        }
+    }
+    out.push_str(rest);
+    (out, found)
+}
+
+#[cfg(test)]
+mod countdown_tests {
+    use super::count_down;
+
+    #[test]
+    fn a_countdown_ticks_and_stops_at_zero() {
+        let line = "round 2: 1 of 3 submitted (closes at its deadline, in 119 s); retrying in 8 s";
+        let (now, counting) = count_down(line, 5);
+        assert!(counting);
+        assert_eq!(
+            now,
+            "round 2: 1 of 3 submitted (closes at its deadline, in 114 s); retrying in 3 s"
+        );
+        assert_eq!(count_down("in 3 s", 10).0, "in 0 s");
+        assert_eq!(
+            count_down("joined in time", 10),
+            ("joined in time".into(), false)
+        );
+    }
+
+    #[test]
+    fn notes_speak_of_the_apps_controls() {
+        let mut notes = Vec::new();
+        super::push_note(
+            &mut notes,
+            super::Note::Info("task: binary, because 2 values (choose with --task)".into()),
+        );
+        assert_eq!(
+            notes[0],
+            super::Note::Info("task: binary, because 2 values (choose it in the Task box)".into())
+        );
     }
 }

@@ -75,8 +75,11 @@ pub enum LogFormat {
 fn init_logs(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal: a log redirected to a file stays text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     // A second subscriber (only possible in tests) keeps the first.
     let _ = match format {
@@ -365,6 +368,10 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
         run.model.params.len(),
         run.outcome.rounds.len()
     );
+    // The aggregator's word that the federation is finished.
+    if let Some(c) = joined.api.status().ok().and_then(|s| s.complete) {
+        println!("federation complete: {}", c.describe());
+    }
     if let Some(path) = &a.model_out {
         run.model.save(path)?;
         println!("global model written to {}", path.display());

@@ -16,7 +16,7 @@ use crate::app::settings::Settings;
 use crate::app::widgets::{self, Note, OK_COLOR};
 use fedhe::crypto::SecretKey;
 use fedhe::data::Dataset;
-use fedhe::session::{self, ConnectOptions, Joined, Notifier};
+use fedhe::session::{self, ConnectOptions, Joined, Notifier, SessionError};
 
 /// A federation joined from this tab: the session and this site's data,
 /// read by the plan's column names.
@@ -38,6 +38,8 @@ pub(super) struct ConnectPanel {
     job: Option<Job<ConnectMsg>>,
     /// What joining is doing right now ("waiting for the plan", retries).
     status: String,
+    /// `status` with its countdown ticking.
+    line: widgets::LiveLine,
 }
 
 impl ClientTab {
@@ -77,27 +79,39 @@ impl ClientTab {
             Some(settings.server_url.trim().to_string()).filter(|u| !u.is_empty())
         };
         let busy = self.connect.job.is_some();
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             let csv = self.csv.as_ref().map(|c| c.path.clone());
-            let ready =
-                url.is_some() && csv.is_some() && self.key.is_some() && !busy && !self.is_training();
+            let missing = join_needs(url.is_some(), csv.is_some(), self.key.is_some());
+            let ready = missing.is_empty() && !busy && !self.is_training();
+            let why = if busy {
+                "Joining already; Cancel stops it".to_string()
+            } else if self.is_training() {
+                "Training is running; stop it first".to_string()
+            } else {
+                format!("Still needed: {}", missing.join(", "))
+            };
             let resp = ui
                 .add_enabled(ready, egui::Button::new("Join federation"))
                 .on_hover_text(
                     "Fetches the aggregator's plan, reads your CSV by its column names, and \
                      registers (or resumes under your id)",
                 )
-                .on_disabled_hover_text(
-                    "Needs a CSV, the federation's secret key (it signs the registration) and an aggregator URL",
-                );
+                .on_disabled_hover_text(why);
             if resp.clicked()
                 && let (Some(url), Some(csv), Some(key)) = (url, csv, self.key.clone())
             {
                 self.join(ctx, settings, url, csv, key);
             }
             if busy {
+                if ui
+                    .button("Cancel")
+                    .on_hover_text("Stop joining (and its retries) now")
+                    .clicked()
+                {
+                    self.cancel_join();
+                }
                 ui.spinner();
-                ui.label(&self.connect.status);
+                ui.label(self.connect.line.show(&self.connect.status, ctx));
             }
             match &self.registered {
                 Some(r) => {
@@ -109,6 +123,16 @@ impl ClientTab {
                 None => {}
             }
         });
+    }
+
+    /// Stops joining at once: the job is told to stop (its retries end
+    /// within 50 ms) and let go; a request in flight ends on its own.
+    fn cancel_join(&mut self) {
+        if let Some(job) = self.connect.job.take() {
+            job.cancel();
+        }
+        self.connect.status.clear();
+        widgets::push_note(&mut self.notes, Note::Info("Joining cancelled.".into()));
     }
 
     /// Forgets the federation joined and joins `url` on a job.
@@ -135,6 +159,21 @@ impl ClientTab {
             Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
         }
     }
+}
+
+/// What Join still needs, in the app's words.
+fn join_needs(url: bool, csv: bool, key: bool) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if !csv {
+        v.push("a CSV (section 1)");
+    }
+    if !key {
+        v.push("the federation's secret key (section 2; it signs the registration)");
+    }
+    if !url {
+        v.push("an aggregator: start the Server tab's, or give a remote URL");
+    }
+    v
 }
 
 /// Embedded or remote, and where.
@@ -192,9 +231,11 @@ fn join_federation(
         ca_cert_pem: None,
         wait: Duration::from_secs(30),
     };
-    let cancel = p.cancel_flag();
-    let connected = session::connect(&opts, key, Some(notify), &cancel)
-        .map_err(|e| AppError::Join(Box::new(e)))?;
+    let connected = session::connect_cancellable(&opts, key, Some(notify), p.cancel_flag())
+        .map_err(|e| match e {
+            SessionError::Cancelled => AppError::Stopped("Joining"),
+            e => AppError::Join(Box::new(e)),
+        })?;
     let loaded = connected
         .load_site(csv)
         .map_err(|source| AppError::PlanMismatch {

@@ -62,6 +62,9 @@ impl ClientTab {
 
     /// The one way a CSV gets in: file dialog, drop, or command line.
     pub fn open_csv(&mut self, ctx: &egui::Context, path: &Path, settings: &mut Settings) {
+        if settings.last_csv.as_deref() != Some(path) {
+            self.forget_file(settings);
+        }
         settings.last_csv = Some(path.to_path_buf());
         let schema = Schema {
             label: settings.label.clone(),
@@ -74,6 +77,21 @@ impl ClientTab {
             Ok(j) => self.data.job = Some(j),
             Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
         }
+    }
+
+    /// Another file: what depended on the old one goes. Its schema (the
+    /// new file's is proposed afresh), the federation joined with its rows
+    /// (join again to use the new file) and the notes about it.
+    fn forget_file(&mut self, settings: &mut Settings) {
+        settings.label = None;
+        settings.task = None;
+        settings.positive = None;
+        settings.ignored.clear();
+        if !self.is_training() {
+            self.federation = None;
+            self.registered = None;
+        }
+        self.notes.clear();
     }
 
     pub(super) fn take_csv_dialog(&mut self, ctx: &egui::Context, settings: &mut Settings) {
@@ -145,10 +163,14 @@ impl ClientTab {
             }
             if ui
                 .button("Use sample data")
-                .on_hover_text("The Wisconsin breast-cancer data bundled with FedHE")
+                .on_hover_text(
+                    "This site's share of the Wisconsin breast-cancer training rows bundled \
+                     with FedHE (client-a: client_1.csv … client-d: client_4.csv; the test \
+                     rows are in none)",
+                )
                 .clicked()
             {
-                match crate::app::demo::sample_csv_path() {
+                match crate::app::demo::site_sample_path(&settings.client_id) {
                     Ok(p) => self.open_csv(ctx, &p, settings),
                     Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
                 }

@@ -41,6 +41,8 @@ pub struct ClientTab {
     keys: keys::KeyPanel,
     connect: connect::ConnectPanel,
     training: training::TrainingPanel,
+    /// The training status line, its countdowns ticking.
+    status_line: widgets::LiveLine,
 }
 
 impl ClientTab {
@@ -51,6 +53,29 @@ impl ClientTab {
         self.poll_keys(shared);
         self.poll_connect();
         self.poll_training(shared);
+        self.follow_embedded(settings, shared);
+    }
+
+    /// The embedded aggregator came back at another address: the federation
+    /// joined at the old one is let go (join again), rather than retried
+    /// at an address nobody answers.
+    fn follow_embedded(&mut self, settings: &Settings, shared: &Shared) {
+        let (Some(url), Some(f)) = (&shared.embedded_url, &self.federation) else {
+            return;
+        };
+        if !settings.use_embedded || &f.joined.server == url || self.is_training() {
+            return;
+        }
+        widgets::push_note(
+            &mut self.notes,
+            Note::Info(format!(
+                "The embedded aggregator is now at {url} (it was at {}): join again to \
+                 continue there.",
+                f.joined.server
+            )),
+        );
+        self.federation = None;
+        self.registered = None;
     }
 
     /// A job that died (a bug), in words.
@@ -75,10 +100,61 @@ impl ClientTab {
                         .on_hover_text("1–64 characters: letters, digits, '_', '.', '-'");
                 });
                 widgets::notes_ui(ui, &mut self.notes);
+                self.checklist_ui(ui, shared, settings);
                 self.data_ui(ui, settings, &ctx);
                 self.keys_ui(ui, settings, &ctx);
                 self.connect_ui(ui, settings, shared, &ctx);
                 self.training_ui(ui, settings, shared, &ctx);
             });
+    }
+}
+
+impl ClientTab {
+    /// What this site needs, and which file goes where.
+    fn checklist_ui(&self, ui: &mut Ui, shared: &Shared, settings: &Settings) {
+        let url = if settings.use_embedded {
+            shared.embedded_url.is_some()
+        } else {
+            !settings.server_url.trim().is_empty()
+        };
+        widgets::checklist_ui(
+            ui,
+            "client-checklist",
+            "First steps: what this site needs",
+            &[
+                (
+                    self.csv.is_some(),
+                    "1. This site's CSV, with the federation's columns (it never leaves this \
+                     machine).",
+                ),
+                (
+                    self.key.is_some(),
+                    "2. The federation's secret.key: the same file at every site, handed over \
+                     in person or by a secure channel; never to the aggregator.",
+                ),
+                (
+                    url,
+                    "3. The aggregator's address (Server tab, or the operator's URL), then \
+                     Join federation and Start federated training.",
+                ),
+                (
+                    self.registered.is_some(),
+                    "4. Joined: the plan says the model, rounds and columns.",
+                ),
+            ],
+        );
+    }
+}
+
+/// What a finished federated run says: the federation's completion as the
+/// aggregator records it ("Federation complete: 20 of 20 rounds, 3
+/// sites"), else the rounds this site ran.
+fn done_words(joined: &fedhe::session::Joined, rounds: usize) -> String {
+    match joined.api.status().ok().and_then(|s| s.complete) {
+        Some(c) => format!(
+            "✔ Federation complete: {}; the global model is ready.",
+            c.describe()
+        ),
+        None => format!("Done: {rounds} rounds; the global model is ready."),
     }
 }

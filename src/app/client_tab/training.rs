@@ -70,6 +70,7 @@ impl ClientTab {
                     shared.latest_model = Some(LatestModel {
                         model: (*model).clone(),
                         source: format!("the Client tab ({kind} training)"),
+                        test_csv: None,
                     });
                     self.model = Some(*model);
                     self.run.progress = 1.0;
@@ -98,7 +99,7 @@ impl ClientTab {
         if let Some(f) = &self.federation {
             plan_note_ui(ui, &f.joined.plan.training);
         }
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             if training {
                 if ui.button("■ Stop").clicked()
                     && let Some(j) = &self.training.job
@@ -110,7 +111,7 @@ impl ClientTab {
             } else {
                 self.start_buttons_ui(ui, settings, ctx);
             }
-            ui.label(&self.run.status);
+            ui.label(self.status_line.show(&self.run.status, ctx));
         });
         if training || self.run.progress > 0.0 {
             ui.add(egui::ProgressBar::new(self.run.progress).show_percentage());
@@ -378,6 +379,8 @@ fn federated_training(
     p: &Arc<Progress<TrainMsg>>,
 ) -> Result<ModelFile, AppError> {
     let mut joined = site.joined.clone();
+    // A Stop also ends a retry's backoff (an aggregator gone away).
+    joined.api = joined.api.clone().with_cancel(p.cancel_flag());
     let pn = p.clone();
     joined.set_notifier(Some(Arc::new(move |s: &str| {
         pn.send(TrainMsg::Status(s.to_string()));
@@ -396,9 +399,9 @@ fn federated_training(
             SessionError::Cancelled => AppError::Stopped("Training"),
             e => AppError::Federated(Box::new(e)),
         })?;
-    p.send(TrainMsg::Status(format!(
-        "Done: {} rounds; the global model is ready.",
-        run.outcome.rounds.len()
+    p.send(TrainMsg::Status(super::done_words(
+        &joined,
+        run.outcome.rounds.len(),
     )));
     Ok(run.model)
 }

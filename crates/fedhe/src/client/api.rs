@@ -126,7 +126,13 @@ pub struct AggregatorClient {
     sent: Arc<AtomicU64>,
     received: Arc<AtomicU64>,
     retries: Arc<AtomicU64>,
+    /// Set by the user's Stop: ends a retry's backoff (and every later
+    /// request) with [`ClientError::Cancelled`].
+    cancel: Option<Arc<AtomicBool>>,
 }
+
+/// Longest slice of a backoff between two looks at the cancel flag.
+const CANCEL_CHECK: Duration = Duration::from_millis(50);
 
 impl std::fmt::Debug for AggregatorClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -185,7 +191,23 @@ impl AggregatorClient {
             sent: Arc::new(AtomicU64::new(0)),
             received: Arc::new(AtomicU64::new(0)),
             retries: Arc::new(AtomicU64::new(0)),
+            cancel: None,
         }
+    }
+
+    /// Ends retries, backoffs and further requests with
+    /// [`ClientError::Cancelled`] once `cancel` is set (noticed within
+    /// 50 ms while backing off; a request in flight runs to its answer or
+    /// its timeout).
+    pub fn with_cancel(mut self, cancel: Arc<AtomicBool>) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
     }
 
     /// Uses `token` (a client token or the operator token) from now on.
@@ -260,6 +282,9 @@ impl AggregatorClient {
         let may_retry =
             |attempt: u32| attempt < attempts && started.elapsed() < self.retry.give_up_after;
         while attempt < attempts {
+            if self.cancelled() {
+                return Err(ClientError::Cancelled);
+            }
             attempt += 1;
             let mut b = http::Request::builder().method(method.clone()).uri(&url);
             if let Some(t) = &self.token {
@@ -332,7 +357,16 @@ impl AggregatorClient {
         if let Some(notify) = &self.on_retry {
             notify(what, pause);
         }
-        std::thread::sleep(pause);
+        // In slices, so that a Stop ends the wait (the loop then returns
+        // `Cancelled` before the next attempt).
+        let until = Instant::now() + pause;
+        while !self.cancelled() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(CANCEL_CHECK));
+        }
     }
 
     fn json<T: serde::de::DeserializeOwned>(
@@ -608,5 +642,31 @@ mod tests {
         );
         assert!(t.elapsed() < Duration::from_secs(5));
         assert!(said.lock().map(|v| v.len() >= 3).unwrap_or(false));
+    }
+
+    #[test]
+    fn a_cancel_ends_the_backoff_at_once() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(1);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let c2 = cancel.clone();
+        // Riding out a ten-minute outage with 8 s pauses, stopped at the
+        // first pause.
+        let api = AggregatorClient::new(&format!("http://127.0.0.1:{port}"))
+            .with_retry(RetryPolicy::riding_out(Duration::from_secs(600)))
+            .with_cancel(cancel.clone())
+            .on_retry(Arc::new(move |_: &str, _: Duration| {
+                c2.store(true, Ordering::Relaxed);
+            }));
+        let t = Instant::now();
+        let e = api.status().unwrap_err();
+        assert!(matches!(e, ClientError::Cancelled), "{e}");
+        assert!(
+            t.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            t.elapsed()
+        );
     }
 }

@@ -276,6 +276,35 @@ pub struct StatusResponse {
     pub mask_phase: Option<MaskPhase>,
     #[serde(default)]
     pub masked: bool,
+    /// Set once the plan's last round closed: the federation is finished,
+    /// `round` is that last round (closed) and no further round opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete: Option<Completion>,
+}
+
+/// A finished federation: the plan's last round closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    /// The plan's training rounds, all closed.
+    pub training_rounds: u64,
+    /// The server round that closed last (the plan's last).
+    pub last_round: u64,
+    /// Sites whose updates are in the last round's sum.
+    pub sites: u32,
+    /// When the last round closed (Unix seconds).
+    pub completed_unix: u64,
+}
+
+impl Completion {
+    /// "20 of 20 rounds, 3 sites".
+    pub fn describe(&self) -> String {
+        format!(
+            "{0} of {0} rounds, {1} site{2}",
+            self.training_rounds,
+            self.sites,
+            if self.sites == 1 { "" } else { "s" }
+        )
+    }
 }
 
 /// `GET /api/v1/rounds/{r}`.
@@ -408,6 +437,9 @@ pub enum ErrorCode {
     HeadersTooLarge,
     /// 500: the aggregator's state folder failed.
     Internal,
+    /// 410: the federation is complete (its plan's last round closed): it
+    /// takes no registration, key or update any more.
+    FederationComplete,
     /// A code this version does not know (or `unknown`: an error answer
     /// without a FedHE body).
     Unknown(String),
@@ -415,7 +447,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code this version sends.
-    pub const KNOWN: [ErrorCode; 19] = [
+    pub const KNOWN: [ErrorCode; 20] = [
         ErrorCode::Malformed,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -435,6 +467,7 @@ impl ErrorCode {
         ErrorCode::Busy,
         ErrorCode::HeadersTooLarge,
         ErrorCode::Internal,
+        ErrorCode::FederationComplete,
     ];
 
     /// The code as the wire spells it.
@@ -459,6 +492,7 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::Internal => "internal",
+            ErrorCode::FederationComplete => "federation_complete",
             ErrorCode::Unknown(code) => code,
         }
     }

@@ -69,6 +69,9 @@ pub enum ServerError {
     /// 500: the state folder failed; the request had no effect.
     #[error("internal error: {0}")]
     Internal(String),
+    /// 410: the plan's last round closed; nothing more is taken.
+    #[error("{0}")]
+    FederationComplete(String),
 }
 
 impl ServerError {
@@ -93,6 +96,7 @@ impl ServerError {
             ServerError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             ServerError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ServerError::FederationComplete(_) => StatusCode::GONE,
         }
     }
 
@@ -118,6 +122,7 @@ impl ServerError {
             ServerError::Busy(_) => ErrorCode::Busy,
             ServerError::HeadersTooLarge { .. } => ErrorCode::HeadersTooLarge,
             ServerError::Internal(_) => ErrorCode::Internal,
+            ServerError::FederationComplete(_) => ErrorCode::FederationComplete,
         }
     }
 
@@ -183,6 +188,7 @@ mod tests {
             ServerError::Busy(s()),
             ServerError::HeadersTooLarge { got: 2, limit: 1 },
             ServerError::Internal(s()),
+            ServerError::FederationComplete(s()),
         ];
         assert_eq!(all.len(), ErrorCode::KNOWN.len());
         for e in &all {

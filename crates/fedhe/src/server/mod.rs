@@ -352,6 +352,12 @@ impl EmbeddedServer {
         self.shared.lock().load_plan(plan)
     }
 
+    /// The session's public key, if loaded (restored from the state folder
+    /// after a restart).
+    pub fn public_key(&self) -> Option<PublicKeyFile> {
+        self.shared.lock().public_key().cloned()
+    }
+
     /// The plan being served, if any.
     pub fn plan(&self) -> Option<crate::plan::Plan> {
         self.shared.lock().plan().map(|(p, _)| p.clone())

@@ -468,7 +468,15 @@ async fn announce(
     body: Body,
 ) -> Result<Json<KeySet>, ServerError> {
     let round = parse_round(&round)?;
-    let client = match sh.lock().caller(bearer(&headers))? {
+    let caller = {
+        let agg = sh.lock();
+        let caller = agg.caller(bearer(&headers))?;
+        // Mask keys are for a round to come: a complete federation has none
+        // (the key relay lives in `state::keys`).
+        agg.check_not_complete()?;
+        caller
+    };
+    let client = match caller {
         Caller::Client(id) => id,
         Caller::Operator => {
             return Err(ServerError::Forbidden(
@@ -500,6 +508,7 @@ async fn key_set(
     let set = {
         let agg = sh.lock();
         agg.caller(bearer(&headers))?;
+        agg.check_not_complete()?;
         agg.key_set(round)?
     };
     if wait == 0 || set.phase == MaskPhase::Upload {

@@ -676,15 +676,18 @@ impl Tx<'_> {
     }
 
     /// Closes `round` with its published sum and opens `round + 1`, whose
-    /// mask state (its expected roster) is `mask_state`.
+    /// mask state (its expected roster) is `next_mask_state`; without one
+    /// (the plan's last round) no round opens after it.
     pub fn close_round(
         &self,
         round: u64,
         now: u64,
         published: &[u8],
-        mask_state: &[u8],
+        next_mask_state: Option<&[u8]>,
     ) -> Result<(), StoreError> {
-        self.put_meta("mask_state", mask_state)?;
+        if let Some(state) = next_mask_state {
+            self.put_meta("mask_state", state)?;
+        }
         let changed = self.exec(
             "UPDATE rounds SET open = 0, closed = ?1, sum = ?3 WHERE round = ?2 AND open = 1",
             params![to_i64(now), to_i64(round), published],
@@ -692,10 +695,12 @@ impl Tx<'_> {
         if changed != 1 {
             return Err(StoreError::Corrupt(format!("round {round} is not open")));
         }
-        self.exec(
-            "INSERT INTO rounds (round, open, contributors, opened) VALUES (?1, 1, 0, ?2)",
-            params![to_i64(round + 1), to_i64(now)],
-        )?;
+        if next_mask_state.is_some() {
+            self.exec(
+                "INSERT INTO rounds (round, open, contributors, opened) VALUES (?1, 1, 0, ?2)",
+                params![to_i64(round + 1), to_i64(now)],
+            )?;
+        }
         Ok(())
     }
 }
@@ -835,8 +840,12 @@ mod tests {
                 .is_err()
         );
         assert_eq!(s.sum(1).unwrap().as_deref(), Some(&b"sum1"[..]));
-        s.write(|tx| tx.close_round(1, 3, b"sum1", b"{}")).unwrap();
-        assert!(s.write(|tx| tx.close_round(1, 3, b"sum1", b"{}")).is_err());
+        s.write(|tx| tx.close_round(1, 3, b"sum1", Some(b"{}")))
+            .unwrap();
+        assert!(
+            s.write(|tx| tx.close_round(1, 3, b"sum1", Some(b"{}")))
+                .is_err()
+        );
         assert_eq!(s.sum(2).unwrap(), None);
         drop(s);
         let s = Store::open(dir.path()).unwrap();

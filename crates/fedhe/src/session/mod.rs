@@ -122,6 +122,27 @@ pub fn connect(
     notify: Option<Notifier>,
     cancel: &AtomicBool,
 ) -> Result<Connected, SessionError> {
+    connect_with(opts, key, notify, cancel, None)
+}
+
+/// [`connect`] whose retries and backoff pauses also end at `cancel` (a
+/// Stop is noticed within 50 ms); the connected client keeps the flag.
+pub fn connect_cancellable(
+    opts: &ConnectOptions,
+    key: Arc<SecretKey>,
+    notify: Option<Notifier>,
+    cancel: Arc<AtomicBool>,
+) -> Result<Connected, SessionError> {
+    connect_with(opts, key, notify, &cancel.clone(), Some(cancel))
+}
+
+fn connect_with(
+    opts: &ConnectOptions,
+    key: Arc<SecretKey>,
+    notify: Option<Notifier>,
+    cancel: &AtomicBool,
+    cancel_flag: Option<Arc<AtomicBool>>,
+) -> Result<Connected, SessionError> {
     if !(opts.server.starts_with("http://") || opts.server.starts_with("https://")) {
         return Err(SessionError::NoScheme(opts.server.clone()));
     }
@@ -133,6 +154,9 @@ pub fn connect(
     if let Some(n) = &notify {
         api = api.on_retry(retry_notifier(n));
     }
+    if let Some(c) = cancel_flag {
+        api = api.with_cancel(c);
+    }
     let fp = key.fingerprint().to_string();
     let start = Instant::now();
     let mut said = false;
@@ -140,7 +164,10 @@ pub fn connect(
         if cancel.load(Ordering::Relaxed) {
             return Err(SessionError::Cancelled);
         }
-        let status = api.status()?;
+        let status = match api.status() {
+            Err(ClientError::Cancelled) => return Err(SessionError::Cancelled),
+            r => r?,
+        };
         let waiting_for = match &status.session {
             Some(s) if s.fingerprint != fp => {
                 return Err(SessionError::WrongKey(format!(

@@ -53,7 +53,7 @@ impl Aggregator {
             self.open,
             self.acc.as_ref().map(|a| digest(&a.to_bytes())),
             self.closed,
-        )
+        ) + &format!("\ncomplete {:?}", self.complete)
     }
 }
 
@@ -447,4 +447,71 @@ fn masked_uploads_and_restarts_commit_once() {
         expect(agg.open.mask.attempt == 2, "the attempt restarted")
     };
     assert_eq!(all_or_nothing("restart", fx, base.path(), &op, false), 5);
+}
+
+/// An update of round `round` (attempt 1) of the plan's length.
+fn round_update(fx: &Fixture, agg: &Aggregator, round: u64) -> Vec<u8> {
+    let len = agg.plan_len(round).unwrap();
+    encrypt_weighted(&fx.key, &vec![0.25; len], 2.0)
+        .unwrap()
+        .bound_to(round, 1)
+        .to_bytes()
+}
+
+fn submit_to(agg: &mut Aggregator, id: &str, round: u64, bytes: &[u8]) -> Result<(), ServerError> {
+    let update = agg.decode_update(bytes)?;
+    agg.submit(id, round, Some(1), &update, bytes.len() as u64)
+        .map(drop)
+}
+
+#[test]
+fn the_last_close_completes_the_federation_once() {
+    let mut fx = Fixture::new(SecretKey::generate(ParamSet::Standard64));
+    fx.max_len = None;
+    let mut plan = masked_plan();
+    plan.privacy.masks = false;
+    plan.quorum.min_clients = 2;
+    plan.training.rounds = 1;
+    fx.plan = Some(plan);
+    // Round 1 (statistics) closed by a's and b's updates; round 2, the
+    // plan's last, has a's.
+    let mut last = Vec::new();
+    let base = prepare(&fx, |agg| {
+        for id in ["a", "b"] {
+            agg.register(fx.register(id, None, None)).unwrap();
+        }
+        for id in ["a", "b"] {
+            submit_to(agg, id, 1, &round_update(&fx, agg, 1)).unwrap();
+        }
+        assert_eq!(agg.open_round(), 2);
+        submit_to(agg, "a", 2, &round_update(&fx, agg, 2)).unwrap();
+        last = round_update(&fx, agg, 2);
+    });
+    // b's update closes round 2: the submission, the close and the
+    // completion in one transaction, and no round 3.
+    let op = |agg: &mut Aggregator| {
+        submit_to(agg, "b", 2, &last)?;
+        let status = agg.status();
+        expect(status.complete.is_some(), "the federation is complete")?;
+        expect(status.round == 2, "the status names the last round")?;
+        expect(agg.store.rounds()?.len() == 2, "no round 3 is stored")
+    };
+    let writes = all_or_nothing("submit + complete", &fx, base.path(), &op, true);
+    assert_eq!(writes, 8);
+
+    // Reopened, the federation is still complete and takes nobody new.
+    let dir = copy_dir(base.path());
+    let mut agg = fx.open(dir.path());
+    op(&mut agg).unwrap();
+    drop(agg);
+    let mut agg = fx.open(dir.path());
+    let c = agg.status().complete.unwrap();
+    assert_eq!((c.training_rounds, c.last_round, c.sites), (1, 2, 2));
+    assert_eq!(c.describe(), "1 of 1 rounds, 2 sites");
+    let late = agg.register(fx.register("c", None, None)).unwrap_err();
+    assert_eq!(late.code(), crate::protocol::ErrorCode::FederationComplete);
+    assert_eq!(late.status().as_u16(), 410);
+    assert!(agg.round_info(3).is_err());
+    assert!(!agg.tick_at(now_unix() + 100_000).unwrap());
+    assert_eq!(agg.status().round, 2);
 }

@@ -35,10 +35,10 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::crypto::{Accumulator, ParamSet, PublicKeyFile};
-use crate::protocol::{RoundInfo, RoundState, StatusResponse};
+use crate::protocol::{Completion, RoundInfo, RoundState, StatusResponse};
 
 use super::error::ServerError;
-use super::store::Store;
+use super::store::{Store, StoreError, Tx};
 
 mod auth;
 mod keys;
@@ -111,6 +111,10 @@ pub struct Aggregator {
     /// hold an update the store never counted, so nothing adds to it or
     /// publishes it until a restart reloads it from the state folder.
     sum_lost: bool,
+    /// Set once the plan's last round closed (durable: the store's
+    /// `complete`, written in that close's transaction). `open` is then a
+    /// placeholder that never opens.
+    complete: Option<Completion>,
 }
 
 impl Aggregator {
@@ -137,6 +141,7 @@ impl Aggregator {
             closed: BTreeMap::new(),
             last_sum: None,
             sum_buf: Vec::new(),
+            complete: None,
         };
         agg.reload()?;
         if let Some(key) = initial_key {
@@ -167,6 +172,11 @@ impl Aggregator {
         plan.update_len(plan.layout().phase(round)?)
     }
 
+    /// The session's public key, once loaded.
+    pub fn public_key(&self) -> Option<&PublicKeyFile> {
+        self.session.as_ref().map(|s| &s.public)
+    }
+
     pub fn open_round(&self) -> u64 {
         self.open.number
     }
@@ -176,6 +186,9 @@ impl Aggregator {
     }
 
     pub fn status(&self) -> StatusResponse {
+        if let Some(c) = &self.complete {
+            return self.complete_status(c);
+        }
         let rules = self.rules();
         StatusResponse {
             api_version: 1,
@@ -193,10 +206,48 @@ impl Aggregator {
             attempt: self.open.mask.attempt,
             mask_phase: rules.masks_on().then(|| self.open.mask.phase()),
             masked: rules.masks_on() && self.open.mask.masked,
+            complete: None,
+        }
+    }
+
+    /// The status of a complete federation: its last round, closed;
+    /// nobody awaited, no deadline.
+    fn complete_status(&self, c: &Completion) -> StatusResponse {
+        let last = self.closed.get(&c.last_round);
+        StatusResponse {
+            api_version: 1,
+            session: self.session.as_ref().map(Session::info),
+            round: c.last_round,
+            round_state: RoundState::Closed,
+            submitted: last.map(|r| r.submitted.clone()).unwrap_or_default(),
+            registered: self.clients.len(),
+            min_clients: self.policy.min_clients,
+            auto_aggregate: self.rules().closes_automatically(),
+            last_closed: Some(c.last_round),
+            roster: Vec::new(),
+            missing: Vec::new(),
+            deadline_unix: None,
+            attempt: 0,
+            mask_phase: None,
+            masked: false,
+            complete: Some(c.clone()),
+        }
+    }
+
+    /// Refuses anything that would join or change a complete federation.
+    pub fn check_not_complete(&self) -> Result<(), ServerError> {
+        match &self.complete {
+            None => Ok(()),
+            Some(c) => Err(complete_error(c)),
         }
     }
 
     pub fn round_info(&self, round: u64) -> Result<RoundInfo, ServerError> {
+        if let Some(c) = &self.complete
+            && round > c.last_round
+        {
+            return Err(complete_error(c));
+        }
         if round == self.open.number {
             return Ok(self.open.info(&self.rules(), self.contributors()));
         }
@@ -208,6 +259,7 @@ impl Aggregator {
 
     /// Closes the open round `round` and publishes its sum.
     pub fn close(&mut self, round: u64) -> Result<(u32, u64), ServerError> {
+        self.check_not_complete()?;
         if round != self.open.number {
             if self.closed.contains_key(&round) {
                 return Err(ServerError::WrongRound(format!(
@@ -225,14 +277,15 @@ impl Aggregator {
             .as_ref()
             .map(Accumulator::to_bytes)
             .unwrap_or_default();
-        let mask_state = closing.next.mask.to_bytes()?;
+        let next_state = next_mask_state(&closing)?;
         self.store
-            .write(|tx| tx.close_round(round, now, &published, &mask_state))?;
+            .write(|tx| write_close(tx, &closing, now, &published, next_state.as_deref()))?;
         self.apply_close(closing, published);
         Ok((contributors, self.open.number))
     }
 
-    /// In memory, after its commit: the round closed with `published`.
+    /// In memory, after its commit: the round closed with `published` (and
+    /// the federation completed, after the plan's last round).
     fn apply_close(&mut self, c: Closing, published: Vec<u8>) {
         let round = c.round;
         let contributors = c.closed.contributors;
@@ -240,6 +293,16 @@ impl Aggregator {
         self.open = c.next;
         self.acc = None;
         self.last_sum = Some((round, Arc::new(published)));
+        if let Some(done) = c.complete {
+            tracing::info!(
+                round,
+                contributors,
+                "round {round} closed; federation complete: {}",
+                done.describe()
+            );
+            self.complete = Some(done);
+            return;
+        }
         tracing::info!(
             round,
             contributors,
@@ -281,6 +344,9 @@ impl Aggregator {
 
     /// [`tick`](Self::tick) as if the clock said `now`.
     fn tick_at(&mut self, now: u64) -> Result<bool, ServerError> {
+        if self.complete.is_some() {
+            return Ok(false);
+        }
         // A failed mask step must not keep rounds from closing: logged, and
         // tried again on the next tick.
         let moved = self.advance_masks(now).unwrap_or_else(|e| {
@@ -319,6 +385,45 @@ impl Aggregator {
         }
         Ok(())
     }
+}
+
+/// The mask state of the round a close opens; `None` when it opens none
+/// (the plan's last round closed).
+fn next_mask_state(c: &Closing) -> Result<Option<Vec<u8>>, ServerError> {
+    match c.complete {
+        Some(_) => Ok(None),
+        None => c.next.mask.to_bytes().map(Some),
+    }
+}
+
+/// A close's writes (inside its transaction): the round closed and the next
+/// opened with `next_state`, or the federation recorded as complete.
+fn write_close(
+    tx: &mut Tx<'_>,
+    c: &Closing,
+    now: u64,
+    published: &[u8],
+    next_state: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    tx.close_round(c.round, now, published, next_state)?;
+    if let Some(done) = &c.complete {
+        let json = serde_json::to_vec(done)
+            .map_err(|e| StoreError::Corrupt(format!("completion JSON: {e}")))?;
+        tx.put_meta(COMPLETE_KEY, &json)?;
+    }
+    Ok(())
+}
+
+/// The store's record of a complete federation.
+const COMPLETE_KEY: &str = "complete";
+
+fn complete_error(c: &Completion) -> ServerError {
+    ServerError::FederationComplete(format!(
+        "this federation is complete: its plan's {} training rounds closed (the last, round \
+         {}, with {} sites); it takes no more sites, keys or updates. The final sum stays \
+         published (round {}); for more training, the operator starts a new federation",
+        c.training_rounds, c.last_round, c.sites, c.last_round
+    ))
 }
 
 fn no_session() -> ServerError {

@@ -61,6 +61,7 @@ impl Registration {
 
 impl Aggregator {
     pub fn register(&mut self, req: RegisterRequest) -> Result<RegisterResponse, ServerError> {
+        self.check_not_complete()?;
         let identity = self.verify_registration(&req)?;
         let token = new_token();
         let reg = self.decide_registration(req, identity, token_hash(&token))?;

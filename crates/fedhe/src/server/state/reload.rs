@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::crypto::{Accumulator, PublicKeyFile};
 use crate::plan::Plan;
 use crate::privacy::masks::KeyAnnouncement;
+use crate::protocol::Completion;
 
 use super::super::error::ServerError;
 use super::super::store::{Store, StoredRound};
@@ -43,6 +44,12 @@ impl Aggregator {
         let max_len = self.session.as_ref().and_then(|s| s.max_len);
         self.acc = read_sum(&self.store, max_len, self.open.number)?;
         self.last_sum = None;
+        self.complete = read_complete(&self.store)?;
+        if let Some(c) = &self.complete {
+            // The plan's last round closed: no round is open after it.
+            self.open = OpenRound::after_last(c);
+            self.acc = None;
+        }
         Ok(())
     }
 
@@ -53,6 +60,16 @@ impl Aggregator {
         self.acc = read_sum(&self.store, max_len, self.open.number)?;
         Ok(())
     }
+}
+
+/// The federation's completion, if its last round closed.
+fn read_complete(store: &Store) -> Result<Option<Completion>, ServerError> {
+    let Some(bytes) = store.get_meta(super::COMPLETE_KEY)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| ServerError::Internal(format!("stored completion unreadable: {e}")))
 }
 
 fn read_session(store: &Store) -> Result<Option<Session>, ServerError> {

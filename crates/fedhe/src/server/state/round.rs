@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use crate::plan::Plan;
 use crate::privacy::masks::KeyAnnouncement;
-use crate::protocol::{RoundInfo, RoundState};
+use crate::protocol::{Completion, RoundInfo, RoundState};
 
 use super::super::error::ServerError;
 use super::Policy;
@@ -39,6 +39,13 @@ impl Rules<'_> {
         } else {
             self.policy.auto_aggregate
         }
+    }
+
+    /// The plan's last server round (its last training round), if a plan
+    /// is loaded: when it closes, the federation is complete.
+    pub fn last_round(&self) -> Option<u64> {
+        let plan = self.plan?;
+        Some(plan.layout().training_round(plan.training.rounds))
     }
 
     pub fn named_roster(&self) -> Option<BTreeSet<String>> {
@@ -99,15 +106,31 @@ pub(super) struct ClosedRound {
     pub bytes_accepted: u64,
 }
 
-/// A decided close: the round as it closes, and the round it opens.
+/// A decided close: the round as it closes, and the round it opens (or,
+/// after the plan's last round, the federation's completion and the
+/// placeholder of a round that never opens).
 #[derive(Debug)]
 pub(super) struct Closing {
     pub round: u64,
     pub closed: ClosedRound,
     pub next: OpenRound,
+    pub complete: Option<Completion>,
 }
 
 impl OpenRound {
+    /// What stands in for the open round once the federation is complete:
+    /// round `last + 1`, which never opens (every request for it is
+    /// refused as the federation being complete).
+    pub fn after_last(c: &Completion) -> OpenRound {
+        let n = c.last_round + 1;
+        OpenRound::fresh(
+            n,
+            c.completed_unix,
+            BTreeSet::new(),
+            MaskRound::fresh(n, c.completed_unix),
+        )
+    }
+
     pub fn fresh(number: u64, now: u64, roster: BTreeSet<String>, mask: MaskRound) -> OpenRound {
         OpenRound {
             number,
@@ -288,19 +311,35 @@ impl OpenRound {
                 .cloned()
                 .collect(),
         };
+        let closed = ClosedRound {
+            roster: self.roster.iter().cloned().collect(),
+            len: self.len,
+            contributors,
+            submitted: self.submitted.clone(),
+            aggregate_ms: self.aggregate_ms,
+            bytes_accepted: self.bytes,
+        };
+        if rules.last_round() == Some(round) {
+            let complete = Completion {
+                training_rounds: rules.plan.map_or(0, |p| p.training.rounds),
+                last_round: round,
+                sites: contributors,
+                completed_unix: now,
+            };
+            return Ok(Closing {
+                round,
+                closed,
+                next: OpenRound::after_last(&complete),
+                complete: Some(complete),
+            });
+        }
         let mut mask = MaskRound::fresh(round + 1, now);
         mask.expected = Some(next_roster.clone());
         Ok(Closing {
             round,
-            closed: ClosedRound {
-                roster: self.roster.iter().cloned().collect(),
-                len: self.len,
-                contributors,
-                submitted: self.submitted.clone(),
-                aggregate_ms: self.aggregate_ms,
-                bytes_accepted: self.bytes,
-            },
+            closed,
             next: OpenRound::fresh(round + 1, now, next_roster, mask),
+            complete: None,
         })
     }
 

@@ -37,6 +37,7 @@ impl Aggregator {
         round: u64,
         attempt: Option<u32>,
     ) -> Result<usize, ServerError> {
+        self.check_not_complete()?;
         let limit = self.upload_limit()?;
         self.open.check_open_for(client, round)?;
         self.check_attempt(client, attempt)?;
@@ -128,6 +129,7 @@ impl Aggregator {
         update: &UpdateRef<'_>,
     ) -> Result<usize, ServerError> {
         self.check_sum()?;
+        self.check_not_complete()?;
         self.open.check_open_for(client, round)?;
         self.check_attempt(client, attempt)?;
         self.check_binding(round, update.binding())?;
@@ -211,12 +213,12 @@ impl Aggregator {
         sub: &Submission<'_>,
         closing: Option<&Closing>,
     ) -> Result<(), ServerError> {
-        let mask_state = closing.map(|c| c.next.mask.to_bytes()).transpose()?;
+        let next_state = closing.map(super::next_mask_state).transpose()?;
         let sum = &self.sum_buf;
         self.store.write(|tx| {
             tx.record_submission(sub, sum)?;
-            if let Some(state) = &mask_state {
-                tx.close_round(sub.round, sub.now, sum, state)?;
+            if let (Some(c), Some(state)) = (closing, &next_state) {
+                super::write_close(tx, c, sub.now, sum, state.as_deref())?;
             }
             Ok(())
         })?;
