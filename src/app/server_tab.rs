@@ -183,6 +183,9 @@ impl ServerTab {
                     max_epsilon: None,
                     delta: None,
                 });
+                if plan.privacy.dp.is_some() {
+                    plan.training.sgd = dp_sgd(plan.training.sgd);
+                }
                 let from = super::demo::describe(csv);
                 self.set_plan(plan, format!("proposed from {from}"));
             }
@@ -1155,4 +1158,45 @@ fn remote_snapshot(
         },
         infos,
     ))
+}
+
+/// DP-SGD's step is SGD whatever the optimizer: with the federation's
+/// default optimizer settings untouched, a DP plan takes plain SGD's (lr
+/// 0.1, no L2, a constant rate), as `fedhe plan init --dp-clip` does;
+/// settings the user changed are kept.
+fn dp_sgd(sgd: fedhe::model::LocalSgd) -> fedhe::model::LocalSgd {
+    let default = fedhe::plan::Training::default().sgd;
+    let plain = fedhe::plan::Training::LEGACY.sgd;
+    if (sgd.lr, sgd.l2, sgd.optimizer) == (default.lr, default.l2, default.optimizer) {
+        fedhe::model::LocalSgd {
+            lr: plain.lr,
+            l2: plain.l2,
+            optimizer: plain.optimizer,
+            ..sgd
+        }
+    } else {
+        sgd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dp_sgd;
+
+    #[test]
+    fn a_dp_plan_trains_with_plain_sgd_unless_the_user_chose_otherwise() {
+        let default = fedhe::plan::Training::default().sgd;
+        let plain = fedhe::plan::Training::LEGACY.sgd;
+        let dp = dp_sgd(default);
+        assert_eq!((dp.lr, dp.l2, dp.optimizer), (0.1, 0.0, plain.optimizer));
+        assert_eq!(
+            (dp.epochs, dp.batch_size, dp.seed),
+            (default.epochs, 32, 42)
+        );
+        let chosen = fedhe::model::LocalSgd {
+            lr: 0.02,
+            ..default
+        };
+        assert_eq!(dp_sgd(chosen), chosen);
+    }
 }
