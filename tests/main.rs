@@ -22,6 +22,7 @@ mod model;
 mod model_families;
 mod plan;
 mod privacy;
+mod privacy_attacks;
 mod server_cli;
 mod server_http;
 mod tabular;

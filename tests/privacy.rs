@@ -422,7 +422,7 @@ mod masks {
     }
 
     fn plan(min: usize, deadline: u64, masks: bool) -> Plan {
-        let (mut plan, _) = fedhe::plan::propose(
+        let (plan, _) = fedhe::plan::propose(
             &sample("train.csv"),
             &ProposeOptions {
                 training: Training {
@@ -439,11 +439,16 @@ mod masks {
                     round_deadline_secs: deadline,
                     allow_single_contributor: false,
                 },
+                // A quorum of two with masks says so in words.
+                privacy: fedhe::plan::Privacy {
+                    masks,
+                    allow_unmasked_pairs: masks && min < 3,
+                    ..fedhe::plan::Privacy::default()
+                },
                 ..ProposeOptions::default()
             },
         )
         .unwrap();
-        plan.privacy.masks = masks;
         plan
     }
 

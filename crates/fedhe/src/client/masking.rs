@@ -36,6 +36,27 @@ pub struct Masking {
     pub named: Vec<String>,
 }
 
+impl Masking {
+    /// This client in `plan`'s masked rounds (`plan_fingerprint` in hex). A
+    /// masked plan's round needs three members whatever its quorum says,
+    /// unless the plan allows smaller unmasked rounds in words
+    /// ([`crate::plan::Plan::min_round_members`]).
+    pub fn for_plan(
+        id: &str,
+        identity: &Identity,
+        plan: &crate::plan::Plan,
+        plan_fingerprint: &str,
+    ) -> Masking {
+        Masking {
+            id: id.to_string(),
+            identity: identity.clone(),
+            plan: plan_fingerprint.to_string(),
+            min_members: plan.quorum.min_clients.max(plan.min_round_members()),
+            named: plan.quorum.roster.clone(),
+        }
+    }
+}
+
 /// Identity keys of the other clients, each checked against its
 /// registration proof (cached by registration issue time).
 #[derive(Debug, Default)]
@@ -341,5 +362,49 @@ fn as_round_info(set: &KeySet) -> crate::protocol::RoundInfo {
         attempt: set.attempt,
         mask_phase: Some(MaskPhase::Keys),
         masked: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roster_of(n: usize) -> KeySet {
+        KeySet {
+            round: 4,
+            attempt: 1,
+            phase: MaskPhase::Upload,
+            masked: n >= 3,
+            roster: (0..n).map(|i| format!("s{i}")).collect(),
+            missing: Vec::new(),
+            keys: Vec::new(),
+            min_contributors: n,
+            deadline_unix: None,
+        }
+    }
+
+    /// A masked plan's client refuses a roster of two even when the quorum
+    /// it was handed says 2 (an aggregator cannot shrink a round to a pair
+    /// whose masks hide nothing), unless the plan allows unmasked pairs.
+    #[test]
+    fn a_masked_round_of_two_is_refused_unless_the_plan_allows_pairs() {
+        let mut plan = crate::plan::Plan::for_target(
+            &crate::data::Target::Regression { column: "y".into() },
+            vec!["x".into()],
+            Vec::new(),
+        );
+        plan.quorum.min_clients = 2;
+        let identity = Identity::generate().unwrap();
+        let me = Masking::for_plan("s0", &identity, &plan, "ab");
+        assert_eq!(me.min_members, 3);
+        let err = check_roster(&me, 4, &roster_of(2)).unwrap_err();
+        assert!(
+            matches!(err, RelayError::BelowQuorum { quorum: 3, .. }),
+            "{err}"
+        );
+        check_roster(&me, 4, &roster_of(3)).unwrap();
+        plan.privacy.allow_unmasked_pairs = true;
+        let me = Masking::for_plan("s0", &identity, &plan, "ab");
+        check_roster(&me, 4, &roster_of(2)).unwrap();
     }
 }

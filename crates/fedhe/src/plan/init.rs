@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{CategoricalColumn, ModelSpec, Plan, PlanError, Quorum, Training};
+use super::{CategoricalColumn, ModelSpec, Plan, PlanError, Privacy, Quorum, Training};
 use crate::data::{CsvOptions, RawColumn, Target, TargetSpec, TaskKind, load_csv};
 
 /// What the operator fixed; everything else is proposed.
@@ -28,6 +28,8 @@ pub struct ProposeOptions {
     pub vocabulary: Option<super::Vocabulary>,
     pub training: Training,
     pub quorum: Quorum,
+    /// Masks and DP (the quorum is checked against them).
+    pub privacy: Privacy,
     pub name: String,
 }
 
@@ -99,6 +101,7 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
     plan.model = opts.model.clone();
     plan.training = opts.training;
     plan.quorum = opts.quorum.clone();
+    plan.privacy = opts.privacy;
     plan.name = opts.name.clone();
     let mut notes: Vec<String> = loaded.notices.clone();
     notes.extend(text_notes);
@@ -180,6 +183,13 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
         q.round_deadline_secs,
         q.min_clients
     ));
+    if plan.privacy.masks && plan.privacy.allow_unmasked_pairs {
+        notes.push(
+            "privacy: allow_unmasked_pairs = true: a round of two members goes unmasked, and \
+             each of the two can read the other's update from the sum"
+                .into(),
+        );
+    }
     plan.validate(&path.display().to_string())?;
     Ok((plan, notes))
 }

@@ -407,12 +407,8 @@ impl Joined {
         );
         ex.on_wait = on_wait;
         ex.on_note = self.notify.clone();
-        ex.masking = self.plan.privacy.masks.then(|| Masking {
-            id: self.id.clone(),
-            identity: self.identity.clone(),
-            plan: self.plan_fingerprint.clone(),
-            min_members: self.plan.quorum.min_clients,
-            named: self.plan.quorum.roster.clone(),
+        ex.masking = self.plan.privacy.masks.then(|| {
+            Masking::for_plan(&self.id, &self.identity, &self.plan, &self.plan_fingerprint)
         });
         run_plan(
             &mut ex,
