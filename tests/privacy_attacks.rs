@@ -101,3 +101,149 @@ mod quorum {
         );
     }
 }
+
+mod dp_randomness {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    use fedhe::client::{Exchange, LoopError, RoundSum};
+    use fedhe::crypto::ParamSet;
+    use fedhe::data::split::Partition;
+    use fedhe::data::{CsvOptions, TargetSpec};
+    use fedhe::federation::{SimData, SimulationConfig, simulate};
+    use fedhe::model::Architecture;
+    use fedhe::plan::{Plan, ProposeOptions, Training};
+    use fedhe::privacy::{DpSettings, SiteSecret};
+    use fedhe::session::{RunRecord, run_plan, site_seed};
+
+    /// A federation of one: the sum of a round is this site's vector, so
+    /// the global model after a round is the site's own training.
+    struct Alone;
+
+    impl Exchange for Alone {
+        fn contribute(
+            &mut self,
+            _round: u64,
+            values: &[f64],
+            _cancel: &AtomicBool,
+        ) -> Result<RoundSum, LoopError> {
+            Ok(RoundSum {
+                values: values.to_vec(),
+                contributors: 1,
+                contributed: true,
+                counted: Vec::new(),
+                cost: Default::default(),
+                masked: false,
+            })
+        }
+    }
+
+    fn dp(noise: f64) -> DpSettings {
+        DpSettings {
+            clip: 1.0,
+            noise_multiplier: Some(noise),
+            target_epsilon: None,
+            max_epsilon: None,
+            delta: None,
+        }
+    }
+
+    /// What anyone can read from `GET /plan` and the client list: the plan
+    /// (its seed) and the site's id. Before issue 23 a site's DP training
+    /// was a function of these and its rows; now it is not, while the site
+    /// itself (its secret in its state file) retrains bit for bit.
+    #[test]
+    fn a_dp_run_recomputed_from_the_plan_and_the_site_id_does_not_match() {
+        let (mut plan, _) = fedhe::plan::propose(
+            &crate::common::sample("train.csv"),
+            &ProposeOptions {
+                training: Training {
+                    rounds: 2,
+                    sgd: fedhe::model::LocalSgd {
+                        epochs: 1,
+                        ..Training::default().sgd
+                    },
+                    validation_share: 0.0,
+                },
+                ..ProposeOptions::default()
+            },
+        )
+        .unwrap();
+        plan.privacy.dp = Some(dp(1.0));
+        let fp = plan.fingerprint().to_string();
+        let data = fedhe::data::load_csv(&crate::common::sample("train.csv"), &plan.csv_options())
+            .unwrap()
+            .dataset;
+        let run = |plan: &Plan, secret: Option<&SiteSecret>| {
+            let r = run_plan(
+                &mut Alone,
+                plan,
+                &fp,
+                site_seed(plan.training.sgd.seed, "site-a"),
+                secret,
+                &data,
+                RunRecord {
+                    kind: fedhe::model::FEDERATED,
+                    data_files: Vec::new(),
+                    server: None,
+                },
+                &mut |_| {},
+                &AtomicBool::new(false),
+            )
+            .unwrap();
+            r.outcome.model.params().to_vec()
+        };
+        let secret = SiteSecret::generate().unwrap();
+        let site = run(&plan, Some(&secret));
+        // The site restarted: the same secret retrains the same values.
+        assert_eq!(run(&plan, Some(&secret)), site);
+        // The replay from public inputs: no match, and no two replays agree.
+        let replay = run(&plan, None);
+        assert_ne!(replay, site);
+        assert_ne!(run(&plan, None), replay);
+        assert_ne!(run(&plan, Some(&SiteSecret::generate().unwrap())), site);
+        // Without DP the public seed decides everything (nothing to hide).
+        plan.privacy.dp = None;
+        assert_eq!(run(&plan, None), run(&plan, None));
+    }
+
+    /// `fedhe simulate` twice from identical inputs with DP-SGD (the
+    /// issue's reproduction: bit-identical models before): different
+    /// models now.
+    #[test]
+    fn two_dp_federations_from_identical_inputs_give_different_models() {
+        let cfg = SimulationConfig {
+            data: SimData::Split {
+                data: crate::common::sample("breast_cancer_wdbc.csv"),
+                clients: 3,
+                partition: Partition::Iid,
+                test_fraction: 0.2,
+                seed: 7,
+            },
+            csv: CsvOptions {
+                label: Some("diagnosis".into()),
+                target: TargetSpec::Binary,
+                ..CsvOptions::default()
+            },
+            rounds: 2,
+            train: Training::default().local(),
+            architecture: Architecture::Linear,
+            dp: Some(dp(1.0)),
+            masks: true,
+            plain: false,
+            params: ParamSet::Standard64,
+            round_timeout: Duration::from_secs(60),
+        };
+        let run = || {
+            simulate(&cfg, &mut |_| {}, Arc::new(AtomicBool::new(false)))
+                .unwrap()
+                .model
+                .params()
+                .to_vec()
+        };
+        let (a, b) = (run(), run());
+        assert_eq!(a.len(), b.len());
+        assert_ne!(a, b, "two DP federations gave the same model");
+    }
+}

@@ -77,7 +77,8 @@ impl<'a> TrainingRounds<'a> {
             t.batch_size,
             cfg.rounds,
             t.epochs,
-        )?;
+        )?
+        .with_secret(cfg.dp_secret.clone());
         Ok(TrainingRounds {
             cfg,
             prepared,
@@ -150,7 +151,7 @@ impl<'a> TrainingRounds<'a> {
         let mut local = self.global.clone();
         let tcfg = TrainConfig {
             seed: round_seed(self.cfg.train.seed, k),
-            dp: self.spending.dp(),
+            dp: self.spending.dp_for(k),
             ..self.cfg.train.clone()
         };
         let mut last_loss = None;

@@ -522,6 +522,7 @@ pub fn simulate(
                         plan,
                         plan_fp,
                         session::site_seed(plan.training.sgd.seed, id),
+                        None,
                         part,
                         RunRecord {
                             kind: crate::model::SIMULATED,

@@ -228,7 +228,7 @@ pub fn pair_seed(shared: &[u8; 32], ctx: &MaskContext<'_>, a: &str, b: &str) -> 
 
 /// HKDF-SHA256 (extract with `salt`, expand with `info`) into `out` (at most
 /// 255 × 32 bytes; callers ask for 16 or 32).
-fn hkdf_expand(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) {
+pub(crate) fn hkdf_expand(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) {
     struct Len(usize);
     impl hkdf::KeyType for Len {
         fn len(&self) -> usize {

@@ -36,7 +36,7 @@ use crate::model::{
     TrainConfig, TrainSummary,
 };
 use crate::plan::{Plan, PlanError};
-use crate::privacy::{Identity, PrivacyError};
+use crate::privacy::{Identity, PrivacyError, SiteSecret};
 use crate::protocol::{ErrorCode, RegisterRequest};
 
 /// Receives progress notes in words ("aggregator unreachable, retrying in
@@ -274,7 +274,10 @@ impl Connected {
         {
             let api = self.api.clone().with_token(st.token.clone());
             match api.round(1, None) {
-                Ok(_) => return Ok(self.joined(api, id, name, identity.clone(), true)),
+                Ok(_) => {
+                    let secret = resumed_secret(st, state_file)?;
+                    return Ok(self.joined(api, id, name, identity.clone(), secret, true));
+                }
                 // The aggregator no longer knows the token: register again.
                 Err(e) if e.status() == Some(401) => {}
                 Err(e) => return Err(e.into()),
@@ -307,9 +310,16 @@ impl Connected {
             }
             r => r?,
         };
+        // A registration starts a run: a fresh DP secret, saved before any
+        // upload.
+        let secret = SiteSecret::generate().map_err(|e| SessionError::State {
+            file: String::new(),
+            message: e.to_string(),
+        })?;
         if let Some(path) = state_file {
             ClientState {
                 identity: Some(identity.to_hex()),
+                secret: Some(secret.to_hex()),
                 ..ClientState::new(
                     &self.server,
                     id,
@@ -321,7 +331,7 @@ impl Connected {
             }
             .save(path)?;
         }
-        Ok(self.joined(api, id, name, identity, false))
+        Ok(self.joined(api, id, name, identity, secret, false))
     }
 
     fn joined(
@@ -330,10 +340,12 @@ impl Connected {
         id: &str,
         name: &str,
         identity: Identity,
+        secret: SiteSecret,
         resumed: bool,
     ) -> Joined {
         Joined {
             identity,
+            secret,
             api,
             key: self.key,
             plan: self.plan,
@@ -345,6 +357,27 @@ impl Connected {
             notify: self.notify,
         }
     }
+}
+
+/// The DP secret of the run a client resumes: its state file's, or (a file
+/// written before there were secrets) a fresh one, saved before any upload.
+fn resumed_secret(st: &ClientState, file: Option<&Path>) -> Result<SiteSecret, SessionError> {
+    let err = |message: String| SessionError::State {
+        file: file.map_or_else(String::new, |p| p.display().to_string()),
+        message,
+    };
+    if let Some(hex) = &st.secret {
+        return SiteSecret::from_hex(hex).ok_or_else(|| err("secret is not 64 hex digits".into()));
+    }
+    let secret = SiteSecret::generate().map_err(|e| err(e.to_string()))?;
+    if let Some(path) = file {
+        ClientState {
+            secret: Some(secret.to_hex()),
+            ..st.clone()
+        }
+        .save(path)?;
+    }
+    Ok(secret)
 }
 
 /// A registered (or resumed) member of a federation.
@@ -361,6 +394,9 @@ pub struct Joined {
     pub resumed: bool,
     /// This client's identity key (pairwise masks).
     pub identity: Identity,
+    /// This run's DP secret (owner-only in the state file): DP-SGD's
+    /// batches and noise derive from it, not from anything public.
+    pub secret: SiteSecret,
     notify: Option<Notifier>,
 }
 
@@ -415,6 +451,7 @@ impl Joined {
             &self.plan,
             &self.plan_fingerprint,
             site_seed(self.plan.training.sgd.seed, &self.id),
+            Some(&self.secret),
             data,
             RunRecord {
                 kind: crate::model::FEDERATED,
@@ -510,13 +547,16 @@ pub struct RunRecord {
 
 /// The plan's rounds over any exchange (encrypted through an aggregator, or
 /// the simulation's plaintext baseline): hold-out, standardization, rounds,
-/// and the global model file. `seed` is the site's shuffling seed.
+/// and the global model file. `seed` is the site's shuffling seed (public:
+/// the plan's seed and the site's id); `dp_secret` keys DP-SGD's batches
+/// and noise (`None`: fresh from the operating system).
 #[allow(clippy::too_many_arguments)]
 pub fn run_plan(
     exchange: &mut dyn Exchange,
     plan: &Plan,
     plan_fingerprint: &str,
     seed: u64,
+    dp_secret: Option<&SiteSecret>,
     data: &Dataset,
     record: RunRecord,
     on_event: &mut dyn FnMut(&ClientEvent),
@@ -543,6 +583,7 @@ pub fn run_plan(
         discovered: plan.discovered_columns(),
         vocabulary: plan.preprocessing.vocabulary,
         dp: plan.privacy.dp,
+        dp_secret: dp_secret.map(|s| (s.clone(), plan_fingerprint.to_string())),
     };
     let outcome = run_client_loop(
         exchange,
@@ -656,7 +697,7 @@ pub fn train_local(
     };
     // With a budget, as many epochs as it allows (local training has no
     // rounds to stop between).
-    let epochs = match budget.and_then(|b| b.max_epsilon.map(|m| (b, m))) {
+    let epochs = match budget.as_ref().and_then(|b| b.max_epsilon.map(|m| (b, m))) {
         Some((b, max)) => {
             let mut e = train.epochs;
             while e > 0
@@ -674,7 +715,7 @@ pub fn train_local(
         None => train.epochs,
     };
     let train = &TrainConfig {
-        dp: budget.map(|b| b.dp),
+        dp: budget.as_ref().map(|b| b.dp.clone()),
         epochs,
         ..train.clone()
     };
