@@ -311,7 +311,7 @@ mod masks {
         encrypt_weighted_masked, plaintext_bits,
     };
     use fedhe::plan::{Plan, ProposeOptions, Quorum, Training};
-    use fedhe::privacy::masks::{Identity, MaskContext};
+    use fedhe::privacy::masks::{AttemptSecret, Identity, MaskContext};
     use fedhe::protocol::{AnnounceRequest, ClientInfo, RegisterRequest, hex};
     use fedhe::server::{EmbeddedServer, ServerConfig};
     use fedhe::session;
@@ -329,14 +329,16 @@ mod masks {
     fn masks_of(n: usize) -> Vec<Masks> {
         let ids: Vec<String> = (0..n).map(|i| format!("site-{i:02}")).collect();
         let who: Vec<Identity> = (0..n).map(|_| Identity::generate().unwrap()).collect();
+        let secrets: Vec<AttemptSecret> =
+            (0..n).map(|_| AttemptSecret::generate().unwrap()).collect();
         let keys: Vec<(String, [u8; 32])> = ids
             .iter()
-            .zip(&who)
-            .map(|(id, w)| (id.clone(), w.announce(&CTX, id).public))
+            .zip(who.iter().zip(&secrets))
+            .map(|(id, (w, s))| (id.clone(), w.announce(&CTX, id, s).public))
             .collect();
         ids.iter()
-            .zip(&who)
-            .map(|(id, w)| w.pair_masks(&CTX, id, &keys).unwrap())
+            .zip(&secrets)
+            .map(|(id, s)| s.pair_masks(&CTX, id, &keys).unwrap())
             .collect()
     }
 
@@ -477,6 +479,7 @@ mod masks {
             plan: j.plan_fingerprint.clone(),
             min_members: min,
             named: Vec::new(),
+            ledger: j.ledger.clone(),
         });
         ex
     }
@@ -489,7 +492,10 @@ mod masks {
             round,
             attempt: 1,
         };
-        let k = j.identity.announce(&ctx, &j.id);
+        // The key of j's own ledger: j itself announces the same one later.
+        let k = j
+            .identity
+            .announce(&ctx, &j.id, &j.ledger.secret(&ctx).unwrap());
         j.api
             .announce(
                 round,
@@ -516,7 +522,7 @@ mod masks {
         };
         // Signed by another identity than the one a registered.
         let mallory = Identity::generate().unwrap();
-        let forged = mallory.announce(&ctx, "a");
+        let forged = mallory.announce(&ctx, "a", &AttemptSecret::generate().unwrap());
         let e = a
             .api
             .announce(
@@ -536,7 +542,9 @@ mod masks {
         );
         assert!(a.api.key_set(round, None).unwrap().keys.is_empty());
         // The real identity is accepted.
-        let real = a.identity.announce(&ctx, "a");
+        let real = a
+            .identity
+            .announce(&ctx, "a", &a.ledger.secret(&ctx).unwrap());
         let set = a
             .api
             .announce(

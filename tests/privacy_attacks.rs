@@ -247,3 +247,130 @@ mod dp_randomness {
         assert_ne!(a, b, "two DP federations gave the same model");
     }
 }
+
+mod mask_reuse {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use fedhe::client::LedgerError;
+    use fedhe::crypto::{ParamSet, SecretKey};
+    use fedhe::plan::{Plan, ProposeOptions, Training};
+    use fedhe::privacy::MaskContext;
+    use fedhe::protocol::{AnnounceRequest, hex};
+    use fedhe::server::EmbeddedServer;
+    use fedhe::session::Joined;
+
+    use crate::common::{connect, sample, serve_plan};
+
+    fn plan() -> Plan {
+        fedhe::plan::propose(
+            &sample("train.csv"),
+            &ProposeOptions {
+                training: Training {
+                    rounds: 1,
+                    ..Training::default()
+                },
+                ..ProposeOptions::default()
+            },
+        )
+        .unwrap()
+        .0
+    }
+
+    /// `id` joined at `srv` with its state file in `dir` (its identity kept
+    /// across runs, as a real site's is).
+    fn join(srv: &EmbeddedServer, key: &Arc<SecretKey>, dir: &Path, id: &str) -> Joined {
+        let state = dir.join(format!("client-{id}.state.json"));
+        connect(srv.url(), key).join(id, id, Some(&state)).unwrap()
+    }
+
+    /// `j` announces round 1's key the way its masker does: the attempt's
+    /// secret from its ledger. Returns the announced public key.
+    fn announce(j: &Joined) -> [u8; 32] {
+        let ctx = MaskContext {
+            plan: &j.plan_fingerprint,
+            round: 1,
+            attempt: 1,
+        };
+        let k = j
+            .identity
+            .announce(&ctx, &j.id, &j.ledger.secret(&ctx).unwrap());
+        j.api
+            .announce(
+                1,
+                &AnnounceRequest {
+                    attempt: 1,
+                    public: hex(&k.public),
+                    signature: hex(&k.signature),
+                },
+            )
+            .unwrap();
+        k.public
+    }
+
+    /// The same plan file run twice (a fresh aggregator each time), the
+    /// same sites with the same identities: the first round's mask keys
+    /// differ (before issue 23 they were HKDF(identity, plan ‖ round ‖
+    /// attempt ‖ id): equal, so a key holder got u₁ − u₂ from the two runs).
+    #[test]
+    fn a_re_run_of_the_same_plan_uses_different_masks() {
+        let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
+        let dir = tempfile::tempdir().unwrap();
+        let mut runs = Vec::new();
+        for _ in 0..2 {
+            let srv = serve_plan(&key, plan());
+            let sites: Vec<Joined> = ["a", "b", "c"]
+                .iter()
+                .map(|id| join(&srv, &key, dir.path(), id))
+                .collect();
+            let keys: Vec<[u8; 32]> = sites.iter().map(announce).collect();
+            let identities: Vec<[u8; 32]> = sites.iter().map(|j| j.identity.public()).collect();
+            runs.push((sites[0].plan_fingerprint.clone(), identities, keys));
+        }
+        let ((fp1, id1, k1), (fp2, id2, k2)) = (&runs[0], &runs[1]);
+        assert_eq!(fp1, fp2, "the same plan");
+        assert_eq!(id1, id2, "the same identities");
+        for (a, b) in k1.iter().zip(k2) {
+            assert_ne!(a, b, "a mask key of the first run came back in the second");
+        }
+    }
+
+    /// A site restarted mid-round (killed after it masked, then resumed
+    /// from its state file) announces the same key and may upload the same
+    /// values again, but never masks other values under that context.
+    #[test]
+    fn a_restarted_client_never_masks_different_values_under_a_used_context() {
+        let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
+        let dir = tempfile::tempdir().unwrap();
+        let srv = serve_plan(&key, plan());
+        let a = join(&srv, &key, dir.path(), "a");
+        let first = announce(&a);
+        let fp = a.plan_fingerprint.clone();
+        let ctx = MaskContext {
+            plan: &fp,
+            round: 1,
+            attempt: 1,
+        };
+        let names = [104.0, 105.0, 0.0];
+        a.ledger.bind(&ctx, &names, 1.0).unwrap();
+        drop(a);
+        // Restarted: it resumes its run (same token, same ledger).
+        let again = join(&srv, &key, dir.path(), "a");
+        assert!(again.resumed);
+        let secret = again.ledger.secret(&ctx).unwrap();
+        assert_eq!(
+            again.identity.announce(&ctx, "a", &secret).public,
+            first,
+            "the same attempt key after the restart"
+        );
+        again.ledger.bind(&ctx, &names, 1.0).unwrap();
+        let zeros = [0.0, 0.0, 0.0];
+        assert!(matches!(
+            again.ledger.bind(&ctx, &zeros, 1.0),
+            Err(LedgerError::Reuse {
+                round: 1,
+                attempt: 1
+            })
+        ));
+    }
+}

@@ -170,8 +170,16 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
         t.sgd.seed,
         t.validation_share * 100.0
     ));
+    notes.extend(quorum_notes(&plan));
+    plan.validate(&path.display().to_string())?;
+    Ok((plan, notes))
+}
+
+/// The notes on the quorum (and on rounds of two allowed to go unmasked).
+fn quorum_notes(plan: &Plan) -> Vec<String> {
     let q = &plan.quorum;
-    notes.push(format!(
+    let mut out = Vec::new();
+    out.push(format!(
         "quorum: {}; a round closes when all have submitted, or after {} s with at least {}; \
          the standardization round waits for everyone (with pairwise masks and no named \
          roster, only until its deadline)",
@@ -184,12 +192,11 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
         q.min_clients
     ));
     if plan.privacy.masks && plan.privacy.allow_unmasked_pairs {
-        notes.push(
+        out.push(
             "privacy: allow_unmasked_pairs = true: a round of two members goes unmasked, and \
              each of the two can read the other's update from the sum"
                 .into(),
         );
     }
-    plan.validate(&path.display().to_string())?;
-    Ok((plan, notes))
+    out
 }

@@ -14,7 +14,7 @@ pub use accountant::{DEFAULT_ORDERS, PrivacySpent, epsilon, noise_multiplier_for
 pub use dpsgd::{
     DpBudget, DpSettings, DpSgd, PrivacyRecord, clip_gradient, sample_rate, steps_per_epoch,
 };
-pub use masks::{Identity, KeyAnnouncement, MaskContext, MaskError, masks_apply};
+pub use masks::{AttemptSecret, Identity, KeyAnnouncement, MaskContext, MaskError, masks_apply};
 pub use masks_bench::{MaskBench, MaskBenchError, run_mask_bench};
 pub use noise::{DpRng, DpSeed, NoiseGrid, SiteSecret, os_bytes};
 

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 pub use state::ClientState;
 
+use crate::client::MaskLedger;
 use crate::client::masking::Masking;
 use crate::client::{
     AggregatorClient, ClientError, ClientEvent, ClientOutcome, Exchange, HeExchange, LoopConfig,
@@ -275,8 +276,11 @@ impl Connected {
             let api = self.api.clone().with_token(st.token.clone());
             match api.round(1, None) {
                 Ok(_) => {
-                    let secret = resumed_secret(st, state_file)?;
-                    return Ok(self.joined(api, id, name, identity.clone(), secret, true));
+                    let run = RunSecrets {
+                        dp: resumed_secret(st, state_file)?,
+                        ledger: run_ledger(state_file, true)?,
+                    };
+                    return Ok(self.joined(api, id, name, identity.clone(), run, true));
                 }
                 // The aggregator no longer knows the token: register again.
                 Err(e) if e.status() == Some(401) => {}
@@ -310,12 +314,13 @@ impl Connected {
             }
             r => r?,
         };
-        // A registration starts a run: a fresh DP secret, saved before any
-        // upload.
+        // A registration starts a run: a fresh DP secret and an empty mask
+        // ledger (fresh masks), saved before any upload.
         let secret = SiteSecret::generate().map_err(|e| SessionError::State {
             file: String::new(),
             message: e.to_string(),
         })?;
+        let ledger = run_ledger(state_file, false)?;
         if let Some(path) = state_file {
             ClientState {
                 identity: Some(identity.to_hex()),
@@ -331,7 +336,8 @@ impl Connected {
             }
             .save(path)?;
         }
-        Ok(self.joined(api, id, name, identity, secret, false))
+        let run = RunSecrets { dp: secret, ledger };
+        Ok(self.joined(api, id, name, identity, run, false))
     }
 
     fn joined(
@@ -340,12 +346,13 @@ impl Connected {
         id: &str,
         name: &str,
         identity: Identity,
-        secret: SiteSecret,
+        run: RunSecrets,
         resumed: bool,
     ) -> Joined {
         Joined {
             identity,
-            secret,
+            secret: run.dp,
+            ledger: run.ledger,
             api,
             key: self.key,
             plan: self.plan,
@@ -357,6 +364,30 @@ impl Connected {
             notify: self.notify,
         }
     }
+}
+
+/// What a run keeps secret: its DP secret and its mask ledger.
+struct RunSecrets {
+    dp: SiteSecret,
+    ledger: MaskLedger,
+}
+
+/// The mask ledger of a run: beside the state file (the one kept when
+/// `resumed`, a new empty one for a new run), or in memory.
+fn run_ledger(state_file: Option<&Path>, resumed: bool) -> Result<MaskLedger, SessionError> {
+    let Some(state) = state_file else {
+        return Ok(MaskLedger::in_memory());
+    };
+    let path = crate::client::ledger::ledger_path(state);
+    let ledger = if resumed {
+        MaskLedger::open(&path)
+    } else {
+        MaskLedger::fresh(&path)
+    };
+    ledger.map_err(|e| SessionError::State {
+        file: path.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// The DP secret of the run a client resumes: its state file's, or (a file
@@ -397,6 +428,8 @@ pub struct Joined {
     /// This run's DP secret (owner-only in the state file): DP-SGD's
     /// batches and noise derive from it, not from anything public.
     pub secret: SiteSecret,
+    /// This run's mask ledger (owner-only beside the state file).
+    pub ledger: MaskLedger,
     notify: Option<Notifier>,
 }
 
@@ -443,8 +476,15 @@ impl Joined {
         );
         ex.on_wait = on_wait;
         ex.on_note = self.notify.clone();
+        ex.site = Some(self.id.clone());
         ex.masking = self.plan.privacy.masks.then(|| {
-            Masking::for_plan(&self.id, &self.identity, &self.plan, &self.plan_fingerprint)
+            Masking::for_plan(
+                &self.id,
+                &self.identity,
+                &self.plan,
+                &self.plan_fingerprint,
+                self.ledger.clone(),
+            )
         });
         run_plan(
             &mut ex,
