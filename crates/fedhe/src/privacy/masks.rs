@@ -69,8 +69,8 @@ fn put(m: &mut Vec<u8>, part: &[u8]) {
 }
 
 /// A client's Ed25519 identity key (its 32-byte seed). A secret: it lives in
-/// the owner-only client state file.
-#[derive(Clone, PartialEq, Eq)]
+/// the owner-only client state file, and is wiped on drop.
+#[derive(Clone, PartialEq, Eq, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct Identity {
     seed: [u8; 32],
 }
@@ -113,8 +113,9 @@ impl AttemptSecret {
     }
 
     fn x25519(&self) -> x25519_dalek::StaticSecret {
-        // StaticSecret wipes itself on drop.
-        x25519_dalek::StaticSecret::from(self.0)
+        // StaticSecret (and every SharedSecret) wipes itself on drop.
+        let bytes = zeroize::Zeroizing::new(self.0);
+        x25519_dalek::StaticSecret::from(*bytes)
     }
 
     /// The masks client `id` adds in `ctx` with this secret, from its
@@ -255,9 +256,9 @@ pub fn pair_seed(shared: &[u8; 32], ctx: &MaskContext<'_>, a: &str, b: &str) -> 
     ctx.write(&mut info);
     put(&mut info, lo.as_bytes());
     put(&mut info, hi.as_bytes());
-    let mut out = [0u8; 16];
-    hkdf_expand(b"FedHE pair seed v1", shared, &info, &mut out);
-    u128::from_le_bytes(out)
+    let mut out = zeroize::Zeroizing::new([0u8; 16]);
+    hkdf_expand(b"FedHE pair seed v1", shared, &info, &mut out[..]);
+    u128::from_le_bytes(*out)
 }
 
 /// HKDF-SHA256 (extract with `salt`, expand with `info`) into `out` (at most
