@@ -374,3 +374,126 @@ mod mask_reuse {
         ));
     }
 }
+
+mod vocabulary_restart {
+    use std::sync::atomic::AtomicBool;
+
+    use fedhe::client::{Exchange, LoopError, RoundSum};
+    use fedhe::session::{RunRecord, run_plan, site_seed};
+
+    /// A federation of one that records every vector it is given; with
+    /// `published`, round 1 is taken as already closed with this site's
+    /// counts in it (a site restarted after round 1 closed, as the
+    /// aggregator reports it: its id among the contributors).
+    struct Recorder {
+        published: Option<RoundSum>,
+        sent: Vec<(u64, Vec<f64>)>,
+    }
+
+    impl Exchange for Recorder {
+        fn contribute(
+            &mut self,
+            round: u64,
+            values: &[f64],
+            _cancel: &AtomicBool,
+        ) -> Result<RoundSum, LoopError> {
+            self.sent.push((round, values.to_vec()));
+            Ok(RoundSum {
+                values: values.to_vec(),
+                contributors: 1,
+                contributed: true,
+                counted: Vec::new(),
+                cost: Default::default(),
+                masked: false,
+            })
+        }
+
+        fn published(&mut self, round: u64, _len: usize) -> Result<Option<RoundSum>, LoopError> {
+            Ok(if round == 1 {
+                self.published.clone()
+            } else {
+                None
+            })
+        }
+    }
+
+    /// A site restarted between the vocabulary's two rounds names exactly
+    /// as before (it used to send zeros, under masks it may have used for
+    /// its names already).
+    #[test]
+    fn a_site_restarted_after_the_counts_round_names_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("age,city,cost\n");
+        for i in 0..16 {
+            let city = ["Oslo", "Bergen"][i % 2];
+            let age = 20.5 + ((i * 7) % 50) as f64;
+            text.push_str(&format!("{age},{city},{}\n", 100.0 + 2.0 * age));
+        }
+        let file = dir.path().join("a.csv");
+        std::fs::write(&file, text).unwrap();
+        let (mut plan, _) = fedhe::plan::propose(
+            &file,
+            &fedhe::plan::ProposeOptions {
+                label: Some("cost".into()),
+                task: Some(fedhe::data::TaskKind::Regression),
+                vocabulary: Some(fedhe::plan::Vocabulary {
+                    min_count: 2,
+                    buckets: 64,
+                }),
+                ..fedhe::plan::ProposeOptions::default()
+            },
+        )
+        .unwrap();
+        plan.training.rounds = 1;
+        plan.training.validation_share = 0.0;
+        assert!(plan.layout().vocabulary);
+        let data = fedhe::data::load_csv(&file, &plan.csv_options())
+            .unwrap()
+            .dataset;
+        let fp = plan.fingerprint().to_string();
+        let run = |ex: &mut Recorder| {
+            run_plan(
+                ex,
+                &plan,
+                &fp,
+                site_seed(plan.training.sgd.seed, "a"),
+                None,
+                &data,
+                RunRecord {
+                    kind: fedhe::model::FEDERATED,
+                    data_files: Vec::new(),
+                    server: None,
+                },
+                &mut |_| {},
+                &AtomicBool::new(false),
+            )
+            .unwrap();
+        };
+        let mut first = Recorder {
+            published: None,
+            sent: Vec::new(),
+        };
+        run(&mut first);
+        let (r1, counts) = first.sent[0].clone();
+        let (r2, names) = first.sent[1].clone();
+        assert_eq!((r1, r2), (1, 2));
+        assert!(names.iter().any(|&b| b > 0.0), "the site names its values");
+        let mut restarted = Recorder {
+            published: Some(RoundSum {
+                values: counts,
+                contributors: 1,
+                contributed: true,
+                counted: vec!["a".into()],
+                cost: Default::default(),
+                masked: false,
+            }),
+            sent: Vec::new(),
+        };
+        run(&mut restarted);
+        assert_eq!(
+            restarted.sent[0],
+            (2, names),
+            "the same names after the restart"
+        );
+    }
+}
