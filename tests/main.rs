@@ -23,6 +23,7 @@ mod model_families;
 mod onnx;
 mod plan;
 mod privacy;
+mod privacy_attacks;
 mod server_cli;
 mod server_http;
 mod tabular;

@@ -251,6 +251,8 @@ fn a_fifty_thousand_row_site_trains_under_a_default_key() {
         min_clients: 2,
         ..Quorum::default()
     };
+    // Two sites: rounds of two go unmasked, and the plan says so.
+    plan.privacy.allow_unmasked_pairs = true;
     let srv = EmbeddedServer::start(ServerConfig {
         public_key: Some(key.public()),
         plan: Some(plan),

@@ -18,6 +18,7 @@ use fedhe::server::{EmbeddedServer, ServerConfig};
 use fedhe::session::{self, Joined};
 
 fn plan(quorum: Quorum) -> Plan {
+    // These tests drive the quorum with raw uploads: no mask keys.
     let (plan, _) = fedhe::plan::propose(
         &sample("train.csv"),
         &ProposeOptions {
@@ -30,18 +31,15 @@ fn plan(quorum: Quorum) -> Plan {
                 ..Training::default()
             },
             quorum,
+            privacy: fedhe::plan::Privacy {
+                masks: false,
+                ..fedhe::plan::Privacy::default()
+            },
             ..ProposeOptions::default()
         },
     )
     .unwrap();
-    // These tests drive the quorum with raw uploads: no mask keys.
-    Plan {
-        privacy: fedhe::plan::Privacy {
-            masks: false,
-            ..plan.privacy
-        },
-        ..plan
-    }
+    plan
 }
 
 fn quorum(min: usize, roster: &[&str], deadline: u64) -> Quorum {

@@ -159,6 +159,7 @@ mod dp_sgd {
         let (dp, steps) = step(Some(DpSgd {
             clip,
             noise_multiplier: 0.0,
+            seed: None,
         }));
         assert_eq!(steps, 1, "4 rows, batch 4: one Poisson step per epoch");
         assert!(plain > 10.0 * 0.5 * clip, "plain SGD moved {plain}");
@@ -168,11 +169,16 @@ mod dp_sgd {
         assert!(dp > 0.0);
     }
 
+    /// DP-SGD's noise and batches come from its secret seed, never from the
+    /// public seed: the same public settings give different models, the
+    /// same secret seed the same model whatever the public seed (issue 23
+    /// changed this test: the public seed used to decide the noise).
     #[test]
-    fn noise_is_seeded_and_settings_are_checked() {
+    fn noise_is_secret_and_settings_are_checked() {
+        use fedhe::privacy::DpSeed;
         let x = array![[0.5, -1.0], [1.5, 0.2], [-0.3, 0.8], [2.0, -0.4]];
         let y = array![1.0, 1.0, 0.0, 1.0];
-        let run = |seed: u64| {
+        let run = |seed: u64, secret: Option<u8>| {
             let mut m = build(&Architecture::Linear, 2, Head::Logistic, 0).unwrap();
             let cfg = TrainConfig {
                 epochs: 3,
@@ -181,14 +187,17 @@ mod dp_sgd {
                 dp: Some(DpSgd {
                     clip: 1.0,
                     noise_multiplier: 1.0,
+                    seed: secret.map(|b| DpSeed::from_bytes([b; 32])),
                 }),
                 ..TrainConfig::default()
             };
             train(&mut *m, &x, &y, &cfg, &mut |_| ControlFlow::Continue(())).unwrap();
             m.params().to_vec()
         };
-        assert_eq!(run(1), run(1));
-        assert_ne!(run(1), run(2));
+        assert_ne!(run(1, None), run(1, None));
+        assert_eq!(run(1, Some(9)), run(1, Some(9)));
+        assert_eq!(run(1, Some(9)), run(2, Some(9)));
+        assert_ne!(run(1, Some(9)), run(1, Some(8)));
         let both = DpSettings {
             clip: 1.0,
             noise_multiplier: Some(1.0),
@@ -302,7 +311,7 @@ mod masks {
         encrypt_weighted_masked, plaintext_bits,
     };
     use fedhe::plan::{Plan, ProposeOptions, Quorum, Training};
-    use fedhe::privacy::masks::{Identity, MaskContext};
+    use fedhe::privacy::masks::{AttemptSecret, Identity, MaskContext};
     use fedhe::protocol::{AnnounceRequest, ClientInfo, RegisterRequest, hex};
     use fedhe::server::{EmbeddedServer, ServerConfig};
     use fedhe::session;
@@ -320,14 +329,16 @@ mod masks {
     fn masks_of(n: usize) -> Vec<Masks> {
         let ids: Vec<String> = (0..n).map(|i| format!("site-{i:02}")).collect();
         let who: Vec<Identity> = (0..n).map(|_| Identity::generate().unwrap()).collect();
+        let secrets: Vec<AttemptSecret> =
+            (0..n).map(|_| AttemptSecret::generate().unwrap()).collect();
         let keys: Vec<(String, [u8; 32])> = ids
             .iter()
-            .zip(&who)
-            .map(|(id, w)| (id.clone(), w.announce(&CTX, id).public))
+            .zip(who.iter().zip(&secrets))
+            .map(|(id, (w, s))| (id.clone(), w.announce(&CTX, id, s).public))
             .collect();
         ids.iter()
-            .zip(&who)
-            .map(|(id, w)| w.pair_masks(&CTX, id, &keys).unwrap())
+            .zip(&secrets)
+            .map(|(id, s)| s.pair_masks(&CTX, id, &keys).unwrap())
             .collect()
     }
 
@@ -422,7 +433,7 @@ mod masks {
     }
 
     fn plan(min: usize, deadline: u64, masks: bool) -> Plan {
-        let (mut plan, _) = fedhe::plan::propose(
+        let (plan, _) = fedhe::plan::propose(
             &sample("train.csv"),
             &ProposeOptions {
                 training: Training {
@@ -439,11 +450,16 @@ mod masks {
                     round_deadline_secs: deadline,
                     allow_single_contributor: false,
                 },
+                // A quorum of two with masks says so in words.
+                privacy: fedhe::plan::Privacy {
+                    masks,
+                    allow_unmasked_pairs: masks && min < 3,
+                    ..fedhe::plan::Privacy::default()
+                },
                 ..ProposeOptions::default()
             },
         )
         .unwrap();
-        plan.privacy.masks = masks;
         plan
     }
 
@@ -463,6 +479,7 @@ mod masks {
             plan: j.plan_fingerprint.clone(),
             min_members: min,
             named: Vec::new(),
+            ledger: j.ledger.clone(),
         });
         ex
     }
@@ -475,7 +492,10 @@ mod masks {
             round,
             attempt: 1,
         };
-        let k = j.identity.announce(&ctx, &j.id);
+        // The key of j's own ledger: j itself announces the same one later.
+        let k = j
+            .identity
+            .announce(&ctx, &j.id, &j.ledger.secret(&ctx).unwrap());
         j.api
             .announce(
                 round,
@@ -502,7 +522,7 @@ mod masks {
         };
         // Signed by another identity than the one a registered.
         let mallory = Identity::generate().unwrap();
-        let forged = mallory.announce(&ctx, "a");
+        let forged = mallory.announce(&ctx, "a", &AttemptSecret::generate().unwrap());
         let e = a
             .api
             .announce(
@@ -522,7 +542,9 @@ mod masks {
         );
         assert!(a.api.key_set(round, None).unwrap().keys.is_empty());
         // The real identity is accepted.
-        let real = a.identity.announce(&ctx, "a");
+        let real = a
+            .identity
+            .announce(&ctx, "a", &a.ledger.secret(&ctx).unwrap());
         let set = a
             .api
             .announce(

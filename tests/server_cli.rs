@@ -145,11 +145,22 @@ fn operator(state: &Path, url: &str) -> fedhe::client::AggregatorClient {
 fn plan_init_serve_and_two_clients_one_with_reordered_columns() {
     let dir = tempfile::tempdir().unwrap();
     let (sk, pk) = keys(dir.path());
-    let plan = plan_init(dir.path(), &[]);
+    // With masks, plan init's quorum is 3 (a round of two masks nothing);
+    // two sites need the quorum of two in words.
+    let other = tempfile::tempdir().unwrap();
+    let three = plan_init(other.path(), &[]);
+    let text = std::fs::read_to_string(&three).unwrap();
+    assert!(text.contains("min_clients = 3"), "{text}");
+    assert!(!text.contains("allow_unmasked_pairs"), "{text}");
+    let plan = plan_init(
+        dir.path(),
+        &["--min-clients", "2", "--allow-unmasked-pairs"],
+    );
     let text = std::fs::read_to_string(&plan).unwrap();
     assert!(text.starts_with("# FedHE federation plan"), "{text}");
     assert!(text.contains("kind = \"binary\""), "{text}");
     assert!(text.contains("min_clients = 2"), "{text}");
+    assert!(text.contains("allow_unmasked_pairs = true"), "{text}");
     let state = dir.path().join("state");
     let token = dir.path().join("operator.token");
     // No key and no plan yet: the clients start first and wait.
@@ -391,7 +402,16 @@ fn aggregator_killed_for_30_s_mid_round_gives_the_uninterrupted_model() {
 fn a_killed_client_resumes_under_its_id() {
     let dir = tempfile::tempdir().unwrap();
     let (sk, pk) = keys(dir.path());
-    let plan = plan_init(dir.path(), &["--roster", "a,b"]);
+    let plan = plan_init(
+        dir.path(),
+        &[
+            "--roster",
+            "a,b",
+            "--min-clients",
+            "2",
+            "--allow-unmasked-pairs",
+        ],
+    );
     let state = dir.path().join("state");
     let token = dir.path().join("operator.token");
     let (_server, url) = serve(

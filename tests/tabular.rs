@@ -362,6 +362,8 @@ fn sites_with_different_categories_agree_on_one_encoding() {
         min_clients: 2,
         ..Quorum::default()
     };
+    // Two sites: rounds of two go unmasked, and the plan says so.
+    plan.privacy.allow_unmasked_pairs = true;
     plan.validate("plan").unwrap();
     assert_eq!(plan.task, Task::Regression);
     let key = Arc::new(SecretKey::generate(ParamSet::Standard64));

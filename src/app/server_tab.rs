@@ -170,6 +170,10 @@ impl ServerTab {
                 round_deadline_secs: settings.round_deadline_secs,
                 allow_single_contributor: settings.allow_single_contributor,
             },
+            privacy: fedhe::plan::Privacy {
+                masks: settings.masks,
+                ..fedhe::plan::Privacy::default()
+            },
             name: String::new(),
         };
         match fedhe::plan::propose(csv, &opts) {

@@ -548,8 +548,18 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
             println!("{s}");
         }
         let masked = res.records.iter().filter(|r| r.masked).count();
-        if masked == 0 && !plain {
-            println!("pairwise masks: off (--no-masks, or fewer than 3 clients)");
+        let clients = a
+            .client_data
+            .len()
+            .max(if a.data.is_some() { a.clients } else { 0 });
+        if !plain && !a.no_masks && clients < fedhe::plan::MIN_MASKED_MEMBERS {
+            println!(
+                "pairwise masks: off ({clients} clients: a masked round needs {} members, so the \
+                 simulated plan says masks = false)",
+                fedhe::plan::MIN_MASKED_MEMBERS
+            );
+        } else if masked == 0 && !plain {
+            println!("pairwise masks: off (--no-masks)");
         } else if !plain {
             println!(
                 "pairwise masks: {masked} of {} training rounds masked (every update unreadable alone, even with the umbrella key; masks need 3 or more clients)",

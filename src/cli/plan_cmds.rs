@@ -31,9 +31,14 @@ pub struct InitArgs {
     /// Share of each site's rows held out to validate the global model.
     #[arg(long, default_value_t = Training::default().validation_share)]
     pub validation_share: f64,
-    /// Fewest contributors a round may close with (at its deadline).
-    #[arg(long, default_value_t = Quorum::default().min_clients)]
-    pub min_clients: usize,
+    /// Fewest contributors a round may close with (at its deadline);
+    /// default 3 with pairwise masks, 2 with --no-masks.
+    #[arg(long)]
+    pub min_clients: Option<usize>,
+    /// With masks, allow a quorum below 3: a round of two goes unmasked
+    /// (each of the two can read the other's update from the sum).
+    #[arg(long)]
+    pub allow_unmasked_pairs: bool,
     /// Client ids allowed to join (comma-separated); default: anyone with the key.
     #[arg(long, value_delimiter = ',')]
     pub roster: Vec<String>,
@@ -113,15 +118,21 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
             validation_share: a.validation_share,
         },
         quorum: Quorum {
-            min_clients: a.min_clients,
+            min_clients: a
+                .min_clients
+                .unwrap_or(fedhe::plan::default_min_clients(!a.no_masks)),
             roster: a.roster.clone(),
             round_deadline_secs: a.deadline,
             allow_single_contributor: a.allow_single_contributor,
         },
+        privacy: fedhe::plan::Privacy {
+            masks: !a.no_masks,
+            allow_unmasked_pairs: a.allow_unmasked_pairs,
+            ..fedhe::plan::Privacy::default()
+        },
         name: a.name.clone(),
     };
     let (mut plan, mut notes) = fedhe::plan::propose(&a.data, &opts)?;
-    plan.privacy.masks = !a.no_masks;
     notes.push(if a.no_masks {
         "privacy: no pairwise masks (--no-masks): whoever holds the federation key and obtains \
          one site's ciphertext can read that site's update"

@@ -1,11 +1,15 @@
 //! DP-SGD's spending over a site's training rounds: what each round costs
 //! and which round would pass the privacy budget.
 
-use crate::privacy::{DpBudget, DpSettings, DpSgd, PrivacyError, PrivacyRecord};
+use crate::privacy::{DpBudget, DpSettings, DpSgd, PrivacyError, PrivacyRecord, SiteSecret};
 
 /// The privacy spent on this site's rows so far (nothing without DP-SGD).
 pub(crate) struct Spending {
     budget: Option<DpBudget>,
+    /// The site's DP secret and the plan (hex fingerprint) each round's
+    /// seed is derived with; `None`: a fresh seed from the operating system
+    /// for every round.
+    secret: Option<(SiteSecret, String)>,
     /// Local epochs per round.
     epochs: u64,
     /// DP-SGD steps taken (or counted as taken).
@@ -30,15 +34,29 @@ impl Spending {
             .transpose()?;
         Ok(Spending {
             budget,
+            secret: None,
             epochs,
             steps: 0,
             stopped: None,
         })
     }
 
-    /// The clipping and noise of local training.
-    pub(crate) fn dp(&self) -> Option<DpSgd> {
-        self.budget.map(|b| b.dp)
+    /// Derives every round's DP seed from the site's secret (kept in its
+    /// state file), so a restarted site retrains a round exactly as before.
+    pub(crate) fn with_secret(mut self, secret: Option<(SiteSecret, String)>) -> Spending {
+        self.secret = secret;
+        self
+    }
+
+    /// The clipping and noise of training round `k`, with its secret seed.
+    /// A retrained round (after a restart) draws the same batches and noise
+    /// and so gives the same values: the same release again, which costs
+    /// no privacy; the accountant counts every round once.
+    pub(crate) fn dp_for(&self, k: u64) -> Option<DpSgd> {
+        self.budget.as_ref().map(|b| DpSgd {
+            seed: self.secret.as_ref().map(|(s, plan)| s.round_seed(plan, k)),
+            ..b.dp.clone()
+        })
     }
 
     /// A round that closed while this site was away: the site may have
@@ -84,7 +102,7 @@ impl Spending {
 
     /// What the model file records of the spending so far.
     pub(crate) fn record(&self) -> Option<PrivacyRecord> {
-        self.budget.and_then(|b| b.record(self.steps))
+        self.budget.as_ref().and_then(|b| b.record(self.steps))
     }
 
     /// Why this site stopped training before the plan's last round.

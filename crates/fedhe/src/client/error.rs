@@ -44,6 +44,9 @@ pub enum LoopError {
     Masks(#[from] MaskError),
     #[error(transparent)]
     Relay(#[from] RelayError),
+    /// A mask would be used twice, or the mask ledger cannot be kept.
+    #[error(transparent)]
+    Ledger(#[from] super::ledger::LedgerError),
     #[error(transparent)]
     Sum(#[from] SumError),
     #[error(transparent)]

@@ -30,6 +30,9 @@ pub struct HeExchange {
     pub(crate) identities: Identities,
     /// Told, in words, which identities this client masks with.
     pub on_note: Option<NoteNotifier>,
+    /// This client's id: a round published while it was away says whether
+    /// its update is in the sum (the masking's id when unset).
+    pub site: Option<String>,
 }
 
 /// A closed round's sum as downloaded, before it is decrypted.
@@ -75,6 +78,7 @@ impl HeExchange {
             masking: None,
             identities: Default::default(),
             on_note: None,
+            site: None,
         }
     }
 
@@ -234,6 +238,15 @@ impl HeExchange {
         self.note_new_identities();
         let t = Instant::now();
         up.masked = !masks.is_empty();
+        if up.masked {
+            // Never two vectors under the same masks (a restart included).
+            let ctx = crate::privacy::MaskContext {
+                plan: &up.me.plan,
+                round: up.round,
+                attempt,
+            };
+            up.me.ledger.bind(&ctx, up.values, up.weight)?;
+        }
         let update = crypto::encrypt_weighted_masked(&self.key, up.values, up.weight, &masks)?
             .bound_to(up.round, attempt);
         let bytes = update.to_bytes();
@@ -404,11 +417,18 @@ impl Exchange for HeExchange {
         if info.state != RoundState::Closed {
             return Ok(None);
         }
+        // Whether this client's update is in it (it uploaded before a
+        // restart): the vocabulary's names depend on it.
+        let me = self
+            .site
+            .as_deref()
+            .or(self.masking.as_ref().map(|m| m.id.as_str()));
+        let contributed = me.is_some_and(|id| info.submitted.iter().any(|s| s == id));
         let closed = self.download(
             round,
             len,
             ExchangeCost::default(),
-            false,
+            contributed,
             info.submitted,
             false,
         )?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::crypto::{Masks, PublicKeyFile};
 use crate::privacy::masks::{
-    Identity, KeyAnnouncement, MaskContext, masks_apply, verify_announcement,
+    AttemptSecret, Identity, KeyAnnouncement, MaskContext, masks_apply, verify_announcement,
 };
 use crate::protocol::{
     AnnounceRequest, ClientInfo, ErrorCode, KeySet, MaskPhase, hex, parse_hex, parse_hex_array,
@@ -18,6 +18,7 @@ use crate::protocol::{
 use super::api::AggregatorClient;
 use super::error::{LoopError, RelayError};
 use super::exchange::WaitNotifier;
+use super::ledger::MaskLedger;
 use super::wait::{LastSeen, wait_round};
 
 /// Who this client is in masked rounds.
@@ -34,6 +35,31 @@ pub struct Masking {
     /// The plan's named roster (empty: anyone with the key): a roster with
     /// anyone else is refused.
     pub named: Vec<String>,
+    /// Every attempt's random secret, with the hash of what it masked.
+    pub ledger: MaskLedger,
+}
+
+impl Masking {
+    /// This client in `plan`'s masked rounds (`plan_fingerprint` in hex). A
+    /// masked plan's round needs three members whatever its quorum says,
+    /// unless the plan allows smaller unmasked rounds in words
+    /// ([`crate::plan::Plan::min_round_members`]).
+    pub fn for_plan(
+        id: &str,
+        identity: &Identity,
+        plan: &crate::plan::Plan,
+        plan_fingerprint: &str,
+        ledger: MaskLedger,
+    ) -> Masking {
+        Masking {
+            ledger,
+            id: id.to_string(),
+            identity: identity.clone(),
+            plan: plan_fingerprint.to_string(),
+            min_members: plan.quorum.min_clients.max(plan.min_round_members()),
+            named: plan.quorum.roster.clone(),
+        }
+    }
 }
 
 /// Identity keys of the other clients, each checked against its
@@ -159,7 +185,10 @@ impl Masker<'_> {
             round,
             attempt,
         };
-        if !self.announce(&ctx)? {
+        // The attempt's random secret: this client's, kept in its ledger
+        // from before the announcement on.
+        let secret = self.me.ledger.secret(&ctx)?;
+        if !self.announce(&ctx, &secret)? {
             return Ok(KeyPhase::Moved);
         }
         let Some(set) = self.fixed_roster(round, attempt, cancel)? else {
@@ -170,7 +199,7 @@ impl Masker<'_> {
         }
         check_roster(self.me, round, &set)?;
         let masks = if set.masked {
-            self.masks_for(&set, &ctx)?
+            self.masks_for(&set, &ctx, &secret)?
         } else {
             Masks::none()
         };
@@ -179,8 +208,8 @@ impl Masker<'_> {
 
     /// Announces this client's signed key; false if the round closed, moved
     /// to another attempt or fixed its roster without us.
-    fn announce(&self, ctx: &MaskContext<'_>) -> Result<bool, LoopError> {
-        let mine = self.me.identity.announce(ctx, &self.me.id);
+    fn announce(&self, ctx: &MaskContext<'_>, secret: &AttemptSecret) -> Result<bool, LoopError> {
+        let mine = self.me.identity.announce(ctx, &self.me.id, secret);
         let req = AnnounceRequest {
             attempt: ctx.attempt,
             public: hex(&mine.public),
@@ -239,7 +268,12 @@ impl Masker<'_> {
 
     /// Checks every partner's announced key against its verified identity
     /// and derives the pairwise masks.
-    fn masks_for(&mut self, set: &KeySet, ctx: &MaskContext<'_>) -> Result<Masks, LoopError> {
+    fn masks_for(
+        &mut self,
+        set: &KeySet,
+        ctx: &MaskContext<'_>,
+        secret: &AttemptSecret,
+    ) -> Result<Masks, LoopError> {
         let partners: Vec<&str> = set
             .roster
             .iter()
@@ -249,9 +283,9 @@ impl Masker<'_> {
         // A partner whose key does not verify may have registered again with
         // a new identity: the identities are fetched again once before
         // giving up.
-        self.agree(set, ctx, &partners, false).or_else(|e| {
+        self.agree(set, ctx, secret, &partners, false).or_else(|e| {
             tracing::debug!("fetching the identities again: {e}");
-            self.agree(set, ctx, &partners, true)
+            self.agree(set, ctx, secret, &partners, true)
         })
     }
 
@@ -259,6 +293,7 @@ impl Masker<'_> {
         &mut self,
         set: &KeySet,
         ctx: &MaskContext<'_>,
+        secret: &AttemptSecret,
         partners: &[&str],
         refresh: bool,
     ) -> Result<Masks, LoopError> {
@@ -281,7 +316,7 @@ impl Masker<'_> {
             verify_announcement(identity, ctx, id, &announcement)?;
             agreed.push((id.to_string(), announcement.public));
         }
-        Ok(self.me.identity.pair_masks(ctx, &self.me.id, &agreed)?)
+        Ok(secret.pair_masks(ctx, &self.me.id, &agreed)?)
     }
 }
 
@@ -341,5 +376,49 @@ fn as_round_info(set: &KeySet) -> crate::protocol::RoundInfo {
         attempt: set.attempt,
         mask_phase: Some(MaskPhase::Keys),
         masked: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roster_of(n: usize) -> KeySet {
+        KeySet {
+            round: 4,
+            attempt: 1,
+            phase: MaskPhase::Upload,
+            masked: n >= 3,
+            roster: (0..n).map(|i| format!("s{i}")).collect(),
+            missing: Vec::new(),
+            keys: Vec::new(),
+            min_contributors: n,
+            deadline_unix: None,
+        }
+    }
+
+    /// A masked plan's client refuses a roster of two even when the quorum
+    /// it was handed says 2 (an aggregator cannot shrink a round to a pair
+    /// whose masks hide nothing), unless the plan allows unmasked pairs.
+    #[test]
+    fn a_masked_round_of_two_is_refused_unless_the_plan_allows_pairs() {
+        let mut plan = crate::plan::Plan::for_target(
+            &crate::data::Target::Regression { column: "y".into() },
+            vec!["x".into()],
+            Vec::new(),
+        );
+        plan.quorum.min_clients = 2;
+        let identity = Identity::generate().unwrap();
+        let me = Masking::for_plan("s0", &identity, &plan, "ab", MaskLedger::in_memory());
+        assert_eq!(me.min_members, 3);
+        let err = check_roster(&me, 4, &roster_of(2)).unwrap_err();
+        assert!(
+            matches!(err, RelayError::BelowQuorum { quorum: 3, .. }),
+            "{err}"
+        );
+        check_roster(&me, 4, &roster_of(3)).unwrap();
+        plan.privacy.allow_unmasked_pairs = true;
+        let me = Masking::for_plan("s0", &identity, &plan, "ab", MaskLedger::in_memory());
+        check_roster(&me, 4, &roster_of(2)).unwrap();
     }
 }

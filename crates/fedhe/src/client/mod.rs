@@ -11,6 +11,7 @@ mod budget;
 mod error;
 mod exchange;
 mod he_exchange;
+pub mod ledger;
 mod limbs;
 pub mod masking;
 mod report;
@@ -25,6 +26,7 @@ pub use api::{AggregatorClient, ClientError, RetryNotifier, RetryPolicy};
 pub use error::{LoopError, RelayError, SiteError, SumError};
 pub use exchange::{Exchange, ExchangeCost, NoteNotifier, RoundMean, RoundSum, WaitNotifier};
 pub use he_exchange::HeExchange;
+pub use ledger::{LedgerError, MaskLedger};
 pub use limbs::{
     LIMB_BITS, STAT_LIMBS, decode_limbs, encode_limbs, from_limbs, limb_bits_for, to_limbs,
 };

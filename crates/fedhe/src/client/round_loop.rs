@@ -48,6 +48,10 @@ pub struct LoopConfig {
     pub vocabulary: Option<crate::plan::Vocabulary>,
     /// DP-SGD for this site's rows.
     pub dp: Option<crate::privacy::DpSettings>,
+    /// The site's DP secret and the plan's fingerprint (hex): each training
+    /// round's secret DP seed derives from them. `None`: fresh seeds from
+    /// the operating system.
+    pub dp_secret: Option<(crate::privacy::SiteSecret, String)>,
 }
 
 /// One kind of round: what this site contributes to each of its rounds and

@@ -80,7 +80,8 @@ impl<'a> TrainingRounds<'a> {
             t.batch_size,
             cfg.rounds,
             t.epochs,
-        )?;
+        )?
+        .with_secret(cfg.dp_secret.clone());
         Ok(TrainingRounds {
             // The update carries `share × parameter`.
             param_limit: value_bound.map(|b| b / share.max(f64::MIN_POSITIVE)),
@@ -158,7 +159,7 @@ impl<'a> TrainingRounds<'a> {
         let mut tcfg = TrainConfig {
             lr: base.optimizer.schedule.lr(base.lr, k, self.cfg.rounds),
             seed: round_seed(base.seed, k),
-            dp: self.spending.dp(),
+            dp: self.spending.dp_for(k),
             ..base.clone()
         };
         tcfg.optimizer.schedule = crate::model::Schedule::Constant;

@@ -319,13 +319,14 @@ impl RoundKind for VocabularyRounds {
         }
     }
 
-    /// Resumed after round 1 closed: whether this site's counts are in the
-    /// sum is not known here, so it names nothing.
+    /// Resumed after round 1 closed: the exchange says whether this site's
+    /// counts are in the sum (its id among the round's contributors). A
+    /// site restarted between uploading its names and round 2's close must
+    /// name exactly as before: masking zeros instead, under the masks it
+    /// already used for its names, would hand the names to any key holder
+    /// (and the mask ledger refuses it).
     fn take_published(&mut self, sum: RoundSum, ctx: &mut RoundCtx<'_>) -> Result<(), LoopError> {
-        match self.stage {
-            Stage::Counts => self.take_counts(sum, false),
-            _ => self.take(sum, ctx),
-        }
+        self.take(sum, ctx)
     }
 }
 

@@ -308,7 +308,10 @@ impl SecretKey {
 
     /// Loads a secret key file; a public key file is refused with an explanation.
     pub fn load(path: &Path) -> Result<Self, CryptoError> {
-        let bytes = fs::read(path).map_err(|e| CryptoError::io("read secret key file", path, e))?;
+        // The file's bytes are the key: wiped once parsed.
+        let bytes = zeroize::Zeroizing::new(
+            fs::read(path).map_err(|e| CryptoError::io("read secret key file", path, e))?,
+        );
         Self::from_bytes(&bytes).map_err(|e| e.in_file(path))
     }
 
@@ -365,16 +368,17 @@ impl SecretKey {
             layout: self.layout,
             salt: self.salt,
         };
-        let mut key = [0u8; KEY_BYTES];
+        let mut key = zeroize::Zeroizing::new([0u8; KEY_BYTES]);
         for (i, b) in self.bits.iter().enumerate() {
             key[i / 8] |= ((*b & 1) as u8) << (i % 8);
         }
-        seal_envelope(KeyKind::Secret, &encode_header(&header), &key)
+        seal_envelope(KeyKind::Secret, &encode_header(&header), &key[..])
     }
 
     /// Writes owner-only (0600 on Unix); refuses to overwrite unless `force`.
     pub fn save(&self, path: &Path, force: bool) -> Result<(), CryptoError> {
-        write_file(path, &self.to_bytes(), force, true)
+        let bytes = zeroize::Zeroizing::new(self.to_bytes());
+        write_file(path, &bytes, force, true)
     }
 
     /// The public file for the aggregator.

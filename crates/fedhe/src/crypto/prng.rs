@@ -20,9 +20,30 @@ pub(crate) const MASK_AES_BLOCKS_PER_GLWE: u128 = (POLY_SIZE * 8 / 16) as u128;
 /// AES blocks of noise keystream per GLWE block (3 bytes per TUniform(17) sample).
 const NOISE_AES_BLOCKS_PER_GLWE: u128 = (POLY_SIZE * 3 / 16) as u128;
 
-/// A fresh 128-bit seed from TFHE-rs's seeder (RDSEED when available, else the OS).
+/// A fresh 128-bit seed: SHA-256 of TFHE-rs's seeder (RDSEED when
+/// available) and 16 bytes of the operating system's generator, so that
+/// neither source alone decides it. If the operating system's generator
+/// fails (it does not on any supported platform), the seeder's alone.
 pub(crate) fn fresh_seed() -> u128 {
-    new_seeder().seed().0
+    use ring::rand::SecureRandom;
+    use sha2::Digest;
+    use zeroize::Zeroize;
+    let mut os = [0u8; 16];
+    if ring::rand::SystemRandom::new().fill(&mut os).is_err() {
+        tracing::warn!("the operating system's random generator failed; seeding from RDSEED alone");
+    }
+    let mut h = sha2::Sha256::new();
+    h.update(b"FedHE seed v1\0");
+    h.update(new_seeder().seed().0.to_le_bytes());
+    h.update(os);
+    os.zeroize();
+    let mut d = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    d.zeroize();
+    let seed = u128::from_le_bytes(out);
+    out.zeroize();
+    seed
 }
 
 /// AES-128 in counter mode over TFHE-rs's block cipher.

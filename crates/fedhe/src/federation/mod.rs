@@ -117,7 +117,8 @@ pub struct SimulationResult {
 
 impl SimulationConfig {
     /// The plan a simulation serves: the data's columns and classes, these
-    /// training settings, a quorum of every simulated client.
+    /// training settings, a quorum of every simulated client (masks only
+    /// with three or more).
     pub fn plan(&self, data: &Dataset, clients: usize) -> Plan {
         let numeric: Vec<String> = data
             .columns
@@ -145,7 +146,9 @@ impl SimulationConfig {
         plan.name = "fedhe simulate".into();
         plan.model = ModelSpec::of(&self.architecture);
         plan.privacy.dp = self.dp;
-        plan.privacy.masks = self.masks;
+        // Masks need three members: with fewer clients the simulated plan
+        // says masks = false (a pair's masks would hide nothing).
+        plan.privacy.masks = self.masks && clients >= crate::plan::MIN_MASKED_MEMBERS;
         plan.training = Training {
             rounds: self.rounds,
             sgd: self.train.sgd(),
@@ -519,6 +522,7 @@ pub fn simulate(
                         plan,
                         plan_fp,
                         session::site_seed(plan.training.sgd.seed, id),
+                        None,
                         part,
                         RunRecord {
                             kind: crate::model::SIMULATED,

@@ -181,4 +181,7 @@ pub enum ModelError {
     Format { file: String, reason: String },
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    /// DP-SGD's secret randomness could not be drawn.
+    #[error(transparent)]
+    Privacy(#[from] crate::privacy::PrivacyError),
 }

@@ -194,7 +194,9 @@ pub fn class_weights(y: &Array1<f64>, how: ClassWeight, head: Head) -> Option<Ve
 /// Trains `model` in place. `on_epoch` sees each epoch's figures and may
 /// return `ControlFlow::Break(())` to stop early (cancel).
 ///
-/// Deterministic: the same data, settings and seed give the same parameters.
+/// Deterministic: the same data, settings and seed give the same parameters
+/// — with DP-SGD, only under the same secret `dp.seed` (without one, every
+/// call draws fresh batches and noise from the operating system).
 pub fn train(
     model: &mut dyn Model,
     x: &Array2<f64>,
@@ -310,14 +312,21 @@ pub fn train_within(
         last: None,
     };
     let start = baseline_loss(model.head(), &ys);
+    // DP-SGD's batches and noise: from its secret seed, or fresh from the
+    // operating system; never from the public `cfg.seed`.
+    let mut dp_rng = match cfg.dp.as_ref().map(|dp| dp.seed.clone()) {
+        Some(Some(seed)) => Some(seed.rng()),
+        Some(None) => Some(crate::privacy::DpSeed::fresh()?.rng()),
+        None => None,
+    };
     for epoch in 1..=cfg.epochs {
-        match &cfg.dp {
+        match (&cfg.dp, dp_rng.as_mut()) {
             // Poisson batches of clipped, noised gradients; class weights do
             // not apply (they would change every example's sensitivity).
-            Some(dp) => {
-                summary.dp_steps += super::dp_epoch(model, &x, &ys, cfg, dp, &mut rng);
+            (Some(dp), Some(dp_rng)) => {
+                summary.dp_steps += super::dp_epoch(model, &x, &ys, cfg, dp, dp_rng);
             }
-            None => {
+            _ => {
                 order.shuffle(&mut rng);
                 model.fit_epoch(&x, &ys, rw.as_deref(), &order, &epoch_config(cfg, epoch));
             }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{CategoricalColumn, ModelSpec, Plan, PlanError, Quorum, Training};
+use super::{CategoricalColumn, ModelSpec, Plan, PlanError, Privacy, Quorum, Training};
 use crate::data::{CsvOptions, RawColumn, Target, TargetSpec, TaskKind, load_csv};
 
 /// What the operator fixed; everything else is proposed.
@@ -28,6 +28,8 @@ pub struct ProposeOptions {
     pub vocabulary: Option<super::Vocabulary>,
     pub training: Training,
     pub quorum: Quorum,
+    /// Masks and DP (the quorum is checked against them).
+    pub privacy: Privacy,
     pub name: String,
 }
 
@@ -99,6 +101,7 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
     plan.model = opts.model.clone();
     plan.training = opts.training;
     plan.quorum = opts.quorum.clone();
+    plan.privacy = opts.privacy;
     plan.name = opts.name.clone();
     let mut notes: Vec<String> = loaded.notices.clone();
     notes.extend(text_notes);
@@ -167,8 +170,16 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
         t.sgd.seed,
         t.validation_share * 100.0
     ));
+    notes.extend(quorum_notes(&plan));
+    plan.validate(&path.display().to_string())?;
+    Ok((plan, notes))
+}
+
+/// The notes on the quorum (and on rounds of two allowed to go unmasked).
+fn quorum_notes(plan: &Plan) -> Vec<String> {
     let q = &plan.quorum;
-    notes.push(format!(
+    let mut out = Vec::new();
+    out.push(format!(
         "quorum: {}; a round closes when all have submitted, or after {} s with at least {}; \
          the standardization round waits for everyone (with pairwise masks and no named \
          roster, only until its deadline)",
@@ -180,6 +191,12 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
         q.round_deadline_secs,
         q.min_clients
     ));
-    plan.validate(&path.display().to_string())?;
-    Ok((plan, notes))
+    if plan.privacy.masks && plan.privacy.allow_unmasked_pairs {
+        out.push(
+            "privacy: allow_unmasked_pairs = true: a round of two members goes unmasked, and \
+             each of the two can read the other's update from the sum"
+                .into(),
+        );
+    }
+    out
 }

@@ -68,13 +68,25 @@ pub struct Privacy {
     /// DP-SGD in every site's local training (see `privacy::DpSettings`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dp: Option<crate::privacy::DpSettings>,
+    /// With masks on, allow rounds of fewer than three members (which go
+    /// unmasked: the other member's update is the sum minus one's own).
+    /// Off: a masked plan needs `quorum.min_clients` of at least 3, and a
+    /// client refuses a masked round of two. Left out of the canonical form
+    /// when off, so plans written before it keep their fingerprints.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_unmasked_pairs: bool,
 }
+
+/// Fewest members of a masked round unless the plan allows unmasked pairs:
+/// with two, each member's update is the sum minus its own.
+pub const MIN_MASKED_MEMBERS: usize = 3;
 
 impl Default for Privacy {
     fn default() -> Self {
         Privacy {
             masks: true,
             dp: None,
+            allow_unmasked_pairs: false,
         }
     }
 }
@@ -87,11 +99,15 @@ fn is_true(b: &bool) -> bool {
     *b
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 impl Privacy {
     /// The defaults (masks on, no DP): left out of the plan's canonical form,
     /// so plans written before these settings keep their fingerprints.
     fn is_off(&self) -> bool {
-        self.masks && self.dp.is_none()
+        self.masks && self.dp.is_none() && !self.allow_unmasked_pairs
     }
 }
 
@@ -536,10 +552,17 @@ pub struct Quorum {
     pub allow_single_contributor: bool,
 }
 
+/// `quorum.min_clients` when a plan does not say: 3 with masks (a round of
+/// two cannot hide either update from the other), 2 without.
+pub fn default_min_clients(masks: bool) -> usize {
+    if masks { MIN_MASKED_MEMBERS } else { 2 }
+}
+
 impl Default for Quorum {
+    /// The quorum of a plan with masks (the default).
     fn default() -> Self {
         Quorum {
-            min_clients: 2,
+            min_clients: default_min_clients(true),
             roster: Vec::new(),
             round_deadline_secs: 600,
             allow_single_contributor: false,
@@ -617,6 +640,20 @@ impl Plan {
         }
     }
 
+    /// Fewest members a round of this plan may have on the client's side:
+    /// with masks, 3 ([`MIN_MASKED_MEMBERS`]) unless the plan says in words
+    /// that smaller rounds may go unmasked (`privacy.allow_unmasked_pairs`,
+    /// or `quorum.allow_single_contributor`, which already lets one site's
+    /// update be read by every key holder); 1 without masks.
+    pub fn min_round_members(&self) -> usize {
+        let p = &self.privacy;
+        if p.masks && !p.allow_unmasked_pairs && !self.quorum.allow_single_contributor {
+            MIN_MASKED_MEMBERS
+        } else {
+            1
+        }
+    }
+
     /// A binary plan over these numeric columns with default settings.
     pub fn binary(label: LabelMapping, numeric: Vec<String>, ignored: Vec<String>) -> Plan {
         Plan::for_target(&Target::Binary(label), numeric, ignored)
@@ -656,10 +693,14 @@ impl Plan {
             probe.get("version").and_then(|v| v.as_integer()),
             file,
         )?;
-        let plan: Plan = toml::from_str(text).map_err(|e| PlanError::Parse {
+        let mut plan: Plan = toml::from_str(text).map_err(|e| PlanError::Parse {
             file: file.to_string(),
             message: e.to_string(),
         })?;
+        let quorum = probe.get("quorum").and_then(|q| q.as_table());
+        if quorum.is_none_or(|q| !q.contains_key("min_clients")) {
+            plan.quorum.min_clients = default_min_clients(plan.privacy.masks);
+        }
         plan.validate(file)?;
         Ok(plan)
     }

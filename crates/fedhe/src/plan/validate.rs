@@ -28,7 +28,8 @@ impl Plan {
         if let Some(dp) = &self.privacy.dp {
             dp.validate().map_err(|e| ("privacy.dp", e))?;
         }
-        quorum(&self.quorum)
+        quorum(&self.quorum)?;
+        masked_quorum(self)
     }
 }
 
@@ -268,6 +269,29 @@ fn quorum(q: &Quorum) -> Result<(), Refusal> {
                 "{} members cannot reach min_clients = {}",
                 q.roster.len(),
                 q.min_clients
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `[quorum]` under `[privacy]` masks: a masked round needs three members
+/// (with two, each update is the sum minus the other's), unless the plan
+/// says `allow_unmasked_pairs = true` (or `allow_single_contributor`) in
+/// words.
+fn masked_quorum(plan: &Plan) -> Result<(), Refusal> {
+    let q = &plan.quorum;
+    if q.min_clients < plan.min_round_members() {
+        return Err((
+            "quorum.min_clients",
+            format!(
+                "{} with pairwise masks lets the aggregator run a round of {} members, which \
+                 masks nothing (each member's update is the sum minus the other's); use at \
+                 least {}, or set privacy.allow_unmasked_pairs = true (or privacy.masks = false) \
+                 to allow it",
+                q.min_clients,
+                q.min_clients,
+                super::MIN_MASKED_MEMBERS
             ),
         ));
     }

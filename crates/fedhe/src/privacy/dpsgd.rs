@@ -7,12 +7,17 @@
 use serde::{Deserialize, Serialize};
 
 /// DP-SGD settings of local training.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DpSgd {
     /// Per-example gradient norm bound C.
     pub clip: f64,
     /// σ: the noise's standard deviation is σ·C.
     pub noise_multiplier: f64,
+    /// The secret key of the batches and the noise (never written
+    /// anywhere with the settings); `None`: a fresh one from the operating
+    /// system for every training run.
+    #[serde(skip)]
+    pub seed: Option<super::DpSeed>,
 }
 
 /// Sample rate of Poisson batches: expected batch size over rows.
@@ -108,6 +113,7 @@ impl DpSettings {
             dp: DpSgd {
                 clip: self.clip,
                 noise_multiplier: sigma,
+                seed: None,
             },
             delta,
             sample_rate: q,
@@ -118,7 +124,7 @@ impl DpSettings {
 }
 
 /// DP-SGD resolved for one site.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DpBudget {
     pub dp: DpSgd,
     pub delta: f64,

@@ -13,10 +13,13 @@
 //! with X25519 and HKDF-SHA256, bound to the plan, round, attempt and both
 //! ids ([`pair_seed`]); the seeds key the masks of [`crate::crypto::masking`].
 //!
-//! The X25519 secret of an attempt is derived from the identity seed and the
-//! attempt's context (HKDF), so a client restarted in the middle of an
-//! attempt announces the same key again and masks the same way, and no
-//! per-round secret needs to be stored.
+//! The X25519 secret of an attempt ([`AttemptSecret`]) is random (the
+//! operating system's generator), never derived from the identity and the
+//! plan: a re-run of the same plan masks with fresh keys. The client keeps
+//! it owner-only, with a hash of the values it masks, until the round is
+//! over (`client::ledger`), so a client restarted in the middle of an
+//! attempt announces the same key again and never masks other values under
+//! it.
 
 use ring::signature::{self, KeyPair};
 use ring::{hkdf, rand::SecureRandom};
@@ -66,8 +69,8 @@ fn put(m: &mut Vec<u8>, part: &[u8]) {
 }
 
 /// A client's Ed25519 identity key (its 32-byte seed). A secret: it lives in
-/// the owner-only client state file.
-#[derive(Clone, PartialEq, Eq)]
+/// the owner-only client state file, and is wiped on drop.
+#[derive(Clone, PartialEq, Eq, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct Identity {
     seed: [u8; 32],
 }
@@ -77,6 +80,70 @@ impl std::fmt::Debug for Identity {
         f.debug_struct("Identity")
             .field("public", &crate::hex::hex(&self.public()))
             .finish_non_exhaustive()
+    }
+}
+
+/// The X25519 secret of one attempt: 32 random bytes (a secret: redacted
+/// in `Debug`, wiped on drop).
+#[derive(Clone, PartialEq, Eq, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+pub struct AttemptSecret([u8; 32]);
+
+impl std::fmt::Debug for AttemptSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AttemptSecret(…)")
+    }
+}
+
+impl AttemptSecret {
+    /// A fresh secret from the operating system's generator.
+    pub fn generate() -> Result<AttemptSecret, MaskError> {
+        crate::privacy::os_bytes()
+            .map(AttemptSecret)
+            .map_err(|_| MaskError::BadIdentity("the system's random generator failed".into()))
+    }
+
+    /// The secret stored as 64 hex digits.
+    pub fn from_hex(text: &str) -> Option<AttemptSecret> {
+        crate::hex::parse_hex_array(text).map(AttemptSecret)
+    }
+
+    /// Hex of the secret (for the owner-only mask ledger only).
+    pub fn to_hex(&self) -> String {
+        crate::hex::hex(&self.0)
+    }
+
+    fn x25519(&self) -> x25519_dalek::StaticSecret {
+        // StaticSecret (and every SharedSecret) wipes itself on drop.
+        let bytes = zeroize::Zeroizing::new(self.0);
+        x25519_dalek::StaticSecret::from(*bytes)
+    }
+
+    /// The masks client `id` adds in `ctx` with this secret, from its
+    /// partners' verified announced keys (`(id, X25519 public key)`; its own
+    /// entry is skipped).
+    pub fn pair_masks(
+        &self,
+        ctx: &MaskContext<'_>,
+        id: &str,
+        partners: &[(String, [u8; 32])],
+    ) -> Result<Masks, MaskError> {
+        let secret = self.x25519();
+        let mut pairs = Vec::with_capacity(partners.len());
+        for (other, public) in partners {
+            if other == id {
+                continue;
+            }
+            let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(*public));
+            if !shared.was_contributory() {
+                return Err(MaskError::BadKey {
+                    id: other.clone(),
+                    detail: "a low-order point".into(),
+                });
+            }
+            let seed = pair_seed(shared.as_bytes(), ctx, id, other);
+            pairs.push((seed, id < other.as_str()));
+        }
+        Ok(Masks::new(pairs))
     }
 }
 
@@ -123,20 +190,15 @@ impl Identity {
         out
     }
 
-    /// This attempt's X25519 secret, derived from the identity seed.
-    fn agreement_secret(&self, ctx: &MaskContext<'_>, id: &str) -> x25519_dalek::StaticSecret {
-        let mut info = Vec::new();
-        ctx.write(&mut info);
-        put(&mut info, id.as_bytes());
-        let mut out = [0u8; 32];
-        hkdf_expand(b"FedHE mask secret v1", &self.seed, &info, &mut out);
-        x25519_dalek::StaticSecret::from(out)
-    }
-
-    /// Announces this client's X25519 key for `ctx`, signed with its identity.
-    pub fn announce(&self, ctx: &MaskContext<'_>, id: &str) -> KeyAnnouncement {
-        let secret = self.agreement_secret(ctx, id);
-        let public = x25519_dalek::PublicKey::from(&secret).to_bytes();
+    /// Announces the public key of `secret` for `ctx`, signed with this
+    /// identity.
+    pub fn announce(
+        &self,
+        ctx: &MaskContext<'_>,
+        id: &str,
+        secret: &AttemptSecret,
+    ) -> KeyAnnouncement {
+        let public = x25519_dalek::PublicKey::from(&secret.x25519()).to_bytes();
         let mut signature = [0u8; 64];
         signature.copy_from_slice(
             self.pair()
@@ -144,33 +206,6 @@ impl Identity {
                 .as_ref(),
         );
         KeyAnnouncement { public, signature }
-    }
-
-    /// The masks this client (`id`) adds in `ctx`, from its partners' verified
-    /// announced keys (`(id, X25519 public key)`; its own entry is skipped).
-    pub fn pair_masks(
-        &self,
-        ctx: &MaskContext<'_>,
-        id: &str,
-        partners: &[(String, [u8; 32])],
-    ) -> Result<Masks, MaskError> {
-        let secret = self.agreement_secret(ctx, id);
-        let mut pairs = Vec::with_capacity(partners.len());
-        for (other, public) in partners {
-            if other == id {
-                continue;
-            }
-            let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(*public));
-            if !shared.was_contributory() {
-                return Err(MaskError::BadKey {
-                    id: other.clone(),
-                    detail: "a low-order point".into(),
-                });
-            }
-            let seed = pair_seed(shared.as_bytes(), ctx, id, other);
-            pairs.push((seed, id < other.as_str()));
-        }
-        Ok(Masks::new(pairs))
     }
 }
 
@@ -221,14 +256,14 @@ pub fn pair_seed(shared: &[u8; 32], ctx: &MaskContext<'_>, a: &str, b: &str) -> 
     ctx.write(&mut info);
     put(&mut info, lo.as_bytes());
     put(&mut info, hi.as_bytes());
-    let mut out = [0u8; 16];
-    hkdf_expand(b"FedHE pair seed v1", shared, &info, &mut out);
-    u128::from_le_bytes(out)
+    let mut out = zeroize::Zeroizing::new([0u8; 16]);
+    hkdf_expand(b"FedHE pair seed v1", shared, &info, &mut out[..]);
+    u128::from_le_bytes(*out)
 }
 
 /// HKDF-SHA256 (extract with `salt`, expand with `info`) into `out` (at most
 /// 255 × 32 bytes; callers ask for 16 or 32).
-fn hkdf_expand(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) {
+pub(crate) fn hkdf_expand(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) {
     struct Len(usize);
     impl hkdf::KeyType for Len {
         fn len(&self) -> usize {
@@ -263,18 +298,24 @@ mod tests {
             attempt: 1,
         };
         let (a, b) = (Identity::generate().unwrap(), Identity::generate().unwrap());
-        let (ka, kb) = (a.announce(&ctx, "a"), b.announce(&ctx, "b"));
+        let (xa, xb) = (
+            AttemptSecret::generate().unwrap(),
+            AttemptSecret::generate().unwrap(),
+        );
+        let (ka, kb) = (a.announce(&ctx, "a", &xa), b.announce(&ctx, "b", &xb));
         verify_announcement(&a.public(), &ctx, "a", &ka).unwrap();
         // Signed by a, claimed for b: refused.
         assert!(verify_announcement(&b.public(), &ctx, "a", &ka).is_err());
         // Another attempt: the signature does not carry over.
         let other = MaskContext { attempt: 2, ..ctx };
         assert!(verify_announcement(&a.public(), &other, "a", &ka).is_err());
-        // Deterministic per context, fresh per attempt.
-        assert_eq!(a.announce(&ctx, "a"), ka);
-        assert_ne!(a.announce(&other, "a").public, ka.public);
-        let sa = a.agreement_secret(&ctx, "a");
-        let sb = b.agreement_secret(&ctx, "b");
+        // The same secret announces the same key; a fresh one another key.
+        assert_eq!(a.announce(&ctx, "a", &xa), ka);
+        let fresh = AttemptSecret::generate().unwrap();
+        assert_ne!(a.announce(&ctx, "a", &fresh).public, ka.public);
+        assert_eq!(AttemptSecret::from_hex(&xa.to_hex()), Some(xa.clone()));
+        let sa = xa.x25519();
+        let sb = xb.x25519();
         let shared_a = sa.diffie_hellman(&x25519_dalek::PublicKey::from(kb.public));
         let shared_b = sb.diffie_hellman(&x25519_dalek::PublicKey::from(ka.public));
         assert_eq!(shared_a.as_bytes(), shared_b.as_bytes());

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::masks::{Identity, MaskContext, MaskError};
+use super::masks::{AttemptSecret, Identity, MaskContext, MaskError};
 use crate::crypto::{
     CryptoError, ParamSet, SecretKey, encrypt_weighted, encrypt_weighted_masked, plaintext_bits,
 };
@@ -61,10 +61,12 @@ pub fn run_mask_bench(
         .iter()
         .map(|_| Identity::generate())
         .collect::<Result<Vec<_>, _>>()?;
+    // One attempt secret for every simulated site: the cost is the same.
+    let secret = AttemptSecret::generate()?;
     let keys: Vec<(String, [u8; 32])> = ids
         .iter()
         .zip(&who)
-        .map(|(id, w)| (id.clone(), w.announce(&ctx, id).public))
+        .map(|(id, w)| (id.clone(), w.announce(&ctx, id, &secret).public))
         .collect();
     let update: Vec<f64> = (0..values)
         .map(|i| ((i % 97) as f64 - 48.0) / 64.0)
@@ -74,7 +76,7 @@ pub fn run_mask_bench(
     let (mut agree, mut mask, mut enc, mut enc_masked) = (vec![], vec![], vec![], vec![]);
     for _ in 0..repeats {
         let t = Instant::now();
-        let masks = who[0].pair_masks(&ctx, &ids[0], &keys)?;
+        let masks = secret.pair_masks(&ctx, &ids[0], &keys)?;
         agree.push(ms(t));
         let mut slots = vec![0u64; values + 1];
         let t = Instant::now();

@@ -8,13 +8,15 @@ mod accountant;
 mod dpsgd;
 pub mod masks;
 mod masks_bench;
+mod noise;
 
 pub use accountant::{DEFAULT_ORDERS, PrivacySpent, epsilon, noise_multiplier_for, rdp};
 pub use dpsgd::{
     DpBudget, DpSettings, DpSgd, PrivacyRecord, clip_gradient, sample_rate, steps_per_epoch,
 };
-pub use masks::{Identity, KeyAnnouncement, MaskContext, MaskError, masks_apply};
+pub use masks::{AttemptSecret, Identity, KeyAnnouncement, MaskContext, MaskError, masks_apply};
 pub use masks_bench::{MaskBench, MaskBenchError, run_mask_bench};
+pub use noise::{DpRng, DpSeed, NoiseGrid, SiteSecret, os_bytes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrivacyError {
@@ -28,4 +30,6 @@ pub enum PrivacyError {
         "no noise multiplier up to {max} reaches ε = {target} with these settings (ε at {max} is {reached}); use fewer steps, a lower sample rate, or a larger ε"
     )]
     Unreachable { target: f64, max: f64, reached: f64 },
+    #[error("the operating system's random generator failed")]
+    Entropy,
 }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 pub use state::ClientState;
 
+use crate::client::MaskLedger;
 use crate::client::masking::Masking;
 use crate::client::{
     AggregatorClient, ClientError, ClientEvent, ClientOutcome, Exchange, HeExchange, LoopConfig,
@@ -36,7 +37,7 @@ use crate::model::{
     TrainConfig, TrainSummary,
 };
 use crate::plan::{Plan, PlanError};
-use crate::privacy::{Identity, PrivacyError};
+use crate::privacy::{Identity, PrivacyError, SiteSecret};
 use crate::protocol::{ErrorCode, RegisterRequest};
 
 /// Receives progress notes in words ("aggregator unreachable, retrying in
@@ -301,7 +302,13 @@ impl Connected {
         {
             let api = self.api.clone().with_token(st.token.clone());
             match api.round(1, None) {
-                Ok(_) => return Ok(self.joined(api, id, name, identity.clone(), true)),
+                Ok(_) => {
+                    let run = RunSecrets {
+                        dp: resumed_secret(st, state_file)?,
+                        ledger: run_ledger(state_file, true)?,
+                    };
+                    return Ok(self.joined(api, id, name, identity.clone(), run, true));
+                }
                 // The aggregator no longer knows the token: register again.
                 Err(e) if e.status() == Some(401) => {}
                 Err(e) => return Err(e.into()),
@@ -334,9 +341,17 @@ impl Connected {
             }
             r => r?,
         };
+        // A registration starts a run: a fresh DP secret and an empty mask
+        // ledger (fresh masks), saved before any upload.
+        let secret = SiteSecret::generate().map_err(|e| SessionError::State {
+            file: String::new(),
+            message: e.to_string(),
+        })?;
+        let ledger = run_ledger(state_file, false)?;
         if let Some(path) = state_file {
             ClientState {
                 identity: Some(identity.to_hex()),
+                secret: Some(secret.to_hex()),
                 ..ClientState::new(
                     &self.server,
                     id,
@@ -348,7 +363,8 @@ impl Connected {
             }
             .save(path)?;
         }
-        Ok(self.joined(api, id, name, identity, false))
+        let run = RunSecrets { dp: secret, ledger };
+        Ok(self.joined(api, id, name, identity, run, false))
     }
 
     fn joined(
@@ -357,10 +373,13 @@ impl Connected {
         id: &str,
         name: &str,
         identity: Identity,
+        run: RunSecrets,
         resumed: bool,
     ) -> Joined {
         Joined {
             identity,
+            secret: run.dp,
+            ledger: run.ledger,
             api,
             key: self.key,
             plan: self.plan,
@@ -372,6 +391,51 @@ impl Connected {
             notify: self.notify,
         }
     }
+}
+
+/// What a run keeps secret: its DP secret and its mask ledger.
+struct RunSecrets {
+    dp: SiteSecret,
+    ledger: MaskLedger,
+}
+
+/// The mask ledger of a run: beside the state file (the one kept when
+/// `resumed`, a new empty one for a new run), or in memory.
+fn run_ledger(state_file: Option<&Path>, resumed: bool) -> Result<MaskLedger, SessionError> {
+    let Some(state) = state_file else {
+        return Ok(MaskLedger::in_memory());
+    };
+    let path = crate::client::ledger::ledger_path(state);
+    let ledger = if resumed {
+        MaskLedger::open(&path)
+    } else {
+        MaskLedger::fresh(&path)
+    };
+    ledger.map_err(|e| SessionError::State {
+        file: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The DP secret of the run a client resumes: its state file's, or (a file
+/// written before there were secrets) a fresh one, saved before any upload.
+fn resumed_secret(st: &ClientState, file: Option<&Path>) -> Result<SiteSecret, SessionError> {
+    let err = |message: String| SessionError::State {
+        file: file.map_or_else(String::new, |p| p.display().to_string()),
+        message,
+    };
+    if let Some(hex) = &st.secret {
+        return SiteSecret::from_hex(hex).ok_or_else(|| err("secret is not 64 hex digits".into()));
+    }
+    let secret = SiteSecret::generate().map_err(|e| err(e.to_string()))?;
+    if let Some(path) = file {
+        ClientState {
+            secret: Some(secret.to_hex()),
+            ..st.clone()
+        }
+        .save(path)?;
+    }
+    Ok(secret)
 }
 
 /// A registered (or resumed) member of a federation.
@@ -388,6 +452,11 @@ pub struct Joined {
     pub resumed: bool,
     /// This client's identity key (pairwise masks).
     pub identity: Identity,
+    /// This run's DP secret (owner-only in the state file): DP-SGD's
+    /// batches and noise derive from it, not from anything public.
+    pub secret: SiteSecret,
+    /// This run's mask ledger (owner-only beside the state file).
+    pub ledger: MaskLedger,
     notify: Option<Notifier>,
 }
 
@@ -434,18 +503,22 @@ impl Joined {
         );
         ex.on_wait = on_wait;
         ex.on_note = self.notify.clone();
-        ex.masking = self.plan.privacy.masks.then(|| Masking {
-            id: self.id.clone(),
-            identity: self.identity.clone(),
-            plan: self.plan_fingerprint.clone(),
-            min_members: self.plan.quorum.min_clients,
-            named: self.plan.quorum.roster.clone(),
+        ex.site = Some(self.id.clone());
+        ex.masking = self.plan.privacy.masks.then(|| {
+            Masking::for_plan(
+                &self.id,
+                &self.identity,
+                &self.plan,
+                &self.plan_fingerprint,
+                self.ledger.clone(),
+            )
         });
         run_plan(
             &mut ex,
             &self.plan,
             &self.plan_fingerprint,
             site_seed(self.plan.training.sgd.seed, &self.id),
+            Some(&self.secret),
             data,
             RunRecord {
                 kind: crate::model::FEDERATED,
@@ -544,13 +617,16 @@ pub struct RunRecord {
 
 /// The plan's rounds over any exchange (encrypted through an aggregator, or
 /// the simulation's plaintext baseline): hold-out, standardization, rounds,
-/// and the global model file. `seed` is the site's shuffling seed.
+/// and the global model file. `seed` is the site's shuffling seed (public:
+/// the plan's seed and the site's id); `dp_secret` keys DP-SGD's batches
+/// and noise (`None`: fresh from the operating system).
 #[allow(clippy::too_many_arguments)]
 pub fn run_plan(
     exchange: &mut dyn Exchange,
     plan: &Plan,
     plan_fingerprint: &str,
     seed: u64,
+    dp_secret: Option<&SiteSecret>,
     data: &Dataset,
     record: RunRecord,
     on_event: &mut dyn FnMut(&ClientEvent),
@@ -578,6 +654,7 @@ pub fn run_plan(
         discovered: plan.discovered_columns(),
         vocabulary: plan.preprocessing.vocabulary,
         dp: plan.privacy.dp,
+        dp_secret: dp_secret.map(|s| (s.clone(), plan_fingerprint.to_string())),
     };
     let outcome = run_client_loop(
         exchange,
@@ -691,7 +768,7 @@ pub fn train_local(
     };
     // With a budget, as many epochs as it allows (local training has no
     // rounds to stop between).
-    let epochs = match budget.and_then(|b| b.max_epsilon.map(|m| (b, m))) {
+    let epochs = match budget.as_ref().and_then(|b| b.max_epsilon.map(|m| (b, m))) {
         Some((b, max)) => {
             let mut e = train.epochs;
             while e > 0
@@ -709,7 +786,7 @@ pub fn train_local(
         None => train.epochs,
     };
     let train = &TrainConfig {
-        dp: budget.map(|b| b.dp),
+        dp: budget.as_ref().map(|b| b.dp.clone()),
         epochs,
         ..train.clone()
     };

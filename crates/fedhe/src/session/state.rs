@@ -28,6 +28,11 @@ pub struct ClientState {
     /// client then registers again with a new identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
+    /// This run's DP secret (hex; a secret): every training round's DP-SGD
+    /// seed derives from it. Made afresh at every registration (a new run),
+    /// kept while the client resumes, written before its first upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 impl std::fmt::Debug for ClientState {
@@ -54,6 +59,7 @@ impl ClientState {
             plan: plan.into(),
             key: key.into(),
             identity: None,
+            secret: None,
         }
     }
 

@@ -135,7 +135,8 @@ impl Fixture {
             round: 1,
             attempt: 1,
         };
-        let k = identity.announce(&ctx, id);
+        let secret = crate::privacy::AttemptSecret::generate().unwrap();
+        let k = identity.announce(&ctx, id, &secret);
         AnnounceRequest {
             attempt: 1,
             public: hex(&k.public),

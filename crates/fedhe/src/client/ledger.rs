@@ -1,0 +1,251 @@
+//! The mask ledger: every attempt's random X25519 secret, kept owner-only
+//! with a hash of the values it masks, so that no mask is ever used twice.
+//!
+//! A client takes an attempt's secret from here before it announces its key
+//! (made fresh from the operating system and written, synced, before the
+//! announcement leaves), and binds the values before it uploads them. A
+//! client restarted in the middle of an attempt announces the same key and
+//! may upload the same values again; different values under a context it
+//! already used are refused ([`LedgerError::Reuse`]): two vectors under the
+//! same masks would give their difference to any key holder. A new run (a
+//! registration) starts a new ledger, and with it fresh secrets: a re-run of
+//! the same plan never meets the masks of the last one.
+//!
+//! File: `client-ID.masks.json` beside the client state file (`None`: in
+//! memory only, for a client without a state file).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::privacy::{AttemptSecret, MaskContext};
+
+const FORMAT: &str = "fedhe-mask-ledger";
+
+/// Failures of the mask ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("mask ledger {file}: {message}")]
+    File { file: String, message: String },
+    #[error(
+        "round {round} attempt {attempt}: this client already masked other values under this \
+         attempt's key (before a restart?); refusing to mask a different vector under the same \
+         masks, which would reveal the difference of the two to any key holder"
+    )]
+    Reuse { round: u64, attempt: u32 },
+    #[error("the system's random generator failed")]
+    Entropy,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Entry {
+    /// The attempt's X25519 secret (hex).
+    secret: String,
+    /// SHA-256 of the values masked under it (hex), once bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    values: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Stored {
+    format: String,
+    version: u32,
+    /// By context: `plan/round/attempt`.
+    entries: BTreeMap<String, Entry>,
+}
+
+/// A client's mask ledger (shared by the clones of its `Masking`).
+#[derive(Clone)]
+pub struct MaskLedger {
+    path: Option<PathBuf>,
+    entries: Arc<Mutex<BTreeMap<String, Entry>>>,
+}
+
+impl std::fmt::Debug for MaskLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Its secrets never reach a log.
+        f.debug_struct("MaskLedger")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The ledger file beside a client's state file.
+pub fn ledger_path(state_file: &Path) -> PathBuf {
+    let name = state_file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".state.json").unwrap_or(&name);
+    state_file.with_file_name(format!("{stem}.masks.json"))
+}
+
+fn key(ctx: &MaskContext<'_>) -> String {
+    format!("{}/{}/{}", ctx.plan, ctx.round, ctx.attempt)
+}
+
+/// SHA-256 of a vector and its weight, bit for bit.
+fn digest(values: &[f64], weight: f64) -> String {
+    let mut h = Sha256::new();
+    h.update(b"FedHE masked values v1\0");
+    h.update((values.len() as u64).to_le_bytes());
+    for v in values {
+        h.update(v.to_bits().to_le_bytes());
+    }
+    h.update(weight.to_bits().to_le_bytes());
+    crate::hex::hex(&h.finalize())
+}
+
+impl MaskLedger {
+    /// A ledger in memory only.
+    pub fn in_memory() -> MaskLedger {
+        MaskLedger {
+            path: None,
+            entries: Arc::default(),
+        }
+    }
+
+    /// A new run's empty ledger at `path`, written at once (it replaces
+    /// the last run's: its secrets are never used again).
+    pub fn fresh(path: &Path) -> Result<MaskLedger, LedgerError> {
+        let ledger = MaskLedger {
+            path: Some(path.to_path_buf()),
+            entries: Arc::default(),
+        };
+        ledger.save(&BTreeMap::new())?;
+        Ok(ledger)
+    }
+
+    /// The ledger at `path` (a resumed run), empty if there is none.
+    pub fn open(path: &Path) -> Result<MaskLedger, LedgerError> {
+        let err = |message: String| LedgerError::File {
+            file: path.display().to_string(),
+            message,
+        };
+        let entries = match std::fs::read(path) {
+            Ok(bytes) => {
+                let s: Stored = serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
+                if s.format != FORMAT || s.version != 1 {
+                    return Err(err(format!("format {:?} version {}", s.format, s.version)));
+                }
+                s.entries
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(err(e.to_string())),
+        };
+        Ok(MaskLedger {
+            path: Some(path.to_path_buf()),
+            entries: Arc::new(Mutex::new(entries)),
+        })
+    }
+
+    fn save(&self, entries: &BTreeMap<String, Entry>) -> Result<(), LedgerError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let err = |message: String| LedgerError::File {
+            file: path.display().to_string(),
+            message,
+        };
+        let stored = Stored {
+            format: FORMAT.into(),
+            version: 1,
+            entries: entries.clone(),
+        };
+        let bytes = serde_json::to_vec(&stored).map_err(|e| err(e.to_string()))?;
+        crate::fsutil::write_atomic(path, &bytes, true, true).map_err(|e| err(e.to_string()))
+    }
+
+    /// The secret of `ctx`: the one already used, or a fresh one (saved
+    /// before it is returned, so before its key is announced).
+    pub fn secret(&self, ctx: &MaskContext<'_>) -> Result<AttemptSecret, LedgerError> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(secret) = entries
+            .get(&key(ctx))
+            .and_then(|e| AttemptSecret::from_hex(&e.secret))
+        {
+            return Ok(secret);
+        }
+        let secret = AttemptSecret::generate().map_err(|_| LedgerError::Entropy)?;
+        entries.insert(
+            key(ctx),
+            Entry {
+                secret: secret.to_hex(),
+                values: None,
+            },
+        );
+        self.save(&entries)?;
+        Ok(secret)
+    }
+
+    /// Binds `values` (and `weight`) to `ctx`'s masks before they are
+    /// uploaded: the first binding is saved; the same values again pass;
+    /// other values are refused.
+    pub fn bind(
+        &self,
+        ctx: &MaskContext<'_>,
+        values: &[f64],
+        weight: f64,
+    ) -> Result<(), LedgerError> {
+        let d = digest(values, weight);
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = entries.entry(key(ctx)).or_default();
+        match &entry.values {
+            Some(bound) if *bound == d => Ok(()),
+            Some(_) => Err(LedgerError::Reuse {
+                round: ctx.round,
+                attempt: ctx.attempt,
+            }),
+            None => {
+                entry.values = Some(d);
+                self.save(&entries)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_context_keeps_its_secret_and_refuses_other_values_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = ledger_path(&dir.path().join("client-a.state.json"));
+        assert!(path.ends_with("client-a.masks.json"));
+        let ctx = MaskContext {
+            plan: "ab",
+            round: 3,
+            attempt: 1,
+        };
+        let ledger = MaskLedger::fresh(&path).unwrap();
+        let s = ledger.secret(&ctx).unwrap();
+        ledger.bind(&ctx, &[1.0, 2.0], 1.0).unwrap();
+        // Restarted: the same secret, the same values pass, others do not.
+        let again = MaskLedger::open(&path).unwrap();
+        assert_eq!(again.secret(&ctx).unwrap(), s);
+        again.bind(&ctx, &[1.0, 2.0], 1.0).unwrap();
+        assert!(matches!(
+            again.bind(&ctx, &[0.0, 0.0], 1.0),
+            Err(LedgerError::Reuse {
+                round: 3,
+                attempt: 1
+            })
+        ));
+        // Another attempt: a fresh secret.
+        let next = MaskContext { attempt: 2, ..ctx };
+        assert_ne!(again.secret(&next).unwrap(), s);
+        // A new run: fresh secrets for the same context.
+        let run2 = MaskLedger::fresh(&path).unwrap();
+        assert_ne!(run2.secret(&ctx).unwrap(), s);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "the ledger is owner-only");
+        }
+    }
+}
