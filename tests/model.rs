@@ -621,7 +621,15 @@ fn plans_written_before_the_optimizer_keys_keep_their_fingerprint() {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/plan_before_optimizers.toml");
     let text = std::fs::read_to_string(path).unwrap();
-    let plan = fedhe::plan::Plan::from_toml(&text, "plan_before_optimizers.toml").unwrap();
+    // Since the quorum of three with masks (issue 23), this masked plan of
+    // `min_clients = 2` is refused, naming the field; its training section
+    // (what this test is about) reads as that build wrote it.
+    let refused = fedhe::plan::Plan::from_toml(&text, "plan_before_optimizers.toml").unwrap_err();
+    assert!(
+        refused.to_string().contains("quorum.min_clients"),
+        "{refused}"
+    );
+    let plan: fedhe::plan::Plan = toml::from_str(&text).unwrap();
     assert_eq!(
         plan.fingerprint().to_string(),
         "21d2dc62436b8c76e157709531a33bdb"
@@ -629,6 +637,7 @@ fn plans_written_before_the_optimizer_keys_keep_their_fingerprint() {
     assert_eq!(plan.training, fedhe::plan::Training::LEGACY);
     assert!(plan.training.sgd.optimizer.is_plain());
     let mut adam = plan.clone();
+    adam.quorum.min_clients = 3;
     adam.training.sgd.optimizer = Optimizer {
         kind: OptimizerKind::AdamW,
         weight_decay: 0.01,

@@ -226,7 +226,11 @@ fn plan_init_serve_and_two_clients_one_with_reordered_columns() {
 fn a_finished_federation_says_so_and_refuses_a_late_site() {
     let dir = tempfile::tempdir().unwrap();
     let (sk, pk) = keys(dir.path());
-    let plan = plan_init(dir.path(), &[]);
+    // Two sites: a masked plan of two must say so in words.
+    let plan = plan_init(
+        dir.path(),
+        &["--min-clients", "2", "--allow-unmasked-pairs"],
+    );
     let state = dir.path().join("state");
     let log = dir.path().join("serve.log");
     let args = [
