@@ -66,6 +66,18 @@ pub struct CsvPreview {
     pub total_rows: usize,
 }
 
+/// A CSV reader's error, located at its line of `file`.
+fn read_error(file: &str, e: csv::Error) -> DataError {
+    DataError::Read {
+        at: Box::new(Location {
+            file: file.to_string(),
+            line: e.position().map_or(1, |p| p.line()),
+            column: None,
+        }),
+        message: e.to_string(),
+    }
+}
+
 /// Opens `path`; its display name for messages, and the file.
 fn open(path: &Path) -> Result<(String, std::fs::File), DataError> {
     let file = path.display().to_string();
@@ -85,14 +97,7 @@ pub fn preview_csv(path: &Path, rows: usize) -> Result<CsvPreview, DataError> {
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(f);
-    let read_err = |e: csv::Error| DataError::Read {
-        at: Box::new(Location {
-            file: file.clone(),
-            line: e.position().map_or(1, |p| p.line()),
-            column: None,
-        }),
-        message: e.to_string(),
-    };
+    let read_err = |e: csv::Error| read_error(&file, e);
     let header = reader
         .headers()
         .map_err(read_err)?
@@ -137,14 +142,7 @@ pub fn profile_csv(
         .flexible(true)
         .delimiter(delimiter)
         .from_reader(std::io::BufReader::with_capacity(1 << 16, f));
-    let read_err = |e: csv::Error| DataError::Read {
-        at: Box::new(Location {
-            file: file.clone(),
-            line: e.position().map_or(1, |p| p.line()),
-            column: None,
-        }),
-        message: e.to_string(),
-    };
+    let read_err = |e: csv::Error| read_error(&file, e);
     let header: Vec<String> = reader
         .headers()
         .map_err(read_err)?

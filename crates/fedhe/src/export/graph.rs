@@ -116,26 +116,36 @@ impl Graph {
 
     /// A constant tensor of doubles with shape `dims`.
     pub(super) fn doubles(&mut self, hint: &str, dims: &[i64], values: &[f64]) -> String {
-        let name = self.fresh(hint);
-        self.initializers.push(TensorProto {
-            dims: dims.to_vec(),
-            data_type: DataType::Double as i32,
-            double_data: values.to_vec(),
-            name: name.clone(),
-            ..TensorProto::default()
-        });
-        name
+        self.constant(
+            hint,
+            TensorProto {
+                dims: dims.to_vec(),
+                data_type: DataType::Double as i32,
+                double_data: values.to_vec(),
+                ..TensorProto::default()
+            },
+        )
     }
 
     /// A constant tensor of 64-bit integers with shape `dims`.
     pub(super) fn int64s(&mut self, hint: &str, dims: &[i64], values: &[i64]) -> String {
+        self.constant(
+            hint,
+            TensorProto {
+                dims: dims.to_vec(),
+                data_type: DataType::Int64 as i32,
+                int64_data: values.to_vec(),
+                ..TensorProto::default()
+            },
+        )
+    }
+
+    /// `tensor` as an initializer under a fresh name; the name.
+    fn constant(&mut self, hint: &str, tensor: TensorProto) -> String {
         let name = self.fresh(hint);
         self.initializers.push(TensorProto {
-            dims: dims.to_vec(),
-            data_type: DataType::Int64 as i32,
-            int64_data: values.to_vec(),
             name: name.clone(),
-            ..TensorProto::default()
+            ..tensor
         });
         name
     }

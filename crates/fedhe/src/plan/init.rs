@@ -160,11 +160,13 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
     ));
     let t = &plan.training;
     notes.push(format!(
-        "training: {} rounds × {} local epochs, lr {}, batch {}, L2 {}, seed {}, {}% of each \
-         site's rows held out for validation",
+        "training: {} rounds × {} local epochs, {} at lr {} ({} schedule), batch {}, L2 {}, \
+         seed {}, {}% of each site's rows held out for validation",
         t.rounds,
         t.sgd.epochs,
+        t.sgd.optimizer.kind.name(),
         t.sgd.lr,
+        t.sgd.optimizer.schedule.name(),
         t.sgd.batch_size,
         t.sgd.l2,
         t.sgd.seed,
