@@ -1190,6 +1190,13 @@ fn the_server_tab_proposes_masked_plans_and_shows_the_mask_phase() {
     assert!(!h.state().server.plan.clone().unwrap().0.privacy.masks);
     click(&mut h, "Server");
     h.get_by_label_contains("no pairwise masks");
+    // Masks with a quorum of two: refused in this tab's words.
+    h.state_mut().settings.masks = true;
+    h.state_mut().settings.quorum_min_clients = 2;
+    h.state_mut().settings.allow_single_contributor = false;
+    click(&mut h, "Propose from the Client tab's CSV");
+    h.get_by_label_contains("set \u{201c}At least\u{201d} to 3");
+    assert!(!h.state().server.plan.clone().unwrap().0.privacy.masks);
     h.state_mut().server.stop();
 }
 

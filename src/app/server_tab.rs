@@ -153,6 +153,21 @@ impl ServerTab {
     /// Proposes a plan from the Client tab's CSV, with the Client tab's
     /// column choices and training settings and this tab's quorum.
     pub fn propose_plan(&mut self, csv: &Path, settings: &Settings) {
+        // The plan would refuse it naming its fields; say it with this tab's
+        // controls (a masked round of two masks nothing).
+        if settings.masks && settings.quorum_min_clients < 3 && !settings.allow_single_contributor {
+            widgets::push_note(
+                &mut self.notes,
+                Note::Error(format!(
+                    "A plan with pairwise masks needs rounds of at least 3 sites (in a round \
+                     of two, each site's update is the sum minus the other's): set \
+                     \u{201c}At least\u{201d} to 3, or untick \u{201c}Pairwise masks\u{201d} \
+                     for a federation of {} sites.",
+                    settings.quorum_min_clients
+                )),
+            );
+            return;
+        }
         let opts = ProposeOptions {
             label: settings.label.clone(),
             positive: settings.positive.clone(),
