@@ -115,7 +115,6 @@ mod dp_randomness {
     use fedhe::model::Architecture;
     use fedhe::plan::{Plan, ProposeOptions, Training};
     use fedhe::privacy::{DpSettings, SiteSecret};
-    use fedhe::session::{RunRecord, run_plan, site_seed};
 
     /// A federation of one: the sum of a round is this site's vector, so
     /// the global model after a round is the site's own training.
@@ -176,23 +175,7 @@ mod dp_randomness {
             .unwrap()
             .dataset;
         let run = |plan: &Plan, secret: Option<&SiteSecret>| {
-            let r = run_plan(
-                &mut Alone,
-                plan,
-                &fp,
-                site_seed(plan.training.sgd.seed, "site-a"),
-                secret,
-                &data,
-                RunRecord {
-                    kind: fedhe::model::FEDERATED,
-                    data_files: Vec::new(),
-                    server: None,
-                    site: "site-a".into(),
-                },
-                &mut |_| {},
-                &AtomicBool::new(false),
-            )
-            .unwrap();
+            let r = super::run_site(&mut Alone, plan, &fp, "site-a", secret, &data);
             r.outcome.model.params().to_vec()
         };
         let secret = SiteSecret::generate().unwrap();
@@ -380,7 +363,6 @@ mod vocabulary_restart {
     use std::sync::atomic::AtomicBool;
 
     use fedhe::client::{Exchange, LoopError, RoundSum};
-    use fedhe::session::{RunRecord, run_plan, site_seed};
 
     /// A federation of one that records every vector it is given; with
     /// `published`, round 1 is taken as already closed with this site's
@@ -453,23 +435,7 @@ mod vocabulary_restart {
             .dataset;
         let fp = plan.fingerprint().to_string();
         let run = |ex: &mut Recorder| {
-            run_plan(
-                ex,
-                &plan,
-                &fp,
-                site_seed(plan.training.sgd.seed, "a"),
-                None,
-                &data,
-                RunRecord {
-                    kind: fedhe::model::FEDERATED,
-                    data_files: Vec::new(),
-                    server: None,
-                    site: "site-a".into(),
-                },
-                &mut |_| {},
-                &AtomicBool::new(false),
-            )
-            .unwrap();
+            super::run_site(ex, &plan, &fp, "a", None, &data);
         };
         let mut first = Recorder {
             published: None,
@@ -498,4 +464,32 @@ mod vocabulary_restart {
             "the same names after the restart"
         );
     }
+}
+
+/// One site `id` runs `plan`'s rounds over `ex` (no progress, no cancel).
+fn run_site(
+    ex: &mut dyn fedhe::client::Exchange,
+    plan: &fedhe::plan::Plan,
+    fp: &str,
+    id: &str,
+    secret: Option<&fedhe::privacy::SiteSecret>,
+    data: &fedhe::data::Dataset,
+) -> fedhe::session::FederatedRun {
+    fedhe::session::run_plan(
+        ex,
+        plan,
+        fp,
+        fedhe::session::site_seed(plan.training.sgd.seed, id),
+        secret,
+        data,
+        fedhe::session::RunRecord {
+            kind: fedhe::model::FEDERATED,
+            data_files: Vec::new(),
+            server: None,
+            site: id.into(),
+        },
+        &mut |_| {},
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap()
 }
