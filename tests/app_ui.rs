@@ -1040,8 +1040,10 @@ fn the_server_tab_watches_a_remote_aggregator() {
     })
     .unwrap();
     let mut api = fedhe::client::AggregatorClient::new(srv.url());
-    api.register(&fedhe::protocol::RegisterRequest::signed(
+    api.register(&crate::common::registration(
         &key,
+        srv.url(),
+        None,
         "remote-1",
         "Remote clinic",
         Some(31),

@@ -119,3 +119,48 @@ pub fn join(
 ) -> fedhe::session::Joined {
     connect(srv.url(), key).join(id, id, None).unwrap()
 }
+
+/// A registration for the aggregator at `url` (signed for its session id,
+/// from `GET /health`, and `plan`), with a fresh identity key.
+pub fn registration(
+    key: &fedhe::crypto::SecretKey,
+    url: &str,
+    plan: Option<&str>,
+    id: impl Into<String>,
+    name: impl Into<String>,
+    max_len: Option<usize>,
+) -> fedhe::protocol::RegisterRequest {
+    let identity = fedhe::privacy::masks::Identity::generate().unwrap();
+    registration_as(key, url, plan, id, name, max_len, &identity)
+}
+
+/// [`registration`] with `identity`.
+pub fn registration_as(
+    key: &fedhe::crypto::SecretKey,
+    url: &str,
+    plan: Option<&str>,
+    id: impl Into<String>,
+    name: impl Into<String>,
+    max_len: Option<usize>,
+    identity: &fedhe::privacy::masks::Identity,
+) -> fedhe::protocol::RegisterRequest {
+    let session = fedhe::client::AggregatorClient::new(url)
+        .health()
+        .unwrap()
+        .session;
+    let aud = fedhe::crypto::Audience {
+        session: &session,
+        plan,
+    };
+    fedhe::protocol::RegisterRequest::signed(key, &aud, id, name, max_len, identity)
+}
+
+/// A client of the aggregator at `url` that signs its reads with the secret
+/// key in the file `key` (a member before it registers).
+pub fn member(url: &str, key: &Path) -> fedhe::client::AggregatorClient {
+    let key = fedhe::crypto::SecretKey::load(key).unwrap();
+    let api = fedhe::client::AggregatorClient::new(url);
+    let session = api.health().unwrap().session;
+    api.with_session(session)
+        .with_member_key(std::sync::Arc::new(key))
+}

@@ -608,21 +608,29 @@ fn max_clients_layout_and_its_limits() {
 fn membership_proofs_bind_key_id_and_name() {
     let key = std_key();
     let public = PublicKeyFile::from_bytes(&key.public().to_bytes()).unwrap();
-    let proof = key.sign_registration("clinic-7", "Clinic 7", 1000);
+    let aud = fedhe::crypto::Audience {
+        session: "s",
+        plan: Some("p"),
+    };
+    let who = [9u8; 32];
+    let sign = |k: &SecretKey, id: &str, name: &str, at: u64| {
+        k.sign_registration_for(&aud, id, name, at, &who)
+    };
+    let verify = |id: &str, name: &str, at: u64, p: &[u8]| {
+        public.verify_registration_for(&aud, id, name, at, &who, p)
+    };
+    let proof = sign(key, "clinic-7", "Clinic 7", 1000);
     assert_eq!(proof.len(), 64);
-    public
-        .verify_registration("clinic-7", "Clinic 7", 1000, &proof)
-        .unwrap();
+    verify("clinic-7", "Clinic 7", 1000, &proof).unwrap();
     // a loaded copy of the secret file signs for the same public file
     let copy = SecretKey::from_bytes(&key.to_bytes()).unwrap();
-    public
-        .verify_registration(
-            "clinic-7",
-            "Clinic 7",
-            1000,
-            &copy.sign_registration("clinic-7", "Clinic 7", 1000),
-        )
-        .unwrap();
+    verify(
+        "clinic-7",
+        "Clinic 7",
+        1000,
+        &sign(&copy, "clinic-7", "Clinic 7", 1000),
+    )
+    .unwrap();
     for (id, name, at, p) in [
         ("clinic-8", "Clinic 7", 1000, &proof[..]),
         ("clinic-7", "Clinic 8", 1000, &proof[..]),
@@ -632,7 +640,7 @@ fn membership_proofs_bind_key_id_and_name() {
         // the issue time is signed: a proof cannot be moved to a later time
         ("clinic-7", "Clinic 7", 1001, &proof[..]),
     ] {
-        let e = public.verify_registration(id, name, at, p).unwrap_err();
+        let e = verify(id, name, at, p).unwrap_err();
         assert!(
             matches!(e, CryptoError::BadMembershipProof),
             "{id} {name}: {e}"
@@ -640,14 +648,13 @@ fn membership_proofs_bind_key_id_and_name() {
     }
     // an outsider's key cannot sign for this federation
     let outsider = SecretKey::generate(ParamSet::Standard64);
-    let e = public
-        .verify_registration(
-            "clinic-7",
-            "Clinic 7",
-            1000,
-            &outsider.sign_registration("clinic-7", "Clinic 7", 1000),
-        )
-        .unwrap_err();
+    let e = verify(
+        "clinic-7",
+        "Clinic 7",
+        1000,
+        &sign(&outsider, "clinic-7", "Clinic 7", 1000),
+    )
+    .unwrap_err();
     assert!(
         e.to_string()
             .contains("does not hold the federation's secret key"),

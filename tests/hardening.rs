@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use fedhe::client::{AggregatorClient, ClientError};
 use fedhe::crypto::{self, ParamSet, SecretKey};
-use fedhe::protocol::RegisterRequest;
 use fedhe::server::{EmbeddedServer, ServerConfig};
 
 const LEN: usize = 10;
@@ -38,8 +37,15 @@ fn start(key: &SecretKey, cfg: ServerConfig) -> EmbeddedServer {
 
 fn register(key: &SecretKey, url: &str, id: &str) -> AggregatorClient {
     let mut c = AggregatorClient::new(url);
-    c.register(&RegisterRequest::signed(key, id, id, Some(LEN)))
-        .unwrap();
+    c.register(&crate::common::registration(
+        key,
+        url,
+        None,
+        id,
+        id,
+        Some(LEN),
+    ))
+    .unwrap();
     c
 }
 
@@ -185,7 +191,9 @@ fn http_details_bearer_case_json_errors_parameters_and_names() {
     // Names that would spoof another in the clients table are refused.
     for name in ["Clinic\u{202E}A", "Clinic\u{200B}A", "\u{2066}B\u{2069}"] {
         let e = AggregatorClient::new(url)
-            .register(&RegisterRequest::signed(&key, "spoof", name, None))
+            .register(&crate::common::registration(
+                &key, url, None, "spoof", name, None,
+            ))
             .unwrap_err();
         assert_eq!(status_of(&e).0, 400, "{name:?}");
     }
@@ -324,7 +332,8 @@ fn serve_logs_one_json_line_per_request() {
         .http_status_as_error(false)
         .build()
         .into();
-    agent.get(format!("{url}/api/v1/status")).call().unwrap();
+    // (/status needs a member now: the public route is /health.)
+    agent.get(format!("{url}/api/v1/health")).call().unwrap();
     agent
         .post(format!("{url}/api/v1/rounds/1/close"))
         .send_empty()
@@ -343,7 +352,7 @@ fn serve_logs_one_json_line_per_request() {
         .filter(|l| l["fields"]["message"] == "request")
         .collect();
     assert_eq!(requests.len(), 2, "{text}");
-    assert_eq!(requests[0]["fields"]["path"], "/api/v1/status");
+    assert_eq!(requests[0]["fields"]["path"], "/api/v1/health");
     assert_eq!(requests[0]["fields"]["status"], 200);
     assert_eq!(requests[1]["fields"]["status"], 401);
     // The refusal is logged with its cause.

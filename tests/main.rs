@@ -18,6 +18,7 @@ mod crypto_proptest;
 mod data_loading;
 mod federation;
 mod hardening;
+mod membership;
 mod model;
 mod model_families;
 mod onnx;

@@ -86,7 +86,10 @@ fn the_plan_is_served_and_a_client_of_another_plan_is_refused() {
     let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
     let p = plan(Quorum::default());
     let srv = start(&key, p.clone());
-    let served = AggregatorClient::new(srv.url()).plan().unwrap();
+    let served = AggregatorClient::new(srv.url())
+        .with_token(srv.operator_token())
+        .plan()
+        .unwrap();
     assert_eq!(served.plan, p);
     assert_eq!(served.fingerprint, p.fingerprint().to_string());
     assert_eq!(
@@ -98,10 +101,14 @@ fn the_plan_is_served_and_a_client_of_another_plan_is_refused() {
     other.training.rounds = 7;
     let mut c = AggregatorClient::new(srv.url());
     let e = c
-        .register(
-            &RegisterRequest::signed(&key, "x", "X", None)
-                .for_plan(other.fingerprint().to_string()),
-        )
+        .register(&crate::common::registration(
+            &key,
+            srv.url(),
+            Some(&other.fingerprint().to_string()),
+            "x",
+            "X",
+            None,
+        ))
         .unwrap_err();
     assert_eq!(status_of(&e), (422, "unprocessable".into()));
     let text = e.to_string();
@@ -112,7 +119,14 @@ fn the_plan_is_served_and_a_client_of_another_plan_is_refused() {
     );
     // A registration that names no plan, too.
     let e = c
-        .register(&RegisterRequest::signed(&key, "x", "X", None))
+        .register(&crate::common::registration(
+            &key,
+            srv.url(),
+            None,
+            "x",
+            "X",
+            None,
+        ))
         .unwrap_err();
     assert_eq!(status_of(&e).0, 422);
     assert_eq!(srv.status().registered, 0);
@@ -142,7 +156,7 @@ fn the_plan_is_served_and_a_client_of_another_plan_is_refused() {
     };
     assert_eq!(put(&p), 200);
     assert_eq!(put(&other), 409);
-    assert_eq!(AggregatorClient::new(srv.url()).plan().unwrap().plan, p);
+    assert_eq!(op.plan().unwrap().plan, p);
 }
 
 #[test]
@@ -474,15 +488,28 @@ fn a_plan_guards_round_lengths_late_plans_and_future_proofs() {
     });
     // A registration issued far in the future is refused (it would lock its
     // id out of every later registration).
-    let mut future =
-        RegisterRequest::signed(&key, "c", "C", None).for_plan(p.fingerprint().to_string());
-    future.issued_ms += 3_600_000;
-    future.proof = fedhe::protocol::hex(&key.sign_registration("c", "C", future.issued_ms));
+    let session = AggregatorClient::new(srv.url()).health().unwrap().session;
+    let aud = fedhe::crypto::Audience {
+        session: &session,
+        plan: Some(&p.fingerprint().to_string()),
+    };
+    let future = RegisterRequest::signed_at(
+        &key,
+        &aud,
+        "c",
+        "C",
+        None,
+        &fedhe::privacy::masks::Identity::generate().unwrap(),
+        fedhe::protocol::now_ms() + 3_600_000,
+    );
     let e = AggregatorClient::new(srv.url())
         .register(&future)
         .unwrap_err();
-    assert_eq!(status_of(&e).0, 400);
-    assert!(e.to_string().contains("in the future"), "{e}");
+    assert_eq!(status_of(&e).0, 422);
+    assert!(
+        e.to_string().contains("ahead of the aggregator's clock"),
+        "{e}"
+    );
 
     // A plan cannot be attached to a session that already summed rounds
     // without one: its rounds would pass for the plan's.
@@ -494,8 +521,15 @@ fn a_plan_guards_round_lengths_late_plans_and_future_proofs() {
     })
     .unwrap();
     let mut c = AggregatorClient::new(plain.url());
-    c.register(&RegisterRequest::signed(&key, "x", "X", None))
-        .unwrap();
+    c.register(&crate::common::registration(
+        &key,
+        plain.url(),
+        None,
+        "x",
+        "X",
+        None,
+    ))
+    .unwrap();
     c.upload(
         1,
         &crypto::encrypt_weighted(&key, &[0.5; 31], 1.0)

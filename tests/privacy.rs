@@ -480,6 +480,7 @@ mod masks {
             min_members: min,
             named: Vec::new(),
             ledger: j.ledger.clone(),
+            pins: j.pins.clone(),
         });
         ex
     }
@@ -557,25 +558,35 @@ mod masks {
             )
             .unwrap();
         assert_eq!(set.keys.len(), 1);
-        // Clients check a relayed identity against the registration proof
-        // (made with the federation key, which the aggregator lacks): an
-        // identity swapped in by the relay fails.
+        // Clients check a relayed identity against its attestation (made
+        // with the federation key, which the aggregator lacks): an identity
+        // swapped in by the relay fails.
         let listed = a.api.clients().unwrap();
         let info = listed.iter().find(|c| c.id == "a").unwrap();
+        let session = a.api.session().unwrap().to_string();
+        let aud = fedhe::crypto::Audience {
+            session: &session,
+            plan: Some(&fp),
+        };
         assert_eq!(
-            verify_identity(&key.public(), info).unwrap(),
+            verify_identity(&key.public(), &aud, info).unwrap(),
             Some(a.identity.public())
         );
         let swapped = ClientInfo {
             identity: Some(hex(&mallory.public())),
             ..info.clone()
         };
-        let e = verify_identity(&key.public(), &swapped).unwrap_err();
+        let e = verify_identity(&key.public(), &aud, &swapped).unwrap_err();
         assert!(e.to_string().contains("does not bind"), "{e}");
+        // An attestation for another aggregator session fails too.
+        let elsewhere = fedhe::crypto::Audience {
+            session: "another-session",
+            ..aud
+        };
+        assert!(verify_identity(&key.public(), &elsewhere, info).is_err());
         // A registration whose proof covers another identity is refused.
-        let mut req = RegisterRequest::with_identity(&key, "b", "b", None, &a.identity.public());
+        let mut req = RegisterRequest::signed(&key, &aud, "b", "b", None, &a.identity);
         req.identity = Some(hex(&mallory.public()));
-        req.plan = Some(fp.clone());
         let e = fedhe::client::AggregatorClient::new(srv.url())
             .register(&req)
             .unwrap_err();
@@ -680,7 +691,8 @@ mod masks {
         let c = join(&srv, &key, "c");
         let stat_len = plan.statistics_values() * fedhe::client::STAT_LIMBS;
         let start = std::time::Instant::now();
-        std::thread::scope(|s| {
+        // b joins once (a second registration of b would need b's identity).
+        let b = std::thread::scope(|s| {
             let mut ex = exchange(&a);
             let ha = s.spawn(move || {
                 ex.exchange(1, &vec![0.5; stat_len], 1.0, &AtomicBool::new(false))
@@ -706,8 +718,8 @@ mod masks {
                 .exchange(1, &vec![0.5; stat_len], 1.0, &AtomicBool::new(false))
                 .unwrap();
             assert!(!m.contributed, "round 1 had closed");
+            b
         });
-        let b = join(&srv, &key, "b");
         // Round 2 expects b: three members, masked.
         let len = plan.param_count() + 1;
         let means: Vec<_> = std::thread::scope(|s| {

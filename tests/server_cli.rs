@@ -257,7 +257,7 @@ fn a_finished_federation_says_so_and_refuses_a_late_site() {
     );
     // The status says so: the last round (3 training rounds after the
     // statistics round), closed, nobody awaited, no round 5.
-    let status = fedhe::client::AggregatorClient::new(&url).status().unwrap();
+    let status = crate::common::member(&url, &sk).status().unwrap();
     let done = status.complete.clone().expect("complete");
     assert_eq!(
         (done.training_rounds, done.last_round, done.sites),
@@ -314,15 +314,7 @@ fn a_client_with_a_missing_column_stops_before_registering() {
     assert!(!ok, "{out}");
     assert!(out.contains("bad.csv"), "{out}");
     assert!(out.contains("worst_fractal_dimension"), "{out}");
-    let status: fedhe::protocol::StatusResponse = serde_json::from_slice(
-        &ureq::get(format!("{url}/api/v1/status"))
-            .call()
-            .unwrap()
-            .into_body()
-            .read_to_vec()
-            .unwrap(),
-    )
-    .unwrap();
+    let status = crate::common::member(&url, &sk).status().unwrap();
     assert_eq!(status.registered, 0, "nothing was sent");
 }
 

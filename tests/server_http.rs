@@ -32,8 +32,10 @@ fn register(key: &SecretKey, url: &str, id: &str) -> AggregatorClient {
         attempts: 1,
         ..RetryPolicy::default()
     });
-    c.register(&RegisterRequest::signed(
+    c.register(&crate::common::registration(
         key,
+        url,
+        None,
         id,
         format!("Client {id}"),
         Some(LEN),
@@ -123,7 +125,7 @@ fn every_error_status_leaves_the_sum_unchanged() {
     let other_key = new_key();
     let srv = start(&key, false, None);
     let url = srv.url().to_string();
-    let a_registration = RegisterRequest::signed(&key, "a", "Client a", Some(LEN));
+    let a_registration = crate::common::registration(&key, &url, None, "a", "Client a", Some(LEN));
     let mut a = AggregatorClient::new(&url);
     a.register(&a_registration).expect("registers");
     let b = register(&key, &url, "b");
@@ -191,18 +193,27 @@ fn every_error_status_leaves_the_sum_unchanged() {
         .expect_err("replayed registration");
     assert_eq!(status_of(&e), (409, "duplicate_client".into()));
     let e = dup
-        .register(&RegisterRequest::signed(&key, "../../etc", "x", None))
+        .register(&crate::common::registration(
+            &key,
+            &url,
+            None,
+            "../../etc",
+            "x",
+            None,
+        ))
         .expect_err("bad id");
     assert_eq!(status_of(&e).0, 400);
     // 401: registration without a membership proof, with a proof made with
     // another key, or with a proof for another name; 400: a proof that is not hex.
-    let mut unsigned = RegisterRequest::signed(&key, "d", "Client d", None);
+    let mut unsigned = crate::common::registration(&key, &url, None, "d", "Client d", None);
     unsigned.proof.clear();
     let e = dup.register(&unsigned).expect_err("no proof");
     assert_eq!(status_of(&e), (401, "unauthorized".into()));
     assert!(e.to_string().contains("secret key"), "{e}");
     let e = dup
-        .register(&RegisterRequest::signed(&other_key, "d", "Client d", None))
+        .register(&crate::common::registration(
+            &other_key, &url, None, "d", "Client d", None,
+        ))
         .expect_err("outsider");
     assert_eq!(status_of(&e), (401, "unauthorized".into()));
     assert!(
@@ -210,10 +221,10 @@ fn every_error_status_leaves_the_sum_unchanged() {
             .contains("does not hold the federation's secret key"),
         "{e}"
     );
-    let mut renamed = RegisterRequest::signed(&key, "d", "Client d", None);
+    let mut renamed = crate::common::registration(&key, &url, None, "d", "Client d", None);
     renamed.name = "Mallory".into();
     assert_eq!(status_of(&dup.register(&renamed).unwrap_err()).0, 401);
-    let mut garbled = RegisterRequest::signed(&key, "d", "Client d", None);
+    let mut garbled = crate::common::registration(&key, &url, None, "d", "Client d", None);
     garbled.proof.replace_range(0..2, "zz");
     assert_eq!(status_of(&dup.register(&garbled).unwrap_err()).0, 400);
     assert_eq!(
@@ -275,7 +286,14 @@ fn no_session_until_a_public_key_is_loaded() {
     // Registration needs the session key (it checks the membership proof).
     let mut c = AggregatorClient::new(&url);
     let e = c
-        .register(&RegisterRequest::signed(&key, "early", "Early", Some(LEN)))
+        .register(&crate::common::registration(
+            &key,
+            &url,
+            None,
+            "early",
+            "Early",
+            Some(LEN),
+        ))
         .unwrap_err();
     let ClientError::Refused {
         status,
@@ -301,8 +319,15 @@ fn no_session_until_a_public_key_is_loaded() {
         .load_public_key(&key.public().to_bytes(), Some(LEN))
         .unwrap();
     assert_eq!(s.session.max_len, Some(LEN));
-    c.register(&RegisterRequest::signed(&key, "early", "Early", Some(LEN)))
-        .expect("registers now");
+    c.register(&crate::common::registration(
+        &key,
+        &url,
+        None,
+        "early",
+        "Early",
+        Some(LEN),
+    ))
+    .expect("registers now");
     // Only the operator loads keys.
     assert_eq!(
         status_of(
@@ -399,11 +424,18 @@ fn https_with_a_generated_certificate() {
     });
     assert!(untrusted.status().is_err());
     let mut c = AggregatorClient::with_root_cert_pem(srv.url(), cert_pem.as_bytes()).unwrap();
+    let session = c.health().unwrap().session;
+    let aud = fedhe::crypto::Audience {
+        session: &session,
+        plan: None,
+    };
     c.register(&RegisterRequest::signed(
         &key,
+        &aud,
         "tls",
         "TLS client",
         Some(LEN),
+        &fedhe::privacy::masks::Identity::generate().unwrap(),
     ))
     .unwrap();
     let v = values(9);
@@ -606,7 +638,8 @@ fn registering_again_rotates_the_token_and_a_replay_is_refused() {
     let key = new_key();
     let srv = start(&key, false, None);
     let url = srv.url().to_string();
-    let first = RegisterRequest::signed(&key, "a", "Clinic A", Some(LEN));
+    let who = fedhe::privacy::masks::Identity::generate().unwrap();
+    let first = crate::common::registration_as(&key, &url, None, "a", "Clinic A", Some(LEN), &who);
     let mut old = AggregatorClient::new(&url);
     old.register(&first).expect("registers");
     old.clients().expect("the first token works");
@@ -615,15 +648,23 @@ fn registering_again_rotates_the_token_and_a_replay_is_refused() {
         .register(&first)
         .expect_err("replay");
     assert_eq!(status_of(&e), (409, "duplicate_client".into()));
-    assert!(e.to_string().contains("newer proof"), "{e}");
+    assert!(e.to_string().contains("before its last one"), "{e}");
     old.clients()
         .expect("a refused replay leaves the token alone");
     // A fresh proof for the same id (a restarted client): a new token, and
     // the old one stops working.
     std::thread::sleep(Duration::from_millis(5));
     let mut new = AggregatorClient::new(&url);
-    new.register(&RegisterRequest::signed(&key, "a", "Clinic A", Some(LEN)))
-        .expect("registering again");
+    new.register(&crate::common::registration_as(
+        &key,
+        &url,
+        None,
+        "a",
+        "Clinic A",
+        Some(LEN),
+        &who,
+    ))
+    .expect("registering again");
     assert_ne!(new.token(), old.token());
     assert_eq!(status_of(&old.clients().unwrap_err()).0, 401);
     assert_eq!(new.clients().expect("the new token works").len(), 1);
@@ -657,8 +698,15 @@ fn killed_at_random_points_keeps_every_acknowledged_update_once() {
     let clients: Vec<AggregatorClient> = (0..N)
         .map(|i| {
             let mut c = AggregatorClient::new(&url).with_retry(retry);
-            c.register(&RegisterRequest::signed(&key, format!("c{i}"), "c", None))
-                .unwrap();
+            c.register(&crate::common::registration(
+                &key,
+                &url,
+                None,
+                format!("c{i}"),
+                "c",
+                None,
+            ))
+            .unwrap();
             c
         })
         .collect();

@@ -60,6 +60,11 @@ pub struct ServeArgs {
     /// folder's sum file (slower; for comparison).
     #[arg(long, hide = true)]
     pub sum_in_database: bool,
+    /// Forget client ID's identity key and token before serving (repeat
+    /// for several): a site that lost its state file registers again with
+    /// a new identity. Nobody else can re-register an id.
+    #[arg(long = "reset-identity", value_name = "ID")]
+    pub reset_identity: Vec<String>,
     /// Log lines (stderr) as text or JSON; the level comes from RUST_LOG
     /// (default info: one line per request, round closes, refusals).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -157,6 +162,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         min_clients: a.min_clients,
         auto_aggregate: a.auto_aggregate,
         sum_in_database: a.sum_in_database,
+        reset_identities: a.reset_identity.clone(),
         operator_token: token,
         tls,
         ..ServerConfig::default()
@@ -662,13 +668,21 @@ pub fn bench_federation(a: BenchFederationArgs) -> anyhow::Result<()> {
     let update_bytes = updates.first().map_or(0, Vec::len);
 
     let mut apis = Vec::new();
+    let session = AggregatorClient::new(&url).health()?.session;
+    let aud = crypto::Audience {
+        session: &session,
+        plan: None,
+    };
     for i in 0..a.clients {
         let mut api = AggregatorClient::new(&url);
+        let identity = fedhe::privacy::masks::Identity::generate()?;
         api.register(&RegisterRequest::signed(
             &key,
+            &aud,
             format!("bench-{i}"),
             format!("bench {i}"),
             None,
+            &identity,
         ))?;
         apis.push(api);
     }

@@ -12,8 +12,9 @@ use ureq::http;
 
 use crate::protocol::{
     API_PREFIX, ATTEMPT_HEADER, AnnounceRequest, CONTRIBUTORS_HEADER, ClientInfo, CloseResponse,
-    ErrorBody, ErrorCode, KeySet, MAX_WAIT_MS, PLAN_HEADER, PlanResponse, RegisterRequest,
-    RegisterResponse, RoundInfo, RoundState, SessionResponse, StatusResponse, UploadResponse,
+    ErrorBody, ErrorCode, HealthResponse, KeySet, MAX_WAIT_MS, MEMBER_HEADER, PLAN_HEADER,
+    PlanResponse, RegisterRequest, RegisterResponse, RoundInfo, RoundState, SESSION_HEADER,
+    SessionResponse, StatusResponse, UploadResponse,
 };
 
 use super::wait::wait_round;
@@ -129,6 +130,12 @@ pub struct AggregatorClient {
     /// Set by the user's Stop: ends a retry's backoff (and every later
     /// request) with [`ClientError::Cancelled`].
     cancel: Option<Arc<AtomicBool>>,
+    /// The aggregator session this client joined (`x-fedhe-session` on
+    /// every request): a reset aggregator answers `session_reset`.
+    session: Option<String>,
+    /// Before a token: reads of `/plan` and `/status` are signed with this
+    /// key's membership key (`x-fedhe-member`).
+    member: Option<Arc<crate::crypto::SecretKey>>,
 }
 
 /// Longest slice of a backoff between two looks at the cancel flag.
@@ -192,7 +199,29 @@ impl AggregatorClient {
             received: Arc::new(AtomicU64::new(0)),
             retries: Arc::new(AtomicU64::new(0)),
             cancel: None,
+            session: None,
+            member: None,
         }
+    }
+
+    /// Sends aggregator session `id` (from [`health`](Self::health)) with
+    /// every request from now on: an aggregator whose state was reset
+    /// answers 410 `session_reset` instead of a bare 401.
+    pub fn with_session(mut self, id: impl Into<String>) -> Self {
+        self.session = Some(id.into());
+        self
+    }
+
+    /// The aggregator session this client joined, once known.
+    pub fn session(&self) -> Option<&str> {
+        self.session.as_deref()
+    }
+
+    /// Signs reads without a token (the plan and status before registering)
+    /// with `key`'s membership key; needs [`with_session`](Self::with_session).
+    pub fn with_member_key(mut self, key: Arc<crate::crypto::SecretKey>) -> Self {
+        self.member = Some(key);
+        self
     }
 
     /// Ends retries, backoffs and further requests with
@@ -289,6 +318,18 @@ impl AggregatorClient {
             let mut b = http::Request::builder().method(method.clone()).uri(&url);
             if let Some(t) = &self.token {
                 b = b.header("authorization", format!("Bearer {t}"));
+            } else if let (Some(key), Some(session)) = (&self.member, &self.session)
+                && method == http::Method::GET
+            {
+                let at = crate::protocol::now_ms();
+                let sig = key.sign_read(session, at, &format!("{API_PREFIX}{path}"));
+                b = b.header(
+                    MEMBER_HEADER,
+                    format!("{at}:{}", crate::protocol::hex(&sig)),
+                );
+            }
+            if let Some(s) = &self.session {
+                b = b.header(SESSION_HEADER, s.as_str());
             }
             if let Some(p) = &self.plan {
                 b = b.header(PLAN_HEADER, p.as_str());
@@ -385,11 +426,14 @@ impl AggregatorClient {
             .map_err(|e| ClientError::Protocol(format!("answer JSON: {e}")))
     }
 
-    pub fn health(&self) -> Result<(), ClientError> {
-        self.request(http::Method::GET, "/health", None).map(|_| ())
+    /// Liveness, and the aggregator's session id.
+    pub fn health(&self) -> Result<HealthResponse, ClientError> {
+        let r = self.request(http::Method::GET, "/health", None)?;
+        self.json(r)
     }
 
-    /// The federation plan the aggregator serves (no token needed).
+    /// The federation plan the aggregator serves (a member's token, or a
+    /// signed read: see [`with_member_key`](Self::with_member_key)).
     pub fn plan(&self) -> Result<PlanResponse, ClientError> {
         let r = self.request(http::Method::GET, "/plan", None)?;
         self.json(r)

@@ -149,6 +149,26 @@ pub enum RelayError {
          mask with it"
     )]
     BadIdentity { id: String, what: &'static str },
+    #[error(
+        "the aggregator relayed an identity for `{id}` ({relayed}) that is not the one the plan \
+         pins ({pinned}): refusing to mask with it"
+    )]
+    NotPinned {
+        id: String,
+        pinned: String,
+        relayed: String,
+    },
+    #[error(
+        "partner `{id}`'s identity key changed: first seen as {first}, now {relayed}; refusing to \
+         mask with it. If `{id}` lost its state file and the operator reset it, compare the new \
+         fingerprint with `{id}` out of band and remove `{id}` from `partners` in {file}"
+    )]
+    ChangedIdentity {
+        id: String,
+        first: String,
+        relayed: String,
+        file: String,
+    },
     #[error("no mask key relayed for `{id}`")]
     NoMaskKey { id: String },
     #[error(

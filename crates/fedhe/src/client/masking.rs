@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use crate::crypto::{Masks, PublicKeyFile};
+use crate::crypto::{Audience, Masks, PublicKeyFile};
 use crate::privacy::masks::{
     AttemptSecret, Identity, KeyAnnouncement, MaskContext, masks_apply, verify_announcement,
 };
@@ -19,6 +19,7 @@ use super::api::AggregatorClient;
 use super::error::{LoopError, RelayError};
 use super::exchange::WaitNotifier;
 use super::ledger::MaskLedger;
+use super::pins::PartnerPins;
 use super::wait::{LastSeen, wait_round};
 
 /// Who this client is in masked rounds.
@@ -37,6 +38,8 @@ pub struct Masking {
     pub named: Vec<String>,
     /// Every attempt's random secret, with the hash of what it masked.
     pub ledger: MaskLedger,
+    /// Partners' identities pinned by the plan and on first use.
+    pub pins: PartnerPins,
 }
 
 impl Masking {
@@ -58,6 +61,7 @@ impl Masking {
             plan: plan_fingerprint.to_string(),
             min_members: plan.quorum.min_clients.max(plan.min_round_members()),
             named: plan.quorum.roster.clone(),
+            pins: PartnerPins::new(plan.identities.clone(), Default::default(), None),
         }
     }
 }
@@ -84,18 +88,23 @@ impl Identities {
     fn of(
         &mut self,
         api: &AggregatorClient,
-        public: &PublicKeyFile,
+        (public, plan, pins): (&PublicKeyFile, &str, &PartnerPins),
         ids: &[&str],
         refresh: bool,
     ) -> Result<Vec<[u8; 32]>, LoopError> {
+        let aud = Audience {
+            session: api.session().unwrap_or(""),
+            plan: Some(plan),
+        };
         if refresh || ids.iter().any(|id| !self.verified.contains_key(*id)) {
             for c in api.clients()? {
                 if !ids.contains(&c.id.as_str()) {
                     continue;
                 }
-                if let Some(key) = verify_identity(public, &c)?
+                if let Some(key) = verify_identity(public, &aud, &c)?
                     && self.verified.get(&c.id).map(|(_, k)| k) != Some(&key)
                 {
+                    pins.check(&c.id, &key)?;
                     self.verified.insert(c.id.clone(), (c.issued_ms, key));
                     self.new.push((c.id.clone(), key));
                 }
@@ -112,12 +121,13 @@ impl Identities {
     }
 }
 
-/// A relayed client's identity key, if its registration proof binds it
-/// (checked with the federation key's membership key, which the aggregator
-/// cannot sign with). An identity whose proof does not verify is an error:
-/// the relay was tampered with.
+/// A relayed client's identity key, if the federation key's attestation
+/// binds it to the client's id in `aud` (checked with the membership key,
+/// which the aggregator cannot sign with). An identity whose attestation
+/// does not verify is an error: the relay was tampered with.
 pub fn verify_identity(
     public: &PublicKeyFile,
+    aud: &Audience<'_>,
     c: &ClientInfo,
 ) -> Result<Option<[u8; 32]>, RelayError> {
     let Some(identity) = &c.identity else {
@@ -125,18 +135,18 @@ pub fn verify_identity(
     };
     let key: [u8; 32] = parse_hex_array(identity)
         .ok_or_else(|| bad_relay(&c.id, "identity is not 32 bytes of hex"))?;
-    let proof = c
-        .proof
+    let attestation = c
+        .attestation
         .as_deref()
         .and_then(parse_hex)
-        .ok_or_else(|| bad_relay(&c.id, "identity without a proof"))?;
+        .ok_or_else(|| bad_relay(&c.id, "identity without an attestation"))?;
     public
-        .verify_registration_for(&c.id, &c.name, c.issued_ms, Some(&key), &proof)
+        .verify_identity(aud, &c.id, &key, &attestation)
         .map_err(|_| {
             bad_relay(
                 &c.id,
-                "its registration proof does not bind this identity key (not signed with the \
-                 federation key)",
+                "its attestation does not bind this identity key (not signed with the \
+                 federation key for this aggregator session and plan)",
             )
         })?;
     Ok(Some(key))
@@ -297,9 +307,12 @@ impl Masker<'_> {
         partners: &[&str],
         refresh: bool,
     ) -> Result<Masks, LoopError> {
-        let keys = self
-            .identities
-            .of(self.api, self.public, partners, refresh)?;
+        let keys = self.identities.of(
+            self.api,
+            (self.public, &self.me.plan, &self.me.pins),
+            partners,
+            refresh,
+        )?;
         let mut agreed = Vec::with_capacity(partners.len());
         for (id, identity) in partners.iter().zip(&keys) {
             let k = set

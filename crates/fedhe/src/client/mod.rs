@@ -14,6 +14,7 @@ mod he_exchange;
 pub mod ledger;
 mod limbs;
 pub mod masking;
+pub mod pins;
 mod report;
 mod round_loop;
 mod shares;

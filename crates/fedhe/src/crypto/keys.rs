@@ -140,33 +140,14 @@ impl PublicKeyFile {
         self.layout.max_clients
     }
 
-    /// Checks a registration proof made with [`SecretKey::sign_registration`]
-    /// for this client id, name and issue time.
-    pub fn verify_registration(
+    /// Checks a signature by the membership key (see [`super::membership`]).
+    pub(super) fn member_verify(
         &self,
-        id: &str,
-        name: &str,
-        issued_ms: u64,
-        proof: &[u8],
+        message: &[u8],
+        signature: &[u8],
     ) -> Result<(), CryptoError> {
-        self.verify_registration_for(id, name, issued_ms, None, proof)
-    }
-
-    /// [`verify_registration`](Self::verify_registration) of a proof that
-    /// also binds the client's identity key (pairwise masks): whoever holds
-    /// only this public file (the aggregator) cannot bind another identity
-    /// to an id.
-    pub fn verify_registration_for(
-        &self,
-        id: &str,
-        name: &str,
-        issued_ms: u64,
-        identity: Option<&[u8; 32]>,
-        proof: &[u8],
-    ) -> Result<(), CryptoError> {
-        let message = registration_message(self.layout.fingerprint, id, name, issued_ms, identity);
         signature::UnparsedPublicKey::new(&signature::ED25519, &self.member_key)
-            .verify(&message, proof)
+            .verify(message, signature)
             .map_err(|_| CryptoError::BadMembershipProof)
     }
 }
@@ -406,28 +387,10 @@ impl SecretKey {
         self.layout.fingerprint
     }
 
-    /// Proof for the aggregator that the client registering as `id` / `name`
-    /// holds this key: an Ed25519 signature (64 bytes) with the membership
-    /// key, over the fingerprint, the id, the name and the issue time
-    /// (milliseconds since the Unix epoch; the aggregator only accepts a
-    /// later one for an id it knows, so a recorded proof cannot be replayed
-    /// to take over the id).
-    pub fn sign_registration(&self, id: &str, name: &str, issued_ms: u64) -> [u8; 64] {
-        self.sign_registration_for(id, name, issued_ms, None)
-    }
-
-    /// [`sign_registration`](Self::sign_registration) binding the client's
-    /// Ed25519 identity key as well (see `privacy::masks`).
-    pub fn sign_registration_for(
-        &self,
-        id: &str,
-        name: &str,
-        issued_ms: u64,
-        identity: Option<&[u8; 32]>,
-    ) -> [u8; 64] {
-        let message = registration_message(self.layout.fingerprint, id, name, issued_ms, identity);
+    /// Signs `message` with the membership key (see [`super::membership`]).
+    pub(super) fn member_sign(&self, message: &[u8]) -> [u8; 64] {
         let mut out = [0u8; 64];
-        out.copy_from_slice(member_key_pair(&self.member_seed).sign(&message).as_ref());
+        out.copy_from_slice(member_key_pair(&self.member_seed).sign(message).as_ref());
         out
     }
 
@@ -454,33 +417,6 @@ fn member_key_pair(seed: &[u8; 32]) -> signature::Ed25519KeyPair {
     // infallible: ring rejects only seeds that are not 32 bytes long
     signature::Ed25519KeyPair::from_seed_unchecked(seed)
         .expect("a 32-byte Ed25519 seed is always accepted")
-}
-
-/// What a registration proof signs: domain, fingerprint, then id and name,
-/// each with its length so that no two (id, name) pairs share a message.
-/// With an identity key, another domain (v3) and the key at the end.
-fn registration_message(
-    fingerprint: Fingerprint,
-    id: &str,
-    name: &str,
-    issued_ms: u64,
-    identity: Option<&[u8; 32]>,
-) -> Vec<u8> {
-    let mut m = Vec::with_capacity(104 + id.len() + name.len());
-    m.extend_from_slice(match identity {
-        Some(_) => b"FedHE register v3\0",
-        None => b"FedHE register v2\0",
-    });
-    m.extend_from_slice(&fingerprint.0);
-    for part in [id, name] {
-        m.extend_from_slice(&(part.len() as u64).to_le_bytes());
-        m.extend_from_slice(part.as_bytes());
-    }
-    m.extend_from_slice(&issued_ms.to_le_bytes());
-    if let Some(key) = identity {
-        m.extend_from_slice(key);
-    }
-    m
 }
 
 fn fingerprint_of(params: ParamSet, salt: &[u8; 32], bits: &[u64]) -> Fingerprint {

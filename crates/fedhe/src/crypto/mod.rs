@@ -33,6 +33,7 @@ pub mod encoding;
 mod glwe;
 pub mod keys;
 pub mod masking;
+pub mod membership;
 pub mod params;
 mod prng;
 mod update;
@@ -45,6 +46,7 @@ pub use encoding::mean_error_bound;
 pub use keys::KeyPermissions;
 pub use keys::{KEY_FORMAT_VERSION, PublicKeyFile, SecretKey};
 pub use masking::Masks;
+pub use membership::Audience;
 pub use params::{DEFAULT_MAX_CLIENTS, MAX_CLIENTS_LIMIT, POLY_SIZE, ParamSet, max_clients_for};
 pub use update::{
     EncryptedUpdate, UpdateRef, encrypt_weighted, encrypt_weighted_f32, encrypt_weighted_masked,
@@ -164,7 +166,7 @@ pub enum CryptoError {
     #[error("this update (mask seed {seed_prefix}…) is already in the sum")]
     DuplicateUpdate { seed_prefix: String },
     #[error(
-        "the registration proof does not verify against the session key: this client does not hold the federation's secret key (or signed another id or name)"
+        "the membership signature does not verify against the session key: the signer does not hold the federation's secret key (or signed another id, name, identity, plan or aggregator session)"
     )]
     BadMembershipProof,
     #[error("the sum has no contributors")]

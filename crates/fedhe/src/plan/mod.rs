@@ -53,6 +53,13 @@ pub struct Plan {
     pub quorum: Quorum,
     #[serde(default, skip_serializing_if = "Privacy::is_off")]
     pub privacy: Privacy,
+    /// Identity keys the named roster pins (`[identities]`, `id =
+    /// "1a2b:…"`, the fingerprint `fedhe client` prints): the aggregator
+    /// refuses a registration of a pinned id with another identity, and
+    /// every site refuses to mask with a partner whose relayed identity is
+    /// not the pinned one. Ids must be on `quorum.roster`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub identities: std::collections::BTreeMap<String, String>,
 }
 
 /// Privacy against the other sites (pairwise masks) and for the rows of
@@ -637,6 +644,7 @@ impl Plan {
             training: Training::default(),
             quorum: Quorum::default(),
             privacy: Privacy::default(),
+            identities: Default::default(),
         }
     }
 

@@ -29,7 +29,8 @@ impl Plan {
             dp.validate().map_err(|e| ("privacy.dp", e))?;
         }
         quorum(&self.quorum)?;
-        masked_quorum(self)
+        masked_quorum(self)?;
+        pinned_identities(self)
     }
 }
 
@@ -227,6 +228,34 @@ fn training(t: &Training) -> Result<(), Refusal> {
             "training.validation_share",
             format!("{} is outside [0, 0.9)", t.validation_share),
         ));
+    }
+    Ok(())
+}
+
+/// `[identities]`: fingerprints (8 groups of 4 hex digits) of ids on the
+/// named roster.
+fn pinned_identities(plan: &Plan) -> Result<(), Refusal> {
+    for (id, fp) in &plan.identities {
+        if !plan.quorum.roster.contains(id) {
+            return Err((
+                "identities",
+                format!("{id:?} is not on quorum.roster: only a named roster's ids can be pinned"),
+            ));
+        }
+        let groups: Vec<&str> = fp.split(':').collect();
+        let well_formed = groups.len() == 8
+            && groups
+                .iter()
+                .all(|g| g.len() == 4 && g.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !well_formed {
+            return Err((
+                "identities",
+                format!(
+                    "{id} = {fp:?} is not an identity fingerprint (8 groups of 4 hex digits, as \
+                     `fedhe client` prints it)"
+                ),
+            ));
+        }
     }
     Ok(())
 }

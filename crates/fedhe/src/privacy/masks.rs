@@ -209,6 +209,65 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// Signs `public` as this identity's mask key for `ctx` (what
+    /// [`announce`](Self::announce) does for a secret's own key); for
+    /// checking that an aggregator refuses a signed but invalid key.
+    pub fn sign_key(&self, ctx: &MaskContext<'_>, id: &str, public: [u8; 32]) -> KeyAnnouncement {
+        let mut signature = [0u8; 64];
+        signature.copy_from_slice(
+            self.pair()
+                .sign(&announcement_message(ctx, id, &public))
+                .as_ref(),
+        );
+        KeyAnnouncement { public, signature }
+    }
+
+    /// Signs a registration again of `id` in `aud` issued at `issued_ms`:
+    /// the aggregator rotates an id's token only with a signature by the
+    /// identity key it registered (the shared federation key is not enough).
+    pub fn sign_rotation(
+        &self,
+        aud: &crate::crypto::Audience<'_>,
+        id: &str,
+        issued_ms: u64,
+    ) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out.copy_from_slice(
+            self.pair()
+                .sign(&rotation_message(aud, id, issued_ms))
+                .as_ref(),
+        );
+        out
+    }
+}
+
+/// Checks a signature made with [`Identity::sign_rotation`] by `identity`.
+pub fn verify_rotation(
+    identity: &[u8; 32],
+    aud: &crate::crypto::Audience<'_>,
+    id: &str,
+    issued_ms: u64,
+    signature: &[u8],
+) -> Result<(), MaskError> {
+    signature::UnparsedPublicKey::new(&signature::ED25519, identity)
+        .verify(&rotation_message(aud, id, issued_ms), signature)
+        .map_err(|_| {
+            MaskError::BadIdentity(format!(
+                "the token rotation of `{id}` is not signed by its registered identity key"
+            ))
+        })
+}
+
+fn rotation_message(aud: &crate::crypto::Audience<'_>, id: &str, issued_ms: u64) -> Vec<u8> {
+    let mut m = b"FedHE rotate v1\0".to_vec();
+    put(&mut m, aud.session.as_bytes());
+    put(&mut m, aud.plan.unwrap_or("").as_bytes());
+    put(&mut m, id.as_bytes());
+    m.extend_from_slice(&issued_ms.to_le_bytes());
+    m
+}
+
 /// A short fingerprint of an identity key for people to compare out of band:
 /// the first 16 bytes of its SHA-256, hex in groups of four.
 pub fn fingerprint(identity: &[u8; 32]) -> String {

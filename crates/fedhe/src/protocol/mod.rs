@@ -43,6 +43,33 @@ pub const MAX_WAIT_MS: u64 = 30_000;
 
 pub use crate::plan::{RoundLayout, RoundPhase, STANDARDIZATION_ROUNDS};
 
+/// HTTP header a client sends with the aggregator session id it joined
+/// (from `GET /health`); an aggregator whose state folder has another
+/// session answers 410 `session_reset`: its state was reset.
+pub const SESSION_HEADER: &str = "x-fedhe-session";
+
+/// HTTP header of a member's read before it has a token (`GET /plan`, `GET
+/// /status`): `<issued_ms>:<hex signature>`, the signature made with
+/// [`SecretKey::sign_read`](crate::crypto::SecretKey::sign_read) over the
+/// aggregator's session id, the time and the path.
+pub const MEMBER_HEADER: &str = "x-fedhe-member";
+
+/// `GET /api/v1/health`: the one public route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthResponse {
+    pub ok: bool,
+    pub api_version: u32,
+    /// The aggregator's session id: random, made once per state folder.
+    /// Registration proofs and read signatures bind it, so that they count
+    /// at this aggregator only; a new state folder has a new one.
+    #[serde(default)]
+    pub session: String,
+    /// Fingerprint of the session's public key, once loaded (a site checks
+    /// it holds the same key before it signs anything).
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
 /// `POST /api/v1/clients`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterRequest {
@@ -56,75 +83,81 @@ pub struct RegisterRequest {
     #[serde(default)]
     pub max_len: Option<usize>,
     /// Proof that the client holds the federation's secret key: hex of
-    /// [`SecretKey::sign_registration`](crate::crypto::SecretKey::sign_registration)
-    /// over `id` and `name`. Checked against the session's public key file.
+    /// [`SecretKey::sign_registration_for`](crate::crypto::SecretKey::sign_registration_for)
+    /// over `id`, `name`, `issued_ms`, `identity`, the aggregator's
+    /// `session` and the `plan`. Checked against the session's public key
+    /// file; never shown to anyone else.
     #[serde(default)]
     pub proof: String,
-    /// When the proof was made (ms since the Unix epoch; signed). Registering
-    /// an id that exists again rotates its token, and needs a later time
-    /// than the id's last registration, so a recorded request cannot be
-    /// replayed.
+    /// When the proof was made (ms since the Unix epoch; signed). It must be
+    /// within the aggregator's clock-skew allowance of its clock, and, for
+    /// an id that exists, later than the id's last registration, so that a
+    /// recorded request cannot be replayed.
     #[serde(default)]
     pub issued_ms: u64,
     /// Fingerprint of the plan this client joins (hex); an aggregator serving
     /// another plan refuses the registration (422).
     #[serde(default)]
     pub plan: Option<String>,
-    /// The client's Ed25519 identity key (hex, 32 bytes), bound by `proof`;
-    /// needed to take part in masked rounds.
+    /// The aggregator session id the proof binds (`GET /health`).
+    #[serde(default)]
+    pub session: String,
+    /// The client's Ed25519 identity key (hex, 32 bytes), bound by `proof`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
+    /// The federation key's attestation of `identity` for this id, session
+    /// and plan (hex, 64 bytes): what the members see (`GET /clients`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<String>,
+    /// Registering an id that exists again (a lost token) needs this: a
+    /// signature by the id's registered identity key (hex, 64 bytes) over
+    /// the session, plan, id and `issued_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<String>,
 }
 
 impl RegisterRequest {
-    /// A registration signed with the federation's secret key, issued now.
+    /// A registration as `id` / `name` with `identity`, for `aud`, issued
+    /// now: the proof, the attestation the members see, and the rotation
+    /// signature that registering the id again needs.
     pub fn signed(
         key: &crate::crypto::SecretKey,
+        aud: &crate::crypto::Audience<'_>,
         id: impl Into<String>,
         name: impl Into<String>,
         max_len: Option<usize>,
+        identity: &crate::privacy::masks::Identity,
     ) -> Self {
-        let (id, name) = (id.into(), name.into());
-        let issued_ms = now_ms();
-        let proof = hex(&key.sign_registration(&id, &name, issued_ms));
-        Self {
-            id,
-            name,
-            max_len,
-            proof,
-            issued_ms,
-            plan: None,
-            identity: None,
-        }
+        Self::signed_at(key, aud, id, name, max_len, identity, now_ms())
     }
 
-    /// A registration that also binds the client's identity key (pairwise
-    /// masks), issued now.
-    pub fn with_identity(
+    /// [`signed`](Self::signed) issued at `issued_ms`.
+    pub fn signed_at(
         key: &crate::crypto::SecretKey,
+        aud: &crate::crypto::Audience<'_>,
         id: impl Into<String>,
         name: impl Into<String>,
         max_len: Option<usize>,
-        identity: &[u8; 32],
+        identity: &crate::privacy::masks::Identity,
+        issued_ms: u64,
     ) -> Self {
         let (id, name) = (id.into(), name.into());
-        let issued_ms = now_ms();
-        let proof = hex(&key.sign_registration_for(&id, &name, issued_ms, Some(identity)));
+        let public = identity.public();
+        let proof = hex(&key.sign_registration_for(aud, &id, &name, issued_ms, &public));
+        let attestation = hex(&key.attest_identity(aud, &id, &public));
+        let rotation = hex(&identity.sign_rotation(aud, &id, issued_ms));
         Self {
             id,
             name,
             max_len,
             proof,
             issued_ms,
-            plan: None,
-            identity: Some(hex(identity)),
+            plan: aud.plan.map(str::to_string),
+            session: aud.session.to_string(),
+            identity: Some(hex(&public)),
+            attestation: Some(attestation),
+            rotation: Some(rotation),
         }
-    }
-
-    /// The same request for plan `fingerprint`.
-    pub fn for_plan(mut self, fingerprint: impl Into<String>) -> Self {
-        self.plan = Some(fingerprint.into());
-        self
     }
 }
 
@@ -153,14 +186,14 @@ pub struct ClientInfo {
     pub joined_unix: u64,
     /// Last round this client submitted an update for.
     pub last_round: Option<u64>,
-    /// Identity key (hex) with the issue time and proof of the registration
-    /// that binds it: every client checks the proof with the federation key
+    /// Identity key (hex) with the federation key's attestation of it for
+    /// this id, session and plan: every client checks the attestation
     /// before it masks with this client, so the aggregator cannot substitute
-    /// an identity.
+    /// an identity. Registration proofs are not shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proof: Option<String>,
+    pub attestation: Option<String>,
     #[serde(default)]
     pub issued_ms: u64,
 }
@@ -440,6 +473,9 @@ pub enum ErrorCode {
     /// 410: the federation is complete (its plan's last round closed): it
     /// takes no registration, key or update any more.
     FederationComplete,
+    /// 410: the aggregator's state was reset (another session id than the
+    /// one the client joined): the federation it joined no longer exists.
+    SessionReset,
     /// A code this version does not know (or `unknown`: an error answer
     /// without a FedHE body).
     Unknown(String),
@@ -447,7 +483,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code this version sends.
-    pub const KNOWN: [ErrorCode; 20] = [
+    pub const KNOWN: [ErrorCode; 21] = [
         ErrorCode::Malformed,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -468,6 +504,7 @@ impl ErrorCode {
         ErrorCode::HeadersTooLarge,
         ErrorCode::Internal,
         ErrorCode::FederationComplete,
+        ErrorCode::SessionReset,
     ];
 
     /// The code as the wire spells it.
@@ -493,6 +530,7 @@ impl ErrorCode {
             ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::Internal => "internal",
             ErrorCode::FederationComplete => "federation_complete",
+            ErrorCode::SessionReset => "session_reset",
             ErrorCode::Unknown(code) => code,
         }
     }

@@ -72,6 +72,9 @@ pub enum ServerError {
     /// 410: the plan's last round closed; nothing more is taken.
     #[error("{0}")]
     FederationComplete(String),
+    /// 410: the request names another aggregator session (state reset).
+    #[error("{0}")]
+    SessionReset(String),
 }
 
 impl ServerError {
@@ -96,7 +99,7 @@ impl ServerError {
             ServerError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             ServerError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ServerError::FederationComplete(_) => StatusCode::GONE,
+            ServerError::FederationComplete(_) | ServerError::SessionReset(_) => StatusCode::GONE,
         }
     }
 
@@ -123,6 +126,7 @@ impl ServerError {
             ServerError::HeadersTooLarge { .. } => ErrorCode::HeadersTooLarge,
             ServerError::Internal(_) => ErrorCode::Internal,
             ServerError::FederationComplete(_) => ErrorCode::FederationComplete,
+            ServerError::SessionReset(_) => ErrorCode::SessionReset,
         }
     }
 
@@ -189,6 +193,7 @@ mod tests {
             ServerError::HeadersTooLarge { got: 2, limit: 1 },
             ServerError::Internal(s()),
             ServerError::FederationComplete(s()),
+            ServerError::SessionReset(s()),
         ];
         assert_eq!(all.len(), ErrorCode::KNOWN.len());
         for e in &all {

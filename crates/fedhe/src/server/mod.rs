@@ -101,6 +101,10 @@ pub struct ServerConfig {
     /// accepted update) instead of the state folder's sum file: the slower
     /// path, kept for comparison (`fedhe bench federation`).
     pub sum_in_database: bool,
+    /// Client ids whose identity (and token) the operator resets at start:
+    /// sites that lost their identity key (their state file) register
+    /// again with a new one (`fedhe serve --reset-identity ID`).
+    pub reset_identities: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -125,6 +129,7 @@ impl Default for ServerConfig {
             body_idle_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(120),
             sum_in_database: false,
+            reset_identities: Vec::new(),
         }
     }
 }
@@ -219,6 +224,9 @@ impl EmbeddedServer {
         if let Some(plan) = config.plan.clone() {
             agg.load_plan(plan)?;
         }
+        for id in &config.reset_identities {
+            agg.reset_identity(id)?;
+        }
         let shared = HttpState::new(
             agg,
             config.max_concurrent_uploads,
@@ -308,6 +316,11 @@ impl EmbeddedServer {
     /// In-process status (same as `GET /api/v1/status`).
     pub fn status(&self) -> StatusResponse {
         self.shared.lock().status()
+    }
+
+    /// This state folder's session id (what `GET /health` says).
+    pub fn session_id(&self) -> String {
+        self.shared.lock().session_id().to_string()
     }
 
     pub fn clients(&self) -> Vec<ClientInfo> {

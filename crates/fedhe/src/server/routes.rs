@@ -18,9 +18,9 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::crypto::PublicKeyFile;
 use crate::protocol::{
-    API_PREFIX, ATTEMPT_HEADER, AnnounceRequest, CONTRIBUTORS_HEADER, CloseResponse, KeySet,
-    MAX_WAIT_MS, MaskPhase, PLAN_HEADER, PlanResponse, RegisterRequest, RoundState,
-    SessionResponse,
+    API_PREFIX, ATTEMPT_HEADER, AnnounceRequest, CONTRIBUTORS_HEADER, CloseResponse,
+    HealthResponse, KeySet, MAX_WAIT_MS, MEMBER_HEADER, MaskPhase, PLAN_HEADER, PlanResponse,
+    RegisterRequest, RoundState, SESSION_HEADER, SessionResponse,
 };
 
 use super::error::ServerError;
@@ -99,6 +99,7 @@ pub fn router(shared: AppState) -> Router {
         .route("/session", put(load_session))
         .route("/plan", get(get_plan).put(put_plan))
         .route("/clients", post(register).get(list_clients))
+        .route("/clients/{id}/reset", post(reset_client))
         .route("/rounds/{round}", get(round_info))
         .route("/rounds/{round}/update", put(upload))
         .route("/rounds/{round}/keys", get(key_set).put(announce))
@@ -143,11 +144,21 @@ async fn log_and_bound(State(sh): State<AppState>, req: Request, next: Next) -> 
     let who = match bearer(req.headers()).map(|t| sh.lock().caller(Some(t))) {
         Some(Ok(Caller::Client(id))) => id,
         Some(Ok(Caller::Operator)) => "operator".to_string(),
+        Some(Ok(Caller::Member)) => "member".to_string(),
         Some(Err(_)) => "unknown-token".to_string(),
         None => "-".to_string(),
     };
+    // A client that joined another session than this state folder's: its
+    // federation is gone (before any other answer, a bare 401 included).
+    let claimed = req
+        .headers()
+        .get(SESSION_HEADER)
+        .map(|v| v.to_str().unwrap_or("?").to_string());
+    let reset = sh.lock().check_session_id(claimed.as_deref()).err();
     let bytes_in = content_length(req.headers()).unwrap_or(0);
-    let resp = if uri_len > MAX_URI_BYTES {
+    let resp = if let Some(e) = reset {
+        e.into_response()
+    } else if uri_len > MAX_URI_BYTES {
         ServerError::UriTooLong {
             got: uri_len,
             limit: MAX_URI_BYTES,
@@ -202,12 +213,38 @@ where
         .map_err(|e| ServerError::Internal(format!("worker failed: {e}")))?
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "ok": true, "api_version": 1 }))
+/// The one public route: liveness and the session id that registration
+/// proofs and members' read signatures bind (not a secret).
+async fn health(State(sh): State<AppState>) -> Json<HealthResponse> {
+    let agg = sh.lock();
+    Json(HealthResponse {
+        ok: true,
+        api_version: 1,
+        session: agg.session_id().to_string(),
+        key: agg.public_key().map(|k| k.fingerprint().to_string()),
+    })
 }
 
-async fn status(State(sh): State<AppState>) -> Response {
-    Json(sh.lock().status()).into_response()
+/// The `x-fedhe-member` header, if any.
+fn member_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get(MEMBER_HEADER).and_then(|v| v.to_str().ok())
+}
+
+/// The roster, who is missing and the deadlines: members and the operator
+/// only (a member before registering signs the request).
+async fn status(
+    State(sh): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<crate::protocol::StatusResponse>, ServerError> {
+    let agg = sh.lock();
+    let path = format!("{API_PREFIX}/status");
+    match agg.member_read(bearer(&headers), member_header(&headers), &path) {
+        Ok(_) => Ok(Json(agg.status())),
+        // No key loaded: a signed read cannot be checked yet, and a site
+        // waits for the operator; say so in the status itself.
+        Err(ServerError::NoSession(_)) if agg.public_key().is_none() => Ok(Json(agg.status())),
+        Err(e) => Err(e),
+    }
 }
 
 /// Value of `name=` in a query string, as a number.
@@ -306,10 +343,16 @@ pub async fn tick(sh: &AppState) {
     }
 }
 
-/// The plan is public: sites read it before they register, to map their
-/// CSV and refuse a mismatch before anything is sent.
-async fn get_plan(State(sh): State<AppState>) -> Result<Json<PlanResponse>, ServerError> {
+/// The plan is for members: sites read it before they register (with a
+/// membership-signed request), to map their CSV and refuse a mismatch
+/// before anything is sent.
+async fn get_plan(
+    State(sh): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<PlanResponse>, ServerError> {
     let agg = sh.lock();
+    let path = format!("{API_PREFIX}/plan");
+    agg.member_read(bearer(&headers), member_header(&headers), &path)?;
     let (plan, fp) = agg.plan().ok_or_else(|| {
         ServerError::NotFound(
             "this aggregator serves no plan yet (fedhe serve --plan, or PUT /api/v1/plan)".into(),
@@ -354,8 +397,26 @@ async fn list_clients(
     headers: HeaderMap,
 ) -> Result<Json<Vec<crate::protocol::ClientInfo>>, ServerError> {
     let agg = sh.lock();
-    agg.caller(bearer(&headers))?;
+    if agg.caller(bearer(&headers))? == Caller::Member {
+        return Err(ServerError::Forbidden(
+            "the client list needs a member's token".into(),
+        ));
+    }
     Ok(Json(agg.clients()))
+}
+
+/// Operator: forget client `id`'s identity and token (a site that lost its
+/// state file registers again with a new identity).
+async fn reset_client(
+    State(sh): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    sh.lock().require_operator(bearer(&headers))?;
+    let id2 = id.clone();
+    blocking(&sh, move |agg| agg.reset_identity(&id2)).await?;
+    sh.notify();
+    Ok(Json(serde_json::json!({ "reset": id })))
 }
 
 async fn round_info(
@@ -417,7 +478,7 @@ async fn upload(
         let agg = sh.lock();
         let client = match agg.caller(bearer(&headers))? {
             Caller::Client(id) => id,
-            Caller::Operator => {
+            Caller::Operator | Caller::Member => {
                 return Err(ServerError::Forbidden(
                     "the operator token cannot upload updates; use a client token".into(),
                 ));
@@ -478,7 +539,7 @@ async fn announce(
     };
     let client = match caller {
         Caller::Client(id) => id,
-        Caller::Operator => {
+        Caller::Operator | Caller::Member => {
             return Err(ServerError::Forbidden(
                 "the operator has no mask key; use a client token".into(),
             ));

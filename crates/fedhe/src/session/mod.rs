@@ -25,6 +25,7 @@ pub use state::ClientState;
 
 use crate::client::MaskLedger;
 use crate::client::masking::Masking;
+use crate::client::pins::PartnerPins;
 use crate::client::{
     AggregatorClient, ClientError, ClientEvent, ClientOutcome, Exchange, HeExchange, LoopConfig,
     LoopError, RetryPolicy, WaitNotifier, run_client_loop,
@@ -165,6 +166,22 @@ fn connect_with(
         if cancel.load(Ordering::Relaxed) {
             return Err(SessionError::Cancelled);
         }
+        // The session id binds every signature; the key's fingerprint is
+        // checked before this key signs anything for the aggregator.
+        let health = match api.health() {
+            Err(ClientError::Cancelled) => return Err(SessionError::Cancelled),
+            r => r?,
+        };
+        if let Some(k) = &health.key
+            && *k != fp
+        {
+            return Err(SessionError::WrongKey(format!(
+                "the aggregator's session uses key {k}, but this key is {fp}: wrong key file?"
+            )));
+        }
+        api = api
+            .with_session(health.session)
+            .with_member_key(key.clone());
         let status = match api.status() {
             Err(ClientError::Cancelled) => return Err(SessionError::Cancelled),
             r => r?,
@@ -293,6 +310,13 @@ impl Connected {
                 file: state_file.map_or_else(String::new, |p| p.display().to_string()),
                 message: e.to_string(),
             })?;
+        // Partners pinned on first use, in this federation (its session).
+        let seen = saved
+            .as_ref()
+            .filter(|st| st.session.is_some() && st.session.as_deref() == self.api.session())
+            .map(|st| st.partners.clone())
+            .unwrap_or_default();
+        let pins = PartnerPins::new(self.plan.identities.clone(), seen.clone(), state_file);
         if let Some(st) = &saved
             && let Some(identity) = &stored_identity
             && st.server == self.server
@@ -300,12 +324,18 @@ impl Connected {
             && st.plan == self.plan_fingerprint
             && st.key == key_fp
         {
-            let api = self.api.clone().with_token(st.token.clone());
+            // With the session it joined: a reset aggregator says so
+            // (`session_reset`) rather than a bare 401.
+            let mut api = self.api.clone().with_token(st.token.clone());
+            if let Some(s) = &st.session {
+                api = api.with_session(s.clone());
+            }
             match api.round(1, None) {
                 Ok(_) => {
                     let run = RunSecrets {
                         dp: resumed_secret(st, state_file)?,
                         ledger: run_ledger(state_file, true)?,
+                        pins,
                     };
                     return Ok(self.joined(api, id, name, identity.clone(), run, true));
                 }
@@ -322,15 +352,20 @@ impl Connected {
             })?,
         };
         let mut api = self.api.clone();
+        let session = api.session().unwrap_or_default().to_string();
+        let aud = crate::crypto::Audience {
+            session: &session,
+            plan: Some(&self.plan_fingerprint),
+        };
         let sign = || {
-            RegisterRequest::with_identity(
+            RegisterRequest::signed(
                 &self.key,
+                &aud,
                 id,
                 name,
                 Some(self.plan.max_update_len()),
-                &identity.public(),
+                &identity,
             )
-            .for_plan(self.plan_fingerprint.clone())
         };
         let resp = match api.register(&sign()) {
             // A retry after a lost answer meets our own registration: a
@@ -352,6 +387,8 @@ impl Connected {
             ClientState {
                 identity: Some(identity.to_hex()),
                 secret: Some(secret.to_hex()),
+                session: Some(session.clone()),
+                partners: seen,
                 ..ClientState::new(
                     &self.server,
                     id,
@@ -363,7 +400,11 @@ impl Connected {
             }
             .save(path)?;
         }
-        let run = RunSecrets { dp: secret, ledger };
+        let run = RunSecrets {
+            dp: secret,
+            ledger,
+            pins,
+        };
         Ok(self.joined(api, id, name, identity, run, false))
     }
 
@@ -380,6 +421,7 @@ impl Connected {
             identity,
             secret: run.dp,
             ledger: run.ledger,
+            pins: run.pins,
             api,
             key: self.key,
             plan: self.plan,
@@ -397,6 +439,7 @@ impl Connected {
 struct RunSecrets {
     dp: SiteSecret,
     ledger: MaskLedger,
+    pins: PartnerPins,
 }
 
 /// The mask ledger of a run: beside the state file (the one kept when
@@ -457,6 +500,9 @@ pub struct Joined {
     pub secret: SiteSecret,
     /// This run's mask ledger (owner-only beside the state file).
     pub ledger: MaskLedger,
+    /// Partners' identities pinned by the plan and on first use (saved in
+    /// the state file).
+    pub pins: PartnerPins,
     notify: Option<Notifier>,
 }
 
@@ -504,8 +550,9 @@ impl Joined {
         ex.on_wait = on_wait;
         ex.on_note = self.notify.clone();
         ex.site = Some(self.id.clone());
-        ex.masking = self.plan.privacy.masks.then(|| {
-            Masking::for_plan(
+        ex.masking = self.plan.privacy.masks.then(|| Masking {
+            pins: self.pins.clone(),
+            ..Masking::for_plan(
                 &self.id,
                 &self.identity,
                 &self.plan,

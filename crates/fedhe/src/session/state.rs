@@ -33,6 +33,15 @@ pub struct ClientState {
     /// kept while the client resumes, written before its first upload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// The aggregator session id this client joined (`GET /health`): a
+    /// resumed client sends it, and an aggregator whose state was reset
+    /// says so. Older state files have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Partners' identity keys (id → hex), pinned on first use in this
+    /// session: a changed one is refused, naming the partner.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub partners: std::collections::BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for ClientState {
@@ -60,6 +69,8 @@ impl ClientState {
             key: key.into(),
             identity: None,
             secret: None,
+            session: None,
+            partners: Default::default(),
         }
     }
 

@@ -28,6 +28,9 @@ pub fn new_token() -> String {
 pub enum Caller {
     Operator,
     Client(String),
+    /// A holder of the federation key without a token yet: a read signed
+    /// with the membership key (`x-fedhe-member`), before registering.
+    Member,
 }
 
 /// The tokens that authenticate callers.
@@ -94,9 +97,53 @@ impl Aggregator {
     pub fn require_operator(&self, token: Option<&str>) -> Result<(), ServerError> {
         match self.caller(token)? {
             Caller::Operator => Ok(()),
-            Caller::Client(_) => Err(ServerError::Forbidden(
+            Caller::Client(_) | Caller::Member => Err(ServerError::Forbidden(
                 "this action needs the operator token".into(),
             )),
         }
+    }
+
+    /// The caller of a read that needs a member: a bearer token (a client's
+    /// or the operator's) or, without one, a membership-signed request
+    /// (`member`: the `x-fedhe-member` header, `<issued_ms>:<hex>`) for
+    /// `path`, made within the clock-skew allowance.
+    pub fn member_read(
+        &self,
+        token: Option<&str>,
+        member: Option<&str>,
+        path: &str,
+    ) -> Result<Caller, ServerError> {
+        let Some(header) = member.filter(|_| token.is_none()) else {
+            return self.caller(token).map_err(|e| match (token, e) {
+                (None, _) => ServerError::Unauthorized(format!(
+                    "{path} needs a member's token (or the operator's), or a request signed with \
+                     the federation key (`{}`; FedHE clients send it before they register)",
+                    crate::protocol::MEMBER_HEADER
+                )),
+                (Some(_), e) => e,
+            });
+        };
+        let session = self.session.as_ref().ok_or_else(super::no_session)?;
+        let bad = |why: String| {
+            ServerError::Unauthorized(format!("`{}`: {why}", crate::protocol::MEMBER_HEADER))
+        };
+        let (ms, sig) = header
+            .split_once(':')
+            .and_then(|(ms, sig)| Some((ms.parse::<u64>().ok()?, crate::protocol::parse_hex(sig)?)))
+            .ok_or_else(|| bad("expected `<issued_ms>:<hex signature>`".into()))?;
+        let now = crate::protocol::now_ms();
+        if ms.abs_diff(now) > super::registry::MAX_CLOCK_SKEW_MS {
+            return Err(bad(format!(
+                "signed {:.1} s {} the aggregator's clock; the allowed clock skew is 5 minutes: \
+                 set the site's clock right (NTP)",
+                ms.abs_diff(now) as f64 / 1000.0,
+                if ms > now { "ahead of" } else { "behind" }
+            )));
+        }
+        session
+            .public
+            .verify_read(&self.session_id, ms, path, &sig)
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(Caller::Member)
     }
 }

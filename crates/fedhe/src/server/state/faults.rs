@@ -13,7 +13,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::crypto::{ParamSet, SecretKey, encrypt_weighted};
+use crate::crypto::{Audience, ParamSet, SecretKey, encrypt_weighted};
 use crate::data::LabelMapping;
 use crate::plan::Plan;
 use crate::privacy::masks::{Identity, MaskContext};
@@ -65,6 +65,8 @@ struct Fixture {
     max_len: Option<usize>,
     plan: Option<Plan>,
     auto: bool,
+    /// The aggregator session id of every folder (seeded before opening).
+    session: String,
 }
 
 impl Fixture {
@@ -75,6 +77,7 @@ impl Fixture {
             max_len: Some(LEN),
             plan: None,
             auto: false,
+            session: "faults-session".into(),
         }
     }
 
@@ -88,7 +91,12 @@ impl Fixture {
             allow_single_contributor: false,
         };
         let key = self.key_at_open.then(|| self.key.public());
-        let store = Store::open(dir).unwrap();
+        let mut store = Store::open(dir).unwrap();
+        if store.get_meta(super::SESSION_ID_KEY).unwrap().is_none() {
+            store
+                .write(|tx| tx.put_meta(super::SESSION_ID_KEY, self.session.as_bytes()))
+                .unwrap();
+        }
         let mut agg = Aggregator::open(store, policy, "operator", key, self.max_len).unwrap();
         if let Some(plan) = &self.plan {
             agg.load_plan(plan.clone()).unwrap();
@@ -106,26 +114,43 @@ impl Fixture {
         identity: Option<&Identity>,
         max_len: Option<usize>,
     ) -> RegisterRequest {
-        let name = format!("Site {id}");
-        let req = match identity {
-            Some(i) => RegisterRequest::with_identity(&self.key, id, name, max_len, &i.public()),
-            None => RegisterRequest::signed(&self.key, id, name, max_len),
+        let fresh;
+        let identity = match identity {
+            Some(i) => i,
+            None => {
+                fresh = Identity::generate().unwrap();
+                &fresh
+            }
         };
-        match &self.plan {
-            Some(p) => req.for_plan(p.fingerprint().to_string()),
-            None => req,
-        }
+        self.register_at(id, identity, max_len, now_ms())
+    }
+
+    fn register_at(
+        &self,
+        id: &str,
+        identity: &Identity,
+        max_len: Option<usize>,
+        at: u64,
+    ) -> RegisterRequest {
+        let fp = self.plan.as_ref().map(|p| p.fingerprint().to_string());
+        let aud = Audience {
+            session: &self.session,
+            plan: fp.as_deref(),
+        };
+        RegisterRequest::signed_at(
+            &self.key,
+            &aud,
+            id,
+            format!("Site {id}"),
+            max_len,
+            identity,
+            at,
+        )
     }
 
     /// `id` registered again with a newer proof.
     fn register_again(&self, id: &str, identity: &Identity) -> RegisterRequest {
-        let mut req = self.register(id, Some(identity), None);
-        req.issued_ms = now_ms() + 1;
-        let proof =
-            self.key
-                .sign_registration_for(id, &req.name, req.issued_ms, Some(&identity.public()));
-        req.proof = hex(&proof);
-        req
+        self.register_at(id, identity, None, now_ms() + 1)
     }
 
     fn announce(&self, identity: &Identity, id: &str) -> AnnounceRequest {
@@ -515,4 +540,60 @@ fn the_last_close_completes_the_federation_once() {
     assert!(agg.round_info(3).is_err());
     assert!(!agg.tick_at(now_unix() + 100_000).unwrap());
     assert_eq!(agg.status().round, 2);
+}
+
+#[test]
+fn the_session_id_is_made_once_in_one_write() {
+    let key = SecretKey::generate(ParamSet::Standard64);
+    let policy = || Policy {
+        min_clients: None,
+        auto_aggregate: false,
+        manual_close: false,
+        max_len_limit: 1 << 20,
+        max_registered: 100,
+        allow_single_contributor: false,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The first open's one write fails: nothing opens, nothing is stored.
+    let store = Store::open(dir.path()).unwrap();
+    store.fail_at_write(Some(1));
+    let failed = Aggregator::open(store, policy(), "op", Some(key.public()), None);
+    assert!(failed.is_err());
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.get_meta(super::SESSION_ID_KEY).unwrap(), None);
+    // Then it is made, and kept by every later open.
+    let agg = Aggregator::open(store, policy(), "op", Some(key.public()), None).unwrap();
+    let id = agg.session_id().to_string();
+    assert_eq!(id.len(), 32);
+    drop(agg);
+    let again = Aggregator::open(Store::open(dir.path()).unwrap(), policy(), "op", None, None);
+    assert_eq!(again.unwrap().session_id(), id);
+    // Another folder, another session.
+    let other = tempfile::tempdir().unwrap();
+    let agg = Aggregator::open(
+        Store::open(other.path()).unwrap(),
+        policy(),
+        "op",
+        None,
+        None,
+    );
+    assert_ne!(agg.unwrap().session_id(), id);
+}
+
+#[test]
+fn an_identity_reset_commits_once() {
+    let m = Masked::new();
+    let fx = &m.fx;
+    // a announced its key: the reset revokes its token, forgets its
+    // identity and drops the key, in one transaction.
+    let base = m.prepare(1, 0);
+    let op = |agg: &mut Aggregator| {
+        agg.reset_identity("a")?;
+        expect(agg.open.mask.keys.is_empty(), "a's key was dropped")?;
+        expect(agg.clients["a"].identity.is_none(), "a's identity is gone")
+    };
+    assert_eq!(
+        all_or_nothing("reset identity", fx, base.path(), &op, true),
+        5
+    );
 }

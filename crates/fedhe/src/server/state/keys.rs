@@ -131,6 +131,7 @@ impl Aggregator {
         };
         let public = parse_hex_array(&req.public).ok_or_else(|| bad("public"))?;
         let signature = parse_hex_array(&req.signature).ok_or_else(|| bad("signature"))?;
+        check_mask_key(&public)?;
         Ok(KeyAnnouncement { public, signature })
     }
 
@@ -203,6 +204,44 @@ impl Aggregator {
             deadline,
         ))
     }
+}
+
+/// Refuses an X25519 public key that no honest client announces: a
+/// non-canonical encoding (the top bit set, or a coordinate of 2^255 - 19 or
+/// more) or a point of small order, with which every partner's shared
+/// secret would be a constant the aggregator knows (and every honest
+/// partner would refuse to mask, stopping the round).
+fn check_mask_key(public: &[u8; 32]) -> Result<(), ServerError> {
+    let refuse = |why: &str| {
+        Err(ServerError::Unprocessable(format!(
+            "this mask key ({}) is not a valid X25519 public key: {why}; nothing was stored",
+            crate::protocol::hex(public)
+        )))
+    };
+    if public[31] & 0x80 != 0 {
+        return refuse("its top bit is set (a non-canonical encoding)");
+    }
+    // 2^255 - 19 = ed ff .. ff 7f (little-endian): a coordinate at or above
+    // it is another encoding of a smaller one.
+    let p_bytes = {
+        let mut p = [0xffu8; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        p
+    };
+    if public.iter().rev().cmp(p_bytes.iter().rev()) != std::cmp::Ordering::Less {
+        return refuse("its coordinate is 2^255 - 19 or more (a non-canonical encoding)");
+    }
+    // A clamped scalar is a multiple of the cofactor 8: it sends exactly
+    // the points of order 1, 2, 4 and 8 to the identity (all zeros).
+    let probe = x25519_dalek::StaticSecret::from([0x5a; 32]);
+    if !probe
+        .diffie_hellman(&x25519_dalek::PublicKey::from(*public))
+        .was_contributory()
+    {
+        return refuse("a point of small order (every shared secret with it is known)");
+    }
+    Ok(())
 }
 
 /// Logs an attempt moving on (once its change is decided).

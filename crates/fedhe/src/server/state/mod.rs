@@ -28,7 +28,8 @@
 //! loading the session and the plan; registering (new, again, late);
 //! submitting (plain and masked, with and without the close it completes);
 //! the operator's close; the announcement that fixes a roster; an
-//! attempt's restart.
+//! attempt's restart; the operator's identity reset; the session id's
+//! creation on a folder's first open.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -115,6 +116,10 @@ pub struct Aggregator {
     /// `complete`, written in that close's transaction). `open` is then a
     /// placeholder that never opens.
     complete: Option<Completion>,
+    /// This state folder's session id (random, made once, stored):
+    /// registration proofs and members' read signatures bind it, and a
+    /// client that joined another one is told the state was reset.
+    session_id: String,
 }
 
 impl Aggregator {
@@ -142,8 +147,10 @@ impl Aggregator {
             last_sum: None,
             sum_buf: Vec::new(),
             complete: None,
+            session_id: String::new(),
         };
         agg.reload()?;
+        agg.session_id = agg.stored_session_id()?;
         if let Some(key) = initial_key {
             agg.load_session(key, initial_max_len)?;
         } else if let Some(n) = initial_max_len
@@ -152,6 +159,39 @@ impl Aggregator {
             agg.set_max_len(n)?;
         }
         Ok(agg)
+    }
+
+    /// This state folder's session id, made (and committed) on first open.
+    fn stored_session_id(&mut self) -> Result<String, ServerError> {
+        if let Some(bytes) = self.store.get_meta(SESSION_ID_KEY)? {
+            return String::from_utf8(bytes)
+                .map_err(|_| ServerError::Internal("stored session id unreadable".into()));
+        }
+        let id = new_token()[..32].to_string();
+        self.store
+            .write(|tx| tx.put_meta(SESSION_ID_KEY, id.as_bytes()))?;
+        Ok(id)
+    }
+
+    /// This state folder's session id (`GET /health`).
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// Refuses a request made in another session than this state folder's
+    /// (the `x-fedhe-session` header of a client that joined before a reset).
+    pub fn check_session_id(&self, claimed: Option<&str>) -> Result<(), ServerError> {
+        match claimed {
+            Some(c) if c != self.session_id => Err(ServerError::SessionReset(format!(
+                "the aggregator's state was reset; the federation you joined no longer exists \
+                 (you joined aggregator session `{c}`; this aggregator's state folder is session \
+                 `{}`, with {} registered clients). Ask the operator; to join the new \
+                 federation, remove this site's client state file and run the client again",
+                self.session_id,
+                self.clients.len()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// The quorum rules in force.
@@ -413,6 +453,9 @@ fn write_close(
     }
     Ok(())
 }
+
+/// The store's record of this state folder's session id.
+const SESSION_ID_KEY: &str = "session_id";
 
 /// The store's record of a complete federation.
 const COMPLETE_KEY: &str = "complete";

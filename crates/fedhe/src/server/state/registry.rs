@@ -10,13 +10,15 @@ use crate::protocol::{
 
 use super::super::error::ServerError;
 use super::super::store::{StoredClient, StoredIdentity};
+use crate::privacy::masks::verify_rotation;
+
 use super::auth::{new_token, token_hash};
 use super::round::OpenRound;
 use super::session::Session;
 use super::{Aggregator, now_unix};
 
 /// How far a registration's issue time may be ahead of the server's clock.
-const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+pub(super) const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 
 /// A registered client, in memory.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,7 +28,8 @@ pub(super) struct ClientRec {
     pub last_round: Option<u64>,
     /// Issue time of the accepted registration (a rotation needs a later one).
     pub issued_ms: u64,
-    /// Identity key and the proof binding it (relayed for pairwise masks).
+    /// Identity key and the federation key's attestation of it (relayed
+    /// for pairwise masks); `None` after the operator's reset.
     pub identity: Option<StoredIdentity>,
 }
 
@@ -75,11 +78,8 @@ impl Aggregator {
     }
 
     /// Every check of a registration that depends on nothing it changes;
-    /// returns the identity key it binds.
-    fn verify_registration(
-        &self,
-        req: &RegisterRequest,
-    ) -> Result<Option<StoredIdentity>, ServerError> {
+    /// returns the identity key it binds (with its attestation).
+    fn verify_registration(&self, req: &RegisterRequest) -> Result<StoredIdentity, ServerError> {
         if !valid_client_id(&req.id) {
             return Err(ServerError::Malformed(
                 "client id must be 1-64 characters from A-Z a-z 0-9 _ . -".into(),
@@ -98,19 +98,20 @@ impl Aggregator {
                     .into(),
             )
         })?;
-        let identity = verify_proof(session, req)?;
-        // A proof from the future could lock its id out of every later
-        // registration: allow only a little clock skew.
-        let latest = crate::protocol::now_ms().saturating_add(MAX_CLOCK_SKEW_MS);
-        if req.issued_ms > latest {
-            return Err(ServerError::Malformed(format!(
-                "the registration was issued {} s in the future (issued_ms {}); check the \
-                 client's clock",
-                (req.issued_ms - crate::protocol::now_ms()) / 1000,
-                req.issued_ms
+        self.check_plan(req.plan.as_deref(), "this registration")?;
+        if req.session != self.session_id {
+            return Err(ServerError::Unprocessable(format!(
+                "this registration was made for aggregator session `{}`, but this aggregator's \
+                 session is `{}` (GET /api/v1/health); FedHE clients bind it",
+                req.session, self.session_id
             )));
         }
-        self.check_plan(req.plan.as_deref(), "this registration")?;
+        check_issue_time(req.issued_ms, crate::protocol::now_ms())?;
+        let aud = crate::crypto::Audience {
+            session: &self.session_id,
+            plan: self.plan().map(|(_, fp)| fp.as_str()),
+        };
+        let identity = verify_proof(session, &aud, req)?;
         if let Some(named) = self.rules().named_roster()
             && !named.contains(&req.id)
         {
@@ -120,6 +121,17 @@ impl Aggregator {
                 named.into_iter().collect::<Vec<_>>().join(", ")
             )));
         }
+        if let Some((plan, _)) = self.plan()
+            && let Some(pinned) = plan.identities.get(&req.id)
+        {
+            let got = crate::privacy::masks::fingerprint(&identity.key);
+            if !got.eq_ignore_ascii_case(pinned) {
+                return Err(ServerError::Forbidden(format!(
+                    "the plan pins `{}`'s identity key to {pinned}; this registration's is {got}",
+                    req.id
+                )));
+            }
+        }
         Ok(identity)
     }
 
@@ -127,20 +139,16 @@ impl Aggregator {
     fn decide_registration(
         &self,
         req: RegisterRequest,
-        identity: Option<StoredIdentity>,
+        identity: StoredIdentity,
         token_hash: [u8; 32],
     ) -> Result<Registration, ServerError> {
+        let identity = Some(identity);
         if let Some(existing) = self.clients.get(&req.id) {
-            // Same id, valid proof: the client lost its token (restart,
-            // new machine). A later issue time than the last registration
-            // keeps a recorded request from being replayed.
-            if req.issued_ms <= existing.issued_ms {
-                return Err(ServerError::DuplicateClient(format!(
-                    "client `{}` is registered; registering it again needs a newer proof than \
-                     its last registration (issued_ms > {})",
-                    req.id, existing.issued_ms
-                )));
-            }
+            // Same id: the client lost its token (restart, new machine).
+            // Only its registered identity may rotate it (every member holds
+            // the federation key); a later issue time than the last
+            // registration keeps a recorded request from being replayed.
+            self.check_rotation(&req, existing)?;
             return Ok(Registration::Rotate {
                 id: req.id,
                 name: req.name,
@@ -283,19 +291,132 @@ impl Aggregator {
                 joined_unix: c.joined_unix,
                 last_round: c.last_round,
                 identity: c.identity.as_ref().map(|i| hex(&i.key)),
-                proof: c.identity.as_ref().map(|i| hex(&i.proof)),
+                attestation: c.identity.as_ref().map(|i| hex(&i.proof)),
                 issued_ms: c.issued_ms,
             })
             .collect()
     }
 }
 
-/// Checks the registration's membership proof (and the identity key it
-/// binds) against the session's key.
+/// How far a registration's issue time may be from the aggregator's clock.
+const SKEW_WORDS: &str = "5 minutes";
+
+/// Refuses an issue time outside the clock-skew allowance, naming the skew.
+fn check_issue_time(issued_ms: u64, now: u64) -> Result<(), ServerError> {
+    let skew = |d: u64| format!("{:.1} s", d as f64 / 1000.0);
+    if issued_ms > now.saturating_add(MAX_CLOCK_SKEW_MS) {
+        // A proof from the future could lock its id out of every later
+        // registration.
+        return Err(ServerError::Unprocessable(format!(
+            "the registration was issued {} ahead of the aggregator's clock (issued_ms {issued_ms}); \
+             the allowed clock skew is {SKEW_WORDS}: set the site's clock right (NTP)",
+            skew(issued_ms - now)
+        )));
+    }
+    if issued_ms.saturating_add(MAX_CLOCK_SKEW_MS) < now {
+        return Err(ServerError::Unprocessable(format!(
+            "the registration was issued {} behind the aggregator's clock (issued_ms {issued_ms}); \
+             the allowed clock skew is {SKEW_WORDS}: set the site's clock right (NTP), or sign \
+             a fresh registration",
+            skew(now - issued_ms)
+        )));
+    }
+    Ok(())
+}
+
+impl Aggregator {
+    /// A registration of the registered `existing` client again: signed by
+    /// its registered identity (unless the operator reset it), and later
+    /// than its last one.
+    fn check_rotation(
+        &self,
+        req: &RegisterRequest,
+        existing: &ClientRec,
+    ) -> Result<(), ServerError> {
+        if let Some(registered) = &existing.identity {
+            let aud = crate::crypto::Audience {
+                session: &self.session_id,
+                plan: self.plan().map(|(_, fp)| fp.as_str()),
+            };
+            let signed = req
+                .rotation
+                .as_deref()
+                .and_then(parse_hex)
+                .is_some_and(|sig| {
+                    verify_rotation(&registered.key, &aud, &req.id, req.issued_ms, &sig).is_ok()
+                });
+            if !signed {
+                return Err(ServerError::Forbidden(format!(
+                    "client `{}` is registered with identity key {}, and this registration is not \
+                     signed by it: the federation key alone cannot take over a member. If `{}` \
+                     lost its identity (its client state file), the operator resets it: fedhe \
+                     serve --reset-identity {} (or POST /api/v1/clients/{}/reset)",
+                    req.id,
+                    crate::privacy::masks::fingerprint(&registered.key),
+                    req.id,
+                    req.id,
+                    req.id
+                )));
+            }
+        }
+        if req.issued_ms <= existing.issued_ms {
+            return Err(ServerError::DuplicateClient(format!(
+                "client `{}` is registered; this registration again was issued at {} ms, {:.1} s \
+                 before its last one ({} ms): the site's clock went back (or this is a replayed \
+                 request); sign a fresh registration once its clock is past the last one",
+                req.id,
+                req.issued_ms,
+                (existing.issued_ms - req.issued_ms) as f64 / 1000.0,
+                existing.issued_ms
+            )));
+        }
+        Ok(())
+    }
+
+    /// The operator's reset of client `id`: its token stops working and its
+    /// identity key is forgotten, so that the id may register again with a
+    /// new identity (a site that lost its state file). One transaction.
+    pub fn reset_identity(&mut self, id: &str) -> Result<(), ServerError> {
+        self.check_not_complete()?;
+        let Some(c) = self.clients.get(id) else {
+            return Err(ServerError::NotFound(format!(
+                "no client `{id}` is registered"
+            )));
+        };
+        let (name, issued_ms) = (c.name.clone(), c.issued_ms);
+        let revoked = token_hash(&new_token());
+        let mut next = self.open.clone();
+        let forgot_key = next.mask.forget_key(id);
+        let mask_state = self.open.mask.change_to(&next.mask)?;
+        let (round, attempt) = (self.open.number, self.open.mask.attempt);
+        self.store.write(|tx| {
+            tx.rotate_client(id, &name, &revoked, issued_ms, None)?;
+            if forgot_key {
+                tx.delete_mask_key(round, attempt, id)?;
+            }
+            if let Some(bytes) = &mask_state {
+                tx.put_meta("mask_state", bytes)?;
+            }
+            Ok(())
+        })?;
+        self.open = next;
+        self.auth.rotate(id, revoked);
+        if let Some(c) = self.clients.get_mut(id) {
+            c.identity = None;
+        }
+        tracing::warn!(client = %id, "identity reset by the operator: the id may register again");
+        Ok(())
+    }
+}
+
+/// Checks the registration's membership proof and the identity key it
+/// binds (with the attestation the members will see) against the
+/// session's key.
 fn verify_proof(
     session: &Session,
+    aud: &crate::crypto::Audience<'_>,
     req: &RegisterRequest,
-) -> Result<Option<StoredIdentity>, ServerError> {
+) -> Result<StoredIdentity, ServerError> {
     if req.proof.is_empty() {
         return Err(ServerError::Unauthorized(
             "registration needs a proof that the client holds the federation's secret key \
@@ -306,16 +427,35 @@ fn verify_proof(
     }
     let proof = parse_hex(&req.proof)
         .ok_or_else(|| ServerError::Malformed("`proof` must be hex (128 digits)".into()))?;
-    let identity =
-        match &req.identity {
-            Some(h) => Some(parse_hex_array::<32>(h).ok_or_else(|| {
-                ServerError::Malformed("`identity` must be hex of 32 bytes".into())
-            })?),
-            None => None,
-        };
+    let key = req
+        .identity
+        .as_deref()
+        .ok_or_else(|| {
+            ServerError::Malformed(
+                "registration needs the client's identity key (`identity`, hex of 32 bytes; \
+                 FedHE clients make one)"
+                    .into(),
+            )
+        })
+        .and_then(|h| {
+            parse_hex_array::<32>(h)
+                .ok_or_else(|| ServerError::Malformed("`identity` must be hex of 32 bytes".into()))
+        })?;
     session
         .public
-        .verify_registration_for(&req.id, &req.name, req.issued_ms, identity.as_ref(), &proof)
+        .verify_registration_for(aud, &req.id, &req.name, req.issued_ms, &key, &proof)
         .map_err(|e| ServerError::Unauthorized(e.to_string()))?;
-    Ok(identity.map(|key| StoredIdentity { key, proof }))
+    let attestation = req
+        .attestation
+        .as_deref()
+        .and_then(parse_hex)
+        .ok_or_else(|| ServerError::Malformed("`attestation` must be hex (128 digits)".into()))?;
+    session
+        .public
+        .verify_identity(aud, &req.id, &key, &attestation)
+        .map_err(|e| ServerError::Unauthorized(format!("the identity attestation: {e}")))?;
+    Ok(StoredIdentity {
+        key,
+        proof: attestation,
+    })
 }
