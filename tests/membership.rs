@@ -449,6 +449,11 @@ fn a_client_of_a_reset_aggregator_is_told_its_federation_no_longer_exists() {
         ),
         "{e}"
     );
+    // /health still answers it (with the new session): it is public.
+    assert_eq!(
+        joined.api.health().unwrap().session,
+        session_of(fresh.url())
+    );
     // A client resumed from its state file: the same, and it does not
     // silently join the new federation.
     let again = connect(fresh.url(), &key).join("a", "A", Some(&state_file));

@@ -150,9 +150,11 @@ async fn log_and_bound(State(sh): State<AppState>, req: Request, next: Next) -> 
     };
     // A client that joined another session than this state folder's: its
     // federation is gone (before any other answer, a bare 401 included).
+    // `/health` answers anyway: it is how a client learns the session.
     let claimed = req
         .headers()
         .get(SESSION_HEADER)
+        .filter(|_| !req.uri().path().ends_with("/health"))
         .map(|v| v.to_str().unwrap_or("?").to_string());
     let reset = sh.lock().check_session_id(claimed.as_deref()).err();
     let bytes_in = content_length(req.headers()).unwrap_or(0);
