@@ -412,6 +412,12 @@ impl SecretKey {
     /// (milliseconds since the Unix epoch; the aggregator only accepts a
     /// later one for an id it knows, so a recorded proof cannot be replayed
     /// to take over the id).
+    /// The sum tag key (see [`sum_tag`](super::sum_tag)): every site holds
+    /// it, the aggregator cannot derive it from the public key.
+    pub(crate) fn tag_key(&self) -> super::sum_tag::TagKey {
+        super::sum_tag::TagKey::derive(&self.member_seed)
+    }
+
     pub fn sign_registration(&self, id: &str, name: &str, issued_ms: u64) -> [u8; 64] {
         self.sign_registration_for(id, name, issued_ms, None)
     }
