@@ -32,6 +32,9 @@ enum Tamper {
     /// Round `r`'s sum is re-added without its first update; the
     /// aggregator's list of contributors still names all of them.
     DropUpdate(u64),
+    /// The first two downloads of round `r`'s sum have a bit flipped (a
+    /// transient fault: each site has downloads left).
+    FlipTwice(u64),
 }
 
 #[derive(Default)]
@@ -206,6 +209,11 @@ fn relay_one(conn: TcpStream, upstream: &str, tamper: Tamper, seen: &Mutex<Seen>
                 resp.body = s.sums[&(r - 1)].clone();
                 s.tampered += 1;
             }
+            Tamper::FlipTwice(t) if t == r && s.tampered < 2 => {
+                let n = resp.body.len();
+                resp.body[n - 20] ^= 0x40;
+                s.tampered += 1;
+            }
             Tamper::FlipBit(t) if t == r => {
                 let n = resp.body.len();
                 resp.body[n - 20] ^= 0x40;
@@ -320,6 +328,14 @@ fn a_tampering_relay_is_refused_by_every_site_and_an_honest_one_is_not() {
     let direct = serve_plan(&key, plan(false));
     let without = run_three(direct.url(), &key);
     assert_eq!(without[0].as_ref().unwrap().params, models[0].params);
+    // Two bad downloads of round 2: the sites download again and finish
+    // with the same model.
+    let srv = serve_plan(&key, plan(false));
+    let relay = Relay::start(srv.url(), Tamper::FlipTwice(2), key.clone());
+    for r in run_three(&relay.url, &key) {
+        assert_eq!(r.unwrap_or_else(|e| panic!("{e}")).params, models[0].params);
+    }
+    assert_eq!(relay.tampered(), 2);
     // Round 3 (training round 2) answered with round 2's sum; round 2 with
     // one bit flipped; round 3 without its first update.
     for tamper in [Tamper::Replay(3), Tamper::FlipBit(2), Tamper::DropUpdate(3)] {
@@ -329,7 +345,7 @@ fn a_tampering_relay_is_refused_by_every_site_and_an_honest_one_is_not() {
         assert!(relay.tampered() >= 3, "{tamper:?}: {}", relay.tampered());
         let round = match tamper {
             Tamper::Replay(r) | Tamper::FlipBit(r) | Tamper::DropUpdate(r) => r,
-            Tamper::Honest => 0,
+            Tamper::Honest | Tamper::FlipTwice(_) => 0,
         };
         assert_all_refused(&results, round);
     }
