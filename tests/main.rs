@@ -27,4 +27,5 @@ mod privacy;
 mod privacy_attacks;
 mod server_cli;
 mod server_http;
+mod sum_tags;
 mod tabular;

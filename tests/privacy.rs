@@ -706,10 +706,23 @@ mod masks {
             }
             // b comes now, while round 1 waits for c's update.
             let b = join(&srv, &key, "b");
-            let bytes = encrypt_weighted(&key, &vec![0.5; stat_len], 1.0)
-                .unwrap()
-                .bound_to(1, 1)
-                .to_bytes();
+            // (c's update as its exchange would make it: tagged for round 1,
+            // attempt 1, or a's sum check refuses the sum.)
+            let scope = fedhe::crypto::TagScope {
+                plan: plan.fingerprint().0,
+                round: 1,
+                attempt: 1,
+            };
+            let bytes = fedhe::crypto::encrypt_tagged(
+                &key,
+                &vec![0.5; stat_len],
+                1.0,
+                &fedhe::crypto::Masks::none(),
+                &scope,
+                "c",
+            )
+            .unwrap()
+            .to_bytes();
             c.api.upload_for(1, Some(1), &bytes).unwrap();
             let m = ha.join().unwrap();
             assert_eq!((m.contributors, m.masked), (2, false));
@@ -769,7 +782,7 @@ mod masks {
         for j in &sites {
             announce(j, 2);
         }
-        let len = plan.param_count() + 1;
+        let len = plan.param_count() + 1 + fedhe::plan::SUM_TAG_SLOTS;
         for j in &sites[..3] {
             let bytes = encrypt_weighted(&key, &vec![0.5; len], 1.0)
                 .unwrap()

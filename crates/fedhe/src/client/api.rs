@@ -262,6 +262,11 @@ impl AggregatorClient {
         self
     }
 
+    /// The plan fingerprint sent with every update (hex), if set.
+    pub fn plan_fingerprint(&self) -> Option<&str> {
+        self.plan.as_deref()
+    }
+
     /// Bounds the size of a downloaded sum (default 1 GiB).
     pub fn with_max_download_bytes(mut self, n: u64) -> Self {
         self.max_download_bytes = n;

@@ -136,6 +136,25 @@ pub enum SumError {
         announced: u32,
         holds: u32,
     },
+    /// The sum fails its tag check on every download: the site does not
+    /// use it (see `crypto::sum_tag`).
+    #[error(
+        "round {round}: refusing the aggregator's sum after {tries} downloads: {source}; this \
+         site does not use it (the aggregator, or a relay between it and this site, altered or \
+         replayed the sum)"
+    )]
+    Unverified {
+        round: u64,
+        tries: u32,
+        source: CryptoError,
+    },
+    /// This site's update was accepted, but the aggregator does not list it
+    /// among the round's contributors.
+    #[error(
+        "round {round}: the aggregator accepted the update of `{site}` but does not list it among \
+         the round's contributors; refusing the sum"
+    )]
+    OwnUpdateMissing { round: u64, site: String },
 }
 
 /// What the aggregator relayed for a masked round fails this client's

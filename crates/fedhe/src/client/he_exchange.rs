@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::crypto::{self, Accumulator, CryptoError, SecretKey};
+use crate::crypto::sum_tag::MAX_TAG_ATTEMPTS;
+use crate::crypto::{
+    self, Accumulator, CryptoError, EncryptedUpdate, Masks, SUM_TAG_SLOTS, SecretKey, TagScope,
+};
 use crate::protocol::{ErrorCode, RoundInfo, RoundState};
 
 use super::api::AggregatorClient;
@@ -33,18 +36,44 @@ pub struct HeExchange {
     /// This client's id: a round published while it was away says whether
     /// its update is in the sum (the masking's id when unset).
     pub site: Option<String>,
+    /// The plan every update's sum tag is bound to (from the client's
+    /// plan fingerprint): with it, updates carry a tag and every sum is
+    /// checked before it is used (see [`crypto::sum_tag`]).
+    pub tag_plan: Option<[u8; 16]>,
+}
+
+/// Downloads of a sum that fails its check before the site gives up.
+pub const SUM_TRIES: u32 = 3;
+
+/// What a sum download needs, kept to download it again.
+#[derive(Clone)]
+struct SumRequest {
+    round: u64,
+    /// Values per update, the tag's slots included.
+    len: usize,
+    contributed: bool,
+    /// The attempt this client's update was accepted in, if it knows.
+    attempt: Option<u32>,
+    masked: bool,
 }
 
 /// A closed round's sum as downloaded, before it is decrypted.
 struct Closed {
-    round: u64,
+    req: SumRequest,
     sum: Accumulator,
     /// Contributors the aggregator announced with the sum.
     announced: u32,
-    contributed: bool,
     counted: Vec<String>,
     cost: ExchangeCost,
-    masked: bool,
+}
+
+/// A decrypted sum, checked: summed integers (the tag's slots left off)
+/// and the summed weight slot.
+struct Opened {
+    values: Vec<i64>,
+    weight: i64,
+    holds: u32,
+    closed: Closed,
 }
 
 /// A masked contribution across its attempts.
@@ -56,6 +85,8 @@ struct MaskedUpload<'a> {
     cost: ExchangeCost,
     /// Whether the last attempt's update was masked.
     masked: bool,
+    /// The attempt the last accepted update was made for.
+    attempt: Option<u32>,
 }
 
 /// What to do after one masked attempt.
@@ -70,7 +101,11 @@ enum AfterAttempt {
 impl HeExchange {
     /// An exchange through `api` with `key`, without masks.
     pub fn new(api: AggregatorClient, key: Arc<SecretKey>, round_timeout: Duration) -> Self {
+        let tag_plan = api
+            .plan_fingerprint()
+            .and_then(crate::hex::parse_hex_array::<16>);
         HeExchange {
+            tag_plan,
             api,
             key,
             round_timeout,
@@ -93,20 +128,24 @@ impl HeExchange {
         cancel: &AtomicBool,
     ) -> Result<RoundMean, LoopError> {
         let closed = self.closed(round, values, weight, cancel)?;
-        let t = Instant::now();
-        let mean = crypto::decrypt_mean(&self.key, &closed.sum)?;
-        let holds = mean.contributors;
-        let mut cost = closed.cost;
-        cost.decrypt_ms += ms(t);
-        closed.check(holds)?;
+        let opened = self.open_checked(closed)?;
+        if opened.weight <= 0 {
+            return Err(CryptoError::ZeroTotalWeight {
+                found: opened.weight,
+            }
+            .into());
+        }
+        let total_weight = opened.weight as f64;
+        let denom = total_weight * f64::from(self.key.scale_bits()).exp2();
+        let c = opened.closed;
         Ok(RoundMean {
-            values: mean.values,
-            total_weight: mean.total_weight,
-            contributors: holds,
-            contributed: closed.contributed,
-            counted: closed.counted,
-            cost,
-            masked: closed.masked,
+            values: opened.values.iter().map(|&v| v as f64 / denom).collect(),
+            total_weight,
+            contributors: opened.holds,
+            contributed: c.req.contributed,
+            counted: c.counted,
+            cost: c.cost,
+            masked: c.req.masked,
         })
     }
 
@@ -133,7 +172,7 @@ impl HeExchange {
     ) -> Result<Closed, LoopError> {
         let mut cost = ExchangeCost::default();
         let t = Instant::now();
-        let update = crypto::encrypt_weighted(&self.key, values, weight)?.bound_to(round, 0);
+        let update = self.encrypt(round, 0, values, weight, &Masks::none())?;
         let bytes = update.to_bytes();
         cost.encrypt_ms = ms(t);
         let t = Instant::now();
@@ -153,14 +192,64 @@ impl HeExchange {
         drop(bytes);
         let info = self.wait_moved(round, None, cancel)?;
         cost.wait_ms = ms(t);
-        self.download(
+        let req = SumRequest {
             round,
-            values.len(),
-            cost,
+            len: self.tagged_len(values.len()),
             contributed,
-            info.submitted,
-            false,
-        )
+            attempt: contributed.then_some(0),
+            masked: false,
+        };
+        self.download(req, cost, info.submitted)
+    }
+
+    /// The scope and site id of this client's sum tags (none without a
+    /// plan fingerprint or a site id: untagged updates).
+    fn tag_scope(&self, round: u64, attempt: u32) -> Option<(TagScope, &str)> {
+        let plan = self.tag_plan?;
+        let site = self.me()?;
+        Some((
+            TagScope {
+                plan,
+                round,
+                attempt,
+            },
+            site,
+        ))
+    }
+
+    /// This client's id, if known.
+    fn me(&self) -> Option<&str> {
+        self.site
+            .as_deref()
+            .or(self.masking.as_ref().map(|m| m.id.as_str()))
+    }
+
+    /// Values per update for `len` values: with the tag's slots if tagged.
+    fn tagged_len(&self, len: usize) -> usize {
+        match self.tag_scope(0, 0) {
+            Some(_) => len + SUM_TAG_SLOTS,
+            None => len,
+        }
+    }
+
+    /// One update for `round` and `attempt`: tagged when it can be.
+    fn encrypt(
+        &self,
+        round: u64,
+        attempt: u32,
+        values: &[f64],
+        weight: f64,
+        masks: &Masks,
+    ) -> Result<EncryptedUpdate, CryptoError> {
+        match self.tag_scope(round, attempt) {
+            Some((scope, site)) => {
+                crypto::encrypt_tagged(&self.key, values, weight, masks, &scope, site)
+            }
+            None => Ok(
+                crypto::encrypt_weighted_masked(&self.key, values, weight, masks)?
+                    .bound_to(round, attempt),
+            ),
+        }
     }
 
     /// One round with pairwise masks: per attempt, announce a key, wait for
@@ -182,6 +271,7 @@ impl HeExchange {
             weight,
             cost: ExchangeCost::default(),
             masked: false,
+            attempt: None,
         };
         loop {
             if cancel.load(Ordering::Relaxed) {
@@ -191,18 +281,18 @@ impl HeExchange {
             if info.state == RoundState::Closed {
                 up.cost.wait_ms = ms(t);
                 let contributed = info.submitted.contains(&me.id);
-                let masked = up.masked && contributed;
-                return self.download(
+                let req = SumRequest {
                     round,
-                    values.len(),
-                    up.cost,
+                    len: self.tagged_len(values.len()),
                     contributed,
-                    info.submitted,
-                    masked,
-                );
+                    attempt: up.attempt.filter(|_| contributed),
+                    masked: up.masked && contributed,
+                };
+                return self.download(req, up.cost, info.submitted);
             }
             // Resumed after a restart: our update of this attempt is in.
             let next = if info.submitted.contains(&me.id) {
+                up.attempt = Some(info.attempt);
                 AfterAttempt::Wait
             } else {
                 self.attempt(&mut up, info.attempt, cancel)?
@@ -247,17 +337,20 @@ impl HeExchange {
             };
             up.me.ledger.bind(&ctx, up.values, up.weight)?;
         }
-        let update = crypto::encrypt_weighted_masked(&self.key, up.values, up.weight, &masks)?
-            .bound_to(up.round, attempt);
+        let update = self.encrypt(up.round, attempt, up.values, up.weight, &masks)?;
         let bytes = update.to_bytes();
         up.cost.encrypt_ms += ms(t);
         match self.api.upload_for(up.round, Some(attempt), &bytes) {
             Ok(_) => {
                 up.cost.bytes_up += bytes.len() as u64;
+                up.attempt = Some(attempt);
                 Ok(AfterAttempt::Wait)
             }
             Err(e) => match e.code() {
-                Some(ErrorCode::DuplicateSubmission) => Ok(AfterAttempt::Wait),
+                Some(ErrorCode::DuplicateSubmission) => {
+                    up.attempt = Some(attempt);
+                    Ok(AfterAttempt::Wait)
+                }
                 Some(ErrorCode::WrongRound | ErrorCode::WrongAttempt) => Ok(AfterAttempt::Look),
                 // Not taken in this attempt (its roster or phase moved on):
                 // wait for the attempt or the round to change.
@@ -320,69 +413,148 @@ impl HeExchange {
 
     fn download(
         &self,
-        round: u64,
-        len: usize,
+        req: SumRequest,
         mut cost: ExchangeCost,
-        contributed: bool,
         mut counted: Vec<String>,
-        masked: bool,
     ) -> Result<Closed, LoopError> {
         counted.sort();
-        let (bytes, announced) = self.api.download_sum(round)?;
-        cost.bytes_down = bytes.len() as u64;
+        let (bytes, announced) = self.api.download_sum(req.round)?;
+        cost.bytes_down += bytes.len() as u64;
         let t = Instant::now();
-        let sum = Accumulator::from_bytes(&bytes, len)?;
+        let sum = Accumulator::from_bytes(&bytes, req.len)?;
         drop(bytes);
-        cost.decrypt_ms = ms(t);
+        cost.decrypt_ms += ms(t);
         Ok(Closed {
-            round,
+            req,
             sum,
             announced,
-            contributed,
             counted,
             cost,
-            masked,
         })
     }
 
-    /// The decrypted sum of a closed round (the weight slot, the number of
-    /// weight-1 contributions, left off).
-    fn sum_of(&self, closed: Closed) -> Result<RoundSum, LoopError> {
-        let t = Instant::now();
-        let mut integers = crypto::decrypt_integers(&self.key, &closed.sum)?;
-        let weight = integers.pop().unwrap_or(0);
-        if weight <= 0 {
-            return Err(CryptoError::ZeroTotalWeight { found: weight }.into());
+    /// Decrypts a closed round's sum and checks it: the contributors the
+    /// aggregator announced, this client's own update among them, and (for
+    /// tagged updates) the sum tag. A sum that fails its tag is downloaded
+    /// again, up to [`SUM_TRIES`] times in all, then refused.
+    fn open_checked(&self, mut closed: Closed) -> Result<Opened, LoopError> {
+        let mut tries = 1;
+        loop {
+            match self.open(closed) {
+                Err(OpenError::Tag(c, e)) if tries < SUM_TRIES => {
+                    std::thread::sleep(Duration::from_millis(200 * u64::from(tries)));
+                    tries += 1;
+                    let info = self.api.round(c.req.round, None)?;
+                    closed = self.download(c.req, c.cost, info.submitted)?;
+                    drop(e);
+                }
+                Err(OpenError::Tag(c, e)) => {
+                    return Err(SumError::Unverified {
+                        round: c.req.round,
+                        tries,
+                        source: e,
+                    }
+                    .into());
+                }
+                Err(OpenError::Other(e)) => return Err(e),
+                Ok(opened) => return Ok(opened),
+            }
         }
-        let unit = f64::from(closed.sum.scale_bits()).exp2();
-        let values = integers.iter().map(|&v| v as f64 / unit).collect();
-        let mut cost = closed.cost;
-        cost.decrypt_ms += ms(t);
+    }
+
+    /// One decryption and check of a downloaded sum.
+    fn open(&self, closed: Closed) -> Result<Opened, OpenError> {
+        let t = Instant::now();
         let holds = closed.sum.contributors();
-        closed.check(holds)?;
+        if holds != closed.announced {
+            return Err(OpenError::Other(
+                SumError::Contributors {
+                    round: closed.req.round,
+                    announced: closed.announced,
+                    holds,
+                }
+                .into(),
+            ));
+        }
+        if closed.req.contributed
+            && let Some(me) = self.me()
+            && !closed.counted.iter().any(|c| c == me)
+        {
+            return Err(OpenError::Other(
+                SumError::OwnUpdateMissing {
+                    round: closed.req.round,
+                    site: me.to_string(),
+                }
+                .into(),
+            ));
+        }
+        let (values, weight) = match self.tag_scope(closed.req.round, 0) {
+            Some((scope, _)) => {
+                let attempts: Vec<u32> = match closed.req.attempt {
+                    Some(a) => vec![a],
+                    None if self.masking.is_some() => (0..=MAX_TAG_ATTEMPTS).collect(),
+                    None => vec![0],
+                };
+                match crypto::decrypt_verified(
+                    &self.key,
+                    &closed.sum,
+                    &scope,
+                    &attempts,
+                    &closed.counted,
+                ) {
+                    Ok(v) => (v.values, v.weight),
+                    Err(e @ CryptoError::SumTagMismatch { .. }) => {
+                        return Err(OpenError::Tag(Box::new(closed), e));
+                    }
+                    Err(e) => return Err(OpenError::Other(e.into())),
+                }
+            }
+            None => {
+                let mut ints = crypto::decrypt_integers(&self.key, &closed.sum)
+                    .map_err(|e| OpenError::Other(e.into()))?;
+                let weight = ints.pop().unwrap_or(0);
+                (ints, weight)
+            }
+        };
+        let mut closed = closed;
+        closed.cost.decrypt_ms += ms(t);
+        Ok(Opened {
+            values,
+            weight,
+            holds,
+            closed,
+        })
+    }
+
+    /// The decrypted, checked sum of a closed round (the weight slot, the
+    /// number of weight-1 contributions, and the tag left off).
+    fn sum_of(&self, closed: Closed) -> Result<RoundSum, LoopError> {
+        let opened = self.open_checked(closed)?;
+        if opened.weight <= 0 {
+            return Err(CryptoError::ZeroTotalWeight {
+                found: opened.weight,
+            }
+            .into());
+        }
+        let unit = f64::from(opened.closed.sum.scale_bits()).exp2();
+        let values = opened.values.iter().map(|&v| v as f64 / unit).collect();
+        let c = opened.closed;
         Ok(RoundSum {
             values,
-            contributors: holds,
-            contributed: closed.contributed,
-            counted: closed.counted,
-            cost,
-            masked: closed.masked,
+            contributors: opened.holds,
+            contributed: c.req.contributed,
+            counted: c.counted,
+            cost: c.cost,
+            masked: c.req.masked,
         })
     }
 }
 
-impl Closed {
-    /// The sum holds as many contributors as the aggregator announced.
-    fn check(&self, holds: u32) -> Result<(), SumError> {
-        if holds != self.announced {
-            return Err(SumError::Contributors {
-                round: self.round,
-                announced: self.announced,
-                holds,
-            });
-        }
-        Ok(())
-    }
+/// Why one opening of a sum failed: its tag (download it again), or
+/// anything else (stop).
+enum OpenError {
+    Tag(Box<Closed>, CryptoError),
+    Other(LoopError),
 }
 
 impl Exchange for HeExchange {
@@ -419,19 +591,17 @@ impl Exchange for HeExchange {
         }
         // Whether this client's update is in it (it uploaded before a
         // restart): the vocabulary's names depend on it.
-        let me = self
-            .site
-            .as_deref()
-            .or(self.masking.as_ref().map(|m| m.id.as_str()));
-        let contributed = me.is_some_and(|id| info.submitted.iter().any(|s| s == id));
-        let closed = self.download(
+        let contributed = self
+            .me()
+            .is_some_and(|id| info.submitted.iter().any(|s| s == id));
+        let req = SumRequest {
             round,
-            len,
-            ExchangeCost::default(),
+            len: self.tagged_len(len),
             contributed,
-            info.submitted,
-            false,
-        )?;
+            attempt: None,
+            masked: false,
+        };
+        let closed = self.download(req, ExchangeCost::default(), info.submitted)?;
         self.sum_of(closed).map(Some)
     }
 }

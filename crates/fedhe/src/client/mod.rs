@@ -26,7 +26,7 @@ mod wait;
 pub use api::{AggregatorClient, ClientError, RetryNotifier, RetryPolicy};
 pub use error::{LoopError, RelayError, SiteError, SumError};
 pub use exchange::{Exchange, ExchangeCost, NoteNotifier, RoundMean, RoundSum, WaitNotifier};
-pub use he_exchange::HeExchange;
+pub use he_exchange::{HeExchange, SUM_TRIES};
 pub use ledger::{LedgerError, MaskLedger};
 pub use limbs::{
     LIMB_BITS, STAT_LIMBS, decode_limbs, encode_limbs, from_limbs, limb_bits_for, to_limbs,

@@ -14,6 +14,7 @@ use super::glwe;
 use super::keys::check_layout;
 use super::keys::{PublicKeyFile, SecretKey};
 use super::params::ParamSet;
+use super::sum_tag::{SUM_TAG_SLOTS, TagField, TagScope};
 use super::update::{EncryptedUpdate, UpdateMeta, UpdateRef};
 use super::wire::{self, MAX_SUM_HEADER, SUM_MAGIC, SumHeader, sum_header_bound};
 use super::{CryptoError, Fingerprint, KeyLayout};
@@ -271,6 +272,66 @@ pub fn decrypt_integers(key: &SecretKey, sum: &Accumulator) -> Result<Vec<i64>, 
         .iter()
         .map(|&p| encoding::decode_one(shift, p))
         .collect())
+}
+
+/// A tagged sum that passed its check: the summed encoded integers without
+/// the tag, and the attempt whose tag it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedSum {
+    /// The value slots' summed integers (the tag's slots left off).
+    pub values: Vec<i64>,
+    /// The summed weight slot.
+    pub weight: i64,
+    pub attempt: u32,
+}
+
+/// Decrypts a tagged sum (updates of [`encrypt_tagged`](super::encrypt_tagged))
+/// and checks its tag in `scope` with each of `attempts` in turn, over the
+/// announced contributors `sites`: the sum must be exactly the sum of their
+/// updates for that plan, round and attempt.
+pub fn decrypt_verified(
+    key: &SecretKey,
+    sum: &Accumulator,
+    scope: &TagScope,
+    attempts: &[u32],
+    sites: &[String],
+) -> Result<VerifiedSum, CryptoError> {
+    let mut ints = decrypt_integers(key, sum)?;
+    let Some(weight) = ints.pop() else {
+        return Err(CryptoError::Malformed {
+            what: "encrypted sum",
+            detail: "no weight slot".into(),
+        });
+    };
+    let Some(values_len) = ints.len().checked_sub(SUM_TAG_SLOTS) else {
+        return Err(CryptoError::Malformed {
+            what: "tagged sum",
+            detail: format!(
+                "{} values, fewer than the tag's {SUM_TAG_SLOTS}",
+                ints.len()
+            ),
+        });
+    };
+    let tag: Vec<i64> = ints.split_off(values_len);
+    ints.push(weight);
+    let field = TagField::for_key(key.params(), key.max_clients());
+    let tag_key = key.tag_key();
+    let attempt = attempts.iter().copied().find(|&attempt| {
+        let scope = TagScope { attempt, ..*scope };
+        tag_key.verify(&field, &scope, sites, &ints, &tag)
+    });
+    let Some(attempt) = attempt else {
+        return Err(CryptoError::SumTagMismatch {
+            round: scope.round,
+            contributors: sites.len(),
+        });
+    };
+    ints.pop();
+    Ok(VerifiedSum {
+        values: ints,
+        weight,
+        attempt,
+    })
 }
 
 /// The decrypted phases of a sum and the fixed-point shift they sit at.

@@ -80,17 +80,48 @@ pub(crate) fn encode_into(
     first: usize,
     out: &mut [u64],
 ) {
+    encode_tagged_into(shift, scale_bits, values, &[], weight, first, out);
+}
+
+/// [`encode_into`] with `tail` integers (a sum tag's limbs, each below the
+/// budget) in the slots between the values and the weight slot.
+pub(crate) fn encode_tagged_into(
+    shift: u32,
+    scale_bits: u8,
+    values: &[f64],
+    tail: &[i64],
+    weight: f64,
+    first: usize,
+    out: &mut [u64],
+) {
     let scale = f64::from(scale_bits).exp2();
+    let n = values.len();
     for (i, o) in out.iter_mut().enumerate() {
         let index = first + i;
         let m = match values.get(index) {
             // exact after `check`: an integer-valued f64 below 2^44 in magnitude
             Some(v) => round_ties_even(v * weight * scale) as i64,
-            // exact after `check`: an integer weight below 2^44
-            None => weight as i64,
+            None => match tail.get(index - n) {
+                Some(t) => *t,
+                // exact after `check`: an integer weight below 2^44
+                None => weight as i64,
+            },
         };
         *o = (m as u64) << shift;
     }
+}
+
+/// The encoded integers of an update (after [`check`]): the value slots,
+/// then the weight slot.
+pub(crate) fn integers(scale_bits: u8, values: &[f64], weight: f64) -> Vec<i64> {
+    let scale = f64::from(scale_bits).exp2();
+    let mut out: Vec<i64> = values
+        .par_iter()
+        .with_min_len(1 << 14)
+        .map(|v| round_ties_even(v * weight * scale) as i64)
+        .collect();
+    out.push(weight as i64);
+    out
 }
 
 /// Rounds to the nearest integer (ties to even) for |x| < 2^51 with plain

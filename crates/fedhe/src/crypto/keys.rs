@@ -387,6 +387,12 @@ impl SecretKey {
         self.layout.fingerprint
     }
 
+    /// The sum tag key (see [`sum_tag`](super::sum_tag)): every site holds
+    /// it, the aggregator cannot derive it from the public key.
+    pub(crate) fn tag_key(&self) -> super::sum_tag::TagKey {
+        super::sum_tag::TagKey::derive(&self.member_seed)
+    }
+
     /// Signs `message` with the membership key (see [`super::membership`]).
     pub(super) fn member_sign(&self, message: &[u8]) -> [u8; 64] {
         let mut out = [0u8; 64];

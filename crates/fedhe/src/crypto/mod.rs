@@ -36,20 +36,26 @@ pub mod masking;
 pub mod membership;
 pub mod params;
 mod prng;
+pub mod sum_tag;
 mod update;
 pub mod wire;
 
 use std::path::{Path, PathBuf};
 
-pub use accumulator::{Accumulator, WeightedMean, decrypt_integers, decrypt_mean, plaintext_bits};
+pub use accumulator::{
+    Accumulator, VerifiedSum, WeightedMean, decrypt_integers, decrypt_mean, decrypt_verified,
+    plaintext_bits,
+};
 pub use encoding::mean_error_bound;
 pub use keys::KeyPermissions;
 pub use keys::{KEY_FORMAT_VERSION, PublicKeyFile, SecretKey};
 pub use masking::Masks;
 pub use membership::Audience;
 pub use params::{DEFAULT_MAX_CLIENTS, MAX_CLIENTS_LIMIT, POLY_SIZE, ParamSet, max_clients_for};
+pub use sum_tag::{SUM_TAG_SLOTS, TagField, TagScope};
 pub use update::{
-    EncryptedUpdate, UpdateRef, encrypt_weighted, encrypt_weighted_f32, encrypt_weighted_masked,
+    EncryptedUpdate, UpdateRef, encrypt_tagged, encrypt_weighted, encrypt_weighted_f32,
+    encrypt_weighted_masked,
 };
 pub use wire::{WIRE_VERSION, max_sum_bytes, max_update_bytes};
 
@@ -173,6 +179,13 @@ pub enum CryptoError {
     EmptySum,
     #[error("the summed sample weight is {found}; a mean needs a positive total weight")]
     ZeroTotalWeight { found: i64 },
+    /// A tagged sum is not the sum of the announced contributors' updates
+    /// of its plan, round and attempt.
+    #[error(
+        "the sum of round {round} fails its tag check: it is not the sum of this round's updates \
+         from the {contributors} announced contributors (replayed, modified or short of an update)"
+    )]
+    SumTagMismatch { round: u64, contributors: usize },
 }
 
 fn kind_hint(found: &str) -> &'static str {

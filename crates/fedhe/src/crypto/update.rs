@@ -6,6 +6,7 @@ use super::keys::{SecretKey, check_layout};
 use super::masking::Masks;
 use super::params::ParamSet;
 use super::prng::fresh_seed;
+use super::sum_tag::{SUM_TAG_SLOTS, TagField, TagScope};
 use super::wire::{self, MAX_UPDATE_HEADER, UPDATE_MAGIC, UpdateHeader};
 use super::{CryptoError, Fingerprint, KeyLayout};
 
@@ -19,6 +20,8 @@ pub struct EncryptedUpdate {
     pub(crate) words: Vec<u64>,
     /// The round and attempt it was made for (0, 0: unbound).
     pub(crate) bound: (u64, u32),
+    /// The plan fingerprint it was made for (zeros: unbound).
+    pub(crate) plan: [u8; 16],
 }
 
 impl std::fmt::Debug for EncryptedUpdate {
@@ -65,6 +68,19 @@ impl EncryptedUpdate {
         self.bound
     }
 
+    /// The same update, its header naming the plan (fingerprint) it was
+    /// made for: an aggregator serving another plan refuses it. A tagged
+    /// update ([`encrypt_tagged`]) is bound to its plan by its tag too.
+    pub fn for_plan(mut self, plan: [u8; 16]) -> Self {
+        self.plan = plan;
+        self
+    }
+
+    /// The plan fingerprint named in the header (zeros: unbound).
+    pub fn plan(&self) -> [u8; 16] {
+        self.plan
+    }
+
     /// Number of model values (the weight slot is not counted). Matches
     /// [`Accumulator::len`](super::Accumulator::len) and the `len` given to
     /// [`Accumulator::new`](super::Accumulator::new).
@@ -102,6 +118,7 @@ impl EncryptedUpdate {
             seed: self.seed.to_le_bytes(),
             round: self.bound.0,
             attempt: self.bound.1,
+            plan: self.plan,
         };
         wire::encode(
             UPDATE_MAGIC,
@@ -121,6 +138,7 @@ impl EncryptedUpdate {
             seed: view.seed,
             words: wire::read_words(view.layout.params, view.payload),
             bound: view.bound,
+            plan: view.plan,
         })
     }
 }
@@ -133,6 +151,7 @@ pub struct UpdateRef<'a> {
     pub(crate) layout: KeyLayout,
     pub(crate) seed: u128,
     bound: (u64, u32),
+    plan: [u8; 16],
     len: usize,
     /// `(len + 1) * word_bytes` little-endian body words.
     pub(crate) payload: &'a [u8],
@@ -181,6 +200,7 @@ impl<'a> UpdateRef<'a> {
             layout: h.layout,
             seed: u128::from_le_bytes(h.seed),
             bound: (h.round, h.attempt),
+            plan: h.plan,
             len,
             payload,
         })
@@ -194,6 +214,11 @@ impl<'a> UpdateRef<'a> {
     /// The round and attempt named in the header (0, 0: unbound).
     pub fn binding(&self) -> (u64, u32) {
         self.bound
+    }
+
+    /// The plan fingerprint named in the header (zeros: unbound).
+    pub fn plan(&self) -> [u8; 16] {
+        self.plan
     }
 
     /// True if the update carries no model values (only the weight slot).
@@ -247,6 +272,50 @@ pub fn encrypt_weighted_masked(
         seed,
         words,
         bound: (0, 0),
+        plan: [0; 16],
+    })
+}
+
+/// [`encrypt_weighted_masked`] with a sum tag (see
+/// [`sum_tag`](super::sum_tag)): `values`, then the [`SUM_TAG_SLOTS`] limbs
+/// of site `site`'s tag in `scope`, then the weight slot, all masked. The
+/// update's length is `values.len() + SUM_TAG_SLOTS`, and its header names
+/// the scope's round, attempt and plan.
+pub fn encrypt_tagged(
+    key: &SecretKey,
+    values: &[f64],
+    weight: f64,
+    masks: &Masks,
+    scope: &TagScope,
+    site: &str,
+) -> Result<EncryptedUpdate, CryptoError> {
+    let params = key.params();
+    let scale_bits = key.scale_bits();
+    let max_clients = key.max_clients();
+    encoding::check(params, scale_bits, max_clients, values, weight)?;
+    let field = TagField::for_key(params, max_clients);
+    let ints = encoding::integers(scale_bits, values, weight);
+    let tag = key.tag_key().tag(&field, scope, site, &ints);
+    drop(ints);
+    let shift = params.delta_log2(max_clients);
+    let seed = fresh_seed();
+    let words = glwe::encrypt_bodies(
+        &key.fourier,
+        values.len() + SUM_TAG_SLOTS + 1,
+        |first, out| {
+            encoding::encode_tagged_into(shift, scale_bits, values, &tag, weight, first, out);
+            masks.apply(shift, first, out);
+        },
+        seed,
+        fresh_seed(),
+        params.dropped_bits(),
+    );
+    Ok(EncryptedUpdate {
+        layout: key.layout(),
+        seed,
+        words,
+        bound: (scope.round, scope.attempt),
+        plan: scope.plan,
     })
 }
 

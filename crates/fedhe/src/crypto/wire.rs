@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! magic     4 bytes  "FHEU" (update) or "FHEA" (accumulated sum)
-//! version   u8       WIRE_VERSION (updates: 3, with the round binding) or
+//! version   u8       WIRE_VERSION (updates: 4, with the round and plan binding) or
 //!                    SUM_WIRE_VERSION (sums: 2)
 //! header    bincode 2 (standard config, size-limited) of UpdateHeader / SumHeader
 //! payload   (len + 1) body words, little-endian, 8 bytes (Standard64) or
@@ -20,14 +20,15 @@ use serde::{Deserialize, Serialize};
 use super::params::{MAX_CLIENTS_LIMIT, ParamSet};
 use super::{CryptoError, KeyLayout};
 
-/// Version of the update wire format (3: the header binds round and attempt).
-pub const WIRE_VERSION: u8 = 3;
+/// Version of the update wire format (3: the header binds round and
+/// attempt; 4: and the plan).
+pub const WIRE_VERSION: u8 = 4;
 /// Version of the sum wire format (unchanged since 2).
 pub const SUM_WIRE_VERSION: u8 = 2;
 pub(crate) const UPDATE_MAGIC: &[u8; 4] = b"FHEU";
 pub(crate) const SUM_MAGIC: &[u8; 4] = b"FHEA";
-/// Upper bound of an encoded update header (actual: at most 63 bytes).
-pub(crate) const MAX_UPDATE_HEADER: usize = 80;
+/// Upper bound of an encoded update header (actual: at most 79 bytes).
+pub(crate) const MAX_UPDATE_HEADER: usize = 96;
 /// Upper bound of an encoded sum header of a sum of up to `max_clients`
 /// (16-byte seeds + fields).
 pub(crate) const fn sum_header_bound(max_clients: u32) -> usize {
@@ -48,6 +49,8 @@ pub(crate) struct UpdateHeader {
     /// The round and attempt the update was made for (0: unbound).
     pub round: u64,
     pub attempt: u32,
+    /// The plan fingerprint the update was made for (zeros: unbound).
+    pub plan: [u8; 16],
 }
 
 /// The format version of an object with this magic.

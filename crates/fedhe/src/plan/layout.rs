@@ -13,6 +13,11 @@ pub const STAT_LIMBS: usize = 5;
 /// uploaded (it goes to "other").
 pub const NAME_BYTES: usize = 64;
 
+/// Slots of the sum tag region: every update's vector (every phase) ends
+/// with it, after the values of the round's kind (see `crypto::sum_tag`;
+/// the client's exchange appends it and strips it from the sum).
+pub const SUM_TAG_SLOTS: usize = crate::crypto::SUM_TAG_SLOTS;
+
 /// Number of server rounds used by federated standardization before training.
 pub const STANDARDIZATION_ROUNDS: u64 = 1;
 
@@ -61,6 +66,12 @@ impl RoundLayout {
     /// Server round of training round `k` (1-based).
     pub fn training_round(self, k: u64) -> u64 {
         k + self.statistics_round()
+    }
+
+    /// The sum tag region of a round's uploaded vector of `len` values
+    /// (the tag included): its last [`SUM_TAG_SLOTS`] slots.
+    pub fn sum_tag(self, len: usize) -> std::ops::Range<usize> {
+        len.saturating_sub(SUM_TAG_SLOTS)..len
     }
 }
 
@@ -123,14 +134,22 @@ impl Plan {
             .max(widest.param_count() + 1)
             .max(self.vocabulary_len())
             .max(names)
+            + SUM_TAG_SLOTS
     }
 
     /// The vector length (without the weight slot) a site uploads in a
     /// round of `phase`: the vocabulary's bucket counts, the limb-encoded
-    /// statistics, or the parameters and the site's FedAvg share. `None`
-    /// where it depends on categories the sites discover (the names round,
-    /// and every round after it with discovered columns).
+    /// statistics, or the parameters and the site's FedAvg share, each
+    /// followed by the [`SUM_TAG_SLOTS`] of the sum tag. `None` where it
+    /// depends on categories the sites discover (the names round, and every
+    /// round after it with discovered columns).
     pub fn update_len(&self, phase: RoundPhase) -> Option<usize> {
+        self.kind_len(phase).map(|n| n + SUM_TAG_SLOTS)
+    }
+
+    /// [`update_len`](Self::update_len) without the sum tag: the vector
+    /// of the round's kind.
+    pub fn kind_len(&self, phase: RoundPhase) -> Option<usize> {
         let discovered = self.layout().vocabulary;
         match phase {
             RoundPhase::Vocabulary => Some(self.vocabulary_len()),

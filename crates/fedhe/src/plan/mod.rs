@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use init::{ProposeOptions, propose};
-pub use layout::{NAME_BYTES, RoundLayout, RoundPhase, STANDARDIZATION_ROUNDS, STAT_LIMBS};
+pub use layout::{
+    NAME_BYTES, RoundLayout, RoundPhase, STANDARDIZATION_ROUNDS, STAT_LIMBS, SUM_TAG_SLOTS,
+};
 
 use crate::data::{
     CategoricalMissing, CategoricalSpec, CsvOptions, Encoder, FeatureSelection, LabelMapping,

@@ -133,6 +133,7 @@ impl Aggregator {
         self.open.check_open_for(client, round)?;
         self.check_attempt(client, attempt)?;
         self.check_binding(round, update.binding())?;
+        self.check_plan_binding(update.plan())?;
         let s = self.session.as_ref().ok_or_else(no_session)?;
         let n = s.max_len.ok_or_else(no_session)?;
         let len = update.len();
@@ -222,6 +223,25 @@ impl Aggregator {
             }
             Ok(())
         })?;
+        Ok(())
+    }
+
+    /// Refuses an update whose header names another plan than the one
+    /// served (made for another federation under the same key). An update
+    /// naming none is left to the sites: a tagged sum binds its plan.
+    fn check_plan_binding(&self, plan: [u8; 16]) -> Result<(), ServerError> {
+        let Some((_, fp)) = self.plan() else {
+            return Ok(());
+        };
+        if plan == [0; 16] {
+            return Ok(());
+        }
+        let named = crate::plan::PlanFingerprint(plan).to_string();
+        if &named != fp {
+            return Err(ServerError::Unprocessable(format!(
+                "this update was made for plan {named}; this aggregator serves plan {fp}"
+            )));
+        }
         Ok(())
     }
 
