@@ -229,7 +229,11 @@ fn split_never_overwrites_its_input_and_asks_before_replacing_outputs() {
         "--force",
     ]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("is the input file"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is the same file as --data"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(read(&train), before, "the input is untouched");
     // Existing outputs are only replaced with --force.
     let client_1 = d.path().join("clients/client_1.csv");

@@ -11,6 +11,7 @@ mod common;
 
 #[cfg(feature = "gui")]
 mod app_ui;
+mod audit;
 mod cli_data;
 mod crypto;
 mod crypto_cli;
@@ -18,6 +19,7 @@ mod crypto_proptest;
 mod data_loading;
 mod federation;
 mod hardening;
+mod inputs;
 mod membership;
 mod model;
 mod model_families;

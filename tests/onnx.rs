@@ -213,6 +213,6 @@ fn export_never_writes_over_the_model_file() {
     ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("is the model file"), "{stderr}");
+    assert!(stderr.contains("is the same file as --model"), "{stderr}");
     assert_eq!(std::fs::read(&model).unwrap(), before);
 }

@@ -238,25 +238,13 @@ fn print_notices(loaded: &LoadedCsv) {
     }
 }
 
-/// The same file, whatever the path spelling (`d/train.csv`, `./d/../d/train.csv`).
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
-}
-
 pub fn split(a: SplitArgs) -> anyhow::Result<()> {
     let clients_dir = a.out.join("clients");
     let mut outputs = vec![a.out.join("test.csv"), a.out.join("train.csv")];
     outputs.extend((1..=a.clients).map(|i| clients_dir.join(format!("client_{i}.csv"))));
-    if let Some(p) = outputs.iter().find(|p| same_file(p, &a.data)) {
-        anyhow::bail!(
-            "{} is the input file: splitting it into --out {} would overwrite it; choose another --out",
-            p.display(),
-            a.out.display()
-        );
-    }
+    let named: Vec<(&str, &std::path::Path)> =
+        outputs.iter().map(|p| ("--out", p.as_path())).collect();
+    fedhe::fsutil::check_outputs(&named, &[("--data", &a.data)])?;
     let existing: Vec<String> = outputs
         .iter()
         .filter(|p| p.exists())
@@ -269,6 +257,7 @@ pub fn split(a: SplitArgs) -> anyhow::Result<()> {
             existing.join(", ")
         );
     }
+    fedhe::data::split::check_split(a.test_fraction, a.clients)?;
     let loaded = load_csv(&a.data, &a.schema.options_for(&a.data)?)?;
     print_notices(&loaded);
     let ds = loaded.dataset;
@@ -323,6 +312,7 @@ pub fn split(a: SplitArgs) -> anyhow::Result<()> {
 }
 
 pub fn train(a: TrainArgs) -> anyhow::Result<()> {
+    fedhe::fsutil::check_outputs(&[("--out", &a.out)], &[("--data", &a.data)])?;
     let cfg = TrainConfig {
         class_weight: if a.balanced {
             ClassWeight::Balanced
@@ -332,6 +322,18 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         ..TrainConfig::from(a.sgd.sgd_for(a.dp.dp_clip.is_some()))
     };
     let architecture = a.model.architecture()?;
+    // Settings first: a bad flag is refused before any note on the data.
+    cfg.validate()?;
+    let dp = a.dp.settings()?;
+    if let Some(d) = &dp {
+        // Unreachable at any size: refused before the data is read.
+        d.check_reachable(
+            fedhe::plan::LARGEST_SITE_ROWS,
+            cfg.batch_size,
+            cfg.epochs as u64,
+        )?;
+    }
+    fedhe::fsutil::check_output_folder("--out", &a.out)?;
     let opts = a.schema.options_for(&a.data)?;
     let loaded = load_csv(&a.data, &opts)?;
     print_notices(&loaded);
@@ -357,7 +359,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         validation_share: 0.0,
         missing: fedhe::data::MissingPolicy::default(),
         missing_tokens: opts.missing_tokens.clone(),
-        dp: a.dp.settings()?,
+        dp,
     };
     let run = fedhe::session::train_local(
         &ds,
@@ -396,6 +398,13 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
 }
 
 pub fn predict(a: PredictArgs) -> anyhow::Result<()> {
+    if let Some(out) = &a.out {
+        fedhe::fsutil::check_outputs(
+            &[("--out", out)],
+            &[("--model", &a.model), ("--data", &a.data)],
+        )?;
+        fedhe::fsutil::check_output_folder("--out", out)?;
+    }
     let model = ModelFile::load(&a.model)?;
     let scored = score_csv(&model, &a.data)?;
     for n in &scored.notices {

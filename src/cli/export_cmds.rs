@@ -1,6 +1,6 @@
 //! `fedhe export`: a model file to ONNX.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use fedhe::export::{InputKind, write_onnx};
 use fedhe::model::ModelFile;
@@ -15,28 +15,9 @@ pub struct ExportArgs {
     pub onnx: PathBuf,
 }
 
-/// The same file, whatever the path spelling; a path that does not exist
-/// yet is compared through its folder.
-fn same_file(a: &Path, b: &Path) -> bool {
-    let canonical = |p: &Path| {
-        std::fs::canonicalize(p).ok().or_else(|| {
-            let parent = match p.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d,
-                _ => Path::new("."),
-            };
-            Some(std::fs::canonicalize(parent).ok()?.join(p.file_name()?))
-        })
-    };
-    matches!((canonical(a), canonical(b)), (Some(x), Some(y)) if x == y)
-}
-
 pub fn export(a: ExportArgs) -> anyhow::Result<()> {
-    if same_file(&a.onnx, &a.model) {
-        anyhow::bail!(
-            "{} is the model file: writing the ONNX model there would overwrite it; choose another --onnx",
-            a.onnx.display()
-        );
-    }
+    fedhe::fsutil::check_outputs(&[("--onnx", &a.onnx)], &[("--model", &a.model)])?;
+    fedhe::fsutil::check_output_folder("--onnx", &a.onnx)?;
     let model = ModelFile::load(&a.model)?;
     let export = write_onnx(&model, &a.onnx)?;
     let numbers = export

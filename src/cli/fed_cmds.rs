@@ -148,6 +148,15 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let plan = a.plan.as_deref().map(Plan::load).transpose()?;
+    // A quorum beyond the key's client limit could never close a round.
+    if let Some(k) = &public_key {
+        if let (Some(p), Some(path)) = (&plan, &a.plan) {
+            p.validate_for_key(&path.display().to_string(), k.max_clients())?;
+        }
+        if let Some(m) = a.min_clients {
+            fedhe::plan::within_key("the command line", "--min-clients", m, k.max_clients())?;
+        }
+    }
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(c), Some(k)) => Some(TlsPem::from_files(c, k)?),
         _ => None,
@@ -267,6 +276,25 @@ pub struct ClientArgs {
 }
 
 pub fn client(a: ClientArgs) -> anyhow::Result<()> {
+    let id =
+        a.id.clone()
+            .unwrap_or_else(|| session::id_from_name(&a.name));
+    let state = a
+        .state
+        .clone()
+        .unwrap_or_else(|| session::default_state_file(&a.key, &id));
+    // Both outputs are written after a whole federation: refused now.
+    let mut outputs = vec![("--state", state.as_path())];
+    outputs.extend(a.model_out.as_deref().map(|p| ("--model-out", p)));
+    let mut inputs = vec![("--key", a.key.as_path()), ("--data", a.data.as_path())];
+    inputs.extend(a.ca_cert.as_deref().map(|p| ("--ca-cert", p)));
+    fedhe::fsutil::check_outputs(&outputs, &inputs)?;
+    if let Some(p) = &a.model_out {
+        fedhe::fsutil::check_output_folder("--model-out", p)?;
+    }
+    // Loaded first: a file that is no key at all (a public key, a CSV)
+    // gets that error, not a warning about its permissions.
+    let key = SecretKey::load(&a.key).with_context(|| format!("loading {}", a.key.display()))?;
     if let Some(p) = SecretKey::permission_problem(&a.key) {
         // As ssh: a key others can replace is not used; one they can read
         // is used with a warning.
@@ -275,7 +303,6 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
         }
         eprintln!("WARNING: {}", p.explain(&a.key));
     }
-    let key = SecretKey::load(&a.key).with_context(|| format!("loading {}", a.key.display()))?;
     let ca_cert_pem = match &a.ca_cert {
         Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
         None => None,
@@ -299,13 +326,6 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
     for n in &loaded.notices {
         eprintln!("note: {n}");
     }
-    let id =
-        a.id.clone()
-            .unwrap_or_else(|| session::id_from_name(&a.name));
-    let state = a
-        .state
-        .clone()
-        .unwrap_or_else(|| session::default_state_file(&a.key, &id));
     let joined = connected.join(&id, &a.name, Some(&state))?;
     println!(
         "{} `{id}` at {} ({} rows of {} read by column name); credentials in {}",
@@ -460,7 +480,27 @@ fn print_round(r: &RoundRecord) {
     );
 }
 
+/// Refuses `--model-out` or `--metrics-out` over an input (or each other).
+fn check_simulate_outputs(a: &SimulateArgs) -> anyhow::Result<()> {
+    let outputs: Vec<(&str, &Path)> = [
+        ("--model-out", &a.model_out),
+        ("--metrics-out", &a.metrics_out),
+    ]
+    .into_iter()
+    .filter_map(|(f, p)| Some((f, p.as_deref()?)))
+    .collect();
+    let mut inputs: Vec<(&str, &Path)> = a.data.iter().map(|p| ("--data", p.as_path())).collect();
+    inputs.extend(a.client_data.iter().map(|p| ("--client-data", p.as_path())));
+    inputs.extend(a.test.iter().map(|p| ("--test", p.as_path())));
+    fedhe::fsutil::check_outputs(&outputs, &inputs)?;
+    for (flag, p) in outputs {
+        fedhe::fsutil::check_output_folder(flag, p)?;
+    }
+    Ok(())
+}
+
 pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
+    check_simulate_outputs(&a)?;
     let data = match (&a.data, a.client_data.is_empty(), &a.test) {
         (Some(d), true, None) => SimData::Split {
             data: d.clone(),

@@ -82,6 +82,11 @@ pub struct CheckArgs {
     /// A site's CSV to map to the plan by column name.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// The federation's public key: its client limit against the quorum,
+    /// and its statistics range against --data (default: a standard64 key
+    /// for 64 clients).
+    #[arg(long)]
+    pub public_key: Option<PathBuf>,
 }
 
 pub fn run(cmd: PlanCommand) -> anyhow::Result<()> {
@@ -92,6 +97,8 @@ pub fn run(cmd: PlanCommand) -> anyhow::Result<()> {
 }
 
 fn init(a: InitArgs) -> anyhow::Result<()> {
+    fedhe::fsutil::check_outputs(&[("--out", &a.out)], &[("--data", &a.data)])?;
+    fedhe::fsutil::check_output_folder("--out", &a.out)?;
     let model = fedhe::plan::ModelSpec::of(&a.model.architecture()?);
     if a.out.exists() && !a.force {
         bail!(
@@ -174,6 +181,20 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
 
 fn check(a: CheckArgs) -> anyhow::Result<()> {
     let plan = Plan::load(&a.plan)?;
+    let (params, scale_bits, max_clients) = match &a.public_key {
+        Some(p) => {
+            let k = fedhe::crypto::PublicKeyFile::load(p)?;
+            plan.validate_for_key(&a.plan.display().to_string(), k.max_clients())?;
+            (k.params(), k.scale_bits(), k.max_clients())
+        }
+        None => {
+            let (p, m) = (
+                fedhe::crypto::ParamSet::Standard64,
+                fedhe::crypto::DEFAULT_MAX_CLIENTS,
+            );
+            (p, p.default_scale_bits(m), m)
+        }
+    };
     println!(
         "{}: valid plan {} ({})",
         a.plan.display(),
@@ -184,6 +205,13 @@ fn check(a: CheckArgs) -> anyhow::Result<()> {
         let loaded = plan
             .load_site_data(data)
             .with_context(|| format!("{} does not fit the plan", data.display()))?;
+        let limb_bits = fedhe::client::limb_bits_for(params, scale_bits, max_clients);
+        fedhe::session::check_site(&plan, &loaded.dataset, limb_bits).with_context(|| {
+            format!(
+                "{}: the federation would refuse this site's rows",
+                data.display()
+            )
+        })?;
         for n in &loaded.notices {
             println!("note: {n}");
         }

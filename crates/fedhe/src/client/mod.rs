@@ -34,5 +34,6 @@ pub use limbs::{
 pub use report::{ClientEvent, ClientOutcome, ClientRound, EpochPoint, RoundFigures};
 pub use round_loop::{LoopConfig, run_client_loop};
 pub use shares::{MAX_SHARE, site_share, weight_unit};
+pub use statistics::check_statistics;
 pub use training::{evaluate_raw, round_seed};
 pub use vocabulary::NAME_BYTES;

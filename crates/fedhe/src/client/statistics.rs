@@ -105,6 +105,15 @@ impl RoundKind for StatisticsRound<'_> {
     }
 }
 
+/// Refuses, before a site joins, training rows whose statistics the
+/// statistics round could not add in `limb_bits` limbs (the check
+/// [`StatisticsRound::new`] applies mid-federation), naming the column.
+pub fn check_statistics(train: &Dataset, limb_bits: i32) -> Result<(), SiteError> {
+    let regression = train.label.kind() == TaskKind::Regression;
+    let local = RawStats::of(&train.columns, &train.x, regression.then_some(&train.y));
+    check_range(&local.to_vec(), &train.columns, limb_bits)
+}
+
 /// Refuses statistics beyond what [`STAT_LIMBS`] limbs of `limb_bits` hold
 /// (a sum of squares of very large values), naming the column.
 fn check_range(values: &[f64], columns: &[RawColumn], limb_bits: i32) -> Result<(), SiteError> {

@@ -50,6 +50,10 @@ use tfhe::core_crypto::prelude::{
 use super::glwe::KeyFourier;
 use super::params::{DEFAULT_MAX_CLIENTS, POLY_SIZE, ParamSet};
 use super::prng::fresh_seed;
+
+/// The most a key file may have: keys are a few hundred bytes, and a file
+/// read whole must not be `/dev/zero`.
+pub const MAX_KEY_FILE_BYTES: u64 = 1 << 20;
 use super::{CryptoError, Fingerprint, KeyLayout};
 
 /// Version of the key file layout.
@@ -93,7 +97,8 @@ impl PublicKeyFile {
 
     /// Reads and checks a public key file.
     pub fn load(path: &Path) -> Result<Self, CryptoError> {
-        let bytes = fs::read(path).map_err(|e| CryptoError::io("read public key file", path, e))?;
+        let bytes = crate::fsutil::read_capped(path, MAX_KEY_FILE_BYTES, "key file")
+            .map_err(|e| CryptoError::io("read public key file", path, e))?;
         Self::from_bytes(&bytes).map_err(|e| e.in_file(path))
     }
 
@@ -291,7 +296,8 @@ impl SecretKey {
     pub fn load(path: &Path) -> Result<Self, CryptoError> {
         // The file's bytes are the key: wiped once parsed.
         let bytes = zeroize::Zeroizing::new(
-            fs::read(path).map_err(|e| CryptoError::io("read secret key file", path, e))?,
+            crate::fsutil::read_capped(path, MAX_KEY_FILE_BYTES, "key file")
+                .map_err(|e| CryptoError::io("read secret key file", path, e))?,
         );
         Self::from_bytes(&bytes).map_err(|e| e.in_file(path))
     }

@@ -143,6 +143,17 @@ fn read_csv<R: Read>(
     let mut acc = parse_blocks(&mut blocks, head.rest, &ctx, size)?;
     row_notes(&acc, &mut notices);
     let found = order_discovered(&mut acc, &plan, opts);
+    if acc.rows == 0 && acc.skipped > 0 {
+        return Err(DataError::NoLabels {
+            file: name.to_string(),
+            column: head
+                .header
+                .get(plan.label.unwrap_or(usize::MAX))
+                .cloned()
+                .unwrap_or_default(),
+            rows: acc.skipped,
+        });
+    }
     if acc.rows == 0 {
         return Err(DataError::HeaderOnly(name.to_string()));
     }
@@ -936,6 +947,12 @@ impl BlockContext<'_> {
         c: usize,
     ) -> Result<(), DataError> {
         let at = || location(self.name, line, c, self.header);
+        if cell.len() > super::MAX_LABEL_BYTES {
+            return Err(DataError::LabelTooLong {
+                at: at(),
+                bytes: cell.len(),
+            });
+        }
         // Scoring: a row without a label is still predicted (NaN `y`).
         if self.opts.label_optional
             && (cell.is_empty() || is_missing(cell, &self.opts.missing_tokens))

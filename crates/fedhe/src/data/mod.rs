@@ -31,6 +31,10 @@ use serde::{Deserialize, Serialize};
 /// leaves room for 10^8 rows below f64's 1.8e308).
 pub const MAX_ABS_VALUE: f64 = 1e150;
 
+/// Longest label value (in bytes): a class name, not a document; a longer
+/// one would be stored verbatim in the plan, the model and every report.
+pub const MAX_LABEL_BYTES: usize = 256;
+
 /// Column names tried, in order, when no label column is given.
 pub const DEFAULT_LABEL_NAMES: [&str; 5] = ["diagnosis", "label", "target", "class", "y"];
 
@@ -134,7 +138,35 @@ pub enum DataError {
     HeaderOnly(String),
     #[error("{at}: read error: {message}")]
     Read { at: Box<Location>, message: String },
-    #[error("{at}: invalid UTF-8 in this cell")]
+    #[error(
+        "{file}: the label column {column:?} is missing (empty or a missing-value token) on all {rows} data rows; give the label column with --label, or fill it in"
+    )]
+    NoLabels {
+        file: String,
+        column: String,
+        rows: usize,
+    },
+    #[error(
+        "{at}: a label value of {bytes} bytes; a class name may have at most {max} bytes (is this the label column?)",
+        max = MAX_LABEL_BYTES
+    )]
+    LabelTooLong { at: Box<Location>, bytes: usize },
+    #[error(
+        "{file}: only one data row; a column's kind (numbers, categories, constant) cannot be told from one row, and training needs at least two"
+    )]
+    OneRow { file: String },
+    #[error(
+        "{at}: {value:?} is not a number, but {numbers} of the column's {present} values are; fix the cell, list {value:?} as a missing value (--missing, or a plan's preprocessing.missing), or leave the column out (--ignore)"
+    )]
+    StrayCell {
+        at: Box<Location>,
+        value: String,
+        numbers: usize,
+        present: usize,
+    },
+    #[error(
+        "{at}: invalid UTF-8 in this cell (a file in Latin-1 or another legacy encoding: save it as UTF-8)"
+    )]
     InvalidUtf8 { at: Box<Location> },
     #[error("{file}: duplicate column name {name:?} (columns {first} and {second})")]
     DuplicateColumn {
@@ -152,7 +184,9 @@ pub enum DataError {
     },
     #[error("{at}: missing value")]
     MissingCell { at: Box<Location> },
-    #[error("{at}: {value:?} is not a finite number")]
+    #[error(
+        "{at}: {value:?} is not a finite number; fix the cell, or list it as a missing value (a plan's preprocessing.missing, or --missing)"
+    )]
     NotNumeric { at: Box<Location>, value: String },
     #[error(
         "{at}: {value:e} is out of range: feature values must lie within ±1e150 (larger ones overflow the sums of squares of the standardization)"

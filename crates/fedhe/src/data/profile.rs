@@ -36,6 +36,8 @@ pub struct ColumnProfile {
     pub distinct: Option<Vec<(String, usize)>>,
     /// A present cell that is not a number, and its line (for notes).
     pub first_text: Option<(u64, String)>,
+    /// Present cells that are finite numbers.
+    pub numbers: usize,
 }
 
 /// A table's profile.
@@ -43,6 +45,9 @@ pub struct ColumnProfile {
 pub struct TableProfile {
     pub rows: usize,
     pub columns: Vec<ColumnProfile>,
+    /// The first row whose field count differs from the header's: its line
+    /// and field count.
+    pub ragged: Option<(u64, usize)>,
 }
 
 /// The kind proposed for a column.
@@ -166,28 +171,44 @@ pub fn profile_csv(
             integer: true,
             distinct: Some(Vec::new()),
             first_text: None,
+            numbers: 0,
         })
         .collect();
     let mut index: Vec<std::collections::HashMap<String, usize>> =
         vec![std::collections::HashMap::new(); columns.len()];
     let mut rows = 0;
     let mut rec = csv::ByteRecord::new();
+    let mut ragged = None;
     while reader.read_byte_record(&mut rec).map_err(read_err)? {
         rows += 1;
         let line = rec.position().map_or(0, |p| p.line());
+        if rec.len() != columns.len() && ragged.is_none() {
+            ragged = Some((line, rec.len()));
+        }
         for (c, col) in columns.iter_mut().enumerate() {
             let cell = rec.get(c).unwrap_or(b"").trim_ascii();
+            // Strict: two Latin-1 names differing in one byte must not
+            // collapse into one replacement character.
+            let text = std::str::from_utf8(cell).map_err(|_| DataError::InvalidUtf8 {
+                at: Box::new(Location {
+                    file: file.clone(),
+                    line,
+                    column: Some((c + 1, col.name.clone())),
+                }),
+            })?;
             if cell.is_empty() || is_missing(cell, tokens) {
                 col.missing += 1;
                 continue;
             }
-            let text = String::from_utf8_lossy(cell);
             match fast_float2::parse::<f64, _>(cell) {
                 // Huge values are never ids: the loader reports them as out of range.
-                Ok(v) if v.is_finite() => col.integer &= v.fract() == 0.0 && v.abs() < 9.0e15,
+                Ok(v) if v.is_finite() => {
+                    col.numbers += 1;
+                    col.integer &= v.fract() == 0.0 && v.abs() < 9.0e15;
+                }
                 _ => {
                     if col.numeric {
-                        col.first_text = Some((line, super::shorten(&text, 40)));
+                        col.first_text = Some((line, super::shorten(text, 40)));
                     }
                     col.numeric = false;
                     col.integer = false;
@@ -196,11 +217,11 @@ pub fn profile_csv(
             if let Some(d) = &mut col.distinct {
                 // An index beside the list: a lookup per cell, not a scan.
                 let seen = &mut index[c];
-                match seen.get(text.as_ref()) {
+                match seen.get(text) {
                     Some(&i) => d[i].1 += 1,
                     None if d.len() < MAX_DISTINCT => {
                         seen.insert(text.to_string(), d.len());
-                        d.push((text.into_owned(), 1));
+                        d.push((text.to_string(), 1));
                     }
                     None => {
                         col.distinct = None;
@@ -210,10 +231,26 @@ pub fn profile_csv(
             }
         }
     }
-    Ok(TableProfile { rows, columns })
+    Ok(TableProfile {
+        rows,
+        columns,
+        ragged,
+    })
 }
 
 impl ColumnProfile {
+    /// A numeric column with a few stray cells (`inf`, `0x1`, a quoted
+    /// newline): at most one in twenty present cells is not a number. Such
+    /// a column is an error naming the first stray cell, never dropped as
+    /// text.
+    pub fn stray_cell(&self, rows: usize) -> Option<(u64, String)> {
+        let present = rows - self.missing.min(rows);
+        let stray = present - self.numbers.min(present);
+        (stray > 0 && self.numbers > 0 && stray * 20 <= present)
+            .then(|| self.first_text.clone())
+            .flatten()
+    }
+
     /// The kind `fedhe plan init` (and training without a plan) proposes,
     /// with a note when the choice is not plain numeric.
     pub fn propose(&self, rows: usize) -> (ProposedKind, Option<String>) {
@@ -354,6 +391,7 @@ pub fn auto_schema(
             })
         });
     let label = label.as_deref();
+    first_problem(path, &profile, label)?;
     let mut out = opts.clone();
     out.missing_tokens = tokens;
     let mut notes = Vec::new();
@@ -367,6 +405,19 @@ pub fn auto_schema(
             || opts.keep.iter().any(|k| same(k));
         if skip {
             continue;
+        }
+        if let Some((line, value)) = col.stray_cell(profile.rows) {
+            let c = profile.columns.iter().position(|p| p.name == col.name);
+            return Err(DataError::StrayCell {
+                at: Box::new(Location {
+                    file: path.display().to_string(),
+                    line,
+                    column: c.map(|c| (c + 1, col.name.clone())),
+                }),
+                value,
+                numbers: col.numbers,
+                present: profile.rows - col.missing.min(profile.rows),
+            });
         }
         let (kind, note) = col.propose(profile.rows);
         match kind {
@@ -385,6 +436,47 @@ pub fn auto_schema(
         notes,
         profile,
     })
+}
+
+/// The one error that makes every note about the columns moot: a ragged
+/// (malformed) row, no or one data row, or a label missing on every row.
+fn first_problem(
+    path: &Path,
+    profile: &TableProfile,
+    label: Option<&str>,
+) -> Result<(), DataError> {
+    let file = path.display().to_string();
+    if let Some((line, found)) = profile.ragged {
+        return Err(DataError::RaggedRow {
+            file,
+            line,
+            found,
+            expected: profile.columns.len(),
+        });
+    }
+    match profile.rows {
+        0 => return Err(DataError::HeaderOnly(file)),
+        1 => return Err(DataError::OneRow { file }),
+        _ => {}
+    }
+    let label_col = label.and_then(|l| {
+        profile.columns.iter().find(|c| c.name == l).or_else(|| {
+            profile
+                .columns
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(l))
+        })
+    });
+    if let Some(c) = label_col
+        && c.missing >= profile.rows
+    {
+        return Err(DataError::NoLabels {
+            file,
+            column: c.name.clone(),
+            rows: profile.rows,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -70,6 +70,20 @@ fn shuffled_classes(ds: &Dataset, rng: &mut ChaCha8Rng) -> Vec<Vec<usize>> {
     classes
 }
 
+/// The split's settings, checked before the file is read: a test fraction
+/// strictly between 0 and 1, at least one client.
+pub fn check_split(test_fraction: f64, clients: usize) -> Result<(), DataError> {
+    if !(test_fraction > 0.0 && test_fraction < 1.0) {
+        return Err(DataError::Invalid(format!(
+            "--test-fraction must be strictly between 0 and 1, got {test_fraction}"
+        )));
+    }
+    if clients == 0 {
+        return Err(DataError::Invalid("--clients must be at least 1".into()));
+    }
+    Ok(())
+}
+
 /// Stratified split (by class; a regression target is one group): each class contributes `round(n_class * test_fraction)`
 /// rows to the test set. Rows keep their file order within each part.
 pub fn stratified_split(

@@ -229,6 +229,8 @@ pub enum SimulationError {
     Server(crate::server::StartError),
     #[error("key generation: {0}")]
     KeyGeneration(CryptoError),
+    #[error("{0}")]
+    Plan(Box<crate::plan::PlanError>),
     #[error("no client files")]
     NoClientFiles,
     #[error("no test file")]
@@ -494,6 +496,9 @@ pub fn simulate(
     let label = test.label.clone();
     let train_rows = parts.iter().map(Dataset::rows).sum();
     let plan = cfg.plan(&test, n);
+    // The settings a federation would refuse (no rounds, a bad rate).
+    plan.validate("the simulation's settings")
+        .map_err(|e| SimulationError::Plan(Box::new(e)))?;
     let plan_fp = plan.fingerprint().to_string();
     let ids: Vec<String> = (1..=n).map(|i| format!("client-{i}")).collect();
 

@@ -20,6 +20,10 @@ pub const FORMAT_NAME: &str = "fedhe-model";
 /// Current `version`; older readers refuse newer files.
 pub const FORMAT_VERSION: u32 = 2;
 
+/// The most a model file may have (a million parameters take about 25 MB):
+/// a file read whole must not be `/dev/zero`.
+pub const MAX_MODEL_BYTES: u64 = 1 << 28;
+
 /// How a regression target was standardized for training: predictions are
 /// `mean + std · output`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -293,10 +297,12 @@ impl ModelFile {
 
     pub fn load(path: &Path) -> Result<Self, ModelError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Read {
-            file: file.clone(),
-            source,
-        })?;
+        let text = crate::fsutil::read_capped_text(path, MAX_MODEL_BYTES, "model file").map_err(
+            |source| ModelError::Read {
+                file: file.clone(),
+                source,
+            },
+        )?;
         Self::from_json(&text, &file)
     }
 

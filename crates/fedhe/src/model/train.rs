@@ -113,8 +113,12 @@ impl TrainConfig {
         }
     }
 
-    fn validate(&self) -> Result<(), ModelError> {
+    /// Checks every setting (before any data is read, by the CLI).
+    pub fn validate(&self) -> Result<(), ModelError> {
         let bad = |m: String| Err(ModelError::Setting(m));
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1".into());
+        }
         if self.batch_size == 0 {
             return bad("batch size must be at least 1".into());
         }

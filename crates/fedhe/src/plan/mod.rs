@@ -10,6 +10,7 @@
 mod init;
 mod layout;
 mod validate;
+pub use validate::{LARGEST_SITE_ROWS, within_key};
 
 use std::path::Path;
 
@@ -685,10 +686,11 @@ impl Plan {
                 ),
             });
         }
-        let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
-            file: file.clone(),
-            source,
-        })?;
+        let text = crate::fsutil::read_capped_text(path, MAX_PLAN_BYTES as u64, "plan file")
+            .map_err(|source| PlanError::Read {
+                file: file.clone(),
+                source,
+            })?;
         Plan::from_toml(&text, &file)
     }
 

@@ -19,14 +19,50 @@ impl Plan {
             })
     }
 
+    /// The plan under a key whose sums hold at most `max_clients`
+    /// contributors (`fedhe serve`, and `fedhe plan check --public-key`):
+    /// a quorum or a roster beyond it could never close a round.
+    pub fn validate_for_key(&self, file: &str, max_clients: u32) -> Result<(), PlanError> {
+        let q = &self.quorum;
+        within_key(file, "quorum.min_clients", q.min_clients, max_clients)?;
+        within_key(file, "quorum.roster (members)", q.roster.len(), max_clients)
+    }
+}
+
+/// `count` contributors (a quorum, a roster) within the `max_clients` one
+/// sum under the key may hold; `field` names the setting (a plan field or
+/// `--min-clients`).
+pub fn within_key(
+    file: &str,
+    field: &str,
+    count: usize,
+    max_clients: u32,
+) -> Result<(), PlanError> {
+    if count <= max_clients as usize {
+        return Ok(());
+    }
+    Err(PlanError::Invalid {
+        file: file.to_string(),
+        field: field.to_string(),
+        message: format!(
+            "{count} is more than the {max_clients} contributors one sum under this key may \
+             hold: no round could ever close; lower it, or make a key for more clients \
+             (fedhe keygen --max-clients)"
+        ),
+    })
+}
+
+impl Plan {
     /// The first refusal, section by section in the file's order.
     fn sections(&self) -> Result<(), Refusal> {
         columns(&self.columns, &self.preprocessing)?;
         task(&self.task)?;
+        class_tokens(self)?;
         model(self)?;
         training(&self.training)?;
         if let Some(dp) = &self.privacy.dp {
             dp.validate().map_err(|e| ("privacy.dp", e))?;
+            reachable_epsilon(self, dp)?;
         }
         quorum(&self.quorum)?;
         masked_quorum(self)?;
@@ -166,6 +202,63 @@ fn task(task: &Task) -> Result<(), Refusal> {
             }
         }
         Task::Regression => {}
+    }
+    Ok(())
+}
+
+/// No class value is also a missing-value token: every row of that class
+/// would be skipped as unlabelled, and the model would learn one class.
+fn class_tokens(plan: &Plan) -> Result<(), Refusal> {
+    let classes: Vec<&String> = match &plan.task {
+        Task::Binary { positive, negative } => vec![positive, negative],
+        Task::Multiclass { classes } => classes.iter().collect(),
+        Task::Regression => Vec::new(),
+    };
+    let missing = &plan.preprocessing.missing;
+    match classes
+        .iter()
+        .find(|c| missing.iter().any(|m| m.trim() == c.trim()))
+    {
+        Some(c) => Err((
+            "preprocessing.missing",
+            format!(
+                "{c:?} is a class of label column {:?} (task) and a missing-value token: \
+                 every row of that class would be skipped as unlabelled; remove {c:?} from \
+                 preprocessing.missing",
+                plan.columns.label
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Training rows of the largest site a plan's `target_epsilon` is checked
+/// against: below its floor there, no site can reach it.
+pub const LARGEST_SITE_ROWS: usize = 1_000_000_000;
+
+/// A `target_epsilon` some site can reach: not below what even a site of
+/// [`LARGEST_SITE_ROWS`] rows spends at the largest noise multiplier.
+fn reachable_epsilon(plan: &Plan, dp: &crate::privacy::DpSettings) -> Result<(), Refusal> {
+    let Some(target) = dp.target_epsilon else {
+        return Ok(());
+    };
+    let t = &plan.training;
+    let epochs = t.rounds.saturating_mul(t.sgd.epochs as u64);
+    let floor = dp
+        .epsilon_floor(LARGEST_SITE_ROWS, t.sgd.batch_size, epochs)
+        .map_err(|e| ("privacy.dp", e.to_string()))?;
+    if target < floor {
+        return Err((
+            "privacy.dp.target_epsilon",
+            format!(
+                "{target} cannot be reached: even a site of {LARGEST_SITE_ROWS} training rows \
+                 at the largest noise multiplier ({}) spends ε = {floor:.4} over {} rounds × {} \
+                 epochs; choose a target_epsilon of at least {floor:.4}",
+                crate::privacy::MAX_NOISE_MULTIPLIER,
+                t.rounds,
+                t.sgd.epochs
+            ),
+        ));
     }
     Ok(())
 }

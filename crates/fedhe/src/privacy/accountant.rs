@@ -206,6 +206,9 @@ pub fn epsilon(q: f64, sigma: f64, steps: u64, delta: f64) -> Result<PrivacySpen
     })
 }
 
+/// The largest noise multiplier [`noise_multiplier_for`] considers.
+pub const MAX_NOISE_MULTIPLIER: f64 = 1000.0;
+
 /// The smallest noise multiplier (to 0.1 %) whose ε after `steps` steps is at
 /// most `target` (bisection: ε falls as σ grows).
 pub fn noise_multiplier_for(
@@ -215,7 +218,7 @@ pub fn noise_multiplier_for(
     target: f64,
 ) -> Result<f64, PrivacyError> {
     check("epsilon", target, target > 0.0, "ε > 0")?;
-    const MAX: f64 = 1000.0;
+    const MAX: f64 = MAX_NOISE_MULTIPLIER;
     let eps_at = |s: f64| epsilon(q, s, steps, delta).map(|p| p.epsilon);
     let reached = eps_at(MAX)?;
     if reached > target {

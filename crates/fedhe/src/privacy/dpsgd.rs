@@ -89,6 +89,45 @@ impl DpSettings {
         Ok(())
     }
 
+    /// The least ε a site of `rows` training rows can spend over `epochs`
+    /// epochs at the largest noise multiplier (`noise_multiplier_for`'s
+    /// bound): a `target_epsilon` below it is unreachable there.
+    pub fn epsilon_floor(
+        &self,
+        rows: usize,
+        batch_size: usize,
+        epochs: u64,
+    ) -> Result<f64, super::PrivacyError> {
+        let q = sample_rate(rows, batch_size);
+        let steps = steps_per_epoch(rows, batch_size).saturating_mul(epochs);
+        let delta = self
+            .delta
+            .unwrap_or_else(|| (0.1 / rows.max(1) as f64).min(1e-5));
+        super::epsilon(q, super::accountant::MAX_NOISE_MULTIPLIER, steps, delta).map(|p| p.epsilon)
+    }
+
+    /// Refuses a `target_epsilon` below [`epsilon_floor`](Self::epsilon_floor)
+    /// for a site of `rows` rows (no noise multiplier reaches it there).
+    pub fn check_reachable(
+        &self,
+        rows: usize,
+        batch_size: usize,
+        epochs: u64,
+    ) -> Result<(), super::PrivacyError> {
+        let Some(target) = self.target_epsilon else {
+            return Ok(());
+        };
+        let reached = self.epsilon_floor(rows, batch_size, epochs)?;
+        if target < reached {
+            return Err(super::PrivacyError::Unreachable {
+                target,
+                max: super::accountant::MAX_NOISE_MULTIPLIER,
+                reached,
+            });
+        }
+        Ok(())
+    }
+
     /// The DP-SGD of a site with `rows` training rows, batches of
     /// `batch_size` and `epochs` epochs in all (every round together).
     pub fn budget(

@@ -10,7 +10,9 @@ pub mod masks;
 mod masks_bench;
 mod noise;
 
-pub use accountant::{DEFAULT_ORDERS, PrivacySpent, epsilon, noise_multiplier_for, rdp};
+pub use accountant::{
+    DEFAULT_ORDERS, MAX_NOISE_MULTIPLIER, PrivacySpent, epsilon, noise_multiplier_for, rdp,
+};
 pub use dpsgd::{
     DpBudget, DpSettings, DpSgd, PrivacyRecord, clip_gradient, sample_rate, steps_per_epoch,
 };

@@ -283,7 +283,11 @@ impl Connected {
             delimiter,
             ..self.plan.csv_options()
         };
-        Ok(crate::data::load_csv(path, &opts)?)
+        let loaded = crate::data::load_csv(path, &opts)?;
+        let k = &self.key;
+        let limb_bits = crate::client::limb_bits_for(k.params(), k.scale_bits(), k.max_clients());
+        check_site(&self.plan, &loaded.dataset, limb_bits)?;
+        Ok(loaded)
     }
 
     /// Resumes under `id` with the token in `state_file` if it is still
@@ -862,4 +866,26 @@ pub fn train_local(
         validation,
         training,
     })
+}
+
+/// What the federation would refuse of a site's rows mid-way, checked
+/// before it joins (and by `fedhe plan check`): statistics beyond what the
+/// statistics round adds in `limb_bits` limbs (the key's), and a
+/// `target_epsilon` this site's training rows cannot reach. The rows are
+/// split as [`run_plan`] splits them.
+pub fn check_site(plan: &Plan, data: &Dataset, limb_bits: i32) -> Result<(), SessionError> {
+    let t = &plan.training;
+    let split;
+    let train = if t.validation_share > 0.0 {
+        split = stratified_split(data, t.validation_share, t.sgd.seed)?;
+        &split.0
+    } else {
+        data
+    };
+    crate::client::check_statistics(train, limb_bits).map_err(LoopError::from)?;
+    if let Some(dp) = &plan.privacy.dp {
+        let epochs = t.rounds.saturating_mul(t.sgd.epochs as u64);
+        dp.budget(train.rows(), t.sgd.batch_size, epochs)?;
+    }
+    Ok(())
 }
