@@ -7,6 +7,7 @@
 //! Training defaults for a federation live here ([`Training::default`]) and
 //! nowhere else.
 
+mod evaluation;
 mod init;
 mod layout;
 mod validate;
@@ -16,6 +17,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use evaluation::{DEFAULT_AUC_BINS, EarlyStopping, FedEvaluation};
 pub use init::{ProposeOptions, propose};
 pub use layout::{NAME_BYTES, RoundLayout, RoundPhase, STANDARDIZATION_ROUNDS, STAT_LIMBS};
 
@@ -53,6 +55,10 @@ pub struct Plan {
     pub quorum: Quorum,
     #[serde(default, skip_serializing_if = "Privacy::is_off")]
     pub privacy: Privacy,
+    /// Encrypted federated evaluation and early stopping (left out of the
+    /// canonical form when absent, so older plans keep their fingerprints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<FedEvaluation>,
 }
 
 /// Privacy against the other sites (pairwise masks) and for the rows of
@@ -637,6 +643,7 @@ impl Plan {
             training: Training::default(),
             quorum: Quorum::default(),
             privacy: Privacy::default(),
+            evaluation: None,
         }
     }
 

@@ -29,6 +29,9 @@ impl Plan {
             dp.validate().map_err(|e| ("privacy.dp", e))?;
         }
         quorum(&self.quorum)?;
+        if let Some(e) = &self.evaluation {
+            e.check()?;
+        }
         masked_quorum(self)
     }
 }
