@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use fedhe::crypto::ParamSet;
 use fedhe::data::split::stratified_split;
-use fedhe::data::{CsvOptions, Dataset};
+use fedhe::data::{CsvOptions, Dataset, TargetSpec};
 use fedhe::federation::{SimData, SimulationConfig, SimulationResult, load_sim_data, simulate};
 use fedhe::model::{Architecture, Evaluation, TrainConfig};
 use fedhe::plan::{EarlyStopping, FedEvaluation, Training};
@@ -46,10 +46,16 @@ fn site_files(src: &Path, dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
 
 fn config(file: &str, label: &str, dir: &Path, rounds: u64) -> SimulationConfig {
     let (clients, tests) = site_files(&sample(file), dir);
+    let target = match file {
+        "wine.csv" => TargetSpec::Classes(None),
+        "diabetes.csv" => TargetSpec::Numeric,
+        _ => TargetSpec::Auto,
+    };
     SimulationConfig {
         data: SimData::SiteTests { clients, tests },
         csv: CsvOptions {
             label: Some(label.into()),
+            target,
             ..CsvOptions::default()
         },
         rounds,
@@ -200,6 +206,7 @@ fn early_stopping_stops_every_site_at_the_same_round() {
     cfg.train.epochs = 5;
     cfg.evaluation = Some(FedEvaluation {
         early_stopping: Some(EarlyStopping { patience: 1 }),
+        test: true,
         ..FedEvaluation::default()
     });
     let res = run(&cfg);
@@ -219,7 +226,7 @@ fn early_stopping_stops_every_site_at_the_same_round() {
             &res.records[best as usize - 1].params[..]
         );
     }
-    assert!(f.test.is_none());
+    assert_eq!(f.test.as_ref().unwrap().rows(), res.test.rows());
 }
 
 /// A site's own validation sums ride in its masked update: decrypted alone

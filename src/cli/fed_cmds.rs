@@ -369,7 +369,7 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
         println!("{s}");
     }
     if let Some(f) = &run.outcome.federated {
-        print_federated(f);
+        print_federated(f, &run.model);
     }
     if let Some(p) = &run.outcome.privacy {
         println!(
@@ -487,7 +487,7 @@ fn federated_words(round: u64, e: Option<&fedhe::model::Evaluation>) -> String {
 }
 
 /// The best round, early stopping and the federated test.
-fn print_federated(f: &fedhe::model::FederatedFigures) {
+fn print_federated(f: &fedhe::model::FederatedFigures, model: &fedhe::model::ModelFile) {
     if let Some(r) = f.stopped_after {
         println!(
             "early stopping: the pooled validation loss stopped improving; training stopped after \
@@ -499,7 +499,9 @@ fn print_federated(f: &fedhe::model::FederatedFigures) {
         println!("federated validation, best round {best} (the model kept): {figures}",);
     }
     if let Some(t) = &f.test {
+        // The line, then the table under `fedhe predict`'s metric names.
         println!("{}", fedhe::client::federated_test_line(f.best_round, t));
+        print!("{}", super::data_cmds::evaluation_table(t, model));
     }
 }
 
@@ -648,7 +650,7 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
             println!("{s}");
         }
         if let Some(f) = &res.federated {
-            print_federated(f);
+            print_federated(f, &res.model_file(&cfg));
         }
         let masked = res.records.iter().filter(|r| r.masked).count();
         let clients = a
