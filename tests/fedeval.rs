@@ -190,6 +190,11 @@ fn pooled_figures_equal_the_metrics_of_the_pooled_rows() {
         // sites' test files together.
         assert_eq!(res.site_tests, Some(res.test.rows()));
         assert_same(file, f.test.as_ref().unwrap(), &res.test);
+        // The model file records them.
+        let saved = res.model_file(&cfg).provenance.federated.unwrap();
+        assert_eq!(saved.best_round, Some(best));
+        assert_eq!(saved.test, f.test);
+        assert_eq!(saved.validation, f.validation);
     }
 }
 
@@ -370,5 +375,182 @@ mod one_site_unreadable {
             .filter(|(s, c)| s == c)
             .count();
         assert!(shown <= 1, "{shown} validation slots readable");
+    }
+}
+
+/// `fedhe plan init`, `fedhe serve --plan` and three `fedhe client … --test`
+/// processes: a plan with `[evaluation] test = true` and early stopping.
+/// Every site prints the same `federated test` line, the aggregator
+/// completes at the evaluation round, and the saved models are one.
+mod cli {
+    use std::io::{BufRead, Read};
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use crate::common::sample;
+    use fedhe::crypto::{ParamSet, SecretKey};
+
+    struct Killed(std::process::Child);
+
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn fedhe() -> Command {
+        Command::new(env!("CARGO_BIN_EXE_fedhe"))
+    }
+
+    fn output(c: &mut Command) -> String {
+        let out = c.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        text
+    }
+
+    fn serve(dir: &Path, pk: &Path, plan: &Path) -> (Killed, String) {
+        let mut child = Killed(
+            fedhe()
+                .args(["serve", "--bind", "127.0.0.1:0", "--public-key"])
+                .arg(pk)
+                .arg("--plan")
+                .arg(plan)
+                .arg("--state-dir")
+                .arg(dir.join("state"))
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
+        let mut url = None;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(u) = line.strip_prefix("FedHE aggregator listening on ") {
+                url = Some(u.trim().to_string());
+            }
+            if line.starts_with("state folder") {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        (child, url.expect("listening line"))
+    }
+
+    fn finish(mut c: Killed) -> String {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(s) = c.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "client did not finish");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut text = String::new();
+        c.0.stdout
+            .as_mut()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        c.0.stderr
+            .as_mut()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        assert!(status.success(), "client failed:\n{text}");
+        text
+    }
+
+    #[test]
+    fn three_clients_with_their_test_files_print_one_federated_test() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let sk = SecretKey::generate(ParamSet::Standard64);
+        sk.save(&d.join("secret.key"), false).unwrap();
+        std::fs::write(d.join("public.key"), sk.public().to_bytes()).unwrap();
+        let plan = d.join("plan.toml");
+        output(
+            fedhe()
+                .args(["plan", "init", "--rounds", "6", "--epochs", "2"])
+                .arg("--data")
+                .arg(sample("train.csv"))
+                .arg("--out")
+                .arg(&plan),
+        );
+        let mut text = std::fs::read_to_string(&plan).unwrap();
+        text.push_str("\n[evaluation]\ntest = true\nearly_stopping = { patience = 1 }\n");
+        std::fs::write(&plan, text).unwrap();
+        // Each site's own test rows: a third of the bundled test split.
+        let test = std::fs::read_to_string(sample("test.csv")).unwrap();
+        let mut lines = test.lines();
+        let header = lines.next().unwrap();
+        let mut parts = vec![format!("{header}\n"); 3];
+        for (i, l) in lines.enumerate() {
+            parts[i % 3].push_str(l);
+            parts[i % 3].push('\n');
+        }
+        let (_server, url) = serve(d, &d.join("public.key"), &plan);
+        let clients: Vec<Killed> = (0..3)
+            .map(|i| {
+                let t = d.join(format!("test-{i}.csv"));
+                std::fs::write(&t, &parts[i]).unwrap();
+                let id = format!("site-{i}");
+                Killed(
+                    fedhe()
+                        .args(["client", "--server", &url, "--name", &id, "--id", &id])
+                        .arg("--key")
+                        .arg(d.join("secret.key"))
+                        .arg("--data")
+                        .arg(sample(&format!("clients/client_{}.csv", i + 1)))
+                        .arg("--test")
+                        .arg(&t)
+                        .arg("--model-out")
+                        .arg(d.join(format!("{id}.json")))
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .unwrap(),
+                )
+            })
+            .collect();
+        let outs: Vec<String> = clients.into_iter().map(finish).collect();
+        let line = |o: &str| {
+            o.lines()
+                .find(|l| l.starts_with("federated test ("))
+                .unwrap_or_else(|| panic!("no federated test line:\n{o}"))
+                .to_string()
+        };
+        let first = line(&outs[0]);
+        assert!(
+            first.contains("113 rows") && first.contains("AUC"),
+            "{first}"
+        );
+        for o in &outs[1..] {
+            assert_eq!(line(o), first);
+        }
+        assert!(outs.iter().all(|o| o.contains("roc_auc")), "{outs:?}");
+        // The aggregator completes at its last round: the evaluation round
+        // after the plan's 6 training rounds, whether or not they stopped.
+        let status = fedhe::client::AggregatorClient::new(&url).status().unwrap();
+        let done = status.complete.expect("complete");
+        assert_eq!(
+            (done.training_rounds, done.last_round, done.sites),
+            (6, 8, 3)
+        );
+        let models: Vec<String> = (0..3)
+            .map(|i| std::fs::read_to_string(d.join(format!("site-{i}.json"))).unwrap())
+            .map(|t| {
+                let m: fedhe::model::ModelFile = serde_json::from_str(&t).unwrap();
+                format!("{:?}", (m.params, m.provenance.federated))
+            })
+            .collect();
+        assert!(models.iter().all(|m| *m == models[0]), "different models");
     }
 }

@@ -221,6 +221,10 @@ impl SimulationResult {
             ),
         );
         file.provenance.privacy = self.privacy;
+        file.provenance.federated = self.federated.clone().map(|mut f| {
+            f.best_params = None;
+            f
+        });
         file
     }
 }
