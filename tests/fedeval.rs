@@ -479,14 +479,17 @@ mod cli {
         output(
             fedhe()
                 .args(["plan", "init", "--rounds", "6", "--epochs", "2"])
+                .args(["--federated-test", "--early-stopping", "1"])
                 .arg("--data")
                 .arg(sample("train.csv"))
                 .arg("--out")
                 .arg(&plan),
         );
-        let mut text = std::fs::read_to_string(&plan).unwrap();
-        text.push_str("\n[evaluation]\ntest = true\nearly_stopping = { patience = 1 }\n");
-        std::fs::write(&plan, text).unwrap();
+        let text = std::fs::read_to_string(&plan).unwrap();
+        assert!(
+            text.contains("[evaluation]") && text.contains("patience = 1"),
+            "{text}"
+        );
         // Each site's own test rows: a third of the bundled test split.
         let test = std::fs::read_to_string(sample("test.csv")).unwrap();
         let mut lines = test.lines();
