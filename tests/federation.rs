@@ -46,6 +46,7 @@ fn config(clients: usize, rounds: u64, plain: bool) -> SimulationConfig {
         plain,
         params: ParamSet::Standard64,
         round_timeout: Duration::from_secs(60),
+        evaluation: None,
     }
 }
 

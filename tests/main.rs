@@ -18,6 +18,7 @@ mod crypto_cli;
 mod crypto_proptest;
 mod data_loading;
 mod federation;
+mod fedeval;
 mod hardening;
 mod inputs;
 mod membership;

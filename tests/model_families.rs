@@ -40,6 +40,7 @@ fn config(data: &str, label: &str, arch: Architecture, train: TrainConfig) -> Si
         plain: false,
         params: ParamSet::Standard64,
         round_timeout: Duration::from_secs(60),
+        evaluation: None,
     }
 }
 
@@ -190,6 +191,7 @@ fn sites_without_some_classes_train_one_softmax() {
         plain: false,
         params: ParamSet::Standard64,
         round_timeout: Duration::from_secs(60),
+        evaluation: None,
     };
     let res = run(&cfg);
     assert_eq!(

@@ -347,6 +347,7 @@ fn simulate_with_reordered_client_columns_gives_the_same_model() {
         plain: false,
         params: ParamSet::Standard64,
         round_timeout: Duration::from_secs(60),
+        evaluation: None,
     };
     let go = |cfg: &SimulationConfig| {
         simulate(cfg, &mut |_| {}, Arc::new(AtomicBool::new(false))).unwrap()

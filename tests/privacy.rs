@@ -242,6 +242,7 @@ mod dp_sgd {
             plain: false,
             params: ParamSet::Standard64,
             round_timeout: Duration::from_secs(60),
+            evaluation: None,
         }
     }
 

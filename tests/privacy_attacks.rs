@@ -218,6 +218,7 @@ mod dp_randomness {
             plain: false,
             params: ParamSet::Standard64,
             round_timeout: Duration::from_secs(60),
+            evaluation: None,
         };
         let run = || {
             simulate(&cfg, &mut |_| {}, Arc::new(AtomicBool::new(false)))

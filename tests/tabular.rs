@@ -96,6 +96,7 @@ fn penguins_federations_match_plaintext_and_scikit_learn() {
             plain: false,
             params: ParamSet::Standard64,
             round_timeout: Duration::from_secs(60),
+            evaluation: None,
         };
         let enc = simulate(&cfg, &mut |_| {}, Arc::new(AtomicBool::new(false))).unwrap();
         let plain = simulate(

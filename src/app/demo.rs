@@ -611,6 +611,7 @@ fn demo_config(cfg: &DemoSettings) -> Result<(PathBuf, SimulationConfig), AppErr
         plain: false,
         params: ParamSet::Standard64,
         round_timeout: Duration::from_secs(120),
+        evaluation: None,
     };
     Ok((data, sim))
 }

@@ -273,6 +273,11 @@ pub struct ClientArgs {
     /// Save the final global model here (for `fedhe predict` or the app).
     #[arg(long)]
     pub model_out: Option<PathBuf>,
+    /// This site's test CSV for the plan's federated test (`[evaluation]
+    /// test = true`): the kept model's figures on every site's test rows,
+    /// pooled under encryption.
+    #[arg(long)]
+    pub test: Option<PathBuf>,
 }
 
 pub fn client(a: ClientArgs) -> anyhow::Result<()> {
@@ -288,6 +293,7 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
     outputs.extend(a.model_out.as_deref().map(|p| ("--model-out", p)));
     let mut inputs = vec![("--key", a.key.as_path()), ("--data", a.data.as_path())];
     inputs.extend(a.ca_cert.as_deref().map(|p| ("--ca-cert", p)));
+    inputs.extend(a.test.as_deref().map(|p| ("--test", p)));
     fedhe::fsutil::check_outputs(&outputs, &inputs)?;
     if let Some(p) = &a.model_out {
         fedhe::fsutil::check_output_folder("--model-out", p)?;
@@ -326,6 +332,11 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
     for n in &loaded.notices {
         eprintln!("note: {n}");
     }
+    // The test rows too, read as the training rows are.
+    let test = match &a.test {
+        Some(p) => Some(connected.load_site_delimited(p, a.delimiter)?.dataset),
+        None => None,
+    };
     let joined = connected.join(&id, &a.name, Some(&state))?;
     println!(
         "{} `{id}` at {} ({} rows of {} read by column name); credentials in {}",
@@ -348,8 +359,9 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
     }
     let task = joined.plan.target().kind();
     let (loss_name, score_name) = (round_loss_name(task), task.score_name());
-    let run = joined.run(
+    let run = joined.run_tested(
         &loaded.dataset,
+        test.as_ref(),
         vec![a.data.display().to_string()],
         &mut |e| match e {
             ClientEvent::Standardized { global_rows, .. } => {
@@ -362,7 +374,7 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
                 r.counted.join(", ")
             ),
             ClientEvent::Round(r) => println!(
-                "round {:>3}: {} contributors ({}){}, local loss {:.4}, validation {loss_name} {}, {score_name} {}, up {} B, down {} B{}",
+                "round {:>3}: {} contributors ({}){}, local loss {:.4}, validation {loss_name} {}, {score_name} {}, up {} B, down {} B{}{}",
                 r.round,
                 r.contributors,
                 r.counted.join(", "),
@@ -373,7 +385,8 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
                 r.cost.bytes_up,
                 r.cost.bytes_down,
                 // With DP-SGD: ε spent on this site's rows so far.
-                r.epsilon.map_or(String::new(), |e| format!(", ε {e:.3}"))
+                r.epsilon.map_or(String::new(), |e| format!(", ε {e:.3}")),
+                federated_words(r.round, r.federated_validation.as_deref())
             ),
             ClientEvent::Epoch(_) => {}
         },
@@ -381,6 +394,9 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
     )?;
     if let Some(s) = &run.outcome.stopped {
         println!("{s}");
+    }
+    if let Some(f) = &run.outcome.federated {
+        print_federated(f, &run.model);
     }
     if let Some(p) = &run.outcome.privacy {
         println!(
@@ -410,12 +426,27 @@ pub struct SimulateArgs {
     /// One CSV to split into a test set and client parts.
     #[arg(long, conflicts_with_all = ["client_data", "test"])]
     pub data: Option<PathBuf>,
-    /// One CSV per client (needs --test).
-    #[arg(long, num_args = 1.., requires = "test")]
+    /// One CSV per client (needs --test or --client-test).
+    #[arg(long, num_args = 1..)]
     pub client_data: Vec<PathBuf>,
     /// Test CSV (with --client-data).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "client_test")]
     pub test: Option<PathBuf>,
+    /// One test CSV per client (with --client-data, in the same order): the
+    /// federated test pools every site's figures under encryption.
+    #[arg(long, num_args = 1..)]
+    pub client_test: Vec<PathBuf>,
+    /// Encrypted federated validation in every round (each site holds out
+    /// the plan's validation share); implied by --client-test and
+    /// --early-stopping.
+    #[arg(long)]
+    pub federated_validation: bool,
+    /// Stop once the pooled validation loss has not improved for N rounds.
+    #[arg(long, value_name = "N")]
+    pub early_stopping: Option<u64>,
+    /// Bins of the score histograms a binary model's pooled AUC is read from.
+    #[arg(long, default_value_t = fedhe::plan::DEFAULT_AUC_BINS)]
+    pub auc_bins: usize,
     #[command(flatten)]
     pub csv: super::data_cmds::SchemaArgs,
     /// Number of clients (with --data).
@@ -464,9 +495,49 @@ fn round_loss_name(task: fedhe::data::TaskKind) -> &'static str {
     }
 }
 
+/// ", federated validation of round 2's model: log-loss 0.1234, accuracy
+/// 0.9561" (round `round`'s sums are of round − 1's model).
+fn federated_words(round: u64, e: Option<&fedhe::model::Evaluation>) -> String {
+    e.map_or(String::new(), |e| {
+        format!(
+            ", federated validation of round {}'s model: {} {:.4}, {} {:.4}",
+            round - 1,
+            match e {
+                fedhe::model::Evaluation::Regression(_) => "RMSE",
+                _ => "log-loss",
+            },
+            e.loss(),
+            e.score_name(),
+            e.score()
+        )
+    })
+}
+
+/// The best round, early stopping and the federated test.
+fn print_federated(f: &fedhe::model::FederatedFigures, model: &fedhe::model::ModelFile) {
+    if let Some(r) = f.stopped_after {
+        println!(
+            "early stopping: the pooled validation loss stopped improving; training stopped after \
+             round {r}"
+        );
+    }
+    if let Some(best) = f.best_round {
+        let figures = f.validation_of(best).map_or(String::new(), |e| e.summary());
+        println!("federated validation, best round {best} (the model kept): {figures}",);
+    }
+    if let Some(t) = &f.test {
+        // The line, then the table under `fedhe predict`'s metric names.
+        println!("{}", fedhe::client::federated_test_line(f.best_round, t));
+        print!("{}", super::data_cmds::evaluation_table(t, model));
+    }
+}
+
 fn print_round(r: &RoundRecord) {
     // With DP-SGD, the largest ε any client has spent so far.
-    let eps = r.epsilon.map_or(String::new(), |e| format!(" {e:>8.3}"));
+    let mut eps = r.epsilon.map_or(String::new(), |e| format!(" {e:>8.3}"));
+    if let (Some(l), Some(s)) = (r.federated_loss, r.federated_score) {
+        eps.push_str(&format!("   federated {l:.5} {s:.4}"));
+    }
     println!(
         "{:>5} {:>10.5} {:>9.4} {:>11} {:>11} {:>9.3} {:>9.3} {:>9.3}{eps}",
         r.round,
@@ -492,6 +563,7 @@ fn check_simulate_outputs(a: &SimulateArgs) -> anyhow::Result<()> {
     let mut inputs: Vec<(&str, &Path)> = a.data.iter().map(|p| ("--data", p.as_path())).collect();
     inputs.extend(a.client_data.iter().map(|p| ("--client-data", p.as_path())));
     inputs.extend(a.test.iter().map(|p| ("--test", p.as_path())));
+    inputs.extend(a.client_test.iter().map(|p| ("--client-test", p.as_path())));
     fedhe::fsutil::check_outputs(&outputs, &inputs)?;
     for (flag, p) in outputs {
         fedhe::fsutil::check_output_folder(flag, p)?;
@@ -499,8 +571,10 @@ fn check_simulate_outputs(a: &SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
-    check_simulate_outputs(&a)?;
+/// Where a simulation's sites' rows come from, and its federated
+/// evaluation (`--federated-validation`, `--client-test`,
+/// `--early-stopping`).
+fn sim_data(a: &SimulateArgs) -> anyhow::Result<(SimData, Option<fedhe::plan::FedEvaluation>)> {
     let data = match (&a.data, a.client_data.is_empty(), &a.test) {
         (Some(d), true, None) => SimData::Split {
             data: d.clone(),
@@ -513,8 +587,31 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
             clients: a.client_data.clone(),
             test: t.clone(),
         },
-        _ => bail!("give either --data FILE, or --client-data A.csv B.csv ... with --test T.csv"),
+        (None, false, None) if a.client_test.len() == a.client_data.len() => SimData::SiteTests {
+            clients: a.client_data.clone(),
+            tests: a.client_test.clone(),
+        },
+        _ => bail!(
+            "give either --data FILE, or --client-data A.csv B.csv ... with --test T.csv or \
+             with one --client-test file per client"
+        ),
     };
+    let evaluation = (a.federated_validation
+        || a.early_stopping.is_some()
+        || !a.client_test.is_empty())
+    .then(|| fedhe::plan::FedEvaluation {
+        auc_bins: a.auc_bins,
+        test: !a.client_test.is_empty(),
+        early_stopping: a
+            .early_stopping
+            .map(|patience| fedhe::plan::EarlyStopping { patience }),
+    });
+    Ok((data, evaluation))
+}
+
+pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
+    check_simulate_outputs(&a)?;
+    let (data, evaluation) = sim_data(&a)?;
     let cfg = SimulationConfig {
         data,
         csv: match (&a.data, a.client_data.first()) {
@@ -529,6 +626,7 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
         plain: a.plain,
         params: a.params,
         round_timeout: Duration::from_secs(120),
+        evaluation,
     };
     // The task names the table's columns; the data decides it (--task auto).
     let (_, test) = fedhe::federation::load_sim_data(&cfg.data, &cfg.csv)?;
@@ -567,6 +665,12 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
             "dec ms",
             if cfg.dp.is_some() { "        ε" } else { "" }
         );
+        if cfg.evaluation.is_some() {
+            println!(
+                "(federated: the pooled validation {loss_name} and {score_name} of the model \
+                 the round started from, round − 1's)"
+            );
+        }
         let t = Instant::now();
         let res = simulate(
             &cfg,
@@ -592,6 +696,9 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
         }
         if let Some(s) = &res.stopped {
             println!("{s}");
+        }
+        if let Some(f) = &res.federated {
+            print_federated(f, &res.model_file(&cfg));
         }
         let masked = res.records.iter().filter(|r| r.masked).count();
         let clients = a

@@ -64,6 +64,20 @@ pub struct InitArgs {
     /// federation to become a category.
     #[arg(long, default_value_t = 5)]
     pub min_count: u32,
+    /// Encrypted federated validation in every round (`[evaluation]`);
+    /// implied by --federated-test and --early-stopping.
+    #[arg(long)]
+    pub federated_validation: bool,
+    /// A last round that pools every site's test figures (`fedhe client
+    /// --test FILE`).
+    #[arg(long)]
+    pub federated_test: bool,
+    /// Stop once the pooled validation loss has not improved for N rounds.
+    #[arg(long, value_name = "N")]
+    pub early_stopping: Option<u64>,
+    /// Bins of the score histograms a binary model's pooled AUC is read from.
+    #[arg(long, default_value_t = fedhe::plan::DEFAULT_AUC_BINS)]
+    pub auc_bins: usize,
     /// A name for people.
     #[arg(long, default_value = "")]
     pub name: String,
@@ -140,6 +154,21 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
         name: a.name.clone(),
     };
     let (mut plan, mut notes) = fedhe::plan::propose(&a.data, &opts)?;
+    if a.federated_validation || a.federated_test || a.early_stopping.is_some() {
+        plan.evaluation = Some(fedhe::plan::FedEvaluation {
+            auc_bins: a.auc_bins,
+            test: a.federated_test,
+            early_stopping: a
+                .early_stopping
+                .map(|patience| fedhe::plan::EarlyStopping { patience }),
+        });
+        notes.push(
+            "evaluation: every round's encrypted update carries the site's validation sums; \
+             every site learns the pooled figures, nobody one site's"
+                .into(),
+        );
+        plan.validate(&a.out.display().to_string())?;
+    }
     notes.push(if a.no_masks {
         "privacy: no pairwise masks (--no-masks): whoever holds the federation key and obtains \
          one site's ciphertext can read that site's update"

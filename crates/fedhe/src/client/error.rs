@@ -105,6 +105,22 @@ pub enum SiteError {
         ran: u64,
         layout: u64,
     },
+    /// More evaluation rows than one encrypted count can carry exactly.
+    #[error(
+        "{rows} {what} rows are more than the {bound} one site's evaluation counts can carry \
+         under this key; hold out fewer rows"
+    )]
+    EvaluationRows {
+        what: &'static str,
+        rows: usize,
+        bound: f64,
+    },
+    /// `--test` rows for a plan without a federated test round.
+    #[error(
+        "the plan has no federated test round: test rows need `[evaluation] test = true` in the \
+         plan"
+    )]
+    NoTestRound,
 }
 
 fn statistic_of(column: &Option<String>) -> String {
@@ -126,6 +142,11 @@ pub enum SumError {
     Limbs(usize),
     #[error("the statistics hold {got} values; this table's layout needs {want}")]
     StatisticsLayout { got: usize, want: usize },
+    #[error("the round's evaluation sums hold {got} values, expected {want}")]
+    EvaluationLength { got: usize, want: usize },
+    /// Summed counts that are not whole non-negative numbers.
+    #[error("the round's evaluation sums hold a count of {0}, not a whole number of rows")]
+    EvaluationCount(f64),
     #[error("the vocabulary sum holds {got} values, expected {want}")]
     VocabularyLength { got: usize, want: usize },
     #[error(

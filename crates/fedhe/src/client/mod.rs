@@ -10,6 +10,8 @@ mod api;
 mod budget;
 mod error;
 mod exchange;
+mod fedeval;
+mod final_round;
 mod he_exchange;
 pub mod ledger;
 mod limbs;
@@ -23,9 +25,11 @@ mod training;
 pub mod vocabulary;
 mod wait;
 
+pub use crate::model::FederatedFigures;
 pub use api::{AggregatorClient, ClientError, RetryNotifier, RetryPolicy};
 pub use error::{LoopError, RelayError, SiteError, SumError};
 pub use exchange::{Exchange, ExchangeCost, NoteNotifier, RoundMean, RoundSum, WaitNotifier};
+pub use final_round::federated_test_line;
 pub use he_exchange::{HeExchange, SUM_TRIES};
 pub use ledger::{LedgerError, MaskLedger};
 pub use limbs::{

@@ -128,6 +128,11 @@ pub struct ClientRound {
     /// ε this site has spent on its rows so far (with DP-SGD).
     #[serde(default)]
     pub epsilon: Option<f64>,
+    /// With `[evaluation]`: the federation's pooled validation figures of
+    /// the global model this round started from (round `round − 1`'s, the
+    /// initial model's in round 1), read from the round's sum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated_validation: Option<Box<crate::model::Evaluation>>,
 }
 
 impl ClientRound {
@@ -152,6 +157,7 @@ impl ClientRound {
             cost: sum.cost,
             masked: sum.masked,
             epsilon: None,
+            federated_validation: None,
         }
     }
 }
@@ -173,4 +179,6 @@ pub struct ClientOutcome {
     pub global_rows: f64,
     pub rounds: Vec<ClientRound>,
     pub cancelled: bool,
+    /// With `[evaluation]`: the federation's pooled figures.
+    pub federated: Option<crate::model::FederatedFigures>,
 }

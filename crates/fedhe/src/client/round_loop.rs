@@ -18,6 +18,7 @@ use crate::plan::RoundLayout;
 
 use super::error::{LoopError, SiteError};
 use super::exchange::{Exchange, RoundSum};
+use super::final_round::FinalRound;
 use super::report::{ClientEvent, ClientOutcome};
 use super::statistics::StatisticsRound;
 use super::training::TrainingRounds;
@@ -52,6 +53,11 @@ pub struct LoopConfig {
     /// round's secret DP seed derives from them. `None`: fresh seeds from
     /// the operating system.
     pub dp_secret: Option<(crate::privacy::SiteSecret, String)>,
+    /// The plan's `[evaluation]`: validation sums in every training round
+    /// and the evaluation round after the last.
+    pub evaluation: Option<crate::plan::FedEvaluation>,
+    /// The site's test rows for the federated test (`evaluation.test`).
+    pub test: Option<Dataset>,
 }
 
 /// One kind of round: what this site contributes to each of its rounds and
@@ -183,13 +189,14 @@ pub fn run_client_loop(
     // Discovered categories first: every site maps its values to them.
     let mut site = train.clone();
     let mut held = validation.cloned();
+    let mut test = cfg.test.clone();
     if let Some(v) = cfg.vocabulary
         && !cfg.discovered.is_empty()
     {
         let agreed = rounds.run(VocabularyRounds::new(&site, &cfg.discovered, v)?)?;
         super::vocabulary::apply(&mut site, &agreed);
-        if let Some(h) = held.as_mut() {
-            super::vocabulary::apply(h, &agreed);
+        for d in held.iter_mut().chain(test.iter_mut()) {
+            super::vocabulary::apply(d, &agreed);
         }
     }
     check_layout(
@@ -205,12 +212,41 @@ pub fn run_client_loop(
         cfg.layout.training_round(1),
     )?;
     let bound = rounds.value_bound();
-    rounds.run(TrainingRounds::new(
+    let limb_bits = rounds.limb_bits();
+    let outcome = rounds.run(TrainingRounds::new(
         &site,
         held.as_ref(),
         prepared,
         cfg,
         bound,
+        limb_bits,
+    )?)?;
+    let Some(plan) = cfg.evaluation else {
+        if test.is_some() {
+            return Err(SiteError::NoTestRound.into());
+        }
+        return Ok(outcome);
+    };
+    if outcome.cancelled {
+        return Ok(outcome);
+    }
+    check_layout(
+        "evaluation",
+        rounds.next_round(),
+        cfg.layout.training_round(cfg.rounds + 1),
+    )?;
+    let eval = super::fedeval::EvalSums {
+        head: outcome.model.head(),
+        plan,
+        limb_bits,
+        bound,
+    };
+    let rows = |d: &Dataset| (d.x.clone(), d.y.to_vec());
+    rounds.run(FinalRound::new(
+        outcome,
+        eval,
+        held.as_ref().map(rows),
+        test.as_ref().map(rows),
     )?)
 }
 

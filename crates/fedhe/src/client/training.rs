@@ -13,10 +13,12 @@ use crate::model::{Evaluation, Head, Model, ModelError, TargetScaling, TrainConf
 use super::budget::Spending;
 use super::error::LoopError;
 use super::exchange::RoundSum;
+use super::fedeval::EvalSums;
 use super::report::{ClientEvent, ClientOutcome, ClientRound, EpochPoint};
 use super::round_loop::{LoopConfig, Next, RoundCtx, RoundKind};
 use super::shares::{fedavg, shared_update, site_share, weight_unit};
 use super::statistics::Prepared;
+use crate::model::FederatedFigures;
 
 /// `cfg.rounds` training rounds; leaves the run's [`ClientOutcome`].
 pub(crate) struct TrainingRounds<'a> {
@@ -40,6 +42,14 @@ pub(crate) struct TrainingRounds<'a> {
     rounds: Vec<ClientRound>,
     /// Every site is out of its privacy budget.
     exhausted: bool,
+    /// With `[evaluation]`: how the validation sums are laid out, and what
+    /// they told so far.
+    eval: Option<EvalSums>,
+    fed: FederatedFigures,
+    /// Early stopping (or, with evaluation, every site out of budget): the
+    /// remaining rounds carry zeros, so that the aggregator's rounds close
+    /// up to the plan's last.
+    stopped: bool,
 }
 
 /// What a site sends in a training round.
@@ -60,6 +70,7 @@ impl<'a> TrainingRounds<'a> {
         prepared: Prepared,
         cfg: &'a LoopConfig,
         value_bound: Option<f64>,
+        limb_bits: i32,
     ) -> Result<Self, LoopError> {
         let x = prepared
             .scaler
@@ -69,6 +80,12 @@ impl<'a> TrainingRounds<'a> {
             None => site.y.clone(),
         };
         let head = Head::for_target(&site.label);
+        let eval = cfg.evaluation.map(|plan| EvalSums {
+            head,
+            plan,
+            limb_bits,
+            bound: value_bound,
+        });
         let features = prepared.encoder.output_len();
         let global = crate::model::build(&cfg.architecture, features, head, cfg.init_seed)?;
         let share = site_share(site.rows(), weight_unit(prepared.global_rows));
@@ -97,7 +114,82 @@ impl<'a> TrainingRounds<'a> {
             sent: Sent::Empty,
             rounds: Vec::new(),
             exhausted: false,
+            eval,
+            fed: FederatedFigures {
+                validation: Vec::new(),
+                best_round: None,
+                stopped_after: None,
+                last_round: 0,
+                test: None,
+                best_params: None,
+            },
+            stopped: false,
         })
+    }
+
+    fn len_of_update(&self) -> usize {
+        self.params() + 1 + self.eval.map_or(0, |e| e.len())
+    }
+
+    /// This site's validation sums of the global model it starts the round
+    /// from (empty without `[evaluation]`).
+    fn validation_sums(&self) -> Result<Vec<f64>, LoopError> {
+        let Some(e) = &self.eval else {
+            return Ok(Vec::new());
+        };
+        let Some((hx, hy)) = &self.hold else {
+            return e.encode("validation", &[], None);
+        };
+        let p = &self.prepared;
+        let pred = predict_raw(
+            &*self.global,
+            &p.encoder,
+            &p.scaler,
+            p.target_scaling.as_ref(),
+            hx,
+        );
+        e.encode("validation", hy, Some(&pred))
+    }
+
+    /// Splits the validation sums off a round's sum and reads them: the
+    /// pooled figures of the model this round started from (`before`'s
+    /// parameters), recorded for the best round and early stopping.
+    fn take_validation(
+        &mut self,
+        sum: &mut RoundSum,
+        before: &[f64],
+    ) -> Result<Option<Evaluation>, LoopError> {
+        let Some(e) = self.eval else {
+            return Ok(None);
+        };
+        let at = self.params() + 1;
+        if sum.values.len() != at + e.len() {
+            return Err(super::error::SumError::EvaluationLength {
+                got: sum.values.len(),
+                want: at + e.len(),
+            }
+            .into());
+        }
+        let block = sum.values.split_off(at);
+        let Some(figures) = e.decode(&block)? else {
+            return Ok(None);
+        };
+        // Round k's sums are of model k − 1.
+        self.fed.record(self.k - 1, figures.clone(), before);
+        if let Some(es) = e.plan.early_stopping
+            && self.fed.since_best(self.k - 1) >= es.patience
+        {
+            self.stop();
+        }
+        Ok(Some(figures))
+    }
+
+    /// No more training: this round's model is the last.
+    fn stop(&mut self) {
+        if !self.stopped {
+            self.stopped = true;
+            self.fed.stopped_after = Some(self.k);
+        }
     }
 
     fn params(&self) -> usize {
@@ -147,6 +239,7 @@ impl<'a> TrainingRounds<'a> {
             global_rows: p.global_rows,
             rounds: self.rounds,
             cancelled,
+            federated: self.eval.map(|_| self.fed),
         }
     }
 
@@ -220,44 +313,69 @@ impl RoundKind for TrainingRounds<'_> {
     }
 
     fn len(&self) -> usize {
-        self.params() + 1
+        self.len_of_update()
     }
 
     fn build(&mut self, ctx: &mut RoundCtx<'_>) -> Result<Vec<f64>, LoopError> {
-        // The privacy budget: stop before a round would pass it.
-        if self.spending.allows(self.k)? {
-            return self.train_locally(ctx);
+        if self.stopped {
+            // Stopped early: zeros keep the aggregator's rounds closing.
+            self.sent = Sent::Empty;
+            return Ok(vec![0.0; self.len_of_update()]);
         }
-        // Out of budget: keep the round's quorum with an empty update
-        // (share 0: it adds nothing and costs no privacy) and follow the
-        // global model.
-        self.sent = Sent::Empty;
-        Ok(vec![0.0; self.params() + 1])
+        let validation = self.validation_sums()?;
+        // The privacy budget: stop before a round would pass it.
+        let mut update = if self.spending.allows(self.k)? {
+            self.train_locally(ctx)?
+        } else {
+            // Out of budget: keep the round's quorum with an empty update
+            // (share 0: it adds nothing and costs no privacy) and follow the
+            // global model.
+            self.sent = Sent::Empty;
+            vec![0.0; self.params() + 1]
+        };
+        update.extend(validation);
+        Ok(update)
     }
 
-    fn take(&mut self, sum: RoundSum, ctx: &mut RoundCtx<'_>) -> Result<(), LoopError> {
+    fn take(&mut self, mut sum: RoundSum, ctx: &mut RoundCtx<'_>) -> Result<(), LoopError> {
+        if self.stopped {
+            self.k += 1;
+            return Ok(());
+        }
+        let before = self.global.params().to_vec();
+        let federated_validation = self.take_validation(&mut sum, &before)?.map(Box::new);
         let Sent::Trained { local_loss } = self.sent else {
             // An empty update: stop when no site trains any more.
             // A sum whose total share is zero: every site is out of budget.
             let Ok((params, total)) = fedavg(&sum, self.params()) else {
-                self.exhausted = true;
+                if self.eval.is_some() {
+                    // The evaluation round comes at the plan's last round.
+                    self.stop();
+                    self.k += 1;
+                } else {
+                    self.exhausted = true;
+                }
                 return Ok(());
             };
+            self.fed.last_round = self.k;
             self.global.set_params(&params)?;
             let rec = ClientRound {
                 epsilon: self.spending.epsilon(),
+                federated_validation,
                 ..ClientRound::of(self.k, sum, params, total)
             };
             self.finish_round(rec, ctx);
             return Ok(());
         };
         let (params, total) = self.follow(&sum)?;
+        self.fed.last_round = self.k;
         let (validation_loss, validation_score) = self.validate();
         let rec = ClientRound {
             local_loss,
             validation_loss,
             validation_score,
             epsilon: self.spending.epsilon(),
+            federated_validation,
             ..ClientRound::of(self.k, sum, params, total)
         };
         self.finish_round(rec, ctx);
@@ -266,11 +384,34 @@ impl RoundKind for TrainingRounds<'_> {
 
     /// A round that closed while this client was away is taken as
     /// published, without training for it.
-    fn take_published(&mut self, sum: RoundSum, ctx: &mut RoundCtx<'_>) -> Result<(), LoopError> {
+    fn take_published(
+        &mut self,
+        mut sum: RoundSum,
+        ctx: &mut RoundCtx<'_>,
+    ) -> Result<(), LoopError> {
+        if self.stopped {
+            self.k += 1;
+            return Ok(());
+        }
         self.spending.charge_round();
-        let (params, total) = self.follow(&sum)?;
+        let before = self.global.params().to_vec();
+        let federated_validation = self.take_validation(&mut sum, &before)?.map(Box::new);
+        let (params, total) = match fedavg(&sum, self.params()) {
+            Ok(v) => v,
+            // Every site out of budget: with evaluation, the rounds go on
+            // with zeros up to the evaluation round.
+            Err(_) if self.eval.is_some() => {
+                self.stop();
+                self.k += 1;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.global.set_params(&params)?;
+        self.fed.last_round = self.k;
         let rec = ClientRound {
             contributed: false,
+            federated_validation,
             ..ClientRound::of(self.k, sum, params, total)
         };
         self.finish_round(rec, ctx);
@@ -294,9 +435,22 @@ pub fn evaluate_raw(
     x: &Array2<f64>,
     y: &[f64],
 ) -> Evaluation {
+    let p = predict_raw(model, encoder, scaler, target_scaling, x);
+    Evaluation::compute(model.head(), y, &p)
+}
+
+/// Predictions of `model` on raw rows `x` (a regression's in the target's
+/// unit).
+pub(crate) fn predict_raw(
+    model: &dyn Model,
+    encoder: &Encoder,
+    scaler: &Standardizer,
+    target_scaling: Option<&TargetScaling>,
+    x: &Array2<f64>,
+) -> Array2<f64> {
     let mut p = crate::model::predictions(model, &scaler.transformed(&encoder.transform(x)));
     if let Some(t) = target_scaling {
         p.mapv_inplace(|z| t.unscale(z));
     }
-    Evaluation::compute(model.head(), y, &p)
+    p
 }

@@ -35,6 +35,13 @@ pub enum SimData {
         clients: Vec<PathBuf>,
         test: PathBuf,
     },
+    /// One CSV per client and one test CSV per client (in the same order):
+    /// the federated test pools them under encryption; the per-round table
+    /// shows the global model on all of them together.
+    SiteTests {
+        clients: Vec<PathBuf>,
+        tests: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +64,9 @@ pub struct SimulationConfig {
     pub params: ParamSet,
     /// Longest wait for one round.
     pub round_timeout: Duration,
+    /// Encrypted federated evaluation (the plan's `[evaluation]`): the
+    /// sites then hold out the plan's default validation share.
+    pub evaluation: Option<crate::plan::FedEvaluation>,
 }
 
 /// One training round of a simulation.
@@ -88,6 +98,12 @@ pub struct RoundRecord {
     /// Every client's update of this round was pairwise-masked.
     #[serde(default)]
     pub masked: bool,
+    /// With federated evaluation: the pooled validation loss and score of
+    /// the global model this round started from (round − 1's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated_score: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +129,11 @@ pub struct SimulationResult {
     pub standardization: ExchangeCost,
     /// Fingerprint of the plan the simulation served.
     pub plan_fingerprint: String,
+    /// With federated evaluation: the pooled figures (the first site's;
+    /// every site's are the same).
+    pub federated: Option<crate::model::FederatedFigures>,
+    /// The per-site test files' rows, when given (`SimData::SiteTests`).
+    pub site_tests: Option<usize>,
 }
 
 impl SimulationConfig {
@@ -152,9 +173,15 @@ impl SimulationConfig {
         plan.training = Training {
             rounds: self.rounds,
             sgd: self.train.sgd(),
-            // The simulation evaluates on its own test split.
-            validation_share: 0.0,
+            // The simulation evaluates on its own test split; federated
+            // evaluation validates on each site's held-out rows.
+            validation_share: if self.evaluation.is_some() {
+                Training::default().validation_share
+            } else {
+                0.0
+            },
         };
+        plan.evaluation = self.evaluation;
         plan.quorum = Quorum {
             min_clients: clients.max(1),
             roster: Vec::new(),
@@ -167,7 +194,7 @@ impl SimulationConfig {
     fn data_files(&self) -> Vec<String> {
         match &self.data {
             SimData::Split { data, .. } => vec![data.display().to_string()],
-            SimData::Files { clients, .. } => {
+            SimData::Files { clients, .. } | SimData::SiteTests { clients, .. } => {
                 clients.iter().map(|c| c.display().to_string()).collect()
             }
         }
@@ -194,6 +221,10 @@ impl SimulationResult {
             ),
         );
         file.provenance.privacy = self.privacy;
+        file.provenance.federated = self.federated.clone().map(|mut f| {
+            f.best_params = None;
+            f
+        });
         file
     }
 }
@@ -258,52 +289,95 @@ pub fn load_sim_data(
             Ok((parts, test))
         }
         SimData::Files { clients, test } => {
-            if clients.is_empty() {
-                return Err(SimulationError::NoClientFiles);
-            }
-            let first = load_csv(&clients[0], csv)?.dataset;
-            let mut opts = csv.clone();
-            // Every file is read with the first file's columns, by name.
-            opts.features = crate::data::FeatureSelection::Named(
-                first
-                    .columns
-                    .iter()
-                    .filter(|c| matches!(c, RawColumn::Numeric { .. }))
-                    .map(|c| c.name().to_string())
-                    .collect(),
-            );
-            // Categories are discovered per file, then unified.
-            opts.categorical = first
-                .columns
-                .iter()
-                .filter_map(|c| match c {
-                    RawColumn::Categorical { name, other, .. } => {
-                        Some(crate::data::CategoricalSpec {
-                            name: name.clone(),
-                            categories: None,
-                            other: *other,
-                        })
-                    }
-                    RawColumn::Numeric { .. } => None,
-                })
-                .collect();
-            // The task comes from all files together: a site may hold one
-            // class, or two of three.
-            let mut paths: Vec<&PathBuf> = clients.iter().collect();
-            paths.push(test);
-            opts.target = task_of_files(&paths, &opts, &first)?;
-            if let (TargetSpec::Binary, Target::Binary(m)) = (&opts.target, &first.label) {
-                opts.mapping = Some(m.clone());
-            }
-            let mut all = Vec::with_capacity(paths.len());
-            for p in &paths {
-                all.push(load_csv(p, &opts)?.dataset);
-            }
-            crate::data::harmonize_columns(&mut all);
+            let mut all = load_files(clients, std::slice::from_ref(test), csv)?;
             let test = all.pop().ok_or(SimulationError::NoTestFile)?;
             Ok((all, test))
         }
+        SimData::SiteTests { clients, tests } => {
+            let mut all = load_files(clients, tests, csv)?;
+            let tests = all.split_off(clients.len());
+            Ok((all, pooled(&tests).ok_or(SimulationError::NoTestFile)?))
+        }
     }
+}
+
+/// Each site's own test rows (`SimData::SiteTests`), read as
+/// [`load_sim_data`] reads them.
+pub fn load_site_tests(
+    data: &SimData,
+    csv: &CsvOptions,
+) -> Result<Option<Vec<Dataset>>, SimulationError> {
+    let SimData::SiteTests { clients, tests } = data else {
+        return Ok(None);
+    };
+    let mut all = load_files(clients, tests, csv)?;
+    Ok(Some(all.split_off(clients.len())))
+}
+
+/// Rows of every dataset in one (same columns after harmonizing).
+fn pooled(parts: &[Dataset]) -> Option<Dataset> {
+    let first = parts.first()?;
+    let mut x = first.x.clone();
+    let mut y = first.y.to_vec();
+    for p in &parts[1..] {
+        x.append(ndarray::Axis(0), p.x.view()).ok()?;
+        y.extend(p.y.iter());
+    }
+    Some(Dataset {
+        x,
+        y: ndarray::Array1::from(y),
+        ..first.clone()
+    })
+}
+
+/// The client files and then `extra`, read with the first file's columns
+/// by name, the task of all together, their categories harmonized.
+fn load_files(
+    clients: &[PathBuf],
+    extra: &[PathBuf],
+    csv: &CsvOptions,
+) -> Result<Vec<Dataset>, SimulationError> {
+    if clients.is_empty() {
+        return Err(SimulationError::NoClientFiles);
+    }
+    let first = load_csv(&clients[0], csv)?.dataset;
+    let mut opts = csv.clone();
+    // Every file is read with the first file's columns, by name.
+    opts.features = crate::data::FeatureSelection::Named(
+        first
+            .columns
+            .iter()
+            .filter(|c| matches!(c, RawColumn::Numeric { .. }))
+            .map(|c| c.name().to_string())
+            .collect(),
+    );
+    // Categories are discovered per file, then unified.
+    opts.categorical = first
+        .columns
+        .iter()
+        .filter_map(|c| match c {
+            RawColumn::Categorical { name, other, .. } => Some(crate::data::CategoricalSpec {
+                name: name.clone(),
+                categories: None,
+                other: *other,
+            }),
+            RawColumn::Numeric { .. } => None,
+        })
+        .collect();
+    // The task comes from all files together: a site may hold one
+    // class, or two of three.
+    let mut paths: Vec<&PathBuf> = clients.iter().collect();
+    paths.extend(extra);
+    opts.target = task_of_files(&paths, &opts, &first)?;
+    if let (TargetSpec::Binary, Target::Binary(m)) = (&opts.target, &first.label) {
+        opts.mapping = Some(m.clone());
+    }
+    let mut all = Vec::with_capacity(paths.len());
+    for p in &paths {
+        all.push(load_csv(p, &opts)?.dataset);
+    }
+    crate::data::harmonize_columns(&mut all);
+    Ok(all)
 }
 
 /// How every file of a simulation reads its label: the first file's task,
@@ -491,6 +565,7 @@ pub fn simulate(
 ) -> Result<SimulationResult, SimulationError> {
     let start = Instant::now();
     let (parts, test) = load_sim_data(&cfg.data, &cfg.csv)?;
+    let site_tests = load_site_tests(&cfg.data, &cfg.csv)?;
     let n = parts.len();
     let feature_names = test.feature_names.clone();
     let label = test.label.clone();
@@ -511,6 +586,7 @@ pub fn simulate(
         let mut handles = Vec::new();
         let sites = sites.into_iter().zip(&parts).zip(&ids);
         for (index, ((site, part), id)) in sites.enumerate() {
+            let site_test = site_tests.as_ref().and_then(|t| t.get(index));
             let tx = tx.clone();
             let cancel = cancel.clone();
             let (plan, plan_fp) = (&plan, &plan_fp);
@@ -522,13 +598,13 @@ pub fn simulate(
                     let _ = tx.send((index, e.clone()));
                 };
                 let run = match site {
-                    SimSite::Plain(mut ex) => session::run_plan(
+                    SimSite::Plain(mut ex) => session::run_plan_tested(
                         &mut ex,
                         plan,
                         plan_fp,
                         session::site_seed(plan.training.sgd.seed, id),
                         None,
-                        part,
+                        (part, site_test),
                         RunRecord {
                             kind: crate::model::SIMULATED,
                             data_files: files,
@@ -538,7 +614,7 @@ pub fn simulate(
                         &mut send,
                         &cancel,
                     ),
-                    SimSite::Joined(j) => j.run(part, files, &mut send, &cancel),
+                    SimSite::Joined(j) => j.run_tested(part, site_test, files, &mut send, &cancel),
                 };
                 let r = run.map(|r| r.outcome);
                 if r.is_err() {
@@ -606,6 +682,8 @@ pub fn simulate(
         total_ms: start.elapsed().as_secs_f64() * 1e3,
         standardization: std_cost,
         plan_fingerprint: plan_fp,
+        federated: outcome.federated,
+        site_tests: site_tests.map(|t| t.iter().map(Dataset::rows).sum()),
     })
 }
 
@@ -692,6 +770,8 @@ fn collect_rounds(
                             .filter_map(|c| c.epsilon)
                             .fold(None, |m: Option<f64>, e| Some(m.map_or(e, |m| m.max(e)))),
                         masked: list.iter().all(|c| c.masked),
+                        federated_loss: list[0].federated_validation.as_ref().map(|e| e.loss()),
+                        federated_score: list[0].federated_validation.as_ref().map(|e| e.score()),
                     };
                     on_event(&SimEvent::Round(rec.clone()));
                     records.push(rec);
@@ -758,6 +838,8 @@ pub fn records_csv(records: &[RoundRecord]) -> Result<String, csv::Error> {
         aggregate_ms: f64,
         decrypt_ms: f64,
         elapsed_ms: f64,
+        federated_loss: Option<f64>,
+        federated_score: Option<f64>,
     }
     let mut w = csv::Writer::from_writer(Vec::new());
     for r in records {
@@ -773,6 +855,8 @@ pub fn records_csv(records: &[RoundRecord]) -> Result<String, csv::Error> {
             aggregate_ms: r.aggregate_ms,
             decrypt_ms: r.decrypt_ms,
             elapsed_ms: r.elapsed_ms,
+            federated_loss: r.federated_loss,
+            federated_score: r.federated_score,
         })?;
     }
     let bytes = w.into_inner().map_err(|e| e.into_error())?;

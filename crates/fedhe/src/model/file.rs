@@ -90,6 +90,11 @@ pub struct Provenance {
     /// DP-SGD's spending on the training rows (a site's, in a federation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy: Option<crate::privacy::PrivacyRecord>,
+    /// Encrypted federated evaluation: the pooled validation figures per
+    /// round, the round kept (the best validation loss), early stopping and
+    /// the federated test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated: Option<super::FederatedFigures>,
 }
 
 /// Kind of a model trained on one machine.
@@ -114,6 +119,7 @@ impl Provenance {
             tool: format!("fedhe {}", env!("CARGO_PKG_VERSION")),
             settings: serde_json::Value::Null,
             privacy: None,
+            federated: None,
         }
     }
 

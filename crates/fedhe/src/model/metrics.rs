@@ -46,6 +46,17 @@ impl Metrics {
             loss -= if pos { q.ln() } else { (1.0 - q).ln() };
         }
         let rows = y.len().min(probs.len());
+        Metrics::from_counts(c, rows, loss, roc_auc(y, probs))
+    }
+
+    /// The figures from the confusion counts over `rows` rows, the summed
+    /// log-loss and the AUC (as a federation's pooled sums give them).
+    pub fn from_counts(
+        c: ConfusionMatrix,
+        rows: usize,
+        loss_sum: f64,
+        auc: Option<f64>,
+    ) -> Metrics {
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
         let precision = ratio(c.tp, c.tp + c.fp);
         let recall = ratio(c.tp, c.tp + c.fn_);
@@ -60,8 +71,12 @@ impl Metrics {
             precision,
             recall,
             f1,
-            roc_auc: roc_auc(y, probs),
-            log_loss: if rows == 0 { 0.0 } else { loss / rows as f64 },
+            roc_auc: auc,
+            log_loss: if rows == 0 {
+                0.0
+            } else {
+                loss_sum / rows as f64
+            },
             confusion: c,
         }
     }

@@ -46,6 +46,13 @@ impl MulticlassMetrics {
             loss -= p.get(actual).copied().unwrap_or(0.0).clamp(1e-15, 1.0).ln();
         }
         let rows = y.len().min(probs.len());
+        MulticlassMetrics::from_confusion(confusion, rows, loss)
+    }
+
+    /// The figures from `confusion[actual][predicted]` over `rows` rows and
+    /// the summed cross-entropy (as a federation's pooled sums give them).
+    pub fn from_confusion(confusion: Vec<Vec<u64>>, rows: usize, loss: f64) -> MulticlassMetrics {
+        let k = confusion.len();
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
         let mut per_class = Vec::with_capacity(k);
         let mut correct = 0;

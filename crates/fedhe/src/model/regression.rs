@@ -37,6 +37,23 @@ impl RegressionMetrics {
             sae += (p - t).abs();
             sst += (t - mean) * (t - mean);
         }
+        RegressionMetrics::from_sums(rows, sse, sae, sst)
+    }
+
+    /// The figures from the sums of squared and absolute residuals and the
+    /// target's sum of squared deviations over `rows` rows (as a
+    /// federation's pooled sums give them).
+    pub fn from_sums(rows: usize, sse: f64, sae: f64, sst: f64) -> RegressionMetrics {
+        if rows == 0 {
+            return RegressionMetrics {
+                rows,
+                rmse: 0.0,
+                mae: 0.0,
+                r2: 0.0,
+                rmse_std: 0.0,
+            };
+        }
+        let n = rows as f64;
         let rmse = (sse / n).sqrt();
         let sd = (sst / n).sqrt();
         RegressionMetrics {

@@ -32,6 +32,10 @@ pub enum RoundPhase {
     Standardize,
     /// Training round `k` (1-based).
     Train(u64),
+    /// After the last training round (with `[evaluation]`): the last
+    /// global model's validation sums, and with `evaluation.test` the test
+    /// sums.
+    Evaluate,
 }
 
 /// Which rounds a federation runs before training.
@@ -39,6 +43,10 @@ pub enum RoundPhase {
 pub struct RoundLayout {
     /// Two vocabulary rounds come first.
     pub vocabulary: bool,
+    /// With `[evaluation]`: the plan's training rounds, after which one
+    /// evaluation round comes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluate_after: Option<u64>,
 }
 
 impl RoundLayout {
@@ -59,6 +67,7 @@ impl RoundLayout {
             1 if self.vocabulary => Some(RoundPhase::Vocabulary),
             2 if self.vocabulary => Some(RoundPhase::VocabularyNames),
             r if r == s => Some(RoundPhase::Standardize),
+            r if self.evaluate_after.is_some_and(|n| r - s == n + 1) => Some(RoundPhase::Evaluate),
             r => Some(RoundPhase::Train(r - s)),
         }
     }
@@ -93,6 +102,7 @@ impl RoundPhase {
             RoundPhase::VocabularyNames => "vocabulary names".into(),
             RoundPhase::Standardize => "standardization".into(),
             RoundPhase::Train(k) => format!("training round {k}"),
+            RoundPhase::Evaluate => "final evaluation".into(),
         }
     }
 }
@@ -102,7 +112,22 @@ impl Plan {
     pub fn layout(&self) -> RoundLayout {
         RoundLayout {
             vocabulary: !self.discovered_columns().is_empty(),
+            evaluate_after: self.evaluation.map(|_| self.training.rounds),
         }
+    }
+
+    /// The plan's last server round: its last training round, or the
+    /// evaluation round after it. When it closes, the federation is
+    /// complete.
+    pub fn last_round(&self) -> u64 {
+        let layout = self.layout();
+        layout.training_round(self.training.rounds) + u64::from(layout.evaluate_after.is_some())
+    }
+
+    /// Slots a training round's update carries after the parameters and the
+    /// share: the validation sums, with `[evaluation]`.
+    pub fn validation_slots(&self) -> usize {
+        self.evaluation.map_or(0, |e| e.block_len(self.head()))
     }
 
     /// Values of the first vocabulary round: per discovered column and
@@ -130,8 +155,10 @@ impl Plan {
         let names = self.discovered_columns().len()
             * self.preprocessing.vocabulary.map_or(0, |v| v.buckets)
             * NAME_BYTES;
+        let last = widest.evaluation.map_or(0, |e| e.final_len(widest.head()));
         (widest.statistics_values() * STAT_LIMBS)
-            .max(widest.param_count() + 1)
+            .max(widest.param_count() + 1 + widest.validation_slots())
+            .max(last)
             .max(self.vocabulary_len())
             .max(names)
             + SUM_TAG_SLOTS
@@ -156,8 +183,10 @@ impl Plan {
             RoundPhase::VocabularyNames => None,
             _ if discovered => None,
             RoundPhase::Standardize => Some(self.statistics_values() * STAT_LIMBS),
-            // The parameters times the site's share, and the share.
-            RoundPhase::Train(_) => Some(self.param_count() + 1),
+            // The parameters times the site's share, and the share (then
+            // the validation sums, with `[evaluation]`).
+            RoundPhase::Train(_) => Some(self.param_count() + 1 + self.validation_slots()),
+            RoundPhase::Evaluate => self.evaluation.map(|e| e.final_len(self.head())),
         }
     }
 }
@@ -172,11 +201,20 @@ mod tests {
         assert_eq!(RoundPhase::of(1), Some(RoundPhase::Standardize));
         assert_eq!(RoundPhase::of(2), Some(RoundPhase::Train(1)));
         assert_eq!(RoundPhase::server_round_of_training(1), 2);
-        let v = RoundLayout { vocabulary: true };
+        let v = RoundLayout {
+            vocabulary: true,
+            evaluate_after: None,
+        };
         assert_eq!(v.phase(1), Some(RoundPhase::Vocabulary));
         assert_eq!(v.phase(2), Some(RoundPhase::VocabularyNames));
         assert_eq!(v.phase(3), Some(RoundPhase::Standardize));
         assert_eq!(v.phase(4), Some(RoundPhase::Train(1)));
         assert_eq!(v.training_round(2), 5);
+        let e = RoundLayout {
+            vocabulary: false,
+            evaluate_after: Some(3),
+        };
+        assert_eq!(e.phase(4), Some(RoundPhase::Train(3)));
+        assert_eq!(e.phase(5), Some(RoundPhase::Evaluate));
     }
 }

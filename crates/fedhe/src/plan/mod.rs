@@ -7,6 +7,7 @@
 //! Training defaults for a federation live here ([`Training::default`]) and
 //! nowhere else.
 
+mod evaluation;
 mod init;
 mod layout;
 mod validate;
@@ -17,6 +18,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use evaluation::{DEFAULT_AUC_BINS, EarlyStopping, FedEvaluation};
 pub use init::{ProposeOptions, propose};
 pub use layout::{
     NAME_BYTES, RoundLayout, RoundPhase, STANDARDIZATION_ROUNDS, STAT_LIMBS, SUM_TAG_SLOTS,
@@ -63,6 +65,10 @@ pub struct Plan {
     /// not the pinned one. Ids must be on `quorum.roster`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub identities: std::collections::BTreeMap<String, String>,
+    /// Encrypted federated evaluation and early stopping (left out of the
+    /// canonical form when absent, so older plans keep their fingerprints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<FedEvaluation>,
 }
 
 /// Privacy against the other sites (pairwise masks) and for the rows of
@@ -648,6 +654,7 @@ impl Plan {
             quorum: Quorum::default(),
             privacy: Privacy::default(),
             identities: Default::default(),
+            evaluation: None,
         }
     }
 

@@ -65,6 +65,9 @@ impl Plan {
             reachable_epsilon(self, dp)?;
         }
         quorum(&self.quorum)?;
+        if let Some(e) = &self.evaluation {
+            e.check()?;
+        }
         masked_quorum(self)?;
         pinned_identities(self)
     }

@@ -538,6 +538,19 @@ impl Joined {
         on_event: &mut dyn FnMut(&ClientEvent),
         cancel: &AtomicBool,
     ) -> Result<FederatedRun, SessionError> {
+        self.run_tested(data, None, data_files, on_event, cancel)
+    }
+
+    /// [`run`](Self::run), with this site's test rows for the plan's
+    /// federated test (`[evaluation] test = true`).
+    pub fn run_tested(
+        &self,
+        data: &Dataset,
+        test: Option<&Dataset>,
+        data_files: Vec<String>,
+        on_event: &mut dyn FnMut(&ClientEvent),
+        cancel: &AtomicBool,
+    ) -> Result<FederatedRun, SessionError> {
         let layout = self.plan.layout();
         let on_wait: Option<WaitNotifier> = self.notify.as_ref().map(|n| {
             let n = n.clone();
@@ -564,13 +577,13 @@ impl Joined {
                 self.ledger.clone(),
             )
         });
-        run_plan(
+        run_plan_tested(
             &mut ex,
             &self.plan,
             &self.plan_fingerprint,
             site_seed(self.plan.training.sgd.seed, &self.id),
             Some(&self.secret),
-            data,
+            (data, test),
             RunRecord {
                 kind: crate::model::FEDERATED,
                 data_files,
@@ -683,6 +696,33 @@ pub fn run_plan(
     on_event: &mut dyn FnMut(&ClientEvent),
     cancel: &AtomicBool,
 ) -> Result<FederatedRun, SessionError> {
+    run_plan_tested(
+        exchange,
+        plan,
+        plan_fingerprint,
+        seed,
+        dp_secret,
+        (data, None),
+        record,
+        on_event,
+        cancel,
+    )
+}
+
+/// [`run_plan`] on `(data, test)`: with this site's test rows for the
+/// plan's federated test.
+#[allow(clippy::too_many_arguments)]
+pub fn run_plan_tested(
+    exchange: &mut dyn Exchange,
+    plan: &Plan,
+    plan_fingerprint: &str,
+    seed: u64,
+    dp_secret: Option<&SiteSecret>,
+    (data, test): (&Dataset, Option<&Dataset>),
+    record: RunRecord,
+    on_event: &mut dyn FnMut(&ClientEvent),
+    cancel: &AtomicBool,
+) -> Result<FederatedRun, SessionError> {
     let t = &plan.training;
     let (train, validation) = if t.validation_share > 0.0 {
         let (a, b) = stratified_split(data, t.validation_share, t.sgd.seed)?;
@@ -706,6 +746,8 @@ pub fn run_plan(
         vocabulary: plan.preprocessing.vocabulary,
         dp: plan.privacy.dp,
         dp_secret: dp_secret.map(|s| (s.clone(), plan_fingerprint.to_string())),
+        evaluation: plan.evaluation,
+        test: test.cloned(),
     };
     let outcome = run_client_loop(
         exchange,
@@ -740,6 +782,10 @@ pub fn run_plan(
         ),
     );
     model.provenance.privacy = outcome.privacy;
+    model.provenance.federated = outcome.federated.clone().map(|mut f| {
+        f.best_params = None;
+        f
+    });
     Ok(FederatedRun {
         model,
         outcome,

@@ -45,7 +45,7 @@ impl Rules<'_> {
     /// is loaded: when it closes, the federation is complete.
     pub fn last_round(&self) -> Option<u64> {
         let plan = self.plan?;
-        Some(plan.layout().training_round(plan.training.rounds))
+        Some(plan.last_round())
     }
 
     pub fn named_roster(&self) -> Option<BTreeSet<String>> {
