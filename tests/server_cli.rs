@@ -123,17 +123,43 @@ fn finish(mut c: Killed, timeout: Duration) -> (bool, String) {
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut text = String::new();
-    c.0.stdout
-        .as_mut()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
+    // A test that watched stdout live (`watch_stdout`) took it already.
+    if let Some(out) = c.0.stdout.as_mut() {
+        out.read_to_string(&mut text).unwrap();
+    }
     c.0.stderr
         .as_mut()
         .unwrap()
         .read_to_string(&mut text)
         .unwrap();
     (status.success(), text)
+}
+
+/// Reads a client's stdout live on a thread: the receiver gets a message
+/// when a line contains `needle`; the thread returns the whole stdout.
+fn watch_stdout(
+    c: &mut Killed,
+    needle: &'static str,
+) -> (
+    std::sync::mpsc::Receiver<()>,
+    std::thread::JoinHandle<String>,
+) {
+    use std::io::BufRead;
+    let out = c.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in std::io::BufReader::new(out).lines() {
+            let line = line.unwrap();
+            if line.contains(needle) {
+                let _ = tx.send(());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    (rx, reader)
 }
 
 fn operator(state: &Path, url: &str) -> fedhe::client::AggregatorClient {
@@ -171,9 +197,16 @@ fn plan_init_serve_and_two_clients_one_with_reordered_columns() {
     );
     let b_csv = dir.path().join("b.csv");
     reordered(&sample("clients/client_2.csv"), &b_csv);
-    let a = client(&url, &sk, &sample("clients/client_1.csv"), "a", dir.path());
-    let b = client(&url, &sk, &b_csv, "b", dir.path());
-    std::thread::sleep(Duration::from_millis(800));
+    let mut a = client(&url, &sk, &sample("clients/client_1.csv"), "a", dir.path());
+    let mut b = client(&url, &sk, &b_csv, "b", dir.path());
+    // The operator acts only once both clients say they wait for it (a
+    // fixed sleep raced a loaded machine's process start).
+    let waiting = "waiting for the aggregator's operator";
+    let watched = [watch_stdout(&mut a, waiting), watch_stdout(&mut b, waiting)];
+    for (seen, _) in &watched {
+        seen.recv_timeout(Duration::from_secs(60))
+            .expect("a client never said it waits for the operator");
+    }
     let op = operator(&state, &url);
     assert_eq!(op.status().unwrap().registered, 0);
     op.load_public_key(&std::fs::read(&pk).unwrap(), None)
@@ -184,13 +217,11 @@ fn plan_init_serve_and_two_clients_one_with_reordered_columns() {
         .unwrap();
     assert_eq!(put.status(), 200);
     let mut outs = Vec::new();
-    for c in [a, b] {
-        let (ok, out) = finish(c, Duration::from_secs(60));
+    for (c, (_, reader)) in [a, b].into_iter().zip(watched) {
+        let (ok, rest) = finish(c, Duration::from_secs(60));
+        let out = reader.join().unwrap() + &rest;
         assert!(ok, "client failed:\n{out}");
-        assert!(
-            out.contains("waiting for the aggregator's operator"),
-            "{out}"
-        );
+        assert!(out.contains(waiting), "{out}");
         assert!(out.contains("round   3: 2 contributors (a, b)"), "{out}");
         assert!(out.contains("done: global logistic regression"), "{out}");
         outs.push(out);
