@@ -17,6 +17,7 @@ mod crypto_cli;
 mod crypto_proptest;
 mod data_loading;
 mod federation;
+mod fedopt;
 mod hardening;
 mod model;
 mod model_families;

@@ -8,6 +8,7 @@
 
 mod api;
 mod budget;
+mod checkpoint;
 mod error;
 mod exchange;
 mod he_exchange;
@@ -23,6 +24,7 @@ pub mod vocabulary;
 mod wait;
 
 pub use api::{AggregatorClient, ClientError, RetryNotifier, RetryPolicy};
+pub use checkpoint::{SaveServerState, ServerCheckpoint};
 pub use error::{LoopError, RelayError, SiteError, SumError};
 pub use exchange::{Exchange, ExchangeCost, NoteNotifier, RoundMean, RoundSum, WaitNotifier};
 pub use he_exchange::HeExchange;

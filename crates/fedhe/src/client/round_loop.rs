@@ -52,6 +52,9 @@ pub struct LoopConfig {
     /// round's secret DP seed derives from them. `None`: fresh seeds from
     /// the operating system.
     pub dp_secret: Option<(crate::privacy::SiteSecret, String)>,
+    /// The server optimizer's state from an earlier run, and where to save
+    /// it after each training round.
+    pub checkpoint: super::ServerCheckpoint,
 }
 
 /// One kind of round: what this site contributes to each of its rounds and

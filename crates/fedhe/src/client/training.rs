@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 use ndarray::{Array1, Array2};
 
 use crate::data::{Dataset, Encoder, Standardizer};
-use crate::model::{Evaluation, Head, Model, ModelError, TargetScaling, TrainConfig};
+use crate::model::{Evaluation, Head, Model, ModelError, ServerState, TargetScaling, TrainConfig};
 
 use super::budget::Spending;
 use super::error::LoopError;
@@ -40,6 +40,8 @@ pub(crate) struct TrainingRounds<'a> {
     rounds: Vec<ClientRound>,
     /// Every site is out of its privacy budget.
     exhausted: bool,
+    /// The server optimizer's state (the same at every site).
+    server: ServerState,
 }
 
 /// What a site sends in a training round.
@@ -97,6 +99,7 @@ impl<'a> TrainingRounds<'a> {
             sent: Sent::Empty,
             rounds: Vec::new(),
             exhausted: false,
+            server: ServerState::default(),
         })
     }
 
@@ -106,9 +109,40 @@ impl<'a> TrainingRounds<'a> {
 
     /// The global model from a round's sum.
     fn follow(&mut self, sum: &RoundSum) -> Result<(Vec<f64>, f64), LoopError> {
-        let (params, total_share) = fedavg(sum, self.params())?;
-        self.global.set_params(&params)?;
-        Ok((params, total_share))
+        let (mean, total_share) = fedavg(sum, self.params())?;
+        Ok((self.server_step(&mean)?, total_share))
+    }
+
+    /// The server optimizer's step from the round's `mean` (every site
+    /// takes the same), then its state saved. A state an earlier run saved
+    /// after this round is taken as it is (a resumed site goes on exactly
+    /// where it stopped). Returns the new global model.
+    fn server_step(&mut self, mean: &[f64]) -> Result<Vec<f64>, LoopError> {
+        let k = self.k;
+        let cp = &self.cfg.checkpoint;
+        let mut global = self.global.params().to_vec();
+        self.cfg
+            .train
+            .optimizer
+            .server
+            .step(&mut self.server, k, &mut global, mean);
+        if let Some(saved) = cp.resume.as_ref().filter(|s| s.round == k) {
+            if saved.global.len() != global.len() {
+                return Err(LoopError::CheckpointShape {
+                    round: k,
+                    got: saved.global.len(),
+                    params: global.len(),
+                });
+            }
+            self.server = saved.clone();
+            global.clone_from(&saved.global);
+        }
+        self.global.set_params(&global)?;
+        if let Some(save) = &cp.save {
+            self.server.global.clone_from(&global);
+            save(&self.server).map_err(LoopError::Checkpoint)?;
+        }
+        Ok(global)
     }
 
     /// Loss and score of the global model on the validation rows.
@@ -239,11 +273,11 @@ impl RoundKind for TrainingRounds<'_> {
         let Sent::Trained { local_loss } = self.sent else {
             // An empty update: stop when no site trains any more.
             // A sum whose total share is zero: every site is out of budget.
-            let Ok((params, total)) = fedavg(&sum, self.params()) else {
+            let Ok((mean, total)) = fedavg(&sum, self.params()) else {
                 self.exhausted = true;
                 return Ok(());
             };
-            self.global.set_params(&params)?;
+            let params = self.server_step(&mean)?;
             let rec = ClientRound {
                 epsilon: self.spending.epsilon(),
                 ..ClientRound::of(self.k, sum, params, total)

@@ -8,6 +8,7 @@
 mod bench;
 mod dpsgd;
 mod evaluation;
+mod fedopt;
 mod file;
 mod head;
 pub mod linear;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 pub use bench::{DataBench, run_data_bench};
 pub use dpsgd::dp_epoch;
 pub use evaluation::Evaluation;
+pub use fedopt::{ServerOptimizer, ServerOptimizerKind, ServerState};
 pub use file::{
     CENTRALIZED, FEDERATED, FORMAT_NAME, FORMAT_VERSION, ModelFile, Provenance, SIMULATED,
     TargetScaling,

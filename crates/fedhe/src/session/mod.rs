@@ -27,7 +27,7 @@ use crate::client::MaskLedger;
 use crate::client::masking::Masking;
 use crate::client::{
     AggregatorClient, ClientError, ClientEvent, ClientOutcome, Exchange, HeExchange, LoopConfig,
-    LoopError, RetryPolicy, WaitNotifier, run_client_loop,
+    LoopError, RetryPolicy, ServerCheckpoint, WaitNotifier, run_client_loop,
 };
 use crate::crypto::SecretKey;
 use crate::data::split::stratified_split;
@@ -307,7 +307,9 @@ impl Connected {
                         dp: resumed_secret(st, state_file)?,
                         ledger: run_ledger(state_file, true)?,
                     };
-                    return Ok(self.joined(api, id, name, identity.clone(), run, true));
+                    let mut joined = self.joined(api, id, name, identity.clone(), run, true);
+                    joined.state_file = state_file.map(Path::to_path_buf);
+                    return Ok(joined);
                 }
                 // The aggregator no longer knows the token: register again.
                 Err(e) if e.status() == Some(401) => {}
@@ -364,7 +366,9 @@ impl Connected {
             .save(path)?;
         }
         let run = RunSecrets { dp: secret, ledger };
-        Ok(self.joined(api, id, name, identity, run, false))
+        let mut joined = self.joined(api, id, name, identity, run, false);
+        joined.state_file = state_file.map(Path::to_path_buf);
+        Ok(joined)
     }
 
     fn joined(
@@ -388,6 +392,7 @@ impl Connected {
             id: id.to_string(),
             name: name.to_string(),
             resumed,
+            state_file: None,
             notify: self.notify,
         }
     }
@@ -457,6 +462,9 @@ pub struct Joined {
     pub secret: SiteSecret,
     /// This run's mask ledger (owner-only beside the state file).
     pub ledger: MaskLedger,
+    /// The client state file, which also keeps the server optimizer's
+    /// state after every round.
+    pub state_file: Option<std::path::PathBuf>,
     notify: Option<Notifier>,
 }
 
@@ -513,7 +521,7 @@ impl Joined {
                 self.ledger.clone(),
             )
         });
-        run_plan(
+        run_plan_with(
             &mut ex,
             &self.plan,
             &self.plan_fingerprint,
@@ -526,9 +534,30 @@ impl Joined {
                 server: Some(self.server.clone()),
                 site: self.id.clone(),
             },
+            self.checkpoint()?,
             on_event,
             cancel,
         )
+    }
+
+    /// The server optimizer's state in the client state file: the one a
+    /// resumed run saved, and a saver after each round.
+    fn checkpoint(&self) -> Result<ServerCheckpoint, SessionError> {
+        let Some(path) = self.state_file.clone() else {
+            return Ok(ServerCheckpoint::default());
+        };
+        let resume = if self.resumed {
+            ClientState::load(&path)?.and_then(|st| st.server_optimizer)
+        } else {
+            None
+        };
+        let save: crate::client::SaveServerState = Arc::new(move |s| {
+            ClientState::save_server_state(&path, s).map_err(|e| Box::new(e) as _)
+        });
+        Ok(ServerCheckpoint {
+            resume,
+            save: Some(save),
+        })
     }
 }
 
@@ -632,6 +661,35 @@ pub fn run_plan(
     on_event: &mut dyn FnMut(&ClientEvent),
     cancel: &AtomicBool,
 ) -> Result<FederatedRun, SessionError> {
+    run_plan_with(
+        exchange,
+        plan,
+        plan_fingerprint,
+        seed,
+        dp_secret,
+        data,
+        record,
+        ServerCheckpoint::default(),
+        on_event,
+        cancel,
+    )
+}
+
+/// [`run_plan`], resuming the server optimizer's state from `checkpoint`
+/// and saving it there after each training round.
+#[allow(clippy::too_many_arguments)]
+pub fn run_plan_with(
+    exchange: &mut dyn Exchange,
+    plan: &Plan,
+    plan_fingerprint: &str,
+    seed: u64,
+    dp_secret: Option<&SiteSecret>,
+    data: &Dataset,
+    record: RunRecord,
+    checkpoint: ServerCheckpoint,
+    on_event: &mut dyn FnMut(&ClientEvent),
+    cancel: &AtomicBool,
+) -> Result<FederatedRun, SessionError> {
     let t = &plan.training;
     let (train, validation) = if t.validation_share > 0.0 {
         let (a, b) = stratified_split(data, t.validation_share, t.sgd.seed)?;
@@ -655,6 +713,7 @@ pub fn run_plan(
         vocabulary: plan.preprocessing.vocabulary,
         dp: plan.privacy.dp,
         dp_secret: dp_secret.map(|s| (s.clone(), plan_fingerprint.to_string())),
+        checkpoint,
     };
     let outcome = run_client_loop(
         exchange,
