@@ -307,10 +307,13 @@ mod tests {
         let tau = 1e-3;
         let v0 = 0.99 * (tau * tau) + (1.0 - 0.99) * 1.0;
         assert_eq!(st.v[0], v0);
-        assert_eq!(adam[0], 0.5 * 0.1 / (v0.sqrt() + tau));
+        assert_eq!(adam[0], 0.5 * ((1.0 - 0.9) * 1.0) / (v0.sqrt() + tau));
         let (ada, st) = step(ServerOptimizerKind::FedAdagrad);
         assert_eq!(st.v[1], tau * tau + 4.0);
-        assert_eq!(ada[1], 0.5 * -0.2 / ((tau * tau + 4.0f64).sqrt() + tau));
+        assert_eq!(
+            ada[1],
+            0.5 * ((1.0 - 0.9) * -2.0) / ((tau * tau + 4.0f64).sqrt() + tau)
+        );
         let (_, st) = step(ServerOptimizerKind::FedYogi);
         // v0 = τ² < Δ²: Yogi adds (1 − β2) Δ².
         assert_eq!(st.v[0], tau * tau + (1.0 - 0.99));
