@@ -19,6 +19,7 @@ mod crypto_proptest;
 mod data_loading;
 mod federation;
 mod fedeval;
+mod fedopt;
 mod hardening;
 mod inputs;
 mod membership;

@@ -492,3 +492,77 @@ fn a_killed_client_resumes_under_its_id() {
     let mb = ModelFile::load(&dir.path().join("b.json")).unwrap();
     assert_eq!(ma.params, mb.params);
 }
+
+/// Issue 20 part 2: with a server optimizer (FedAdam), a `fedhe client`
+/// killed with SIGKILL after it took a training round resumes the
+/// optimizer's state from its state file, and all three sites end with
+/// bit-identical models.
+#[test]
+fn a_site_killed_mid_federation_resumes_its_server_optimizer_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sk, pk) = keys(dir.path());
+    let plan = plan_init(
+        dir.path(),
+        &["--roster", "a,b,c", "--server-optimizer", "fedadam"],
+    );
+    let text = std::fs::read_to_string(&plan).unwrap();
+    assert!(text.contains("server_optimizer = \"fedadam\""), "{text}");
+    let state = dir.path().join("state");
+    let (_server, url) = serve(
+        &[
+            "--public-key",
+            pk.to_str().unwrap(),
+            "--plan",
+            plan.to_str().unwrap(),
+        ],
+        &state,
+        "127.0.0.1:0",
+    );
+    let data = |i: usize| sample(&format!("clients/client_{i}.csv"));
+    let first = client(&url, &sk, &data(1), "a", dir.path());
+    let b = client(&url, &sk, &data(2), "b", dir.path());
+    let c = client(&url, &sk, &data(3), "c", dir.path());
+    // Killed once its state file holds the server optimizer after round 1.
+    let state_file = dir.path().join("client-a.state.json");
+    let start = Instant::now();
+    loop {
+        let saved = fedhe::session::ClientState::load(&state_file).unwrap();
+        if saved
+            .and_then(|s| s.server_optimizer)
+            .is_some_and(|s| s.round >= 1)
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "a takes round 1"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(first); // SIGKILL
+    let again = client(&url, &sk, &data(1), "a", dir.path());
+    let (ok, out) = finish(again, Duration::from_secs(180));
+    assert!(ok && out.contains("resumed as `a`"), "{out}");
+    for other in [b, c] {
+        let (ok, out) = finish(other, Duration::from_secs(180));
+        assert!(ok, "{out}");
+    }
+    let model = |id: &str| ModelFile::load(&dir.path().join(format!("{id}.json"))).unwrap();
+    let (ma, mb, mc) = (model("a"), model("b"), model("c"));
+    let bits = |m: &ModelFile| m.params.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&ma), bits(&mb));
+    assert_eq!(bits(&ma), bits(&mc));
+    let end = fedhe::session::ClientState::load(&state_file)
+        .unwrap()
+        .unwrap();
+    let server = end.server_optimizer.unwrap();
+    assert_eq!(server.round, 3);
+    assert_eq!(
+        bits(&ma),
+        server
+            .global
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>()
+    );
+}

@@ -463,6 +463,8 @@ pub struct SimulateArgs {
     #[command(flatten)]
     pub sgd: SgdArgs<Federation>,
     #[command(flatten)]
+    pub server: super::sgd_args::ServerArgs,
+    #[command(flatten)]
     pub model: super::data_cmds::ModelArgs,
     #[command(flatten)]
     pub dp: super::data_cmds::DpArgs,
@@ -619,7 +621,7 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
             (None, None) => a.csv.options(),
         },
         rounds: a.rounds,
-        train: TrainConfig::from(a.sgd.sgd_for(a.dp.dp_clip.is_some())),
+        train: TrainConfig::from(a.server.local(&a.sgd, a.dp.dp_clip.is_some())),
         architecture: a.model.architecture()?,
         dp: a.dp.settings()?,
         masks: !a.no_masks,

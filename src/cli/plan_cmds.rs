@@ -28,6 +28,8 @@ pub struct InitArgs {
     pub rounds: u64,
     #[command(flatten)]
     pub sgd: super::sgd_args::SgdArgs<super::sgd_args::Federation>,
+    #[command(flatten)]
+    pub server: super::sgd_args::ServerArgs,
     /// Share of each site's rows held out to validate the global model.
     #[arg(long, default_value_t = Training::default().validation_share)]
     pub validation_share: f64,
@@ -135,7 +137,7 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
         }),
         training: Training {
             rounds: a.rounds,
-            sgd: a.sgd.sgd_for(a.dp.dp_clip.is_some()),
+            sgd: a.server.local(&a.sgd, a.dp.dp_clip.is_some()),
             validation_share: a.validation_share,
         },
         quorum: Quorum {

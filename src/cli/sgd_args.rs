@@ -2,11 +2,14 @@
 //! --seed`, and the optimizer's: `--optimizer --beta1 --beta2 --eps
 //! --weight-decay --schedule --step-every --step-gamma --grad-clip`), one
 //! struct for every command that trains: `fedhe train` with one machine's
-//! defaults, `simulate` and `plan init` with a federation's.
+//! defaults, `simulate` and `plan init` with a federation's; and a
+//! federation's server optimizer and FedProx flags ([`ServerArgs`]).
 
 use std::marker::PhantomData;
 
-use fedhe::model::{LocalSgd, Optimizer, OptimizerKind, Schedule, TrainConfig};
+use fedhe::model::{
+    LocalSgd, Optimizer, OptimizerKind, Schedule, ServerOptimizer, ServerOptimizerKind, TrainConfig,
+};
 
 /// Where [`SgdArgs`] takes its defaults from.
 pub trait SgdDefaults {
@@ -42,8 +45,8 @@ impl SgdDefaults for Federation {
         fedhe::plan::Training::LEGACY.sgd
     }
     const DEFAULTS_HELP: &'static str = "Without a flag: --optimizer adam --lr 0.005 --l2 0.001 \
-        --schedule cosine; with DP-SGD (--dp-clip) --optimizer sgd --lr 0.1 --l2 0 --schedule \
-        constant";
+        --schedule cosine; with DP-SGD (--dp-clip) or a --server-optimizer other than fedavg \
+        --optimizer sgd --lr 0.1 --l2 0 --schedule constant";
 }
 
 /// One machine's defaults (`fedhe train`): `TrainConfig::default()`.
@@ -118,8 +121,8 @@ pub struct SgdArgs<D: SgdDefaults + Send + Sync + 'static> {
 }
 
 impl<D: SgdDefaults + Send + Sync + 'static> SgdArgs<D> {
-    /// The settings these flags give; `dp`: with DP-SGD, whose defaults
-    /// differ.
+    /// The settings these flags give; `dp`: with DP-SGD (or a server
+    /// optimizer), whose defaults are plain SGD's.
     pub fn sgd_for(&self, dp: bool) -> LocalSgd {
         let d = if dp { D::dp_defaults() } else { D::defaults() };
         let kind = self.optimizer.as_deref().and_then(OptimizerKind::from_name);
@@ -149,7 +152,73 @@ impl<D: SgdDefaults + Send + Sync + 'static> SgdArgs<D> {
                     _ => Schedule::Constant,
                 },
                 clip: self.grad_clip,
+                ..d.optimizer
             },
         }
+    }
+}
+
+/// A federation's server optimizer and FedProx flags (`simulate`, `plan
+/// init`): how every site moves the global model by a round's mean.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// How every site moves the global model by a round's decrypted mean:
+    /// fedavg (the mean), fedavgm (server momentum), fedadam, fedyogi or
+    /// fedadagrad (Reddi et al. 2021).
+    #[arg(long, default_value = "fedavg",
+          value_parser = clap::builder::PossibleValuesParser::new(ServerOptimizerKind::ALL.map(ServerOptimizerKind::name)))]
+    pub server_optimizer: String,
+    /// Server learning rate η (default: 1 for fedavg and fedavgm, 0.1 for
+    /// fedadam and fedyogi, 0.3 for fedadagrad). Every rule but fedavg
+    /// makes the local defaults plain SGD at lr 0.1 (--optimizer sgd --lr
+    /// 0.1 --l2 0 --schedule constant), as Reddi et al.'s clients.
+    #[arg(long)]
+    pub server_lr: Option<f64>,
+    /// fedavgm's server momentum β.
+    #[arg(long, default_value = ServerOptimizer::FEDAVG.momentum.to_string())]
+    pub server_momentum: f64,
+    /// fedadam's and fedyogi's β1 (first moment; also fedadagrad's).
+    #[arg(long, default_value = ServerOptimizer::FEDAVG.beta1.to_string())]
+    pub server_beta1: f64,
+    /// fedadam's and fedyogi's β2 (second moment).
+    #[arg(long, default_value = ServerOptimizer::FEDAVG.beta2.to_string())]
+    pub server_beta2: f64,
+    /// The adaptive server optimizers' τ.
+    #[arg(long, default_value = ServerOptimizer::FEDAVG.tau.to_string())]
+    pub server_tau: f64,
+    /// FedProx: the proximal term μ/2 · |w − w_global|² in local training
+    /// (0: off), for sites whose rows differ.
+    #[arg(long, default_value = "0")]
+    pub prox_mu: f64,
+}
+
+impl ServerArgs {
+    /// Whether the local flags' defaults are plain SGD's (every server
+    /// optimizer but fedavg).
+    pub fn plain_local(&self) -> bool {
+        ServerOptimizerKind::from_name(&self.server_optimizer)
+            .is_some_and(ServerOptimizerKind::wants_plain_sgd)
+    }
+
+    /// A federation's local settings from `sgd`'s flags (plain SGD's
+    /// defaults with DP-SGD, `dp`, or a server optimizer) with these server
+    /// optimizer and FedProx settings.
+    pub fn local(&self, sgd: &SgdArgs<Federation>, dp: bool) -> LocalSgd {
+        self.apply(sgd.sgd_for(dp || self.plain_local()))
+    }
+
+    /// `sgd` with these server optimizer and FedProx settings.
+    pub fn apply(&self, mut sgd: LocalSgd) -> LocalSgd {
+        let kind = ServerOptimizerKind::from_name(&self.server_optimizer).unwrap_or_default();
+        sgd.optimizer.server = ServerOptimizer {
+            kind,
+            lr: self.server_lr.unwrap_or(kind.default_lr()),
+            momentum: self.server_momentum,
+            beta1: self.server_beta1,
+            beta2: self.server_beta2,
+            tau: self.server_tau,
+        };
+        sgd.optimizer.prox_mu = self.prox_mu;
+        sgd
     }
 }

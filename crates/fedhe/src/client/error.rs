@@ -55,6 +55,20 @@ pub enum LoopError {
     /// [`HeExchange`](super::HeExchange) (e.g. the plaintext baseline's).
     #[error(transparent)]
     Exchange(Box<dyn std::error::Error + Send + Sync>),
+    /// The server optimizer's state could not be saved (the client state
+    /// file): a restart could not resume it.
+    #[error("saving the server optimizer's state: {0}")]
+    Checkpoint(Box<dyn std::error::Error + Send + Sync>),
+    /// A saved server optimizer state that does not fit this model.
+    #[error(
+        "the saved server optimizer state (round {round}) holds {got} parameters; the model has \
+         {params}"
+    )]
+    CheckpointShape {
+        round: u64,
+        got: usize,
+        params: usize,
+    },
     #[error("cancelled")]
     Cancelled,
 }

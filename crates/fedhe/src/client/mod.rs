@@ -8,6 +8,7 @@
 
 mod api;
 mod budget;
+mod checkpoint;
 mod error;
 mod exchange;
 mod fedeval;
@@ -27,6 +28,7 @@ mod wait;
 
 pub use crate::model::FederatedFigures;
 pub use api::{AggregatorClient, ClientError, RetryNotifier, RetryPolicy};
+pub use checkpoint::{SaveServerState, ServerCheckpoint};
 pub use error::{LoopError, RelayError, SiteError, SumError};
 pub use exchange::{Exchange, ExchangeCost, NoteNotifier, RoundMean, RoundSum, WaitNotifier};
 pub use final_round::federated_test_line;

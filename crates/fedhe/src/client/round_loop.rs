@@ -58,6 +58,9 @@ pub struct LoopConfig {
     pub evaluation: Option<crate::plan::FedEvaluation>,
     /// The site's test rows for the federated test (`evaluation.test`).
     pub test: Option<Dataset>,
+    /// The server optimizer's state from an earlier run, and where to save
+    /// it after each training round.
+    pub checkpoint: super::ServerCheckpoint,
 }
 
 /// One kind of round: what this site contributes to each of its rounds and

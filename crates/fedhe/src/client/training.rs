@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 use ndarray::{Array1, Array2};
 
 use crate::data::{Dataset, Encoder, Standardizer};
-use crate::model::{Evaluation, Head, Model, ModelError, TargetScaling, TrainConfig};
+use crate::model::{Evaluation, Head, Model, ModelError, ServerState, TargetScaling, TrainConfig};
 
 use super::budget::Spending;
 use super::error::LoopError;
@@ -50,6 +50,8 @@ pub(crate) struct TrainingRounds<'a> {
     /// remaining rounds carry zeros, so that the aggregator's rounds close
     /// up to the plan's last.
     stopped: bool,
+    /// The server optimizer's state (the same at every site).
+    server: ServerState,
 }
 
 /// What a site sends in a training round.
@@ -124,6 +126,7 @@ impl<'a> TrainingRounds<'a> {
                 best_params: None,
             },
             stopped: false,
+            server: ServerState::default(),
         })
     }
 
@@ -198,9 +201,40 @@ impl<'a> TrainingRounds<'a> {
 
     /// The global model from a round's sum.
     fn follow(&mut self, sum: &RoundSum) -> Result<(Vec<f64>, f64), LoopError> {
-        let (params, total_share) = fedavg(sum, self.params())?;
-        self.global.set_params(&params)?;
-        Ok((params, total_share))
+        let (mean, total_share) = fedavg(sum, self.params())?;
+        Ok((self.server_step(&mean)?, total_share))
+    }
+
+    /// The server optimizer's step from the round's `mean` (every site
+    /// takes the same), then its state saved. A state an earlier run saved
+    /// after this round is taken as it is (a resumed site goes on exactly
+    /// where it stopped). Returns the new global model.
+    fn server_step(&mut self, mean: &[f64]) -> Result<Vec<f64>, LoopError> {
+        let k = self.k;
+        let cp = &self.cfg.checkpoint;
+        let mut global = self.global.params().to_vec();
+        self.cfg
+            .train
+            .optimizer
+            .server
+            .step(&mut self.server, k, &mut global, mean);
+        if let Some(saved) = cp.resume.as_ref().filter(|s| s.round == k) {
+            if saved.global.len() != global.len() {
+                return Err(LoopError::CheckpointShape {
+                    round: k,
+                    got: saved.global.len(),
+                    params: global.len(),
+                });
+            }
+            self.server = saved.clone();
+            global.clone_from(&saved.global);
+        }
+        self.global.set_params(&global)?;
+        if let Some(save) = &cp.save {
+            self.server.global.clone_from(&global);
+            save(&self.server).map_err(LoopError::Checkpoint)?;
+        }
+        Ok(global)
     }
 
     /// Loss and score of the global model on the validation rows.
@@ -347,7 +381,7 @@ impl RoundKind for TrainingRounds<'_> {
         let Sent::Trained { local_loss } = self.sent else {
             // An empty update: stop when no site trains any more.
             // A sum whose total share is zero: every site is out of budget.
-            let Ok((params, total)) = fedavg(&sum, self.params()) else {
+            let Ok((mean, total)) = fedavg(&sum, self.params()) else {
                 if self.eval.is_some() {
                     // The evaluation round comes at the plan's last round.
                     self.stop();
@@ -358,7 +392,7 @@ impl RoundKind for TrainingRounds<'_> {
                 return Ok(());
             };
             self.fed.last_round = self.k;
-            self.global.set_params(&params)?;
+            let params = self.server_step(&mean)?;
             let rec = ClientRound {
                 epsilon: self.spending.epsilon(),
                 federated_validation,
@@ -396,7 +430,7 @@ impl RoundKind for TrainingRounds<'_> {
         self.spending.charge_round();
         let before = self.global.params().to_vec();
         let federated_validation = self.take_validation(&mut sum, &before)?.map(Box::new);
-        let (params, total) = match fedavg(&sum, self.params()) {
+        let (mean, total) = match fedavg(&sum, self.params()) {
             Ok(v) => v,
             // Every site out of budget: with evaluation, the rounds go on
             // with zeros up to the evaluation round.
@@ -407,7 +441,7 @@ impl RoundKind for TrainingRounds<'_> {
             }
             Err(e) => return Err(e.into()),
         };
-        self.global.set_params(&params)?;
+        let params = self.server_step(&mean)?;
         self.fed.last_round = self.k;
         let rec = ClientRound {
             contributed: false,

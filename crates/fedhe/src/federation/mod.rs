@@ -598,7 +598,7 @@ pub fn simulate(
                     let _ = tx.send((index, e.clone()));
                 };
                 let run = match site {
-                    SimSite::Plain(mut ex) => session::run_plan_tested(
+                    SimSite::Plain(mut ex) => session::run_plan_with(
                         &mut ex,
                         plan,
                         plan_fp,
@@ -611,6 +611,7 @@ pub fn simulate(
                             server: None,
                             site: id.clone(),
                         },
+                        Default::default(),
                         &mut send,
                         &cancel,
                     ),

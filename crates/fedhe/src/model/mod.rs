@@ -9,6 +9,7 @@ mod bench;
 mod dpsgd;
 mod evaluation;
 mod federated;
+mod fedopt;
 mod file;
 mod head;
 pub mod linear;
@@ -28,6 +29,7 @@ pub use bench::{DataBench, run_data_bench};
 pub use dpsgd::dp_epoch;
 pub use evaluation::Evaluation;
 pub use federated::FederatedFigures;
+pub use fedopt::{ServerOptimizer, ServerOptimizerKind, ServerState};
 pub use file::{
     CENTRALIZED, FEDERATED, FORMAT_NAME, FORMAT_VERSION, ModelFile, Provenance, SIMULATED,
     TargetScaling,

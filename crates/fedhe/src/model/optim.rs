@@ -13,12 +13,13 @@
 //! optimizer state. This is how FedOpt's clients run (Reddi et al. 2021,
 //! "Adaptive Federated Optimization", Algorithm 2: local steps from the
 //! global model each round); state that should outlive a round belongs to a
-//! server optimizer (FedAvgM, FedAdam: not built yet), which every site
-//! would apply to the same mean.
+//! server optimizer (FedAvgM, FedAdam: `fedopt.rs`), which every site
+//! applies to the same mean.
 
 use serde::{Deserialize, Serialize};
 
 use super::ModelError;
+use super::fedopt::ServerOptimizer;
 
 /// The local step rule. Written as its name (a string, in every format).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -151,6 +152,13 @@ pub struct Optimizer {
     /// from DP-SGD: no noise and no accounting, only robustness to rows
     /// whose gradient is far larger than the rest.
     pub clip: f64,
+    /// FedProx's proximal term `μ/2 · |w − w_global|²` (0: none): each
+    /// local step is pulled back towards the model the round started from
+    /// (Li et al. 2020), for sites whose rows differ.
+    pub prox_mu: f64,
+    /// How every site moves the global model by a round's mean (a
+    /// federation's setting; one machine's training ignores it).
+    pub server: ServerOptimizer,
 }
 
 impl Default for Optimizer {
@@ -169,6 +177,8 @@ impl Optimizer {
         weight_decay: 0.0,
         schedule: Schedule::Constant,
         clip: 0.0,
+        prox_mu: 0.0,
+        server: ServerOptimizer::FEDAVG,
     };
 
     /// Adam with its usual constants.
@@ -216,6 +226,13 @@ impl Optimizer {
                 "a step schedule needs every ≥ 1 and gamma in (0, 1], got {every} and {gamma}"
             ));
         }
+        if !(self.prox_mu.is_finite() && self.prox_mu >= 0.0) {
+            return bad(format!(
+                "prox_mu must be zero (off) or positive, got {}",
+                self.prox_mu
+            ));
+        }
+        self.server.validate()?;
         if self.kind == OptimizerKind::Nesterov && momentum <= 0.0 {
             return bad("nesterov needs a momentum above 0 (e.g. --momentum 0.9)".into());
         }
@@ -232,6 +249,23 @@ pub(crate) struct OptState {
     v: Vec<f64>,
     /// Adam's steps so far.
     t: i32,
+    /// FedProx's anchor: the parameters training started from.
+    anchor: Vec<f64>,
+}
+
+impl OptState {
+    /// `grad + μ (w − w₀)`, where `w₀` (the anchor) is the parameters of
+    /// this run's first step: the global model the round started from.
+    fn proximal(&mut self, mu: f64, params: &[f64], grad: &[f64]) -> Vec<f64> {
+        if self.anchor.len() != params.len() {
+            self.anchor = params.to_vec();
+        }
+        grad.iter()
+            .zip(params)
+            .zip(&self.anchor)
+            .map(|((g, w), a)| g + mu * (w - a))
+            .collect()
+    }
 }
 
 /// One step's settings.
@@ -247,6 +281,13 @@ impl OptState {
     /// empty.
     pub(crate) fn step(&mut self, s: &Step<'_>, params: &mut [f64], grad: &[f64], decay: &[f64]) {
         let n = params.len();
+        let prox;
+        let grad = if s.opt.prox_mu > 0.0 {
+            prox = self.proximal(s.opt.prox_mu, params, grad);
+            &prox[..]
+        } else {
+            grad
+        };
         let (kind, lr, mu) = (s.opt.kind, s.lr, s.momentum);
         if kind == OptimizerKind::Sgd && mu == 0.0 {
             for (p, g) in params.iter_mut().zip(grad) {

@@ -131,6 +131,11 @@ impl TrainConfig {
         if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
             return bad(format!("momentum must be in [0, 1), got {}", self.momentum));
         }
+        if self.dp.is_some() && self.optimizer.prox_mu > 0.0 {
+            return bad(
+                "FedProx (prox_mu) does not apply to DP-SGD's steps; set prox_mu = 0".into(),
+            );
+        }
         self.optimizer.validate(self.momentum)
     }
 }

@@ -28,7 +28,10 @@ use crate::data::{
     CategoricalMissing, CategoricalSpec, CsvOptions, Encoder, FeatureSelection, LabelMapping,
     MissingPolicy, RawColumn, RawStats, Target, TargetSpec,
 };
-use crate::model::{Architecture, Head, LocalSgd, Optimizer, OptimizerKind, Schedule, TrainConfig};
+use crate::model::{
+    Architecture, Head, LocalSgd, Optimizer, OptimizerKind, Schedule, ServerOptimizer,
+    ServerOptimizerKind, TrainConfig,
+};
 
 /// Value of the `format` field.
 pub const PLAN_FORMAT: &str = "fedhe-plan";
@@ -406,6 +409,44 @@ struct TrainingSection {
     /// Per-example gradient clipping (0: off; not DP-SGD's clip).
     #[serde(skip_serializing_if = "is_zero")]
     grad_clip: f64,
+    /// FedProx's μ (0: off).
+    #[serde(skip_serializing_if = "is_zero")]
+    prox_mu: f64,
+    /// The server optimizer every site applies to a round's mean; left out
+    /// at FedAvg's values, so plans written before it keep their
+    /// fingerprints. `server_lr` left out: the optimizer's default.
+    #[serde(skip_serializing_if = "is_fedavg")]
+    server_optimizer: ServerOptimizerKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_lr: Option<f64>,
+    #[serde(skip_serializing_if = "is_server_momentum")]
+    server_momentum: f64,
+    #[serde(skip_serializing_if = "is_server_beta1")]
+    server_beta1: f64,
+    #[serde(skip_serializing_if = "is_server_beta2")]
+    server_beta2: f64,
+    #[serde(skip_serializing_if = "is_server_tau")]
+    server_tau: f64,
+}
+
+fn is_fedavg(k: &ServerOptimizerKind) -> bool {
+    *k == ServerOptimizerKind::FedAvg
+}
+
+fn is_server_momentum(v: &f64) -> bool {
+    *v == ServerOptimizer::FEDAVG.momentum
+}
+
+fn is_server_beta1(v: &f64) -> bool {
+    *v == ServerOptimizer::FEDAVG.beta1
+}
+
+fn is_server_beta2(v: &f64) -> bool {
+    *v == ServerOptimizer::FEDAVG.beta2
+}
+
+fn is_server_tau(v: &f64) -> bool {
+    *v == ServerOptimizer::FEDAVG.tau
 }
 
 /// `schedule` in a plan (a string, in every format).
@@ -512,6 +553,14 @@ impl From<Training> for TrainingSection {
             step_every,
             step_gamma,
             grad_clip: o.clip,
+            prox_mu: o.prox_mu,
+            server_optimizer: o.server.kind,
+            server_lr: (o.server.lr != 1.0 || o.server.kind != ServerOptimizerKind::FedAvg)
+                .then_some(o.server.lr),
+            server_momentum: o.server.momentum,
+            server_beta1: o.server.beta1,
+            server_beta2: o.server.beta2,
+            server_tau: o.server.tau,
         }
     }
 }
@@ -543,6 +592,15 @@ impl From<TrainingSection> for Training {
                     weight_decay: s.weight_decay,
                     schedule,
                     clip: s.grad_clip,
+                    prox_mu: s.prox_mu,
+                    server: ServerOptimizer {
+                        kind: s.server_optimizer,
+                        lr: s.server_lr.unwrap_or(s.server_optimizer.default_lr()),
+                        momentum: s.server_momentum,
+                        beta1: s.server_beta1,
+                        beta2: s.server_beta2,
+                        tau: s.server_tau,
+                    },
                 },
             },
             validation_share: s.validation_share,

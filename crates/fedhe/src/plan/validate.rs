@@ -62,6 +62,12 @@ impl Plan {
         training(&self.training)?;
         if let Some(dp) = &self.privacy.dp {
             dp.validate().map_err(|e| ("privacy.dp", e))?;
+            if self.training.sgd.optimizer.prox_mu > 0.0 {
+                return Err((
+                    "training.prox_mu",
+                    "FedProx does not apply to DP-SGD's steps: set it to 0 with privacy.dp".into(),
+                ));
+            }
             reachable_epsilon(self, dp)?;
         }
         quorum(&self.quorum)?;
@@ -311,6 +317,16 @@ fn training(t: &Training) -> Result<(), Refusal> {
             "training.momentum",
             format!("{} is outside [0, 1)", t.sgd.momentum),
         ));
+    }
+    let o = &t.sgd.optimizer;
+    if !(o.prox_mu.is_finite() && o.prox_mu >= 0.0) {
+        return Err((
+            "training.prox_mu",
+            format!("{} is not zero or positive", o.prox_mu),
+        ));
+    }
+    if let Err(crate::model::ModelError::Setting(m)) = o.server.validate() {
+        return Err(("training.server_optimizer", m));
     }
     if let Err(e) = t.sgd.optimizer.validate(t.sgd.momentum) {
         let why = match e {

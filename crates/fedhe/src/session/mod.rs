@@ -28,7 +28,7 @@ use crate::client::masking::Masking;
 use crate::client::pins::PartnerPins;
 use crate::client::{
     AggregatorClient, ClientError, ClientEvent, ClientOutcome, Exchange, HeExchange, LoopConfig,
-    LoopError, RetryPolicy, WaitNotifier, run_client_loop,
+    LoopError, RetryPolicy, ServerCheckpoint, WaitNotifier, run_client_loop,
 };
 use crate::crypto::SecretKey;
 use crate::data::split::stratified_split;
@@ -341,7 +341,9 @@ impl Connected {
                         ledger: run_ledger(state_file, true)?,
                         pins,
                     };
-                    return Ok(self.joined(api, id, name, identity.clone(), run, true));
+                    let mut joined = self.joined(api, id, name, identity.clone(), run, true);
+                    joined.state_file = state_file.map(Path::to_path_buf);
+                    return Ok(joined);
                 }
                 // The aggregator no longer knows the token: register again.
                 Err(e) if e.status() == Some(401) => {}
@@ -409,7 +411,9 @@ impl Connected {
             ledger,
             pins,
         };
-        Ok(self.joined(api, id, name, identity, run, false))
+        let mut joined = self.joined(api, id, name, identity, run, false);
+        joined.state_file = state_file.map(Path::to_path_buf);
+        Ok(joined)
     }
 
     fn joined(
@@ -434,6 +438,7 @@ impl Connected {
             id: id.to_string(),
             name: name.to_string(),
             resumed,
+            state_file: None,
             notify: self.notify,
         }
     }
@@ -507,6 +512,9 @@ pub struct Joined {
     /// Partners' identities pinned by the plan and on first use (saved in
     /// the state file).
     pub pins: PartnerPins,
+    /// The client state file, which also keeps the server optimizer's
+    /// state after every round.
+    pub state_file: Option<std::path::PathBuf>,
     notify: Option<Notifier>,
 }
 
@@ -577,7 +585,7 @@ impl Joined {
                 self.ledger.clone(),
             )
         });
-        run_plan_tested(
+        run_plan_with(
             &mut ex,
             &self.plan,
             &self.plan_fingerprint,
@@ -590,9 +598,30 @@ impl Joined {
                 server: Some(self.server.clone()),
                 site: self.id.clone(),
             },
+            self.checkpoint()?,
             on_event,
             cancel,
         )
+    }
+
+    /// The server optimizer's state in the client state file: the one a
+    /// resumed run saved, and a saver after each round.
+    fn checkpoint(&self) -> Result<ServerCheckpoint, SessionError> {
+        let Some(path) = self.state_file.clone() else {
+            return Ok(ServerCheckpoint::default());
+        };
+        let resume = if self.resumed {
+            ClientState::load(&path)?.and_then(|st| st.server_optimizer)
+        } else {
+            None
+        };
+        let save: crate::client::SaveServerState = Arc::new(move |s| {
+            ClientState::save_server_state(&path, s).map_err(|e| Box::new(e) as _)
+        });
+        Ok(ServerCheckpoint {
+            resume,
+            save: Some(save),
+        })
     }
 }
 
@@ -696,7 +725,7 @@ pub fn run_plan(
     on_event: &mut dyn FnMut(&ClientEvent),
     cancel: &AtomicBool,
 ) -> Result<FederatedRun, SessionError> {
-    run_plan_tested(
+    run_plan_with(
         exchange,
         plan,
         plan_fingerprint,
@@ -704,15 +733,17 @@ pub fn run_plan(
         dp_secret,
         (data, None),
         record,
+        ServerCheckpoint::default(),
         on_event,
         cancel,
     )
 }
 
-/// [`run_plan`] on `(data, test)`: with this site's test rows for the
-/// plan's federated test.
+/// [`run_plan`] with this site's test rows for the plan's federated test,
+/// resuming the server optimizer's state from `checkpoint` and saving it
+/// there after each training round.
 #[allow(clippy::too_many_arguments)]
-pub fn run_plan_tested(
+pub fn run_plan_with(
     exchange: &mut dyn Exchange,
     plan: &Plan,
     plan_fingerprint: &str,
@@ -720,6 +751,7 @@ pub fn run_plan_tested(
     dp_secret: Option<&SiteSecret>,
     (data, test): (&Dataset, Option<&Dataset>),
     record: RunRecord,
+    checkpoint: ServerCheckpoint,
     on_event: &mut dyn FnMut(&ClientEvent),
     cancel: &AtomicBool,
 ) -> Result<FederatedRun, SessionError> {
@@ -748,6 +780,7 @@ pub fn run_plan_tested(
         dp_secret: dp_secret.map(|s| (s.clone(), plan_fingerprint.to_string())),
         evaluation: plan.evaluation,
         test: test.cloned(),
+        checkpoint,
     };
     let outcome = run_client_loop(
         exchange,

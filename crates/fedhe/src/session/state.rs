@@ -10,7 +10,7 @@ use super::SessionError;
 const FORMAT: &str = "fedhe-client-state";
 
 /// What a client needs to resume: where, who, and its bearer token.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientState {
     pub format: String,
     pub version: u32,
@@ -42,6 +42,11 @@ pub struct ClientState {
     /// session: a changed one is refused, naming the partner.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub partners: std::collections::BTreeMap<String, String>,
+    /// The server optimizer's state after this run's last training round
+    /// (the global model and its moments, as exact bits), so that a
+    /// restarted client resumes it exactly. Written after every round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_optimizer: Option<crate::model::ServerState>,
 }
 
 impl std::fmt::Debug for ClientState {
@@ -71,6 +76,7 @@ impl ClientState {
             secret: None,
             session: None,
             partners: Default::default(),
+            server_optimizer: None,
         }
     }
 
@@ -98,6 +104,22 @@ impl ClientState {
             });
         }
         Ok(Some(state))
+    }
+
+    /// Keeps `server` as the server optimizer's state in the file at
+    /// `path` (owner-only, atomically), the rest of the file as it is.
+    pub fn save_server_state(
+        path: &Path,
+        server: &crate::model::ServerState,
+    ) -> Result<(), SessionError> {
+        let Some(mut st) = ClientState::load(path)? else {
+            return Err(SessionError::State {
+                file: path.display().to_string(),
+                message: "the state file is gone".into(),
+            });
+        };
+        st.server_optimizer = Some(server.clone());
+        st.save(path)
     }
 
     /// Writes the state owner-only, replacing any older one.
