@@ -333,9 +333,10 @@ mod one_site_unreadable {
         assert_eq!(round, 2);
         let at = plan.param_count() + 1;
         assert_eq!(v.len(), at + plan.validation_slots());
+        // The exchange's vector: the round kind's, before the sum tag.
         assert_eq!(
             v.len(),
-            plan.update_len(plan.layout().phase(2).unwrap()).unwrap()
+            plan.kind_len(plan.layout().phase(2).unwrap()).unwrap()
         );
         let counts = &v[at..at + 4];
         assert!(
@@ -424,6 +425,8 @@ mod cli {
                 .arg(plan)
                 .arg("--state-dir")
                 .arg(dir.join("state"))
+                .arg("--operator-token-file")
+                .arg(dir.join("operator.token"))
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::piped())
                 .spawn()
@@ -541,7 +544,12 @@ mod cli {
         assert!(outs.iter().all(|o| o.contains("roc_auc")), "{outs:?}");
         // The aggregator completes at its last round: the evaluation round
         // after the plan's 6 training rounds, whether or not they stopped.
-        let status = fedhe::client::AggregatorClient::new(&url).status().unwrap();
+        // Only /health is public: the status is read as the operator.
+        let token = std::fs::read_to_string(dir.path().join("operator.token")).unwrap();
+        let status = fedhe::client::AggregatorClient::new(&url)
+            .with_token(token.trim())
+            .status()
+            .unwrap();
         let done = status.complete.expect("complete");
         assert_eq!(
             (done.training_rounds, done.last_round, done.sites),
