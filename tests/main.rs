@@ -26,4 +26,5 @@ mod privacy;
 mod privacy_attacks;
 mod server_cli;
 mod server_http;
+mod state_folder;
 mod tabular;

@@ -186,6 +186,16 @@ pub struct AnnounceRequest {
     pub signature: String,
 }
 
+/// `POST /api/v1/rounds/{r}/leave`: a member that cannot go on (its data
+/// failed a bound mid-federation, its user stopped it) leaves the open
+/// round, so that the others proceed as with a dropout instead of waiting
+/// for it until a deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaveRequest {
+    /// Why, in words (logged by the aggregator; at most 1,000 characters).
+    pub reason: String,
+}
+
 /// One relayed mask key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnnouncedKey {
@@ -440,6 +450,9 @@ pub enum ErrorCode {
     /// 410: the federation is complete (its plan's last round closed): it
     /// takes no registration, key or update any more.
     FederationComplete,
+    /// 503: the aggregator's state folder was removed or replaced under it;
+    /// it takes no more changes until its operator restarts it.
+    StateLost,
     /// A code this version does not know (or `unknown`: an error answer
     /// without a FedHE body).
     Unknown(String),
@@ -447,7 +460,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code this version sends.
-    pub const KNOWN: [ErrorCode; 20] = [
+    pub const KNOWN: [ErrorCode; 21] = [
         ErrorCode::Malformed,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -468,6 +481,7 @@ impl ErrorCode {
         ErrorCode::HeadersTooLarge,
         ErrorCode::Internal,
         ErrorCode::FederationComplete,
+        ErrorCode::StateLost,
     ];
 
     /// The code as the wire spells it.
@@ -493,6 +507,7 @@ impl ErrorCode {
             ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::Internal => "internal",
             ErrorCode::FederationComplete => "federation_complete",
+            ErrorCode::StateLost => "state_lost",
             ErrorCode::Unknown(code) => code,
         }
     }

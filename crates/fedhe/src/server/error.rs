@@ -72,6 +72,10 @@ pub enum ServerError {
     /// 410: the plan's last round closed; nothing more is taken.
     #[error("{0}")]
     FederationComplete(String),
+    /// 503: the state folder was removed or replaced under the aggregator;
+    /// it takes no more changes until the operator restarts it.
+    #[error("{0}")]
+    StateLost(String),
 }
 
 impl ServerError {
@@ -97,6 +101,7 @@ impl ServerError {
             ServerError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ServerError::FederationComplete(_) => StatusCode::GONE,
+            ServerError::StateLost(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -123,6 +128,7 @@ impl ServerError {
             ServerError::HeadersTooLarge { .. } => ErrorCode::HeadersTooLarge,
             ServerError::Internal(_) => ErrorCode::Internal,
             ServerError::FederationComplete(_) => ErrorCode::FederationComplete,
+            ServerError::StateLost(_) => ErrorCode::StateLost,
         }
     }
 
@@ -136,7 +142,10 @@ impl ServerError {
 
 impl From<StoreError> for ServerError {
     fn from(e: StoreError) -> Self {
-        ServerError::Internal(e.to_string())
+        match e {
+            StoreError::Vanished(why) => ServerError::StateLost(why),
+            e => ServerError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -189,6 +198,7 @@ mod tests {
             ServerError::HeadersTooLarge { got: 2, limit: 1 },
             ServerError::Internal(s()),
             ServerError::FederationComplete(s()),
+            ServerError::StateLost(s()),
         ];
         assert_eq!(all.len(), ErrorCode::KNOWN.len());
         for e in &all {

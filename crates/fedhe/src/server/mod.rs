@@ -10,10 +10,13 @@
 //! Routes are documented in `docs/api.md` and in [`crate::protocol`].
 
 mod error;
+#[cfg(test)]
+mod retry_tests;
 mod routes;
 mod state;
 pub mod store;
 mod sumfile;
+mod watch;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -101,6 +104,9 @@ pub struct ServerConfig {
     /// accepted update) instead of the state folder's sum file: the slower
     /// path, kept for comparison (`fedhe bench federation`).
     pub sum_in_database: bool,
+    /// A folder for a consistent copy of the state, written at start and
+    /// after every round close (`fedhe serve --backup`).
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -125,6 +131,7 @@ impl Default for ServerConfig {
             body_idle_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(120),
             sum_in_database: false,
+            backup_dir: None,
         }
     }
 }
@@ -218,6 +225,9 @@ impl EmbeddedServer {
         )?;
         if let Some(plan) = config.plan.clone() {
             agg.load_plan(plan)?;
+        }
+        if let Some(dir) = &config.backup_dir {
+            agg.set_backup_dir(dir.clone())?;
         }
         let shared = HttpState::new(
             agg,
@@ -368,7 +378,14 @@ impl EmbeddedServer {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to 2 s), joins.
+    /// A consistent copy of the state into `dir` now (the operator's
+    /// backup; `fedhe serve --backup` writes one after every close).
+    pub fn backup(&self, dir: &std::path::Path) -> Result<(), ServerError> {
+        self.shared.lock().backup_now(dir)
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to 2 s),
+    /// joins, and checkpoints the state database.
     pub fn shutdown(mut self) {
         self.stop();
     }
@@ -381,6 +398,7 @@ impl EmbeddedServer {
                 Ok(Err(e)) => tracing::error!("the aggregator stopped with an error: {e}"),
                 Err(_) => tracing::error!("the aggregator's thread panicked"),
             }
+            self.shared.lock().checkpoint();
         }
     }
 }

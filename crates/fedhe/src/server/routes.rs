@@ -19,7 +19,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::crypto::PublicKeyFile;
 use crate::protocol::{
     API_PREFIX, ATTEMPT_HEADER, AnnounceRequest, CONTRIBUTORS_HEADER, CloseResponse, KeySet,
-    MAX_WAIT_MS, MaskPhase, PLAN_HEADER, PlanResponse, RegisterRequest, RoundState,
+    LeaveRequest, MAX_WAIT_MS, MaskPhase, PLAN_HEADER, PlanResponse, RegisterRequest, RoundState,
     SessionResponse,
 };
 
@@ -103,6 +103,7 @@ pub fn router(shared: AppState) -> Router {
         .route("/rounds/{round}/update", put(upload))
         .route("/rounds/{round}/keys", get(key_set).put(announce))
         .route("/rounds/{round}/close", post(close_round))
+        .route("/rounds/{round}/leave", post(leave))
         .route("/rounds/{round}/sum", get(download_sum))
         // Every handler reads its body itself, with its own limit, so that
         // every refusal is a JSON answer.
@@ -490,6 +491,28 @@ async fn announce(
     let set = blocking(&sh, move |agg| agg.announce(&client, round, req)).await?;
     sh.notify();
     Ok(Json(set))
+}
+
+/// A member leaves the open round (a dropout it announces itself).
+async fn leave(
+    State(sh): State<AppState>,
+    headers: HeaderMap,
+    Path(round): Path<String>,
+    body: Body,
+) -> Result<Json<crate::protocol::RoundInfo>, ServerError> {
+    let round = parse_round(&round)?;
+    let caller = sh.lock().caller(bearer(&headers))?;
+    let Caller::Client(client) = caller else {
+        return Err(ServerError::Forbidden(
+            "the operator is no member; leaving takes a client token".into(),
+        ));
+    };
+    let body = read_body(&headers, body, MAX_JSON_BYTES, sh.timeouts).await?;
+    let req: LeaveRequest = serde_json::from_slice(&body)
+        .map_err(|e| ServerError::Malformed(format!("leave JSON: {e}")))?;
+    let info = blocking(&sh, move |agg| agg.leave(&client, round, &req.reason)).await?;
+    sh.notify();
+    Ok(Json(info))
 }
 
 /// The open round's attempt and its relayed mask keys; `?wait_ms=` waits

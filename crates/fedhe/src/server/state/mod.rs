@@ -42,6 +42,7 @@ use super::store::{Store, StoreError, Tx};
 
 mod auth;
 mod keys;
+mod leave;
 mod masks;
 mod registry;
 mod reload;
@@ -50,7 +51,11 @@ mod session;
 mod upload;
 
 #[cfg(test)]
+mod durability;
+#[cfg(test)]
 mod faults;
+#[cfg(test)]
+mod leaving;
 
 pub use auth::{Caller, new_token};
 
@@ -115,6 +120,8 @@ pub struct Aggregator {
     /// `complete`, written in that close's transaction). `open` is then a
     /// placeholder that never opens.
     complete: Option<Completion>,
+    /// `fedhe serve --backup DIR`: a consistent copy after every close.
+    backup: Option<std::path::PathBuf>,
 }
 
 impl Aggregator {
@@ -142,6 +149,7 @@ impl Aggregator {
             last_sum: None,
             sum_buf: Vec::new(),
             complete: None,
+            backup: None,
         };
         agg.reload()?;
         if let Some(key) = initial_key {
@@ -293,6 +301,7 @@ impl Aggregator {
         self.open = c.next;
         self.acc = None;
         self.last_sum = Some((round, Arc::new(published)));
+        self.after_close(round);
         if let Some(done) = c.complete {
             tracing::info!(
                 round,
@@ -344,7 +353,9 @@ impl Aggregator {
 
     /// [`tick`](Self::tick) as if the clock said `now`.
     fn tick_at(&mut self, now: u64) -> Result<bool, ServerError> {
-        if self.complete.is_some() {
+        // A vanished state folder is noticed (and logged, once) even while
+        // no request comes; nothing moves on after it.
+        if self.complete.is_some() || self.store.check_folder().is_err() {
             return Ok(false);
         }
         // A failed mask step must not keep rounds from closing: logged, and
@@ -373,6 +384,48 @@ impl Aggregator {
 }
 
 impl Aggregator {
+    /// Writes a consistent copy of the state into `dir` after every round
+    /// close (and now).
+    pub fn set_backup_dir(&mut self, dir: std::path::PathBuf) -> Result<(), ServerError> {
+        self.store.backup(&dir)?;
+        self.backup = Some(dir);
+        Ok(())
+    }
+
+    /// Test-only: fails the next write transaction's first write, once.
+    #[cfg(test)]
+    pub(crate) fn fail_next_write(&self) {
+        self.store.fail_at_write(Some(0));
+    }
+
+    /// A consistent copy of the state into `dir`, now.
+    pub fn backup_now(&self, dir: &std::path::Path) -> Result<(), ServerError> {
+        Ok(self.store.backup(dir)?)
+    }
+
+    /// After a close's commit: the WAL checkpointed into the database file
+    /// (a copy of `aggregator.sqlite3` alone then holds the federation) and
+    /// the backup, if one is kept. Failures are logged: the close stands.
+    fn after_close(&self, round: u64) {
+        if let Err(e) = self.store.checkpoint() {
+            tracing::warn!(round, "checkpointing the state database failed: {e}");
+        }
+        if let Some(dir) = &self.backup {
+            match self.store.backup(dir) {
+                Ok(()) => tracing::info!(round, backup = %dir.display(), "state backed up"),
+                Err(e) => tracing::error!(round, "backing up the state failed: {e}"),
+            }
+        }
+    }
+
+    /// At shutdown: the WAL checkpointed into the database file (logged if
+    /// it fails).
+    pub fn checkpoint(&self) {
+        if let Err(e) = self.store.checkpoint() {
+            tracing::warn!("checkpointing the state database failed: {e}");
+        }
+    }
+
     /// Refuses to add to or publish a running sum that may disagree with
     /// the store (see `sum_lost`).
     fn check_sum(&self) -> Result<(), ServerError> {
