@@ -16,6 +16,7 @@ mod crypto;
 mod crypto_cli;
 mod crypto_proptest;
 mod data_loading;
+mod dropout;
 mod federation;
 mod hardening;
 mod model;

@@ -226,6 +226,8 @@ impl EmbeddedServer {
         if let Some(plan) = config.plan.clone() {
             agg.load_plan(plan)?;
         }
+        // The session and plan in the database file itself, not only its WAL.
+        agg.checkpoint();
         if let Some(dir) = &config.backup_dir {
             agg.set_backup_dir(dir.clone())?;
         }

@@ -84,7 +84,10 @@ impl Watch {
             .find_map(|(path, id)| match file_id(path) {
                 Ok(now) if now == *id => None,
                 Ok(_) => Some(format!("{} was replaced", path.display())),
-                Err(e) => Some(format!("{} is gone ({e})", path.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Some(format!("{} no longer exists", path.display()))
+                }
+                Err(e) => Some(format!("{} cannot be read: {e}", path.display())),
             });
         let Some(what) = changed else {
             return Ok(());
