@@ -525,16 +525,18 @@ impl AggregatorClient {
 
     /// Leaves the open `round` (this site cannot go on, for `reason`): the
     /// others proceed as with a dropout. No retries: a site that leaves is
-    /// already failing, and the deadline covers an aggregator it cannot reach.
+    /// already failing, and the deadline covers an aggregator it cannot
+    /// reach. Sent even once the user's Stop is set (that Stop is why).
     pub fn leave(&self, round: u64, reason: &str) -> Result<RoundInfo, ClientError> {
         let body = serde_json::to_vec(&LeaveRequest {
             reason: reason.to_string(),
         })
         .map_err(|e| ClientError::Protocol(format!("leave JSON: {e}")))?;
-        let once = self.clone().with_retry(RetryPolicy {
+        let mut once = self.clone().with_retry(RetryPolicy {
             attempts: 1,
             ..self.retry
         });
+        once.cancel = None;
         let r = once.request(
             http::Method::POST,
             &format!("/rounds/{round}/leave"),
