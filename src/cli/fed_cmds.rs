@@ -65,6 +65,11 @@ pub struct ServeArgs {
     /// a new identity. Nobody else can re-register an id.
     #[arg(long = "reset-identity", value_name = "ID")]
     pub reset_identity: Vec<String>,
+    /// Keep a consistent copy of the state folder in this folder: written
+    /// at start and after every round close (restart from it with
+    /// --state-dir).
+    #[arg(long, value_name = "DIR")]
+    pub backup: Option<PathBuf>,
     /// Log lines (stderr) as text or JSON; the level comes from RUST_LOG
     /// (default info: one line per request, round closes, refusals).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -172,6 +177,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         auto_aggregate: a.auto_aggregate,
         sum_in_database: a.sum_in_database,
         reset_identities: a.reset_identity.clone(),
+        backup_dir: a.backup.clone(),
         operator_token: token,
         tls,
         ..ServerConfig::default()
@@ -225,6 +231,13 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
             out,
             "no plan: clients (fedhe client, the app) join once a plan is loaded (--plan, or PUT /api/v1/plan)"
         )?,
+    }
+    if let Some(b) = &a.backup {
+        writeln!(
+            out,
+            "backup: a consistent copy in {} after every round close",
+            b.display()
+        )?;
     }
     writeln!(out, "state folder: {}; Ctrl-C stops", a.state_dir.display())?;
     out.flush()?;

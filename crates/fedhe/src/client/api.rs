@@ -1,8 +1,11 @@
 //! `AggregatorClient`: a blocking HTTP client (ureq) for the aggregator API.
 //!
-//! Connection errors are retried with exponential backoff; an answer with a
-//! 4xx/5xx status is never retried and becomes [`ClientError::Refused`] with
-//! the server's explanation.
+//! Connection errors, 5xx answers (the aggregator's request had no effect:
+//! a disk full, a state folder gone) and 408/429 are retried with
+//! exponential backoff until the retry policy's limit (a federation's: the
+//! round deadline); any other 4xx is never retried and becomes
+//! [`ClientError::Refused`] with the server's explanation, as does the last
+//! 5xx once the limit passed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,9 +15,9 @@ use ureq::http;
 
 use crate::protocol::{
     API_PREFIX, ATTEMPT_HEADER, AnnounceRequest, CONTRIBUTORS_HEADER, ClientInfo, CloseResponse,
-    ErrorBody, ErrorCode, HealthResponse, KeySet, MAX_WAIT_MS, MEMBER_HEADER, PLAN_HEADER,
-    PlanResponse, RegisterRequest, RegisterResponse, RoundInfo, RoundState, SESSION_HEADER,
-    SessionResponse, StatusResponse, UploadResponse,
+    ErrorBody, ErrorCode, HealthResponse, KeySet, LeaveRequest, MAX_WAIT_MS, MEMBER_HEADER,
+    PLAN_HEADER, PlanResponse, RegisterRequest, RegisterResponse, RoundInfo, RoundState,
+    SESSION_HEADER, SessionResponse, StatusResponse, UploadResponse,
 };
 
 use super::wait::wait_round;
@@ -363,9 +366,12 @@ impl AggregatorClient {
                     }
                     let status = resp.status().as_u16();
                     let refused = refusal(resp);
-                    // 408 (a body that took too long) and 429 (busy) say
-                    // "try again": ride them out like a lost connection.
-                    if matches!(status, 408 | 429) && may_retry(attempt) {
+                    // 408 (a body that took too long), 429 (busy) and a
+                    // 5xx (the request had no effect: a disk full, a state
+                    // folder gone) say "try again": ride them out like a
+                    // lost connection, until the policy's limit.
+                    let again = matches!(status, 408 | 429) || status >= 500;
+                    if again && may_retry(attempt) {
                         last = refused.to_string();
                         self.pause_before_retry(&last, attempt, started);
                         continue;
@@ -562,6 +568,28 @@ impl AggregatorClient {
             None => format!("/rounds/{round}/keys"),
         };
         let r = self.request(http::Method::GET, &path, None)?;
+        self.json(r)
+    }
+
+    /// Leaves the open `round` (this site cannot go on, for `reason`): the
+    /// others proceed as with a dropout. No retries: a site that leaves is
+    /// already failing, and the deadline covers an aggregator it cannot
+    /// reach. Sent even once the user's Stop is set (that Stop is why).
+    pub fn leave(&self, round: u64, reason: &str) -> Result<RoundInfo, ClientError> {
+        let body = serde_json::to_vec(&LeaveRequest {
+            reason: reason.to_string(),
+        })
+        .map_err(|e| ClientError::Protocol(format!("leave JSON: {e}")))?;
+        let mut once = self.clone().with_retry(RetryPolicy {
+            attempts: 1,
+            ..self.retry
+        });
+        once.cancel = None;
+        let r = once.request(
+            http::Method::POST,
+            &format!("/rounds/{round}/leave"),
+            Some((&body, "application/json")),
+        )?;
         self.json(r)
     }
 

@@ -73,6 +73,22 @@ pub enum LoopError {
     Cancelled,
 }
 
+impl LoopError {
+    /// Whether this site stops for a reason of its own (its data, its
+    /// training, its privacy budget, its user's Stop), with the federation
+    /// able to go on without it: it then leaves the open round.
+    pub fn leaves_federation(&self) -> bool {
+        matches!(
+            self,
+            LoopError::Site(_)
+                | LoopError::Diverged { .. }
+                | LoopError::Model(_)
+                | LoopError::Privacy(_)
+                | LoopError::Cancelled
+        )
+    }
+}
+
 impl From<ClientError> for LoopError {
     /// A wait the user cancelled is the loop's cancellation.
     fn from(e: ClientError) -> Self {

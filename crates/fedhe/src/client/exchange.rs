@@ -84,6 +84,11 @@ pub trait Exchange {
     fn published(&mut self, _round: u64, _len: usize) -> Result<Option<RoundSum>, LoopError> {
         Ok(None)
     }
+
+    /// This site cannot go on at `round` (`why`): the others should
+    /// proceed without it, as with a dropout. Best effort (an exchange
+    /// that cannot say so leaves it to the round's deadline).
+    fn leave(&mut self, _round: u64, _why: &str) {}
 }
 
 /// Called while a client waits for a round to close, whenever who has

@@ -604,6 +604,16 @@ impl Exchange for HeExchange {
         let closed = self.download(req, ExchangeCost::default(), info.submitted)?;
         self.sum_of(closed).map(Some)
     }
+
+    fn leave(&mut self, round: u64, why: &str) {
+        let said = match self.api.leave(round, why) {
+            Ok(_) => format!("told the aggregator that this site leaves round {round}"),
+            Err(e) => format!("could not tell the aggregator that this site leaves: {e}"),
+        };
+        if let Some(note) = &self.on_note {
+            note(&said);
+        }
+    }
 }
 
 fn ms(t: Instant) -> f64 {

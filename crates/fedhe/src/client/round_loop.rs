@@ -124,6 +124,8 @@ pub(crate) struct Rounds<'a> {
     exchange: &'a mut dyn Exchange,
     ctx: RoundCtx<'a>,
     next: u64,
+    /// The round this site builds or takes, while it does.
+    working: Option<u64>,
 }
 
 impl<'a> Rounds<'a> {
@@ -136,6 +138,7 @@ impl<'a> Rounds<'a> {
             exchange,
             ctx: RoundCtx { on_event, cancel },
             next: 1,
+            working: None,
         }
     }
 
@@ -168,10 +171,19 @@ impl<'a> Rounds<'a> {
                 kind.take_published(sum, &mut self.ctx)?;
                 continue;
             }
+            self.working = Some(round);
             let values = kind.build(&mut self.ctx)?;
             let sum = self.exchange.contribute(round, &values, self.ctx.cancel)?;
             kind.take(sum, &mut self.ctx)?;
+            self.working = None;
         }
+    }
+
+    /// Tells the exchange this site leaves the round it is at (the one it
+    /// was building, or the next), because of `why`.
+    pub(crate) fn leave(&mut self, why: &LoopError) {
+        let round = self.working.unwrap_or(self.next);
+        self.exchange.leave(round, &why.to_string());
     }
 }
 
@@ -189,6 +201,24 @@ pub fn run_client_loop(
         return Err(SiteError::EmptyTrainingSet.into());
     }
     let mut rounds = Rounds::new(exchange, on_event, cancel);
+    let out = run_kinds(&mut rounds, train, validation, cfg);
+    // A site that fails mid-federation says so: the others go on without
+    // it, as with a dropout, instead of waiting for it until a deadline.
+    if let Err(e) = &out
+        && e.leaves_federation()
+    {
+        rounds.leave(e);
+    }
+    out
+}
+
+/// The plan's kinds, one after another, over `rounds`.
+fn run_kinds(
+    rounds: &mut Rounds<'_>,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    cfg: &LoopConfig,
+) -> Result<ClientOutcome, LoopError> {
     // Discovered categories first: every site maps its values to them.
     let mut site = train.clone();
     let mut held = validation.cloned();

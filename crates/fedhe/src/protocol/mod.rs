@@ -219,6 +219,16 @@ pub struct AnnounceRequest {
     pub signature: String,
 }
 
+/// `POST /api/v1/rounds/{r}/leave`: a member that cannot go on (its data
+/// failed a bound mid-federation, its user stopped it) leaves the open
+/// round, so that the others proceed as with a dropout instead of waiting
+/// for it until a deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaveRequest {
+    /// Why, in words (logged by the aggregator; at most 1,000 characters).
+    pub reason: String,
+}
+
 /// One relayed mask key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnnouncedKey {
@@ -476,6 +486,9 @@ pub enum ErrorCode {
     /// 410: the aggregator's state was reset (another session id than the
     /// one the client joined): the federation it joined no longer exists.
     SessionReset,
+    /// 503: the aggregator's state folder was removed or replaced under it;
+    /// it takes no more changes until its operator restarts it.
+    StateLost,
     /// A code this version does not know (or `unknown`: an error answer
     /// without a FedHE body).
     Unknown(String),
@@ -505,6 +518,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::FederationComplete,
         ErrorCode::SessionReset,
+        ErrorCode::StateLost,
     ];
 
     /// The code as the wire spells it.
@@ -531,6 +545,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::FederationComplete => "federation_complete",
             ErrorCode::SessionReset => "session_reset",
+            ErrorCode::StateLost => "state_lost",
             ErrorCode::Unknown(code) => code,
         }
     }

@@ -75,6 +75,10 @@ pub enum ServerError {
     /// 410: the request names another aggregator session (state reset).
     #[error("{0}")]
     SessionReset(String),
+    /// 503: the state folder was removed or replaced under the aggregator;
+    /// it takes no more changes until the operator restarts it.
+    #[error("{0}")]
+    StateLost(String),
 }
 
 impl ServerError {
@@ -100,6 +104,7 @@ impl ServerError {
             ServerError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ServerError::FederationComplete(_) | ServerError::SessionReset(_) => StatusCode::GONE,
+            ServerError::StateLost(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -127,6 +132,7 @@ impl ServerError {
             ServerError::Internal(_) => ErrorCode::Internal,
             ServerError::FederationComplete(_) => ErrorCode::FederationComplete,
             ServerError::SessionReset(_) => ErrorCode::SessionReset,
+            ServerError::StateLost(_) => ErrorCode::StateLost,
         }
     }
 
@@ -140,7 +146,10 @@ impl ServerError {
 
 impl From<StoreError> for ServerError {
     fn from(e: StoreError) -> Self {
-        ServerError::Internal(e.to_string())
+        match e {
+            StoreError::Vanished(why) => ServerError::StateLost(why),
+            e => ServerError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -194,6 +203,7 @@ mod tests {
             ServerError::Internal(s()),
             ServerError::FederationComplete(s()),
             ServerError::SessionReset(s()),
+            ServerError::StateLost(s()),
         ];
         assert_eq!(all.len(), ErrorCode::KNOWN.len());
         for e in &all {

@@ -10,10 +10,13 @@
 //! Routes are documented in `docs/api.md` and in [`crate::protocol`].
 
 mod error;
+#[cfg(test)]
+mod retry_tests;
 mod routes;
 mod state;
 pub mod store;
 mod sumfile;
+mod watch;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -105,6 +108,9 @@ pub struct ServerConfig {
     /// sites that lost their identity key (their state file) register
     /// again with a new one (`fedhe serve --reset-identity ID`).
     pub reset_identities: Vec<String>,
+    /// A folder for a consistent copy of the state, written at start and
+    /// after every round close (`fedhe serve --backup`).
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -130,6 +136,7 @@ impl Default for ServerConfig {
             body_timeout: Duration::from_secs(120),
             sum_in_database: false,
             reset_identities: Vec::new(),
+            backup_dir: None,
         }
     }
 }
@@ -226,6 +233,11 @@ impl EmbeddedServer {
         }
         for id in &config.reset_identities {
             agg.reset_identity(id)?;
+        }
+        // The session and plan in the database file itself, not only its WAL.
+        agg.checkpoint();
+        if let Some(dir) = &config.backup_dir {
+            agg.set_backup_dir(dir.clone())?;
         }
         let shared = HttpState::new(
             agg,
@@ -381,7 +393,14 @@ impl EmbeddedServer {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to 2 s), joins.
+    /// A consistent copy of the state into `dir` now (the operator's
+    /// backup; `fedhe serve --backup` writes one after every close).
+    pub fn backup(&self, dir: &std::path::Path) -> Result<(), ServerError> {
+        self.shared.lock().backup_now(dir)
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to 2 s),
+    /// joins, and checkpoints the state database.
     pub fn shutdown(mut self) {
         self.stop();
     }
@@ -394,6 +413,7 @@ impl EmbeddedServer {
                 Ok(Err(e)) => tracing::error!("the aggregator stopped with an error: {e}"),
                 Err(_) => tracing::error!("the aggregator's thread panicked"),
             }
+            self.shared.lock().checkpoint();
         }
     }
 }

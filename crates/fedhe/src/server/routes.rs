@@ -19,8 +19,8 @@ use tokio::sync::{Semaphore, watch};
 use crate::crypto::PublicKeyFile;
 use crate::protocol::{
     API_PREFIX, ATTEMPT_HEADER, AnnounceRequest, CONTRIBUTORS_HEADER, CloseResponse,
-    HealthResponse, KeySet, MAX_WAIT_MS, MEMBER_HEADER, MaskPhase, PLAN_HEADER, PlanResponse,
-    RegisterRequest, RoundState, SESSION_HEADER, SessionResponse,
+    HealthResponse, KeySet, LeaveRequest, MAX_WAIT_MS, MEMBER_HEADER, MaskPhase, PLAN_HEADER,
+    PlanResponse, RegisterRequest, RoundState, SESSION_HEADER, SessionResponse,
 };
 
 use super::error::ServerError;
@@ -104,6 +104,7 @@ pub fn router(shared: AppState) -> Router {
         .route("/rounds/{round}/update", put(upload))
         .route("/rounds/{round}/keys", get(key_set).put(announce))
         .route("/rounds/{round}/close", post(close_round))
+        .route("/rounds/{round}/leave", post(leave))
         .route("/rounds/{round}/sum", get(download_sum))
         // Every handler reads its body itself, with its own limit, so that
         // every refusal is a JSON answer.
@@ -553,6 +554,28 @@ async fn announce(
     let set = blocking(&sh, move |agg| agg.announce(&client, round, req)).await?;
     sh.notify();
     Ok(Json(set))
+}
+
+/// A member leaves the open round (a dropout it announces itself).
+async fn leave(
+    State(sh): State<AppState>,
+    headers: HeaderMap,
+    Path(round): Path<String>,
+    body: Body,
+) -> Result<Json<crate::protocol::RoundInfo>, ServerError> {
+    let round = parse_round(&round)?;
+    let caller = sh.lock().caller(bearer(&headers))?;
+    let Caller::Client(client) = caller else {
+        return Err(ServerError::Forbidden(
+            "the operator is no member; leaving takes a client token".into(),
+        ));
+    };
+    let body = read_body(&headers, body, MAX_JSON_BYTES, sh.timeouts).await?;
+    let req: LeaveRequest = serde_json::from_slice(&body)
+        .map_err(|e| ServerError::Malformed(format!("leave JSON: {e}")))?;
+    let info = blocking(&sh, move |agg| agg.leave(&client, round, &req.reason)).await?;
+    sh.notify();
+    Ok(Json(info))
 }
 
 /// The open round's attempt and its relayed mask keys; `?wait_ms=` waits

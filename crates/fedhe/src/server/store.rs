@@ -45,6 +45,10 @@ pub enum StoreError {
     Locked { path: PathBuf, holder: Option<u32> },
     #[error("state database is inconsistent: {0}")]
     Corrupt(String),
+    /// The state folder, its lock or its database was removed or replaced
+    /// under the running aggregator: it takes no more changes.
+    #[error("{0}")]
+    Vanished(String),
 }
 
 /// A client row.
@@ -90,6 +94,8 @@ pub struct Store {
     /// Held (locked) for the store's lifetime; the OS releases it when the
     /// process ends, however it ends.
     _lock: Option<std::fs::File>,
+    /// The folder, lock and database files as opened (with a state folder).
+    watch: Option<super::watch::Watch>,
     #[cfg(test)]
     fault: Fault,
 }
@@ -121,6 +127,8 @@ impl Store {
         let conn = Connection::open(dir.join(DB_FILE))?;
         let mut store = Self::init(conn, Some(lock))?;
         store.dir = Some(dir.to_path_buf());
+        store.watch = Some(super::watch::Watch::new(dir)?);
+        super::watch::check_orphan_sum_file(dir, store.get_meta("public_key")?.is_some())?;
         Ok(store)
     }
 
@@ -148,9 +156,69 @@ impl Store {
     /// folder's sum file (no-op in memory, or when already on).
     pub fn use_sum_file(&mut self, max_payload: usize) -> Result<(), StoreError> {
         if let (Some(dir), None) = (&self.dir, &self.sums) {
-            self.sums = Some(super::sumfile::SumFile::open(dir, max_payload)?);
+            let counted = match self.open_sum()? {
+                Some((round, g)) => Some((round, g, self.open_contributors(round)?)),
+                None => None,
+            };
+            super::watch::check_sum_file_present(dir, counted)?;
+            let file = super::sumfile::SumFile::open(dir, max_payload)?;
+            super::watch::check_sum_generation(&file, self.open_sum()?, self.generation)?;
+            self.sums = Some(file);
         }
         Ok(())
+    }
+
+    /// Updates counted in `round`'s running sum, if it is the open round.
+    fn open_contributors(&self, round: u64) -> Result<u32, StoreError> {
+        let n: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT contributors FROM rounds WHERE round = ?1 AND open = 1",
+                [to_i64(round)],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(n.map_or(0, |n| u32::try_from(n).unwrap_or(0)))
+    }
+
+    /// Copies every committed change from the WAL into the database file
+    /// and empties the WAL (`PRAGMA wal_checkpoint(TRUNCATE)`): from here a
+    /// copy of `aggregator.sqlite3` alone holds the whole state. Called at
+    /// every round close and at shutdown; a no-op in memory.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        if self.watch.is_none() {
+            return Ok(());
+        }
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy != 0 {
+            return Err(StoreError::Corrupt(
+                "the WAL checkpoint could not complete (another connection reads the database)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses every change once the state folder, its lock file or its
+    /// database was removed or replaced (by inode) under this aggregator;
+    /// the first time, says so in the log and re-creates the folder with
+    /// this process's lock, so that no second aggregator starts there
+    /// unnoticed. Cheap (three `stat`s): run before every write.
+    pub fn check_folder(&mut self) -> Result<(), StoreError> {
+        match self.watch.as_mut() {
+            Some(w) => w.check(),
+            None => Ok(()),
+        }
+    }
+
+    /// A consistent copy of the state into `to` (created if needed): the
+    /// database through SQLite's `VACUUM INTO` (a snapshot of the last
+    /// commit, whatever the WAL holds) and the running sum's file. Taken
+    /// between two transactions, so both name the same generation.
+    pub fn backup(&self, to: &Path) -> Result<(), StoreError> {
+        super::watch::backup(&self.conn, self.dir.as_deref(), to)
     }
 
     /// (round, generation) of the newest committed running sum in the file.
@@ -227,6 +295,7 @@ impl Store {
             sums: None,
             generation: 0,
             _lock: lock,
+            watch: None,
             #[cfg(test)]
             fault: Fault::default(),
         };
@@ -413,6 +482,7 @@ impl Store {
         &mut self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.check_folder()?;
         let mut tx = Tx {
             tx: self.conn.transaction()?,
             sums: self.sums.as_mut(),
@@ -616,7 +686,14 @@ impl Tx<'_> {
         if changed != 1 {
             return Err(StoreError::Corrupt(format!("round {round} is not open")));
         }
-        self.exec("DELETE FROM meta WHERE key = 'open_sum'", [])?;
+        // The running sum is discarded, its generation kept (round 0 is
+        // never open): the start-up check compares the sum file with it.
+        if self.sums.is_some() {
+            let named = format!("0 {}", self.generation);
+            self.put_meta("open_sum", named.as_bytes())?;
+        } else {
+            self.exec("DELETE FROM meta WHERE key = 'open_sum'", [])?;
+        }
         self.put_meta("mask_state", mask_state)
     }
 
@@ -755,7 +832,7 @@ impl Store {
 
 /// Takes the folder's exclusive lock and writes our pid into the lock file
 /// (for the message another aggregator shows).
-fn lock_folder(dir: &Path) -> Result<std::fs::File, StoreError> {
+pub(super) fn lock_folder(dir: &Path) -> Result<std::fs::File, StoreError> {
     use std::io::{Read, Seek, Write};
     let path = dir.join(LOCK_FILE);
     let io = |e: std::io::Error| StoreError::Io {

@@ -105,6 +105,14 @@ impl SumFile {
             .map_err(|e| io(path, "write", e))
     }
 
+    /// The newest generation either slot holds, with its round, by the
+    /// slots' headers (a slot never written, or not a slot, counts as none).
+    pub fn newest(&self) -> Option<(u64, u64)> {
+        (0..2u64)
+            .filter_map(|slot| peek(&self.file, slot * self.slot))
+            .max()
+    }
+
     /// The sum stored as `generation`; an error if its slot holds another
     /// generation or fails its checksum.
     pub fn read(&self, generation: u64) -> Result<StoredSum, StoreError> {
@@ -149,6 +157,22 @@ impl SumFile {
         }
         Ok(StoredSum { round, bytes })
     }
+}
+
+/// (generation, round) of the slot header at `at`, if one is there.
+pub(super) fn peek(mut file: &File, at: u64) -> Option<(u64, u64)> {
+    let mut header = [0u8; HEADER];
+    file.seek(SeekFrom::Start(at)).ok()?;
+    file.read_exact(&mut header).ok()?;
+    if &header[..4] != MAGIC || header[4..8] != VERSION.to_le_bytes() {
+        return None;
+    }
+    let word = |from: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&header[from..from + 8]);
+        u64::from_le_bytes(b)
+    };
+    Some((word(8), word(16)))
 }
 
 fn io(path: &Path, what: &str, e: std::io::Error) -> StoreError {

@@ -23,7 +23,7 @@ use super::super::error::ServerError;
 use super::super::store::Store;
 use super::{Aggregator, Policy, now_unix};
 
-const LEN: usize = 6;
+pub(super) const LEN: usize = 6;
 
 type Op<'a> = dyn Fn(&mut Aggregator) -> Result<(), ServerError> + 'a;
 
@@ -58,19 +58,19 @@ impl Aggregator {
 }
 
 /// How the aggregator under test is opened.
-struct Fixture {
-    key: SecretKey,
+pub(super) struct Fixture {
+    pub(super) key: SecretKey,
     /// Open with the session's key (else the folder's, if any).
-    key_at_open: bool,
-    max_len: Option<usize>,
-    plan: Option<Plan>,
-    auto: bool,
+    pub(super) key_at_open: bool,
+    pub(super) max_len: Option<usize>,
+    pub(super) plan: Option<Plan>,
+    pub(super) auto: bool,
     /// The aggregator session id of every folder (seeded before opening).
-    session: String,
+    pub(super) session: String,
 }
 
 impl Fixture {
-    fn new(key: SecretKey) -> Fixture {
+    pub(super) fn new(key: SecretKey) -> Fixture {
         Fixture {
             key,
             key_at_open: true,
@@ -81,7 +81,7 @@ impl Fixture {
         }
     }
 
-    fn open(&self, dir: &Path) -> Aggregator {
+    pub(super) fn open(&self, dir: &Path) -> Aggregator {
         let policy = Policy {
             min_clients: None,
             auto_aggregate: self.auto,
@@ -108,7 +108,7 @@ impl Fixture {
         self.plan.as_ref().unwrap().fingerprint().to_string()
     }
 
-    fn register(
+    pub(super) fn register(
         &self,
         id: &str,
         identity: Option<&Identity>,
@@ -153,7 +153,7 @@ impl Fixture {
         self.register_at(id, identity, None, now_ms() + 1)
     }
 
-    fn announce(&self, identity: &Identity, id: &str) -> AnnounceRequest {
+    pub(super) fn announce(&self, identity: &Identity, id: &str) -> AnnounceRequest {
         let fp = self.fingerprint();
         let ctx = MaskContext {
             plan: &fp,
@@ -170,7 +170,7 @@ impl Fixture {
     }
 
     /// An update of `len` values (bound to round 1, attempt 1 with a plan).
-    fn update(&self, len: usize) -> Vec<u8> {
+    pub(super) fn update(&self, len: usize) -> Vec<u8> {
         let u = encrypt_weighted(&self.key, &vec![0.25; len], 2.0).unwrap();
         match self.plan {
             Some(_) => u.bound_to(1, 1).to_bytes(),
@@ -179,7 +179,7 @@ impl Fixture {
     }
 }
 
-fn submit(agg: &mut Aggregator, id: &str, bytes: &[u8]) -> Result<(), ServerError> {
+pub(super) fn submit(agg: &mut Aggregator, id: &str, bytes: &[u8]) -> Result<(), ServerError> {
     let attempt = agg.plan().map(|_| 1);
     let update = agg.decode_update(bytes)?;
     agg.submit(id, 1, attempt, &update, bytes.len() as u64)
@@ -188,14 +188,14 @@ fn submit(agg: &mut Aggregator, id: &str, bytes: &[u8]) -> Result<(), ServerErro
 
 /// `what` as the op's own check (an error, not a panic: a failed write
 /// makes it false).
-fn expect(ok: bool, what: &str) -> Result<(), ServerError> {
+pub(super) fn expect(ok: bool, what: &str) -> Result<(), ServerError> {
     match ok {
         true => Ok(()),
         false => Err(ServerError::Internal(format!("expected: {what}"))),
     }
 }
 
-fn copy_dir(from: &Path) -> tempfile::TempDir {
+pub(super) fn copy_dir(from: &Path) -> tempfile::TempDir {
     let to = tempfile::tempdir().unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
@@ -205,7 +205,7 @@ fn copy_dir(from: &Path) -> tempfile::TempDir {
 }
 
 /// A state folder prepared by `setup`.
-fn prepare(fx: &Fixture, setup: impl FnOnce(&mut Aggregator)) -> tempfile::TempDir {
+pub(super) fn prepare(fx: &Fixture, setup: impl FnOnce(&mut Aggregator)) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let mut agg = fx.open(dir.path());
     setup(&mut agg);
@@ -216,7 +216,13 @@ fn prepare(fx: &Fixture, setup: impl FnOnce(&mut Aggregator)) -> tempfile::TempD
 /// Runs `op` on copies of `base`, without a fault and then failing each of
 /// its writes in turn. `reports` says that `op` answers a failed write with
 /// an error (the deadline tick logs it instead). Returns the writes.
-fn all_or_nothing(name: &str, fx: &Fixture, base: &Path, op: &Op<'_>, reports: bool) -> u64 {
+pub(super) fn all_or_nothing(
+    name: &str,
+    fx: &Fixture,
+    base: &Path,
+    op: &Op<'_>,
+    reports: bool,
+) -> u64 {
     let dir = copy_dir(base);
     let mut agg = fx.open(dir.path());
     let before = agg.snapshot();
@@ -362,7 +368,7 @@ fn a_sum_that_cannot_be_read_back_stops_updates_until_a_restart() {
 }
 
 /// A plan with pairwise masks among at least three sites.
-fn masked_plan() -> Plan {
+pub(super) fn masked_plan() -> Plan {
     let label = LabelMapping {
         column: "y".into(),
         positive: "1".into(),
@@ -484,7 +490,12 @@ fn round_update(fx: &Fixture, agg: &Aggregator, round: u64) -> Vec<u8> {
         .to_bytes()
 }
 
-fn submit_to(agg: &mut Aggregator, id: &str, round: u64, bytes: &[u8]) -> Result<(), ServerError> {
+pub(super) fn submit_to(
+    agg: &mut Aggregator,
+    id: &str,
+    round: u64,
+    bytes: &[u8],
+) -> Result<(), ServerError> {
     let update = agg.decode_update(bytes)?;
     agg.submit(id, round, Some(1), &update, bytes.len() as u64)
         .map(drop)

@@ -12,7 +12,7 @@ use super::{Aggregator, now_unix};
 
 impl Aggregator {
     /// How `open`'s attempt moves on at `now`, if it does (masks on).
-    fn mask_step(&self, open: &OpenRound, now: u64) -> Option<Advance> {
+    pub(super) fn mask_step(&self, open: &OpenRound, now: u64) -> Option<Advance> {
         let rules = self.rules();
         if !rules.masks_on() {
             return None;
@@ -245,7 +245,7 @@ fn check_mask_key(public: &[u8; 32]) -> Result<(), ServerError> {
 }
 
 /// Logs an attempt moving on (once its change is decided).
-fn log_advance(open: &OpenRound, step: &Advance) {
+pub(super) fn log_advance(open: &OpenRound, step: &Advance) {
     match step {
         Advance::Freeze(next) => tracing::info!(
             round = open.number,

@@ -43,6 +43,7 @@ use super::store::{Store, StoreError, Tx};
 
 mod auth;
 mod keys;
+mod leave;
 mod masks;
 mod registry;
 mod reload;
@@ -51,7 +52,11 @@ mod session;
 mod upload;
 
 #[cfg(test)]
+mod durability;
+#[cfg(test)]
 mod faults;
+#[cfg(test)]
+mod leaving;
 
 pub use auth::{Caller, new_token};
 
@@ -120,6 +125,8 @@ pub struct Aggregator {
     /// registration proofs and members' read signatures bind it, and a
     /// client that joined another one is told the state was reset.
     session_id: String,
+    /// `fedhe serve --backup DIR`: a consistent copy after every close.
+    backup: Option<std::path::PathBuf>,
 }
 
 impl Aggregator {
@@ -148,6 +155,7 @@ impl Aggregator {
             sum_buf: Vec::new(),
             complete: None,
             session_id: String::new(),
+            backup: None,
         };
         agg.reload()?;
         agg.session_id = agg.stored_session_id()?;
@@ -333,6 +341,7 @@ impl Aggregator {
         self.open = c.next;
         self.acc = None;
         self.last_sum = Some((round, Arc::new(published)));
+        self.after_close(round);
         if let Some(done) = c.complete {
             tracing::info!(
                 round,
@@ -384,7 +393,9 @@ impl Aggregator {
 
     /// [`tick`](Self::tick) as if the clock said `now`.
     fn tick_at(&mut self, now: u64) -> Result<bool, ServerError> {
-        if self.complete.is_some() {
+        // A vanished state folder is noticed (and logged, once) even while
+        // no request comes; nothing moves on after it.
+        if self.complete.is_some() || self.store.check_folder().is_err() {
             return Ok(false);
         }
         // A failed mask step must not keep rounds from closing: logged, and
@@ -413,6 +424,48 @@ impl Aggregator {
 }
 
 impl Aggregator {
+    /// Writes a consistent copy of the state into `dir` after every round
+    /// close (and now).
+    pub fn set_backup_dir(&mut self, dir: std::path::PathBuf) -> Result<(), ServerError> {
+        self.store.backup(&dir)?;
+        self.backup = Some(dir);
+        Ok(())
+    }
+
+    /// Test-only: fails the next write transaction's first write, once.
+    #[cfg(test)]
+    pub(crate) fn fail_next_write(&self) {
+        self.store.fail_at_write(Some(0));
+    }
+
+    /// A consistent copy of the state into `dir`, now.
+    pub fn backup_now(&self, dir: &std::path::Path) -> Result<(), ServerError> {
+        Ok(self.store.backup(dir)?)
+    }
+
+    /// After a close's commit: the WAL checkpointed into the database file
+    /// (a copy of `aggregator.sqlite3` alone then holds the federation) and
+    /// the backup, if one is kept. Failures are logged: the close stands.
+    fn after_close(&self, round: u64) {
+        if let Err(e) = self.store.checkpoint() {
+            tracing::warn!(round, "checkpointing the state database failed: {e}");
+        }
+        if let Some(dir) = &self.backup {
+            match self.store.backup(dir) {
+                Ok(()) => tracing::info!(round, backup = %dir.display(), "state backed up"),
+                Err(e) => tracing::error!(round, "backing up the state failed: {e}"),
+            }
+        }
+    }
+
+    /// At shutdown: the WAL checkpointed into the database file (logged if
+    /// it fails).
+    pub fn checkpoint(&self) {
+        if let Err(e) = self.store.checkpoint() {
+            tracing::warn!("checkpointing the state database failed: {e}");
+        }
+    }
+
     /// Refuses to add to or publish a running sum that may disagree with
     /// the store (see `sum_lost`).
     fn check_sum(&self) -> Result<(), ServerError> {

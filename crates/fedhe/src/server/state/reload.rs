@@ -39,7 +39,10 @@ impl Aggregator {
             registered: self.clients.len(),
         };
         let open = read_open(&self.store, open, self.open.opened_unix)?;
-        let roster = restart_roster(&open, &rules, &self.closed, &self.clients);
+        let mut roster = restart_roster(&open, &rules, &self.closed, &self.clients);
+        // Members who left the open round stay out of it.
+        let left = super::leave::read_left(&self.store, open.number)?;
+        roster.retain(|c| !left.contains(c));
         self.open = OpenRound { roster, ..open };
         let max_len = self.session.as_ref().and_then(|s| s.max_len);
         self.acc = read_sum(&self.store, max_len, self.open.number)?;
