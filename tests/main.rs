@@ -32,6 +32,6 @@ mod privacy;
 mod privacy_attacks;
 mod server_cli;
 mod server_http;
-mod sum_tags;
 mod state_folder;
+mod sum_tags;
 mod tabular;

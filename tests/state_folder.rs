@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use fedhe::client::{AggregatorClient, RetryPolicy};
 use fedhe::crypto::{ParamSet, SecretKey};
-use fedhe::protocol::{ErrorCode, RegisterRequest};
+use fedhe::protocol::ErrorCode;
 
 struct Killed(std::process::Child);
 
@@ -76,13 +76,27 @@ fn a_state_folder_removed_under_fedhe_serve_stops_changes_and_keeps_a_second_ser
         ..RetryPolicy::default()
     };
     let mut a = AggregatorClient::new(&url).with_retry(once);
-    a.register(&RegisterRequest::signed(&sk, "a", "A", Some(4)))
-        .unwrap();
+    a.register(&crate::common::registration(
+        &sk,
+        &url,
+        None,
+        "a",
+        "A",
+        Some(4),
+    ))
+    .unwrap();
 
     std::fs::remove_dir_all(&state).unwrap();
     let mut b = AggregatorClient::new(&url).with_retry(once);
     let e = b
-        .register(&RegisterRequest::signed(&sk, "b", "B", Some(4)))
+        .register(&crate::common::registration(
+            &sk,
+            &url,
+            None,
+            "b",
+            "B",
+            Some(4),
+        ))
         .unwrap_err();
     assert_eq!(
         (e.status(), e.code()),

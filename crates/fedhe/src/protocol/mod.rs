@@ -496,7 +496,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code this version sends.
-    pub const KNOWN: [ErrorCode; 21] = [
+    pub const KNOWN: [ErrorCode; 22] = [
         ErrorCode::Malformed,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,

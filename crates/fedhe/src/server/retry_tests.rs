@@ -45,9 +45,7 @@ fn a_failed_write_answers_500_and_the_client_retries_until_it_is_taken() {
         attempts: 1,
         ..retry
     });
-    let e = once
-        .register(&RegisterRequest::signed(&sk, "a", "A", Some(4)))
-        .unwrap_err();
+    let e = once.register(&signed(&sk, &srv.url(), "a")).unwrap_err();
     assert_eq!(
         (e.status(), e.code()),
         (Some(500), Some(&ErrorCode::Internal))
@@ -60,8 +58,7 @@ fn a_failed_write_answers_500_and_the_client_retries_until_it_is_taken() {
     for id in ["a", "b"] {
         srv.fail_next_write();
         let mut c = AggregatorClient::new(srv.url()).with_retry(retry);
-        c.register(&RegisterRequest::signed(&sk, id, id, Some(4)))
-            .unwrap();
+        c.register(&signed(&sk, &srv.url(), id)).unwrap();
         sites.push(c);
     }
     for (c, v) in sites.iter().zip([0.25, 0.75]) {
@@ -79,4 +76,15 @@ fn a_failed_write_answers_500_and_the_client_retries_until_it_is_taken() {
     for v in mean.values {
         assert!((v - 0.5).abs() < 1e-6, "{v}");
     }
+}
+
+/// A registration as `id` for the aggregator at `url` (its session, no plan).
+fn signed(sk: &crate::crypto::SecretKey, url: &str, id: &str) -> RegisterRequest {
+    let session = AggregatorClient::new(url).health().unwrap().session;
+    let aud = crate::crypto::Audience {
+        session: &session,
+        plan: None,
+    };
+    let identity = crate::privacy::masks::Identity::generate().unwrap();
+    RegisterRequest::signed(sk, &aud, id, id, Some(4), &identity)
 }
