@@ -722,7 +722,13 @@ fn outcome(
     });
     let test_csv = match load_sim_data(&sim.data, &sim.csv) {
         Ok((_, test)) => {
-            let path = data.with_file_name("demo_test.csv");
+            // Named by this process and data set: another FedHE (or a test
+            // run) writing its own held-out rows never replaces these.
+            let path = data.with_file_name(format!(
+                "demo_test_{}_{}",
+                std::process::id(),
+                cfg.dataset.file_name()
+            ));
             write_csv(&test, &path).ok().map(|()| path)
         }
         Err(_) => None,

@@ -198,11 +198,15 @@ fn request_id() -> egui::Id {
 
 /// A plot's "Save as PNG…" button, under the plot of `rect`.
 pub fn plot_png_button(ui: &mut egui::Ui, name: &str, rect: egui::Rect) {
-    if ui
-        .small_button("Save plot as PNG…")
-        .on_hover_text("This plot as it is on screen, as a PNG image")
-        .clicked()
-    {
+    // In a row of its own: a justified column does not stretch it.
+    let clicked = ui
+        .horizontal(|ui| {
+            ui.small_button("Save plot as PNG…")
+                .on_hover_text("This plot as it is on screen, as a PNG image")
+                .clicked()
+        })
+        .inner;
+    if clicked {
         let request = PlotRequest {
             name: name.to_string(),
             rect,
