@@ -274,6 +274,10 @@ pub enum DialogKind {
     Save,
 }
 
+/// A system dialog silent this long may never open: the path field is
+/// offered.
+const OFFER_PATH_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A system dialog that answers faster than this did not ask anyone.
 const NOBODY_ANSWERS_THAT_FAST: std::time::Duration = std::time::Duration::from_millis(400);
 
@@ -396,7 +400,47 @@ impl FileDialog {
                 }
             }
         }
+        self.waiting_ui(ctx);
         self.prompt_ui(ctx)
+    }
+
+    /// A system dialog that has not answered for a while may never open
+    /// (a portal that hangs, a desktop without one that does not fail
+    /// fast): the in-app path field is offered, so that nobody is stuck
+    /// with a button that seems to do nothing.
+    fn waiting_ui(&mut self, ctx: &egui::Context) {
+        let (Some(opened), Some(_)) = (self.opened, self.rx.as_ref()) else {
+            return;
+        };
+        if opened.elapsed() < OFFER_PATH_AFTER {
+            ctx.request_repaint_after(OFFER_PATH_AFTER);
+            return;
+        }
+        let mut instead = false;
+        egui::Window::new("Waiting for the file dialog")
+            .id(egui::Id::unique("fedhe-dialog-wait"))
+            .collapsible(false)
+            .resizable(false)
+            .anchor(egui::Align2::CENTER_TOP, egui::vec2(0.0, 80.0))
+            .show(ctx, |ui| {
+                ui.label(
+                    "The system file dialog has not answered. If none is open, type the path \
+                     instead.",
+                );
+                if ui.button("Type the path instead").clicked() {
+                    instead = true;
+                }
+            });
+        if instead {
+            // The dialog's thread, if it ever answers, finds nobody listening.
+            self.rx = None;
+            if let Some(r) = self.request.take() {
+                self.fall_back(
+                    r,
+                    "The system file dialog did not answer. Type or paste the path:".into(),
+                );
+            }
+        }
     }
 
     fn prompt_ui(&mut self, ctx: &egui::Context) -> Option<PathBuf> {
@@ -674,6 +718,42 @@ pub fn count_down(text: &str, elapsed: u64) -> (String, bool) {
     }
     out.push_str(rest);
     (out, found)
+}
+
+#[cfg(test)]
+mod dialog_tests {
+    use super::{DialogKind, DialogRequest, FileDialog};
+    use egui_kittest::kittest::Queryable;
+    use std::time::{Duration, Instant};
+
+    /// A system dialog that never answers (seen under Xvfb: the export
+    /// buttons seemed to do nothing) offers the in-app path field.
+    #[test]
+    fn a_system_dialog_that_never_answers_offers_the_path_field() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut dialog = FileDialog::new();
+        dialog.rx = Some(rx);
+        dialog.opened = Instant::now().checked_sub(Duration::from_secs(5));
+        dialog.request = Some(DialogRequest {
+            kind: DialogKind::Save,
+            title: "Save the plot as PNG".into(),
+            extensions: vec!["png".into()],
+            file_name: Some("plot.png".into()),
+        });
+        let mut h = egui_kittest::Harness::new_ui_state(
+            |ui, d: &mut FileDialog| {
+                let _ = d.take(ui.ctx());
+            },
+            dialog,
+        );
+        h.run();
+        assert!(h.query_by_label("Path").is_none());
+        h.get_by_label("Type the path instead").click();
+        h.run();
+        h.get_by_label("Path");
+        h.get_by_label_contains("did not answer");
+        drop(tx);
+    }
 }
 
 #[cfg(test)]
