@@ -82,11 +82,24 @@ fn label_of(h: &Harness<'static, FedheApp>, contains: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Clicks the first widget labelled `label`, scrolled into view first
+/// when the tab shows it only in part (a click lands where the widget is
+/// drawn: not under the notes bar).
 fn click(h: &mut Harness<'static, FedheApp>, label: &str) {
-    h.get_all_by_label(label)
-        .next()
-        .unwrap_or_else(|| panic!("no widget labelled {label:?}"))
-        .click();
+    let node = |h: &Harness<'static, FedheApp>| -> egui::Rect {
+        h.get_all_by_label(label)
+            .next()
+            .unwrap_or_else(|| panic!("no widget labelled {label:?}"))
+            .rect()
+    };
+    let shown = h.state().tab_rect.is_none_or(|t| t.contains_rect(node(h)));
+    if !shown {
+        h.get_all_by_label(label).next().unwrap().scroll_to_me();
+        h.run_steps(3);
+    }
+    h.get_all_by_label(label).next().unwrap().click();
+    h.step();
+    // A note the click added is in the notes bar from the next frame.
     h.step();
 }
 
@@ -757,6 +770,26 @@ fn one_client_trains_through_the_embedded_aggregator() {
             .kind,
         "federated"
     );
+    // The round log as CSV: a row per round, the figures the table shows.
+    let target = dir.path().join("round_log.csv");
+    save_as(&mut h, "Export round log (CSV)…", &target);
+    h.get_by_label_contains("Round log written to");
+    let log = std::fs::read_to_string(&target).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        lines[0],
+        "round,contributors,accuracy,log_loss,bytes_sent,bytes_received,encrypt_ms,\
+         aggregate_ms,decrypt_ms,epsilon"
+    );
+    assert_eq!(lines.len(), 3, "{log}");
+    let last = &h.state().client.run.rounds[1];
+    let cells: Vec<&str> = lines[2].split(',').collect();
+    assert_eq!(cells[0], "2");
+    assert_eq!(
+        cells[2].parse::<f64>().unwrap(),
+        last.validation_score.unwrap()
+    );
+    assert_eq!(cells[4].parse::<u64>().unwrap(), last.cost.bytes_up);
     h.state_mut().server.stop();
 }
 
@@ -1226,4 +1259,329 @@ fn predict_exports_the_model_to_onnx() {
     // What `fedhe export` writes: the graph onnxruntime was checked on.
     let expected = fedhe::export::to_onnx(&fedhe::model::ModelFile::load(&model).unwrap()).unwrap();
     assert_eq!(std::fs::read(&target).unwrap(), expected.bytes);
+}
+
+/// Saves through the in-app path field (no desktop portal here): presses
+/// `button`, waits for the field, types `target` and presses Save.
+fn save_as(h: &mut Harness<'static, FedheApp>, button: &str, target: &Path) {
+    // Under load the system dialog's quick failure may come too late to
+    // count as "no portal": press again.
+    for _ in 0..4 {
+        click(h, button);
+        let start = Instant::now();
+        while h.query_by_label("Path").is_none() && start.elapsed() < Duration::from_secs(5) {
+            h.step();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if h.query_by_label("Path").is_some() {
+            break;
+        }
+    }
+    type_path(h, target);
+}
+
+/// Types `target` into the in-app path field and presses Save.
+fn type_path(h: &mut Harness<'static, FedheApp>, target: &Path) {
+    wait_for_label(h, "Path", Duration::from_secs(20));
+    h.get_by_label("Path").focus();
+    h.run();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.run();
+    h.get_by_label("Path").type_text(target.to_str().unwrap());
+    h.run();
+    click(h, "Save");
+    h.run();
+}
+
+/// The screenshot the app asked the window for, within a few frames.
+fn screenshot_asked(h: &mut Harness<'static, FedheApp>) -> egui::ScreenshotCallback {
+    for _ in 0..10 {
+        h.step();
+        let asked = h
+            .output()
+            .viewport_output
+            .values()
+            .flat_map(|v| v.commands.iter())
+            .find_map(|c| match c {
+                egui::ViewportCommand::Screenshot(cb) => Some(cb.clone()),
+                _ => None,
+            });
+        if let Some(cb) = asked {
+            return cb;
+        }
+    }
+    panic!("no screenshot asked for");
+}
+
+/// "Save plot as PNG…" asks the window for a screenshot and writes the
+/// plot's part of it: here the screenshot is answered with an image whose
+/// every pixel encodes its own position, so that the PNG's first pixel
+/// and size say exactly which rect was cut out (the plot, above its
+/// button).
+#[test]
+fn a_plot_is_saved_as_a_png_cut_from_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(None);
+    h.state_mut().settings.training.sgd.epochs = 3;
+    h.run();
+    click(&mut h, "Client");
+    click(&mut h, "Use sample data");
+    wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
+        a.client.csv.as_ref().is_some_and(|c| c.dataset().is_some())
+    });
+    click(&mut h, "Train locally (plaintext)");
+    wait_until(&mut h, "training", Duration::from_secs(60), |a| {
+        !a.client.is_training()
+    });
+    h.run();
+    h.get_by_label("Save plot as PNG…").scroll_to_me();
+    h.run_steps(3);
+    let button = h.get_by_label("Save plot as PNG…").rect();
+    h.get_by_label("Save plot as PNG…").click();
+    let shot = screenshot_asked(&mut h);
+    let (w, h_px) = (1280usize, 860usize);
+    let pixels = (0..h_px)
+        .flat_map(|y| {
+            (0..w).map(move |x| {
+                egui::Color32::from_rgb(
+                    (x % 256) as u8,
+                    (y % 256) as u8,
+                    (x / 256 * 40 + y / 256) as u8,
+                )
+            })
+        })
+        .collect();
+    shot.complete(Arc::new(egui::ColorImage::new([w, h_px], pixels)));
+    let target = dir.path().join("loss.png");
+    type_path(&mut h, &target);
+    wait_until(&mut h, "the PNG", Duration::from_secs(10), |_| {
+        target.exists()
+    });
+    h.get_by_label_contains("Plot saved to");
+    let png = image::open(&target).unwrap().to_rgba8();
+    let [r, g, b, _] = png.get_pixel(0, 0).0;
+    let (x0, y0) = (
+        usize::from(b) / 40 * 256 + usize::from(r),
+        usize::from(b) % 40 * 256 + usize::from(g),
+    );
+    let (pw, ph) = (png.width() as f32, png.height() as f32);
+    // The plot: as wide as the column it fills, 150 points high and more
+    // with its axes, right above its own button.
+    assert!(pw > 600.0 && (150.0..260.0).contains(&ph), "{pw}×{ph}");
+    let bottom = y0 as f32 + ph;
+    assert!(
+        bottom <= button.min.y && button.min.y - bottom < 30.0,
+        "{y0} {ph} {button:?}"
+    );
+    assert!((x0 as f32) <= button.min.x + 1.0, "{x0} {button:?}");
+}
+
+/// Predict's "Export metrics (CSV)…": one `metric,value` row per figure,
+/// the same figures the tab shows.
+#[test]
+fn predict_exports_the_metrics_as_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = repo("tests/fixtures/onnx/penguins_species_mlp.json");
+    let mut h = predict_with(&model, &repo("sample_data/penguins.csv"));
+    let target = dir.path().join("metrics.csv");
+    save_as(&mut h, "Export metrics (CSV)…", &target);
+    h.get_by_label_contains("Metrics written to");
+    let eval = h
+        .state()
+        .predict
+        .scored
+        .as_ref()
+        .unwrap()
+        .scored
+        .evaluation
+        .clone()
+        .unwrap();
+    let mut r = csv::Reader::from_path(&target).unwrap();
+    assert_eq!(r.headers().unwrap(), vec!["metric", "value"]);
+    let rows: Vec<(String, String)> = r
+        .records()
+        .map(|x| {
+            let x = x.unwrap();
+            (x[0].to_string(), x[1].to_string())
+        })
+        .collect();
+    assert!(
+        rows.contains(&("task".into(), "multiclass".into())),
+        "{rows:?}"
+    );
+    let acc: f64 = rows
+        .iter()
+        .find(|(m, _)| m == "accuracy")
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    assert_eq!(acc, eval.score());
+    assert!(
+        rows.iter().any(|(m, _)| m.starts_with("confusion.")),
+        "{rows:?}"
+    );
+}
+
+/// Picking MLP in the demo adds its width on the first row: neither row
+/// wraps and "Start demo" stays where it was (before: the one row wrapped
+/// and the button moved down).
+#[test]
+fn picking_mlp_in_the_demo_moves_nothing() {
+    use egui::accesskit::Role;
+    for size in [egui::vec2(1280.0, 860.0), egui::vec2(1024.0, 700.0)] {
+        let mut h = Harness::builder()
+            .with_size(size)
+            .build_eframe(move |_cc| FedheApp::with_settings(test_settings(), None));
+        h.run();
+        let start = h.get_by_label("▶ Start demo").rect();
+        let clients = h.get_all_by_label("Clients").next().unwrap().rect();
+        h.get_by_role_and_label(Role::ComboBox, "Model").click();
+        h.run();
+        click(&mut h, "MLP");
+        h.run();
+        assert!(h.get_all_by_label("Hidden units").next().is_some());
+        assert_eq!(h.get_by_label("▶ Start demo").rect(), start, "at {size:?}");
+        let now = h.get_all_by_label("Clients").next().unwrap().rect();
+        assert_eq!(now, clients, "at {size:?}");
+    }
+}
+
+/// At 1024×700 the notes never cover a control: they are in a bar below
+/// the tab (before: an overlay over the tab's bottom-right corner).
+#[test]
+fn at_1024_by_700_the_notes_cover_no_control() {
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1024.0, 700.0))
+        .build_eframe(move |_cc| FedheApp::with_settings(test_settings(), None));
+    h.run();
+    click(&mut h, "Client");
+    click(&mut h, "Use sample data");
+    wait_until(&mut h, "the CSV", Duration::from_secs(30), |a| {
+        a.client.csv.as_ref().is_some_and(|c| c.dataset().is_some())
+    });
+    h.state_mut().client.notes.push(fedhe_app::app::Note::Error(
+        "a long error that takes its room: ".repeat(6),
+    ));
+    h.run();
+    let notes = h.state().notes_rect.expect("the notes bar");
+    let tab = h.state().tab_rect.unwrap();
+    assert!(notes.max.y <= 700.0 && notes.height() > 20.0, "{notes:?}");
+    // Nothing of the tab is under the notes...
+    assert!(!tab.intersects(notes.shrink(0.5)), "{tab:?} {notes:?}");
+    // ...so no button the tab shows is covered.
+    use egui::accesskit::Role;
+    let mut seen = 0;
+    for b in h.get_all_by_role(Role::Button) {
+        let r = b.rect();
+        let shown = r.intersect(tab);
+        if shown.is_positive() && notes.contains_rect(r) {
+            continue; // the note's own ✖
+        }
+        if shown.is_positive() {
+            seen += 1;
+            assert!(
+                !shown.intersects(notes.shrink(0.5)),
+                "{:?} at {r:?} under {notes:?}",
+                b.accesskit_node().label()
+            );
+        }
+    }
+    assert!(seen > 3);
+}
+
+/// The embedded aggregator's operator token is kept in its state folder
+/// (owner-only): the app restarted over the same folder has the same one
+/// (before: a new token on every start).
+#[test]
+fn the_operator_token_survives_a_restart() {
+    let settings = test_settings();
+    let start = |settings: Settings| {
+        let mut h = harness_with(settings, None);
+        h.run();
+        click(&mut h, "Server");
+        click(&mut h, "▶ Start aggregator");
+        assert!(h.state().server.is_running());
+        h
+    };
+    let mut h = start(settings.clone());
+    let first = h.state().server.operator_token().unwrap();
+    h.state_mut().server.stop_for_exit();
+    let mut h = start(settings.clone());
+    assert_eq!(h.state().server.operator_token().unwrap(), first);
+    let file = Path::new(&settings.server_state_dir).join("operator.token");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), first);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    h.state_mut().server.stop_for_exit();
+}
+
+/// Steps frames until the Client tab's waiting line contains `text`.
+fn wait_line(h: &mut Harness<'static, FedheApp>, text: &str, timeout: Duration) {
+    let start = Instant::now();
+    while !h
+        .state()
+        .client
+        .waiting_line()
+        .is_some_and(|l| l.contains(text))
+    {
+        assert!(
+            start.elapsed() < timeout,
+            "waiting line {:?}, status {:?}",
+            h.state().client.waiting_line(),
+            h.state().client.run.status
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.run_steps(2);
+}
+
+/// While federated training waits, the Client tab says who is in, and a
+/// second site joining changes the line at once (before: a snapshot of
+/// the last notice).
+#[test]
+fn the_waiting_line_changes_when_a_site_joins() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = one_client_ready_with(dir.path(), |s| {
+        s.auto_aggregate = false;
+        s.masks = false;
+    });
+    click(&mut h, "🔒 Start federated training");
+    wait_line(
+        &mut h,
+        "in: client-a (1 of 1 registered)",
+        Duration::from_secs(60),
+    );
+    let url = h.state().server.url().unwrap();
+    let key = h.state().client.key.clone().unwrap();
+    let mut api = fedhe::client::AggregatorClient::new(&url);
+    let mut join = fedhe::protocol::RegisterRequest::signed(&key, "client-b", "Hospital B", None);
+    join.plan = Some(
+        h.state()
+            .server
+            .plan
+            .clone()
+            .unwrap()
+            .0
+            .fingerprint()
+            .to_string(),
+    );
+    api.register(&join).unwrap();
+    wait_line(
+        &mut h,
+        "in: client-a (1 of 2 registered)",
+        Duration::from_secs(5),
+    );
+    h.get_by_label_contains("in: client-a (1 of 2 registered)");
+    click(&mut h, "■ Stop");
+    wait_until(&mut h, "the stop", Duration::from_secs(10), |a| {
+        !a.client.is_training()
+    });
+    assert!(h.query_by_label_contains("Aggregator, round").is_none());
+    h.state_mut().server.stop_for_exit();
 }

@@ -246,6 +246,7 @@ pub struct DemoPanel {
     /// Settings of the run shown (not the ones being edited).
     run: Option<DemoSettings>,
     save_dialog: widgets::FileDialog,
+    log_dialog: widgets::FileDialog,
 }
 
 impl DemoPanel {
@@ -348,7 +349,7 @@ impl DemoPanel {
         self.forget_other_dataset(cfg);
         ui.add_space(4.0);
         self.controls_ui(ui, running, cfg);
-        widgets::notes_ui(ui, &mut self.notes);
+        self.take_log_dialog(ui.ctx(), cfg);
         if let Some(o) = &self.outcome {
             outcome_ui(ui, o, shared);
         }
@@ -395,7 +396,7 @@ impl DemoPanel {
 
     /// The rounds (encrypted, and plaintext when compared), each client's
     /// loss per epoch, and the per-round log.
-    fn plots_ui(&self, ui: &mut Ui, cfg: &DemoSettings) {
+    fn plots_ui(&mut self, ui: &mut Ui, cfg: &DemoSettings) {
         let plain = (!self.plain.is_empty()).then_some(self.plain.as_slice());
         let task = self.task(cfg);
         round_plots_ui(ui, "demo", task, &self.encrypted, plain, 190.0);
@@ -424,8 +425,30 @@ impl DemoPanel {
             series,
             None,
         );
-        ui.label("Per-round log (all clients together; times are means per client)");
+        ui.horizontal(|ui| {
+            ui.label("Per-round log (all clients together; times are means per client)");
+            if ui.small_button("Export round log (CSV)…").clicked() {
+                self.log_dialog.open(
+                    ui.ctx(),
+                    widgets::DialogKind::Save,
+                    "Export the demo's round log",
+                    ("CSV", &["csv"]),
+                    Some("demo_round_log.csv"),
+                );
+            }
+        });
         round_table_ui(ui, "demo-rounds", task, &self.encrypted, true);
+    }
+
+    /// The round log written to the path chosen in its dialog.
+    fn take_log_dialog(&mut self, ctx: &egui::Context, cfg: &DemoSettings) {
+        if let Some(p) = self.log_dialog.take(ctx) {
+            let note = match super::export::write_round_log(&p, self.task(cfg), &self.encrypted) {
+                Ok(()) => Note::Info(format!("Round log written to {}", p.display())),
+                Err(e) => Note::from(e),
+            };
+            widgets::push_note(&mut self.notes, note);
+        }
     }
 
     /// The task of the run shown (or of the data set picked).
@@ -438,8 +461,11 @@ impl DemoPanel {
     }
 }
 
+/// The demo's settings on two rows of their own: the data and the model
+/// (an MLP adds its width at the end of the first), then the run's shape,
+/// so that picking MLP neither wraps the rows nor moves "Start demo".
 fn settings_ui(ui: &mut Ui, cfg: &mut DemoSettings) {
-    ui.horizontal_wrapped(|ui| {
+    ui.horizontal(|ui| {
         let l = ui.label("Data");
         egui::ComboBox::from_id_salt("demo-dataset")
             .selected_text(cfg.dataset.title())
@@ -450,8 +476,10 @@ fn settings_ui(ui: &mut Ui, cfg: &mut DemoSettings) {
             })
             .response
             .labelled_by(l.id);
-        widgets::model_picker(ui, "demo-model", &mut cfg.architecture);
         ui.separator();
+        widgets::model_picker(ui, "demo-model", &mut cfg.architecture);
+    });
+    ui.horizontal_wrapped(|ui| {
         widgets::number_field(ui, "Clients", &mut cfg.clients, 2..=10, 0.05);
         ui.separator();
         ui.label("Split:");
@@ -695,7 +723,13 @@ fn outcome(
     });
     let test_csv = match load_sim_data(&sim.data, &sim.csv) {
         Ok((_, test)) => {
-            let path = data.with_file_name("demo_test.csv");
+            // Named by this process and data set: another FedHE (or a test
+            // run) writing its own held-out rows never replaces these.
+            let path = data.with_file_name(format!(
+                "demo_test_{}_{}",
+                std::process::id(),
+                cfg.dataset.file_name()
+            ));
             write_csv(&test, &path).ok().map(|()| path)
         }
         Err(_) => None,

@@ -112,6 +112,12 @@ pub struct FedheApp {
     pub drop_notes: Vec<Note>,
     /// The operator said yes to closing with a federation running.
     close_confirmed: bool,
+    /// Plots saved as PNG (any tab's "Save plot as PNG…").
+    plot_export: export::PlotExport,
+    /// Where the last frame drew the tab in view, and the notes bar under
+    /// it.
+    pub tab_rect: Option<egui::Rect>,
+    pub notes_rect: Option<egui::Rect>,
 }
 
 impl FedheApp {
@@ -141,6 +147,9 @@ impl FedheApp {
             pending_csv: initial_csv,
             drop_notes: Vec::new(),
             close_confirmed: false,
+            plot_export: export::PlotExport::default(),
+            tab_rect: None,
+            notes_rect: None,
         }
     }
 
@@ -292,32 +301,42 @@ impl eframe::App for FedheApp {
             self.top_bar_ui(ui);
             ui.add_space(2.0);
         });
-        egui::CentralPanel::default().show(ui, |ui| {
-            widgets::notes_ui(ui, &mut self.drop_notes);
-            match self.settings.tab {
-                Tab::Demo => {
-                    egui::ScrollArea::vertical()
-                        .id_salt("demo-scroll")
-                        .show(ui, |ui| {
-                            self.demo.ui(ui, &mut self.settings.demo, &mut self.shared);
-                        });
-                }
-                Tab::Client => self.client.ui(ui, &mut self.settings, &mut self.shared),
-                Tab::Server => self.server.ui(ui, &mut self.settings, &mut self.shared),
-                Tab::Predict => {
-                    egui::ScrollArea::vertical()
-                        .id_salt("predict-scroll")
-                        .show(ui, |ui| {
-                            self.predict.ui(
-                                ui,
-                                &mut self.settings.model_path,
-                                &mut self.settings.test_csv_path,
-                                &mut self.shared,
-                            );
-                        });
-                }
-            }
-        });
+        self.notes_bar_ui(ui);
+        let notes = self.notes_count();
+        self.tab_rect = Some(
+            egui::CentralPanel::default()
+                .show(ui, |ui| match self.settings.tab {
+                    Tab::Demo => {
+                        egui::ScrollArea::vertical()
+                            .id_salt("demo-scroll")
+                            .show(ui, |ui| {
+                                self.demo.ui(ui, &mut self.settings.demo, &mut self.shared);
+                            });
+                    }
+                    Tab::Client => self.client.ui(ui, &mut self.settings, &mut self.shared),
+                    Tab::Server => self.server.ui(ui, &mut self.settings, &mut self.shared),
+                    Tab::Predict => {
+                        egui::ScrollArea::vertical()
+                            .id_salt("predict-scroll")
+                            .show(ui, |ui| {
+                                self.predict.ui(
+                                    ui,
+                                    &mut self.settings.model_path,
+                                    &mut self.settings.test_csv_path,
+                                    &mut self.shared,
+                                );
+                            });
+                    }
+                })
+                .response
+                .rect,
+        );
+        if let Some(note) = self.plot_export.run(&ctx) {
+            widgets::push_note(&mut self.drop_notes, note);
+        }
+        if self.notes_count() != notes {
+            ctx.request_repaint();
+        }
         drop_overlay_ui(&ctx);
         if let Some(t) = self.shared.goto.take() {
             self.settings.tab = t;
@@ -337,6 +356,49 @@ impl eframe::App for FedheApp {
 }
 
 impl FedheApp {
+    /// The notes of the tab in view (and of dropped files), in a bar of a
+    /// fixed height along the window's bottom edge: outside the tab, so
+    /// that they never cover its controls, and always there, so that a
+    /// note coming or going never moves them. More notes than fit scroll
+    /// in the bar, the newest in view.
+    fn notes_bar_ui(&mut self, ui: &mut Ui) {
+        let tab = match self.settings.tab {
+            Tab::Demo => &mut self.demo.notes,
+            Tab::Client => &mut self.client.notes,
+            Tab::Server => &mut self.server.notes,
+            Tab::Predict => &mut self.predict.notes,
+        };
+        let drop_notes = &mut self.drop_notes;
+        let shown = egui::Panel::bottom("fedhe-notes")
+            .resizable(false)
+            .exact_size(NOTES_BAR_HEIGHT)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt("fedhe-notes-scroll")
+                    .auto_shrink(false)
+                    .stick_to_bottom(true)
+                    .show(ui, |ui| {
+                        ui.add_space(2.0);
+                        if tab.is_empty() && drop_notes.is_empty() {
+                            ui.weak("Messages appear here.");
+                        }
+                        widgets::notes_ui(ui, drop_notes);
+                        widgets::notes_ui(ui, tab);
+                    });
+            });
+        self.notes_rect = Some(shown.response.rect);
+    }
+
+    /// How many notes the tabs hold: a note added while a tab draws is
+    /// shown by the next frame, which this asks for.
+    fn notes_count(&self) -> usize {
+        self.drop_notes.len()
+            + self.demo.notes.len()
+            + self.client.notes.len()
+            + self.server.notes.len()
+            + self.predict.notes.len()
+    }
+
     /// Asks before the window closes while training runs or sites are
     /// registered with the embedded aggregator; shows the question.
     fn guard_close(&mut self, ctx: &egui::Context) {
@@ -358,6 +420,9 @@ impl FedheApp {
         }
     }
 }
+
+/// The notes bar's height: two one-line notes, or one of three lines.
+const NOTES_BAR_HEIGHT: f32 = 72.0;
 
 /// The guides shipped with FedHE (`docs/` of the source tree).
 const DOCS: [(&str, &str); 5] = [

@@ -1,7 +1,7 @@
 //! Plots (egui_plot): live training curves, ROC curve, round history.
 
 use egui::{Color32, Ui};
-use egui_plot::{Legend, Line, LineStyle, Plot, Points};
+use egui_plot::{Line, LineStyle, Plot, Points};
 
 use super::jobs::EpochPoint;
 use super::widgets::{ENCRYPTED_COLOR, PLAIN_COLOR};
@@ -32,7 +32,10 @@ impl Series {
     }
 }
 
-/// A line plot with a legend; markers when there are few points.
+/// A line plot, markers when there are few points; its legend and a
+/// "Save plot as PNG…" button on a row under it, outside the plot, so that
+/// the legend never covers the last points and nothing touches the title
+/// above.
 pub fn line_plot_ui(
     ui: &mut Ui,
     id: &str,
@@ -44,7 +47,6 @@ pub fn line_plot_ui(
 ) {
     let mut plot = Plot::new(id)
         .height(height)
-        .legend(Legend::default())
         .x_axis_label(x_label)
         .y_axis_label(y_label)
         .allow_scroll(false)
@@ -52,21 +54,46 @@ pub fn line_plot_ui(
     if let Some((lo, hi)) = y_range {
         plot = plot.include_y(lo).include_y(hi);
     }
-    plot.show(ui, |plot_ui| {
-        for s in series {
-            let few = s.points.len() <= 30;
-            let mut line = Line::new(s.name.clone(), s.points.clone())
-                .color(s.color)
-                .width(2.0);
-            if s.dashed {
-                line = line.style(LineStyle::dashed_loose());
-            }
-            plot_ui.line(line);
-            if few {
-                plot_ui.points(Points::new(s.name, s.points).color(s.color).radius(3.0));
-            }
+    let legend: Vec<(String, Color32, bool)> = series
+        .iter()
+        .map(|s| (s.name.clone(), s.color, s.dashed))
+        .collect();
+    let rect = ui
+        .scope(|ui| {
+            plot.show(ui, |plot_ui| {
+                for s in series {
+                    let few = s.points.len() <= 30;
+                    let mut line = Line::new(s.name.clone(), s.points.clone())
+                        .color(s.color)
+                        .width(2.0);
+                    if s.dashed {
+                        line = line.style(LineStyle::dashed_loose());
+                    }
+                    plot_ui.line(line);
+                    if few {
+                        plot_ui.points(Points::new(s.name, s.points).color(s.color).radius(3.0));
+                    }
+                }
+            });
+        })
+        .response
+        .rect;
+    legend_row_ui(ui, id, &legend, rect);
+}
+
+/// The legend (a swatch and a name per series) and the PNG button of the
+/// plot drawn in `rect`.
+fn legend_row_ui(ui: &mut Ui, id: &str, legend: &[(String, Color32, bool)], rect: egui::Rect) {
+    ui.horizontal_wrapped(|ui| {
+        for (name, color, dashed) in legend {
+            let swatch = if *dashed { "- -" } else { "——" };
+            ui.label(egui::RichText::new(swatch).color(*color).strong());
+            ui.label(name);
+            ui.add_space(8.0);
         }
+        super::export::plot_png_button(ui, &super::export::plot_file_name(id), rect);
     });
+    ui.add_space(4.0);
 }
 
 /// Local training loss per epoch, epochs numbered across rounds.
@@ -220,9 +247,22 @@ pub fn roc_plot_ui(ui: &mut Ui, points: &[(f64, f64)], auc: Option<f64>, height:
         None => "ROC".into(),
     };
     let pts: Vec<[f64; 2]> = points.iter().map(|&(x, y)| [x, y]).collect();
+    let legend = [
+        ("chance".to_string(), Color32::GRAY, true),
+        (name.clone(), ENCRYPTED_COLOR, false),
+    ];
+    let rect = ui
+        .scope(|ui| {
+            roc_plot(ui, &name, pts, height);
+        })
+        .response
+        .rect;
+    legend_row_ui(ui, "roc", &legend, rect);
+}
+
+fn roc_plot(ui: &mut Ui, name: &str, pts: Vec<[f64; 2]>, height: f32) {
     Plot::new("roc")
         .height(height)
-        .legend(Legend::default())
         .x_axis_label("false-positive rate")
         .y_axis_label("true-positive rate")
         .include_x(0.0)
@@ -299,7 +339,9 @@ pub fn confusion_heatmap_ui(ui: &mut Ui, classes: &[String], confusion: &[Vec<u6
             heat_cell(&painter, r, base, count, share, &font, text_color);
         }
     }
+    let rect = response.rect;
     response.on_hover_text("rows: actual class · columns: predicted class");
+    super::export::plot_png_button(ui, "confusion_matrix", rect);
 }
 
 /// One cell: shaded by `share`, with its count (white on dark shades).
@@ -356,35 +398,47 @@ pub fn regression_plots_ui(ui: &mut Ui, actual: &[f64], predicted: &[f64], heigh
             // The same range on both axes, so the identity line is the diagonal.
             plot = plot.include_x(lo).include_x(hi).include_y(lo).include_y(hi);
         }
-        plot.show(&mut cols[0], |plot_ui| {
-            if lo.is_finite() && hi.is_finite() {
-                plot_ui.line(
-                    Line::new("y = x", vec![[lo, lo], [hi, hi]])
-                        .color(Color32::GRAY)
-                        .style(LineStyle::dashed_loose()),
-                );
-            }
-            plot_ui.points(Points::new("rows", pts).color(ENCRYPTED_COLOR).radius(2.0));
-        });
+        let rect = cols[0]
+            .scope(|ui| {
+                plot.show(ui, |plot_ui| {
+                    if lo.is_finite() && hi.is_finite() {
+                        plot_ui.line(
+                            Line::new("y = x", vec![[lo, lo], [hi, hi]])
+                                .color(Color32::GRAY)
+                                .style(LineStyle::dashed_loose()),
+                        );
+                    }
+                    plot_ui.points(Points::new("rows", pts).color(ENCRYPTED_COLOR).radius(2.0));
+                })
+            })
+            .response
+            .rect;
+        super::export::plot_png_button(&mut cols[0], "predicted_vs_actual", rect);
         cols[1].label("Residuals (actual − predicted)");
-        Plot::new("residuals")
+        let residuals_plot = Plot::new("residuals")
             .height(height)
             .x_axis_label("predicted")
             .y_axis_label("residual")
-            .allow_scroll(false)
-            .show(&mut cols[1], |plot_ui| {
-                if lo.is_finite() && hi.is_finite() {
-                    plot_ui.line(
-                        Line::new("zero", vec![[lo, 0.0], [hi, 0.0]])
-                            .color(Color32::GRAY)
-                            .style(LineStyle::dashed_loose()),
+            .allow_scroll(false);
+        let rect = cols[1]
+            .scope(|ui| {
+                residuals_plot.show(ui, |plot_ui| {
+                    if lo.is_finite() && hi.is_finite() {
+                        plot_ui.line(
+                            Line::new("zero", vec![[lo, 0.0], [hi, 0.0]])
+                                .color(Color32::GRAY)
+                                .style(LineStyle::dashed_loose()),
+                        );
+                    }
+                    plot_ui.points(
+                        Points::new("residual", residuals)
+                            .color(PLAIN_COLOR)
+                            .radius(2.0),
                     );
-                }
-                plot_ui.points(
-                    Points::new("residual", residuals)
-                        .color(PLAIN_COLOR)
-                        .radius(2.0),
-                );
-            });
+                })
+            })
+            .response
+            .rect;
+        super::export::plot_png_button(&mut cols[1], "residuals", rect);
     });
 }

@@ -38,6 +38,7 @@ pub struct PredictTab {
     csv_dialog: FileDialog,
     export_dialog: FileDialog,
     onnx_dialog: FileDialog,
+    metrics_dialog: FileDialog,
     /// Score this file once the model is loaded.
     pending_csv: Option<PathBuf>,
 }
@@ -200,7 +201,6 @@ impl PredictTab {
         }
         widgets::section_heading(ui, "Test data");
         self.test_data_ui(ui, busy, test_path, shared);
-        widgets::notes_ui(ui, &mut self.notes);
         self.results_ui(ui);
     }
 
@@ -232,6 +232,18 @@ impl PredictTab {
                     },
                 ))
             });
+        }
+        if let Some(p) = self.metrics_dialog.take(ctx)
+            && let Some(e) = self
+                .scored
+                .as_ref()
+                .and_then(|s| s.scored.evaluation.as_ref())
+        {
+            let note = match super::export::write_metrics(&p, e) {
+                Ok(()) => Note::Info(format!("Metrics written to {}", p.display())),
+                Err(e) => Note::from(e),
+            };
+            widgets::push_note(&mut self.notes, note);
         }
         if let Some(p) = self.onnx_dialog.take(ctx)
             && let Some(m) = &self.model
@@ -402,6 +414,15 @@ impl PredictTab {
                     "Save predictions",
                     ("CSV", &["csv"]),
                     Some("predictions.csv"),
+                );
+            }
+            if view.scored.evaluation.is_some() && ui.button("Export metrics (CSV)…").clicked() {
+                self.metrics_dialog.open(
+                    ui.ctx(),
+                    DialogKind::Save,
+                    "Save the metrics",
+                    ("CSV", &["csv"]),
+                    Some("metrics.csv"),
                 );
             }
         });

@@ -247,9 +247,12 @@ impl ServerTab {
             0 => settings.server_last_port,
             p => p,
         };
+        let state_dir = self.state_dir(settings);
+        let operator_token = state_dir.as_deref().and_then(|d| self.kept_token(d));
         let cfg = ServerConfig {
             bind: SocketAddr::from((ip, port)),
-            state_dir: self.state_dir(settings),
+            state_dir,
+            operator_token,
             public_key: self.public_key.as_ref().map(|k| k.0.clone()),
             plan: self
                 .plan
@@ -493,7 +496,6 @@ impl ServerTab {
                 if !self.remote {
                     self.plan_ui(ui, settings, shared, &ctx);
                 }
-                widgets::notes_ui(ui, &mut self.notes);
                 self.state_ui(ui, settings, &ctx);
             });
     }

@@ -47,35 +47,28 @@ pub fn note_ui(ui: &mut Ui, note: &Note) -> bool {
 /// Seconds an information note stays; errors stay until dismissed.
 const INFO_SECONDS: f64 = 12.0;
 
-/// Shows the notes as an overlay in the window's bottom-right corner, so
-/// that a note appearing never moves the controls under the user's mouse.
-/// Errors stay until dismissed; information fades after a few seconds.
+/// Shows the notes one under the other, in the window's notes bar (a
+/// panel along its bottom edge, outside every tab's controls: a note
+/// appearing never moves them, and never covers them). Errors stay until
+/// dismissed; information fades after a few seconds.
 pub fn notes_ui(ui: &mut Ui, notes: &mut Vec<Note>) {
     if notes.is_empty() {
         return;
     }
     let ctx = ui.ctx().clone();
     let now = ctx.input(|i| i.time);
-    let id = ui.scope_id().with("notes-overlay");
+    let id = egui::Id::unique("fedhe-notes");
     let mut keep = Vec::with_capacity(notes.len());
-    egui::Area::new(id)
-        .anchor(egui::Align2::RIGHT_BOTTOM, egui::vec2(-12.0, -12.0))
-        .order(egui::Order::Foreground)
-        .interactable(true)
-        .show(&ctx, |ui| {
-            ui.set_max_width(440.0);
-            for n in notes.drain(..) {
-                // When this note was first shown, kept in egui's memory.
-                let key = id.with(format!("{n:?}"));
-                let shown = ctx.memory_mut(|m| *m.data.get_temp_mut_or_insert_with(key, || now));
-                let expired = !n.is_error() && now - shown > INFO_SECONDS;
-                let frame = egui::Frame::popup(ui.style());
-                let dismissed = frame.show(ui, |ui| note_ui(ui, &n)).inner;
-                if !(dismissed || expired) {
-                    keep.push(n);
-                }
-            }
-        });
+    for n in notes.drain(..) {
+        // When this note was first shown, kept in egui's memory.
+        let key = id.with(format!("{n:?}"));
+        let shown = ctx.memory_mut(|m| *m.data.get_temp_mut_or_insert_with(key, || now));
+        let expired = !n.is_error() && now - shown > INFO_SECONDS;
+        let dismissed = note_ui(ui, &n);
+        if !(dismissed || expired) {
+            keep.push(n);
+        }
+    }
     if keep.iter().any(|n| !n.is_error()) {
         ctx.request_repaint_after(std::time::Duration::from_secs(1));
     }
@@ -117,24 +110,91 @@ pub fn checklist_ui(ui: &mut Ui, id: &str, title: &str, steps: &[(bool, &str)]) 
 
 /// The library's words for the command line, as the app's controls say
 /// them: "(choose with --task)" becomes "(choose it in the Task box)".
+/// Every `--flag` the library's messages name, where the app has a control
+/// for it; where it has none, the message says so in words.
 pub fn app_words(text: &str) -> String {
-    const WORDS: [(&str, &str); 6] = [
+    const WORDS: [(&str, &str); 19] = [
         ("(choose with --task)", "(choose it in the Task box)"),
         (
             "(choose with --positive)",
             "(choose it in the Positive class box)",
         ),
+        (
+            "for more classes use --task multiclass (or auto), for a numeric target --task \
+             regression",
+            "for more classes pick multiclass (or auto) in the Task box, for a numeric target \
+             regression",
+        ),
+        ("(--task regression)", "(pick regression in the Task box)"),
         ("--positive ", "the positive class "),
         ("--label ", "the label column "),
         (
             "(fedhe serve --public-key … --plan …)",
             "(the Server tab's session key and plan)",
         ),
+        (
+            "(fedhe serve --public-key, or PUT /api/v1/session)",
+            "(the Server tab's session key)",
+        ),
+        (
+            "(fedhe serve --plan, or PUT /api/v1/plan)",
+            "(the Server tab's plan)",
+        ),
         ("give --state-dir a folder", "choose a folder"),
+        (
+            "; stop it, or give this one another --state-dir",
+            "; stop it (another FedHE window, or a `fedhe serve`), then start this one again",
+        ),
+        ("choose another --bind port", "choose another Port"),
+        ("(e.g. --momentum 0.9)", "(e.g. Momentum 0.9)"),
+        ("(--lr ", "(Learning rate "),
+        (
+            " (--delimiter sets the separator)",
+            " (the separator is found from the header)",
+        ),
+        (
+            "pass --force (force = true) to overwrite it",
+            "choose another file, or move this one away first",
+        ),
+        (
+            "a key made with a smaller --scale-bits or --max-clients has more room",
+            "a key made for fewer clients or with fewer scale bits, on the command line, has \
+             more room",
+        ),
+        (
+            "(see `fedhe keygen --max-clients`)",
+            "(keys for more clients are made on the command line)",
+        ),
+        (
+            "open it without --sum-in-database",
+            "open it with `fedhe serve`, which keeps the sum in that file",
+        ),
     ];
-    WORDS
-        .iter()
-        .fold(text.to_string(), |t, (cli, app)| t.replace(cli, app))
+    // "(use --keep age to use it as a feature)": the app leaves such a
+    // column out, and says where it shows it.
+    let text = cut_span(
+        text,
+        "(use --keep ",
+        " to use it as a feature)",
+        "(left out automatically: see Feature columns)",
+    );
+    WORDS.iter().fold(text, |t, (cli, app)| t.replace(cli, app))
+}
+
+/// `text` with each span from `open` to the next `close` replaced by `with`.
+fn cut_span(text: &str, open: &str, close: &str, with: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(open) {
+        let Some(j) = rest[i..].find(close) else {
+            break;
+        };
+        out.push_str(&rest[..i]);
+        out.push_str(with);
+        rest = &rest[i + j + close.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `label: [text field]`, the field named by the label.
@@ -213,6 +273,10 @@ pub enum DialogKind {
     Open,
     Save,
 }
+
+/// A system dialog silent this long may never open: the path field is
+/// offered.
+const OFFER_PATH_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A system dialog that answers faster than this did not ask anyone.
 const NOBODY_ANSWERS_THAT_FAST: std::time::Duration = std::time::Duration::from_millis(400);
@@ -336,7 +400,47 @@ impl FileDialog {
                 }
             }
         }
+        self.waiting_ui(ctx);
         self.prompt_ui(ctx)
+    }
+
+    /// A system dialog that has not answered for a while may never open
+    /// (a portal that hangs, a desktop without one that does not fail
+    /// fast): the in-app path field is offered, so that nobody is stuck
+    /// with a button that seems to do nothing.
+    fn waiting_ui(&mut self, ctx: &egui::Context) {
+        let (Some(opened), Some(_)) = (self.opened, self.rx.as_ref()) else {
+            return;
+        };
+        if opened.elapsed() < OFFER_PATH_AFTER {
+            ctx.request_repaint_after(OFFER_PATH_AFTER);
+            return;
+        }
+        let mut instead = false;
+        egui::Window::new("Waiting for the file dialog")
+            .id(egui::Id::unique("fedhe-dialog-wait"))
+            .collapsible(false)
+            .resizable(false)
+            .anchor(egui::Align2::CENTER_TOP, egui::vec2(0.0, 80.0))
+            .show(ctx, |ui| {
+                ui.label(
+                    "The system file dialog has not answered. If none is open, type the path \
+                     instead.",
+                );
+                if ui.button("Type the path instead").clicked() {
+                    instead = true;
+                }
+            });
+        if instead {
+            // The dialog's thread, if it ever answers, finds nobody listening.
+            self.rx = None;
+            if let Some(r) = self.request.take() {
+                self.fall_back(
+                    r,
+                    "The system file dialog did not answer. Type or paste the path:".into(),
+                );
+            }
+        }
     }
 
     fn prompt_ui(&mut self, ctx: &egui::Context) -> Option<PathBuf> {
@@ -617,6 +721,42 @@ pub fn count_down(text: &str, elapsed: u64) -> (String, bool) {
 }
 
 #[cfg(test)]
+mod dialog_tests {
+    use super::{DialogKind, DialogRequest, FileDialog};
+    use egui_kittest::kittest::Queryable;
+    use std::time::{Duration, Instant};
+
+    /// A system dialog that never answers (seen under Xvfb: the export
+    /// buttons seemed to do nothing) offers the in-app path field.
+    #[test]
+    fn a_system_dialog_that_never_answers_offers_the_path_field() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut dialog = FileDialog::new();
+        dialog.rx = Some(rx);
+        dialog.opened = Instant::now().checked_sub(Duration::from_secs(5));
+        dialog.request = Some(DialogRequest {
+            kind: DialogKind::Save,
+            title: "Save the plot as PNG".into(),
+            extensions: vec!["png".into()],
+            file_name: Some("plot.png".into()),
+        });
+        let mut h = egui_kittest::Harness::new_ui_state(
+            |ui, d: &mut FileDialog| {
+                let _ = d.take(ui.ctx());
+            },
+            dialog,
+        );
+        h.run();
+        assert!(h.query_by_label("Path").is_none());
+        h.get_by_label("Type the path instead").click();
+        h.run();
+        h.get_by_label("Path");
+        h.get_by_label_contains("did not answer");
+        drop(tx);
+    }
+}
+
+#[cfg(test)]
 mod countdown_tests {
     use super::count_down;
 
@@ -647,5 +787,43 @@ mod countdown_tests {
             notes[0],
             super::Note::Info("task: binary, because 2 values (choose it in the Task box)".into())
         );
+    }
+
+    /// The library's messages that name a `--flag`, as the app shows them:
+    /// no flag left where the app has a control.
+    #[test]
+    fn library_flags_become_the_apps_controls() {
+        let cases = [
+            (
+                "ignored column \"id\": it holds a distinct integer on every row, like an id \
+                 (use --keep id to use it as a feature)",
+                "ignored column \"id\": it holds a distinct integer on every row, like an id \
+                 (left out automatically: see Feature columns)",
+            ),
+            (
+                "training diverged at epoch 3: loss is NaN; try a smaller learning rate than 5 \
+                 (--lr 5), or check the data for extreme values",
+                "training diverged at epoch 3: loss is NaN; try a smaller learning rate than 5 \
+                 (Learning rate 5), or check the data for extreme values",
+            ),
+            (
+                "cannot listen on 127.0.0.1:8080: in use (is another aggregator running there? \
+                 choose another --bind port)",
+                "cannot listen on 127.0.0.1:8080: in use (is another aggregator running there? \
+                 choose another Port)",
+            ),
+            (
+                "a.csv:4: third label value \"x\"; a binary label column holds exactly two values \
+                 (seen so far: \"a\", \"b\"); for more classes use --task multiclass (or auto), \
+                 for a numeric target --task regression",
+                "a.csv:4: third label value \"x\"; a binary label column holds exactly two values \
+                 (seen so far: \"a\", \"b\"); for more classes pick multiclass (or auto) in the \
+                 Task box, for a numeric target regression",
+            ),
+        ];
+        for (library, app) in cases {
+            assert_eq!(super::app_words(library), app);
+            assert!(!super::app_words(library).contains("--"));
+        }
     }
 }

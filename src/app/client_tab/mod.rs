@@ -12,6 +12,7 @@ mod connect;
 mod data;
 mod keys;
 mod training;
+mod watch;
 
 use std::sync::Arc;
 
@@ -43,6 +44,8 @@ pub struct ClientTab {
     training: training::TrainingPanel,
     /// The training status line, its countdowns ticking.
     status_line: widgets::LiveLine,
+    /// The aggregator's open round, live, while federated training runs.
+    watch: watch::RoundWatch,
 }
 
 impl ClientTab {
@@ -53,6 +56,10 @@ impl ClientTab {
         self.poll_keys(shared);
         self.poll_connect();
         self.poll_training(shared);
+        if !self.is_training() {
+            self.watch.stop();
+        }
+        self.watch.poll();
         self.follow_embedded(settings, shared);
     }
 
@@ -78,6 +85,12 @@ impl ClientTab {
         self.registered = None;
     }
 
+    /// The aggregator's open round as the Client tab shows it, while
+    /// federated training runs ("Aggregator, round 2: in: client-a …").
+    pub fn waiting_line(&self) -> Option<String> {
+        self.watch.line()
+    }
+
     /// A job that died (a bug), in words.
     fn failure(&mut self, failure: Option<String>) {
         if let Some(e) = failure {
@@ -99,7 +112,6 @@ impl ClientTab {
                     widgets::text_field(ui, "Client id", &mut settings.client_id, "client-a")
                         .on_hover_text("1–64 characters: letters, digits, '_', '.', '-'");
                 });
-                widgets::notes_ui(ui, &mut self.notes);
                 self.checklist_ui(ui, shared, settings);
                 self.data_ui(ui, settings, &ctx);
                 self.keys_ui(ui, settings, &ctx);

@@ -38,6 +38,7 @@ pub struct RunView {
 pub(super) struct TrainingPanel {
     job: Option<Job<TrainMsg>>,
     save_dialog: FileDialog,
+    log_dialog: FileDialog,
 }
 
 impl ClientTab {
@@ -53,6 +54,14 @@ impl ClientTab {
                 Ok(()) => Note::Info(format!("Model saved to {}", p.display())),
                 Err(e) => Note::Error(format!("Could not save the model: {e}")),
             };
+            widgets::push_note(&mut self.notes, note);
+        }
+        if let Some(p) = self.training.log_dialog.take(ctx) {
+            let note =
+                match crate::app::export::write_round_log(&p, self.run.task, &self.run.rounds) {
+                    Ok(()) => Note::Info(format!("Round log written to {}", p.display())),
+                    Err(e) => Note::from(e),
+                };
             widgets::push_note(&mut self.notes, note);
         }
     }
@@ -113,6 +122,9 @@ impl ClientTab {
             }
             ui.label(self.status_line.show(&self.run.status, ctx));
         });
+        if training && self.run.federated {
+            self.watch.ui(ui);
+        }
         if training || self.run.progress > 0.0 {
             ui.add(egui::ProgressBar::new(self.run.progress).show_percentage());
         }
@@ -189,7 +201,7 @@ impl ClientTab {
     }
 
     /// Loss per epoch; with a federation, the rounds' plots and log.
-    fn run_ui(&self, ui: &mut Ui) {
+    fn run_ui(&mut self, ui: &mut Ui) {
         let run = &self.run;
         if run.epochs.is_empty() && run.rounds.is_empty() {
             return;
@@ -207,7 +219,18 @@ impl ClientTab {
         );
         if run.federated {
             round_plots_ui(ui, "client-rounds", run.task, &run.rounds, None, 160.0);
-            ui.label("Per-round log (this client)");
+            ui.horizontal(|ui| {
+                ui.label("Per-round log (this client)");
+                if ui.small_button("Export round log (CSV)…").clicked() {
+                    self.training.log_dialog.open(
+                        ui.ctx(),
+                        DialogKind::Save,
+                        "Export this client's round log",
+                        ("CSV", &["csv"]),
+                        Some("round_log.csv"),
+                    );
+                }
+            });
             round_table_ui(ui, "client-round-log", run.task, &run.rounds, false);
         }
     }
@@ -238,6 +261,9 @@ impl ClientTab {
             ..RunView::default()
         };
         self.model = None;
+        if let Some(site) = &federated {
+            self.watch.start(ctx, &site.joined.server);
+        }
         let job = Job::spawn("train", ctx, move |p| {
             let p = Arc::new(p);
             let r = match federated {

@@ -185,4 +185,42 @@ impl ServerTab {
             .color(PLAIN_COLOR),
         );
     }
+
+    /// The running embedded aggregator's operator token.
+    pub fn operator_token(&self) -> Option<String> {
+        self.server.as_ref().map(|s| s.operator_token().to_string())
+    }
+
+    /// The operator token kept in the state folder (`operator.token`,
+    /// owner-only), made on the first start: the same token across
+    /// restarts of the app, so that a `fedhe` command line given it keeps
+    /// working. `None` (a fresh token for this run only) when the folder
+    /// cannot keep one, with a note why.
+    pub(super) fn kept_token(&mut self, dir: &std::path::Path) -> Option<String> {
+        let path = dir.join(TOKEN_FILE);
+        if let Ok(t) = std::fs::read_to_string(&path) {
+            let t = t.trim();
+            if t.len() >= 16 {
+                return Some(t.to_string());
+            }
+        }
+        let t = fedhe::server::new_token();
+        match fedhe::fsutil::write_atomic(&path, format!("{t}\n").as_bytes(), true, true) {
+            Ok(()) => Some(t),
+            Err(e) => {
+                widgets::push_note(
+                    &mut self.notes,
+                    Note::Error(format!(
+                        "The operator token cannot be kept in {} ({e}): this run has its own, and                          the next start another",
+                        path.display()
+                    )),
+                );
+                None
+            }
+        }
+    }
 }
+
+/// The operator token's file in the aggregator's state folder (the name
+/// `fedhe serve --operator-token-file` users give it too).
+pub const TOKEN_FILE: &str = "operator.token";
