@@ -1560,17 +1560,18 @@ fn the_waiting_line_changes_when_a_site_joins() {
     let url = h.state().server.url().unwrap();
     let key = h.state().client.key.clone().unwrap();
     let mut api = fedhe::client::AggregatorClient::new(&url);
-    let mut join = fedhe::protocol::RegisterRequest::signed(&key, "client-b", "Hospital B", None);
-    join.plan = Some(
-        h.state()
-            .server
-            .plan
-            .clone()
-            .unwrap()
-            .0
-            .fingerprint()
-            .to_string(),
-    );
+    let plan_fp = h
+        .state()
+        .server
+        .plan
+        .clone()
+        .unwrap()
+        .0
+        .fingerprint()
+        .to_string();
+    let mut join =
+        crate::common::registration(&key, &url, Some(&plan_fp), "client-b", "Hospital B", None);
+    join.plan = Some(plan_fp);
     api.register(&join).unwrap();
     wait_line(
         &mut h,

@@ -262,7 +262,7 @@ impl ClientTab {
         };
         self.model = None;
         if let Some(site) = &federated {
-            self.watch.start(ctx, &site.joined.server);
+            self.watch.start(ctx, site.joined.api.clone());
         }
         let job = Job::spawn("train", ctx, move |p| {
             let p = Arc::new(p);

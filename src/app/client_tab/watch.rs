@@ -22,11 +22,12 @@ pub struct RoundWatch {
 }
 
 impl RoundWatch {
-    /// Starts watching the aggregator at `url` (one attempt per second, no
-    /// retries of its own: the training job rides out outages).
-    pub fn start(&mut self, ctx: &egui::Context, url: &str) {
+    /// Starts watching the aggregator through `api` (the joined site's
+    /// client: `/status` is for members only), one attempt per second, no
+    /// retries of its own: the training job rides out outages.
+    pub fn start(&mut self, ctx: &egui::Context, api: AggregatorClient) {
         self.stop();
-        let api = AggregatorClient::new(url).with_retry(RetryPolicy {
+        let api = api.with_retry(RetryPolicy {
             attempts: 1,
             ..RetryPolicy::default()
         });
