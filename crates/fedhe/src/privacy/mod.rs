@@ -9,6 +9,8 @@ mod dpsgd;
 pub mod masks;
 mod masks_bench;
 mod noise;
+pub mod secagg;
+pub mod shamir;
 
 pub use accountant::{DEFAULT_ORDERS, PrivacySpent, epsilon, noise_multiplier_for, rdp};
 pub use dpsgd::{
