@@ -44,6 +44,22 @@ pub enum LedgerError {
          pair-seed shares together would give away its update)"
     )]
     RevealConflict { round: u64, attempt: u32 },
+    #[error(
+        "round {round}: this client already revealed its double-mask shares in another attempt \
+         of this round (not {attempt}); it takes no further part in the round (two unmasked sums \
+         of one round over different survivors would give away a site's update)"
+    )]
+    RevealedRound { round: u64, attempt: u32 },
+}
+
+/// Whether another attempt of `ctx`'s round already revealed its shares.
+fn revealed_elsewhere(entries: &BTreeMap<String, Entry>, ctx: &MaskContext<'_>) -> bool {
+    let prefix = format!("{}/{}/", ctx.plan, ctx.round);
+    let own = key(ctx);
+    entries
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .any(|(k, e)| *k != own && e.revealed.is_some())
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -203,6 +219,12 @@ impl MaskLedger {
     ) -> Result<(), LedgerError> {
         let d = digest(values, weight);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if revealed_elsewhere(&entries, ctx) {
+            return Err(LedgerError::RevealedRound {
+                round: ctx.round,
+                attempt: ctx.attempt,
+            });
+        }
         let entry = entries.entry(key(ctx)).or_default();
         match &entry.values {
             Some(bound) if *bound == d => Ok(()),
@@ -230,6 +252,12 @@ impl MaskLedger {
         survivors: &[String],
     ) -> Result<(), LedgerError> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if revealed_elsewhere(&entries, ctx) {
+            return Err(LedgerError::RevealedRound {
+                round: ctx.round,
+                attempt: ctx.attempt,
+            });
+        }
         let entry = entries.entry(key(ctx)).or_default();
         match &entry.revealed {
             Some(set) if set.as_slice() == survivors => Ok(()),
@@ -288,6 +316,19 @@ mod tests {
                 attempt: 1
             })
         ));
+        // Once revealed in attempt 1, attempt 2 of the round neither masks
+        // nor reveals (round 4 is another round).
+        let attempt2 = MaskContext { attempt: 2, ..ctx };
+        assert!(matches!(
+            after.bind(&attempt2, &[1.0, 2.0], 1.0),
+            Err(LedgerError::RevealedRound { round: 3, .. })
+        ));
+        assert!(matches!(
+            after.reveal_for(&attempt2, &set(&["a", "b", "c"])),
+            Err(LedgerError::RevealedRound { round: 3, .. })
+        ));
+        let round4 = MaskContext { round: 4, ..ctx };
+        after.bind(&round4, &[1.0, 2.0], 1.0).unwrap();
         // A new run: fresh secrets for the same context.
         let run2 = MaskLedger::fresh(&path).unwrap();
         assert_ne!(run2.secret(&ctx).unwrap(), s);
