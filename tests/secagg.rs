@@ -254,6 +254,44 @@ fn honest_dropouts_before_and_during_unmasking_give_the_survivors_exact_sum() {
     );
 }
 
+/// Part 1 of the lying aggregator: different dropout sets shown to
+/// different sites never gather the threshold's signatures.
+fn shown_different_sets(fed: &Federation, round: &SecAggRound<'_>, victim: &str, colluder: &str) {
+    // 1. Different dropout sets to different sites: S1 (victim dropped) to
+    // three honest sites and the colluder, S2 (everyone) to the victim and
+    // the fourth honest site. Neither set gathers five signatures.
+    let s1 = all_but(&fed.roster, &[victim]);
+    let s2 = fed.roster.clone();
+    let group1 = ids(&["site-01", "site-02", "site-03", colluder]);
+    let group2 = ids(&[victim, "site-04", colluder]);
+    let mut sigs1 = fed.signatures(round, &group1, &s1);
+    let sigs2 = fed.signatures(round, &group2, &s2);
+    for me in ["site-01", "site-02", "site-03"] {
+        let err = check_survivors(round, me, &fed.identities, &s1, &sigs1).unwrap_err();
+        assert_eq!(
+            err,
+            SecAggError::NotConsistent {
+                valid: 4,
+                needed: 5
+            }
+        );
+    }
+    for me in [victim, "site-04"] {
+        let err = check_survivors(round, me, &fed.identities, &s2, &sigs2).unwrap_err();
+        assert_eq!(
+            err,
+            SecAggError::NotConsistent {
+                valid: 3,
+                needed: 5
+            }
+        );
+    }
+    // Signatures on the other set, or forged ones, do not count.
+    sigs1.extend(sigs2.iter().cloned());
+    sigs1.push(("site-04".into(), [7u8; 64]));
+    assert!(check_survivors(round, "site-01", &fed.identities, &s1, &sigs1).is_err());
+}
+
 /// The dropout attack of issue 23 against double masking: a lying
 /// aggregator collects all six uploads, declares the victim dropped after
 /// it uploaded, and a colluding member (a key holder) gives it everything
@@ -276,43 +314,11 @@ fn a_lying_aggregator_and_a_colluding_key_holder_read_the_victim_as_uniform() {
         bundles.extend(sealed);
     }
 
-    // 1. Different dropout sets to different sites: S1 (victim dropped) to
-    // three honest sites and the colluder, S2 (everyone) to the victim and
-    // the fourth honest site. Neither set gathers five signatures.
-    let s1 = all_but(&fed.roster, &[victim]);
-    let s2 = fed.roster.clone();
-    let group1 = ids(&["site-01", "site-02", "site-03", colluder]);
-    let group2 = ids(&[victim, "site-04", colluder]);
-    let mut sigs1 = fed.signatures(&round, &group1, &s1);
-    let sigs2 = fed.signatures(&round, &group2, &s2);
-    for me in ["site-01", "site-02", "site-03"] {
-        let err = check_survivors(&round, me, &fed.identities, &s1, &sigs1).unwrap_err();
-        assert_eq!(
-            err,
-            SecAggError::NotConsistent {
-                valid: 4,
-                needed: 5
-            }
-        );
-    }
-    for me in [victim, "site-04"] {
-        let err = check_survivors(&round, me, &fed.identities, &s2, &sigs2).unwrap_err();
-        assert_eq!(
-            err,
-            SecAggError::NotConsistent {
-                valid: 3,
-                needed: 5
-            }
-        );
-    }
-    // Signatures on the other set, or forged ones, do not count.
-    sigs1.extend(sigs2.iter().cloned());
-    sigs1.push(("site-04".into(), [7u8; 64]));
-    assert!(check_survivors(&round, "site-01", &fed.identities, &s1, &sigs1).is_err());
+    shown_different_sets(&fed, &round, victim, colluder);
 
     // 2. A consistent lie: everyone but the victim is shown S1 and signs it
     // (they cannot tell the victim uploaded). They reveal for S1.
-    let survivors = s1.clone();
+    let survivors = all_but(&fed.roster, &[victim]);
     let sigs = fed.signatures(&round, &survivors, &survivors);
     let reveals: Vec<Reveal> = survivors
         .iter()
@@ -322,6 +328,7 @@ fn a_lying_aggregator_and_a_colluding_key_holder_read_the_victim_as_uniform() {
         })
         .collect();
     // Having revealed for S1, a site refuses S2, whatever its signatures.
+    let s2 = fed.roster.clone();
     let sigs_all = fed.signatures(&round, &fed.roster, &s2);
     let refused = fed
         .unmask_step(&round, "site-01", &s2, &sigs_all, &bundles)

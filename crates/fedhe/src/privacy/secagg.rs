@@ -465,6 +465,9 @@ pub fn reveal(
     held: &[HeldShares],
 ) -> Result<Reveal, SecAggError> {
     round.point(me)?;
+    if !survivors.iter().any(|s| s == me) {
+        return Err(SecAggError::LeftOut { id: me.to_string() });
+    }
     let dropped: Vec<&String> = round
         .roster
         .iter()
