@@ -16,6 +16,7 @@ mod limbs;
 pub mod masking;
 mod report;
 mod round_loop;
+pub mod secagg;
 mod shares;
 mod statistics;
 mod training;
