@@ -54,10 +54,7 @@ fn double_masking(
     ids: &[String],
     values: usize,
 ) -> Result<DoubleFigures, MaskBenchError> {
-    use super::secagg::{
-        SecAggRound, check_survivors, double_masks, open_shares, reveal, seal_shares,
-        sign_survivors, unmask,
-    };
+    use super::secagg::{SecAggRound, double_masks, seal_shares, unmask};
     let ctx = MaskContext {
         plan: "bench",
         round: 2,
@@ -88,34 +85,7 @@ fn double_masking(
     for (id, (_, s)) in survivors.iter().zip(&who) {
         bundles.extend(seal_shares(s, &round, id, &keys)?);
     }
-    let identities = ids
-        .iter()
-        .zip(&who)
-        .map(|(id, (w, _))| (id.clone(), w.public()))
-        .collect();
-    let sigs: Vec<(String, [u8; 64])> = survivors
-        .iter()
-        .zip(&who)
-        .map(|(id, (w, _))| (id.clone(), sign_survivors(w, &round, id, &survivors)))
-        .collect();
-    let mut reveals = Vec::new();
-    let mut reveal_ms = Vec::new();
-    for (id, (_, s)) in survivors.iter().zip(&who).take(round.threshold) {
-        let t = Instant::now();
-        check_survivors(&round, id, &identities, &survivors, &sigs)?;
-        let held = bundles
-            .iter()
-            .filter(|b| b.to == *id)
-            .map(|b| {
-                let from = keys.iter().find(|(k, _)| *k == b.from);
-                let from =
-                    from.ok_or_else(|| super::secagg::SecAggError::NoKey { id: b.from.clone() })?;
-                open_shares(s, &round, id, from, b)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        reveals.push(reveal(&round, id, &survivors, &held)?);
-        reveal_ms.push(ms(t));
-    }
+    let (reveals, reveal_ms) = reveals_of(&round, &survivors, &who, &keys, &bundles)?;
     let t = Instant::now();
     let correction = unmask(&round, &survivors, &reveals)?;
     let reconstruct = ms(t);
@@ -131,6 +101,46 @@ fn double_masking(
         reconstruct,
         unmask_sum,
     })
+}
+
+/// The threshold's survivors checking, opening and revealing (each timed).
+fn reveals_of(
+    round: &super::secagg::SecAggRound<'_>,
+    survivors: &[String],
+    who: &[(Identity, AttemptSecret)],
+    keys: &[(String, [u8; 32])],
+    bundles: &[super::secagg::SealedShares],
+) -> Result<(Vec<super::secagg::Reveal>, Vec<f64>), MaskBenchError> {
+    use super::secagg::{SecAggError, check_survivors, open_shares, reveal, sign_survivors};
+    let identities = round
+        .roster
+        .iter()
+        .zip(who)
+        .map(|(id, (w, _))| (id.clone(), w.public()))
+        .collect();
+    let sigs: Vec<(String, [u8; 64])> = survivors
+        .iter()
+        .zip(who)
+        .map(|(id, (w, _))| (id.clone(), sign_survivors(w, round, id, survivors)))
+        .collect();
+    let mut reveals = Vec::new();
+    let mut reveal_ms = Vec::new();
+    for (id, (_, s)) in survivors.iter().zip(who).take(round.threshold) {
+        let t = Instant::now();
+        check_survivors(round, id, &identities, survivors, &sigs)?;
+        let held = bundles
+            .iter()
+            .filter(|b| b.to == *id)
+            .map(|b| {
+                let from = keys.iter().find(|(k, _)| *k == b.from);
+                let from = from.ok_or_else(|| SecAggError::NoKey { id: b.from.clone() })?;
+                open_shares(s, round, id, from, b)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        reveals.push(reveal(round, id, survivors, &held)?);
+        reveal_ms.push(ms(t));
+    }
+    Ok((reveals, reveal_ms))
 }
 
 #[derive(Debug, thiserror::Error)]
