@@ -30,6 +30,7 @@ mod onnx;
 mod plan;
 mod privacy;
 mod privacy_attacks;
+mod secagg;
 mod server_cli;
 mod server_http;
 mod state_folder;

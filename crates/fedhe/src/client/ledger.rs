@@ -38,6 +38,28 @@ pub enum LedgerError {
     Reuse { round: u64, attempt: u32 },
     #[error("the system's random generator failed")]
     Entropy,
+    #[error(
+        "round {round} attempt {attempt}: this client already revealed its shares for another \
+         survivor set; refusing to reveal for a second one (a site's self-seed shares and its \
+         pair-seed shares together would give away its update)"
+    )]
+    RevealConflict { round: u64, attempt: u32 },
+    #[error(
+        "round {round}: this client already revealed its double-mask shares in another attempt \
+         of this round (not {attempt}); it takes no further part in the round (two unmasked sums \
+         of one round over different survivors would give away a site's update)"
+    )]
+    RevealedRound { round: u64, attempt: u32 },
+}
+
+/// Whether another attempt of `ctx`'s round already revealed its shares.
+fn revealed_elsewhere(entries: &BTreeMap<String, Entry>, ctx: &MaskContext<'_>) -> bool {
+    let prefix = format!("{}/{}/", ctx.plan, ctx.round);
+    let own = key(ctx);
+    entries
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .any(|(k, e)| *k != own && e.revealed.is_some())
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -47,6 +69,10 @@ struct Entry {
     /// SHA-256 of the values masked under it (hex), once bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     values: Option<String>,
+    /// The survivor set this client revealed its double-mask shares for
+    /// (sorted ids), once it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revealed: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -175,6 +201,7 @@ impl MaskLedger {
             Entry {
                 secret: secret.to_hex(),
                 values: None,
+                revealed: None,
             },
         );
         self.save(&entries)?;
@@ -192,6 +219,12 @@ impl MaskLedger {
     ) -> Result<(), LedgerError> {
         let d = digest(values, weight);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if revealed_elsewhere(&entries, ctx) {
+            return Err(LedgerError::RevealedRound {
+                round: ctx.round,
+                attempt: ctx.attempt,
+            });
+        }
         let entry = entries.entry(key(ctx)).or_default();
         match &entry.values {
             Some(bound) if *bound == d => Ok(()),
@@ -201,6 +234,39 @@ impl MaskLedger {
             }),
             None => {
                 entry.values = Some(d);
+                self.save(&entries)
+            }
+        }
+    }
+}
+
+impl MaskLedger {
+    /// Records, before anything is revealed, the survivor set `ctx`'s
+    /// shares are revealed for (`privacy::secagg::reveal`): the first set
+    /// is saved; the same set again passes (a restart); any other set is
+    /// refused, so that no partner's self-seed share and pair-seed shares
+    /// both leave this client in one round.
+    pub fn reveal_for(
+        &self,
+        ctx: &MaskContext<'_>,
+        survivors: &[String],
+    ) -> Result<(), LedgerError> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if revealed_elsewhere(&entries, ctx) {
+            return Err(LedgerError::RevealedRound {
+                round: ctx.round,
+                attempt: ctx.attempt,
+            });
+        }
+        let entry = entries.entry(key(ctx)).or_default();
+        match &entry.revealed {
+            Some(set) if set.as_slice() == survivors => Ok(()),
+            Some(_) => Err(LedgerError::RevealConflict {
+                round: ctx.round,
+                attempt: ctx.attempt,
+            }),
+            None => {
+                entry.revealed = Some(survivors.to_vec());
                 self.save(&entries)
             }
         }
@@ -238,6 +304,31 @@ mod tests {
         // Another attempt: a fresh secret.
         let next = MaskContext { attempt: 2, ..ctx };
         assert_ne!(again.secret(&next).unwrap(), s);
+        // Reveals: one survivor set per context, kept across a restart.
+        let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        again.reveal_for(&ctx, &set(&["a", "b", "c"])).unwrap();
+        let after = MaskLedger::open(&path).unwrap();
+        after.reveal_for(&ctx, &set(&["a", "b", "c"])).unwrap();
+        assert!(matches!(
+            after.reveal_for(&ctx, &set(&["a", "b"])),
+            Err(LedgerError::RevealConflict {
+                round: 3,
+                attempt: 1
+            })
+        ));
+        // Once revealed in attempt 1, attempt 2 of the round neither masks
+        // nor reveals (round 4 is another round).
+        let attempt2 = MaskContext { attempt: 2, ..ctx };
+        assert!(matches!(
+            after.bind(&attempt2, &[1.0, 2.0], 1.0),
+            Err(LedgerError::RevealedRound { round: 3, .. })
+        ));
+        assert!(matches!(
+            after.reveal_for(&attempt2, &set(&["a", "b", "c"])),
+            Err(LedgerError::RevealedRound { round: 3, .. })
+        ));
+        let round4 = MaskContext { round: 4, ..ctx };
+        after.bind(&round4, &[1.0, 2.0], 1.0).unwrap();
         // A new run: fresh secrets for the same context.
         let run2 = MaskLedger::fresh(&path).unwrap();
         assert_ne!(run2.secret(&ctx).unwrap(), s);

@@ -20,6 +20,7 @@ pub mod masking;
 pub mod pins;
 mod report;
 mod round_loop;
+pub mod secagg;
 mod shares;
 mod statistics;
 mod training;

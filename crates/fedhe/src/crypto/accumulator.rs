@@ -13,7 +13,8 @@ use super::encoding;
 use super::glwe;
 use super::keys::check_layout;
 use super::keys::{PublicKeyFile, SecretKey};
-use super::params::ParamSet;
+use super::masking::Masks;
+use super::params::{POLY_SIZE, ParamSet};
 use super::sum_tag::{SUM_TAG_SLOTS, TagField, TagScope};
 use super::update::{EncryptedUpdate, UpdateMeta, UpdateRef};
 use super::wire::{self, MAX_SUM_HEADER, SUM_MAGIC, SumHeader, sum_header_bound};
@@ -173,6 +174,33 @@ impl Accumulator {
         self.add_words(&other.words);
         self.seeds.extend_from_slice(&other.seeds);
         Ok(())
+    }
+
+    /// Adds `masks` to the sum as a plaintext the aggregator knows (the
+    /// double masks' unmask step, `privacy::secagg::unmask`): every slot,
+    /// the weight slot included, gains the masks' keystreams at the
+    /// fixed-point shift, exactly as if an update had carried them. The
+    /// contributors are unchanged.
+    pub fn add_masks(&mut self, masks: &Masks) {
+        use rayon::prelude::*;
+        let shift = self.layout.params.delta_log2(self.layout.max_clients);
+        // The masks sit at 2^D with D above the dropped bits: exact.
+        let dropped = self.layout.params.dropped_bits();
+        let mask = self.word_mask();
+        self.words
+            .par_chunks_mut(POLY_SIZE)
+            .enumerate()
+            .for_each_init(
+                || vec![0u64; POLY_SIZE],
+                |plain, (j, block)| {
+                    let plain = &mut plain[..block.len()];
+                    plain.fill(0);
+                    masks.apply(shift, j * POLY_SIZE, plain);
+                    for (w, p) in block.iter_mut().zip(plain.iter()) {
+                        *w = w.wrapping_add(p >> dropped) & mask;
+                    }
+                },
+            );
     }
 
     /// Wire encoding (see [`wire`](super::wire)).

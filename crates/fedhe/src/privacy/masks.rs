@@ -54,7 +54,7 @@ pub struct MaskContext<'a> {
 }
 
 impl MaskContext<'_> {
-    fn write(&self, m: &mut Vec<u8>) {
+    pub(crate) fn write(&self, m: &mut Vec<u8>) {
         put(m, self.plan.as_bytes());
         m.extend_from_slice(&self.round.to_le_bytes());
         m.extend_from_slice(&self.attempt.to_le_bytes());
@@ -63,7 +63,7 @@ impl MaskContext<'_> {
 
 /// Appends `part` with its length, so that no two sequences of parts give
 /// the same bytes.
-fn put(m: &mut Vec<u8>, part: &[u8]) {
+pub(crate) fn put(m: &mut Vec<u8>, part: &[u8]) {
     m.extend_from_slice(&(part.len() as u64).to_le_bytes());
     m.extend_from_slice(part);
 }
@@ -127,23 +127,66 @@ impl AttemptSecret {
         id: &str,
         partners: &[(String, [u8; 32])],
     ) -> Result<Masks, MaskError> {
-        let secret = self.x25519();
-        let mut pairs = Vec::with_capacity(partners.len());
+        let seeds = self.pair_seeds(ctx, id, partners)?;
+        Ok(Masks::new(
+            seeds
+                .iter()
+                .map(|(other, seed)| (*seed, id < other.as_str())),
+        ))
+    }
+
+    /// The pair seed client `id` shares with each partner in `ctx` (its own
+    /// entry skipped), in the partners' order.
+    pub fn pair_seeds(
+        &self,
+        ctx: &MaskContext<'_>,
+        id: &str,
+        partners: &[(String, [u8; 32])],
+    ) -> Result<Vec<(String, u128)>, MaskError> {
+        let mut seeds = Vec::with_capacity(partners.len());
         for (other, public) in partners {
             if other == id {
                 continue;
             }
-            let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(*public));
-            if !shared.was_contributory() {
-                return Err(MaskError::BadKey {
-                    id: other.clone(),
-                    detail: "a low-order point".into(),
-                });
-            }
-            let seed = pair_seed(shared.as_bytes(), ctx, id, other);
-            pairs.push((seed, id < other.as_str()));
+            let shared = self.shared(other, public)?;
+            seeds.push((other.clone(), pair_seed(shared.as_bytes(), ctx, id, other)));
         }
-        Ok(Masks::new(pairs))
+        Ok(seeds)
+    }
+
+    /// The X25519 shared secret with `other`'s announced key (refused if
+    /// the key is a low-order point).
+    pub(crate) fn shared(
+        &self,
+        other: &str,
+        public: &[u8; 32],
+    ) -> Result<x25519_dalek::SharedSecret, MaskError> {
+        let shared = self
+            .x25519()
+            .diffie_hellman(&x25519_dalek::PublicKey::from(*public));
+        if !shared.was_contributory() {
+            return Err(MaskError::BadKey {
+                id: other.to_string(),
+                detail: "a low-order point".into(),
+            });
+        }
+        Ok(shared)
+    }
+
+    /// A 32-byte value derived from the secret for `label` in `ctx` (the
+    /// double masks' self seed and share randomness, `privacy::secagg`):
+    /// one-way, so revealing it reveals nothing of the secret or of any
+    /// other label's value.
+    pub(crate) fn derive(
+        &self,
+        label: &[u8],
+        ctx: &MaskContext<'_>,
+    ) -> zeroize::Zeroizing<[u8; 32]> {
+        let mut info = Vec::new();
+        ctx.write(&mut info);
+        let mut out = zeroize::Zeroizing::new([0u8; 32]);
+        hkdf_expand(label, &self.0, &info, &mut out[..]);
+        out
     }
 }
 
@@ -188,6 +231,14 @@ impl Identity {
         let mut out = [0u8; 32];
         out.copy_from_slice(self.pair().public_key().as_ref());
         out
+    }
+
+    /// Signs `message` with this identity (the double masks' survivor
+    /// sets, `privacy::secagg`).
+    pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {
+        let mut signature = [0u8; 64];
+        signature.copy_from_slice(self.pair().sign(message).as_ref());
+        signature
     }
 
     /// Announces the public key of `secret` for `ctx`, signed with this
@@ -296,6 +347,13 @@ pub fn verify_announcement(
             round: ctx.round,
             attempt: ctx.attempt,
         })
+}
+
+/// Whether `signature` is `identity`'s over `message`.
+pub(crate) fn signed_by(identity: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+    signature::UnparsedPublicKey::new(&signature::ED25519, identity)
+        .verify(message, signature)
+        .is_ok()
 }
 
 fn announcement_message(ctx: &MaskContext<'_>, id: &str, public: &[u8; 32]) -> Vec<u8> {

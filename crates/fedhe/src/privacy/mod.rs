@@ -9,6 +9,8 @@ mod dpsgd;
 pub mod masks;
 mod masks_bench;
 mod noise;
+pub mod secagg;
+pub mod shamir;
 
 pub use accountant::{
     DEFAULT_ORDERS, MAX_NOISE_MULTIPLIER, PrivacySpent, epsilon, noise_multiplier_for, rdp,
