@@ -35,6 +35,9 @@ pub struct Cli {
     pub csv: Option<std::path::PathBuf>,
 }
 
+// Parsed once per process and matched at once: the variants' sizes do not
+// matter, and boxing them would only obscure clap's derive.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Split a CSV into a stratified test set and per-client training files.

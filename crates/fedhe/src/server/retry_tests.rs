@@ -45,7 +45,7 @@ fn a_failed_write_answers_500_and_the_client_retries_until_it_is_taken() {
         attempts: 1,
         ..retry
     });
-    let e = once.register(&signed(&sk, &srv.url(), "a")).unwrap_err();
+    let e = once.register(&signed(&sk, srv.url(), "a")).unwrap_err();
     assert_eq!(
         (e.status(), e.code()),
         (Some(500), Some(&ErrorCode::Internal))
@@ -58,7 +58,7 @@ fn a_failed_write_answers_500_and_the_client_retries_until_it_is_taken() {
     for id in ["a", "b"] {
         srv.fail_next_write();
         let mut c = AggregatorClient::new(srv.url()).with_retry(retry);
-        c.register(&signed(&sk, &srv.url(), id)).unwrap();
+        c.register(&signed(&sk, srv.url(), id)).unwrap();
         sites.push(c);
     }
     for (c, v) in sites.iter().zip([0.25, 0.75]) {
