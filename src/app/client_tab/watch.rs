@@ -27,7 +27,9 @@ impl RoundWatch {
     /// retries of its own: the training job rides out outages.
     pub fn start(&mut self, ctx: &egui::Context, api: AggregatorClient) {
         self.stop();
-        let api = api.with_retry(RetryPolicy {
+        // A cancel flag of its own: the joined client's may be the Join
+        // job's, set once that job ended.
+        let api = api.with_cancel(Default::default()).with_retry(RetryPolicy {
             attempts: 1,
             ..RetryPolicy::default()
         });
