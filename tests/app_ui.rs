@@ -1017,17 +1017,22 @@ fn the_app_restarted_over_the_same_data_folder_resumes_the_federation() {
     wait_until(&mut h, "the key", Duration::from_secs(30), |a| {
         a.client.key.is_some()
     });
-    click(&mut h, "Join federation");
+    // The Server tab's Resume: join again and train on, in one step.
+    click(&mut h, "Server");
+    click(&mut h, "▶ Resume");
     wait_until(&mut h, "rejoining", Duration::from_secs(30), |a| {
         a.client.registered.is_some() || a.client.notes.iter().any(|n| n.is_error())
     });
+    assert_eq!(h.state().settings.tab, Tab::Client);
     let joined = h.state().client.registered.clone().unwrap_or_default();
     assert!(
         joined.starts_with("Resumed as client-a"),
         "{joined} {:?}",
         h.state().client.notes
     );
-    click(&mut h, "🔒 Start federated training");
+    wait_until(&mut h, "training to start", Duration::from_secs(30), |a| {
+        a.client.is_training() || a.client.model.is_some()
+    });
     wait_until(&mut h, "training", Duration::from_secs(120), |a| {
         !a.client.is_training()
     });

@@ -96,6 +96,9 @@ pub struct Shared {
     pub goto: Option<Tab>,
     /// Predict should take the latest model now.
     pub predict_latest: bool,
+    /// The Server tab's Resume: the Client tab joins again and starts
+    /// federated training as soon as it has joined.
+    pub resume: bool,
 }
 
 /// The whole app.

@@ -490,7 +490,7 @@ impl ServerTab {
                 if self.remote {
                     self.remote_ui(ui, settings, &ctx);
                 } else {
-                    self.embedded_ui(ui, settings);
+                    self.embedded_ui(ui, settings, shared);
                 }
                 self.key_ui(ui, settings, shared, &ctx);
                 if !self.remote {
@@ -500,7 +500,7 @@ impl ServerTab {
             });
     }
 
-    fn embedded_ui(&mut self, ui: &mut Ui, settings: &mut Settings) {
+    fn embedded_ui(&mut self, ui: &mut Ui, settings: &mut Settings, shared: &mut Shared) {
         ui.horizontal(|ui| {
             if let Some(s) = &self.server {
                 let url = s.url().to_string();
@@ -537,7 +537,7 @@ impl ServerTab {
                 }
             }
         });
-        self.interrupted_ui(ui);
+        self.interrupted_ui(ui, shared);
         if let Some(s) = &self.server {
             let token = s.operator_token().to_string();
             ui.collapsing("Operator token (for `fedhe` on the command line)", |ui| {

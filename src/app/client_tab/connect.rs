@@ -56,6 +56,7 @@ impl ClientTab {
                     self.federation = Some(*site);
                 }
                 ConnectMsg::Joined(Err(e)) => {
+                    self.start_when_joined = false;
                     self.connect.status.clear();
                     widgets::push_note(&mut self.notes, Note::from(e));
                 }
@@ -73,11 +74,7 @@ impl ClientTab {
     ) {
         widgets::section_heading(ui, "3. Aggregator");
         aggregator_ui(ui, settings, shared);
-        let url = if settings.use_embedded {
-            shared.embedded_url.clone()
-        } else {
-            Some(settings.server_url.trim().to_string()).filter(|u| !u.is_empty())
-        };
+        let url = aggregator_url(settings, shared);
         let busy = self.connect.job.is_some();
         ui.horizontal_wrapped(|ui| {
             let csv = self.csv.as_ref().map(|c| c.path.clone());
@@ -125,6 +122,31 @@ impl ClientTab {
         });
     }
 
+    /// The Server tab's Resume: join again (the state file resumes this
+    /// site) and start federated training once joined; what is missing for
+    /// it, in a note.
+    pub(super) fn resume(&mut self, ctx: &egui::Context, settings: &Settings, shared: &Shared) {
+        let url = aggregator_url(settings, shared);
+        let csv = self.csv.as_ref().map(|c| c.path.clone());
+        let missing = join_needs(url.is_some(), csv.is_some(), self.key.is_some());
+        if self.is_training() || self.connect.job.is_some() {
+            return;
+        }
+        match (url, csv, self.key.clone()) {
+            (Some(url), Some(csv), Some(key)) => {
+                self.start_when_joined = true;
+                self.join(ctx, settings, url, csv, key);
+            }
+            _ => widgets::push_note(
+                &mut self.notes,
+                Note::Error(format!(
+                    "Resume needs this site's {} first (sections 1–3), then press Resume again.",
+                    missing.join(", ")
+                )),
+            ),
+        }
+    }
+
     /// Stops joining at once: the job is told to stop (its retries end
     /// within 50 ms) and let go; a request in flight ends on its own.
     fn cancel_join(&mut self) {
@@ -158,6 +180,15 @@ impl ClientTab {
             Ok(j) => self.connect.job = Some(j),
             Err(e) => widgets::push_note(&mut self.notes, Note::from(e)),
         }
+    }
+}
+
+/// The aggregator this tab joins: the embedded one's URL, or the one typed.
+fn aggregator_url(settings: &Settings, shared: &Shared) -> Option<String> {
+    if settings.use_embedded {
+        shared.embedded_url.clone()
+    } else {
+        Some(settings.server_url.trim().to_string()).filter(|u| !u.is_empty())
     }
 }
 

@@ -46,6 +46,8 @@ pub struct ClientTab {
     status_line: widgets::LiveLine,
     /// The aggregator's open round, live, while federated training runs.
     watch: watch::RoundWatch,
+    /// Resume (Server tab): start federated training once joined.
+    start_when_joined: bool,
 }
 
 impl ClientTab {
@@ -103,6 +105,13 @@ impl ClientTab {
         self.take_csv_dialog(&ctx, settings);
         self.take_key_dialog(&ctx, settings);
         self.take_save_dialog(&ctx);
+        if std::mem::take(&mut shared.resume) {
+            self.resume(&ctx, settings, shared);
+        }
+        if self.start_when_joined && self.federation.is_some() && !self.is_training() {
+            self.start_when_joined = false;
+            self.start_federated(&ctx, settings);
+        }
         egui::ScrollArea::vertical()
             .id_salt("client-scroll")
             .show(ui, |ui| {

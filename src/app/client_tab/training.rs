@@ -167,11 +167,24 @@ impl ClientTab {
             .add_enabled(self.federation.is_some(), start)
             .on_disabled_hover_text("Join a federation first (section 3)")
             .clicked()
-            && let Some(site) = self.federation.clone()
         {
-            let (t, architecture) = (settings.training, settings.architecture.clone());
-            self.start_training(ctx, site.data.clone(), t, architecture, source, Some(site));
+            self.start_federated(ctx, settings);
         }
+    }
+
+    /// Starts federated training in the federation joined (the button, or
+    /// the Server tab's Resume once joined).
+    pub(super) fn start_federated(&mut self, ctx: &egui::Context, settings: &Settings) {
+        let Some(site) = self.federation.clone() else {
+            return;
+        };
+        let source = self
+            .csv
+            .as_ref()
+            .map(|c| c.path.display().to_string())
+            .unwrap_or_default();
+        let (t, architecture) = (settings.training, settings.architecture.clone());
+        self.start_training(ctx, site.data.clone(), t, architecture, source, Some(site));
     }
 
     /// The trained model: save it, or score with it in Predict.

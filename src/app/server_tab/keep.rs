@@ -163,7 +163,7 @@ impl ServerTab {
 
     /// "Training was interrupted in round N": what the restarted aggregator
     /// continues, and what the sites do.
-    pub(super) fn interrupted_ui(&mut self, ui: &mut Ui) {
+    pub(super) fn interrupted_ui(&mut self, ui: &mut Ui, shared: &mut crate::app::Shared) {
         let Some(round) = self.interrupted else {
             return;
         };
@@ -175,15 +175,28 @@ impl ServerTab {
             self.interrupted = None;
             return;
         }
-        ui.label(
-            RichText::new(format!(
-                "Training was interrupted in round {round}: the aggregator is back with its \
-                 federation. Resume: each site joins again (Client tab: Join federation, then \
-                 Start federated training; `fedhe client` resumes by itself) and round {round} \
-                 continues."
-            ))
-            .color(PLAIN_COLOR),
-        );
+        ui.horizontal_wrapped(|ui| {
+            ui.label(
+                RichText::new(format!(
+                    "Training was interrupted in round {round}: the aggregator is back with \
+                     its federation, and round {round} continues once the sites join again \
+                     (`fedhe client` sites resume by themselves)."
+                ))
+                .color(PLAIN_COLOR),
+            );
+            if ui
+                .button("▶ Resume")
+                .on_hover_text(
+                    "This app's site joins again under its id (its state file resumes it) \
+                     and goes on training: the Client tab's Join federation and Start \
+                     federated training in one step",
+                )
+                .clicked()
+            {
+                shared.resume = true;
+                shared.goto = Some(crate::app::settings::Tab::Client);
+            }
+        });
     }
 
     /// The running embedded aggregator's operator token.
