@@ -163,6 +163,11 @@ pub fn check_outputs(
     Ok(())
 }
 
+/// The largest client state file read (`session::ClientState`): its token,
+/// secrets, pins and the server optimizer's state (three vectors of the
+/// model's size as exact bits) stay far below; a model file has the same cap.
+pub const MAX_STATE_FILE_BYTES: u64 = 1 << 28;
+
 /// Reads a file that is used whole (a model, a key, a plan, a state file),
 /// refusing one larger than `cap` bytes before reading it (a regular file)
 /// or after `cap` bytes (a device or a pipe such as `/dev/zero`): an

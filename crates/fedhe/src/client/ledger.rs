@@ -23,6 +23,10 @@ use sha2::{Digest, Sha256};
 
 use crate::privacy::{AttemptSecret, MaskContext};
 
+/// The largest mask ledger read: one small entry per round and attempt
+/// (a secret, a hash, a survivor set) stays far below, even over thousands
+/// of rounds.
+pub const MAX_LEDGER_BYTES: u64 = 1 << 26;
 const FORMAT: &str = "fedhe-mask-ledger";
 
 /// Failures of the mask ledger.
@@ -151,7 +155,7 @@ impl MaskLedger {
             file: path.display().to_string(),
             message,
         };
-        let entries = match std::fs::read(path) {
+        let entries = match crate::fsutil::read_capped(path, MAX_LEDGER_BYTES, "mask ledger") {
             Ok(bytes) => {
                 let s: Stored = serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
                 if s.format != FORMAT || s.version != 1 {
@@ -276,6 +280,21 @@ impl MaskLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A ledger that has grown without bound (or is a device) is refused
+    /// by its size before it is read.
+    #[test]
+    fn an_oversized_ledger_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_path(&dir.path().join("client-a.state.json"));
+        // Sparse: no disk is used.
+        std::fs::File::create(&ledger)
+            .unwrap()
+            .set_len(MAX_LEDGER_BYTES + 1)
+            .unwrap();
+        let e = MaskLedger::open(&ledger).err().expect("refused");
+        assert!(e.to_string().contains("larger than"), "{e}");
+    }
 
     #[test]
     fn a_context_keeps_its_secret_and_refuses_other_values_across_a_restart() {

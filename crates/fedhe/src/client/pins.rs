@@ -98,7 +98,12 @@ impl PartnerPins {
 /// logged, and the pin holds for this run.
 fn save_partners(file: &Path, partners: &BTreeMap<String, String>) {
     let saved = (|| -> Result<(), String> {
-        let bytes = std::fs::read(file).map_err(|e| e.to_string())?;
+        let bytes = crate::fsutil::read_capped(
+            file,
+            crate::fsutil::MAX_STATE_FILE_BYTES,
+            "client state file",
+        )
+        .map_err(|e| e.to_string())?;
         let mut state: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
         let obj = state

@@ -82,7 +82,11 @@ impl ClientState {
 
     /// The state in `path`, `None` if there is no file.
     pub fn load(path: &Path) -> Result<Option<ClientState>, SessionError> {
-        let bytes = match std::fs::read(path) {
+        let bytes = match crate::fsutil::read_capped(
+            path,
+            crate::fsutil::MAX_STATE_FILE_BYTES,
+            "client state file",
+        ) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
@@ -135,5 +139,25 @@ impl ClientState {
             std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
         }
         crate::fsutil::write_atomic(path, &text, true, true).map_err(|e| err(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state file that has grown without bound (or is a device) is
+    /// refused by its size before it is read.
+    #[test]
+    fn an_oversized_state_file_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("client-a.state.json");
+        // Sparse: no disk is used.
+        std::fs::File::create(&state)
+            .unwrap()
+            .set_len(crate::fsutil::MAX_STATE_FILE_BYTES + 1)
+            .unwrap();
+        let e = ClientState::load(&state).err().expect("refused");
+        assert!(e.to_string().contains("larger than"), "{e}");
     }
 }
