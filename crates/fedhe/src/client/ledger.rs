@@ -292,7 +292,9 @@ mod tests {
             .unwrap()
             .set_len(MAX_LEDGER_BYTES + 1)
             .unwrap();
-        let e = MaskLedger::open(&ledger).err().expect("refused");
+        let Err(e) = MaskLedger::open(&ledger) else {
+            panic!("an oversized ledger was read");
+        };
         assert!(e.to_string().contains("larger than"), "{e}");
     }
 

@@ -157,7 +157,9 @@ mod tests {
             .unwrap()
             .set_len(crate::fsutil::MAX_STATE_FILE_BYTES + 1)
             .unwrap();
-        let e = ClientState::load(&state).err().expect("refused");
+        let Err(e) = ClientState::load(&state) else {
+            panic!("an oversized state file was read");
+        };
         assert!(e.to_string().contains("larger than"), "{e}");
     }
 }
