@@ -181,6 +181,15 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         operator_token: token,
         tls,
         ..ServerConfig::default()
+    })
+    .map_err(|e| match (&e, &a.tls_cert, &a.tls_key) {
+        // The library checks PEM bytes; the files are named here.
+        (fedhe::server::StartError::Tls(_), Some(c), Some(k)) => anyhow::anyhow!(
+            "--tls-cert {} / --tls-key {}: {e}",
+            c.display(),
+            k.display()
+        ),
+        _ => e.into(),
     })?;
     let st = server.status();
     let mut out = std::io::stdout().lock();
