@@ -52,6 +52,7 @@ pub use keys::{KEY_FORMAT_VERSION, PublicKeyFile, SecretKey};
 pub use masking::Masks;
 pub use membership::Audience;
 pub use params::{DEFAULT_MAX_CLIENTS, MAX_CLIENTS_LIMIT, POLY_SIZE, ParamSet, max_clients_for};
+pub(crate) use prng::hkdf_expand;
 pub use sum_tag::{SUM_TAG_SLOTS, TagField, TagScope};
 pub use update::{
     EncryptedUpdate, UpdateRef, encrypt_tagged, encrypt_weighted, encrypt_weighted_f32,

@@ -14,6 +14,7 @@ use tfhe_csprng::generators::aes_ctr::{AES_CALLS_PER_BATCH, Aes128Key, AesBlockC
 use tfhe_csprng::generators::default::DefaultAes128BlockCipher;
 
 use super::params::{NOISE_BOUND_LOG2, POLY_SIZE};
+use ring::hkdf;
 
 /// AES blocks of mask keystream per GLWE block (N u64 words of 16 bytes per AES block).
 pub(crate) const MASK_AES_BLOCKS_PER_GLWE: u128 = (POLY_SIZE * 8 / 16) as u128;
@@ -108,4 +109,22 @@ impl AesCtr {
             *w = w.wrapping_add(e);
         }
     }
+}
+
+/// HKDF-SHA256 (extract with `salt`, expand with `info`) into `out` (at most
+/// 255 × 32 bytes; callers ask for 16 or 32).
+pub(crate) fn hkdf_expand(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) {
+    struct Len(usize);
+    impl hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            self.0
+        }
+    }
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ikm);
+    let infos = [info];
+    // Provably infallible: ring fails only for outputs over 255 × 32 bytes.
+    #[allow(clippy::expect_used)]
+    prk.expand(&infos, Len(out.len()))
+        .and_then(|okm| okm.fill(out))
+        .expect("HKDF-SHA256 output of at most 32 bytes");
 }

@@ -28,7 +28,6 @@
 //! every key with a per-client budget of 16 bits or more.
 
 use rayon::prelude::*;
-use ring::hkdf;
 use zeroize::Zeroizing;
 
 use super::params::{POLY_SIZE, ParamSet};
@@ -131,28 +130,11 @@ impl TagField {
     }
 }
 
-/// HKDF-SHA256 of `ikm` (extract with `salt`, expand with `info`) into `out`.
-fn hkdf_into(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) {
-    struct Len(usize);
-    impl hkdf::KeyType for Len {
-        fn len(&self) -> usize {
-            self.0
-        }
-    }
-    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ikm);
-    let infos = [info];
-    // Provably infallible: ring fails only for outputs over 255 × 32 bytes.
-    #[allow(clippy::expect_used)]
-    prk.expand(&infos, Len(out.len()))
-        .and_then(|okm| okm.fill(out))
-        .expect("HKDF-SHA256 output of at most 32 bytes");
-}
-
 impl TagKey {
     /// The tag key of a membership seed (every site's, never the aggregator's).
     pub(crate) fn derive(member_seed: &[u8; 32]) -> Self {
         let mut out = Zeroizing::new([0u8; 32]);
-        hkdf_into(
+        super::hkdf_expand(
             b"FedHE sum tag key v1",
             member_seed,
             b"sum tag",
@@ -163,7 +145,7 @@ impl TagKey {
 
     fn coefficient_seed(&self, scope: &TagScope) -> u128 {
         let mut out = Zeroizing::new([0u8; 16]);
-        hkdf_into(
+        super::hkdf_expand(
             b"FedHE sum tag coefficients v1",
             &self.0[..],
             &scope.bytes(),
@@ -177,7 +159,7 @@ impl TagKey {
         let mut info = scope.bytes();
         info.extend_from_slice(site.as_bytes());
         let mut out = [0u8; 8];
-        hkdf_into(b"FedHE sum tag site v1", &self.0[..], &info, &mut out);
+        super::hkdf_expand(b"FedHE sum tag site v1", &self.0[..], &info, &mut out);
         u64::from_le_bytes(out) % field.p
     }
 

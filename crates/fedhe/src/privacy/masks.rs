@@ -21,8 +21,8 @@
 //! attempt announces the same key again and never masks other values under
 //! it.
 
+use ring::rand::SecureRandom;
 use ring::signature::{self, KeyPair};
-use ring::{hkdf, rand::SecureRandom};
 
 use crate::crypto::Masks;
 
@@ -378,23 +378,8 @@ pub fn pair_seed(shared: &[u8; 32], ctx: &MaskContext<'_>, a: &str, b: &str) -> 
     u128::from_le_bytes(*out)
 }
 
-/// HKDF-SHA256 (extract with `salt`, expand with `info`) into `out` (at most
-/// 255 × 32 bytes; callers ask for 16 or 32).
-pub(crate) fn hkdf_expand(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) {
-    struct Len(usize);
-    impl hkdf::KeyType for Len {
-        fn len(&self) -> usize {
-            self.0
-        }
-    }
-    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ikm);
-    let infos = [info];
-    // Provably infallible: ring fails only for outputs over 255 × 32 bytes.
-    #[allow(clippy::expect_used)]
-    prk.expand(&infos, Len(out.len()))
-        .and_then(|okm| okm.fill(out))
-        .expect("HKDF-SHA256 output of at most 32 bytes");
-}
+/// HKDF-SHA256, kept in `crypto` (the sum tag uses it too).
+pub(crate) use crate::crypto::hkdf_expand;
 
 /// Whether a round with `members` contributors is masked: masks protect a
 /// client's update only if at least two others are in the round (with one
