@@ -164,3 +164,23 @@ pub fn member(url: &str, key: &Path) -> fedhe::client::AggregatorClient {
     api.with_session(session)
         .with_member_key(std::sync::Arc::new(key))
 }
+
+/// The URL a `fedhe serve` child prints, read from its stdout up to its
+/// "state folder" line; the rest of its stdout is drained on a thread so
+/// that it never blocks on a full pipe.
+pub fn serve_url(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut url = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(u) = line.strip_prefix("FedHE aggregator listening on ") {
+            url = Some(u.trim().to_string());
+        }
+        if line.starts_with("state folder") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    url.expect("listening line")
+}

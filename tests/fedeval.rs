@@ -384,7 +384,7 @@ mod one_site_unreadable {
 /// Every site prints the same `federated test` line, the aggregator
 /// completes at the evaluation round, and the saved models are one.
 mod cli {
-    use std::io::{BufRead, Read};
+    use std::io::Read;
     use std::path::Path;
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
@@ -432,19 +432,8 @@ mod cli {
                 .spawn()
                 .unwrap(),
         );
-        let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
-        let mut url = None;
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(u) = line.strip_prefix("FedHE aggregator listening on ") {
-                url = Some(u.trim().to_string());
-            }
-            if line.starts_with("state folder") {
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        (child, url.expect("listening line"))
+        let url = crate::common::serve_url(&mut child.0);
+        (child, url)
     }
 
     fn finish(mut c: Killed) -> String {

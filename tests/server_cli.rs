@@ -5,7 +5,7 @@
 //! 30 s mid-round is ridden out, and the federation ends with exactly the
 //! model of an uninterrupted run.
 
-use std::io::{BufRead, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -80,19 +80,8 @@ fn serve_logged(args: &[&str], state: &Path, bind: &str, log: Option<&Path>) -> 
         cmd.stderr(std::fs::File::create(path).unwrap());
     }
     let mut child = Killed(cmd.spawn().unwrap());
-    let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
-    let mut url = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(u) = line.strip_prefix("FedHE aggregator listening on ") {
-            url = Some(u.trim().to_string());
-        }
-        if line.starts_with("state folder") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    (child, url.expect("listening line"))
+    let url = crate::common::serve_url(&mut child.0);
+    (child, url)
 }
 
 fn client(url: &str, key: &Path, data: &Path, id: &str, out: &Path) -> Killed {

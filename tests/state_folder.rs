@@ -3,7 +3,6 @@
 //! `state_lost`, the log says so) and no second `serve` starts on the same
 //! path while the first runs.
 
-use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,19 +34,8 @@ fn serve(pk: &Path, state: &Path, log: &Path) -> (Killed, String) {
             .spawn()
             .unwrap(),
     );
-    let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
-    let mut url = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(u) = line.strip_prefix("FedHE aggregator listening on ") {
-            url = Some(u.trim().to_string());
-        }
-        if line.starts_with("state folder") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    (child, url.expect("listening line"))
+    let url = crate::common::serve_url(&mut child.0);
+    (child, url)
 }
 
 /// Waits (at most `limit`) for `child` to end: its success and stderr.
