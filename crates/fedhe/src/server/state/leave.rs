@@ -54,7 +54,8 @@ pub(super) fn read_left(store: &Store, round: u64) -> Result<BTreeSet<String>, S
 const MAX_REASON: usize = 1000;
 
 impl Aggregator {
-    /// `client` leaves the open `round`: one transaction (its key dropped,
+    /// `client` leaves the open round (`round` is its own, the open one or
+    /// an earlier one that closed without it): one transaction (its key dropped,
     /// the attempt fixed or restarted without it), then memory.
     pub fn leave(
         &mut self,
@@ -135,14 +136,11 @@ impl Aggregator {
     /// Only the open round, and only before this member's update is in it.
     fn check_leave(&self, client: &str, round: u64) -> Result<(), ServerError> {
         let open = self.open.number;
-        if round != open {
-            return Err(if round < open {
-                ServerError::WrongRound(format!(
-                    "round {round} is closed; the open round is {open}"
-                ))
-            } else {
-                super::unknown_round(round, open)
-            });
+        // A site that failed while its round closed without it leaves the
+        // round open now: it is gone from the federation, not from one
+        // round (else the next round would wait for it to its deadline).
+        if round > open {
+            return Err(super::unknown_round(round, open));
         }
         if self.open.submitted.iter().any(|c| c == client) {
             return Err(ServerError::Conflict(format!(
