@@ -1034,6 +1034,12 @@ fn mask_line(st: &StatusResponse, phase: fedhe::protocol::MaskPhase) -> String {
         fedhe::protocol::MaskPhase::Upload => {
             format!("Pairwise masks, {attempt}: fewer than three clients, updates not masked")
         }
+        fedhe::protocol::MaskPhase::Consistency => {
+            format!("Double masks, {attempt}: updates in; the survivors sign who is in the sum")
+        }
+        fedhe::protocol::MaskPhase::Unmask => format!(
+            "Double masks, {attempt}: the survivors reveal shares; the aggregator removes the masks"
+        ),
     }
 }
 

@@ -15,9 +15,10 @@ use ureq::http;
 
 use crate::protocol::{
     API_PREFIX, ATTEMPT_HEADER, AnnounceRequest, CONTRIBUTORS_HEADER, ClientInfo, CloseResponse,
-    ErrorBody, ErrorCode, HealthResponse, KeySet, LeaveRequest, MAX_WAIT_MS, MEMBER_HEADER,
-    PLAN_HEADER, PlanResponse, RegisterRequest, RegisterResponse, RoundInfo, RoundState,
-    SESSION_HEADER, SessionResponse, StatusResponse, UploadResponse,
+    ErrorBody, ErrorCode, HealthResponse, KeyReport, KeySet, LeaveRequest, MAX_WAIT_MS,
+    MEMBER_HEADER, PLAN_HEADER, PlanResponse, RegisterRequest, RegisterResponse, RevealUpload,
+    RoundInfo, RoundState, SESSION_HEADER, SessionResponse, SharesFor, SharesUpload,
+    StatusResponse, SurvivorSignature, UploadResponse,
 };
 
 use super::wait::wait_round;
@@ -555,6 +556,58 @@ impl AggregatorClient {
             Some((&body, "application/json")),
         )?;
         self.json(r)
+    }
+
+    /// Sends a JSON `body` with `method` to `path` and reads the JSON
+    /// answer (`what` names the body in an encoding error).
+    fn send_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: &B,
+        what: &str,
+    ) -> Result<T, ClientError> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| ClientError::Protocol(format!("{what} JSON: {e}")))?;
+        let r = self.request(method, path, Some((&body, "application/json")))?;
+        self.json(r)
+    }
+
+    /// Double masking, upload phase: this client's sealed share bundles
+    /// for `round`'s attempt (before its update).
+    pub fn put_shares(&self, round: u64, req: &SharesUpload) -> Result<KeySet, ClientError> {
+        let path = format!("/rounds/{round}/shares");
+        self.send_json(http::Method::PUT, &path, req, "shares")
+    }
+
+    /// Double masking, unmask phase: the bundles addressed to this client.
+    pub fn shares_for(&self, round: u64) -> Result<SharesFor, ClientError> {
+        let r = self.request(http::Method::GET, &format!("/rounds/{round}/shares"), None)?;
+        self.json(r)
+    }
+
+    /// Double masking, consistency phase: this survivor's signature of the
+    /// survivor set it was shown.
+    pub fn sign_survivors(
+        &self,
+        round: u64,
+        req: &SurvivorSignature,
+    ) -> Result<KeySet, ClientError> {
+        let path = format!("/rounds/{round}/survivors");
+        self.send_json(http::Method::PUT, &path, req, "survivor signature")
+    }
+
+    /// Double masking, unmask phase: this survivor's revealed shares.
+    pub fn reveal(&self, round: u64, req: &RevealUpload) -> Result<KeySet, ClientError> {
+        let path = format!("/rounds/{round}/reveal");
+        self.send_json(http::Method::PUT, &path, req, "reveal")
+    }
+
+    /// Reports a partner's unusable mask key: the aggregator restarts the
+    /// attempt without it.
+    pub fn report_key(&self, round: u64, req: &KeyReport) -> Result<KeySet, ClientError> {
+        let path = format!("/rounds/{round}/report");
+        self.send_json(http::Method::POST, &path, req, "key report")
     }
 
     /// The open round's attempt and relayed mask keys; with `wait`, the

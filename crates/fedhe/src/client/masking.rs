@@ -407,6 +407,9 @@ mod tests {
             keys: Vec::new(),
             min_contributors: n,
             deadline_unix: None,
+            threshold: 0,
+            survivors: Vec::new(),
+            signatures: Vec::new(),
         }
     }
 

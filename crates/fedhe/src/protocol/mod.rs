@@ -204,8 +204,100 @@ pub struct ClientInfo {
 pub enum MaskPhase {
     /// The attempt's members announce their mask keys.
     Keys,
-    /// The attempt's roster is fixed; its members upload masked updates.
+    /// The attempt's roster is fixed; its members upload their sealed
+    /// shares (`PUT /rounds/{r}/shares`), then their masked updates.
     Upload,
+    /// Double masking: the uploads are in (or the upload phase's deadline
+    /// passed with at least the threshold); the aggregator shows the
+    /// survivor set (`KeySet::survivors`) and each survivor signs it
+    /// (`PUT /rounds/{r}/survivors`).
+    Consistency,
+    /// Double masking: the survivor set is signed (`KeySet::signatures`);
+    /// each survivor checks the signatures, fetches the bundles addressed
+    /// to it (`GET /rounds/{r}/shares`) and reveals
+    /// (`PUT /rounds/{r}/reveal`); the aggregator removes the masks and
+    /// closes the round.
+    Unmask,
+}
+
+/// One sealed bundle of Shamir shares (`privacy::secagg::SealedShares`),
+/// for the wire: hex of the AES-256-GCM bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireBundle {
+    /// The sender (in `GET /rounds/{r}/shares`) or the recipient (in
+    /// `PUT /rounds/{r}/shares`).
+    pub id: String,
+    /// Hex, `32 · roster + 16` bytes.
+    pub bytes: String,
+}
+
+/// `PUT /api/v1/rounds/{r}/shares` (double masking, upload phase, before
+/// the update): one sealed bundle per member of the attempt's fixed roster
+/// (this client's own included), each addressed by `WireBundle::id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharesUpload {
+    pub attempt: u32,
+    pub bundles: Vec<WireBundle>,
+}
+
+/// `GET /api/v1/rounds/{r}/shares` (unmask phase): the bundles addressed to
+/// the asking member, each named by its sender.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharesFor {
+    pub round: u64,
+    pub attempt: u32,
+    pub bundles: Vec<WireBundle>,
+}
+
+/// `PUT /api/v1/rounds/{r}/survivors` (consistency phase): a survivor's
+/// identity-key signature of the survivor set it was shown
+/// (`privacy::secagg::sign_survivors`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SurvivorSignature {
+    pub attempt: u32,
+    /// The signer (filled in by the aggregator in `KeySet::signatures`;
+    /// ignored in the request, where the token names the signer).
+    #[serde(default)]
+    pub id: String,
+    /// Hex, 64 bytes.
+    pub signature: String,
+}
+
+/// One revealed Shamir share (`privacy::shamir::Share`: two 127-bit field
+/// elements), hex of their 32 little-endian bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireShare {
+    /// Whose seed: the survivor whose self seed, or who shares the pair
+    /// seed with `dropped`.
+    pub owner: String,
+    /// Set for a pair-seed share: the dropped member of the pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<String>,
+    /// Hex, 32 bytes.
+    pub share: String,
+}
+
+/// `PUT /api/v1/rounds/{r}/reveal` (unmask phase): a survivor's reveal
+/// (`privacy::secagg::Reveal`): its share of each survivor's self seed and
+/// of each (survivor, dropped) pair seed, never both for one partner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevealUpload {
+    pub attempt: u32,
+    pub shares: Vec<WireShare>,
+}
+
+/// `POST /api/v1/rounds/{r}/report`: a member found another member's
+/// relayed mask key unusable (malformed, low-order, or its signature does
+/// not verify against the partner's identity). The aggregator restarts the
+/// attempt without the reported member (before any update of the attempt
+/// is unmasked: nothing is revealed), instead of the reporter quitting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyReport {
+    pub attempt: u32,
+    /// The member whose key is unusable.
+    pub member: String,
+    /// Why, in words (at most 1,000 characters).
+    pub reason: String,
 }
 
 /// `PUT /api/v1/rounds/{r}/keys`: a client's X25519 key for one attempt,
@@ -254,6 +346,18 @@ pub struct KeySet {
     pub min_contributors: usize,
     /// When the phase ends with whoever acted.
     pub deadline_unix: Option<u64>,
+    /// Double masking: the threshold `t` of the attempt's Shamir sharing
+    /// (`privacy::secagg::threshold`; 0 when the attempt is not masked).
+    #[serde(default)]
+    pub threshold: usize,
+    /// Double masking, from the consistency phase on: the members whose
+    /// shares and update are in (sorted).
+    #[serde(default)]
+    pub survivors: Vec<String>,
+    /// Double masking, unmask phase: the survivors' signatures of
+    /// `survivors`.
+    #[serde(default)]
+    pub signatures: Vec<SurvivorSignature>,
 }
 
 /// State of one round.

@@ -286,6 +286,9 @@ impl MaskRound {
                 .collect(),
             min_contributors,
             deadline_unix,
+            threshold: 0,
+            survivors: Vec::new(),
+            signatures: Vec::new(),
         }
     }
 }
