@@ -58,7 +58,7 @@ fn upload(j: &Joined, key: &SecretKey, round: u64) -> Result<(), ClientError> {
     } else {
         // The parameters and the site's FedAvg share.
         j.plan.param_count() + 1
-    } + fedhe::plan::SUM_TAG_SLOTS;
+    } + key.layout().tag_slots();
     let bytes = crypto::encrypt_weighted(key, &vec![0.5; len], 1.0)
         .unwrap()
         .bound_to(round, 0)
@@ -547,7 +547,7 @@ fn an_update_replayed_into_another_round_is_refused() {
     let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
     let srv = start(&key, plan(quorum(2, &["a", "b"], 60)));
     let (a, b) = (join(&srv, &key, "a"), join(&srv, &key, "b"));
-    let len = a.plan.statistics_values() * fedhe::client::STAT_LIMBS + fedhe::plan::SUM_TAG_SLOTS;
+    let len = a.plan.statistics_values() * fedhe::client::STAT_LIMBS + key.layout().tag_slots();
     let round1 = crypto::encrypt_weighted(&key, &vec![0.5; len], 1.0)
         .unwrap()
         .bound_to(1, 0)

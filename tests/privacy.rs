@@ -783,7 +783,7 @@ mod masks {
         for j in &sites {
             announce(j, 2);
         }
-        let len = plan.param_count() + 1 + fedhe::plan::SUM_TAG_SLOTS;
+        let len = plan.param_count() + 1 + key.layout().tag_slots();
         for j in &sites[..3] {
             let bytes = encrypt_weighted(&key, &vec![0.5; len], 1.0)
                 .unwrap()

@@ -367,8 +367,10 @@ fn an_update_made_for_another_plan_under_the_same_key_is_refused() {
     assert_ne!(ours.fingerprint(), theirs.fingerprint());
     let srv = serve_plan(&key, ours.clone());
     let a = join(&srv, &key, "a");
-    let len = ours.update_len(ours.layout().phase(1).unwrap()).unwrap();
-    let values = vec![0.5; len - fedhe::plan::SUM_TAG_SLOTS];
+    let len = ours
+        .update_len(ours.layout().phase(1).unwrap(), &key.layout())
+        .unwrap();
+    let values = vec![0.5; len - key.layout().tag_slots()];
     let scope = |plan: &Plan| TagScope {
         plan: plan.fingerprint().0,
         round: 1,

@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::crypto::sum_tag::MAX_TAG_ATTEMPTS;
-use crate::crypto::{
-    self, Accumulator, CryptoError, EncryptedUpdate, Masks, SUM_TAG_SLOTS, SecretKey, TagScope,
-};
+use crate::crypto::{self, Accumulator, CryptoError, EncryptedUpdate, Masks, SecretKey, TagScope};
 use crate::protocol::{ErrorCode, RoundInfo, RoundState};
 
 use super::api::AggregatorClient;
@@ -227,7 +225,7 @@ impl HeExchange {
     /// Values per update for `len` values: with the tag's slots if tagged.
     fn tagged_len(&self, len: usize) -> usize {
         match self.tag_scope(0, 0) {
-            Some(_) => len + SUM_TAG_SLOTS,
+            Some(_) => len + self.key.layout().tag_slots(),
             None => len,
         }
     }

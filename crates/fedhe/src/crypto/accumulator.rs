@@ -15,7 +15,7 @@ use super::keys::check_layout;
 use super::keys::{PublicKeyFile, SecretKey};
 use super::masking::Masks;
 use super::params::{POLY_SIZE, ParamSet};
-use super::sum_tag::{SUM_TAG_SLOTS, TagField, TagScope};
+use super::sum_tag::{TagField, TagScope};
 use super::update::{EncryptedUpdate, UpdateMeta, UpdateRef};
 use super::wire::{self, MAX_SUM_HEADER, SUM_MAGIC, SumHeader, sum_header_bound};
 use super::{CryptoError, Fingerprint, KeyLayout};
@@ -331,18 +331,19 @@ pub fn decrypt_verified(
             detail: "no weight slot".into(),
         });
     };
-    let Some(values_len) = ints.len().checked_sub(SUM_TAG_SLOTS) else {
+    let field = TagField::for_key(key.params(), key.max_clients());
+    let Some(values_len) = ints.len().checked_sub(field.slots) else {
         return Err(CryptoError::Malformed {
             what: "tagged sum",
             detail: format!(
-                "{} values, fewer than the tag's {SUM_TAG_SLOTS}",
-                ints.len()
+                "{} values, fewer than the tag's {}",
+                ints.len(),
+                field.slots
             ),
         });
     };
     let tag: Vec<i64> = ints.split_off(values_len);
     ints.push(weight);
-    let field = TagField::for_key(key.params(), key.max_clients());
     let tag_key = key.tag_key();
     let attempt = attempts.iter().copied().find(|&attempt| {
         let scope = TagScope { attempt, ..*scope };

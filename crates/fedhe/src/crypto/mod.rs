@@ -53,7 +53,7 @@ pub use masking::Masks;
 pub use membership::Audience;
 pub use params::{DEFAULT_MAX_CLIENTS, MAX_CLIENTS_LIMIT, POLY_SIZE, ParamSet, max_clients_for};
 pub(crate) use prng::hkdf_expand;
-pub use sum_tag::{SUM_TAG_SLOTS, TagField, TagScope};
+pub use sum_tag::{MAX_SUM_TAG_SLOTS, TagField, TagScope, sum_tag_slots};
 pub use update::{
     EncryptedUpdate, UpdateRef, encrypt_tagged, encrypt_weighted, encrypt_weighted_f32,
     encrypt_weighted_masked,
@@ -261,6 +261,12 @@ impl KeyLayout {
             });
         }
         self.check_params(found)
+    }
+
+    /// The slots a sum tag takes with this key (see [`sum_tag`]): 2 for
+    /// Standard64 up to 1,024 clients, up to [`MAX_SUM_TAG_SLOTS`].
+    pub fn tag_slots(&self) -> usize {
+        sum_tag_slots(self.params, self.max_clients)
     }
 }
 

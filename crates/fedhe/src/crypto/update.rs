@@ -6,7 +6,7 @@ use super::keys::{SecretKey, check_layout};
 use super::masking::Masks;
 use super::params::ParamSet;
 use super::prng::fresh_seed;
-use super::sum_tag::{SUM_TAG_SLOTS, TagField, TagScope};
+use super::sum_tag::{TagField, TagScope};
 use super::wire::{self, MAX_UPDATE_HEADER, UPDATE_MAGIC, UpdateHeader};
 use super::{CryptoError, Fingerprint, KeyLayout};
 
@@ -277,9 +277,10 @@ pub fn encrypt_weighted_masked(
 }
 
 /// [`encrypt_weighted_masked`] with a sum tag (see
-/// [`sum_tag`](super::sum_tag)): `values`, then the [`SUM_TAG_SLOTS`] limbs
-/// of site `site`'s tag in `scope`, then the weight slot, all masked. The
-/// update's length is `values.len() + SUM_TAG_SLOTS`, and its header names
+/// [`sum_tag`](super::sum_tag)): `values`, then the [`TagField::slots`]
+/// limbs of site `site`'s tag in `scope` (the key's
+/// [`KeyLayout::tag_slots`]), then the weight slot, all masked. The
+/// update's length is `values.len() + tag_slots`, and its header names
 /// the scope's round, attempt and plan.
 pub fn encrypt_tagged(
     key: &SecretKey,
@@ -301,7 +302,7 @@ pub fn encrypt_tagged(
     let seed = fresh_seed();
     let words = glwe::encrypt_bodies(
         &key.fourier,
-        values.len() + SUM_TAG_SLOTS + 1,
+        values.len() + tag.len() + 1,
         |first, out| {
             encoding::encode_tagged_into(shift, scale_bits, values, &tag, weight, first, out);
             masks.apply(shift, first, out);

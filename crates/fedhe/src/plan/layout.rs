@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Plan, UnknownCategories};
+use crate::crypto::KeyLayout;
 
 /// Limbs per number in the standardization vector.
 pub const STAT_LIMBS: usize = 5;
@@ -13,10 +14,12 @@ pub const STAT_LIMBS: usize = 5;
 /// uploaded (it goes to "other").
 pub const NAME_BYTES: usize = 64;
 
-/// Slots of the sum tag region: every update's vector (every phase) ends
-/// with it, after the values of the round's kind (see `crypto::sum_tag`;
-/// the client's exchange appends it and strips it from the sum).
-pub const SUM_TAG_SLOTS: usize = crate::crypto::SUM_TAG_SLOTS;
+/// The most slots of the sum tag region, over every key: every update's
+/// vector (every phase) ends with the key's
+/// [`KeyLayout::tag_slots`](crate::crypto::KeyLayout::tag_slots) of them,
+/// after the values of the round's kind (see `crypto::sum_tag`; the
+/// client's exchange appends it and strips it from the sum).
+pub const MAX_SUM_TAG_SLOTS: usize = crate::crypto::MAX_SUM_TAG_SLOTS;
 
 /// Number of server rounds used by federated standardization before training.
 pub const STANDARDIZATION_ROUNDS: u64 = 1;
@@ -78,9 +81,9 @@ impl RoundLayout {
     }
 
     /// The sum tag region of a round's uploaded vector of `len` values
-    /// (the tag included): its last [`SUM_TAG_SLOTS`] slots.
-    pub fn sum_tag(self, len: usize) -> std::ops::Range<usize> {
-        len.saturating_sub(SUM_TAG_SLOTS)..len
+    /// (the tag included) under `key`: its last `key.tag_slots()` slots.
+    pub fn sum_tag(self, len: usize, key: &KeyLayout) -> std::ops::Range<usize> {
+        len.saturating_sub(key.tag_slots())..len
     }
 }
 
@@ -140,7 +143,8 @@ impl Plan {
 
     /// Longest vector a site uploads: the vocabulary, the statistics, or
     /// the parameters and the site's FedAvg share (with discovered columns,
-    /// for as many categories as buckets).
+    /// for as many categories as buckets), with the widest sum tag of any
+    /// key ([`MAX_SUM_TAG_SLOTS`]).
     pub fn max_update_len(&self) -> usize {
         let mut widest = self.clone();
         if let Some(v) = self.preprocessing.vocabulary {
@@ -161,17 +165,18 @@ impl Plan {
             .max(last)
             .max(self.vocabulary_len())
             .max(names)
-            + SUM_TAG_SLOTS
+            + MAX_SUM_TAG_SLOTS
     }
 
     /// The vector length (without the weight slot) a site uploads in a
     /// round of `phase`: the vocabulary's bucket counts, the limb-encoded
     /// statistics, or the parameters and the site's FedAvg share, each
-    /// followed by the [`SUM_TAG_SLOTS`] of the sum tag. `None` where it
-    /// depends on categories the sites discover (the names round, and every
-    /// round after it with discovered columns).
-    pub fn update_len(&self, phase: RoundPhase) -> Option<usize> {
-        self.kind_len(phase).map(|n| n + SUM_TAG_SLOTS)
+    /// followed by the sum tag's slots under `key`
+    /// ([`KeyLayout::tag_slots`]). `None` where it depends on categories
+    /// the sites discover (the names round, and every round after it with
+    /// discovered columns).
+    pub fn update_len(&self, phase: RoundPhase, key: &KeyLayout) -> Option<usize> {
+        self.kind_len(phase).map(|n| n + key.tag_slots())
     }
 
     /// [`update_len`](Self::update_len) without the sum tag: the vector

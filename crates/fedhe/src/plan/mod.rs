@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 pub use evaluation::{DEFAULT_AUC_BINS, EarlyStopping, FedEvaluation};
 pub use init::{ProposeOptions, propose};
 pub use layout::{
-    NAME_BYTES, RoundLayout, RoundPhase, STANDARDIZATION_ROUNDS, STAT_LIMBS, SUM_TAG_SLOTS,
+    MAX_SUM_TAG_SLOTS, NAME_BYTES, RoundLayout, RoundPhase, STANDARDIZATION_ROUNDS, STAT_LIMBS,
 };
 
 use crate::data::{

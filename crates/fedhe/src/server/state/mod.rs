@@ -217,7 +217,8 @@ impl Aggregator {
     /// update of the round fixes it then).
     fn plan_len(&self, round: u64) -> Option<usize> {
         let (plan, _) = self.plan()?;
-        plan.update_len(plan.layout().phase(round)?)
+        let key = self.public_key()?.layout();
+        plan.update_len(plan.layout().phase(round)?, &key)
     }
 
     /// The session's public key, once loaded.
