@@ -392,3 +392,52 @@ fn an_update_made_for_another_plan_under_the_same_key_is_refused() {
     a.api.upload(1, &own).unwrap();
     assert_eq!(srv.status().submitted, vec!["a"]);
 }
+
+/// What a tag costs on the wire (issue 21: ≤ 2 % of the update bytes from
+/// the smallest size where it can be met): two 8-byte slots for a
+/// Standard64 key of 64 clients (four before), three 4-byte slots for
+/// Compact32, and 8 bytes of plan binding in the header (16 before). A
+/// 32-value update (WDBC's logistic regression) is 331 bytes, 355 before.
+#[test]
+fn a_tag_costs_two_slots_and_the_plan_binding_eight_bytes() {
+    let scope = TagScope {
+        plan: [5; 16],
+        round: 4,
+        attempt: 0,
+    };
+    for (params, slot_bytes, tag_slots) in
+        [(ParamSet::Standard64, 8, 2), (ParamSet::Compact32, 4, 3)]
+    {
+        let key = SecretKey::generate_for(params, 64, None).unwrap();
+        assert_eq!(key.layout().tag_slots(), tag_slots);
+        for n in [32, 1025] {
+            let values = vec![0.25; n];
+            let bare = fedhe::crypto::encrypt_weighted(&key, &values, 3.0)
+                .unwrap()
+                .bound_to(4, 0)
+                .to_bytes()
+                .len();
+            let bound = fedhe::crypto::encrypt_weighted(&key, &values, 3.0)
+                .unwrap()
+                .bound_to(4, 0)
+                .for_plan(scope.plan)
+                .to_bytes()
+                .len();
+            let tagged =
+                fedhe::crypto::encrypt_tagged(&key, &values, 3.0, &Masks::none(), &scope, "a")
+                    .unwrap()
+                    .to_bytes()
+                    .len();
+            assert_eq!(bound - bare, fedhe::crypto::PLAN_BINDING_BYTES);
+            assert_eq!(tagged - bound, tag_slots * slot_bytes, "{params:?} {n}");
+            if params == ParamSet::Standard64 && n == 32 {
+                assert_eq!(tagged, 331);
+            }
+            // The tag's share: 16 of 331 bytes at 32 values, 16 of 8,283
+            // (0.19 %) at 1,025.
+            if n == 1025 {
+                assert!((tagged - bound) * 100 < tagged / 2, "{params:?}: {tagged}");
+            }
+        }
+    }
+}

@@ -55,10 +55,10 @@ pub use params::{DEFAULT_MAX_CLIENTS, MAX_CLIENTS_LIMIT, POLY_SIZE, ParamSet, ma
 pub(crate) use prng::hkdf_expand;
 pub use sum_tag::{MAX_SUM_TAG_SLOTS, TagField, TagScope, sum_tag_slots};
 pub use update::{
-    EncryptedUpdate, UpdateRef, encrypt_tagged, encrypt_weighted, encrypt_weighted_f32,
-    encrypt_weighted_masked,
+    EncryptedUpdate, PlanBinding, UpdateRef, encrypt_tagged, encrypt_weighted,
+    encrypt_weighted_f32, encrypt_weighted_masked, plan_binding,
 };
-pub use wire::{WIRE_VERSION, max_sum_bytes, max_update_bytes};
+pub use wire::{PLAN_BINDING_BYTES, WIRE_VERSION, max_sum_bytes, max_update_bytes};
 
 /// Errors from key handling, encoding, encryption and wire decoding.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@ use super::masking::Masks;
 use super::params::ParamSet;
 use super::prng::fresh_seed;
 use super::sum_tag::{TagField, TagScope};
-use super::wire::{self, MAX_UPDATE_HEADER, UPDATE_MAGIC, UpdateHeader};
+use super::wire::{self, MAX_UPDATE_HEADER, PLAN_BINDING_BYTES, UPDATE_MAGIC, UpdateHeader};
 use super::{CryptoError, Fingerprint, KeyLayout};
 
 /// One client's encrypted, sample-weighted update: `len` value slots plus the
@@ -20,8 +20,20 @@ pub struct EncryptedUpdate {
     pub(crate) words: Vec<u64>,
     /// The round and attempt it was made for (0, 0: unbound).
     pub(crate) bound: (u64, u32),
-    /// The plan fingerprint it was made for (zeros: unbound).
-    pub(crate) plan: [u8; 16],
+    /// The plan binding: the first bytes of the fingerprint of the plan it
+    /// was made for (zeros: unbound).
+    pub(crate) plan: PlanBinding,
+}
+
+/// What an update's header names of the plan it was made for: the first
+/// [`PLAN_BINDING_BYTES`] of its fingerprint (zeros: unbound).
+pub type PlanBinding = [u8; PLAN_BINDING_BYTES];
+
+/// The binding of a plan fingerprint.
+pub fn plan_binding(fingerprint: &[u8; 16]) -> PlanBinding {
+    let mut out = [0u8; PLAN_BINDING_BYTES];
+    out.copy_from_slice(&fingerprint[..PLAN_BINDING_BYTES]);
+    out
 }
 
 impl std::fmt::Debug for EncryptedUpdate {
@@ -72,12 +84,12 @@ impl EncryptedUpdate {
     /// made for: an aggregator serving another plan refuses it. A tagged
     /// update ([`encrypt_tagged`]) is bound to its plan by its tag too.
     pub fn for_plan(mut self, plan: [u8; 16]) -> Self {
-        self.plan = plan;
+        self.plan = plan_binding(&plan);
         self
     }
 
-    /// The plan fingerprint named in the header (zeros: unbound).
-    pub fn plan(&self) -> [u8; 16] {
+    /// The plan binding named in the header (zeros: unbound).
+    pub fn plan(&self) -> PlanBinding {
         self.plan
     }
 
@@ -151,7 +163,7 @@ pub struct UpdateRef<'a> {
     pub(crate) layout: KeyLayout,
     pub(crate) seed: u128,
     bound: (u64, u32),
-    plan: [u8; 16],
+    plan: PlanBinding,
     len: usize,
     /// `(len + 1) * word_bytes` little-endian body words.
     pub(crate) payload: &'a [u8],
@@ -216,8 +228,8 @@ impl<'a> UpdateRef<'a> {
         self.bound
     }
 
-    /// The plan fingerprint named in the header (zeros: unbound).
-    pub fn plan(&self) -> [u8; 16] {
+    /// The plan binding named in the header (zeros: unbound).
+    pub fn plan(&self) -> PlanBinding {
         self.plan
     }
 
@@ -272,7 +284,7 @@ pub fn encrypt_weighted_masked(
         seed,
         words,
         bound: (0, 0),
-        plan: [0; 16],
+        plan: [0; PLAN_BINDING_BYTES],
     })
 }
 
@@ -316,7 +328,7 @@ pub fn encrypt_tagged(
         seed,
         words,
         bound: (scope.round, scope.attempt),
-        plan: scope.plan,
+        plan: plan_binding(&scope.plan),
     })
 }
 

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! magic     4 bytes  "FHEU" (update) or "FHEA" (accumulated sum)
-//! version   u8       WIRE_VERSION (updates: 4, with the round and plan binding) or
+//! version   u8       WIRE_VERSION (updates: 5, with the round and plan binding) or
 //!                    SUM_WIRE_VERSION (sums: 2)
 //! header    bincode 2 (standard config, size-limited) of UpdateHeader / SumHeader
 //! payload   (len + 1) body words, little-endian, 8 bytes (Standard64) or
@@ -21,13 +21,18 @@ use super::params::{MAX_CLIENTS_LIMIT, ParamSet};
 use super::{CryptoError, KeyLayout};
 
 /// Version of the update wire format (3: the header binds round and
-/// attempt; 4: and the plan).
-pub const WIRE_VERSION: u8 = 4;
+/// attempt; 4: and the plan; 5: by 8 bytes of its fingerprint, not 16).
+pub const WIRE_VERSION: u8 = 5;
+
+/// Bytes of the plan fingerprint an update's header names: its first 8
+/// (the binding only guards against honest mistakes; against an adversary
+/// the sum tag binds the whole fingerprint, see `crypto::sum_tag`).
+pub const PLAN_BINDING_BYTES: usize = 8;
 /// Version of the sum wire format (unchanged since 2).
 pub const SUM_WIRE_VERSION: u8 = 2;
 pub(crate) const UPDATE_MAGIC: &[u8; 4] = b"FHEU";
 pub(crate) const SUM_MAGIC: &[u8; 4] = b"FHEA";
-/// Upper bound of an encoded update header (actual: at most 79 bytes).
+/// Upper bound of an encoded update header (actual: at most 71 bytes).
 pub(crate) const MAX_UPDATE_HEADER: usize = 96;
 /// Upper bound of an encoded sum header of a sum of up to `max_clients`
 /// (16-byte seeds + fields).
@@ -49,8 +54,9 @@ pub(crate) struct UpdateHeader {
     /// The round and attempt the update was made for (0: unbound).
     pub round: u64,
     pub attempt: u32,
-    /// The plan fingerprint the update was made for (zeros: unbound).
-    pub plan: [u8; 16],
+    /// The first [`PLAN_BINDING_BYTES`] of the fingerprint of the plan the
+    /// update was made for (zeros: unbound).
+    pub plan: [u8; PLAN_BINDING_BYTES],
 }
 
 /// The format version of an object with this magic.

@@ -229,17 +229,18 @@ impl Aggregator {
     /// Refuses an update whose header names another plan than the one
     /// served (made for another federation under the same key). An update
     /// naming none is left to the sites: a tagged sum binds its plan.
-    fn check_plan_binding(&self, plan: [u8; 16]) -> Result<(), ServerError> {
+    fn check_plan_binding(&self, plan: crate::crypto::PlanBinding) -> Result<(), ServerError> {
         let Some((_, fp)) = self.plan() else {
             return Ok(());
         };
-        if plan == [0; 16] {
+        if plan.iter().all(|b| *b == 0) {
             return Ok(());
         }
-        let named = crate::plan::PlanFingerprint(plan).to_string();
-        if &named != fp {
+        // The header names the fingerprint's first bytes.
+        let named: String = plan.iter().map(|b| format!("{b:02x}")).collect();
+        if !fp.starts_with(&named) {
             return Err(ServerError::Unprocessable(format!(
-                "this update was made for plan {named}; this aggregator serves plan {fp}"
+                "this update was made for plan {named}…; this aggregator serves plan {fp}"
             )));
         }
         Ok(())
