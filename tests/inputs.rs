@@ -437,3 +437,66 @@ fn unclear_inputs_get_one_located_message() {
         &[],
     );
 }
+
+/// Issue 21 part 5 without a plan: `fedhe train --missing 1` on WDBC, whose
+/// classes are 0 and 1. Before, the 212 rows of class 1 were skipped as
+/// unlabelled and the model learnt one class (or training stopped with "has
+/// only the value 0"); now the token is refused by name and place, as the
+/// plan check refuses it, and no model is written. `plan init` says the
+/// same; a default token (`?`) in the label still means an unlabelled row.
+#[test]
+fn a_class_value_among_the_missing_tokens_is_refused_without_a_plan() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let data = dir.join("w.csv");
+    std::fs::copy(sample("breast_cancer_wdbc.csv"), &data).unwrap();
+    let out = dir.join("m.json");
+    let needles = [
+        "w.csv:2, column 1 (\"diagnosis\")",
+        "\"1\" is a class of label column \"diagnosis\" (212 rows) and a missing-value token",
+        "remove \"1\" from --missing",
+    ];
+    for missing in ["1", "NA,1"] {
+        let e = refused(
+            &[
+                "train",
+                "--data",
+                s(&data),
+                "--missing",
+                missing,
+                "--out",
+                s(&out),
+            ],
+            &needles,
+            &[&data],
+        );
+        assert!(!e.contains("note:"), "the error comes first: {e}");
+        assert!(!out.exists());
+    }
+    let plan = dir.join("p.toml");
+    refused(
+        &[
+            "plan",
+            "init",
+            "--data",
+            s(&data),
+            "--missing",
+            "1",
+            "--out",
+            s(&plan),
+        ],
+        &needles,
+        &[&data],
+    );
+    assert!(!plan.exists());
+    // `?` on two labels: those rows are skipped, the rest trains.
+    let q = wdbc_with(dir, "q.csv", &[(3, 0, "?"), (9, 0, "?")]);
+    let o = fedhe(&["train", "--data", s(&q), "--out", s(&out), "--epochs", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("skipped 2 row(s) whose label is missing"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(out.exists());
+}

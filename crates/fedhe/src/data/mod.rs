@@ -147,6 +147,15 @@ pub enum DataError {
         rows: usize,
     },
     #[error(
+        "{at}: {token:?} is a class of label column {column:?} ({rows} rows) and a missing-value token: every row of that class would be skipped as unlabelled; remove {token:?} from --missing (an unlabelled row's label is empty, NA, NaN, null or ?)"
+    )]
+    MissingTokenIsClass {
+        at: Box<Location>,
+        token: String,
+        column: String,
+        rows: usize,
+    },
+    #[error(
         "{at}: a label value of {bytes} bytes; a class name may have at most {max} bytes (is this the label column?)",
         max = MAX_LABEL_BYTES
     )]

@@ -5,7 +5,10 @@
 
 use std::path::Path;
 
-use super::{CategoricalSpec, CsvOptions, DataError, Location, is_missing, sort_classes};
+use super::{
+    CategoricalSpec, CsvOptions, DEFAULT_MISSING_TOKENS, DataError, Location, TargetSpec, TaskKind,
+    is_missing, propose_task, sort_classes,
+};
 
 /// Distinct values kept per column; a column with more is numeric, an
 /// identifier or free text, never categorical.
@@ -38,6 +41,9 @@ pub struct ColumnProfile {
     pub first_text: Option<(u64, String)>,
     /// Present cells that are finite numbers.
     pub numbers: usize,
+    /// Per missing-value token met in the column (not the empty cell): the
+    /// token, its cells and the first one's line.
+    pub tokens: Vec<(String, usize, u64)>,
 }
 
 /// A table's profile.
@@ -172,6 +178,7 @@ pub fn profile_csv(
             distinct: Some(Vec::new()),
             first_text: None,
             numbers: 0,
+            tokens: Vec::new(),
         })
         .collect();
     let mut index: Vec<std::collections::HashMap<String, usize>> =
@@ -198,6 +205,12 @@ pub fn profile_csv(
             })?;
             if cell.is_empty() || is_missing(cell, tokens) {
                 col.missing += 1;
+                if !cell.is_empty() {
+                    match col.tokens.iter_mut().find(|t| t.0 == text) {
+                        Some(t) => t.1 += 1,
+                        None => col.tokens.push((text.to_string(), 1, line)),
+                    }
+                }
                 continue;
             }
             match fast_float2::parse::<f64, _>(cell) {
@@ -391,7 +404,7 @@ pub fn auto_schema(
             })
         });
     let label = label.as_deref();
-    first_problem(path, &profile, label)?;
+    first_problem(path, &profile, label, &opts.target)?;
     let mut out = opts.clone();
     out.missing_tokens = tokens;
     let mut notes = Vec::new();
@@ -438,12 +451,57 @@ pub fn auto_schema(
     })
 }
 
+/// Without a plan to name the classes: no missing-value token (other than
+/// the default spellings of "no value", [`DEFAULT_MISSING_TOKENS`]) is a
+/// value of a class label. Every row of that class would be skipped as
+/// unlabelled and the model would learn the other classes only (one class:
+/// accuracy 1, precision 0). A label is a class label unless the task is
+/// regression, or automatic and the values, the token among them, make it
+/// one. The plan path has the same check ([`Plan::validate`](crate::plan::Plan)).
+fn class_token(
+    file: &str,
+    profile: &TableProfile,
+    col: &ColumnProfile,
+    target: &TargetSpec,
+) -> Result<(), DataError> {
+    let overflow = col.distinct.is_none();
+    let values = col.distinct.iter().flatten().map(|(v, _)| v.clone());
+    for (token, rows, line) in &col.tokens {
+        if DEFAULT_MISSING_TOKENS.contains(&token.as_str()) {
+            continue;
+        }
+        let classes = match target {
+            TargetSpec::Numeric => false,
+            TargetSpec::Auto => {
+                let with: Vec<String> = values.clone().chain([token.clone()]).collect();
+                propose_task(&with, overflow).0 != TaskKind::Regression
+            }
+            TargetSpec::Binary | TargetSpec::Classes(_) => true,
+        };
+        if classes {
+            let c = profile.columns.iter().position(|p| p.name == col.name);
+            return Err(DataError::MissingTokenIsClass {
+                at: Box::new(Location {
+                    file: file.to_string(),
+                    line: *line,
+                    column: c.map(|c| (c + 1, col.name.clone())),
+                }),
+                token: token.clone(),
+                column: col.name.clone(),
+                rows: *rows,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The one error that makes every note about the columns moot: a ragged
 /// (malformed) row, no or one data row, or a label missing on every row.
 fn first_problem(
     path: &Path,
     profile: &TableProfile,
     label: Option<&str>,
+    target: &TargetSpec,
 ) -> Result<(), DataError> {
     let file = path.display().to_string();
     if let Some((line, found)) = profile.ragged {
@@ -467,6 +525,9 @@ fn first_problem(
                 .find(|c| c.name.eq_ignore_ascii_case(l))
         })
     });
+    if let Some(c) = label_col {
+        class_token(&file, profile, c, target)?;
+    }
     if let Some(c) = label_col
         && c.missing >= profile.rows
     {
