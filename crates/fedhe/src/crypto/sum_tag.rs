@@ -320,7 +320,7 @@ mod tests {
         let f = TagField::for_key(ParamSet::Standard64, 1024);
         assert_eq!((f.p, f.limb_bits, f.slots), ((1 << 48) - 59, 24, 2));
         let f = TagField::for_key(ParamSet::Compact32, 64);
-        assert_eq!((f.p, f.limb_bits, f.slots), ((1 << 52) - 47, 18, 3));
+        assert_eq!((f.p, f.limb_bits, f.slots), ((1 << 54) - 33, 18, 3));
         // Compact32 for 1,024 clients: five 10-bit limbs, 2^50 − 27
         let f = TagField::for_key(ParamSet::Compact32, 1024);
         assert_eq!((f.p, f.limb_bits, f.slots), ((1 << 50) - 27, 10, 5));
