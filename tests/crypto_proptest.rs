@@ -106,13 +106,14 @@ proptest! {
     ) {
         let s = samples();
         // header layout (bincode standard): params(1) scale(1) max_clients(1 for 64)
-        // fingerprint(16) len(varint) seed(16) round(varint) attempt(varint) plan(16)
+        // fingerprint(16) len(varint) seed(16) round(varint) attempt(varint)
+        // plan binding (8 since wire version 5)
         let bytes = &s.update;
         let mut forged = bytes[..5 + 19].to_vec();
         forged.extend(varint(len));
         forged.extend_from_slice(&bytes[5 + 20..5 + 20 + 16]);
         forged.extend([0u8, 0u8]); // unbound: round 0, attempt 0
-        forged.extend([0u8; 16]); // and plan
+        forged.extend([0u8; fedhe::crypto::PLAN_BINDING_BYTES]); // and plan
         forged.extend(std::iter::repeat_n(0u8, extra * 8));
         let r = EncryptedUpdate::from_bytes(&forged, LIMIT);
         let honest = len as usize + 1 == extra && (len as usize) <= LIMIT;
