@@ -1231,6 +1231,45 @@ fn cases(dir: &Path) -> Vec<Case> {
     ] {
         out.push(case(name, &args, &[needle]));
     }
+    out.extend(class_token_cases(&g, &out_json, &d));
+    out
+}
+
+/// A `--missing` token that is a class of the label (WDBC's 0 and 1), for
+/// every command that reads a CSV without a plan: refused by name and
+/// place (before, the class's rows were skipped as unlabelled).
+fn class_token_cases(g: &str, out_json: &str, d: &dyn Fn(&str) -> String) -> Vec<Case> {
+    let mut out = Vec::new();
+    for (missing, line) in [
+        ("1", "good.csv:2,"),
+        ("NA,0", "good.csv:21,"),
+        ("?,1", "good.csv:2,"),
+    ] {
+        let token = missing.rsplit(',').next().unwrap_or(missing);
+        let class = format!("\"{token}\" is a class of label column \"diagnosis\"");
+        let out_plan = d("out/plan.toml");
+        let out_split = d("out/split");
+        for (cmd, args) in [
+            ("train", vec!["train", "--data", g, "--out", out_json]),
+            (
+                "plan init",
+                vec!["plan", "init", "--data", g, "--out", &out_plan],
+            ),
+            ("split", vec!["split", "--data", g, "--out", &out_split]),
+            (
+                "simulate",
+                vec!["simulate", "--data", g, "--rounds", "1", "--plain"],
+            ),
+        ] {
+            let mut args = args;
+            args.extend(["--missing", missing]);
+            out.push(case(
+                &format!("{cmd} --missing {missing} (a class)"),
+                &args,
+                &[line, &class, "--missing"],
+            ));
+        }
+    }
     out
 }
 
