@@ -447,3 +447,67 @@ fn a_tag_costs_two_slots_and_the_plan_binding_eight_bytes() {
         }
     }
 }
+
+/// The tag sized from the key holds end to end, through real encryption,
+/// summing and decryption, for the narrowest budgets: Compact32 at 2,048
+/// clients (six 8-bit limbs), Standard64 at 1,024 (two 24-bit limbs) and at
+/// 65,536 (four 12-bit limbs), with values at the key's bound. One changed
+/// body word of the sum fails the check.
+#[test]
+fn tags_sized_from_the_key_verify_through_real_sums() {
+    let scope = TagScope {
+        plan: [6; 16],
+        round: 2,
+        attempt: 1,
+    };
+    for (params, clients, slots) in [
+        (ParamSet::Compact32, 2048, 6),
+        (ParamSet::Standard64, 1024, 2),
+        (ParamSet::Standard64, 1 << 16, 4),
+    ] {
+        let key = SecretKey::generate_for(params, clients, None).unwrap();
+        assert_eq!(key.layout().tag_slots(), slots);
+        let bound =
+            2f64.powi(params.client_budget_log2(clients) as i32 - i32::from(key.scale_bits()));
+        let values: Vec<f64> = (0..40)
+            .map(|i| {
+                if i % 2 == 0 {
+                    bound * 0.99
+                } else {
+                    -bound * 0.99
+                }
+            })
+            .collect();
+        let sites: Vec<String> = (0..5).map(|j| format!("s{j}")).collect();
+        let mut sum = Accumulator::new(&key.public(), values.len() + slots);
+        for s in &sites {
+            let u = fedhe::crypto::encrypt_tagged(&key, &values, 1.0, &Masks::none(), &scope, s)
+                .unwrap();
+            assert_eq!(u.len(), values.len() + slots);
+            sum.add(&u).unwrap();
+        }
+        let v = fedhe::crypto::decrypt_verified(&key, &sum, &scope, &[0, 1], &sites).unwrap();
+        assert_eq!(
+            (v.attempt, v.weight, v.values.len()),
+            (1, 5, 40),
+            "{params:?}"
+        );
+        // One site short, or one bit of the sum changed: refused.
+        let short = fedhe::crypto::decrypt_verified(&key, &sum, &scope, &[1], &sites[..4]);
+        assert!(
+            matches!(short, Err(CryptoError::SumTagMismatch { .. })),
+            "{params:?}"
+        );
+        // The top byte of the last value word (before the tag and weight).
+        let mut bytes = sum.to_bytes();
+        let wb = params.word_bytes();
+        let top = bytes.len() - (1 + slots) * wb - 1;
+        bytes[top] ^= 0x10;
+        let flipped = Accumulator::from_bytes(&bytes, 1 << 20).unwrap();
+        let r = fedhe::crypto::decrypt_verified(&key, &flipped, &scope, &[1], &sites);
+        assert!(
+            matches!(r, Err(CryptoError::SumTagMismatch { .. })),
+            "{params:?}"
+        );
+    }
+}
