@@ -204,13 +204,7 @@ pub fn profile_csv(
                 }),
             })?;
             if cell.is_empty() || is_missing(cell, tokens) {
-                col.missing += 1;
-                if !cell.is_empty() {
-                    match col.tokens.iter_mut().find(|t| t.0 == text) {
-                        Some(t) => t.1 += 1,
-                        None => col.tokens.push((text.to_string(), 1, line)),
-                    }
-                }
+                col.count_missing(text, line);
                 continue;
             }
             match fast_float2::parse::<f64, _>(cell) {
@@ -252,6 +246,18 @@ pub fn profile_csv(
 }
 
 impl ColumnProfile {
+    /// Counts a missing cell, and the token it is (not the empty cell).
+    fn count_missing(&mut self, text: &str, line: u64) {
+        self.missing += 1;
+        if text.is_empty() {
+            return;
+        }
+        match self.tokens.iter_mut().find(|t| t.0 == text) {
+            Some(t) => t.1 += 1,
+            None => self.tokens.push((text.to_string(), 1, line)),
+        }
+    }
+
     /// A numeric column with a few stray cells (`inf`, `0x1`, a quoted
     /// newline): at most one in twenty present cells is not a number. Such
     /// a column is an error naming the first stray cell, never dropped as
