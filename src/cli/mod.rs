@@ -10,6 +10,7 @@ mod data_cmds;
 mod dp_cmds;
 mod export_cmds;
 mod fed_cmds;
+mod gbdt_args;
 mod plan_cmds;
 mod sgd_args;
 
