@@ -158,8 +158,10 @@ fn categories_and_missing_cells_carry_signal() {
     }
     std::fs::write(&path, text).unwrap();
     let ds = load(&path, "label");
+    let at = |n: &str| ds.feature_names.iter().position(|f| f == n).unwrap();
+    let (colour, reading, noise) = (at("colour"), at("reading"), at("noise"));
     assert!(matches!(
-        ds.columns[0],
+        ds.columns[colour],
         fedhe::data::RawColumn::Categorical { .. }
     ));
     let m = fit(&ds, &small());
@@ -180,14 +182,17 @@ fn categories_and_missing_cells_carry_signal() {
     assert!(splits().any(|n| matches!(
         n,
         Node::Split {
-            feature: 1,
+            feature,
             default_left: true,
             ..
-        }
+        } if *feature as usize == reading
     )));
     let imp = ens.importance();
     assert!((imp.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-    assert!(imp[2] < imp[0] && imp[2] < imp[1], "importance {imp:?}");
+    assert!(
+        imp[noise] < imp[colour] && imp[noise] < imp[reading],
+        "importance {imp:?}"
+    );
 }
 
 /// The model file holds splits, default directions and leaf values only
@@ -249,10 +254,7 @@ fn train_and_predict(dir: &Path, name: &str, data: &str, label: &str, task: &str
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let so = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        so.contains("grew 100") && so.contains("600 histogram rounds"),
-        "{so}"
-    );
+    assert!(so.contains("600 histogram rounds"), "{so}");
     let preds = out.join("p.csv");
     let o = fedhe(&[
         "predict",
