@@ -387,5 +387,6 @@ fn digits_within_half_a_hundredth_of_xgboost() {
     else {
         panic!()
     };
+    eprintln!("digits: accuracy {:.4}", e.accuracy);
     near_xgb("digits", "accuracy", e.accuracy);
 }

@@ -2,6 +2,7 @@
 //! ([`Grower::local`]), and the splits from the global sum ([`Grower::take`]).
 
 use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
 
 use super::bins::{Cuts, MISSING};
 use super::ensemble::{Ensemble, Node, Rule, Tree};
@@ -15,7 +16,7 @@ pub const GRAD_SCALE: f64 = 1_048_576.0;
 pub const GRAD_BOUND_REGRESSION: f64 = 64.0;
 
 /// A node of a tree being grown.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum Building {
     /// Waiting for its histogram (sums known once it arrives for a root).
     Open(Option<Sums>),
@@ -31,13 +32,13 @@ enum Building {
 
 /// This level's histogram of one tree: `sent`'s own, and when it is the
 /// smaller child of a split, its sibling's as `parent − sent`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Entry {
     sent: u32,
     sibling: Option<(u32, u32)>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct TreeState {
     nodes: Vec<Building>,
     columns: Vec<bool>,
@@ -168,8 +169,10 @@ fn hash(seed: u64, a: u64, b: u64, c: u64) -> u64 {
 }
 
 /// One boosting run: every tree, level by level. Every site holds the same
-/// grower (it changes only by [`take`](Self::take) on the global sums).
-#[derive(Debug, Clone, PartialEq)]
+/// grower (it changes only by [`take`](Self::take) on the global sums);
+/// serde keeps it across a restart (a site's rows are rebuilt with
+/// [`SiteRows::new`], which replays the finished trees).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Grower {
     settings: GbdtSettings,
     head: Head,

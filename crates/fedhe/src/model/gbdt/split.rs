@@ -2,12 +2,14 @@
 //! hessian sums: XGBoost's gain with a fixed tie-break, so every site finds
 //! the same split in the same floating-point order.
 
+use serde::{Deserialize, Serialize};
+
 use super::GbdtSettings;
 use super::bins::{Cuts, FeatureCuts};
 use super::grower::GRAD_SCALE;
 
 /// Gradient and hessian sums of a set of rows, in [`GRAD_SCALE`] units.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Sums {
     pub g: i64,
     pub h: i64,
@@ -54,7 +56,7 @@ impl Sums {
 }
 
 /// Which bins go left.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum BinRule {
     /// Bins `0..=t` (values below cut `t`).
     Upto(u16),
