@@ -21,6 +21,7 @@ mod dropout;
 mod federation;
 mod fedeval;
 mod fedopt;
+mod gbdt;
 mod hardening;
 mod inputs;
 mod membership;

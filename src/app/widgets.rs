@@ -601,6 +601,7 @@ pub fn model_picker(ui: &mut Ui, id: &str, arch: &mut fedhe::model::Architecture
         .selected_text(match arch {
             Architecture::Linear => "linear",
             Architecture::Mlp { .. } => "MLP",
+            Architecture::Gbdt => "gradient-boosted trees",
         })
         .show_ui(ui, |ui| {
             if ui

@@ -110,8 +110,9 @@ impl DpArgs {
 /// The model of `fedhe train` and `fedhe simulate`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
-    /// linear (logistic, softmax or linear regression, by task) or mlp.
-    #[arg(long = "model", default_value = "linear", value_parser = ["linear", "mlp"])]
+    /// linear (logistic, softmax or linear regression, by task), mlp, or
+    /// gbdt (gradient-boosted trees; `fedhe train` only, for now).
+    #[arg(long = "model", default_value = "linear", value_parser = ["linear", "mlp", "gbdt"])]
     pub kind: String,
     /// Hidden layer sizes of the MLP, e.g. 64 or 64,32 (1 to 3 layers).
     #[arg(long, value_delimiter = ',', default_value = "32")]
@@ -128,8 +129,16 @@ impl ModelArgs {
                     hidden: self.hidden.clone(),
                 }
             }
+            "gbdt" => anyhow::bail!(
+                "--model gbdt: gradient-boosted trees train on one machine (fedhe train) for now; their federation is not wired yet"
+            ),
             _ => Architecture::Linear,
         })
+    }
+
+    /// `--model gbdt` (gradient-boosted trees: no SGD model).
+    pub fn is_gbdt(&self) -> bool {
+        self.kind == "gbdt"
     }
 }
 
@@ -212,6 +221,8 @@ pub struct TrainArgs {
     pub balanced: bool,
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub gbdt: super::gbdt_args::GbdtArgs,
     #[command(flatten)]
     pub dp: DpArgs,
     /// Where to write the model (JSON).
@@ -313,6 +324,9 @@ pub fn split(a: SplitArgs) -> anyhow::Result<()> {
 
 pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     fedhe::fsutil::check_outputs(&[("--out", &a.out)], &[("--data", &a.data)])?;
+    if a.model.is_gbdt() {
+        return super::gbdt_args::train(&a);
+    }
     let cfg = TrainConfig {
         class_weight: if a.balanced {
             ClassWeight::Balanced

@@ -10,6 +10,7 @@ mod data_cmds;
 mod dp_cmds;
 mod export_cmds;
 mod fed_cmds;
+mod gbdt_args;
 mod plan_cmds;
 mod sgd_args;
 
@@ -42,7 +43,7 @@ pub struct Cli {
 pub enum Command {
     /// Split a CSV into a stratified test set and per-client training files.
     Split(data_cmds::SplitArgs),
-    /// Train a linear model or an MLP on a CSV (plaintext, one machine).
+    /// Train a linear model, an MLP or gradient-boosted trees on a CSV (plaintext, one machine).
     Train(data_cmds::TrainArgs),
     /// Score a CSV with a saved model and print its metrics.
     Predict(data_cmds::PredictArgs),

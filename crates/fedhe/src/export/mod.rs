@@ -48,6 +48,8 @@ pub enum ExportError {
     NameClash { name: String, what: String },
     #[error("cannot export: the model's shapes disagree: {0}")]
     Shape(String),
+    #[error("cannot export a {0} model to ONNX (not yet)")]
+    Unsupported(String),
     #[error("cannot write {file}: {source}")]
     Write {
         file: String,
@@ -68,6 +70,9 @@ pub struct OnnxExport {
 
 /// The ONNX model of `model`.
 pub fn to_onnx(model: &ModelFile) -> Result<OnnxExport, ExportError> {
+    if model.architecture == Architecture::Gbdt {
+        return Err(ExportError::Unsupported(model.architecture.to_string()));
+    }
     let encoder = model.encoder();
     let mut g = Graph::default();
     // Graph inputs and outputs keep their names; internal values get fresh

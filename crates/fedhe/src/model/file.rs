@@ -165,7 +165,13 @@ pub struct ModelFile {
     pub target_scaling: Option<TargetScaling>,
     pub architecture: Architecture,
     /// The flat parameter vector (per layer: weights row-major, then biases).
+    /// Empty for gradient-boosted trees.
     pub params: Vec<f64>,
+    /// Gradient-boosted trees: splits, default directions and leaf values
+    /// over the raw columns (`feature_names`; the standardization is the
+    /// identity). No per-node hessian sums or counts (docs/privacy.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<super::Ensemble>,
     pub provenance: Provenance,
 }
 
@@ -199,6 +205,44 @@ impl ModelFile {
             target_scaling,
             architecture: model.architecture(),
             params: model.params().to_vec(),
+            ensemble: None,
+            provenance,
+        }
+    }
+
+    /// A gradient-boosted ensemble over the encoder's raw columns (its fills
+    /// are not used: missing cells take the trees' default directions).
+    pub fn gbdt(
+        encoder: Encoder,
+        target: Target,
+        target_scaling: Option<TargetScaling>,
+        ensemble: super::Ensemble,
+        provenance: Provenance,
+    ) -> Self {
+        let feature_names: Vec<String> = encoder
+            .columns
+            .iter()
+            .map(|c| match c {
+                EncodedColumn::Numeric { name, .. } | EncodedColumn::Categorical { name, .. } => {
+                    name.clone()
+                }
+            })
+            .collect();
+        let d = feature_names.len();
+        Self {
+            format: FORMAT_NAME.to_string(),
+            version: FORMAT_VERSION,
+            feature_names,
+            preprocessing: Some(encoder),
+            standardization: Standardizer {
+                mean: vec![0.0; d],
+                std: vec![1.0; d],
+            },
+            target,
+            target_scaling,
+            architecture: Architecture::Gbdt,
+            params: Vec::new(),
+            ensemble: Some(ensemble),
             provenance,
         }
     }
@@ -233,8 +277,21 @@ impl ModelFile {
     /// Predictions for raw rows: the probability of class 1, the class
     /// probabilities, or the value in the target's unit.
     pub fn predict(&self, x: &Array2<f64>) -> Result<Array2<f64>, ModelError> {
-        let model = self.model()?;
-        let mut p = super::predictions(&*model, &self.inputs(x));
+        let mut p = match &self.ensemble {
+            Some(e) => {
+                let head = self.head();
+                let mut z = e.margins(x.view());
+                let mut out = vec![0.0; head.outputs()];
+                for mut row in z.rows_mut() {
+                    if let Some(r) = row.as_slice_mut() {
+                        head.predict_into(r, &mut out);
+                        r.copy_from_slice(&out);
+                    }
+                }
+                z
+            }
+            None => super::predictions(&*self.model()?, &self.inputs(x)),
+        };
         if let Some(t) = &self.target_scaling {
             p.mapv_inplace(|z| t.unscale(z));
         }
@@ -342,6 +399,7 @@ impl ModelFile {
                     target_scaling: None,
                     architecture: Architecture::Linear,
                     params,
+                    ensemble: None,
                     provenance: v1.provenance,
                 }
             }
@@ -361,6 +419,12 @@ impl ModelFile {
         let d = self.feature_names.len();
         if d == 0 {
             return Err("no feature names".into());
+        }
+        if self.architecture == Architecture::Gbdt {
+            return self.check_gbdt();
+        }
+        if self.ensemble.is_some() {
+            return Err(format!("a {} model holds no trees", self.architecture));
         }
         if let Some(e) = &self.preprocessing
             && e.output_len() != d
@@ -414,16 +478,45 @@ impl ModelFile {
         if !finite {
             return Err("parameters or standardization are not finite positive numbers".into());
         }
+        self.check_target_scaling()
+    }
+}
+
+impl ModelFile {
+    /// A gradient-boosted model: trees over the raw columns, no parameters.
+    fn check_gbdt(&self) -> Result<(), String> {
+        let d = self.feature_names.len();
+        let Some(e) = &self.ensemble else {
+            return Err("a gbdt model without its trees (\"ensemble\")".into());
+        };
+        if let Some(p) = &self.preprocessing
+            && p.columns.len() != d
+        {
+            return Err(format!(
+                "the preprocessing reads {} columns, the file names {d}",
+                p.columns.len()
+            ));
+        }
+        if !self.params.is_empty() {
+            return Err("a gbdt model has no parameter vector".into());
+        }
+        e.check(d, self.head().outputs())?;
+        self.check_target_scaling()
+    }
+
+    fn check_target_scaling(&self) -> Result<(), String> {
         match (&self.target, &self.target_scaling) {
             (Target::Regression { .. }, Some(t))
-                if t.mean.is_finite() && t.std.is_finite() && t.std > 0.0 => {}
-            (Target::Regression { .. }, _) => {
-                return Err("a regression model needs a finite target_scaling with std > 0".into());
+                if t.mean.is_finite() && t.std.is_finite() && t.std > 0.0 =>
+            {
+                Ok(())
             }
-            (_, Some(_)) => return Err("target_scaling belongs to regression models only".into()),
-            _ => {}
+            (Target::Regression { .. }, _) => {
+                Err("a regression model needs a finite target_scaling with std > 0".into())
+            }
+            (_, Some(_)) => Err("target_scaling belongs to regression models only".into()),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@ mod evaluation;
 mod federated;
 mod fedopt;
 mod file;
+pub mod gbdt;
 mod head;
 pub mod linear;
 mod metrics;
@@ -34,6 +35,7 @@ pub use file::{
     CENTRALIZED, FEDERATED, FORMAT_NAME, FORMAT_VERSION, ModelFile, Provenance, SIMULATED,
     TargetScaling,
 };
+pub use gbdt::{Ensemble, GbdtSettings};
 pub use head::{Head, argmax, sigmoid};
 pub use metrics::{ConfusionMatrix, Metrics, roc_auc, roc_curve};
 pub use multiclass::{ClassFigures, MulticlassMetrics};
@@ -62,6 +64,10 @@ pub enum Architecture {
     Linear,
     /// ReLU hidden layers of these sizes, then the task's output layer.
     Mlp { hidden: Vec<usize> },
+    /// Gradient-boosted trees ([`gbdt`]): no parameter vector, no SGD; the
+    /// model file holds the trees, the settings are the run's
+    /// ([`gbdt::GbdtSettings`]).
+    Gbdt,
 }
 
 impl std::fmt::Display for Architecture {
@@ -72,6 +78,7 @@ impl std::fmt::Display for Architecture {
                 let h: Vec<String> = hidden.iter().map(usize::to_string).collect();
                 write!(f, "mlp (hidden {})", h.join(","))
             }
+            Architecture::Gbdt => f.write_str("gbdt"),
         }
     }
 }
@@ -87,6 +94,7 @@ impl Architecture {
                 let h: Vec<String> = hidden.iter().map(usize::to_string).collect();
                 format!("MLP, hidden layers {}", h.join(" × "))
             }
+            (Architecture::Gbdt, _) => "gradient-boosted trees".into(),
         }
     }
 }
@@ -152,6 +160,11 @@ pub fn build(
     Ok(match architecture {
         Architecture::Linear => Box::new(linear::build(features, head)?),
         Architecture::Mlp { hidden } => Box::new(mlp::build(features, hidden, head, seed)?),
+        Architecture::Gbdt => {
+            return Err(ModelError::Setting(
+                "gradient-boosted trees have no parameter vector: they are grown by model::gbdt, not trained by SGD".into(),
+            ));
+        }
     })
 }
 

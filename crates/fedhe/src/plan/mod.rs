@@ -288,7 +288,8 @@ impl ModelSpec {
     /// The spec of an architecture.
     pub fn of(architecture: &Architecture) -> ModelSpec {
         match architecture {
-            Architecture::Linear => ModelSpec::default(),
+            // Until the plan has a gbdt kind (issue 24, the federation part).
+            Architecture::Linear | Architecture::Gbdt => ModelSpec::default(),
             Architecture::Mlp { hidden } => ModelSpec {
                 kind: ModelKind::Mlp,
                 hidden: hidden.clone(),
