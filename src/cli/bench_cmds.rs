@@ -79,7 +79,7 @@ fn gbdt(a: GbdtBenchArgs) -> anyhow::Result<()> {
         (false, false) => "encrypted, unmasked, over loopback HTTP",
     };
     println!(
-        "gbdt benchmark: {} rows × {} binary features over {} sites ({how}), {} trees of depth          {}, {} bins",
+        "gbdt benchmark: {} rows × {} binary features over {} sites ({how}), {} trees of depth {}, {} bins",
         r.rows, r.features, r.sites, r.trees, r.depth, r.bins
     );
     println!("| measurement (one site; every site does the same) | value |");

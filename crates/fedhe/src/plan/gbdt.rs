@@ -205,7 +205,7 @@ mod tests {
         assert!(m.contains("`model.gbdt.lambda`"), "{m}");
         let m = e("[model]\nkind = \"linear\"\n\n[model.gbdt]\ntrees = 3\n");
         assert!(
-            m.contains("`model.gbdt`") && m.contains("kind = \\\"gbdt\\\""),
+            m.contains("`model.gbdt`") && m.contains("kind = \"gbdt\""),
             "{m}"
         );
         let m = e("[model]\nkind = \"gbdt\"\nhidden = [8]\n");
@@ -263,5 +263,6 @@ mod tests {
         };
         assert_eq!(m.gbdt_level_max(2), 3 * 2 * node * limbs);
         assert_eq!(m.last_round(), 8);
+        assert_eq!((m.work_rounds(), linear().work_rounds()), (7, 20));
     }
 }

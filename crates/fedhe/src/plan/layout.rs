@@ -190,6 +190,16 @@ impl Plan {
         layout.training_round(self.training.rounds) + u64::from(layout.evaluate_after.is_some())
     }
 
+    /// The rounds the plan runs after the statistics round: its training
+    /// rounds, or a gbdt plan's bins round and tree rounds (the evaluation
+    /// round not counted).
+    pub fn work_rounds(&self) -> u64 {
+        match self.layout().trees {
+            Some(t) => t.rounds(),
+            None => self.training.rounds,
+        }
+    }
+
     /// Slots a training round's update carries after the parameters and the
     /// share: the validation sums, with `[evaluation]`.
     pub fn validation_slots(&self) -> usize {

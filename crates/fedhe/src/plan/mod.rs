@@ -868,7 +868,7 @@ impl Plan {
                 "{}, {} feature columns, gradient-boosted trees: {} × depth {}, {} bins, \
                  learning rate {}",
                 self.target().describe(),
-                self.features(),
+                self.columns.numeric.len() + self.columns.categorical.len(),
                 g.trees,
                 g.depth,
                 g.bins,
