@@ -19,6 +19,7 @@ fn load(path: &Path, label: &str) -> Dataset {
         path,
         &CsvOptions {
             label: Some(label.into()),
+            target: fedhe::data::TargetSpec::Auto,
             ..CsvOptions::default()
         },
         Some(label),
@@ -84,22 +85,29 @@ fn training_is_deterministic() {
 }
 
 /// Three sites, each with its own rows, summing their integer vectors (bin
-/// round and every histogram round) grow exactly the pooled trees: the
-/// seam a federation drives.
-#[test]
-fn sites_summing_histograms_grow_the_pooled_trees() {
-    let ds = load(&sample("train.csv"), "diagnosis");
-    let s = small();
-    let head = Head::Logistic;
-    let stats = RawStats::of(&ds.columns, &ds.x, None);
+/// round and every histogram round), grow exactly the pooled trees: the
+/// seam a federation drives. Every round's length is the one the settings
+/// and the columns give in advance; halfway, site 0 restarts from its
+/// serialized grower and its rows rebuilt.
+fn federate(ds: &Dataset, s: GbdtSettings) -> fedhe::model::Ensemble {
+    let head = Head::for_target(&ds.label);
+    let regression = head == Head::Squared;
+    let stats = RawStats::of(&ds.columns, &ds.x, regression.then_some(&ds.y));
+    let y: Vec<f64> = match stats.target {
+        Some((sum, sq)) => {
+            let t = fedhe::model::TargetScaling::from_moments(stats.rows, sum, sq);
+            ds.y.iter().map(|&v| t.scale(v)).collect()
+        }
+        None => ds.y.to_vec(),
+    };
     let plan = BinPlan::new(&ds.columns, &stats);
     let parts: Vec<Vec<usize>> = (0..3)
         .map(|p| (0..ds.rows()).filter(|i| i % 3 == p).collect())
         .collect();
-    let sites: Vec<Dataset> = parts.iter().map(|r| ds.select_rows(r)).collect();
     let mut fine = vec![0i64; fedhe::model::gbdt::fine_len(&plan)];
-    for site in &sites {
-        for (a, b) in fine.iter_mut().zip(fine_histogram(&plan, site.x.view())) {
+    for p in &parts {
+        let x = ds.x.select(ndarray::Axis(0), p);
+        for (a, b) in fine.iter_mut().zip(fine_histogram(&plan, x.view())) {
             *a += b;
         }
     }
@@ -108,14 +116,21 @@ fn sites_summing_histograms_grow_the_pooled_trees() {
     let mut growers: Vec<Grower> = (0..3)
         .map(|_| Grower::new(s, head, c.clone()).unwrap())
         .collect();
-    let mut rows: Vec<SiteRows> = sites
+    let site_rows = |g: &Grower, p: &[usize]| {
+        let x = ds.x.select(ndarray::Axis(0), p);
+        let ys: Vec<f64> = p.iter().map(|&i| y[i]).collect();
+        SiteRows::new(g, x.view(), &ys).unwrap()
+    };
+    let mut rows: Vec<SiteRows> = parts
         .iter()
         .zip(&growers)
-        .map(|(d, g)| SiteRows::new(g, d.x.view(), &d.y.to_vec()).unwrap())
+        .map(|(p, g)| site_rows(g, p))
         .collect();
     let widths = plan.slot_widths(s.bins);
     let mut rounds = 0;
     while let Some(len) = growers[0].round_len() {
+        let level = (rounds % s.depth as u64) as usize;
+        assert_eq!(len, Grower::level_len(head, &widths, level));
         assert!(len <= Grower::max_round_len(&s, head, &widths));
         let mut sum = vec![0i64; len];
         for (g, r) in growers.iter().zip(&rows) {
@@ -127,12 +142,33 @@ fn sites_summing_histograms_grow_the_pooled_trees() {
             g.take(&sum, r).unwrap();
         }
         rounds += 1;
+        if rounds == Grower::rounds(&s) / 2 + 1 {
+            let json = serde_json::to_string(&growers[0]).unwrap();
+            growers[0] = serde_json::from_str(&json).unwrap();
+            rows[0] = site_rows(&growers[0], &parts[0]);
+        }
     }
     assert_eq!(rounds, Grower::rounds(&s));
     let federated: Vec<_> = growers.into_iter().map(Grower::finish).collect();
     assert!(federated.iter().all(|e| *e == federated[0]));
-    let pooled = fit(&ds, &s);
-    assert_eq!(pooled.ensemble.as_ref(), Some(&federated[0]));
+    federated.into_iter().next().unwrap()
+}
+
+/// Binary, multi-class and regression (with categories and missing cells):
+/// three sites' summed histograms give the pooled trees, bit for bit.
+#[test]
+fn sites_summing_histograms_grow_the_pooled_trees() {
+    let s = small();
+    for (file, label) in [
+        ("train.csv", "diagnosis"),
+        ("wine.csv", "cultivar"),
+        ("penguins.csv", "body_mass_g"),
+    ] {
+        let ds = load(&sample(file), label);
+        let federated = federate(&ds, s);
+        let pooled = fit(&ds, &s);
+        assert_eq!(pooled.ensemble.as_ref(), Some(&federated), "{file}");
+    }
 }
 
 /// A table whose signal is in a category and in missing cells: the trees

@@ -64,6 +64,11 @@ impl GbdtArgs {
 /// `fedhe train --model gbdt`: pooled boosting, the federation of one site.
 pub fn train(a: &super::data_cmds::TrainArgs) -> anyhow::Result<()> {
     let settings = a.gbdt.settings(a.sgd.lr, a.sgd.seed)?;
+    if a.balanced {
+        anyhow::bail!(
+            "--balanced weights SGD's loss; gradient-boosted trees have no class weights yet"
+        );
+    }
     if a.dp.dp_clip.is_some() {
         anyhow::bail!(
             "DP-SGD (--dp-clip) trains SGD models; gradient-boosted trees have no DP yet"
