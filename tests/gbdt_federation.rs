@@ -273,3 +273,72 @@ fn three_sites_over_http_hold_the_plaintext_trees() {
     );
     srv.shutdown();
 }
+
+#[test]
+fn the_cli_simulates_and_plans_trees() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("trees.json");
+    let data = sample("breast_cancer_wdbc.csv");
+    let out = super::common::fedhe(&[
+        "simulate",
+        "--data",
+        data.to_str().unwrap(),
+        "--label",
+        "diagnosis",
+        "--clients",
+        "3",
+        "--model",
+        "gbdt",
+        "--trees",
+        "2",
+        "--depth",
+        "3",
+        "--compare",
+        "--model-out",
+        model.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("tree 2/2: 3 rounds"), "{text}");
+    assert!(text.contains("masked"), "{text}");
+    assert!(
+        text.contains("encrypted and plaintext trees: identical"),
+        "{text}"
+    );
+    let m = fedhe::model::ModelFile::load(&model).unwrap();
+    assert_eq!(m.ensemble.unwrap().trees.len(), 2);
+    // plan init writes the trees' settings; plan check reads them.
+    let plan = dir.path().join("p.toml");
+    let out = super::common::fedhe(&[
+        "plan",
+        "init",
+        "--data",
+        data.to_str().unwrap(),
+        "--label",
+        "diagnosis",
+        "--model",
+        "gbdt",
+        "--trees",
+        "7",
+        "--out",
+        plan.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = fedhe::plan::Plan::load(&plan).unwrap();
+    assert_eq!(p.gbdt().unwrap().trees, 7);
+    assert_eq!(p.last_round(), 1 + 1 + 7 * 6);
+    let out = super::common::fedhe(&["plan", "check", plan.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("gradient-boosted trees: 7 × depth 6"),
+        "{text}"
+    );
+}
