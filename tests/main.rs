@@ -22,6 +22,7 @@ mod federation;
 mod fedeval;
 mod fedopt;
 mod gbdt;
+mod gbdt_federation;
 mod hardening;
 mod inputs;
 mod membership;

@@ -361,6 +361,7 @@ fn plan_init_proposes_the_task_and_the_model() {
     mlp.model = fedhe::plan::ModelSpec {
         kind: ModelKind::Mlp,
         hidden: vec![64, 32],
+        gbdt: None,
     };
     let back = Plan::from_toml(&mlp.to_toml(), "mlp.toml").unwrap();
     assert_eq!(back, mlp);

@@ -6,6 +6,111 @@ pub enum BenchWhat {
     Data(DataBenchArgs),
     /// Pairwise and double masking: one client's and the aggregator's cost per round.
     Masks(MaskBenchArgs),
+    /// Gradient-boosted trees federated in-process: time, rounds and bytes per tree.
+    Gbdt(GbdtBenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GbdtBenchArgs {
+    /// Rows of the synthetic table (a9a's size by default).
+    #[arg(long, default_value_t = 32_561)]
+    pub rows: usize,
+    /// Binary feature columns (a9a's 123 by default).
+    #[arg(long, default_value_t = 123)]
+    pub features: usize,
+    /// Sites the rows are dealt to (one thread each).
+    #[arg(long, default_value_t = 3)]
+    pub sites: usize,
+    /// Boosting iterations to time.
+    #[arg(long, default_value_t = 10)]
+    pub trees: usize,
+    #[arg(long, default_value_t = 6)]
+    pub depth: usize,
+    #[arg(long, default_value_t = 256)]
+    pub bins: usize,
+    /// Parameter set: standard64 or compact32.
+    #[arg(long, default_value = "standard64")]
+    pub params: fedhe::crypto::ParamSet,
+    /// The plaintext exchange (no encryption, no HTTP).
+    #[arg(long)]
+    pub plain: bool,
+    /// No pairwise masks.
+    #[arg(long)]
+    pub no_masks: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The process's peak resident memory (Linux `VmHWM`), in MB.
+fn peak_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn gbdt(a: GbdtBenchArgs) -> anyhow::Result<()> {
+    let settings = fedhe::model::gbdt::GbdtSettings {
+        trees: a.trees,
+        depth: a.depth,
+        bins: a.bins,
+        ..Default::default()
+    };
+    let r = fedhe::federation::run_gbdt_bench(
+        a.rows,
+        a.features,
+        a.sites,
+        settings,
+        a.params,
+        a.plain,
+        !a.no_masks,
+    )?;
+    let peak = peak_mb();
+    if a.json {
+        let mut v = serde_json::to_value(&r)?;
+        v["peak_mb"] = serde_json::json!(peak);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let how = match (r.plain, r.masked) {
+        (true, _) => "plaintext exchange",
+        (false, true) => "encrypted and masked, over loopback HTTP",
+        (false, false) => "encrypted, unmasked, over loopback HTTP",
+    };
+    println!(
+        "gbdt benchmark: {} rows × {} binary features over {} sites ({how}), {} trees of depth {}, {} bins",
+        r.rows, r.features, r.sites, r.trees, r.depth, r.bins
+    );
+    println!("| measurement (one site; every site does the same) | value |");
+    println!("|---|---:|");
+    println!(
+        "| time per tree, median (min – max) | {:.0} ms ({:.0} – {:.0}) |",
+        r.tree_ms_median, r.tree_ms_min, r.tree_ms_max
+    );
+    println!("| rounds per tree | {:.0} |", r.rounds_per_tree);
+    println!(
+        "| values uploaded per tree (4 limbs each) | {:.0} |",
+        r.values_per_tree
+    );
+    println!(
+        "| bytes up / down per tree | {:.1} MB / {:.1} MB |",
+        r.bytes_up_per_tree / 1e6,
+        r.bytes_down_per_tree / 1e6
+    );
+    println!("| bins round | {:.0} ms |", r.bins_ms);
+    println!(
+        "| whole run (keys, statistics, bins, trees) | {:.1} s |",
+        r.total_ms / 1e3
+    );
+    if let Some(p) = peak {
+        println!("| peak memory of the process (all sites and the aggregator) | {p:.0} MB |");
+    }
+    println!(
+        "| the same trees at every site | {} |",
+        if r.same_at_every_site { "yes" } else { "NO" }
+    );
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +207,7 @@ pub fn run(what: BenchWhat) -> anyhow::Result<()> {
     match what {
         BenchWhat::Data(a) => data(a),
         BenchWhat::Masks(a) => masks(a),
+        BenchWhat::Gbdt(a) => gbdt(a),
     }
 }
 

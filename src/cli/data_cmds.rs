@@ -111,7 +111,8 @@ impl DpArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
     /// linear (logistic, softmax or linear regression, by task), mlp, or
-    /// gbdt (gradient-boosted trees; `fedhe train` only, for now).
+    /// gbdt (gradient-boosted trees: `fedhe train`, `fedhe simulate`,
+    /// `fedhe plan init`).
     #[arg(long = "model", default_value = "linear", value_parser = ["linear", "mlp", "gbdt"])]
     pub kind: String,
     /// Hidden layer sizes of the MLP, e.g. 64 or 64,32 (1 to 3 layers).
@@ -130,7 +131,7 @@ impl ModelArgs {
                 }
             }
             "gbdt" => anyhow::bail!(
-                "--model gbdt: gradient-boosted trees train on one machine (fedhe train) for now; their federation is not wired yet"
+                "--model gbdt: gradient-boosted trees have no SGD architecture (a caller's bug: check is_gbdt first)"
             ),
             _ => Architecture::Linear,
         })

@@ -379,6 +379,10 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
             fedhe::privacy::masks::fingerprint(&joined.identity.public())
         );
     }
+    if joined.plan.gbdt().is_some() {
+        let files = (a.data.as_path(), a.model_out.as_deref());
+        return super::gbdt_cmds::client(&joined, &loaded.dataset, files, test.is_some(), &cancel);
+    }
     let task = joined.plan.target().kind();
     let (loss_name, score_name) = (round_loss_name(task), task.score_name());
     let run = joined.run_tested(
@@ -410,7 +414,7 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
                 r.epsilon.map_or(String::new(), |e| format!(", ε {e:.3}")),
                 federated_words(r.round, r.federated_validation.as_deref())
             ),
-            ClientEvent::Epoch(_) => {}
+            ClientEvent::Epoch(_) | ClientEvent::Tree(_) => {}
         },
         &cancel,
     )?;
@@ -488,6 +492,8 @@ pub struct SimulateArgs {
     pub server: super::sgd_args::ServerArgs,
     #[command(flatten)]
     pub model: super::data_cmds::ModelArgs,
+    #[command(flatten)]
+    pub gbdt: super::gbdt_args::GbdtArgs,
     #[command(flatten)]
     pub dp: super::data_cmds::DpArgs,
     /// No pairwise masks (on by default with 3 or more clients): to measure
@@ -633,6 +639,15 @@ fn sim_data(a: &SimulateArgs) -> anyhow::Result<(SimData, Option<fedhe::plan::Fe
     Ok((data, evaluation))
 }
 
+/// The SGD model of a simulation; trees have none (`--model gbdt` runs
+/// `gbdt_cmds::simulate`).
+fn sim_architecture(m: &super::data_cmds::ModelArgs) -> anyhow::Result<fedhe::model::Architecture> {
+    if m.is_gbdt() {
+        return Ok(fedhe::model::Architecture::Linear);
+    }
+    m.architecture()
+}
+
 pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
     check_simulate_outputs(&a)?;
     let (data, evaluation) = sim_data(&a)?;
@@ -644,7 +659,7 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
         },
         rounds: a.rounds,
         train: TrainConfig::from(a.server.local(&a.sgd, a.dp.dp_clip.is_some())),
-        architecture: a.model.architecture()?,
+        architecture: sim_architecture(&a.model)?,
         dp: a.dp.settings()?,
         masks: !a.no_masks,
         plain: a.plain,
@@ -652,6 +667,10 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
         round_timeout: Duration::from_secs(120),
         evaluation,
     };
+    if a.model.is_gbdt() {
+        let settings = a.gbdt.settings(a.sgd.lr, a.sgd.seed)?;
+        return super::gbdt_cmds::simulate(&cfg, settings, a.compare, a.model_out.as_deref());
+    }
     // The task names the table's columns; the data decides it (--task auto).
     let (_, test) = fedhe::federation::load_sim_data(&cfg.data, &cfg.csv)?;
     let task = test.label.kind();

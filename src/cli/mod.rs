@@ -11,6 +11,7 @@ mod dp_cmds;
 mod export_cmds;
 mod fed_cmds;
 mod gbdt_args;
+mod gbdt_cmds;
 mod plan_cmds;
 mod sgd_args;
 

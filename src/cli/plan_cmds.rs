@@ -23,6 +23,8 @@ pub struct InitArgs {
     pub schema: super::data_cmds::SchemaArgs,
     #[command(flatten)]
     pub model: super::data_cmds::ModelArgs,
+    #[command(flatten)]
+    pub gbdt: super::gbdt_args::GbdtArgs,
     /// Training rounds.
     #[arg(long, default_value_t = Training::default().rounds)]
     pub rounds: u64,
@@ -115,7 +117,16 @@ pub fn run(cmd: PlanCommand) -> anyhow::Result<()> {
 fn init(a: InitArgs) -> anyhow::Result<()> {
     fedhe::fsutil::check_outputs(&[("--out", &a.out)], &[("--data", &a.data)])?;
     fedhe::fsutil::check_output_folder("--out", &a.out)?;
-    let model = fedhe::plan::ModelSpec::of(&a.model.architecture()?);
+    let model = if a.model.is_gbdt() {
+        // `[model.gbdt]`: the trees' settings (`--lr` is their shrinkage).
+        fedhe::plan::ModelSpec {
+            kind: fedhe::plan::ModelKind::Gbdt,
+            hidden: Vec::new(),
+            gbdt: Some(a.gbdt.settings(a.sgd.lr, a.sgd.seed)?),
+        }
+    } else {
+        fedhe::plan::ModelSpec::of(&a.model.architecture()?)
+    };
     if a.out.exists() && !a.force {
         bail!(
             "{} exists; choose another --out or add --force to replace it",

@@ -466,6 +466,15 @@ fn report(e: &ClientEvent, t: &Training, score_name: &str, p: &Progress<TrainMsg
                 )));
             }
         }
+        ClientEvent::Tree(r) => {
+            p.send(TrainMsg::Progress(
+                (r.iteration as f32 / r.iterations.max(1) as f32).min(1.0),
+            ));
+            p.send(TrainMsg::Status(format!(
+                "Tree {} of {} grown ({} rounds)",
+                r.iteration, r.iterations, r.rounds
+            )));
+        }
         ClientEvent::Round(r) => {
             p.send(TrainMsg::Round(r.clone()));
             p.send(TrainMsg::Status(format!(

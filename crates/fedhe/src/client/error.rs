@@ -151,6 +151,25 @@ pub enum SiteError {
          plan"
     )]
     NoTestRound,
+    /// A gradient-boosted trees round whose vector at this site differs
+    /// from the plan's length for it (the plan's columns differ from the
+    /// site's table's).
+    #[error("the {what} round's vector holds {site} integers at this site; the plan says {plan}")]
+    TreeLayout {
+        what: &'static str,
+        site: usize,
+        plan: usize,
+    },
+    /// An integer sum of this site's histograms beyond what the trees'
+    /// limbs carry under this key.
+    #[error(
+        "the {what} round's sums of this site reach {value}, beyond the ±2^{limit_log2} its          limbs carry under this key; split the site's rows, or use a key with wider limbs          (Standard64)"
+    )]
+    TreeRange {
+        what: &'static str,
+        value: i64,
+        limit_log2: i32,
+    },
 }
 
 fn statistic_of(column: &Option<String>) -> String {
@@ -179,6 +198,17 @@ pub enum SumError {
     EvaluationCount(f64),
     #[error("the vocabulary sum holds {got} values, expected {want}")]
     VocabularyLength { got: usize, want: usize },
+    /// A gradient-boosted trees round's sum of the wrong length.
+    #[error("the {what} round's sum holds {got} values, expected {want}")]
+    TreeLength {
+        what: &'static str,
+        got: usize,
+        want: usize,
+    },
+    /// A summed integer limb that is not a whole number, or an integer sum
+    /// beyond 64 bits: the sum is not one of integer vectors.
+    #[error("the {what} round's sum holds {value}, not a sum of integer limbs")]
+    IntegerLimb { what: &'static str, value: f64 },
     #[error(
         "round {round}: the aggregator announced {announced} contributors, the sum holds {holds}"
     )]

@@ -66,6 +66,65 @@ pub fn decode_limbs(limbs: &[f64], limb_bits: i32) -> Result<Vec<f64>, SumError>
         .collect())
 }
 
+/// Integers as `limbs` signed base-2^b digits each (`b = limb_bits`),
+/// lowest first: `v = Σ d_l · 2^(b·l)` with every `|d_l| < 2^b` and of
+/// `v`'s sign, so digits of many sites add without overflow (as the
+/// statistics' limbs) and the summed digits recombine exactly. The range is
+/// `|v| < 2^(b·limbs)`: `None` names the first value beyond it.
+pub fn encode_int_limbs(values: &[i64], limb_bits: i32, limbs: usize) -> Result<Vec<f64>, i64> {
+    let b = limb_bits.clamp(1, 30) as u32;
+    let range = 1i128 << (b as usize * limbs).min(126);
+    let mut out = Vec::with_capacity(values.len() * limbs);
+    for &v in values {
+        if i128::from(v).abs() >= range {
+            return Err(v);
+        }
+        let mut rest = i128::from(v);
+        for _ in 0..limbs {
+            // Truncating division and remainder keep every digit of the
+            // value's sign and below 2^b in magnitude.
+            let d = rest % (1i128 << b);
+            out.push(d as f64);
+            rest /= 1i128 << b;
+        }
+    }
+    Ok(out)
+}
+
+/// Inverse of [`encode_int_limbs`] for summed digits: every summed digit
+/// must be a whole number (exact under the key's fixed point and in
+/// plaintext), and the recombined sum must fit 64 bits; `what` names the
+/// round in the error.
+pub fn decode_int_limbs(
+    sum: &[f64],
+    limb_bits: i32,
+    limbs: usize,
+    what: &'static str,
+) -> Result<Vec<i64>, SumError> {
+    let b = limb_bits.clamp(1, 30) as u32;
+    if limbs == 0 || !sum.len().is_multiple_of(limbs) {
+        return Err(SumError::TreeLength {
+            what,
+            got: sum.len(),
+            want: sum.len().next_multiple_of(limbs.max(1)),
+        });
+    }
+    let bad = |value: f64| SumError::IntegerLimb { what, value };
+    sum.chunks(limbs)
+        .map(|c| {
+            let mut v: i128 = 0;
+            for (l, d) in c.iter().enumerate() {
+                let r = d.round();
+                if (r - d).abs() > 1e-6 || r.abs() >= 2f64.powi(62) {
+                    return Err(bad(*d));
+                }
+                v += (r as i128) << (b as usize * l);
+            }
+            i64::try_from(v).map_err(|_| bad(v as f64))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +156,28 @@ mod tests {
             let s: Vec<f64> = la.iter().zip(&lb).map(|(x, y)| x + y).collect();
             assert!((from_limbs(&s, bits) - (a + b)).abs() < 1e-9);
         }
+    }
+
+    #[test]
+    fn integer_limbs_add_exactly_and_refuse_out_of_range() {
+        for bits in [15, 11] {
+            let a = [0i64, 1, -1, 123_456_789, -(1 << 40), (1 << 43) - 1, -7];
+            let b = [5i64, -1, 2, -123_456_788, 3, 1, -(1 << 42)];
+            let la = encode_int_limbs(&a, bits, 4).unwrap();
+            let lb = encode_int_limbs(&b, bits, 4).unwrap();
+            assert_eq!(la.len(), a.len() * 4);
+            assert!(la.iter().all(|d| d.abs() < f64::powi(2.0, bits)));
+            let s: Vec<f64> = la.iter().zip(&lb).map(|(x, y)| x + y).collect();
+            let back = decode_int_limbs(&s, bits, 4, "tree").unwrap();
+            let want: Vec<i64> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+            assert_eq!(back, want);
+        }
+        assert_eq!(encode_int_limbs(&[1 << 44], 11, 4), Err(1 << 44));
+        assert!(matches!(
+            decode_int_limbs(&[0.5, 0.0], 15, 2, "bins"),
+            Err(SumError::IntegerLimb { what: "bins", .. })
+        ));
+        assert!(decode_int_limbs(&[1.0; 3], 15, 2, "bins").is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod error;
 mod exchange;
 mod fedeval;
 mod final_round;
+mod gbdt;
 mod he_exchange;
 pub mod ledger;
 mod limbs;
@@ -33,13 +34,15 @@ pub use checkpoint::{SaveServerState, ServerCheckpoint};
 pub use error::{LoopError, RelayError, SiteError, SumError};
 pub use exchange::{Exchange, ExchangeCost, NoteNotifier, RoundMean, RoundSum, WaitNotifier};
 pub use final_round::federated_test_line;
+pub use gbdt::{GbdtLoop, GbdtOutcome, TreeTotals};
 pub use he_exchange::{HeExchange, SUM_TRIES};
 pub use ledger::{LedgerError, MaskLedger};
 pub use limbs::{
     LIMB_BITS, STAT_LIMBS, decode_limbs, encode_limbs, from_limbs, limb_bits_for, to_limbs,
 };
+pub use report::TreeRecord;
 pub use report::{ClientEvent, ClientOutcome, ClientRound, EpochPoint, RoundFigures};
-pub use round_loop::{LoopConfig, run_client_loop};
+pub use round_loop::{LoopConfig, run_client_loop, run_gbdt_loop};
 pub use shares::{MAX_SHARE, site_share, weight_unit};
 pub use statistics::check_statistics;
 pub use training::{evaluate_raw, round_seed};

@@ -26,6 +26,29 @@ pub enum ClientEvent {
     Epoch(EpochPoint),
     /// A training round finished: the new global model is known.
     Round(ClientRound),
+    /// Gradient-boosted trees: the bins round, or one boosting iteration
+    /// (its trees: one per class), finished.
+    Tree(TreeRecord),
+}
+
+/// One boosting iteration of a gradient-boosted trees run at one site (or
+/// the bins round before them, `iteration` 0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TreeRecord {
+    /// Boosting iteration, 1-based; 0 for the bins round.
+    pub iteration: u64,
+    /// Of the plan's iterations.
+    pub iterations: u64,
+    /// Server rounds the iteration took (its levels).
+    pub rounds: u64,
+    /// Values this site uploaded (limbs included, the sum tag not).
+    pub values: usize,
+    /// Wall time of the iteration at this site, in milliseconds.
+    pub ms: f64,
+    /// The exchanges' costs, summed over the rounds.
+    pub cost: ExchangeCost,
+    /// Whether this site's updates were masked.
+    pub masked: bool,
 }
 
 /// One local epoch, whatever produced it (local training, the federated

@@ -61,6 +61,9 @@ pub struct LoopConfig {
     /// The server optimizer's state from an earlier run, and where to save
     /// it after each training round.
     pub checkpoint: super::ServerCheckpoint,
+    /// Gradient-boosted trees (the plan's `kind = "gbdt"`): the bins and
+    /// tree rounds of [`run_gbdt_loop`] instead of training rounds.
+    pub gbdt: Option<super::gbdt::GbdtLoop>,
 }
 
 /// One kind of round: what this site contributes to each of its rounds and
@@ -212,13 +215,22 @@ pub fn run_client_loop(
     out
 }
 
-/// The plan's kinds, one after another, over `rounds`.
-fn run_kinds(
+/// The site's rows after the rounds before training: the vocabulary
+/// rounds (with discovered columns) and the statistics round.
+struct Before {
+    site: Dataset,
+    held: Option<Dataset>,
+    test: Option<Dataset>,
+    prepared: super::statistics::Prepared,
+}
+
+/// The rounds every kind of model starts with, over `rounds`.
+fn run_before(
     rounds: &mut Rounds<'_>,
     train: &Dataset,
     validation: Option<&Dataset>,
     cfg: &LoopConfig,
-) -> Result<ClientOutcome, LoopError> {
+) -> Result<Before, LoopError> {
     // Discovered categories first: every site maps its values to them.
     let mut site = train.clone();
     let mut held = validation.cloned();
@@ -239,6 +251,27 @@ fn run_kinds(
     )?;
     let statistics = StatisticsRound::new(&site, cfg, rounds.limb_bits())?;
     let prepared = rounds.run(statistics)?;
+    Ok(Before {
+        site,
+        held,
+        test,
+        prepared,
+    })
+}
+
+/// The plan's kinds, one after another, over `rounds`.
+fn run_kinds(
+    rounds: &mut Rounds<'_>,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    cfg: &LoopConfig,
+) -> Result<ClientOutcome, LoopError> {
+    let Before {
+        site,
+        held,
+        test,
+        prepared,
+    } = run_before(rounds, train, validation, cfg)?;
     check_layout(
         "first training",
         rounds.next_round(),
@@ -281,6 +314,72 @@ fn run_kinds(
         held.as_ref().map(rows),
         test.as_ref().map(rows),
     )?)
+}
+
+/// Runs a gradient-boosted trees plan's rounds (`cfg.gbdt`): the
+/// vocabulary rounds (with discovered columns), the statistics round, the
+/// bins round and the trees' level rounds. Every site ends with the same
+/// trees.
+pub fn run_gbdt_loop(
+    exchange: &mut dyn Exchange,
+    train: &Dataset,
+    cfg: &LoopConfig,
+    on_event: &mut dyn FnMut(&ClientEvent),
+    cancel: &AtomicBool,
+) -> Result<super::gbdt::GbdtOutcome, LoopError> {
+    if train.rows() == 0 {
+        return Err(SiteError::EmptyTrainingSet.into());
+    }
+    let mut records = Vec::new();
+    let mut keep = |e: &ClientEvent| {
+        if let ClientEvent::Tree(r) = e {
+            records.push(r.clone());
+        }
+        on_event(e);
+    };
+    let mut rounds = Rounds::new(exchange, &mut keep, cancel);
+    let out = run_gbdt_kinds(&mut rounds, train, cfg);
+    if let Err(e) = &out
+        && e.leaves_federation()
+    {
+        rounds.leave(e);
+    }
+    let (ensemble, prepared) = out?;
+    Ok(super::gbdt::GbdtOutcome {
+        ensemble,
+        encoder: prepared.encoder,
+        scaler: prepared.scaler,
+        target_scaling: prepared.target_scaling,
+        global_rows: prepared.global_rows,
+        trees: records,
+    })
+}
+
+fn run_gbdt_kinds(
+    rounds: &mut Rounds<'_>,
+    train: &Dataset,
+    cfg: &LoopConfig,
+) -> Result<(crate::model::gbdt::Ensemble, super::statistics::Prepared), LoopError> {
+    let Some(g) = &cfg.gbdt else {
+        return Err(SiteError::LayoutMismatch {
+            what: "bins",
+            ran: rounds.next_round(),
+            layout: 0,
+        }
+        .into());
+    };
+    let before = run_before(rounds, train, None, cfg)?;
+    check_layout("bins", rounds.next_round(), cfg.layout.bins_round())?;
+    let limb_bits = rounds.limb_bits();
+    let bins = super::gbdt::BinsRound::new(&before.site, &before.prepared.stats, g, limb_bits)?;
+    let cuts = rounds.run(bins)?;
+    let first = cfg.layout.tree_round(g.settings.depth as u32, 1, 0);
+    check_layout("first tree", rounds.next_round(), first)?;
+    let p = &before.prepared;
+    let trees =
+        super::gbdt::TreeRounds::new(&before.site, cuts, g, p.target_scaling.as_ref(), limb_bits)?;
+    let ensemble = rounds.run(trees)?;
+    Ok((ensemble, before.prepared))
 }
 
 /// The kinds number rounds on from 1; the layout the aggregator and the

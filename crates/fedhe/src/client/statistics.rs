@@ -20,6 +20,9 @@ pub(crate) struct Prepared {
     pub target_scaling: Option<TargetScaling>,
     /// Training rows of the whole federation.
     pub global_rows: f64,
+    /// The federation's statistics the preprocessing was fitted on (the
+    /// trees' bins span their means and deviations).
+    pub stats: RawStats,
 }
 
 /// The one statistics round; leaves the fitted [`Prepared`].
@@ -100,6 +103,7 @@ impl RoundKind for StatisticsRound<'_> {
             scaler,
             target_scaling,
             global_rows: global.rows,
+            stats: global,
         });
         Ok(())
     }

@@ -2,6 +2,12 @@
 //! HTTP on loopback with real encryption — or, with `plain`, the same client
 //! loop with an in-memory plaintext FedAvg exchange (the baseline).
 
+mod gbdt;
+mod gbdt_bench;
+
+pub use gbdt::{GbdtSimulation, simulate_gbdt};
+pub use gbdt_bench::{GbdtBench, run_gbdt_bench, synthetic_binary};
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -778,7 +784,7 @@ fn collect_rounds(
                     records.push(rec);
                 }
             }
-            ClientEvent::Epoch(_) => {}
+            ClientEvent::Epoch(_) | ClientEvent::Tree(_) => {}
         }
         on_event(&SimEvent::Client { index, event });
     }

@@ -158,8 +158,31 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
             .architecture()
             .describe(crate::model::Head::for_target(&ds.label))
     ));
+    notes.push(training_note(&plan));
+    notes.extend(quorum_notes(&plan));
+    plan.validate(&path.display().to_string())?;
+    Ok((plan, notes))
+}
+
+/// The note on the training settings: FedAvg's rounds, or the trees'.
+fn training_note(plan: &Plan) -> String {
     let t = &plan.training;
-    notes.push(format!(
+    if let Some(g) = plan.gbdt() {
+        return format!(
+            "training: {} boosting iterations of depth {} ({} rounds after the statistics and \
+             bins rounds), {} bins, learning rate {}, λ {}, seed {}, {}% of each site's rows \
+             held out for validation",
+            g.trees,
+            g.depth,
+            g.trees * g.depth,
+            g.bins,
+            g.learning_rate,
+            g.lambda,
+            g.seed,
+            t.validation_share * 100.0
+        );
+    }
+    format!(
         "training: {} rounds × {} local epochs, {} at lr {} ({} schedule), batch {}, L2 {}, \
          seed {}, {}% of each site's rows held out for validation",
         t.rounds,
@@ -171,10 +194,7 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
         t.sgd.l2,
         t.sgd.seed,
         t.validation_share * 100.0
-    ));
-    notes.extend(quorum_notes(&plan));
-    plan.validate(&path.display().to_string())?;
-    Ok((plan, notes))
+    )
 }
 
 /// The notes on the quorum (and on rounds of two allowed to go unmasked).

@@ -39,6 +39,23 @@ pub enum RoundPhase {
     /// global model's validation sums, and with `evaluation.test` the test
     /// sums.
     Evaluate,
+    /// Gradient-boosted trees, after the statistics round: per numeric
+    /// column a fine histogram of row counts, from which every site derives
+    /// the same bin cuts.
+    Bins,
+    /// Gradient-boosted trees: level `level` (0-based: the root is 0) of
+    /// boosting iteration `iteration` (1-based; a multi-class plan grows
+    /// one tree per class in the same rounds): per open node the gradient
+    /// and hessian histograms.
+    Tree { iteration: u64, level: u32 },
+}
+
+/// The rounds of a gradient-boosted trees plan after its statistics round:
+/// one bins round, then `depth` rounds per boosting iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeRounds {
+    pub iterations: u64,
+    pub depth: u32,
 }
 
 /// Which rounds a federation runs before training.
@@ -50,6 +67,10 @@ pub struct RoundLayout {
     /// evaluation round comes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluate_after: Option<u64>,
+    /// Gradient-boosted trees: a bins round and the trees' level rounds
+    /// instead of training rounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trees: Option<TreeRounds>,
 }
 
 impl RoundLayout {
@@ -70,6 +91,8 @@ impl RoundLayout {
             1 if self.vocabulary => Some(RoundPhase::Vocabulary),
             2 if self.vocabulary => Some(RoundPhase::VocabularyNames),
             r if r == s => Some(RoundPhase::Standardize),
+            r if r < s => None,
+            r if self.trees.is_some() => self.trees.map(|t| t.phase(r - s)),
             r if self.evaluate_after.is_some_and(|n| r - s == n + 1) => Some(RoundPhase::Evaluate),
             r => Some(RoundPhase::Train(r - s)),
         }
@@ -80,10 +103,40 @@ impl RoundLayout {
         k + self.statistics_round()
     }
 
+    /// Gradient-boosted trees: the bins round (after the statistics round).
+    pub fn bins_round(self) -> u64 {
+        self.statistics_round() + 1
+    }
+
+    /// Gradient-boosted trees: the server round of `level` (0-based) of
+    /// boosting iteration `iteration` (1-based), for trees `depth` deep.
+    pub fn tree_round(self, depth: u32, iteration: u64, level: u32) -> u64 {
+        self.bins_round() + (iteration.saturating_sub(1)) * u64::from(depth) + u64::from(level) + 1
+    }
+
     /// The sum tag region of a round's uploaded vector of `len` values
     /// (the tag included) under `key`: its last `key.tag_slots()` slots.
     pub fn sum_tag(self, len: usize, key: &KeyLayout) -> std::ops::Range<usize> {
         len.saturating_sub(key.tag_slots())..len
+    }
+}
+
+impl TreeRounds {
+    /// Phase of the `k`-th round after the statistics round (1-based).
+    fn phase(self, k: u64) -> RoundPhase {
+        let depth = u64::from(self.depth.max(1));
+        match k {
+            0 | 1 => RoundPhase::Bins,
+            k => RoundPhase::Tree {
+                iteration: (k - 2) / depth + 1,
+                level: ((k - 2) % depth) as u32,
+            },
+        }
+    }
+
+    /// Rounds after the statistics round: the bins round and every level.
+    pub fn rounds(self) -> u64 {
+        1 + self.iterations * u64::from(self.depth)
     }
 }
 
@@ -106,6 +159,8 @@ impl RoundPhase {
             RoundPhase::Standardize => "standardization".into(),
             RoundPhase::Train(k) => format!("training round {k}"),
             RoundPhase::Evaluate => "final evaluation".into(),
+            RoundPhase::Bins => "bins".into(),
+            RoundPhase::Tree { iteration, level } => format!("tree {iteration}, level {level}"),
         }
     }
 }
@@ -113,9 +168,17 @@ impl RoundPhase {
 impl Plan {
     /// The rounds before training.
     pub fn layout(&self) -> RoundLayout {
+        let trees = self.gbdt().map(|g| TreeRounds {
+            iterations: g.trees as u64,
+            depth: g.depth as u32,
+        });
         RoundLayout {
             vocabulary: !self.discovered_columns().is_empty(),
-            evaluate_after: self.evaluation.map(|_| self.training.rounds),
+            evaluate_after: self
+                .evaluation
+                .filter(|_| trees.is_none())
+                .map(|_| self.training.rounds),
+            trees,
         }
     }
 
@@ -124,7 +187,20 @@ impl Plan {
     /// complete.
     pub fn last_round(&self) -> u64 {
         let layout = self.layout();
+        if let Some(t) = layout.trees {
+            return layout.statistics_round() + t.rounds();
+        }
         layout.training_round(self.training.rounds) + u64::from(layout.evaluate_after.is_some())
+    }
+
+    /// The rounds the plan runs after the statistics round: its training
+    /// rounds, or a gbdt plan's bins round and tree rounds (the evaluation
+    /// round not counted).
+    pub fn work_rounds(&self) -> u64 {
+        match self.layout().trees {
+            Some(t) => t.rounds(),
+            None => self.training.rounds,
+        }
     }
 
     /// Slots a training round's update carries after the parameters and the
@@ -160,6 +236,13 @@ impl Plan {
             * self.preprocessing.vocabulary.map_or(0, |v| v.buckets)
             * NAME_BYTES;
         let last = widest.evaluation.map_or(0, |e| e.final_len(widest.head()));
+        if self.gbdt().is_some() {
+            return (widest.statistics_values() * STAT_LIMBS)
+                .max(widest.gbdt_max_len())
+                .max(self.vocabulary_len())
+                .max(names)
+                + MAX_SUM_TAG_SLOTS;
+        }
         (widest.statistics_values() * STAT_LIMBS)
             .max(widest.param_count() + 1 + widest.validation_slots())
             .max(last)
@@ -188,6 +271,8 @@ impl Plan {
             RoundPhase::VocabularyNames => None,
             _ if discovered => None,
             RoundPhase::Standardize => Some(self.statistics_values() * STAT_LIMBS),
+            RoundPhase::Bins | RoundPhase::Tree { .. } => self.gbdt_len(phase),
+            _ if self.gbdt().is_some() => None,
             // The parameters times the site's share, and the share (then
             // the validation sums, with `[evaluation]`).
             RoundPhase::Train(_) => Some(self.param_count() + 1 + self.validation_slots()),
@@ -209,6 +294,7 @@ mod tests {
         let v = RoundLayout {
             vocabulary: true,
             evaluate_after: None,
+            trees: None,
         };
         assert_eq!(v.phase(1), Some(RoundPhase::Vocabulary));
         assert_eq!(v.phase(2), Some(RoundPhase::VocabularyNames));
@@ -218,6 +304,7 @@ mod tests {
         let e = RoundLayout {
             vocabulary: false,
             evaluate_after: Some(3),
+            trees: None,
         };
         assert_eq!(e.phase(4), Some(RoundPhase::Train(3)));
         assert_eq!(e.phase(5), Some(RoundPhase::Evaluate));

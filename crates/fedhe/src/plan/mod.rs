@@ -8,6 +8,7 @@
 //! nowhere else.
 
 mod evaluation;
+mod gbdt;
 mod init;
 mod layout;
 mod validate;
@@ -19,9 +20,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use evaluation::{DEFAULT_AUC_BINS, EarlyStopping, FedEvaluation};
+pub use gbdt::GBDT_LIMBS;
 pub use init::{ProposeOptions, propose};
 pub use layout::{
     MAX_SUM_TAG_SLOTS, NAME_BYTES, RoundLayout, RoundPhase, STANDARDIZATION_ROUNDS, STAT_LIMBS,
+    TreeRounds,
 };
 
 use crate::data::{
@@ -262,9 +265,12 @@ pub enum ModelKind {
     Linear,
     /// A multilayer perceptron with `hidden` layer sizes.
     Mlp,
+    /// Gradient-boosted trees (`[model.gbdt]`), grown on encrypted, masked
+    /// histograms instead of FedAvg training rounds.
+    Gbdt,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     #[serde(default)]
@@ -272,6 +278,11 @@ pub struct ModelSpec {
     /// Hidden layer sizes of an MLP (1 to 3 layers), e.g. `[64]` or `[64, 32]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hidden: Vec<usize>,
+    /// Gradient-boosted trees' settings (`kind = "gbdt"`; left out: the
+    /// defaults). Left out of the canonical form when absent, so plans of
+    /// the other kinds keep their fingerprints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gbdt: Option<crate::model::gbdt::GbdtSettings>,
 }
 
 impl ModelSpec {
@@ -279,6 +290,8 @@ impl ModelSpec {
     pub fn architecture(&self) -> Architecture {
         match self.kind {
             ModelKind::Linear => Architecture::Linear,
+            // The trees' settings: `Plan::gbdt`.
+            ModelKind::Gbdt => Architecture::Gbdt,
             ModelKind::Mlp => Architecture::Mlp {
                 hidden: self.hidden.clone(),
             },
@@ -288,11 +301,15 @@ impl ModelSpec {
     /// The spec of an architecture.
     pub fn of(architecture: &Architecture) -> ModelSpec {
         match architecture {
-            // Until the plan has a gbdt kind (issue 24, the federation part).
-            Architecture::Linear | Architecture::Gbdt => ModelSpec::default(),
+            Architecture::Linear => ModelSpec::default(),
+            Architecture::Gbdt => ModelSpec {
+                kind: ModelKind::Gbdt,
+                ..ModelSpec::default()
+            },
             Architecture::Mlp { hidden } => ModelSpec {
                 kind: ModelKind::Mlp,
                 hidden: hidden.clone(),
+                gbdt: None,
             },
         }
     }
@@ -846,6 +863,18 @@ impl Plan {
     /// One line for people: "multiclass on \"cultivar\": 3 classes (…), 13
     /// feature columns, MLP, hidden layers 32, 20 rounds × 20 epochs".
     pub fn summary(&self) -> String {
+        if let Some(g) = self.gbdt() {
+            return format!(
+                "{}, {} feature columns, gradient-boosted trees: {} × depth {}, {} bins, \
+                 learning rate {}",
+                self.target().describe(),
+                self.columns.numeric.len() + self.columns.categorical.len(),
+                g.trees,
+                g.depth,
+                g.bins,
+                g.learning_rate
+            );
+        }
         format!(
             "{}, {} feature columns, {}, {} rounds × {} epochs",
             self.target().describe(),

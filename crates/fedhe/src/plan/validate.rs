@@ -59,6 +59,7 @@ impl Plan {
         task(&self.task)?;
         class_tokens(self)?;
         model(self)?;
+        super::gbdt::check(self)?;
         training(&self.training)?;
         if let Some(dp) = &self.privacy.dp {
             dp.validate().map_err(|e| ("privacy.dp", e))?;
@@ -283,6 +284,8 @@ fn model(plan: &Plan) -> Result<(), Refusal> {
             crate::model::mlp::check_hidden(&plan.model.hidden).map_err(|e| ("model.hidden", e))
         }
         ModelKind::Linear => Ok(()),
+        // `plan::gbdt::check`.
+        ModelKind::Gbdt => Ok(()),
     }
 }
 

@@ -13,6 +13,7 @@
 //!
 //! [`train_local`] is the plaintext, one-machine counterpart.
 
+mod gbdt;
 mod state;
 
 use std::ops::ControlFlow;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+pub use gbdt::{GbdtRun, run_gbdt_plan};
 pub use state::ClientState;
 
 use crate::client::MaskLedger;
@@ -78,6 +80,12 @@ pub enum SessionError {
     EpochOverBudget { max: f64 },
     #[error("client state {file}: {message}")]
     State { file: String, message: String },
+    /// A gradient-boosted trees plan run as FedAvg rounds, or the other way
+    /// round.
+    #[error("the plan's model is gradient-boosted trees: its rounds are the trees' (run_gbdt)")]
+    GbdtPlan,
+    #[error("the plan's model is not gradient-boosted trees")]
+    NotGbdt,
     #[error("cancelled")]
     Cancelled,
 }
@@ -559,6 +567,29 @@ impl Joined {
         on_event: &mut dyn FnMut(&ClientEvent),
         cancel: &AtomicBool,
     ) -> Result<FederatedRun, SessionError> {
+        let mut ex = self.exchange();
+        run_plan_with(
+            &mut ex,
+            &self.plan,
+            &self.plan_fingerprint,
+            site_seed(self.plan.training.sgd.seed, &self.id),
+            Some(&self.secret),
+            (data, test),
+            RunRecord {
+                kind: crate::model::FEDERATED,
+                data_files,
+                server: Some(self.server.clone()),
+                site: self.id.clone(),
+            },
+            self.checkpoint()?,
+            on_event,
+            cancel,
+        )
+    }
+
+    /// The encrypted exchange through the aggregator, masked as the plan
+    /// says, with this member's notes.
+    fn exchange(&self) -> HeExchange {
         let layout = self.plan.layout();
         let on_wait: Option<WaitNotifier> = self.notify.as_ref().map(|n| {
             let n = n.clone();
@@ -585,23 +616,7 @@ impl Joined {
                 self.ledger.clone(),
             )
         });
-        run_plan_with(
-            &mut ex,
-            &self.plan,
-            &self.plan_fingerprint,
-            site_seed(self.plan.training.sgd.seed, &self.id),
-            Some(&self.secret),
-            (data, test),
-            RunRecord {
-                kind: crate::model::FEDERATED,
-                data_files,
-                server: Some(self.server.clone()),
-                site: self.id.clone(),
-            },
-            self.checkpoint()?,
-            on_event,
-            cancel,
-        )
+        ex
     }
 
     /// The server optimizer's state in the client state file: the one a
@@ -755,6 +770,9 @@ pub fn run_plan_with(
     on_event: &mut dyn FnMut(&ClientEvent),
     cancel: &AtomicBool,
 ) -> Result<FederatedRun, SessionError> {
+    if plan.gbdt().is_some() {
+        return Err(SessionError::GbdtPlan);
+    }
     let t = &plan.training;
     let (train, validation) = if t.validation_share > 0.0 {
         let (a, b) = stratified_split(data, t.validation_share, t.sgd.seed)?;
@@ -762,26 +780,15 @@ pub fn run_plan_with(
     } else {
         (data.clone(), None)
     };
-    let cfg = LoopConfig {
-        site: record.site.clone(),
-        rounds: t.rounds,
-        train: TrainConfig { seed, ..t.local() },
-        architecture: plan.model.architecture(),
-        init_seed: t.sgd.seed,
-        missing: MissingPolicy {
-            categorical: plan.preprocessing.categorical_missing,
-            indicators: plan.preprocessing.missing_indicators,
-        },
-        missing_tokens: plan.preprocessing.missing.clone(),
-        layout: plan.layout(),
-        discovered: plan.discovered_columns(),
-        vocabulary: plan.preprocessing.vocabulary,
-        dp: plan.privacy.dp,
-        dp_secret: dp_secret.map(|s| (s.clone(), plan_fingerprint.to_string())),
-        evaluation: plan.evaluation,
-        test: test.cloned(),
+    let cfg = loop_config(
+        plan,
+        plan_fingerprint,
+        seed,
+        dp_secret,
+        test,
+        &record.site,
         checkpoint,
-    };
+    );
     let outcome = run_client_loop(
         exchange,
         &train,
@@ -824,6 +831,40 @@ pub fn run_plan_with(
         outcome,
         train_rows: train.rows(),
     })
+}
+
+/// The client loop's settings for `plan` at `site`.
+fn loop_config(
+    plan: &Plan,
+    plan_fingerprint: &str,
+    seed: u64,
+    dp_secret: Option<&SiteSecret>,
+    test: Option<&Dataset>,
+    site: &str,
+    checkpoint: ServerCheckpoint,
+) -> LoopConfig {
+    let t = &plan.training;
+    LoopConfig {
+        site: site.to_string(),
+        rounds: t.rounds,
+        train: TrainConfig { seed, ..t.local() },
+        architecture: plan.model.architecture(),
+        init_seed: t.sgd.seed,
+        missing: MissingPolicy {
+            categorical: plan.preprocessing.categorical_missing,
+            indicators: plan.preprocessing.missing_indicators,
+        },
+        missing_tokens: plan.preprocessing.missing.clone(),
+        layout: plan.layout(),
+        discovered: plan.discovered_columns(),
+        vocabulary: plan.preprocessing.vocabulary,
+        dp: plan.privacy.dp,
+        dp_secret: dp_secret.map(|s| (s.clone(), plan_fingerprint.to_string())),
+        evaluation: plan.evaluation,
+        test: test.cloned(),
+        checkpoint,
+        gbdt: crate::client::GbdtLoop::of(plan),
+    }
 }
 
 /// The result of local (plaintext, one-machine) training.

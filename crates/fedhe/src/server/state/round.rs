@@ -321,7 +321,7 @@ impl OpenRound {
         };
         if rules.last_round() == Some(round) {
             let complete = Completion {
-                training_rounds: rules.plan.map_or(0, |p| p.training.rounds),
+                training_rounds: rules.plan.map_or(0, Plan::work_rounds),
                 last_round: round,
                 sites: contributors,
                 completed_unix: now,
