@@ -48,6 +48,7 @@ mod masks;
 mod registry;
 mod reload;
 mod round;
+mod secagg;
 mod session;
 mod upload;
 
@@ -59,6 +60,7 @@ mod faults;
 mod leaving;
 
 pub use auth::{Caller, new_token};
+pub use secagg::SecAggBody;
 
 use auth::Auth;
 use masks::MaskRound;
