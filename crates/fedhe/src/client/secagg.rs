@@ -237,7 +237,7 @@ impl Masker<'_> {
         }
         let mut bundles = Vec::with_capacity(given.bundles.len());
         for b in &given.bundles {
-            match crate::hex::parse_hex(&b.bytes) {
+            match crate::hex::parse_hex_up_to(&b.bytes, 32 * round.roster.len() + 16) {
                 Some(bytes) => bundles.push(SealedShares {
                     from: b.id.clone(),
                     to: self.me.id.clone(),
