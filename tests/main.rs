@@ -32,6 +32,7 @@ mod plan;
 mod privacy;
 mod privacy_attacks;
 mod secagg;
+mod secagg_http;
 mod server_cli;
 mod server_http;
 mod state_folder;

@@ -281,37 +281,6 @@ impl Store {
                  signature BLOB NOT NULL,
                  PRIMARY KEY (round, attempt, client_id)
              );
-             CREATE TABLE IF NOT EXISTS mask_shares (
-                 round INTEGER NOT NULL,
-                 attempt INTEGER NOT NULL,
-                 sender TEXT NOT NULL,
-                 recipient TEXT NOT NULL,
-                 bytes BLOB NOT NULL,
-                 PRIMARY KEY (round, attempt, sender, recipient)
-             );
-             CREATE TABLE IF NOT EXISTS mask_signatures (
-                 round INTEGER NOT NULL,
-                 attempt INTEGER NOT NULL,
-                 client_id TEXT NOT NULL,
-                 signature BLOB NOT NULL,
-                 PRIMARY KEY (round, attempt, client_id)
-             );
-             CREATE TABLE IF NOT EXISTS mask_reveals (
-                 round INTEGER NOT NULL,
-                 attempt INTEGER NOT NULL,
-                 client_id TEXT NOT NULL,
-                 body BLOB NOT NULL,
-                 PRIMARY KEY (round, attempt, client_id)
-             );
-             CREATE TABLE IF NOT EXISTS mask_reports (
-                 round INTEGER NOT NULL,
-                 attempt INTEGER NOT NULL,
-                 reporter TEXT NOT NULL,
-                 member TEXT NOT NULL,
-                 reason TEXT NOT NULL,
-                 at INTEGER NOT NULL,
-                 PRIMARY KEY (round, reporter)
-             );
              CREATE TABLE IF NOT EXISTS submissions (
                  round INTEGER NOT NULL,
                  client_id TEXT NOT NULL,
@@ -320,6 +289,7 @@ impl Store {
                  PRIMARY KEY (round, client_id)
              );",
         )?;
+        conn.execute_batch(SECAGG_TABLES)?;
         let mut store = Store {
             conn,
             dir: None,
@@ -576,6 +546,40 @@ impl Store {
         Ok(out)
     }
 }
+
+/// Double masking's tables (issue 23 Part 2): sealed share bundles,
+/// survivor signatures, reveals (the request's JSON) and key reports.
+const SECAGG_TABLES: &str = "CREATE TABLE IF NOT EXISTS mask_shares (
+    round INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    bytes BLOB NOT NULL,
+    PRIMARY KEY (round, attempt, sender, recipient)
+);
+CREATE TABLE IF NOT EXISTS mask_signatures (
+    round INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    client_id TEXT NOT NULL,
+    signature BLOB NOT NULL,
+    PRIMARY KEY (round, attempt, client_id)
+);
+CREATE TABLE IF NOT EXISTS mask_reveals (
+    round INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    client_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (round, attempt, client_id)
+);
+CREATE TABLE IF NOT EXISTS mask_reports (
+    round INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    reporter TEXT NOT NULL,
+    member TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (round, reporter)
+);";
 
 /// The double-masking tables with one row per client and attempt.
 #[derive(Debug, Clone, Copy)]

@@ -21,7 +21,7 @@ use crate::privacy::masks::MaskContext;
 use crate::privacy::secagg::{Reveal, SecAggRound, unmask, verify_survivors};
 use crate::protocol::{
     KeyReport, KeySet, MaskPhase, RevealUpload, SharesFor, SharesUpload, SurvivorSignature,
-    WireBundle, hex, parse_hex, parse_hex_array,
+    WireBundle, hex, parse_hex_array, parse_hex_up_to,
 };
 
 use super::super::error::ServerError;
@@ -502,8 +502,11 @@ fn check_bundles(
                 b.id
             )));
         }
-        let bytes = parse_hex(&b.bytes).ok_or_else(|| {
-            ServerError::Unprocessable(format!("the bundle for `{}` is not hex", b.id))
+        let bytes = parse_hex_up_to(&b.bytes, want + 1).ok_or_else(|| {
+            ServerError::Unprocessable(format!(
+                "the bundle for `{}` is not hex of {want} bytes (32 per roster member + 16)",
+                b.id
+            ))
         })?;
         if bytes.len() != want {
             return Err(ServerError::Unprocessable(format!(
