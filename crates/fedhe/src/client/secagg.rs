@@ -228,7 +228,15 @@ impl Masker<'_> {
                 None => tracing::debug!("a malformed survivor signature of `{}`", s.id),
             }
         }
-        let given = self.api.shares_for(set.round)?;
+        let given = match self.api.shares_for(set.round) {
+            Ok(g) => g,
+            // The phase or the round moved on meanwhile: the next look tells.
+            Err(e) if e.code().is_some() => {
+                tracing::debug!("the shares were not given: {e}");
+                return Ok(Step::Done);
+            }
+            Err(e) => return Err(e.into()),
+        };
         if given.attempt != set.attempt {
             return Ok(Step::Refused(format!(
                 "the shares relayed are for attempt {}, not {}",
