@@ -309,6 +309,9 @@ impl Masker<'_> {
         cancel: &AtomicBool,
     ) -> Result<Option<KeySet>, LoopError> {
         let mut seen = LastSeen::new();
+        // The first look does not wait: the aggregator's long poll waits
+        // for the next change, and the awaited one may have come already.
+        let mut first = true;
         wait_round(
             self.timeout,
             Some(cancel),
@@ -319,7 +322,8 @@ impl Masker<'_> {
                 )
             },
             |wait| {
-                let set = match self.api.key_set(round, Some(wait)) {
+                let wait = (!std::mem::take(&mut first)).then_some(wait);
+                let set = match self.api.key_set(round, wait) {
                     Ok(s) => s,
                     Err(e) if e.code() == Some(&ErrorCode::WrongRound) => return Ok(Some(None)),
                     Err(e) => return Err(LoopError::from(e)),
