@@ -19,9 +19,9 @@ use tokio::sync::{Semaphore, watch};
 use crate::crypto::PublicKeyFile;
 use crate::protocol::{
     API_PREFIX, ATTEMPT_HEADER, AnnounceRequest, CONTRIBUTORS_HEADER, CloseResponse,
-    HealthResponse, KeyReport, KeySet, LeaveRequest, MAX_WAIT_MS, MEMBER_HEADER, MaskPhase,
-    PLAN_HEADER, PlanResponse, RegisterRequest, RevealUpload, RoundState, SESSION_HEADER,
-    SessionResponse, SharesFor, SharesUpload, SurvivorSignature,
+    HealthResponse, KeyReport, KeySet, LeaveRequest, MAX_WAIT_MS, MEMBER_HEADER, PLAN_HEADER,
+    PlanResponse, RegisterRequest, RevealUpload, RoundState, SESSION_HEADER, SessionResponse,
+    SharesFor, SharesUpload, SurvivorSignature,
 };
 
 use super::error::ServerError;
@@ -596,15 +596,19 @@ async fn key_set(
         .unwrap_or(0)
         .min(MAX_WAIT_MS);
     let mut rx = sh.changes.subscribe();
-    let set = {
+    let (set, act_now) = {
         let agg = sh.lock();
-        agg.caller(bearer(&headers))?;
+        let caller = agg.caller(bearer(&headers))?;
         agg.check_not_complete()?;
-        agg.key_set(round)?
+        let id = match &caller {
+            Caller::Client(id) => Some(id.as_str()),
+            Caller::Operator | Caller::Member => None,
+        };
+        (agg.key_set(round)?, agg.has_turn(id))
     };
-    // An unmasked upload phase has nothing more to wait for; a
-    // double-masked attempt's phases move on (consistency, unmask, close).
-    if wait == 0 || (set.phase == MaskPhase::Upload && !set.masked) {
+    // The caller answers at once when the phase waits for it (its update,
+    // signature or reveal); else at the next change.
+    if wait == 0 || act_now {
         return Ok(Json(set));
     }
     // `subscribe` above marked the value seen then, before the state was

@@ -65,6 +65,32 @@ impl Aggregator {
         }
     }
 
+    /// Whether the open attempt's phase waits for `client` (a key-set long
+    /// poll answers at once then): an unmasked upload phase waits for
+    /// nobody's key; a double-masked one for its members' updates, its
+    /// consistency phase for their signatures, its unmask phase for their
+    /// reveals. The key phase waits for the others' keys.
+    pub fn has_turn(&self, client: Option<&str>) -> bool {
+        let m = &self.open.mask;
+        let Some(c) = client else {
+            return false;
+        };
+        let survivor = m
+            .survivors
+            .as_ref()
+            .is_some_and(|s| s.iter().any(|x| x == c));
+        match m.phase() {
+            MaskPhase::Keys => false,
+            MaskPhase::Upload if !m.masked => true,
+            MaskPhase::Upload => {
+                m.frozen.as_ref().is_some_and(|f| f.contains(c))
+                    && !self.open.submitted.iter().any(|x| x == c)
+            }
+            MaskPhase::Consistency => survivor && !m.signatures.contains_key(c),
+            MaskPhase::Unmask => survivor && !m.reveals.contains_key(c) && m.stuck.is_none(),
+        }
+    }
+
     /// The open attempt is double-masked, at `round` and `attempt`, in one
     /// of `phases`, and `client` is in its fixed roster.
     fn check_double(
