@@ -313,7 +313,7 @@ mod masks {
     };
     use fedhe::plan::{Plan, ProposeOptions, Quorum, Training};
     use fedhe::privacy::masks::{AttemptSecret, Identity, MaskContext};
-    use fedhe::protocol::{AnnounceRequest, ClientInfo, RegisterRequest, hex};
+    use fedhe::protocol::{AnnounceRequest, ClientInfo, RegisterRequest, hex, parse_hex_array};
     use fedhe::server::{EmbeddedServer, ServerConfig};
     use fedhe::session;
     use rand::{Rng, SeedableRng};
@@ -508,6 +508,37 @@ mod masks {
                 },
             )
             .unwrap();
+    }
+
+    /// `j` seals and sends its share bundles for `round`, attempt 1, by
+    /// hand (double masking: before its update), once the roster is fixed.
+    fn put_shares(j: &session::Joined, round: u64) {
+        let ctx = MaskContext {
+            plan: &j.plan_fingerprint,
+            round,
+            attempt: 1,
+        };
+        let set = j.api.key_set(round, None).unwrap();
+        assert_eq!(set.phase, fedhe::protocol::MaskPhase::Upload);
+        let keys: Vec<(String, [u8; 32])> = set
+            .keys
+            .iter()
+            .map(|k| (k.id.clone(), parse_hex_array(&k.public).unwrap()))
+            .collect();
+        let sround = fedhe::privacy::secagg::SecAggRound::new(ctx, &set.roster, 3).unwrap();
+        let secret = j.ledger.secret(&ctx).unwrap();
+        let bundles = fedhe::privacy::secagg::seal_shares(&secret, &sround, &j.id, &keys).unwrap();
+        let req = fedhe::protocol::SharesUpload {
+            attempt: 1,
+            bundles: bundles
+                .iter()
+                .map(|b| fedhe::protocol::WireBundle {
+                    id: b.to.clone(),
+                    bytes: hex(&b.bytes),
+                })
+                .collect(),
+        };
+        j.api.put_shares(round, &req).unwrap();
     }
 
     #[test]
@@ -779,12 +810,16 @@ mod masks {
                 });
             }
         });
-        // Round 2: all four announce, a, b, c upload, d does not.
+        // Round 2: all four announce, a and b send their shares and upload,
+        // c and d do not: fewer than the threshold (3 of 4) uploaded, so
+        // the attempt restarts at its deadline (double masking: nothing was
+        // revealed) and waits for all four again.
         for j in &sites {
             announce(j, 2);
         }
         let len = plan.param_count() + 1 + key.layout().tag_slots();
-        for j in &sites[..3] {
+        for j in &sites[..2] {
+            put_shares(j, 2);
             let bytes = encrypt_weighted(&key, &vec![0.5; len], 1.0)
                 .unwrap()
                 .bound_to(2, 1)
@@ -802,8 +837,8 @@ mod masks {
         let st = srv.status();
         assert_eq!((st.round, st.attempt), (2, 2));
         assert_eq!(st.mask_phase, Some(fedhe::protocol::MaskPhase::Keys));
-        assert_eq!(st.roster, vec!["a", "b", "c"]);
-        assert_eq!(st.missing, vec!["a", "b", "c"]);
+        assert_eq!(st.roster, vec!["a", "b", "c", "d"]);
+        assert_eq!(st.missing, vec!["a", "b", "c", "d"]);
         assert!(
             st.submitted.is_empty(),
             "attempt 1's uploads were discarded"

@@ -53,12 +53,12 @@ struct Relay {
     seen: Arc<Mutex<Seen>>,
 }
 
-struct Message {
-    head: Vec<String>,
-    body: Vec<u8>,
+pub(crate) struct Message {
+    pub(crate) head: Vec<String>,
+    pub(crate) body: Vec<u8>,
 }
 
-fn read_message(r: &mut BufReader<TcpStream>, response: bool) -> Option<Message> {
+pub(crate) fn read_message(r: &mut BufReader<TcpStream>, response: bool) -> Option<Message> {
     let mut head = Vec::new();
     loop {
         let mut line = String::new();
@@ -101,7 +101,7 @@ fn read_message(r: &mut BufReader<TcpStream>, response: bool) -> Option<Message>
     Some(Message { head, body })
 }
 
-fn write_message(w: &mut TcpStream, m: &Message) -> std::io::Result<()> {
+pub(crate) fn write_message(w: &mut TcpStream, m: &Message) -> std::io::Result<()> {
     let mut out = Vec::new();
     out.extend_from_slice(m.head[0].as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -126,7 +126,7 @@ fn write_message(w: &mut TcpStream, m: &Message) -> std::io::Result<()> {
 }
 
 /// `/api/v1/rounds/{r}/{what}` of a request line.
-fn round_route(request_line: &str) -> Option<(String, u64, String)> {
+pub(crate) fn round_route(request_line: &str) -> Option<(String, u64, String)> {
     let mut parts = request_line.split_whitespace();
     let method = parts.next()?.to_string();
     let path = parts.next()?.split('?').next()?;
@@ -135,7 +135,7 @@ fn round_route(request_line: &str) -> Option<(String, u64, String)> {
     Some((method, r.parse().ok()?, what.to_string()))
 }
 
-fn set_header(head: &mut Vec<String>, name: &str, value: &str) {
+pub(crate) fn set_header(head: &mut Vec<String>, name: &str, value: &str) {
     head.retain(|h| {
         !h.split(':')
             .next()

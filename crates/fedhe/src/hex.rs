@@ -8,7 +8,14 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Bytes of a hex string of at most 256 digits (`None` if not plain hex).
 pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || s.len() > 256 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    parse_hex_up_to(s, 128)
+}
+
+/// Bytes of a hex string of at most `max` bytes (`None` if not plain hex
+/// or longer): double masking's share bundles, `32 · roster + 16` bytes.
+pub fn parse_hex_up_to(s: &str, max: usize) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || s.len() > 2 * max || !s.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         return None;
     }
     (0..s.len())

@@ -83,6 +83,8 @@ impl RoundWatch {
 pub fn waiting_line(st: &StatusResponse, now_unix: u64) -> String {
     let did = match st.mask_phase {
         Some(MaskPhase::Keys) => "mask keys announced by",
+        Some(MaskPhase::Consistency) => "survivor set signed by",
+        Some(MaskPhase::Unmask) => "mask shares revealed by",
         _ => "in",
     };
     let arrived = if st.submitted.is_empty() {

@@ -47,6 +47,9 @@ pub enum LoopError {
     /// A mask would be used twice, or the mask ledger cannot be kept.
     #[error(transparent)]
     Ledger(#[from] super::ledger::LedgerError),
+    /// Double masking: the roster, the masks or the shares cannot be made.
+    #[error(transparent)]
+    SecAgg(#[from] crate::privacy::secagg::SecAggError),
     #[error(transparent)]
     Sum(#[from] SumError),
     #[error(transparent)]

@@ -6,15 +6,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::crypto::PublicKeyFile;
 use crate::crypto::sum_tag::MAX_TAG_ATTEMPTS;
 use crate::crypto::{self, Accumulator, CryptoError, EncryptedUpdate, Masks, SecretKey, TagScope};
-use crate::protocol::{ErrorCode, RoundInfo, RoundState};
+use crate::privacy::secagg::{SecAggRound, double_masks, seal_shares};
+use crate::protocol::{ErrorCode, MaskPhase, RoundInfo, RoundState};
 
 use super::api::AggregatorClient;
 use super::error::{LoopError, SumError};
 use super::exchange::{Exchange, ExchangeCost, NoteNotifier, RoundMean, RoundSum, WaitNotifier};
 use super::limbs::limb_bits_for;
-use super::masking::{Identities, KeyPhase, Masker, Masking};
+use super::masking::{Agreed, Identities, KeyPhase, Masker, Masking};
+use super::secagg::{Step, shares_upload};
 use super::wait::{LastSeen, wait_round};
 
 /// The encrypted exchange through an aggregator.
@@ -288,12 +291,23 @@ impl HeExchange {
                 };
                 return self.download(req, up.cost, info.submitted);
             }
-            // Resumed after a restart: our update of this attempt is in.
-            let next = if info.submitted.contains(&me.id) {
+            let ctx = crate::privacy::MaskContext {
+                plan: &me.plan,
+                round,
+                attempt: info.attempt,
+            };
+            let already_in = info.submitted.contains(&me.id);
+            let next = if me.ledger.revealed_in_round(&ctx) {
+                // Revealed in an earlier attempt of this round: never
+                // upload again in it; wait for it to close.
+                self.wait_moved(round, None, cancel)?;
+                AfterAttempt::Look
+            } else if already_in && !info.masked {
+                // Resumed after a restart: our update of this attempt is in.
                 up.attempt = Some(info.attempt);
                 AfterAttempt::Wait
             } else {
-                self.attempt(&mut up, info.attempt, cancel)?
+                self.attempt(&mut up, info.attempt, already_in, cancel)?
             };
             if next == AfterAttempt::Wait {
                 // Closed, or restarted without a member (then: mask again).
@@ -302,28 +316,174 @@ impl HeExchange {
         }
     }
 
-    /// One attempt of a masked upload: the key phase, then the upload.
+    /// The key phase's masker over this exchange's aggregator.
+    fn masker<'a>(&'a mut self, me: &'a Masking, public: &'a PublicKeyFile) -> Masker<'a> {
+        Masker {
+            api: &self.api,
+            me,
+            identities: &mut self.identities,
+            public,
+            timeout: self.round_timeout,
+            on_wait: self.on_wait.as_ref(),
+        }
+    }
+
+    /// One attempt of a masked upload: the key phase, then the upload (and,
+    /// double-masked, the consistency and unmask steps). `already_in`: the
+    /// aggregator holds this client's update of the attempt (a restart).
     fn attempt(
         &mut self,
         up: &mut MaskedUpload<'_>,
         attempt: u32,
+        already_in: bool,
         cancel: &AtomicBool,
     ) -> Result<AfterAttempt, LoopError> {
         let public = self.key.public();
-        let phase = Masker {
-            api: &self.api,
-            me: up.me,
-            identities: &mut self.identities,
-            public: &public,
-            timeout: self.round_timeout,
-            on_wait: self.on_wait.as_ref(),
-        }
-        .key_phase(up.round, attempt, cancel)?;
-        // Not in this attempt: wait for the round or the attempt to move.
-        let KeyPhase::Ready { masks } = phase else {
-            return Ok(AfterAttempt::Wait);
+        let phase = self
+            .masker(up.me, &public)
+            .key_phase(up.round, attempt, cancel)?;
+        let agreed = match phase {
+            KeyPhase::Ready(agreed) => agreed,
+            // Not in this attempt: wait for the round or the attempt to move.
+            KeyPhase::Moved => return Ok(AfterAttempt::Wait),
+            KeyPhase::Reported { member, reason } => {
+                self.note(&format!(
+                    "round {} attempt {attempt}: the mask key relayed for {member} is unusable                      ({reason}); reported it, waiting for the round to go on without it",
+                    up.round
+                ));
+                return Ok(AfterAttempt::Wait);
+            }
         };
         self.note_new_identities();
+        if !agreed.set.masked {
+            up.masked = false;
+            if already_in {
+                up.attempt = Some(attempt);
+                return Ok(AfterAttempt::Wait);
+            }
+            return self.upload_attempt(up, attempt, &Masks::none());
+        }
+        self.double_masked(up, *agreed, already_in, &public, cancel)
+    }
+
+    /// A double-masked attempt from the phase the aggregator is in: seal
+    /// and put the shares, upload the masked update, sign the survivor set
+    /// (if this client is in it) and reveal.
+    fn double_masked(
+        &mut self,
+        up: &mut MaskedUpload<'_>,
+        agreed: Agreed,
+        already_in: bool,
+        public: &PublicKeyFile,
+        cancel: &AtomicBool,
+    ) -> Result<AfterAttempt, LoopError> {
+        let Agreed {
+            mut set,
+            secret,
+            keys,
+        } = agreed;
+        let attempt = set.attempt;
+        let roster = set.roster.clone();
+        let ctx = crate::privacy::MaskContext {
+            plan: &up.me.plan,
+            round: up.round,
+            attempt,
+        };
+        let round = SecAggRound::new(ctx, &roster, up.me.min_members)?;
+        if already_in {
+            up.attempt = Some(attempt);
+            up.masked = true;
+        } else if set.phase == MaskPhase::Upload
+            && self.upload_double(up, &round, &secret, &keys)? == AfterAttempt::Look
+        {
+            return Ok(AfterAttempt::Look);
+        }
+        let me = up.me;
+        loop {
+            let in_s = set.survivors.contains(&me.id);
+            let step = match set.phase {
+                MaskPhase::Keys | MaskPhase::Upload => Step::Done,
+                // Not among the survivors: it only waits (its self mask
+                // is never revealed; the round closes without it).
+                MaskPhase::Consistency | MaskPhase::Unmask if !in_s => {
+                    return Ok(AfterAttempt::Wait);
+                }
+                MaskPhase::Consistency => {
+                    up.attempt = Some(attempt);
+                    up.masked = true;
+                    self.masker(me, public).sign(&round, &set)?
+                }
+                MaskPhase::Unmask => {
+                    up.attempt = Some(attempt);
+                    up.masked = true;
+                    let step = self
+                        .masker(me, public)
+                        .unmask(&round, &set, &secret, &keys)?;
+                    if let Step::Refused(why) = &step {
+                        self.note(&format!(
+                            "round {} attempt {attempt}: not revealing any share: {why}",
+                            up.round
+                        ));
+                    }
+                    return Ok(AfterAttempt::Wait);
+                }
+            };
+            if let Step::Refused(why) = step {
+                self.note(&format!(
+                    "round {} attempt {attempt}: not signing the survivor set: {why}",
+                    up.round
+                ));
+                return Ok(AfterAttempt::Wait);
+            }
+            let next = self
+                .masker(me, public)
+                .next_phase(up.round, attempt, set.phase, cancel)?;
+            match next {
+                Some(s) => set = s,
+                None => return Ok(AfterAttempt::Look),
+            }
+        }
+    }
+
+    /// Double masking, upload phase: the sealed shares, then the update
+    /// under the pairwise and self masks. `Look`: the attempt moved on.
+    fn upload_double(
+        &mut self,
+        up: &mut MaskedUpload<'_>,
+        round: &SecAggRound<'_>,
+        secret: &crate::privacy::AttemptSecret,
+        keys: &[(String, [u8; 32])],
+    ) -> Result<AfterAttempt, LoopError> {
+        let t = Instant::now();
+        let masks = double_masks(secret, round, &up.me.id, keys)?;
+        let bundles = seal_shares(secret, round, &up.me.id, keys)?;
+        up.cost.encrypt_ms += ms(t);
+        match self
+            .api
+            .put_shares(up.round, &shares_upload(round.ctx.attempt, &bundles))
+        {
+            Ok(_) => {}
+            Err(e) => match e.code() {
+                Some(ErrorCode::WrongRound | ErrorCode::WrongAttempt) => {
+                    return Ok(AfterAttempt::Look);
+                }
+                // The phase moved on (the next look tells what to do).
+                Some(ErrorCode::Conflict) => return Ok(AfterAttempt::Wait),
+                _ => return Err(e.into()),
+            },
+        }
+        up.cost.bytes_up += bundles.iter().map(|b| b.bytes.len() as u64).sum::<u64>();
+        self.upload_attempt(up, round.ctx.attempt, &masks)
+    }
+
+    /// Binds, encrypts under `masks` and uploads this client's update of
+    /// `attempt`.
+    fn upload_attempt(
+        &self,
+        up: &mut MaskedUpload<'_>,
+        attempt: u32,
+        masks: &Masks,
+    ) -> Result<AfterAttempt, LoopError> {
         let t = Instant::now();
         up.masked = !masks.is_empty();
         if up.masked {
@@ -335,7 +495,7 @@ impl HeExchange {
             };
             up.me.ledger.bind(&ctx, up.values, up.weight)?;
         }
-        let update = self.encrypt(up.round, attempt, up.values, up.weight, &masks)?;
+        let update = self.encrypt(up.round, attempt, up.values, up.weight, masks)?;
         let bytes = update.to_bytes();
         up.cost.encrypt_ms += ms(t);
         match self.api.upload_for(up.round, Some(attempt), &bytes) {
@@ -355,6 +515,13 @@ impl HeExchange {
                 Some(ErrorCode::Conflict) => Ok(AfterAttempt::Wait),
                 _ => Err(e.into()),
             },
+        }
+    }
+
+    /// Tells `on_note`, if set.
+    fn note(&self, what: &str) {
+        if let Some(note) = &self.on_note {
+            note(what);
         }
     }
 

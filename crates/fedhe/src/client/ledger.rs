@@ -245,6 +245,14 @@ impl MaskLedger {
 }
 
 impl MaskLedger {
+    /// Whether this client revealed its shares in another attempt of
+    /// `ctx`'s round: it then takes no further part in the round (it waits
+    /// for the round to close and takes the published sum).
+    pub fn revealed_in_round(&self, ctx: &MaskContext<'_>) -> bool {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        revealed_elsewhere(&entries, ctx)
+    }
+
     /// Records, before anything is revealed, the survivor set `ctx`'s
     /// shares are revealed for (`privacy::secagg::reveal`): the first set
     /// is saved; the same set again passes (a restart); any other set is

@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use crate::crypto::{Audience, Masks, PublicKeyFile};
+use crate::crypto::{Audience, PublicKeyFile};
 use crate::privacy::masks::{
     AttemptSecret, Identity, KeyAnnouncement, MaskContext, masks_apply, verify_announcement,
 };
 use crate::protocol::{
-    AnnounceRequest, ClientInfo, ErrorCode, KeySet, MaskPhase, hex, parse_hex, parse_hex_array,
+    AnnounceRequest, ClientInfo, ErrorCode, KeyReport, KeySet, MaskPhase, hex, parse_hex,
+    parse_hex_array,
 };
 
 use super::api::AggregatorClient;
@@ -162,10 +163,34 @@ fn bad_relay(id: &str, what: &'static str) -> RelayError {
 /// How an attempt's key phase ended for this client.
 pub(crate) enum KeyPhase {
     /// The roster is fixed with this client in it: mask with these.
-    Ready { masks: Masks },
+    Ready(Box<Agreed>),
     /// The round closed, moved to another attempt, or fixed its roster
     /// without this client: look again.
     Moved,
+    /// A partner's relayed key is unusable: this client reported it
+    /// (issue 21) and waits for the attempt to move on without it.
+    Reported { member: String, reason: String },
+}
+
+/// A fixed roster this client takes part in, with what it masks with.
+pub(crate) struct Agreed {
+    /// The key set as the roster was fixed (or as the client found it
+    /// after a restart: its phase may be later than `Upload`).
+    pub set: KeySet,
+    /// This attempt's secret (from the mask ledger).
+    pub secret: AttemptSecret,
+    /// Every roster member's verified announced key, this client's own
+    /// included, in roster order (empty when the attempt is not masked).
+    pub keys: Vec<(String, [u8; 32])>,
+}
+
+/// The partners' usable keys, or the first partner whose key is unusable.
+type Verified = Result<Vec<(String, [u8; 32])>, Unusable>;
+
+/// A partner whose relayed key this client cannot mask with.
+struct Unusable {
+    member: String,
+    reason: String,
 }
 
 /// One client's side of a masked round's key phase: who it is, where it
@@ -183,7 +208,7 @@ pub(crate) struct Masker<'a> {
 
 impl Masker<'_> {
     /// Announces this client's key for `round`, `attempt`, waits for the
-    /// roster to be fixed, checks it and derives the masks.
+    /// roster to be fixed, checks it and every partner's key.
     pub(crate) fn key_phase(
         &mut self,
         round: u64,
@@ -198,9 +223,9 @@ impl Masker<'_> {
         // The attempt's random secret: this client's, kept in its ledger
         // from before the announcement on.
         let secret = self.me.ledger.secret(&ctx)?;
-        if !self.announce(&ctx, &secret)? {
+        let Some(own) = self.announce(&ctx, &secret)? else {
             return Ok(KeyPhase::Moved);
-        }
+        };
         let Some(set) = self.fixed_roster(round, attempt, cancel)? else {
             return Ok(KeyPhase::Moved);
         };
@@ -208,17 +233,55 @@ impl Masker<'_> {
             return Ok(KeyPhase::Moved);
         }
         check_roster(self.me, round, &set)?;
-        let masks = if set.masked {
-            self.masks_for(&set, &ctx, &secret)?
+        let keys = if set.masked {
+            match self.keys_for(&set, &ctx, &secret)? {
+                Ok(mut keys) => {
+                    keys.push((self.me.id.clone(), own));
+                    keys.sort_by(|a, b| a.0.cmp(&b.0));
+                    keys
+                }
+                Err(bad) => return self.report(&set, bad),
+            }
         } else {
-            Masks::none()
+            Vec::new()
         };
-        Ok(KeyPhase::Ready { masks })
+        Ok(KeyPhase::Ready(Box::new(Agreed { set, secret, keys })))
     }
 
-    /// Announces this client's signed key; false if the round closed, moved
-    /// to another attempt or fixed its roster without us.
-    fn announce(&self, ctx: &MaskContext<'_>, secret: &AttemptSecret) -> Result<bool, LoopError> {
+    /// Reports a partner's unusable key to the aggregator (which restarts
+    /// the attempt without it) instead of quitting.
+    fn report(&self, set: &KeySet, bad: Unusable) -> Result<KeyPhase, LoopError> {
+        tracing::warn!(
+            "round {} attempt {}: the key relayed for `{}` is unusable ({}); reporting it",
+            set.round,
+            set.attempt,
+            bad.member,
+            bad.reason
+        );
+        let req = KeyReport {
+            attempt: set.attempt,
+            member: bad.member.clone(),
+            reason: bad.reason.chars().take(1000).collect(),
+        };
+        match self.api.report_key(set.round, &req) {
+            Ok(_) => {}
+            // Refused (already reported, or the attempt moved): wait anyway.
+            Err(e) if e.code().is_some() => tracing::debug!("the key report was refused: {e}"),
+            Err(e) => return Err(e.into()),
+        }
+        Ok(KeyPhase::Reported {
+            member: bad.member,
+            reason: bad.reason,
+        })
+    }
+
+    /// Announces this client's signed key: its public key, or `None` if the
+    /// round closed, moved to another attempt or fixed its roster without us.
+    fn announce(
+        &self,
+        ctx: &MaskContext<'_>,
+        secret: &AttemptSecret,
+    ) -> Result<Option<[u8; 32]>, LoopError> {
         let mine = self.me.identity.announce(ctx, &self.me.id, secret);
         let req = AnnounceRequest {
             attempt: ctx.attempt,
@@ -226,17 +289,18 @@ impl Masker<'_> {
             signature: hex(&mine.signature),
         };
         match self.api.announce(ctx.round, &req) {
-            Ok(_) => Ok(true),
+            Ok(_) => Ok(Some(mine.public)),
             Err(e) => match e.code() {
                 Some(ErrorCode::WrongRound | ErrorCode::WrongAttempt | ErrorCode::RosterFixed) => {
-                    Ok(false)
+                    Ok(None)
                 }
                 _ => Err(e.into()),
             },
         }
     }
 
-    /// The attempt's key set once its roster is fixed; `None` if the round
+    /// The attempt's key set once its roster is fixed (any phase after the
+    /// key phase: a restarted client finds it later); `None` if the round
     /// closed or moved to another attempt first.
     fn fixed_roster(
         &self,
@@ -245,6 +309,9 @@ impl Masker<'_> {
         cancel: &AtomicBool,
     ) -> Result<Option<KeySet>, LoopError> {
         let mut seen = LastSeen::new();
+        // The first look does not wait: the aggregator's long poll waits
+        // for the next change, and the awaited one may have come already.
+        let mut first = true;
         wait_round(
             self.timeout,
             Some(cancel),
@@ -255,7 +322,8 @@ impl Masker<'_> {
                 )
             },
             |wait| {
-                let set = match self.api.key_set(round, Some(wait)) {
+                let wait = (!std::mem::take(&mut first)).then_some(wait);
+                let set = match self.api.key_set(round, wait) {
                     Ok(s) => s,
                     Err(e) if e.code() == Some(&ErrorCode::WrongRound) => return Ok(Some(None)),
                     Err(e) => return Err(LoopError::from(e)),
@@ -263,7 +331,7 @@ impl Masker<'_> {
                 if set.attempt != attempt {
                     return Ok(Some(None));
                 }
-                if set.phase == MaskPhase::Upload {
+                if set.phase != MaskPhase::Keys {
                     return Ok(Some(Some(set)));
                 }
                 if let Some(notify) = self.on_wait
@@ -277,13 +345,14 @@ impl Masker<'_> {
     }
 
     /// Checks every partner's announced key against its verified identity
-    /// and derives the pairwise masks.
-    fn masks_for(
+    /// and that it makes a shared secret: the partners' keys, or the first
+    /// partner whose key is unusable.
+    fn keys_for(
         &mut self,
         set: &KeySet,
         ctx: &MaskContext<'_>,
         secret: &AttemptSecret,
-    ) -> Result<Masks, LoopError> {
+    ) -> Result<Verified, LoopError> {
         let partners: Vec<&str> = set
             .roster
             .iter()
@@ -293,10 +362,15 @@ impl Masker<'_> {
         // A partner whose key does not verify may have registered again with
         // a new identity: the identities are fetched again once before
         // giving up.
-        self.agree(set, ctx, secret, &partners, false).or_else(|e| {
-            tracing::debug!("fetching the identities again: {e}");
-            self.agree(set, ctx, secret, &partners, true)
-        })
+        match self.agree(set, ctx, secret, &partners, false) {
+            Ok(Ok(keys)) => Ok(Ok(keys)),
+            first => {
+                if let Err(e) = &first {
+                    tracing::debug!("fetching the identities again: {e}");
+                }
+                self.agree(set, ctx, secret, &partners, true)
+            }
+        }
     }
 
     fn agree(
@@ -306,31 +380,77 @@ impl Masker<'_> {
         secret: &AttemptSecret,
         partners: &[&str],
         refresh: bool,
-    ) -> Result<Masks, LoopError> {
-        let keys = self.identities.of(
+    ) -> Result<Verified, LoopError> {
+        let identities = self.identities.of(
             self.api,
             (self.public, &self.me.plan, &self.me.pins),
             partners,
             refresh,
         )?;
         let mut agreed = Vec::with_capacity(partners.len());
-        for (id, identity) in partners.iter().zip(&keys) {
-            let k = set
-                .keys
-                .iter()
-                .find(|k| k.id == *id)
-                .ok_or_else(|| RelayError::NoMaskKey { id: id.to_string() })?;
-            let announcement = KeyAnnouncement {
-                public: parse_hex_array(&k.public)
-                    .ok_or_else(|| bad_relay(id, "mask key is not 32 bytes of hex"))?,
-                signature: parse_hex_array(&k.signature)
-                    .ok_or_else(|| bad_relay(id, "signature is not 64 bytes of hex"))?,
-            };
-            verify_announcement(identity, ctx, id, &announcement)?;
-            agreed.push((id.to_string(), announcement.public));
+        for (id, identity) in partners.iter().zip(&identities) {
+            match usable_key(set, ctx, secret, id, identity) {
+                Ok(public) => agreed.push((id.to_string(), public)),
+                Err(reason) => {
+                    return Ok(Err(Unusable {
+                        member: id.to_string(),
+                        reason,
+                    }));
+                }
+            }
         }
-        Ok(secret.pair_masks(ctx, &self.me.id, &agreed)?)
+        Ok(Ok(agreed))
     }
+
+    /// The verified identity keys of `ids` (this client's own included).
+    pub(crate) fn identities_of(
+        &mut self,
+        ids: &[String],
+    ) -> Result<std::collections::BTreeMap<String, [u8; 32]>, LoopError> {
+        let others: Vec<&str> = ids
+            .iter()
+            .map(String::as_str)
+            .filter(|c| *c != self.me.id)
+            .collect();
+        let keys = self.identities.of(
+            self.api,
+            (self.public, &self.me.plan, &self.me.pins),
+            &others,
+            false,
+        )?;
+        let mut out: std::collections::BTreeMap<String, [u8; 32]> =
+            others.iter().map(|s| s.to_string()).zip(keys).collect();
+        out.insert(self.me.id.clone(), self.me.identity.public());
+        Ok(out)
+    }
+}
+
+/// Partner `id`'s relayed key, if it is usable: relayed, well formed,
+/// signed by `id`'s verified `identity` for this attempt, and not a
+/// low-order point. Otherwise why not, in words.
+fn usable_key(
+    set: &KeySet,
+    ctx: &MaskContext<'_>,
+    secret: &AttemptSecret,
+    id: &str,
+    identity: &[u8; 32],
+) -> Result<[u8; 32], String> {
+    let k = set
+        .keys
+        .iter()
+        .find(|k| k.id == id)
+        .ok_or_else(|| RelayError::NoMaskKey { id: id.to_string() }.to_string())?;
+    let announcement = KeyAnnouncement {
+        public: parse_hex_array(&k.public)
+            .ok_or_else(|| bad_relay(id, "mask key is not 32 bytes of hex").to_string())?,
+        signature: parse_hex_array(&k.signature)
+            .ok_or_else(|| bad_relay(id, "signature is not 64 bytes of hex").to_string())?,
+    };
+    verify_announcement(identity, ctx, id, &announcement).map_err(|e| e.to_string())?;
+    secret
+        .shared(id, &announcement.public)
+        .map_err(|e| e.to_string())?;
+    Ok(announcement.public)
 }
 
 /// The aggregator does not decide alone whether this update is masked: a
@@ -373,7 +493,7 @@ fn check_roster(me: &Masking, round: u64, set: &KeySet) -> Result<(), RelayError
 
 /// The key phase in the shape of a round's progress (for waiting notices):
 /// "submitted" are the members who announced their keys.
-fn as_round_info(set: &KeySet) -> crate::protocol::RoundInfo {
+pub(crate) fn as_round_info(set: &KeySet) -> crate::protocol::RoundInfo {
     crate::protocol::RoundInfo {
         round: set.round,
         state: crate::protocol::RoundState::Open,
@@ -387,8 +507,8 @@ fn as_round_info(set: &KeySet) -> crate::protocol::RoundInfo {
         min_contributors: set.min_contributors,
         deadline_unix: set.deadline_unix,
         attempt: set.attempt,
-        mask_phase: Some(MaskPhase::Keys),
-        masked: false,
+        mask_phase: Some(set.phase),
+        masked: set.masked && set.phase != MaskPhase::Keys,
     }
 }
 

@@ -380,6 +380,23 @@ pub fn sign_survivors(
     identity.sign(&survivors_message(round, id, survivors))
 }
 
+/// Whether `signer`'s identity key `identity` signed `survivors` for
+/// `round` (the aggregator's check of one signature as it comes in; a site
+/// checks the whole set with [`check_survivors`]).
+pub fn verify_survivors(
+    round: &SecAggRound<'_>,
+    identity: &[u8; 32],
+    signer: &str,
+    survivors: &[String],
+    signature: &[u8; 64],
+) -> bool {
+    signed_by(
+        identity,
+        &survivors_message(round, signer, survivors),
+        signature,
+    )
+}
+
 /// The consistency check before `me` unmasks: the survivor set is a sorted
 /// subset of the roster, holds `me`, holds at least `t` members, and at
 /// least `t` distinct survivors signed this very set with their verified

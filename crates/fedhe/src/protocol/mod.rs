@@ -168,7 +168,7 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-pub use crate::hex::{hex, parse_hex, parse_hex_array};
+pub use crate::hex::{hex, parse_hex, parse_hex_array, parse_hex_up_to};
 
 /// Answer to a registration: the bearer token is shown exactly once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

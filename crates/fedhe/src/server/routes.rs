@@ -19,12 +19,13 @@ use tokio::sync::{Semaphore, watch};
 use crate::crypto::PublicKeyFile;
 use crate::protocol::{
     API_PREFIX, ATTEMPT_HEADER, AnnounceRequest, CONTRIBUTORS_HEADER, CloseResponse,
-    HealthResponse, KeySet, LeaveRequest, MAX_WAIT_MS, MEMBER_HEADER, MaskPhase, PLAN_HEADER,
-    PlanResponse, RegisterRequest, RoundState, SESSION_HEADER, SessionResponse,
+    HealthResponse, KeyReport, KeySet, LeaveRequest, MAX_WAIT_MS, MEMBER_HEADER, PLAN_HEADER,
+    PlanResponse, RegisterRequest, RevealUpload, RoundState, SESSION_HEADER, SessionResponse,
+    SharesFor, SharesUpload, SurvivorSignature,
 };
 
 use super::error::ServerError;
-use super::state::{Aggregator, Caller};
+use super::state::{Aggregator, Caller, SecAggBody};
 
 /// Largest JSON control body.
 const MAX_JSON_BYTES: usize = 16 * 1024;
@@ -103,6 +104,10 @@ pub fn router(shared: AppState) -> Router {
         .route("/rounds/{round}", get(round_info))
         .route("/rounds/{round}/update", put(upload))
         .route("/rounds/{round}/keys", get(key_set).put(announce))
+        .route("/rounds/{round}/shares", get(shares_for).put(put_shares))
+        .route("/rounds/{round}/survivors", put(sign_survivors))
+        .route("/rounds/{round}/reveal", put(reveal))
+        .route("/rounds/{round}/report", post(report_key))
         .route("/rounds/{round}/close", post(close_round))
         .route("/rounds/{round}/leave", post(leave))
         .route("/rounds/{round}/sum", get(download_sum))
@@ -518,9 +523,9 @@ async fn upload(
         agg.submit(&client, round, attempt, &update, body_len)
     })
     .await?;
-    if resp.round_closed {
-        sh.notify();
-    }
+    // Every upload: a double-masked attempt may have moved to its
+    // consistency phase (key-set long polls wake up).
+    sh.notify();
     Ok(Json(resp))
 }
 
@@ -591,19 +596,125 @@ async fn key_set(
         .unwrap_or(0)
         .min(MAX_WAIT_MS);
     let mut rx = sh.changes.subscribe();
-    let set = {
+    let (set, act_now) = {
         let agg = sh.lock();
-        agg.caller(bearer(&headers))?;
+        let caller = agg.caller(bearer(&headers))?;
         agg.check_not_complete()?;
-        agg.key_set(round)?
+        let id = match &caller {
+            Caller::Client(id) => Some(id.as_str()),
+            Caller::Operator | Caller::Member => None,
+        };
+        (agg.key_set(round)?, agg.has_turn(id))
     };
-    if wait == 0 || set.phase == MaskPhase::Upload {
+    // The caller answers at once when the phase waits for it (its update,
+    // signature or reveal); else at the next change.
+    if wait == 0 || act_now {
         return Ok(Json(set));
     }
     // `subscribe` above marked the value seen then, before the state was
     // read: a change since wakes the wait at once.
     let _ = tokio::time::timeout(Duration::from_millis(wait), rx.changed()).await;
     Ok(Json(sh.lock().key_set(round)?))
+}
+
+/// The calling member's id (the operator and signed member reads are no
+/// member of a round).
+fn round_member(sh: &HttpState, headers: &HeaderMap, what: &str) -> Result<String, ServerError> {
+    match sh.lock().caller(bearer(headers))? {
+        Caller::Client(id) => Ok(id),
+        Caller::Operator | Caller::Member => Err(ServerError::Forbidden(format!(
+            "{what} takes a client token"
+        ))),
+    }
+}
+
+/// A double-masking request's JSON body, bounded for the open attempt's
+/// roster.
+async fn secagg_body<T: serde::de::DeserializeOwned>(
+    sh: &HttpState,
+    headers: &HeaderMap,
+    body: Body,
+    kind: SecAggBody,
+    what: &str,
+) -> Result<T, ServerError> {
+    let limit = sh.lock().secagg_limit(kind);
+    let body = read_body(headers, body, limit, sh.timeouts).await?;
+    serde_json::from_slice(&body).map_err(|e| ServerError::Malformed(format!("{what} JSON: {e}")))
+}
+
+/// Double masking: a member's sealed share bundles (upload phase).
+async fn put_shares(
+    State(sh): State<AppState>,
+    headers: HeaderMap,
+    Path(round): Path<String>,
+    body: Body,
+) -> Result<Json<KeySet>, ServerError> {
+    let round = parse_round(&round)?;
+    let client = round_member(&sh, &headers, "sending shares")?;
+    let req: SharesUpload = secagg_body(&sh, &headers, body, SecAggBody::Shares, "shares").await?;
+    let set = blocking(&sh, move |agg| agg.put_shares(&client, round, req)).await?;
+    sh.notify();
+    Ok(Json(set))
+}
+
+/// Double masking: the survivors' bundles addressed to the caller (unmask
+/// phase).
+async fn shares_for(
+    State(sh): State<AppState>,
+    headers: HeaderMap,
+    Path(round): Path<String>,
+) -> Result<Json<SharesFor>, ServerError> {
+    let round = parse_round(&round)?;
+    let client = round_member(&sh, &headers, "reading shares")?;
+    Ok(Json(sh.lock().shares_for(&client, round)?))
+}
+
+/// Double masking: a survivor's signature of the survivor set.
+async fn sign_survivors(
+    State(sh): State<AppState>,
+    headers: HeaderMap,
+    Path(round): Path<String>,
+    body: Body,
+) -> Result<Json<KeySet>, ServerError> {
+    let round = parse_round(&round)?;
+    let client = round_member(&sh, &headers, "signing the survivors")?;
+    let req: SurvivorSignature =
+        secagg_body(&sh, &headers, body, SecAggBody::Small, "survivor signature").await?;
+    let set = blocking(&sh, move |agg| agg.sign_survivors(&client, round, req)).await?;
+    sh.notify();
+    Ok(Json(set))
+}
+
+/// Double masking: a survivor's revealed shares; the last one unmasks and
+/// closes the round.
+async fn reveal(
+    State(sh): State<AppState>,
+    headers: HeaderMap,
+    Path(round): Path<String>,
+    body: Body,
+) -> Result<Json<KeySet>, ServerError> {
+    let round = parse_round(&round)?;
+    let client = round_member(&sh, &headers, "revealing")?;
+    let req: RevealUpload = secagg_body(&sh, &headers, body, SecAggBody::Reveal, "reveal").await?;
+    let set = blocking(&sh, move |agg| agg.reveal(&client, round, req)).await?;
+    sh.notify();
+    Ok(Json(set))
+}
+
+/// A member reports another's unusable mask key: the attempt restarts
+/// without it.
+async fn report_key(
+    State(sh): State<AppState>,
+    headers: HeaderMap,
+    Path(round): Path<String>,
+    body: Body,
+) -> Result<Json<KeySet>, ServerError> {
+    let round = parse_round(&round)?;
+    let client = round_member(&sh, &headers, "reporting a key")?;
+    let req: KeyReport = secagg_body(&sh, &headers, body, SecAggBody::Small, "key report").await?;
+    let set = blocking(&sh, move |agg| agg.report_key(&client, round, req)).await?;
+    sh.notify();
+    Ok(Json(set))
 }
 
 async fn close_round(

@@ -289,6 +289,7 @@ impl Store {
                  PRIMARY KEY (round, client_id)
              );",
         )?;
+        conn.execute_batch(SECAGG_TABLES)?;
         let mut store = Store {
             conn,
             dir: None,
@@ -363,6 +364,49 @@ impl Store {
             out.push((id, public, signature));
         }
         Ok(out)
+    }
+
+    /// Double masking: the sealed bundles of `round`, `attempt` as
+    /// (sender, recipient, bytes).
+    pub fn mask_shares(
+        &self,
+        round: u64,
+        attempt: u32,
+    ) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT sender, recipient, bytes FROM mask_shares
+             WHERE round = ?1 AND attempt = ?2 ORDER BY sender, recipient",
+        )?;
+        let rows = st.query_map(params![to_i64(round), i64::from(attempt)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Double masking: the rows of `table` (`mask_signatures`: the
+    /// signature, `mask_reveals`: the reveal's JSON) of `round`, `attempt`
+    /// by client.
+    pub fn mask_rows(
+        &self,
+        table: MaskTable,
+        round: u64,
+        attempt: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let sql = match table {
+            MaskTable::Signatures => {
+                "SELECT client_id, signature FROM mask_signatures
+                 WHERE round = ?1 AND attempt = ?2 ORDER BY client_id"
+            }
+            MaskTable::Reveals => {
+                "SELECT client_id, body FROM mask_reveals
+                 WHERE round = ?1 AND attempt = ?2 ORDER BY client_id"
+            }
+        };
+        let mut st = self.conn.prepare(sql)?;
+        let rows = st.query_map(params![to_i64(round), i64::from(attempt)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Issue time of each client's last registration proof.
@@ -501,6 +545,49 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Double masking's tables (issue 23 Part 2): sealed share bundles,
+/// survivor signatures, reveals (the request's JSON) and key reports.
+const SECAGG_TABLES: &str = "CREATE TABLE IF NOT EXISTS mask_shares (
+    round INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    bytes BLOB NOT NULL,
+    PRIMARY KEY (round, attempt, sender, recipient)
+);
+CREATE TABLE IF NOT EXISTS mask_signatures (
+    round INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    client_id TEXT NOT NULL,
+    signature BLOB NOT NULL,
+    PRIMARY KEY (round, attempt, client_id)
+);
+CREATE TABLE IF NOT EXISTS mask_reveals (
+    round INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    client_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (round, attempt, client_id)
+);
+CREATE TABLE IF NOT EXISTS mask_reports (
+    round INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    reporter TEXT NOT NULL,
+    member TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (round, reporter)
+);";
+
+/// The double-masking tables with one row per client and attempt.
+#[derive(Debug, Clone, Copy)]
+pub enum MaskTable {
+    /// `mask_signatures`: survivor signatures.
+    Signatures,
+    /// `mask_reveals`: reveals (the request's JSON).
+    Reveals,
 }
 
 /// The open round's new running sum, as [`Tx::record_submission`] records it.
@@ -668,6 +755,73 @@ impl Tx<'_> {
         self.exec(
             "DELETE FROM mask_keys WHERE round = ?1 AND attempt = ?2 AND client_id = ?3",
             params![to_i64(round), i64::from(attempt), client_id],
+        )?;
+        Ok(())
+    }
+
+    /// Double masking: `sender`'s sealed bundle for `recipient`.
+    pub fn put_mask_share(
+        &self,
+        (round, attempt): (u64, u32),
+        sender: &str,
+        recipient: &str,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO mask_shares (round, attempt, sender, recipient, bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![to_i64(round), i64::from(attempt), sender, recipient, bytes],
+        )?;
+        Ok(())
+    }
+
+    /// Double masking: `client`'s row of `table` (its survivor signature,
+    /// or its reveal's JSON).
+    pub fn put_mask_row(
+        &self,
+        table: MaskTable,
+        (round, attempt): (u64, u32),
+        client: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        let sql = match table {
+            MaskTable::Signatures => {
+                "INSERT INTO mask_signatures (round, attempt, client_id, signature)
+                 VALUES (?1, ?2, ?3, ?4)"
+            }
+            MaskTable::Reveals => {
+                "INSERT INTO mask_reveals (round, attempt, client_id, body)
+                 VALUES (?1, ?2, ?3, ?4)"
+            }
+        };
+        self.exec(
+            sql,
+            params![to_i64(round), i64::from(attempt), client, value],
+        )?;
+        Ok(())
+    }
+
+    /// A member's report of another's unusable mask key (one per member
+    /// and round).
+    pub fn put_mask_report(
+        &self,
+        (round, attempt): (u64, u32),
+        reporter: &str,
+        member: &str,
+        reason: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO mask_reports (round, attempt, reporter, member, reason, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                to_i64(round),
+                i64::from(attempt),
+                reporter,
+                member,
+                reason,
+                to_i64(now)
+            ],
         )?;
         Ok(())
     }

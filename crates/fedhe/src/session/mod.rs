@@ -658,6 +658,8 @@ pub fn waiting_words(
     let n = info.submitted.len();
     let did = match info.mask_phase {
         Some(crate::protocol::MaskPhase::Keys) => "announced their mask keys",
+        Some(crate::protocol::MaskPhase::Consistency) => "signed the survivor set",
+        Some(crate::protocol::MaskPhase::Unmask) => "revealed their mask shares",
         _ => "submitted",
     };
     let mut s = format!("{phase}: {n} of {} {did}", info.roster.len().max(n));

@@ -9,15 +9,22 @@
 //!
 //! Run them with `cargo test --release -p fedhe -- state::faults`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::{Audience, ParamSet, SecretKey, encrypt_weighted};
 use crate::data::LabelMapping;
 use crate::plan::Plan;
 use crate::privacy::masks::{Identity, MaskContext};
-use crate::protocol::{AnnounceRequest, RegisterRequest, hex, now_ms};
+use crate::privacy::secagg::{SecAggRound, sign_survivors};
+use crate::privacy::shamir;
+use crate::protocol::{
+    AnnounceRequest, MaskPhase, RegisterRequest, RevealUpload, SharesUpload, SurvivorSignature,
+    WireBundle, WireShare, hex, now_ms,
+};
 
 use super::super::error::ServerError;
 use super::super::store::Store;
@@ -177,6 +184,37 @@ impl Fixture {
             None => u.to_bytes(),
         }
     }
+}
+
+/// Bundles of the right form for the open attempt's fixed roster (the
+/// aggregator cannot open them, so it cannot tell these from real ones).
+pub(super) fn shares_of(agg: &Aggregator, id: &str) -> SharesUpload {
+    let roster = agg.open.mask.roster_vec();
+    let len = 32 * roster.len() + 16;
+    let byte = id.bytes().next().unwrap_or(0);
+    SharesUpload {
+        attempt: agg.open.mask.attempt,
+        bundles: roster
+            .iter()
+            .map(|to| WireBundle {
+                id: to.clone(),
+                bytes: hex(&vec![byte; len]),
+            })
+            .collect(),
+    }
+}
+
+/// `id`'s shares (in a double-masked attempt), then its update.
+pub(super) fn shares_and_submit(
+    agg: &mut Aggregator,
+    id: &str,
+    bytes: &[u8],
+) -> Result<(), ServerError> {
+    if agg.open.mask.double() {
+        let req = shares_of(agg, id);
+        agg.put_shares(id, agg.open.number, req)?;
+    }
+    submit(agg, id, bytes)
 }
 
 pub(super) fn submit(agg: &mut Aggregator, id: &str, bytes: &[u8]) -> Result<(), ServerError> {
@@ -405,18 +443,95 @@ impl Masked {
     /// A state folder where a, b, c registered, the first `announced`
     /// announced their keys and the first `uploaded` uploaded.
     fn prepare(&self, announced: usize, uploaded: usize) -> tempfile::TempDir {
+        self.prepare_n(3, announced, uploaded, |_| {})
+    }
+
+    /// [`prepare`](Self::prepare) with the first `registered` registered,
+    /// and `then` after the uploads.
+    fn prepare_n(
+        &self,
+        registered: usize,
+        announced: usize,
+        uploaded: usize,
+        then: impl FnOnce(&mut Aggregator),
+    ) -> tempfile::TempDir {
         prepare(&self.fx, |agg| {
-            for (id, w) in self.ids.iter().zip(&self.who).take(3) {
+            for (id, w) in self.ids.iter().zip(&self.who).take(registered) {
                 agg.register(self.fx.register(id, Some(w), None)).unwrap();
             }
             for (id, w) in self.ids.iter().zip(&self.who).take(announced) {
                 agg.announce(id, 1, self.fx.announce(w, id)).unwrap();
             }
             for (id, bytes) in self.ids.iter().zip(&self.ups).take(uploaded) {
-                submit(agg, id, bytes).unwrap();
+                shares_and_submit(agg, id, bytes).unwrap();
             }
+            then(agg);
         })
     }
+
+    /// `id`'s signature of the survivor set it is shown.
+    fn signature(&self, agg: &Aggregator, id: &str) -> SurvivorSignature {
+        let i = self.ids.iter().position(|x| *x == id).unwrap();
+        let fp = self.fx.fingerprint();
+        let roster = agg.open.mask.roster_vec();
+        let survivors = agg.open.mask.survivors.clone().unwrap();
+        let ctx = MaskContext {
+            plan: &fp,
+            round: 1,
+            attempt: agg.open.mask.attempt,
+        };
+        let round = SecAggRound::new(ctx, &roster, 3).unwrap();
+        SurvivorSignature {
+            attempt: agg.open.mask.attempt,
+            id: String::new(),
+            signature: hex(&sign_survivors(&self.who[i], &round, id, &survivors)),
+        }
+    }
+}
+
+/// Consistent reveals of the open unmask phase, by survivor: Shamir shares
+/// of made-up seeds (the aggregator checks the reveals' form and rebuilds
+/// the seeds; that they do not cancel these test updates' masks is the
+/// sites' sum tag's business).
+fn reveals(agg: &Aggregator) -> BTreeMap<String, RevealUpload> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let roster = agg.open.mask.roster_vec();
+    let survivors = agg.open.mask.survivors.clone().unwrap();
+    let t = crate::privacy::secagg::threshold(roster.len(), 3);
+    let points: Vec<u64> = (1..=roster.len() as u64).collect();
+    let dropped: Vec<&String> = roster.iter().filter(|m| !survivors.contains(m)).collect();
+    let mut split = |owner: &str, y: Option<&String>| {
+        let shares = shamir::split(rng.random(), t, &points, &mut rng);
+        (owner.to_string(), y.cloned(), shares)
+    };
+    let mut secrets = Vec::new();
+    for w in &survivors {
+        secrets.push(split(w, None));
+        for y in &dropped {
+            secrets.push(split(w, Some(y)));
+        }
+    }
+    let word = |s: &[u128; 2]| {
+        let mut b = s[0].to_le_bytes().to_vec();
+        b.extend_from_slice(&s[1].to_le_bytes());
+        hex(&b)
+    };
+    survivors
+        .iter()
+        .map(|u| {
+            let k = roster.iter().position(|m| m == u).unwrap();
+            let shares = secrets
+                .iter()
+                .map(|(owner, dropped, sh)| WireShare {
+                    owner: owner.clone(),
+                    dropped: dropped.clone(),
+                    share: word(&sh[k]),
+                })
+                .collect();
+            let attempt = agg.open.mask.attempt;
+            (u.clone(), RevealUpload { attempt, shares })
+        })
+        .collect()
 }
 
 #[test]
@@ -459,19 +574,36 @@ fn masked_uploads_and_restarts_commit_once() {
     let m = Masked::new();
     let fx = &m.fx;
     // A masked update, and the last one, which closes the round.
+    // Double masking: the shares (one row per bundle), then the update.
     let base = m.prepare(3, 0);
+    let op = |agg: &mut Aggregator| {
+        let req = shares_of(agg, "a");
+        agg.put_shares("a", 1, req).map(drop)
+    };
+    assert_eq!(all_or_nothing("shares", fx, base.path(), &op, true), 4);
+    let base = m.prepare_n(3, 3, 0, |agg| {
+        let req = shares_of(agg, "a");
+        agg.put_shares("a", 1, req).unwrap();
+    });
     let op = |agg: &mut Aggregator| submit(agg, "a", &m.ups[0]);
     assert_eq!(
         all_or_nothing("masked submit", fx, base.path(), &op, true),
         6
     );
-    let base = m.prepare(3, 2);
+    // The last update moves the attempt to its consistency phase.
+    let base = m.prepare_n(3, 3, 2, |agg| {
+        let req = shares_of(agg, "c");
+        agg.put_shares("c", 1, req).unwrap();
+    });
     let op = |agg: &mut Aggregator| {
         submit(agg, "c", &m.ups[2])?;
-        expect(agg.open_round() == 2, "the round closed")
+        expect(
+            agg.open.mask.phase() == MaskPhase::Consistency,
+            "the survivors sign",
+        )
     };
-    let writes = all_or_nothing("masked submit + close", fx, base.path(), &op, true);
-    assert_eq!(writes, 9);
+    let writes = all_or_nothing("masked submit + consistency", fx, base.path(), &op, true);
+    assert_eq!(writes, 7);
 
     // The deadline passes without c's update: the attempt restarts.
     let op = |agg: &mut Aggregator| {
@@ -479,6 +611,101 @@ fn masked_uploads_and_restarts_commit_once() {
         expect(agg.open.mask.attempt == 2, "the attempt restarted")
     };
     assert_eq!(all_or_nothing("restart", fx, base.path(), &op, false), 5);
+}
+
+#[test]
+fn signatures_reveals_and_the_unmask_close_commit_once() {
+    let m = Masked::new();
+    let fx = &m.fx;
+    // A survivor's signature; the last one moves the attempt to unmask.
+    let base = m.prepare(3, 3);
+    let op = |agg: &mut Aggregator| {
+        let req = m.signature(agg, "a");
+        agg.sign_survivors("a", 1, req).map(drop)
+    };
+    assert_eq!(all_or_nothing("signature", fx, base.path(), &op, true), 2);
+    let sign = |agg: &mut Aggregator, ids: &[&str]| {
+        for id in ids {
+            let req = m.signature(agg, id);
+            agg.sign_survivors(id, 1, req).unwrap();
+        }
+    };
+    let base = m.prepare_n(3, 3, 3, |agg| sign(agg, &["a", "b"]));
+    let op = |agg: &mut Aggregator| {
+        let req = m.signature(agg, "c");
+        agg.sign_survivors("c", 1, req)?;
+        expect(agg.open.mask.phase() == MaskPhase::Unmask, "unmask")
+    };
+    assert_eq!(
+        all_or_nothing("last signature", fx, base.path(), &op, true),
+        3
+    );
+
+    // A reveal; the last one unmasks and closes the round.
+    let base = m.prepare_n(3, 3, 3, |agg| sign(agg, &["a", "b", "c"]));
+    let op = |agg: &mut Aggregator| {
+        let req = reveals(agg).remove("a").unwrap();
+        agg.reveal("a", 1, req).map(drop)
+    };
+    assert_eq!(all_or_nothing("reveal", fx, base.path(), &op, true), 2);
+    let reveal = |agg: &mut Aggregator, ids: &[&str]| {
+        let mut all = reveals(agg);
+        for id in ids {
+            agg.reveal(id, 1, all.remove(*id).unwrap()).unwrap();
+        }
+    };
+    let base = m.prepare_n(3, 3, 3, |agg| {
+        sign(agg, &["a", "b", "c"]);
+        reveal(agg, &["a", "b"]);
+    });
+    let op = |agg: &mut Aggregator| {
+        let req = reveals(agg).remove("c").unwrap();
+        agg.reveal("c", 1, req)?;
+        expect(agg.open_round() == 2, "the round closed")
+    };
+    assert_eq!(all_or_nothing("last reveal", fx, base.path(), &op, true), 5);
+    // Too few reveals at the deadline: the round stays open, stuck.
+    let op = |agg: &mut Aggregator| {
+        agg.tick_at(now_unix() + 100_000)?;
+        expect(agg.open.mask.stuck.is_some(), "stuck")
+    };
+    assert_eq!(all_or_nothing("stuck", fx, base.path(), &op, false), 2);
+
+    // Four members, three reveals at the deadline: the tick unmasks and
+    // closes.
+    let base = m.prepare_n(4, 4, 4, |agg| {
+        sign(agg, &["a", "b", "c", "d"]);
+        reveal(agg, &["a", "b", "c"]);
+    });
+    let op = |agg: &mut Aggregator| {
+        agg.tick_at(now_unix() + 100_000)?;
+        expect(agg.open_round() == 2, "the round closed")
+    };
+    assert_eq!(
+        all_or_nothing("unmask close", fx, base.path(), &op, false),
+        4
+    );
+}
+
+#[test]
+fn a_key_report_restarts_the_attempt_once() {
+    let m = Masked::new();
+    let fx = &m.fx;
+    let base = m.prepare_n(4, 4, 1, |_| {});
+    let report = crate::protocol::KeyReport {
+        attempt: 1,
+        member: "d".into(),
+        reason: "a low-order point".into(),
+    };
+    let op = |agg: &mut Aggregator| {
+        agg.report_key("a", 1, report.clone())?;
+        expect(
+            agg.open.mask.attempt == 2 && agg.open.mask.excluded.contains("d"),
+            "attempt 2 without d",
+        )
+    };
+    // The report, and the restart (4 writes).
+    assert_eq!(all_or_nothing("report", fx, base.path(), &op, true), 6);
 }
 
 /// An update of round `round` (attempt 1) of the plan's length.

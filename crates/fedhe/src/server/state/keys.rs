@@ -37,7 +37,11 @@ impl Aggregator {
         };
         let round = self.open.number;
         match &step {
-            Advance::Freeze(next) => {
+            Advance::Unmask => {
+                self.unmask_close(self.open.clone(), now, &|_| Ok(()))?;
+                return Ok(true);
+            }
+            Advance::Freeze(next) | Advance::Phase(next) | Advance::Stuck(next) => {
                 let bytes = next.to_bytes()?;
                 self.store.write(|tx| tx.put_meta("mask_state", &bytes))?;
             }
@@ -72,6 +76,12 @@ impl Aggregator {
         }
         if self.open.mask.frozen.is_some() {
             return Err(self.came_late(client));
+        }
+        if self.open.mask.excluded.contains(client) {
+            return Err(ServerError::RosterFixed(format!(
+                "`{client}`'s mask key was reported unusable in round {round}; it takes part \
+                 again from the next round"
+            )));
         }
         self.verify_key(client, &key)?;
         let now = now_unix();
@@ -197,11 +207,13 @@ impl Aggregator {
         }
         let rules = self.rules();
         let deadline = rules.plan.and_then(|p| self.open.mask.deadline(p));
+        let threshold = rules.plan.map_or(0, |p| self.open.mask.threshold(p));
         Ok(self.open.mask.key_set(
             &self.open.roster,
             self.open.missing(&rules),
             rules.min_contributors(),
             deadline,
+            threshold,
         ))
     }
 }
@@ -259,6 +271,22 @@ pub(super) fn log_advance(open: &OpenRound, step: &Advance) {
             attempt = open.mask.attempt,
             ?dropped,
             "attempt incomplete at its deadline: its sum is discarded and the round restarts"
+        ),
+        Advance::Phase(next) => tracing::info!(
+            round = open.number,
+            attempt = next.attempt,
+            survivors = ?next.survivors,
+            "double masking: the attempt moves to its {:?} phase",
+            next.phase()
+        ),
+        Advance::Unmask => {}
+        Advance::Stuck(next) => tracing::error!(
+            round = open.number,
+            attempt = next.attempt,
+            "round {} attempt {} could not be unmasked: {}",
+            open.number,
+            next.attempt,
+            next.stuck.as_deref().unwrap_or("")
         ),
     }
 }

@@ -22,7 +22,7 @@ use crate::protocol::RoundInfo;
 use super::super::error::ServerError;
 use super::super::store::Store;
 use super::keys::log_advance;
-use super::masks::{Advance, MaskRound};
+use super::masks::Advance;
 use super::round::OpenRound;
 use super::{Aggregator, now_unix};
 
@@ -156,14 +156,14 @@ impl Aggregator {
 /// attempt, without it (everyone else of the roster expected again).
 fn restart_without(open: &OpenRound, client: &str, now: u64) -> Option<Advance> {
     let frozen = open.mask.frozen.as_ref()?;
-    if !open.mask.masked || !frozen.contains(client) {
+    // Double masking: once the uploads are over, a survivor cannot leave
+    // (its update is in) and a dropped member's leave changes nothing.
+    if !open.mask.masked || !frozen.contains(client) || open.mask.survivors.is_some() {
         return None;
     }
     let mut expected: BTreeSet<String> = frozen.iter().filter(|c| *c != client).cloned().collect();
     expected.extend(open.mask.late.iter().cloned());
-    let mut next = MaskRound::fresh(open.number, now);
-    next.attempt = open.mask.attempt + 1;
-    next.expected = Some(expected);
+    let next = open.mask.next_attempt(now, expected);
     Some(Advance::Restart {
         next,
         dropped: vec![client.to_string()],

@@ -10,7 +10,9 @@ use crate::crypto::{ParamSet, SecretKey, encrypt_weighted};
 use crate::privacy::masks::Identity;
 use crate::protocol::ErrorCode;
 
-use super::faults::{Fixture, all_or_nothing, copy_dir, expect, masked_plan, prepare, submit};
+use super::faults::{
+    Fixture, all_or_nothing, copy_dir, expect, masked_plan, prepare, shares_and_submit,
+};
 use super::{Aggregator, now_unix};
 
 const IDS: [&str; 4] = ["a", "b", "c", "d"];
@@ -56,7 +58,7 @@ impl Four {
                 agg.announce(id, 1, self.fx.announce(w, id)).unwrap();
             }
             for (id, bytes) in IDS.iter().zip(&self.ups).take(uploaded) {
-                submit(agg, id, bytes).unwrap();
+                shares_and_submit(agg, id, bytes).unwrap();
             }
         })
     }

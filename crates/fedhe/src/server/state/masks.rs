@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::Plan;
 use crate::privacy::masks::{KeyAnnouncement, masks_apply};
-use crate::protocol::{AnnouncedKey, KeySet, MaskPhase, hex};
+use crate::privacy::secagg::{Reveal, threshold};
+use crate::protocol::{AnnouncedKey, KeySet, MaskPhase, SurvivorSignature, hex};
 
 use super::super::error::ServerError;
 
@@ -40,6 +41,33 @@ pub(super) struct MaskRound {
     /// The attempt's announced keys (stored in `mask_keys`, not with the rest).
     #[serde(skip)]
     pub keys: BTreeMap<String, KeyAnnouncement>,
+    /// Double masking, from the consistency phase on: the members whose
+    /// shares and update are in (sorted).
+    #[serde(default)]
+    pub survivors: Option<Vec<String>>,
+    /// Double masking: the survivor set is signed; survivors reveal.
+    #[serde(default)]
+    pub unmasking: bool,
+    /// Why the attempt could not be unmasked (the round stays open).
+    #[serde(default)]
+    pub stuck: Option<String>,
+    /// Members that reported a partner's key in this round (once each),
+    /// kept across the round's attempts.
+    #[serde(default)]
+    pub reporters: BTreeSet<String>,
+    /// Members reported in this round: out of its later attempts.
+    #[serde(default)]
+    pub excluded: BTreeSet<String>,
+    /// Double masking: the sealed bundles by sender, then recipient
+    /// (stored in `mask_shares`).
+    #[serde(skip)]
+    pub shares: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// Double masking: the survivors' signatures (`mask_signatures`).
+    #[serde(skip)]
+    pub signatures: BTreeMap<String, [u8; 64]>,
+    /// Double masking: the survivors' reveals (`mask_reveals`).
+    #[serde(skip)]
+    pub reveals: BTreeMap<String, Reveal>,
 }
 
 /// What the attempt waits for when it moves on ([`MaskRound::advance`]).
@@ -64,6 +92,15 @@ pub(super) enum Advance {
         next: MaskRound,
         dropped: Vec<String>,
     },
+    /// Double masking: the attempt moves to its consistency or unmask
+    /// phase.
+    Phase(MaskRound),
+    /// Double masking: the reveals are in; the aggregator unmasks the sum
+    /// and closes the round.
+    Unmask,
+    /// Double masking: the unmask phase passed its deadline with fewer
+    /// reveals than the threshold; the round stays open, marked.
+    Stuck(MaskRound),
 }
 
 impl MaskRound {
@@ -77,6 +114,47 @@ impl MaskRound {
             late: BTreeSet::new(),
             phase_started: now,
             keys: BTreeMap::new(),
+            survivors: None,
+            unmasking: false,
+            stuck: None,
+            reporters: BTreeSet::new(),
+            excluded: BTreeSet::new(),
+            shares: BTreeMap::new(),
+            signatures: BTreeMap::new(),
+            reveals: BTreeMap::new(),
+        }
+    }
+
+    /// The round's next attempt, waiting for `expected` (those reported in
+    /// the round left out); who reported, and who was reported, carry over.
+    pub fn next_attempt(&self, now: u64, mut expected: BTreeSet<String>) -> MaskRound {
+        expected.retain(|c| !self.excluded.contains(c));
+        let mut next = MaskRound::fresh(self.round, now);
+        next.attempt = self.attempt + 1;
+        next.expected = Some(expected);
+        next.reporters = self.reporters.clone();
+        next.excluded = self.excluded.clone();
+        next
+    }
+
+    /// Whether the attempt is double-masked: masked, its roster fixed.
+    pub fn double(&self) -> bool {
+        self.masked && self.frozen.is_some()
+    }
+
+    /// The fixed roster, sorted (empty in the key phase).
+    pub fn roster_vec(&self) -> Vec<String> {
+        self.frozen
+            .as_ref()
+            .map(|f| f.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The threshold of the attempt's Shamir sharing (0 unless double-masked).
+    pub fn threshold(&self, plan: &Plan) -> usize {
+        match &self.frozen {
+            Some(f) if self.masked => threshold(f.len(), plan.quorum.min_clients),
+            _ => 0,
         }
     }
 
@@ -93,10 +171,11 @@ impl MaskRound {
     }
 
     pub fn phase(&self) -> MaskPhase {
-        if self.frozen.is_some() {
-            MaskPhase::Upload
-        } else {
-            MaskPhase::Keys
+        match (&self.frozen, &self.survivors) {
+            (None, _) => MaskPhase::Keys,
+            (Some(_), None) => MaskPhase::Upload,
+            (Some(_), Some(_)) if self.unmasking => MaskPhase::Unmask,
+            (Some(_), Some(_)) => MaskPhase::Consistency,
         }
     }
 
@@ -150,15 +229,87 @@ impl MaskRound {
         let due = self.deadline(plan).is_some_and(|d| now >= d);
         match &self.frozen {
             None => self.freeze(now, due, q).map(Advance::Freeze),
+            Some(frozen) if self.masked => self.advance_double(now, due, plan, frozen, q),
             Some(frozen) if due => self.restart(now, plan, frozen, q),
             Some(_) => None,
         }
     }
 
+    /// A double-masked attempt moves on: Upload -> Consistency when every
+    /// member uploaded (or at the deadline, with at least the threshold),
+    /// Consistency -> Unmask when every survivor signed (or at the
+    /// deadline, with at least the threshold), and the unmask when every
+    /// survivor revealed (or at the deadline, with at least the
+    /// threshold). Too few at a deadline: a restart before the unmask
+    /// phase; in it, the round stays open, stuck (nothing is revealed
+    /// twice).
+    fn advance_double(
+        &self,
+        now: u64,
+        due: bool,
+        plan: &Plan,
+        frozen: &BTreeSet<String>,
+        q: &Quorum<'_>,
+    ) -> Option<Advance> {
+        if self.stuck.is_some() {
+            return None;
+        }
+        let t = self.threshold(plan).max(q.min);
+        let Some(survivors) = &self.survivors else {
+            let uploaded: Vec<String> = frozen
+                .iter()
+                .filter(|c| q.submitted.contains(c))
+                .cloned()
+                .collect();
+            if uploaded.len() == frozen.len() || (due && uploaded.len() >= t) {
+                let mut next = self.clone();
+                next.survivors = Some(uploaded);
+                next.phase_started = now;
+                return Some(Advance::Phase(next));
+            }
+            return due.then(|| self.restart_with(now, plan, frozen, uploaded, q.min));
+        };
+        if !self.unmasking {
+            let signed: Vec<String> = survivors
+                .iter()
+                .filter(|c| self.signatures.contains_key(*c))
+                .cloned()
+                .collect();
+            if signed.len() == survivors.len() || (due && signed.len() >= t) {
+                let mut next = self.clone();
+                next.unmasking = true;
+                next.phase_started = now;
+                return Some(Advance::Phase(next));
+            }
+            return due.then(|| self.restart_with(now, plan, frozen, signed, q.min));
+        }
+        let revealed = survivors
+            .iter()
+            .filter(|c| self.reveals.contains_key(*c))
+            .count();
+        if revealed == survivors.len() || (due && revealed >= t) {
+            return Some(Advance::Unmask);
+        }
+        due.then(|| {
+            let mut next = self.clone();
+            next.stuck = Some(format!(
+                "{revealed} of {} survivors revealed by the unmask phase's deadline, {t} needed",
+                survivors.len()
+            ));
+            Advance::Stuck(next)
+        })
+    }
+
     fn freeze(&self, now: u64, due: bool, q: &Quorum<'_>) -> Option<MaskRound> {
         // At most the key's limit of contributors per sum: the others take
         // part in the next round.
-        let announced: BTreeSet<String> = self.keys.keys().take(q.cap).cloned().collect();
+        let announced: BTreeSet<String> = self
+            .keys
+            .keys()
+            .filter(|c| !self.excluded.contains(*c))
+            .take(q.cap)
+            .cloned()
+            .collect();
         let all = self.keys.len() >= q.cap || q.roster.iter().all(|c| announced.contains(c));
         if announced.len() < q.min || !(all || due) {
             return None;
@@ -179,34 +330,42 @@ impl MaskRound {
         frozen: &BTreeSet<String>,
         q: &Quorum<'_>,
     ) -> Option<Advance> {
-        let uploaded: BTreeSet<String> = q.submitted.iter().cloned().collect();
-        // A masked round needs every member's update; an unmasked one
-        // closes at its deadline with the quorum (`OpenRound::due`).
-        let stuck = if self.masked {
-            !frozen.iter().all(|c| uploaded.contains(c))
-        } else {
-            uploaded.len() < q.min
-        };
-        if !stuck {
+        // An unmasked round closes at its deadline with the quorum
+        // (`OpenRound::due`).
+        let uploaded: Vec<String> = q.submitted.to_vec();
+        if uploaded.len() >= q.min {
             return None;
         }
+        Some(self.restart_with(now, plan, frozen, uploaded, q.min))
+    }
+
+    /// The next attempt after this one failed at a deadline with only
+    /// `acted` (who uploaded, or signed) having done their part.
+    fn restart_with(
+        &self,
+        now: u64,
+        plan: &Plan,
+        frozen: &BTreeSet<String>,
+        acted: Vec<String>,
+        min: usize,
+    ) -> Advance {
+        let acted: BTreeSet<String> = acted.into_iter().collect();
         let before_training = self.round <= plan.layout().statistics_round();
         let named = !plan.quorum.roster.is_empty();
-        // The next attempt waits for those who uploaded — or for everyone
+        // The next attempt waits for those who acted — or for everyone
         // again when they are too few for a quorum, or when a round before
         // training has a named roster (it waits for every named member) —
         // and for whoever came late.
-        let mut expected = if uploaded.len() >= q.min && !(before_training && named) {
-            uploaded
+        let mut expected = if acted.len() >= min && !(before_training && named) {
+            acted
         } else {
             frozen.clone()
         };
         expected.extend(self.late.iter().cloned());
-        let dropped = frozen.difference(&expected).cloned().collect();
-        let mut next = MaskRound::fresh(self.round, now);
-        next.attempt = self.attempt + 1;
-        next.expected = Some(expected);
-        Some(Advance::Restart { next, dropped })
+        let next = self.next_attempt(now, expected);
+        let kept = next.expected.clone().unwrap_or_default();
+        let dropped = frozen.difference(&kept).cloned().collect();
+        Advance::Restart { next, dropped }
     }
 
     /// Checks an upload against the open attempt (before its body is read).
@@ -251,6 +410,31 @@ impl MaskRound {
                 frozen.iter().cloned().collect::<Vec<_>>().join(", ")
             )));
         }
+        self.check_double_upload(client)
+    }
+
+    /// A double-masked attempt takes updates in its upload phase only, and
+    /// only from a member whose shares are stored.
+    fn check_double_upload(&self, client: &str) -> Result<(), ServerError> {
+        if !self.masked {
+            return Ok(());
+        }
+        if self.survivors.is_some() {
+            return Err(ServerError::Conflict(format!(
+                "the uploads of round {} attempt {} are closed (phase {:?}); `{client}` is not \
+                 among its survivors",
+                self.round,
+                self.attempt,
+                self.phase()
+            )));
+        }
+        if !self.shares.contains_key(client) {
+            return Err(ServerError::Conflict(format!(
+                "round {} attempt {} is double-masked: send your shares first (PUT \
+                 /rounds/{}/shares), then the update",
+                self.round, self.attempt, self.round
+            )));
+        }
         Ok(())
     }
 
@@ -263,6 +447,7 @@ impl MaskRound {
         missing: Vec<String>,
         min_contributors: usize,
         deadline_unix: Option<u64>,
+        threshold: usize,
     ) -> KeySet {
         let (roster, missing) = match &self.frozen {
             Some(f) => (f.iter().cloned().collect(), Vec::new()),
@@ -286,9 +471,24 @@ impl MaskRound {
                 .collect(),
             min_contributors,
             deadline_unix,
-            threshold: 0,
-            survivors: Vec::new(),
-            signatures: Vec::new(),
+            threshold,
+            survivors: self.survivors.clone().unwrap_or_default(),
+            signatures: self.shown_signatures(),
         }
+    }
+
+    /// The survivors' signatures, shown from the unmask phase on.
+    fn shown_signatures(&self) -> Vec<SurvivorSignature> {
+        if !self.unmasking {
+            return Vec::new();
+        }
+        self.signatures
+            .iter()
+            .map(|(id, s)| SurvivorSignature {
+                attempt: self.attempt,
+                id: id.clone(),
+                signature: hex(s),
+            })
+            .collect()
     }
 }

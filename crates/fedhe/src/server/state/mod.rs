@@ -22,14 +22,17 @@
 //! applies them: `auth` (tokens, callers), `session` (key, max_len, plan),
 //! `registry` (registration: verify, decide, apply), `upload` (an update and
 //! the close it completes), `keys` (mask key announcements, the attempt
-//! moving on), `reload` (memory from the store at start). This file: the
-//! aggregator, its queries, the operator's close and the deadline tick.
+//! moving on), `secagg` (double masking: shares, signatures, reveals, the
+//! unmask close, key reports), `reload` (memory from the store at start).
+//! This file: the aggregator, its queries, the operator's close and the
+//! deadline tick.
 //! `faults` (tests) fails each write in turn of the changes it covers:
 //! loading the session and the plan; registering (new, again, late);
 //! submitting (plain and masked, with and without the close it completes);
 //! the operator's close; the announcement that fixes a roster; an
-//! attempt's restart; the operator's identity reset; the session id's
-//! creation on a folder's first open.
+//! attempt's restart; double masking's shares, signatures, reveals, unmask
+//! close, stuck round and key report; the operator's identity reset; the
+//! session id's creation on a folder's first open.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -48,6 +51,7 @@ mod masks;
 mod registry;
 mod reload;
 mod round;
+mod secagg;
 mod session;
 mod upload;
 
@@ -59,6 +63,7 @@ mod faults;
 mod leaving;
 
 pub use auth::{Caller, new_token};
+pub use secagg::SecAggBody;
 
 use auth::Auth;
 use masks::MaskRound;

@@ -225,6 +225,7 @@ fn read_mask(store: &Store, round: u64, opened: u64) -> Result<MaskRound, Server
     for (id, public, signature) in store.mask_keys(round, m.attempt)? {
         m.keys.insert(id, KeyAnnouncement { public, signature });
     }
+    super::secagg::read_items(store, &mut m)?;
     Ok(m)
 }
 

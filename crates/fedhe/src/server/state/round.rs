@@ -168,6 +168,14 @@ impl OpenRound {
     /// or (in a masked round's key phase) without an announced key.
     pub fn missing(&self, rules: &Rules<'_>) -> Vec<String> {
         let keys_phase = rules.masks_on() && self.mask.frozen.is_none();
+        if let Some(survivors) = self.mask.survivors.as_ref().filter(|_| rules.masks_on()) {
+            // Double masking: the survivors that have not signed (or revealed).
+            let done = |c: &String| match self.mask.unmasking {
+                false => self.mask.signatures.contains_key(c),
+                true => self.mask.reveals.contains_key(c),
+            };
+            return survivors.iter().filter(|c| !done(c)).cloned().collect();
+        }
         self.roster
             .iter()
             .filter(|c| {
@@ -240,6 +248,8 @@ impl OpenRound {
                 next.roster = mask.frozen.clone().unwrap_or_default();
                 next.mask = mask.clone();
             }
+            Advance::Phase(mask) | Advance::Stuck(mask) => next.mask = mask.clone(),
+            Advance::Unmask => {}
             Advance::Restart { next: mask, .. } => {
                 next.roster = mask.expected.clone().unwrap_or_default();
                 next.mask = mask.clone();
@@ -256,6 +266,11 @@ impl OpenRound {
     /// cannot take another update.
     pub fn due(&self, rules: &Rules<'_>, full: bool, now: u64) -> bool {
         let n = self.submitted.len();
+        // A double-masked round closes only when its survivors unmask it
+        // (`Advance::Unmask`).
+        if self.masked_roster(rules).is_some() {
+            return false;
+        }
         // A full sum cannot take another update: close rather than refuse the next.
         if full {
             return n >= if rules.allow_single() { 1 } else { 2 };
@@ -286,6 +301,18 @@ impl OpenRound {
         contributors: u32,
         now: u64,
     ) -> Result<Closing, ServerError> {
+        self.check_masked_complete(rules)?;
+        self.close_unmasked(rules, contributors, now)
+    }
+
+    /// [`close`](Self::close) of a round whose sum holds no mask: an
+    /// unmasked round, or a double-masked one once its masks were removed.
+    pub fn close_unmasked(
+        &self,
+        rules: &Rules<'_>,
+        contributors: u32,
+        now: u64,
+    ) -> Result<Closing, ServerError> {
         let round = self.number;
         if contributors == 0 {
             return Err(ServerError::Conflict(format!(
@@ -299,7 +326,6 @@ impl OpenRound {
                  quorum.allow_single_contributor)"
             )));
         }
-        self.check_masked_complete(rules)?;
         let next_roster: BTreeSet<String> = match rules.named_roster() {
             Some(named) => named,
             // Those who contributed, and those who came too late for this
@@ -344,21 +370,16 @@ impl OpenRound {
     }
 
     fn check_masked_complete(&self, rules: &Rules<'_>) -> Result<(), ServerError> {
-        let Some(frozen) = self.masked_roster(rules) else {
-            return Ok(());
-        };
-        let missing: Vec<&String> = frozen
-            .iter()
-            .filter(|c| !self.submitted.contains(c))
-            .collect();
-        if missing.is_empty() {
+        if self.masked_roster(rules).is_none() {
             return Ok(());
         }
         Err(ServerError::Conflict(format!(
-            "round {} attempt {} is masked and still misses {missing:?}: its masks \
-             cancel only when every member's update is in the sum (at its deadline the \
-             round restarts, without them if enough others have uploaded)",
-            self.number, self.mask.attempt
+            "round {} attempt {} is double-masked (phase {:?}): it closes when its survivors \
+             have signed the survivor set and revealed their shares, and the aggregator has \
+             removed the masks; it cannot be closed by hand",
+            self.number,
+            self.mask.attempt,
+            self.mask.phase()
         )))
     }
 

@@ -9,6 +9,8 @@ use crate::protocol::UploadResponse;
 
 use super::super::error::ServerError;
 use super::super::store::Submission;
+use super::keys::log_advance;
+use super::masks::Advance;
 use super::round::{Closing, OpenRound};
 use super::{Aggregator, max_update_bytes, no_session, now_unix};
 
@@ -84,6 +86,17 @@ impl Aggregator {
         let (contributors, add_ms, full) = self.add_to_sum(update, len)?;
         let next = self.open.submit(client, len, add_ms, body_len);
         let closing = self.auto_close(&next, contributors, full, now);
+        // Double masking: the last member's upload moves the attempt to its
+        // consistency phase, in the same transaction.
+        let step = match self.mask_step(&next, now) {
+            Some(s @ Advance::Phase(_)) => Some(s),
+            _ => None,
+        };
+        let next = match &step {
+            Some(s) => next.advanced(s),
+            None => next,
+        };
+        let mask_state = step.as_ref().map(|_| next.mask.to_bytes()).transpose()?;
         let sub = Submission {
             round,
             client_id: client,
@@ -93,7 +106,7 @@ impl Aggregator {
             add_ms,
             now,
         };
-        if let Err(e) = self.commit_submission(&sub, closing.as_ref()) {
+        if let Err(e) = self.commit_submission(&sub, closing.as_ref(), mask_state.as_deref()) {
             if let Err(restore) = self.restore_sum() {
                 tracing::error!(
                     round,
@@ -103,6 +116,9 @@ impl Aggregator {
                 self.sum_lost = true;
             }
             return Err(e);
+        }
+        if let Some(s) = &step {
+            log_advance(&self.open, s);
         }
         self.open = next;
         if let Some(c) = self.clients.get_mut(client) {
@@ -213,11 +229,15 @@ impl Aggregator {
         &mut self,
         sub: &Submission<'_>,
         closing: Option<&Closing>,
+        mask_state: Option<&[u8]>,
     ) -> Result<(), ServerError> {
         let next_state = closing.map(super::next_mask_state).transpose()?;
         let sum = &self.sum_buf;
         self.store.write(|tx| {
             tx.record_submission(sub, sum)?;
+            if let Some(bytes) = mask_state {
+                tx.put_meta("mask_state", bytes)?;
+            }
             if let (Some(c), Some(state)) = (closing, &next_state) {
                 super::write_close(tx, c, sub.now, sum, state.as_deref())?;
             }
