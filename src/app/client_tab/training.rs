@@ -295,7 +295,7 @@ impl ClientTab {
 /// Every setting of a plan's training section, and the model.
 fn settings_ui(ui: &mut Ui, t: &mut Training, architecture: &mut Architecture) {
     ui.horizontal_wrapped(|ui| {
-        widgets::model_picker(ui, "client-model", architecture);
+        widgets::model_picker(ui, "client-model", architecture, false);
         widgets::number_field(ui, "Rounds", &mut t.rounds, 1..=1000, 0.1);
         widgets::number_field(ui, "Epochs", &mut t.sgd.epochs, 1..=1000, 0.1);
         widgets::real_field(ui, "Learning rate", &mut t.sgd.lr, 1e-6..=10.0);
