@@ -772,6 +772,56 @@ fn the_demo_grows_gradient_boosted_trees_and_predict_opens_them() {
 }
 
 #[test]
+fn the_client_tab_grows_trees_locally_and_federated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = one_client_ready_with(dir.path(), |s| {
+        s.architecture = fedhe::model::Architecture::Gbdt;
+        s.gbdt.trees = 3;
+        s.gbdt.depth = 2;
+    });
+    // The plan proposed carries the Client tab's trees.
+    let plan = h.state().server.plan.clone().expect("a plan").0;
+    let g = plan.gbdt().expect("a gbdt plan");
+    assert_eq!((g.trees, g.depth), (3, 2));
+    h.get_by_label("Trees");
+    h.get_by_label("Depth");
+    assert!(h.query_by_label("Epochs").is_none());
+    click(&mut h, "🔒 Start federated training");
+    wait_until(&mut h, "training", Duration::from_secs(180), |a| {
+        !a.client.is_training()
+    });
+    h.run();
+    let app = h.state();
+    assert!(
+        !app.client.notes.iter().any(|n| n.is_error()),
+        "{:?}",
+        app.client.notes
+    );
+    let model = app.client.model.as_ref().expect("the trees").clone();
+    assert_eq!(model.ensemble.as_ref().unwrap().trees.len(), 3);
+    assert!(
+        app.client.run.status.contains("Tree 3 of 3 grown"),
+        "{}",
+        app.client.run.status
+    );
+    // Locally, the same settings grow the same number of trees.
+    click(&mut h, "Train locally (plaintext)");
+    wait_until(&mut h, "local trees", Duration::from_secs(60), |a| {
+        !a.client.is_training()
+    });
+    h.run();
+    let app = h.state();
+    let local = app.client.model.as_ref().expect("the local trees");
+    assert_eq!(local.ensemble.as_ref().unwrap().trees.len(), 3);
+    assert_eq!(local.provenance.kind, fedhe::model::CENTRALIZED);
+    assert!(
+        app.client.run.status.contains("Done: 3 of 3 trees"),
+        "{}",
+        app.client.run.status
+    );
+}
+
+#[test]
 fn a_linear_model_has_no_importance_chart() {
     let dir = tempfile::tempdir().unwrap();
     let (model, _) = saved_model(dir.path());

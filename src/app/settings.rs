@@ -89,6 +89,9 @@ pub struct Settings {
     pub training: fedhe::plan::Training,
     /// The model trained locally and proposed in plans.
     pub architecture: fedhe::model::Architecture,
+    /// Gradient-boosted trees' settings (`architecture` Gbdt), trained
+    /// locally and proposed in plans.
+    pub gbdt: fedhe::model::GbdtSettings,
     /// Port of the embedded aggregator; 0 lets the system choose (once:
     /// then it comes back on `server_last_port`).
     pub server_port: u16,
@@ -137,6 +140,7 @@ impl Default for Settings {
             // The library's federation defaults (one place: `plan::Training`).
             training: fedhe::plan::Training::default(),
             architecture: fedhe::model::Architecture::Linear,
+            gbdt: demo_gbdt(),
             server_port: 0,
             server_last_port: 0,
             server_state_dir: default_state_dir(),
