@@ -651,6 +651,188 @@ fn predict_shows_the_metrics_of_a_saved_model() {
     assert_eq!(m.rows, expected.rows);
 }
 
+/// Trains gradient-boosted trees on `train` with the library (what
+/// `fedhe train --model gbdt` runs) and saves the model file.
+fn trained_gbdt(dir: &Path, train: &str, label: Option<&str>) -> PathBuf {
+    use fedhe::data::{CsvOptions, TargetSpec, load_csv};
+    let opts = CsvOptions {
+        label: label.map(str::to_string),
+        target: TargetSpec::Auto,
+        ..CsvOptions::default()
+    };
+    let ds = load_csv(&repo(train), &opts).unwrap().dataset;
+    let settings = fedhe::model::GbdtSettings {
+        trees: 40,
+        depth: 3,
+        bins: 32,
+        learning_rate: 0.3,
+        ..Default::default()
+    };
+    let fit = fedhe::model::gbdt::fit_dataset(
+        &ds,
+        &settings,
+        fedhe::data::default_missing_tokens(),
+        vec![train.into()],
+        &mut |_, _| std::ops::ControlFlow::Continue(()),
+    )
+    .unwrap();
+    let path = dir.join("gbdt.json");
+    fit.model.save(&path).unwrap();
+    path
+}
+
+#[test]
+fn predict_scores_a_gbdt_model_and_charts_its_feature_importance() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = trained_gbdt(dir.path(), "sample_data/train.csv", None);
+    let file = fedhe::model::ModelFile::load(&model).unwrap();
+    // The library's one scoring path gives the figures the tab must show.
+    let expected = fedhe::model::score_csv(&file, &repo("sample_data/test.csv"))
+        .unwrap()
+        .evaluation
+        .unwrap();
+    let expected = expected.binary().unwrap();
+    let h = predict_with(&model, &repo("sample_data/test.csv"));
+    h.get_by_label("Accuracy");
+    h.get_by_label(&format!("{:.3}", expected.accuracy));
+    h.get_by_label(&format!("{:.4}", expected.log_loss));
+    h.get_by_label("ROC curve");
+    // The model's description: its kind, trees and settings.
+    label_of(&h, "gradient-boosted trees from");
+    let trees = label_of(&h, "40 trees, ");
+    assert!(
+        trees.contains("depth ≤ 3, 32 bins, learning rate 0.3"),
+        "{trees}"
+    );
+    // 30 features: the chart shows the 20 with the most gain (the trees
+    // split on more than 20 of them).
+    let split_on = file.ensemble.as_ref().unwrap().importance();
+    let split_on = split_on.iter().filter(|v| **v > 0.0).count();
+    assert!(split_on > 20, "{split_on}");
+    let title = label_of(&h, "Feature importance (gain)");
+    assert!(title.contains("top 20 of 30 features"), "{title}");
+    let shown = &h.state().predict.scored.as_ref().unwrap().scored;
+    assert_eq!(shown.evaluation.as_ref().unwrap().binary(), Some(expected));
+}
+
+#[test]
+fn the_demo_grows_gradient_boosted_trees_and_predict_opens_them() {
+    let mut h = harness(None);
+    h.state_mut().settings.demo.clients = 2;
+    h.run();
+    // The model picker offers the trees; picking them shows their settings.
+    h.get_by_role_and_label(egui::accesskit::Role::ComboBox, "Model")
+        .click();
+    h.run();
+    click(&mut h, "gradient-boosted trees");
+    h.run();
+    assert_eq!(
+        h.state().settings.demo.architecture,
+        fedhe::model::Architecture::Gbdt
+    );
+    h.get_by_label("Trees").set_value_accesskit(4.0);
+    h.get_by_label("Depth").set_value_accesskit(2.0);
+    h.run();
+    assert!(h.query_by_label("Epochs per round").is_none());
+    click(&mut h, "▶ Start demo");
+    assert!(h.state().demo.is_running());
+    wait_until(&mut h, "the demo", Duration::from_secs(240), |a| {
+        !a.demo.is_running()
+    });
+    h.run();
+    assert!(
+        h.state().demo.notes.is_empty(),
+        "demo reported: {:?}",
+        h.state().demo.notes
+    );
+    assert_eq!(h.state().demo.trees, Some((4, 4)));
+    h.get_by_label_contains("tree 4 of 4");
+    let outcome = h.state().demo.outcome.clone().expect("outcome");
+    assert_eq!(outcome.trees, Some(4));
+    let e = outcome.model.ensemble.as_ref().expect("the trees");
+    assert_eq!(e.trees.len(), 4);
+    let text = label_of(&h, "Final test accuracy");
+    assert!(
+        text.contains(&format!("{:.3}", outcome.test.score())),
+        "{text}"
+    );
+    assert!(outcome.test.score() > 0.85, "{text}");
+    label_of(&h, "Done: 2 clients × 4 trees");
+    // Predict opens the trees on the demo's held-out rows.
+    click(&mut h, "Open in Predict »");
+    wait_until(&mut h, "scoring", Duration::from_secs(30), |a| {
+        a.predict.scored.is_some() || a.predict.notes.iter().any(|n| n.is_error())
+    });
+    h.run();
+    let scored = h.state().predict.scored.as_ref().expect("scored");
+    let acc = scored.scored.evaluation.clone().unwrap().score();
+    assert!((acc - outcome.test.score()).abs() < 1e-9, "{acc}");
+    label_of(&h, "4 trees, ");
+    label_of(&h, "Feature importance (gain)");
+}
+
+#[test]
+fn the_client_tab_grows_trees_locally_and_federated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = one_client_ready_with(dir.path(), |s| {
+        s.architecture = fedhe::model::Architecture::Gbdt;
+        s.gbdt.trees = 3;
+        s.gbdt.depth = 2;
+    });
+    // The plan proposed carries the Client tab's trees.
+    let plan = h.state().server.plan.clone().expect("a plan").0;
+    let g = plan.gbdt().expect("a gbdt plan");
+    assert_eq!((g.trees, g.depth), (3, 2));
+    h.get_by_label("Trees");
+    h.get_by_label("Depth");
+    assert!(h.query_by_label("Epochs").is_none());
+    click(&mut h, "🔒 Start federated training");
+    wait_until(&mut h, "training", Duration::from_secs(180), |a| {
+        !a.client.is_training()
+    });
+    h.run();
+    let app = h.state();
+    assert!(
+        !app.client.notes.iter().any(|n| n.is_error()),
+        "{:?}",
+        app.client.notes
+    );
+    let model = app.client.model.as_ref().expect("the trees").clone();
+    assert_eq!(model.ensemble.as_ref().unwrap().trees.len(), 3);
+    assert!(
+        app.client.run.status.contains("Tree 3 of 3 grown"),
+        "{}",
+        app.client.run.status
+    );
+    // Locally, the same settings grow the same number of trees.
+    click(&mut h, "Train locally (plaintext)");
+    wait_until(&mut h, "local trees", Duration::from_secs(60), |a| {
+        !a.client.is_training()
+    });
+    h.run();
+    let app = h.state();
+    let local = app.client.model.as_ref().expect("the local trees");
+    assert_eq!(local.ensemble.as_ref().unwrap().trees.len(), 3);
+    assert_eq!(local.provenance.kind, fedhe::model::CENTRALIZED);
+    assert!(
+        app.client.run.status.contains("Done: 3 of 3 trees"),
+        "{}",
+        app.client.run.status
+    );
+}
+
+#[test]
+fn a_linear_model_has_no_importance_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = saved_model(dir.path());
+    let h = predict_with(&model, &repo("sample_data/test.csv"));
+    h.get_by_label("Accuracy");
+    assert!(
+        h.query_by_label_contains("Feature importance").is_none(),
+        "only trees have gain importance"
+    );
+}
+
 #[test]
 fn a_secret_key_is_refused_by_the_server_tab() {
     let dir = tempfile::tempdir().unwrap();

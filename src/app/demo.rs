@@ -21,7 +21,7 @@ use fedhe::data::split::{Partition, write_csv};
 use fedhe::data::{CsvOptions, TargetSpec, TaskKind};
 use fedhe::federation::{
     RoundRecord, SimData, SimEvent, SimulationConfig, SimulationError, SimulationResult,
-    load_sim_data, simulate,
+    load_sim_data, simulate, simulate_gbdt,
 };
 use fedhe::model::{Evaluation, ModelFile, TrainConfig};
 
@@ -215,6 +215,8 @@ pub struct DemoOutcome {
     pub plain_test: Option<Evaluation>,
     pub clients: usize,
     pub rounds: u64,
+    /// Gradient-boosted trees: the iterations grown (else none).
+    pub trees: Option<usize>,
     pub total_ms: f64,
     pub model: ModelFile,
     /// The held-out test rows, written for the Predict tab.
@@ -228,7 +230,15 @@ enum DemoMsg {
     Status(String),
     Plain(RoundRecord),
     Encrypted(RoundRecord),
-    Epoch { client: usize, point: EpochPoint },
+    Epoch {
+        client: usize,
+        point: EpochPoint,
+    },
+    /// Gradient-boosted trees: `done` of `of` iterations grown.
+    Tree {
+        done: u64,
+        of: u64,
+    },
     Done(Result<Box<DemoOutcome>, AppError>),
 }
 
@@ -240,6 +250,8 @@ pub struct DemoPanel {
     pub plain: Vec<RoundRecord>,
     /// Local training loss per virtual client.
     pub epochs: Vec<Vec<EpochPoint>>,
+    /// Gradient-boosted trees: (iterations grown, of).
+    pub trees: Option<(u64, u64)>,
     pub status: String,
     pub outcome: Option<DemoOutcome>,
     pub notes: Vec<Note>,
@@ -259,6 +271,7 @@ impl DemoPanel {
         self.encrypted.clear();
         self.plain.clear();
         self.epochs = vec![Vec::new(); cfg.clients];
+        self.trees = is_gbdt(cfg).then_some((0, cfg.gbdt.trees as u64));
         self.outcome = None;
         self.notes.clear();
         self.status = "Starting the embedded aggregator and the virtual clients…".into();
@@ -280,6 +293,7 @@ impl DemoPanel {
         self.encrypted.clear();
         self.plain.clear();
         self.epochs.clear();
+        self.trees = None;
         self.outcome = None;
         self.status.clear();
         self.run = None;
@@ -306,16 +320,16 @@ impl DemoPanel {
                         v.push(point);
                     }
                 }
+                DemoMsg::Tree { done, of } => self.trees = Some((done, of)),
                 DemoMsg::Done(Ok(o)) => {
-                    self.status = format!(
-                        "Done: {} clients × {} rounds in {:.1} s.",
-                        o.clients,
-                        o.rounds,
-                        o.total_ms / 1e3
-                    );
+                    let shape = match o.trees {
+                        Some(t) => format!("{} clients × {t} trees", o.clients),
+                        None => format!("{} clients × {} rounds", o.clients, o.rounds),
+                    };
+                    self.status = format!("Done: {shape} in {:.1} s.", o.total_ms / 1e3);
                     shared.latest_model = Some(LatestModel {
                         model: o.model.clone(),
-                        source: format!("demo ({} clients × {} rounds)", o.clients, o.rounds),
+                        source: format!("demo ({shape})"),
                         test_csv: o.test_csv.clone(),
                     });
                     shared.demo_test_csv = o.test_csv.clone();
@@ -354,6 +368,15 @@ impl DemoPanel {
             outcome_ui(ui, o, shared);
         }
         self.save_ui(ui);
+        if self.trees.is_some() {
+            ui.add_space(12.0);
+            ui.weak(
+                "Trees: each level of each tree is one encrypted round (the sites' gradient \
+                 histograms summed); the outcome above scores the whole ensemble on the \
+                 held-out rows. Open it in Predict for the feature importance.",
+            );
+            return;
+        }
         if self.encrypted.is_empty() && self.plain.is_empty() && !running {
             ui.add_space(20.0);
             ui.weak("Press “Start demo”: the plots fill in live, one point per round.");
@@ -384,6 +407,13 @@ impl DemoPanel {
             }
             ui.label(&self.status);
         });
+        if let Some((done, of)) = self.trees {
+            ui.add(
+                egui::ProgressBar::new(done as f32 / of.max(1) as f32)
+                    .text(format!("tree {done} of {of}")),
+            );
+            return;
+        }
         let total = self.run.as_ref().map_or(cfg.rounds, |r| r.rounds).max(1);
         if running || !self.encrypted.is_empty() {
             let frac = self.encrypted.len() as f32 / total as f32;
@@ -477,7 +507,7 @@ fn settings_ui(ui: &mut Ui, cfg: &mut DemoSettings) {
             .response
             .labelled_by(l.id);
         ui.separator();
-        widgets::model_picker(ui, "demo-model", &mut cfg.architecture);
+        widgets::model_picker(ui, "demo-model", &mut cfg.architecture, true);
     });
     ui.horizontal_wrapped(|ui| {
         widgets::number_field(ui, "Clients", &mut cfg.clients, 2..=10, 0.05);
@@ -492,6 +522,13 @@ fn settings_ui(ui: &mut Ui, cfg: &mut DemoSettings) {
                 .on_hover_text("Small α = very uneven clients");
         }
         ui.separator();
+        if is_gbdt(cfg) {
+            widgets::number_field(ui, "Trees", &mut cfg.gbdt.trees, 1..=200, 0.1)
+                .on_hover_text("Boosting iterations (multi-class: one tree per class each)");
+            widgets::number_field(ui, "Depth", &mut cfg.gbdt.depth, 1..=8, 0.05)
+                .on_hover_text("Levels of splits: one encrypted round per level");
+            return;
+        }
         widgets::number_field(ui, "Rounds", &mut cfg.rounds, 1..=100, 0.1);
         widgets::number_field(ui, "Epochs per round", &mut cfg.epochs, 1..=100, 0.1);
         ui.separator();
@@ -591,7 +628,17 @@ fn explain(e: SimulationError) -> AppError {
 }
 
 /// The worker: plaintext baseline first (fast), then the encrypted run.
+/// Whether the demo grows gradient-boosted trees.
+fn is_gbdt(cfg: &DemoSettings) -> bool {
+    cfg.architecture == fedhe::model::Architecture::Gbdt
+}
+
 fn run_demo(cfg: &DemoSettings, p: &Progress<DemoMsg>) {
+    if is_gbdt(cfg) {
+        let outcome = demo_config(cfg).and_then(|(data, sim)| gbdt_run(cfg, &data, &sim, p));
+        p.send(DemoMsg::Done(outcome.map(Box::new)));
+        return;
+    }
     let outcome = demo_config(cfg).and_then(|(data, sim)| {
         let cancel: Arc<_> = p.cancel_flag();
         let plain = if cfg.overlay_plain {
@@ -707,6 +754,70 @@ fn encrypted_run(
     simulate(sim, &mut on_event, cancel).map_err(explain)
 }
 
+/// The trees' run (`federation::simulate_gbdt`: encrypted and masked, the
+/// same sites and split), each boosting iteration a message.
+fn gbdt_run(
+    cfg: &DemoSettings,
+    data: &std::path::Path,
+    sim: &SimulationConfig,
+    p: &Progress<DemoMsg>,
+) -> Result<DemoOutcome, AppError> {
+    p.send(DemoMsg::Status(format!(
+        "Encrypted trees: generating the umbrella key, starting the aggregator, {} clients…",
+        cfg.clients
+    )));
+    let mut on_event = |e: &SimEvent| {
+        if let SimEvent::Client {
+            index: 0,
+            event: ClientEvent::Tree(r),
+        } = e
+        {
+            p.send(DemoMsg::Tree {
+                done: r.iteration,
+                of: r.iterations,
+            });
+            p.send(DemoMsg::Status(if r.iteration == 0 {
+                "Global bins agreed: encrypted histograms of every numeric column summed".into()
+            } else {
+                format!(
+                    "Tree {} of {} grown: {} encrypted rounds (one per level)",
+                    r.iteration, r.iterations, r.rounds
+                )
+            }));
+        }
+    };
+    let result = simulate_gbdt(sim, cfg.gbdt, &mut on_event, p.cancel_flag()).map_err(explain)?;
+    Ok(DemoOutcome {
+        dataset: cfg.dataset,
+        test: result.test,
+        plain_test: None,
+        clients: cfg.clients,
+        rounds: result.plan.last_round(),
+        trees: Some(cfg.gbdt.trees),
+        total_ms: result.total_ms,
+        model: result.model,
+        test_csv: held_out_csv(cfg, data, sim),
+        max_diff: None,
+    })
+}
+
+/// The held-out rows of the run's split, written for the Predict tab.
+fn held_out_csv(
+    cfg: &DemoSettings,
+    data: &std::path::Path,
+    sim: &SimulationConfig,
+) -> Option<PathBuf> {
+    let (_, test) = load_sim_data(&sim.data, &sim.csv).ok()?;
+    // Named by this process and data set: another FedHE (or a test run)
+    // writing its own held-out rows never replaces these.
+    let path = data.with_file_name(format!(
+        "demo_test_{}_{}",
+        std::process::id(),
+        cfg.dataset.file_name()
+    ));
+    write_csv(&test, &path).ok().map(|()| path)
+}
+
 /// How the run ended, with the held-out rows written for the Predict tab
 /// (the same split as the run).
 fn outcome(
@@ -721,19 +832,7 @@ fn outcome(
             .last()
             .copied()
     });
-    let test_csv = match load_sim_data(&sim.data, &sim.csv) {
-        Ok((_, test)) => {
-            // Named by this process and data set: another FedHE (or a test
-            // run) writing its own held-out rows never replaces these.
-            let path = data.with_file_name(format!(
-                "demo_test_{}_{}",
-                std::process::id(),
-                cfg.dataset.file_name()
-            ));
-            write_csv(&test, &path).ok().map(|()| path)
-        }
-        Err(_) => None,
-    };
+    let test_csv = held_out_csv(cfg, data, sim);
     let model = result.model_file(sim);
     DemoOutcome {
         dataset: cfg.dataset,
@@ -741,6 +840,7 @@ fn outcome(
         plain_test: plain.map(|r| r.test),
         clients: cfg.clients,
         rounds: cfg.rounds,
+        trees: None,
         total_ms: result.total_ms,
         model,
         test_csv,

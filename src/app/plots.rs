@@ -1,7 +1,7 @@
 //! Plots (egui_plot): live training curves, ROC curve, round history.
 
 use egui::{Color32, Ui};
-use egui_plot::{Line, LineStyle, Plot, Points};
+use egui_plot::{Bar, BarChart, Line, LineStyle, Plot, Points};
 
 use super::jobs::EpochPoint;
 use super::widgets::{ENCRYPTED_COLOR, PLAIN_COLOR};
@@ -441,4 +441,112 @@ pub fn regression_plots_ui(ui: &mut Ui, actual: &[f64], predicted: &[f64], heigh
             .rect;
         super::export::plot_png_button(&mut cols[1], "residuals", rect);
     });
+}
+
+/// Most features the importance chart shows.
+pub const IMPORTANCE_TOP: usize = 20;
+
+/// The `top` largest of `importance` (shares per feature) with their
+/// names, largest first; ties keep the features' order, zeros are left out.
+pub fn top_importance(names: &[String], importance: &[f64], top: usize) -> Vec<(String, f64)> {
+    let mut rows: Vec<(String, f64)> = names
+        .iter()
+        .zip(importance)
+        .filter(|(_, v)| v.is_finite() && **v > 0.0)
+        .map(|(n, v)| (n.clone(), *v))
+        .collect();
+    // A stable sort: equal shares stay in column order.
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    rows.truncate(top);
+    rows
+}
+
+/// Gain importance as horizontal bars (percent of the total gain), the
+/// largest on top, the features named on the y axis; the PNG button under it.
+pub fn importance_plot_ui(ui: &mut Ui, rows: &[(String, f64)]) {
+    if rows.is_empty() {
+        ui.label("No tree has a split: every feature's importance is 0.");
+        return;
+    }
+    let n = rows.len();
+    // Bar i (largest first) at y = n − 1 − i, so the largest is on top.
+    let bars: Vec<Bar> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (name, share))| {
+            Bar::new((n - 1 - i) as f64, share * 100.0)
+                .name(name)
+                .width(0.7)
+                .fill(ENCRYPTED_COLOR)
+        })
+        .collect();
+    let labels: Vec<String> = rows
+        .iter()
+        .rev()
+        .map(|(name, _)| fedhe::data::shorten(name, 22))
+        .collect();
+    let label_w = labels.iter().map(|l| l.chars().count()).max().unwrap_or(4) as f32 * 7.0;
+    let height = (50.0 + 22.0 * n as f32).clamp(120.0, 500.0);
+    let rect = ui
+        .scope(|ui| {
+            Plot::new("importance")
+                .height(height)
+                .x_axis_label("share of the total gain (%)")
+                .include_x(0.0)
+                .include_y(-0.6)
+                .include_y(n as f64 - 0.4)
+                .allow_scroll(false)
+                .allow_drag(false)
+                .allow_zoom(false)
+                .allow_boxed_zoom(false)
+                .show_grid([true, false])
+                // The names as tick labels, one per bar: shown at the bars'
+                // spacing (egui_plot hides y labels closer than 20 points).
+                .custom_y_axes(vec![
+                    egui_plot::AxisHints::new_y()
+                        .min_thickness(label_w)
+                        .label_spacing(egui::Rangef::new(8.0, 12.0))
+                        .formatter(move |mark, _| {
+                            let i = mark.value.round();
+                            if (mark.value - i).abs() > 1e-6 || i < 0.0 {
+                                return String::new();
+                            }
+                            labels.get(i as usize).cloned().unwrap_or_default()
+                        }),
+                ])
+                .y_grid_spacer(move |_| {
+                    (0..n)
+                        .map(|i| egui_plot::GridMark {
+                            value: i as f64,
+                            step_size: 1.0,
+                        })
+                        .collect()
+                })
+                .show(ui, |plot_ui| {
+                    plot_ui.bar_chart(
+                        BarChart::new("gain importance", bars)
+                            .horizontal()
+                            .color(ENCRYPTED_COLOR),
+                    );
+                });
+        })
+        .response
+        .rect;
+    super::export::plot_png_button(ui, "feature_importance", rect);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::top_importance;
+
+    #[test]
+    fn importance_is_sorted_largest_first_without_zeros_and_cut_to_the_top() {
+        let names: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
+        let shares = [0.1, 0.0, 0.4, 0.1, 0.4];
+        let top = top_importance(&names, &shares, 3);
+        let got: Vec<(&str, f64)> = top.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        // Ties stay in column order; "b" (0) is never shown.
+        assert_eq!(got, vec![("c", 0.4), ("e", 0.4), ("a", 0.1)]);
+        assert_eq!(top_importance(&names, &shares, 10).len(), 4);
+    }
 }

@@ -7,7 +7,10 @@ use egui::{RichText, Ui};
 
 use super::error::AppError;
 use super::jobs::{Job, poll_slot};
-use super::plots::{confusion_heatmap_ui, regression_plots_ui, roc_plot_ui};
+use super::plots::{
+    IMPORTANCE_TOP, confusion_heatmap_ui, importance_plot_ui, regression_plots_ui, roc_plot_ui,
+    top_importance,
+};
 use super::widgets::{self, DialogKind, FileDialog, Note};
 use super::{LatestModel, Shared};
 use fedhe::data::Target;
@@ -202,6 +205,9 @@ impl PredictTab {
         widgets::section_heading(ui, "Test data");
         self.test_data_ui(ui, busy, test_path, shared);
         self.results_ui(ui);
+        if let Some(m) = &self.model {
+            importance_ui(ui, &m.model);
+        }
     }
 
     /// A path chosen in one of the dialogs: load, score or export.
@@ -581,6 +587,72 @@ fn model_info_ui(ui: &mut Ui, m: &LatestModel) {
         rows_words(p),
         p.created
     ));
+    if let Some(d) = gbdt_description(&m.model) {
+        ui.label(d);
+    }
+}
+
+/// A gradient-boosted model's trees and settings: "60 trees (20 iterations
+/// × 3 classes), 412 splits; depth ≤ 4, 64 bins, learning rate 0.3, λ 1".
+pub fn gbdt_description(model: &ModelFile) -> Option<String> {
+    let e = model.ensemble.as_ref()?;
+    let splits = e
+        .trees
+        .iter()
+        .flat_map(|t| &t.nodes)
+        .filter(|n| matches!(n, fedhe::model::gbdt::Node::Split { .. }))
+        .count();
+    let trees = if e.outputs > 1 {
+        format!(
+            "{} trees ({} iterations × {} classes)",
+            e.trees.len(),
+            e.iterations(),
+            e.outputs
+        )
+    } else {
+        format!("{} trees", e.trees.len())
+    };
+    let settings =
+        serde_json::from_value::<fedhe::model::GbdtSettings>(model.provenance.settings.clone())
+            .ok()
+            .map(|s| {
+                format!(
+                    "; depth ≤ {}, {} bins, learning rate {}, λ {}, min child weight {}",
+                    s.depth, s.bins, s.learning_rate, s.lambda, s.min_child_weight
+                )
+            })
+            .unwrap_or_default();
+    Some(format!("{trees}, {splits} splits{settings}"))
+}
+
+/// The chart's title: how many of the features it shows (the top 20, or
+/// those the trees split on).
+pub fn importance_title(shown: usize, features: usize) -> String {
+    if shown >= features {
+        "Feature importance (gain)".to_string()
+    } else if shown == IMPORTANCE_TOP {
+        format!("Feature importance (gain), top {shown} of {features} features")
+    } else {
+        format!(
+            "Feature importance (gain) of the {shown} features the trees split on, of {features}"
+        )
+    }
+}
+
+/// A gradient-boosted model's gain importance per feature, largest first
+/// (the library's [`fedhe::model::Ensemble::importance`]).
+fn importance_ui(ui: &mut Ui, model: &ModelFile) {
+    let Some(e) = &model.ensemble else {
+        return;
+    };
+    let rows = top_importance(&model.feature_names, &e.importance(), IMPORTANCE_TOP);
+    let title = importance_title(rows.len(), e.features());
+    widgets::section_heading(ui, &title);
+    ui.label(
+        "Each feature's share of the total gain of the splits on it: how much the trees \
+         rely on it, not the direction of its effect.",
+    );
+    importance_plot_ui(ui, &rows);
 }
 
 /// Where the training rows were: a federated model's count is the whole

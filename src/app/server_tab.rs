@@ -172,7 +172,11 @@ impl ServerTab {
             label: settings.label.clone(),
             positive: settings.positive.clone(),
             task: settings.task,
-            model: fedhe::plan::ModelSpec::of(&settings.architecture),
+            model: fedhe::plan::ModelSpec {
+                gbdt: (settings.architecture == fedhe::model::Architecture::Gbdt)
+                    .then_some(settings.gbdt),
+                ..fedhe::plan::ModelSpec::of(&settings.architecture)
+            },
             ignore: settings.ignored.clone(),
             keep: Vec::new(),
             delimiter: None,

@@ -35,6 +35,19 @@ pub struct DemoSettings {
     pub overlay_plain: bool,
     pub dataset: super::demo::DemoDataset,
     pub architecture: fedhe::model::Architecture,
+    /// Gradient-boosted trees' settings (used when `architecture` is Gbdt).
+    pub gbdt: fedhe::model::GbdtSettings,
+}
+
+/// The demo's trees: small enough to grow in seconds on the sample data.
+pub fn demo_gbdt() -> fedhe::model::GbdtSettings {
+    fedhe::model::GbdtSettings {
+        trees: 20,
+        depth: 3,
+        bins: 64,
+        learning_rate: 0.3,
+        ..Default::default()
+    }
 }
 
 impl Default for DemoSettings {
@@ -48,6 +61,7 @@ impl Default for DemoSettings {
             overlay_plain: true,
             dataset: super::demo::DemoDataset::BreastCancer,
             architecture: fedhe::model::Architecture::Linear,
+            gbdt: demo_gbdt(),
         }
     }
 }
@@ -75,6 +89,9 @@ pub struct Settings {
     pub training: fedhe::plan::Training,
     /// The model trained locally and proposed in plans.
     pub architecture: fedhe::model::Architecture,
+    /// Gradient-boosted trees' settings (`architecture` Gbdt), trained
+    /// locally and proposed in plans.
+    pub gbdt: fedhe::model::GbdtSettings,
     /// Port of the embedded aggregator; 0 lets the system choose (once:
     /// then it comes back on `server_last_port`).
     pub server_port: u16,
@@ -123,6 +140,7 @@ impl Default for Settings {
             // The library's federation defaults (one place: `plan::Training`).
             training: fedhe::plan::Training::default(),
             architecture: fedhe::model::Architecture::Linear,
+            gbdt: demo_gbdt(),
             server_port: 0,
             server_last_port: 0,
             server_state_dir: default_state_dir(),

@@ -592,8 +592,14 @@ pub fn section_heading(ui: &mut Ui, text: &str) {
 
 /// Picks the model: linear (logistic, softmax or linear regression by task)
 /// or an MLP with one hidden layer of the chosen width (plans and the CLI
-/// allow up to three). Returns true when the choice changed.
-pub fn model_picker(ui: &mut Ui, id: &str, arch: &mut fedhe::model::Architecture) -> bool {
+/// allow up to three); with `trees`, gradient-boosted trees too. Returns
+/// true when the choice changed.
+pub fn model_picker(
+    ui: &mut Ui,
+    id: &str,
+    arch: &mut fedhe::model::Architecture,
+    trees: bool,
+) -> bool {
     use fedhe::model::Architecture;
     let before = arch.clone();
     let l = ui.label("Model");
@@ -618,6 +624,17 @@ pub fn model_picker(ui: &mut Ui, id: &str, arch: &mut fedhe::model::Architecture
                 && !matches!(arch, Architecture::Mlp { .. })
             {
                 *arch = Architecture::Mlp { hidden: vec![32] };
+            }
+            if trees
+                && ui
+                    .selectable_label(matches!(arch, Architecture::Gbdt), "gradient-boosted trees")
+                    .on_hover_text(
+                        "XGBoost-style histogram trees: each level's gradient histograms \
+                         are summed encrypted",
+                    )
+                    .clicked()
+            {
+                *arch = Architecture::Gbdt;
             }
         })
         .response

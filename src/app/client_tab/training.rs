@@ -16,7 +16,7 @@ use crate::app::widgets::{self, DialogKind, ENCRYPTED_COLOR, FileDialog, Note, O
 use crate::app::{LatestModel, Shared};
 use fedhe::client::ClientEvent;
 use fedhe::data::Dataset;
-use fedhe::model::{Architecture, ModelFile, Optimizer, OptimizerKind, Schedule};
+use fedhe::model::{Architecture, GbdtSettings, ModelFile, Optimizer, OptimizerKind, Schedule};
 use fedhe::plan::Training;
 use fedhe::session::{self, SessionError};
 
@@ -103,7 +103,12 @@ impl ClientTab {
         widgets::section_heading(ui, "4. Training");
         let training = self.is_training();
         ui.add_enabled_ui(!training, |ui| {
-            settings_ui(ui, &mut settings.training, &mut settings.architecture);
+            settings_ui(
+                ui,
+                &mut settings.training,
+                &mut settings.architecture,
+                &mut settings.gbdt,
+            );
         });
         if let Some(f) = &self.federation {
             plan_note_ui(ui, &f.joined.plan.training);
@@ -149,7 +154,7 @@ impl ClientTab {
             .clicked()
             && let Some(ds) = dataset
         {
-            let architecture = settings.architecture.clone();
+            let architecture = (settings.architecture.clone(), settings.gbdt);
             self.start_training(
                 ctx,
                 ds,
@@ -183,7 +188,10 @@ impl ClientTab {
             .as_ref()
             .map(|c| c.path.display().to_string())
             .unwrap_or_default();
-        let (t, architecture) = (settings.training, settings.architecture.clone());
+        let (t, architecture) = (
+            settings.training,
+            (settings.architecture.clone(), settings.gbdt),
+        );
         self.start_training(ctx, site.data.clone(), t, architecture, source, Some(site));
     }
 
@@ -253,7 +261,7 @@ impl ClientTab {
         ctx: &egui::Context,
         ds: Dataset,
         t: Training,
-        architecture: Architecture,
+        architecture: (Architecture, GbdtSettings),
         source: String,
         federated: Option<JoinedSite>,
     ) {
@@ -293,9 +301,26 @@ impl ClientTab {
 }
 
 /// Every setting of a plan's training section, and the model.
-fn settings_ui(ui: &mut Ui, t: &mut Training, architecture: &mut Architecture) {
+fn settings_ui(
+    ui: &mut Ui,
+    t: &mut Training,
+    architecture: &mut Architecture,
+    gbdt: &mut GbdtSettings,
+) {
+    if *architecture == Architecture::Gbdt {
+        ui.horizontal_wrapped(|ui| {
+            widgets::model_picker(ui, "client-model", architecture, true);
+            widgets::number_field(ui, "Trees", &mut gbdt.trees, 1..=1000, 0.1)
+                .on_hover_text("Boosting iterations (multi-class: one tree per class each)");
+            widgets::number_field(ui, "Depth", &mut gbdt.depth, 1..=12, 0.05)
+                .on_hover_text("Levels of splits: one encrypted round per level");
+            widgets::number_field(ui, "Bins", &mut gbdt.bins, 2..=256, 0.5);
+            widgets::real_field(ui, "Learning rate", &mut gbdt.learning_rate, 0.001..=1.0);
+        });
+        return;
+    }
     ui.horizontal_wrapped(|ui| {
-        widgets::model_picker(ui, "client-model", architecture);
+        widgets::model_picker(ui, "client-model", architecture, true);
         widgets::number_field(ui, "Rounds", &mut t.rounds, 1..=1000, 0.1);
         widgets::number_field(ui, "Epochs", &mut t.sgd.epochs, 1..=1000, 0.1);
         widgets::real_field(ui, "Learning rate", &mut t.sgd.lr, 1e-6..=10.0);
@@ -373,10 +398,13 @@ fn plan_note_ui(ui: &mut Ui, t: &Training) {
 fn local_training(
     ds: &Dataset,
     t: &Training,
-    architecture: Architecture,
+    (architecture, gbdt): (Architecture, GbdtSettings),
     source: &str,
     p: &Progress<TrainMsg>,
 ) -> Result<ModelFile, AppError> {
+    if architecture == Architecture::Gbdt {
+        return local_trees(ds, &gbdt, source, p);
+    }
     let cfg = t.local();
     let epochs = cfg.epochs.max(1);
     let settings = session::LocalTraining {
@@ -411,6 +439,46 @@ fn local_training(
     Ok(run.model)
 }
 
+/// Gradient-boosted trees on this file only (`model::gbdt::fit_dataset`,
+/// what `fedhe train --model gbdt` runs): "tree k of N" as they grow.
+fn local_trees(
+    ds: &Dataset,
+    gbdt: &GbdtSettings,
+    source: &str,
+    p: &Progress<TrainMsg>,
+) -> Result<ModelFile, AppError> {
+    let fit = fedhe::model::gbdt::fit_dataset(
+        ds,
+        gbdt,
+        fedhe::data::default_missing_tokens(),
+        vec![source.to_string()],
+        &mut |done, of| {
+            p.send(TrainMsg::Progress(done as f32 / of.max(1) as f32));
+            p.send(TrainMsg::Status(format!("Tree {done} of {of} grown")));
+            if p.cancelled() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )
+    .map_err(|e| AppError::Model {
+        action: "grow the trees",
+        source: Box::new(e),
+    })?;
+    if p.cancelled() {
+        return Err(AppError::Stopped("Training"));
+    }
+    p.send(TrainMsg::Status(format!(
+        "Done: {} of {} trees; on the training rows {} {:.3}.",
+        fit.run.ensemble.iterations(),
+        gbdt.trees,
+        ds.label.kind().score_name(),
+        fit.training.score()
+    )));
+    Ok(fit.model)
+}
+
 /// Federated training (worker side): the library's session runs the plan's
 /// rounds; every event becomes a [`TrainMsg`].
 fn federated_training(
@@ -427,6 +495,20 @@ fn federated_training(
     let t = joined.plan.training;
     let score_name = joined.plan.target().kind().score_name();
     let cancel = p.cancel_flag();
+    if joined.plan.gbdt().is_some() {
+        let run = joined
+            .run_gbdt(
+                &site.data,
+                vec![site.source.clone()],
+                &mut |e| report(e, &t, score_name, p),
+                &cancel,
+            )
+            .map_err(|e| match e {
+                SessionError::Cancelled => AppError::Stopped("Training"),
+                e => AppError::Federated(Box::new(e)),
+            })?;
+        return Ok(run.model);
+    }
     let run = joined
         .run(
             &site.data,
