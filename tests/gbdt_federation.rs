@@ -342,3 +342,366 @@ fn the_cli_simulates_and_plans_trees() {
         "{text}"
     );
 }
+
+/// Real `fedhe serve` and `fedhe client` processes (issue 24, real runs):
+/// a helper set after tests/server_cli.rs's.
+mod processes {
+    use std::io::Read;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use fedhe::crypto::{ParamSet, SecretKey};
+
+    /// A child killed with SIGKILL when dropped.
+    pub struct Killed(pub std::process::Child);
+
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    pub fn fedhe() -> Command {
+        Command::new(env!("CARGO_BIN_EXE_fedhe"))
+    }
+
+    fn run_ok(cmd: &mut Command) -> String {
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
+
+    /// A key pair in `dir`: (secret, public).
+    pub fn keys(dir: &Path) -> (PathBuf, PathBuf) {
+        let sk = SecretKey::generate(ParamSet::Standard64);
+        let sk_path = dir.join("secret.key");
+        sk.save(&sk_path, false).unwrap();
+        let pk_path = dir.join("public.key");
+        std::fs::write(&pk_path, sk.public().to_bytes()).unwrap();
+        (sk_path, pk_path)
+    }
+
+    /// `fedhe split` of WDBC into `sites` client files; `fedhe plan init
+    /// --model gbdt` from its training rows with `extra` flags. Returns
+    /// the client files and the plan.
+    pub fn split_and_plan(dir: &Path, sites: usize, extra: &[&str]) -> (Vec<PathBuf>, PathBuf) {
+        let split = dir.join("split");
+        run_ok(
+            fedhe()
+                .args(["split", "--label", "diagnosis", "--clients"])
+                .arg(sites.to_string())
+                .arg("--data")
+                .arg(crate::common::sample("breast_cancer_wdbc.csv"))
+                .arg("--out")
+                .arg(&split),
+        );
+        let plan = dir.join("plan.toml");
+        let text = run_ok(
+            fedhe()
+                .args(["plan", "init", "--label", "diagnosis", "--model", "gbdt"])
+                .args(["--trees", "5", "--depth", "3", "--bins", "32"])
+                .args(extra)
+                .arg("--data")
+                .arg(split.join("train.csv"))
+                .arg("--out")
+                .arg(&plan),
+        );
+        assert!(!text.is_empty());
+        let files = (1..=sites)
+            .map(|i| split.join(format!("clients/client_{i}.csv")))
+            .collect();
+        (files, plan)
+    }
+
+    /// `fedhe serve` with `args` on `state` at `bind`: the process, its URL.
+    pub fn serve(args: &[&str], state: &Path, bind: &str) -> (Killed, String) {
+        let mut cmd = fedhe();
+        cmd.args(["serve", "--bind", bind])
+            .env("RUST_LOG", "warn")
+            .args(args)
+            .arg("--state-dir")
+            .arg(state)
+            .stdout(Stdio::piped());
+        let mut child = Killed(cmd.spawn().unwrap());
+        let url = crate::common::serve_url(&mut child.0);
+        (child, url)
+    }
+
+    pub fn client(url: &str, key: &Path, data: &Path, id: &str, out: &Path) -> Killed {
+        Killed(
+            fedhe()
+                .args(["client", "--server", url, "--name", id, "--id", id])
+                .arg("--key")
+                .arg(key)
+                .arg("--data")
+                .arg(data)
+                .arg("--model-out")
+                .arg(out.join(format!("{id}.json")))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// Reads a client's stdout live: the receiver hears of the first line
+    /// that contains `needle`; the thread returns the whole stdout.
+    pub fn watch_stdout(
+        c: &mut Killed,
+        needle: &'static str,
+    ) -> (
+        std::sync::mpsc::Receiver<()>,
+        std::thread::JoinHandle<String>,
+    ) {
+        use std::io::BufRead;
+        let out = c.0.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::Builder::new()
+            .name("watch-stdout".into())
+            .spawn(move || {
+                let mut text = String::new();
+                for line in std::io::BufReader::new(out).lines() {
+                    let line = line.unwrap();
+                    if line.contains(needle) {
+                        let _ = tx.send(());
+                    }
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                text
+            })
+            .unwrap();
+        (rx, reader)
+    }
+
+    /// Waits for a client to end: (success, stdout + stderr).
+    pub fn finish(mut c: Killed, timeout: Duration) -> (bool, String) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = c.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "client did not finish");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut text = String::new();
+        if let Some(out) = c.0.stdout.as_mut() {
+            out.read_to_string(&mut text).unwrap();
+        }
+        c.0.stderr
+            .as_mut()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        (status.success(), text)
+    }
+
+    pub fn operator(token: &Path, url: &str) -> fedhe::client::AggregatorClient {
+        let token = std::fs::read_to_string(token).unwrap();
+        fedhe::client::AggregatorClient::new(url).with_token(token.trim())
+    }
+}
+
+/// Three `fedhe client` processes a, b, c over `fedhe serve`; with `kill`,
+/// the server is SIGKILLed once a reports its second tree (the third tree's
+/// level rounds under way) and restarted on the same state folder and
+/// port. Returns the three model files' trees and the clients' output.
+fn three_tree_sites(dir: &Path, kill: bool) -> (Vec<Ensemble>, String) {
+    use processes::*;
+    let (sk, pk) = keys(dir);
+    let (files, plan) = split_and_plan(dir, 3, &["--roster", "a,b,c"]);
+    let state = dir.join("state");
+    let token = dir.join("operator.token");
+    let args = [
+        "--public-key",
+        pk.to_str().unwrap(),
+        "--plan",
+        plan.to_str().unwrap(),
+        "--operator-token-file",
+        token.to_str().unwrap(),
+    ];
+    let (server, url) = serve(&args, &state, "127.0.0.1:0");
+    let mut server = Some(server);
+    let ids = ["a", "b", "c"];
+    let mut clients: Vec<Killed> = ids
+        .iter()
+        .zip(&files)
+        .map(|(id, f)| client(&url, &sk, f, id, dir))
+        .collect();
+    let (seen, reader) = watch_stdout(&mut clients[0], "tree 2/5");
+    let mut reader = Some(reader);
+    if kill {
+        seen.recv_timeout(Duration::from_secs(120))
+            .expect("a reports its second tree");
+        let round = operator(&token, &url).status().unwrap().round;
+        drop(server.take()); // SIGKILL mid-tree
+        assert!(round > 2 + 2 * 3, "killed in the third tree: round {round}");
+        std::thread::sleep(Duration::from_secs(3));
+        let port = url.rsplit(':').next().unwrap();
+        server = Some(serve(&args, &state, &format!("127.0.0.1:{port}")).0);
+    }
+    let mut outs = String::new();
+    for (i, c) in clients.into_iter().enumerate() {
+        let (ok, mut out) = finish(c, Duration::from_secs(180));
+        if let Some(r) = reader.take().filter(|_| i == 0) {
+            out = r.join().unwrap() + &out;
+        }
+        assert!(ok, "client {} failed:\n{out}", ids[i]);
+        assert!(out.contains("done: 5 trees of 5 iterations"), "{out}");
+        outs += &out;
+    }
+    drop(server);
+    let trees = ids
+        .iter()
+        .map(|id| {
+            fedhe::model::ModelFile::load(&dir.join(format!("{id}.json")))
+                .unwrap()
+                .ensemble
+                .expect("a gbdt model file holds its trees")
+        })
+        .collect();
+    (trees, outs)
+}
+
+#[test]
+fn a_server_killed_mid_tree_gives_the_uninterrupted_trees() {
+    let (reference, _) = three_tree_sites(tempfile::tempdir().unwrap().path(), false);
+    assert!(reference.iter().all(|e| *e == reference[0]));
+    assert_eq!(reference[0].trees.len(), 5);
+    assert!(reference[0].trees[0].nodes.len() > 3, "the trees split");
+    let dir = tempfile::tempdir().unwrap();
+    let (disrupted, out) = three_tree_sites(dir.path(), true);
+    assert!(
+        out.contains("aggregator unreachable") && out.contains("retrying in"),
+        "{out}"
+    );
+    // Bit for bit: every split and every leaf, at every site.
+    for e in &disrupted {
+        assert_eq!(*e, reference[0]);
+    }
+}
+
+#[test]
+fn a_site_that_drops_out_mid_tree_leaves_the_others_to_finish() {
+    use processes::*;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (sk, pk) = keys(dir);
+    let (files, plan) = split_and_plan(
+        dir,
+        4,
+        &[
+            "--roster",
+            "a,b,c,d",
+            "--min-clients",
+            "3",
+            "--deadline",
+            "4",
+        ],
+    );
+    let state = dir.join("state");
+    let token = dir.join("operator.token");
+    let args = [
+        "--public-key",
+        pk.to_str().unwrap(),
+        "--plan",
+        plan.to_str().unwrap(),
+        "--operator-token-file",
+        token.to_str().unwrap(),
+    ];
+    let (_server, url) = serve(&args, &state, "127.0.0.1:0");
+    let ids = ["a", "b", "c", "d"];
+    let mut clients: Vec<Killed> = ids
+        .iter()
+        .zip(&files)
+        .map(|(id, f)| client(&url, &sk, f, id, dir))
+        .collect();
+    // d is killed once it has its first tree: mid-federation, in the
+    // second tree's level rounds.
+    let (seen, _d_out) = watch_stdout(&mut clients[3], "tree 1/5");
+    seen.recv_timeout(Duration::from_secs(120))
+        .expect("d reports its first tree");
+    let op = operator(&token, &url);
+    let killed_at = op.status().unwrap().round;
+    drop(clients.pop()); // SIGKILL
+    // The open round's key set, read while the federation runs (a
+    // complete federation answers no more key reads).
+    let watcher = {
+        let op = operator(&token, &url);
+        std::thread::Builder::new()
+            .name("key-sets".into())
+            .spawn(move || {
+                let mut sets = std::collections::BTreeMap::new();
+                while let Ok(s) = op.status() {
+                    if s.complete.is_some() {
+                        break;
+                    }
+                    // The open round's key set, its latest phase kept.
+                    if let Ok(k) = op.key_set(s.round, None) {
+                        let seen: &mut fedhe::protocol::KeySet =
+                            sets.entry(s.round).or_insert(k.clone());
+                        if !k.survivors.is_empty() || seen.survivors.is_empty() {
+                            *seen = k;
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                sets
+            })
+            .unwrap()
+    };
+    let mut models = Vec::new();
+    for (i, c) in clients.into_iter().enumerate() {
+        let (ok, out) = finish(c, Duration::from_secs(300));
+        assert!(ok, "client {} failed:\n{out}", ids[i]);
+        assert!(out.contains("done: 5 trees of 5 iterations"), "{out}");
+        let m = fedhe::model::ModelFile::load(&dir.join(format!("{}.json", ids[i]))).unwrap();
+        models.push(m.ensemble.expect("trees"));
+    }
+    assert!(models.iter().all(|e| *e == models[0]), "identical trees");
+    assert_eq!(models[0].trees.len(), 5);
+    // The rounds after d left hold a, b and c only, masked by the double
+    // masking flow (d's self mask never asked for: its update is in no sum).
+    let status = op.status().unwrap();
+    assert!(status.complete.is_some(), "the federation completed");
+    let last = status.round;
+    let sets = watcher.join().unwrap();
+    assert!(sets.len() >= 4, "{sets:?}");
+    for (r, keys) in &sets {
+        // Whenever d's update is in no sum, d is no survivor: the others
+        // reveal shares of d's pair seeds only, never of its self seed.
+        let info = op.round(*r, None).unwrap();
+        if keys.phase != fedhe::protocol::MaskPhase::Keys {
+            assert!(keys.masked, "round {r}");
+        }
+        if !info.submitted.iter().any(|s| s == "d") {
+            assert!(!keys.survivors.iter().any(|s| s == "d"), "round {r}");
+        }
+    }
+    for r in killed_at + 2..=last {
+        let info = op.round(r, None).unwrap();
+        assert_eq!(info.contributors, 3, "round {r}: {info:?}");
+        let mut who = info.submitted.clone();
+        who.sort();
+        assert_eq!(who, vec!["a", "b", "c"], "round {r}");
+        if let Some(keys) = sets.get(&r).filter(|k| !k.survivors.is_empty()) {
+            assert_eq!(keys.survivors, vec!["a", "b", "c"], "round {r}");
+        }
+    }
+    let seen: Vec<_> = sets
+        .iter()
+        .map(|(r, k)| (*r, k.phase, k.roster.clone(), k.survivors.clone()))
+        .collect();
+    assert!(
+        seen.iter()
+            .any(|(r, _, _, s)| *r >= killed_at + 2 && !s.is_empty()),
+        "{seen:?}"
+    );
+}
