@@ -174,7 +174,13 @@ impl Aggregator {
     /// addressed to `client`.
     pub fn shares_for(&self, client: &str, round: u64) -> Result<SharesFor, ServerError> {
         let attempt = self.open.mask.attempt;
-        self.check_double(client, round, attempt, &[MaskPhase::Unmask])?;
+        // Consistency too: survivors open their bundles before signing.
+        self.check_double(
+            client,
+            round,
+            attempt,
+            &[MaskPhase::Consistency, MaskPhase::Unmask],
+        )?;
         let m = &self.open.mask;
         let survivors = m.survivors.clone().unwrap_or_default();
         let bundles = survivors
