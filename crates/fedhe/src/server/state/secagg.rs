@@ -535,7 +535,7 @@ impl Aggregator {
             round,
             attempt,
             "round {round} attempt {attempt} could not be unmasked: {why}; the round stays open \
-             (a member may have sent inconsistent shares; the operator decides)"
+             (a member may have sent inconsistent shares); no route moves it on: a new run is needed"
         );
         self.open = next;
         Ok(())
