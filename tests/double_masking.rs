@@ -421,8 +421,11 @@ fn join_at(url: &str, key: &Arc<SecretKey>, id: &str) -> Joined {
 /// Issue 21's reproduction: the aggregator relays b's key to a with a
 /// signature that does not verify. Before: a's client ended with a relay
 /// error and the round waited for a. Now a reports b, the aggregator
-/// restarts the attempt without b, and a, c, d finish with their exact sum;
-/// b waits and takes the published sum.
+/// restarts the attempt without b. Round 1 comes before training and the
+/// plan names its roster, so b is left out of that one attempt only (review
+/// finding 6: a report must not stall a round that waits for every named
+/// member): b comes back in attempt 2 with a fresh key and all four finish
+/// with their exact sum.
 #[test]
 fn a_bad_partner_key_is_reported_and_the_round_goes_on_without_that_member() {
     let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
@@ -453,22 +456,18 @@ fn a_bad_partner_key_is_reported_and_the_round_goes_on_without_that_member() {
     let (by, report) = &s.reports[0];
     assert_eq!((by.as_str(), report.member.as_str()), ("a", "b"));
     assert!(report.reason.contains("not signed"), "{}", report.reason);
-    let want = plain_mean(&key, &[&ups[0], &ups[2], &ups[3]]);
+    let want = plain_mean(&key, &[&ups[0], &ups[1], &ups[2], &ups[3]]);
     for (id, r) in IDS.iter().zip(&results) {
         let m = r.as_ref().unwrap_or_else(|e| panic!("{id}: {e}"));
-        assert_eq!(m.counted, vec!["a", "c", "d"], "{id}");
-        if *id == "b" {
-            assert!(!m.contributed, "b is not in the sum");
-        } else {
-            assert!(m.masked && m.contributed, "{id}");
-        }
+        assert_eq!(m.counted, IDS, "{id}");
+        assert!(m.masked && m.contributed, "{id}");
         assert_eq!(m.values, want.values, "{id}: bit for bit");
     }
-    // a uploaded only in the attempt without b.
+    // a uploaded only once (in attempt 2: it reported b in attempt 1).
     assert_eq!(s.updates.get("a").copied(), Some(1));
     assert!(
-        s.updates.get("b").copied().unwrap_or(0) <= 1,
-        "b uploaded once at most"
+        s.updates.get("b").copied().unwrap_or(0) <= 2,
+        "b uploaded once per attempt at most"
     );
 }
 

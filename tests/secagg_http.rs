@@ -458,9 +458,11 @@ fn malformed_conflicting_or_missing_shares_are_refused_and_change_nothing() {
             .missing
             .contains(&"a".to_string())
     );
-    // The reveal and the shares route wait for the unmask phase.
-    let e = a.shares_for(1).unwrap_err();
-    assert_eq!(e.status(), Some(409), "{e}");
+    // The shares are relayed from the consistency phase on (review
+    // finding 4: survivors open their bundles before they sign).
+    let given = a.shares_for(1).unwrap();
+    assert_eq!(given.attempt, 1);
+    assert_eq!(given.bundles.len(), IDS.len());
     fed.sign(&set, "a");
     assert!(
         !srv.round_info(1)
@@ -468,6 +470,40 @@ fn malformed_conflicting_or_missing_shares_are_refused_and_change_nothing() {
             .missing
             .contains(&"a".to_string())
     );
+}
+
+/// Review finding 6: a report that would leave the round fewer expected
+/// members than min_clients is refused (409) and nothing is stored: the
+/// attempt and its uploads stay, and the reporter may still report later.
+#[test]
+fn a_report_that_would_break_the_quorum_is_refused() {
+    let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = plan(600);
+    p.quorum.min_clients = 4;
+    let srv = start(&key, &p, dir.path(), "127.0.0.1:0");
+    let fed = Fed::new(&srv, &key, &IDS);
+    for id in IDS {
+        fed.announce(id, 1).unwrap();
+    }
+    let set = fed.key_set();
+    fed.upload(&set, "a");
+    let report = KeyReport {
+        attempt: 1,
+        member: "d".into(),
+        reason: "low-order point".into(),
+    };
+    let a = &fed.sites[0].api;
+    let e = a.report_key(1, &report).unwrap_err();
+    assert_eq!(e.status(), Some(409), "{e}");
+    assert!(e.to_string().contains("fewer than the 4"), "{e}");
+    let after = fed.key_set();
+    assert_eq!((after.attempt, after.phase), (1, MaskPhase::Upload));
+    assert_eq!(srv.round_info(1).unwrap().submitted, ["a"]);
+    // Not stored as a report: a's one report of the round is still free
+    // (refused again for the same reason, not as a second report).
+    let e = a.report_key(1, &report).unwrap_err();
+    assert!(e.to_string().contains("fewer than the 4"), "{e}");
 }
 
 #[test]

@@ -15,6 +15,7 @@ use crate::protocol::{ErrorCode, MaskPhase, RoundInfo, RoundState};
 use super::api::AggregatorClient;
 use super::error::{LoopError, SumError};
 use super::exchange::{Exchange, ExchangeCost, NoteNotifier, RoundMean, RoundSum, WaitNotifier};
+use super::ledger::LedgerError;
 use super::limbs::limb_bits_for;
 use super::masking::{Agreed, Identities, KeyPhase, Masker, Masking};
 use super::secagg::{Step, shares_upload};
@@ -390,6 +391,18 @@ impl HeExchange {
             attempt,
         };
         let round = SecAggRound::new(ctx, &roster, up.me.min_members)?;
+        // One roster, threshold and key set per attempt, recorded before
+        // anything is masked, sealed, signed or revealed: shown another,
+        // this client waits for the attempt to move.
+        let under = crate::privacy::secagg::roster_keys_digest(&round, &keys)?;
+        match up.me.ledger.seal_under(&round.ctx, &under) {
+            Ok(()) => {}
+            Err(e @ (LedgerError::RosterConflict { .. } | LedgerError::StaleAttempt { .. })) => {
+                self.note(&format!("round {} attempt {attempt}: {e}", up.round));
+                return Ok(AfterAttempt::Wait);
+            }
+            Err(e) => return Err(e.into()),
+        }
         if already_in {
             up.attempt = Some(attempt);
             up.masked = true;
@@ -411,7 +424,7 @@ impl HeExchange {
                 MaskPhase::Consistency => {
                     up.attempt = Some(attempt);
                     up.masked = true;
-                    self.masker(me, public).sign(&round, &set)?
+                    self.masker(me, public).sign(&round, &set, &secret, &keys)?
                 }
                 MaskPhase::Unmask => {
                     up.attempt = Some(attempt);

@@ -54,6 +54,54 @@ pub enum LedgerError {
          of one round over different survivors would give away a site's update)"
     )]
     RevealedRound { round: u64, attempt: u32 },
+    #[error(
+        "round {round} attempt {attempt}: this client already sealed its shares under another \
+         roster, threshold or partner keys; refusing to mask, seal or reveal under a second one \
+         (shares of one self seed under two rosters could be pooled); waiting for the attempt \
+         to move"
+    )]
+    RosterConflict { round: u64, attempt: u32 },
+    #[error(
+        "round {round}: attempt {attempt} is older than attempt {highest} this client already \
+         took part in; attempts only go forward"
+    )]
+    StaleAttempt {
+        round: u64,
+        attempt: u32,
+        highest: u32,
+    },
+    #[error(
+        "round {round} attempt {attempt}: this client already signed another survivor set in \
+         this round; refusing to sign a second one"
+    )]
+    SignConflict { round: u64, attempt: u32 },
+}
+
+/// The entries of `ctx`'s round (every attempt), with their attempt.
+fn round_entries<'e>(
+    entries: &'e BTreeMap<String, Entry>,
+    ctx: &MaskContext<'_>,
+) -> impl Iterator<Item = (u32, &'e Entry)> {
+    let prefix = format!("{}/{}/", ctx.plan, ctx.round);
+    entries
+        .range(prefix.clone()..)
+        .take_while(move |(k, _)| k.starts_with(&prefix))
+        .filter_map(move |(k, e)| Some((k.rsplit('/').next()?.parse().ok()?, e)))
+}
+
+/// Refuses `ctx` when its round already has an entry of a later attempt.
+fn check_forward(
+    entries: &BTreeMap<String, Entry>,
+    ctx: &MaskContext<'_>,
+) -> Result<(), LedgerError> {
+    match round_entries(entries, ctx).map(|(a, _)| a).max() {
+        Some(highest) if highest > ctx.attempt => Err(LedgerError::StaleAttempt {
+            round: ctx.round,
+            attempt: ctx.attempt,
+            highest,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Whether another attempt of `ctx`'s round already revealed its shares.
@@ -77,6 +125,13 @@ struct Entry {
     /// (sorted ids), once it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     revealed: Option<Vec<String>>,
+    /// The digest of the roster, threshold and partner keys this client
+    /// masked and sealed under (hex), recorded before the first seal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sealed: Option<String>,
+    /// The survivor set this client signed in this attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signed: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -193,6 +248,7 @@ impl MaskLedger {
     /// before it is returned, so before its key is announced).
     pub fn secret(&self, ctx: &MaskContext<'_>) -> Result<AttemptSecret, LedgerError> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        check_forward(&entries, ctx)?;
         if let Some(secret) = entries
             .get(&key(ctx))
             .and_then(|e| AttemptSecret::from_hex(&e.secret))
@@ -204,8 +260,7 @@ impl MaskLedger {
             key(ctx),
             Entry {
                 secret: secret.to_hex(),
-                values: None,
-                revealed: None,
+                ..Entry::default()
             },
         );
         self.save(&entries)?;
@@ -223,6 +278,7 @@ impl MaskLedger {
     ) -> Result<(), LedgerError> {
         let d = digest(values, weight);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        check_forward(&entries, ctx)?;
         if revealed_elsewhere(&entries, ctx) {
             return Err(LedgerError::RevealedRound {
                 round: ctx.round,
@@ -264,6 +320,7 @@ impl MaskLedger {
         survivors: &[String],
     ) -> Result<(), LedgerError> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        check_forward(&entries, ctx)?;
         if revealed_elsewhere(&entries, ctx) {
             return Err(LedgerError::RevealedRound {
                 round: ctx.round,
@@ -282,6 +339,53 @@ impl MaskLedger {
                 self.save(&entries)
             }
         }
+    }
+}
+
+impl MaskLedger {
+    /// Records, before the first mask or seal of `ctx` leaves, the digest
+    /// of the roster, threshold and partner keys it is made under
+    /// (`privacy::secagg::roster_keys_digest`): the first is saved; the
+    /// same again passes (a restart); any other is refused, so that no self
+    /// seed is shared out under two rosters.
+    pub fn seal_under(&self, ctx: &MaskContext<'_>, digest: &[u8; 32]) -> Result<(), LedgerError> {
+        let d = crate::hex::hex(digest);
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        check_forward(&entries, ctx)?;
+        let entry = entries.entry(key(ctx)).or_default();
+        match &entry.sealed {
+            Some(sealed) if *sealed == d => Ok(()),
+            Some(_) => Err(LedgerError::RosterConflict {
+                round: ctx.round,
+                attempt: ctx.attempt,
+            }),
+            None => {
+                entry.sealed = Some(d);
+                self.save(&entries)
+            }
+        }
+    }
+
+    /// Records, before the signature leaves, the survivor set signed in
+    /// `ctx`: the same set again passes; a different set anywhere in the
+    /// round is refused (an honest site signs one set per round).
+    pub fn sign_for(&self, ctx: &MaskContext<'_>, survivors: &[String]) -> Result<(), LedgerError> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        check_forward(&entries, ctx)?;
+        if round_entries(&entries, ctx)
+            .any(|(_, e)| e.signed.as_ref().is_some_and(|s| s.as_slice() != survivors))
+        {
+            return Err(LedgerError::SignConflict {
+                round: ctx.round,
+                attempt: ctx.attempt,
+            });
+        }
+        let entry = entries.entry(key(ctx)).or_default();
+        if entry.signed.is_some() {
+            return Ok(());
+        }
+        entry.signed = Some(survivors.to_vec());
+        self.save(&entries)
     }
 }
 
@@ -330,9 +434,6 @@ mod tests {
                 attempt: 1
             })
         ));
-        // Another attempt: a fresh secret.
-        let next = MaskContext { attempt: 2, ..ctx };
-        assert_ne!(again.secret(&next).unwrap(), s);
         // Reveals: one survivor set per context, kept across a restart.
         let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         again.reveal_for(&ctx, &set(&["a", "b", "c"])).unwrap();
@@ -345,6 +446,9 @@ mod tests {
                 attempt: 1
             })
         ));
+        // Another attempt: a fresh secret.
+        let next = MaskContext { attempt: 2, ..ctx };
+        assert_ne!(after.secret(&next).unwrap(), s);
         // Once revealed in attempt 1, attempt 2 of the round neither masks
         // nor reveals (round 4 is another round).
         let attempt2 = MaskContext { attempt: 2, ..ctx };
@@ -366,6 +470,112 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0, "the ledger is owner-only");
+        }
+    }
+
+    fn ctx(attempt: u32) -> MaskContext<'static> {
+        MaskContext {
+            plan: "ab",
+            round: 5,
+            attempt,
+        }
+    }
+
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The digest a client seals under for `roster` (real keys: each
+    /// member's announced X25519 key).
+    fn sealed_under(ctx: MaskContext<'static>, roster: &[String]) -> [u8; 32] {
+        let keys: Vec<(String, [u8; 32])> = roster
+            .iter()
+            .map(|id| {
+                let secret = AttemptSecret::generate().unwrap();
+                let identity = crate::privacy::Identity::generate().unwrap();
+                (id.clone(), identity.announce(&ctx, id, &secret).public)
+            })
+            .collect();
+        let round = crate::privacy::secagg::SecAggRound::new(ctx, roster, 2).unwrap();
+        crate::privacy::secagg::roster_keys_digest(&round, &keys).unwrap()
+    }
+
+    /// Review finding 1: the same attempt shown with another roster (or
+    /// other partner keys) is refused before anything is sealed, across a
+    /// restart; the first roster still passes.
+    #[test]
+    fn an_attempt_shown_with_another_roster_is_refused_before_sealing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = ledger_path(&dir.path().join("client-a.state.json"));
+        let ledger = MaskLedger::fresh(&path).unwrap();
+        ledger.secret(&ctx(1)).unwrap();
+        let first = sealed_under(ctx(1), &ids(&["a", "b", "c"]));
+        let other = sealed_under(ctx(1), &ids(&["a", "b", "d"]));
+        let rekeyed = sealed_under(ctx(1), &ids(&["a", "b", "c"]));
+        ledger.seal_under(&ctx(1), &first).unwrap();
+        let again = MaskLedger::open(&path).unwrap();
+        again.seal_under(&ctx(1), &first).unwrap();
+        for d in [other, rekeyed] {
+            assert!(matches!(
+                again.seal_under(&ctx(1), &d),
+                Err(LedgerError::RosterConflict {
+                    round: 5,
+                    attempt: 1
+                })
+            ));
+        }
+        // The next attempt may have its own roster.
+        again
+            .seal_under(&ctx(2), &sealed_under(ctx(2), &ids(&["a", "b", "d"])))
+            .unwrap();
+    }
+
+    /// Review finding 2: once a round has an entry of attempt 2, attempt 1
+    /// gets no secret, binding, seal, reveal or signature.
+    #[test]
+    fn a_lower_attempt_after_a_higher_one_is_refused() {
+        let ledger = MaskLedger::in_memory();
+        ledger.secret(&ctx(1)).unwrap();
+        ledger.secret(&ctx(2)).unwrap();
+        let stale = |r: Result<(), LedgerError>| {
+            assert!(
+                matches!(
+                    r,
+                    Err(LedgerError::StaleAttempt {
+                        round: 5,
+                        attempt: 1,
+                        highest: 2
+                    })
+                ),
+                "{r:?}"
+            )
+        };
+        stale(ledger.secret(&ctx(1)).map(drop));
+        stale(ledger.bind(&ctx(1), &[1.0], 1.0));
+        stale(ledger.seal_under(&ctx(1), &[7; 32]));
+        stale(ledger.reveal_for(&ctx(1), &ids(&["a", "b", "c"])));
+        stale(ledger.sign_for(&ctx(1), &ids(&["a", "b", "c"])));
+        // Attempt 2 and another round are unaffected.
+        ledger.bind(&ctx(2), &[1.0], 1.0).unwrap();
+        let round6 = MaskContext { round: 6, ..ctx(1) };
+        ledger.secret(&round6).unwrap();
+    }
+
+    /// Review finding 3: one signed survivor set per round, kept across a
+    /// restart (the same set again passes).
+    #[test]
+    fn a_second_survivor_set_in_a_round_is_not_signed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = ledger_path(&dir.path().join("client-a.state.json"));
+        let ledger = MaskLedger::fresh(&path).unwrap();
+        ledger.sign_for(&ctx(1), &ids(&["a", "b", "c"])).unwrap();
+        let again = MaskLedger::open(&path).unwrap();
+        again.sign_for(&ctx(1), &ids(&["a", "b", "c"])).unwrap();
+        for c in [ctx(1), ctx(2)] {
+            assert!(matches!(
+                again.sign_for(&c, &ids(&["a", "b"])),
+                Err(LedgerError::SignConflict { round: 5, .. })
+            ));
         }
     }
 }

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use crate::privacy::masks::{AttemptSecret, MaskError};
 use crate::privacy::secagg::{
-    Reveal, SealedShares, SecAggError, SecAggRound, check_survivors, open_shares, reveal,
+    HeldShares, Reveal, SealedShares, SecAggError, SecAggRound, check_survivors, open_shares,
+    reveal,
 };
 
 use crate::protocol::{ErrorCode, KeySet, MaskPhase, RoundInfo, RoundState, WireShare};
@@ -70,20 +71,38 @@ pub fn unmask_step(
     shown: &Shown<'_>,
 ) -> Result<Reveal, UnmaskError> {
     check_survivors(round, me, identities, shown.survivors, shown.signatures)?;
+    ledger.seal_under(
+        &round.ctx,
+        &crate::privacy::secagg::roster_keys_digest(round, keys)?,
+    )?;
+    // Opened before the reveal is recorded (opening reveals nothing): a
+    // garbage bundle leaves this site unrevealed.
+    let held = open_bundles(secret, round, me, keys, shown.survivors, shown.bundles)?;
     ledger.reveal_for(&round.ctx, shown.survivors)?;
-    let mut held = Vec::new();
-    for b in shown
-        .bundles
-        .iter()
-        .filter(|b| b.to == me && shown.survivors.contains(&b.from))
-    {
-        let sender = keys
-            .iter()
-            .find(|(id, _)| *id == b.from)
-            .ok_or_else(|| SecAggError::NoKey { id: b.from.clone() })?;
-        held.push(open_shares(secret, round, me, sender, b)?);
-    }
     Ok(reveal(round, me, shown.survivors, &held)?)
+}
+
+/// Opens the survivors' bundles addressed to `me`; the first that does
+/// not open (or whose sender has no key) fails, naming its sender.
+pub fn open_bundles(
+    secret: &AttemptSecret,
+    round: &SecAggRound<'_>,
+    me: &str,
+    keys: &[(String, [u8; 32])],
+    survivors: &[String],
+    bundles: &[SealedShares],
+) -> Result<Vec<HeldShares>, SecAggError> {
+    bundles
+        .iter()
+        .filter(|b| b.to == me && survivors.contains(&b.from))
+        .map(|b| {
+            let sender = keys
+                .iter()
+                .find(|(id, _)| *id == b.from)
+                .ok_or_else(|| SecAggError::NoKey { id: b.from.clone() })?;
+            open_shares(secret, round, me, sender, b)
+        })
+        .collect()
 }
 
 /// The sealed bundles of this site for the wire (each named by its
@@ -186,11 +205,33 @@ impl Masker<'_> {
         )
     }
 
-    /// Consistency: signs the survivor set shown (this site is in it). The
+    /// Consistency: opens the bundles addressed to this site (a bundle that
+    /// does not open: no signature, so the round restarts before Unmask),
+    /// records the set in the ledger (one set per round) and signs it. The
     /// signature is deterministic: a restarted site sends the same one.
-    pub(crate) fn sign(&self, round: &SecAggRound<'_>, set: &KeySet) -> Result<Step, LoopError> {
+    pub(crate) fn sign(
+        &self,
+        round: &SecAggRound<'_>,
+        set: &KeySet,
+        secret: &AttemptSecret,
+        keys: &[(String, [u8; 32])],
+    ) -> Result<Step, LoopError> {
         if let Err(e) = check_shown(round, &set.survivors) {
             return Ok(Step::Refused(e.to_string()));
+        }
+        let bundles = match self.bundles(round, set)? {
+            Ok(b) => b,
+            Err(step) => return Ok(step),
+        };
+        if let Err(e) = open_bundles(secret, round, &self.me.id, keys, &set.survivors, &bundles) {
+            return Ok(Step::Refused(e.to_string()));
+        }
+        match self.me.ledger.sign_for(&round.ctx, &set.survivors) {
+            Ok(()) => {}
+            Err(e @ (LedgerError::SignConflict { .. } | LedgerError::StaleAttempt { .. })) => {
+                return Ok(Step::Refused(e.to_string()));
+            }
+            Err(e) => return Err(e.into()),
         }
         let signature = crate::privacy::secagg::sign_survivors(
             &self.me.identity,
@@ -214,6 +255,48 @@ impl Masker<'_> {
         }
     }
 
+    /// The bundles the aggregator relays to this site in `set`'s attempt,
+    /// or the step to take instead (the phase moved on, or they are not
+    /// for this attempt or not hex).
+    fn bundles(
+        &self,
+        round: &SecAggRound<'_>,
+        set: &KeySet,
+    ) -> Result<Result<Vec<SealedShares>, Step>, LoopError> {
+        let given = match self.api.shares_for(set.round) {
+            Ok(g) => g,
+            // The phase or the round moved on meanwhile: the next look tells.
+            Err(e) if e.code().is_some() => {
+                tracing::debug!("the shares were not given: {e}");
+                return Ok(Err(Step::Done));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if given.attempt != set.attempt {
+            return Ok(Err(Step::Refused(format!(
+                "the shares relayed are for attempt {}, not {}",
+                given.attempt, set.attempt
+            ))));
+        }
+        let mut bundles = Vec::with_capacity(given.bundles.len());
+        for b in &given.bundles {
+            match crate::hex::parse_hex_up_to(&b.bytes, 32 * round.roster.len() + 16) {
+                Some(bytes) => bundles.push(SealedShares {
+                    from: b.id.clone(),
+                    to: self.me.id.clone(),
+                    bytes,
+                }),
+                None => {
+                    return Ok(Err(Step::Refused(format!(
+                        "the shares relayed from `{}` are not hex",
+                        b.id
+                    ))));
+                }
+            }
+        }
+        Ok(Ok(bundles))
+    }
+
     /// Unmask: checks the signed survivor set against the identities this
     /// site verified, fetches the bundles addressed to it, and reveals
     /// (recorded in the ledger first; the same reveal after a restart).
@@ -232,37 +315,10 @@ impl Masker<'_> {
                 None => tracing::debug!("a malformed survivor signature of `{}`", s.id),
             }
         }
-        let given = match self.api.shares_for(set.round) {
-            Ok(g) => g,
-            // The phase or the round moved on meanwhile: the next look tells.
-            Err(e) if e.code().is_some() => {
-                tracing::debug!("the shares were not given: {e}");
-                return Ok(Step::Done);
-            }
-            Err(e) => return Err(e.into()),
+        let bundles = match self.bundles(round, set)? {
+            Ok(b) => b,
+            Err(step) => return Ok(step),
         };
-        if given.attempt != set.attempt {
-            return Ok(Step::Refused(format!(
-                "the shares relayed are for attempt {}, not {}",
-                given.attempt, set.attempt
-            )));
-        }
-        let mut bundles = Vec::with_capacity(given.bundles.len());
-        for b in &given.bundles {
-            match crate::hex::parse_hex_up_to(&b.bytes, 32 * round.roster.len() + 16) {
-                Some(bytes) => bundles.push(SealedShares {
-                    from: b.id.clone(),
-                    to: self.me.id.clone(),
-                    bytes,
-                }),
-                None => {
-                    return Ok(Step::Refused(format!(
-                        "the shares relayed from `{}` are not hex",
-                        b.id
-                    )));
-                }
-            }
-        }
         let shown = Shown {
             survivors: &set.survivors,
             signatures: &signatures,

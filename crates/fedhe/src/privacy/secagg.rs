@@ -253,6 +253,23 @@ fn bundle_key(
     Ok((aead::LessSafeKey::new(unbound), info))
 }
 
+/// What a site masks and seals under in `round`: a digest of the context,
+/// the roster, the threshold and every member's announced key (`keys`, in
+/// roster order). The client ledger records it before the first seal and
+/// refuses any other in the attempt.
+pub fn roster_keys_digest(
+    round: &SecAggRound<'_>,
+    keys: &[(String, [u8; 32])],
+) -> Result<[u8; 32], SecAggError> {
+    let mut m = b"FedHE sealed under v1\0".to_vec();
+    m.extend_from_slice(&round.digest());
+    for (id, key) in round.partners_of(keys)? {
+        put(&mut m, id.as_bytes());
+        m.extend_from_slice(key);
+    }
+    Ok(Sha256::digest(&m).into())
+}
+
 /// Site `id`'s sealed bundles of `round`, one per roster member (itself
 /// included), from its attempt secret and the members' verified keys. The
 /// shares' randomness is derived from the secret, so a site restarted mid
@@ -267,8 +284,18 @@ pub fn seal_shares(
     let members = round.partners_of(keys)?;
     let partners: Vec<(String, [u8; 32])> = members.iter().map(|k| (*k).clone()).collect();
     let seeds = secret.pair_seeds(&round.ctx, id, &partners)?;
-    let mut rng =
-        rand_chacha::ChaCha20Rng::from_seed(*secret.derive(b"FedHE share coins v1", &round.ctx));
+    // The coins depend on the roster, the threshold and every member's
+    // key as well as the secret: no polynomial is ever reused across two
+    // rosters (and no AES-GCM key seals two different plaintexts).
+    let base = secret.derive(b"FedHE share coins v1", &round.ctx);
+    let mut coins = zeroize::Zeroizing::new([0u8; 32]);
+    hkdf_expand(
+        b"FedHE share coins v2",
+        &base[..],
+        &roster_keys_digest(round, keys)?,
+        &mut coins[..],
+    );
+    let mut rng = rand_chacha::ChaCha20Rng::from_seed(*coins);
     let points: Vec<u64> = (1..=round.roster.len() as u64).collect();
     let t = round.threshold;
     let own = shamir::split(self_seed(secret, &round.ctx), t, &points, &mut rng);

@@ -630,6 +630,20 @@ impl Tx<'_> {
         Ok(self.tx.execute(sql, params)?)
     }
 
+    /// Deletes `round`'s double-masking rows (bundles, signatures,
+    /// reveals, every attempt). Part of the write before it (no fault step
+    /// of its own): the close's or the restart's statement, in the same
+    /// transaction, so the fault-injection write counts stay as they were.
+    fn drop_mask_rows(&self, round: u64) -> Result<(), StoreError> {
+        for table in ["mask_shares", "mask_signatures", "mask_reveals"] {
+            self.tx.execute(
+                &format!("DELETE FROM {table} WHERE round = ?1"),
+                [to_i64(round)],
+            )?;
+        }
+        Ok(())
+    }
+
     pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO meta (key, value) VALUES (?1, ?2)
@@ -831,6 +845,9 @@ impl Tx<'_> {
     /// stored.
     pub fn restart_attempt(&self, round: u64, mask_state: &[u8]) -> Result<(), StoreError> {
         self.exec("DELETE FROM submissions WHERE round = ?1", [to_i64(round)])?;
+        // The restarted attempt's bundles, signatures and reveals go too
+        // (the new attempt has none yet).
+        self.drop_mask_rows(round)?;
         let changed = self.exec(
             "UPDATE rounds SET sum = NULL, contributors = 0, len = NULL, aggregate_ms = 0,
                  bytes_accepted = 0
@@ -926,6 +943,9 @@ impl Tx<'_> {
         if changed != 1 {
             return Err(StoreError::Corrupt(format!("round {round} is not open")));
         }
+        // A closed round's bundles, signatures and reveals are not needed
+        // again: they go with the close, so the store does not grow.
+        self.drop_mask_rows(round)?;
         if next_mask_state.is_some() {
             self.exec(
                 "INSERT INTO rounds (round, open, contributors, opened) VALUES (?1, 1, 0, ?2)",
@@ -1037,6 +1057,46 @@ mod tests {
             add_ms: 0.5,
             now: 2,
         }
+    }
+
+    /// Review finding 5: a restart drops the restarted attempt's bundles,
+    /// signatures and reveals; a close drops the round's (the next
+    /// round's stay).
+    #[test]
+    fn a_restart_and_a_close_drop_the_rounds_share_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.write(|tx| tx.save_session(b"pk", Some(3), 1)).unwrap();
+        let fill = |s: &mut Store, round: u64, attempt: u32| {
+            s.write(|tx| {
+                tx.put_mask_share((round, attempt), "a", "b", &[1; 48])?;
+                tx.put_mask_row(MaskTable::Signatures, (round, attempt), "a", &[2; 64])?;
+                tx.put_mask_row(MaskTable::Reveals, (round, attempt), "a", b"{}")
+            })
+            .unwrap();
+        };
+        let rows = |s: &Store, round: u64, attempt: u32| {
+            s.mask_shares(round, attempt).unwrap().len()
+                + s.mask_rows(MaskTable::Signatures, round, attempt)
+                    .unwrap()
+                    .len()
+                + s.mask_rows(MaskTable::Reveals, round, attempt)
+                    .unwrap()
+                    .len()
+        };
+        fill(&mut s, 1, 1);
+        fill(&mut s, 2, 1);
+        assert_eq!(rows(&s, 1, 1), 3);
+        s.write(|tx| tx.restart_attempt(1, b"{}")).unwrap();
+        assert_eq!(rows(&s, 1, 1), 0);
+        assert_eq!(rows(&s, 2, 1), 3);
+        fill(&mut s, 1, 2);
+        s.write(|tx| tx.close_round(1, 3, b"sum1", Some(b"{}")))
+            .unwrap();
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(rows(&s, 1, 2), 0);
+        assert_eq!(rows(&s, 2, 1), 3);
     }
 
     #[test]

@@ -174,7 +174,13 @@ impl Aggregator {
     /// addressed to `client`.
     pub fn shares_for(&self, client: &str, round: u64) -> Result<SharesFor, ServerError> {
         let attempt = self.open.mask.attempt;
-        self.check_double(client, round, attempt, &[MaskPhase::Unmask])?;
+        // Consistency too: survivors open their bundles before signing.
+        self.check_double(
+            client,
+            round,
+            attempt,
+            &[MaskPhase::Consistency, MaskPhase::Unmask],
+        )?;
         let m = &self.open.mask;
         let survivors = m.survivors.clone().unwrap_or_default();
         let bundles = survivors
@@ -330,13 +336,36 @@ impl Aggregator {
         }
         let now = now_unix();
         let mut expected: BTreeSet<String> = frozen.union(&m.late).cloned().collect();
+        expected.retain(|c| !m.excluded.contains(c));
         expected.remove(&req.member);
+        // A report must not stall the federation: without the member, the
+        // round must still have its quorum of expected members.
+        let min = self.rules().min_contributors();
+        if expected.len() < min {
+            return Err(ServerError::Conflict(format!(
+                "leaving `{}` out of round {round} would leave {} expected members, fewer than \
+                 the {min} the round needs; the report is refused",
+                req.member,
+                expected.len()
+            )));
+        }
         let mut mask = m.clone();
         mask.reporters.insert(client.to_string());
-        mask.excluded.insert(req.member.clone());
+        // A round before training with a named roster waits for every
+        // named member: the reported one is left out of the next attempt
+        // only (it may announce a new key in the one after).
+        let per_attempt = self
+            .plan()
+            .is_some_and(|(p, _)| round <= p.layout().statistics_round())
+            && self.rules().named_roster().is_some();
+        if !per_attempt {
+            mask.excluded.insert(req.member.clone());
+        }
         let mut next_mask = mask.next_attempt(now, expected);
         next_mask.late = m.late.clone();
-        next_mask.late.insert(req.member.clone());
+        if !per_attempt {
+            next_mask.late.insert(req.member.clone());
+        }
         let reason: String = req.reason.chars().take(MAX_REASON).collect();
         let bytes = next_mask.to_bytes()?;
         let at = (round, req.attempt);
@@ -506,7 +535,7 @@ impl Aggregator {
             round,
             attempt,
             "round {round} attempt {attempt} could not be unmasked: {why}; the round stays open \
-             (a member may have sent inconsistent shares; the operator decides)"
+             (a member may have sent inconsistent shares); no route moves it on: a new run is needed"
         );
         self.open = next;
         Ok(())
