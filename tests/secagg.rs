@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use fedhe::client::secagg::{Shown, unmask_step, usable_members};
+use fedhe::client::secagg::{Shown, unmask_step};
 use fedhe::client::{LedgerError, MaskLedger};
 use fedhe::crypto::{
     Accumulator, EncryptedUpdate, Masks, ParamSet, SecretKey, decrypt_integers, encrypt_weighted,
@@ -465,43 +465,4 @@ fn share_bundles_open_only_for_their_recipient_round_and_roster() {
     let next = MaskContext { attempt: 2, ..CTX };
     let other = SecAggRound::new(next, &fed.roster, 3).unwrap();
     assert!(open_shares(me, &other, "site-01", &from, to1).is_err());
-}
-
-/// A member whose announced key is a low-order point (here the zero point)
-/// is reported and left out as a dropout; the round goes on over the
-/// others and gives their exact sum.
-#[test]
-fn a_member_with_a_low_order_key_is_a_dropout_and_the_round_goes_on() {
-    let mut fed = Federation::new(5, 1_000);
-    fed.keys[4].1 = [0u8; 32];
-    let (usable, bad) = usable_members(&fed.site("site-00").secret, &fed.keys);
-    assert_eq!(usable, all_but(&fed.roster, &["site-04"]));
-    assert_eq!(bad.len(), 1);
-    assert!(bad[0].to_string().contains("site-04"), "{}", bad[0]);
-    // Every site finds the same members.
-    for s in &fed.sites[..4] {
-        assert_eq!(usable_members(&s.secret, &fed.keys).0, usable);
-    }
-    fed.keys.truncate(4);
-    let round = SecAggRound::new(CTX, &usable, 3).unwrap();
-    let mut acc = Accumulator::new(&fed.key.public(), fed.len);
-    let mut bundles = Vec::new();
-    for id in &usable {
-        let (update, sealed) = fed.upload(&round, id);
-        acc.add(&update).unwrap();
-        bundles.extend(sealed);
-    }
-    let sigs = fed.signatures(&round, &usable, &usable);
-    let reveals: Vec<Reveal> = usable
-        .iter()
-        .map(|me| {
-            fed.unmask_step(&round, me, &usable, &sigs, &bundles)
-                .unwrap()
-        })
-        .collect();
-    acc.add_masks(&unmask(&round, &usable, &reveals).unwrap());
-    assert_eq!(
-        decrypt_integers(&fed.key, &acc).unwrap(),
-        fed.plain_sum(&usable)
-    );
 }

@@ -1,11 +1,10 @@
 //! A site's side of double masking (`privacy::secagg`) in the order the
-//! round must take it: the members it can mask with, and the unmask step —
-//! check the signed survivor set, record it in the mask ledger, and only
-//! then open the bundles and reveal.
+//! round must take it: open the bundles, check the signed survivor set,
+//! record it in the mask ledger, and only then reveal.
 
 use std::collections::BTreeMap;
 
-use crate::privacy::masks::{AttemptSecret, MaskError};
+use crate::privacy::masks::AttemptSecret;
 use crate::privacy::secagg::{
     HeldShares, Reveal, SealedShares, SecAggError, SecAggRound, check_survivors, open_shares,
     reveal,
@@ -25,26 +24,6 @@ pub enum UnmaskError {
     SecAgg(#[from] SecAggError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
-}
-
-/// The members of a fixed roster this site can mask with, and those it
-/// cannot: a member whose announced key is malformed or a low-order point
-/// is reported and left out, as a dropout (the round goes on without it;
-/// the check depends on the key alone, so every honest site and the
-/// aggregator leave out the same members).
-pub fn usable_members(
-    secret: &AttemptSecret,
-    keys: &[(String, [u8; 32])],
-) -> (Vec<String>, Vec<MaskError>) {
-    let (mut good, mut bad) = (Vec::new(), Vec::new());
-    for (id, public) in keys {
-        match secret.shared(id, public) {
-            Ok(_) => good.push(id.clone()),
-            Err(e) => bad.push(e),
-        }
-    }
-    good.sort();
-    (good, bad)
 }
 
 /// What the unmask step is given by the aggregator.
