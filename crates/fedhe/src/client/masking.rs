@@ -21,7 +21,6 @@ use super::error::{LoopError, RelayError};
 use super::exchange::WaitNotifier;
 use super::ledger::MaskLedger;
 use super::pins::PartnerPins;
-use super::wait::{LastSeen, wait_round};
 
 /// Who this client is in masked rounds.
 #[derive(Debug, Clone)]
@@ -308,40 +307,7 @@ impl Masker<'_> {
         attempt: u32,
         cancel: &AtomicBool,
     ) -> Result<Option<KeySet>, LoopError> {
-        let mut seen = LastSeen::new();
-        // The first look does not wait: the aggregator's long poll waits
-        // for the next change, and the awaited one may have come already.
-        let mut first = true;
-        wait_round(
-            self.timeout,
-            Some(cancel),
-            || {
-                format!(
-                    "the mask keys of round {round} were not complete within {} s",
-                    self.timeout.as_secs()
-                )
-            },
-            |wait| {
-                let wait = (!std::mem::take(&mut first)).then_some(wait);
-                let set = match self.api.key_set(round, wait) {
-                    Ok(s) => s,
-                    Err(e) if e.code() == Some(&ErrorCode::WrongRound) => return Ok(Some(None)),
-                    Err(e) => return Err(LoopError::from(e)),
-                };
-                if set.attempt != attempt {
-                    return Ok(Some(None));
-                }
-                if set.phase != MaskPhase::Keys {
-                    return Ok(Some(Some(set)));
-                }
-                if let Some(notify) = self.on_wait
-                    && seen.changed(set.missing.clone())
-                {
-                    notify(&as_round_info(&set));
-                }
-                Ok(None)
-            },
-        )
+        self.next_phase(round, attempt, MaskPhase::Keys, cancel)
     }
 
     /// Checks every partner's announced key against its verified identity

@@ -155,11 +155,15 @@ impl Masker<'_> {
         wait_round(
             self.timeout,
             Some(cancel),
-            || {
-                format!(
+            || match from {
+                MaskPhase::Keys => format!(
+                    "the mask keys of round {round} were not complete within {} s",
+                    self.timeout.as_secs()
+                ),
+                _ => format!(
                     "round {round} attempt {attempt} stayed in its {from:?} phase for {} s",
                     self.timeout.as_secs()
-                )
+                ),
             },
             |wait| {
                 let wait = (!std::mem::take(&mut first)).then_some(wait);

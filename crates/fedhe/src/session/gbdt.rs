@@ -7,11 +7,10 @@ use std::sync::atomic::AtomicBool;
 
 use crate::client::{ClientEvent, Exchange, GbdtOutcome, LoopError, run_gbdt_loop};
 use crate::data::Dataset;
-use crate::data::split::stratified_split;
 use crate::model::{Evaluation, ModelFile, Provenance};
 use crate::plan::Plan;
 
-use super::{Joined, RunRecord, SessionError, loop_config};
+use super::{Joined, RunRecord, SessionError, held_out, loop_config};
 
 /// The result of a gradient-boosted trees run at one site.
 #[derive(Debug, Clone)]
@@ -42,12 +41,7 @@ pub fn run_gbdt_plan(
         return Err(SessionError::NotGbdt);
     };
     let t = &plan.training;
-    let (train, held) = if t.validation_share > 0.0 {
-        let (a, b) = stratified_split(data, t.validation_share, t.sgd.seed)?;
-        (a, Some(b))
-    } else {
-        (data.clone(), None)
-    };
+    let (train, held) = held_out(plan, data)?;
     let cfg = loop_config(
         plan,
         plan_fingerprint,

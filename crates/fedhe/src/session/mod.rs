@@ -776,12 +776,7 @@ pub fn run_plan_with(
         return Err(SessionError::GbdtPlan);
     }
     let t = &plan.training;
-    let (train, validation) = if t.validation_share > 0.0 {
-        let (a, b) = stratified_split(data, t.validation_share, t.sgd.seed)?;
-        (a, Some(b))
-    } else {
-        (data.clone(), None)
-    };
+    let (train, validation) = held_out(plan, data)?;
     let cfg = loop_config(
         plan,
         plan_fingerprint,
@@ -833,6 +828,21 @@ pub fn run_plan_with(
         outcome,
         train_rows: train.rows(),
     })
+}
+
+/// The rows a site trains on and, with `training.validation_share`, the
+/// rows it holds out (stratified, seeded by the plan).
+pub(crate) fn held_out(
+    plan: &Plan,
+    data: &Dataset,
+) -> Result<(Dataset, Option<Dataset>), SessionError> {
+    let t = &plan.training;
+    if t.validation_share > 0.0 {
+        let (a, b) = stratified_split(data, t.validation_share, t.sgd.seed)?;
+        Ok((a, Some(b)))
+    } else {
+        Ok((data.clone(), None))
+    }
 }
 
 /// The client loop's settings for `plan` at `site`.
