@@ -154,6 +154,100 @@ fn federate(ds: &Dataset, s: GbdtSettings) -> fedhe::model::Ensemble {
     federated.into_iter().next().unwrap()
 }
 
+/// Three sites' trees when site 2 leaves at `(iteration, level)` (0-based):
+/// with `restart`, sites 0 and 1 take that level's sum as the sign to grow
+/// the iteration again from its roots ([`Grower::restart_iteration`]), as
+/// the federation's tree rounds do; without it they go on with the levels
+/// summed so far (what a federation did before).
+fn leave(
+    ds: &Dataset,
+    s: GbdtSettings,
+    at: (usize, usize),
+    restart: bool,
+) -> fedhe::model::Ensemble {
+    let head = Head::for_target(&ds.label);
+    let stats = RawStats::of(&ds.columns, &ds.x, (head == Head::Squared).then_some(&ds.y));
+    let plan = BinPlan::new(&ds.columns, &stats);
+    let c = cuts(&plan, &fine_histogram(&plan, ds.x.view()), s.bins);
+    let y: Vec<f64> = match stats.target {
+        Some((sum, sq)) => {
+            let t = fedhe::model::TargetScaling::from_moments(stats.rows, sum, sq);
+            ds.y.iter().map(|&v| t.scale(v)).collect()
+        }
+        None => ds.y.to_vec(),
+    };
+    let parts: Vec<Vec<usize>> = (0..3)
+        .map(|p| (0..ds.rows()).filter(|i| i % 3 == p).collect())
+        .collect();
+    let mut growers: Vec<Grower> = (0..3)
+        .map(|_| Grower::new(s, head, c.clone()).unwrap())
+        .collect();
+    let mut rows: Vec<SiteRows> = parts
+        .iter()
+        .zip(&growers)
+        .map(|(p, g)| {
+            let x = ds.x.select(ndarray::Axis(0), p);
+            let ys: Vec<f64> = p.iter().map(|&i| y[i]).collect();
+            SiteRows::new(g, x.view(), &ys).unwrap()
+        })
+        .collect();
+    let (mut level, mut gone, mut restarted) = (0, false, false);
+    while let Some(len) = growers[0].round_len() {
+        let iteration = growers[0].iterations_done();
+        gone |= (iteration, level) >= at;
+        let active = if gone { 2 } else { 3 };
+        if restart && !restarted && (iteration, level) == at && level > 0 {
+            restarted = true;
+            for (g, r) in growers.iter_mut().zip(rows.iter_mut()).take(2) {
+                g.restart_iteration(r);
+            }
+            level = 0;
+            assert!(growers[0].at_roots());
+            continue;
+        }
+        let mut sum = vec![0i64; len];
+        for (g, r) in growers.iter().zip(&rows).take(active) {
+            for (a, b) in sum.iter_mut().zip(g.local(r)) {
+                *a += b;
+            }
+        }
+        for (g, r) in growers.iter_mut().zip(rows.iter_mut()).take(active) {
+            g.take(&sum, r).unwrap();
+        }
+        level = if growers[0].at_roots() { 0 } else { level + 1 };
+    }
+    growers.swap_remove(0).finish()
+}
+
+/// A site that leaves mid-tree: the others grow that iteration again from
+/// its roots, and their trees are exactly those of the three sites before
+/// it and the two from it on (the same trees as if the site had left at
+/// the iteration's root); going on with the levels summed so far gives
+/// other trees.
+#[test]
+fn an_iteration_grown_again_without_a_site_is_the_others_iteration() {
+    let s = GbdtSettings {
+        trees: 6,
+        depth: 4,
+        ..GbdtSettings::default()
+    };
+    for (file, label) in [
+        ("train.csv", "diagnosis"),
+        ("wine.csv", "cultivar"),
+        ("penguins.csv", "body_mass_g"),
+    ] {
+        let ds = load(&sample(file), label);
+        let at_root = leave(&ds, s, (2, 0), false);
+        let regrown = leave(&ds, s, (2, 2), true);
+        assert_eq!(regrown, at_root, "{file}");
+        assert_eq!(regrown.trees.len(), 6 * at_root.outputs);
+        let mixed = leave(&ds, s, (2, 2), false);
+        assert_ne!(mixed, at_root, "{file}");
+        // The gain of the abandoned levels is not counted.
+        assert_eq!(regrown.importance(), at_root.importance(), "{file}");
+    }
+}
+
 /// Binary, multi-class and regression (with categories and missing cells):
 /// three sites' summed histograms give the pooled trees, bit for bit.
 #[test]

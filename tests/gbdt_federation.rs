@@ -171,8 +171,8 @@ fn encrypted_masked_trees_equal_plaintext_and_pooled_trees() {
     assert!(seen[1..].iter().all(|r| r.cost.bytes_up > 0));
     let t = enc.totals();
     assert_eq!((t.iterations, t.rounds), (4, 16));
-    // The plan's rounds: statistics, bins, 4 × 4 levels.
-    assert_eq!(enc.plan.last_round(), 18);
+    // The plan's rounds: statistics, bins, (4 + 1 spare) × 4 levels.
+    assert_eq!(enc.plan.last_round(), 22);
 }
 
 #[test]
@@ -334,7 +334,8 @@ fn the_cli_simulates_and_plans_trees() {
     );
     let p = fedhe::plan::Plan::load(&plan).unwrap();
     assert_eq!(p.gbdt().unwrap().trees, 7);
-    assert_eq!(p.last_round(), 1 + 1 + 7 * 6);
+    // Statistics, bins, (7 trees + 1 spare) × 6 levels.
+    assert_eq!(p.last_round(), 1 + 1 + (7 + 1) * 6);
     let out = super::common::fedhe(&["plan", "check", plan.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -623,13 +624,27 @@ fn a_site_that_drops_out_mid_tree_leaves_the_others_to_finish() {
         .zip(&files)
         .map(|(id, f)| client(&url, &sk, f, id, dir))
         .collect();
-    // d is killed once it has its first tree: mid-federation, in the
-    // second tree's level rounds.
-    let (seen, _d_out) = watch_stdout(&mut clients[3], "tree 1/5");
-    seen.recv_timeout(Duration::from_secs(120))
-        .expect("d reports its first tree");
+    // d is killed mid-tree: while the second (or a later) tree's level 1
+    // is open, after its root summed d; the tree must begin again from its
+    // root without d (depth 3: d's update reaches level 1 at most, so level
+    // 2 at the latest holds a, b and c only).
+    let p = fedhe::plan::Plan::load(&plan).unwrap();
+    let layout = p.layout();
     let op = operator(&token, &url);
-    let killed_at = op.status().unwrap().round;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let (killed_at, tree) = loop {
+        assert!(std::time::Instant::now() < deadline, "no second tree");
+        let round = op.status().unwrap().round;
+        if let Some(fedhe::plan::RoundPhase::Tree {
+            iteration,
+            level: 1,
+        }) = layout.phase(round)
+            && iteration >= 2
+        {
+            break (round, iteration);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
     drop(clients.pop()); // SIGKILL
     // The open round's key set, read while the federation runs (a
     // complete federation answers no more key reads).
@@ -662,11 +677,21 @@ fn a_site_that_drops_out_mid_tree_leaves_the_others_to_finish() {
         let (ok, out) = finish(c, Duration::from_secs(300));
         assert!(ok, "client {} failed:\n{out}", ids[i]);
         assert!(out.contains("done: 5 trees of 5 iterations"), "{out}");
+        let regrown = format!("tree {tree}/5: ");
+        let line = out.lines().find(|l| l.starts_with(&regrown)).unwrap();
+        assert!(
+            line.ends_with("grown again from its root without d (1 restart)"),
+            "{out}"
+        );
         let m = fedhe::model::ModelFile::load(&dir.join(format!("{}.json", ids[i]))).unwrap();
         models.push(m.ensemble.expect("trees"));
     }
     assert!(models.iter().all(|e| *e == models[0]), "identical trees");
     assert_eq!(models[0].trees.len(), 5);
+    // Exactly the trees of a federation whose trees before `tree` sum
+    // a, b, c and d, and whose later ones (`tree` regrown) a, b and c only.
+    let reference = hub::run(&p, &files, layout.tree_round(3, tree, 1));
+    assert_eq!(models[0], reference[0]);
     // The rounds after d left hold a, b and c only, masked by the double
     // masking flow (d's self mask never asked for: its update is in no sum).
     let status = op.status().unwrap();
@@ -704,4 +729,156 @@ fn a_site_that_drops_out_mid_tree_leaves_the_others_to_finish() {
             .any(|(r, _, _, s)| *r >= killed_at + 2 && !s.is_empty()),
         "{seen:?}"
     );
+}
+
+/// With no spare tree, a tree grown again after a site left takes rounds
+/// the plan's last trees needed: the run ends with the iterations that fit
+/// (of 5 trees of depth 3, a restart in tree 2's level 1 leaves 10 rounds
+/// for 4 more trees: 3 fit), the same at every site.
+#[test]
+fn without_spare_rounds_a_restart_ends_the_run_with_the_trees_that_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (files, plan) = processes::split_and_plan(dir.path(), 4, &["--spare-trees", "0"]);
+    let p = fedhe::plan::Plan::load(&plan).unwrap();
+    assert_eq!(p.gbdt().unwrap().spare_trees, 0);
+    assert_eq!(p.last_round(), 1 + 1 + 5 * 3);
+    let trees = hub::run(&p, &files, p.layout().tree_round(3, 2, 1));
+    assert_eq!(trees[0].trees.len(), 4);
+    // With the default spare tree, all 5.
+    std::fs::create_dir_all(dir.path().join("spare")).unwrap();
+    let (files, plan) = processes::split_and_plan(&dir.path().join("spare"), 4, &[]);
+    let p = fedhe::plan::Plan::load(&plan).unwrap();
+    let trees = hub::run(&p, &files, p.layout().tree_round(3, 2, 1));
+    assert_eq!(trees[0].trees.len(), 5);
+}
+
+/// A plaintext federation of site threads summing through one in-memory
+/// hub, whose last site leaves at a chosen round: the reference for a site
+/// that drops out mid-tree.
+mod hub {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Condvar, Mutex};
+
+    use fedhe::client::{Exchange, ExchangeCost, LoopError, RoundSum};
+    use fedhe::model::gbdt::Ensemble;
+    use fedhe::plan::Plan;
+    use fedhe::session::{RunRecord, run_gbdt_plan};
+
+    #[derive(Default)]
+    struct State {
+        /// Sites still in the federation.
+        active: Vec<String>,
+        /// Per round: who sent what.
+        sent: BTreeMap<u64, Vec<(String, Vec<f64>)>>,
+    }
+
+    #[derive(Default)]
+    struct Hub {
+        state: Mutex<State>,
+        changed: Condvar,
+    }
+
+    struct Site {
+        hub: Arc<Hub>,
+        id: String,
+        leave_at: Option<u64>,
+    }
+
+    impl Exchange for Site {
+        fn contribute(
+            &mut self,
+            round: u64,
+            values: &[f64],
+            _cancel: &AtomicBool,
+        ) -> Result<RoundSum, LoopError> {
+            let mut st = self.hub.state.lock().unwrap();
+            if self.leave_at == Some(round) {
+                st.active.retain(|s| *s != self.id);
+                self.hub.changed.notify_all();
+                return Err(LoopError::Cancelled);
+            }
+            st.sent
+                .entry(round)
+                .or_default()
+                .push((self.id.clone(), values.to_vec()));
+            self.hub.changed.notify_all();
+            let st = self
+                .hub
+                .changed
+                .wait_while(st, |st| {
+                    let sent = st.sent.get(&round).map_or(0, Vec::len);
+                    sent < st.active.len()
+                })
+                .unwrap();
+            let sent = &st.sent[&round];
+            let mut sum = vec![0.0; values.len()];
+            for (_, v) in sent {
+                for (a, b) in sum.iter_mut().zip(v) {
+                    *a += b;
+                }
+            }
+            Ok(RoundSum {
+                values: sum,
+                contributors: sent.len() as u32,
+                contributed: true,
+                counted: sent.iter().map(|(id, _)| id.clone()).collect(),
+                cost: ExchangeCost::default(),
+                masked: false,
+            })
+        }
+    }
+
+    /// The ensembles of sites a, b, c (and d, which leaves at `leave_at`)
+    /// on `files` under `plan`.
+    pub fn run(plan: &Plan, files: &[PathBuf], leave_at: u64) -> Vec<Ensemble> {
+        let ids = ["a", "b", "c", "d"];
+        let hub = Arc::new(Hub::default());
+        hub.state.lock().unwrap().active = ids.iter().map(|s| s.to_string()).collect();
+        let fingerprint = plan.fingerprint().to_string();
+        let threads: Vec<_> = ids
+            .iter()
+            .zip(files)
+            .map(|(id, file)| {
+                let data = fedhe::data::load_csv(file, &plan.csv_options())
+                    .unwrap()
+                    .dataset;
+                let mut site = Site {
+                    hub: hub.clone(),
+                    id: id.to_string(),
+                    leave_at: (*id == "d").then_some(leave_at),
+                };
+                let (plan, fingerprint, id) = (plan.clone(), fingerprint.clone(), id.to_string());
+                std::thread::spawn(move || {
+                    let record = RunRecord {
+                        kind: fedhe::model::FEDERATED,
+                        data_files: Vec::new(),
+                        server: None,
+                        site: id,
+                    };
+                    let cancel = AtomicBool::new(false);
+                    run_gbdt_plan(
+                        &mut site,
+                        &plan,
+                        &fingerprint,
+                        &data,
+                        record,
+                        &mut |_| {},
+                        &cancel,
+                    )
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (id, t) in ids.iter().zip(threads) {
+            match t.join().unwrap() {
+                Ok(run) => out.push(run.model.ensemble.unwrap()),
+                Err(e) => assert_eq!(*id, "d", "{id}: {e}"),
+            }
+        }
+        assert_eq!(out.len(), 3);
+        assert!(out.iter().all(|e| *e == out[0]));
+        out
+    }
 }

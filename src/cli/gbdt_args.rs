@@ -39,6 +39,10 @@ pub struct GbdtArgs {
     /// gbdt: share of the columns each tree uses (seeded by --seed).
     #[arg(long, default_value = d().colsample.to_string())]
     pub colsample: f64,
+    /// gbdt federations: iterations' worth of spare rounds, to grow a tree
+    /// again without a site that drops out mid-tree.
+    #[arg(long, default_value = d().spare_trees.to_string())]
+    pub spare_trees: usize,
 }
 
 impl GbdtArgs {
@@ -55,6 +59,7 @@ impl GbdtArgs {
             subsample: self.subsample,
             colsample: self.colsample,
             seed,
+            spare_trees: self.spare_trees,
         };
         s.validate()?;
         Ok(s)

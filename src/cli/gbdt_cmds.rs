@@ -31,6 +31,18 @@ fn tree_line(r: &TreeRecord) -> String {
     if r.masked {
         s.push_str(", masked");
     }
+    if r.restarts > 0 {
+        let who = if r.left.is_empty() {
+            "with other sites".to_string()
+        } else {
+            format!("without {}", r.left.join(", "))
+        };
+        s.push_str(&format!(
+            "; grown again from its root {who} ({} restart{})",
+            r.restarts,
+            if r.restarts == 1 { "" } else { "s" }
+        ));
+    }
     s
 }
 
@@ -138,12 +150,21 @@ pub fn client(
         println!("the trees on this site's held-out rows: {}", v.summary());
     }
     let t = fedhe::client::TreeTotals::of(&run.outcome.trees);
+    let planned = joined.plan.gbdt().map_or(0, |g| g.trees as u64);
     println!(
-        "done: {} trees of {} iterations in {} rounds, {:.0} ms per tree",
+        "done: {} trees of {} iterations in {} rounds, {:.0} ms per tree{}",
         run.model.ensemble.as_ref().map_or(0, |e| e.trees.len()),
         t.iterations,
         t.rounds,
-        t.ms / t.iterations.max(1) as f64
+        t.ms / t.iterations.max(1) as f64,
+        if t.iterations < planned {
+            format!(
+                " (the plan's {planned}: trees grown again after sites left used up the \
+                 spare rounds; raise [model.gbdt] spare_trees)"
+            )
+        } else {
+            String::new()
+        }
     );
     if let Some(c) = joined.api.status().ok().and_then(|s| s.complete) {
         println!("federation complete: {}", c.describe());

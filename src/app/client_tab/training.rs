@@ -552,8 +552,13 @@ fn report(e: &ClientEvent, t: &Training, score_name: &str, p: &Progress<TrainMsg
             p.send(TrainMsg::Progress(
                 (r.iteration as f32 / r.iterations.max(1) as f32).min(1.0),
             ));
+            let again = if r.left.is_empty() {
+                String::new()
+            } else {
+                format!("; grown again from its root without {}", r.left.join(", "))
+            };
             p.send(TrainMsg::Status(format!(
-                "Tree {} of {} grown ({} rounds)",
+                "Tree {} of {} grown ({} rounds){again}",
                 r.iteration, r.iterations, r.rounds
             )));
         }

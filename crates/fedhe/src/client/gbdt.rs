@@ -34,6 +34,9 @@ pub struct GbdtLoop {
     pub head: Head,
     /// Integers of the bins round, as the plan fixes them.
     pub bins_len: usize,
+    /// The plan's level rounds after the bins round: `depth` per
+    /// iteration and per spare tree.
+    pub level_rounds: u64,
 }
 
 impl GbdtLoop {
@@ -41,10 +44,12 @@ impl GbdtLoop {
     pub fn of(plan: &crate::plan::Plan) -> Option<GbdtLoop> {
         let settings = plan.gbdt()?;
         let ints = |phase| plan.kind_len(phase).map_or(0, |n| n / GBDT_LIMBS);
+        let level_rounds = plan.layout().trees.map_or(0, |t| t.rounds() - 1);
         Some(GbdtLoop {
             settings,
             head: plan.head(),
             bins_len: ints(crate::plan::RoundPhase::Bins),
+            level_rounds,
         })
     }
 }
@@ -197,12 +202,12 @@ impl RoundKind for BinsRound {
         self.cuts = Some(cuts(&self.plan, &global, self.bins));
         ctx.emit(&ClientEvent::Tree(TreeRecord {
             iteration: 0,
-            iterations: self.iterations,
             rounds: 1,
             values: sum.values.len(),
             ms: self.started.elapsed().as_secs_f64() * 1e3,
             cost: sum.cost,
             masked: sum.masked,
+            ..TreeRecord::first(self.iterations)
         }));
         Ok(())
     }
@@ -272,11 +277,26 @@ impl Compact {
 
 /// The trees' level rounds: this site's histograms of the open nodes in,
 /// the splits (and after the last level, the leaves) out.
+///
+/// A tree's levels must all sum the same sites: when a level's sum holds
+/// other sites than its root's (one dropped out, or one's update came too
+/// late), every site sees the same list and grows the iteration again from
+/// its roots in the next round, from the plan's spare rounds. Rounds the
+/// trees leave over run empty (one zero), so the aggregator's last round
+/// is the plan's; when the spare rounds run out, the run ends with the
+/// iterations finished so far.
 pub(crate) struct TreeRounds {
     grower: Grower,
     rows: SiteRows,
     compact: Compact,
     limb_bits: i32,
+    depth: u64,
+    /// Level rounds of the plan not yet taken.
+    rounds_left: u64,
+    /// The sites summed in the iteration's root round.
+    roots: Vec<String>,
+    /// No more iterations fit in the rounds left: the rest run empty.
+    out_of_rounds: bool,
     /// The iteration under way.
     record: TreeRecord,
     started: Instant,
@@ -304,22 +324,60 @@ impl TreeRounds {
             rows,
             compact,
             limb_bits,
-            record: TreeRecord {
-                iteration: 1,
-                iterations: g.settings.trees as u64,
-                rounds: 0,
-                values: 0,
-                ms: 0.0,
-                cost: ExchangeCost::default(),
-                masked: false,
-            },
+            depth: g.settings.depth as u64,
+            rounds_left: g.level_rounds,
+            roots: Vec::new(),
+            out_of_rounds: false,
+            record: TreeRecord::first(g.settings.trees as u64),
             started: Instant::now(),
         })
     }
 
-    /// Integers of the next round: the open nodes' kept slots.
+    /// Whether the next round grows trees (else it runs empty).
+    fn growing(&self) -> bool {
+        !self.out_of_rounds && self.grower.round_len().is_some()
+    }
+
+    /// Integers of the next round: the open nodes' kept slots (one zero
+    /// for an empty round).
     fn ints(&self) -> usize {
-        self.compact.len(self.grower.round_len().unwrap_or(0))
+        if self.growing() {
+            self.compact.len(self.grower.round_len().unwrap_or(0))
+        } else {
+            1
+        }
+    }
+
+    /// Before a root round: an iteration starts only if its levels fit in
+    /// the rounds left.
+    fn check_rounds(&mut self) {
+        if self.grower.at_roots() && self.rounds_left < self.depth {
+            self.out_of_rounds = true;
+        }
+    }
+
+    /// Whether this level's sum holds other sites than the iteration's
+    /// roots did; if so the iteration begins again. Plaintext sums list no
+    /// sites (and never lose one).
+    fn restarted(&mut self, sum: &RoundSum) -> bool {
+        let mut counted = sum.counted.clone();
+        counted.sort();
+        if self.grower.at_roots() {
+            self.roots = counted;
+            return false;
+        }
+        if counted == self.roots {
+            return false;
+        }
+        let r = &mut self.record;
+        r.restarts += 1;
+        for gone in self.roots.iter().filter(|s| !counted.contains(s)) {
+            if !r.left.contains(gone) {
+                r.left.push(gone.clone());
+            }
+        }
+        self.grower.restart_iteration(&mut self.rows);
+        true
     }
 
     fn what(&self) -> &'static str {
@@ -329,28 +387,30 @@ impl TreeRounds {
     /// One round's sum taken: the grower advanced; an iteration finished is
     /// reported.
     fn advance(&mut self, sum: &RoundSum, ctx: &mut RoundCtx<'_>) -> Result<(), LoopError> {
-        let full = self.grower.round_len().unwrap_or(0);
+        self.rounds_left = self.rounds_left.saturating_sub(1);
         let packed = decode(sum, self.limb_bits, self.what(), self.ints())?;
-        let global = self.compact.unpack(&packed, full);
-        let done = self.grower.iterations_done();
-        self.grower.take(&global, &mut self.rows)?;
+        if !self.growing() {
+            return Ok(());
+        }
         let r = &mut self.record;
         r.rounds += 1;
         r.values += sum.values.len();
         r.masked |= sum.masked;
         add_cost(&mut r.cost, &sum.cost);
+        if self.restarted(sum) {
+            return Ok(());
+        }
+        let full = self.grower.round_len().unwrap_or(0);
+        let global = self.compact.unpack(&packed, full);
+        let done = self.grower.iterations_done();
+        self.grower.take(&global, &mut self.rows)?;
+        let r = &mut self.record;
         if self.grower.iterations_done() > done {
             r.ms = self.started.elapsed().as_secs_f64() * 1e3;
             ctx.emit(&ClientEvent::Tree(r.clone()));
-            let next = r.iteration + 1;
             *r = TreeRecord {
-                iteration: next,
-                rounds: 0,
-                values: 0,
-                ms: 0.0,
-                cost: ExchangeCost::default(),
-                masked: false,
-                ..r.clone()
+                iteration: r.iteration + 1,
+                ..TreeRecord::first(r.iterations)
             };
             self.started = Instant::now();
         }
@@ -361,11 +421,12 @@ impl TreeRounds {
 impl RoundKind for TreeRounds {
     type Output = Ensemble;
 
-    fn next(self, _ctx: &RoundCtx<'_>) -> Next<Self> {
-        match self.grower.round_len() {
-            Some(_) => Next::Round(self),
-            None => Next::Done(self.grower.finish()),
+    fn next(mut self, _ctx: &RoundCtx<'_>) -> Next<Self> {
+        if self.rounds_left == 0 {
+            return Next::Done(self.grower.finish());
         }
+        self.check_rounds();
+        Next::Round(self)
     }
 
     fn len(&self) -> usize {
@@ -373,6 +434,9 @@ impl RoundKind for TreeRounds {
     }
 
     fn build(&mut self, _ctx: &mut RoundCtx<'_>) -> Result<Vec<f64>, LoopError> {
+        if !self.growing() {
+            return Ok(encode(&[0], self.limb_bits, self.what())?);
+        }
         // Every node the level may have (fewer may be open: zeros).
         let local = self.compact.pack(&self.grower.local(&self.rows));
         Ok(encode(&local, self.limb_bits, self.what())?)

@@ -49,6 +49,34 @@ pub struct TreeRecord {
     pub cost: ExchangeCost,
     /// Whether this site's updates were masked.
     pub masked: bool,
+    /// Times the iteration began again from its roots because a level's
+    /// sum held other sites than the roots' (their rounds are counted).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u32,
+    /// Sites summed in an abandoned attempt's roots but not in the trees.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left: Vec<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl TreeRecord {
+    /// Iteration 1 of `iterations`, nothing spent yet.
+    pub fn first(iterations: u64) -> TreeRecord {
+        TreeRecord {
+            iteration: 1,
+            iterations,
+            rounds: 0,
+            values: 0,
+            ms: 0.0,
+            cost: Default::default(),
+            masked: false,
+            restarts: 0,
+            left: Vec::new(),
+        }
+    }
 }
 
 /// One local epoch, whatever produced it (local training, the federated

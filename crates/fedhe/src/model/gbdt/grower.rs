@@ -188,7 +188,11 @@ pub struct Grower {
     trees: Vec<Tree>,
     /// The finished trees as grown (to replay a site's margins).
     built: Vec<Vec<Building>>,
+    /// Gain per feature of the finished iterations.
     gain: Vec<f64>,
+    /// Gain per feature of the iteration under way (added to `gain` when
+    /// it finishes, dropped when it restarts).
+    pending_gain: Vec<f64>,
 }
 
 impl Grower {
@@ -219,6 +223,7 @@ impl Grower {
             trees: Vec::new(),
             built: Vec::new(),
             gain: vec![0.0; features],
+            pending_gain: vec![0.0; features],
         };
         g.state = (0..g.k).map(|t| g.fresh_tree(t)).collect();
         Ok(g)
@@ -443,7 +448,9 @@ impl Grower {
                 st.nodes[node as usize] = Building::Leaf(total.leaf(&self.settings));
                 continue;
             };
-            self.gain[f.feature] += f.gain;
+            if let Some(g) = self.pending_gain.get_mut(f.feature) {
+                *g += f.gain;
+            }
             let (l, r) = (st.nodes.len() as u32, st.nodes.len() as u32 + 1);
             let child = |s: Sums| {
                 if last {
@@ -527,12 +534,31 @@ impl Grower {
             self.trees.push(tree);
             self.built.push(self.state[t].nodes.clone());
         }
+        for (g, p) in self.gain.iter_mut().zip(&mut self.pending_gain) {
+            *g += std::mem::take(p);
+        }
         self.iteration += 1;
         self.level = 0;
         self.state = (0..k).map(|t| self.fresh_tree(t)).collect();
         if self.iteration < self.settings.trees {
             self.begin_rows(site);
         }
+    }
+
+    /// Drops the iteration under way (its trees' levels so far) and begins
+    /// it again from the roots, with the same row sample and columns: for a
+    /// federation whose contributors changed mid-tree, so that no tree
+    /// mixes levels summed over different sites.
+    pub fn restart_iteration(&mut self, site: &mut SiteRows) {
+        self.level = 0;
+        self.pending_gain.iter_mut().for_each(|g| *g = 0.0);
+        self.state = (0..self.k).map(|t| self.fresh_tree(t)).collect();
+        self.begin_rows(site);
+    }
+
+    /// Whether the iteration under way is at its roots (no level taken).
+    pub fn at_roots(&self) -> bool {
+        self.level == 0
     }
 
     fn to_tree(&self, nodes: &[Building]) -> Tree {
