@@ -17,6 +17,7 @@ mod crypto;
 mod crypto_cli;
 mod crypto_proptest;
 mod data_loading;
+mod data_predict;
 mod double_masking;
 mod dropout;
 mod federation;

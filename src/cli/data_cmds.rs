@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
+use fedhe::data::profile::MissingNumbers;
 use fedhe::data::split::{Partition, partition, stratified_split, write_csv};
 use fedhe::data::{CsvOptions, LoadedCsv, Target, TargetSpec, TaskKind, load_csv};
 use fedhe::model::{
@@ -39,8 +40,10 @@ pub struct SchemaArgs {
     #[arg(long, value_parser = parse_delimiter)]
     pub delimiter: Option<u8>,
     /// Cell texts that mean "missing", comma-separated (default: empty
-    /// cell, NA, NaN, null, ?). Numbers are imputed with the mean,
-    /// categories get a "missing" category; rows without a label are skipped.
+    /// cell, NA, NaN, null, ?). Linear and MLP models impute a number with
+    /// the mean and give a category a "missing" category; trees send a
+    /// missing cell down each split's learned default branch. Rows without a
+    /// label are skipped.
     #[arg(long, value_delimiter = ',')]
     pub missing: Vec<String>,
 }
@@ -141,6 +144,11 @@ impl ModelArgs {
     pub fn is_gbdt(&self) -> bool {
         self.kind == "gbdt"
     }
+
+    /// What this model does with a missing number (for the notes).
+    pub fn missing(&self) -> MissingNumbers {
+        MissingNumbers::for_model(self.is_gbdt())
+    }
 }
 
 /// `--delimiter` value: one ASCII character, or `tab`.
@@ -170,10 +178,19 @@ impl SchemaArgs {
 
     /// The options for reading `path` without a plan: each column's kind
     /// (number, categories, left out) from a first look at the file, with a
-    /// note per decision printed to stderr.
-    pub fn options_for(&self, path: &std::path::Path) -> anyhow::Result<CsvOptions> {
-        let schema =
-            fedhe::data::profile::auto_schema(path, &self.options(), self.label.as_deref())?;
+    /// note per decision printed to stderr; `missing` (what the model does
+    /// with a missing number) words the notes.
+    pub fn options_for(
+        &self,
+        path: &std::path::Path,
+        missing: MissingNumbers,
+    ) -> anyhow::Result<CsvOptions> {
+        let schema = fedhe::data::profile::auto_schema_for(
+            path,
+            &self.options(),
+            self.label.as_deref(),
+            missing,
+        )?;
         for n in &schema.notes {
             eprintln!("note: {n}");
         }
@@ -270,7 +287,8 @@ pub fn split(a: SplitArgs) -> anyhow::Result<()> {
         );
     }
     fedhe::data::split::check_split(a.test_fraction, a.clients)?;
-    let loaded = load_csv(&a.data, &a.schema.options_for(&a.data)?)?;
+    let opts = a.schema.options_for(&a.data, MissingNumbers::Unknown)?;
+    let loaded = load_csv(&a.data, &opts)?;
     print_notices(&loaded);
     let ds = loaded.dataset;
     let (train_set, test_set) = stratified_split(&ds, a.test_fraction, a.seed)?;
@@ -349,7 +367,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         )?;
     }
     fedhe::fsutil::check_output_folder("--out", &a.out)?;
-    let opts = a.schema.options_for(&a.data)?;
+    let opts = a.schema.options_for(&a.data, a.model.missing())?;
     let loaded = load_csv(&a.data, &opts)?;
     print_notices(&loaded);
     let ds = loaded.dataset;

@@ -654,7 +654,7 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
     let cfg = SimulationConfig {
         data,
         csv: match (&a.data, a.client_data.first()) {
-            (Some(d), _) | (None, Some(d)) => a.csv.options_for(d)?,
+            (Some(d), _) | (None, Some(d)) => a.csv.options_for(d, a.model.missing())?,
             (None, None) => a.csv.options(),
         },
         rounds: a.rounds,

@@ -80,7 +80,7 @@ pub fn train(a: &super::data_cmds::TrainArgs) -> anyhow::Result<()> {
         );
     }
     fedhe::fsutil::check_output_folder("--out", &a.out)?;
-    let opts = a.schema.options_for(&a.data)?;
+    let opts = a.schema.options_for(&a.data, a.model.missing())?;
     let loaded = fedhe::data::load_csv(&a.data, &opts)?;
     for n in &loaded.notices {
         eprintln!("note: {n}");

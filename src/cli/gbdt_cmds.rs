@@ -138,8 +138,9 @@ pub fn client(
         data,
         vec![file.display().to_string()],
         &mut |e| match e {
+            // Trees are not standardized: the round gives their bins' statistics.
             ClientEvent::Standardized { global_rows, .. } => {
-                println!("standardization: {global_rows} rows across the federation");
+                println!("column statistics: {global_rows} rows across the federation");
             }
             ClientEvent::Tree(r) => println!("{}", tree_line(r)),
             _ => {}

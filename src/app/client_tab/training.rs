@@ -273,11 +273,15 @@ impl ClientTab {
             epochs_per_round: federated
                 .as_ref()
                 .map_or(t.sgd.epochs, |f| f.joined.plan.training.sgd.epochs),
-            status: if federated.is_some() {
-                "Federated standardization: waiting for every client's encrypted feature sums…"
-                    .into()
-            } else {
-                "Training…".into()
+            status: match &federated {
+                Some(f) if f.joined.plan.gbdt().is_some() => {
+                    "Federated statistics: waiting for every client's encrypted column sums…".into()
+                }
+                Some(_) => {
+                    "Federated standardization: waiting for every client's encrypted feature sums…"
+                        .into()
+                }
+                None => "Training…".into(),
             },
             ..RunView::default()
         };
@@ -500,7 +504,7 @@ fn federated_training(
             .run_gbdt(
                 &site.data,
                 vec![site.source.clone()],
-                &mut |e| report(e, &t, score_name, p),
+                &mut |e| report(e, (&t, true), score_name, p),
                 &cancel,
             )
             .map_err(|e| match e {
@@ -513,7 +517,7 @@ fn federated_training(
         .run(
             &site.data,
             vec![site.source.clone()],
-            &mut |e| report(e, &t, score_name, p),
+            &mut |e| report(e, (&t, false), score_name, p),
             &cancel,
         )
         .map_err(|e| match e {
@@ -527,11 +531,23 @@ fn federated_training(
     Ok(run.model)
 }
 
-/// One event of a federated run as messages: status, progress, points.
-fn report(e: &ClientEvent, t: &Training, score_name: &str, p: &Progress<TrainMsg>) {
+/// One event of a federated run as messages: status, progress, points;
+/// `trees`: the plan grows gradient-boosted trees.
+fn report(
+    e: &ClientEvent,
+    (t, trees): (&Training, bool),
+    score_name: &str,
+    p: &Progress<TrainMsg>,
+) {
     let total = (t.rounds.max(1) as f32) * (t.sgd.epochs.max(1) as f32);
     let epochs = t.sgd.epochs.max(1) as f32;
     match e {
+        // Trees are not standardized: the round gives their bins' statistics.
+        ClientEvent::Standardized { global_rows: g, .. } if trees => {
+            p.send(TrainMsg::Status(format!(
+                "Column statistics agreed over {g} rows of the federation; the bins, then tree 1…"
+            )));
+        }
         ClientEvent::Standardized { global_rows: g, .. } => {
             p.send(TrainMsg::Status(format!(
                 "Standardization agreed over {g} rows of the federation; training round 1…"

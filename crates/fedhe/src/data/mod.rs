@@ -229,6 +229,14 @@ pub enum DataError {
         categories: String,
     },
     #[error(
+        "{at}: {value:?} is not one of the categories the model was trained on ({categories}), and the model has no \"(other)\" input for new values; fix or remove the row, or retrain with this fedhe (a model trained without a plan, or under a plan with preprocessing.unknown_categories = \"other\", reads a new value as \"(other)\")"
+    )]
+    UnseenCategory {
+        at: Box<Location>,
+        value: String,
+        categories: String,
+    },
+    #[error(
         "{at}: the column has more than {max} distinct values; a column with this many is an identifier or free text: list it under `ignored`"
     )]
     TooManyCategories { at: Box<Location>, max: usize },

@@ -24,6 +24,49 @@ pub const MAX_CATEGORY_CHARS: usize = 100;
 /// categorical (with at least 3: a two-valued column stays a 0/1-like number).
 pub const MAX_INTEGER_CATEGORIES: usize = 10;
 
+/// Fewest rows each of an integer column's values must be on for the column
+/// to be proposed as categorical. A value seen on a row or two says the file
+/// samples a wider range (a pixel's intensity 0..16, an age): another file
+/// holds values this one lacks, so the column stays a number.
+pub const MIN_INTEGER_CATEGORY_ROWS: usize = 5;
+
+/// What the model does with a missing number, for the notes on columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MissingNumbers {
+    /// The model is not chosen yet (`fedhe split`, the Client tab).
+    #[default]
+    Unknown,
+    /// Linear and MLP models: the federation's mean of the present cells.
+    Mean,
+    /// Gradient-boosted trees: each split's learned default branch.
+    DefaultBranch,
+}
+
+impl MissingNumbers {
+    /// For a model that is gradient-boosted trees, or not.
+    pub fn for_model(gbdt: bool) -> MissingNumbers {
+        if gbdt {
+            MissingNumbers::DefaultBranch
+        } else {
+            MissingNumbers::Mean
+        }
+    }
+
+    /// What happens to a missing number, in a note's parentheses.
+    pub fn words(self) -> &'static str {
+        match self {
+            MissingNumbers::Unknown => {
+                "linear and MLP models impute the federation's mean; gradient-boosted trees \
+                 send a missing cell down each split's learned default branch"
+            }
+            MissingNumbers::Mean => "imputed with the federation's mean",
+            MissingNumbers::DefaultBranch => {
+                "left missing: the trees send it down each split's learned default branch"
+            }
+        }
+    }
+}
+
 /// What one column holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnProfile {
@@ -271,8 +314,9 @@ impl ColumnProfile {
     }
 
     /// The kind `fedhe plan init` (and training without a plan) proposes,
-    /// with a note when the choice is not plain numeric.
-    pub fn propose(&self, rows: usize) -> (ProposedKind, Option<String>) {
+    /// with a note when the choice is not plain numeric; `missing` says
+    /// what the model does with a missing number.
+    pub fn propose(&self, rows: usize, missing: MissingNumbers) -> (ProposedKind, Option<String>) {
         let name = &self.name;
         let present = rows - self.missing.min(rows);
         let distinct = self.distinct.as_ref().map(Vec::len);
@@ -354,6 +398,7 @@ impl ColumnProfile {
         if self.integer
             && let Some(d) = &self.distinct
             && (3..=MAX_INTEGER_CATEGORIES).contains(&d.len())
+            && d.iter().all(|(_, n)| *n >= MIN_INTEGER_CATEGORY_ROWS)
         {
             let mut cats: Vec<String> = d.iter().map(|(v, _)| v.clone()).collect();
             sort_classes(&mut cats);
@@ -366,7 +411,10 @@ impl ColumnProfile {
             return (ProposedKind::Categorical(cats), Some(note));
         }
         let note = (self.missing > 0).then(|| {
-            format!("column {name:?} numeric{missing_note} (imputed with the federation's mean)")
+            format!(
+                "column {name:?} numeric{missing_note} ({})",
+                missing.words()
+            )
         });
         (ProposedKind::Numeric, note)
     }
@@ -385,11 +433,26 @@ pub struct AutoSchema {
 
 /// Column kinds for reading `path` without a plan: categorical columns (by
 /// the profile), missing tokens, and notes. Columns already ignored in
-/// `opts` and the label are left alone.
+/// `opts` and the label are left alone. The notes on missing numbers name
+/// no model ([`auto_schema_for`] does).
 pub fn auto_schema(
     path: &Path,
     opts: &CsvOptions,
     label: Option<&str>,
+) -> Result<AutoSchema, DataError> {
+    auto_schema_for(path, opts, label, MissingNumbers::Unknown)
+}
+
+/// [`auto_schema`] for a model that does `missing` with a missing number.
+///
+/// A proposed categorical column takes an "(other)" category: its list
+/// comes from this one file, so a value another file holds (the test file
+/// scored later) goes there instead of being refused.
+pub fn auto_schema_for(
+    path: &Path,
+    opts: &CsvOptions,
+    label: Option<&str>,
+    missing: MissingNumbers,
 ) -> Result<AutoSchema, DataError> {
     let tokens = if opts.missing_tokens.is_empty() {
         super::default_missing_tokens()
@@ -438,12 +501,12 @@ pub fn auto_schema(
                 present: profile.rows - col.missing.min(profile.rows),
             });
         }
-        let (kind, note) = col.propose(profile.rows);
+        let (kind, note) = col.propose(profile.rows, missing);
         match kind {
             ProposedKind::Categorical(cats) => out.categorical.push(CategoricalSpec {
                 name: col.name.clone(),
                 categories: Some(cats),
-                other: false,
+                other: true,
             }),
             ProposedKind::Ignored => out.ignore.push(col.name.clone()),
             ProposedKind::Numeric => {}

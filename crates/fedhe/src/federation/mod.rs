@@ -167,6 +167,15 @@ impl SimulationConfig {
                 RawColumn::Numeric { .. } => None,
             })
             .collect();
+        // Categories proposed from a file (no plan) take "(other)", as
+        // `fedhe train`'s do: a file scored later may hold new values.
+        if data
+            .columns
+            .iter()
+            .any(|c| matches!(c, RawColumn::Categorical { other: true, .. }))
+        {
+            plan.preprocessing.unknown_categories = crate::plan::UnknownCategories::Other;
+        }
         if !self.csv.missing_tokens.is_empty() {
             plan.preprocessing.missing = self.csv.missing_tokens.clone();
         }

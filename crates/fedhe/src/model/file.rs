@@ -305,6 +305,10 @@ impl ModelFile {
 
     /// CSV options that read a file the way this model needs it: its
     /// features by name, its label column (optional) and label mapping.
+    /// A value outside a categorical column's categories is read as
+    /// "(other)" when the model has that input, and always for trees (a
+    /// split sends every code past the categories the "(other)" way);
+    /// otherwise it is an error.
     pub fn csv_options(&self) -> CsvOptions {
         let (target, mapping) = match &self.target {
             Target::Binary(m) => (TargetSpec::Binary, Some(m.clone())),
@@ -327,7 +331,7 @@ impl ModelFile {
                 } => categorical.push(CategoricalSpec {
                     name: name.clone(),
                     categories: Some(categories.clone()),
-                    other: *other,
+                    other: *other || self.ensemble.is_some(),
                 }),
             }
         }

@@ -5,7 +5,7 @@ use std::path::Path;
 use ndarray::Array2;
 
 use super::{Evaluation, ModelError, ModelFile};
-use crate::data::{Target, load_csv};
+use crate::data::{DataError, Target, load_csv};
 
 /// A scored file.
 #[derive(Debug, Clone)]
@@ -39,8 +39,22 @@ impl Scored {
 }
 
 /// Reads `path` with the model's schema (features matched by name) and scores it.
+///
+/// A value outside the categories of a model without an "(other)" input is
+/// an error naming the file, line, column and value, and the model.
 pub fn score_csv(model: &ModelFile, path: &Path) -> Result<Scored, ModelError> {
-    let loaded = load_csv(path, &model.csv_options())?;
+    let loaded = load_csv(path, &model.csv_options()).map_err(|e| match e {
+        DataError::UnknownCategory {
+            at,
+            value,
+            categories,
+        } => DataError::UnseenCategory {
+            at,
+            value,
+            categories,
+        },
+        other => other,
+    })?;
     let predictions = model.predict(&loaded.dataset.x)?;
     let (labels, evaluation) = if loaded.has_labels {
         let y = loaded.dataset.y.to_vec();

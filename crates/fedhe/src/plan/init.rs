@@ -53,7 +53,9 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
         ..CsvOptions::default()
     };
     // Each column's kind from a first look at its values, with a note.
-    let schema = crate::data::profile::auto_schema(path, &csv, opts.label.as_deref())?;
+    let gbdt = opts.model.kind == super::ModelKind::Gbdt;
+    let missing = crate::data::profile::MissingNumbers::for_model(gbdt);
+    let schema = crate::data::profile::auto_schema_for(path, &csv, opts.label.as_deref(), missing)?;
     let (csv, column_notes) = (schema.options, schema.notes);
     let loaded = load_csv(path, &csv)?;
     let ds = &loaded.dataset;
@@ -130,14 +132,18 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
         plan.columns.categorical.len()
     ));
     notes.push(format!(
-        "missing cells: {} (numbers get the federation's mean, categories a \"missing\" \
-         category); a row whose label is missing is skipped",
+        "missing cells: {} ({}); a row whose label is missing is skipped",
         plan.preprocessing
             .missing
             .iter()
             .map(|t| format!("{t:?}"))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        if gbdt {
+            "the trees send a missing number or category down each split's learned default branch"
+        } else {
+            "numbers get the federation's mean, categories a \"missing\" category"
+        }
     ));
     if let Some(v) = opts.vocabulary
         && !plan.columns.categorical.is_empty()
@@ -149,9 +155,13 @@ pub fn propose(path: &Path, opts: &ProposeOptions) -> Result<(Plan, Vec<String>)
             v.min_count, v.buckets
         ));
     }
-    notes.push(
-        "statistics and standardization: federated (encrypted sums and counts, one round)".into(),
-    );
+    notes.push(if gbdt {
+        "statistics: federated (encrypted sums and counts, one round), for the trees' bins; \
+         trees read the raw values, nothing is standardized"
+            .into()
+    } else {
+        "statistics and standardization: federated (encrypted sums and counts, one round)".into()
+    });
     notes.push(format!(
         "model: {}",
         plan.model
