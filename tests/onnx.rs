@@ -125,6 +125,8 @@ fn onnxruntime_outputs_equal_fedhe_predict() {
         );
         let model = ModelFile::load(&model_path).unwrap();
         let worst = max_difference(name, &model, &data, &case["outputs"]);
+        // The figures of docs/export.md (`-- --nocapture`).
+        println!("{name}: largest difference {worst:e}");
         assert!(
             worst <= TOLERANCE,
             "{name}: onnxruntime and fedhe differ by {worst:e}"
@@ -252,4 +254,22 @@ fn export_never_writes_over_the_model_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is the same file as --model"), "{stderr}");
     assert_eq!(std::fs::read(&model).unwrap(), before);
+}
+
+#[test]
+fn export_refuses_a_threshold_on_a_categorical_column() {
+    let path = root().join("tests/fixtures/onnx/penguins_mass_gbdt.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    // Tree 0's root splits column 3 (species) by a category set.
+    let root_rule = &mut json["ensemble"]["trees"][0]["nodes"][0]["rule"];
+    assert_eq!(root_rule["kind"], "in");
+    *root_rule = serde_json::json!({"kind": "below", "threshold": 1.5});
+    let model = ModelFile::from_json(&json.to_string(), "edited.json").unwrap();
+    match to_onnx(&model) {
+        Err(ExportError::Shape(what)) => {
+            assert!(what.contains("tree 0, node 0: a threshold on column 3"), "{what}");
+        }
+        other => panic!("expected a shape error, got {other:?}"),
+    }
 }
