@@ -268,7 +268,10 @@ fn export_refuses_a_threshold_on_a_categorical_column() {
     let model = ModelFile::from_json(&json.to_string(), "edited.json").unwrap();
     match to_onnx(&model) {
         Err(ExportError::Shape(what)) => {
-            assert!(what.contains("tree 0, node 0: a threshold on column 3"), "{what}");
+            assert!(
+                what.contains("tree 0, node 0: a threshold on column 3 (\"species\")"),
+                "{what}"
+            );
         }
         other => panic!("expected a shape error, got {other:?}"),
     }

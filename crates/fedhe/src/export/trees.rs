@@ -100,12 +100,9 @@ pub(super) fn margins(
             first[f] + sets[f].iter().position(|s| s == categories).unwrap_or(0)
         }
     };
-    let (attributes, leaf_values, offsets) = ensemble_attributes(ensemble, &column)?;
+    let (attributes, table) = ensemble_attributes(ensemble, &column)?;
     let leaves = g.ml_op("TreeEnsembleRegressor", &[&x], "tree_leaf", attributes);
-    Ok((
-        declared,
-        sum_leaves(g, &leaves, ensemble, &leaf_values, &offsets),
-    ))
+    Ok((declared, sum_leaves(g, &leaves, ensemble, &table)))
 }
 
 /// Per raw column the distinct category sets its splits send left, in
@@ -123,7 +120,13 @@ fn category_sets(
             };
             let f = *feature as usize;
             let bad = |what: &str| {
-                ExportError::Shape(format!("tree {t}, node {i}: {what} on column {f}"))
+                let name = columns.get(f).map_or("?", |c| match c {
+                    EncodedColumn::Numeric { name, .. }
+                    | EncodedColumn::Categorical { name, .. } => name.as_str(),
+                });
+                ExportError::Shape(format!(
+                    "tree {t}, node {i}: {what} on column {f} ({name:?})"
+                ))
             };
             match (columns.get(f), rule) {
                 (Some(EncodedColumn::Numeric { .. }), Rule::Below { .. }) => {}
@@ -202,6 +205,13 @@ fn membership(
     )
 }
 
+/// The leaf values of all trees in order, and each tree's first index
+/// among them.
+struct Leaves {
+    values: Vec<f64>,
+    offsets: Vec<i64>,
+}
+
 /// The attributes of the `TreeEnsembleRegressor` (tree `t` writes the
 /// index of its leaf to target `t`), the leaf values of all trees in
 /// order, and each tree's first index among them. `column` is the input
@@ -209,7 +219,7 @@ fn membership(
 fn ensemble_attributes(
     ensemble: &Ensemble,
     column: &dyn Fn(usize, &Rule) -> usize,
-) -> Result<(Vec<AttributeProto>, Vec<f64>, Vec<i64>), ExportError> {
+) -> Result<(Vec<AttributeProto>, Leaves), ExportError> {
     let (mut tree_ids, mut node_ids, mut features) = (Vec::new(), Vec::new(), Vec::new());
     let (mut modes, mut thresholds) = (Vec::new(), Vec::new());
     let (mut trues, mut falses, mut missing_true) = (Vec::new(), Vec::new(), Vec::new());
@@ -279,18 +289,17 @@ fn ensemble_attributes(
         string("aggregate_function", "SUM"),
         string("post_transform", "NONE"),
     ];
-    Ok((attributes, leaf_values, offsets))
+    let leaves = Leaves {
+        values: leaf_values,
+        offsets,
+    };
+    Ok((attributes, leaves))
 }
 
 /// The margins `[N, outputs]` from the leaf indices `[N, trees]`: base
 /// plus, per output, the values of its trees' leaves.
-fn sum_leaves(
-    g: &mut Graph,
-    leaves: &str,
-    ensemble: &Ensemble,
-    leaf_values: &[f64],
-    offsets: &[i64],
-) -> String {
+fn sum_leaves(g: &mut Graph, leaves: &str, ensemble: &Ensemble, table: &Leaves) -> String {
+    let (leaf_values, offsets) = (&table.values, &table.offsets);
     let trees = ensemble.trees.len() as i64;
     let k = ensemble.outputs.max(1) as i64;
     let local = g.op(
