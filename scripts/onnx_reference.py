@@ -15,9 +15,11 @@ the same model files with FedHE's code, checks the bytes have that SHA-256,
 and compares these outputs with `fedhe predict`'s.
 
 --retrain first makes the model files again with `fedhe train` (fixed seeds,
-bundled sample data); the fixture is then for the new models. One more
-model, penguins_variant_mlp, is derived from penguins_species_mlp (see
-VARIANT) for the preprocessing choices only a plan makes.
+bundled sample data); the fixture is then for the new models. A model file
+that is not there yet is trained too. Two more models are derived:
+penguins_variant_mlp from penguins_species_mlp (see VARIANT) for the
+preprocessing choices only a plan makes, penguins_variant_gbdt from
+penguins_species_gbdt (VARIANT_GBDT) for an "(other)" category in trees.
 
 Environment: FEDHE (default target/release/fedhe).
 """
@@ -58,12 +60,27 @@ CASES = [
      ["--label", "body_mass_g", "--model", "mlp", "--hidden", "16", "--epochs", "40"]),
 ]
 
+# Gradient-boosted trees, every task: numeric thresholds, category sets,
+# missing cells taking the default direction (after the others, so their
+# fixture entries keep their places).
+GBDT_CASES = [
+    ("wdbc_gbdt", "sample_data/train.csv", "sample_data/test.csv",
+     ["--label", "diagnosis", "--model", "gbdt", "--trees", "20", "--depth", "4"]),
+    ("penguins_species_gbdt", "sample_data/penguins.csv", "sample_data/penguins.csv",
+     ["--label", "species", "--model", "gbdt", "--trees", "10", "--depth", "3"]),
+    ("penguins_mass_gbdt", "sample_data/penguins.csv", "sample_data/penguins.csv",
+     ["--label", "body_mass_g", "--model", "gbdt", "--trees", "20", "--depth", "4"]),
+]
+
 
 # A variant of penguins_species_mlp with the preprocessing choices a plan
 # can make and `fedhe train` does not: a missing indicator after every
 # number, `sex` missing as its most frequent category, an "(other)" slot for
 # islands outside the list; scored on penguins.csv with some islands renamed.
 VARIANT = ("penguins_variant_mlp", "penguins_species_mlp", "tests/fixtures/onnx/penguins_variant.csv")
+# The same for trees: penguins_species_gbdt with an "(other)" code for
+# islands outside the list (the trees' fills are not used), on the same CSV.
+VARIANT_GBDT = ("penguins_variant_gbdt", "penguins_species_gbdt")
 
 
 def output_names(columns):
@@ -126,6 +143,18 @@ def make_variant(base_rel, variant_rel, csv_rel):
         csv.writer(f, lineterminator="\n").writerows(table)
 
 
+def make_variant_gbdt(base_rel, variant_rel):
+    """Writes the trees' variant model from the base model file."""
+    with open(os.path.join(ROOT, base_rel)) as f:
+        m = json.load(f)
+    for c in m["preprocessing"]["columns"]:
+        if c["name"] == "island":
+            c["other"] = True
+    with open(os.path.join(ROOT, variant_rel), "w") as f:
+        json.dump(m, f, indent=2)
+        f.write("\n")
+
+
 def run(fedhe, args):
     r = subprocess.run([fedhe, *args], cwd=ROOT, capture_output=True, text=True)
     if r.returncode != 0:
@@ -164,13 +193,20 @@ def main():
     variant, base, variant_csv = VARIANT
     todo = [(n, d, ["--data", t, *args, "--seed", "7"]) for n, t, d, args in CASES]
     todo.append((variant, variant_csv, ["derived from", f"tests/fixtures/onnx/{base}.json"]))
+    todo += [(n, d, ["--data", t, *args, "--seed", "7"]) for n, t, d, args in GBDT_CASES]
+    variant_gbdt, base_gbdt = VARIANT_GBDT
+    todo.append((variant_gbdt, variant_csv,
+                 ["derived from", f"tests/fixtures/onnx/{base_gbdt}.json"]))
     with tempfile.TemporaryDirectory() as work:
         for name, data, train in todo:
             model_rel = f"tests/fixtures/onnx/{name}.json"
-            if a.retrain and train[0] == "--data":
+            missing = not os.path.exists(os.path.join(ROOT, model_rel))
+            if (a.retrain or missing) and train[0] == "--data":
                 run(fedhe, ["train", *train, "--out", model_rel])
             if name == variant:
                 make_variant(f"tests/fixtures/onnx/{base}.json", model_rel, variant_csv)
+            if name == variant_gbdt:
+                make_variant_gbdt(f"tests/fixtures/onnx/{base_gbdt}.json", model_rel)
             onnx_path = os.path.join(work, f"{name}.onnx")
             run(fedhe, ["export", "--model", model_rel, "--onnx", onnx_path])
             onnx.checker.check_model(onnx.load(onnx_path), full_check=True)

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use fedhe::data::{CategoricalMissing, EncodedColumn, Target, TaskKind};
 use fedhe::export::{ExportError, InputKind, to_onnx};
+use fedhe::model::gbdt::{Node, Rule};
 use fedhe::model::{Architecture, ModelFile, score_csv};
 use sha2::{Digest, Sha256};
 
@@ -109,6 +110,7 @@ fn onnxruntime_outputs_equal_fedhe_predict() {
     let (mut categories, mut missing) = (false, false);
     // The preprocessing choices of a plan: indicators, most frequent, other.
     let (mut indicator, mut most_frequent, mut other) = (false, false, false);
+    let (mut category_split, mut tree_missing, mut tree_other) = (false, false, false);
     for case in fx["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let model_path = root().join(case["model"].as_str().unwrap());
@@ -123,12 +125,29 @@ fn onnxruntime_outputs_equal_fedhe_predict() {
         );
         let model = ModelFile::load(&model_path).unwrap();
         let worst = max_difference(name, &model, &data, &case["outputs"]);
+        // The figures of docs/export.md (`-- --nocapture`).
+        println!("{name}: largest difference {worst:e}");
         assert!(
             worst <= TOLERANCE,
             "{name}: onnxruntime and fedhe differ by {worst:e}"
         );
-        let mlp = matches!(model.architecture, Architecture::Mlp { .. });
-        covered.insert((format!("{}", model.target.kind()), mlp));
+        let kind = match model.architecture {
+            Architecture::Linear => "linear",
+            Architecture::Mlp { .. } => "MLP",
+            Architecture::Gbdt => "gbdt",
+        };
+        covered.insert((model.target.kind().to_string(), kind));
+        if let Some(e) = &model.ensemble {
+            category_split |= e.trees.iter().flat_map(|t| &t.nodes).any(|n| {
+                matches!(
+                    n,
+                    Node::Split {
+                        rule: Rule::In { .. },
+                        ..
+                    }
+                )
+            });
+        }
         let encoder = model.encoder();
         for c in &encoder.columns {
             match c {
@@ -143,17 +162,37 @@ fn onnxruntime_outputs_equal_fedhe_predict() {
             }
         }
         let loaded = fedhe::data::load_csv(&data, &model.csv_options()).unwrap();
-        missing |= loaded.dataset.x.iter().any(|v| v.is_nan());
+        let nan = loaded.dataset.x.iter().any(|v| v.is_nan());
+        missing |= nan;
+        tree_missing |= nan && model.ensemble.is_some();
+        // An "(other)" code in the rows the trees read.
+        tree_other |= model.ensemble.is_some()
+            && encoder.columns.iter().enumerate().any(|(j, c)| match c {
+                EncodedColumn::Categorical {
+                    categories,
+                    other: true,
+                    ..
+                } => loaded
+                    .dataset
+                    .x
+                    .column(j)
+                    .iter()
+                    .any(|&v| v == categories.len() as f64),
+                _ => false,
+            });
     }
     for task in [TaskKind::Binary, TaskKind::Multiclass, TaskKind::Regression] {
-        for mlp in [false, true] {
+        for kind in ["linear", "MLP", "gbdt"] {
             assert!(
-                covered.contains(&(task.to_string(), mlp)),
-                "no {task} {} case in the fixture",
-                if mlp { "MLP" } else { "linear" }
+                covered.contains(&(task.to_string(), kind)),
+                "no {task} {kind} case in the fixture"
             );
         }
     }
+    assert!(
+        category_split && tree_missing && tree_other,
+        "a gbdt case with a categorical split, missing cells and an (other) category"
+    );
     assert!(
         categories && missing,
         "a case with categories and missing cells"
@@ -215,4 +254,25 @@ fn export_never_writes_over_the_model_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is the same file as --model"), "{stderr}");
     assert_eq!(std::fs::read(&model).unwrap(), before);
+}
+
+#[test]
+fn export_refuses_a_threshold_on_a_categorical_column() {
+    let path = root().join("tests/fixtures/onnx/penguins_mass_gbdt.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    // Tree 0's root splits column 3 (species) by a category set.
+    let root_rule = &mut json["ensemble"]["trees"][0]["nodes"][0]["rule"];
+    assert_eq!(root_rule["kind"], "in");
+    *root_rule = serde_json::json!({"kind": "below", "threshold": 1.5});
+    let model = ModelFile::from_json(&json.to_string(), "edited.json").unwrap();
+    match to_onnx(&model) {
+        Err(ExportError::Shape(what)) => {
+            assert!(
+                what.contains("tree 0, node 0: a threshold on column 3 (\"species\")"),
+                "{what}"
+            );
+        }
+        other => panic!("expected a shape error, got {other:?}"),
+    }
 }

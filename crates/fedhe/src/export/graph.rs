@@ -226,3 +226,39 @@ pub(super) fn strings(name: &str, v: &[String]) -> AttributeProto {
 pub(super) fn cast_to(t: DataType) -> AttributeProto {
     int("to", t as i64)
 }
+
+/// A string attribute.
+pub(super) fn string(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: name.to_string(),
+        r#type: AttributeType::String as i32,
+        s: v.as_bytes().to_vec(),
+        ..AttributeProto::default()
+    }
+}
+
+/// A list-of-floats attribute.
+pub(super) fn floats(name: &str, v: Vec<f32>) -> AttributeProto {
+    AttributeProto {
+        name: name.to_string(),
+        r#type: AttributeType::Floats as i32,
+        floats: v,
+        ..AttributeProto::default()
+    }
+}
+
+/// A tensor attribute holding the doubles `v` (shape `[v.len()]`): the
+/// `*_as_tensor` attributes of `ai.onnx.ml`'s tree ensembles.
+pub(super) fn double_tensor(name: &str, v: Vec<f64>) -> AttributeProto {
+    AttributeProto {
+        name: name.to_string(),
+        r#type: AttributeType::Tensor as i32,
+        t: Some(TensorProto {
+            dims: vec![v.len() as i64],
+            data_type: DataType::Double as i32,
+            double_data: v,
+            ..TensorProto::default()
+        }),
+        ..AttributeProto::default()
+    }
+}

@@ -51,12 +51,7 @@ pub(super) fn inputs(
                 fill,
                 indicator,
             } => {
-                g.claim(name, "an input column")?;
-                g.input(name, DataType::Double, &[Dim::Rows, Dim::Fixed(1)]);
-                declared.push(OnnxInput {
-                    name: name.clone(),
-                    kind: InputKind::Number,
-                });
+                declared.push(declare(g, name, InputKind::Number)?);
                 parts.extend(numeric(g, name, *fill, *indicator));
             }
             EncodedColumn::Categorical {
@@ -66,12 +61,7 @@ pub(super) fn inputs(
                 missing,
                 fill,
             } => {
-                g.claim(name, "an input column")?;
-                g.input(name, DataType::String, &[Dim::Rows, Dim::Fixed(1)]);
-                declared.push(OnnxInput {
-                    name: name.clone(),
-                    kind: InputKind::Category,
-                });
+                declared.push(declare(g, name, InputKind::Category)?);
                 let col = Categorical {
                     name,
                     categories,
@@ -91,6 +81,25 @@ pub(super) fn inputs(
     let centred = g.op("Sub", &[&encoded, &mean], "centred", vec![]);
     let standardized = g.op("Div", &[&centred, &std], "standardized", vec![]);
     Ok((declared, standardized))
+}
+
+/// Claims and declares the graph input of raw column `name`: `[N, 1]`
+/// doubles or strings.
+pub(super) fn declare(
+    g: &mut Graph,
+    name: &str,
+    kind: InputKind,
+) -> Result<OnnxInput, ExportError> {
+    g.claim(name, "an input column")?;
+    let elem = match kind {
+        InputKind::Number => DataType::Double,
+        InputKind::Category => DataType::String,
+    };
+    g.input(name, elem, &[Dim::Rows, Dim::Fixed(1)]);
+    Ok(OnnxInput {
+        name: name.to_string(),
+        kind,
+    })
 }
 
 /// The imputed column, and its missing indicator when the model has one.
@@ -128,7 +137,11 @@ struct Categorical<'a> {
 /// missing tokens to `missing_slot`, each category to its index. FedHE
 /// reads a cell as missing before it looks the category up, so a token
 /// that is also a category stays missing.
-fn slots(categories: &[String], tokens: &[String], missing_slot: usize) -> (Vec<String>, Vec<i64>) {
+pub(super) fn slots(
+    categories: &[String],
+    tokens: &[String],
+    missing_slot: usize,
+) -> (Vec<String>, Vec<i64>) {
     let mut keys: Vec<String> = Vec::new();
     let mut values: Vec<i64> = Vec::new();
     for t in std::iter::once("").chain(tokens.iter().map(String::as_str)) {
