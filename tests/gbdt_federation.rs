@@ -823,6 +823,22 @@ fn the_trees_federated_test_pools_every_sites_test_rows() {
     for m in &r.sites {
         assert_eq!(m.provenance.federated.as_ref(), Some(f));
     }
+    // Test rows for a plan without a test round: refused, saying why.
+    let no_test = SimulationConfig {
+        evaluation: None,
+        plain: true,
+        ..cfg.clone()
+    };
+    let e = simulate_gbdt(
+        &no_test,
+        settings(2, 2, 16),
+        &mut |_| {},
+        Arc::new(AtomicBool::new(false)),
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(e.contains("`[evaluation] test = true`"), "{e}");
 }
 
 /// `fedhe plan init --model gbdt --federated-test`, `fedhe serve` and three

@@ -381,6 +381,11 @@ fn run_gbdt_kinds(
         }
         .into());
     };
+    // Test rows without a test round: refused before any round, not after
+    // the trees.
+    if cfg.test.is_some() && !cfg.evaluation.is_some_and(|e| e.test) {
+        return Err(SiteError::NoTestRound.into());
+    }
     let before = run_before(rounds, train, validation, cfg)?;
     check_layout("bins", rounds.next_round(), cfg.layout.bins_round())?;
     let limb_bits = rounds.limb_bits();
@@ -393,9 +398,6 @@ fn run_gbdt_kinds(
         super::gbdt::TreeRounds::new(&before.site, cuts, g, p.target_scaling.as_ref(), limb_bits)?;
     let ensemble = rounds.run(trees)?;
     let Some(plan) = cfg.evaluation else {
-        if before.test.is_some() {
-            return Err(SiteError::NoTestRound.into());
-        }
         return Ok((ensemble, before.prepared, None));
     };
     // The round the trees finished in; the evaluation round is the
