@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Centralized XGBoost figures for gradient-boosted trees (docs/models.md):
+# Centralized XGBoost and LightGBM figures for gradient-boosted trees (docs/models.md):
 # splits the bundled data sets exactly as the scikit-learn comparison does
 # (`fedhe split --clients 4 --seed 42`, stratified 20 % test), fits XGBoost
-# (scripts/xgboost_reference.py: hist, 256 bins, 100 trees, depth 6, eta 0.1)
+# (scripts/xgboost_reference.py: hist, 256 bins, 100 trees, depth 6, eta 0.1;
+# LightGBM with the same settings, num_leaves 63)
 # on the training rows and scores the test rows. Writes
 # tests/fixtures/xgboost_reference.json, which tests/gbdt.rs compares
 # `fedhe train --model gbdt` against. With FEDHE_TOO=1 it also prints
 # FedHE's figures on the same splits.
 #
-#   python3 -m venv /work/venv-g1 && /work/venv-g1/bin/pip install xgboost pandas scikit-learn
-#   cargo build --release && PYTHON=/work/venv-g1/bin/python scripts/xgboost_comparison.sh
+#   python3 -m venv /work/venv-q && /work/venv-q/bin/pip install xgboost lightgbm pandas scikit-learn
+#   (run with xgboost 3.2.0, lightgbm 4.7.0, scikit-learn 1.9.1, pandas 3.1.1, numpy 2.4.6, Python 3.11.7)
+#   cargo build --release && PYTHON=/work/venv-q/bin/python scripts/xgboost_comparison.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD

@@ -881,4 +881,270 @@ mod hub {
         assert!(out.iter().all(|e| *e == out[0]));
         out
     }
+
+/// Issue 24's label skew: Dirichlet(0.5) shares of every class over 4
+/// sites. The bins and histograms are exact sums whatever the partition,
+/// so the encrypted, masked federation's trees are the pooled rows' bit for
+/// bit: binary WDBC and multi-class penguins (categories, missing cells).
+#[test]
+fn dirichlet_label_skew_over_four_masked_sites_gives_the_pooled_trees() {
+    let s = settings(3, 4, 64);
+    for (file, label) in [
+        ("breast_cancer_wdbc.csv", "diagnosis"),
+        ("penguins.csv", "species"),
+    ] {
+        let mut cfg = config(sample(file), label, 4, false);
+        if let SimData::Split { partition, .. } = &mut cfg.data {
+            *partition = Partition::Dirichlet(0.5);
+        }
+        let (parts, _) = load_sim_data(&cfg.data, &cfg.csv).unwrap();
+        assert_eq!(parts.len(), 4);
+        // The skew is real: class 0's share differs widely between sites.
+        let share =
+            |p: &Dataset| p.y.iter().filter(|&&v| v == 0.0).count() as f64 / p.rows() as f64;
+        let shares: Vec<f64> = parts.iter().map(share).collect();
+        let spread = shares.iter().cloned().fold(f64::MIN, f64::max)
+            - shares.iter().cloned().fold(f64::MAX, f64::min);
+        assert!(spread > 0.3, "{file}: class 0 shares {shares:?}");
+        let enc = run(&cfg, s);
+        assert!(enc.same_at_every_site, "{file}");
+        assert!(enc.trees[1..].iter().all(|r| r.masked), "{file}");
+        let pooled = pooled(&parts, &s);
+        assert!(pooled.trees[0].nodes.len() > 3, "{file}: the trees split");
+        assert_eq!(ensemble(&enc).trees, pooled.trees, "{file}");
+        assert_eq!(ensemble(&enc).base, pooled.base, "{file}");
+    }
+}
+
+/// The pooled figures of the federated test equal the metrics of the
+/// pooled rows: counts exactly, log-loss to 1e-9, AUC (from 1,024-bin
+/// histograms) to 1e-3, regression sums to 1e-9.
+fn assert_pooled(what: &str, fed: &fedhe::model::Evaluation, all: &fedhe::model::Evaluation) {
+    use fedhe::model::Evaluation as E;
+    assert_eq!(fed.rows(), all.rows(), "{what}: rows");
+    match (fed, all) {
+        (E::Binary(f), E::Binary(a)) => {
+            assert_eq!(f.confusion, a.confusion, "{what}");
+            assert_eq!((f.accuracy, f.f1), (a.accuracy, a.f1), "{what}");
+            assert!((f.log_loss - a.log_loss).abs() < 1e-9, "{what}");
+            let (x, y) = (f.roc_auc.unwrap(), a.roc_auc.unwrap());
+            assert!((x - y).abs() < 1e-3, "{what}: AUC {x} vs {y}");
+        }
+        (E::Multiclass(f), E::Multiclass(a)) => {
+            assert_eq!(f.accuracy, a.accuracy, "{what}");
+            assert!((f.log_loss - a.log_loss).abs() < 1e-9, "{what}");
+        }
+        (E::Regression(f), E::Regression(a)) => {
+            assert!((f.rmse - a.rmse).abs() < 1e-9, "{what}");
+            assert!((f.r2 - a.r2).abs() < 1e-9, "{what}");
+        }
+        _ => panic!("{what}: {fed:?} vs {all:?}"),
+    }
+}
+
+/// `fedhe simulate --model gbdt --client-test …` in the library: after the
+/// last tree one masked evaluation round gives every site the same pooled
+/// test figures, those of the trees on all the sites' test rows together;
+/// the plan's last round is that round. Regression on diabetes.
+#[test]
+fn the_trees_federated_test_pools_every_sites_test_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (clients, tests): (Vec<PathBuf>, Vec<PathBuf>) = (0..3)
+        .map(|i| {
+            let (c, t) = (d.join(format!("c{i}.csv")), d.join(format!("t{i}.csv")));
+            // Rows 5k + 4 are test rows, spread over the three sites.
+            write_rows(&sample("diabetes.csv"), &c, |r| r % 3 == i && r % 5 != 4);
+            write_rows(&sample("diabetes.csv"), &t, |r| r % 3 == i && r % 5 == 4);
+            (c, t)
+        })
+        .unzip();
+    let cfg = SimulationConfig {
+        data: SimData::SiteTests { clients, tests },
+        evaluation: Some(fedhe::plan::FedEvaluation {
+            test: true,
+            ..Default::default()
+        }),
+        ..config(sample("diabetes.csv"), "progression", 3, false)
+    };
+    let r = run(&cfg, settings(4, 3, 64));
+    assert!(r.same_at_every_site);
+    let f = r
+        .federated
+        .as_ref()
+        .expect("the evaluation round's figures");
+    let test = f.test.as_ref().expect("a federated test");
+    // `r.test`: the trees on the three test files together.
+    let rows: usize = (0..3)
+        .map(|i| {
+            std::fs::read_to_string(d.join(format!("t{i}.csv")))
+                .unwrap()
+                .lines()
+                .count()
+                - 1
+        })
+        .sum();
+    assert!(rows > 80, "{rows} test rows");
+    assert_eq!(test.rows(), rows);
+    assert_pooled("federated test", test, &r.test);
+    // Every site held out the plan's validation share: pooled too.
+    assert!(f.validation_of(f.last_round).is_some_and(|v| v.rows() > 0));
+    let layout = r.plan.layout();
+    assert_eq!(
+        layout.phase(r.plan.last_round()),
+        Some(fedhe::plan::RoundPhase::Evaluate)
+    );
+    assert_eq!(f.last_round + 1, r.plan.last_round());
+    assert_eq!(r.model.provenance.federated.as_ref(), Some(f));
+    for m in &r.sites {
+        assert_eq!(m.provenance.federated.as_ref(), Some(f));
+    }
+    // Test rows for a plan without a test round: refused, saying why.
+    let no_test = SimulationConfig {
+        evaluation: None,
+        plain: true,
+        ..cfg.clone()
+    };
+    let e = simulate_gbdt(
+        &no_test,
+        settings(2, 2, 16),
+        &mut |_| {},
+        Arc::new(AtomicBool::new(false)),
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(e.contains("`[evaluation] test = true`"), "{e}");
+}
+
+/// `fedhe plan init --model gbdt --federated-test`, `fedhe serve` and three
+/// `fedhe client … --test` processes: every site prints the same
+/// `federated test` line, whose figures are `fedhe predict`'s on the three
+/// test files together; the aggregator completes at the plan's evaluation
+/// round.
+#[test]
+fn three_tree_sites_with_their_test_files_print_the_pooled_test() {
+    use processes::*;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (sk, pk) = keys(dir);
+    let (files, plan) = split_and_plan(dir, 3, &["--roster", "a,b,c", "--federated-test"]);
+    let p = fedhe::plan::Plan::load(&plan).unwrap();
+    assert!(p.evaluation.is_some_and(|e| e.test), "{p:?}");
+    // Each site's test rows: a third of the split's test rows.
+    let pooled_test = dir.join("split/test.csv");
+    let text = std::fs::read_to_string(&pooled_test).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let mut parts = vec![format!("{header}\n"); 3];
+    for (i, l) in lines.enumerate() {
+        parts[i % 3].push_str(l);
+        parts[i % 3].push('\n');
+    }
+    let token = dir.join("operator.token");
+    let args = [
+        "--public-key",
+        pk.to_str().unwrap(),
+        "--plan",
+        plan.to_str().unwrap(),
+        "--operator-token-file",
+        token.to_str().unwrap(),
+    ];
+    let (_server, url) = serve(&args, &dir.join("state"), "127.0.0.1:0");
+    let ids = ["a", "b", "c"];
+    let clients: Vec<Killed> = ids
+        .iter()
+        .zip(&files)
+        .zip(&parts)
+        .map(|((id, f), rows)| {
+            let t = dir.join(format!("test-{id}.csv"));
+            std::fs::write(&t, rows).unwrap();
+            Killed(
+                fedhe()
+                    .args(["client", "--server", &url, "--name", id, "--id", id])
+                    .arg("--key")
+                    .arg(&sk)
+                    .arg("--data")
+                    .arg(f)
+                    .arg("--test")
+                    .arg(&t)
+                    .arg("--model-out")
+                    .arg(dir.join(format!("{id}.json")))
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let outs: Vec<String> = clients
+        .into_iter()
+        .zip(ids)
+        .map(|(c, id)| {
+            let (ok, out) = finish(c, Duration::from_secs(300));
+            assert!(ok, "client {id} failed:\n{out}");
+            out
+        })
+        .collect();
+    let line = |o: &str, start: &str| {
+        o.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start:?} line:\n{o}"))
+            .to_string()
+    };
+    let first = line(&outs[0], "federated test (");
+    let rows = text.lines().count() - 1;
+    assert!(first.contains(&format!("{rows} rows")), "{first}");
+    for o in &outs {
+        assert_eq!(line(o, "federated test ("), first);
+        assert!(o.contains("done: 5 trees of 5 iterations"), "{o}");
+    }
+    // `fedhe predict` on the pooled test rows: the same table figures (the
+    // AUC read from the pooled histograms, to 1e-3).
+    let model = dir.join("a.json");
+    let out = super::common::fedhe(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        pooled_test.to_str().unwrap(),
+    ]);
+    let predicted = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{predicted}");
+    for metric in ["accuracy ", "precision ", "recall ", "f1 ", "log_loss "] {
+        assert_eq!(
+            line(&outs[0], metric),
+            line(&predicted, metric),
+            "{metric}\n{}\n{predicted}",
+            outs[0]
+        );
+    }
+    let auc = |o: &str| -> f64 {
+        line(o, "roc_auc ")
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!((auc(&outs[0]) - auc(&predicted)).abs() <= 1e-3 + 1e-9);
+    // The figures in every model file: those of the pooled rows.
+    let m = fedhe::model::ModelFile::load(&model).unwrap();
+    let all = fedhe::data::load_csv(&pooled_test, &m.csv_options())
+        .unwrap()
+        .dataset;
+    let fed = m.provenance.federated.clone().expect("federated figures");
+    let expected = m.evaluate(&all.x, &all.y.to_vec()).unwrap();
+    assert_pooled("CLI federated test", fed.test.as_ref().unwrap(), &expected);
+    for id in ids {
+        let o = fedhe::model::ModelFile::load(&dir.join(format!("{id}.json"))).unwrap();
+        assert_eq!(o.ensemble, m.ensemble);
+        assert_eq!(o.provenance.federated, m.provenance.federated);
+    }
+    // The aggregator completes at the evaluation round, after the trees'.
+    let status = operator(&token, &url).status().unwrap();
+    let done = status.complete.expect("complete");
+    assert_eq!(done.last_round, p.last_round());
+    assert_eq!(p.layout().evaluation_round(), Some(p.last_round()));
+    assert_eq!((done.training_rounds, done.sites), (p.work_rounds(), 3));
 }

@@ -381,7 +381,7 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
     }
     if joined.plan.gbdt().is_some() {
         let files = (a.data.as_path(), a.model_out.as_deref());
-        return super::gbdt_cmds::client(&joined, &loaded.dataset, files, test.is_some(), &cancel);
+        return super::gbdt_cmds::client(&joined, &loaded.dataset, files, test.as_ref(), &cancel);
     }
     let task = joined.plan.target().kind();
     let (loss_name, score_name) = (round_loss_name(task), task.score_name());

@@ -74,6 +74,9 @@ fn run_one(cfg: &SimulationConfig, settings: GbdtSettings) -> anyhow::Result<Gbd
         res.test.rows(),
         res.test.summary()
     );
+    if let Some(f) = &res.federated {
+        print_federated(f, &res.model);
+    }
     println!(
         "{} trees in {} rounds (after the statistics round and the bins round), {:.0} ms per \
          tree, {:.1} MB up per tree per site; the same trees at every site: {}",
@@ -120,22 +123,36 @@ pub fn simulate(
     Ok(())
 }
 
+/// The evaluation round's pooled figures: the trees on every site's
+/// held-out rows, and the federated test line with `fedhe predict`'s table.
+fn print_federated(f: &fedhe::model::FederatedFigures, model: &fedhe::model::ModelFile) {
+    if let Some(v) = f.validation_of(f.last_round) {
+        println!(
+            "federated validation (the trees, {} held-out rows): {}",
+            v.rows(),
+            v.summary()
+        );
+    }
+    if let Some(t) = &f.test {
+        println!("{}", fedhe::client::federated_test_line(f.best_round, t));
+        print!("{}", super::data_cmds::evaluation_table(t, model));
+    }
+}
+
 /// `fedhe client` on a gradient-boosted trees plan: the trees' rounds,
-/// with a line per tree; the model written to `model_out`.
+/// with a line per tree, then (with `[evaluation]`) the evaluation round on
+/// this site's held-out rows and `test` rows; the model written to
+/// `model_out`.
 pub fn client(
     joined: &fedhe::session::Joined,
     data: &fedhe::data::Dataset,
     (file, model_out): (&std::path::Path, Option<&std::path::Path>),
-    tested: bool,
+    test: Option<&fedhe::data::Dataset>,
     cancel: &AtomicBool,
 ) -> anyhow::Result<()> {
-    if tested {
-        anyhow::bail!(
-            "--test: the federated test is not implemented for gradient-boosted trees yet"
-        );
-    }
-    let run = joined.run_gbdt(
+    let run = joined.run_gbdt_tested(
         data,
+        test,
         vec![file.display().to_string()],
         &mut |e| match e {
             // Trees are not standardized: the round gives their bins' statistics.
@@ -149,6 +166,9 @@ pub fn client(
     )?;
     if let Some(v) = &run.validation {
         println!("the trees on this site's held-out rows: {}", v.summary());
+    }
+    if let Some(f) = &run.outcome.federated {
+        print_federated(f, &run.model);
     }
     let t = fedhe::client::TreeTotals::of(&run.outcome.trees);
     let planned = joined.plan.gbdt().map_or(0, |g| g.trees as u64);

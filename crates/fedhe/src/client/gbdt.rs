@@ -70,6 +70,9 @@ pub struct GbdtOutcome {
     pub global_rows: f64,
     /// The bins round (iteration 0), then every boosting iteration.
     pub trees: Vec<TreeRecord>,
+    /// With `[evaluation]`: the trees' pooled validation and test figures
+    /// (the same at every site).
+    pub federated: Option<crate::model::FederatedFigures>,
 }
 
 /// Summary of a run's iterations (for benches and reports).

@@ -14,6 +14,7 @@ mod exchange;
 mod fedeval;
 mod final_round;
 mod gbdt;
+mod gbdt_eval;
 mod he_exchange;
 pub mod ledger;
 mod limbs;

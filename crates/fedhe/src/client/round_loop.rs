@@ -318,11 +318,14 @@ fn run_kinds(
 
 /// Runs a gradient-boosted trees plan's rounds (`cfg.gbdt`): the
 /// vocabulary rounds (with discovered columns), the statistics round, the
-/// bins round and the trees' level rounds. Every site ends with the same
-/// trees.
+/// bins round, the trees' level rounds and, with `[evaluation]`, the
+/// evaluation round of the finished trees on the site's held-out rows
+/// `validation` and test rows (`cfg.test`). Every site ends with the same
+/// trees and the same pooled figures.
 pub fn run_gbdt_loop(
     exchange: &mut dyn Exchange,
     train: &Dataset,
+    validation: Option<&Dataset>,
     cfg: &LoopConfig,
     on_event: &mut dyn FnMut(&ClientEvent),
     cancel: &AtomicBool,
@@ -338,13 +341,13 @@ pub fn run_gbdt_loop(
         on_event(e);
     };
     let mut rounds = Rounds::new(exchange, &mut keep, cancel);
-    let out = run_gbdt_kinds(&mut rounds, train, cfg);
+    let out = run_gbdt_kinds(&mut rounds, train, validation, cfg);
     if let Err(e) = &out
         && e.leaves_federation()
     {
         rounds.leave(e);
     }
-    let (ensemble, prepared) = out?;
+    let (ensemble, prepared, federated) = out?;
     Ok(super::gbdt::GbdtOutcome {
         ensemble,
         encoder: prepared.encoder,
@@ -352,14 +355,24 @@ pub fn run_gbdt_loop(
         target_scaling: prepared.target_scaling,
         global_rows: prepared.global_rows,
         trees: records,
+        federated,
     })
 }
+
+/// The trees, the preprocessing, and with `[evaluation]` the pooled
+/// figures of the trees.
+type GbdtKinds = (
+    crate::model::gbdt::Ensemble,
+    super::statistics::Prepared,
+    Option<crate::model::FederatedFigures>,
+);
 
 fn run_gbdt_kinds(
     rounds: &mut Rounds<'_>,
     train: &Dataset,
+    validation: Option<&Dataset>,
     cfg: &LoopConfig,
-) -> Result<(crate::model::gbdt::Ensemble, super::statistics::Prepared), LoopError> {
+) -> Result<GbdtKinds, LoopError> {
     let Some(g) = &cfg.gbdt else {
         return Err(SiteError::LayoutMismatch {
             what: "bins",
@@ -368,7 +381,12 @@ fn run_gbdt_kinds(
         }
         .into());
     };
-    let before = run_before(rounds, train, None, cfg)?;
+    // Test rows without a test round: refused before any round, not after
+    // the trees.
+    if cfg.test.is_some() && !cfg.evaluation.is_some_and(|e| e.test) {
+        return Err(SiteError::NoTestRound.into());
+    }
+    let before = run_before(rounds, train, validation, cfg)?;
     check_layout("bins", rounds.next_round(), cfg.layout.bins_round())?;
     let limb_bits = rounds.limb_bits();
     let bins = super::gbdt::BinsRound::new(&before.site, &before.prepared.stats, g, limb_bits)?;
@@ -379,7 +397,32 @@ fn run_gbdt_kinds(
     let trees =
         super::gbdt::TreeRounds::new(&before.site, cuts, g, p.target_scaling.as_ref(), limb_bits)?;
     let ensemble = rounds.run(trees)?;
-    Ok((ensemble, before.prepared))
+    let Some(plan) = cfg.evaluation else {
+        return Ok((ensemble, before.prepared, None));
+    };
+    // The round the trees finished in; the evaluation round is the
+    // layout's (after any spare rounds it keeps for the trees).
+    let last_tree = rounds.next_round().saturating_sub(1);
+    let evaluation = cfg.layout.evaluation_round().unwrap_or(0);
+    check_layout("evaluation", rounds.next_round(), evaluation)?;
+    let eval = super::fedeval::EvalSums {
+        head: g.head,
+        plan,
+        limb_bits,
+        bound: rounds.value_bound(),
+    };
+    let rows = |d: &Dataset| (d.x.clone(), d.y.to_vec());
+    let kind = super::gbdt_eval::TreeEvaluation::new(
+        (&ensemble, p.target_scaling.as_ref()),
+        eval,
+        (
+            before.held.as_ref().map(rows),
+            before.test.as_ref().map(rows),
+        ),
+        last_tree,
+    )?;
+    let figures = rounds.run(kind)?;
+    Ok((ensemble, before.prepared, Some(figures)))
 }
 
 /// The kinds number rounds on from 1; the layout the aggregator and the

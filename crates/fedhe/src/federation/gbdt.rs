@@ -25,8 +25,13 @@ pub struct GbdtSimulation {
     pub model: ModelFile,
     /// Whether every site ended with the same trees.
     pub same_at_every_site: bool,
-    /// The trees on the simulation's test split.
+    /// The trees on the simulation's test split (with one test file per
+    /// site: on all of them together).
     pub test: Evaluation,
+    /// With `[evaluation]` (`--federated-validation`, `--client-test`): the
+    /// trees' pooled figures from the evaluation round (the first site's;
+    /// every site's are the same).
+    pub federated: Option<crate::model::FederatedFigures>,
     /// The first site's bins round (iteration 0) and iterations.
     pub trees: Vec<TreeRecord>,
     /// Training rows summed over the sites.
@@ -48,8 +53,9 @@ impl GbdtSimulation {
 
 impl SimulationConfig {
     /// The plan of a gradient-boosted trees simulation: [`plan`](Self::plan)'s
-    /// columns, quorum and masks, with the trees' settings; no hold-out
-    /// (the simulation tests on its own split).
+    /// columns, quorum, masks and `[evaluation]` (the hold-out only with
+    /// it: the simulation tests on its own split), with the trees'
+    /// settings.
     pub fn gbdt_plan(&self, data: &Dataset, clients: usize, settings: GbdtSettings) -> Plan {
         let mut plan = self.plan(data, clients);
         plan.model = ModelSpec {
@@ -58,8 +64,6 @@ impl SimulationConfig {
             gbdt: Some(settings),
         };
         plan.privacy.dp = None;
-        plan.evaluation = None;
-        plan.training.validation_share = 0.0;
         plan
     }
 }
@@ -75,12 +79,19 @@ pub fn simulate_gbdt(
 ) -> Result<GbdtSimulation, SimulationError> {
     let start = Instant::now();
     let (parts, test) = load_sim_data(&cfg.data, &cfg.csv)?;
+    let site_tests = super::load_site_tests(&cfg.data, &cfg.csv)?;
     let n = parts.len();
     let plan = cfg.gbdt_plan(&test, n, settings);
     plan.validate("the simulation's settings")
         .map_err(|e| SimulationError::Plan(Box::new(e)))?;
     let plan_fp = plan.fingerprint().to_string();
-    let done = run_sites(cfg, &plan, &parts, on_event, cancel)?;
+    let done = run_sites(
+        cfg,
+        &plan,
+        (&parts, site_tests.as_deref()),
+        on_event,
+        cancel,
+    )?;
     let first = done.first().ok_or(SimulationError::Cancelled)?;
     let same = done
         .iter()
@@ -96,6 +107,7 @@ pub fn simulate_gbdt(
         model: first.model.clone(),
         same_at_every_site: same,
         test: test_metrics,
+        federated: first.outcome.federated.clone(),
         trees: first.outcome.trees.clone(),
         train_rows: parts.iter().map(Dataset::rows).sum(),
         total_ms: start.elapsed().as_secs_f64() * 1e3,
@@ -105,13 +117,13 @@ pub fn simulate_gbdt(
     })
 }
 
-/// Runs `plan` at one site per part (threads), through the exchanges of
-/// `cfg` (plaintext, or encrypted and masked through an embedded
-/// aggregator); every site's run, in order.
+/// Runs `plan` at one site per part (threads), with that site's test rows
+/// when given, through the exchanges of `cfg` (plaintext, or encrypted and
+/// masked through an embedded aggregator); every site's run, in order.
 pub(super) fn run_sites(
     cfg: &SimulationConfig,
     plan: &Plan,
-    parts: &[Dataset],
+    (parts, tests): (&[Dataset], Option<&[Dataset]>),
     on_event: &mut dyn FnMut(&SimEvent),
     cancel: Arc<AtomicBool>,
 ) -> Result<Vec<GbdtRun>, SimulationError> {
@@ -122,6 +134,7 @@ pub(super) fn run_sites(
     let runs: Vec<Option<Result<GbdtRun, SessionError>>> = std::thread::scope(|scope| {
         let mut handles = Vec::new();
         for (index, ((site, part), id)) in sites.into_iter().zip(parts).zip(&ids).enumerate() {
+            let site_test = tests.and_then(|t| t.get(index));
             let tx = tx.clone();
             let cancel = cancel.clone();
             let plan_fp = &plan_fp;
@@ -138,7 +151,7 @@ pub(super) fn run_sites(
                             &mut ex,
                             plan,
                             plan_fp,
-                            part,
+                            (part, site_test),
                             RunRecord {
                                 kind: crate::model::SIMULATED,
                                 data_files: files,
@@ -148,7 +161,9 @@ pub(super) fn run_sites(
                             &mut send,
                             &cancel,
                         ),
-                        SimSite::Joined(j) => j.run_gbdt(part, files, &mut send, &cancel),
+                        SimSite::Joined(j) => {
+                            j.run_gbdt_tested(part, site_test, files, &mut send, &cancel)
+                        }
                     };
                     if run.is_err() {
                         // One site failing stops the others.

@@ -164,7 +164,7 @@ pub fn run_gbdt_bench(
     let runs = run_sites(
         &cfg,
         &plan,
-        &parts,
+        (&parts, None),
         &mut |_| {},
         Arc::new(AtomicBool::new(false)),
     )?;

@@ -277,21 +277,10 @@ impl ModelFile {
     /// Predictions for raw rows: the probability of class 1, the class
     /// probabilities, or the value in the target's unit.
     pub fn predict(&self, x: &Array2<f64>) -> Result<Array2<f64>, ModelError> {
-        let mut p = match &self.ensemble {
-            Some(e) => {
-                let head = self.head();
-                let mut z = e.margins(x.view());
-                let mut out = vec![0.0; head.outputs()];
-                for mut row in z.rows_mut() {
-                    if let Some(r) = row.as_slice_mut() {
-                        head.predict_into(r, &mut out);
-                        r.copy_from_slice(&out);
-                    }
-                }
-                z
-            }
-            None => super::predictions(&*self.model()?, &self.inputs(x)),
-        };
+        if let Some(e) = &self.ensemble {
+            return Ok(e.predictions(self.head(), self.target_scaling.as_ref(), x.view()));
+        }
+        let mut p = super::predictions(&*self.model()?, &self.inputs(x));
         if let Some(t) = &self.target_scaling {
             p.mapv_inplace(|z| t.unscale(z));
         }

@@ -78,6 +78,14 @@ impl FedEvaluation {
         (1 + tests) * self.block_len(head)
     }
 
+    /// Slots of a gradient-boosted trees plan's evaluation round (after the
+    /// last tree): the trees' validation sums, then (with `test`) their
+    /// test sums. The trees have no earlier model to fall back on, so no
+    /// second test block.
+    pub fn tree_final_len(&self, head: Head) -> usize {
+        (1 + usize::from(self.test)) * self.block_len(head)
+    }
+
     /// The refusal of a bad setting: (field, why).
     pub(crate) fn check(&self) -> Result<(), (&'static str, String)> {
         if !(2..=65_536).contains(&self.auc_bins) {

@@ -67,7 +67,7 @@ impl Plan {
 }
 
 /// `[model.gbdt]`: only with `kind = "gbdt"`, every setting in range, and
-/// none of what the trees do not use (`[evaluation]`, DP-SGD, hidden layers).
+/// none of what the trees do not use (early stopping, DP-SGD, hidden layers).
 pub(super) fn check(plan: &Plan) -> Result<(), (&'static str, String)> {
     let Some(g) = plan.gbdt() else {
         if plan.model.gbdt.is_some() {
@@ -85,11 +85,14 @@ pub(super) fn check(plan: &Plan) -> Result<(), (&'static str, String)> {
         ));
     }
     settings(&g)?;
-    if plan.evaluation.is_some() {
+    // `[evaluation]` for trees is one round after the last tree (pooled
+    // validation and test figures of the trees); no per-tree validation, so
+    // nothing to stop early on.
+    if plan.evaluation.is_some_and(|e| e.early_stopping.is_some()) {
         return Err((
-            "evaluation",
-            "federated evaluation is not implemented for kind = \"gbdt\" yet; remove \
-             [evaluation]"
+            "evaluation.early_stopping",
+            "early stopping is not implemented for kind = \"gbdt\": the trees are evaluated \
+             once, after the last tree; remove early_stopping"
                 .into(),
         ));
     }
@@ -267,5 +270,46 @@ mod tests {
             g.spare_trees = 0;
         }
         assert_eq!(none.last_round(), 8);
+    }
+
+    #[test]
+    fn a_gbdt_plans_evaluation_is_one_round_after_the_last_tree() {
+        let text = "[model]\nkind = \"gbdt\"\n\n[model.gbdt]\ntrees = 2\ndepth = 3\nbins = 16\n";
+        let plain = trees(text).unwrap();
+        let mut p = plain.clone();
+        p.evaluation = Some(crate::plan::FedEvaluation {
+            test: true,
+            ..Default::default()
+        });
+        p.validate("g.toml").unwrap();
+        let layout = p.layout();
+        // Statistics, bins, 2 × 3 levels, then the evaluation round.
+        assert_eq!(
+            layout.phase(8),
+            Some(RoundPhase::Tree {
+                iteration: 2,
+                level: 2
+            })
+        );
+        assert_eq!(layout.evaluation_round(), Some(p.last_round()));
+        assert_eq!(p.last_round(), plain.last_round() + 1);
+        assert_eq!(layout.phase(p.last_round()), Some(RoundPhase::Evaluate));
+        assert_eq!(p.work_rounds(), plain.work_rounds());
+        // The trees' validation sums and their test sums: binary, 1024 bins.
+        let block = 4 + crate::plan::STAT_LIMBS + 2 * crate::plan::DEFAULT_AUC_BINS;
+        assert_eq!(p.kind_len(RoundPhase::Evaluate), Some(2 * block));
+        assert!(p.max_update_len() >= 2 * block + MAX_SUM_TAG_SLOTS);
+        assert_eq!(plain.layout().evaluation_round(), None);
+        // Early stopping needs per-tree validation: refused, by name.
+        let mut e = p.clone();
+        e.evaluation = Some(crate::plan::FedEvaluation {
+            early_stopping: Some(crate::plan::EarlyStopping { patience: 2 }),
+            ..Default::default()
+        });
+        let m = e.validate("g.toml").unwrap_err().to_string();
+        assert!(
+            m.contains("`evaluation.early_stopping`") && m.contains("gbdt"),
+            "{m}"
+        );
     }
 }

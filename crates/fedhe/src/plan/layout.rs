@@ -68,8 +68,9 @@ pub struct TreeRounds {
 pub struct RoundLayout {
     /// Two vocabulary rounds come first.
     pub vocabulary: bool,
-    /// With `[evaluation]`: the plan's training rounds, after which one
-    /// evaluation round comes.
+    /// With `[evaluation]`: the plan's training rounds (a gradient-boosted
+    /// trees plan's rounds after the statistics round: [`TreeRounds::rounds`]),
+    /// after which one evaluation round comes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluate_after: Option<u64>,
     /// Gradient-boosted trees: a bins round and the trees' level rounds
@@ -97,10 +98,17 @@ impl RoundLayout {
             2 if self.vocabulary => Some(RoundPhase::VocabularyNames),
             r if r == s => Some(RoundPhase::Standardize),
             r if r < s => None,
-            r if self.trees.is_some() => self.trees.map(|t| t.phase(r - s)),
             r if self.evaluate_after.is_some_and(|n| r - s == n + 1) => Some(RoundPhase::Evaluate),
+            r if self.trees.is_some() => self.trees.map(|t| t.phase(r - s)),
             r => Some(RoundPhase::Train(r - s)),
         }
+    }
+
+    /// The evaluation round (with `[evaluation]`): the one after the last
+    /// training round, or after a gradient-boosted trees plan's last tree
+    /// round.
+    pub fn evaluation_round(self) -> Option<u64> {
+        self.evaluate_after.map(|n| self.statistics_round() + n + 1)
     }
 
     /// Server round of training round `k` (1-based).
@@ -181,10 +189,10 @@ impl Plan {
         });
         RoundLayout {
             vocabulary: !self.discovered_columns().is_empty(),
-            evaluate_after: self
-                .evaluation
-                .filter(|_| trees.is_none())
-                .map(|_| self.training.rounds),
+            evaluate_after: self.evaluation.map(|_| match trees {
+                Some(t) => t.rounds(),
+                None => self.training.rounds,
+            }),
             trees,
         }
     }
@@ -194,10 +202,13 @@ impl Plan {
     /// complete.
     pub fn last_round(&self) -> u64 {
         let layout = self.layout();
-        if let Some(t) = layout.trees {
-            return layout.statistics_round() + t.rounds();
+        if let Some(r) = layout.evaluation_round() {
+            return r;
         }
-        layout.training_round(self.training.rounds) + u64::from(layout.evaluate_after.is_some())
+        match layout.trees {
+            Some(t) => layout.statistics_round() + t.rounds(),
+            None => layout.training_round(self.training.rounds),
+        }
     }
 
     /// The rounds the plan runs after the statistics round: its training
@@ -244,8 +255,12 @@ impl Plan {
             * NAME_BYTES;
         let last = widest.evaluation.map_or(0, |e| e.final_len(widest.head()));
         if self.gbdt().is_some() {
+            let last = widest
+                .evaluation
+                .map_or(0, |e| e.tree_final_len(widest.head()));
             return (widest.statistics_values() * STAT_LIMBS)
                 .max(widest.gbdt_max_len())
+                .max(last)
                 .max(self.vocabulary_len())
                 .max(names)
                 + MAX_SUM_TAG_SLOTS;
@@ -279,6 +294,10 @@ impl Plan {
             _ if discovered => None,
             RoundPhase::Standardize => Some(self.statistics_values() * STAT_LIMBS),
             RoundPhase::Bins | RoundPhase::Tree { .. } => self.gbdt_len(phase),
+            // The trees' validation (and test) sums.
+            RoundPhase::Evaluate if self.gbdt().is_some() => {
+                self.evaluation.map(|e| e.tree_final_len(self.head()))
+            }
             _ if self.gbdt().is_some() => None,
             // The parameters times the site's share, and the share (then
             // the validation sums, with `[evaluation]`).

@@ -27,12 +27,15 @@ pub struct GbdtRun {
 /// The rounds of the gradient-boosted trees plan `plan` over `exchange`:
 /// this site holds out `training.validation_share` of `data` (as every
 /// kind does), grows the federation's trees on the rest, and writes them
-/// as a model file.
+/// as a model file. With `[evaluation]`, one more round pools the trees'
+/// figures on every site's held-out rows and, with `evaluation.test`, on
+/// every site's `test` rows (the federated test; in
+/// `outcome.federated` and the model file's provenance).
 pub fn run_gbdt_plan(
     exchange: &mut dyn Exchange,
     plan: &Plan,
     plan_fingerprint: &str,
-    data: &Dataset,
+    (data, test): (&Dataset, Option<&Dataset>),
     record: RunRecord,
     on_event: &mut dyn FnMut(&ClientEvent),
     cancel: &AtomicBool,
@@ -47,14 +50,16 @@ pub fn run_gbdt_plan(
         plan_fingerprint,
         t.sgd.seed,
         None,
-        None,
+        test,
         &record.site,
         Default::default(),
     );
-    let outcome = run_gbdt_loop(exchange, &train, &cfg, on_event, cancel).map_err(|e| match e {
-        LoopError::Cancelled => SessionError::Cancelled,
-        e => e.into(),
-    })?;
+    let outcome = run_gbdt_loop(exchange, &train, held.as_ref(), &cfg, on_event, cancel).map_err(
+        |e| match e {
+            LoopError::Cancelled => SessionError::Cancelled,
+            e => e.into(),
+        },
+    )?;
     let mut provenance = Provenance::federated(
         record.kind,
         record.data_files,
@@ -66,6 +71,7 @@ pub fn run_gbdt_plan(
     );
     provenance.train = None;
     provenance.settings = serde_json::to_value(settings).unwrap_or_default();
+    provenance.federated = outcome.federated.clone();
     let model = ModelFile::gbdt(
         outcome.encoder.clone(),
         plan.target(),
@@ -96,12 +102,25 @@ impl Joined {
         on_event: &mut dyn FnMut(&ClientEvent),
         cancel: &AtomicBool,
     ) -> Result<GbdtRun, SessionError> {
+        self.run_gbdt_tested(data, None, data_files, on_event, cancel)
+    }
+
+    /// [`run_gbdt`](Self::run_gbdt), with this site's test rows for the
+    /// plan's federated test (`[evaluation] test = true`).
+    pub fn run_gbdt_tested(
+        &self,
+        data: &Dataset,
+        test: Option<&Dataset>,
+        data_files: Vec<String>,
+        on_event: &mut dyn FnMut(&ClientEvent),
+        cancel: &AtomicBool,
+    ) -> Result<GbdtRun, SessionError> {
         let mut ex = self.exchange();
         run_gbdt_plan(
             &mut ex,
             &self.plan,
             &self.plan_fingerprint,
-            data,
+            (data, test),
             RunRecord {
                 kind: crate::model::FEDERATED,
                 data_files,

@@ -167,6 +167,29 @@ impl Ensemble {
         out
     }
 
+    /// Predictions for raw rows `x` under `head`: the probability of class
+    /// 1, the class probabilities, or the value (in the target's unit with
+    /// `target_scaling`). What `fedhe predict` and the federated test read.
+    pub fn predictions(
+        &self,
+        head: crate::model::Head,
+        target_scaling: Option<&crate::model::TargetScaling>,
+        x: ArrayView2<f64>,
+    ) -> Array2<f64> {
+        let mut z = self.margins(x);
+        let mut out = vec![0.0; head.outputs()];
+        for mut row in z.rows_mut() {
+            if let Some(r) = row.as_slice_mut() {
+                head.predict_into(r, &mut out);
+                r.copy_from_slice(&out);
+            }
+        }
+        if let Some(t) = target_scaling {
+            z.mapv_inplace(|v| t.unscale(v));
+        }
+        z
+    }
+
     /// Gain importance per raw feature: each feature's share of the total
     /// gain of all splits (sums to 1; all zero without any split).
     pub fn importance(&self) -> Vec<f64> {
