@@ -189,6 +189,13 @@ mod tests {
             -1 << 30,
         ];
         for (bits, limbs) in [(15, 4), (11, 4), (30, 4), (7, 9)] {
+            // The values within this encoding's range.
+            let vals: Vec<i64> = vals
+                .iter()
+                .copied()
+                .filter(|v| i128::from(*v).abs() < 1i128 << (bits * limbs as i32))
+                .collect();
+            assert!(vals.len() >= 6, "{bits} bits × {limbs}");
             let got = encode_int_limbs(&vals, bits, limbs).unwrap();
             let mut want = Vec::new();
             for &v in &vals {
