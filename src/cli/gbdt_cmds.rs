@@ -77,12 +77,21 @@ fn run_one(cfg: &SimulationConfig, settings: GbdtSettings) -> anyhow::Result<Gbd
     if let Some(f) = &res.federated {
         print_federated(f, &res.model);
     }
+    let mut ms: Vec<f64> = res
+        .trees
+        .iter()
+        .filter(|r| r.iteration > 0)
+        .map(|r| r.ms)
+        .collect();
+    ms.sort_by(f64::total_cmp);
     println!(
         "{} trees in {} rounds (after the statistics round and the bins round), {:.0} ms per \
-         tree, {:.1} MB up per tree per site; the same trees at every site: {}",
+         tree (mean; median {:.0} ms), {:.1} MB up per tree per site; the same trees at every \
+         site: {}",
         t.iterations,
         t.rounds,
         t.ms / t.iterations.max(1) as f64,
+        ms.get(ms.len() / 2).copied().unwrap_or(0.0),
         t.bytes_up as f64 / t.iterations.max(1) as f64 / 1e6,
         if res.same_at_every_site { "yes" } else { "NO" }
     );

@@ -75,17 +75,20 @@ pub fn encode_int_limbs(values: &[i64], limb_bits: i32, limbs: usize) -> Result<
     let b = limb_bits.clamp(1, 30) as u32;
     let range = 1i128 << (b as usize * limbs).min(126);
     let mut out = Vec::with_capacity(values.len() * limbs);
+    let mask = (1u64 << b) - 1;
     for &v in values {
         if i128::from(v).abs() >= range {
             return Err(v);
         }
-        let mut rest = i128::from(v);
+        // The digits of |v|, each given v's sign: the truncating division
+        // and remainder by 2^b, by shifts (no 128-bit division).
+        let sign = if v < 0 { -1 } else { 1 };
+        let mut rest = v.unsigned_abs();
         for _ in 0..limbs {
-            // Truncating division and remainder keep every digit of the
-            // value's sign and below 2^b in magnitude.
-            let d = rest % (1i128 << b);
-            out.push(d as f64);
-            rest /= 1i128 << b;
+            // Below 2^30: exact as i64 and as f64 (+0.0 for a zero digit).
+            let d = (rest & mask) as i64;
+            out.push((sign * d) as f64);
+            rest >>= b;
         }
     }
     Ok(out)
@@ -173,6 +176,39 @@ mod tests {
             assert_eq!(back, want);
         }
         assert_eq!(encode_int_limbs(&[1 << 44], 11, 4), Err(1 << 44));
+        // The digits are those of the truncating 128-bit division and
+        // remainder, bit for bit (a zero digit is +0.0, never -0.0).
+        let vals = [
+            0i64,
+            1,
+            -1,
+            32767,
+            -32768,
+            -(1 << 59) + 3,
+            (1 << 59) - 1,
+            -1 << 30,
+        ];
+        for (bits, limbs) in [(15, 4), (11, 4), (30, 4), (7, 9)] {
+            // The values within this encoding's range.
+            let vals: Vec<i64> = vals
+                .iter()
+                .copied()
+                .filter(|v| i128::from(*v).abs() < 1i128 << (bits * limbs as i32))
+                .collect();
+            assert!(vals.len() >= 6, "{bits} bits × {limbs}");
+            let got = encode_int_limbs(&vals, bits, limbs).unwrap();
+            let mut want = Vec::new();
+            for &v in &vals {
+                let mut rest = i128::from(v);
+                for _ in 0..limbs {
+                    want.push((rest % (1i128 << bits)) as f64);
+                    rest /= 1i128 << bits;
+                }
+            }
+            let bitwise = |v: &[f64]| v.iter().map(|d| d.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bitwise(&got), bitwise(&want), "{bits} bits × {limbs}");
+        }
+        assert_eq!(encode_int_limbs(&[i64::MIN], 15, 4), Err(i64::MIN));
         assert!(matches!(
             decode_int_limbs(&[0.5, 0.0], 15, 2, "bins"),
             Err(SumError::IntegerLimb { what: "bins", .. })

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bins::{Cuts, MISSING};
 use super::ensemble::{Ensemble, Node, Rule, Tree};
+use super::sparse::SparseCells;
 use super::split::{BinRule, NodeHist, Sums, best_split};
 use super::{GbdtSettings, trees_per_iteration};
 use crate::model::{Head, ModelError, sigmoid};
@@ -60,6 +61,8 @@ pub struct SiteRows {
     grad: Vec<Sums>,
     /// Per row and tree: its node.
     pos: Vec<u32>,
+    /// The cells the histogram build adds (`None`: every cell).
+    cells: Option<SparseCells>,
 }
 
 impl SiteRows {
@@ -81,9 +84,13 @@ impl SiteRows {
             bins.extend(r.iter().enumerate().map(|(f, &v)| grower.cuts.bin(f, v)));
         }
         let rows = x.nrows();
+        let cells = SparseCells::new(rows, features, grower.node_len, |f, i| {
+            2 * (grower.offsets[f] + grower.slot(f, bins[i * features + f]))
+        });
         let mut site = SiteRows {
             rows,
             features,
+            cells,
             bins,
             y: y.to_vec(),
             margins: vec![0.0; rows * k],
@@ -330,6 +337,15 @@ impl Grower {
         }
     }
 
+    /// The histogram slot of bin `b` of feature `f` (its missing slot last).
+    fn slot(&self, f: usize, b: u16) -> usize {
+        if b == MISSING {
+            self.cuts.width(f)
+        } else {
+            b as usize
+        }
+    }
+
     /// This site's histogram for the next round: per tree and entry the
     /// sums of the rows at the node, per feature × bin (then missing), zero-padded.
     pub fn local(&self, site: &SiteRows) -> Vec<i64> {
@@ -351,9 +367,10 @@ impl Grower {
                 m
             })
             .collect();
+        // Per histogram of `out`: the sums of its rows.
+        let mut totals = vec![Sums::default(); len / self.node_len.max(1)];
         let k = self.k;
         for i in 0..site.rows {
-            let bins = site.row_bins(i);
             for (t, slots) in slot_of.iter().enumerate() {
                 let node = site.pos[i * k + t] as usize;
                 let base = slots.get(node).copied().unwrap_or(usize::MAX);
@@ -362,19 +379,31 @@ impl Grower {
                     continue;
                 }
                 let hist = &mut out[base..base + self.node_len];
-                for (f, &b) in bins.iter().enumerate() {
-                    let slot = if b == MISSING {
-                        self.cuts.width(f)
-                    } else {
-                        b as usize
-                    };
-                    let j = 2 * (self.offsets[f] + slot);
-                    hist[j] += gh.g;
-                    hist[j + 1] += gh.h;
+                match &site.cells {
+                    Some(cells) => {
+                        let n = &mut totals[base / self.node_len];
+                        *n = n.add(gh);
+                        cells.add_row(i, gh, hist);
+                    }
+                    None => self.add_every_cell(site.row_bins(i), gh, hist),
                 }
             }
         }
+        if let Some(cells) = &site.cells {
+            for (hist, total) in out.chunks_mut(self.node_len.max(1)).zip(totals) {
+                cells.fill_defaults(total, hist);
+            }
+        }
         out
+    }
+
+    /// Adds one row's every cell to a node's histogram.
+    fn add_every_cell(&self, bins: &[u16], gh: Sums, hist: &mut [i64]) {
+        for (f, &b) in bins.iter().enumerate() {
+            let j = 2 * (self.offsets[f] + self.slot(f, b));
+            hist[j] += gh.g;
+            hist[j + 1] += gh.h;
+        }
     }
 
     /// Takes the round's global sum: the best split of every open node of
@@ -647,5 +676,65 @@ fn gradients(head: Head, m: &[f64], y: f64, g: &mut [f64], h: &mut [f64]) {
                 *hi = (2.0 * p * (1.0 - p)).max(MIN_H);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::gbdt::FeatureCuts;
+
+    /// The sparse histogram build gives every level's histogram value for
+    /// value as adding every cell: numeric, categorical and missing cells,
+    /// three classes (three trees per iteration), a row sample.
+    #[test]
+    fn sparse_cells_build_the_histograms_of_every_cell() {
+        let cuts = Cuts {
+            bins: 8,
+            features: vec![
+                FeatureCuts::Numeric { cuts: vec![0.5] },
+                FeatureCuts::Categorical { categories: 3 },
+                FeatureCuts::Numeric {
+                    cuts: (1..8).map(f64::from).collect(),
+                },
+            ],
+        };
+        let settings = GbdtSettings {
+            trees: 3,
+            depth: 3,
+            bins: 8,
+            subsample: 0.8,
+            min_child_weight: 0.0,
+            ..GbdtSettings::default()
+        };
+        let rows = 300;
+        let x = ndarray::Array2::from_shape_fn((rows, 3), |(i, f)| {
+            let v = (i * 7 + f * 13) % 11;
+            match f {
+                0 => f64::from(u8::from(v < 2)),
+                1 if v == 5 => f64::NAN,
+                1 => (v % 4) as f64,
+                _ if v == 3 => f64::NAN,
+                _ => v as f64 * 0.8,
+            }
+        });
+        let y: Vec<f64> = (0..rows).map(|i| ((i * 5) % 3) as f64).collect();
+        let mut g = Grower::new(settings, Head::Softmax { classes: 3 }, cuts).unwrap();
+        let mut sparse = SiteRows::new(&g, x.view(), &y).unwrap();
+        assert!(sparse.cells.is_some());
+        let mut every = sparse.clone();
+        every.cells = None;
+        let mut levels = 0;
+        while g.round_len().is_some() {
+            let a = g.local(&sparse);
+            assert_eq!(a, g.local(&every), "level {levels}");
+            assert!(a.iter().any(|&v| v != 0));
+            g.take(&a, &mut sparse).unwrap();
+            levels += 1;
+            // The every-cell rows follow the same splits.
+            every.pos.clone_from(&sparse.pos);
+            every.grad.clone_from(&sparse.grad);
+        }
+        assert_eq!(levels, 9);
     }
 }

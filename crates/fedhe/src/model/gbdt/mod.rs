@@ -24,6 +24,7 @@ mod bins;
 mod ensemble;
 mod grower;
 mod pooled;
+mod sparse;
 mod split;
 
 use serde::{Deserialize, Serialize};
