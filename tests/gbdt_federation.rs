@@ -881,6 +881,7 @@ mod hub {
         assert!(out.iter().all(|e| *e == out[0]));
         out
     }
+}
 
 /// Issue 24's label skew: Dirichlet(0.5) shares of every class over 4
 /// sites. The bins and histograms are exact sums whatever the partition,
