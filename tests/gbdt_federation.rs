@@ -862,7 +862,7 @@ mod hub {
                         &mut site,
                         &plan,
                         &fingerprint,
-                        &data,
+                        (&data, None),
                         record,
                         &mut |_| {},
                         &cancel,
