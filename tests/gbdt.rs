@@ -155,16 +155,11 @@ fn federate(ds: &Dataset, s: GbdtSettings) -> fedhe::model::Ensemble {
 }
 
 /// Three sites' trees when site 2 leaves at `(iteration, level)` (0-based):
-/// with `restart`, sites 0 and 1 take that level's sum as the sign to grow
-/// the iteration again from its roots ([`Grower::restart_iteration`]), as
+/// with `close`, sites 0 and 1 take that level's sum as the sign to close
+/// the iteration at the levels before it ([`Grower::close_iteration`]), as
 /// the federation's tree rounds do; without it they go on with the levels
 /// summed so far (what a federation did before).
-fn leave(
-    ds: &Dataset,
-    s: GbdtSettings,
-    at: (usize, usize),
-    restart: bool,
-) -> fedhe::model::Ensemble {
+fn leave(ds: &Dataset, s: GbdtSettings, at: (usize, usize), close: bool) -> fedhe::model::Ensemble {
     let head = Head::for_target(&ds.label);
     let stats = RawStats::of(&ds.columns, &ds.x, (head == Head::Squared).then_some(&ds.y));
     let plan = BinPlan::new(&ds.columns, &stats);
@@ -191,18 +186,19 @@ fn leave(
             SiteRows::new(g, x.view(), &ys).unwrap()
         })
         .collect();
-    let (mut level, mut gone, mut restarted) = (0, false, false);
+    let (mut level, mut gone, mut closed) = (0, false, false);
     while let Some(len) = growers[0].round_len() {
         let iteration = growers[0].iterations_done();
         gone |= (iteration, level) >= at;
         let active = if gone { 2 } else { 3 };
-        if restart && !restarted && (iteration, level) == at && level > 0 {
-            restarted = true;
+        if close && !closed && (iteration, level) == at && level > 0 {
+            closed = true;
             for (g, r) in growers.iter_mut().zip(rows.iter_mut()).take(2) {
-                g.restart_iteration(r);
+                g.close_iteration(r);
             }
             level = 0;
             assert!(growers[0].at_roots());
+            assert_eq!(growers[0].iterations_done(), iteration + 1);
             continue;
         }
         let mut sum = vec![0i64; len];
@@ -219,13 +215,21 @@ fn leave(
     growers.swap_remove(0).finish()
 }
 
-/// A site that leaves mid-tree: the others grow that iteration again from
-/// its roots, and their trees are exactly those of the three sites before
-/// it and the two from it on (the same trees as if the site had left at
-/// the iteration's root); going on with the levels summed so far gives
-/// other trees.
+/// Depth of a tree's deepest leaf (the root's depth 0).
+fn depth(t: &fedhe::model::gbdt::Tree, at: u32) -> usize {
+    match &t.nodes[at as usize] {
+        Node::Split { left, right, .. } => 1 + depth(t, *left).max(depth(t, *right)),
+        Node::Leaf { .. } => 0,
+    }
+}
+
+/// A site that leaves mid-tree: the others close that iteration at the
+/// levels summed by every root site (leaves from the sums its last split
+/// gave), so its trees are the first levels of the trees all three sites
+/// would have grown; the iterations before are untouched, the ones after
+/// sum the two; going on with the levels summed so far gives other trees.
 #[test]
-fn an_iteration_grown_again_without_a_site_is_the_others_iteration() {
+fn an_iteration_closed_without_a_site_keeps_the_levels_every_site_summed() {
     let s = GbdtSettings {
         trees: 6,
         depth: 4,
@@ -237,14 +241,31 @@ fn an_iteration_grown_again_without_a_site_is_the_others_iteration() {
         ("penguins.csv", "body_mass_g"),
     ] {
         let ds = load(&sample(file), label);
-        let at_root = leave(&ds, s, (2, 0), false);
-        let regrown = leave(&ds, s, (2, 2), true);
-        assert_eq!(regrown, at_root, "{file}");
-        assert_eq!(regrown.trees.len(), 6 * at_root.outputs);
+        let closed = leave(&ds, s, (2, 2), true);
         let mixed = leave(&ds, s, (2, 2), false);
-        assert_ne!(mixed, at_root, "{file}");
-        // The gain of the abandoned levels is not counted.
-        assert_eq!(regrown.importance(), at_root.importance(), "{file}");
+        let all = leave(&ds, s, (usize::MAX, 0), false);
+        let k = closed.outputs;
+        assert_eq!(closed.trees.len(), 6 * k, "{file}");
+        assert_eq!(closed.trees[..2 * k], all.trees[..2 * k], "{file}");
+        assert_ne!(closed, mixed, "{file}");
+        for t in 2 * k..3 * k {
+            let c = &closed.trees[t];
+            assert!(depth(c, 0) <= 2, "{file}: tree {t}");
+            // Its splits are the levels every site summed, node for node.
+            for (i, n) in c.nodes.iter().enumerate() {
+                if matches!(n, Node::Split { .. }) {
+                    assert_eq!(
+                        Some(n),
+                        all.trees[t].nodes.get(i),
+                        "{file}: tree {t} node {i}"
+                    );
+                }
+            }
+        }
+        assert!(
+            closed.trees[2 * k..3 * k] != all.trees[2 * k..3 * k],
+            "{file}"
+        );
     }
 }
 

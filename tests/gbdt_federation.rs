@@ -171,8 +171,8 @@ fn encrypted_masked_trees_equal_plaintext_and_pooled_trees() {
     assert!(seen[1..].iter().all(|r| r.cost.bytes_up > 0));
     let t = enc.totals();
     assert_eq!((t.iterations, t.rounds), (4, 16));
-    // The plan's rounds: statistics, bins, (4 + 1 spare) × 4 levels.
-    assert_eq!(enc.plan.last_round(), 22);
+    // The plan's rounds: statistics, bins, 4 × 4 levels.
+    assert_eq!(enc.plan.last_round(), 18);
 }
 
 #[test]
@@ -334,8 +334,7 @@ fn the_cli_simulates_and_plans_trees() {
     );
     let p = fedhe::plan::Plan::load(&plan).unwrap();
     assert_eq!(p.gbdt().unwrap().trees, 7);
-    // Statistics, bins, (7 trees + 1 spare) × 6 levels.
-    assert_eq!(p.last_round(), 1 + 1 + (7 + 1) * 6);
+    assert_eq!(p.last_round(), 1 + 1 + 7 * 6);
     let out = super::common::fedhe(&["plan", "check", plan.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -625,9 +624,9 @@ fn a_site_that_drops_out_mid_tree_leaves_the_others_to_finish() {
         .map(|(id, f)| client(&url, &sk, f, id, dir))
         .collect();
     // d is killed mid-tree: while the second (or a later) tree's level 1
-    // is open, after its root summed d; the tree must begin again from its
-    // root without d (depth 3: d's update reaches level 1 at most, so level
-    // 2 at the latest holds a, b and c only).
+    // is open, after its root summed d; the tree must close at the levels
+    // d was summed in (depth 3: d's update reaches level 1 at most, so
+    // level 2 at the latest holds a, b and c only).
     let p = fedhe::plan::Plan::load(&plan).unwrap();
     let layout = p.layout();
     let op = operator(&token, &url);
@@ -672,15 +671,22 @@ fn a_site_that_drops_out_mid_tree_leaves_the_others_to_finish() {
             })
             .unwrap()
     };
-    let mut models = Vec::new();
+    let (mut models, mut closed_at) = (Vec::new(), Vec::new());
     for (i, c) in clients.into_iter().enumerate() {
         let (ok, out) = finish(c, Duration::from_secs(300));
         assert!(ok, "client {} failed:\n{out}", ids[i]);
         assert!(out.contains("done: 5 trees of 5 iterations"), "{out}");
-        let regrown = format!("tree {tree}/5: ");
-        let line = out.lines().find(|l| l.starts_with(&regrown)).unwrap();
+        let closed = format!("tree {tree}/5: ");
+        let line = out.lines().find(|l| l.starts_with(&closed)).unwrap();
+        let (_, note) = line.split_once("; closed at depth ").expect(line);
+        let (depth, rest) = note.split_once(':').unwrap();
+        assert_eq!(
+            rest, " its next level summed other sites (without d)",
+            "{out}"
+        );
+        closed_at.push(depth.parse::<u32>().unwrap());
         assert!(
-            line.ends_with("grown again from its root without d (1 restart)"),
+            out.contains("(1 closed early: the sites summed changed mid-tree)"),
             "{out}"
         );
         let m = fedhe::model::ModelFile::load(&dir.join(format!("{}.json", ids[i]))).unwrap();
@@ -688,10 +694,16 @@ fn a_site_that_drops_out_mid_tree_leaves_the_others_to_finish() {
     }
     assert!(models.iter().all(|e| *e == models[0]), "identical trees");
     assert_eq!(models[0].trees.len(), 5);
-    // Exactly the trees of a federation whose trees before `tree` sum
-    // a, b, c and d, and whose later ones (`tree` regrown) a, b and c only.
-    let reference = hub::run(&p, &files, layout.tree_round(3, tree, 1));
-    assert_eq!(models[0], reference[0]);
+    // Exactly the trees of a federation whose trees before `tree` sum a,
+    // b, c and d, `tree` closed where d's updates end (level 1 or 2, as
+    // the kill fell), the later ones a, b and c only.
+    assert!(
+        closed_at.iter().all(|d| *d == closed_at[0]),
+        "{closed_at:?}"
+    );
+    let at = layout.tree_round(3, tree, closed_at[0]);
+    let reference = hub::run(&p, &files, at);
+    assert_eq!(models[0], reference.ensembles[0]);
     // The rounds after d left hold a, b and c only, masked by the double
     // masking flow (d's self mask never asked for: its update is in no sum).
     let status = op.status().unwrap();
@@ -731,25 +743,54 @@ fn a_site_that_drops_out_mid_tree_leaves_the_others_to_finish() {
     );
 }
 
-/// With no spare tree, a tree grown again after a site left takes rounds
-/// the plan's last trees needed: the run ends with the iterations that fit
-/// (of 5 trees of depth 3, a restart in tree 2's level 1 leaves 10 rounds
-/// for 4 more trees: 3 fit), the same at every site.
+/// A site that leaves in tree 2's level 1 (5 trees of depth 3, four
+/// sites): the other three close tree 2 at depth 1, leave that level's sum
+/// unused, and grow trees 3 to 5 over themselves; the rounds the closed
+/// tree leaves over run empty, so every site ends at the plan's last
+/// round. No site is asked the same histogram twice (growing tree 2 again
+/// from its root would send the root histograms again, and the two sums'
+/// difference would be d's).
 #[test]
-fn without_spare_rounds_a_restart_ends_the_run_with_the_trees_that_fit() {
+fn a_site_leaving_mid_tree_closes_it_and_no_histogram_is_asked_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let (files, plan) = processes::split_and_plan(dir.path(), 4, &["--spare-trees", "0"]);
+    let (files, plan) = processes::split_and_plan(dir.path(), 4, &[]);
     let p = fedhe::plan::Plan::load(&plan).unwrap();
-    assert_eq!(p.gbdt().unwrap().spare_trees, 0);
     assert_eq!(p.last_round(), 1 + 1 + 5 * 3);
-    let trees = hub::run(&p, &files, p.layout().tree_round(3, 2, 1));
-    assert_eq!(trees[0].trees.len(), 4);
-    // With the default spare tree, all 5.
-    std::fs::create_dir_all(dir.path().join("spare")).unwrap();
-    let (files, plan) = processes::split_and_plan(&dir.path().join("spare"), 4, &[]);
-    let p = fedhe::plan::Plan::load(&plan).unwrap();
-    let trees = hub::run(&p, &files, p.layout().tree_round(3, 2, 1));
-    assert_eq!(trees[0].trees.len(), 5);
+    let run = hub::run(&p, &files, p.layout().tree_round(3, 2, 1));
+    let e = &run.ensembles[0];
+    assert_eq!(e.trees.len(), 5);
+    let closed: Vec<_> = run
+        .records
+        .iter()
+        .filter(|r| r.closed_at.is_some())
+        .collect();
+    assert_eq!(closed.len(), 1, "{:?}", run.records);
+    assert_eq!((closed[0].iteration, closed[0].closed_at), (2, Some(1)));
+    assert_eq!(closed[0].left, vec!["d".to_string()]);
+    assert_eq!(
+        closed[0].closed_note().unwrap(),
+        "closed at depth 1: its next level summed other sites (without d)"
+    );
+    // Two rounds for tree 2 (its root and the unused level), so one round
+    // of its three runs empty at the end.
+    assert_eq!(closed[0].rounds, 2);
+    for site in ["a", "b", "c"] {
+        let mine: Vec<&Vec<f64>> = run
+            .sent
+            .values()
+            .flat_map(|v| v.iter().filter(|(id, _)| id == site).map(|(_, x)| x))
+            .collect();
+        let empty = mine
+            .iter()
+            .filter(|v| v.len() == fedhe::plan::GBDT_LIMBS)
+            .count();
+        assert_eq!(empty, 1, "{site}");
+        for (i, x) in mine.iter().enumerate() {
+            if x.len() > fedhe::plan::GBDT_LIMBS {
+                assert!(!mine[..i].contains(x), "{site} sent a vector twice");
+            }
+        }
+    }
 }
 
 /// A plaintext federation of site threads summing through one in-memory
@@ -761,7 +802,7 @@ mod hub {
     use std::sync::atomic::AtomicBool;
     use std::sync::{Arc, Condvar, Mutex};
 
-    use fedhe::client::{Exchange, ExchangeCost, LoopError, RoundSum};
+    use fedhe::client::{ClientEvent, Exchange, ExchangeCost, LoopError, RoundSum, TreeRecord};
     use fedhe::model::gbdt::Ensemble;
     use fedhe::plan::Plan;
     use fedhe::session::{RunRecord, run_gbdt_plan};
@@ -830,9 +871,17 @@ mod hub {
         }
     }
 
-    /// The ensembles of sites a, b, c (and d, which leaves at `leave_at`)
+    /// What a run left: the survivors' trees, site a's tree records, and
+    /// every upload per round.
+    pub struct Run {
+        pub ensembles: Vec<Ensemble>,
+        pub records: Vec<TreeRecord>,
+        pub sent: BTreeMap<u64, Vec<(String, Vec<f64>)>>,
+    }
+
+    /// The federation of sites a, b, c (and d, which leaves at `leave_at`)
     /// on `files` under `plan`.
-    pub fn run(plan: &Plan, files: &[PathBuf], leave_at: u64) -> Vec<Ensemble> {
+    pub fn run(plan: &Plan, files: &[PathBuf], leave_at: u64) -> Run {
         let ids = ["a", "b", "c", "d"];
         let hub = Arc::new(Hub::default());
         hub.state.lock().unwrap().active = ids.iter().map(|s| s.to_string()).collect();
@@ -858,28 +907,44 @@ mod hub {
                         site: id,
                     };
                     let cancel = AtomicBool::new(false);
-                    run_gbdt_plan(
+                    let mut records = Vec::new();
+                    let run = run_gbdt_plan(
                         &mut site,
                         &plan,
                         &fingerprint,
                         (&data, None),
                         record,
-                        &mut |_| {},
+                        &mut |e| {
+                            if let ClientEvent::Tree(r) = e {
+                                records.push(r.clone());
+                            }
+                        },
                         &cancel,
-                    )
+                    );
+                    run.map(|r| (r, records))
                 })
             })
             .collect();
-        let mut out = Vec::new();
+        let (mut out, mut records) = (Vec::new(), Vec::new());
         for (id, t) in ids.iter().zip(threads) {
             match t.join().unwrap() {
-                Ok(run) => out.push(run.model.ensemble.unwrap()),
+                Ok((run, r)) => {
+                    out.push(run.model.ensemble.unwrap());
+                    if *id == "a" {
+                        records = r;
+                    }
+                }
                 Err(e) => assert_eq!(*id, "d", "{id}: {e}"),
             }
         }
         assert_eq!(out.len(), 3);
         assert!(out.iter().all(|e| *e == out[0]));
-        out
+        let sent = std::mem::take(&mut hub.state.lock().unwrap().sent);
+        Run {
+            ensembles: out,
+            records,
+            sent,
+        }
     }
 }
 

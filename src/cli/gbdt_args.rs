@@ -39,10 +39,6 @@ pub struct GbdtArgs {
     /// gbdt: share of the columns each tree uses (seeded by --seed).
     #[arg(long, default_value = d().colsample.to_string())]
     pub colsample: f64,
-    /// gbdt federations: iterations' worth of spare rounds, to grow a tree
-    /// again without a site that drops out mid-tree.
-    #[arg(long, default_value = d().spare_trees.to_string())]
-    pub spare_trees: usize,
 }
 
 impl GbdtArgs {
@@ -59,7 +55,6 @@ impl GbdtArgs {
             subsample: self.subsample,
             colsample: self.colsample,
             seed,
-            spare_trees: self.spare_trees,
         };
         s.validate()?;
         Ok(s)

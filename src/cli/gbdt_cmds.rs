@@ -31,17 +31,9 @@ fn tree_line(r: &TreeRecord) -> String {
     if r.masked {
         s.push_str(", masked");
     }
-    if r.restarts > 0 {
-        let who = if r.left.is_empty() {
-            "with other sites".to_string()
-        } else {
-            format!("without {}", r.left.join(", "))
-        };
-        s.push_str(&format!(
-            "; grown again from its root {who} ({} restart{})",
-            r.restarts,
-            if r.restarts == 1 { "" } else { "s" }
-        ));
+    if let Some(note) = r.closed_note() {
+        s.push_str("; ");
+        s.push_str(&note);
     }
     s
 }
@@ -180,18 +172,20 @@ pub fn client(
         print_federated(f, &run.model);
     }
     let t = fedhe::client::TreeTotals::of(&run.outcome.trees);
-    let planned = joined.plan.gbdt().map_or(0, |g| g.trees as u64);
+    let closed = run
+        .outcome
+        .trees
+        .iter()
+        .filter(|r| r.closed_at.is_some())
+        .count();
     println!(
         "done: {} trees of {} iterations in {} rounds, {:.0} ms per tree{}",
         run.model.ensemble.as_ref().map_or(0, |e| e.trees.len()),
         t.iterations,
         t.rounds,
         t.ms / t.iterations.max(1) as f64,
-        if t.iterations < planned {
-            format!(
-                " (the plan's {planned}: trees grown again after sites left used up the \
-                 spare rounds; raise [model.gbdt] spare_trees)"
-            )
+        if closed > 0 {
+            format!(" ({closed} closed early: the sites summed changed mid-tree)")
         } else {
             String::new()
         }

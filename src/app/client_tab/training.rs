@@ -568,11 +568,7 @@ fn report(
             p.send(TrainMsg::Progress(
                 (r.iteration as f32 / r.iterations.max(1) as f32).min(1.0),
             ));
-            let again = if r.left.is_empty() {
-                String::new()
-            } else {
-                format!("; grown again from its root without {}", r.left.join(", "))
-            };
+            let again = r.closed_note().map_or(String::new(), |n| format!("; {n}"));
             p.send(TrainMsg::Status(format!(
                 "Tree {} of {} grown ({} rounds){again}",
                 r.iteration, r.iterations, r.rounds

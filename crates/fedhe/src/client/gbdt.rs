@@ -35,7 +35,7 @@ pub struct GbdtLoop {
     /// Integers of the bins round, as the plan fixes them.
     pub bins_len: usize,
     /// The plan's level rounds after the bins round: `depth` per
-    /// iteration and per spare tree.
+    /// iteration.
     pub level_rounds: u64,
 }
 
@@ -283,23 +283,22 @@ impl Compact {
 ///
 /// A tree's levels must all sum the same sites: when a level's sum holds
 /// other sites than its root's (one dropped out, or one's update came too
-/// late), every site sees the same list and grows the iteration again from
-/// its roots in the next round, from the plan's spare rounds. Rounds the
-/// trees leave over run empty (one zero), so the aggregator's last round
-/// is the plan's; when the spare rounds run out, the run ends with the
-/// iterations finished so far.
+/// late), every site sees the same list, leaves that sum unused and closes
+/// the iteration at the levels before it ([`Grower::close_iteration`]);
+/// the next iteration begins in the next round over the new sites. Not
+/// grown again from its roots: the same root histograms asked again of
+/// fewer sites would give away the one that left by difference. Rounds a
+/// closed iteration leaves over run empty at the end (one zero), so the
+/// aggregator's last round is the plan's.
 pub(crate) struct TreeRounds {
     grower: Grower,
     rows: SiteRows,
     compact: Compact,
     limb_bits: i32,
-    depth: u64,
     /// Level rounds of the plan not yet taken.
     rounds_left: u64,
     /// The sites summed in the iteration's root round.
     roots: Vec<String>,
-    /// No more iterations fit in the rounds left: the rest run empty.
-    out_of_rounds: bool,
     /// The iteration under way.
     record: TreeRecord,
     started: Instant,
@@ -327,10 +326,8 @@ impl TreeRounds {
             rows,
             compact,
             limb_bits,
-            depth: g.settings.depth as u64,
             rounds_left: g.level_rounds,
             roots: Vec::new(),
-            out_of_rounds: false,
             record: TreeRecord::first(g.settings.trees as u64),
             started: Instant::now(),
         })
@@ -338,7 +335,7 @@ impl TreeRounds {
 
     /// Whether the next round grows trees (else it runs empty).
     fn growing(&self) -> bool {
-        !self.out_of_rounds && self.grower.round_len().is_some()
+        self.grower.round_len().is_some()
     }
 
     /// Integers of the next round: the open nodes' kept slots (one zero
@@ -351,18 +348,10 @@ impl TreeRounds {
         }
     }
 
-    /// Before a root round: an iteration starts only if its levels fit in
-    /// the rounds left.
-    fn check_rounds(&mut self) {
-        if self.grower.at_roots() && self.rounds_left < self.depth {
-            self.out_of_rounds = true;
-        }
-    }
-
     /// Whether this level's sum holds other sites than the iteration's
-    /// roots did; if so the iteration begins again. Plaintext sums list no
-    /// sites (and never lose one).
-    fn restarted(&mut self, sum: &RoundSum) -> bool {
+    /// roots did; if so the iteration is closed at the levels before it.
+    /// Plaintext sums list no sites (and never lose one).
+    fn closed(&mut self, sum: &RoundSum) -> bool {
         let mut counted = sum.counted.clone();
         counted.sort();
         if self.grower.at_roots() {
@@ -373,13 +362,19 @@ impl TreeRounds {
             return false;
         }
         let r = &mut self.record;
-        r.restarts += 1;
-        for gone in self.roots.iter().filter(|s| !counted.contains(s)) {
-            if !r.left.contains(gone) {
-                r.left.push(gone.clone());
-            }
-        }
-        self.grower.restart_iteration(&mut self.rows);
+        r.closed_at = Some(self.grower.level() as u32);
+        r.left = self
+            .roots
+            .iter()
+            .filter(|s| !counted.contains(s))
+            .cloned()
+            .collect();
+        r.joined = counted
+            .iter()
+            .filter(|s| !self.roots.contains(s))
+            .cloned()
+            .collect();
+        self.grower.close_iteration(&mut self.rows);
         true
     }
 
@@ -400,13 +395,12 @@ impl TreeRounds {
         r.values += sum.values.len();
         r.masked |= sum.masked;
         add_cost(&mut r.cost, &sum.cost);
-        if self.restarted(sum) {
-            return Ok(());
-        }
-        let full = self.grower.round_len().unwrap_or(0);
-        let global = self.compact.unpack(&packed, full);
         let done = self.grower.iterations_done();
-        self.grower.take(&global, &mut self.rows)?;
+        if !self.closed(sum) {
+            let full = self.grower.round_len().unwrap_or(0);
+            let global = self.compact.unpack(&packed, full);
+            self.grower.take(&global, &mut self.rows)?;
+        }
         let r = &mut self.record;
         if self.grower.iterations_done() > done {
             r.ms = self.started.elapsed().as_secs_f64() * 1e3;
@@ -424,11 +418,10 @@ impl TreeRounds {
 impl RoundKind for TreeRounds {
     type Output = Ensemble;
 
-    fn next(mut self, _ctx: &RoundCtx<'_>) -> Next<Self> {
+    fn next(self, _ctx: &RoundCtx<'_>) -> Next<Self> {
         if self.rounds_left == 0 {
             return Next::Done(self.grower.finish());
         }
-        self.check_rounds();
         Next::Round(self)
     }
 

@@ -49,17 +49,16 @@ pub struct TreeRecord {
     pub cost: ExchangeCost,
     /// Whether this site's updates were masked.
     pub masked: bool,
-    /// Times the iteration began again from its roots because a level's
-    /// sum held other sites than the roots' (their rounds are counted).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub restarts: u32,
-    /// Sites summed in an abandoned attempt's roots but not in the trees.
+    /// The levels the iteration's trees kept when a level's sum held other
+    /// sites than its roots' (that sum left unread, the trees closed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<u32>,
+    /// Sites summed in the roots but not in the level that closed it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left: Vec<String>,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
+    /// Sites summed in the level that closed it but not in the roots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub joined: Vec<String>,
 }
 
 impl TreeRecord {
@@ -73,9 +72,27 @@ impl TreeRecord {
             ms: 0.0,
             cost: Default::default(),
             masked: false,
-            restarts: 0,
+            closed_at: None,
             left: Vec::new(),
+            joined: Vec::new(),
         }
+    }
+
+    /// "closed at depth 2: its next level summed other sites (without d)",
+    /// when the iteration was closed early.
+    pub fn closed_note(&self) -> Option<String> {
+        let depth = self.closed_at?;
+        let mut who = Vec::new();
+        if !self.left.is_empty() {
+            who.push(format!("without {}", self.left.join(", ")));
+        }
+        if !self.joined.is_empty() {
+            who.push(format!("with {}", self.joined.join(", ")));
+        }
+        Some(format!(
+            "closed at depth {depth}: its next level summed other sites ({})",
+            who.join("; ")
+        ))
     }
 }
 

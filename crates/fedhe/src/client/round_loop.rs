@@ -400,8 +400,8 @@ fn run_gbdt_kinds(
     let Some(plan) = cfg.evaluation else {
         return Ok((ensemble, before.prepared, None));
     };
-    // The round the trees finished in; the evaluation round is the
-    // layout's (after any spare rounds it keeps for the trees).
+    // The last of the trees' rounds (empty ones included, when a tree
+    // closed early); the evaluation round is the layout's.
     let last_tree = rounds.next_round().saturating_sub(1);
     let evaluation = cfg.layout.evaluation_round().unwrap_or(0);
     check_layout("evaluation", rounds.next_round(), evaluation)?;

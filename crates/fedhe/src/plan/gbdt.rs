@@ -119,7 +119,6 @@ fn settings(g: &GbdtSettings) -> Result<(), (&'static str, String)> {
     within("model.gbdt.trees", g.trees, 1, MAX_TREES)?;
     within("model.gbdt.depth", g.depth, 1, MAX_DEPTH)?;
     within("model.gbdt.bins", g.bins, 2, MAX_BINS)?;
-    within("model.gbdt.spare_trees", g.spare_trees, 0, MAX_TREES)?;
     let positive = |field, v: f64, hi: f64| {
         if v.is_finite() && v > 0.0 && v <= hi {
             Ok(())
@@ -233,9 +232,8 @@ mod tests {
         assert_eq!(layout.phase(8), tree(2, 2));
         assert_eq!(layout.bins_round(), 2);
         assert_eq!(layout.tree_round(3, 2, 1), 7);
-        // Statistics, bins, (2 iterations + 1 spare) × 3 levels.
-        assert_eq!(p.last_round(), 11);
-        assert_eq!(layout.phase(11), tree(3, 2));
+        // Statistics, bins, 2 iterations × 3 levels.
+        assert_eq!(p.last_round(), 8);
         // Two numeric columns: 4,096 buckets and two overflow ones each.
         let limbs = GBDT_LIMBS;
         assert_eq!(p.kind_len(RoundPhase::Bins), Some(2 * 4098 * limbs));
@@ -262,14 +260,8 @@ mod tests {
             classes: vec!["a".into(), "b".into(), "c".into()],
         };
         assert_eq!(m.gbdt_level_max(2), 3 * 2 * node * limbs);
-        assert_eq!(m.last_round(), 11);
-        assert_eq!((m.work_rounds(), linear().work_rounds()), (10, 20));
-        // No spare tree: the plan's trees only.
-        let mut none = p.clone();
-        if let Some(g) = none.model.gbdt.as_mut() {
-            g.spare_trees = 0;
-        }
-        assert_eq!(none.last_round(), 8);
+        assert_eq!(m.last_round(), 8);
+        assert_eq!((m.work_rounds(), linear().work_rounds()), (7, 20));
     }
 
     #[test]

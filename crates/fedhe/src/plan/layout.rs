@@ -46,21 +46,18 @@ pub enum RoundPhase {
     /// Gradient-boosted trees: level `level` (0-based: the root is 0) of
     /// boosting iteration `iteration` (1-based; a multi-class plan grows
     /// one tree per class in the same rounds): per open node the gradient
-    /// and hessian histograms. As planned: a tree grown again after a site
-    /// left shifts the later ones into the spare rounds, which number on
-    /// past the plan's trees.
+    /// and hessian histograms. As planned: a tree closed early (the sites
+    /// summed changed mid-tree) shifts the later ones to earlier rounds,
+    /// and the rounds left at the end run empty.
     Tree { iteration: u64, level: u32 },
 }
 
 /// The rounds of a gradient-boosted trees plan after its statistics round:
-/// one bins round, then `depth` rounds per boosting iteration and per
-/// spare tree (for growing a tree again after a site drops out mid-tree).
+/// one bins round, then `depth` rounds per boosting iteration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TreeRounds {
     pub iterations: u64,
     pub depth: u32,
-    #[serde(default)]
-    pub spare: u64,
 }
 
 /// Which rounds a federation runs before training.
@@ -147,10 +144,9 @@ impl TreeRounds {
         }
     }
 
-    /// Rounds after the statistics round: the bins round and every level
-    /// (the spare trees' included).
+    /// Rounds after the statistics round: the bins round and every level.
     pub fn rounds(self) -> u64 {
-        1 + (self.iterations + self.spare) * u64::from(self.depth)
+        1 + self.iterations * u64::from(self.depth)
     }
 }
 
@@ -185,7 +181,6 @@ impl Plan {
         let trees = self.gbdt().map(|g| TreeRounds {
             iterations: g.trees as u64,
             depth: g.depth as u32,
-            spare: g.spare_trees as u64,
         });
         RoundLayout {
             vocabulary: !self.discovered_columns().is_empty(),

@@ -574,15 +574,33 @@ impl Grower {
         }
     }
 
-    /// Drops the iteration under way (its trees' levels so far) and begins
-    /// it again from the roots, with the same row sample and columns: for a
-    /// federation whose contributors changed mid-tree, so that no tree
-    /// mixes levels summed over different sites.
-    pub fn restart_iteration(&mut self, site: &mut SiteRows) {
-        self.level = 0;
-        self.pending_gain.iter_mut().for_each(|g| *g = 0.0);
-        self.state = (0..self.k).map(|t| self.fresh_tree(t)).collect();
-        self.begin_rows(site);
+    /// Closes the iteration under way at the levels taken so far: every
+    /// open node becomes a leaf from the sums the last split gave it (so
+    /// its trees are those of depth `level`), and the next iteration
+    /// begins. For a federation whose summed sites changed mid-tree: no
+    /// tree mixes levels summed over different sites, and no histogram is
+    /// asked again of other sites (growing the iteration again from its
+    /// roots would send the same root histograms twice, and their
+    /// difference would be the site that left). At the roots it does
+    /// nothing (the level's sum is the iteration's first).
+    pub fn close_iteration(&mut self, site: &mut SiteRows) {
+        if self.level == 0 || self.round_len().is_none() {
+            return;
+        }
+        let settings = self.settings;
+        for st in &mut self.state {
+            for node in &mut st.nodes {
+                if let Building::Open(Some(s)) = node {
+                    *node = Building::Leaf(s.leaf(&settings));
+                }
+            }
+        }
+        self.finish_iteration(site);
+    }
+
+    /// Levels taken in the iteration under way.
+    pub fn level(&self) -> usize {
+        self.level
     }
 
     /// Whether the iteration under way is at its roots (no level taken).

@@ -64,11 +64,6 @@ pub struct GbdtSettings {
     pub colsample: f64,
     /// Seed of the row and column sampling.
     pub seed: u64,
-    /// Federations only: the rounds of this many iterations a plan keeps
-    /// spare, to grow a tree again from its root when the sites summed in
-    /// its levels change (a site drops out mid-tree). Unused ones run as
-    /// empty rounds at the end, so the aggregator's last round stays fixed.
-    pub spare_trees: usize,
 }
 
 impl Default for GbdtSettings {
@@ -84,7 +79,6 @@ impl Default for GbdtSettings {
             subsample: 1.0,
             colsample: 1.0,
             seed: 0,
-            spare_trees: 1,
         }
     }
 }
@@ -105,12 +99,6 @@ impl GbdtSettings {
         }
         if !(1..=MAX_DEPTH).contains(&self.depth) {
             return bad(&format!("--depth {} must be 1 to {MAX_DEPTH}", self.depth));
-        }
-        if self.spare_trees > MAX_TREES {
-            return bad(&format!(
-                "--spare-trees {} must be 0 to {MAX_TREES}",
-                self.spare_trees
-            ));
         }
         if !(2..=MAX_BINS).contains(&self.bins) {
             return bad(&format!("--bins {} must be 2 to {MAX_BINS}", self.bins));
