@@ -159,6 +159,78 @@ fn a_site_killed_after_its_upload_is_unmasked_from_shares_and_the_sum_is_exact()
     for id in IDS {
         assert_eq!(s.updates.get(id).copied(), Some(1), "{id}'s uploads");
     }
+    drop(s);
+    // d did not survive: round 2 agrees fresh keys (none carried over).
+    let next = sites[0].api.key_set(2, None).unwrap();
+    assert_eq!((next.phase, next.keys_from), (MaskPhase::Keys, None));
+}
+
+/// Issue 24: one key agreement per roster. Every member survived round 1,
+/// so round 2 opens with its roster and keys (no key phase, no wait for
+/// announcements): no site announces again, and round 2's double-masked
+/// sum is still exact, bit for bit.
+#[test]
+fn a_roster_whose_members_all_survive_keeps_its_mask_keys_for_the_next_round() {
+    let key = Arc::new(SecretKey::generate(ParamSet::Standard64));
+    let plan = plan(30);
+    let srv = serve_plan(&key, plan.clone());
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let sites = relayed(&srv, &key, &seen, |_| Play::Honest);
+    let stats = values(&plan);
+    let len = plan.param_count() + 1;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(24);
+    let train: Vec<(Vec<f64>, f64)> = (0..IDS.len())
+        .map(|_| {
+            let v = (0..len).map(|_| rng.random_range(-1.0..1.0)).collect();
+            (v, f64::from(rng.random_range(1..50u32)))
+        })
+        .collect();
+    let run = |round: u64, ups: &[(Vec<f64>, f64)]| -> Vec<fedhe::client::RoundMean> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = sites
+                .iter()
+                .zip(ups)
+                .map(|(j, (v, w))| {
+                    let mut ex = masked(j, 60);
+                    s.spawn(move || ex.exchange(round, v, *w, &AtomicBool::new(false)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap().unwrap_or_else(|e| panic!("{e}")))
+                .collect()
+        })
+    };
+    run(1, &stats);
+    let carried = sites[0].api.key_set(2, None).unwrap();
+    assert_eq!(carried.phase, MaskPhase::Upload, "{carried:?}");
+    assert_eq!(
+        carried.keys_from,
+        Some(fedhe::protocol::KeyOrigin {
+            round: 1,
+            attempt: 1
+        })
+    );
+    assert_eq!(carried.roster, IDS.to_vec());
+    assert_eq!(carried.keys.len(), IDS.len());
+    let means = run(2, &train);
+    let want = plain_mean(&key, &train.iter().collect::<Vec<_>>());
+    for m in &means {
+        assert!(m.masked && m.contributed);
+        assert_eq!(m.counted, IDS.to_vec());
+        assert_eq!(m.values, want.values, "bit for bit");
+        assert_eq!(m.total_weight, want.total_weight);
+    }
+    let s = seen.lock().unwrap();
+    let mut announced = s.announces.clone();
+    announced.sort();
+    assert_eq!(
+        announced,
+        IDS.iter().map(|id| (id.to_string(), 1)).collect::<Vec<_>>(),
+        "one announcement per site, in round 1 only"
+    );
+    // Each round was unmasked from the self-seed shares: four reveals each.
+    assert_eq!(s.reveals.len(), 2 * IDS.len());
 }
 
 /// A site killed in the consistency phase (after it signed, or while it
@@ -245,6 +317,8 @@ struct Seen {
     reveals: Vec<(String, RevealUpload)>,
     /// Key reports by site.
     reports: Vec<(String, fedhe::protocol::KeyReport)>,
+    /// Key announcements: site, round.
+    announces: Vec<(String, u64)>,
     /// A site's relay goes dead after it passed on this route's answer
     /// (`update`, `survivors`): the site is as good as killed.
     kill_after: HashMap<String, &'static str>,
@@ -286,6 +360,11 @@ fn relay_one(conn: TcpStream, upstream: &str, site: &str, play: Play, seen: &Mut
         None => ("", ""),
     };
     record(seen, site, method, what, &req.body);
+    if let Some((m, r, w)) = &route
+        && (m.as_str(), w.as_str()) == ("PUT", "keys")
+    {
+        seen.lock().unwrap().announces.push((site.to_string(), *r));
+    }
     if play == Play::HideD && (method, what) == ("GET", "shares") {
         let _ = write_message(client.get_mut(), &shares_held(seen, site));
         return;

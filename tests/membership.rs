@@ -482,12 +482,13 @@ fn masked(j: &fedhe::session::Joined) -> HeExchange {
     ex
 }
 
-/// `j` announces its mask key for `round`, attempt 1, by hand.
+/// `j` announces its mask key for `round`'s open attempt, by hand.
 fn announce(j: &fedhe::session::Joined, round: u64) {
+    let attempt = j.api.key_set(round, None).unwrap().attempt;
     let ctx = MaskContext {
         plan: &j.plan_fingerprint,
         round,
-        attempt: 1,
+        attempt,
     };
     let k = j
         .identity
@@ -496,7 +497,7 @@ fn announce(j: &fedhe::session::Joined, round: u64) {
         .announce(
             round,
             &AnnounceRequest {
-                attempt: 1,
+                attempt,
                 public: hex(&k.public),
                 signature: hex(&k.signature),
             },
@@ -558,6 +559,14 @@ fn a_partner_whose_identity_changed_since_first_use_is_refused_by_name() {
     assert_eq!(code, 200);
     let fake_b = connect(srv.url(), &key).join("b", "b", None).unwrap();
     assert_ne!(fake_b.identity.public(), sites[1].identity.public());
+    // Round 2 had opened with round 1's roster and keys (all survived it);
+    // the reset restarted it with a key phase, in which every member
+    // checks its partners' identities again.
+    let set = sites[0].api.key_set(2, None).unwrap();
+    assert_eq!(
+        (set.attempt, set.phase, set.keys_from),
+        (2, fedhe::protocol::MaskPhase::Keys, None)
+    );
     // Round 2: a and c refuse to mask with the new `b`, naming it; nothing
     // of theirs is uploaded.
     let len = p.param_count() + 1;

@@ -646,10 +646,15 @@ mod masks {
                 });
             }
         });
-        // Round 2: d announces its key, then vanishes before uploading.
+        // Round 2 opens with round 1's roster and keys (all four
+        // survived it: no key phase); d vanishes before uploading.
         let len = plan.param_count() + 1;
         let ups = values(3, len);
         let d = &sites[3];
+        assert_eq!(
+            d.api.key_set(2, None).unwrap().keys_from.map(|k| k.round),
+            Some(1)
+        );
         let means: Vec<_> = std::thread::scope(|s| {
             let handles: Vec<_> = sites[..3]
                 .iter()
@@ -659,7 +664,6 @@ mod masks {
                     s.spawn(move || ex.exchange(2, v, *w, &AtomicBool::new(false)).unwrap())
                 })
                 .collect();
-            announce(d, 2);
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         // The sum of a, b, c encrypted without masks, decrypted here.
@@ -810,13 +814,34 @@ mod masks {
                 });
             }
         });
-        // Round 2: all four announce, a and b send their shares and upload,
-        // c and d do not: fewer than the threshold (3 of 4) uploaded, so
-        // the attempt restarts at its deadline (double masking: nothing was
-        // revealed) and waits for all four again.
-        for j in &sites {
-            announce(j, 2);
-        }
+        // Round 2 opens with round 1's roster and keys (all four survived
+        // it), and keeps them across an aggregator restart.
+        let carried = |srv: &EmbeddedServer| {
+            let set = sites[0]
+                .api
+                .key_set(2, None)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(set.phase, fedhe::protocol::MaskPhase::Upload);
+            // (Round 1 may have restarted at its one-second deadline.)
+            assert_eq!(set.keys_from.map(|k| k.round), Some(1));
+            assert_eq!(set.keys.len(), 4);
+            assert_eq!(srv.status().round, 2);
+            set
+        };
+        let before = carried(&srv);
+        let addr = srv.addr();
+        drop(srv);
+        // On the same address: the sites' clients point there.
+        let srv = EmbeddedServer::start(ServerConfig {
+            bind: addr,
+            ..config()
+        })
+        .unwrap();
+        assert_eq!(carried(&srv), before, "the carried key set, reloaded");
+        // a and b send their shares and upload, c and d do not: fewer than
+        // the threshold (3 of 4) uploaded, so the attempt restarts at its
+        // deadline (double masking: nothing was revealed) and waits for
+        // all four again, with fresh keys.
         let len = plan.param_count() + 1 + key.layout().tag_slots();
         for j in &sites[..2] {
             put_shares(j, 2);

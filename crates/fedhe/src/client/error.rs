@@ -275,6 +275,11 @@ pub enum RelayError {
     #[error("no mask key relayed for `{id}`")]
     NoMaskKey { id: String },
     #[error(
+        "the aggregator carried round {origin}'s mask keys over to round {round}: keys are only \
+         carried forward, from an earlier round; refusing to mask with them"
+    )]
+    CarriedForward { round: u64, origin: u64 },
+    #[error(
         "the aggregator fixed round {round} with a repeated member ({}): refusing to upload",
         .roster.join(", ")
     )]

@@ -11,6 +11,11 @@
 //! registration) starts a new ledger, and with it fresh secrets: a re-run of
 //! the same plan never meets the masks of the last one.
 //!
+//! When the aggregator carries a roster's keys over to the next round
+//! (every member survived), the next round's entry holds the same secret
+//! ([`MaskLedger::carried`]): every mask, seed and seal is still derived for
+//! its own round and attempt, and bound once per entry.
+//!
 //! File: `client-ID.masks.json` beside the client state file (`None`: in
 //! memory only, for a client without a state file).
 
@@ -267,6 +272,40 @@ impl MaskLedger {
         Ok(secret)
     }
 
+    /// The secret of `ctx` when the aggregator carried `origin`'s keys over
+    /// to it: `origin`'s secret, recorded for `ctx` too (saved before it is
+    /// used). `None` when this client holds no secret of `origin` (a new
+    /// run), or already holds another one for `ctx`: it cannot take part
+    /// with the carried keys.
+    pub fn carried(
+        &self,
+        ctx: &MaskContext<'_>,
+        origin: &MaskContext<'_>,
+    ) -> Result<Option<AttemptSecret>, LedgerError> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        check_forward(&entries, ctx)?;
+        let Some(from) = entries.get(&key(origin)).map(|e| e.secret.clone()) else {
+            return Ok(None);
+        };
+        if let Some(own) = entries.get(&key(ctx)) {
+            return Ok((own.secret == from)
+                .then(|| AttemptSecret::from_hex(&from))
+                .flatten());
+        }
+        let Some(secret) = AttemptSecret::from_hex(&from) else {
+            return Ok(None);
+        };
+        entries.insert(
+            key(ctx),
+            Entry {
+                secret: from,
+                ..Entry::default()
+            },
+        );
+        self.save(&entries)?;
+        Ok(Some(secret))
+    }
+
     /// Binds `values` (and `weight`) to `ctx`'s masks before they are
     /// uploaded: the first binding is saved; the same values again pass;
     /// other values are refused.
@@ -408,6 +447,38 @@ mod tests {
             panic!("an oversized ledger was read");
         };
         assert!(e.to_string().contains("larger than"), "{e}");
+    }
+
+    /// Carried keys: the next round's entry takes the origin's secret (and
+    /// keeps it across a restart); its values are bound on their own; no
+    /// origin secret, or another secret already there, gives none.
+    #[test]
+    fn a_carried_round_takes_its_origin_s_secret_and_binds_its_own_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = ledger_path(&dir.path().join("client-a.state.json"));
+        let at = |round, attempt| MaskContext {
+            plan: "ab",
+            round,
+            attempt,
+        };
+        let ledger = MaskLedger::fresh(&path).unwrap();
+        let origin = ledger.secret(&at(2, 1)).unwrap();
+        ledger.bind(&at(2, 1), &[1.0], 1.0).unwrap();
+        let carried = ledger.carried(&at(3, 1), &at(2, 1)).unwrap();
+        assert_eq!(carried.as_ref(), Some(&origin));
+        // Other values than round 2's: round 3 binds its own.
+        ledger.bind(&at(3, 1), &[5.0], 1.0).unwrap();
+        let again = MaskLedger::open(&path).unwrap();
+        assert_eq!(again.carried(&at(3, 1), &at(2, 1)).unwrap(), Some(origin));
+        assert!(matches!(
+            again.bind(&at(3, 1), &[6.0], 1.0),
+            Err(LedgerError::Reuse { round: 3, .. })
+        ));
+        // Never announced in round 1: nothing to carry.
+        assert_eq!(again.carried(&at(4, 1), &at(1, 1)).unwrap(), None);
+        // Round 5 already has a secret of its own: not replaced.
+        again.secret(&at(5, 1)).unwrap();
+        assert_eq!(again.carried(&at(5, 1), &at(2, 1)).unwrap(), None);
     }
 
     #[test]

@@ -219,6 +219,9 @@ impl Masker<'_> {
             round,
             attempt,
         };
+        if let Some(carried) = self.carried(&ctx)? {
+            return Ok(carried);
+        }
         // The attempt's random secret: this client's, kept in its ledger
         // from before the announcement on.
         let secret = self.me.ledger.secret(&ctx)?;
@@ -245,6 +248,69 @@ impl Masker<'_> {
             Vec::new()
         };
         Ok(KeyPhase::Ready(Box::new(Agreed { set, secret, keys })))
+    }
+
+    /// An attempt the aggregator opened with the last round's roster and
+    /// keys (every member survived it): no key is announced, no roster
+    /// waited for. This client's own key must be the one its ledger holds
+    /// for the round the keys come from, and each partner's must carry its
+    /// identity's signature for that round; all that is masked is still
+    /// derived for `ctx`. `None`: the attempt has a key phase of its own.
+    fn carried(&mut self, ctx: &MaskContext<'_>) -> Result<Option<KeyPhase>, LoopError> {
+        let set = match self.api.key_set(ctx.round, None) {
+            Ok(s) => s,
+            Err(e) if e.code() == Some(&ErrorCode::WrongRound) => return Ok(Some(KeyPhase::Moved)),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(from) = set.keys_from.filter(|_| set.attempt == ctx.attempt) else {
+            return Ok(None);
+        };
+        if from.round >= ctx.round {
+            return Err(RelayError::CarriedForward {
+                round: ctx.round,
+                origin: from.round,
+            }
+            .into());
+        }
+        if !set.roster.contains(&self.me.id) {
+            return Ok(Some(KeyPhase::Moved));
+        }
+        check_roster(self.me, ctx.round, &set)?;
+        let origin = MaskContext {
+            plan: ctx.plan,
+            round: from.round,
+            attempt: from.attempt,
+        };
+        let own = self.me.ledger.carried(ctx, &origin)?;
+        let Some(secret) = own.filter(|s| {
+            set.keys
+                .iter()
+                .any(|k| k.id == self.me.id && parse_hex_array(&k.public) == Some(s.public()))
+        }) else {
+            // Not this client's key (a new run since): it takes part again
+            // once the round restarts without it, with fresh keys.
+            tracing::warn!(
+                "round {} attempt {}: the carried mask key for `{}` is not one this client \
+                 holds; waiting for the attempt to move on",
+                ctx.round,
+                ctx.attempt,
+                self.me.id
+            );
+            return Ok(Some(KeyPhase::Moved));
+        };
+        let keys = match self.keys_for(&set, &origin, &secret)? {
+            Ok(mut keys) => {
+                keys.push((self.me.id.clone(), secret.public()));
+                keys.sort_by(|a, b| a.0.cmp(&b.0));
+                keys
+            }
+            Err(bad) => return self.report(&set, bad).map(Some),
+        };
+        Ok(Some(KeyPhase::Ready(Box::new(Agreed {
+            set,
+            secret,
+            keys,
+        }))))
     }
 
     /// Reports a partner's unusable key to the aggregator (which restarts
@@ -496,6 +562,7 @@ mod tests {
             threshold: 0,
             survivors: Vec::new(),
             signatures: Vec::new(),
+            keys_from: None,
         }
     }
 

@@ -112,6 +112,11 @@ impl AttemptSecret {
         crate::hex::hex(&self.0)
     }
 
+    /// The X25519 public key of this secret (what its announcement carries).
+    pub fn public(&self) -> [u8; 32] {
+        x25519_dalek::PublicKey::from(&self.x25519()).to_bytes()
+    }
+
     fn x25519(&self) -> x25519_dalek::StaticSecret {
         // StaticSecret (and every SharedSecret) wipes itself on drop.
         let bytes = zeroize::Zeroizing::new(self.0);
@@ -249,7 +254,7 @@ impl Identity {
         id: &str,
         secret: &AttemptSecret,
     ) -> KeyAnnouncement {
-        let public = x25519_dalek::PublicKey::from(&secret.x25519()).to_bytes();
+        let public = secret.public();
         let mut signature = [0u8; 64];
         signature.copy_from_slice(
             self.pair()

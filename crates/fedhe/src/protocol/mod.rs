@@ -358,6 +358,20 @@ pub struct KeySet {
     /// `survivors`.
     #[serde(default)]
     pub signatures: Vec<SurvivorSignature>,
+    /// Where the keys were announced when the aggregator carried them over
+    /// from an earlier round (every member of that roster survived it, and
+    /// the roster is the same): the attempt has no key phase, its keys are
+    /// signed for `keys_from`, and everything masked is still derived for
+    /// this round and attempt. `None`: announced in this attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys_from: Option<KeyOrigin>,
+}
+
+/// The round and attempt a carried-over key set was announced in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyOrigin {
+    pub round: u64,
+    pub attempt: u32,
 }
 
 /// State of one round.

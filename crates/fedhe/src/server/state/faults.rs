@@ -661,9 +661,15 @@ fn signatures_reveals_and_the_unmask_close_commit_once() {
     let op = |agg: &mut Aggregator| {
         let req = reveals(agg).remove("c").unwrap();
         agg.reveal("c", 1, req)?;
-        expect(agg.open_round() == 2, "the round closed")
+        expect(agg.open_round() == 2, "the round closed")?;
+        // Every member revealed: round 2 carries the three keys over, as
+        // its own rows, in the close's transaction.
+        expect(agg.open.mask.keys_from.is_some(), "the keys carried over")
     };
-    assert_eq!(all_or_nothing("last reveal", fx, base.path(), &op, true), 5);
+    assert_eq!(
+        all_or_nothing("last reveal", fx, base.path(), &op, true),
+        5 + 3
+    );
     // Too few reveals at the deadline: the round stays open, stuck.
     let op = |agg: &mut Aggregator| {
         agg.tick_at(now_unix() + 100_000)?;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::plan::Plan;
 use crate::privacy::masks::{KeyAnnouncement, masks_apply};
 use crate::privacy::secagg::{Reveal, threshold};
-use crate::protocol::{AnnouncedKey, KeySet, MaskPhase, SurvivorSignature, hex};
+use crate::protocol::{AnnouncedKey, KeyOrigin, KeySet, MaskPhase, SurvivorSignature, hex};
 
 use super::super::error::ServerError;
 
@@ -68,6 +68,10 @@ pub(super) struct MaskRound {
     /// Double masking: the survivors' reveals (`mask_reveals`).
     #[serde(skip)]
     pub reveals: BTreeMap<String, Reveal>,
+    /// The attempt whose keys this one carries over (see [`carry_over`]
+    /// (Self::carry_over)); `None`: its keys were announced in it.
+    #[serde(default)]
+    pub keys_from: Option<KeyOrigin>,
 }
 
 /// What the attempt waits for when it moves on ([`MaskRound::advance`]).
@@ -79,6 +83,18 @@ pub(super) struct Quorum<'a> {
     pub min: usize,
     /// Most contributors per sum (the key's limit).
     pub cap: usize,
+}
+
+/// What a member's new registration (or reset) did to the open attempt
+/// ([`MaskRound::forget_key`]).
+#[derive(Debug)]
+pub(super) enum Forgot {
+    Nothing,
+    /// Its key of the open key phase was dropped.
+    Key,
+    /// The attempt carried another round's keys: it restarts with a key
+    /// phase.
+    Restart(Box<Advance>),
 }
 
 /// How the attempt moves on.
@@ -122,7 +138,40 @@ impl MaskRound {
             shares: BTreeMap::new(),
             signatures: BTreeMap::new(),
             reveals: BTreeMap::new(),
+            keys_from: None,
         }
+    }
+
+    /// The next round's first attempt with this attempt's roster and keys,
+    /// if it may skip its key phase: this attempt was double-masked, every
+    /// member of its roster survived it (and revealed), no key was reported in the round,
+    /// and the next round's roster is the same. One key agreement then
+    /// serves a roster's rounds (the trees' ~600): nothing secret is
+    /// shared across rounds, since every pair seed, self seed, share coin
+    /// and bundle key is derived for its own round and attempt
+    /// (`privacy::secagg`), and a dropout still restarts with fresh keys.
+    pub fn carry_over(&self, now: u64, next_roster: &BTreeSet<String>) -> Option<MaskRound> {
+        let frozen = self.frozen.as_ref()?;
+        // Every member uploaded, signed and revealed: none is gone.
+        let everyone = self.survivors.as_ref()?.len() == frozen.len()
+            && frozen.iter().all(|c| self.reveals.contains_key(c));
+        let keyed = frozen.iter().all(|c| self.keys.contains_key(c));
+        if !self.masked || !everyone || !keyed || frozen != next_roster || !self.excluded.is_empty()
+        {
+            return None;
+        }
+        let mut next = MaskRound::fresh(self.round + 1, now);
+        next.frozen = Some(frozen.clone());
+        next.masked = true;
+        next.keys = frozen
+            .iter()
+            .filter_map(|c| Some((c.clone(), self.keys.get(c)?.clone())))
+            .collect();
+        next.keys_from = Some(self.keys_from.unwrap_or(KeyOrigin {
+            round: self.round,
+            attempt: self.attempt,
+        }));
+        Some(next)
     }
 
     /// The round's next attempt, waiting for `expected` (those reported in
@@ -182,13 +231,19 @@ impl MaskRound {
     /// When the open attempt's phase ends with whoever acted: every phase of
     /// a masked round has one (a member that never shows up must not hold
     /// the round for ever), except the key phase of a round before training
-    /// with a named roster, which waits for every named member.
+    /// with a named roster, which waits for every named member, and a
+    /// carried-over upload phase before its first shares.
     pub fn deadline(&self, plan: &Plan) -> Option<u64> {
         if !plan.privacy.masks {
             return None;
         }
         let before_training = self.round <= plan.layout().statistics_round();
         if before_training && self.frozen.is_none() && !plan.quorum.roster.is_empty() {
+            return None;
+        }
+        // A carried-over attempt's upload phase starts with its first
+        // shares (`Aggregator::put_shares`): none in, no clock.
+        if self.keys_from.is_some() && self.survivors.is_none() && self.shares.is_empty() {
             return None;
         }
         Some(self.phase_started + plan.quorum.round_deadline_secs)
@@ -202,13 +257,32 @@ impl MaskRound {
         }
     }
 
-    /// A client registered again (perhaps with a new identity): a key it
-    /// announced in the open key phase is dropped, so that it can announce
-    /// one signed by its new identity. Once the roster is fixed its key
-    /// stays (the others mask with it); if it cannot upload, the attempt
-    /// restarts at its deadline. Returns whether a key was dropped.
-    pub fn forget_key(&mut self, client: &str) -> bool {
-        self.frozen.is_none() && self.keys.remove(client).is_some()
+    /// A client registered again (perhaps with a new identity), or was
+    /// reset: a key it announced in the open key phase is dropped, so that
+    /// it can announce one signed by its new identity. Once the roster is
+    /// fixed its key stays (the others mask with it); if it cannot upload,
+    /// the attempt restarts at its deadline. An attempt whose keys were
+    /// carried over from an earlier round restarts at once instead (before
+    /// its survivors are named): every member then checks its partners'
+    /// current identities in a key phase of its own, and refuses a changed
+    /// one, naming it, before anything is uploaded.
+    pub fn forget_key(&mut self, client: &str, now: u64) -> Forgot {
+        match &self.frozen {
+            None if self.keys.remove(client).is_some() => Forgot::Key,
+            Some(frozen)
+                if self.keys_from.is_some()
+                    && self.survivors.is_none()
+                    && frozen.contains(client) =>
+            {
+                let next = self.next_attempt(now, frozen.clone());
+                *self = next.clone();
+                Forgot::Restart(Box::new(Advance::Restart {
+                    next,
+                    dropped: Vec::new(),
+                }))
+            }
+            _ => Forgot::Nothing,
+        }
     }
 
     /// Adds an announced key. The key phase's deadline counts from its
@@ -474,6 +548,7 @@ impl MaskRound {
             threshold,
             survivors: self.survivors.clone().unwrap_or_default(),
             signatures: self.shown_signatures(),
+            keys_from: self.keys_from,
         }
     }
 

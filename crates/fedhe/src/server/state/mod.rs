@@ -358,11 +358,18 @@ impl Aggregator {
             self.complete = Some(done);
             return;
         }
+        let carried = match self.open.mask.keys_from {
+            Some(k) => format!(
+                " (uploads open: same roster, mask keys of round {} attempt {})",
+                k.round, k.attempt
+            ),
+            None => String::new(),
+        };
         tracing::info!(
             round,
             contributors,
             counted = ?self.closed.get(&round).map(|c| &c.submitted),
-            "round {round} closed; round {} open",
+            "round {round} closed; round {} open{carried}",
             self.open.number
         );
     }
@@ -505,6 +512,14 @@ fn write_close(
     next_state: Option<&[u8]>,
 ) -> Result<(), StoreError> {
     tx.close_round(c.round, now, published, next_state)?;
+    // A carried-over key set is the next attempt's own (a reload reads the
+    // open attempt's keys, and a member that leaves drops its own row).
+    if c.complete.is_none() && c.next.mask.keys_from.is_some() {
+        let (round, attempt) = (c.next.number, c.next.mask.attempt);
+        for (id, k) in &c.next.mask.keys {
+            tx.put_mask_key(round, attempt, id, &k.public, &k.signature)?;
+        }
+    }
     if let Some(done) = &c.complete {
         let json = serde_json::to_vec(done)
             .map_err(|e| StoreError::Corrupt(format!("completion JSON: {e}")))?;

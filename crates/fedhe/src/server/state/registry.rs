@@ -9,10 +9,12 @@ use crate::protocol::{
 };
 
 use super::super::error::ServerError;
-use super::super::store::{StoredClient, StoredIdentity};
+use super::super::store::{StoreError, StoredClient, StoredIdentity, Tx};
 use crate::privacy::masks::verify_rotation;
 
 use super::auth::{new_token, token_hash};
+use super::keys::log_advance;
+use super::masks::Forgot;
 use super::round::OpenRound;
 use super::session::Session;
 use super::{Aggregator, now_unix};
@@ -69,10 +71,16 @@ impl Aggregator {
         let token = new_token();
         let reg = self.decide_registration(req, identity, token_hash(&token))?;
         let mut next = self.open.clone();
-        let forgot_key =
-            matches!(reg, Registration::Rotate { .. }) && next.mask.forget_key(reg.id());
+        let forgot = match reg {
+            Registration::Rotate { .. } => next.mask.forget_key(reg.id(), now_unix()),
+            Registration::New { .. } => Forgot::Nothing,
+        };
+        if let Forgot::Restart(step) = &forgot {
+            next = next.advanced(step);
+        }
         let next = next.join(reg.id(), &self.rules());
-        self.commit_registration(&reg, forgot_key, &next)?;
+        self.commit_registration(&reg, &forgot, &next)?;
+        self.after_forget(&forgot);
         let id = self.apply_registration(reg, next)?;
         Ok(RegisterResponse { id, token })
     }
@@ -193,7 +201,7 @@ impl Aggregator {
     fn commit_registration(
         &mut self,
         reg: &Registration,
-        forgot_key: bool,
+        forgot: &Forgot,
         next: &OpenRound,
     ) -> Result<(), ServerError> {
         let mask_state = self.open.mask.change_to(&next.mask)?;
@@ -221,17 +229,24 @@ impl Aggregator {
                     identity,
                 } => {
                     tx.rotate_client(id, name, token_hash, *issued_ms, identity.as_ref())?;
-                    if forgot_key {
-                        tx.delete_mask_key(round, attempt, id)?;
-                    }
                 }
             }
-            if let Some(bytes) = &mask_state {
-                tx.put_meta("mask_state", bytes)?;
-            }
-            Ok(())
+            write_forgot(
+                tx,
+                forgot,
+                (round, attempt, reg.id()),
+                mask_state.as_deref(),
+            )
         })?;
         Ok(())
+    }
+
+    /// In memory, after a commit that restarted the attempt: its sum is gone.
+    fn after_forget(&mut self, forgot: &Forgot) {
+        if let Forgot::Restart(step) = forgot {
+            self.acc = None;
+            log_advance(&self.open, step);
+        }
     }
 
     /// In memory, after the commit. Returns the client's id.
@@ -386,19 +401,17 @@ impl Aggregator {
         let (name, issued_ms) = (c.name.clone(), c.issued_ms);
         let revoked = token_hash(&new_token());
         let mut next = self.open.clone();
-        let forgot_key = next.mask.forget_key(id);
+        let forgot = next.mask.forget_key(id, now_unix());
+        if let Forgot::Restart(step) = &forgot {
+            next = next.advanced(step);
+        }
         let mask_state = self.open.mask.change_to(&next.mask)?;
         let (round, attempt) = (self.open.number, self.open.mask.attempt);
         self.store.write(|tx| {
             tx.rotate_client(id, &name, &revoked, issued_ms, None)?;
-            if forgot_key {
-                tx.delete_mask_key(round, attempt, id)?;
-            }
-            if let Some(bytes) = &mask_state {
-                tx.put_meta("mask_state", bytes)?;
-            }
-            Ok(())
+            write_forgot(tx, &forgot, (round, attempt, id), mask_state.as_deref())
         })?;
+        self.after_forget(&forgot);
         self.open = next;
         self.auth.rotate(id, revoked);
         if let Some(c) = self.clients.get_mut(id) {
@@ -406,6 +419,26 @@ impl Aggregator {
         }
         tracing::warn!(client = %id, "identity reset by the operator: the id may register again");
         Ok(())
+    }
+}
+
+/// The writes of what a registration or reset did to the open attempt
+/// (`attempt` and `client`: the attempt as it was, the member), with the
+/// attempt's new stored state.
+fn write_forgot(
+    tx: &mut Tx<'_>,
+    forgot: &Forgot,
+    (round, attempt, client): (u64, u32, &str),
+    mask_state: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    match (forgot, mask_state) {
+        (Forgot::Key, _) => tx.delete_mask_key(round, attempt, client)?,
+        (Forgot::Restart(_), Some(bytes)) => return tx.restart_attempt(round, bytes),
+        _ => {}
+    }
+    match mask_state {
+        Some(bytes) => tx.put_meta("mask_state", bytes),
+        None => Ok(()),
     }
 }
 

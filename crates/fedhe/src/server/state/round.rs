@@ -359,8 +359,11 @@ impl OpenRound {
                 complete: Some(complete),
             });
         }
-        let mut mask = MaskRound::fresh(round + 1, now);
-        mask.expected = Some(next_roster.clone());
+        let mask = self.mask.carry_over(now, &next_roster).unwrap_or_else(|| {
+            let mut fresh = MaskRound::fresh(round + 1, now);
+            fresh.expected = Some(next_roster.clone());
+            fresh
+        });
         Ok(Closing {
             round,
             closed,

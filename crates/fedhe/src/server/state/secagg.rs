@@ -160,12 +160,29 @@ impl Aggregator {
         }
         self.check_double(client, round, req.attempt, &[MaskPhase::Upload])?;
         let at = (round, req.attempt);
+        // A carried-over attempt's upload phase counts from its first
+        // shares, as a key phase does from its first key: the sites train
+        // between the rounds.
+        let now = super::now_unix();
+        let clock = (self.open.mask.keys_from.is_some() && self.open.mask.shares.is_empty())
+            .then(|| {
+                let mut m = self.open.mask.clone();
+                m.phase_started = now;
+                m.to_bytes()
+            })
+            .transpose()?;
         self.store.write(|tx| {
             for (to, bytes) in &bundles {
                 tx.put_mask_share(at, client, to, bytes)?;
             }
-            Ok(())
+            match &clock {
+                Some(state) => tx.put_meta("mask_state", state),
+                None => Ok(()),
+            }
         })?;
+        if clock.is_some() {
+            self.open.mask.phase_started = now;
+        }
         self.open.mask.shares.insert(client.to_string(), bundles);
         self.key_set(round)
     }
