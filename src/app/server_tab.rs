@@ -1012,7 +1012,7 @@ fn roster_line(st: &StatusResponse) -> String {
         let now = fedhe::protocol::now_ms() / 1000;
         line.push_str(&format!("; deadline in {} s", d.saturating_sub(now)));
     } else if st.round == 1 {
-        line.push_str("; standardization waits for every roster member");
+        line.push_str("; the statistics round waits for every roster member");
     }
     line
 }

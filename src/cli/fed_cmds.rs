@@ -219,7 +219,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
             let q = &p.quorum;
             writeln!(
                 out,
-                "plan {}: {}; a round closes when its whole roster submitted, or after {} s with at least {} (standardization waits for everyone{}){}",
+                "plan {}: {}; a round closes when its whole roster submitted, or after {} s with at least {} (the statistics round waits for everyone{}){}",
                 p.fingerprint(),
                 p.summary(),
                 q.round_deadline_secs,
@@ -391,7 +391,7 @@ pub fn client(a: ClientArgs) -> anyhow::Result<()> {
         vec![a.data.display().to_string()],
         &mut |e| match e {
             ClientEvent::Standardized { global_rows, .. } => {
-                println!("standardization: {global_rows} rows across the federation");
+                println!("statistics: {global_rows} rows across the federation");
             }
             ClientEvent::Round(r) if !r.contributed => println!(
                 "round {:>3}: closed before this client rejoined; {} contributors ({})",

@@ -278,8 +278,7 @@ impl ClientTab {
                     "Federated statistics: waiting for every client's encrypted column sums…".into()
                 }
                 Some(_) => {
-                    "Federated standardization: waiting for every client's encrypted feature sums…"
-                        .into()
+                    "Statistics round: waiting for every client's encrypted feature sums…".into()
                 }
                 None => "Training…".into(),
             },

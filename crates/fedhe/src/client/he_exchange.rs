@@ -395,7 +395,16 @@ impl HeExchange {
         // anything is masked, sealed, signed or revealed: shown another,
         // this client waits for the attempt to move.
         let under = crate::privacy::secagg::roster_keys_digest(&round, &keys)?;
-        match up.me.ledger.seal_under(&round.ctx, &under) {
+        let uploads = set.phase == MaskPhase::Upload && !already_in;
+        // Uploading now: the values are bound in the same write.
+        let sealed = if uploads {
+            up.me
+                .ledger
+                .seal_and_bind(&round.ctx, &under, up.values, up.weight)
+        } else {
+            up.me.ledger.seal_under(&round.ctx, &under)
+        };
+        match sealed {
             Ok(()) => {}
             Err(e @ (LedgerError::RosterConflict { .. } | LedgerError::StaleAttempt { .. })) => {
                 self.note(&format!("round {} attempt {attempt}: {e}", up.round));
@@ -406,9 +415,7 @@ impl HeExchange {
         if already_in {
             up.attempt = Some(attempt);
             up.masked = true;
-        } else if set.phase == MaskPhase::Upload
-            && self.upload_double(up, &round, &secret, &keys)? == AfterAttempt::Look
-        {
+        } else if uploads && self.upload_double(up, &round, &secret, &keys)? == AfterAttempt::Look {
             return Ok(AfterAttempt::Look);
         }
         let me = up.me;

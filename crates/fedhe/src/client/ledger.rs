@@ -16,8 +16,9 @@
 //! ([`MaskLedger::carried`]): every mask, seed and seal is still derived for
 //! its own round and attempt, and bound once per entry.
 //!
-//! File: `client-ID.masks.json` beside the client state file (`None`: in
-//! memory only, for a client without a state file).
+//! File: `client-ID.masks.json` beside the client state file, appended to
+//! and synced at every step it records ([`super::ledger_file`]); `None`: in
+//! memory only, for a client without a state file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,13 +27,13 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::ledger_file::LedgerFile;
 use crate::privacy::{AttemptSecret, MaskContext};
 
 /// The largest mask ledger read: one small entry per round and attempt
 /// (a secret, a hash, a survivor set) stays far below, even over thousands
 /// of rounds.
 pub const MAX_LEDGER_BYTES: u64 = 1 << 26;
-const FORMAT: &str = "fedhe-mask-ledger";
 
 /// Failures of the mask ledger.
 #[derive(Debug, thiserror::Error)]
@@ -139,19 +140,19 @@ struct Entry {
     signed: Option<Vec<String>>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Stored {
-    format: String,
-    version: u32,
+#[derive(Default)]
+struct Inner {
     /// By context: `plan/round/attempt`.
     entries: BTreeMap<String, Entry>,
+    /// `None`: in memory only.
+    file: Option<LedgerFile>,
 }
 
 /// A client's mask ledger (shared by the clones of its `Masking`).
 #[derive(Clone)]
 pub struct MaskLedger {
     path: Option<PathBuf>,
-    entries: Arc<Mutex<BTreeMap<String, Entry>>>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 impl std::fmt::Debug for MaskLedger {
@@ -194,100 +195,105 @@ impl MaskLedger {
     pub fn in_memory() -> MaskLedger {
         MaskLedger {
             path: None,
-            entries: Arc::default(),
+            inner: Arc::default(),
         }
     }
 
     /// A new run's empty ledger at `path`, written at once (it replaces
     /// the last run's: its secrets are never used again).
     pub fn fresh(path: &Path) -> Result<MaskLedger, LedgerError> {
-        let ledger = MaskLedger {
-            path: Some(path.to_path_buf()),
-            entries: Arc::default(),
-        };
-        ledger.save(&BTreeMap::new())?;
-        Ok(ledger)
-    }
-
-    /// The ledger at `path` (a resumed run), empty if there is none.
-    pub fn open(path: &Path) -> Result<MaskLedger, LedgerError> {
-        let err = |message: String| LedgerError::File {
-            file: path.display().to_string(),
-            message,
-        };
-        let entries = match crate::fsutil::read_capped(path, MAX_LEDGER_BYTES, "mask ledger") {
-            Ok(bytes) => {
-                let s: Stored = serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
-                if s.format != FORMAT || s.version != 1 {
-                    return Err(err(format!("format {:?} version {}", s.format, s.version)));
-                }
-                s.entries
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(err(e.to_string())),
-        };
+        let file = LedgerFile::create(path, &BTreeMap::<String, Entry>::new())
+            .map_err(|message| file_error(path, message))?;
         Ok(MaskLedger {
             path: Some(path.to_path_buf()),
-            entries: Arc::new(Mutex::new(entries)),
+            inner: Arc::new(Mutex::new(Inner {
+                entries: BTreeMap::new(),
+                file: Some(file),
+            })),
         })
     }
 
-    fn save(&self, entries: &BTreeMap<String, Entry>) -> Result<(), LedgerError> {
-        let Some(path) = &self.path else {
+    /// The ledger at `path` (a resumed run), empty if there is none;
+    /// compacted on the way (one line per entry).
+    pub fn open(path: &Path) -> Result<MaskLedger, LedgerError> {
+        let entries = match crate::fsutil::read_capped(path, MAX_LEDGER_BYTES, "mask ledger") {
+            Ok(bytes) => {
+                super::ledger_file::parse(&bytes).map_err(|message| file_error(path, message))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(file_error(path, e.to_string())),
+        };
+        let file =
+            LedgerFile::create(path, &entries).map_err(|message| file_error(path, message))?;
+        Ok(MaskLedger {
+            path: Some(path.to_path_buf()),
+            inner: Arc::new(Mutex::new(Inner {
+                entries,
+                file: Some(file),
+            })),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves whole entries behind (each
+        // change is one insert or one field set): the data stays usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends `key`'s entry, as it now is, to the file (synced); nothing
+    /// in memory only.
+    fn record(&self, inner: &mut Inner, key: &str) -> Result<(), LedgerError> {
+        let (Some(file), Some(entry)) = (inner.file.as_mut(), inner.entries.get(key)) else {
             return Ok(());
         };
-        let err = |message: String| LedgerError::File {
-            file: path.display().to_string(),
-            message,
-        };
-        let stored = Stored {
-            format: FORMAT.into(),
-            version: 1,
-            entries: entries.clone(),
-        };
-        let bytes = serde_json::to_vec(&stored).map_err(|e| err(e.to_string()))?;
-        crate::fsutil::write_atomic(path, &bytes, true, true).map_err(|e| err(e.to_string()))
+        file.append(key, entry)
+            .map_err(|message| file_error(self.path.as_deref().unwrap_or(Path::new("")), message))
     }
 
     /// The secret of `ctx`: the one already used, or a fresh one (saved
     /// before it is returned, so before its key is announced).
     pub fn secret(&self, ctx: &MaskContext<'_>) -> Result<AttemptSecret, LedgerError> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        check_forward(&entries, ctx)?;
-        if let Some(secret) = entries
-            .get(&key(ctx))
+        let mut inner = self.lock();
+        check_forward(&inner.entries, ctx)?;
+        let k = key(ctx);
+        if let Some(secret) = inner
+            .entries
+            .get(&k)
             .and_then(|e| AttemptSecret::from_hex(&e.secret))
         {
             return Ok(secret);
         }
         let secret = AttemptSecret::generate().map_err(|_| LedgerError::Entropy)?;
-        entries.insert(
-            key(ctx),
+        inner.entries.insert(
+            k.clone(),
             Entry {
                 secret: secret.to_hex(),
                 ..Entry::default()
             },
         );
-        self.save(&entries)?;
+        self.record(&mut inner, &k)?;
         Ok(secret)
     }
 
     /// The secret of `ctx` when the aggregator carried `origin`'s keys over
-    /// to it: `origin`'s secret, recorded for `ctx` too (saved before it is
-    /// used). `None` when this client holds no secret of `origin` (a new
-    /// run), or already holds another one for `ctx`: it cannot take part
-    /// with the carried keys.
+    /// to it: `origin`'s secret, recorded for `ctx` too. `None` when this
+    /// client holds no secret of `origin` (a new run), or already holds
+    /// another one for `ctx`: it cannot take part with the carried keys.
+    ///
+    /// Not written on its own: nothing is announced under it, and a client
+    /// restarted before its next step ([`MaskLedger::seal_under`], which
+    /// writes the whole entry) takes the same secret from `origin` again.
     pub fn carried(
         &self,
         ctx: &MaskContext<'_>,
         origin: &MaskContext<'_>,
     ) -> Result<Option<AttemptSecret>, LedgerError> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        check_forward(&entries, ctx)?;
-        let Some(from) = entries.get(&key(origin)).map(|e| e.secret.clone()) else {
+        let mut inner = self.lock();
+        check_forward(&inner.entries, ctx)?;
+        let Some(from) = inner.entries.get(&key(origin)).map(|e| e.secret.clone()) else {
             return Ok(None);
         };
-        if let Some(own) = entries.get(&key(ctx)) {
+        if let Some(own) = inner.entries.get(&key(ctx)) {
             return Ok((own.secret == from)
                 .then(|| AttemptSecret::from_hex(&from))
                 .flatten());
@@ -295,14 +301,13 @@ impl MaskLedger {
         let Some(secret) = AttemptSecret::from_hex(&from) else {
             return Ok(None);
         };
-        entries.insert(
+        inner.entries.insert(
             key(ctx),
             Entry {
                 secret: from,
                 ..Entry::default()
             },
         );
-        self.save(&entries)?;
         Ok(Some(secret))
     }
 
@@ -315,27 +320,7 @@ impl MaskLedger {
         values: &[f64],
         weight: f64,
     ) -> Result<(), LedgerError> {
-        let d = digest(values, weight);
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        check_forward(&entries, ctx)?;
-        if revealed_elsewhere(&entries, ctx) {
-            return Err(LedgerError::RevealedRound {
-                round: ctx.round,
-                attempt: ctx.attempt,
-            });
-        }
-        let entry = entries.entry(key(ctx)).or_default();
-        match &entry.values {
-            Some(bound) if *bound == d => Ok(()),
-            Some(_) => Err(LedgerError::Reuse {
-                round: ctx.round,
-                attempt: ctx.attempt,
-            }),
-            None => {
-                entry.values = Some(d);
-                self.save(&entries)
-            }
-        }
+        self.use_masks(ctx, None, Some(digest(values, weight)))
     }
 }
 
@@ -344,8 +329,7 @@ impl MaskLedger {
     /// `ctx`'s round: it then takes no further part in the round (it waits
     /// for the round to close and takes the published sum).
     pub fn revealed_in_round(&self, ctx: &MaskContext<'_>) -> bool {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        revealed_elsewhere(&entries, ctx)
+        revealed_elsewhere(&self.lock().entries, ctx)
     }
 
     /// Records, before anything is revealed, the survivor set `ctx`'s
@@ -358,15 +342,16 @@ impl MaskLedger {
         ctx: &MaskContext<'_>,
         survivors: &[String],
     ) -> Result<(), LedgerError> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        check_forward(&entries, ctx)?;
-        if revealed_elsewhere(&entries, ctx) {
+        let mut inner = self.lock();
+        check_forward(&inner.entries, ctx)?;
+        if revealed_elsewhere(&inner.entries, ctx) {
             return Err(LedgerError::RevealedRound {
                 round: ctx.round,
                 attempt: ctx.attempt,
             });
         }
-        let entry = entries.entry(key(ctx)).or_default();
+        let k = key(ctx);
+        let entry = inner.entries.entry(k.clone()).or_default();
         match &entry.revealed {
             Some(set) if set.as_slice() == survivors => Ok(()),
             Some(_) => Err(LedgerError::RevealConflict {
@@ -375,7 +360,7 @@ impl MaskLedger {
             }),
             None => {
                 entry.revealed = Some(survivors.to_vec());
-                self.save(&entries)
+                self.record(&mut inner, &k)
             }
         }
     }
@@ -388,30 +373,82 @@ impl MaskLedger {
     /// same again passes (a restart); any other is refused, so that no self
     /// seed is shared out under two rosters.
     pub fn seal_under(&self, ctx: &MaskContext<'_>, digest: &[u8; 32]) -> Result<(), LedgerError> {
-        let d = crate::hex::hex(digest);
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        check_forward(&entries, ctx)?;
-        let entry = entries.entry(key(ctx)).or_default();
-        match &entry.sealed {
-            Some(sealed) if *sealed == d => Ok(()),
-            Some(_) => Err(LedgerError::RosterConflict {
-                round: ctx.round,
-                attempt: ctx.attempt,
-            }),
-            None => {
-                entry.sealed = Some(d);
-                self.save(&entries)
-            }
+        self.use_masks(ctx, Some(crate::hex::hex(digest)), None)
+    }
+
+    /// [`MaskLedger::seal_under`] and [`MaskLedger::bind`] in one write:
+    /// for an attempt whose shares and update are about to leave together
+    /// (the later `bind` of the same values then writes nothing).
+    pub fn seal_and_bind(
+        &self,
+        ctx: &MaskContext<'_>,
+        under: &[u8; 32],
+        values: &[f64],
+        weight: f64,
+    ) -> Result<(), LedgerError> {
+        self.use_masks(
+            ctx,
+            Some(crate::hex::hex(under)),
+            Some(digest(values, weight)),
+        )
+    }
+
+    /// Checks, then records (one write, if anything is new), the roster
+    /// digest `sealed` and the values digest `values` of `ctx`: a second
+    /// digest of either kind is refused, and values once the round was
+    /// revealed in another attempt.
+    fn use_masks(
+        &self,
+        ctx: &MaskContext<'_>,
+        sealed: Option<String>,
+        values: Option<String>,
+    ) -> Result<(), LedgerError> {
+        let (round, attempt) = (ctx.round, ctx.attempt);
+        let mut inner = self.lock();
+        check_forward(&inner.entries, ctx)?;
+        if values.is_some() && revealed_elsewhere(&inner.entries, ctx) {
+            return Err(LedgerError::RevealedRound { round, attempt });
         }
+        let k = key(ctx);
+        let entry = inner.entries.entry(k.clone()).or_default();
+        // Every check before any change: a refusal leaves the entry as it was.
+        let new = |held: &Option<String>, want: &Option<String>, conflict: LedgerError| match (
+            held, want,
+        ) {
+            (_, None) => Ok(false),
+            (None, Some(_)) => Ok(true),
+            (Some(h), Some(w)) if h == w => Ok(false),
+            (Some(_), Some(_)) => Err(conflict),
+        };
+        let new_seal = new(
+            &entry.sealed,
+            &sealed,
+            LedgerError::RosterConflict { round, attempt },
+        )?;
+        let new_values = new(
+            &entry.values,
+            &values,
+            LedgerError::Reuse { round, attempt },
+        )?;
+        if new_seal {
+            entry.sealed = sealed;
+        }
+        if new_values {
+            entry.values = values;
+        }
+        if new_seal || new_values {
+            self.record(&mut inner, &k)?;
+        }
+        Ok(())
     }
 
     /// Records, before the signature leaves, the survivor set signed in
     /// `ctx`: the same set again passes; a different set anywhere in the
     /// round is refused (an honest site signs one set per round).
     pub fn sign_for(&self, ctx: &MaskContext<'_>, survivors: &[String]) -> Result<(), LedgerError> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        check_forward(&entries, ctx)?;
-        if round_entries(&entries, ctx)
+        let mut inner = self.lock();
+        check_forward(&inner.entries, ctx)?;
+        if round_entries(&inner.entries, ctx)
             .any(|(_, e)| e.signed.as_ref().is_some_and(|s| s.as_slice() != survivors))
         {
             return Err(LedgerError::SignConflict {
@@ -419,12 +456,20 @@ impl MaskLedger {
                 attempt: ctx.attempt,
             });
         }
-        let entry = entries.entry(key(ctx)).or_default();
+        let k = key(ctx);
+        let entry = inner.entries.entry(k.clone()).or_default();
         if entry.signed.is_some() {
             return Ok(());
         }
         entry.signed = Some(survivors.to_vec());
-        self.save(&entries)
+        self.record(&mut inner, &k)
+    }
+}
+
+fn file_error(path: &Path, message: String) -> LedgerError {
+    LedgerError::File {
+        file: path.display().to_string(),
+        message,
     }
 }
 
@@ -447,6 +492,65 @@ mod tests {
             panic!("an oversized ledger was read");
         };
         assert!(e.to_string().contains("larger than"), "{e}");
+    }
+
+    /// Each recorded step appends one short line (the file is never
+    /// rewritten during a run); sealing and binding together is one line,
+    /// the same binding after it none; a refused step changes nothing; a
+    /// carried secret is written with the entry's next step.
+    #[test]
+    fn a_step_appends_one_line_and_a_refusal_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = ledger_path(&dir.path().join("client-a.state.json"));
+        let lines = || std::fs::read_to_string(&path).unwrap().lines().count();
+        let ledger = MaskLedger::fresh(&path).unwrap();
+        assert_eq!(lines(), 1);
+        let origin = ledger.secret(&ctx(1)).unwrap();
+        assert_eq!(lines(), 2);
+        let (d1, d2) = ([1; 32], [2; 32]);
+        ledger.seal_and_bind(&ctx(1), &d1, &[1.0], 1.0).unwrap();
+        ledger.bind(&ctx(1), &[1.0], 1.0).unwrap();
+        ledger.seal_under(&ctx(1), &d1).unwrap();
+        assert_eq!(lines(), 3);
+        assert!(matches!(
+            ledger.seal_and_bind(&ctx(1), &d2, &[2.0], 1.0),
+            Err(LedgerError::RosterConflict { .. })
+        ));
+        // The refused call bound nothing: the first values still hold.
+        assert!(matches!(
+            ledger.seal_and_bind(&ctx(1), &d1, &[2.0], 1.0),
+            Err(LedgerError::Reuse { .. })
+        ));
+        ledger.bind(&ctx(1), &[1.0], 1.0).unwrap();
+        ledger.sign_for(&ctx(1), &ids(&["a", "b"])).unwrap();
+        ledger.reveal_for(&ctx(1), &ids(&["a", "b"])).unwrap();
+        assert_eq!(lines(), 5);
+        let next = MaskContext { round: 6, ..ctx(1) };
+        assert_eq!(
+            ledger.carried(&next, &ctx(1)).unwrap().as_ref(),
+            Some(&origin)
+        );
+        assert_eq!(lines(), 5);
+        ledger.seal_and_bind(&next, &d1, &[3.0], 1.0).unwrap();
+        assert_eq!(lines(), 6);
+        let longest = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(str::len)
+            .max();
+        assert!(longest < Some(400), "{longest:?}");
+        // Reopened (and compacted: one line per entry): the same state.
+        let again = MaskLedger::open(&path).unwrap();
+        assert_eq!(lines(), 3);
+        assert_eq!(again.secret(&next).unwrap(), origin);
+        assert!(matches!(
+            again.bind(&next, &[4.0], 1.0),
+            Err(LedgerError::Reuse { round: 6, .. })
+        ));
+        assert!(again.revealed_in_round(&MaskContext {
+            attempt: 2,
+            ..ctx(1)
+        }));
     }
 
     /// Carried keys: the next round's entry takes the origin's secret (and

@@ -237,11 +237,7 @@ impl Masker<'_> {
         check_roster(self.me, round, &set)?;
         let keys = if set.masked {
             match self.keys_for(&set, &ctx, &secret)? {
-                Ok(mut keys) => {
-                    keys.push((self.me.id.clone(), own));
-                    keys.sort_by(|a, b| a.0.cmp(&b.0));
-                    keys
-                }
+                Ok(keys) => self.with_own(keys, own),
                 Err(bad) => return self.report(&set, bad),
             }
         } else {
@@ -299,11 +295,7 @@ impl Masker<'_> {
             return Ok(Some(KeyPhase::Moved));
         };
         let keys = match self.keys_for(&set, &origin, &secret)? {
-            Ok(mut keys) => {
-                keys.push((self.me.id.clone(), secret.public()));
-                keys.sort_by(|a, b| a.0.cmp(&b.0));
-                keys
-            }
+            Ok(keys) => self.with_own(keys, secret.public()),
             Err(bad) => return self.report(&set, bad).map(Some),
         };
         Ok(Some(KeyPhase::Ready(Box::new(Agreed {
@@ -311,6 +303,18 @@ impl Masker<'_> {
             secret,
             keys,
         }))))
+    }
+
+    /// The partners' verified keys with this client's own, sorted by id
+    /// (the order every member derives its masks in).
+    fn with_own(
+        &self,
+        mut keys: Vec<(String, [u8; 32])>,
+        own: [u8; 32],
+    ) -> Vec<(String, [u8; 32])> {
+        keys.push((self.me.id.clone(), own));
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        keys
     }
 
     /// Reports a partner's unusable key to the aggregator (which restarts

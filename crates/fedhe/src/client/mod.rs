@@ -17,6 +17,7 @@ mod gbdt;
 mod gbdt_eval;
 mod he_exchange;
 pub mod ledger;
+mod ledger_file;
 mod limbs;
 pub mod masking;
 pub mod pins;

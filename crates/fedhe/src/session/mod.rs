@@ -700,7 +700,7 @@ pub fn waiting_words(
                 d.saturating_sub(now)
             ));
         }
-        None => s.push_str(" (standardization waits for everyone)"),
+        None => s.push_str(" (the statistics round waits for everyone)"),
     }
     s
 }
