@@ -1424,8 +1424,22 @@ fn the_server_tab_proposes_masked_plans_and_shows_the_mask_phase() {
 
 #[test]
 fn predict_exports_the_model_to_onnx() {
+    exports_to_onnx("tests/fixtures/onnx/penguins_species_mlp.json");
+}
+
+/// The trees too: one `TreeEnsembleRegressor` graph, the bytes `fedhe
+/// export` writes.
+#[test]
+fn predict_exports_a_gbdt_model_to_onnx() {
+    exports_to_onnx("tests/fixtures/onnx/penguins_species_gbdt.json");
+}
+
+/// Loads `model` (trained on penguins) in the Predict tab, exports it with
+/// "Export ONNX…" through the in-app path field and compares the file with
+/// what `fedhe export` writes (the graph onnxruntime was checked on).
+fn exports_to_onnx(model: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let model = repo("tests/fixtures/onnx/penguins_species_mlp.json");
+    let model = repo(model);
     let mut h = predict_with(&model, &repo("sample_data/penguins.csv"));
     click(&mut h, "Export ONNX…");
     // No desktop portal here: the in-app path field takes the file name.
@@ -1443,7 +1457,6 @@ fn predict_exports_the_model_to_onnx() {
     });
     h.run();
     h.get_by_label_contains("Model exported to ONNX");
-    // What `fedhe export` writes: the graph onnxruntime was checked on.
     let expected = fedhe::export::to_onnx(&fedhe::model::ModelFile::load(&model).unwrap()).unwrap();
     assert_eq!(std::fs::read(&target).unwrap(), expected.bytes);
 }
