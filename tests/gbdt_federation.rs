@@ -509,11 +509,23 @@ mod processes {
     }
 }
 
-/// Three `fedhe client` processes a, b, c over `fedhe serve`; with `kill`,
-/// the server is SIGKILLed once a reports its second tree (the third tree's
-/// level rounds under way) and restarted on the same state folder and
-/// port. Returns the three model files' trees and the clients' output.
-fn three_tree_sites(dir: &Path, kill: bool) -> (Vec<Ensemble>, String) {
+/// What [`three_tree_sites`] kills (SIGKILL) once a reports its second
+/// tree, and then restarts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kill {
+    Nothing,
+    /// `fedhe serve`, restarted on the same state folder and port.
+    Server,
+    /// Site b's `fedhe client`, restarted with the same state file (and
+    /// mask ledger).
+    SiteB,
+}
+
+/// Three `fedhe client` processes a, b, c over `fedhe serve`; `kill` one
+/// of them once a reports its second tree (the third tree's level rounds
+/// under way) and restart it. Returns the three model files' trees and the
+/// clients' output.
+fn three_tree_sites(dir: &Path, kill: Kill) -> (Vec<Ensemble>, String) {
     use processes::*;
     let (sk, pk) = keys(dir);
     let (files, plan) = split_and_plan(dir, 3, &["--roster", "a,b,c"]);
@@ -537,15 +549,22 @@ fn three_tree_sites(dir: &Path, kill: bool) -> (Vec<Ensemble>, String) {
         .collect();
     let (seen, reader) = watch_stdout(&mut clients[0], "tree 2/5");
     let mut reader = Some(reader);
-    if kill {
+    if kill != Kill::Nothing {
         seen.recv_timeout(Duration::from_secs(120))
             .expect("a reports its second tree");
         let round = operator(&token, &url).status().unwrap().round;
-        drop(server.take()); // SIGKILL mid-tree
         assert!(round > 2 + 2 * 3, "killed in the third tree: round {round}");
-        std::thread::sleep(Duration::from_secs(3));
-        let port = url.rsplit(':').next().unwrap();
-        server = Some(serve(&args, &state, &format!("127.0.0.1:{port}")).0);
+        if kill == Kill::Server {
+            drop(server.take()); // SIGKILL mid-tree
+            std::thread::sleep(Duration::from_secs(3));
+            let port = url.rsplit(':').next().unwrap();
+            server = Some(serve(&args, &state, &format!("127.0.0.1:{port}")).0);
+        } else {
+            clients[1].0.kill().unwrap(); // SIGKILL mid-tree
+            clients[1].0.wait().unwrap();
+            std::thread::sleep(Duration::from_secs(1));
+            clients[1] = client(&url, &sk, &files[1], "b", dir);
+        }
     }
     let mut outs = String::new();
     for (i, c) in clients.into_iter().enumerate() {
@@ -572,19 +591,40 @@ fn three_tree_sites(dir: &Path, kill: bool) -> (Vec<Ensemble>, String) {
 
 #[test]
 fn a_server_killed_mid_tree_gives_the_uninterrupted_trees() {
-    let (reference, _) = three_tree_sites(tempfile::tempdir().unwrap().path(), false);
-    assert!(reference.iter().all(|e| *e == reference[0]));
-    assert_eq!(reference[0].trees.len(), 5);
-    assert!(reference[0].trees[0].nodes.len() > 3, "the trees split");
+    let reference = uninterrupted_trees();
     let dir = tempfile::tempdir().unwrap();
-    let (disrupted, out) = three_tree_sites(dir.path(), true);
+    let (disrupted, out) = three_tree_sites(dir.path(), Kill::Server);
     assert!(
         out.contains("aggregator unreachable") && out.contains("retrying in"),
         "{out}"
     );
     // Bit for bit: every split and every leaf, at every site.
     for e in &disrupted {
-        assert_eq!(*e, reference[0]);
+        assert_eq!(*e, reference);
+    }
+}
+
+/// The trees of three sites run without a kill (the same at every site).
+fn uninterrupted_trees() -> Ensemble {
+    let (reference, _) = three_tree_sites(tempfile::tempdir().unwrap().path(), Kill::Nothing);
+    assert!(reference.iter().all(|e| *e == reference[0]));
+    assert_eq!(reference[0].trees.len(), 5);
+    assert!(reference[0].trees[0].nodes.len() > 3, "the trees split");
+    reference[0].clone()
+}
+
+/// A site SIGKILLed mid-tree and restarted resumes from its state file and
+/// mask ledger (a ledger line may be torn): it replays the published sums
+/// of the trees it had, takes part again with the keys it announced, and
+/// every site ends with the trees of an uninterrupted run, bit for bit.
+#[test]
+fn a_site_killed_mid_tree_resumes_and_gives_the_uninterrupted_trees() {
+    let reference = uninterrupted_trees();
+    let dir = tempfile::tempdir().unwrap();
+    let (disrupted, out) = three_tree_sites(dir.path(), Kill::SiteB);
+    assert!(out.contains("resumed as `b`"), "{out}");
+    for e in &disrupted {
+        assert_eq!(*e, reference);
     }
 }
 

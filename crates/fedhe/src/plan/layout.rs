@@ -161,12 +161,12 @@ impl RoundPhase {
         RoundLayout::default().training_round(k)
     }
 
-    /// "vocabulary", "standardization", "training round 3".
+    /// "vocabulary", "statistics", "training round 3".
     pub fn describe(self) -> String {
         match self {
             RoundPhase::Vocabulary => "vocabulary".into(),
             RoundPhase::VocabularyNames => "vocabulary names".into(),
-            RoundPhase::Standardize => "standardization".into(),
+            RoundPhase::Standardize => "statistics".into(),
             RoundPhase::Train(k) => format!("training round {k}"),
             RoundPhase::Evaluate => "final evaluation".into(),
             RoundPhase::Bins => "bins".into(),
