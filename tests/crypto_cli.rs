@@ -110,7 +110,16 @@ fn bench_crypto_small_json() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The JSON alone on stdout; the machine's load on stderr (Linux).
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    if cfg!(target_os = "linux") {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with("machine: load average ")
+                && stderr.contains(" cores, before the run"),
+            "{stderr}"
+        );
+    }
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 4);
     for r in rows {

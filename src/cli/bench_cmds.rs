@@ -42,6 +42,20 @@ pub struct GbdtBenchArgs {
     pub json: bool,
 }
 
+/// "machine: load average 0.35 / 0.41 / 0.60 (1, 5, 15 min) on 2 cores,
+/// before the run" (Linux `/proc/loadavg`; `None` elsewhere).
+pub fn load_line() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let avg: Vec<&str> = text.split_whitespace().take(3).collect();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    (avg.len() == 3).then(|| {
+        format!(
+            "machine: load average {} (1, 5, 15 min) on {cores} cores, before the run",
+            avg.join(" / ")
+        )
+    })
+}
+
 /// The process's peak resident memory (Linux `VmHWM`), in MB.
 fn peak_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -99,11 +99,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Serve(a)) => fed_cmds::serve(a),
         Some(Command::Client(a)) => fed_cmds::client(a),
         Some(Command::Simulate(a)) => fed_cmds::simulate_cmd(a),
-        Some(Command::Bench { what }) => match what {
-            BenchWhat::Data(w) => bench_cmds::run(w),
-            BenchWhat::Crypto(w) => crypto_cmds::bench(w),
-            BenchWhat::Federation(a) => fed_cmds::bench_federation(a),
-        },
+        Some(Command::Bench { what }) => {
+            // Figures from a shared machine mean little without its load.
+            if let Some(load) = bench_cmds::load_line() {
+                eprintln!("{load}");
+            }
+            match what {
+                BenchWhat::Data(w) => bench_cmds::run(w),
+                BenchWhat::Crypto(w) => crypto_cmds::bench(w),
+                BenchWhat::Federation(a) => fed_cmds::bench_federation(a),
+            }
+        }
     }
 }
 
