@@ -30,9 +30,10 @@ use sha2::{Digest, Sha256};
 use super::ledger_file::LedgerFile;
 use crate::privacy::{AttemptSecret, MaskContext};
 
-/// The largest mask ledger read: one small entry per round and attempt
-/// (a secret, a hash, a survivor set) stays far below, even over thousands
-/// of rounds.
+/// The largest mask ledger read: a run appends one line of a few hundred
+/// bytes per masked step (three or four per round), about 1 kB per round,
+/// so tens of thousands of rounds stay below it (and each start compacts
+/// the file to one line per round and attempt).
 pub const MAX_LEDGER_BYTES: u64 = 1 << 26;
 
 /// Failures of the mask ledger.
@@ -240,14 +241,18 @@ impl MaskLedger {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends `key`'s entry, as it now is, to the file (synced); nothing
-    /// in memory only.
-    fn record(&self, inner: &mut Inner, key: &str) -> Result<(), LedgerError> {
-        let (Some(file), Some(entry)) = (inner.file.as_mut(), inner.entries.get(key)) else {
-            return Ok(());
-        };
-        file.append(key, entry)
-            .map_err(|message| file_error(self.path.as_deref().unwrap_or(Path::new("")), message))
+    /// Makes `entry` `key`'s new state: appended to the file (synced)
+    /// first, and only then in memory, so a failed write changes nothing
+    /// (a repeated call then writes again instead of finding the change
+    /// in memory only).
+    fn record(&self, inner: &mut Inner, key: String, entry: Entry) -> Result<(), LedgerError> {
+        if let Some(file) = inner.file.as_mut() {
+            file.append(&key, &entry).map_err(|message| {
+                file_error(self.path.as_deref().unwrap_or(Path::new("")), message)
+            })?;
+        }
+        inner.entries.insert(key, entry);
+        Ok(())
     }
 
     /// The secret of `ctx`: the one already used, or a fresh one (saved
@@ -264,14 +269,11 @@ impl MaskLedger {
             return Ok(secret);
         }
         let secret = AttemptSecret::generate().map_err(|_| LedgerError::Entropy)?;
-        inner.entries.insert(
-            k.clone(),
-            Entry {
-                secret: secret.to_hex(),
-                ..Entry::default()
-            },
-        );
-        self.record(&mut inner, &k)?;
+        let entry = Entry {
+            secret: secret.to_hex(),
+            ..Entry::default()
+        };
+        self.record(&mut inner, k, entry)?;
         Ok(secret)
     }
 
@@ -351,7 +353,7 @@ impl MaskLedger {
             });
         }
         let k = key(ctx);
-        let entry = inner.entries.entry(k.clone()).or_default();
+        let mut entry = current(&inner.entries, &k);
         match &entry.revealed {
             Some(set) if set.as_slice() == survivors => Ok(()),
             Some(_) => Err(LedgerError::RevealConflict {
@@ -360,7 +362,7 @@ impl MaskLedger {
             }),
             None => {
                 entry.revealed = Some(survivors.to_vec());
-                self.record(&mut inner, &k)
+                self.record(&mut inner, k, entry)
             }
         }
     }
@@ -410,7 +412,7 @@ impl MaskLedger {
             return Err(LedgerError::RevealedRound { round, attempt });
         }
         let k = key(ctx);
-        let entry = inner.entries.entry(k.clone()).or_default();
+        let mut entry = current(&inner.entries, &k);
         // Every check before any change: a refusal leaves the entry as it was.
         let new = |held: &Option<String>, want: &Option<String>, conflict: LedgerError| match (
             held, want,
@@ -437,7 +439,7 @@ impl MaskLedger {
             entry.values = values;
         }
         if new_seal || new_values {
-            self.record(&mut inner, &k)?;
+            self.record(&mut inner, k, entry)?;
         }
         Ok(())
     }
@@ -457,13 +459,19 @@ impl MaskLedger {
             });
         }
         let k = key(ctx);
-        let entry = inner.entries.entry(k.clone()).or_default();
+        let mut entry = current(&inner.entries, &k);
         if entry.signed.is_some() {
             return Ok(());
         }
         entry.signed = Some(survivors.to_vec());
-        self.record(&mut inner, &k)
+        self.record(&mut inner, k, entry)
     }
+}
+
+/// `key`'s entry, or an empty one for a context this client has not
+/// recorded anything for yet.
+fn current(entries: &BTreeMap<String, Entry>, key: &str) -> Entry {
+    entries.get(key).cloned().unwrap_or_default()
 }
 
 fn file_error(path: &Path, message: String) -> LedgerError {

@@ -68,6 +68,9 @@ impl LedgerFile {
             bytes.extend(line(key, entry)?);
         }
         crate::fsutil::write_atomic(path, &bytes, true, true).map_err(|e| e.to_string())?;
+        // The rename itself made durable: every later append goes to this
+        // file, which a power loss must not swap back for the old one.
+        sync_folder(path).map_err(|e| format!("syncing its folder: {e}"))?;
         let file = OpenOptions::new()
             .append(true)
             .open(path)
@@ -96,6 +99,21 @@ impl LedgerFile {
     }
 }
 
+/// Syncs the folder holding `path` (its entries: a rename into it).
+fn sync_folder(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let folder = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        File::open(folder)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 fn header_line() -> Result<Vec<u8>, String> {
     let header: Header<()> = Header {
         format: FORMAT.into(),
@@ -122,9 +140,12 @@ pub(super) fn parse<E: DeserializeOwned>(bytes: &[u8]) -> Result<BTreeMap<String
         Some(end) => &bytes[..=end],
         None => bytes,
     };
+    if complete.is_empty() {
+        return Err("empty (no header line)".into());
+    }
     let mut lines = complete.split(|&b| b == b'\n').enumerate();
     let Some((_, first)) = lines.next() else {
-        return Err("empty".into());
+        return Err("empty (no header line)".into());
     };
     let header: Header<E> =
         serde_json::from_slice(first).map_err(|e| format!("line 1 (its header): {e}"))?;
@@ -137,6 +158,17 @@ pub(super) fn parse<E: DeserializeOwned>(bytes: &[u8]) -> Result<BTreeMap<String
     let mut entries = match (header.version, header.entries) {
         (1, Some(entries)) => entries,
         (VERSION, None) => BTreeMap::new(),
+        (1 | VERSION, _) => {
+            return Err(format!(
+                "line 1: a version {} header {} entries",
+                header.version,
+                if header.version == 1 {
+                    "without"
+                } else {
+                    "with"
+                }
+            ));
+        }
         (v, _) => return Err(format!("line 1: version {v} is not one this build reads")),
     };
     for (i, l) in lines {
@@ -195,5 +227,6 @@ mod tests {
         assert_eq!(parse::<E>(v1).unwrap()["x"], E { v: 9 });
         let v3 = br#"{"format":"fedhe-mask-ledger","version":3}"#;
         assert!(parse::<E>(v3).unwrap_err().contains("version 3"));
+        assert!(parse::<E>(b"").unwrap_err().starts_with("empty"));
     }
 }
