@@ -37,7 +37,6 @@ for k in 1 2 3; do
 done
 status=0
 for p in "${pids[@]}"; do wait "$p" || status=1; done
-echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 for id in a b c; do
   echo "== site $id"
   grep -E '^(bins|tree [0-9]+/|done:)' "$work/$id.log" | sed -n '1,3p;$p'
