@@ -1254,3 +1254,62 @@ fn three_tree_sites_with_their_test_files_print_the_pooled_test() {
     assert_eq!(p.layout().evaluation_round(), Some(p.last_round()));
     assert_eq!((done.training_rounds, done.sites), (p.work_rounds(), 3));
 }
+
+/// `fedhe bench gbdt --processes`: `fedhe serve` and three `fedhe client`
+/// processes grow the benchmark's trees (masked, over loopback HTTP, state
+/// on disk); the bench reads site 1's own per-tree lines, finds the same
+/// trees at every site, and leaves no temporary folder behind. With
+/// `--plain` it is refused.
+#[test]
+fn the_process_benchmark_grows_the_same_trees_in_separate_processes() {
+    let args = [
+        "bench",
+        "gbdt",
+        "--processes",
+        "--rows",
+        "600",
+        "--features",
+        "6",
+        "--trees",
+        "3",
+        "--depth",
+        "2",
+        "--bins",
+        "16",
+        "--json",
+    ];
+    let out = super::common::fedhe(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["trees"], 3, "{v}");
+    assert_eq!(v["rounds_per_tree"], 2.0, "{v}");
+    assert_eq!(v["sites"], 3, "{v}");
+    assert_eq!(v["masked"], true, "{v}");
+    assert_eq!(v["same_at_every_site"], true, "{v}");
+    let ms = v["tree_ms_median"].as_f64().unwrap();
+    assert!(ms > 0.0 && ms <= v["tree_ms_max"].as_f64().unwrap(), "{v}");
+    assert!(v["total_s"].as_f64().unwrap() > 0.0, "{v}");
+    // Its folder (named by its pid) is gone.
+    let leftover = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("fedhe-bench-gbdt-")
+        });
+    assert!(
+        !leftover,
+        "a fedhe-bench-gbdt-* folder was left in the temp dir"
+    );
+    let mut plain = args.to_vec();
+    plain.push("--plain");
+    let out = super::common::fedhe(&plain);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--plain"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

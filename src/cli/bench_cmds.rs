@@ -37,6 +37,11 @@ pub struct GbdtBenchArgs {
     /// No pairwise masks.
     #[arg(long)]
     pub no_masks: bool,
+    /// Separate processes, as a federation runs: `fedhe serve` with a state
+    /// folder and one `fedhe client` per site (state file, mask ledger),
+    /// over loopback HTTP, in a temporary folder.
+    #[arg(long, conflicts_with = "plain")]
+    pub processes: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -71,6 +76,9 @@ fn gbdt(a: GbdtBenchArgs) -> anyhow::Result<()> {
         bins: a.bins,
         ..Default::default()
     };
+    if a.processes {
+        return super::bench_processes::run(&a, settings);
+    }
     let r = fedhe::federation::run_gbdt_bench(
         a.rows,
         a.features,

@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench_cmds;
+mod bench_processes;
 mod crypto_cmds;
 mod data_cmds;
 mod dp_cmds;

@@ -3,6 +3,7 @@
 //! embedded aggregator on loopback, or in plaintext), on a synthetic table
 //! the size of a9a (32,561 rows × 123 binary features).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -113,6 +114,72 @@ fn bench_plan(data: &Dataset, sites: usize, settings: GbdtSettings, masks: bool)
     plan
 }
 
+/// The rows of `data` dealt in turn to `sites` sites.
+fn deal(data: &Dataset, sites: usize) -> Vec<Dataset> {
+    (0..sites)
+        .map(|k| {
+            let idx: Vec<usize> = (k..data.x.nrows()).step_by(sites).collect();
+            Dataset {
+                x: data.x.select(ndarray::Axis(0), &idx),
+                y: data.y.select(ndarray::Axis(0), &idx),
+                ..data.clone()
+            }
+        })
+        .collect()
+}
+
+/// What `fedhe serve` and one `fedhe client` per site need to grow the
+/// benchmark's trees as separate processes (`fedhe bench gbdt
+/// --processes`).
+#[derive(Debug, Clone)]
+pub struct GbdtBenchFiles {
+    /// One training CSV per site.
+    pub sites: Vec<PathBuf>,
+    pub plan: PathBuf,
+    /// The sites' shared secret key (owner-only).
+    pub secret_key: PathBuf,
+    /// The aggregator's public key.
+    pub public_key: PathBuf,
+}
+
+/// Writes into `dir` the benchmark's synthetic table dealt into one CSV per
+/// site, its plan and a fresh key pair: the same federation as
+/// [`run_gbdt_bench`]'s, for separate processes.
+pub fn write_gbdt_bench_files(
+    dir: &Path,
+    (rows, features, sites): (usize, usize, usize),
+    settings: GbdtSettings,
+    params: ParamSet,
+    masks: bool,
+) -> Result<GbdtBenchFiles, SimulationError> {
+    let data = synthetic_binary(rows, features, 7);
+    let sites = sites.max(1);
+    let mut files = Vec::with_capacity(sites);
+    for (k, part) in deal(&data, sites).iter().enumerate() {
+        let path = dir.join(format!("site_{}.csv", k + 1));
+        crate::data::split::write_csv(part, &path)
+            .map_err(|e| SimulationError::Data(Box::new(e)))?;
+        files.push(path);
+    }
+    let plan = bench_plan(&data, sites, settings, masks);
+    let plan_path = dir.join("plan.toml");
+    plan.save(&plan_path, &["fedhe bench gbdt --processes".to_string()])
+        .map_err(|e| SimulationError::Plan(Box::new(e)))?;
+    let max = crate::crypto::max_clients_for(sites);
+    let key = crate::crypto::SecretKey::generate_for(params, max, None)
+        .map_err(SimulationError::KeyGeneration)?;
+    let (secret_key, public_key) = (dir.join("secret.key"), dir.join("public.key"));
+    key.save(&secret_key, false)
+        .and_then(|()| key.public().save(&public_key, false))
+        .map_err(SimulationError::KeyGeneration)?;
+    Ok(GbdtBenchFiles {
+        sites: files,
+        plan: plan_path,
+        secret_key,
+        public_key,
+    })
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
@@ -132,16 +199,7 @@ pub fn run_gbdt_bench(
     let start = Instant::now();
     let data = synthetic_binary(rows, features, 7);
     let sites = sites.max(1);
-    let parts: Vec<Dataset> = (0..sites)
-        .map(|k| {
-            let idx: Vec<usize> = (k..rows).step_by(sites).collect();
-            Dataset {
-                x: data.x.select(ndarray::Axis(0), &idx),
-                y: data.y.select(ndarray::Axis(0), &idx),
-                ..data.clone()
-            }
-        })
-        .collect();
+    let parts = deal(&data, sites);
     let plan = bench_plan(&data, sites, settings, masks);
     plan.validate("the benchmark's settings")
         .map_err(|e| SimulationError::Plan(Box::new(e)))?;

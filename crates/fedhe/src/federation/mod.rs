@@ -6,7 +6,9 @@ mod gbdt;
 mod gbdt_bench;
 
 pub use gbdt::{GbdtSimulation, simulate_gbdt};
-pub use gbdt_bench::{GbdtBench, run_gbdt_bench, synthetic_binary};
+pub use gbdt_bench::{
+    GbdtBench, GbdtBenchFiles, run_gbdt_bench, synthetic_binary, write_gbdt_bench_files,
+};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
