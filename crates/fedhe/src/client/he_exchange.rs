@@ -89,6 +89,9 @@ struct MaskedUpload<'a> {
     masked: bool,
     /// The attempt the last accepted update was made for.
     attempt: Option<u32>,
+    /// The attempt whose masks the ledger already binds these values to
+    /// (`seal_and_bind`): its upload does not hash them again.
+    bound: Option<u32>,
 }
 
 /// What to do after one masked attempt.
@@ -274,6 +277,7 @@ impl HeExchange {
             cost: ExchangeCost::default(),
             masked: false,
             attempt: None,
+            bound: None,
         };
         loop {
             if cancel.load(Ordering::Relaxed) {
@@ -405,7 +409,7 @@ impl HeExchange {
             up.me.ledger.seal_under(&round.ctx, &under)
         };
         match sealed {
-            Ok(()) => {}
+            Ok(()) => up.bound = uploads.then_some(attempt),
             Err(e @ (LedgerError::RosterConflict { .. } | LedgerError::StaleAttempt { .. })) => {
                 self.note(&format!("round {} attempt {attempt}: {e}", up.round));
                 return Ok(AfterAttempt::Wait);
@@ -513,7 +517,9 @@ impl HeExchange {
                 round: up.round,
                 attempt,
             };
-            up.me.ledger.bind(&ctx, up.values, up.weight)?;
+            if up.bound != Some(attempt) {
+                up.me.ledger.bind(&ctx, up.values, up.weight)?;
+            }
         }
         let update = self.encrypt(up.round, attempt, up.values, up.weight, masks)?;
         let bytes = update.to_bytes();

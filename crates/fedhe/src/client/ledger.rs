@@ -203,15 +203,7 @@ impl MaskLedger {
     /// A new run's empty ledger at `path`, written at once (it replaces
     /// the last run's: its secrets are never used again).
     pub fn fresh(path: &Path) -> Result<MaskLedger, LedgerError> {
-        let file = LedgerFile::create(path, &BTreeMap::<String, Entry>::new())
-            .map_err(|message| file_error(path, message))?;
-        Ok(MaskLedger {
-            path: Some(path.to_path_buf()),
-            inner: Arc::new(Mutex::new(Inner {
-                entries: BTreeMap::new(),
-                file: Some(file),
-            })),
-        })
+        MaskLedger::written(path, BTreeMap::new())
     }
 
     /// The ledger at `path` (a resumed run), empty if there is none;
@@ -224,6 +216,12 @@ impl MaskLedger {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(file_error(path, e.to_string())),
         };
+        MaskLedger::written(path, entries)
+    }
+
+    /// A ledger of `entries`, written compacted at `path` and appended to
+    /// from there on.
+    fn written(path: &Path, entries: BTreeMap<String, Entry>) -> Result<MaskLedger, LedgerError> {
         let file =
             LedgerFile::create(path, &entries).map_err(|message| file_error(path, message))?;
         Ok(MaskLedger {
@@ -237,7 +235,7 @@ impl MaskLedger {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves whole entries behind (each
-        // change is one insert or one field set): the data stays usable.
+        // change is one insert, after its write): the data stays usable.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -247,9 +245,8 @@ impl MaskLedger {
     /// in memory only).
     fn record(&self, inner: &mut Inner, key: String, entry: Entry) -> Result<(), LedgerError> {
         if let Some(file) = inner.file.as_mut() {
-            file.append(&key, &entry).map_err(|message| {
-                file_error(self.path.as_deref().unwrap_or(Path::new("")), message)
-            })?;
+            file.append(&key, &entry)
+                .map_err(|message| file_error(file.path(), message))?;
         }
         inner.entries.insert(key, entry);
         Ok(())

@@ -81,6 +81,11 @@ impl LedgerFile {
         })
     }
 
+    /// The file's path (for errors).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Appends `entry` as `key`'s latest state and syncs it.
     pub fn append<E: Serialize>(&mut self, key: &str, entry: &E) -> Result<(), String> {
         let Some(file) = self.file.as_mut() else {
